@@ -1,0 +1,266 @@
+"""core/v1 kinds: registry entries, defaults (SetDefaults_* in pkg/apis/core/v1/
+defaults.go) and the validation upstream's apiserver adds beyond the schema."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from kybern.api.registry import ResourceInfo
+from kybern.api.strategy import Cause, Obj, Strategy, validate_dns_label
+from kybern.machinery import errors
+
+
+def default_container(c: Obj, *, init: bool = False) -> None:
+    image = c.get("image", "")
+    if "imagePullPolicy" not in c:
+        last = image.rsplit("/", 1)[-1]
+        tagless = ":" not in last and "@" not in image
+        c["imagePullPolicy"] = "Always" if tagless or last.endswith(":latest") else "IfNotPresent"
+    c.setdefault("terminationMessagePath", "/dev/termination-log")
+    c.setdefault("terminationMessagePolicy", "File")
+    c.setdefault("resources", {})
+    for p in c.get("ports") or []:
+        p.setdefault("protocol", "TCP")
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        pr = c.get(probe)
+        if isinstance(pr, dict):
+            pr.setdefault("timeoutSeconds", 1)
+            pr.setdefault("periodSeconds", 10)
+            pr.setdefault("successThreshold", 1)
+            pr.setdefault("failureThreshold", 3)
+            if isinstance(pr.get("httpGet"), dict):
+                pr["httpGet"].setdefault("path", "/")
+                pr["httpGet"].setdefault("scheme", "HTTP")
+    lim, req = c["resources"].get("limits"), c["resources"].get("requests")
+    if lim and not req:  # requests default to limits, as upstream
+        c["resources"]["requests"] = dict(lim)
+    elif lim and req:
+        for k, v in lim.items():
+            req.setdefault(k, v)
+
+
+def default_pod_spec(spec: Obj) -> None:
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("enableServiceLinks", True)
+    for c in spec.get("initContainers") or []:
+        default_container(c, init=True)
+    for c in spec.get("containers") or []:
+        default_container(c)
+    for v in spec.get("volumes") or []:
+        for kind in ("configMap", "secret"):
+            if isinstance(v.get(kind), dict):
+                v[kind].setdefault("defaultMode", 420)
+
+
+def qos_class(spec: Obj) -> str:
+    """Guaranteed / Burstable / BestEffort, as pkg/apis/core/helper/qos."""
+    containers = (spec.get("containers") or []) + (spec.get("initContainers") or [])
+    any_set = False
+    guaranteed = True
+    for c in containers:
+        res = c.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        if req or lim:
+            any_set = True
+        for r in ("cpu", "memory"):
+            if r not in lim or (r in req and str(req[r]) != str(lim[r])):
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def validate_pod_spec(spec: Any, path: str) -> list[Cause]:
+    out: list[Cause] = []
+    if not isinstance(spec, dict):
+        return [errors.required(path)]
+    containers = spec.get("containers")
+    if not containers:
+        out.append(errors.required(f"{path}.containers"))
+    names: set[str] = set()
+    for kind in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(kind) or []):
+            if not isinstance(c, dict):
+                continue
+            p = f"{path}.{kind}[{i}]"
+            name = c.get("name")
+            if not name:
+                out.append(errors.required(f"{p}.name"))
+            else:
+                out.extend(validate_dns_label(name, f"{p}.name"))
+                if name in names:
+                    out.append(errors.cause(f"{p}.name", f'Duplicate value: "{name}"', "FieldValueDuplicate"))
+                names.add(name)
+            if not c.get("image"):
+                out.append(errors.required(f"{p}.image"))
+    rp = spec.get("restartPolicy")
+    if rp is not None and rp not in ("Always", "OnFailure", "Never"):
+        out.append(errors.cause(f"{path}.restartPolicy", f'Unsupported value: "{rp}": supported values: '
+                                '"Always", "OnFailure", "Never"', "FieldValueNotSupported"))
+    return out
+
+
+class PodStrategy(Strategy):
+    has_status = True
+
+    def default(self, obj: Obj) -> None:
+        default_pod_spec(obj.setdefault("spec", {}))
+        spec = obj["spec"]
+        if "serviceAccountName" not in spec:
+            spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
+        spec.setdefault("serviceAccount", spec["serviceAccountName"])
+        tol = spec.setdefault("tolerations", [])
+        # the DefaultTolerationSeconds admission plugin
+        for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+            if not any(t.get("key") == key for t in tol):
+                tol.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                            "tolerationSeconds": 300})
+        spec.setdefault("priority", 0)
+        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        super().prepare_for_create(obj)
+        obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj["spec"])}
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        return validate_pod_spec(obj.get("spec"), "spec")
+
+    def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
+        out = self.validate(new)
+        ns, os_ = new.get("spec", {}), old.get("spec", {})
+        # only images, activeDeadlineSeconds, tolerations (additions) may change
+        def strip(spec: Obj) -> Obj:
+            s = copy.deepcopy(spec)
+            for c in (s.get("containers") or []) + (s.get("initContainers") or []):
+                c.pop("image", None)
+            s.pop("activeDeadlineSeconds", None)
+            s.pop("tolerations", None)
+            s.pop("terminationGracePeriodSeconds", None)
+            return s
+        if strip(ns) != strip(os_):
+            out.append(errors.cause("spec", "Forbidden: pod updates may not change fields other than "
+                                            "`spec.containers[*].image`,`spec.initContainers[*].image`,"
+                                            "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions "
+                                            "to existing tolerations),`spec.terminationGracePeriodSeconds` "
+                                            "(allow it to be set to 1 if it was previously negative)",
+                                    "FieldValueForbidden"))
+        return out
+
+    def grace_period(self, obj: Obj, requested: int | None) -> int:
+        # an unscheduled pod has no kubelet to wait for (pkg/registry/core/pod/strategy.go)
+        if not obj.get("spec", {}).get("nodeName"):
+            return 0
+        if obj.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            return 0
+        if requested is not None:
+            return max(requested, 0)
+        return int(obj.get("spec", {}).get("terminationGracePeriodSeconds", 30))
+
+
+class NodeStrategy(Strategy):
+    has_status = True
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        # kubelets create their Node with status; upstream keeps it on create too
+        self.default(obj)
+
+
+class NamespaceStrategy(Strategy):
+    has_status = True
+    name_validator = staticmethod(validate_dns_label)
+
+    def default(self, obj: Obj) -> None:
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta.get("name", "")
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        super().prepare_for_create(obj)
+        obj["status"] = {"phase": "Active"}
+
+
+class ServiceStrategy(Strategy):
+    has_status = True
+    name_validator = staticmethod(validate_dns_label)
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        if spec["type"] != "ExternalName":
+            spec.setdefault("ipFamilies", ["IPv4"])
+            spec.setdefault("ipFamilyPolicy", "SingleStack")
+            spec.setdefault("internalTrafficPolicy", "Cluster")
+        for p in spec.get("ports") or []:
+            p.setdefault("protocol", "TCP")
+            if "targetPort" not in p and "port" in p:
+                p["targetPort"] = p["port"]
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        out: list[Cause] = []
+        spec = obj.get("spec") or {}
+        if spec.get("type") != "ExternalName" and spec.get("clusterIP") != "None" and not spec.get("ports"):
+            out.append(errors.required("spec.ports"))
+        for i, p in enumerate(spec.get("ports") or []):
+            port = p.get("port")
+            if not isinstance(port, int) or not 1 <= port <= 65535:
+                out.append(errors.cause(f"spec.ports[{i}].port",
+                                        f"Invalid value: {port}: must be between 1 and 65535, inclusive"))
+        return out
+
+
+class ConfigMapStrategy(Strategy):
+    def validate(self, obj: Obj) -> list[Cause]:
+        out: list[Cause] = []
+        for k in list((obj.get("data") or {}).keys()) + list((obj.get("binaryData") or {}).keys()):
+            if not k or len(k) > 253 or not all(ch.isalnum() or ch in "-._" for ch in k):
+                out.append(errors.cause(f"data[{k}]", f'Invalid value: "{k}": a valid config key must consist '
+                                        "of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or "
+                                        "'KEY_NAME',  or 'key-name', regex used for validation is "
+                                        "'[-._a-zA-Z0-9]+')"))
+        return out
+
+
+class SecretStrategy(ConfigMapStrategy):
+    def default(self, obj: Obj) -> None:
+        obj.setdefault("type", "Opaque")
+        # stringData is write-only: merged into data as base64
+        sd = obj.pop("stringData", None)
+        if sd:
+            import base64
+
+            data = obj.setdefault("data", {})
+            for k, v in sd.items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+
+
+class EventStrategy(Strategy):
+    pass
+
+
+RESOURCES = [
+    ResourceInfo("", "v1", "Namespace", "namespaces", False, "io.k8s.api.core.v1.Namespace",
+                 short_names=("ns",), subresources=("status", "finalize"), strategy=NamespaceStrategy()),
+    ResourceInfo("", "v1", "Node", "nodes", False, "io.k8s.api.core.v1.Node",
+                 short_names=("no",), subresources=("status", "proxy"), strategy=NodeStrategy()),
+    ResourceInfo("", "v1", "Pod", "pods", True, "io.k8s.api.core.v1.Pod", short_names=("po",),
+                 categories=("all",), subresources=("status", "binding", "log", "eviction", "exec",
+                                                    "attach", "portforward", "proxy"),
+                 strategy=PodStrategy()),
+    ResourceInfo("", "v1", "Event", "events", True, "io.k8s.api.core.v1.Event", short_names=("ev",),
+                 strategy=EventStrategy()),
+    ResourceInfo("", "v1", "ConfigMap", "configmaps", True, "io.k8s.api.core.v1.ConfigMap",
+                 short_names=("cm",), strategy=ConfigMapStrategy()),
+    ResourceInfo("", "v1", "Secret", "secrets", True, "io.k8s.api.core.v1.Secret",
+                 strategy=SecretStrategy()),
+    ResourceInfo("", "v1", "Service", "services", True, "io.k8s.api.core.v1.Service",
+                 short_names=("svc",), categories=("all",), subresources=("status", "proxy"),
+                 strategy=ServiceStrategy()),
+    ResourceInfo("", "v1", "ServiceAccount", "serviceaccounts", True,
+                 "io.k8s.api.core.v1.ServiceAccount", short_names=("sa",), strategy=Strategy()),
+]

@@ -1,0 +1,126 @@
+"""Strategies: what create, update and status writes mean for one kind, after
+k8s.io/apiserver pkg/registry/rest (create.go, update.go) and the per-kind
+`strategy.go` files. The generic store (kybern/apiserver/store.py) owns the
+mechanics; a strategy only says what differs between kinds.
+
+Contract (as upstream):
+- prepare_for_create(obj): clear status where users may not set it, set defaults.
+- validate(obj) -> causes: must not mutate.
+- prepare_for_update(new, old): e.g. keep old status when status is a subresource.
+- validate_update(new, old) -> causes: immutable fields and the like.
+- status strategy: the mirror image; only status changes.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from kybern.machinery import errors
+
+Obj = dict[str, Any]
+Cause = dict[str, str]
+
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+
+
+def validate_dns_subdomain(value: str, field: str) -> list[Cause]:
+    if len(value) > 253:
+        return [errors.cause(field, f'Invalid value: "{value}": must be no more than 253 characters')]
+    if not DNS1123_SUBDOMAIN.match(value):
+        return [errors.cause(field, f'Invalid value: "{value}": a lowercase RFC 1123 subdomain must consist '
+                                    "of lower case alphanumeric characters, '-' or '.', and must start and end "
+                                    "with an alphanumeric character (e.g. 'example.com', regex used for validation "
+                                    "is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")]
+    return []
+
+
+def validate_dns_label(value: str, field: str) -> list[Cause]:
+    if len(value) > 63 or not DNS1123_LABEL.match(value):
+        return [errors.cause(field, f'Invalid value: "{value}": a lowercase RFC 1123 label must consist of '
+                                    "lower case alphanumeric characters or '-', and must start and end with an "
+                                    "alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+                                    "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")]
+    return []
+
+
+def validate_labels(labels: Any, field: str) -> list[Cause]:
+    out: list[Cause] = []
+    if not isinstance(labels, dict):
+        return out
+    for k, v in labels.items():
+        name = k.rsplit("/", 1)[-1]
+        prefix = k[: -len(name) - 1] if "/" in k else ""
+        if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name) or (prefix and not DNS1123_SUBDOMAIN.match(prefix)):
+            out.append(errors.cause(f"{field}", f'Invalid value: "{k}": name part must consist of alphanumeric '
+                                               "characters, '-', '_' or '.', and must start and end with an "
+                                               "alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
+                                               "'123-abc', regex used for validation is "
+                                               "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"))
+        if not isinstance(v, str) or len(v) > 63 or not _LABEL_VALUE.match(v):
+            out.append(errors.cause(f"{field}", f'Invalid value: "{v}": a valid label must be an empty string or '
+                                               "consist of alphanumeric characters, '-', '_' or '.', and must "
+                                               "start and end with an alphanumeric character (e.g. 'MyValue',  or "
+                                               "'my_value',  or '12345', regex used for validation is "
+                                               "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"))
+    return out
+
+
+class Strategy:
+    """Default behaviour: a kind with no status subresource and no extra rules."""
+
+    has_status = False  # status is a subresource: main-resource writes keep the old status
+    name_validator = staticmethod(validate_dns_subdomain)
+    allow_create_on_update = False
+    allow_unconditional_update = True
+    default_gc_policy = "Background"
+
+    def default(self, obj: Obj) -> None:
+        """Defaulting (SetDefaults_*); runs on create and update."""
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        if self.has_status:
+            obj.pop("status", None)
+        self.default(obj)
+
+    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        if self.has_status:
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        self.default(new)
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        return []
+
+    def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
+        return self.validate(new)
+
+    def spec_changed(self, new: Obj, old: Obj) -> bool:
+        """Whether `metadata.generation` should be bumped (spec change only)."""
+        return {k: v for k, v in new.items() if k not in ("metadata", "status", "apiVersion", "kind")} != \
+               {k: v for k, v in old.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+    # status subresource ----------------------------------------------------
+    def prepare_for_status_update(self, new: Obj, old: Obj) -> Obj:
+        """Only status (and nothing else) changes through /status."""
+        out = copy.deepcopy(old)
+        if "status" in new:
+            out["status"] = new["status"]
+        else:
+            out.pop("status", None)
+        out["metadata"]["resourceVersion"] = new.get("metadata", {}).get("resourceVersion")
+        return out
+
+    def validate_status_update(self, new: Obj, old: Obj) -> list[Cause]:
+        return []
+
+    # graceful deletion ---------------------------------------------------------
+    def grace_period(self, obj: Obj, requested: int | None) -> int:
+        """Seconds of graceful deletion; 0 deletes at once (most kinds)."""
+        return 0

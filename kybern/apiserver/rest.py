@@ -1,0 +1,324 @@
+"""REST handlers: turn one HTTP request on a resource path into a call on the
+kind's RESTStore, as k8s.io/apiserver's endpoints/handlers do (create.go,
+get.go, update.go, patch.go, delete.go, watch.go).
+
+Path shapes served (group "" is /api/v1, others /apis/<g>/<v>):
+  <gv>/<plural>                                 list, watch, create, deletecollection
+  <gv>/<plural>/<name>[/<sub>]                  cluster-scoped object and subresource
+  <gv>/namespaces/<ns>/<plural>[/<name>[/<sub>]] namespaced
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from kybern.api import tables
+from kybern.api.registry import ResourceInfo
+from kybern.apiserver.store import Predicate, RESTStore
+from kybern.machinery import errors
+
+if TYPE_CHECKING:
+    from kybern.apiserver.server import APIServer
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+MAX_BODY = 3 * 1024 * 1024
+BOOKMARK_INTERVAL = 5.0
+
+
+def json_response(obj: Any, status: int = 200, *, content_type: str = JSON,
+                  warnings: list[str] | None = None) -> web.Response:
+    headers = {}
+    if warnings:
+        headers["Warning"] = ", ".join(f'299 - "{w.replace(chr(34), chr(92) + chr(34))}"' for w in warnings)
+    return web.Response(body=orjson.dumps(obj), status=status, content_type=content_type.split(";")[0],
+                        headers=headers) if ";" not in content_type else \
+        web.Response(body=orjson.dumps(obj), status=status, headers={"Content-Type": content_type, **headers})
+
+
+async def read_body(request: web.Request) -> Any:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise errors.too_large()
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise errors.too_large()
+    ctype = (request.headers.get("Content-Type") or JSON).split(";")[0].strip().lower()
+    return decode_body(raw, ctype)
+
+
+def decode_body(raw: bytes, ctype: str) -> Any:
+    if not raw.strip():
+        raise errors.bad_request("the server rejected our request due to an error in our request: "
+                                 "request body is empty")
+    if ctype in ("application/json", "application/json-patch+json", "application/merge-patch+json",
+                 "application/strategic-merge-patch+json", "*/*", ""):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise errors.bad_request(f"error decoding JSON: {e}") from None
+    if ctype in ("application/yaml", "application/apply-patch+yaml", "text/yaml"):
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
+    raise errors.unsupported_media_type(ctype)
+
+
+def parse_path(server: "APIServer", segs: list[str], group: str, version: str
+               ) -> tuple[ResourceInfo, str | None, str | None, str | None]:
+    """(info, namespace, name, subresource) or a 404 Status."""
+    reg = server.registry
+    ns = name = sub = None
+    if len(segs) >= 3 and segs[0] == "namespaces":
+        cand = reg.get(group, version, segs[2])
+        if cand is not None and cand.namespaced:
+            info, ns = cand, segs[1]
+            rest = segs[3:]
+        else:
+            info = reg.get(group, version, "namespaces")  # type: ignore[assignment]
+            rest = segs[1:]
+    else:
+        info = reg.get(group, version, segs[0]) if segs else None  # type: ignore[assignment]
+        rest = segs[1:]
+    if info is None or len(rest) > 2:
+        raise errors.StatusError(404, "NotFound", "the server could not find the requested resource",
+                                 details={"causes": [{"reason": "UnexpectedServerResponse",
+                                                      "message": "404 page not found"}]})
+    if rest:
+        name = rest[0]
+    if len(rest) == 2:
+        sub = rest[1]
+        if sub not in info.subresources:
+            raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")
+    return info, ns, name, sub
+
+
+def wants_table(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "as=Table" in accept and "g=meta.k8s.io" in accept
+
+
+def query_bool(request: web.Request, key: str) -> bool:
+    return request.query.get(key, "").lower() in ("true", "1")
+
+
+def dry_run(request: web.Request) -> bool:
+    vals = request.query.getall("dryRun", [])
+    for v in vals:
+        if v != "All":
+            raise errors.bad_request(f'dryRun: Unsupported value: "{v}": supported values: "All"')
+    return bool(vals)
+
+
+def field_validation(request: web.Request) -> str:
+    v = request.query.get("fieldValidation", "Warn") or "Warn"
+    if v not in ("Strict", "Warn", "Ignore"):
+        raise errors.bad_request(f'fieldValidation: Unsupported value: "{v}": supported values: '
+                                 '"Ignore", "Strict", "Warn"')
+    return v
+
+
+async def handle(server: "APIServer", request: web.Request, group: str, version: str,
+                 segs: list[str]) -> web.StreamResponse:
+    info, ns, name, sub = parse_path(server, segs, group, version)
+    store = server.store_for(info)
+    method = request.method
+    if info.namespaced and ns is None and name is not None:
+        raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")
+    if sub:
+        handler = server.subresources.get((info.group, info.plural, sub)) or \
+            server.subresources.get(("*", "*", sub))
+        if handler is None:
+            raise errors.method_not_allowed(f"the server does not allow this method on the requested "
+                                            f"resource")
+        return await handler(server, request, store, ns, name)
+    if name is None:
+        if method == "GET":
+            if query_bool(request, "watch"):
+                return await watch(server, request, store, ns)
+            return await list_(request, store, ns)
+        if method == "POST":
+            warnings: list[str] = []
+            body = await read_body(request)
+            obj = await store.create(ns, body, dry_run=dry_run(request),
+                                     field_validation=field_validation(request), warnings=warnings)
+            return json_response(obj, 201, warnings=warnings)
+        if method == "DELETE":
+            return await delete_collection(request, store, ns)
+        raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+    if method == "GET":
+        if query_bool(request, "watch"):
+            return await watch(server, request, store, ns, name=name)
+        obj = await store.get(ns, name)
+        if wants_table(request):
+            return json_response(tables.table(tables.printer_for(info.group, info.kind), [obj],
+                                              include_object=request.query.get("includeObject", "Metadata"),
+                                              list_meta={"resourceVersion": obj["metadata"]["resourceVersion"]}))
+        return json_response(obj)
+    if method == "PUT":
+        return await update(server, request, store, ns, name, None)
+    if method == "PATCH":
+        return await server.patch(request, store, ns, name, None)
+    if method == "DELETE":
+        return await delete(request, store, ns, name)
+    raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+
+
+async def list_(request: web.Request, store: RESTStore, ns: str | None) -> web.Response:
+    q = request.query
+    pred = Predicate(q.get("labelSelector"), q.get("fieldSelector"))
+    try:
+        limit = int(q.get("limit") or 0)
+    except ValueError:
+        raise errors.bad_request(f"invalid limit: {q.get('limit')!r}") from None
+    lst = await store.list(ns, pred=pred, limit=max(limit, 0), continue_=q.get("continue") or None,
+                           resource_version=q.get("resourceVersion"))
+    if wants_table(request):
+        info = store.info
+        return json_response(tables.table(tables.printer_for(info.group, info.kind), lst["items"],
+                                          include_object=q.get("includeObject", "Metadata"),
+                                          list_meta=lst["metadata"]))
+    return json_response(lst)
+
+
+async def update(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None, name: str,
+                 sub: str | None) -> web.Response:
+    body = await read_body(request)
+    if not isinstance(body, dict):
+        raise errors.bad_request(f"the object provided is not a valid {store.info.kind}")
+    warnings: list[str] = []
+    obj, created = await store.update(ns, name, lambda cur: body, subresource=sub, dry_run=dry_run(request),
+                                      field_validation=field_validation(request), warnings=warnings)
+    return json_response(obj, 201 if created else 200, warnings=warnings)
+
+
+async def delete(request: web.Request, store: RESTStore, ns: str | None, name: str) -> web.Response:
+    options: dict[str, Any] = {}
+    if request.can_read_body:
+        raw = await request.content.read(MAX_BODY)
+        if raw.strip():
+            options = decode_body(raw, (request.headers.get("Content-Type") or JSON).split(";")[0])
+            if not isinstance(options, dict):
+                raise errors.bad_request("DeleteOptions must be an object")
+    q = request.query
+    if "gracePeriodSeconds" in q:
+        options["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
+    if "propagationPolicy" in q:
+        options["propagationPolicy"] = q["propagationPolicy"]
+    if "orphanDependents" in q:
+        options["orphanDependents"] = q["orphanDependents"] == "true"
+    pol = options.get("propagationPolicy")
+    if pol not in (None, "Orphan", "Background", "Foreground"):
+        raise errors.bad_request(f'propagationPolicy: Unsupported value: "{pol}": supported values: '
+                                 '"Foreground", "Background", "Orphan", "nil"')
+    obj, deleted_now = await store.delete(ns, name, options, dry_run=dry_run(request))
+    return json_response(obj, 200 if deleted_now else 202 if False else 200)
+
+
+async def delete_collection(request: web.Request, store: RESTStore, ns: str | None) -> web.Response:
+    q = request.query
+    pred = Predicate(q.get("labelSelector"), q.get("fieldSelector"))
+    lst = await store.list(ns, pred=pred)
+    options: dict[str, Any] = {}
+    if request.can_read_body:
+        raw = await request.content.read(MAX_BODY)
+        if raw.strip():
+            options = decode_body(raw, JSON)
+    if "gracePeriodSeconds" in q:
+        options["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
+    if "propagationPolicy" in q:
+        options["propagationPolicy"] = q["propagationPolicy"]
+    items = []
+    for o in lst["items"]:
+        try:
+            obj, _ = await store.delete(o["metadata"].get("namespace"), o["metadata"]["name"], options,
+                                        dry_run=dry_run(request))
+            items.append(obj)
+        except errors.StatusError as e:
+            if e.code != 404:
+                raise
+    lst["items"] = items
+    return json_response(lst)
+
+
+async def watch(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None, *,
+                name: str | None = None) -> web.StreamResponse:
+    q = request.query
+    fs = q.get("fieldSelector")
+    if name:
+        fs = f"metadata.name={name}" + (f",{fs}" if fs else "")
+    pred = Predicate(q.get("labelSelector"), fs)
+    as_table = wants_table(request)
+    printer = tables.printer_for(store.info.group, store.info.kind)
+    bookmarks = query_bool(request, "allowWatchBookmarks")
+    try:
+        timeout = float(q.get("timeoutSeconds") or 1800)
+    except ValueError:
+        raise errors.bad_request("invalid timeoutSeconds") from None
+    events = store.watch(ns, pred=pred, resource_version=q.get("resourceVersion"))
+    # fetch the first event before committing to a 200, so a 410 is a proper error
+    resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    deadline = time.monotonic() + timeout
+    last_rv = q.get("resourceVersion") or ""
+    server.metrics_watchers(store.info, +1)
+    first_columns = True
+    queue: asyncio.Queue[tuple[str, Any] | None | BaseException] = asyncio.Queue(1024)
+
+    async def pump() -> None:
+        try:
+            async for ev in events:
+                await queue.put(ev)
+            await queue.put(None)
+        except BaseException as e:  # noqa: BLE001 - forwarded to the writer
+            await queue.put(e)
+
+    task = asyncio.create_task(pump())
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                item = await asyncio.wait_for(queue.get(), min(remaining, BOOKMARK_INTERVAL))
+            except asyncio.TimeoutError:
+                if bookmarks and last_rv and last_rv != "0":
+                    bm = {"type": "BOOKMARK", "object": {"kind": store.info.kind,
+                                                         "apiVersion": store.info.api_version,
+                                                         "metadata": {"resourceVersion": last_rv}}}
+                    await resp.write(orjson.dumps(bm) + b"\n")
+                continue
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                if isinstance(item, errors.StatusError):
+                    err = {"type": "ERROR", "object": item.status()}
+                    await resp.write(orjson.dumps(err) + b"\n")
+                    break
+                raise item
+            typ, obj = item
+            last_rv = obj["metadata"].get("resourceVersion", last_rv)
+            if as_table:
+                obj = tables.table(printer, [obj], include_object=q.get("includeObject", "Metadata"),
+                                   list_meta={"resourceVersion": last_rv}, with_columns=first_columns)
+                first_columns = False
+            await resp.write(orjson.dumps({"type": typ, "object": obj}) + b"\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        task.cancel()
+        server.metrics_watchers(store.info, -1)
+    try:
+        await resp.write_eof()
+    except (ConnectionResetError, RuntimeError):
+        pass
+    return resp

@@ -1,0 +1,342 @@
+"""The apiserver: an aiohttp application that serves discovery, OpenAPI, health,
+version and every registered kind through the generic REST handlers.
+
+Request flow: authn (bearer token) → errors as Status → route → rest.handle →
+RESTStore → storage. Authorization and admission beyond defaulting are not yet
+implemented (see docs/apiserver.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from kybern.api.catalog import builtin_registry
+from kybern.api.registry import Registry, ResourceInfo
+from kybern.apiserver import discovery, rest, subresources
+from kybern.apiserver.store import RESTStore
+from kybern.machinery import errors
+from kybern.storage.interface import Store
+
+log = logging.getLogger(__name__)
+
+SubHandler = Callable[[Any, web.Request, RESTStore, str | None, str], Awaitable[web.StreamResponse]]
+
+PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+BOOTSTRAP_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def _validator() -> Callable[..., Any] | None:
+    """Schema validation from kybern.api.validation when present."""
+    try:
+        from kybern.api import validation
+    except ImportError:
+        return None
+
+    def validate(obj: dict[str, Any], info: ResourceInfo) -> tuple[list[dict[str, str]], list[str]]:
+        causes, unknown = validation.validate(obj, info.definition)
+        if unknown and hasattr(validation, "prune"):
+            validation.prune(obj, info.definition)
+        return causes, unknown
+
+    return validate
+
+
+class APIServer:
+    def __init__(self, storage: Store, *, tokens: set[str] | None = None, node_token: str | None = None,
+                 registry: Registry | None = None, advertise: str = "127.0.0.1:6443") -> None:
+        self.storage = storage
+        self.registry = registry or builtin_registry()
+        self.tokens = tokens or set()
+        self.node_token = node_token
+        self.advertise = advertise
+        self._stores: dict[tuple[str, str, str], RESTStore] = {}
+        self._validator = _validator()
+        self.subresources: dict[tuple[str, str, str], SubHandler] = {
+            ("*", "*", "status"): subresources.status,
+            ("*", "*", "scale"): subresources.scale,
+            ("", "pods", "binding"): subresources.binding,
+            ("", "pods", "log"): subresources.log,
+        }
+        self.watchers: dict[str, int] = {}
+        self._node_session: aiohttp.ClientSession | None = None
+
+    # -- stores ---------------------------------------------------------------
+    def store_for(self, info: ResourceInfo) -> RESTStore:
+        key = (info.group, info.version, info.plural)
+        s = self._stores.get(key)
+        if s is None:
+            s = RESTStore(info, self.storage, validator=self._validator,
+                          namespace_check=self._check_namespace if info.namespaced else None)
+            self._stores[key] = s
+        return s
+
+    def store(self, group: str, version: str, plural: str) -> RESTStore:
+        info = self.registry.get(group, version, plural)
+        assert info is not None, (group, version, plural)
+        return self.store_for(info)
+
+    async def _check_namespace(self, ns: str) -> None:
+        obj = await self.store("", "v1", "namespaces").get(None, ns)
+        if obj["metadata"].get("deletionTimestamp"):
+            raise errors.forbidden(f"unable to create new content in namespace {ns} because it is being "
+                                   f"terminated")
+
+    async def bootstrap(self) -> None:
+        ns_store = self.store("", "v1", "namespaces")
+        for ns in BOOTSTRAP_NAMESPACES:
+            try:
+                await ns_store.create(None, {"metadata": {"name": ns}})
+            except errors.StatusError as e:
+                if e.reason != "AlreadyExists":
+                    raise
+        sa_store = self.store("", "v1", "serviceaccounts")
+        for ns in BOOTSTRAP_NAMESPACES:
+            try:
+                await sa_store.create(ns, {"metadata": {"name": "default", "namespace": ns}})
+            except errors.StatusError as e:
+                if e.reason != "AlreadyExists":
+                    raise
+
+    # -- patch ----------------------------------------------------------------
+    def apply_patch(self, ctype: str, raw: bytes, current: dict[str, Any], definition: str) -> Any:
+        from kybern.machinery import patch as patching
+
+        body = rest.decode_body(raw, ctype)
+        if ctype == "application/json-patch+json":
+            if not isinstance(body, list):
+                raise errors.bad_request("json patch must be a list of operations")
+            return patching.json_patch(current, body)
+        if not isinstance(body, dict):
+            raise errors.bad_request("patch body must be a JSON object")
+        if ctype == "application/merge-patch+json":
+            return patching.merge_patch(current, body)
+        if ctype in ("application/strategic-merge-patch+json", "application/apply-patch+yaml"):
+            from kybern.api import schemas
+
+            return patching.strategic_merge_patch(current, body, schemas.lookup_for(definition))
+        raise errors.unsupported_media_type(ctype)
+
+    async def patch(self, request: web.Request, store: RESTStore, ns: str | None, name: str,
+                    sub: str | None) -> web.Response:
+        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip()
+        if ctype not in ("application/json-patch+json", "application/merge-patch+json",
+                         "application/strategic-merge-patch+json", "application/apply-patch+yaml"):
+            raise errors.unsupported_media_type(ctype)
+        raw = await request.content.read(rest.MAX_BODY + 1)
+        if len(raw) > rest.MAX_BODY:
+            raise errors.too_large()
+        rest.decode_body(raw, ctype)  # reject malformed bodies before reading the object
+        apply = ctype == "application/apply-patch+yaml"
+        if apply and not request.query.get("fieldManager"):
+            raise errors.bad_request("PATCH requests with content type application/apply-patch+yaml must "
+                                     "specify a fieldManager")
+
+        def make(cur: dict[str, Any] | None) -> dict[str, Any]:
+            if cur is None:
+                if apply:
+                    body = rest.decode_body(raw, ctype)
+                    return body if isinstance(body, dict) else {}
+                raise errors.not_found(store.info.group, store.info.plural, name)
+            cur_rv = cur["metadata"]["resourceVersion"]
+            out = self.apply_patch(ctype, raw, cur, store.info.definition)
+            if not isinstance(out, dict):
+                raise errors.bad_request("the patch produced an object that is not a JSON object")
+            m = out.setdefault("metadata", {})
+            if m.get("resourceVersion") == cur_rv:
+                m.pop("resourceVersion")  # not a precondition: let the update loop retry
+            return out
+
+        warnings: list[str] = []
+        obj, created = await store.update(ns, name, make, subresource=sub, dry_run=rest.dry_run(request),
+                                          field_validation=rest.field_validation(request),
+                                          warnings=warnings, force_allow_create=apply)
+        return rest.json_response(obj, 201 if created else 200, warnings=warnings)
+
+    # -- node proxying ----------------------------------------------------------
+    def node_session(self) -> aiohttp.ClientSession:
+        if self._node_session is None or self._node_session.closed:
+            self._node_session = aiohttp.ClientSession()
+        return self._node_session
+
+    def node_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.node_token}"} if self.node_token else {}
+
+    async def node_url(self, node_name: str) -> str:
+        node = await self.store("", "v1", "nodes").get(None, node_name)
+        st = node.get("status") or {}
+        port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+        addr = next((a["address"] for a in st.get("addresses") or [] if a.get("type") == "InternalIP"), None)
+        if not port or not addr:
+            raise errors.StatusError(500, "InternalError", f"node {node_name} has no kubelet endpoint")
+        host = f"[{addr}]" if ":" in addr else addr
+        return f"http://{host}:{port}"
+
+    def metrics_watchers(self, info: ResourceInfo, delta: int) -> None:
+        self.watchers[info.qualified] = self.watchers.get(info.qualified, 0) + delta
+
+    # -- HTTP ---------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors_mw, self._auth_mw],
+                              client_max_size=rest.MAX_BODY + 1024)
+        r = app.router
+        r.add_get("/version", self._version)
+        for p in ("/healthz", "/livez", "/readyz"):
+            r.add_get(p, self._health)
+            r.add_get(p + "/{check:.*}", self._health)
+        r.add_get("/api", self._api)
+        r.add_get("/apis", self._apis)
+        r.add_get("/openapi/v2", self._openapi_v2)
+        r.add_get("/openapi/v3", self._openapi_v3_index)
+        r.add_get("/openapi/v3/{path:.*}", self._openapi_v3)
+        r.add_route("*", "/api/{version}", self._api_version)
+        r.add_route("*", "/api/{version}/{rest:.*}", self._core)
+        r.add_route("*", "/apis/{group}", self._api_group)
+        r.add_route("*", "/apis/{group}/{version}", self._group_version)
+        r.add_route("*", "/apis/{group}/{version}/{rest:.*}", self._grouped)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    async def _cleanup(self, app: web.Application) -> None:
+        if self._node_session:
+            await self._node_session.close()
+
+    @web.middleware
+    async def _errors_mw(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except errors.StatusError as e:
+            return rest.json_response(e.status(), e.code)
+        except web.HTTPRequestEntityTooLarge:
+            e2 = errors.too_large()
+            return rest.json_response(e2.status(), 413)
+        except web.HTTPNotFound:
+            e3 = errors.StatusError(404, "NotFound", "the server could not find the requested resource")
+            return rest.json_response(e3.status(), 404)
+        except web.HTTPException:
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as e:  # never take the server down for one request
+            log.exception("internal error on %s %s", request.method, request.path)
+            e4 = errors.internal(repr(e))
+            return rest.json_response(e4.status(), 500)
+
+    @web.middleware
+    async def _auth_mw(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.tokens and not request.path.startswith(PUBLIC_PATHS):
+            auth = request.headers.get("Authorization", "")
+            token = auth[7:] if auth.startswith("Bearer ") else ""
+            if token not in self.tokens:
+                raise errors.unauthorized()
+        return await handler(request)
+
+    async def _version(self, request: web.Request) -> web.Response:
+        return rest.json_response(discovery.VERSION_INFO)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        check = request.match_info.get("check")
+        checks = ["ping", "log", "etcd", "poststarthook/start-kube-controllers-informers"]
+        if check and check not in checks:
+            raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")
+        try:
+            await self.storage.current_revision()
+        except Exception as e:
+            return web.Response(status=500, text=f"[-]etcd failed: {e}\n")
+        if "verbose" in request.query:
+            lines = [f"[+]{c} ok" for c in checks]
+            name = request.path.strip("/").split("/")[0]
+            return web.Response(text="\n".join(lines) + f"\n{name} check passed\n")
+        return web.Response(text="ok")
+
+    def _discovery(self, request: web.Request, legacy_doc: Any, legacy: bool) -> web.Response:
+        if discovery.wants_aggregated(request.headers.get("Accept", "")):
+            return rest.json_response(discovery.aggregated(self.registry, legacy=legacy),
+                                      content_type=discovery.AGGREGATED_CT)
+        return rest.json_response(legacy_doc)
+
+    async def _api(self, request: web.Request) -> web.Response:
+        return self._discovery(request, discovery.api_versions(self.advertise), True)
+
+    async def _apis(self, request: web.Request) -> web.Response:
+        return self._discovery(request, discovery.api_group_list(self.registry), False)
+
+    async def _api_version(self, request: web.Request) -> web.Response:
+        doc = discovery.resource_list(self.registry, "", request.match_info["version"])
+        if doc is None or request.method != "GET":
+            raise web.HTTPNotFound()
+        return rest.json_response(doc)
+
+    async def _api_group(self, request: web.Request) -> web.Response:
+        doc = discovery.api_group(self.registry, request.match_info["group"])
+        if doc is None or request.method != "GET":
+            raise web.HTTPNotFound()
+        return rest.json_response(doc)
+
+    async def _group_version(self, request: web.Request) -> web.Response:
+        doc = discovery.resource_list(self.registry, request.match_info["group"], request.match_info["version"])
+        if doc is None or request.method != "GET":
+            raise web.HTTPNotFound()
+        return rest.json_response(doc)
+
+    async def _core(self, request: web.Request) -> web.StreamResponse:
+        segs = [s for s in request.match_info["rest"].split("/") if s]
+        return await rest.handle(self, request, "", request.match_info["version"], segs)
+
+    async def _grouped(self, request: web.Request) -> web.StreamResponse:
+        segs = [s for s in request.match_info["rest"].split("/") if s]
+        return await rest.handle(self, request, request.match_info["group"], request.match_info["version"],
+                                 segs)
+
+    # -- OpenAPI ------------------------------------------------------------------
+    def _openapi_cache(self) -> dict[str, Any]:
+        if not hasattr(self, "_oa"):
+            self._oa: dict[str, Any] = {}
+        return self._oa
+
+    async def _openapi_v2(self, request: web.Request) -> web.Response:
+        from kybern.api import openapi
+
+        cache = self._openapi_cache()
+        if "v2" not in cache:
+            cache["v2"] = orjson.dumps(openapi.v2_document(self.registry.all()))
+        return web.Response(body=cache["v2"], content_type="application/json")
+
+    async def _openapi_v3_index(self, request: web.Request) -> web.Response:
+        from kybern.api import openapi
+
+        return rest.json_response(openapi.v3_index(self.registry.all()))
+
+    async def _openapi_v3(self, request: web.Request) -> web.Response:
+        from kybern.api import openapi
+
+        path = request.match_info["path"].strip("/")
+        parts = path.split("/")
+        if parts[0] == "api" and len(parts) == 2:
+            group, version = "", parts[1]
+        elif parts[0] == "apis" and len(parts) == 3:
+            group, version = parts[1], parts[2]
+        else:
+            raise web.HTTPNotFound()
+        infos = [i for i in self.registry.all() if i.group == group and i.version == version]
+        if not infos:
+            raise web.HTTPNotFound()
+        cache = self._openapi_cache()
+        key = f"v3:{group}/{version}"
+        if key not in cache:
+            cache[key] = orjson.dumps(openapi.v3_document(group, version, infos))
+        return web.Response(body=cache[key], content_type="application/json",
+                            headers={"Cache-Control": "public, immutable"})
+
+
+def ssl_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx

@@ -1,0 +1,470 @@
+"""The generic REST store: create, get, list, update, delete and watch for every
+kind, parameterised by the kind's strategy — k8s.io/apiserver's
+pkg/registry/generic/registry/store.go in Python.
+
+It owns key layout, system metadata (uid, creationTimestamp, generation,
+resourceVersion), resourceVersion preconditions, the guaranteed-update loop,
+finalizers and graceful deletion, and turning storage events into watch events.
+Kinds add behaviour through their strategy, never by copying this file.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as _dt
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+
+from kybern.api.registry import ResourceInfo
+from kybern.api.strategy import Obj
+from kybern.machinery import errors, meta, selectors
+from kybern.storage import interface as st
+
+log = logging.getLogger(__name__)
+
+_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # upstream's SimpleNameGenerator alphabet
+MAX_UPDATE_RETRIES = 16
+
+Validator = Callable[[Obj, ResourceInfo], tuple[list[dict[str, str]], list[str]]]
+
+
+def key_prefix(info: ResourceInfo, namespace: str | None = None) -> str:
+    base = f"/registry/{info.group or 'core'}/{info.plural}/"
+    if info.namespaced and namespace:
+        return f"{base}{namespace}/"
+    return base
+
+
+def object_key(info: ResourceInfo, namespace: str | None, name: str) -> str:
+    return key_prefix(info, namespace) + name
+
+
+def decode(kv: st.KV) -> Obj:
+    obj: Obj = orjson.loads(kv.value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
+    return obj
+
+
+def encode(obj: Obj) -> bytes:
+    m = obj.get("metadata", {})
+    rv = m.pop("resourceVersion", None)
+    try:
+        return orjson.dumps(obj)
+    finally:
+        if rv is not None:
+            m["resourceVersion"] = rv
+
+
+def parse_rv(value: str | None, what: str = "resourceVersion") -> int:
+    if value in (None, ""):
+        return 0
+    try:
+        rv = int(value)  # type: ignore[arg-type]
+        if rv < 0:
+            raise ValueError
+        return rv
+    except ValueError:
+        raise errors.bad_request(f"invalid {what}: {value!r}") from None
+
+
+def encode_continue(rev: int, start: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"v": "meta.k8s.io/v1", "rv": rev, "start": start})).decode()
+
+
+def decode_continue(token: str) -> tuple[int, str]:
+    try:
+        d = orjson.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
+        return int(d["rv"]), str(d["start"])
+    except Exception:
+        raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion "
+                                 "(version meta.k8s.io/v1)") from None
+
+
+class Predicate:
+    """Label and field selectors of a list or watch request."""
+
+    def __init__(self, label_selector: str | None = None, field_selector: str | None = None) -> None:
+        self.labels = selectors.parse_label_selector(label_selector)
+        self.fields = selectors.parse_field_selector(field_selector)
+
+    @property
+    def empty(self) -> bool:
+        return not self.labels and not self.fields
+
+    def matches(self, obj: Obj) -> bool:
+        if self.labels and not selectors.matches(self.labels, obj.get("metadata", {}).get("labels")):
+            return False
+        for path, op, want in self.fields:
+            got = selectors.field_value(obj, path)
+            if (got == want) != (op == "="):
+                return False
+        return True
+
+
+class RESTStore:
+    """One kind's storage operations. Stateless apart from its configuration."""
+
+    def __init__(self, info: ResourceInfo, storage: st.Store, *, validator: Validator | None = None,
+                 namespace_check: Callable[[str], Any] | None = None) -> None:
+        self.info = info
+        self.storage = storage
+        self.strategy = info.strategy
+        assert self.strategy is not None
+        self.validator = validator
+        self.namespace_check = namespace_check
+
+    # -- helpers --------------------------------------------------------------
+    def _not_found(self, name: str) -> errors.StatusError:
+        return errors.not_found(self.info.group, self.info.plural, name)
+
+    def _invalid(self, name: str, causes: list[dict[str, str]]) -> errors.StatusError:
+        return errors.invalid(self.info.group, self.info.kind, name, causes)
+
+    def _check_type(self, obj: Any) -> Obj:
+        if not isinstance(obj, dict):
+            raise errors.bad_request(f"the object provided is not a valid {self.info.kind}")
+        av, kind = obj.get("apiVersion"), obj.get("kind")
+        if kind and kind != self.info.kind or av and av != self.info.api_version:
+            raise errors.bad_request(
+                f"the API version in the data ({av}) does not match the expected API version "
+                f"({self.info.api_version})" if av and av != self.info.api_version else
+                f"the kind in the data ({kind}) does not match the expected kind ({self.info.kind})")
+        obj["apiVersion"], obj["kind"] = self.info.api_version, self.info.kind
+        if not isinstance(obj.get("metadata", {}), dict):
+            raise errors.bad_request("metadata must be an object")
+        obj.setdefault("metadata", {})
+        return obj
+
+    def _validate(self, obj: Obj, extra: list[dict[str, str]], field_validation: str,
+                  warnings: list[str]) -> None:
+        causes = list(extra)
+        name = obj["metadata"].get("name", "")
+        if self.validator is not None:
+            schema_causes, unknown = self.validator(obj, self.info)
+            causes = schema_causes + causes
+            if unknown:
+                if field_validation == "Strict":
+                    msg = ", ".join(f'unknown field "{u.lstrip(".")}"' for u in unknown)
+                    raise errors.bad_request(
+                        f"{self.info.kind} in version \"{self.info.version}\" cannot be handled as a "
+                        f"{self.info.kind}: strict decoding error: {msg}")
+                if field_validation == "Warn":
+                    warnings.extend(f'unknown field "{u.lstrip(".")}"' for u in unknown)
+        if causes:
+            raise self._invalid(name, causes)
+
+    def _meta_causes(self, obj: Obj) -> list[dict[str, str]]:
+        from kybern.api.strategy import validate_labels
+
+        m = obj["metadata"]
+        out = []
+        name = m.get("name")
+        if name:
+            out.extend(self.strategy.name_validator(name, "metadata.name"))  # type: ignore[union-attr]
+        out.extend(validate_labels(m.get("labels"), "metadata.labels"))
+        return out
+
+    # -- reads ----------------------------------------------------------------
+    async def get(self, namespace: str | None, name: str) -> Obj:
+        kv, _ = await self.storage.get(object_key(self.info, namespace, name))
+        if kv is None:
+            raise self._not_found(name)
+        return decode(kv)
+
+    async def list(self, namespace: str | None, *, pred: Predicate, limit: int = 0,
+                   continue_: str | None = None, resource_version: str | None = None) -> Obj:
+        prefix = key_prefix(self.info, namespace)
+        rev, start = 0, ""
+        if continue_:
+            rev, start = decode_continue(continue_)
+            start = prefix + start
+        elif resource_version not in (None, "", "0"):
+            rev = parse_rv(resource_version)
+        items: list[Obj] = []
+        more = False
+        next_start = ""
+        try:
+            while True:
+                want = (limit - len(items)) if limit else 0
+                res = await self.storage.list(prefix, revision=rev, start=start,
+                                              limit=max(want, 1) if limit else 0)
+                rev = res.revision
+                for kv in res.kvs:
+                    obj = decode(kv)
+                    if pred.empty or pred.matches(obj):
+                        items.append(obj)
+                if not res.more:
+                    break
+                start = res.kvs[-1].key + "\x00"
+                if limit and len(items) >= limit:
+                    more = True
+                    next_start = start[len(prefix):]
+                    break
+        except st.Compacted:
+            raise errors.StatusError(410, "Expired", "The provided continue parameter is too old to display "
+                                     "a consistent list result. You can start a new list without the continue "
+                                     "parameter, or use the continue token in this response to retrieve the "
+                                     "remainder of the results. Continuing with the provided token results in an "
+                                     "inconsistent list - objects that were created, modified, or deleted "
+                                     "between the time the first chunk was returned and now may show up in the "
+                                     "list.") from None
+        for o in items:
+            o["apiVersion"], o["kind"] = self.info.api_version, self.info.kind
+        lmeta: Obj = {"resourceVersion": str(rev)}
+        if more:
+            lmeta["continue"] = encode_continue(rev, next_start)
+        return {"kind": self.info.list_kind, "apiVersion": self.info.api_version,
+                "metadata": lmeta, "items": items}
+
+    # -- create ---------------------------------------------------------------
+    async def create(self, namespace: str | None, obj: Any, *, dry_run: bool = False,
+                     field_validation: str = "Strict", warnings: list[str] | None = None) -> Obj:
+        warnings = warnings if warnings is not None else []
+        obj = self._check_type(obj)
+        m = obj["metadata"]
+        if self.info.namespaced:
+            if m.get("namespace") and namespace and m["namespace"] != namespace:
+                raise errors.bad_request("the namespace of the provided object does not match the "
+                                         "namespace sent on the request")
+            m["namespace"] = namespace or m.get("namespace") or "default"
+            if self.namespace_check:
+                await self.namespace_check(m["namespace"])
+        else:
+            m.pop("namespace", None)
+        if not m.get("name"):
+            if m.get("generateName"):
+                m["name"] = m["generateName"] + "".join(random.choices(_NAME_CHARS, k=5))
+            else:
+                raise self._invalid("", [errors.cause("metadata.name",
+                                                      "Required value: name or generateName is required",
+                                                      "FieldValueRequired")])
+        m["uid"] = meta.new_uid()
+        m["creationTimestamp"] = meta.now()
+        for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            m.pop(k, None)
+        m["generation"] = 1
+        self.strategy.prepare_for_create(obj)  # type: ignore[union-attr]
+        self._validate(obj, self._meta_causes(obj) + self.strategy.validate(obj),  # type: ignore[union-attr]
+                       field_validation, warnings)
+        if dry_run:
+            return obj
+        try:
+            rev = await self.storage.create(object_key(self.info, m.get("namespace"), m["name"]), encode(obj))
+        except st.KeyExists:
+            raise errors.already_exists(self.info.group, self.info.plural, m["name"]) from None
+        m["resourceVersion"] = str(rev)
+        return obj
+
+    # -- update ---------------------------------------------------------------
+    async def update(self, namespace: str | None, name: str,
+                     make: Callable[[Obj | None], Obj], *, subresource: str | None = None,
+                     dry_run: bool = False, field_validation: str = "Strict",
+                     warnings: list[str] | None = None, force_allow_create: bool = False) -> tuple[Obj, bool]:
+        """Guaranteed update: read, compute the new object with `make(current)`,
+        write guarded by the read revision, retry on a lost race. `make` raises
+        to refuse (e.g. a resourceVersion precondition). Returns (obj, created)."""
+        warnings = warnings if warnings is not None else []
+        key = object_key(self.info, namespace, name)
+        strategy = self.strategy
+        assert strategy is not None
+        for _ in range(MAX_UPDATE_RETRIES):
+            kv, _ = await self.storage.get(key)
+            current = decode(kv) if kv else None
+            new = make(copy.deepcopy(current) if current is not None else None)
+            new = self._check_type(new)
+            nm = new["metadata"]
+            if nm.get("name") and nm["name"] != name:
+                raise errors.bad_request(f"the name of the object ({nm['name']}) does not match the name on "
+                                         f"the URL ({name})")
+            nm["name"] = name
+            if current is None:
+                if not (strategy.allow_create_on_update or force_allow_create) or subresource:
+                    raise self._not_found(name)
+                return await self.create(namespace, new, dry_run=dry_run,
+                                         field_validation=field_validation, warnings=warnings), True
+            want_rv = nm.get("resourceVersion")
+            if want_rv and want_rv != current["metadata"]["resourceVersion"]:
+                raise errors.conflict(self.info.group, self.info.plural, name, errors.OPTIMISTIC_LOCK)
+            if not want_rv and not strategy.allow_unconditional_update:
+                raise self._invalid(name, [errors.cause("metadata.resourceVersion",
+                                                        "Invalid value: 0x0: must be specified for an update")])
+            old = current
+            if subresource == "status":
+                new = strategy.prepare_for_status_update(new, old)
+                causes = strategy.validate_status_update(new, old)
+            elif subresource == "binding":
+                causes = []  # the binding REST writes nodeName and status itself
+            else:
+                self._keep_system_meta(new, old)
+                strategy.prepare_for_update(new, old)
+                causes = self._meta_causes(new) + strategy.validate_update(new, old)
+                if strategy.spec_changed(new, old):
+                    new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
+            self._keep_system_meta(new, old)
+            self._validate(new, causes, field_validation, warnings)
+            if meta.is_deleting(new) and not new["metadata"].get("finalizers") and \
+                    not old["metadata"].get("deletionGracePeriodSeconds"):
+                # the last finalizer went away: the object goes (ShouldDeleteDuringUpdate)
+                if dry_run:
+                    return new, False
+                try:
+                    await self.storage.delete(key, int(old["metadata"]["resourceVersion"]))
+                except st.Conflict:
+                    continue
+                except st.KeyNotFound:
+                    raise self._not_found(name) from None
+                return new, False
+            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+            if new == old or dry_run:
+                return new, False
+            try:
+                rev = await self.storage.update(key, encode(new), int(old["metadata"]["resourceVersion"]))
+            except st.Conflict:
+                if want_rv:
+                    raise errors.conflict(self.info.group, self.info.plural, name,
+                                          errors.OPTIMISTIC_LOCK) from None
+                continue
+            except st.KeyNotFound:
+                raise self._not_found(name) from None
+            new["metadata"]["resourceVersion"] = str(rev)
+            return new, False
+        raise errors.conflict(self.info.group, self.info.plural, name, "too many concurrent updates")
+
+    @staticmethod
+    def _keep_system_meta(new: Obj, old: Obj) -> None:
+        nm, om = new.setdefault("metadata", {}), old["metadata"]
+        for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+                  "namespace", "generation"):
+            if k in om:
+                if k == "generation" and k in nm and nm[k] != om[k]:
+                    continue
+                nm[k] = om[k]
+            else:
+                nm.pop(k, None)
+        if "generation" not in nm and "generation" in om:
+            nm["generation"] = om["generation"]
+
+    # -- delete ---------------------------------------------------------------
+    async def delete(self, namespace: str | None, name: str, options: Obj | None = None, *,
+                     dry_run: bool = False) -> tuple[Obj, bool]:
+        """Returns (object, deleted_now). With finalizers or a grace period the
+        object is only marked (deletionTimestamp) and stays until they are done."""
+        options = options or {}
+        key = object_key(self.info, namespace, name)
+        strategy = self.strategy
+        assert strategy is not None
+        for _ in range(MAX_UPDATE_RETRIES):
+            kv, _ = await self.storage.get(key)
+            if kv is None:
+                raise self._not_found(name)
+            obj = decode(kv)
+            m = obj["metadata"]
+            pre = options.get("preconditions") or {}
+            if pre.get("uid") and pre["uid"] != m.get("uid"):
+                raise errors.conflict(self.info.group, self.info.plural, name,
+                                      f"Precondition failed: UID in precondition: {pre['uid']}, "
+                                      f"UID in object meta: {m.get('uid')}")
+            if pre.get("resourceVersion") and pre["resourceVersion"] != m["resourceVersion"]:
+                raise errors.conflict(self.info.group, self.info.plural, name,
+                                      f"Precondition failed: ResourceVersion in precondition: "
+                                      f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                                      f"{m['resourceVersion']}")
+            policy = options.get("propagationPolicy")
+            if options.get("orphanDependents") is True:
+                policy = "Orphan"
+            finalizers = list(m.get("finalizers") or [])
+            if policy == "Orphan" and "orphan" not in finalizers:
+                finalizers = [f for f in finalizers if f != "foregroundDeletion"] + ["orphan"]
+            elif policy == "Foreground" and "foregroundDeletion" not in finalizers:
+                finalizers = [f for f in finalizers if f != "orphan"] + ["foregroundDeletion"]
+            elif policy == "Background":
+                finalizers = [f for f in finalizers if f not in ("orphan", "foregroundDeletion")]
+            requested = options.get("gracePeriodSeconds")
+            grace = strategy.grace_period(obj, int(requested) if requested is not None else None)
+            deleting = bool(m.get("deletionTimestamp"))
+            forced = deleting and grace == 0 and not finalizers
+            if (finalizers or grace > 0) and not forced:
+                changed = False
+                prev_grace = m.get("deletionGracePeriodSeconds")
+                if not deleting or (grace > 0 and prev_grace is not None and grace < prev_grace):
+                    when = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=grace)
+                    m["deletionTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    m["deletionGracePeriodSeconds"] = grace
+                    changed = True
+                if finalizers != list(m.get("finalizers") or []):
+                    m["finalizers"] = finalizers
+                    changed = True
+                if dry_run or not changed:
+                    return obj, False
+                try:
+                    rev = await self.storage.update(key, encode(obj), kv.mod_revision)
+                except st.Conflict:
+                    continue
+                m["resourceVersion"] = str(rev)
+                return obj, False
+            if dry_run:
+                return obj, True
+            try:
+                rev, _prev = await self.storage.delete(key, kv.mod_revision)
+            except st.Conflict:
+                continue
+            except st.KeyNotFound:
+                raise self._not_found(name) from None
+            m["resourceVersion"] = str(rev)
+            return obj, True
+        raise errors.conflict(self.info.group, self.info.plural, name, "too many concurrent updates")
+
+    # -- watch ----------------------------------------------------------------
+    async def watch(self, namespace: str | None, *, pred: Predicate,
+                    resource_version: str | None) -> AsyncIterator[tuple[str, Obj]]:
+        """(type, object) pairs. resourceVersion ""/"0": current state as ADDED
+        first (upstream's "get state and start at most recent"), then changes."""
+        prefix = key_prefix(self.info, namespace)
+        if resource_version in (None, "", "0"):
+            res = await self.storage.list(prefix)
+            for kv in res.kvs:
+                obj = decode(kv)
+                if pred.empty or pred.matches(obj):
+                    yield "ADDED", self._typed(obj)
+            start = res.revision
+        else:
+            start = parse_rv(resource_version)
+        try:
+            async for ev in self.storage.watch(prefix, start):
+                obj = decode(ev.kv)
+                if ev.type == "DELETE":
+                    obj["metadata"]["resourceVersion"] = str(ev.kv.mod_revision)
+                    if pred.empty or pred.matches(obj):
+                        yield "DELETED", self._typed(obj)
+                    continue
+                cur = pred.empty or pred.matches(obj)
+                if ev.prev is None or ev.created:
+                    if cur:
+                        yield "ADDED", self._typed(obj)
+                    continue
+                was = pred.empty or pred.matches(_decode_raw(ev.prev.value))
+                if cur and was:
+                    yield "MODIFIED", self._typed(obj)
+                elif cur:
+                    yield "ADDED", self._typed(obj)
+                elif was:
+                    yield "DELETED", self._typed(obj)
+        except st.Compacted as e:
+            raise errors.resource_expired(e.requested) from None
+
+    def _typed(self, obj: Obj) -> Obj:
+        obj["apiVersion"], obj["kind"] = self.info.api_version, self.info.kind
+        return obj
+
+
+def _decode_raw(value: bytes) -> Obj:
+    try:
+        obj: Obj = orjson.loads(value)
+        return obj
+    except orjson.JSONDecodeError:
+        return {}

@@ -1,0 +1,167 @@
+"""Subresources: status, scale, binding and log. Each is a thin handler over the
+kind's RESTStore, as upstream's StatusREST, ScaleREST, BindingREST and LogREST."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from kybern.apiserver import rest
+from kybern.apiserver.store import RESTStore
+from kybern.machinery import errors, meta, selectors
+
+if TYPE_CHECKING:
+    from kybern.apiserver.server import APIServer
+
+Obj = dict[str, Any]
+
+
+async def status(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None,
+                 name: str) -> web.StreamResponse:
+    if request.method == "GET":
+        return rest.json_response(await store.get(ns, name))
+    if request.method == "PUT":
+        return await rest.update(server, request, store, ns, name, "status")
+    if request.method == "PATCH":
+        return await server.patch(request, store, ns, name, "status")
+    raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+
+
+# -- scale ----------------------------------------------------------------------
+def to_scale(obj: Obj) -> Obj:
+    m = obj["metadata"]
+    spec, st = obj.get("spec") or {}, obj.get("status") or {}
+    sel = spec.get("selector")
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: m[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                         if k in m},
+            "spec": {"replicas": spec.get("replicas", 0)},
+            "status": {"replicas": st.get("replicas", 0),
+                       "selector": selectors.to_string(sel) if isinstance(sel, dict) else ""}}
+
+
+async def scale(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None,
+                name: str) -> web.StreamResponse:
+    if request.method == "GET":
+        return rest.json_response(to_scale(await store.get(ns, name)))
+    if request.method not in ("PUT", "PATCH"):
+        raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+    if request.method == "PUT":
+        body = await rest.read_body(request)
+
+        def new_scale(cur: Obj) -> Obj:
+            return body
+    else:
+        raw = await request.read()
+        ctype = (request.headers.get("Content-Type") or "").split(";")[0]
+
+        def new_scale(cur: Obj) -> Obj:
+            return server.apply_patch(ctype, raw, to_scale(cur), "io.k8s.api.autoscaling.v1.Scale")
+
+    def make(cur: Obj | None) -> Obj:
+        if cur is None:
+            raise errors.not_found(store.info.group, store.info.plural, name)
+        sc = new_scale(copy.deepcopy(cur))
+        if not isinstance(sc, dict):
+            raise errors.bad_request("invalid Scale object")
+        replicas = (sc.get("spec") or {}).get("replicas", 0)
+        if not isinstance(replicas, int) or replicas < 0:
+            raise errors.invalid("autoscaling", "Scale", name, [errors.cause(
+                "spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")])
+        want_rv = (sc.get("metadata") or {}).get("resourceVersion")
+        if request.method == "PUT" and want_rv and want_rv != cur["metadata"]["resourceVersion"]:
+            raise errors.conflict(store.info.group, store.info.plural, name, errors.OPTIMISTIC_LOCK)
+        cur["spec"]["replicas"] = replicas
+        cur["metadata"].pop("resourceVersion", None)
+        return cur
+
+    obj, _ = await store.update(ns, name, make)
+    return rest.json_response(to_scale(obj))
+
+
+# -- binding ----------------------------------------------------------------------
+async def binding(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None,
+                  name: str) -> web.StreamResponse:
+    if request.method != "POST":
+        raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+    body = await rest.read_body(request)
+    target = (body or {}).get("target") or {}
+    node = target.get("name")
+    if not node:
+        raise errors.invalid("", "Binding", name, [errors.required("target.name")])
+
+    def make(cur: Obj | None) -> Obj:
+        if cur is None:
+            raise errors.not_found("", "pods", name)
+        if meta.is_deleting(cur):
+            raise errors.conflict("", "pods", name, "pod is being deleted, cannot be assigned to a host")
+        have = cur["spec"].get("nodeName")
+        if have:
+            raise errors.conflict("", "pods/binding", name, f'pod {name} is already assigned to node "{have}"')
+        cur["spec"]["nodeName"] = node
+        conds = cur.setdefault("status", {}).setdefault("conditions", [])
+        conds[:] = [c for c in conds if c.get("type") != "PodScheduled"]
+        conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                      "lastTransitionTime": meta.now()})
+        cur["metadata"].pop("resourceVersion", None)
+        return cur
+
+    # binding writes spec.nodeName and status together, bypassing the pod's update rules
+    await store.update(ns, name, make, subresource="binding")
+    return rest.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                               "code": 201}, 201)
+
+
+# -- log ----------------------------------------------------------------------------
+async def log(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None,
+              name: str) -> web.StreamResponse:
+    """Proxy to the node agent's /containerLogs, as the apiserver proxies to the kubelet."""
+    pod = await store.get(ns, name)
+    q = dict(request.query)
+    containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+    inits = [c["name"] for c in (pod.get("spec") or {}).get("initContainers") or []]
+    container = q.pop("container", None)
+    if not container:
+        if len(containers) != 1:
+            raise errors.bad_request(f"a container name must be specified for pod {name}, choose one of: "
+                                     f"[{' '.join(containers)}]" +
+                                     (f" or one of the init containers: [{' '.join(inits)}]" if inits else ""))
+        container = containers[0]
+    elif container not in containers + inits:
+        raise errors.bad_request(f"container {container} is not valid for pod {name}")
+    node_name = pod["spec"].get("nodeName")
+    if not node_name:
+        raise errors.bad_request(f'pod {name} does not have a host assigned')
+    url = await server.node_url(node_name)
+    status = pod.get("status") or {}
+    for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
+        if cs.get("name") == container:
+            waiting = (cs.get("state") or {}).get("waiting")
+            if waiting and not cs.get("lastState", {}).get("terminated") and not cs.get("containerID"):
+                raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: '
+                                         f'{waiting.get("reason", "ContainerCreating")}' if
+                                         waiting.get("reason") not in (None, "ContainerCreating") else
+                                         f'container "{container}" in pod "{name}" is waiting to start: '
+                                         f'ContainerCreating')
+    target = f"{url}/containerLogs/{ns}/{name}/{container}"
+    session = server.node_session()
+    try:
+        async with session.get(target, params=q, timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+                               headers=server.node_headers()) as up:
+            if up.status >= 400:
+                text = (await up.read()).decode(errors="replace")
+                raise errors.StatusError(up.status if up.status < 500 else 500,
+                                         "BadRequest" if up.status == 400 else "InternalError", text)
+            resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            async for chunk in up.content.iter_any():
+                await resp.write(chunk)
+            await resp.write_eof()
+            return resp
+    except aiohttp.ClientError as e:
+        raise errors.StatusError(500, "InternalError",
+                                 f"Get \"{target}\": {e}") from None

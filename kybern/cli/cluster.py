@@ -1,0 +1,155 @@
+"""Running the parts of a cluster in one process: the apiserver (`kybern server`)
+and, for `kybern up`, the scheduler, controllers and a node agent beside it.
+
+Each component gets its own API client over HTTPS, exactly as if it ran
+elsewhere (DESIGN.md: every component is an API client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from kybern.apiserver import pki
+from kybern.apiserver.server import APIServer, ssl_context
+from kybern.client.http import Client, wait_ready
+from kybern.storage.registry import open_store
+
+log = logging.getLogger("kybern")
+
+
+class DataDirBusy(Exception):
+    pass
+
+
+@dataclass
+class ClusterConfig:
+    data_dir: Path
+    address: str = "127.0.0.1"
+    port: int = 6443
+    datastore: str = ""
+    node_name: str = ""
+    zone: str | None = None
+    run_node: bool = True
+    run_controllers: bool = True
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """An exclusive lock on the data dir, so a second server cannot corrupt it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "kybern.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise DataDirBusy(f"the data dir {data_dir} is in use by another kybern (pid {pid}). Stop it first "
+                          f"(Ctrl-C in its terminal, or `kill {pid}`), or pass --data-dir to start a "
+                          f"separate cluster.") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+@dataclass
+class Running:
+    server_url: str
+    ca_file: Path
+    admin_token: str
+    node_token: str
+    port: int
+    tasks: list[asyncio.Task[Any]]
+    runner: web.AppRunner
+    stoppers: list[Callable[[], Awaitable[None]]]
+
+
+async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | None = None) -> Running:
+    data = cfg.data_dir
+    admin_token = pki.ensure_token(data / "admin.token")
+    node_token = pki.ensure_token(data / "node.token")
+    crt, key = pki.ensure_serving_cert(data / "pki", [cfg.address])
+    ca_file = data / "pki" / "ca.crt"
+    store = open_store(cfg.datastore or f"sqlite://{data / 'state.db'}")
+    host = "127.0.0.1" if cfg.address in ("0.0.0.0", "::") else cfg.address
+    api = APIServer(store, tokens={admin_token, node_token}, node_token=node_token,
+                    advertise=f"{host}:{cfg.port}")
+    await api.bootstrap()
+    runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.address, cfg.port, ssl_context=ssl_context(str(crt), str(key)),
+                       reuse_address=True)
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        raise SystemExit(f"kybern: cannot listen on {cfg.address}:{cfg.port}: {e.strerror}. "
+                         f"Is another cluster running? Pick another port with --port.") from None
+    port = site._server.sockets[0].getsockname()[1] if cfg.port == 0 else cfg.port  # type: ignore[union-attr]
+    url = f"https://{host}:{port}"
+    api.advertise = f"{host}:{port}"
+    running = Running(url, ca_file, admin_token, node_token, port, [], runner, [])
+
+    def client(agent: str) -> Client:
+        return Client(url, token=admin_token, ca_file=str(ca_file), user_agent=agent)
+
+    probe = client("kybern/probe")
+    await wait_ready(probe)
+    await probe.close()
+    if cfg.run_controllers:
+        from kybern.controllers import manager
+        from kybern.scheduler import scheduler
+
+        running.tasks.append(asyncio.create_task(manager.run_controllers(client("kybern/controller-manager")),
+                                                 name="controllers"))
+        running.tasks.append(asyncio.create_task(scheduler.run_scheduler(client("kybern/scheduler")),
+                                                 name="scheduler"))
+    if cfg.run_node:
+        from kybern.node.agent import NodeAgent
+
+        agent = NodeAgent(client("kybern/node-agent"), name=cfg.node_name or socket.gethostname().lower(),
+                          data_dir=str(data / "node"), address=host, zone=cfg.zone,
+                          labels=cfg.labels or None, token=node_token)
+        running.tasks.append(asyncio.create_task(agent.run(), name="node-agent"))
+        running.stoppers.append(agent.stop)
+    if on_ready:
+        on_ready(running)
+    return running
+
+
+async def stop(running: Running) -> None:
+    for s in running.stoppers:
+        try:
+            await asyncio.wait_for(s(), 40)
+        except Exception as e:  # noqa: BLE001 - shutting down regardless
+            log.warning("stopping: %r", e)
+    for t in running.tasks:
+        t.cancel()
+    await asyncio.gather(*running.tasks, return_exceptions=True)
+    await running.runner.cleanup()
+
+
+async def serve_forever(cfg: ClusterConfig, on_ready: Callable[[Running], None] | None = None) -> None:
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    running = await start(cfg, on_ready=on_ready)
+    try:
+        waiter = asyncio.create_task(done.wait())
+        await asyncio.wait([waiter, *running.tasks], return_when=asyncio.FIRST_COMPLETED)
+        for t in running.tasks:
+            if t.done() and not t.cancelled() and t.exception():
+                log.error("component %s failed: %r", t.get_name(), t.exception())
+    finally:
+        await stop(running)

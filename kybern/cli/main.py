@@ -1,0 +1,188 @@
+"""The `kybern` command: up, server, agent, image."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from kybern.cli import cluster, kubeconfig
+
+DEFAULT_DATA = Path(os.environ.get("KYBERN_DATA_DIR", str(Path.home() / ".kybern")))
+
+
+def _logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group()
+@click.version_option(package_name="kybern")
+def main() -> None:
+    """kybern: a Kubernetes-compatible cluster in one Python package."""
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True,
+              help="Where the cluster keeps its state (one SQLite file, certificates, node data).")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address the API listens on.")
+@click.option("--port", type=int, default=6443, show_default=True, help="API port (0 picks a free one).")
+@click.option("--kubeconfig", "kubeconfig_path", type=click.Path(path_type=Path),
+              default=lambda: os.environ.get("KUBECONFIG", "").split(":")[0] or str(Path.home() / ".kube/config"),
+              help="Kubeconfig to merge the `kybern` context into.  [default: ~/.kube/config]")
+@click.option("--datastore", default="", help="sqlite:///PATH (default: DATA_DIR/state.db) or etcd://HOST:PORT.")
+@click.option("--node-name", default="", help="Name of the built-in node (default: the hostname).")
+@click.option("--zone", default=None, help="topology.kubernetes.io/zone label for the built-in node.")
+@click.option("--no-node", is_flag=True, help="Run no node agent in this process.")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore: str, node_name: str,
+       zone: str | None, no_node: bool, verbose: int) -> None:
+    """Start a whole cluster in this process; Ctrl-C stops it, state is kept."""
+    _logging(verbose)
+    t0 = time.monotonic()
+    try:
+        lock = cluster.lock_data_dir(data_dir)
+    except cluster.DataDirBusy as e:
+        raise click.ClickException(str(e)) from None
+    cfg = cluster.ClusterConfig(data_dir=data_dir, address=address, port=port, datastore=datastore,
+                                node_name=node_name or socket.gethostname().lower(), zone=zone,
+                                run_node=not no_node)
+
+    def ready(r: cluster.Running) -> None:
+        kubeconfig.write_context(Path(kubeconfig_path), name="kybern", server=r.server_url,
+                                 ca_file=r.ca_file, token=r.admin_token)
+        (data_dir / "kubeconfig").unlink(missing_ok=True)
+        kubeconfig.write_context(data_dir / "kubeconfig", name="kybern", server=r.server_url,
+                                 ca_file=r.ca_file, token=r.admin_token)
+        click.echo(f"kybern is up in {time.monotonic() - t0:.1f}s: API at {r.server_url}, "
+                   f"state in {data_dir}")
+        click.echo(f"  kubectl context 'kybern' written to {kubeconfig_path}; try: kubectl get nodes")
+        click.echo(f"  add a node: kybern agent --server {r.server_url} --token {r.node_token} "
+                   f"--ca-file {r.ca_file} --name NAME")
+        click.echo("  Ctrl-C stops the cluster; `kybern up` again resumes it.")
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(cluster.serve_forever(cfg, on_ready=ready))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        os.close(lock)
+    click.echo("kybern stopped.")
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=6443, show_default=True)
+@click.option("--datastore", default="", help="sqlite:///PATH or etcd://HOST:PORT.")
+@click.option("--no-controllers", is_flag=True, help="Serve the API only.")
+@click.option("-v", "--verbose", count=True)
+def server(data_dir: Path, address: str, port: int, datastore: str, no_controllers: bool,
+           verbose: int) -> None:
+    """Run the apiserver (and scheduler and controllers) without a node."""
+    _logging(verbose)
+    try:
+        lock = cluster.lock_data_dir(data_dir)
+    except cluster.DataDirBusy as e:
+        raise click.ClickException(str(e)) from None
+    cfg = cluster.ClusterConfig(data_dir=data_dir, address=address, port=port, datastore=datastore,
+                                run_node=False, run_controllers=not no_controllers)
+
+    def ready(r: cluster.Running) -> None:
+        kubeconfig.write_context(data_dir / "kubeconfig", name="kybern", server=r.server_url,
+                                 ca_file=r.ca_file, token=r.admin_token)
+        click.echo(f"kybern server at {r.server_url}; kubeconfig: {data_dir / 'kubeconfig'}; "
+                   f"node token: {r.node_token}")
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(cluster.serve_forever(cfg, on_ready=ready))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        os.close(lock)
+
+
+@main.command()
+@click.option("--server", "server_url", required=True, help="The API URL `kybern up` printed.")
+@click.option("--token", required=True, help="The join token `kybern up` printed.")
+@click.option("--ca-file", type=click.Path(exists=True), default=None, help="The cluster CA certificate.")
+@click.option("--name", default=None, help="Node name (default: hostname).")
+@click.option("--zone", default=None, help="topology.kubernetes.io/zone label.")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address pods and logs are served on.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Agent state (default: ~/.kybern/agents/NAME).")
+@click.option("-v", "--verbose", count=True)
+def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zone: str | None, address: str,
+          data_dir: Path | None, verbose: int) -> None:
+    """Join this machine (or another agent on it) to a running cluster as a node."""
+    _logging(verbose)
+    from kybern.client.http import Client
+    from kybern.node.agent import NodeAgent
+
+    name = name or socket.gethostname().lower()
+    data_dir = data_dir or DEFAULT_DATA / "agents" / name
+    try:
+        lock = cluster.lock_data_dir(data_dir)
+    except cluster.DataDirBusy as e:
+        raise click.ClickException(str(e)) from None
+
+    async def run() -> None:
+        import signal
+
+        client = Client(server_url, token=token, ca_file=ca_file, user_agent="kybern/node-agent")
+        a = NodeAgent(client, name=name, data_dir=str(data_dir), address=address, zone=zone, token=token)
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, done.set)
+        task = asyncio.create_task(a.run())
+        click.echo(f"node {name} joining {server_url}")
+        await asyncio.wait([task, asyncio.create_task(done.wait())], return_when=asyncio.FIRST_COMPLETED)
+        await a.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        os.close(lock)
+
+
+@main.group()
+def image() -> None:
+    """Manage the local image store."""
+
+
+@image.command("import")
+@click.argument("ref")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--data-dir", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True)
+def image_import(ref: str, directory: str, data_dir: Path) -> None:
+    """Register DIRECTORY as image REF (NAME:TAG) for pods on this machine's nodes."""
+    from kybern.node.images import ImageStore
+
+    info = ImageStore(str(data_dir / "node")).import_dir(ref, directory)
+    click.echo(f"imported {info.get('ref', ref)} from {directory}")
+
+
+@image.command("list")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True)
+def image_list(data_dir: Path) -> None:
+    """List the images in the local store."""
+    from kybern.node.images import ImageStore
+
+    for img in ImageStore(str(data_dir / "node")).list():
+        click.echo(img.get("ref", str(img)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""The API client every kybern component uses: async verbs over HTTP(S) against
+any Kubernetes-compatible apiserver (ours or upstream).
+
+Objects are plain dicts. Failures arrive as `errors.StatusError`, the same class
+the apiserver raises, so `e.reason == "NotFound"` reads the same on both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from kybern.client.resources import Resource
+from kybern.machinery import errors
+
+PATCH_TYPES = {
+    "json": "application/json-patch+json",
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+
+
+class Client:
+    """Async Kubernetes API client. `server` is a base URL; `token` a bearer token;
+    `ca_file` the CA bundle that signed the server (None skips verification only
+    for plain http)."""
+
+    def __init__(self, server: str, *, token: str | None = None, ca_file: str | None = None,
+                 user_agent: str = "kybern") -> None:
+        self.server = server.rstrip("/")
+        self._headers = {"User-Agent": user_agent}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._ssl: ssl.SSLContext | bool = False
+        if self.server.startswith("https://"):
+            ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+            self._ssl = ctx
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=64),
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # -- raw --------------------------------------------------------------
+    async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                      body: Any = None, content_type: str = "application/json") -> Any:
+        data = None
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            data = body if isinstance(body, (bytes, str)) else orjson.dumps(body)
+            headers["Content-Type"] = content_type
+        async with self.session.request(method, self.server + path, params=_clean(params),
+                                        data=data, headers=headers) as resp:
+            raw = await resp.read()
+            if resp.status >= 400:
+                raise _error(resp.status, raw)
+            if not raw:
+                return None
+            ctype = resp.headers.get("Content-Type", "")
+            if "json" in ctype:
+                return orjson.loads(raw)
+            return raw.decode(errors="replace")
+
+    # -- verbs ------------------------------------------------------------
+    async def get(self, res: Resource, name: str, namespace: str | None = None,
+                  subresource: str | None = None) -> dict[str, Any]:
+        return await self.request("GET", res.object_path(name, namespace, subresource))
+
+    async def list(self, res: Resource, namespace: str | None = None, *,
+                   label_selector: str | None = None, field_selector: str | None = None,
+                   resource_version: str | None = None, limit: int | None = None,
+                   continue_: str | None = None) -> dict[str, Any]:
+        params = {"labelSelector": label_selector, "fieldSelector": field_selector,
+                  "resourceVersion": resource_version, "limit": limit, "continue": continue_}
+        return await self.request("GET", res.collection_path(namespace), params=params)
+
+    async def create(self, res: Resource, obj: dict[str, Any], namespace: str | None = None,
+                     *, subresource: str | None = None, name: str | None = None) -> dict[str, Any]:
+        ns = namespace or obj.get("metadata", {}).get("namespace")
+        obj.setdefault("apiVersion", res.api_version)
+        obj.setdefault("kind", res.kind)
+        path = res.object_path(name, ns, subresource) if subresource and name else res.collection_path(ns)
+        return await self.request("POST", path, body=obj)
+
+    async def update(self, res: Resource, obj: dict[str, Any], *,
+                     subresource: str | None = None) -> dict[str, Any]:
+        meta = obj["metadata"]
+        obj.setdefault("apiVersion", res.api_version)
+        obj.setdefault("kind", res.kind)
+        return await self.request("PUT", res.object_path(meta["name"], meta.get("namespace"), subresource),
+                                  body=obj)
+
+    async def patch(self, res: Resource, name: str, patch: Any, namespace: str | None = None, *,
+                    patch_type: str = "merge", subresource: str | None = None,
+                    field_manager: str | None = None) -> dict[str, Any]:
+        return await self.request("PATCH", res.object_path(name, namespace, subresource),
+                                  params={"fieldManager": field_manager},
+                                  body=patch, content_type=PATCH_TYPES[patch_type])
+
+    async def delete(self, res: Resource, name: str, namespace: str | None = None, *,
+                     propagation_policy: str | None = None,
+                     grace_period_seconds: int | None = None,
+                     preconditions: dict[str, str] | None = None) -> Any:
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if propagation_policy:
+            body["propagationPolicy"] = propagation_policy
+        if grace_period_seconds is not None:
+            body["gracePeriodSeconds"] = grace_period_seconds
+        if preconditions:
+            body["preconditions"] = preconditions
+        return await self.request("DELETE", res.object_path(name, namespace), body=body)
+
+    async def watch(self, res: Resource, namespace: str | None = None, *,
+                    resource_version: str | None = None, label_selector: str | None = None,
+                    field_selector: str | None = None, timeout_seconds: int | None = None,
+                    allow_bookmarks: bool = True) -> AsyncIterator[dict[str, Any]]:
+        """Yield watch events ({"type", "object"}) until the server ends the stream.
+        An expired revision arrives as an ERROR event, as from kube-apiserver."""
+        params = {"watch": "true", "resourceVersion": resource_version,
+                  "labelSelector": label_selector, "fieldSelector": field_selector,
+                  "timeoutSeconds": timeout_seconds,
+                  "allowWatchBookmarks": "true" if allow_bookmarks else None}
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        async with self.session.get(self.server + res.collection_path(namespace),
+                                    params=_clean(params), timeout=timeout) as resp:
+            if resp.status >= 400:
+                raise _error(resp.status, await resp.read())
+            buf = b""
+            async for chunk in resp.content.iter_any():
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        yield orjson.loads(line)
+
+    async def stream_text(self, path: str, params: dict[str, Any] | None = None) -> AsyncIterator[bytes]:
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        async with self.session.get(self.server + path, params=_clean(params), timeout=timeout) as resp:
+            if resp.status >= 400:
+                raise _error(resp.status, await resp.read())
+            async for chunk in resp.content.iter_any():
+                yield chunk
+
+
+def _clean(params: dict[str, Any] | None) -> dict[str, str] | None:
+    if not params:
+        return None
+    return {k: str(v) for k, v in params.items() if v is not None}
+
+
+def _error(code: int, raw: bytes) -> errors.StatusError:
+    try:
+        body = orjson.loads(raw)
+        if isinstance(body, dict) and body.get("kind") == "Status":
+            return errors.StatusError.from_status(body, code)
+    except orjson.JSONDecodeError:
+        pass
+    return errors.StatusError(code, "Unknown", raw.decode(errors="replace")[:500])
+
+
+async def wait_ready(client: Client, timeout: float = 10.0) -> None:
+    """Wait until the apiserver answers /readyz."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await client.request("GET", "/readyz")
+            return
+        except (aiohttp.ClientError, errors.StatusError, OSError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)

@@ -1,0 +1,52 @@
+"""The controller manager: builds every enabled controller on one shared
+informer factory and runs them until `stop` is set (kube-controller-manager in
+one coroutine). `NAMES` lists what can be enabled; `kybern` picks from it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from kybern.client.http import Client
+from kybern.controllers.deployment import DeploymentController
+from kybern.controllers.garbagecollector import GarbageCollector
+from kybern.controllers.informers import InformerFactory
+from kybern.controllers.podgc import PodGC
+from kybern.controllers.replicaset import ReplicaSetController
+
+log = logging.getLogger(__name__)
+
+_BUILDERS: dict[str, Any] = {
+    "deployment": DeploymentController,
+    "replicaset": ReplicaSetController,
+    "garbagecollector": GarbageCollector,
+    "podgc": PodGC,
+}
+NAMES: list[str] = list(_BUILDERS)
+
+
+async def run_controllers(client: Client, *, stop: asyncio.Event | None = None,
+                          enabled: Iterable[str] | None = None) -> None:
+    """Run the controllers named in `enabled` (default: all of NAMES) until `stop`
+    is set or the task is cancelled."""
+    names = list(enabled) if enabled is not None else NAMES
+    unknown = [n for n in names if n not in _BUILDERS]
+    if unknown:
+        raise ValueError(f"unknown controllers {unknown}; known: {', '.join(NAMES)}")
+    informers = InformerFactory(client)
+    controllers = [_BUILDERS[n](client, informers) for n in names]
+    informers.start()
+    await informers.wait_synced()
+    tasks = [asyncio.create_task(c.run(), name=f"controller-{c.name}") for c in controllers]
+    try:
+        if stop is None:
+            await asyncio.gather(*tasks)
+        else:
+            await stop.wait()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await informers.stop()

@@ -1,0 +1,192 @@
+"""A container's environment, as the kubelet builds it: envFrom first, then env
+(later names override earlier ones), values may reference earlier variables with
+$(VAR), and command/args are expanded against the result.
+
+ConfigMaps and Secrets are read from the API when the container is created. A
+missing object or key that is not `optional` is a CreateContainerConfigError
+with upstream's message (`configmap "x" not found`, `couldn't find key k in
+ConfigMap ns/x`); the pod worker retries later.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kybern.client.http import Client
+from kybern.client.resources import CONFIGMAPS, SECRETS
+from kybern.machinery import errors
+from kybern.node.quantity import parse_quantity
+
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+class ConfigError(Exception):
+    """The container cannot be configured (CreateContainerConfigError)."""
+
+
+def expand(text: str, lookup: Callable[[str], str | None]) -> str:
+    """Expand $(VAR) references as k8s.io/kubernetes/third_party/forked/golang/expansion:
+    `$$` is a literal `$`, unknown variables stay as written."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    checkpoint = 0
+    while i < n:
+        if text[i] == "$" and i + 1 < n:
+            out.append(text[checkpoint:i])
+            nxt = text[i + 1]
+            if nxt == "$":
+                out.append("$")
+                advance = 1
+            elif nxt == "(":
+                close = text.find(")", i + 2)
+                if close < 0:
+                    out.append("$(")
+                    advance = 1
+                else:
+                    name = text[i + 2:close]
+                    val = lookup(name)
+                    out.append(val if val is not None else f"$({name})")
+                    advance = close - i
+            else:
+                out.append("$" + nxt)
+                advance = 1
+            i += advance
+            checkpoint = i + 1
+        i += 1
+    out.append(text[checkpoint:])
+    return "".join(out)
+
+
+def expand_command(container: dict[str, Any], env: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    values = dict(env)
+    look = values.get
+    return ([expand(c, look) for c in container.get("command") or []],
+            [expand(a, look) for a in container.get("args") or []])
+
+
+class EnvResolver:
+    """Builds env lists for the containers of pods on one node."""
+
+    def __init__(self, client: Client, node_allocatable: Mapping[str, str] | None = None) -> None:
+        self.client = client
+        self.node_allocatable = dict(node_allocatable or {})
+
+    async def resolve(self, pod: dict[str, Any], container: dict[str, Any]) -> list[tuple[str, str]]:
+        ns = pod["metadata"].get("namespace", "default")
+        cache: dict[tuple[str, str], dict[str, str] | None] = {}
+        result: dict[str, str] = {}
+
+        for src in container.get("envFrom") or []:
+            prefix = src.get("prefix", "")
+            if "configMapRef" in src:
+                ref, kind = src["configMapRef"], "configmap"
+            elif "secretRef" in src:
+                ref, kind = src["secretRef"], "secret"
+            else:
+                continue
+            data = await self._data(cache, kind, ns, ref.get("name", ""))
+            if data is None:
+                if ref.get("optional"):
+                    continue
+                raise ConfigError(f'{kind} "{ref.get("name", "")}" not found')
+            for k, v in data.items():
+                name = prefix + k
+                if _ENV_NAME.match(name):  # upstream skips invalid names (with an event)
+                    result[name] = v
+
+        for var in container.get("env") or []:
+            name = var["name"]
+            if "valueFrom" not in var:
+                result[name] = expand(var.get("value", ""), result.get)
+                continue
+            value = await self._value_from(cache, pod, container, ns, var["valueFrom"])
+            if value is None:
+                continue  # optional and absent: the variable is not set
+            result[name] = value
+        return list(result.items())
+
+    async def _value_from(self, cache: dict[tuple[str, str], dict[str, str] | None], pod: dict[str, Any],
+                          container: dict[str, Any], ns: str, vf: dict[str, Any]) -> str | None:
+        for field, kind, label in (("configMapKeyRef", "configmap", "ConfigMap"),
+                                   ("secretKeyRef", "secret", "Secret")):
+            if field in vf:
+                ref = vf[field]
+                name, key = ref.get("name", ""), ref.get("key", "")
+                data = await self._data(cache, kind, ns, name)
+                if data is None:
+                    if ref.get("optional"):
+                        return None
+                    raise ConfigError(f'{kind} "{name}" not found')
+                if key not in data:
+                    if ref.get("optional"):
+                        return None
+                    raise ConfigError(f"couldn't find key {key} in {label} {ns}/{name}")
+                return data[key]
+        if "fieldRef" in vf:
+            return field_value(pod, vf["fieldRef"].get("fieldPath", ""))
+        if "resourceFieldRef" in vf:
+            return self._resource_value(pod, container, vf["resourceFieldRef"])
+        return ""
+
+    async def _data(self, cache: dict[tuple[str, str], dict[str, str] | None], kind: str, ns: str,
+                    name: str) -> dict[str, str] | None:
+        key = (kind, name)
+        if key not in cache:
+            try:
+                obj = await self.client.get(CONFIGMAPS if kind == "configmap" else SECRETS, name, ns)
+            except errors.StatusError as e:
+                if e.code == 404:
+                    cache[key] = None
+                    return None
+                raise
+            if kind == "secret":
+                cache[key] = {k: base64.b64decode(v).decode(errors="replace")
+                              for k, v in (obj.get("data") or {}).items()}
+                cache[key].update(obj.get("stringData") or {})
+            else:
+                data = dict(obj.get("data") or {})
+                for k, v in (obj.get("binaryData") or {}).items():
+                    data[k] = base64.b64decode(v).decode(errors="replace")
+                cache[key] = data
+        return cache[key]
+
+    def _resource_value(self, pod: dict[str, Any], container: dict[str, Any], ref: dict[str, Any]) -> str:
+        cname = ref.get("containerName") or container.get("name")
+        target = next((c for c in (pod["spec"].get("containers") or []) + (pod["spec"].get("initContainers") or [])
+                       if c.get("name") == cname), container)
+        resource = ref.get("resource", "")
+        section, _, rname = resource.partition(".")
+        res = target.get("resources") or {}
+        value = (res.get(section) or {}).get(rname)
+        if value is None and section == "requests":
+            value = (res.get("limits") or {}).get(rname)
+        if value is None:
+            # upstream: an unset limit reads as the node's allocatable
+            value = self.node_allocatable.get(rname, "0") if section == "limits" else "0"
+        divisor = parse_quantity(ref.get("divisor") or "1")
+        q = parse_quantity(value)
+        return str(math.ceil(q / divisor))
+
+
+def field_value(pod: dict[str, Any], path: str) -> str:
+    """The downward API's fieldRef values."""
+    meta, spec, status = pod.get("metadata", {}), pod.get("spec", {}), pod.get("status", {})
+    m = re.match(r"^metadata\.(labels|annotations)\['(.+)'\]$", path)
+    if m:
+        return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
+    simple = {
+        "metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace"),
+        "metadata.uid": meta.get("uid"), "spec.nodeName": spec.get("nodeName"),
+        "spec.serviceAccountName": spec.get("serviceAccountName"),
+        "status.hostIP": status.get("hostIP"), "status.podIP": status.get("podIP"),
+        "status.hostIPs": ",".join(i["ip"] for i in status.get("hostIPs") or []),
+        "status.podIPs": ",".join(i["ip"] for i in status.get("podIPs") or []),
+    }
+    if path in ("metadata.labels", "metadata.annotations"):
+        items = meta.get(path.split(".")[1]) or {}
+        return "\n".join(f'{k}="{v}"' for k, v in sorted(items.items()))
+    return str(simple.get(path) or "")

@@ -1,0 +1,161 @@
+"""The runtime interface the node agent drives: a small, CRI-shaped contract.
+
+It mirrors the Container Runtime Interface's RuntimeService and ImageService
+(RunPodSandbox, CreateContainer, StartContainer, StopContainer, ContainerStatus,
+ListContainers, PullImage, ImageStatus, GetContainerEvents) so that the
+`process` runtime, a future `linux` runtime (namespaces + cgroups), a `cri`
+runtime (containerd over gRPC) and a `fake` runtime (hollow nodes) are
+interchangeable. The agent decides *what* should run; a runtime only does what
+it is told and reports what it observes.
+
+Division of work, as between kubelet and containerd:
+- the agent resolves env (ConfigMaps, Secrets, fieldRefs) and expands $(VAR) in
+  command/args, chooses the log path, counts attempts;
+- the runtime merges the image config (entrypoint/cmd/env/workingDir) with the
+  container config, runs the process, writes its output in the CRI log format
+  and reports exits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+# Container states, as CRI's ContainerState enum.
+CREATED = "created"
+RUNNING = "running"
+EXITED = "exited"
+UNKNOWN = "unknown"
+
+
+class ContainerError(Exception):
+    """A runtime operation failed; `reason` is what containerStatuses show."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class ImagePullError(ContainerError):
+    def __init__(self, message: str) -> None:
+        super().__init__("ErrImagePull", message)
+
+
+@dataclass
+class PodSandboxConfig:
+    name: str
+    namespace: str
+    uid: str
+    attempt: int = 0
+    hostname: str = ""
+    log_directory: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PodSandboxStatus:
+    id: str
+    name: str
+    namespace: str
+    uid: str
+    attempt: int
+    ready: bool
+    ip: str
+    created_at: float
+
+
+@dataclass
+class ContainerConfig:
+    name: str
+    image: str  # an image reference the runtime's image service resolves
+    attempt: int = 0
+    command: list[str] = field(default_factory=list)  # overrides the image entrypoint
+    args: list[str] = field(default_factory=list)  # overrides the image cmd
+    env: list[tuple[str, str]] = field(default_factory=list)  # resolved and ordered
+    working_dir: str = ""
+    log_path: str = ""  # relative to the sandbox's log_directory
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ContainerStatus:
+    id: str
+    sandbox_id: str
+    name: str
+    attempt: int
+    state: str  # CREATED | RUNNING | EXITED | UNKNOWN
+    image: str  # normalised reference
+    image_ref: str  # repository@digest
+    created_at: float
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    exit_code: int = 0
+    reason: str = ""  # Completed | Error | StartError | OOMKilled ...
+    message: str = ""
+    log_path: str = ""  # absolute
+    pid: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ImageStatus:
+    ref: str  # normalised name
+    id: str  # sha256:...
+    repo_digest: str  # repository@sha256:...
+    size: int
+
+
+ContainerEventHandler = Callable[[ContainerStatus], None]
+"""Called (on the event loop) when a container changes state, as CRI's
+GetContainerEvents stream: the agent wakes the pod's worker instead of polling."""
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    name: str  # e.g. "process": containerIDs are "<name>://<id>"
+    version: str
+
+    # -- lifecycle of the runtime itself ------------------------------------
+    async def start(self) -> None:
+        """Load state, reap what a previous agent left behind."""
+
+    async def shutdown(self, timeout: float) -> None:
+        """Stop every container (this runtime's containers do not outlive it)."""
+
+    def add_event_handler(self, handler: ContainerEventHandler) -> None: ...
+
+    # -- sandboxes ----------------------------------------------------------
+    async def run_pod_sandbox(self, config: PodSandboxConfig) -> str: ...
+
+    async def stop_pod_sandbox(self, sandbox_id: str) -> None: ...
+
+    async def remove_pod_sandbox(self, sandbox_id: str) -> None: ...
+
+    async def pod_sandbox_status(self, sandbox_id: str) -> PodSandboxStatus | None: ...
+
+    async def list_pod_sandboxes(self) -> list[PodSandboxStatus]: ...
+
+    # -- containers ---------------------------------------------------------
+    async def create_container(self, sandbox_id: str, config: ContainerConfig,
+                               sandbox_config: PodSandboxConfig) -> str: ...
+
+    async def start_container(self, container_id: str) -> None: ...
+
+    async def stop_container(self, container_id: str, timeout: float) -> None: ...
+
+    async def remove_container(self, container_id: str) -> None: ...
+
+    async def container_status(self, container_id: str) -> ContainerStatus | None: ...
+
+    async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]: ...
+
+    # -- images -------------------------------------------------------------
+    async def image_status(self, ref: str) -> ImageStatus | None: ...
+
+    async def pull_image(self, ref: str) -> ImageStatus:
+        """Make image `ref` available; raise ImagePullError when it cannot be."""
+        ...

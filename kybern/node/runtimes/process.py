@@ -1,0 +1,448 @@
+"""The `process` runtime: containers are plain host processes. No root needed.
+
+What a container gets:
+- its own session and process group, so the whole tree is signalled together
+  (SIGTERM, a grace period, then SIGKILL to the group and to any descendant that
+  escaped it). When the main process exits, what is left of its group is killed,
+  as a PID namespace would be;
+- a private copy of the image's files as its working tree (images stay
+  untouched; a restart starts again from a fresh copy). Absolute paths in the
+  command that exist inside that copy resolve there; anything else is the host's;
+- an environment built only from the image config and the container config
+  (plus HOSTNAME, and the host's PATH when the image sets none);
+- its stdout/stderr written to a per-container CRI-format log file that outlives it.
+
+What it does not get: isolation. Pods share the host's network, filesystem and
+users. Containers do not outlive the runtime: `shutdown()` stops them, and each
+one is tied to its parent with PR_SET_PDEATHSIG so a crashed agent takes them
+along; `start()` reaps any leftovers recorded in the data dir.
+
+State lives under `<data_dir>/runtime/` (one JSON file per sandbox and per
+container, with pid and process start time so leftovers are found reliably even
+if pids were reused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from kybern.node.images import ImageStore, InvalidReference, parse_ref
+from kybern.node.logs import LogWriter
+from kybern.node.runtimes.base import (
+    CREATED, EXITED, RUNNING, ContainerConfig, ContainerError, ContainerEventHandler,
+    ContainerStatus, ImagePullError, ImageStatus, PodSandboxConfig, PodSandboxStatus,
+)
+
+log = logging.getLogger(__name__)
+
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class _Container:
+    def __init__(self, status: ContainerStatus, config: ContainerConfig, directory: Path,
+                 cwd: str, argv: list[str], env: dict[str, str]) -> None:
+        self.status = status
+        self.config = config
+        self.dir = directory
+        self.cwd = cwd
+        self.argv = argv
+        self.env = env
+        self.proc_create_time = 0.0
+        self.exited = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": asdict(self.status), "config": asdict(self.config), "cwd": self.cwd,
+                "argv": self.argv, "env": self.env, "proc_create_time": self.proc_create_time}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], directory: Path) -> "_Container":
+        cfg = d["config"]
+        cfg["env"] = [tuple(kv) for kv in cfg.get("env", [])]
+        c = cls(ContainerStatus(**d["status"]), ContainerConfig(**cfg), directory,
+                d["cwd"], d["argv"], d["env"])
+        c.proc_create_time = d.get("proc_create_time", 0.0)
+        if c.status.state == EXITED:
+            c.exited.set()
+        return c
+
+
+class ProcessRuntime:
+    name = "process"
+    version = "0.1.0"
+
+    def __init__(self, data_dir: str | os.PathLike[str], images: ImageStore, *,
+                 host_ip: str = "127.0.0.1") -> None:
+        self.root = Path(data_dir) / "runtime"
+        self.images = images
+        self.host_ip = host_ip
+        self._sandboxes: dict[str, tuple[PodSandboxConfig, PodSandboxStatus]] = {}
+        self._containers: dict[str, _Container] = {}
+        self._handlers: list[ContainerEventHandler] = []
+
+    # -- lifecycle ----------------------------------------------------------
+    async def start(self) -> None:
+        (self.root / "sandboxes").mkdir(parents=True, exist_ok=True)
+        (self.root / "containers").mkdir(parents=True, exist_ok=True)
+        for f in (self.root / "sandboxes").glob("*.json"):
+            try:
+                d = json.loads(f.read_text())
+                self._sandboxes[f.stem] = (PodSandboxConfig(**d["config"]), PodSandboxStatus(**d["status"]))
+            except (OSError, ValueError, TypeError, KeyError):
+                log.warning("ignoring unreadable sandbox record %s", f)
+        for d in (self.root / "containers").iterdir():
+            try:
+                c = _Container.from_json(json.loads((d / "state.json").read_text()), d)
+            except (OSError, ValueError, TypeError, KeyError):
+                log.warning("removing unreadable container record %s", d)
+                shutil.rmtree(d, ignore_errors=True)
+                continue
+            self._containers[c.status.id] = c
+            if c.status.state == RUNNING:
+                self._reap_leftover(c)
+
+    async def shutdown(self, timeout: float) -> None:
+        running = [c for c in self._containers.values() if c.status.state == RUNNING]
+        await asyncio.gather(*(self.stop_container(c.status.id, timeout) for c in running),
+                             return_exceptions=True)
+
+    def add_event_handler(self, handler: ContainerEventHandler) -> None:
+        self._handlers.append(handler)
+
+    def _emit(self, c: _Container) -> None:
+        for h in self._handlers:
+            try:
+                h(c.status)
+            except Exception:
+                log.exception("container event handler failed")
+
+    # -- sandboxes ----------------------------------------------------------
+    async def run_pod_sandbox(self, config: PodSandboxConfig) -> str:
+        sid = secrets.token_hex(32)
+        status = PodSandboxStatus(id=sid, name=config.name, namespace=config.namespace, uid=config.uid,
+                                  attempt=config.attempt, ready=True, ip=self.host_ip,
+                                  created_at=time.time())
+        if config.log_directory:
+            os.makedirs(config.log_directory, exist_ok=True)
+        self._sandboxes[sid] = (config, status)
+        self._save_sandbox(sid)
+        return sid
+
+    async def stop_pod_sandbox(self, sandbox_id: str) -> None:
+        for c in list(self._containers.values()):
+            if c.status.sandbox_id == sandbox_id:
+                await self.stop_container(c.status.id, 0)
+        if sandbox_id in self._sandboxes:
+            self._sandboxes[sandbox_id][1].ready = False
+            self._save_sandbox(sandbox_id)
+
+    async def remove_pod_sandbox(self, sandbox_id: str) -> None:
+        for c in list(self._containers.values()):
+            if c.status.sandbox_id == sandbox_id:
+                await self.remove_container(c.status.id)
+        self._sandboxes.pop(sandbox_id, None)
+        (self.root / "sandboxes" / f"{sandbox_id}.json").unlink(missing_ok=True)
+
+    async def pod_sandbox_status(self, sandbox_id: str) -> PodSandboxStatus | None:
+        entry = self._sandboxes.get(sandbox_id)
+        return entry[1] if entry else None
+
+    async def list_pod_sandboxes(self) -> list[PodSandboxStatus]:
+        return [s for _, s in self._sandboxes.values()]
+
+    def _save_sandbox(self, sid: str) -> None:
+        config, status = self._sandboxes[sid]
+        _write_json(self.root / "sandboxes" / f"{sid}.json",
+                    {"config": asdict(config), "status": asdict(status)})
+
+    # -- containers ---------------------------------------------------------
+    async def create_container(self, sandbox_id: str, config: ContainerConfig,
+                               sandbox_config: PodSandboxConfig) -> str:
+        if sandbox_id not in self._sandboxes:
+            raise ContainerError("CreateContainerError", f"pod sandbox {sandbox_id} not found")
+        img = await asyncio.to_thread(self.images.get, config.image)
+        if img is None:
+            raise ContainerError("CreateContainerError", f'image "{config.image}" not found')
+        icfg = img.config
+        if config.command:
+            argv = config.command + config.args
+        elif config.args:
+            argv = list(icfg.get("entrypoint") or []) + config.args
+        else:
+            argv = list(icfg.get("entrypoint") or []) + list(icfg.get("cmd") or [])
+        if not argv:
+            raise ContainerError("CreateContainerError",
+                                 "failed to generate container spec: no command specified")
+        cid = secrets.token_hex(32)
+        cdir = self.root / "containers" / cid
+        rootfs = cdir / "rootfs"
+        cdir.mkdir(parents=True)
+        await asyncio.to_thread(shutil.copytree, img.rootfs, rootfs, symlinks=True)
+        env: dict[str, str] = {}
+        for kv in icfg.get("env") or []:
+            k, _, v = kv.partition("=")
+            env[k] = v
+        env.setdefault("PATH", os.environ.get("PATH", os.defpath))
+        env["HOSTNAME"] = sandbox_config.hostname or sandbox_config.name
+        env.setdefault("HOME", str(rootfs))  # writes to ~ stay inside the container's tree
+        for k, v in config.env:
+            env[k] = v
+        wd = config.working_dir or icfg.get("workingDir") or "/"
+        cwd = rootfs / wd.lstrip("/")
+        cwd.mkdir(parents=True, exist_ok=True)
+        log_path = os.path.join(sandbox_config.log_directory, config.log_path) if config.log_path else str(
+            cdir / "container.log")
+        status = ContainerStatus(id=cid, sandbox_id=sandbox_id, name=config.name, attempt=config.attempt,
+                                 state=CREATED, image=img.ref, image_ref=img.repo_digest,
+                                 created_at=time.time(), log_path=log_path, labels=dict(config.labels))
+        c = _Container(status, config, cdir, str(cwd), argv, env)
+        self._containers[cid] = c
+        self._save(c)
+        return cid
+
+    async def start_container(self, container_id: str) -> None:
+        c = self._get(container_id)
+        if c.status.state != CREATED:
+            raise ContainerError("StartError", f"container {container_id} is not in created state")
+        rootfs = c.dir / "rootfs"
+        exe = _resolve(c.argv[0], rootfs, c.cwd, c.env.get("PATH", ""))
+        writer = LogWriter(c.status.log_path)
+        if exe is None:
+            msg = f'exec: "{c.argv[0]}": executable file not found in $PATH'
+            if "/" in c.argv[0]:
+                msg = f'exec: "{c.argv[0]}": stat {c.argv[0]}: no such file or directory'
+            writer.close()
+            self._finish(c, 128, "StartError", msg, started=False)
+            raise ContainerError("StartError", msg)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                c.argv[0], *c.argv[1:], executable=exe, cwd=c.cwd, env=c.env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, start_new_session=True,
+                preexec_fn=_die_with_parent)
+        except OSError as e:
+            writer.close()
+            msg = f'exec: "{c.argv[0]}": {e.strerror or e}'
+            self._finish(c, 128, "StartError", msg, started=False)
+            raise ContainerError("StartError", msg) from e
+        c.status.pid = proc.pid
+        try:
+            c.proc_create_time = psutil.Process(proc.pid).create_time()
+        except psutil.Error:
+            c.proc_create_time = 0.0
+        c.status.state = RUNNING
+        c.status.started_at = time.time()
+        self._save(c)
+        c.task = asyncio.create_task(self._supervise(c, proc, writer), name=f"container-{c.config.name}")
+        self._emit(c)
+
+    async def _supervise(self, c: _Container, proc: asyncio.subprocess.Process, writer: LogWriter) -> None:
+        async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
+            if stream is None:
+                return
+            while chunk := await stream.read(65536):
+                writer.write(name, chunk)
+            writer.close_stream(name)
+
+        pumps = asyncio.gather(pump(proc.stdout, "stdout"), pump(proc.stderr, "stderr"))
+        try:
+            rc = await proc.wait()
+        except asyncio.CancelledError:
+            _kill_tree(proc.pid, c.proc_create_time, signal.SIGKILL)
+            raise
+        # the main process is gone: what is left of its group goes with it, as
+        # in a PID namespace whose init exited
+        _kill_group(proc.pid, signal.SIGKILL)
+        try:
+            await asyncio.wait_for(asyncio.shield(pumps), 2.0)
+        except (asyncio.TimeoutError, Exception):
+            pumps.cancel()  # a descendant that left the group still holds the pipe
+        writer.close()
+        code = rc if rc >= 0 else 128 - rc
+        self._finish(c, code, "Completed" if code == 0 else "Error", "", started=True)
+
+    def _finish(self, c: _Container, code: int, reason: str, message: str, *, started: bool) -> None:
+        now = time.time()
+        c.status.state = EXITED
+        c.status.exit_code = code
+        c.status.reason = reason
+        c.status.message = message
+        c.status.finished_at = now
+        if not started:
+            c.status.started_at = 0.0
+        c.exited.set()
+        self._save(c)
+        self._emit(c)
+
+    async def stop_container(self, container_id: str, timeout: float) -> None:
+        c = self._containers.get(container_id)
+        if c is None or c.status.state != RUNNING:
+            return
+        pid = c.status.pid
+        tree = _descendants(pid)
+        if timeout > 0:
+            _kill_group(pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(c.exited.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        _kill_group(pid, signal.SIGKILL)
+        for p in tree:  # descendants that started their own session
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        try:
+            await asyncio.wait_for(c.exited.wait(), 10)
+        except asyncio.TimeoutError:
+            log.warning("container %s (pid %d) did not exit after SIGKILL", c.config.name, pid)
+
+    async def remove_container(self, container_id: str) -> None:
+        c = self._containers.get(container_id)
+        if c is None:
+            return
+        if c.status.state == RUNNING:
+            await self.stop_container(container_id, 0)
+        self._containers.pop(container_id, None)
+        await asyncio.to_thread(shutil.rmtree, c.dir, True)
+        try:
+            os.unlink(c.status.log_path)
+        except OSError:
+            pass
+
+    async def container_status(self, container_id: str) -> ContainerStatus | None:
+        c = self._containers.get(container_id)
+        return c.status if c else None
+
+    async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
+        return [c.status for c in self._containers.values()
+                if sandbox_id is None or c.status.sandbox_id == sandbox_id]
+
+    def _get(self, container_id: str) -> _Container:
+        c = self._containers.get(container_id)
+        if c is None:
+            raise ContainerError("NotFound", f"container {container_id} not found")
+        return c
+
+    def _save(self, c: _Container) -> None:
+        if c.dir.exists():
+            _write_json(c.dir / "state.json", c.to_json())
+
+    def _reap_leftover(self, c: _Container) -> None:
+        """A container recorded as running by an agent that is gone: kill what
+        is left of it and record it as killed."""
+        _kill_tree(c.status.pid, c.proc_create_time, signal.SIGKILL)
+        c.status.state = EXITED
+        c.status.exit_code = 137
+        c.status.reason = "Error"
+        c.status.message = "killed: the node agent that ran this container stopped"
+        c.status.finished_at = time.time()
+        c.exited.set()
+        self._save(c)
+
+    # -- images -------------------------------------------------------------
+    async def image_status(self, ref: str) -> ImageStatus | None:
+        img = await asyncio.to_thread(self.images.get, ref)
+        if img is None:
+            return None
+        return ImageStatus(ref=img.ref, id=img.id, repo_digest=img.repo_digest, size=img.size)
+
+    async def pull_image(self, ref: str) -> ImageStatus:
+        """"Pulling" resolves from the local store only: there is no registry."""
+        try:
+            parsed = parse_ref(ref)
+        except InvalidReference as e:
+            raise ImagePullError(f'couldn\'t parse image name "{ref}": {e}') from e
+        st = await self.image_status(ref)
+        if st is None:
+            raise ImagePullError(
+                f'image "{parsed.name}" is not in the local image store of this node '
+                f'(kybern does not pull from registries); import it with: '
+                f'kybern image import {parsed.familiar} DIR')
+        return st
+
+
+def _resolve(argv0: str, rootfs: Path, cwd: str, path_env: str) -> str | None:
+    """Find the executable for argv[0]: inside the container's tree first, then
+    on the host (this runtime has no chroot)."""
+    def ok(p: Path) -> bool:
+        return p.is_file() and os.access(p, os.X_OK)
+
+    if "/" in argv0:
+        if argv0.startswith("/"):
+            inside = rootfs / argv0.lstrip("/")
+            if ok(inside):
+                return str(inside)
+            return argv0 if ok(Path(argv0)) else None
+        rel = Path(cwd) / argv0
+        return str(rel) if ok(rel) else None
+    for d in path_env.split(os.pathsep):
+        if not d:
+            continue
+        for base in (rootfs / d.lstrip("/"), Path(d)):
+            if ok(base / argv0):
+                return str(base / argv0)
+    return None
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_tree(pid: int, create_time: float, sig: int) -> None:
+    """Kill a recorded process group, checking start times so a reused pid or
+    process group id is never mistaken for ours."""
+    victims: list[psutil.Process] = []
+    for p in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if (p.pid == pid or os.getpgid(p.pid) == pid) and (
+                    not create_time or p.info["create_time"] >= create_time - 0.05):
+                victims.append(p)
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
+    for p in list(victims):
+        try:
+            victims.extend(p.children(recursive=True))
+        except psutil.Error:
+            pass
+    for p in victims:
+        try:
+            p.send_signal(sig)
+        except psutil.Error:
+            pass
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)

@@ -1,0 +1,267 @@
+"""What a pod's status says, computed from what the runtime reports: phase,
+conditions, container statuses and QoS class, following the kubelet's rules
+(pkg/kubelet/kubelet_pods.go getPhase, pkg/kubelet/status/generate.go,
+pkg/apis/core/v1/helper/qos). Pure functions: no I/O, easy to test.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from kybern.node.quantity import parse_quantity
+from kybern.node.runtimes.base import EXITED, RUNNING, ContainerStatus
+
+KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")
+
+
+def rfc3339(t: float) -> str:
+    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class ContainerView:
+    """Everything the status needs to know about one container of the spec."""
+
+    name: str
+    spec_image: str
+    runtime_name: str = "process"
+    current: ContainerStatus | None = None  # the latest instance
+    previous: ContainerStatus | None = None  # the one before it (exited)
+    waiting_reason: str = ""  # set when the agent holds the container back
+    waiting_message: str = ""
+    ready: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.current is not None and self.current.state == RUNNING
+
+    @property
+    def exited(self) -> bool:
+        return self.current is not None and self.current.state == EXITED
+
+
+def terminated_state(cs: ContainerStatus, runtime_name: str) -> dict[str, Any]:
+    t: dict[str, Any] = {"exitCode": cs.exit_code, "reason": cs.reason or ("Completed" if cs.exit_code == 0
+                                                                          else "Error")}
+    if cs.message:
+        t["message"] = cs.message
+    t["startedAt"] = rfc3339(cs.started_at) if cs.started_at else None
+    t["finishedAt"] = rfc3339(cs.finished_at) if cs.finished_at else None
+    t["containerID"] = f"{runtime_name}://{cs.id}"
+    return {"terminated": t}
+
+
+def container_status(v: ContainerView) -> dict[str, Any]:
+    """One entry of status.containerStatuses / initContainerStatuses."""
+    cur, prev = v.current, v.previous
+    out: dict[str, Any] = {"name": v.name}
+    last: dict[str, Any] = {}
+    if v.running:
+        assert cur is not None
+        state: dict[str, Any] = {"running": {"startedAt": rfc3339(cur.started_at)}}
+        if prev is not None:
+            last = terminated_state(prev, v.runtime_name)
+    elif v.waiting_reason or cur is None:
+        w: dict[str, Any] = {"reason": v.waiting_reason or "ContainerCreating"}
+        if v.waiting_message:
+            w["message"] = v.waiting_message
+        state = {"waiting": w}
+        if cur is not None and cur.state == EXITED:
+            last = terminated_state(cur, v.runtime_name)
+        elif prev is not None:
+            last = terminated_state(prev, v.runtime_name)
+    elif cur.state == EXITED:
+        state = terminated_state(cur, v.runtime_name)
+        if prev is not None:
+            last = terminated_state(prev, v.runtime_name)
+    else:  # created, not started yet
+        state = {"waiting": {"reason": "ContainerCreating"}}
+    out["state"] = state
+    out["lastState"] = last
+    out["ready"] = bool(v.ready and v.running)
+    out["restartCount"] = cur.attempt if cur is not None else 0
+    out["image"] = cur.image if cur is not None else v.spec_image
+    out["imageID"] = cur.image_ref if cur is not None else ""
+    if cur is not None and (v.running or "terminated" in state):
+        out["containerID"] = f"{v.runtime_name}://{cur.id}"
+    out["started"] = v.running
+    return out
+
+
+def _terminated_of(st: dict[str, Any], key: str) -> dict[str, Any] | None:
+    return (st.get(key) or {}).get("terminated")
+
+
+def pod_phase(pod: dict[str, Any], init_statuses: list[dict[str, Any]],
+              statuses: list[dict[str, Any]]) -> str:
+    """The kubelet's getPhase."""
+    spec = pod.get("spec", {})
+    policy = spec.get("restartPolicy", "Always")
+    pending_init = failed_init = 0
+    by_name = {s["name"]: s for s in init_statuses}
+    for c in spec.get("initContainers") or []:
+        s = by_name.get(c["name"])
+        if s is None:
+            pending_init += 1
+            continue
+        state = s.get("state", {})
+        if "running" in state:
+            pending_init += 1
+        elif "terminated" in state:
+            if state["terminated"].get("exitCode", 0) != 0:
+                failed_init += 1
+        elif "waiting" in state:
+            last = _terminated_of(s, "lastState")
+            if last is not None:
+                if last.get("exitCode", 0) != 0:
+                    failed_init += 1
+            else:
+                pending_init += 1
+        else:
+            pending_init += 1
+
+    unknown = running = waiting = stopped = succeeded = 0
+    by_name = {s["name"]: s for s in statuses}
+    for c in spec.get("containers") or []:
+        s = by_name.get(c["name"])
+        if s is None:
+            unknown += 1
+            continue
+        state = s.get("state", {})
+        if "running" in state:
+            running += 1
+        elif "terminated" in state:
+            stopped += 1
+            if state["terminated"].get("exitCode", 0) == 0:
+                succeeded += 1
+        elif "waiting" in state:
+            if _terminated_of(s, "lastState") is not None:
+                stopped += 1
+            else:
+                waiting += 1
+        else:
+            unknown += 1
+
+    if failed_init and policy == "Never":
+        return "Failed"
+    if pending_init or waiting:
+        return "Pending"
+    if failed_init:
+        return "Pending"  # init will be retried
+    if running and not unknown:
+        return "Running"
+    if not running and stopped and not unknown:
+        if policy == "Always":
+            return "Running"
+        if stopped == succeeded:
+            return "Succeeded"
+        if policy == "Never":
+            return "Failed"
+        return "Running"
+    return "Pending"
+
+
+def pod_conditions(pod: dict[str, Any], phase: str, init_statuses: list[dict[str, Any]],
+                   statuses: list[dict[str, Any]], *, sandbox_ready: bool, now: str) -> list[dict[str, Any]]:
+    """Conditions the kubelet owns, merged with the ones it does not (PodScheduled,
+    DisruptionTarget, readiness gates), keeping lastTransitionTime when a
+    condition's status does not change."""
+    spec = pod.get("spec", {})
+    old = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or []}
+
+    done = {s["name"] for s in init_statuses
+            if (s.get("state", {}).get("terminated") or {}).get("exitCode", 1) == 0}
+    known = {s["name"] for s in init_statuses}
+    init_names = [c["name"] for c in spec.get("initContainers") or []]
+    incomplete = [n for n in init_names if n not in done]
+    missing_init = [n for n in init_names if n not in known]
+    unready = [c["name"] for c in spec.get("containers") or []
+               if not next((s.get("ready") for s in statuses if s["name"] == c["name"]), False)]
+
+    mine: list[tuple[str, bool, str, str]] = []
+    mine.append(("PodReadyToStartContainers", sandbox_ready, "", ""))
+    if phase == "Succeeded" and not missing_init:
+        mine.append(("Initialized", True, "PodCompleted", ""))
+    elif incomplete:
+        mine.append(("Initialized", False, "ContainersNotInitialized",
+                     f"containers with incomplete status: [{' '.join(incomplete)}]"))
+    else:
+        mine.append(("Initialized", True, "", ""))
+    if phase in ("Succeeded", "Failed"):
+        reason = "PodCompleted" if phase == "Succeeded" else "PodFailed"
+        mine.append(("Ready", False, reason, ""))
+        mine.append(("ContainersReady", False, reason, ""))
+    elif unready:
+        msg = f"containers with unready status: [{' '.join(unready)}]"
+        mine.append(("Ready", False, "ContainersNotReady", msg))
+        mine.append(("ContainersReady", False, "ContainersNotReady", msg))
+    else:
+        mine.append(("Ready", True, "", ""))
+        mine.append(("ContainersReady", True, "", ""))
+
+    out: list[dict[str, Any]] = []
+    for typ, ok, reason, message in mine:
+        status = "True" if ok else "False"
+        prev = old.get(typ)
+        cond: dict[str, Any] = {"type": typ, "status": status, "lastProbeTime": None,
+                                "lastTransitionTime": prev["lastTransitionTime"]
+                                if prev and prev.get("status") == status and prev.get("lastTransitionTime")
+                                else now}
+        if reason:
+            cond["reason"] = reason
+        if message:
+            cond["message"] = message
+        out.append(cond)
+    for typ, c in old.items():
+        if typ not in KUBELET_CONDITIONS:
+            out.append(c)
+    if "PodScheduled" not in old:
+        out.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                    "lastTransitionTime": now})
+    return out
+
+
+_QOS_RESOURCES = ("cpu", "memory")
+
+
+def qos_class(pod: dict[str, Any]) -> str:
+    """BestEffort, Burstable or Guaranteed, as pkg/apis/core/v1/helper/qos.GetPodQOS."""
+    spec = pod.get("spec", {})
+    requests: dict[str, Decimal] = {}
+    limits: dict[str, Decimal] = {}
+    guaranteed = True
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        res = c.get("resources") or {}
+        lim = res.get("limits") or {}
+        # apiserver defaulting copies limits into unset requests; do it here too
+        req = {**{k: v for k, v in lim.items()}, **(res.get("requests") or {})}
+        for name, q in req.items():
+            if name in _QOS_RESOURCES and _q(q) > 0:
+                requests[name] = requests.get(name, Decimal(0)) + _q(q)
+        found = set()
+        for name, q in lim.items():
+            if name in _QOS_RESOURCES and _q(q) > 0:
+                found.add(name)
+                limits[name] = limits.get(name, Decimal(0)) + _q(q)
+        if not set(_QOS_RESOURCES) <= found:
+            guaranteed = False
+    if not requests and not limits:
+        return "BestEffort"
+    if guaranteed:
+        for name, q in requests.items():
+            if limits.get(name) != q:
+                guaranteed = False
+                break
+    if guaranteed and len(requests) == len(limits):
+        return "Guaranteed"
+    return "Burstable"
+
+
+def _q(v: Any) -> Decimal:
+    try:
+        return parse_quantity(v)
+    except ValueError:
+        return Decimal(0)

@@ -1,0 +1,308 @@
+"""SQLite backend: etcd's model as an append-only log table, after kine
+(k3s-io/kine pkg/logstructured/sqllog and pkg/drivers/sqlite).
+
+Every write INSERTs a row; its autoincrement id is the global revision. A delete
+is a tombstone row. A UNIQUE index on (name, prev_revision) makes two writers
+that start from the same revision collide, so guarded updates need no Python
+lock. The compact revision lives in the table itself (`compact_rev_key`).
+
+Durability: WAL with synchronous=NORMAL survives a killed process (the WAL is
+written before a commit returns); it may lose the last commits on power loss,
+like etcd with a lazy fsync. Set `sync=True` for FULL.
+
+Watch: local writes fan out at once to subscribers; a poller picks up rows other
+processes sharing the file wrote. Each subscriber has a bounded queue; one that
+falls behind is dropped (its watch ends) and the client re-lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+from typing import Any
+
+from kybern.storage.interface import (
+    KV,
+    Compacted,
+    Conflict,
+    Event,
+    KeyExists,
+    KeyNotFound,
+    ListResult,
+    prefix_end,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kine (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  deleted INTEGER NOT NULL,
+  create_revision INTEGER NOT NULL,
+  prev_revision INTEGER NOT NULL,
+  lease INTEGER NOT NULL DEFAULT 0,
+  value BLOB,
+  old_value BLOB
+);
+CREATE INDEX IF NOT EXISTS kine_name_index ON kine (name);
+CREATE INDEX IF NOT EXISTS kine_name_id_index ON kine (name, id);
+CREATE INDEX IF NOT EXISTS kine_id_deleted_index ON kine (id, deleted);
+CREATE INDEX IF NOT EXISTS kine_prev_revision_index ON kine (prev_revision);
+CREATE UNIQUE INDEX IF NOT EXISTS kine_name_prev_revision_uindex ON kine (name, prev_revision);
+"""
+
+COMPACT_KEY = "compact_rev_key"
+_COLS = "id, name, created, deleted, create_revision, prev_revision, value, old_value"
+
+# latest row per key in [start, end) at or below a revision
+_LIST_SQL = f"""
+SELECT {_COLS} FROM kine WHERE id IN (
+  SELECT MAX(id) FROM kine WHERE name >= ? AND name < ? AND id <= ? GROUP BY name
+) AND deleted = 0 ORDER BY name LIMIT ?
+"""
+
+SUBSCRIBER_QUEUE = 10_000
+POLL_INTERVAL = 1.0
+
+
+class _Subscriber:
+    __slots__ = ("prefix", "queue", "dropped")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        self.dropped = False
+
+
+class SQLiteStore:
+    def __init__(self, path: str, *, sync: bool = False) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(SCHEMA)
+        self._subs: list[_Subscriber] = []
+        self._last_seen = self._max_id()
+        self._poller: asyncio.Task[None] | None = None
+
+    # -- helpers ------------------------------------------------------------
+    def _max_id(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM kine").fetchone()[0])
+
+    def _compact_rev(self) -> int:
+        row = self.db.execute(
+            "SELECT prev_revision FROM kine WHERE name = ? ORDER BY id DESC LIMIT 1", (COMPACT_KEY,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _latest(self, key: str) -> tuple[Any, ...] | None:
+        return self.db.execute(
+            f"SELECT {_COLS} FROM kine WHERE name = ? ORDER BY id DESC LIMIT 1", (key,)
+        ).fetchone()
+
+    @staticmethod
+    def _kv(row: tuple[Any, ...]) -> KV:
+        return KV(row[1], bytes(row[6]) if row[6] is not None else b"", int(row[4]), int(row[0]))
+
+    def _insert(self, key: str, *, created: int, deleted: int, create_rev: int, prev_rev: int,
+                value: bytes | None, old_value: bytes | None) -> int:
+        cur = self.db.execute(
+            "INSERT INTO kine(name, created, deleted, create_revision, prev_revision, lease, value, old_value)"
+            " VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+            (key, created, deleted, create_rev, prev_rev, value, old_value),
+        )
+        rev = int(cur.lastrowid or 0)
+        if created and create_rev == 0:
+            self.db.execute("UPDATE kine SET create_revision = ? WHERE id = ?", (rev, rev))
+        return rev
+
+    # -- reads --------------------------------------------------------------
+    async def get(self, key: str) -> tuple[KV | None, int]:
+        row = self._latest(key)
+        rev = self._max_id()
+        if row is None or row[3]:
+            return None, rev
+        return self._kv(row), rev
+
+    async def list(self, prefix: str, *, revision: int = 0, start: str = "",
+                   limit: int = 0) -> ListResult:
+        current = self._max_id()
+        if revision:
+            compact = self._compact_rev()
+            if revision < compact:
+                raise Compacted(revision, compact)
+            at = revision
+        else:
+            at = current
+        lo = max(prefix, start) if start else prefix
+        rows = self.db.execute(_LIST_SQL, (lo, prefix_end(prefix), at, (limit + 1) if limit else -1)).fetchall()
+        more = bool(limit) and len(rows) > limit
+        if more:
+            rows = rows[:limit]
+        return ListResult([self._kv(r) for r in rows], at, more)
+
+    async def count(self, prefix: str) -> int:
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM kine WHERE id IN (SELECT MAX(id) FROM kine WHERE name >= ? AND name < ?"
+            " GROUP BY name) AND deleted = 0", (prefix, prefix_end(prefix))).fetchone()
+        return int(row[0])
+
+    async def current_revision(self) -> int:
+        return self._max_id()
+
+    # -- writes -------------------------------------------------------------
+    async def create(self, key: str, value: bytes) -> int:
+        prev = self._latest(key)
+        if prev is not None and not prev[3]:
+            raise KeyExists(key)
+        prev_rev = int(prev[0]) if prev is not None else 0
+        try:
+            rev = self._insert(key, created=1, deleted=0, create_rev=0, prev_rev=prev_rev,
+                               value=value, old_value=None)
+        except sqlite3.IntegrityError:
+            raise KeyExists(key) from None
+        self._publish_local(rev)
+        return rev
+
+    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
+        prev = self._latest(key)
+        if prev is None or prev[3]:
+            raise KeyNotFound(key)
+        if expected_revision and int(prev[0]) != expected_revision:
+            raise Conflict(key, self._kv(prev))
+        try:
+            rev = self._insert(key, created=0, deleted=0, create_rev=int(prev[4]), prev_rev=int(prev[0]),
+                               value=value, old_value=prev[6])
+        except sqlite3.IntegrityError:
+            raise Conflict(key, self._kv(self._latest(key) or prev)) from None
+        self._publish_local(rev)
+        return rev
+
+    async def delete(self, key: str, expected_revision: int = 0) -> tuple[int, KV]:
+        prev = self._latest(key)
+        if prev is None or prev[3]:
+            raise KeyNotFound(key)
+        if expected_revision and int(prev[0]) != expected_revision:
+            raise Conflict(key, self._kv(prev))
+        try:
+            rev = self._insert(key, created=0, deleted=1, create_rev=int(prev[4]), prev_rev=int(prev[0]),
+                               value=prev[6], old_value=prev[6])
+        except sqlite3.IntegrityError:
+            raise Conflict(key, self._kv(self._latest(key) or prev)) from None
+        self._publish_local(rev)
+        return rev, self._kv(prev)
+
+    # -- compaction -----------------------------------------------------------
+    async def compact(self, revision: int) -> None:
+        """Drop history at or below `revision` that no current key needs: rows
+        replaced by a later row and tombstones (kine's compact query)."""
+        current = self._compact_rev()
+        if revision <= current:
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(
+                "DELETE FROM kine WHERE id IN (SELECT prev_revision FROM kine WHERE name != ?"
+                " AND prev_revision != 0 AND id <= ?)", (COMPACT_KEY, revision))
+            self.db.execute("DELETE FROM kine WHERE deleted = 1 AND id <= ?", (revision,))
+            prev = self.db.execute("SELECT id FROM kine WHERE name = ?", (COMPACT_KEY,)).fetchone()
+            self.db.execute("DELETE FROM kine WHERE name = ?", (COMPACT_KEY,))
+            # the bookkeeping row records the compact revision in prev_revision
+            self.db.execute(
+                "INSERT INTO kine(name, created, deleted, create_revision, prev_revision, lease)"
+                " VALUES (?, 0, 0, 0, ?, 0)", (COMPACT_KEY, revision))
+            self.db.execute("COMMIT")
+        except Exception:
+            self.db.execute("ROLLBACK")
+            raise
+        del prev
+        self._last_seen = max(self._last_seen, self._max_id())
+
+    # -- watch ----------------------------------------------------------------
+    def _event(self, row: tuple[Any, ...]) -> Event:
+        rid, name, created, deleted = int(row[0]), row[1], int(row[2]), int(row[3])
+        value = bytes(row[6]) if row[6] is not None else b""
+        old = bytes(row[7]) if row[7] is not None else None
+        kv = KV(name, value, int(row[4]) or rid, rid)
+        prev = KV(name, old, int(row[4]), int(row[5])) if old is not None else None
+        return Event("DELETE" if deleted else "PUT", kv, prev, created=bool(created))
+
+    def _publish_local(self, rev: int) -> None:
+        if rev == self._last_seen + 1:
+            self._last_seen = rev
+            if self._subs:
+                row = self.db.execute(f"SELECT {_COLS} FROM kine WHERE id = ?", (rev,)).fetchone()
+                self._fanout(self._event(row))
+        else:
+            self._poll_once()
+
+    def _poll_once(self) -> None:
+        rows = self.db.execute(
+            f"SELECT {_COLS} FROM kine WHERE id > ? ORDER BY id", (self._last_seen,)).fetchall()
+        for row in rows:
+            self._last_seen = int(row[0])
+            if row[1] != COMPACT_KEY and self._subs:
+                self._fanout(self._event(row))
+
+    def _fanout(self, ev: Event) -> None:
+        key = ev.kv.key
+        for sub in self._subs:
+            if sub.dropped or not key.startswith(sub.prefix):
+                continue
+            try:
+                sub.queue.put_nowait(ev)
+            except asyncio.QueueFull:
+                sub.dropped = True
+                log.warning("watcher on %s fell behind; dropping it", sub.prefix)
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            try:
+                self._poll_once()
+            except sqlite3.Error as e:
+                log.warning("sqlite poll failed: %s", e)
+
+    async def watch(self, prefix: str, revision: int) -> AsyncIterator[Event]:
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._poll_loop())
+        sub = _Subscriber(prefix)
+        self._subs.append(sub)
+        try:
+            compact = self._compact_rev()
+            if revision and revision < compact:
+                raise Compacted(revision, compact)
+            # subscribe first, then catch up; drop what the catch-up already sent
+            upto = self._last_seen
+            rows = self.db.execute(
+                f"SELECT {_COLS} FROM kine WHERE id > ? AND id <= ? AND name >= ? AND name < ? ORDER BY id",
+                (revision, upto, prefix, prefix_end(prefix))).fetchall()
+            for row in rows:
+                yield self._event(row)
+            while True:
+                if sub.dropped and sub.queue.empty():
+                    return
+                ev = await sub.queue.get()
+                if ev is None:
+                    return
+                if ev.kv.mod_revision <= upto:
+                    continue
+                yield ev
+        finally:
+            self._subs.remove(sub)
+
+    async def close(self) -> None:
+        if self._poller:
+            self._poller.cancel()
+        for sub in self._subs:
+            sub.dropped = True
+            try:
+                sub.queue.put_nowait(None)
+            except asyncio.QueueFull:
+                pass
+        self.db.close()
