@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 import orjson
 
-from kybern.api import openapi_ops as ops
+from kybern.api import openapi_paths as ops
 from kybern.api import schemas
 from kybern.api.registry import ResourceInfo
 
@@ -214,17 +214,16 @@ def _build_v3_for_path(path: str, resources: list[ResourceInfo]) -> dict[str, An
         if not any(r.group == parts[1] for r in resources):
             return None
         items = [ops.group_item(parts[1])]
-    elif len(parts) == 2 and parts[0] == "api":
-        items = ops.path_items([r for r in resources if not r.group and r.version == parts[1]],
-                               include_roots=False, group_version=("", parts[1]))
-    elif len(parts) == 3 and parts[0] == "apis":
-        items = ops.path_items([r for r in resources if r.group == parts[1] and r.version == parts[2]],
-                               include_roots=False, group_version=(parts[1], parts[2]))
+    elif (len(parts) == 2 and parts[0] == "api") or (len(parts) == 3 and parts[0] == "apis"):
+        group, version = ("", parts[1]) if parts[0] == "api" else (parts[1], parts[2])
+        served = [r for r in resources if r.group == group and r.version == version]
+        if not served:
+            return None
+        items = ops.path_items(served, include_roots=False, group_version=(group, version))
+        return _build_v3(items, served)
     else:
         return None
-    if len(items) <= 1 and len(parts) >= 2 and parts[-1].startswith("v") and not items[0].operations:
-        return None
-    return _build_v3(items, [r for r in resources if ops.gv_path(r.group, r.version).lstrip("/") == path])
+    return _build_v3(items, [])
 
 
 def _build_v3(items: list[ops.PathItem], resources: list[ResourceInfo]) -> dict[str, Any]:

@@ -155,7 +155,8 @@ class Image:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ref": self.familiar, "name": self.ref, "id": self.id, "size": self.size,
-                "created": self.created, "config": self.config, "rootfs": str(self.rootfs)}
+                "created": self.created, "config": self.config, "rootfs": str(self.rootfs),
+                "repo_digest": self.repo_digest}
 
 
 class ImageStore:

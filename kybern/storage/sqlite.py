@@ -275,7 +275,7 @@ class SQLiteStore:
         self._subs.append(sub)
         try:
             compact = self._compact_rev()
-            if revision and revision < compact:
+            if revision < compact:
                 raise Compacted(revision, compact)
             # subscribe first, then catch up; drop what the catch-up already sent
             upto = self._last_seen

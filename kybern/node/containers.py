@@ -1,0 +1,186 @@
+"""How one container of a pod gets (re)started: image check per pull policy,
+environment, create, start — with the kubelet's events, waiting reasons and
+back-offs at each step.
+
+    image missing         -> ErrImagePull, then ImagePullBackOff (10s..5m)
+    pull policy Never     -> ErrImageNeverPull
+    bad image name        -> InvalidImageName
+    ConfigMap/Secret gone -> CreateContainerConfigError
+    exec fails            -> terminated StartError (exit 128), then restart policy
+    container exited      -> restart now, or CrashLoopBackOff (10s..5m)
+
+Every method returns the wall-clock time at which the pod should be looked at
+again, or None.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from kybern.node.backoff import Backoff, go_duration
+from kybern.node.env import ConfigError, expand_command
+from kybern.node.images import InvalidReference, parse_ref
+from kybern.node.runtimes.base import ContainerConfig, ContainerError, ImagePullError
+from kybern.node.status import ContainerView
+
+if TYPE_CHECKING:
+    from kybern.node.agent import NodeAgent
+    from kybern.node.pod_worker import PodWorker
+
+CONFIG_ERROR_RETRY = 5.0  # ConfigMaps/Secrets are not watched; look again soon
+NEVER_PULL_RETRY = 10.0
+
+
+def default_pull_policy(image: str) -> str:
+    """As apiserver defaulting: Always for :latest or untagged, else IfNotPresent."""
+    try:
+        ref = parse_ref(image)
+    except InvalidReference:
+        return "IfNotPresent"
+    return "Always" if ref.tag == "latest" and not ref.digest else "IfNotPresent"
+
+
+class ContainerStarter:
+    def __init__(self, agent: "NodeAgent", worker: "PodWorker") -> None:
+        self.agent = agent
+        self.worker = worker
+        self.crash = Backoff(agent.backoff_base, agent.backoff_max)
+        self.pull = Backoff(agent.backoff_base, agent.backoff_max)
+        self._pull_failed_at: dict[str, float] = {}
+        self._reported: set[tuple[str, str, float]] = set()
+
+    def _event(self, type_: str, reason: str, message: str) -> None:
+        if self.worker.pod is not None:
+            self.agent.recorder.event(self.worker.pod, type_, reason, message)
+
+    def _once(self, name: str, what: str, stamp: float) -> bool:
+        """True the first time (name, what, stamp) is seen: one event per back-off period."""
+        key = (name, what, stamp)
+        if key in self._reported:
+            return False
+        self._reported.add(key)
+        if len(self._reported) > 256:
+            self._reported.clear()
+        return True
+
+    # -- restart ------------------------------------------------------------
+    async def restart(self, pod: dict[str, Any], c: dict[str, Any], v: ContainerView) -> float | None:
+        cur = v.current
+        assert cur is not None
+        name = c["name"]
+        now = time.time()
+        if self.crash.in_backoff_since(name, cur.finished_at, now):
+            delay = self.crash.delay(name, now)
+            v.waiting_reason = "CrashLoopBackOff"
+            v.waiting_message = (f"back-off {go_duration(delay)} restarting failed container={name} "
+                                 f"pod={self.worker.pod_ref}")
+            if self._once(name, "crash", cur.finished_at):
+                self._event("Warning", "BackOff",
+                            f"Back-off restarting failed container {name} in pod {self.worker.pod_ref}")
+            return cur.finished_at + delay
+        self.crash.next(name, cur.finished_at)
+        return await self.start(pod, c, v, attempt=cur.attempt + 1)
+
+    async def start_created(self, pod: dict[str, Any], c: dict[str, Any], v: ContainerView) -> float | None:
+        """A container created but never started (the agent stopped in between)."""
+        assert v.current is not None
+        await self.agent.runtime.remove_container(v.current.id)
+        return await self.start(pod, c, v, attempt=v.current.attempt)
+
+    # -- start --------------------------------------------------------------
+    async def start(self, pod: dict[str, Any], c: dict[str, Any], v: ContainerView,
+                    attempt: int) -> float | None:
+        name = c["name"]
+        image = c.get("image", "")
+        ready, wake = await self._ensure_image(c, v)
+        if not ready:
+            return wake
+        try:
+            env = await self.agent.env.resolve(pod, c)
+        except ConfigError as e:
+            v.waiting_reason, v.waiting_message = "CreateContainerConfigError", str(e)
+            self._event("Warning", "Failed", f"Error: {e}")
+            return time.time() + CONFIG_ERROR_RETRY
+        command, args = expand_command(c, env)
+        cfg = ContainerConfig(
+            name=name, image=image, attempt=attempt, command=command, args=args, env=env,
+            working_dir=c.get("workingDir", ""), log_path=f"{name}/{attempt}.log",
+            labels={"io.kubernetes.container.name": name, "io.kubernetes.pod.uid": self.worker.uid,
+                    "io.kubernetes.pod.name": self.worker.name,
+                    "io.kubernetes.pod.namespace": self.worker.namespace})
+        assert self.worker.sandbox_id is not None
+        rt = self.agent.runtime
+        try:
+            cid = await rt.create_container(self.worker.sandbox_id, cfg, self.worker.sandbox_config(pod))
+        except ContainerError as e:
+            v.waiting_reason, v.waiting_message = e.reason, e.message
+            self._event("Warning", "Failed", f"Error: {e.message}")
+            return time.time() + self.crash.next(f"create:{name}")
+        self._event("Normal", "Created", f"Created container: {name}")
+        try:
+            await rt.start_container(cid)
+        except ContainerError as e:
+            self._event("Warning", "Failed", f"Error: {e.message}")
+        else:
+            self._event("Normal", "Started", f"Started container {name}")
+        v.waiting_reason = v.waiting_message = ""
+        v.current, v.previous = await rt.container_status(cid), (
+            v.current if v.current is not None and v.current.id != cid else v.previous)
+        v.ready = v.running
+        return None
+
+    async def _ensure_image(self, c: dict[str, Any], v: ContainerView) -> tuple[bool, float | None]:
+        name = c["name"]
+        image = c.get("image", "")
+        rt = self.agent.runtime
+        try:
+            parse_ref(image)
+        except InvalidReference as e:
+            msg = f'Failed to apply default image tag "{image}": couldn\'t parse image name "{image}": {e}'
+            v.waiting_reason, v.waiting_message = "InvalidImageName", msg
+            if self._once(name, "invalid", 0):
+                self._event("Warning", "InspectFailed", msg)
+                self._event("Warning", "Failed", "Error: InvalidImageName")
+            return False, None  # only a spec change (a new pod) can fix it
+        policy = c.get("imagePullPolicy") or default_pull_policy(image)
+        present = await rt.image_status(image)
+        if policy == "Never" or (policy == "IfNotPresent" and present is not None):
+            if present is None:
+                msg = f'Container image "{image}" is not present with pull policy of Never'
+                v.waiting_reason, v.waiting_message = "ErrImageNeverPull", msg
+                self._event("Warning", "ErrImageNeverPull", msg)
+                self._event("Warning", "Failed", "Error: ErrImageNeverPull")
+                return False, time.time() + NEVER_PULL_RETRY
+            self._event("Normal", "Pulled", f'Container image "{image}" already present on machine')
+            return True, None
+
+        now = time.time()
+        failed_at = self._pull_failed_at.get(name)
+        if failed_at is not None and self.pull.in_backoff_since(name, failed_at, now):
+            prev = v.waiting_message.split(": ErrImagePull: ", 1)[-1] if v.waiting_message else ""
+            v.waiting_reason = "ImagePullBackOff"
+            v.waiting_message = f'Back-off pulling image "{image}": ErrImagePull: {prev}'
+            if self._once(name, "pull-backoff", failed_at):
+                self._event("Normal", "BackOff", f'Back-off pulling image "{image}"')
+                self._event("Warning", "Failed", "Error: ImagePullBackOff")
+            return False, failed_at + self.pull.delay(name, now)
+
+        self._event("Normal", "Pulling", f'Pulling image "{image}"')
+        t0 = time.monotonic()
+        try:
+            status = await rt.pull_image(image)
+        except ImagePullError as e:
+            self._pull_failed_at[name] = now
+            self.pull.next(name, now)
+            v.waiting_reason, v.waiting_message = "ErrImagePull", e.message
+            self._event("Warning", "Failed", f'Failed to pull image "{image}": {e.message}')
+            self._event("Warning", "Failed", "Error: ErrImagePull")
+            # look again shortly so the status moves on to ImagePullBackOff, as upstream
+            return False, now + min(1.0, self.pull.delay(name, now))
+        self._pull_failed_at.pop(name, None)
+        self.pull.reset(name)
+        took = go_duration(time.monotonic() - t0)
+        self._event("Normal", "Pulled", f'Successfully pulled image "{image}" in {took} ({took} including '
+                                        f'waiting). Image size: {status.size} bytes.')
+        return True, None

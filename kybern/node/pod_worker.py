@@ -1,0 +1,389 @@
+"""One pod on this node: how its containers are started, restarted, stopped and
+reported. The kubelet's pod worker, reduced to its essentials.
+
+A worker owns one pod (by UID). Anything that may matter — a new version of the
+pod from the watch, a container exiting, a back-off expiring — wakes it, and
+`sync()` then looks at the desired state (the pod) and the observed state (the
+runtime's containers), acts, and writes the status. It is level-triggered:
+running it twice in a row does nothing the second time.
+
+Order of business in a sync:
+  pod gone from the API  -> kill everything, clean up, finish
+  pod being deleted      -> stop containers (grace period), write the final
+                            status, delete the pod with gracePeriodSeconds=0
+  pod terminal           -> nothing runs again
+  otherwise              -> sandbox, then init containers one at a time, then
+                            the containers; restart per restartPolicy with
+                            CrashLoopBackOff; write status if it changed
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import time
+from typing import TYPE_CHECKING, Any
+
+from kybern.client.resources import PODS
+from kybern.machinery import errors, meta
+from kybern.node import status as st
+from kybern.node.containers import ContainerStarter
+from kybern.node.runtimes.base import CREATED, EXITED, RUNNING, PodSandboxConfig
+
+if TYPE_CHECKING:
+    from kybern.node.agent import NodeAgent
+
+log = logging.getLogger(__name__)
+
+FORCE_DELETE_GRACE = 2.0  # kubelet's minimum grace when the pod vanished (force delete)
+POD_UID_LABEL = "io.kubernetes.pod.uid"
+CONTAINER_NAME_LABEL = "io.kubernetes.container.name"
+
+
+class LogTargetError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class PodWorker:
+    def __init__(self, agent: "NodeAgent", pod: dict[str, Any]) -> None:
+        self.agent = agent
+        self.pod: dict[str, Any] | None = pod
+        m = pod["metadata"]
+        self.uid: str = m["uid"]
+        self.namespace: str = m.get("namespace", "default")
+        self.name: str = m["name"]
+        self.sandbox_id: str | None = None
+        self.sandbox_ip = agent.address
+        self.views: dict[str, st.ContainerView] = {}
+        self.starter = ContainerStarter(agent, self)
+        self.done = False
+        self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_status: dict[str, Any] | None = None
+        self._terminal = False
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def pod_ref(self) -> str:
+        """pod_namespace(uid), as the kubelet names pods in messages."""
+        return f"{self.name}_{self.namespace}({self.uid})"
+
+    # -- driving ------------------------------------------------------------
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"pod-worker-{self.key}")
+        self.wake()
+
+    def update(self, pod: dict[str, Any] | None) -> None:
+        self.pod = pod
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def wake_at(self, when: float) -> None:
+        """Wake at wall-clock time `when` (keeps only the earliest pending wake)."""
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, when - time.time())
+        if self._timer is not None and self._timer.when() <= loop.time() + delay:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self.wake()
+
+    async def _run(self) -> None:
+        while not self.done:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("sync of pod %s failed: %r", self.key, e, exc_info=True)
+                self.wake_at(time.time() + 1.0)
+        if self._timer is not None:
+            self._timer.cancel()
+        self.agent.worker_finished(self)
+
+    # -- the sync -----------------------------------------------------------
+    async def sync(self) -> None:
+        pod = self.pod
+        if pod is None:
+            await self.kill_all(FORCE_DELETE_GRACE)
+            await self.cleanup()
+            self.done = True
+            return
+        if meta.is_deleting(pod):
+            await self._terminate_and_delete(pod)
+            return
+        phase = (pod.get("status") or {}).get("phase")
+        if self._terminal or phase in ("Succeeded", "Failed"):
+            self._terminal = True
+            await self.kill_all(self._grace(pod))
+            return
+        await self._ensure_sandbox(pod)
+        await self.refresh()
+        wake = await self._reconcile_containers(pod)
+        new = self.compute_status(pod)
+        await self._write_status(new)
+        if new["phase"] in ("Succeeded", "Failed"):
+            self._terminal = True
+        if wake is not None:
+            self.wake_at(wake)
+
+    async def _terminate_and_delete(self, pod: dict[str, Any]) -> None:
+        await self.kill_all(self._grace(pod))
+        if self.sandbox_id is not None:
+            await self.refresh()
+            try:
+                await self._write_status(self.compute_status(pod, terminal=True))
+            except errors.StatusError as e:
+                log.debug("final status of %s not written: %s", self.key, e)
+        try:
+            await self.agent.client.delete(PODS, self.name, self.namespace, grace_period_seconds=0,
+                                           preconditions={"uid": self.uid})
+        except errors.StatusError as e:
+            if e.code not in (404, 409):
+                raise
+        await self.cleanup()
+        self.done = True
+
+    def _grace(self, pod: dict[str, Any]) -> float:
+        spec_grace = pod.get("spec", {}).get("terminationGracePeriodSeconds")
+        del_grace = pod["metadata"].get("deletionGracePeriodSeconds")
+        values = [v for v in (spec_grace, del_grace) if v is not None]
+        return float(min(values)) if values else 30.0
+
+    async def _ensure_sandbox(self, pod: dict[str, Any]) -> None:
+        rt = self.agent.runtime
+        if self.sandbox_id is not None and await rt.pod_sandbox_status(self.sandbox_id) is not None:
+            return
+        for sb in await rt.list_pod_sandboxes():  # left by a previous run of the agent
+            if sb.uid == self.uid and sb.ready:
+                self.sandbox_id, self.sandbox_ip = sb.id, sb.ip
+                return
+        cfg = self.sandbox_config(pod)
+        self.sandbox_id = await rt.run_pod_sandbox(cfg)
+        status = await rt.pod_sandbox_status(self.sandbox_id)
+        self.sandbox_ip = status.ip if status else self.agent.address
+
+    def sandbox_config(self, pod: dict[str, Any]) -> PodSandboxConfig:
+        m = pod["metadata"]
+        return PodSandboxConfig(
+            name=self.name, namespace=self.namespace, uid=self.uid,
+            hostname=pod["spec"].get("hostname") or self.name,
+            log_directory=self.log_directory(),
+            labels=dict(m.get("labels") or {}), annotations=dict(m.get("annotations") or {}))
+
+    def log_directory(self) -> str:
+        return os.path.join(self.agent.data_dir, "pods", f"{self.namespace}_{self.name}_{self.uid}")
+
+    async def refresh(self) -> None:
+        """Rebuild the per-container view from what the runtime reports, and drop
+        all but the last two instances of each container (the current one and
+        the one `kubectl logs --previous` shows)."""
+        pod = self.pod
+        if self.sandbox_id is None:
+            return
+        spec = (pod or {}).get("spec", {})
+        runtime_name = self.agent.runtime.name
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            v = self.views.get(c["name"])
+            if v is None:
+                self.views[c["name"]] = st.ContainerView(c["name"], c.get("image", ""), runtime_name)
+            else:
+                v.spec_image = c.get("image", "")
+        by_name: dict[str, list[Any]] = {}
+        for cs in await self.agent.runtime.list_containers(self.sandbox_id):
+            by_name.setdefault(cs.labels.get(CONTAINER_NAME_LABEL, cs.name), []).append(cs)
+        for name, v in self.views.items():
+            items = sorted(by_name.get(name, []), key=lambda c: (c.attempt, c.created_at))
+            v.current = items[-1] if items else None
+            v.previous = items[-2] if len(items) > 1 else None
+            # readiness: no probes yet, so a running container is ready (seam for probes)
+            v.ready = v.running
+            for old in items[:-2]:
+                await self.agent.runtime.remove_container(old.id)
+
+    async def _reconcile_containers(self, pod: dict[str, Any]) -> float | None:
+        """Start, restart or leave alone each container. Returns when to look again."""
+        spec = pod["spec"]
+        policy = spec.get("restartPolicy", "Always")
+        wakes: list[float] = []
+
+        for c in spec.get("initContainers") or []:
+            v = self.views[c["name"]]
+            if v.running:
+                break
+            cur = v.current
+            if cur is not None and cur.state == EXITED and cur.exit_code == 0:
+                v.waiting_reason = v.waiting_message = ""
+                continue
+            if cur is not None and cur.state == EXITED:
+                if policy == "Never":
+                    v.waiting_reason = v.waiting_message = ""
+                    break
+                w = await self.starter.restart(pod, c, v)
+            elif cur is not None and cur.state == CREATED:
+                w = await self.starter.start_created(pod, c, v)
+            else:
+                w = await self.starter.start(pod, c, v, attempt=0)
+            if w is not None:
+                wakes.append(w)
+            break
+        else:
+            for c in spec.get("containers") or []:
+                v = self.views[c["name"]]
+                cur = v.current
+                w = None
+                if v.running:
+                    v.waiting_reason = v.waiting_message = ""
+                elif cur is None:
+                    w = await self.starter.start(pod, c, v, attempt=0)
+                elif cur.state == CREATED:
+                    w = await self.starter.start_created(pod, c, v)
+                elif cur.state == EXITED:
+                    if policy == "Always" or (policy == "OnFailure" and cur.exit_code != 0):
+                        w = await self.starter.restart(pod, c, v)
+                    else:
+                        v.waiting_reason = v.waiting_message = ""
+                if w is not None:
+                    wakes.append(w)
+            return min(wakes) if wakes else None
+
+        for c in spec.get("containers") or []:  # still initialising
+            v = self.views[c["name"]]
+            if v.current is None:
+                v.waiting_reason, v.waiting_message = "PodInitializing", ""
+        return min(wakes) if wakes else None
+
+    async def kill_all(self, grace: float) -> None:
+        if self.sandbox_id is None:
+            for sb in await self.agent.runtime.list_pod_sandboxes():
+                if sb.uid == self.uid:
+                    self.sandbox_id = sb.id
+        if self.sandbox_id is None:
+            return
+        running = [cs for cs in await self.agent.runtime.list_containers(self.sandbox_id)
+                   if cs.state == RUNNING]
+        for cs in running:
+            if self.pod is not None:
+                self.agent.recorder.event(self.pod, "Normal", "Killing", f"Stopping container {cs.name}")
+        await asyncio.gather(*(self.agent.runtime.stop_container(cs.id, grace) for cs in running))
+
+    async def cleanup(self) -> None:
+        """Forget the pod on this node: sandbox, containers, logs."""
+        rt = self.agent.runtime
+        for sb in await rt.list_pod_sandboxes():
+            if sb.uid == self.uid:
+                await rt.stop_pod_sandbox(sb.id)
+                await rt.remove_pod_sandbox(sb.id)
+        await asyncio.to_thread(shutil.rmtree, self.log_directory(), True)
+
+    # -- status -------------------------------------------------------------
+    def compute_status(self, pod: dict[str, Any], *, terminal: bool = False) -> dict[str, Any]:
+        spec = pod.get("spec", {})
+        old = pod.get("status") or {}
+        now = meta.now()
+        init = [st.container_status(self.views[c["name"]]) for c in spec.get("initContainers") or []
+                if c["name"] in self.views]
+        main = sorted((st.container_status(self.views[c["name"]]) for c in spec.get("containers") or []
+                       if c["name"] in self.views), key=lambda s: s["name"])
+        phase = st.pod_phase(pod, init, main)
+        if terminal and not any("running" in s["state"] for s in main):
+            ok = all((s["state"].get("terminated") or {}).get("exitCode", 1) == 0 for s in main)
+            phase = "Succeeded" if ok and main else "Failed"
+        conditions = st.pod_conditions(pod, phase, init, main, sandbox_ready=self.sandbox_id is not None,
+                                       now=now)
+        host_ip = self.agent.address
+        out: dict[str, Any] = {
+            "phase": phase,
+            "conditions": conditions,
+            "hostIP": host_ip,
+            "hostIPs": [{"ip": host_ip}],
+            "podIP": self.sandbox_ip,
+            "podIPs": [{"ip": self.sandbox_ip}],
+            "startTime": old.get("startTime") or now,
+            "qosClass": st.qos_class(pod),
+            "containerStatuses": main,
+        }
+        if init:
+            out["initContainerStatuses"] = init
+        return out
+
+    async def _write_status(self, new: dict[str, Any]) -> None:
+        if _same_status(self._last_status, new):
+            return
+        old = (self.pod or {}).get("status") or {}
+        if self._last_status is None and _same_status(old, new):
+            self._last_status = new
+            return
+        body = dict(new)
+        for k in old:  # merge patch: fields we no longer report must be cleared
+            if k not in body and k not in ("nominatedNodeName", "resize", "resourceClaimStatuses"):
+                body[k] = None
+        await self.agent.client.patch(PODS, self.name, {"status": body}, self.namespace,
+                                      subresource="status")
+        self._last_status = new
+
+    # -- logs ---------------------------------------------------------------
+    def log_target(self, container: str, previous: bool) -> tuple[str, Any]:
+        """The log file `kubectl logs` should read, and a function telling whether
+        that container has finished (so `-f` knows when to stop). Errors carry
+        the kubelet's messages."""
+        v = self.views.get(container)
+        if v is None:
+            raise LogTargetError(404, f'container "{container}" not found in pod "{self.name}"')
+        s = st.container_status(v)
+        state, last = s["state"], s.get("lastState") or {}
+        want = None
+        if previous:
+            want = (last.get("terminated") or {}).get("containerID")
+            if not want:
+                raise LogTargetError(400, f'previous terminated container "{container}" in pod '
+                                          f'"{self.name}" not found')
+        elif "running" in state or "terminated" in state:
+            want = s.get("containerID")
+        elif "terminated" in last:
+            want = last["terminated"].get("containerID")
+        else:
+            reason = (state.get("waiting") or {}).get("reason", "")
+            detail = {"ErrImagePull": "image can't be pulled",
+                      "ImagePullBackOff": "trying and failing to pull image"}.get(reason, reason)
+            raise LogTargetError(400, f'container "{container}" in pod "{self.name}" is waiting to '
+                                      f'start: {detail}')
+        cid = str(want).split("://", 1)[-1]
+        for cs in (v.current, v.previous):
+            if cs is not None and cs.id == cid:
+                return cs.log_path, (lambda cs=cs: cs.state == EXITED)
+        raise LogTargetError(404, f'container "{container}" in pod "{self.name}" has no logs')
+
+
+def _same_status(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Equal apart from timestamps that move on their own."""
+    if a is None or b is None:
+        return a is b
+    def strip(s: dict[str, Any]) -> dict[str, Any]:
+        out = dict(s)
+        out["conditions"] = sorted(({k: v for k, v in c.items() if k not in ("lastTransitionTime",
+                                                                             "lastProbeTime")}
+                                    for c in s.get("conditions") or []), key=lambda c: c.get("type", ""))
+        out.pop("startTime", None)
+        return out
+    return strip(a) == strip(b)
+
+
+__all__ = ["PodWorker", "LogTargetError", "POD_UID_LABEL", "CONTAINER_NAME_LABEL"]

@@ -1,0 +1,134 @@
+"""The node agent's HTTP server, the kubelet's port 10250 in miniature.
+
+    GET /healthz                                   "ok"
+    GET /pods                                      the pods this node runs (PodList)
+    GET /containerLogs/{namespace}/{pod}/{container}
+        ?follow&previous&tailLines&sinceSeconds&sinceTime&timestamps&limitBytes
+
+The apiserver proxies `kubectl logs` here (finding us through the Node's
+InternalIP address and daemonEndpoints.kubeletEndpoint.Port) with the same
+bearer token. Errors are plain text with the kubelet's wording and status code
+(400 for a container that cannot have logs yet, 404 for an unknown pod).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from kybern.node.logs import LogOptions, parse_rfc3339, stream_log
+from kybern.node.pod_worker import LogTargetError
+
+if TYPE_CHECKING:
+    from kybern.node.agent import NodeAgent
+
+log = logging.getLogger(__name__)
+
+
+def make_app(agent: "NodeAgent") -> web.Application:
+    @web.middleware
+    async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
+        if agent.token and request.path != "/healthz":
+            got = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(got.encode(), f"Bearer {agent.token}".encode()):
+                return web.Response(status=401, text="Unauthorized\n")
+        return await handler(request)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def pods(request: web.Request) -> web.Response:
+        items = [w.pod for w in agent.workers.values() if w.pod is not None]
+        body = {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def container_logs(request: web.Request) -> web.StreamResponse:
+        ns = request.match_info["namespace"]
+        pod = request.match_info["pod"]
+        container = request.match_info["container"]
+        q = request.query
+        try:
+            opts = _options(q)
+        except ValueError as e:
+            return web.Response(status=400, text=f"{e}\n")
+        worker = agent.worker_for(ns, pod)
+        if worker is None:
+            return web.Response(status=404, text=f'pod "{ns}/{pod}" does not exist\n')
+        try:
+            path, finished = worker.log_target(container, _flag(q.get("previous")))
+        except LogTargetError as e:
+            return web.Response(status=e.code, text=f"{e.message}\n")
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+        if opts.follow:
+            resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        try:
+            async for chunk in stream_log(path, opts, finished):
+                await resp.write(chunk)
+        except (ConnectionResetError, ConnectionError):
+            return resp  # the client went away while following
+        await resp.write_eof()
+        return resp
+
+    app = web.Application(middlewares=[auth])
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/pods", pods)
+    app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", container_logs)
+    return app
+
+
+def _flag(v: str | None) -> bool:
+    return (v or "").lower() in ("true", "1", "yes")
+
+
+def _options(q: Any) -> LogOptions:
+    def num(name: str) -> int | None:
+        v = q.get(name)
+        if v in (None, ""):
+            return None
+        try:
+            return int(v)
+        except ValueError:
+            raise ValueError(f"invalid {name}: {v!r}") from None
+
+    since = None
+    if (s := num("sinceSeconds")) is not None:
+        since = time.time() - s
+    elif q.get("sinceTime"):
+        try:
+            since = parse_rfc3339(q["sinceTime"])
+        except ValueError:
+            raise ValueError(f"invalid sinceTime: {q['sinceTime']!r}") from None
+    return LogOptions(tail_lines=num("tailLines"), since_time=since, timestamps=_flag(q.get("timestamps")),
+                      limit_bytes=num("limitBytes"), follow=_flag(q.get("follow")))
+
+
+class NodeServer:
+    """Runs the app on address:port; port 0 picks a free port (see `.port`)."""
+
+    def __init__(self, agent: "NodeAgent", address: str, port: int) -> None:
+        self.agent = agent
+        self.address = address
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> int:
+        self._runner = web.AppRunner(make_app(self.agent), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.address, self.port)
+        await site.start()
+        for addr in self._runner.addresses:
+            if isinstance(addr, tuple) and len(addr) >= 2:
+                self.port = int(addr[1])
+                break
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

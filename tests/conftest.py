@@ -1,0 +1,135 @@
+"""Shared test fixtures: a real kybern cluster (`kybern up` as a subprocess) in a
+temp dir on a free port, driven by the real kubectl and the official client."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+KUBECTL = "/usr/bin/kubectl" if os.path.exists("/usr/bin/kubectl") else (shutil.which("kubectl") or "kubectl")
+
+
+@dataclass
+class Cluster:
+    dir: Path
+    kubeconfig: Path
+    server: str
+    proc: subprocess.Popen[str]
+    env: dict[str, str]
+    log: Path
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run([KUBECTL, *args], env=self.env, capture_output=True, text=True, input=input,
+                           timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+        return p
+
+    def kjson(self, *args: str) -> dict:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+    def wait_for(self, predicate, timeout: float = 30, interval: float = 0.2, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = predicate()
+                if last:
+                    return last
+            except (AssertionError, json.JSONDecodeError, KeyError) as e:
+                last = e
+            time.sleep(interval)
+        raise AssertionError(f"timed out waiting for {what}; last: {last!r}\n--- server log tail ---\n"
+                             f"{self.log_tail()}")
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text().splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def api_client(self):
+        from kubernetes import client, config
+
+        return client.ApiClient(config.new_client_from_config(str(self.kubeconfig)).configuration)
+
+
+def start_cluster(base: Path, *extra: str, wait_node: bool = True) -> Cluster:
+    base.mkdir(parents=True, exist_ok=True)
+    home = base / "home"
+    home.mkdir(exist_ok=True)
+    kubeconfig = base / "kubeconfig"
+    env = {**os.environ, "HOME": str(home), "KUBECONFIG": str(kubeconfig)}
+    log = base / "kybern.log"
+    logf = open(log, "a")
+    proc = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "up", "--data-dir", str(base / "data"),
+                             "--port", "0", "--kubeconfig", str(kubeconfig), "--node-name", "node-1", *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=logf, text=True, start_new_session=True)
+    assert proc.stdout is not None
+    server = ""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        logf.write(line)
+        m = re.search(r"API at (https://\S+),", line)
+        if m:
+            server = m.group(1)
+            break
+    if not server:
+        proc.kill()
+        raise RuntimeError(f"kybern up did not start:\n{log.read_text()}")
+    # keep draining stdout so the child never blocks on a full pipe
+    import threading
+
+    def drain() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            logf.write(line)
+            logf.flush()
+
+    threading.Thread(target=drain, daemon=True).start()
+    c = Cluster(base, kubeconfig, server, proc, env, log)
+    if wait_node:
+        c.wait_for(lambda: "Ready" in c.kubectl("get", "nodes", "--no-headers", check=False).stdout.split(),
+                   timeout=30, what="node Ready")
+    return c
+
+
+def stop_cluster(c: Cluster, sig: int = signal.SIGINT, timeout: float = 45) -> int:
+    if c.proc.poll() is None:
+        c.proc.send_signal(sig)
+        try:
+            c.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(c.proc.pid, signal.SIGKILL)
+            c.proc.wait()
+    return c.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One cluster shared by the tests of a session (each test uses its own namespace)."""
+    c = start_cluster(tmp_path_factory.mktemp("cluster"))
+    yield c
+    stop_cluster(c)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") + f"-{os.getpid() % 1000}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
