@@ -183,6 +183,19 @@ class NamespaceStrategy(Strategy):
         super().prepare_for_create(obj)
         obj["status"] = {"phase": "Active"}
 
+    def holds_deletion(self, obj: Obj) -> bool:
+        return bool((obj.get("spec") or {}).get("finalizers"))
+
+    def mark_deleting(self, obj: Obj) -> None:
+        obj.setdefault("status", {})["phase"] = "Terminating"
+
+    def prepare_for_finalize(self, new: Obj, old: Obj) -> Obj:
+        """/finalize changes only spec.finalizers (pkg/registry/core/namespace)."""
+        out = copy.deepcopy(old)
+        out.setdefault("spec", {})["finalizers"] = list((new.get("spec") or {}).get("finalizers") or [])
+        out["metadata"]["resourceVersion"] = (new.get("metadata") or {}).get("resourceVersion")
+        return out
+
 
 class ServiceStrategy(Strategy):
     has_status = True

@@ -120,7 +120,16 @@ class Strategy:
     def validate_status_update(self, new: Obj, old: Obj) -> list[Cause]:
         return []
 
-    # graceful deletion ---------------------------------------------------------
+    # deletion ------------------------------------------------------------------
+    def holds_deletion(self, obj: Obj) -> bool:
+        """Whether a delete must only mark the object (e.g. a Namespace whose
+        spec.finalizers are not done); finalizers in metadata always do."""
+        return False
+
+    def mark_deleting(self, obj: Obj) -> None:
+        """Changes besides deletionTimestamp when a delete only marks the object."""
+
+
     def grace_period(self, obj: Obj, requested: int | None) -> int:
         """Seconds of graceful deletion; 0 deletes at once (most kinds)."""
         return 0

@@ -92,21 +92,13 @@ def _show(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _openapi_type(schema: dict[str, Any]) -> str:
-    return schema.get("type") or "object"
-
-
 def _type_error(ctx: _Ctx, value: Any, path: str, go_path: str, struct: str,
                 schema: dict[str, Any], type_name: str) -> None:
     field = path or "<root>"
     ctx.causes.append(cause(
         path, f"Invalid value: {_show(value)}: {field} in body must be of type {type_name}: "
         f"{_show(value)}"))
-    ctx.type_errors.append(TypeError_(path, go_path, struct, schema_go_type(schema), value))
-
-
-def schema_go_type(schema: dict[str, Any]) -> str:
-    return schemas.go_type(schema)
+    ctx.type_errors.append(TypeError_(path, go_path, struct, schemas.go_type(schema), value))
 
 
 def _join(path: str, key: str) -> str:

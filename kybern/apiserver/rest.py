@@ -69,6 +69,9 @@ def decode_body(raw: bytes, ctype: str) -> Any:
             return yaml.safe_load(raw)
         except yaml.YAMLError as e:
             raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
+    if ctype.strip().lower() == "application/vnd.kubernetes.protobuf":
+        from kybern.apiserver import protobuf  # lazy: loads the descriptor pool on first use
+        return protobuf.decode(raw)
     raise errors.unsupported_media_type(ctype)
 
 

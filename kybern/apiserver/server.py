@@ -33,18 +33,26 @@ PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 BOOTSTRAP_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
-def _validator() -> Callable[..., Any] | None:
-    """Schema validation from kybern.api.validation when present."""
-    try:
-        from kybern.api import validation
-    except ImportError:
-        return None
+def _validator() -> Callable[..., Any]:
+    """Schema validation against the upstream definitions: decode-type errors
+    are 400 (as the Go decoder would fail), unknown fields follow
+    fieldValidation (Strict: 400, Warn: dropped with a Warning header, Ignore:
+    dropped), and the remaining causes are returned for a 422."""
+    from kybern.api import validation
 
-    def validate(obj: dict[str, Any], info: ResourceInfo) -> tuple[list[dict[str, str]], list[str]]:
-        causes, unknown = validation.validate(obj, info.definition)
-        if unknown and hasattr(validation, "prune"):
+    def validate(obj: dict[str, Any], info: ResourceInfo, field_validation: str,
+                 warnings: list[str]) -> list[dict[str, str]]:
+        result = validation.check(obj, info.definition)
+        err = validation.decode_error(info.kind, info.api_version, result)
+        if err is not None:
+            raise err
+        if result.unknown:
+            if field_validation == "Strict":
+                raise validation.strict_error(info.kind, info.api_version, result.unknown)
+            if field_validation == "Warn":
+                warnings.extend(validation.unknown_field_messages(result.unknown))
             validation.prune(obj, info.definition)
-        return causes, unknown
+        return list(result.causes)
 
     return validate
 
@@ -64,6 +72,7 @@ class APIServer:
             ("*", "*", "scale"): subresources.scale,
             ("", "pods", "binding"): subresources.binding,
             ("", "pods", "log"): subresources.log,
+            ("", "namespaces", "finalize"): subresources.finalize,
         }
         self.watchers: dict[str, int] = {}
         self._node_session: aiohttp.ClientSession | None = None
@@ -121,7 +130,7 @@ class APIServer:
         if ctype in ("application/strategic-merge-patch+json", "application/apply-patch+yaml"):
             from kybern.api import schemas
 
-            return patching.strategic_merge_patch(current, body, schemas.lookup_for(definition))
+            return patching.strategic_merge_patch(current, body, schemas.lookup(definition))
         raise errors.unsupported_media_type(ctype)
 
     async def patch(self, request: web.Request, store: RESTStore, ns: str | None, name: str,
@@ -304,10 +313,8 @@ class APIServer:
     async def _openapi_v2(self, request: web.Request) -> web.Response:
         from kybern.api import openapi
 
-        cache = self._openapi_cache()
-        if "v2" not in cache:
-            cache["v2"] = orjson.dumps(openapi.v2_document(self.registry.all()))
-        return web.Response(body=cache["v2"], content_type="application/json")
+        body, etag = openapi.v2_json(self.registry.all())
+        return web.Response(body=body, content_type="application/json", headers={"ETag": f'"{etag}"'})
 
     async def _openapi_v3_index(self, request: web.Request) -> web.Response:
         from kybern.api import openapi
@@ -317,23 +324,12 @@ class APIServer:
     async def _openapi_v3(self, request: web.Request) -> web.Response:
         from kybern.api import openapi
 
-        path = request.match_info["path"].strip("/")
-        parts = path.split("/")
-        if parts[0] == "api" and len(parts) == 2:
-            group, version = "", parts[1]
-        elif parts[0] == "apis" and len(parts) == 3:
-            group, version = parts[1], parts[2]
-        else:
+        found = openapi.v3_path_json(request.match_info["path"].strip("/"), self.registry.all())
+        if found is None:
             raise web.HTTPNotFound()
-        infos = [i for i in self.registry.all() if i.group == group and i.version == version]
-        if not infos:
-            raise web.HTTPNotFound()
-        cache = self._openapi_cache()
-        key = f"v3:{group}/{version}"
-        if key not in cache:
-            cache[key] = orjson.dumps(openapi.v3_document(group, version, infos))
-        return web.Response(body=cache[key], content_type="application/json",
-                            headers={"Cache-Control": "public, immutable"})
+        body, etag = found
+        return web.Response(body=body, content_type="application/json",
+                            headers={"ETag": f'"{etag}"', "Cache-Control": "public, immutable"})
 
 
 def ssl_context(cert_file: str, key_file: str) -> ssl.SSLContext:

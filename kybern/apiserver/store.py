@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # upstream's SimpleNameGenerator alphabet
 MAX_UPDATE_RETRIES = 16
 
-Validator = Callable[[Obj, ResourceInfo], tuple[list[dict[str, str]], list[str]]]
+Validator = Callable[[Obj, ResourceInfo, str, list[str]], list[dict[str, str]]]
 
 
 def key_prefix(info: ResourceInfo, namespace: str | None = None) -> str:
@@ -140,23 +140,20 @@ class RESTStore:
         obj.setdefault("metadata", {})
         return obj
 
-    def _validate(self, obj: Obj, extra: list[dict[str, str]], field_validation: str,
+    def _validate(self, obj: Obj, extra: Callable[[], list[dict[str, str]]], field_validation: str,
                   warnings: list[str]) -> None:
-        causes = list(extra)
-        name = obj["metadata"].get("name", "")
+        """Schema first (type errors there would trip the strategy's checks), then
+        the kind's own rules; every cause is reported at once, as upstream."""
+        causes: list[dict[str, str]] = []
         if self.validator is not None:
-            schema_causes, unknown = self.validator(obj, self.info)
-            causes = schema_causes + causes
-            if unknown:
-                if field_validation == "Strict":
-                    msg = ", ".join(f'unknown field "{u.lstrip(".")}"' for u in unknown)
-                    raise errors.bad_request(
-                        f"{self.info.kind} in version \"{self.info.version}\" cannot be handled as a "
-                        f"{self.info.kind}: strict decoding error: {msg}")
-                if field_validation == "Warn":
-                    warnings.extend(f'unknown field "{u.lstrip(".")}"' for u in unknown)
+            causes = self.validator(obj, self.info, field_validation, warnings)
+        try:
+            causes += extra()
+        except (TypeError, AttributeError, KeyError, ValueError):
+            if not causes:
+                raise
         if causes:
-            raise self._invalid(name, causes)
+            raise self._invalid(obj["metadata"].get("name", ""), causes)
 
     def _meta_causes(self, obj: Obj) -> list[dict[str, str]]:
         from kybern.api.strategy import validate_labels
@@ -249,7 +246,7 @@ class RESTStore:
             m.pop(k, None)
         m["generation"] = 1
         self.strategy.prepare_for_create(obj)  # type: ignore[union-attr]
-        self._validate(obj, self._meta_causes(obj) + self.strategy.validate(obj),  # type: ignore[union-attr]
+        self._validate(obj, lambda: self._meta_causes(obj) + self.strategy.validate(obj),  # type: ignore[union-attr]
                        field_validation, warnings)
         if dry_run:
             return obj
@@ -296,19 +293,22 @@ class RESTStore:
             old = current
             if subresource == "status":
                 new = strategy.prepare_for_status_update(new, old)
-                causes = strategy.validate_status_update(new, old)
+                causes = lambda: strategy.validate_status_update(new, old)  # noqa: E731
             elif subresource == "binding":
-                causes = []  # the binding REST writes nodeName and status itself
+                causes = list  # the binding REST writes nodeName and status itself
+            elif subresource == "finalize":
+                new = strategy.prepare_for_finalize(new, old)  # type: ignore[attr-defined]
+                causes = list
             else:
                 self._keep_system_meta(new, old)
                 strategy.prepare_for_update(new, old)
-                causes = self._meta_causes(new) + strategy.validate_update(new, old)
+                causes = lambda: self._meta_causes(new) + strategy.validate_update(new, old)  # noqa: E731
                 if strategy.spec_changed(new, old):
                     new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
             self._keep_system_meta(new, old)
             self._validate(new, causes, field_validation, warnings)
             if meta.is_deleting(new) and not new["metadata"].get("finalizers") and \
-                    not old["metadata"].get("deletionGracePeriodSeconds"):
+                    not old["metadata"].get("deletionGracePeriodSeconds") and not strategy.holds_deletion(new):
                 # the last finalizer went away: the object goes (ShouldDeleteDuringUpdate)
                 if dry_run:
                     return new, False
@@ -387,14 +387,16 @@ class RESTStore:
             requested = options.get("gracePeriodSeconds")
             grace = strategy.grace_period(obj, int(requested) if requested is not None else None)
             deleting = bool(m.get("deletionTimestamp"))
-            forced = deleting and grace == 0 and not finalizers
-            if (finalizers or grace > 0) and not forced:
+            held = strategy.holds_deletion(obj)
+            forced = deleting and grace == 0 and not finalizers and not held
+            if (finalizers or grace > 0 or held) and not forced:
                 changed = False
                 prev_grace = m.get("deletionGracePeriodSeconds")
                 if not deleting or (grace > 0 and prev_grace is not None and grace < prev_grace):
                     when = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=grace)
                     m["deletionTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
                     m["deletionGracePeriodSeconds"] = grace
+                    strategy.mark_deleting(obj)
                     changed = True
                 if finalizers != list(m.get("finalizers") or []):
                     m["finalizers"] = finalizers

@@ -30,6 +30,13 @@ async def status(server: "APIServer", request: web.Request, store: RESTStore, ns
     raise errors.method_not_allowed("the server does not allow this method on the requested resource")
 
 
+async def finalize(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None,
+                   name: str) -> web.StreamResponse:
+    if request.method != "PUT":
+        raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+    return await rest.update(server, request, store, ns, name, "finalize")
+
+
 # -- scale ----------------------------------------------------------------------
 def to_scale(obj: Obj) -> Obj:
     m = obj["metadata"]

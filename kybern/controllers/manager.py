@@ -12,17 +12,24 @@ from typing import Any
 from kybern.client.http import Client
 from kybern.controllers.deployment import DeploymentController
 from kybern.controllers.garbagecollector import GarbageCollector
+from kybern.client.resources import NAMESPACES
 from kybern.controllers.informers import InformerFactory
+from kybern.controllers.namespace import NamespaceController
 from kybern.controllers.podgc import PodGC
 from kybern.controllers.replicaset import ReplicaSetController
 
 log = logging.getLogger(__name__)
+
+def _namespace(client: Client, informers: InformerFactory) -> NamespaceController:
+    return NamespaceController(client, informers.informer(NAMESPACES))
+
 
 _BUILDERS: dict[str, Any] = {
     "deployment": DeploymentController,
     "replicaset": ReplicaSetController,
     "garbagecollector": GarbageCollector,
     "podgc": PodGC,
+    "namespace": _namespace,
 }
 NAMES: list[str] = list(_BUILDERS)
 
@@ -39,7 +46,7 @@ async def run_controllers(client: Client, *, stop: asyncio.Event | None = None,
     controllers = [_BUILDERS[n](client, informers) for n in names]
     informers.start()
     await informers.wait_synced()
-    tasks = [asyncio.create_task(c.run(), name=f"controller-{c.name}") for c in controllers]
+    tasks = [asyncio.create_task(c.run(), name=f"controller-{n}") for n, c in zip(names, controllers)]
     try:
         if stop is None:
             await asyncio.gather(*tasks)

@@ -225,6 +225,8 @@ class ImageStore:
             raise InvalidReference("cannot import an image by digest; give NAME:TAG")
         if not directory.is_dir():
             raise NotADirectoryError(f"{directory} is not a directory")
+        if self.root.resolve().is_relative_to(directory.resolve()):
+            raise ValueError(f"cannot import {directory}: it contains the image store itself")
         self.root.mkdir(parents=True, exist_ok=True)
         cfg = _clean_config(config)
         tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=self.root))

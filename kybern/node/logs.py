@@ -65,6 +65,9 @@ class LogWriter:
             if nl < 0:
                 break
             line, buf = buf[:nl], buf[nl + 1:]
+            while len(line) > MAX_LINE:
+                self._emit(stream, line[:MAX_LINE], full=False)
+                line = line[MAX_LINE:]
             self._emit(stream, line, full=True)
         while len(buf) >= MAX_LINE:
             self._emit(stream, buf[:MAX_LINE], full=False)

@@ -133,6 +133,7 @@ class PodWorker:
         if self._terminal or phase in ("Succeeded", "Failed"):
             self._terminal = True
             await self.kill_all(self._grace(pod))
+            await self.refresh()  # keeps `kubectl logs` of finished pods working
             return
         await self._ensure_sandbox(pod)
         await self.refresh()

@@ -237,6 +237,7 @@ class Framework:
     def run_scores(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
         """Weighted sum of every active score plugin per node (same order as nodes)."""
         totals = [0] * len(nodes)
+        state["scored_nodes"] = nodes
         skipped: set[str] = set()
         for p in self.pre_scores:
             st = p.pre_score(state, pod, nodes)

@@ -234,17 +234,26 @@ class ProcessRuntime:
             writer.close()
             self._finish(c, 128, "StartError", msg, started=False)
             raise ContainerError("StartError", msg)
+        # Our own pipes rather than asyncio's PIPE: asyncio would make wait() also
+        # wait for the pipes to close, which a leftover background process can delay
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         try:
             proc = await asyncio.create_subprocess_exec(
                 c.argv[0], *c.argv[1:], executable=exe, cwd=c.cwd, env=c.env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, start_new_session=True,
-                preexec_fn=_die_with_parent)
+                stdin=asyncio.subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+                start_new_session=True, preexec_fn=_die_with_parent)
         except OSError as e:
+            for fd in (out_r, out_w, err_r, err_w):
+                os.close(fd)
             writer.close()
             msg = f'exec: "{c.argv[0]}": {e.strerror or e}'
             self._finish(c, 128, "StartError", msg, started=False)
             raise ContainerError("StartError", msg) from e
+        os.close(out_w)
+        os.close(err_w)
+        stdout = await _pipe_reader(out_r)
+        stderr = await _pipe_reader(err_r)
         c.status.pid = proc.pid
         try:
             c.proc_create_time = psutil.Process(proc.pid).create_time()
@@ -253,18 +262,23 @@ class ProcessRuntime:
         c.status.state = RUNNING
         c.status.started_at = time.time()
         self._save(c)
-        c.task = asyncio.create_task(self._supervise(c, proc, writer), name=f"container-{c.config.name}")
+        c.task = asyncio.create_task(self._supervise(c, proc, writer, stdout, stderr),
+                                     name=f"container-{c.config.name}")
         self._emit(c)
 
-    async def _supervise(self, c: _Container, proc: asyncio.subprocess.Process, writer: LogWriter) -> None:
-        async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
-            if stream is None:
-                return
-            while chunk := await stream.read(65536):
-                writer.write(name, chunk)
-            writer.close_stream(name)
+    async def _supervise(self, c: _Container, proc: asyncio.subprocess.Process, writer: LogWriter,
+                         stdout: tuple[asyncio.StreamReader, asyncio.BaseTransport],
+                         stderr: tuple[asyncio.StreamReader, asyncio.BaseTransport]) -> None:
+        async def pump(pipe: tuple[asyncio.StreamReader, asyncio.BaseTransport], name: str) -> None:
+            reader, transport = pipe
+            try:
+                while chunk := await reader.read(65536):
+                    writer.write(name, chunk)
+                writer.close_stream(name)
+            finally:
+                transport.close()
 
-        pumps = asyncio.gather(pump(proc.stdout, "stdout"), pump(proc.stderr, "stderr"))
+        pumps = asyncio.gather(pump(stdout, "stdout"), pump(stderr, "stderr"))
         try:
             rc = await proc.wait()
         except asyncio.CancelledError:
@@ -380,6 +394,14 @@ class ProcessRuntime:
                 f'(kybern does not pull from registries); import it with: '
                 f'kybern image import {parsed.familiar} DIR')
         return st
+
+
+async def _pipe_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                os.fdopen(fd, "rb", 0))
+    return reader, transport
 
 
 def _resolve(argv0: str, rootfs: Path, cwd: str, path_env: str) -> str | None:

@@ -1,0 +1,280 @@
+"""The node agent (kybern's kubelet): registers a Node, keeps its heartbeat,
+runs the pods bound to it through a runtime, and serves their logs.
+
+    agent = NodeAgent(client, name="node-1", data_dir="/var/lib/kybern/node-1")
+    await agent.run()          # until cancelled; stop() kills its containers
+
+Pieces, each in its own module:
+  node_status.py  the Node object and the Lease heartbeat
+  pod_worker.py   one worker per pod: sync containers, write pod status
+  containers.py   starting a container: images, env, back-offs, events
+  status.py       phase / conditions / containerStatuses / QoS (pure)
+  server.py       the HTTP endpoint for logs
+  runtimes/       how containers actually run (`process` by default)
+
+It is an ordinary API client: pods come from an Informer watching
+`spec.nodeName=<name>`; everything it reports goes through the API.
+
+With the process runtime, containers do not outlive the agent: stop() stops
+them, and an agent that crashed has its leftovers reaped at the next start
+(pids are recorded in the data dir); pods still bound to the node then get
+their containers back according to their restartPolicy. Everything an agent
+keeps lives under its own data_dir, which it locks, so several agents can share
+a machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+from typing import Any
+
+from kybern.client.events import EventRecorder
+from kybern.client.http import Client
+from kybern.client.informer import Informer
+from kybern.client.resources import LEASES, NAMESPACES, NODES, PODS
+from kybern.machinery import errors, meta
+from kybern.node import node_status as ns_
+from kybern.node.env import EnvResolver
+from kybern.node.images import ImageStore
+from kybern.node.pod_worker import POD_UID_LABEL, PodWorker
+from kybern.node.runtimes.base import ContainerStatus, Runtime
+from kybern.node.runtimes.process import ProcessRuntime
+from kybern.node.server import NodeServer
+
+log = logging.getLogger(__name__)
+
+
+class NodeAgent:
+    # knobs (class attributes so tests can shorten them)
+    backoff_base = 10.0  # CrashLoopBackOff / ImagePullBackOff: 10s doubling ...
+    backoff_max = 300.0  # ... to 5m, as upstream
+    heartbeat_interval = 10.0  # Lease renewal
+    status_interval = 10.0  # Node status
+    gc_interval = 60.0  # sandboxes of pods that are no longer ours
+    shutdown_grace = 5.0  # SIGTERM -> SIGKILL when the agent itself stops
+
+    def __init__(self, client: Client, *, name: str, data_dir: str | os.PathLike[str],
+                 address: str = "127.0.0.1", port: int = 0, zone: str | None = None,
+                 labels: dict[str, str] | None = None, token: str | None = None,
+                 runtime: Runtime | None = None) -> None:
+        self.client = client
+        self.name = name
+        self.data_dir = os.fspath(data_dir)
+        self.address = address
+        self.port = port
+        self.zone = zone
+        self.labels = ns_.node_labels(name, zone, labels)
+        self.token = token
+        self.images = ImageStore(self.data_dir)
+        self.runtime: Runtime = runtime or ProcessRuntime(self.data_dir, self.images, host_ip=address)
+        self.recorder = EventRecorder(client, "kubelet", name)
+        self.env = EnvResolver(client)
+        self.server = NodeServer(self, address, port)
+        self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={name}")
+        self.workers: dict[str, PodWorker] = {}  # by pod UID
+        self.ready = asyncio.Event()  # registered and serving
+        self.node_uid: str | None = None
+        self._node_status: dict[str, Any] | None = None
+        self._lease: dict[str, Any] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lock_fd: int | None = None
+        self._started = False
+        self._stopped = False
+
+    # -- lifecycle ----------------------------------------------------------
+    async def run(self) -> None:
+        """Run until cancelled; always cleans up (containers are stopped)."""
+        try:
+            await self.start()
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.shield(self.stop())
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        os.makedirs(self.data_dir, exist_ok=True)
+        self._lock()
+        await self.runtime.start()
+        self.runtime.add_event_handler(self._on_container_event)
+        self.port = await self.server.start()
+        cap, alloc = ns_.capacity(self.data_dir)
+        self.env.node_allocatable = alloc
+        await self._register()
+        self.informer.add_handler(self._on_pod)
+        self.informer.start()
+        self._tasks = [
+            asyncio.create_task(self._every(self.heartbeat_interval, self._renew_lease, first_delay=True),
+                                name="node-lease"),
+            asyncio.create_task(self._every(self.status_interval, self._post_status, first_delay=True),
+                                name="node-status"),
+            asyncio.create_task(self._gc_loop(), name="node-gc"),
+        ]
+        self.ready.set()
+        log.info("node %s ready (logs on %s:%d)", self.name, self.address, self.port)
+
+    async def stop(self) -> None:
+        """Stop watching, stop every container, close the server. The Node is
+        left as it is; without heartbeats it goes NotReady."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for t in self._tasks:
+            t.cancel()
+        await self.informer.stop()
+        workers = list(self.workers.values())
+        for w in workers:
+            if w.task is not None:
+                w.task.cancel()
+        await asyncio.gather(*(w.task for w in workers if w.task is not None), return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.runtime.shutdown(self.shutdown_grace)
+        await self.server.stop()
+        self._unlock()
+
+    def _lock(self) -> None:
+        fd = os.open(os.path.join(self.data_dir, "agent.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RuntimeError(f"another node agent is already using data dir {self.data_dir}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- pods -----------------------------------------------------------------
+    def _on_pod(self, event: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        uid = new["metadata"].get("uid", "")
+        w = self.workers.get(uid)
+        if event == "DELETED":
+            if w is not None:
+                w.update(None)
+            return
+        if self._stopped:
+            return
+        if w is None:
+            w = PodWorker(self, new)
+            self.workers[uid] = w
+            w.start()
+        else:
+            w.update(new)
+
+    def _on_container_event(self, cs: ContainerStatus) -> None:
+        w = self.workers.get(cs.labels.get(POD_UID_LABEL, ""))
+        if w is not None:
+            w.wake()
+
+    def worker_finished(self, w: PodWorker) -> None:
+        if self.workers.get(w.uid) is w:
+            del self.workers[w.uid]
+
+    def worker_for(self, namespace: str, name: str) -> PodWorker | None:
+        """The live worker of pod namespace/name (the newest if it was recreated)."""
+        found = [w for w in self.workers.values() if w.namespace == namespace and w.name == name]
+        live = [w for w in found if w.pod is not None] or found
+        return live[-1] if live else None
+
+    async def _gc_loop(self) -> None:
+        """Remove sandboxes whose pod is no longer bound here (deleted while the
+        agent was down, or rebound)."""
+        await self.informer.wait_synced()
+        while True:
+            try:
+                for sb in await self.runtime.list_pod_sandboxes():
+                    if sb.uid not in self.workers:
+                        log.info("removing sandbox of pod %s/%s: no longer on this node", sb.namespace, sb.name)
+                        await self.runtime.stop_pod_sandbox(sb.id)
+                        await self.runtime.remove_pod_sandbox(sb.id)
+                        await asyncio.to_thread(shutil.rmtree, os.path.join(
+                            self.data_dir, "pods", f"{sb.namespace}_{sb.name}_{sb.uid}"), True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("node gc failed: %r", e)
+            await asyncio.sleep(self.gc_interval)
+
+    # -- the Node and its heartbeat ---------------------------------------------
+    def _status(self) -> dict[str, Any]:
+        images = self.images.list()
+        return ns_.node_status(name=self.name, address=self.address, port=self.port, data_dir=self.data_dir,
+                               runtime_version=f"{self.runtime.name}://kybern", images=images,
+                               old=self._node_status)
+
+    async def _register(self) -> None:
+        status = await asyncio.to_thread(self._status)
+        try:
+            node = await self.client.create(NODES, ns_.node_object(name=self.name, labels=self.labels,
+                                                                   status=status))
+        except errors.StatusError as e:
+            if e.code != 409:
+                raise
+            node = await self.client.patch(NODES, self.name, {"metadata": {"labels": self.labels}})
+        self.node_uid = node["metadata"].get("uid")
+        self._node_status = (await self.client.patch(NODES, self.name, {"status": status},
+                                                     subresource="status")).get("status", status)
+        await self._renew_lease()
+
+    async def _post_status(self) -> None:
+        status = await asyncio.to_thread(self._status)
+        node = await self.client.patch(NODES, self.name, {"status": status}, subresource="status")
+        self._node_status = node.get("status", status)
+
+    async def _renew_lease(self) -> None:
+        lease = self._lease
+        if lease is not None:
+            lease["spec"].update(holderIdentity=self.name, leaseDurationSeconds=ns_.LEASE_DURATION_SECONDS,
+                                 renewTime=meta.now_micro())
+            try:
+                self._lease = await self.client.update(LEASES, lease)
+                return
+            except errors.StatusError as e:
+                if e.code not in (404, 409):
+                    raise
+                self._lease = None
+        try:
+            current = await self.client.get(LEASES, self.name, ns_.LEASE_NAMESPACE)
+        except errors.StatusError as e:
+            if e.code != 404:
+                raise
+            self._lease = await self._create_lease()
+            return
+        current["spec"].update(holderIdentity=self.name, leaseDurationSeconds=ns_.LEASE_DURATION_SECONDS,
+                               renewTime=meta.now_micro())
+        self._lease = await self.client.update(LEASES, current)
+
+    async def _create_lease(self) -> dict[str, Any]:
+        obj = ns_.lease_object(self.name, self.node_uid)
+        try:
+            return await self.client.create(LEASES, obj, ns_.LEASE_NAMESPACE)
+        except errors.StatusError as e:
+            if e.code != 404:  # 404: the namespace does not exist yet
+                raise
+        with contextlib.suppress(errors.StatusError):
+            await self.client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
+                                                  "metadata": {"name": ns_.LEASE_NAMESPACE}})
+        return await self.client.create(LEASES, ns_.lease_object(self.name, self.node_uid),
+                                        ns_.LEASE_NAMESPACE)
+
+    async def _every(self, interval: float, fn: Any, *, first_delay: bool = False) -> None:
+        if first_delay:
+            await asyncio.sleep(interval)
+        while True:
+            try:
+                await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("node %s: %s failed: %r", self.name, getattr(fn, "__name__", fn), e)
+            await asyncio.sleep(interval)

@@ -1,0 +1,292 @@
+"""kube-scheduler: take pending pods that name this scheduler, one at a time,
+filter the nodes they fit, score the fitting ones, and bind the pod to the best
+by POSTing a Binding; say why in an event when nothing fits, and retry when the
+cluster changes.
+
+The scheduling cycle is synchronous CPU work on cached state (nothing awaits
+inside it); binding is asynchronous and concurrent: the pod is *assumed* onto its
+node in the cache first so the next cycle already sees the capacity it took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+from kybern.client.events import EventRecorder
+from kybern.client.http import Client
+from kybern.client.informer import Informer, key_of
+from kybern.client.resources import NODES, PODS
+from kybern.machinery import errors, meta
+from kybern.scheduler.cache import Cache
+from kybern.scheduler.framework import (CycleState, Framework, NodeInfo, PodInfo, Status,
+                                        fit_error_message, preemption_message)
+from kybern.scheduler.plugins import default_plugins
+from kybern.scheduler.queue import QueuedPod, SchedulingQueue
+
+log = logging.getLogger(__name__)
+
+NO_NODES = "no nodes available to schedule pods"
+
+
+def num_feasible_nodes_to_find(num_nodes: int) -> int:
+    """percentageOfNodesToScore, adaptive: stop filtering after this many fits
+    (all nodes under 100; 42% of 1,000; never under 100 nor 5%)."""
+    if num_nodes < 100:
+        return num_nodes
+    pct = 50 - num_nodes // 125
+    if pct < 5:
+        pct = 5
+    n = num_nodes * pct // 100
+    return max(n, 100)
+
+
+def _scheduling_relevant(node: dict[str, Any]) -> tuple[Any, ...]:
+    """The parts of a Node whose change may make a pending pod fit (heartbeats do not)."""
+    st = node.get("status") or {}
+    ready = next((c.get("status") for c in st.get("conditions") or [] if c.get("type") == "Ready"), None)
+    spec = node.get("spec") or {}
+    return (node["metadata"].get("labels"), spec.get("taints"), spec.get("unschedulable"),
+            st.get("allocatable"), ready)
+
+
+def _pod_spec_view(pod: dict[str, Any]) -> tuple[Any, ...]:
+    m = pod["metadata"]
+    return (pod.get("spec"), m.get("labels"), m.get("annotations"), m.get("deletionTimestamp"))
+
+
+class Scheduler:
+    def __init__(self, client: Client, *, name: str = "default-scheduler",
+                 plugins: list[Any] | None = None, bind_concurrency: int = 64) -> None:
+        self.client = client
+        self.name = name
+        self.framework = Framework(plugins if plugins is not None else default_plugins())
+        self.cache = Cache()
+        self.queue = SchedulingQueue()
+        self.recorder = EventRecorder(client, name)
+        self.pod_informer = Informer(client, PODS)
+        self.node_informer = Informer(client, NODES)
+        self.pod_informer.add_handler(self._on_pod)
+        self.node_informer.add_handler(self._on_node)
+        self._next_start = 0
+        self._bind_slots = asyncio.Semaphore(bind_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.scheduled = 0  # counters for benchmarks and tests
+        self.failed = 0
+
+    # -- informer events ----------------------------------------------------------
+    def _on_node(self, typ: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        if typ == "DELETED":
+            self.cache.remove_node(new["metadata"]["name"])
+            return
+        self.cache.set_node(new)
+        if old is None or _scheduling_relevant(old) != _scheduling_relevant(new):
+            self.queue.move_all()
+
+    def _on_pod(self, typ: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        key = key_of(new)
+        node = (new.get("spec") or {}).get("nodeName")
+        if typ == "DELETED":
+            self.queue.delete(key)
+            if node or self.cache.is_assumed(key):
+                self.cache.remove_pod(key)
+                self.queue.move_all()  # capacity freed
+            return
+        if node:
+            self.queue.delete(key)
+            if new.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+                self.cache.remove_pod(key)  # finished pods hold no resources
+                self.queue.move_all()
+                return
+            unchanged = (old is not None and (old.get("spec") or {}).get("nodeName") == node
+                         and old["metadata"].get("deletionTimestamp") == new["metadata"].get("deletionTimestamp")
+                         and not self.cache.is_assumed(key))
+            if not unchanged:
+                self.cache.confirm(PodInfo(new), node)
+            return
+        if ((new.get("spec") or {}).get("schedulerName") or "default-scheduler") != self.name:
+            return
+        if meta.is_deleting(new) or new.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            self.queue.delete(key)
+            return
+        if self.cache.is_assumed(key):
+            return  # our binding is in flight
+        if old is not None and self.queue.contains(key) and _pod_spec_view(old) == _pod_spec_view(new):
+            return  # a status-only change (often our own condition): nothing to retry for
+        self.queue.add(PodInfo(new))
+
+    # -- the loop -----------------------------------------------------------------
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        self.node_informer.start()
+        self.pod_informer.start()
+        await asyncio.gather(self.node_informer.wait_synced(), self.pod_informer.wait_synced())
+        flusher = asyncio.create_task(self._flush_periodically())
+        loop = asyncio.create_task(self._loop())
+        try:
+            if stop is None:
+                await loop
+            else:
+                await stop.wait()
+        finally:
+            for t in (flusher, loop, *self._tasks):
+                t.cancel()
+            await asyncio.gather(flusher, loop, *self._tasks, return_exceptions=True)
+            await self.pod_informer.stop()
+            await self.node_informer.stop()
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            self.queue.periodic_flush()
+
+    async def _loop(self) -> None:
+        while True:
+            qp = await self.queue.pop()
+            try:
+                self.schedule_one(qp)
+            except Exception:
+                log.exception("scheduling %s failed", qp.key)
+                self.queue.requeue_failed(qp, self.queue.cycle, error=True)
+            await asyncio.sleep(0)  # let informers and bindings run between cycles
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    # -- one cycle ----------------------------------------------------------------
+    def schedule_one(self, qp: QueuedPod) -> str | None:
+        """Pick a node for the pod and start binding it; None if nothing fits."""
+        live = self.pod_informer.get(qp.key)
+        if live is None or (live.get("spec") or {}).get("nodeName") or meta.is_deleting(live):
+            self.queue.done(qp.key)
+            self.queue.delete(qp.key)
+            return None
+        cycle = self.queue.cycle
+        pi = qp.info
+        nodes = self.cache.node_list()
+        if not nodes:
+            self._fail(qp, cycle, NO_NODES)
+            return None
+        host, message = self.find_host(pi, nodes)
+        if host is None:
+            self._fail(qp, cycle, message)
+            return None
+        self.cache.assume(pi, host)
+        self._spawn(self._bind(qp, host, cycle))
+        return host
+
+    def find_host(self, pi: PodInfo, nodes: list[NodeInfo]) -> tuple[str | None, str]:
+        """(node name, "") or (None, the FailedScheduling message). Pure on the cache."""
+        state = CycleState(all_nodes=nodes)
+        st, filters = self.framework.run_pre_filter(state, pi)
+        if st is not None:
+            statuses = {n.name: st for n in nodes}
+            return None, fit_error_message(len(nodes), statuses, pre_filter_msg=st.message,
+                                           post_filter_msg=preemption_message(pi, len(nodes), statuses))
+        feasible, statuses = self._find_feasible(state, pi, nodes, filters)
+        if not feasible:
+            return None, fit_error_message(len(nodes), statuses,
+                                           post_filter_msg=preemption_message(pi, len(nodes), statuses))
+        if len(feasible) == 1:
+            return feasible[0].name, ""
+        totals = self.framework.run_scores(state, pi, feasible)
+        return _select(feasible, totals), ""
+
+    def _find_feasible(self, state: CycleState, pi: PodInfo, nodes: list[NodeInfo],
+                       filters: list[Any]) -> tuple[list[NodeInfo], dict[str, Status]]:
+        n = len(nodes)
+        want = num_feasible_nodes_to_find(n)
+        start = self._next_start % n
+        feasible: list[NodeInfo] = []
+        statuses: dict[str, Status] = {}
+        run = self.framework.run_filters
+        processed = n
+        for i in range(n):
+            ni = nodes[(start + i) % n]
+            st = run(filters, state, pi, ni)
+            if st is None:
+                feasible.append(ni)
+                if len(feasible) >= want:
+                    processed = i + 1
+                    break
+            else:
+                statuses[ni.name] = st
+        self._next_start = (start + processed) % n
+        return feasible, statuses
+
+    # -- outcomes -----------------------------------------------------------------
+    async def _bind(self, qp: QueuedPod, node: str, cycle: int) -> None:
+        pod = qp.info.pod
+        m = pod["metadata"]
+        ns, name = m.get("namespace"), m["name"]
+        binding = {"apiVersion": "v1", "kind": "Binding",
+                   "metadata": {"name": name, "namespace": ns, "uid": m.get("uid")},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        try:
+            async with self._bind_slots:
+                await self.client.create(PODS, binding, ns, subresource="binding", name=name)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.cache.forget(qp.key)
+            self.queue.move_all()  # the capacity it held is free again
+            if isinstance(e, errors.StatusError) and e.code == 404:
+                self.queue.delete(qp.key)
+                return
+            msg = e.message if isinstance(e, errors.StatusError) else str(e)
+            self.recorder.event(pod, "Warning", "FailedScheduling", f"Binding rejected: {msg}")
+            self.queue.requeue_failed(qp, cycle, error=True)
+            return
+        self.scheduled += 1
+        self.recorder.event(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
+        self.queue.done(qp.key)
+
+    def _fail(self, qp: QueuedPod, cycle: int, message: str) -> None:
+        self.failed += 1
+        pod = self.pod_informer.get(qp.key) or qp.info.pod
+        self.recorder.event(pod, "Warning", "FailedScheduling", message)
+        self._spawn(self._set_unschedulable(pod, message))
+        self.queue.requeue_failed(qp, cycle)
+
+    async def _set_unschedulable(self, pod: dict[str, Any], message: str) -> None:
+        """PodScheduled=False, reason Unschedulable, on the status subresource."""
+        conds = (pod.get("status") or {}).get("conditions") or []
+        cur = next((c for c in conds if c.get("type") == "PodScheduled"), None)
+        if cur is not None and cur.get("status") == "False" and cur.get("reason") == "Unschedulable" \
+                and cur.get("message") == message:
+            return
+        cond = {"type": "PodScheduled", "status": "False", "lastProbeTime": None,
+                "lastTransitionTime": cur.get("lastTransitionTime") if cur is not None
+                and cur.get("status") == "False" else meta.now(),
+                "reason": "Unschedulable", "message": message}
+        new_conds = [c for c in conds if c.get("type") != "PodScheduled"] + [cond]
+        m = pod["metadata"]
+        try:
+            await self.client.patch(PODS, m["name"], {"status": {"conditions": new_conds}},
+                                    m.get("namespace"), subresource="status")
+        except errors.StatusError as e:
+            log.debug("cannot mark %s/%s unschedulable: %s", m.get("namespace"), m["name"], e)
+
+
+def _select(nodes: list[NodeInfo], totals: list[int]) -> str:
+    """Highest total; ties broken uniformly at random (reservoir sampling, as upstream)."""
+    best = totals[0]
+    chosen = nodes[0].name
+    ties = 1
+    for ni, score in zip(nodes[1:], totals[1:]):
+        if score > best:
+            best, chosen, ties = score, ni.name, 1
+        elif score == best:
+            ties += 1
+            if random.randrange(ties) == 0:
+                chosen = ni.name
+    return chosen
+
+
+async def run_scheduler(client: Client, *, name: str = "default-scheduler",
+                        stop: asyncio.Event | None = None) -> None:
+    """Run a scheduler named `name` until `stop` is set or the task is cancelled."""
+    await Scheduler(client, name=name).run(stop)

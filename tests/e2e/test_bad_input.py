@@ -1,0 +1,85 @@
+"""Bad input gets the Status error kube-apiserver would give, and the server
+keeps serving."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.request
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+
+def _request(cluster, method, path, body=None, ctype="application/json"):
+    cfg = yaml.safe_load(cluster.kubeconfig.read_text())
+    user = next(u for u in cfg["users"] if u["name"] == "kybern-admin")["user"]
+    ctx = ssl.create_default_context(cafile=str(cluster.dir / "data" / "pki" / "ca.crt"))
+    req = urllib.request.Request(cluster.server + path, data=body, method=method,
+                                 headers={"Authorization": f"Bearer {user['token']}", "Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+@pytest.mark.parametrize("body", [b"{", b"{\"metadata\": ", b"not json at all", b"[1, 2", b"\xff\xfe"])
+def test_malformed_json_is_400(cluster, namespace, body):
+    code, st = _request(cluster, "POST", f"/api/v1/namespaces/{namespace}/configmaps", body)
+    assert code == 400 and st["kind"] == "Status" and st["reason"] == "BadRequest"
+
+
+def test_malformed_yaml_is_400(cluster, namespace):
+    code, st = _request(cluster, "POST", f"/api/v1/namespaces/{namespace}/configmaps", b"a: [b\n  c: d:",
+                        "application/yaml")
+    assert code == 400 and st["reason"] == "BadRequest"
+
+
+def test_unknown_resource_is_404(cluster):
+    code, st = _request(cluster, "GET", "/api/v1/namespaces/default/widgets")
+    assert code == 404 and st["kind"] == "Status" and st["reason"] == "NotFound"
+    p = cluster.kubectl("get", "widgets", check=False)
+    assert p.returncode != 0 and "the server doesn't have a resource type \"widgets\"" in p.stderr
+
+
+def test_invalid_object_is_422_with_every_field(cluster, namespace):
+    body = json.dumps({"apiVersion": "apps/v1", "kind": "Deployment",
+                       "metadata": {"name": "Bad_Name"},
+                       "spec": {"replicas": -1, "selector": {"matchLabels": {"app": "x"}},
+                                "template": {"metadata": {"labels": {"app": "y"}},
+                                             "spec": {"containers": [{"name": "c"}]}}}}).encode()
+    code, st = _request(cluster, "POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body)
+    assert code == 422 and st["reason"] == "Invalid"
+    fields = {c["field"] for c in st["details"]["causes"]}
+    assert {"metadata.name", "spec.replicas", "spec.template.metadata.labels",
+            "spec.template.spec.containers[0].image"} <= fields
+
+
+def test_conflicts_and_not_found(cluster, namespace):
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    code, cm = _request(cluster, "POST", path, json.dumps({"metadata": {"name": "c"}}).encode())
+    assert code == 201
+    code, st = _request(cluster, "POST", path, json.dumps({"metadata": {"name": "c"}}).encode())
+    assert code == 409 and st["reason"] == "AlreadyExists"
+    stale = dict(cm, data={"x": "1"})
+    code, _ = _request(cluster, "PUT", f"{path}/c", json.dumps(stale).encode())
+    assert code == 200
+    code, st = _request(cluster, "PUT", f"{path}/c", json.dumps(dict(cm, data={"x": "2"})).encode())
+    assert code == 409 and st["reason"] == "Conflict"
+    code, st = _request(cluster, "GET", f"{path}/nope")
+    assert code == 404 and st["reason"] == "NotFound" and st["details"]["name"] == "nope"
+
+
+def test_unsupported_media_type_and_too_large(cluster, namespace):
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    code, st = _request(cluster, "POST", path, b"<xml/>", "application/xml")
+    assert code == 415 and st["reason"] == "UnsupportedMediaType"
+    big = json.dumps({"metadata": {"name": "big"}, "data": {"k": "x" * (3 * 1024 * 1024 + 10)}}).encode()
+    code, st = _request(cluster, "POST", path, big)
+    assert code == 413 and st["reason"] == "RequestEntityTooLarge"
+    # and the server still serves
+    code, _ = _request(cluster, "GET", path)
+    assert code == 200
