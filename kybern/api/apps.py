@@ -46,6 +46,7 @@ def _go_map(m: dict[str, str]) -> str:
 
 class _WorkloadStrategy(Strategy):
     has_status = True
+    tracks_generation = True
 
     def validate(self, obj: Obj) -> list[Cause]:
         return _validate_selector_and_template(obj)

@@ -74,6 +74,7 @@ class Strategy:
     """Default behaviour: a kind with no status subresource and no extra rules."""
 
     has_status = False  # status is a subresource: main-resource writes keep the old status
+    tracks_generation = False  # metadata.generation counts spec changes (workloads, CRs)
     name_validator = staticmethod(validate_dns_subdomain)
     allow_create_on_update = False
     allow_unconditional_update = True

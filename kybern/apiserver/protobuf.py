@@ -17,9 +17,12 @@ a JSON client would have sent:
   duration string, IntOrString -> int or str, Quantity -> str,
   RawExtension/FieldsV1 -> the embedded JSON, bytes -> base64;
 - non-pointer Go scalars (gogo `nullable=false`) are always on the wire, so their
-  zero values are dropped as `omitempty` would; pointer scalars keep explicit
+  zero values are dropped as `omitempty` would, unless the OpenAPI definition
+  lists the field as required (no omitempty); pointer scalars keep explicit
   zeros (`replicas: 0`, `gracePeriodSeconds: 0`); present messages, even empty
-  ones, become `{}` as Go emits non-pointer structs.
+  ones, become `{}` as Go emits non-pointer structs;
+- inline-embedded structs (Volume.volumeSource, Probe.handler,
+  IngressRule.ingressRuleValue) are merged into their parent.
 
 Responses stay JSON: clients send `Accept: application/vnd.kubernetes.protobuf,
 application/json` and accept either.
@@ -64,7 +67,7 @@ def pool() -> descriptor_pool.DescriptorPool:
 _packages: set[str] = set()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def message_class(full_name: str) -> type[Message]:
     """The dynamic message class for e.g. "k8s.io.api.apps.v1.Deployment"."""
     return message_factory.GetMessageClass(pool().FindMessageTypeByName(full_name))
@@ -157,6 +160,7 @@ def to_json(msg: Message) -> Any:
         return special(msg)
     if desc.name in ("ExtraValue", "Verbs") and [f.name for f in desc.fields] == ["items"]:
         return list(msg.items)  # Go `type X []string`, wrapped as a message on the wire
+    plan = _plan(desc)
     out: dict[str, Any] = {}
     for fd, value in msg.ListFields():
         if fd.is_repeated:
@@ -166,8 +170,14 @@ def to_json(msg: Message) -> Any:
             else:
                 out[fd.name] = [_scalar_or_message(fd, v) for v in value]
             continue
-        if fd.type != FieldDescriptor.TYPE_MESSAGE and _non_pointer(fd) and not value:
-            continue  # Go zero value of a non-pointer field: omitempty drops it
+        how = plan.get(fd.name)
+        if how == _OMIT_ZERO and not value:
+            continue  # Go zero value of a non-pointer `omitempty` field
+        if how == _INLINE:
+            inner = to_json(value)
+            if isinstance(inner, dict):
+                out.update(inner)  # Go `json:",inline"` embedding (Volume.VolumeSource, ...)
+            continue
         out[fd.name] = _scalar_or_message(fd, value)
     return out
 
@@ -183,20 +193,50 @@ def _scalar_or_message(fd: FieldDescriptor, value: Any) -> Any:
     return value
 
 
-_non_pointer_cache: dict[str, bool] = {}
+_OMIT_ZERO, _INLINE = 1, 2
+_plans: dict[str, dict[str, int]] = {}
+
+
+def _plan(desc: Descriptor) -> dict[str, int]:
+    """How each field of `desc` maps to Go's JSON, computed once per message type.
+
+    The wire alone cannot tell two Go details apart, so the type's OpenAPI
+    definition supplies them: a non-pointer scalar that
+    is `required` has no `omitempty` (its zero value is sent, e.g. a PDB status's
+    `currentHealthy: 0`), and a message field missing from the definition's
+    properties is an inline-embedded struct whose fields belong to the parent.
+    """
+    plan = _plans.get(desc.full_name)
+    if plan is not None:
+        return plan
+    from kybern.api import schemas  # loaded by the apiserver anyway; ~45 ms otherwise
+
+    # k8s.io.api.core.v1.Volume is io.k8s.api.core.v1.Volume in OpenAPI
+    name = desc.full_name
+    definition = (schemas.definition("io.k8s." + name[len("k8s.io."):])
+                  if name.startswith("k8s.io.") else None) or {}
+    props = definition.get("properties") or {}
+    required = set(definition.get("required") or ())
+    plan = {}
+    for fd in desc.fields:
+        if fd.is_repeated:
+            continue
+        if fd.type == FieldDescriptor.TYPE_MESSAGE:
+            if props and fd.name not in props and fd.message_type.full_name not in _SPECIAL:
+                plan[fd.name] = _INLINE
+        elif _non_pointer(fd) and fd.name not in required:
+            plan[fd.name] = _OMIT_ZERO
+    _plans[desc.full_name] = plan
+    return plan
 
 
 def _non_pointer(fd: FieldDescriptor) -> bool:
     """Whether gogo generated a Go non-pointer field (option nullable=false)."""
-    hit = _non_pointer_cache.get(fd.full_name)
-    if hit is None:
-        hit = False
-        if fd.has_options:
-            for f in unknown_fields.UnknownFieldSet(fd.GetOptions()):
-                if f.field_number == _GOGO_NULLABLE:
-                    hit = f.data == 0
-        _non_pointer_cache[fd.full_name] = hit
-    return hit
+    if fd.has_options:
+        for f in unknown_fields.UnknownFieldSet(fd.GetOptions()):
+            if f.field_number == _GOGO_NULLABLE:
+                return f.data == 0
+    return False
 
 
 def _time(msg: Message) -> str | None:
@@ -204,7 +244,7 @@ def _time(msg: Message) -> str | None:
     # metav1.Time keeps whole seconds only (its Unmarshal drops nanos).
     if not msg.HasField("seconds") or msg.seconds == _ZERO_UNIX:
         return None
-    t = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(seconds=msg.seconds)
+    t = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC) + _dt.timedelta(seconds=msg.seconds)
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -213,7 +253,7 @@ def _micro_time(msg: Message) -> str | None:
         return None
     if msg.seconds == _ZERO_UNIX and msg.nanos == 0:
         return None
-    t = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(
+    t = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC) + _dt.timedelta(
         seconds=msg.seconds, microseconds=msg.nanos // 1000)
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

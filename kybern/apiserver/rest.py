@@ -234,7 +234,7 @@ async def delete_collection(request: web.Request, store: RESTStore, ns: str | No
     if request.can_read_body:
         raw = await request.content.read(MAX_BODY)
         if raw.strip():
-            options = decode_body(raw, JSON)
+            options = decode_body(raw, (request.headers.get("Content-Type") or JSON).split(";")[0])
     if "gracePeriodSeconds" in q:
         options["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
     if "propagationPolicy" in q:

@@ -244,7 +244,10 @@ class RESTStore:
         m["creationTimestamp"] = meta.now()
         for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             m.pop(k, None)
-        m["generation"] = 1
+        if self.strategy.tracks_generation:  # type: ignore[union-attr]
+            m["generation"] = 1
+        else:
+            m.pop("generation", None)
         self.strategy.prepare_for_create(obj)  # type: ignore[union-attr]
         self._validate(obj, lambda: self._meta_causes(obj) + self.strategy.validate(obj),  # type: ignore[union-attr]
                        field_validation, warnings)
@@ -303,7 +306,10 @@ class RESTStore:
                 self._keep_system_meta(new, old)
                 strategy.prepare_for_update(new, old)
                 causes = lambda: self._meta_causes(new) + strategy.validate_update(new, old)  # noqa: E731
-                if strategy.spec_changed(new, old):
+                new["metadata"].pop("generation", None)
+                if "generation" in old["metadata"]:
+                    new["metadata"]["generation"] = old["metadata"]["generation"]
+                if strategy.tracks_generation and strategy.spec_changed(new, old):
                     new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
             self._keep_system_meta(new, old)
             self._validate(new, causes, field_validation, warnings)
@@ -337,17 +343,13 @@ class RESTStore:
 
     @staticmethod
     def _keep_system_meta(new: Obj, old: Obj) -> None:
+        """Fields only the server sets keep their stored values on update."""
         nm, om = new.setdefault("metadata", {}), old["metadata"]
-        for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-                  "namespace", "generation"):
+        for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace"):
             if k in om:
-                if k == "generation" and k in nm and nm[k] != om[k]:
-                    continue
                 nm[k] = om[k]
             else:
                 nm.pop(k, None)
-        if "generation" not in nm and "generation" in om:
-            nm["generation"] = om["generation"]
 
     # -- delete ---------------------------------------------------------------
     async def delete(self, namespace: str | None, name: str, options: Obj | None = None, *,

@@ -198,6 +198,7 @@ class DeploymentController:
                          "ownerReferences": [meta.owner_ref(d, controller=True)]},
             "spec": {"replicas": 0, "minReadySeconds": spec.get("minReadySeconds", 0) or 0,
                      "selector": selector, "template": tmpl},
+            "status": {"replicas": 0},  # what a Go client sends (replicas has no omitempty)
         }
         count = du.new_rs_new_replicas(d, old + [rs], rs)
         rs["spec"]["replicas"] = count

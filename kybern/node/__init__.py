@@ -1,0 +1,1 @@
+"""The node agent (kybern's kubelet) and the container runtimes it drives."""

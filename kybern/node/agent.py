@@ -104,7 +104,7 @@ class NodeAgent:
         await self.runtime.start()
         self.runtime.add_event_handler(self._on_container_event)
         self.port = await self.server.start()
-        cap, alloc = ns_.capacity(self.data_dir)
+        _cap, alloc = ns_.capacity(self.data_dir)
         self.env.node_allocatable = alloc
         await self._register()
         self.informer.add_handler(self._on_pod)
@@ -201,7 +201,7 @@ class NodeAgent:
                             self.data_dir, "pods", f"{sb.namespace}_{sb.name}_{sb.uid}"), True)
             except asyncio.CancelledError:
                 raise
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 -- the loop must outlive one bad pass
                 log.warning("node gc failed: %r", e)
             await asyncio.sleep(self.gc_interval)
 
@@ -213,13 +213,24 @@ class NodeAgent:
                                old=self._node_status)
 
     async def _register(self) -> None:
-        status = await asyncio.to_thread(self._status)
         try:
-            node = await self.client.create(NODES, ns_.node_object(name=self.name, labels=self.labels,
-                                                                   status=status))
+            existing: dict[str, Any] | None = await self.client.get(NODES, self.name)
         except errors.StatusError as e:
-            if e.code != 409:
+            if e.code != 404:
                 raise
+            existing = None
+        if existing is not None:  # re-registering: keep condition transition times
+            self._node_status = existing.get("status")
+        status = await asyncio.to_thread(self._status)
+        if existing is None:
+            try:
+                node = await self.client.create(NODES, ns_.node_object(name=self.name, labels=self.labels,
+                                                                       status=status))
+            except errors.StatusError as e:
+                if e.code != 409:
+                    raise
+                existing = {}
+        if existing is not None:
             node = await self.client.patch(NODES, self.name, {"metadata": {"labels": self.labels}})
         self.node_uid = node["metadata"].get("uid")
         self._node_status = (await self.client.patch(NODES, self.name, {"status": status},
@@ -275,6 +286,6 @@ class NodeAgent:
                 await fn()
             except asyncio.CancelledError:
                 raise
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 -- retried next interval
                 log.warning("node %s: %s failed: %r", self.name, getattr(fn, "__name__", fn), e)
             await asyncio.sleep(interval)

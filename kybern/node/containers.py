@@ -42,7 +42,7 @@ def default_pull_policy(image: str) -> str:
 
 
 class ContainerStarter:
-    def __init__(self, agent: "NodeAgent", worker: "PodWorker") -> None:
+    def __init__(self, agent: NodeAgent, worker: PodWorker) -> None:
         self.agent = agent
         self.worker = worker
         self.crash = Backoff(agent.backoff_base, agent.backoff_max)

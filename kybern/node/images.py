@@ -235,7 +235,7 @@ class ImageStore:
             shutil.copytree(directory, rootfs, symlinks=True)
             digest, size = _digest(rootfs, cfg)
             meta = {"ref": parsed.name, "id": f"sha256:{digest}", "size": size,
-                    "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                     "config": cfg}
             (tmp / "image.json").write_text(json.dumps(meta, indent=2))
             target = self.root / _key(parsed.name)

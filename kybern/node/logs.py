@@ -27,7 +27,7 @@ MAX_LINE = 16 * 1024  # containerd splits longer lines into P records of this si
 def rfc3339nano(ns: int | None = None) -> str:
     ns = time.time_ns() if ns is None else ns
     secs, frac = divmod(ns, 1_000_000_000)
-    base = _dt.datetime.fromtimestamp(secs, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = _dt.datetime.fromtimestamp(secs, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{base}.{frac:09d}Z"
 
 
@@ -55,7 +55,7 @@ class LogWriter:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        self._f = open(self.path, "ab", buffering=0)
+        self._f = open(self.path, "ab", buffering=0)  # noqa: SIM115 -- open for the container's life
         self._pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
 
     def write(self, stream: str, data: bytes) -> None:
@@ -154,7 +154,7 @@ async def stream_log(path: str, opts: LogOptions,
         return recs
 
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115, ASYNC230 -- a local file; closed below
     except FileNotFoundError:
         return
     with f:

@@ -50,7 +50,7 @@ class LogTargetError(Exception):
 
 
 class PodWorker:
-    def __init__(self, agent: "NodeAgent", pod: dict[str, Any]) -> None:
+    def __init__(self, agent: NodeAgent, pod: dict[str, Any]) -> None:
         self.agent = agent
         self.pod: dict[str, Any] | None = pod
         m = pod["metadata"]
@@ -387,4 +387,4 @@ def _same_status(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     return strip(a) == strip(b)
 
 
-__all__ = ["PodWorker", "LogTargetError", "POD_UID_LABEL", "CONTAINER_NAME_LABEL"]
+__all__ = ["CONTAINER_NAME_LABEL", "POD_UID_LABEL", "LogTargetError", "PodWorker"]

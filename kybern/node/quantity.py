@@ -16,7 +16,7 @@ _SUFFIX = {
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
 
 
-def parse_quantity(value: str | int | float) -> Decimal:
+def parse_quantity(value: str | float) -> Decimal:
     """Parse a Kubernetes quantity; raise ValueError if it is not one."""
     if isinstance(value, (int, float)):
         return Decimal(str(value))

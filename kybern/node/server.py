@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def make_app(agent: "NodeAgent") -> web.Application:
+def make_app(agent: NodeAgent) -> web.Application:
     @web.middleware
     async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
         if agent.token and request.path != "/healthz":
@@ -111,7 +111,7 @@ def _options(q: Any) -> LogOptions:
 class NodeServer:
     """Runs the app on address:port; port 0 picks a free port (see `.port`)."""
 
-    def __init__(self, agent: "NodeAgent", address: str, port: int) -> None:
+    def __init__(self, agent: NodeAgent, address: str, port: int) -> None:
         self.agent = agent
         self.address = address
         self.port = port

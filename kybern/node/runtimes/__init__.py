@@ -1,0 +1,1 @@
+"""Container runtimes behind the CRI-shaped interface in base.py."""

@@ -43,8 +43,17 @@ import psutil
 from kybern.node.images import ImageStore, InvalidReference, parse_ref
 from kybern.node.logs import LogWriter
 from kybern.node.runtimes.base import (
-    CREATED, EXITED, RUNNING, ContainerConfig, ContainerError, ContainerEventHandler,
-    ContainerStatus, ImagePullError, ImageStatus, PodSandboxConfig, PodSandboxStatus,
+    CREATED,
+    EXITED,
+    RUNNING,
+    ContainerConfig,
+    ContainerError,
+    ContainerEventHandler,
+    ContainerStatus,
+    ImagePullError,
+    ImageStatus,
+    PodSandboxConfig,
+    PodSandboxStatus,
 )
 
 log = logging.getLogger(__name__)
@@ -76,7 +85,7 @@ class _Container:
                 "argv": self.argv, "env": self.env, "proc_create_time": self.proc_create_time}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], directory: Path) -> "_Container":
+    def from_json(cls, d: dict[str, Any], directory: Path) -> _Container:
         cfg = d["config"]
         cfg["env"] = [tuple(kv) for kv in cfg.get("env", [])]
         c = cls(ContainerStatus(**d["status"]), ContainerConfig(**cfg), directory,
@@ -289,7 +298,7 @@ class ProcessRuntime:
         _kill_group(proc.pid, signal.SIGKILL)
         try:
             await asyncio.wait_for(asyncio.shield(pumps), 2.0)
-        except (asyncio.TimeoutError, Exception):
+        except Exception:  # noqa: BLE001 -- timeout or a broken pipe: stop reading
             pumps.cancel()  # a descendant that left the group still holds the pipe
         writer.close()
         code = rc if rc >= 0 else 128 - rc
@@ -318,7 +327,7 @@ class ProcessRuntime:
             _kill_group(pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(c.exited.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         _kill_group(pid, signal.SIGKILL)
         for p in tree:  # descendants that started their own session
@@ -328,7 +337,7 @@ class ProcessRuntime:
                 pass
         try:
             await asyncio.wait_for(c.exited.wait(), 10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("container %s (pid %d) did not exit after SIGKILL", c.config.name, pid)
 
     async def remove_container(self, container_id: str) -> None:

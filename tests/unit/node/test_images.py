@@ -84,3 +84,9 @@ def test_import_rejects_non_directories(tmp_path: Path) -> None:
     store = ImageStore(tmp_path, seed_samples=False)
     with pytest.raises(NotADirectoryError):
         store.import_dir("x:1", tmp_path / "missing")
+
+
+def test_import_refuses_a_directory_holding_the_store(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "node", seed_samples=False)
+    with pytest.raises(ValueError):
+        store.import_dir("x:1", tmp_path)

@@ -6,7 +6,14 @@ import asyncio
 import time
 from pathlib import Path
 
-from kybern.node.logs import MAX_LINE, LogOptions, LogWriter, parse_record, parse_rfc3339, stream_log
+from kybern.node.logs import (
+    MAX_LINE,
+    LogOptions,
+    LogWriter,
+    parse_record,
+    parse_rfc3339,
+    stream_log,
+)
 
 
 async def _read(path: Path, **kw: object) -> bytes:

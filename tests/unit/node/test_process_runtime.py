@@ -14,7 +14,13 @@ import pytest
 
 from kybern.node.images import ImageStore
 from kybern.node.runtimes.base import (
-    EXITED, RUNNING, ContainerConfig, ContainerError, ImagePullError, PodSandboxConfig, Runtime,
+    EXITED,
+    RUNNING,
+    ContainerConfig,
+    ContainerError,
+    ImagePullError,
+    PodSandboxConfig,
+    Runtime,
 )
 from kybern.node.runtimes.process import ProcessRuntime
 
@@ -134,8 +140,8 @@ async def test_stop_kills_the_whole_tree(rt: ProcessRuntime, tmp_path: Path) -> 
 
 
 async def test_sigterm_is_sent_first(rt: ProcessRuntime, tmp_path: Path) -> None:
-    cid = await _run(rt, tmp_path, "t", command=["sh", "-c", "trap 'echo bye; exit 0' TERM; "
-                                                  "while true; do sleep 0.05; done"])
+    cid = await _run(rt, tmp_path, "t", command=["sh", "-c", ("trap 'echo bye; exit 0' TERM; "
+                                                   "while true; do sleep 0.05; done")])
     await asyncio.sleep(0.2)
     await rt.stop_container(cid, 5)
     s = await rt.container_status(cid)

@@ -21,7 +21,7 @@ class Server(http.server.ThreadingHTTPServer):
 class Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, fmt: str, *args: object) -> None:
         # access log on stdout, as nginx images do, so `kubectl logs` shows requests
-        sys.stdout.write("%s - - [%s] %s\n" % (self.address_string(), self.log_date_time_string(), fmt % args))
+        sys.stdout.write(f"{self.address_string()} - - [{self.log_date_time_string()}] {fmt % args}\n")
         sys.stdout.flush()
 
 
