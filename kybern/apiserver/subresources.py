@@ -143,16 +143,6 @@ async def log(server: "APIServer", request: web.Request, store: RESTStore, ns: s
     if not node_name:
         raise errors.bad_request(f'pod {name} does not have a host assigned')
     url = await server.node_url(node_name)
-    status = pod.get("status") or {}
-    for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
-        if cs.get("name") == container:
-            waiting = (cs.get("state") or {}).get("waiting")
-            if waiting and not cs.get("lastState", {}).get("terminated") and not cs.get("containerID"):
-                raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: '
-                                         f'{waiting.get("reason", "ContainerCreating")}' if
-                                         waiting.get("reason") not in (None, "ContainerCreating") else
-                                         f'container "{container}" in pod "{name}" is waiting to start: '
-                                         f'ContainerCreating')
     target = f"{url}/containerLogs/{ns}/{name}/{container}"
     session = server.node_session()
     try:
@@ -160,8 +150,10 @@ async def log(server: "APIServer", request: web.Request, store: RESTStore, ns: s
                                headers=server.node_headers()) as up:
             if up.status >= 400:
                 text = (await up.read()).decode(errors="replace")
-                raise errors.StatusError(up.status if up.status < 500 else 500,
-                                         "BadRequest" if up.status == 400 else "InternalError", text)
+                # the agent answers with the kubelet's wording ("... is waiting to start: ...")
+                code = up.status if up.status in (400, 404) else 500
+                raise errors.StatusError(code, {400: "BadRequest", 404: "NotFound"}.get(code, "InternalError"),
+                                         text.strip())
             resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
             resp.enable_chunked_encoding()
             await resp.prepare(request)
