@@ -20,8 +20,8 @@ from aiohttp import web
 
 from kybern.api.catalog import builtin_registry
 from kybern.api.registry import Registry, ResourceInfo
-from kybern.apiserver import discovery, rest, subresources
-from kybern.apiserver.store import RESTStore
+from kybern.apiserver import allocators, discovery, rest, subresources
+from kybern.apiserver.store import Predicate, RESTStore
 from kybern.machinery import errors
 from kybern.storage.interface import Store
 
@@ -83,7 +83,9 @@ class APIServer:
         s = self._stores.get(key)
         if s is None:
             s = RESTStore(info, self.storage, validator=self._validator,
-                          namespace_check=self._check_namespace if info.namespaced else None)
+                          namespace_check=self._check_namespace if info.namespaced else None,
+                          before_create=self._allocate_service if (info.group, info.plural) == ("", "services")
+                          else None)
             self._stores[key] = s
         return s
 
@@ -98,6 +100,10 @@ class APIServer:
             raise errors.forbidden(f"unable to create new content in namespace {ns} because it is being "
                                    f"terminated")
 
+    async def _allocate_service(self, svc: dict[str, Any]) -> None:
+        existing = await self.store("", "v1", "services").list(None, pred=Predicate())
+        allocators.allocate(svc, existing["items"])
+
     async def bootstrap(self) -> None:
         ns_store = self.store("", "v1", "namespaces")
         for ns in BOOTSTRAP_NAMESPACES:
@@ -106,6 +112,15 @@ class APIServer:
             except errors.StatusError as e:
                 if e.reason != "AlreadyExists":
                     raise
+        try:  # the `kubernetes` Service, first address of the service range, as upstream
+            await self.store("", "v1", "services").create("default", {"metadata": {
+                "name": "kubernetes", "namespace": "default",
+                "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                                               "targetPort": 6443}]}})
+        except errors.StatusError as e:
+            if e.reason != "AlreadyExists":
+                raise
         sa_store = self.store("", "v1", "serviceaccounts")
         for ns in BOOTSTRAP_NAMESPACES:
             try:

@@ -110,13 +110,15 @@ class RESTStore:
     """One kind's storage operations. Stateless apart from its configuration."""
 
     def __init__(self, info: ResourceInfo, storage: st.Store, *, validator: Validator | None = None,
-                 namespace_check: Callable[[str], Any] | None = None) -> None:
+                 namespace_check: Callable[[str], Any] | None = None,
+                 before_create: Callable[[Obj], Any] | None = None) -> None:
         self.info = info
         self.storage = storage
         self.strategy = info.strategy
         assert self.strategy is not None
         self.validator = validator
         self.namespace_check = namespace_check
+        self.before_create = before_create  # async hook after validation (e.g. IP allocation)
 
     # -- helpers --------------------------------------------------------------
     def _not_found(self, name: str) -> errors.StatusError:
@@ -251,6 +253,8 @@ class RESTStore:
         self.strategy.prepare_for_create(obj)  # type: ignore[union-attr]
         self._validate(obj, lambda: self._meta_causes(obj) + self.strategy.validate(obj),  # type: ignore[union-attr]
                        field_validation, warnings)
+        if self.before_create is not None:
+            await self.before_create(obj)
         if dry_run:
             return obj
         try:

@@ -62,6 +62,26 @@ def lock_data_dir(data_dir: Path) -> int:
     return fd
 
 
+async def supervise(name: str, run: Callable[[], Awaitable[Any]]) -> None:
+    """Run a component; if it crashes, log why and start it again (with backoff),
+    as a kubelet restarts a crashed static pod — one bad component must not take
+    the cluster down."""
+    delay = 0.5
+    while True:
+        started = asyncio.get_running_loop().time()
+        try:
+            await run()
+            log.warning("%s exited; restarting", name)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s crashed; restarting in %.1fs", name, delay)
+        if asyncio.get_running_loop().time() - started > 60:
+            delay = 0.5
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30)
+
+
 @dataclass
 class Running:
     server_url: str
@@ -110,10 +130,12 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         from kybern.controllers import manager
         from kybern.scheduler import scheduler
 
-        running.tasks.append(asyncio.create_task(manager.run_controllers(client("kybern/controller-manager")),
-                                                 name="controllers"))
-        running.tasks.append(asyncio.create_task(scheduler.run_scheduler(client("kybern/scheduler")),
-                                                 name="scheduler"))
+        running.tasks.append(asyncio.create_task(
+            supervise("controller-manager", lambda: manager.run_controllers(client("kybern/controller-manager"))),
+            name="controllers"))
+        running.tasks.append(asyncio.create_task(
+            supervise("scheduler", lambda: scheduler.run_scheduler(client("kybern/scheduler"))),
+            name="scheduler"))
     if cfg.run_node:
         from kybern.node.agent import NodeAgent
 

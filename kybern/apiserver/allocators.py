@@ -1,0 +1,87 @@
+"""Service address allocation at create time, as kube-apiserver's service REST
+does: a clusterIP from the service CIDR and node ports from 30000-32767.
+
+Used addresses are read from the stored Services on each allocation (no
+separate bitmap), which is enough for one apiserver; several apiservers on one
+store could race, as noted in docs/apiserver.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from typing import Any
+
+from kybern.machinery import errors
+
+SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/12")
+NODE_PORTS = range(30000, 32768)
+
+
+def _used(services: list[dict[str, Any]]) -> tuple[set[str], set[int]]:
+    ips: set[str] = set()
+    ports: set[int] = set()
+    for s in services:
+        spec = s.get("spec") or {}
+        ips.update(spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []))
+        for p in spec.get("ports") or []:
+            if p.get("nodePort"):
+                ports.add(int(p["nodePort"]))
+    return ips, ports
+
+
+def allocate(svc: dict[str, Any], existing: list[dict[str, Any]]) -> None:
+    spec = svc.setdefault("spec", {})
+    name = svc.get("metadata", {}).get("name", "")
+    typ = spec.get("type", "ClusterIP")
+    if typ == "ExternalName":
+        return
+    ips, ports = _used(existing)
+    ip = spec.get("clusterIP")
+    if ip == "None":
+        spec["clusterIPs"] = ["None"]
+    elif ip:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            raise errors.invalid("", "Service", name, [errors.cause(
+                "spec.clusterIPs[0]", f'Invalid value: "{ip}": must be a valid IP address')]) from None
+        if addr not in SERVICE_CIDR:
+            raise errors.invalid("", "Service", name, [errors.cause(
+                "spec.clusterIPs", f'Invalid value: []string{{"{ip}"}}: failed to allocate IP {ip}: the '
+                f'provided IP ({ip}) is not in the valid range. The range of valid IPs is {SERVICE_CIDR}')])
+        if ip in ips:
+            raise errors.invalid("", "Service", name, [errors.cause(
+                "spec.clusterIPs", f'Invalid value: []string{{"{ip}"}}: failed to allocate IP {ip}: provided '
+                f'IP is already allocated')])
+        spec["clusterIPs"] = [ip]
+    else:
+        size = SERVICE_CIDR.num_addresses
+        start = random.randrange(2, size - 1)
+        for i in range(size - 3):
+            cand = str(SERVICE_CIDR.network_address + 2 + (start + i) % (size - 3))
+            if cand not in ips:
+                spec["clusterIP"] = cand
+                spec["clusterIPs"] = [cand]
+                break
+        else:
+            raise errors.internal("failed to allocate a serviceIP: range is full")
+    if typ in ("NodePort", "LoadBalancer"):
+        for i, p in enumerate(spec.get("ports") or []):
+            np = p.get("nodePort")
+            if np:
+                if np in ports:
+                    raise errors.invalid("", "Service", name, [errors.cause(
+                        f"spec.ports[{i}].nodePort", f"Invalid value: {np}: provided port is already allocated")])
+                if np not in NODE_PORTS:
+                    raise errors.invalid("", "Service", name, [errors.cause(
+                        f"spec.ports[{i}].nodePort", f"Invalid value: {np}: provided port is not in the valid "
+                        f"range. The range of valid ports is 30000-32767")])
+            else:
+                free = [x for x in NODE_PORTS if x not in ports]
+                if not free:
+                    raise errors.internal("failed to allocate a nodePort: range is full")
+                np = random.choice(free)
+                p["nodePort"] = np
+            ports.add(np)
+        spec.setdefault("externalTrafficPolicy", "Cluster")
