@@ -99,6 +99,10 @@ class DeploymentStrategy(_WorkloadStrategy):
 
 
 class ReplicaSetStrategy(_WorkloadStrategy):
+    def prepare_for_create(self, obj: Obj) -> None:
+        super().prepare_for_create(obj)
+        obj["status"] = {"replicas": 0}  # ReplicaSetStatus.replicas is not omitempty in Go
+
     def default(self, obj: Obj) -> None:
         spec = obj.setdefault("spec", {})
         spec.setdefault("replicas", 1)

@@ -41,13 +41,32 @@ class NodeResourcesFit:
     weight = 1
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
+        # fast path: room for one more pod and every request fits
+        if len(node.pods) < node.allowed_pods:
+            alloc, used = node.allocatable, node.requested
+            for name, want in pod.request_items:
+                if want > alloc.get(name, 0) - used.get(name, 0):
+                    break
+            else:
+                return None
         reasons = insufficient(pod, node)
         return Status(UNSCHEDULABLE, *reasons) if reasons else None
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
-        cpu = least_allocated(node.non_zero_cpu + pod.non_zero_cpu, node.allocatable.get("cpu", 0))
-        mem = least_allocated(node.non_zero_mem + pod.non_zero_mem, node.allocatable.get("memory", 0))
+        cpu = least_allocated(node.non_zero_cpu + pod.non_zero_cpu, node.alloc_cpu)
+        mem = least_allocated(node.non_zero_mem + pod.non_zero_mem, node.alloc_mem)
         return (cpu + mem) // 2
+
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        pc, pm = pod.non_zero_cpu, pod.non_zero_mem
+        out = []
+        for n in nodes:
+            cap, req = n.alloc_cpu, n.non_zero_cpu + pc
+            cpu = (cap - req) * MAX_NODE_SCORE // cap if cap and req <= cap else 0
+            cap, req = n.alloc_mem, n.non_zero_mem + pm
+            mem = (cap - req) * MAX_NODE_SCORE // cap if cap and req <= cap else 0
+            out.append((cpu + mem) // 2)
+        return out
 
 
 class BalancedAllocation:
@@ -55,11 +74,17 @@ class BalancedAllocation:
     weight = 1
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
-        cap_cpu = node.allocatable.get("cpu", 0)
-        cap_mem = node.allocatable.get("memory", 0)
-        if not cap_cpu or not cap_mem:
-            return 0
-        f_cpu = min((node.requested.get("cpu", 0) + pod.requests.get("cpu", 0)) / cap_cpu, 1.0)
-        f_mem = min((node.requested.get("memory", 0) + pod.requests.get("memory", 0)) / cap_mem, 1.0)
-        std = abs(f_cpu - f_mem) / 2
-        return int((1 - std) * MAX_NODE_SCORE)
+        return self.score_nodes(state, pod, [node])[0]
+
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        pc, pm = pod.requests.get("cpu", 0), pod.requests.get("memory", 0)
+        out = []
+        for n in nodes:
+            cc, cm = n.alloc_cpu, n.alloc_mem
+            if not cc or not cm:
+                out.append(0)
+                continue
+            fc = min((n.requested.get("cpu", 0) + pc) / cc, 1.0)
+            fm = min((n.requested.get("memory", 0) + pm) / cm, 1.0)
+            out.append(int((1 - abs(fc - fm) / 2) * MAX_NODE_SCORE))
+        return out

@@ -125,6 +125,24 @@ class PodTopologySpread:
             total += cnt * weights[i] + (int(c.get("maxSkew", 1)) - 1)
         return int(math.floor(total + 0.5))  # Go's math.Round: half away from zero
 
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        soft, system, ignored, domain_counts, weights = state["PodTopologySpread/score"]
+        if not system:
+            return [self.score(state, pod, n) for n in nodes]
+        owner = pod.owner_uid or ""
+        prepared = [(c["topologyKey"], c["topologyKey"] == HOSTNAME, domain_counts[i], weights[i],
+                     int(c.get("maxSkew", 1)) - 1) for i, c in enumerate(soft)]
+        out = []
+        for n in nodes:
+            labels = n.labels
+            total = 0.0
+            for key, is_host, counts, w, skew in prepared:
+                if key in labels:
+                    cnt = n.owner_counts.get(owner, 0) if is_host else counts.get(labels[key], 0)
+                    total += cnt * w + skew
+            out.append(int(math.floor(total + 0.5)))
+        return out
+
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
         _, _, ignored, _, _ = state["PodTopologySpread/score"]
         nodes: list[NodeInfo] = state.get("scored_nodes") or []
