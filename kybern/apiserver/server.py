@@ -103,7 +103,15 @@ class APIServer:
                                    f"terminated")
 
     async def _allocate_service(self, svc: dict[str, Any]) -> None:
-        existing = await self.store("", "v1", "services").list(None, pred=Predicate())
+        store = self.store("", "v1", "services")
+        m = svc["metadata"]
+        try:  # a taken name is AlreadyExists, not an address conflict
+            await store.get(m.get("namespace"), m["name"])
+            raise errors.already_exists("", "services", m["name"])
+        except errors.StatusError as e:
+            if e.code != 404:
+                raise
+        existing = await store.list(None, pred=Predicate())
         allocators.allocate(svc, existing["items"])
 
     async def bootstrap(self) -> None:

@@ -93,6 +93,7 @@ def test_num_nodes_to_score():
     assert num_feasible_nodes_to_find(1000) == 420
     assert num_feasible_nodes_to_find(200) == 100
     assert num_feasible_nodes_to_find(10000) == 500
+    assert num_feasible_nodes_to_find(1000, 100) == 100
 
 
 async def test_queue_moves_unschedulable_on_cluster_event(monkeypatch):
