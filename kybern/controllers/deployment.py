@@ -298,7 +298,7 @@ class DeploymentController:
         if len(act) == 1:
             target = act[0]
         elif not act and allrs:
-            target = new_rs or sorted(old, key=lambda r: r["metadata"].get("creationTimestamp") or "")[-1]
+            target = new_rs or max(old, key=lambda r: r["metadata"].get("creationTimestamp") or "")
         updated: dict[str, dict[str, Any]] = {}
         if target is not None:
             if du.rs_replicas(target) != want:
@@ -324,7 +324,7 @@ class DeploymentController:
                 if i == 0 and to_add != 0:
                     sizes[uid] = max(sizes[uid] + to_add - added, 0)
                 _, updated[uid] = await self.scale_rs(s, rs, sizes[uid])
-        repl = lambda rs: updated.get(rs["metadata"]["uid"], rs)  # noqa: E731
+        repl = lambda rs: updated.get(rs["metadata"]["uid"], rs)
         return (repl(new_rs) if new_rs is not None else None), [repl(rs) for rs in old]
 
     async def cleanup(self, s: Sync, old: list[dict[str, Any]]) -> None:
@@ -424,5 +424,5 @@ class DeploymentController:
             return
         deadline = int(d.get("spec", {}).get("progressDeadlineSeconds", 600))
         at = meta.parse_time(cond["lastUpdateTime"]) + _dt.timedelta(seconds=deadline)
-        delay = (at - _dt.datetime.now(_dt.timezone.utc)).total_seconds()
+        delay = (at - _dt.datetime.now(_dt.UTC)).total_seconds()
         self.queue.add_after(key_of(d), max(delay, 0) + 1)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from kybern.controllers.deployment import DeploymentController, Sync
 
 
-async def rollout_rolling(dc: "DeploymentController", s: "Sync", rss: list[dict[str, Any]]) -> None:
+async def rollout_rolling(dc: DeploymentController, s: Sync, rss: list[dict[str, Any]]) -> None:
     new_rs, old = await dc.new_and_old(s, rss, create=True)
     assert new_rs is not None
     scaled, new_rs = await _reconcile_new(dc, s, old + [new_rs], new_rs)
@@ -32,7 +32,7 @@ async def rollout_rolling(dc: "DeploymentController", s: "Sync", rss: list[dict[
     await dc.sync_status(s, old + [new_rs], new_rs)
 
 
-async def _reconcile_new(dc: "DeploymentController", s: "Sync", all_rss: list[dict[str, Any]],
+async def _reconcile_new(dc: DeploymentController, s: Sync, all_rss: list[dict[str, Any]],
                          new_rs: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
     want = du.replicas(s.d)
     cur = du.rs_replicas(new_rs)
@@ -51,7 +51,7 @@ def max_scaled_down(d: dict[str, Any], all_rss: list[dict[str, Any]], new_rs: di
     return du.sum_spec(all_rss) - min_available - new_unavailable
 
 
-async def _reconcile_old(dc: "DeploymentController", s: "Sync", old: list[dict[str, Any]],
+async def _reconcile_old(dc: DeploymentController, s: Sync, old: list[dict[str, Any]],
                          new_rs: dict[str, Any]) -> tuple[bool, list[dict[str, Any]]]:
     if du.sum_spec(old) == 0:
         return False, old
@@ -87,7 +87,7 @@ async def _reconcile_old(dc: "DeploymentController", s: "Sync", old: list[dict[s
     return cleaned + scaled > 0, old
 
 
-async def rollout_recreate(dc: "DeploymentController", s: "Sync", rss: list[dict[str, Any]]) -> None:
+async def rollout_recreate(dc: DeploymentController, s: Sync, rss: list[dict[str, Any]]) -> None:
     new_rs, old = await dc.new_and_old(s, rss, create=False)
     scaled = False
     updated: dict[str, dict[str, Any]] = {}

@@ -299,7 +299,7 @@ def rs_fraction(rs: dict[str, Any], d: dict[str, Any]) -> int:
 
 
 def _round_half_away(x: float) -> int:
-    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
+    return math.floor(x + 0.5) if x >= 0 else -math.floor(-x + 0.5)
 
 
 def proportion(rs: dict[str, Any] | None, d: dict[str, Any], to_add: int, added: int) -> int:
@@ -405,5 +405,5 @@ def timed_out(d: dict[str, Any], st: dict[str, Any], now: _dt.datetime | None = 
     if not cond.get("lastUpdateTime"):
         return False
     deadline = int(d.get("spec", {}).get("progressDeadlineSeconds", 600))
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     return meta.parse_time(cond["lastUpdateTime"]) + _dt.timedelta(seconds=deadline) < now

@@ -23,8 +23,15 @@ from typing import Any
 
 from kybern.client.http import Client
 from kybern.client.informer import key_of
-from kybern.client.resources import (CONFIGMAPS, DEPLOYMENTS, PODS, REPLICASETS, SECRETS,
-                                     SERVICES, Resource)
+from kybern.client.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    PODS,
+    REPLICASETS,
+    SECRETS,
+    SERVICES,
+    Resource,
+)
 from kybern.client.workqueue import WorkQueue, run_workers
 from kybern.controllers.informers import InformerFactory
 from kybern.machinery import errors, meta

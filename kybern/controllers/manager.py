@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from kybern.client.http import Client
+from kybern.client.resources import NAMESPACES
 from kybern.controllers.deployment import DeploymentController
 from kybern.controllers.garbagecollector import GarbageCollector
-from kybern.client.resources import NAMESPACES
 from kybern.controllers.informers import InformerFactory
 from kybern.controllers.namespace import NamespaceController
 from kybern.controllers.podgc import PodGC

@@ -45,7 +45,7 @@ def is_available(pod: dict[str, Any], min_ready_seconds: int, now: _dt.datetime)
 
 
 def utcnow() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 def max_restarts(pod: dict[str, Any]) -> int:

@@ -211,7 +211,7 @@ class ReplicaSetController:
         if needs_sync and not meta.is_deleting(rs):
             try:
                 await self._manage(key, rs, pods)
-            except Exception as e:  # reported in status, then retried with backoff
+            except Exception as e:  # noqa: BLE001 - reported in status, then retried with backoff
                 manage_error = e
         updated = await self._write_status(rs, calculate_status(rs, pods, manage_error))
         spec = updated.get("spec", {})

@@ -29,7 +29,7 @@ SKIP = 5
 
 
 class Status:
-    __slots__ = ("code", "reasons", "plugin")
+    __slots__ = ("code", "plugin", "reasons")
 
     def __init__(self, code: int, *reasons: str, plugin: str = "") -> None:
         self.code = code
@@ -56,8 +56,19 @@ class CycleState(dict[str, Any]):
 
 class PodInfo:
     """A pod with what the plugins need precomputed once (not once per node)."""
-    __slots__ = ("pod", "key", "requests", "request_items", "non_zero_cpu", "non_zero_mem",
-                 "owner_uid", "priority", "tolerations", "namespace", "labels")
+    __slots__ = (
+        "key",
+        "labels",
+        "namespace",
+        "non_zero_cpu",
+        "non_zero_mem",
+        "owner_uid",
+        "pod",
+        "priority",
+        "request_items",
+        "requests",
+        "tolerations",
+    )
 
     def __init__(self, pod: dict[str, Any]) -> None:
         m = pod["metadata"]
@@ -90,9 +101,22 @@ NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"
 
 class NodeInfo:
     """A node and the pods assigned (or assumed) to it, with their summed requests."""
-    __slots__ = ("node", "name", "labels", "taints", "unschedulable", "allocatable",
-                 "alloc_cpu", "alloc_mem", "allowed_pods", "pods", "requested", "non_zero_cpu",
-                 "non_zero_mem", "owner_counts")
+    __slots__ = (
+        "alloc_cpu",
+        "alloc_mem",
+        "allocatable",
+        "allowed_pods",
+        "labels",
+        "name",
+        "node",
+        "non_zero_cpu",
+        "non_zero_mem",
+        "owner_counts",
+        "pods",
+        "requested",
+        "taints",
+        "unschedulable",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -26,7 +26,7 @@ DEFAULT_MILLI_CPU = 100  # upstream DefaultMilliCPURequest, used only for scorin
 DEFAULT_MEMORY = 200 * 1024 * 1024  # DefaultMemoryRequest
 
 
-def parse_quantity(value: str | int | float) -> Decimal:
+def parse_quantity(value: str | float) -> Decimal:
     """'100m' -> 0.1, '1Gi' -> 1073741824, '1e3' -> 1000."""
     if isinstance(value, (int, float)):
         return Decimal(str(value))
@@ -46,7 +46,7 @@ def _num(s: str, orig: Any) -> Decimal:
         raise ValueError(f"quantities must match the regular expression: {orig!r}") from None
 
 
-def amount(name: str, value: str | int | float) -> int:
+def amount(name: str, value: str | float) -> int:
     q = parse_quantity(value)
     if name == "cpu":
         q = q * 1000

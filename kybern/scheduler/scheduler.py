@@ -21,8 +21,15 @@ from kybern.client.informer import Informer, key_of
 from kybern.client.resources import NODES, PODS
 from kybern.machinery import errors, meta
 from kybern.scheduler.cache import Cache
-from kybern.scheduler.framework import (CycleState, Framework, NodeInfo, PodInfo, Status,
-                                        fit_error_message, preemption_message)
+from kybern.scheduler.framework import (
+    CycleState,
+    Framework,
+    NodeInfo,
+    PodInfo,
+    Status,
+    fit_error_message,
+    preemption_message,
+)
 from kybern.scheduler.plugins import default_plugins
 from kybern.scheduler.queue import QueuedPod, SchedulingQueue
 
@@ -46,8 +53,7 @@ def num_feasible_nodes_to_find(num_nodes: int, cap: int | None = None) -> int:
         n = num_nodes
     else:
         pct = 50 - num_nodes // 125
-        if pct < 5:
-            pct = 5
+        pct = max(pct, 5)
         n = max(num_nodes * pct // 100, 100)
     return min(n, cap) if cap else n
 
@@ -241,7 +247,7 @@ class Scheduler:
                 await self.client.create(PODS, binding, ns, subresource="binding", name=name)
         except asyncio.CancelledError:
             raise
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any failure: forget and retry
             self.cache.forget(qp.key)
             self.queue.move_all()  # the capacity it held is free again
             if isinstance(e, errors.StatusError) and e.code == 404:

@@ -6,8 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from kybern.scheduler.framework import (STATUS_SKIP, UNSCHEDULABLE_AND_UNRESOLVABLE, CycleState,
-                                        NodeInfo, PodInfo, Status, default_normalize)
+from kybern.scheduler.framework import (
+    STATUS_SKIP,
+    UNSCHEDULABLE_AND_UNRESOLVABLE,
+    CycleState,
+    NodeInfo,
+    PodInfo,
+    Status,
+    default_normalize,
+)
 
 ERR_REASON = "node(s) didn't match Pod's node affinity/selector"
 

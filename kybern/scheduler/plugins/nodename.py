@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from kybern.scheduler.framework import (STATUS_SKIP, UNSCHEDULABLE_AND_UNRESOLVABLE, CycleState,
-                                        NodeInfo, PodInfo, Status)
+from kybern.scheduler.framework import (
+    STATUS_SKIP,
+    UNSCHEDULABLE_AND_UNRESOLVABLE,
+    CycleState,
+    NodeInfo,
+    PodInfo,
+    Status,
+)
 
 ERR_REASON = "node(s) didn't match the requested node name"
 

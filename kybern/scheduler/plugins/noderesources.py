@@ -5,8 +5,14 @@ BalancedAllocation prefers nodes whose cpu and memory usage stay even."""
 
 from __future__ import annotations
 
-from kybern.scheduler.framework import (MAX_NODE_SCORE, UNSCHEDULABLE, CycleState, NodeInfo,
-                                        PodInfo, Status)
+from kybern.scheduler.framework import (
+    MAX_NODE_SCORE,
+    UNSCHEDULABLE,
+    CycleState,
+    NodeInfo,
+    PodInfo,
+    Status,
+)
 
 
 def insufficient(pod: PodInfo, node: NodeInfo) -> list[str]:

@@ -3,8 +3,13 @@ tolerate the node.kubernetes.io/unschedulable:NoSchedule taint."""
 
 from __future__ import annotations
 
-from kybern.scheduler.framework import (UNSCHEDULABLE_AND_UNRESOLVABLE, CycleState, NodeInfo,
-                                        PodInfo, Status)
+from kybern.scheduler.framework import (
+    UNSCHEDULABLE_AND_UNRESOLVABLE,
+    CycleState,
+    NodeInfo,
+    PodInfo,
+    Status,
+)
 from kybern.scheduler.plugins.tainttoleration import tolerates
 
 ERR_REASON = "node(s) were unschedulable"

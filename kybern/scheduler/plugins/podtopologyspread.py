@@ -19,9 +19,16 @@ import math
 from typing import Any
 
 from kybern.machinery.selectors import selector_matches
-from kybern.scheduler.framework import (MAX_NODE_SCORE, STATUS_SKIP, UNSCHEDULABLE,
-                                        UNSCHEDULABLE_AND_UNRESOLVABLE, CycleState, NodeInfo,
-                                        PodInfo, Status)
+from kybern.scheduler.framework import (
+    MAX_NODE_SCORE,
+    STATUS_SKIP,
+    UNSCHEDULABLE,
+    UNSCHEDULABLE_AND_UNRESOLVABLE,
+    CycleState,
+    NodeInfo,
+    PodInfo,
+    Status,
+)
 
 HOSTNAME = "kubernetes.io/hostname"
 ZONE = "topology.kubernetes.io/zone"
@@ -123,10 +130,10 @@ class PodTopologySpread:
             else:
                 cnt = domain_counts[i].get(node.labels[key], 0)
             total += cnt * weights[i] + (int(c.get("maxSkew", 1)) - 1)
-        return int(math.floor(total + 0.5))  # Go's math.Round: half away from zero
+        return math.floor(total + 0.5)  # Go's math.Round: half away from zero
 
     def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
-        soft, system, ignored, domain_counts, weights = state["PodTopologySpread/score"]
+        soft, system, _, domain_counts, weights = state["PodTopologySpread/score"]
         if not system:
             return [self.score(state, pod, n) for n in nodes]
         owner = pod.owner_uid or ""
@@ -140,7 +147,7 @@ class PodTopologySpread:
                 if key in labels:
                     cnt = n.owner_counts.get(owner, 0) if is_host else counts.get(labels[key], 0)
                     total += cnt * w + skew
-            out.append(int(math.floor(total + 0.5)))
+            out.append(math.floor(total + 0.5))
         return out
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from kybern.scheduler.framework import (UNSCHEDULABLE_AND_UNRESOLVABLE, CycleState, NodeInfo,
-                                        PodInfo, Status, default_normalize)
+from kybern.scheduler.framework import (
+    UNSCHEDULABLE_AND_UNRESOLVABLE,
+    CycleState,
+    NodeInfo,
+    PodInfo,
+    Status,
+    default_normalize,
+)
 
 
 def tolerates(tol: dict[str, Any], taint: dict[str, Any]) -> bool:

@@ -7,7 +7,7 @@ from kybern.controllers.deletion_order import rank_for_deletion
 from kybern.controllers.expectations import Expectations
 from kybern.controllers.replicaset import calculate_status, slow_start_batch
 
-NOW = dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
 
 
 def pod(name, node="n1", phase="Running", ready=True, restarts=0, created="2024-05-01T00:00:00Z",

@@ -1,7 +1,12 @@
 """Filters and scores, each on hand-built NodeInfos."""
 
-from kybern.scheduler.framework import (UNSCHEDULABLE, UNSCHEDULABLE_AND_UNRESOLVABLE, CycleState,
-                                        NodeInfo, PodInfo)
+from kybern.scheduler.framework import (
+    UNSCHEDULABLE,
+    UNSCHEDULABLE_AND_UNRESOLVABLE,
+    CycleState,
+    NodeInfo,
+    PodInfo,
+)
 from kybern.scheduler.plugins.nodeaffinity import NodeAffinity
 from kybern.scheduler.plugins.nodename import NodeName
 from kybern.scheduler.plugins.noderesources import NodeResourcesFit

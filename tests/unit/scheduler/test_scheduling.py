@@ -4,8 +4,14 @@ import asyncio
 
 from kybern.client.http import Client
 from kybern.scheduler import queue as queue_mod
-from kybern.scheduler.framework import (UNSCHEDULABLE, UNSCHEDULABLE_AND_UNRESOLVABLE, PodInfo,
-                                        Status, fit_error_message, preemption_message)
+from kybern.scheduler.framework import (
+    UNSCHEDULABLE,
+    UNSCHEDULABLE_AND_UNRESOLVABLE,
+    PodInfo,
+    Status,
+    fit_error_message,
+    preemption_message,
+)
 from kybern.scheduler.queue import SchedulingQueue
 from kybern.scheduler.scheduler import Scheduler, num_feasible_nodes_to_find
 
