@@ -22,13 +22,23 @@ class EventRecorder:
         self.component = component
         self.host = host
         self._seen: dict[tuple[str, ...], dict[str, Any]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._queue: asyncio.Queue[tuple[dict[str, Any], str, str, str]] = asyncio.Queue(10_000)
+        self._worker: asyncio.Task[None] | None = None
 
     def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        """Record without waiting; failures are logged, never raised (as upstream)."""
-        t = asyncio.create_task(self._record(obj, type_, reason, message))
-        self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
+        """Record without waiting, in the order given; failures are logged, never
+        raised, and a full queue drops the event (as upstream's broadcaster)."""
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain(), name=f"events-{self.component}")
+        try:
+            self._queue.put_nowait((obj, type_, reason, message))
+        except asyncio.QueueFull:
+            log.debug("event queue full; dropping %s", reason)
+
+    async def _drain(self) -> None:
+        while True:
+            obj, type_, reason, message = await self._queue.get()
+            await self._record(obj, type_, reason, message)
 
     async def _record(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         m = obj.get("metadata", {})
