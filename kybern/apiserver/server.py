@@ -20,7 +20,7 @@ from aiohttp import web
 
 from kybern.api.catalog import builtin_registry
 from kybern.api.registry import Registry, ResourceInfo
-from kybern.apiserver import allocators, discovery, rest, subresources
+from kybern.apiserver import allocators, discovery, rest, reviews, subresources
 from kybern.apiserver.store import Predicate, RESTStore
 from kybern.machinery import errors
 from kybern.storage.interface import Store
@@ -64,6 +64,8 @@ class APIServer:
                  registry: Registry | None = None, advertise: str = "127.0.0.1:6443") -> None:
         self.storage = storage
         self.registry = registry or builtin_registry()
+        for info in reviews.RESOURCES:
+            self.registry.add(info)
         self.tokens = tokens or set()
         self.node_token = node_token
         self.advertise = advertise

@@ -92,6 +92,7 @@ class Running:
     tasks: list[asyncio.Task[Any]]
     runner: web.AppRunner
     stoppers: list[Callable[[], Awaitable[None]]]
+    clients: list[Client] = field(default_factory=list)
 
 
 async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | None = None) -> Running:
@@ -121,7 +122,9 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     running = Running(url, ca_file, admin_token, node_token, port, [], runner, [])
 
     def client(agent: str) -> Client:
-        return Client(url, token=admin_token, ca_file=str(ca_file), user_agent=agent)
+        c = Client(url, token=admin_token, ca_file=str(ca_file), user_agent=agent)
+        running.clients.append(c)
+        return c
 
     probe = client("kybern/probe")
     await wait_ready(probe)
@@ -158,6 +161,8 @@ async def stop(running: Running) -> None:
     for t in running.tasks:
         t.cancel()
     await asyncio.gather(*running.tasks, return_exceptions=True)
+    for c in running.clients:
+        await c.close()
     await running.runner.cleanup()
 
 

@@ -1,5 +1,5 @@
 """Backends by URL scheme: `sqlite:///path/state.db` (default) and
-`etcd://host:port` (kybern/storage/etcd.py, when present)."""
+`etcd://host:port[,host:port][/prefix]` (kybern/storage/etcd.py; `etcd+https://` for TLS)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ def open_store(url: str) -> Store:
 
         path = u.path if u.scheme else url
         return SQLiteStore(path)
-    if u.scheme in ("etcd", "http", "https"):
-        from kybern.storage import etcd  # type: ignore[attr-defined]
+    if u.scheme in ("etcd", "etcd+https", "http", "https"):
+        from kybern.storage.etcd import EtcdStore
 
-        return etcd.EtcdStore(url)  # type: ignore[no-any-return]
+        return EtcdStore(url)
     raise ValueError(f"unknown datastore {url!r}: use sqlite:///PATH or etcd://HOST:PORT")

@@ -68,6 +68,17 @@ class PodSandboxStatus:
 
 
 @dataclass
+class Mount:
+    """A volume made visible inside a container (CRI's Mount). The agent
+    prepares `host_path`; how it appears at `container_path` is the runtime's
+    business (the process runtime: a symlink inside the container's tree)."""
+
+    container_path: str
+    host_path: str
+    readonly: bool = False
+
+
+@dataclass
 class ContainerConfig:
     name: str
     image: str  # an image reference the runtime's image service resolves
@@ -76,6 +87,7 @@ class ContainerConfig:
     args: list[str] = field(default_factory=list)  # overrides the image cmd
     env: list[tuple[str, str]] = field(default_factory=list)  # resolved and ordered
     working_dir: str = ""
+    mounts: list[Mount] = field(default_factory=list)
     log_path: str = ""  # relative to the sandbox's log_directory
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
@@ -152,6 +164,13 @@ class Runtime(Protocol):
     async def container_status(self, container_id: str) -> ContainerStatus | None: ...
 
     async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]: ...
+
+    async def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> tuple[int, bytes]:
+        """Run `cmd` in a running container's environment and working dir (CRI
+        ExecSync) and return (exit code, stdout+stderr). Used by exec probes and
+        lifecycle hooks; raises TimeoutError after `timeout` seconds (the command
+        is killed) and ContainerError when the container is not running."""
+        ...
 
     # -- images -------------------------------------------------------------
     async def image_status(self, ref: str) -> ImageStatus | None: ...
