@@ -85,8 +85,14 @@ class APIServer:
     def store_for(self, info: ResourceInfo) -> RESTStore:
         key = (info.group, info.version, info.plural)
         s = self._stores.get(key)
-        if s is None:
-            s = RESTStore(info, self.storage, validator=self._validator,
+        if s is None or s.info is not info:  # CRDs replace their ResourceInfo when they change
+            from kybern.apiserver import conversion
+
+            # multi-version kinds (HPA, CRs) see storage through their own version; CRs bring
+            # their own schema validator (422 causes, pruning, as apiextensions-apiserver)
+            storage = conversion.ConvertingStorage(self.storage, info.strategy, info.api_version) \
+                if conversion.convertible(info.strategy) else self.storage
+            s = RESTStore(info, storage, validator=getattr(info.strategy, "validator", None) or self._validator,
                           namespace_check=self._check_namespace if info.namespaced else None,
                           before_create=self._allocate_service if (info.group, info.plural) == ("", "services")
                           else None)

@@ -77,10 +77,7 @@ def test_crud_generate_name_and_resource_versions(api, namespace):
     for body, ctype in (({"data": {"m": "1"}}, "application/merge-patch+json"),
                         ({"data": {"s": "1"}}, "application/strategic-merge-patch+json"),
                         ([{"op": "add", "path": "/data/j", "value": "1"}], "application/json-patch+json")):
-        p = core.api_client.call_api(f"/api/v1/namespaces/{namespace}/configmaps/{name}", "PATCH",
-                                     body=body, header_params={"Content-Type": ctype, "Accept": "application/json"},
-                                     auth_settings=["BearerToken"], response_type="V1ConfigMap",
-                                     _return_http_data_only=True)
+        p = core.patch_namespaced_config_map(name, namespace, body, _content_type=ctype)
         rvs.append(p.metadata.resource_version)
     assert p.data == {"k": "v3", "m": "1", "s": "1", "j": "1"}
     assert len(set(rvs)) == len(rvs) and [int(r) for r in rvs] == sorted(int(r) for r in rvs)

@@ -8,6 +8,11 @@ What a container gets:
 - a private copy of the image's files as its working tree (images stay
   untouched; a restart starts again from a fresh copy). Absolute paths in the
   command that exist inside that copy resolve there; anything else is the host's;
+- its volumes as symlinks inside that copy: the mount at `/etc/config` is
+  `<rootfs>/etc/config` -> the volume's directory on the host. Without a mount
+  namespace a program's absolute `/etc/config` is still the host's, so the
+  container is told where its root is: `$KYBERN_ROOTFS/etc/config` always works
+  (and `etc/config`, relative to the default working dir `/`);
 - an environment built only from the image config and the container config
   (plus HOSTNAME, and the host's PATH when the image sets none);
 - its stdout/stderr written to a per-container CRI-format log file that outlives it.
@@ -25,6 +30,7 @@ if pids were reused).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import logging
@@ -52,9 +58,11 @@ from kybern.node.runtimes.base import (
     ContainerStatus,
     ImagePullError,
     ImageStatus,
+    Mount,
     PodSandboxConfig,
     PodSandboxStatus,
 )
+from kybern.node.runtimes.mounts import place_mount
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +96,7 @@ class _Container:
     def from_json(cls, d: dict[str, Any], directory: Path) -> _Container:
         cfg = d["config"]
         cfg["env"] = [tuple(kv) for kv in cfg.get("env", [])]
+        cfg["mounts"] = [Mount(**m) for m in cfg.get("mounts", [])]
         c = cls(ContainerStatus(**d["status"]), ContainerConfig(**cfg), directory,
                 d["cwd"], d["argv"], d["env"])
         c.proc_create_time = d.get("proc_create_time", 0.0)
@@ -214,6 +223,9 @@ class ProcessRuntime:
         env.setdefault("PATH", os.environ.get("PATH", os.defpath))
         env["HOSTNAME"] = sandbox_config.hostname or sandbox_config.name
         env.setdefault("HOME", str(rootfs))  # writes to ~ stay inside the container's tree
+        for m in sorted(config.mounts, key=lambda m: m.container_path.count("/")):
+            place_mount(rootfs, m)  # parents first: nested mounts land inside them
+        env["KYBERN_ROOTFS"] = str(rootfs)  # where absolute paths of the pod spec live
         for k, v in config.env:
             env[k] = v
         wd = config.working_dir or icfg.get("workingDir") or "/"
@@ -339,6 +351,36 @@ class ProcessRuntime:
             await asyncio.wait_for(c.exited.wait(), 10)
         except TimeoutError:
             log.warning("container %s (pid %d) did not exit after SIGKILL", c.config.name, pid)
+
+    async def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> tuple[int, bytes]:
+        """Run `cmd` beside a running container: same environment, working dir
+        and executable lookup. Output is capped at 10 KiB, as the kubelet caps
+        probe output."""
+        c = self._get(container_id)
+        if c.status.state != RUNNING:
+            raise ContainerError("NotRunning", f"container {container_id} is not running")
+        if not cmd:
+            raise ContainerError("ExecError", "no command specified")
+        exe = _resolve(cmd[0], c.dir / "rootfs", c.cwd, c.env.get("PATH", ""))
+        if exe is None:
+            return 127, f'exec: "{cmd[0]}": executable file not found in $PATH'.encode()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                cmd[0], *cmd[1:], executable=exe, cwd=c.cwd, env=c.env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True, preexec_fn=_die_with_parent)
+        except OSError as e:
+            return 126, f'exec: "{cmd[0]}": {e.strerror or e}'.encode()
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            _kill_group(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 5)
+            raise
+        _kill_group(proc.pid, signal.SIGKILL)  # whatever it left behind
+        rc = proc.returncode if proc.returncode is not None else 1
+        return (rc if rc >= 0 else 128 - rc), out[:10240]
 
     async def remove_container(self, container_id: str) -> None:
         c = self._containers.get(container_id)
