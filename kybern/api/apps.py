@@ -111,6 +111,99 @@ class ReplicaSetStrategy(_WorkloadStrategy):
         default_pod_spec(tmpl.setdefault("spec", {}))
 
 
+class StatefulSetStrategy(_WorkloadStrategy):
+    def prepare_for_create(self, obj: Obj) -> None:
+        super().prepare_for_create(obj)
+        obj["status"] = {"replicas": 0, "availableReplicas": 0}
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("podManagementPolicy", "OrderedReady")
+        us = spec.setdefault("updateStrategy", {})
+        us.setdefault("type", "RollingUpdate")
+        if us["type"] == "RollingUpdate":
+            us.setdefault("rollingUpdate", {}).setdefault("partition", 0)
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        pol = spec.setdefault("persistentVolumeClaimRetentionPolicy", {})
+        pol.setdefault("whenDeleted", "Retain")
+        pol.setdefault("whenScaled", "Retain")
+        for pvc in spec.get("volumeClaimTemplates") or []:
+            pvc.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
+            pvc.setdefault("status", {}).setdefault("phase", "Pending")
+        tmpl = spec.setdefault("template", {})
+        tmpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+        default_pod_spec(tmpl.setdefault("spec", {}))
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        out = super().validate(obj)
+        spec = obj.get("spec") or {}
+        pmp = spec.get("podManagementPolicy")
+        if pmp not in ("OrderedReady", "Parallel"):
+            out.append(errors.cause("spec.podManagementPolicy", f'Unsupported value: "{pmp}": supported values: '
+                                    '"OrderedReady", "Parallel"', "FieldValueNotSupported"))
+        t = (spec.get("updateStrategy") or {}).get("type")
+        if t not in ("RollingUpdate", "OnDelete"):
+            out.append(errors.cause("spec.updateStrategy.type", f'Unsupported value: "{t}": supported values: '
+                                    '"OnDelete", "RollingUpdate"', "FieldValueNotSupported"))
+        return out
+
+    def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
+        out = self.validate(new)
+        mutable = ("replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy",
+                   "minReadySeconds")
+        ns = {k: v for k, v in (new.get("spec") or {}).items() if k not in mutable}
+        os_ = {k: v for k, v in (old.get("spec") or {}).items() if k not in mutable}
+        if ns != os_:
+            out.append(errors.cause("spec", "Forbidden: updates to statefulset spec for fields other than "
+                                    "'replicas', 'ordinals', 'template', 'updateStrategy', "
+                                    "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                                    "FieldValueForbidden"))
+        return out
+
+
+class DaemonSetStrategy(_WorkloadStrategy):
+    def prepare_for_create(self, obj: Obj) -> None:
+        super().prepare_for_create(obj)
+        obj["status"] = {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                         "numberReady": 0}
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.setdefault("spec", {})
+        us = spec.setdefault("updateStrategy", {})
+        us.setdefault("type", "RollingUpdate")
+        if us["type"] == "RollingUpdate":
+            ru = us.setdefault("rollingUpdate", {})
+            ru.setdefault("maxUnavailable", 1)
+            ru.setdefault("maxSurge", 0)
+        spec.setdefault("revisionHistoryLimit", 10)
+        tmpl = spec.setdefault("template", {})
+        tmpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+        default_pod_spec(tmpl.setdefault("spec", {}))
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        out = super().validate(obj)
+        t = ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type")
+        if t not in ("RollingUpdate", "OnDelete"):
+            out.append(errors.cause("spec.updateStrategy.type", f'Unsupported value: "{t}": supported values: '
+                                    '"OnDelete", "RollingUpdate"', "FieldValueNotSupported"))
+        return out
+
+
+class ControllerRevisionStrategy(Strategy):
+    def validate(self, obj: Obj) -> list[Cause]:
+        rev = obj.get("revision")
+        if not isinstance(rev, int) or rev < 0:
+            return [errors.cause("revision", f"Invalid value: {rev}: must be greater than or equal to 0")]
+        return []
+
+    def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
+        out = self.validate(new)
+        if new.get("data") != old.get("data"):
+            out.append(errors.cause("data", "Invalid value: ...: field is immutable"))
+        return out
+
+
 RESOURCES = [
     ResourceInfo("apps", "v1", "Deployment", "deployments", True, "io.k8s.api.apps.v1.Deployment",
                  short_names=("deploy",), categories=("all",), subresources=("status", "scale"),
@@ -118,6 +211,14 @@ RESOURCES = [
     ResourceInfo("apps", "v1", "ReplicaSet", "replicasets", True, "io.k8s.api.apps.v1.ReplicaSet",
                  short_names=("rs",), categories=("all",), subresources=("status", "scale"),
                  strategy=ReplicaSetStrategy()),
+    ResourceInfo("apps", "v1", "StatefulSet", "statefulsets", True, "io.k8s.api.apps.v1.StatefulSet",
+                 short_names=("sts",), categories=("all",), subresources=("status", "scale"),
+                 strategy=StatefulSetStrategy()),
+    ResourceInfo("apps", "v1", "DaemonSet", "daemonsets", True, "io.k8s.api.apps.v1.DaemonSet",
+                 short_names=("ds",), categories=("all",), subresources=("status",),
+                 strategy=DaemonSetStrategy()),
+    ResourceInfo("apps", "v1", "ControllerRevision", "controllerrevisions", True,
+                 "io.k8s.api.apps.v1.ControllerRevision", strategy=ControllerRevisionStrategy()),
     ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", True,
                  "io.k8s.api.coordination.v1.Lease", strategy=Strategy()),
 ]

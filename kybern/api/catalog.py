@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from kybern.api import apps, core
+from kybern.api import apps, autoscaling, batch, core, core_extra, crd, discovery_k8s, networking, policy, rbac, \
+    storage_k8s
 from kybern.api.registry import Registry
 
 
 def builtin_registry() -> Registry:
     reg = Registry()
-    for info in core.RESOURCES + apps.RESOURCES:
+    for info in core.RESOURCES + core_extra.RESOURCES + apps.RESOURCES + batch.RESOURCES + \
+            autoscaling.RESOURCES + networking.RESOURCES + discovery_k8s.RESOURCES + policy.RESOURCES + \
+            rbac.RESOURCES + storage_k8s.RESOURCES + crd.RESOURCES:
         reg.add(info)
     return reg

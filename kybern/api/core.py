@@ -107,6 +107,10 @@ def validate_pod_spec(spec: Any, path: str) -> list[Cause]:
 
 class PodStrategy(Strategy):
     has_status = True
+    field_labels = ("metadata.uid", "spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
+                    "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP",
+                    "status.podIPs", "status.nominatedNodeName")
+    return_deleted_object = True  # as upstream's pod and namespace storage
 
     def default(self, obj: Obj) -> None:
         default_pod_spec(obj.setdefault("spec", {}))
@@ -164,6 +168,7 @@ class PodStrategy(Strategy):
 
 class NodeStrategy(Strategy):
     has_status = True
+    field_labels = ("spec.unschedulable",)
 
     def prepare_for_create(self, obj: Obj) -> None:
         # kubelets create their Node with status; upstream keeps it on create too
@@ -172,6 +177,8 @@ class NodeStrategy(Strategy):
 
 class NamespaceStrategy(Strategy):
     has_status = True
+    field_labels = ("status.phase",)
+    return_deleted_object = True  # as upstream's pod and namespace storage
     name_validator = staticmethod(validate_dns_label)
 
     def default(self, obj: Obj) -> None:
@@ -240,6 +247,8 @@ class ConfigMapStrategy(Strategy):
 
 
 class SecretStrategy(ConfigMapStrategy):
+    field_labels = ("type",)
+
     def default(self, obj: Obj) -> None:
         obj.setdefault("type", "Opaque")
         # stringData is write-only: merged into data as base64
@@ -253,7 +262,9 @@ class SecretStrategy(ConfigMapStrategy):
 
 
 class EventStrategy(Strategy):
-    pass
+    field_labels = ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+                    "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
+                    "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type")
 
 
 RESOURCES = [

@@ -79,6 +79,18 @@ class Strategy:
     allow_create_on_update = False
     allow_unconditional_update = True
     default_gc_policy = "Background"
+    return_deleted_object = False  # a finished DELETE answers with a Success Status, not the object
+
+    # field selectors a kind supports besides metadata.name/namespace (AddFieldLabelConversionFuncs)
+    field_labels: tuple[str, ...] = ()
+
+    def field_label_error(self, label: str) -> str | None:
+        """Why a field selector on `label` is refused, in upstream's words; None if supported."""
+        if label in ("metadata.name", "metadata.namespace") or label in self.field_labels:
+            return None
+        if self.field_labels:  # kinds with their own conversion func word it so
+            return f"field label not supported: {label}"
+        return f'"{label}" is not a known field selector: only "metadata.name", "metadata.namespace"'
 
     def default(self, obj: Obj) -> None:
         """Defaulting (SetDefaults_*); runs on create and update."""

@@ -297,3 +297,8 @@ def table(printer: Printer, objs: list[Obj], *, include_object: str, list_meta: 
     out: Obj = {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta or {},
                 "columnDefinitions": column_definitions(printer) if with_columns else [], "rows": rows}
     return out
+
+
+# the kinds served beyond the skeleton keep their columns in printers.py, which adds
+# them to PRINTERS (imported last: it uses the helpers above)
+import kybern.api.printers  # noqa: E402,F401

@@ -22,7 +22,7 @@ from aiohttp import web
 from kybern.api import tables
 from kybern.api.registry import ResourceInfo
 from kybern.apiserver.store import Predicate, RESTStore
-from kybern.machinery import errors
+from kybern.machinery import errors, managedfields
 
 if TYPE_CHECKING:
     from kybern.apiserver.server import APIServer
@@ -104,6 +104,9 @@ def parse_path(server: "APIServer", segs: list[str], group: str, version: str
     return info, ns, name, sub
 
 
+_OPTIONS_KIND = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}
+
+
 def wants_table(request: web.Request) -> bool:
     accept = request.headers.get("Accept", "")
     return "as=Table" in accept and "g=meta.k8s.io" in accept
@@ -113,8 +116,11 @@ def query_bool(request: web.Request, key: str) -> bool:
     return request.query.get(key, "").lower() in ("true", "1")
 
 
-def dry_run(request: web.Request) -> bool:
-    vals = request.query.getall("dryRun", [])
+def dry_run(request: web.Request, options: dict[str, Any] | None = None) -> bool:
+    """dryRun=All from the query or, for deletes, from DeleteOptions (where kubectl puts it)."""
+    vals = list(request.query.getall("dryRun", []))
+    body_vals = (options or {}).get("dryRun") or []
+    vals += body_vals if isinstance(body_vals, list) else [body_vals]
     for v in vals:
         if v != "All":
             raise errors.bad_request(f'dryRun: Unsupported value: "{v}": supported values: "All"')
@@ -140,6 +146,9 @@ async def handle(server: "APIServer", request: web.Request, group: str, version:
         return json_response(reviews.answer(info, await read_body(request)), 201)
     store = server.store_for(info)
     method = request.method
+    if method in _OPTIONS_KIND:  # whose fields this write sets (metadata.managedFields)
+        managedfields.REQUEST.set(managedfields.WriteRequest(managedfields.manager_from(
+            request.query.get("fieldManager"), request.headers.get("User-Agent"), _OPTIONS_KIND[method]), sub or ""))
     if info.namespaced and ns is None and name is not None:
         raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")
     if sub:
@@ -166,7 +175,7 @@ async def handle(server: "APIServer", request: web.Request, group: str, version:
     if method == "GET":
         if query_bool(request, "watch"):
             return await watch(server, request, store, ns, name=name)
-        obj = await store.get(ns, name)
+        obj = await store.get(ns, name, resource_version=request.query.get("resourceVersion"))
         if wants_table(request):
             return json_response(tables.table(tables.printer_for(info.group, info.kind), [obj],
                                               include_object=request.query.get("includeObject", "Metadata"),
@@ -183,11 +192,15 @@ async def handle(server: "APIServer", request: web.Request, group: str, version:
 
 async def list_(request: web.Request, store: RESTStore, ns: str | None) -> web.Response:
     q = request.query
-    pred = Predicate(q.get("labelSelector"), q.get("fieldSelector"))
+    pred = store.predicate(q.get("labelSelector"), q.get("fieldSelector"))
     try:
         limit = int(q.get("limit") or 0)
     except ValueError:
         raise errors.bad_request(f"invalid limit: {q.get('limit')!r}") from None
+    if not wants_table(request) and not q.get("continue"):
+        raw = await store.list_encoded(ns, pred=pred, resource_version=q.get("resourceVersion"))
+        if raw is not None:  # served from the watch cache's bytes
+            return web.Response(body=raw, content_type=JSON)
     lst = await store.list(ns, pred=pred, limit=max(limit, 0), continue_=q.get("continue") or None,
                            resource_version=q.get("resourceVersion"))
     if wants_table(request):
@@ -209,7 +222,16 @@ async def update(server: "APIServer", request: web.Request, store: RESTStore, ns
     return json_response(obj, 201 if created else 200, warnings=warnings)
 
 
-async def delete(request: web.Request, store: RESTStore, ns: str | None, name: str) -> web.Response:
+def _int_param(q: Any, key: str) -> int:
+    try:
+        return int(q[key])
+    except ValueError:
+        raise errors.bad_request(f"invalid {key}: {q[key]!r}") from None
+
+
+async def delete_options(request: web.Request) -> dict[str, Any]:
+    """DeleteOptions from the body and the query (the query wins), type-checked
+    so that a malformed option is a 400 and never reaches the store."""
     options: dict[str, Any] = {}
     if request.can_read_body:
         raw = await request.content.read(MAX_BODY)
@@ -219,7 +241,7 @@ async def delete(request: web.Request, store: RESTStore, ns: str | None, name: s
                 raise errors.bad_request("DeleteOptions must be an object")
     q = request.query
     if "gracePeriodSeconds" in q:
-        options["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
+        options["gracePeriodSeconds"] = _int_param(q, "gracePeriodSeconds")
     if "propagationPolicy" in q:
         options["propagationPolicy"] = q["propagationPolicy"]
     if "orphanDependents" in q:
@@ -228,28 +250,41 @@ async def delete(request: web.Request, store: RESTStore, ns: str | None, name: s
     if pol not in (None, "Orphan", "Background", "Foreground"):
         raise errors.bad_request(f'propagationPolicy: Unsupported value: "{pol}": supported values: '
                                  '"Foreground", "Background", "Orphan", "nil"')
-    obj, deleted_now = await store.delete(ns, name, options, dry_run=dry_run(request))
-    return json_response(obj, 200 if deleted_now else 202 if False else 200)
+    grace = options.get("gracePeriodSeconds")
+    if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)):
+        raise errors.bad_request("gracePeriodSeconds: must be an integer")
+    pre = options.get("preconditions")
+    if pre is not None and (not isinstance(pre, dict) or
+                            any(not isinstance(pre.get(k), (str, type(None))) for k in ("uid", "resourceVersion"))):
+        raise errors.bad_request("preconditions: must be an object with string uid and resourceVersion")
+    if not isinstance(options.get("orphanDependents", False), (bool, type(None))):
+        raise errors.bad_request("orphanDependents: must be a boolean")
+    return options
+
+
+async def delete(request: web.Request, store: RESTStore, ns: str | None, name: str) -> web.Response:
+    options = await delete_options(request)
+    obj, deleted_now = await store.delete(ns, name, options, dry_run=dry_run(request, options))
+    if deleted_now and not store.strategy.return_deleted_object:  # type: ignore[union-attr]
+        # upstream's finalizeDelete: most kinds answer a finished delete with a Success Status
+        m = obj["metadata"]
+        details = {"name": m.get("name"), "kind": store.info.plural, "uid": m.get("uid")}
+        if store.info.group:
+            details["group"] = store.info.group
+        obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+    return json_response(obj, 200)
 
 
 async def delete_collection(request: web.Request, store: RESTStore, ns: str | None) -> web.Response:
     q = request.query
-    pred = Predicate(q.get("labelSelector"), q.get("fieldSelector"))
+    pred = store.predicate(q.get("labelSelector"), q.get("fieldSelector"))
+    options = await delete_options(request)
     lst = await store.list(ns, pred=pred)
-    options: dict[str, Any] = {}
-    if request.can_read_body:
-        raw = await request.content.read(MAX_BODY)
-        if raw.strip():
-            options = decode_body(raw, (request.headers.get("Content-Type") or JSON).split(";")[0])
-    if "gracePeriodSeconds" in q:
-        options["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
-    if "propagationPolicy" in q:
-        options["propagationPolicy"] = q["propagationPolicy"]
     items = []
     for o in lst["items"]:
         try:
             obj, _ = await store.delete(o["metadata"].get("namespace"), o["metadata"]["name"], options,
-                                        dry_run=dry_run(request))
+                                        dry_run=dry_run(request, options))
             items.append(obj)
         except errors.StatusError as e:
             if e.code != 404:
@@ -264,7 +299,7 @@ async def watch(server: "APIServer", request: web.Request, store: RESTStore, ns:
     fs = q.get("fieldSelector")
     if name:
         fs = f"metadata.name={name}" + (f",{fs}" if fs else "")
-    pred = Predicate(q.get("labelSelector"), fs)
+    pred = store.predicate(q.get("labelSelector"), fs)
     as_table = wants_table(request)
     printer = tables.printer_for(store.info.group, store.info.kind)
     bookmarks = query_bool(request, "allowWatchBookmarks")
@@ -272,59 +307,54 @@ async def watch(server: "APIServer", request: web.Request, store: RESTStore, ns:
         timeout = float(q.get("timeoutSeconds") or 1800)
     except ValueError:
         raise errors.bad_request("invalid timeoutSeconds") from None
-    events = store.watch(ns, pred=pred, resource_version=q.get("resourceVersion"))
-    # fetch the first event before committing to a 200, so a 410 is a proper error
+    rv = q.get("resourceVersion")
     resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"})
     resp.enable_chunked_encoding()
+    try:
+        watcher = await store.watch(ns, pred=pred, resource_version=rv)
+    except errors.StatusError as e:
+        if e.code != 410:
+            raise
+        # a too-old resourceVersion is an ERROR event in a 200 stream, as kube-apiserver's cacher sends
+        await resp.prepare(request)
+        await resp.write(orjson.dumps({"type": "ERROR", "object": e.status()}) + b"\n")
+        await resp.write_eof()
+        return resp
     await resp.prepare(request)
     deadline = time.monotonic() + timeout
-    last_rv = q.get("resourceVersion") or ""
     server.metrics_watchers(store.info, +1)
     first_columns = True
-    queue: asyncio.Queue[tuple[str, Any] | None | BaseException] = asyncio.Queue(1024)
-
-    async def pump() -> None:
-        try:
-            async for ev in events:
-                await queue.put(ev)
-            await queue.put(None)
-        except BaseException as e:  # noqa: BLE001 - forwarded to the writer
-            await queue.put(e)
-
-    task = asyncio.create_task(pump())
+    include = q.get("includeObject", "Metadata")
     try:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            try:
-                item = await asyncio.wait_for(queue.get(), min(remaining, BOOKMARK_INTERVAL))
-            except asyncio.TimeoutError:
-                if bookmarks and last_rv and last_rv != "0":
+            batch = await watcher.next_batch(min(remaining, BOOKMARK_INTERVAL))
+            if batch is None:  # dropped as too slow, or the cache restarted: the client re-watches
+                break
+            if isinstance(batch, str):  # idle: a bookmark carries the cache's progress
+                if bookmarks and batch != "0":
                     bm = {"type": "BOOKMARK", "object": {"kind": store.info.kind,
                                                          "apiVersion": store.info.api_version,
-                                                         "metadata": {"resourceVersion": last_rv}}}
+                                                         "metadata": {"resourceVersion": batch}}}
                     await resp.write(orjson.dumps(bm) + b"\n")
                 continue
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                if isinstance(item, errors.StatusError):
-                    err = {"type": "ERROR", "object": item.status()}
-                    await resp.write(orjson.dumps(err) + b"\n")
-                    break
-                raise item
-            typ, obj = item
-            last_rv = obj["metadata"].get("resourceVersion", last_rv)
             if as_table:
-                obj = tables.table(printer, [obj], include_object=q.get("includeObject", "Metadata"),
-                                   list_meta={"resourceVersion": last_rv}, with_columns=first_columns)
-                first_columns = False
-            await resp.write(orjson.dumps({"type": typ, "object": obj}) + b"\n")
+                chunks = []
+                for typ, entry in batch:
+                    obj = tables.table(printer, [entry.decode()], include_object=include,
+                                       list_meta={"resourceVersion": str(entry.rv)}, with_columns=first_columns)
+                    first_columns = False
+                    chunks.append(orjson.dumps({"type": typ, "object": obj}) + b"\n")
+            else:  # the cache's bytes as they are: one encode per change, however many watchers
+                chunks = [entry.line(typ) for typ, entry in batch]
+            server.metrics_watch_events(store.info, len(chunks))
+            await resp.write(b"".join(chunks))  # one write (and TLS record) per batch
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
-        task.cancel()
+        watcher.close()
         server.metrics_watchers(store.info, -1)
     try:
         await resp.write_eof()

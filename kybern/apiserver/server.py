@@ -20,9 +20,11 @@ from aiohttp import web
 
 from kybern.api.catalog import builtin_registry
 from kybern.api.registry import Registry, ResourceInfo
-from kybern.apiserver import allocators, discovery, rest, reviews, subresources
+from kybern.apiserver import allocators, discovery, rest, reviews, streams, subresources
+from kybern.apiserver.metrics import APIMetrics, InstrumentedStore
 from kybern.apiserver.store import Predicate, RESTStore
-from kybern.machinery import errors
+from kybern.apiserver.watchcache import WatchCache
+from kybern.machinery import errors, managedfields
 from kybern.storage.interface import Store
 
 log = logging.getLogger(__name__)
@@ -62,8 +64,11 @@ def _validator() -> Callable[..., Any]:
 class APIServer:
     def __init__(self, storage: Store, *, tokens: set[str] | None = None, node_token: str | None = None,
                  registry: Registry | None = None, advertise: str = "127.0.0.1:6443") -> None:
-        self.storage = storage
         self.registry = registry or builtin_registry()
+        self.watch_cache: WatchCache
+        self.metrics = APIMetrics(self.registry, lambda: self.watch_cache.counts())
+        self.storage = InstrumentedStore(storage, self.metrics.storage_latency)
+        self.watch_cache = WatchCache(self.storage)  # one storage watch feeds every watcher
         for info in reviews.RESOURCES:
             self.registry.add(info)
         self.tokens = tokens or set()
@@ -76,6 +81,10 @@ class APIServer:
             ("*", "*", "scale"): subresources.scale,
             ("", "pods", "binding"): subresources.binding,
             ("", "pods", "log"): subresources.log,
+            ("", "pods", "exec"): streams.exec_,
+            ("", "pods", "attach"): streams.attach,
+            ("", "pods", "portforward"): streams.portforward,
+            ("", "pods", "eviction"): subresources.eviction,
             ("", "namespaces", "finalize"): subresources.finalize,
         }
         self.watchers: dict[str, int] = {}
@@ -95,7 +104,7 @@ class APIServer:
             s = RESTStore(info, storage, validator=getattr(info.strategy, "validator", None) or self._validator,
                           namespace_check=self._check_namespace if info.namespaced else None,
                           before_create=self._allocate_service if (info.group, info.plural) == ("", "services")
-                          else None)
+                          else None, cache=self.watch_cache, track_fields=managedfields.tracker(info))
             self._stores[key] = s
         return s
 
@@ -146,6 +155,11 @@ class APIServer:
             except errors.StatusError as e:
                 if e.reason != "AlreadyExists":
                     raise
+        # CRDs in storage are served again before the first request (survives restarts)
+        from kybern.apiserver.crds import CRDServer
+
+        self.crds = CRDServer(self)
+        await self.crds.start()
 
     # -- patch ----------------------------------------------------------------
     def apply_patch(self, ctype: str, raw: bytes, current: dict[str, Any], definition: str) -> Any:
@@ -177,15 +191,17 @@ class APIServer:
             raise errors.too_large()
         rest.decode_body(raw, ctype)  # reject malformed bodies before reading the object
         apply = ctype == "application/apply-patch+yaml"
-        if apply and not request.query.get("fieldManager"):
-            raise errors.bad_request("PATCH requests with content type application/apply-patch+yaml must "
-                                     "specify a fieldManager")
+        force = self._patch_options(request, apply)
+        if apply:
+            make = self._applier(request, store, raw, ctype, name, sub, force)
+            warnings: list[str] = []
+            obj, created = await store.update(ns, name, make, subresource=sub, dry_run=rest.dry_run(request),
+                                              field_validation=rest.field_validation(request),
+                                              warnings=warnings, force_allow_create=True)
+            return rest.json_response(obj, 201 if created else 200, warnings=warnings)
 
         def make(cur: dict[str, Any] | None) -> dict[str, Any]:
             if cur is None:
-                if apply:
-                    body = rest.decode_body(raw, ctype)
-                    return body if isinstance(body, dict) else {}
                 raise errors.not_found(store.info.group, store.info.plural, name)
             cur_rv = cur["metadata"]["resourceVersion"]
             out = self.apply_patch(ctype, raw, cur, store.info.definition)
@@ -196,11 +212,62 @@ class APIServer:
                 m.pop("resourceVersion")  # not a precondition: let the update loop retry
             return out
 
-        warnings: list[str] = []
+        warnings = []
         obj, created = await store.update(ns, name, make, subresource=sub, dry_run=rest.dry_run(request),
                                           field_validation=rest.field_validation(request),
-                                          warnings=warnings, force_allow_create=apply)
+                                          warnings=warnings)
         return rest.json_response(obj, 201 if created else 200, warnings=warnings)
+
+    @staticmethod
+    def _patch_options(request: web.Request, apply: bool) -> bool:
+        """ValidatePatchOptions: fieldManager is required for apply, force only
+        allowed there. Returns force."""
+        q = request.query
+        if apply and not q.get("fieldManager"):
+            raise managedfields.invalid_options("PatchOptions", "fieldManager",
+                                                "Required value: is required for apply patch",
+                                                "FieldValueRequired")
+        if "force" not in q:
+            return False
+        if not apply:
+            raise managedfields.invalid_options("PatchOptions", "force",
+                                                "Forbidden: may not be specified for non-apply patch",
+                                                "FieldValueForbidden")
+        if q["force"] not in ("true", "false", "1", "0", "True", "False"):
+            raise errors.bad_request(f'force: invalid boolean value "{q["force"]}"')
+        return q["force"] in ("true", "1", "True")
+
+    def _applier(self, request: web.Request, store: RESTStore, raw: bytes, ctype: str, name: str,
+                 sub: str | None, force: bool) -> Callable[[dict[str, Any] | None], dict[str, Any]]:
+        """The update function of a server-side apply (kybern/machinery/apply.py):
+        merges the config into the live object and leaves the new managedFields
+        in the request context for the store to write."""
+        from kybern.api import schemas
+        from kybern.machinery import apply as applying
+
+        config = rest.decode_body(raw, ctype)
+        if not isinstance(config, dict):
+            raise errors.bad_request("the object provided is unrecognized (must be of type "
+                                     f"{store.info.kind})")
+        info = store.info
+        schema = schemas.definition(info.definition) if info.definition else None
+        req = managedfields.REQUEST.get()
+        manager = request.query["fieldManager"]
+        if req is None:
+            req = managedfields.WriteRequest(manager, sub or "")
+            managedfields.REQUEST.set(req)
+
+        def make(cur: dict[str, Any] | None) -> dict[str, Any]:
+            merged, managers = applying.apply(
+                cur, config, managedfields.decode(cur), manager=manager, force=force,
+                api_version=info.api_version, schema=schema,
+                has_status=bool(getattr(info.strategy, "has_status", False)), subresource=sub or "")
+            req.applied = managers
+            m = merged.setdefault("metadata", {})
+            if cur is not None and "resourceVersion" not in (config.get("metadata") or {}):
+                m.pop("resourceVersion", None)  # not a precondition: let the update loop retry
+            return merged
+        return make
 
     # -- node proxying ----------------------------------------------------------
     def node_session(self) -> aiohttp.ClientSession:
@@ -223,13 +290,19 @@ class APIServer:
 
     def metrics_watchers(self, info: ResourceInfo, delta: int) -> None:
         self.watchers[info.qualified] = self.watchers.get(info.qualified, 0) + delta
+        self.metrics.watcher_delta(info, delta)
+
+    def metrics_watch_events(self, info: ResourceInfo, n: int) -> None:
+        self.metrics.watch_events_sent(info, n)
 
     # -- HTTP ---------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors_mw, self._auth_mw],
+        # metrics outermost, so they see the status code the client gets
+        app = web.Application(middlewares=[self.metrics.middleware, self._errors_mw, self._auth_mw],
                               client_max_size=rest.MAX_BODY + 1024)
         r = app.router
         r.add_get("/version", self._version)
+        r.add_get("/metrics", self.metrics.handle)  # bearer token required, like any non-public path
         for p in ("/healthz", "/livez", "/readyz"):
             r.add_get(p, self._health)
             r.add_get(p + "/{check:.*}", self._health)
@@ -243,10 +316,17 @@ class APIServer:
         r.add_route("*", "/apis/{group}", self._api_group)
         r.add_route("*", "/apis/{group}/{version}", self._group_version)
         r.add_route("*", "/apis/{group}/{version}/{rest:.*}", self._grouped)
+        app.on_startup.append(self._start_cache)
         app.on_cleanup.append(self._cleanup)
         return app
 
+    async def _start_cache(self, app: web.Application) -> None:
+        await self.watch_cache.ready()  # at startup, so a client's first watch finds its revision cached
+
     async def _cleanup(self, app: web.Application) -> None:
+        if getattr(self, "crds", None) is not None:
+            await self.crds.stop()
+        await self.watch_cache.stop()
         if self._node_session:
             await self._node_session.close()
 

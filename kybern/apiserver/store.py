@@ -15,13 +15,14 @@ import copy
 import datetime as _dt
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Obj
+from kybern.apiserver.watchcache import Entry, WatchCache, Watcher
 from kybern.machinery import errors, meta, selectors
 from kybern.storage import interface as st
 
@@ -111,16 +112,36 @@ class RESTStore:
 
     def __init__(self, info: ResourceInfo, storage: st.Store, *, validator: Validator | None = None,
                  namespace_check: Callable[[str], Any] | None = None,
-                 before_create: Callable[[Obj], Any] | None = None) -> None:
+                 before_create: Callable[[Obj], Any] | None = None,
+                 cache: WatchCache | None = None,
+                 track_fields: Callable[[Obj, Obj | None, str | None], None] | None = None) -> None:
         self.info = info
         self.storage = storage
+        # watches, resourceVersion=0 reads and bookmarks are served from the watch cache
+        self.cache = cache or WatchCache.for_storage(storage)
+        self.prefix = key_prefix(info)
+        # the cache holds the storage version; a store seen through another version converts
+        conv = getattr(storage, "converter", None)
+        self._convert = None if conv is None or getattr(storage, "api_version", None) == \
+            conv.storage_version else (lambda o: conv.convert(o, info.api_version))
         self.strategy = info.strategy
         assert self.strategy is not None
         self.validator = validator
         self.namespace_check = namespace_check
         self.before_create = before_create  # async hook after validation (e.g. IP allocation)
+        # records metadata.managedFields for the request's field manager (managedfields.tracker)
+        self.track_fields = track_fields
 
     # -- helpers --------------------------------------------------------------
+    def predicate(self, label_selector: str | None, field_selector: str | None) -> Predicate:
+        """A request's selectors; a field the kind does not index is a 400, as upstream."""
+        pred = Predicate(label_selector, field_selector)
+        for path, _op, _value in pred.fields:
+            why = self.strategy.field_label_error(path)  # type: ignore[union-attr]
+            if why:
+                raise errors.bad_request(why)
+        return pred
+
     def _not_found(self, name: str) -> errors.StatusError:
         return errors.not_found(self.info.group, self.info.plural, name)
 
@@ -169,7 +190,12 @@ class RESTStore:
         return out
 
     # -- reads ----------------------------------------------------------------
-    async def get(self, namespace: str | None, name: str) -> Obj:
+    async def get(self, namespace: str | None, name: str, *, resource_version: str | None = None) -> Obj:
+        if resource_version == "0":  # "any version": the watch cache, as upstream
+            entry = await self.cache.get(self.prefix, object_key(self.info, namespace, name))
+            if entry is None:
+                raise self._not_found(name)
+            return self._typed(self._view(entry).decode())
         kv, _ = await self.storage.get(object_key(self.info, namespace, name))
         if kv is None:
             raise self._not_found(name)
@@ -178,6 +204,12 @@ class RESTStore:
     async def list(self, namespace: str | None, *, pred: Predicate, limit: int = 0,
                    continue_: str | None = None, resource_version: str | None = None) -> Obj:
         prefix = key_prefix(self.info, namespace)
+        if resource_version == "0" and not continue_:
+            # "any version" lists come from the watch cache (limit ignored, as upstream's cacher)
+            entries, crev = await self.cache.list(self.prefix, prefix, pred)
+            return {"kind": self.info.list_kind, "apiVersion": self.info.api_version,
+                    "metadata": {"resourceVersion": str(crev)},
+                    "items": [self._typed(self._view(e).decode()) for e in entries]}
         rev, start = 0, ""
         if continue_:
             rev, start = decode_continue(continue_)
@@ -204,6 +236,12 @@ class RESTStore:
                     more = True
                     next_start = start[len(prefix):]
                     break
+        except st.FutureRevision:
+            raise errors.StatusError(504, "Timeout", f"Too large resource version: {rev}, current: "
+                                     f"{await self.storage.current_revision()}",
+                                     details={"causes": [{"reason": "ResourceVersionTooLarge",
+                                                          "message": "Too large resource version"}],
+                                              "retryAfterSeconds": 1}) from None
         except st.Compacted:
             raise errors.StatusError(410, "Expired", "The provided continue parameter is too old to display "
                                      "a consistent list result. You can start a new list without the continue "
@@ -220,6 +258,23 @@ class RESTStore:
         return {"kind": self.info.list_kind, "apiVersion": self.info.api_version,
                 "metadata": lmeta, "items": items}
 
+    async def list_encoded(self, namespace: str | None, *, pred: Predicate,
+                           resource_version: str | None) -> bytes | None:
+        """A resourceVersion=0 list as wire JSON straight from the cache's bytes
+        (no per-item decode/encode); None when the request is not cache-served."""
+        if resource_version != "0":
+            return None
+        entries, crev = await self.cache.list(self.prefix, key_prefix(self.info, namespace), pred)
+        head = orjson.dumps({"kind": self.info.list_kind, "apiVersion": self.info.api_version,
+                             "metadata": {"resourceVersion": str(crev)}})
+        return head[:-1] + b',"items":[' + b",".join(self._view(e).raw for e in entries) + b"]}"
+
+    def _view(self, entry: Entry) -> Entry:
+        """A cache entry in this store's API version."""
+        if self._convert is None:
+            return entry
+        return Entry(entry.key, entry.rv, orjson.dumps(self._convert(entry.decode())), entry.labels, entry.fields)
+
     # -- create ---------------------------------------------------------------
     async def create(self, namespace: str | None, obj: Any, *, dry_run: bool = False,
                      field_validation: str = "Strict", warnings: list[str] | None = None) -> Obj:
@@ -232,7 +287,18 @@ class RESTStore:
                                          "namespace sent on the request")
             m["namespace"] = namespace or m.get("namespace") or "default"
             if self.namespace_check:
-                await self.namespace_check(m["namespace"])
+                try:
+                    await self.namespace_check(m["namespace"])
+                except errors.StatusError as e:
+                    if e.code != 403:
+                        raise
+                    # upstream's NewForbidden names what was refused: `configmaps "x" is forbidden: ...`
+                    q = f"{self.info.plural}.{self.info.group}" if self.info.group else self.info.plural
+                    what = f'{q} "{m["name"]}"' if m.get("name") else q
+                    details = {"kind": self.info.plural, **({"name": m["name"]} if m.get("name") else {}),
+                               **({"group": self.info.group} if self.info.group else {})}
+                    raise errors.StatusError(403, "Forbidden", f"{what} is forbidden: {e.message}",
+                                             details=details) from None
         else:
             m.pop("namespace", None)
         if not m.get("name"):
@@ -255,6 +321,8 @@ class RESTStore:
                        field_validation, warnings)
         if self.before_create is not None:
             await self.before_create(obj)
+        if self.track_fields is not None:
+            self.track_fields(obj, None, None)
         if dry_run:
             return obj
         try:
@@ -294,6 +362,11 @@ class RESTStore:
             want_rv = nm.get("resourceVersion")
             if want_rv and want_rv != current["metadata"]["resourceVersion"]:
                 raise errors.conflict(self.info.group, self.info.plural, name, errors.OPTIMISTIC_LOCK)
+            if nm.get("uid") and nm["uid"] != current["metadata"].get("uid"):
+                # a uid in the body is a precondition, as upstream's defaultUpdatedObjectInfo
+                raise errors.conflict(self.info.group, self.info.plural, name,
+                                      f"Precondition failed: UID in precondition: {nm['uid']}, "
+                                      f"UID in object meta: {current['metadata'].get('uid')}")
             if not want_rv and not strategy.allow_unconditional_update:
                 raise self._invalid(name, [errors.cause("metadata.resourceVersion",
                                                         "Invalid value: 0x0: must be specified for an update")])
@@ -317,6 +390,8 @@ class RESTStore:
                     new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
             self._keep_system_meta(new, old)
             self._validate(new, causes, field_validation, warnings)
+            if self.track_fields is not None:
+                self.track_fields(new, old, subresource)
             if meta.is_deleting(new) and not new["metadata"].get("finalizers") and \
                     not old["metadata"].get("deletionGracePeriodSeconds") and not strategy.holds_deletion(new):
                 # the last finalizer went away: the object goes (ShouldDeleteDuringUpdate)
@@ -429,50 +504,15 @@ class RESTStore:
 
     # -- watch ----------------------------------------------------------------
     async def watch(self, namespace: str | None, *, pred: Predicate,
-                    resource_version: str | None) -> AsyncIterator[tuple[str, Obj]]:
-        """(type, object) pairs. resourceVersion ""/"0": current state as ADDED
-        first (upstream's "get state and start at most recent"), then changes."""
-        prefix = key_prefix(self.info, namespace)
-        if resource_version in (None, "", "0"):
-            res = await self.storage.list(prefix)
-            for kv in res.kvs:
-                obj = decode(kv)
-                if pred.empty or pred.matches(obj):
-                    yield "ADDED", self._typed(obj)
-            start = res.revision
-        else:
-            start = parse_rv(resource_version)
-        try:
-            async for ev in self.storage.watch(prefix, start):
-                obj = decode(ev.kv)
-                if ev.type == "DELETE":
-                    obj["metadata"]["resourceVersion"] = str(ev.kv.mod_revision)
-                    if pred.empty or pred.matches(obj):
-                        yield "DELETED", self._typed(obj)
-                    continue
-                cur = pred.empty or pred.matches(obj)
-                if ev.prev is None or ev.created:
-                    if cur:
-                        yield "ADDED", self._typed(obj)
-                    continue
-                was = pred.empty or pred.matches(_decode_raw(ev.prev.value))
-                if cur and was:
-                    yield "MODIFIED", self._typed(obj)
-                elif cur:
-                    yield "ADDED", self._typed(obj)
-                elif was:
-                    yield "DELETED", self._typed(obj)
-        except st.Compacted as e:
-            raise errors.resource_expired(e.requested) from None
+                    resource_version: str | None) -> Watcher:
+        """A watch served by the watch cache. resourceVersion ""/"0": current state
+        as ADDED first (upstream's "get state and start at most recent"), then
+        changes; N: changes after N, or 410 Expired when N is older than the cache."""
+        parse_rv(resource_version)
+        return await self.cache.watch(self.prefix, key_prefix(self.info, namespace), pred, resource_version,
+                                      view=self._view if self._convert is not None else None)
 
     def _typed(self, obj: Obj) -> Obj:
         obj["apiVersion"], obj["kind"] = self.info.api_version, self.info.kind
         return obj
 
-
-def _decode_raw(value: bytes) -> Obj:
-    try:
-        obj: Obj = orjson.loads(value)
-        return obj
-    except orjson.JSONDecodeError:
-        return {}

@@ -1,4 +1,4 @@
-"""Subresources: status, scale, binding and log. Each is a thin handler over the
+"""Subresources: status, scale, binding, log and eviction. Each is a thin handler over the
 kind's RESTStore, as upstream's StatusREST, ScaleREST, BindingREST and LogREST."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from kybern.apiserver import rest
-from kybern.apiserver.store import RESTStore
+from kybern.apiserver.store import Predicate, RESTStore
 from kybern.machinery import errors, meta, selectors
 
 if TYPE_CHECKING:
@@ -164,3 +164,73 @@ async def log(server: "APIServer", request: web.Request, store: RESTStore, ns: s
     except aiohttp.ClientError as e:
         raise errors.StatusError(500, "InternalError",
                                  f"Get \"{target}\": {e}") from None
+
+
+# -- eviction -----------------------------------------------------------------------
+PDB_MESSAGE = "Cannot evict pod as it would violate the pod's disruption budget."
+
+
+def _too_many(message: str, cause: str) -> errors.StatusError:
+    return errors.StatusError(429, "TooManyRequests", message,
+                              details={"causes": [{"reason": "DisruptionBudget", "message": cause}]})
+
+
+async def eviction(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None,
+                   name: str) -> web.StreamResponse:
+    """POST pods/<name>/eviction (policy/v1 Eviction), as upstream's EvictionREST:
+    the pod is deleted with the eviction's deleteOptions unless a
+    PodDisruptionBudget forbids it (429 TooManyRequests). PDBs are checked only
+    when the policy/v1 poddisruptionbudgets kind is served."""
+    if request.method != "POST":
+        raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+    body = await rest.read_body(request)
+    if not isinstance(body, dict):
+        raise errors.bad_request("invalid Eviction object")
+    if (body.get("metadata") or {}).get("name") not in (None, "", name):
+        raise errors.bad_request("name in URL does not match name in Eviction object")
+    options = dict(body.get("deleteOptions") or {})
+    pod = await store.get(ns, name)
+    phase = (pod.get("status") or {}).get("phase")
+    # terminal, pending and terminating pods are not protected by budgets (canIgnorePDB)
+    if phase not in ("Succeeded", "Failed", "Pending") and not meta.is_deleting(pod):
+        await _take_disruption(server, ns, pod)
+    await store.delete(ns, name, options, dry_run=rest.dry_run(request))
+    return rest.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                               "code": 201}, 201)
+
+
+async def _take_disruption(server: "APIServer", ns: str | None, pod: Obj) -> None:
+    info = server.registry.get("policy", "v1", "poddisruptionbudgets")
+    if info is None:
+        return
+    pdbs = server.store_for(info)
+    labels = pod["metadata"].get("labels") or {}
+    matching = [p for p in (await pdbs.list(ns, pred=Predicate()))["items"]
+                if selectors.selector_matches((p.get("spec") or {}).get("selector"), labels)]
+    if not matching:
+        return
+    if len(matching) > 1:
+        raise errors.StatusError(500, "InternalError", "This pod has more than one PodDisruptionBudget, which "
+                                                       "the eviction subresource does not support.")
+    pdb_name = matching[0]["metadata"]["name"]
+    pod_name = pod["metadata"]["name"]
+
+    def take(cur: Obj | None) -> Obj:
+        if cur is None:
+            raise errors.not_found("policy", "poddisruptionbudgets", pdb_name)
+        st = cur.setdefault("status", {})
+        if st.get("observedGeneration", 0) < cur["metadata"].get("generation", 1):
+            raise _too_many(PDB_MESSAGE, f"The disruption budget {pdb_name} is still being processed by the "
+                                         f"server.")
+        allowed = st.get("disruptionsAllowed", 0)
+        if allowed < 0:
+            raise errors.forbidden("pdb disruptions allowed is negative")
+        if allowed == 0:
+            raise _too_many(PDB_MESSAGE, f"The disruption budget {pdb_name} needs {st.get('desiredHealthy', 0)} "
+                                         f"healthy pods and has {st.get('currentHealthy', 0)} currently")
+        st["disruptionsAllowed"] = allowed - 1
+        st.setdefault("disruptedPods", {})[pod_name] = meta.now()
+        cur["metadata"].pop("resourceVersion", None)
+        return cur
+
+    await pdbs.update(ns, pdb_name, take, subresource="status")

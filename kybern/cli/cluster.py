@@ -23,6 +23,7 @@ from aiohttp import web
 from kybern.apiserver import pki
 from kybern.apiserver.server import APIServer, ssl_context
 from kybern.client.http import Client, wait_ready
+from kybern.storage.compactor import run_compactor
 from kybern.storage.registry import open_store
 
 log = logging.getLogger("kybern")
@@ -93,6 +94,7 @@ class Running:
     runner: web.AppRunner
     stoppers: list[Callable[[], Awaitable[None]]]
     clients: list[Client] = field(default_factory=list)
+    store: Any = None
 
 
 async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | None = None) -> Running:
@@ -119,7 +121,9 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     port = site._server.sockets[0].getsockname()[1] if cfg.port == 0 else cfg.port  # type: ignore[union-attr]
     url = f"https://{host}:{port}"
     api.advertise = f"{host}:{port}"
-    running = Running(url, ca_file, admin_token, node_token, port, [], runner, [])
+    running = Running(url, ca_file, admin_token, node_token, port, [], runner, [], store=store)
+    # as kube-apiserver: compact the storage history every 5 minutes (cancelled by stop())
+    running.tasks.append(asyncio.create_task(run_compactor(store), name="compactor"))
 
     def client(agent: str) -> Client:
         c = Client(url, token=admin_token, ca_file=str(ca_file), user_agent=agent)
@@ -164,6 +168,8 @@ async def stop(running: Running) -> None:
     for c in running.clients:
         await c.close()
     await running.runner.cleanup()
+    if running.store is not None:
+        await running.store.close()
 
 
 async def serve_forever(cfg: ClusterConfig, on_ready: Callable[[Running], None] | None = None) -> None:

@@ -60,8 +60,9 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
         (data_dir / "kubeconfig").unlink(missing_ok=True)
         kubeconfig.write_context(data_dir / "kubeconfig", name="kybern", server=r.server_url,
                                  ca_file=r.ca_file, token=r.admin_token)
+        where = datastore if datastore else str(data_dir / "state.db")
         click.echo(f"kybern is up in {time.monotonic() - t0:.1f}s: API at {r.server_url}, "
-                   f"state in {data_dir}")
+                   f"state in {where}")
         click.echo(f"  kubectl context 'kybern' written to {kubeconfig_path}; try: kubectl get nodes")
         click.echo(f"  add a node: kybern agent --server {r.server_url} --token {r.node_token} "
                    f"--ca-file {r.ca_file} --name NAME")

@@ -25,11 +25,17 @@ from kybern.client.http import Client
 from kybern.client.informer import key_of
 from kybern.client.resources import (
     CONFIGMAPS,
+    CONTROLLERREVISIONS,
+    CRONJOBS,
+    DAEMONSETS,
     DEPLOYMENTS,
+    JOBS,
+    PERSISTENTVOLUMECLAIMS,
     PODS,
     REPLICASETS,
     SECRETS,
     SERVICES,
+    STATEFULSETS,
     Resource,
 )
 from kybern.client.workqueue import WorkQueue, run_workers
@@ -38,7 +44,9 @@ from kybern.machinery import errors, meta
 
 log = logging.getLogger(__name__)
 
-GC_RESOURCES: list[Resource] = [PODS, REPLICASETS, DEPLOYMENTS, CONFIGMAPS, SECRETS, SERVICES]
+GC_RESOURCES: list[Resource] = [PODS, REPLICASETS, DEPLOYMENTS, CONFIGMAPS, SECRETS, SERVICES,
+                                JOBS, CRONJOBS, DAEMONSETS, STATEFULSETS, CONTROLLERREVISIONS,
+                                PERSISTENTVOLUMECLAIMS]
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 

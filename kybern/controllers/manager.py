@@ -15,8 +15,15 @@ from kybern.controllers.deployment import DeploymentController
 from kybern.controllers.garbagecollector import GarbageCollector
 from kybern.controllers.informers import InformerFactory
 from kybern.controllers.namespace import NamespaceController
+from kybern.controllers.nodelifecycle import NodeLifecycleController
 from kybern.controllers.podgc import PodGC
 from kybern.controllers.replicaset import ReplicaSetController
+from kybern.controllers.job import JobController
+from kybern.controllers.cronjob import CronJobController
+from kybern.controllers.daemonset import DaemonSetController
+from kybern.controllers.statefulset import StatefulSetController
+from kybern.controllers.persistentvolume import PersistentVolumeBinder
+from kybern.controllers.localpath import LocalPathProvisioner
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,13 @@ _BUILDERS: dict[str, Any] = {
     "garbagecollector": GarbageCollector,
     "podgc": PodGC,
     "namespace": _namespace,
+    "nodelifecycle": NodeLifecycleController,
+    "job": JobController,
+    "cronjob": CronJobController,
+    "daemonset": DaemonSetController,
+    "statefulset": StatefulSetController,
+    "persistentvolume-binder": PersistentVolumeBinder,
+    "local-path-provisioner": LocalPathProvisioner,
 }
 NAMES: list[str] = list(_BUILDERS)
 

@@ -53,7 +53,8 @@ class NodeAgent:
     # knobs (class attributes so tests can shorten them)
     backoff_base = 10.0  # CrashLoopBackOff / ImagePullBackOff: 10s doubling ...
     backoff_max = 300.0  # ... to 5m, as upstream
-    heartbeat_interval = 10.0  # Lease renewal
+    # Lease renewal; KYBERN_NODE_LEASE_INTERVAL shortens it for tests of node failure
+    heartbeat_interval = float(os.environ.get("KYBERN_NODE_LEASE_INTERVAL") or 10.0)
     status_interval = 10.0  # Node status
     gc_interval = 60.0  # sandboxes of pods that are no longer ours
     shutdown_grace = 5.0  # SIGTERM -> SIGKILL when the agent itself stops

@@ -7,6 +7,7 @@ back-offs at each step.
     bad image name        -> InvalidImageName
     ConfigMap/Secret gone -> CreateContainerConfigError
     exec fails            -> terminated StartError (exit 128), then restart policy
+    postStart hook fails  -> FailedPostStartHook, container killed, restart policy
     container exited      -> restart now, or CrashLoopBackOff (10s..5m)
 
 Every method returns the wall-clock time at which the pod should be looked at
@@ -18,6 +19,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from kybern.node import hooks
 from kybern.node.backoff import Backoff, go_duration
 from kybern.node.env import ConfigError, expand_command
 from kybern.node.images import InvalidReference, parse_ref
@@ -106,6 +108,8 @@ class ContainerStarter:
         cfg = ContainerConfig(
             name=name, image=image, attempt=attempt, command=command, args=args, env=env,
             working_dir=c.get("workingDir", ""), log_path=f"{name}/{attempt}.log",
+            mounts=self.worker.volumes.mounts_for(c, env),
+            stdin=bool(c.get("stdin")), stdin_once=bool(c.get("stdinOnce")), tty=bool(c.get("tty")),
             labels={"io.kubernetes.container.name": name, "io.kubernetes.pod.uid": self.worker.uid,
                     "io.kubernetes.pod.name": self.worker.name,
                     "io.kubernetes.pod.namespace": self.worker.namespace})
@@ -124,10 +128,12 @@ class ContainerStarter:
             self._event("Warning", "Failed", f"Error: {e.message}")
         else:
             self._event("Normal", "Started", f"Started container {name}")
+            await hooks.post_start(self.worker, c, cid)
         v.waiting_reason = v.waiting_message = ""
         v.current, v.previous = await rt.container_status(cid), (
             v.current if v.current is not None and v.current.id != cid else v.previous)
-        v.ready = v.running
+        v.started = v.running and self.worker.probes.started(name, cid)
+        v.ready = v.running and self.worker.probes.ready(name, cid)
         return None
 
     async def _ensure_image(self, c: dict[str, Any], v: ContainerView) -> tuple[bool, float | None]:

@@ -2,6 +2,13 @@
 (later names override earlier ones), values may reference earlier variables with
 $(VAR), and command/args are expanded against the result.
 
+Service links: as upstream, every Service of the pod's namespace with a cluster
+IP (when `enableServiceLinks`, the default) and the `kubernetes` Service of the
+default namespace (always) become `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT`,
+`<NAME>_SERVICE_PORT_<PORTNAME>` and docker-link style `<NAME>_PORT`,
+`<NAME>_PORT_<port>_<PROTO>[_PROTO|_PORT|_ADDR]`. They may be referenced with
+$(VAR) and are added after the container's own variables (which win).
+
 ConfigMaps and Secrets are read from the API when the container is created. A
 missing object or key that is not `optional` is a CreateContainerConfigError
 with upstream's message (`configmap "x" not found`, `couldn't find key k in
@@ -17,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kybern.client.http import Client
-from kybern.client.resources import CONFIGMAPS, SECRETS
+from kybern.client.resources import CONFIGMAPS, SECRETS, SERVICES
 from kybern.machinery import errors
 from kybern.node.quantity import parse_quantity
 
@@ -98,16 +105,43 @@ class EnvResolver:
                 if _ENV_NAME.match(name):  # upstream skips invalid names (with an event)
                     result[name] = v
 
+        services = await self.service_env(pod)
+
+        def lookup(name: str) -> str | None:
+            return result.get(name, services.get(name))
+
         for var in container.get("env") or []:
             name = var["name"]
             if "valueFrom" not in var:
-                result[name] = expand(var.get("value", ""), result.get)
+                result[name] = expand(var.get("value", ""), lookup)
                 continue
             value = await self._value_from(cache, pod, container, ns, var["valueFrom"])
             if value is None:
                 continue  # optional and absent: the variable is not set
             result[name] = value
+        for k, v in services.items():
+            result.setdefault(k, v)
         return list(result.items())
+
+    async def service_env(self, pod: dict[str, Any]) -> dict[str, str]:
+        """The Service environment variables of pkg/kubelet/envvars (sorted)."""
+        ns = pod["metadata"].get("namespace", "default")
+        found: dict[str, dict[str, Any]] = {}
+        if self.client is None:  # resolving offline: nothing to link
+            return {}
+        try:
+            master = await self.client.get(SERVICES, "kubernetes", "default")
+            found["kubernetes"] = master
+        except errors.StatusError as e:
+            if e.code != 404:
+                raise
+        if pod.get("spec", {}).get("enableServiceLinks", True) is not False:
+            for svc in (await self.client.list(SERVICES, ns)).get("items") or []:
+                found[svc["metadata"]["name"]] = svc  # the namespace's own win over `kubernetes`
+        out: dict[str, str] = {}
+        for name in sorted(found):
+            out.update(service_vars(name, found[name].get("spec") or {}))
+        return out
 
     async def _value_from(self, cache: dict[tuple[str, str], dict[str, str] | None], pod: dict[str, Any],
                           container: dict[str, Any], ns: str, vf: dict[str, Any]) -> str | None:
@@ -129,7 +163,7 @@ class EnvResolver:
         if "fieldRef" in vf:
             return field_value(pod, vf["fieldRef"].get("fieldPath", ""))
         if "resourceFieldRef" in vf:
-            return self._resource_value(pod, container, vf["resourceFieldRef"])
+            return self.resource_value(pod, container, vf["resourceFieldRef"])
         return ""
 
     async def _data(self, cache: dict[tuple[str, str], dict[str, str] | None], kind: str, ns: str,
@@ -154,7 +188,7 @@ class EnvResolver:
                 cache[key] = data
         return cache[key]
 
-    def _resource_value(self, pod: dict[str, Any], container: dict[str, Any], ref: dict[str, Any]) -> str:
+    def resource_value(self, pod: dict[str, Any], container: dict[str, Any], ref: dict[str, Any]) -> str:
         cname = ref.get("containerName") or container.get("name")
         target = next((c for c in (pod["spec"].get("containers") or []) + (pod["spec"].get("initContainers") or [])
                        if c.get("name") == cname), container)
@@ -170,6 +204,28 @@ class EnvResolver:
         divisor = parse_quantity(ref.get("divisor") or "1")
         q = parse_quantity(value)
         return str(math.ceil(q / divisor))
+
+
+def service_vars(name: str, spec: dict[str, Any]) -> dict[str, str]:
+    """envvars.FromServices for one Service (none without a cluster IP)."""
+    ip = spec.get("clusterIP") or ""
+    ports = spec.get("ports") or []
+    if ip in ("", "None") or not ports:
+        return {}
+    prefix = name.upper().replace("-", "_")
+    out = {f"{prefix}_SERVICE_HOST": ip, f"{prefix}_SERVICE_PORT": str(ports[0].get("port"))}
+    for p in ports:
+        if p.get("name"):
+            out[f"{prefix}_SERVICE_PORT_{p['name'].upper().replace('-', '_')}"] = str(p.get("port"))
+    host = f"[{ip}]" if ":" in ip else ip
+    for i, p in enumerate(ports):
+        proto = (p.get("protocol") or "TCP")
+        url = f"{proto.lower()}://{host}:{p.get('port')}"
+        if i == 0:
+            out[f"{prefix}_PORT"] = url  # docker special-cases the first port
+        pp = f"{prefix}_PORT_{p.get('port')}_{proto.upper()}"
+        out.update({pp: url, f"{pp}_PROTO": proto.lower(), f"{pp}_PORT": str(p.get("port")), f"{pp}_ADDR": ip})
+    return out
 
 
 def field_value(pod: dict[str, Any], path: str) -> str:

@@ -12,9 +12,15 @@ Order of business in a sync:
   pod being deleted      -> stop containers (grace period), write the final
                             status, delete the pod with gracePeriodSeconds=0
   pod terminal           -> nothing runs again
-  otherwise              -> sandbox, then init containers one at a time, then
-                            the containers; restart per restartPolicy with
+  otherwise              -> sandbox, volumes (volumes.py; a volume that cannot
+                            be set up keeps the pod ContainerCreating), kill
+                            containers whose liveness/startup probe failed
+                            (probes.py), then init containers one at a time,
+                            then the containers; restart per restartPolicy with
                             CrashLoopBackOff; write status if it changed
+
+Containers are stopped through hooks.stop: preStop hook, SIGTERM, grace period,
+SIGKILL of the whole tree.
 """
 
 from __future__ import annotations
@@ -28,9 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 from kybern.client.resources import PODS
 from kybern.machinery import errors, meta
+from kybern.node import hooks
 from kybern.node import status as st
 from kybern.node.containers import ContainerStarter
-from kybern.node.runtimes.base import CREATED, EXITED, RUNNING, PodSandboxConfig
+from kybern.node.probes import ProbeManager
+from kybern.node.runtimes.base import CREATED, EXITED, RUNNING, ContainerStatus, PodSandboxConfig
+from kybern.node.volumes import VolumeManager
 
 if TYPE_CHECKING:
     from kybern.node.agent import NodeAgent
@@ -61,6 +70,8 @@ class PodWorker:
         self.sandbox_ip = agent.address
         self.views: dict[str, st.ContainerView] = {}
         self.starter = ContainerStarter(agent, self)
+        self.probes = ProbeManager(self)
+        self.volumes = VolumeManager(self)
         self.done = False
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
@@ -132,12 +143,19 @@ class PodWorker:
         phase = (pod.get("status") or {}).get("phase")
         if self._terminal or phase in ("Succeeded", "Failed"):
             self._terminal = True
-            await self.kill_all(self._grace(pod))
+            self.probes.stop()
+            await self.kill_all(self.grace(pod))
             await self.refresh()  # keeps `kubectl logs` of finished pods working
             return
         await self._ensure_sandbox(pod)
         await self.refresh()
-        wake = await self._reconcile_containers(pod)
+        mounted, vol_wake = await self.volumes.setup(pod)
+        if await self._kill_unhealthy(pod):
+            await self.refresh()
+        wake = await self._reconcile_containers(pod) if mounted else None
+        self.probes.sync(pod, self._running_instance)
+        await self.refresh()
+        wake = min((w for w in (wake, vol_wake) if w is not None), default=None)
         new = self.compute_status(pod)
         await self._write_status(new)
         if new["phase"] in ("Succeeded", "Failed"):
@@ -146,7 +164,8 @@ class PodWorker:
             self.wake_at(wake)
 
     async def _terminate_and_delete(self, pod: dict[str, Any]) -> None:
-        await self.kill_all(self._grace(pod))
+        self.probes.stop()
+        await self.kill_all(self.grace(pod))
         if self.sandbox_id is not None:
             await self.refresh()
             try:
@@ -162,7 +181,7 @@ class PodWorker:
         await self.cleanup()
         self.done = True
 
-    def _grace(self, pod: dict[str, Any]) -> float:
+    def grace(self, pod: dict[str, Any]) -> float:
         spec_grace = pod.get("spec", {}).get("terminationGracePeriodSeconds")
         del_grace = pod["metadata"].get("deletionGracePeriodSeconds")
         values = [v for v in (spec_grace, del_grace) if v is not None]
@@ -214,10 +233,32 @@ class PodWorker:
             items = sorted(by_name.get(name, []), key=lambda c: (c.attempt, c.created_at))
             v.current = items[-1] if items else None
             v.previous = items[-2] if len(items) > 1 else None
-            # readiness: no probes yet, so a running container is ready (seam for probes)
-            v.ready = v.running
+            cid = v.current.id if v.current is not None else ""
+            v.started = v.running and self.probes.started(name, cid)
+            v.ready = v.running and self.probes.ready(name, cid)
             for old in items[:-2]:
                 await self.agent.runtime.remove_container(old.id)
+
+    def _running_instance(self, name: str) -> ContainerStatus | None:
+        v = self.views.get(name)
+        return v.current if v is not None and v.running else None
+
+    async def _kill_unhealthy(self, pod: dict[str, Any]) -> bool:
+        """Kill the containers a liveness or startup probe has given up on."""
+        policy = pod["spec"].get("restartPolicy", "Always")
+        victims = []
+        for c in pod["spec"].get("containers") or []:
+            cur = self._running_instance(c["name"])
+            which = self.probes.failed(c["name"], cur.id) if cur is not None else None
+            if cur is None or which is None:
+                continue
+            msg = f"Container {c['name']} failed {which} probe"
+            if policy != "Never":
+                msg += ", will be restarted"
+            grace = self.probes.probe_grace(c["name"], cur.id, which)
+            victims.append(hooks.stop(self, c, cur.id, grace if grace is not None else self.grace(pod), msg))
+        await asyncio.gather(*victims)
+        return bool(victims)
 
     async def _reconcile_containers(self, pod: dict[str, Any]) -> float | None:
         """Start, restart or leave alone each container. Returns when to look again."""
@@ -280,13 +321,15 @@ class PodWorker:
             return
         running = [cs for cs in await self.agent.runtime.list_containers(self.sandbox_id)
                    if cs.state == RUNNING]
-        for cs in running:
-            if self.pod is not None:
-                self.agent.recorder.event(self.pod, "Normal", "Killing", f"Stopping container {cs.name}")
-        await asyncio.gather(*(self.agent.runtime.stop_container(cs.id, grace) for cs in running))
+        spec = (self.pod or {}).get("spec") or {}
+        specs = {c["name"]: c for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])}
+        await asyncio.gather(*(hooks.stop(self, specs.get(cs.name), cs.id, grace, f"Stopping container {cs.name}")
+                               for cs in running))
 
     async def cleanup(self) -> None:
-        """Forget the pod on this node: sandbox, containers, logs."""
+        """Forget the pod on this node: probes, sandbox, containers, logs, volumes."""
+        self.probes.stop()
+        self.volumes.cleanup()
         rt = self.agent.runtime
         for sb in await rt.list_pod_sandboxes():
             if sb.uid == self.uid:

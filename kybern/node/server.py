@@ -4,6 +4,9 @@
     GET /pods                                      the pods this node runs (PodList)
     GET /containerLogs/{namespace}/{pod}/{container}
         ?follow&previous&tailLines&sinceSeconds&sinceTime&timestamps&limitBytes
+    GET|POST /exec/{namespace}/{pod}/{container}   exec, upgraded (see streams.py)
+    GET|POST /attach/{namespace}/{pod}/{container} attach, upgraded (see streams.py)
+    GET|POST /portforward/{namespace}/{pod}        port-forward, upgraded (see portforward.py)
 
 The apiserver proxies `kubectl logs` here (finding us through the Node's
 InternalIP address and daemonEndpoints.kubeletEndpoint.Port) with the same
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from kybern.node import portforward, streams
 from kybern.node.logs import LogOptions, parse_rfc3339, stream_log
 from kybern.node.pod_worker import LogTargetError
 
@@ -79,6 +83,13 @@ def make_app(agent: NodeAgent) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/pods", pods)
     app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", container_logs)
+    for method in ("GET", "POST"):
+        app.router.add_route(method, "/exec/{namespace}/{pod}/{container}",
+                             lambda r: streams.serve_exec(agent, r))
+        app.router.add_route(method, "/attach/{namespace}/{pod}/{container}",
+                             lambda r: streams.serve_attach(agent, r))
+        app.router.add_route(method, "/portforward/{namespace}/{pod}",
+                             lambda r: portforward.serve_portforward(agent, r))
     return app
 
 

@@ -33,6 +33,7 @@ class ContainerView:
     waiting_reason: str = ""  # set when the agent holds the container back
     waiting_message: str = ""
     ready: bool = False
+    started: bool | None = None  # startup probe passed (None: as `running`)
 
     @property
     def running(self) -> bool:
@@ -87,7 +88,7 @@ def container_status(v: ContainerView) -> dict[str, Any]:
     out["imageID"] = cur.image_ref if cur is not None else ""
     if cur is not None and (v.running or "terminated" in state):
         out["containerID"] = f"{v.runtime_name}://{cur.id}"
-    out["started"] = v.running
+    out["started"] = v.running if v.started is None else bool(v.started and v.running)
     return out
 
 

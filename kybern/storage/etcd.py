@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator
@@ -109,7 +110,7 @@ class EtcdStore:
                 async with self._http().post(ep + path, data=orjson.dumps(body),
                                              timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as resp:
                     out: dict[str, Any] = orjson.loads(await resp.read())
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError, orjson.JSONDecodeError) as e:
+            except (TimeoutError, aiohttp.ClientConnectionError, orjson.JSONDecodeError) as e:
                 last = e
                 continue
             self._current = (self._current + i) % len(self.endpoints)
@@ -129,12 +130,15 @@ class EtcdStore:
     async def _compact_revision(self) -> int:
         """etcd has no call that returns it; a watch from revision 1 reports it."""
         try:
-            async for res in self._watch_stream({"key": _b64(b"\x00"), "start_revision": "1"}):
-                if res.get("compact_revision") or res.get("canceled"):
-                    return int(res.get("compact_revision") or 0)
-                if not res.get("created"):
-                    break
-        except (StorageError, aiohttp.ClientError, asyncio.TimeoutError):
+            stream = self._watch_stream({"key": _b64(b"\x00"), "start_revision": "1"})
+            # never compacted: no answer but "created", hence the timeout
+            async with asyncio.timeout(5), contextlib.aclosing(stream):
+                async for res in stream:
+                    if res.get("compact_revision") or res.get("canceled"):
+                        return int(res.get("compact_revision") or 0)
+                    if not res.get("created"):
+                        break
+        except (TimeoutError, StorageError, aiohttp.ClientError):
             pass
         return 0
 
@@ -277,7 +281,7 @@ class EtcdStore:
                     return
                 for ev in res.get("events") or []:
                     yield self._event(ev)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             # the stream broke (etcd restarted, connection lost): end the watch and
             # let the client re-watch from its last revision, as the SQLite backend
             # does with a watcher that fell behind

@@ -88,7 +88,9 @@ def test_crud_generate_name_and_resource_versions(api, namespace):
 
     resp = core.delete_namespaced_config_map(name, namespace)
     # an immediate delete answers with a Success Status naming what went (finalizeDelete)
-    assert resp.status == "Success" and resp.details.name == name and resp.details.uid == cm.metadata.uid
+    resp = resp if isinstance(resp, dict) else api.sanitize_for_serialization(resp)
+    assert resp["kind"] == "Status" and resp["status"] == "Success"
+    assert resp["details"] == {"name": name, "kind": "configmaps", "uid": cm.metadata.uid}
     with pytest.raises(ApiException) as ei:
         core.read_namespaced_config_map(name, namespace)
     assert ei.value.status == 404
@@ -145,9 +147,15 @@ def test_generation_tracks_spec_only(api, namespace):
     assert d6.metadata.generation == 3 and d6.metadata.resource_version == d5.metadata.resource_version
     # clients cannot set generation, uid or creationTimestamp
     body = apps.read_namespaced_deployment("gen", namespace)
-    body.metadata.generation, body.metadata.uid = 99, "0000"
+    body.metadata.resource_version = None  # unconditional: the controller writes status meanwhile
+    body.metadata.generation, body.metadata.creation_timestamp = 99, None
     d7 = apps.replace_namespaced_deployment("gen", namespace, body)
     assert d7.metadata.generation == 3 and d7.metadata.uid == d.metadata.uid
+    assert d7.metadata.creation_timestamp == d.metadata.creation_timestamp
+    body.metadata.uid = "00000000-0000-0000-0000-000000000000"  # a uid in the body is a precondition
+    with pytest.raises(ApiException) as ei:
+        apps.replace_namespaced_deployment("gen", namespace, body)
+    assert ei.value.status == 409 and "Precondition failed: UID in precondition" in _status(ei.value)["message"]
 
 
 # -- finalizers and cascading deletion ------------------------------------------------
@@ -156,8 +164,8 @@ def test_custom_finalizer_holds_deletion(api, namespace, cluster):
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "held",
                                                                "finalizers": ["example.com/hold"]}})
     resp = core.delete_namespaced_config_map("held", namespace)
-    # pending: the object itself comes back, marked
-    assert resp.metadata is not None
+    resp = resp if isinstance(resp, dict) else api.sanitize_for_serialization(resp)
+    assert resp["kind"] == "ConfigMap" and resp["metadata"]["deletionTimestamp"]  # pending: the marked object
     cm = core.read_namespaced_config_map("held", namespace)
     assert cm.metadata.deletion_timestamp is not None and cm.metadata.finalizers == ["example.com/hold"]
     assert cm.metadata.deletion_grace_period_seconds == 0
@@ -223,7 +231,7 @@ def test_graceful_pod_deletion(cluster, api, namespace):
                                                   "containers": [{"name": "c", "image": "demo:v1"}]}}
     core.create_namespaced_pod(namespace, pod)
     resp = core.delete_namespaced_pod("slow", namespace)
-    assert resp.metadata.deletion_timestamp is not None  # pods return the object (ReturnDeletedObject)
+    assert resp.metadata.deletion_timestamp is not None
     p = core.read_namespaced_pod("slow", namespace)
     assert p.metadata.deletion_grace_period_seconds == 45 and p.metadata.deletion_timestamp is not None
     # a shorter grace period moves the deadline forward, a longer one does not
@@ -333,11 +341,13 @@ def test_status_subresource_separates_spec_and_status(api, namespace):
     apps = client.AppsV1Api(api)
     apps.create_namespaced_deployment(namespace, _deployment("st", replicas=0))
     body = api.sanitize_for_serialization(apps.read_namespaced_deployment("st", namespace))
+    body["metadata"].pop("resourceVersion")  # unconditional: the deployment controller writes status meanwhile
     body["status"] = {"replicas": 42, "observedGeneration": 7}
     body["spec"]["minReadySeconds"] = 5
     out = apps.replace_namespaced_deployment("st", namespace, body)
     assert out.spec.min_ready_seconds == 5 and (out.status.replicas or 0) != 42
     body = api.sanitize_for_serialization(apps.read_namespaced_deployment("st", namespace))
+    body["metadata"].pop("resourceVersion")
     body["status"] = {"replicas": 0, "observedGeneration": 99, "conditions": []}
     body["spec"]["minReadySeconds"] = 9
     out = apps.replace_namespaced_deployment_status("st", namespace, body)
@@ -354,10 +364,11 @@ def test_scale_subresource(cluster, api, namespace):
     assert sc.kind == "Scale" and sc.spec.replicas == 2 and sc.status.selector == "app=sc"
     sc = apps.patch_namespaced_deployment_scale("sc", namespace, {"spec": {"replicas": 0}})
     assert sc.spec.replicas == 0
-    rv = apps.read_namespaced_deployment("sc", namespace).metadata.resource_version
-    p = cluster.kubectl("scale", "deployment", "sc", "--replicas=0", f"--resource-version={int(rv) - 1}",
-                        "-n", namespace, check=False)
-    assert p.returncode == 1 and "Operation cannot be fulfilled" in p.stderr
+    stale = {"metadata": {"name": "sc", "resourceVersion": str(int(sc.metadata.resource_version) - 1)},
+             "spec": {"replicas": 1}}
+    with pytest.raises(ApiException) as ei:  # a Scale's resourceVersion is the Deployment's precondition
+        apps.replace_namespaced_deployment_scale("sc", namespace, stale)
+    assert ei.value.status == 409 and _status(ei.value)["reason"] == "Conflict"
     with pytest.raises(ApiException) as ei:
         apps.patch_namespaced_deployment_scale("sc", namespace, {"spec": {"replicas": -1}})
     assert ei.value.status == 422

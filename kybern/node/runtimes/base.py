@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 # Container states, as CRI's ContainerState enum.
 CREATED = "created"
@@ -89,6 +89,9 @@ class ContainerConfig:
     working_dir: str = ""
     mounts: list[Mount] = field(default_factory=list)
     log_path: str = ""  # relative to the sandbox's log_directory
+    stdin: bool = False  # keep a stdin open for `kubectl attach -i`
+    stdin_once: bool = False  # close it when the first attach session ends
+    tty: bool = False  # run the main process on a pseudo-terminal
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
 
@@ -170,6 +173,17 @@ class Runtime(Protocol):
         ExecSync) and return (exit code, stdout+stderr). Used by exec probes and
         lifecycle hooks; raises TimeoutError after `timeout` seconds (the command
         is killed) and ContainerError when the container is not running."""
+        ...
+
+    # -- streaming (kubectl exec / attach) ----------------------------------
+    async def exec(self, container_id: str, cmd: list[str], *, tty: bool, stdin: bool) -> Any:
+        """Start `cmd` beside a running container; returns a handle with `io`
+        (its streams), `output` (a subscription), `wait()` and `kill()`."""
+        ...
+
+    def attach(self, container_id: str) -> Any:
+        """The running main process's streams (subscribe/publish/write_stdin/
+        resize), or None."""
         ...
 
     # -- images -------------------------------------------------------------

@@ -63,6 +63,7 @@ from kybern.node.runtimes.base import (
     PodSandboxStatus,
 )
 from kybern.node.runtimes.mounts import place_mount
+from kybern.node.runtimes.stdio import ContainerIO, ExecProcess, spawn_exec
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class _Container:
         self.proc_create_time = 0.0
         self.exited = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.io: ContainerIO | None = None  # the main process's streams, for attach
 
     def to_json(self) -> dict[str, Any]:
         return {"status": asdict(self.status), "config": asdict(self.config), "cwd": self.cwd,
@@ -255,26 +257,22 @@ class ProcessRuntime:
             writer.close()
             self._finish(c, 128, "StartError", msg, started=False)
             raise ContainerError("StartError", msg)
-        # Our own pipes rather than asyncio's PIPE: asyncio would make wait() also
-        # wait for the pipes to close, which a leftover background process can delay
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+        # Our own pipes (or pty) rather than asyncio's PIPE: asyncio would make wait()
+        # also wait for the pipes to close, which a leftover background process can delay
+        c.io = io = ContainerIO.open(tty=c.config.tty, stdin=c.config.stdin)
         try:
             proc = await asyncio.create_subprocess_exec(
                 c.argv[0], *c.argv[1:], executable=exe, cwd=c.cwd, env=c.env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=out_w, stderr=err_w,
-                start_new_session=True, preexec_fn=_die_with_parent)
+                stdin=io.child[0], stdout=io.child[1], stderr=io.child[2],
+                start_new_session=True, preexec_fn=io.preexec)
         except OSError as e:
-            for fd in (out_r, out_w, err_r, err_w):
-                os.close(fd)
+            io.abort()
             writer.close()
             msg = f'exec: "{c.argv[0]}": {e.strerror or e}'
             self._finish(c, 128, "StartError", msg, started=False)
             raise ContainerError("StartError", msg) from e
-        os.close(out_w)
-        os.close(err_w)
-        stdout = await _pipe_reader(out_r)
-        stderr = await _pipe_reader(err_r)
+        io.after_spawn()
+        stdout, stderr = await io.reader(io.out_r), await io.reader(io.err_r)
         c.status.pid = proc.pid
         try:
             c.proc_create_time = psutil.Process(proc.pid).create_time()
@@ -295,10 +293,12 @@ class ProcessRuntime:
             try:
                 while chunk := await reader.read(65536):
                     writer.write(name, chunk)
+                    io.publish(name, chunk)  # to attached sessions
                 writer.close_stream(name)
             finally:
                 transport.close()
 
+        io = c.io or ContainerIO(tty=False, stdin=False)
         pumps = asyncio.gather(pump(stdout, "stdout"), pump(stderr, "stderr"))
         try:
             rc = await proc.wait()
@@ -313,6 +313,7 @@ class ProcessRuntime:
         except Exception:  # noqa: BLE001 -- timeout or a broken pipe: stop reading
             pumps.cancel()  # a descendant that left the group still holds the pipe
         writer.close()
+        io.finish()
         code = rc if rc >= 0 else 128 - rc
         self._finish(c, code, "Completed" if code == 0 else "Error", "", started=True)
 
@@ -351,6 +352,21 @@ class ProcessRuntime:
             await asyncio.wait_for(c.exited.wait(), 10)
         except TimeoutError:
             log.warning("container %s (pid %d) did not exit after SIGKILL", c.config.name, pid)
+
+    async def exec(self, container_id: str, cmd: list[str], *, tty: bool, stdin: bool) -> ExecProcess:
+        """Start `cmd` beside a running container with streams (`kubectl exec`)."""
+        c = self._get(container_id)
+        if c.status.state != RUNNING or not cmd:
+            raise ContainerError("NotRunning" if cmd else "ExecError", f"container {container_id} is not running")
+        exe = _resolve(cmd[0], c.dir / "rootfs", c.cwd, c.env.get("PATH", ""))
+        if exe is None:
+            raise ContainerError("ExecError", f'exec: "{cmd[0]}": executable file not found in $PATH')
+        return await spawn_exec(cmd, exe, c.cwd, c.env, tty=tty, stdin=stdin)
+
+    def attach(self, container_id: str) -> ContainerIO | None:
+        """The running main process's streams (`kubectl attach`)."""
+        c = self._containers.get(container_id)
+        return c.io if c is not None and c.status.state == RUNNING else None
 
     async def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> tuple[int, bytes]:
         """Run `cmd` beside a running container: same environment, working dir
@@ -445,14 +461,6 @@ class ProcessRuntime:
                 f'(kybern does not pull from registries); import it with: '
                 f'kybern image import {parsed.familiar} DIR')
         return st
-
-
-async def _pipe_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
-                                                os.fdopen(fd, "rb", 0))
-    return reader, transport
 
 
 def _resolve(argv0: str, rootfs: Path, cwd: str, path_env: str) -> str | None:

@@ -40,18 +40,19 @@ class EtcdServer:
 
     def start(self) -> EtcdServer:
         c, p = f"http://127.0.0.1:{self.client_port}", f"http://127.0.0.1:{self.peer_port}"
-        log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
+        log = self.data_dir.parent / f"{self.data_dir.name}.log"
         assert ETCD is not None
-        self.proc = subprocess.Popen(
-            [ETCD, "--name", "test", "--data-dir", str(self.data_dir),
-             "--listen-client-urls", c, "--advertise-client-urls", c,
-             "--listen-peer-urls", p, "--initial-advertise-peer-urls", p,
-             "--initial-cluster", f"test={p}", "--logger", "zap", "--log-level", "error"],
-            stdout=log, stderr=log, start_new_session=True)
+        with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [ETCD, "--name", "test", "--data-dir", str(self.data_dir),
+                 "--listen-client-urls", c, "--advertise-client-urls", c,
+                 "--listen-peer-urls", p, "--initial-advertise-peer-urls", p,
+                 "--initial-cluster", f"test={p}", "--logger", "zap", "--log-level", "error"],
+                stdout=out, stderr=out, start_new_session=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"etcd exited with {self.proc.returncode}; see {log.name}")
+                raise RuntimeError(f"etcd exited with {self.proc.returncode}; see {log}")
             try:
                 with urllib.request.urlopen(f"{c}/health", timeout=1) as r:
                     if json.loads(r.read()).get("health") == "true":

@@ -1,0 +1,188 @@
+"""batch/v1 Job and CronJob: defaults (pkg/apis/batch/v1/defaults.go), the
+selector and labels the Job strategy generates, and the validation users meet
+first (pkg/apis/batch/validation). Their controllers come with later work."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+from kybern.api.core import default_pod_spec, validate_pod_spec
+from kybern.api.registry import ResourceInfo
+from kybern.api.strategy import Cause, Obj, Strategy
+from kybern.machinery import errors, selectors
+
+CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
+JOB_NAME = "batch.kubernetes.io/job-name"
+_CRON_FIELD = re.compile(r"^[\d*/,\-?LW#A-Za-z]+$")
+_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+
+
+def default_job_spec(spec: Obj) -> None:
+    completions, parallelism = spec.get("completions"), spec.get("parallelism")
+    if completions is None and parallelism is None:
+        spec["completions"] = spec["parallelism"] = 1
+    elif parallelism is None:
+        spec["parallelism"] = 1
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    # Failed when a pod failure policy is set, as upstream
+    spec.setdefault("podReplacementPolicy", "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed")
+    tmpl = spec.setdefault("template", {})
+    tmpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+    default_pod_spec(tmpl.setdefault("spec", {}))
+
+
+def validate_job_spec(spec: Obj, path: str) -> list[Cause]:
+    out: list[Cause] = []
+    for field in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished"):
+        v = spec.get(field)
+        if isinstance(v, int) and not isinstance(v, bool) and v < 0:
+            out.append(errors.cause(f"{path}.{field}", f"Invalid value: {v}: must be greater than or equal to 0"))
+    ads = spec.get("activeDeadlineSeconds")
+    if isinstance(ads, int) and ads == 0:
+        out.append(errors.cause(f"{path}.activeDeadlineSeconds", "Invalid value: 0: must be greater than 0"))
+    mode = spec.get("completionMode")
+    if mode not in (None, "NonIndexed", "Indexed"):
+        out.append(errors.cause(f"{path}.completionMode", f'Unsupported value: "{mode}": supported values: '
+                                '"NonIndexed", "Indexed"', "FieldValueNotSupported"))
+    if mode == "Indexed" and spec.get("completions") is None:
+        out.append(errors.required(f"{path}.completions") |
+                   {"message": "Required value: when completion mode is Indexed"})
+    tmpl = spec.get("template") or {}
+    out.extend(validate_pod_spec(tmpl.get("spec"), f"{path}.template.spec"))
+    rp = (tmpl.get("spec") or {}).get("restartPolicy")
+    if rp not in ("OnFailure", "Never"):
+        out.append(errors.cause(f"{path}.template.spec.restartPolicy", f'Unsupported value: "{rp}": supported '
+                                'values: "OnFailure", "Never"', "FieldValueNotSupported"))
+    return out
+
+
+class JobStrategy(Strategy):
+    has_status = True
+    tracks_generation = True
+    field_labels = ("status.successful",)
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        super().prepare_for_create(obj)
+        obj["status"] = {}
+        spec = obj["spec"]
+        if not spec.get("manualSelector"):
+            # the generated selector and labels (pkg/registry/batch/job/strategy.go generateSelector)
+            uid = obj["metadata"]["uid"]
+            name = obj["metadata"]["name"]
+            labels = spec["template"].setdefault("metadata", {}).setdefault("labels", {})
+            labels.update({CONTROLLER_UID: uid, JOB_NAME: name, "controller-uid": uid, "job-name": name})
+            spec.setdefault("selector", {"matchLabels": {CONTROLLER_UID: uid}})
+
+    def default(self, obj: Obj) -> None:
+        default_job_spec(obj.setdefault("spec", {}))
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        spec = obj.get("spec") or {}
+        out = validate_job_spec(spec, "spec")
+        sel = spec.get("selector")
+        if spec.get("manualSelector") and not sel:
+            out.append(errors.required("spec.selector"))
+        if isinstance(sel, dict):
+            labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+            try:
+                ok = selectors.selector_matches(sel, labels)
+            except (KeyError, TypeError):
+                ok = False
+            if not ok:
+                out.append(errors.cause("spec.template.metadata.labels", "Invalid value: ...: `selector` does "
+                                        "not match template `labels`"))
+        return out
+
+    def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
+        out = self.validate(new)
+        ns, os_ = new.get("spec") or {}, old.get("spec") or {}
+        if ns.get("selector") != os_.get("selector"):
+            out.append(errors.cause("spec.selector", "Invalid value: ...: field is immutable"))
+        if ns.get("completions") != os_.get("completions"):
+            out.append(errors.cause("spec.completions", f"Invalid value: {ns.get('completions')}: field is "
+                                    "immutable"))
+        # the pod template may change only while the job is suspended (scheduling directives)
+        if _template_core(ns) != _template_core(os_) and not os_.get("suspend"):
+            out.append(errors.cause("spec.template", "Invalid value: ...: field is immutable"))
+        return out
+
+
+def _template_core(spec: Obj) -> Obj:
+    tmpl = copy.deepcopy(spec.get("template") or {})
+    for k in ("nodeSelector", "tolerations", "affinity", "schedulingGates"):
+        (tmpl.get("spec") or {}).pop(k, None)
+    return tmpl
+
+
+def valid_schedule(schedule: str) -> bool:
+    s = schedule.strip()
+    if s.startswith("TZ=") or s.startswith("CRON_TZ="):
+        s = s.split(None, 1)[1] if " " in s else ""
+    if s in _CRON_MACROS or s.startswith("@every "):
+        return True
+    fields = s.split()
+    return len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields)
+
+
+class CronJobStrategy(Strategy):
+    has_status = True
+    tracks_generation = True
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        super().prepare_for_create(obj)
+        obj["status"] = {}
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("concurrencyPolicy", "Allow")
+        spec.setdefault("suspend", False)
+        spec.setdefault("successfulJobsHistoryLimit", 3)
+        spec.setdefault("failedJobsHistoryLimit", 1)
+        jt = spec.setdefault("jobTemplate", {})
+        jt.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+        default_job_spec(jt.setdefault("spec", {}))
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        out: list[Cause] = []
+        spec = obj.get("spec") or {}
+        sched = spec.get("schedule")
+        if not sched:
+            out.append(errors.required("spec.schedule"))
+        elif not valid_schedule(str(sched)):
+            out.append(errors.cause("spec.schedule", f'Invalid value: "{sched}": unparseable schedule'))
+        elif "TZ" in str(sched):
+            out.append(errors.cause("spec.schedule", f'Invalid value: "{sched}": cannot use TZ or CRON_TZ in '
+                                    "schedule, use timeZone field instead"))
+        pol = spec.get("concurrencyPolicy")
+        if pol not in ("Allow", "Forbid", "Replace"):
+            out.append(errors.cause("spec.concurrencyPolicy", f'Unsupported value: "{pol}": supported values: '
+                                    '"Allow", "Forbid", "Replace"', "FieldValueNotSupported"))
+        tz = spec.get("timeZone")
+        if tz is not None and not _valid_tz(str(tz)):
+            out.append(errors.cause("spec.timeZone", f'Invalid value: "{tz}": unknown time zone {tz}'))
+        name = (obj.get("metadata") or {}).get("name", "")
+        if len(name) > 52:
+            out.append(errors.cause("metadata.name", f'Invalid value: "{name}": must be no more than 52 characters'))
+        out.extend(validate_job_spec((spec.get("jobTemplate") or {}).get("spec") or {}, "spec.jobTemplate.spec"))
+        return out
+
+
+def _valid_tz(tz: str) -> bool:
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(tz)
+        return True
+    except (ValueError, KeyError, ImportError, OSError):
+        return False
+
+
+RESOURCES = [
+    ResourceInfo("batch", "v1", "Job", "jobs", True, "io.k8s.api.batch.v1.Job", categories=("all",),
+                 subresources=("status",), strategy=JobStrategy()),
+    ResourceInfo("batch", "v1", "CronJob", "cronjobs", True, "io.k8s.api.batch.v1.CronJob", short_names=("cj",),
+                 categories=("all",), subresources=("status",), strategy=CronJobStrategy()),
+]

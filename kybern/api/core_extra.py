@@ -1,0 +1,182 @@
+"""core/v1 kinds beyond the walking skeleton: Endpoints, PersistentVolume,
+PersistentVolumeClaim, ResourceQuota, LimitRange, PodTemplate and
+ReplicationController, with the defaults of pkg/apis/core/v1/defaults.go and
+basic validation. (core.py holds the skeleton's kinds; their controllers come
+with later work.)"""
+
+from __future__ import annotations
+
+from kybern.api.core import default_pod_spec, validate_pod_spec
+from kybern.api.registry import ResourceInfo
+from kybern.api.strategy import Cause, Obj, Strategy
+from kybern.machinery import errors
+
+ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
+
+
+def _access_modes(modes: object, path: str) -> list[Cause]:
+    out: list[Cause] = []
+    if not modes:
+        return [errors.required(path) | {"message": "Required value: at least 1 access mode is required"}]
+    for m in modes if isinstance(modes, list) else []:
+        if m not in ACCESS_MODES:
+            out.append(errors.cause(path, f'Unsupported value: "{m}": supported values: "ReadOnlyMany", '
+                                    '"ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"',
+                                    "FieldValueNotSupported"))
+    return out
+
+
+class EndpointsStrategy(Strategy):
+    def default(self, obj: Obj) -> None:
+        for ss in obj.get("subsets") or []:
+            for p in ss.get("ports") or []:
+                p.setdefault("protocol", "TCP")
+
+
+class PersistentVolumeStrategy(Strategy):
+    has_status = True
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
+        spec.setdefault("volumeMode", "Filesystem")
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        super().prepare_for_create(obj)
+        obj["status"] = {"phase": "Pending"}
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        spec = obj.get("spec") or {}
+        out = _access_modes(spec.get("accessModes"), "spec.accessModes")
+        if not (spec.get("capacity") or {}).get("storage"):
+            out.append(errors.required("spec.capacity") | {"message": "Required value: must specify storage"})
+        sources = [k for k in spec if k in ("hostPath", "local", "nfs", "csi", "iscsi", "fc", "cephfs", "rbd",
+                                             "awsElasticBlockStore", "gcePersistentDisk", "azureDisk",
+                                             "azureFile", "flexVolume", "glusterfs", "portworxVolume",
+                                             "vsphereVolume", "quobyte", "scaleIO", "storageos", "photonPersistentDisk",
+                                             "cinder", "flocker")]
+        if not sources:
+            out.append(errors.required("spec") | {"message": "Required value: must specify a volume type"})
+        elif len(sources) > 1:
+            out.append(errors.cause(f"spec.{sources[1]}", "Forbidden: may not specify more than 1 volume type",
+                                    "FieldValueForbidden"))
+        return out
+
+
+class PersistentVolumeClaimStrategy(Strategy):
+    has_status = True
+
+    def default(self, obj: Obj) -> None:
+        obj.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        super().prepare_for_create(obj)
+        obj["status"] = {"phase": "Pending"}
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        spec = obj.get("spec") or {}
+        out = _access_modes(spec.get("accessModes"), "spec.accessModes")
+        if not ((spec.get("resources") or {}).get("requests") or {}).get("storage"):
+            out.append(errors.required("spec.resources[storage]"))
+        return out
+
+    def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
+        out = self.validate(new)
+        ns, os_ = dict(new.get("spec") or {}), dict(old.get("spec") or {})
+        for s in (ns, os_):  # only requests (expansion), volumeName binding and attributes class may change
+            s.pop("resources", None)
+            s.pop("volumeAttributesClassName", None)
+        if not os_.get("volumeName"):
+            ns.pop("volumeName", None)
+            os_.pop("volumeName", None)
+        if ns != os_:
+            out.append(errors.cause("spec", "Forbidden: spec is immutable after creation except "
+                                    "resources.requests and volumeAttributesClassName for bound claims",
+                                    "FieldValueForbidden"))
+        return out
+
+
+class ResourceQuotaStrategy(Strategy):
+    has_status = True
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        super().prepare_for_create(obj)
+        obj["status"] = {}
+
+
+class LimitRangeStrategy(Strategy):
+    def validate(self, obj: Obj) -> list[Cause]:
+        out: list[Cause] = []
+        for i, lim in enumerate((obj.get("spec") or {}).get("limits") or []):
+            t = lim.get("type")
+            if t not in ("Container", "Pod", "PersistentVolumeClaim"):
+                out.append(errors.cause(f"spec.limits[{i}].type", f'Unsupported value: "{t}": supported values: '
+                                        '"Container", "Pod", "PersistentVolumeClaim"', "FieldValueNotSupported"))
+        return out
+
+
+class PodTemplateStrategy(Strategy):
+    def default(self, obj: Obj) -> None:
+        tmpl = obj.setdefault("template", {})
+        tmpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+        default_pod_spec(tmpl.setdefault("spec", {}))
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        return validate_pod_spec((obj.get("template") or {}).get("spec"), "template.spec")
+
+
+class ReplicationControllerStrategy(Strategy):
+    has_status = True
+    tracks_generation = True
+    field_labels = ("status.replicas",)
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.setdefault("spec", {})
+        tmpl = spec.setdefault("template", {})
+        labels = (tmpl.get("metadata") or {}).get("labels") or {}
+        if not spec.get("selector"):  # SetDefaults_ReplicationController: selector from template labels
+            spec["selector"] = dict(labels)
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("labels"):
+            meta["labels"] = dict(labels)
+        spec.setdefault("replicas", 1)
+        spec.setdefault("minReadySeconds", 0)
+        tmpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+        default_pod_spec(tmpl.setdefault("spec", {}))
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        super().prepare_for_create(obj)
+        obj["status"] = {"replicas": 0}
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        spec = obj.get("spec") or {}
+        sel = spec.get("selector") or {}
+        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        out: list[Cause] = []
+        if not sel:
+            out.append(errors.required("spec.selector"))
+        elif any(labels.get(k) != v for k, v in sel.items()):
+            out.append(errors.cause("spec.template.metadata.labels", "Invalid value: ...: `selector` does not "
+                                    "match template `labels`"))
+        out += validate_pod_spec((spec.get("template") or {}).get("spec"), "spec.template.spec")
+        return out
+
+
+RESOURCES = [
+    ResourceInfo("", "v1", "Endpoints", "endpoints", True, "io.k8s.api.core.v1.Endpoints", short_names=("ep",),
+                 strategy=EndpointsStrategy()),
+    ResourceInfo("", "v1", "PersistentVolume", "persistentvolumes", False, "io.k8s.api.core.v1.PersistentVolume",
+                 short_names=("pv",), subresources=("status",), strategy=PersistentVolumeStrategy()),
+    ResourceInfo("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True,
+                 "io.k8s.api.core.v1.PersistentVolumeClaim", short_names=("pvc",), subresources=("status",),
+                 strategy=PersistentVolumeClaimStrategy()),
+    ResourceInfo("", "v1", "ResourceQuota", "resourcequotas", True, "io.k8s.api.core.v1.ResourceQuota",
+                 short_names=("quota",), subresources=("status",), strategy=ResourceQuotaStrategy()),
+    ResourceInfo("", "v1", "LimitRange", "limitranges", True, "io.k8s.api.core.v1.LimitRange",
+                 short_names=("limits",), strategy=LimitRangeStrategy()),
+    ResourceInfo("", "v1", "PodTemplate", "podtemplates", True, "io.k8s.api.core.v1.PodTemplate",
+                 strategy=PodTemplateStrategy()),
+    ResourceInfo("", "v1", "ReplicationController", "replicationcontrollers", True,
+                 "io.k8s.api.core.v1.ReplicationController", short_names=("rc",), categories=("all",),
+                 subresources=("status",), strategy=ReplicationControllerStrategy()),
+]

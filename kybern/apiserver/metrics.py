@@ -1,0 +1,253 @@
+"""The apiserver's Prometheus metrics at /metrics, under upstream's names and
+labels (k8s.io/apiserver/pkg/endpoints/metrics and pkg/storage/etcd3/metrics),
+so kube-apiserver dashboards and alerts work unchanged.
+
+- apiserver_request_total{verb,group,version,resource,subresource,scope,component,code}
+- apiserver_request_duration_seconds (histogram; same labels less code)
+- apiserver_longrunning_requests (watches and log streams in flight)
+- apiserver_registered_watchers{group,version,kind}
+- apiserver_watch_events_total{group,version,kind}
+- apiserver_storage_objects{resource} (read from the watch cache at scrape time)
+- etcd_request_duration_seconds{operation,type} (storage latency; upstream keeps
+  the etcd name whatever the backend)
+
+Verbs are upstream's: LIST/GET/WATCH for reads, APPLY for server-side apply
+patches, DELETECOLLECTION, CONNECT for streaming subresources.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from kybern.api.registry import Registry, ResourceInfo
+from kybern.storage import interface as st
+
+# upstream's buckets for both request and storage latency
+BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30,
+           45, 60)
+REQUEST_LABELS = ("verb", "group", "version", "resource", "subresource", "scope", "component")
+NON_RESOURCE = ("/api", "/apis", "/version", "/healthz", "/livez", "/readyz", "/metrics", "/openapi/v2",
+                "/openapi/v3")
+LONG_RUNNING_SUBRESOURCES = ("log", "exec", "attach", "portforward", "proxy")
+CONNECT_SUBRESOURCES = ("exec", "attach", "portforward", "proxy")
+COMPONENT = "apiserver"
+
+disable_created_metrics()  # upstream exposes no *_created series
+
+
+def resource_label(prefix: str) -> str:
+    """`/registry/core/pods/` → `pods`; `/registry/apps/deployments/` → `deployments.apps`."""
+    parts = prefix.strip("/").split("/")
+    if len(parts) < 3:
+        return prefix
+    group, plural = parts[1], parts[2]
+    return plural if group == "core" else f"{plural}.{group}"
+
+
+class APIMetrics:
+    """One apiserver's metrics, in a registry of its own (several servers may share a process)."""
+
+    def __init__(self, registry: Registry, object_counts: Callable[[], dict[str, int]]) -> None:
+        self.api_registry = registry
+        self.prom = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("apiserver_request_total",
+                                "Counter of apiserver requests broken out for each verb, group, version, "
+                                "resource, scope, component, and HTTP response code.",
+                                (*REQUEST_LABELS, "code"), registry=self.prom)
+        self.latency = Histogram("apiserver_request_duration_seconds",
+                                 "Response latency distribution in seconds for each verb, group, version, "
+                                 "resource, subresource, scope and component.",
+                                 REQUEST_LABELS, buckets=BUCKETS, registry=self.prom)
+        self.longrunning = Gauge("apiserver_longrunning_requests",
+                                 "Gauge of all active long-running apiserver requests broken out by verb, "
+                                 "group, version, resource, scope and component.",
+                                 REQUEST_LABELS, registry=self.prom)
+        self.watchers = Gauge("apiserver_registered_watchers",
+                              "Number of currently registered watchers for a given resources",
+                              ("group", "version", "kind"), registry=self.prom)
+        self.watch_events = Counter("apiserver_watch_events",
+                                    "Number of events sent in watch clients",
+                                    ("group", "version", "kind"), registry=self.prom)
+        self.storage_latency = Histogram("etcd_request_duration_seconds",
+                                         "Etcd request latency in seconds for each operation and object type.",
+                                         ("operation", "type"), buckets=BUCKETS, registry=self.prom)
+        self.prom.register(_ObjectCounts(object_counts))
+
+    # -- request classification ---------------------------------------------------
+    def classify(self, request: web.Request) -> tuple[tuple[str, ...], bool]:
+        """(labels without code, long-running?) as upstream's RequestInfo resolver would give."""
+        path, method = request.path, request.method
+        parts = [p for p in path.split("/") if p]
+        group = version = None
+        rest: list[str] = []
+        if len(parts) >= 3 and parts[0] == "api":
+            group, version, rest = "", parts[1], parts[2:]
+        elif len(parts) >= 4 and parts[0] == "apis":
+            group, version, rest = parts[1], parts[2], parts[3:]
+        info: ResourceInfo | None = None
+        ns = name = sub = None
+        if group is not None and version is not None and rest:
+            reg = self.api_registry
+            if len(rest) >= 3 and rest[0] == "namespaces":
+                cand = reg.get(group, version, rest[2])
+                if cand is not None and cand.namespaced:
+                    info, ns, tail = cand, rest[1], rest[3:]
+                else:
+                    info, tail = reg.get(group, version, "namespaces"), rest[1:]
+            else:
+                info, tail = reg.get(group, version, rest[0]), rest[1:]
+            if info is not None and len(tail) <= 2:
+                name = tail[0] if tail else None
+                sub = tail[1] if len(tail) == 2 else None
+            else:
+                info = None
+        if info is None:  # non-resource request: upstream puts the path in `subresource`
+            known = next((p for p in NON_RESOURCE if path == p or path.startswith(p + "/")), "other")
+            verb = method if method != "HEAD" else "GET"
+            return (verb, "", "", "", known, "", COMPONENT), False
+        watch = request.query.get("watch", "").lower() in ("true", "1")
+        if sub in CONNECT_SUBRESOURCES:
+            verb = "CONNECT"
+        elif method == "GET":
+            verb = "WATCH" if watch else ("GET" if name else "LIST")
+        elif method == "PATCH":
+            ctype = request.headers.get("Content-Type", "")
+            verb = "APPLY" if ctype.startswith("application/apply-patch") else "PATCH"
+        elif method == "DELETE" and name is None:
+            verb = "DELETECOLLECTION"
+        else:
+            verb = method
+        scope = "resource" if name else "namespace" if ns else "cluster"
+        long_running = verb in ("WATCH", "CONNECT") or sub in LONG_RUNNING_SUBRESOURCES
+        return (verb, info.group, info.version, info.plural, sub or "", scope, COMPONENT), long_running
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        labels, long_running = self.classify(request)
+        start = time.perf_counter()
+        gauge = self.longrunning.labels(*labels) if long_running else None
+        if gauge is not None:
+            gauge.inc()
+        code = 500
+        try:
+            resp = await handler(request)
+            code = resp.status
+            return resp
+        except web.HTTPException as e:
+            code = e.status
+            raise
+        finally:
+            if gauge is not None:
+                gauge.dec()
+            self.requests.labels(*labels, str(code)).inc()
+            self.latency.labels(*labels).observe(time.perf_counter() - start)
+
+    # -- watch --------------------------------------------------------------------
+    def watcher_delta(self, info: ResourceInfo, delta: int) -> None:
+        self.watchers.labels(info.group, info.version, info.kind).inc(delta)
+
+    def watch_events_sent(self, info: ResourceInfo, n: int) -> None:
+        self.watch_events.labels(info.group, info.version, info.kind).inc(n)
+
+    # -- exposition ---------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.prom), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class _ObjectCounts:
+    """apiserver_storage_objects, computed when scraped."""
+
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        g = GaugeMetricFamily("apiserver_storage_objects",
+                              "Number of stored objects at the time of last check split by kind.",
+                              labels=["resource"])
+        for prefix, n in sorted(self.counts().items()):
+            g.add_metric([resource_label(prefix)], n)
+        yield g
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+
+class InstrumentedStore:
+    """A Store that times every call into etcd_request_duration_seconds."""
+
+    def __init__(self, inner: st.Store, histogram: Histogram) -> None:
+        self.inner = inner
+        self._h = histogram
+        self._children: dict[tuple[str, str], Any] = {}
+
+    def _obs(self, op: str, key: str, start: float) -> None:
+        parts = key.split("/", 4)
+        typ = resource_label("/".join(parts[:4]) + "/") if len(parts) >= 4 else key
+        child = self._children.get((op, typ))
+        if child is None:
+            child = self._children[(op, typ)] = self._h.labels(op, typ)
+        child.observe(time.perf_counter() - start)
+
+    async def get(self, key: str) -> tuple[st.KV | None, int]:
+        t = time.perf_counter()
+        try:
+            return await self.inner.get(key)
+        finally:
+            self._obs("get", key, t)
+
+    async def list(self, prefix: str, *, revision: int = 0, start: str = "", limit: int = 0) -> st.ListResult:
+        t = time.perf_counter()
+        try:
+            return await self.inner.list(prefix, revision=revision, start=start, limit=limit)
+        finally:
+            self._obs("list", prefix, t)
+
+    async def count(self, prefix: str) -> int:
+        t = time.perf_counter()
+        try:
+            return await self.inner.count(prefix)
+        finally:
+            self._obs("count", prefix, t)
+
+    async def create(self, key: str, value: bytes) -> int:
+        t = time.perf_counter()
+        try:
+            return await self.inner.create(key, value)
+        finally:
+            self._obs("create", key, t)
+
+    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
+        t = time.perf_counter()
+        try:
+            return await self.inner.update(key, value, expected_revision)
+        finally:
+            self._obs("update", key, t)
+
+    async def delete(self, key: str, expected_revision: int = 0) -> tuple[int, st.KV]:
+        t = time.perf_counter()
+        try:
+            return await self.inner.delete(key, expected_revision)
+        finally:
+            self._obs("delete", key, t)
+
+    def watch(self, prefix: str, revision: int) -> AsyncIterator[st.Event]:
+        return self.inner.watch(prefix, revision)
+
+    async def current_revision(self) -> int:
+        return await self.inner.current_revision()
+
+    async def compact(self, revision: int) -> None:
+        await self.inner.compact(revision)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:  # backend extras (e.g. path) pass through
+        return getattr(self.inner, name)

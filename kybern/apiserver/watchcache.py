@@ -1,0 +1,399 @@
+"""The watch cache: the apiserver's in-memory copy of storage, after upstream's
+k8s.io/apiserver/pkg/storage/cacher.
+
+ONE storage watch on `/registry/` feeds every resource's cache, so N watchers
+cost one storage watch, and each change is decoded and encoded once however many
+watchers receive it. Per resource prefix (`/registry/<group>/<plural>/`) it keeps
+  - the current objects, as encoded JSON bytes ready to send (resourceVersion
+    filled in) plus the few decoded fields selectors need (labels, and the
+    commonly selected fields of the kind), not as full dicts: memory stays near
+    the JSON size;
+  - a bounded ring of recent events, so a watch from a recent resourceVersion
+    is replayed from memory; one older than the ring is 410 Expired ("too old
+    resource version"), as upstream.
+Watches, `resourceVersion=0` lists and gets, and bookmarks (progress: the
+latest revision the cache has seen) are served from here; plain lists and gets
+stay consistent reads from storage, as upstream's default.
+
+A slow watcher whose buffer fills is dropped (its stream ends and the client
+re-watches from its last resourceVersion) rather than holding up the others.
+Events reach each watcher in revision order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from kybern.machinery import errors, selectors
+from kybern.storage import interface as st
+
+if TYPE_CHECKING:
+    from kybern.apiserver.store import Predicate
+
+log = logging.getLogger(__name__)
+
+ROOT = "/registry/"
+RING_CAPACITY = 4096  # recent events kept per resource for watch resumption
+WATCHER_BUFFER = 2048  # undelivered events per watcher before it is dropped as too slow
+
+# fields kept decoded per kind so field selectors need not decode the JSON; any
+# other field path still works, by decoding the stored bytes (slower, same answer)
+INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
+    "/registry/core/pods/": ("spec.nodeName", "status.phase", "spec.schedulerName",
+                             "spec.restartPolicy", "spec.serviceAccountName", "status.podIP",
+                             "status.nominatedNodeName"),
+    "/registry/core/events/": ("involvedObject.kind", "involvedObject.name", "involvedObject.namespace",
+                               "involvedObject.uid", "reason", "type"),
+    "/registry/core/secrets/": ("type",),
+    "/registry/core/nodes/": ("spec.unschedulable",),
+    "/registry/core/namespaces/": ("status.phase",),
+}
+
+
+class Entry:
+    """One object version: its wire bytes and what selectors look at."""
+
+    __slots__ = ("key", "rv", "raw", "labels", "fields")
+
+    def __init__(self, key: str, rv: int, raw: bytes, labels: dict[str, str] | None,
+                 fields: tuple[str, ...]) -> None:
+        self.key = key
+        self.rv = rv
+        self.raw = raw  # the object's JSON, metadata.resourceVersion included
+        self.labels = labels
+        self.fields = fields
+
+    def decode(self) -> dict[str, Any]:
+        obj: dict[str, Any] = orjson.loads(self.raw)
+        return obj
+
+    def line(self, typ: str) -> bytes:
+        """The watch event line for this object."""
+        return b'{"type":"' + typ.encode() + b'","object":' + self.raw + b"}\n"
+
+
+class Event:
+    __slots__ = ("rv", "entry", "prev", "deleted")
+
+    def __init__(self, rv: int, entry: Entry, prev: Entry | None, deleted: bool) -> None:
+        self.rv = rv
+        self.entry = entry  # for a delete: the last state, resourceVersion = the delete's revision
+        self.prev = prev
+        self.deleted = deleted
+
+
+class ResourceCache:
+    """The current objects and recent events under one resource prefix."""
+
+    def __init__(self, prefix: str, start_rv: int) -> None:
+        self.prefix = prefix
+        self.objects: dict[str, Entry] = {}
+        self.ring: deque[Event] = deque(maxlen=RING_CAPACITY)
+        self.start_rv = start_rv  # every event after this revision is in the ring
+        self.watchers: set[Watcher] = set()
+        self.indexed = INDEXED_FIELDS.get(prefix, ())
+        self._field_index = {p: i for i, p in enumerate(self.indexed)}
+        self._label_sets: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+
+    # -- entries ----------------------------------------------------------------
+    def make_entry(self, key: str, obj: dict[str, Any], rv: int) -> Entry:
+        m = obj.setdefault("metadata", {})
+        m["resourceVersion"] = str(rv)
+        labels = m.get("labels") or None
+        if labels:
+            # pods of one owner share a label set: keep one dict for all of them
+            sig = tuple(labels.items())
+            shared = self._label_sets.get(sig)
+            if shared is None:
+                if len(self._label_sets) > 50_000:
+                    self._label_sets.clear()
+                shared = {sys.intern(k): sys.intern(v) if isinstance(v, str) else v for k, v in labels.items()}
+                self._label_sets[sig] = shared
+            labels = shared
+        fields = tuple(sys.intern(selectors.field_value(obj, p)) for p in self.indexed)
+        # orjson hands back bytes in an over-sized buffer (up to 4x): keep an exact copy
+        return Entry(key, rv, bytes(memoryview(orjson.dumps(obj))), labels, fields)
+
+    def field(self, entry: Entry, path: str) -> str:
+        rest = entry.key[len(self.prefix):]
+        if path == "metadata.name":
+            return rest.rsplit("/", 1)[-1]
+        if path == "metadata.namespace":
+            return rest.split("/", 1)[0] if "/" in rest else ""
+        i = self._field_index.get(path)
+        if i is not None:
+            return entry.fields[i]
+        return selectors.field_value(entry.decode(), path)
+
+    def matches(self, entry: Entry, pred: "Predicate") -> bool:
+        if pred.labels and not selectors.matches(pred.labels, entry.labels):
+            return False
+        for path, op, want in pred.fields:
+            if (self.field(entry, path) == want) != (op == "="):
+                return False
+        return True
+
+    def snapshot(self, key_prefix: str, pred: "Predicate") -> list[Entry]:
+        """Current objects under key_prefix that match, in key order (as storage lists)."""
+        out = [e for k, e in self.objects.items() if k.startswith(key_prefix)
+               and (pred.empty or self.matches(e, pred))]
+        out.sort(key=lambda e: e.key)
+        return out
+
+    # -- events -----------------------------------------------------------------
+    def add(self, ev: Event) -> None:
+        if len(self.ring) == self.ring.maxlen:
+            self.start_rv = self.ring[0].rv
+        self.ring.append(ev)
+        for w in self.watchers:
+            w.offer(ev)
+
+
+class Watcher:
+    """One client's watch: a buffer the cache fills and the HTTP handler drains."""
+
+    __slots__ = ("rc", "cache", "key_prefix", "pred", "min_rv", "pending", "wake", "dropped", "closed",
+                 "view", "__weakref__")
+
+    def __init__(self, cache: "WatchCache", rc: ResourceCache, key_prefix: str, pred: "Predicate",
+                 min_rv: int, view: Callable[[Entry], Entry] | None = None) -> None:
+        self.view = view  # converts entries for a store served at another version than storage's
+        self.cache = cache
+        self.rc = rc
+        self.key_prefix = key_prefix
+        self.pred = pred
+        self.min_rv = min_rv
+        self.pending: deque[tuple[str, Entry]] = deque()
+        self.wake = asyncio.Event()
+        self.dropped = False
+        self.closed = False
+
+    def _classify(self, ev: Event) -> str | None:
+        if ev.rv <= self.min_rv or not ev.entry.key.startswith(self.key_prefix):
+            return None
+        pred = self.pred
+        if pred.empty:
+            return "DELETED" if ev.deleted else "ADDED" if ev.prev is None else "MODIFIED"
+        rc = self.rc
+        if ev.deleted:
+            return "DELETED" if rc.matches(ev.entry, pred) else None
+        cur = rc.matches(ev.entry, pred)
+        if ev.prev is None:
+            return "ADDED" if cur else None
+        was = rc.matches(ev.prev, pred)
+        # an object entering or leaving the selector is ADDED / DELETED, as upstream
+        return ("MODIFIED" if was else "ADDED") if cur else ("DELETED" if was else None)
+
+    def offer(self, ev: Event) -> None:
+        if self.dropped:
+            return
+        typ = self._classify(ev)
+        if typ is None:
+            return
+        if len(self.pending) >= WATCHER_BUFFER:
+            self.dropped = True  # too slow: end its stream rather than block the others
+            self.pending.clear()
+            log.info("watcher on %s fell %d events behind; closing it", self.key_prefix, WATCHER_BUFFER)
+        else:
+            self.pending.append((typ, ev.entry))
+        self.wake.set()
+
+    async def next_batch(self, timeout: float) -> list[tuple[str, Entry]] | str | None:
+        """Everything queued (in order); after `timeout` idle seconds a progress
+        resourceVersion (a bookmark); None when the stream is over."""
+        if not self.pending and not self.dropped and not self.closed:
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                if not self.pending and not self.dropped and not self.closed:
+                    # nothing is buffered, so every change up to the cache's revision was sent
+                    return str(max(self.cache.rv, self.min_rv))
+        if self.dropped or (self.closed and not self.pending):
+            return None
+        out = list(self.pending)
+        self.pending.clear()
+        if self.view is not None:
+            out = [(t, self.view(e)) for t, e in out]
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+        self.rc.watchers.discard(self)
+        self.wake.set()
+
+
+class WatchCache:
+    """Every resource's cache, fed by one storage watch."""
+
+    _by_storage: "weakref.WeakKeyDictionary[Any, WatchCache]" = weakref.WeakKeyDictionary()
+
+    def __init__(self, storage: st.Store, *, root: str = ROOT) -> None:
+        self.storage = storage
+        self.root = root
+        self.rv = 0  # the latest revision applied (progress)
+        self.resources: dict[str, ResourceCache] = {}
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.restarts = 0
+        self._gap_rv = 0
+
+    @classmethod
+    def for_storage(cls, storage: st.Store) -> "WatchCache":
+        """The one cache of a storage object (created on first use)."""
+        try:
+            c = cls._by_storage.get(storage)
+        except TypeError:  # not weak-referenceable
+            c = None
+        if c is None:
+            c = cls(storage)
+            try:
+                cls._by_storage[storage] = c
+            except TypeError:
+                pass
+        return c
+
+    # -- lifecycle --------------------------------------------------------------
+    async def ready(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="watch-cache")
+        await self._ready.wait()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        for rc in self.resources.values():
+            for w in list(rc.watchers):
+                w.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                res = await self.storage.list(self.root)
+                self._reset(res)
+                self._ready.set()
+                async for ev in self.storage.watch(self.root, res.revision):
+                    self._apply(ev)
+                log.warning("watch cache: storage watch ended (fell behind?); re-listing")
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep serving; the next round re-lists
+                log.exception("watch cache: storage watch failed; re-listing")
+                await asyncio.sleep(1)
+            self.restarts += 1
+
+    def _reset(self, res: st.ListResult) -> None:
+        for rc in self.resources.values():  # watchers cannot be resumed across a re-list
+            for w in list(rc.watchers):
+                w.dropped = True
+                w.close()
+        self.resources = {}
+        self.rv = res.revision
+        for kv in res.kvs:
+            rc = self._resource_for_key(kv.key)
+            if rc is not None:
+                rc.objects[kv.key] = rc.make_entry(kv.key, orjson.loads(kv.value), kv.mod_revision)
+
+    def _resource_for_key(self, key: str) -> ResourceCache | None:
+        if not key.startswith(self.root):
+            return None
+        parts = key.split("/", 4)  # "", "registry", group, plural, rest
+        if len(parts) < 5:
+            return None
+        return self.resource(f"/{parts[1]}/{parts[2]}/{parts[3]}/")
+
+    def resource(self, prefix: str) -> ResourceCache:
+        rc = self.resources.get(prefix)
+        if rc is None:
+            # the cache has seen every change since it (re)started, so a new prefix is complete from there
+            rc = self.resources[prefix] = ResourceCache(prefix, self._start_rv())
+        return rc
+
+    def _start_rv(self) -> int:
+        return self.rv
+
+    def _apply(self, ev: st.Event) -> None:
+        key = ev.kv.key
+        rev = ev.kv.mod_revision
+        rc = self._resource_for_key(key)
+        if rc is not None:
+            old = rc.objects.get(key)
+            if ev.type == "DELETE":
+                rc.objects.pop(key, None)
+                if old is not None:
+                    gone = rc.make_entry(key, old.decode(), rev)
+                else:
+                    gone = rc.make_entry(key, orjson.loads(ev.kv.value or b"{}"), rev)
+                rc.add(Event(rev, gone, old, True))
+            else:
+                new = rc.make_entry(key, orjson.loads(ev.kv.value), rev)
+                rc.objects[key] = new
+                rc.add(Event(rev, new, None if ev.created else old, False))
+        self.rv = max(self.rv, rev)
+
+    # -- serving ----------------------------------------------------------------
+    async def watch(self, prefix: str, key_prefix: str, pred: "Predicate",
+                    resource_version: str | None, view: Callable[[Entry], Entry] | None = None) -> Watcher:
+        """A watcher positioned at resource_version. ""/"0": the current state first
+        as ADDED events. N: the events after N, replayed from the ring; a revision
+        older than the ring is 410 Expired."""
+        await self.ready()
+        if resource_version in (None, "", "0"):
+            if resource_version != "0":
+                await self.wait_fresh()
+            rc = self.resource(prefix)
+            w = Watcher(self, rc, key_prefix, pred, self.rv, view)
+            w.pending.extend(("ADDED", e) for e in rc.snapshot(key_prefix, pred))
+        else:
+            rv = int(resource_version)
+            rc = self.resource(prefix)
+            if rv < rc.start_rv:
+                raise errors.resource_expired(f"{rv} ({rc.start_rv})")
+            w = Watcher(self, rc, key_prefix, pred, rv, view)
+            for ev in rc.ring:  # replay; the live feed below continues exactly after it
+                if ev.rv > rv:
+                    typ = w._classify(ev)
+                    if typ is not None:
+                        w.pending.append((typ, ev.entry))
+        rc.watchers.add(w)
+        return w
+
+    async def wait_fresh(self, timeout: float = 1.0) -> None:
+        """Wait until the cache has applied everything storage had when called
+        (upstream's consistent reads from cache). Gives up after `timeout`: a
+        revision that never becomes an event (compaction bookkeeping) must not
+        stall readers; what is served is then merely slightly older."""
+        want = await self.storage.current_revision()
+        if want <= self._gap_rv:
+            return  # already waited for this revision once: it is not an event (e.g. a compaction)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.rv < want:
+            if asyncio.get_running_loop().time() >= deadline:
+                self._gap_rv = want
+                return
+            await asyncio.sleep(0.002)
+
+    async def list(self, prefix: str, key_prefix: str, pred: "Predicate") -> tuple[list[Entry], int]:
+        await self.ready()
+        return self.resource(prefix).snapshot(key_prefix, pred), self.rv
+
+    async def get(self, prefix: str, key: str) -> Entry | None:
+        await self.ready()
+        return self.resource(prefix).objects.get(key)
+
+    def counts(self) -> dict[str, int]:
+        """Objects per resource prefix (apiserver_storage_objects)."""
+        return {p: len(rc.objects) for p, rc in self.resources.items()}
+
+    def watcher_count(self) -> int:
+        return sum(len(rc.watchers) for rc in self.resources.values())

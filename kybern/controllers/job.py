@@ -1,0 +1,411 @@
+"""The Job controller (upstream pkg/controller/job) and the TTL-after-finished
+rule: run pods from the template until `completions` succeed (or, without
+completions, until one does and the rest stop), at most `parallelism` at once,
+and finish with a Complete or Failed condition.
+
+Counting is robust to pods disappearing, as upstream's finalizer tracking: every
+pod carries the `batch.kubernetes.io/job-tracking` finalizer; a finished pod's uid
+is first written to status.uncountedTerminatedPods, then the finalizer is
+removed, then the uid moves into status.succeeded/failed. So a pod deleted the
+moment it finishes is still counted, and never twice.
+
+Terminal conditions are two-step as in 1.32: SuccessCriteriaMet / FailureTarget
+as soon as the outcome is known, then Complete / Failed once no pod of the Job
+is still terminating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+import time
+from typing import Any
+
+from kybern.client.events import EventRecorder
+from kybern.client.http import Client
+from kybern.client.informer import key_of
+from kybern.client.resources import JOBS, PODS
+from kybern.client.workqueue import WorkQueue, run_workers
+from kybern.controllers import jobutil as ju
+from kybern.controllers import podutil
+from kybern.controllers.expectations import Expectations
+from kybern.controllers.informers import InformerFactory
+from kybern.controllers.ownership import claim, fresh_owner_check
+from kybern.controllers.podcontrol import PodControl, PodIndex, deep_copy, pod_from_template
+from kybern.controllers.replicaset import slow_start_batch
+from kybern.machinery import errors, meta
+from kybern.machinery.selectors import selector_matches
+
+log = logging.getLogger(__name__)
+
+BURST = 500
+
+
+class JobController:
+    name = "job"
+
+    def __init__(self, client: Client, informers: InformerFactory, *, workers: int = 5) -> None:
+        self.client = client
+        self.workers = workers
+        self.job_informer = informers.informer(JOBS)
+        self.pod_informer = informers.informer(PODS)
+        self.pods = PodIndex(self.pod_informer)
+        self.queue = WorkQueue("job")
+        self.expectations = Expectations()
+        self.recorder = EventRecorder(client, "job-controller")
+        self.pod_control = PodControl(client, self.recorder)
+        self._we_deleted: set[str] = set()  # pod uids removed by us: not failures
+        self._last_failure: dict[str, float] = {}
+        self.job_informer.add_handler(self._on_job)
+        self.pod_informer.add_handler(self._on_pod)
+
+    async def run(self) -> None:
+        await run_workers(self.queue, self.reconcile, self.workers)
+
+    def _on_job(self, typ: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        if typ == "DELETED":
+            self.expectations.delete(key_of(new))
+        self.queue.add(key_of(new))
+
+    def _on_pod(self, typ: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        ref = meta.controller_of(new)
+        ns = new["metadata"].get("namespace")
+        if ref is not None and ref.get("kind") == "Job":
+            key = f"{ns}/{ref.get('name')}"
+            if typ == "ADDED" and old is None:
+                self.expectations.creation_observed(key)
+            if typ == "DELETED" or meta.is_deleting(new):
+                self.expectations.deletion_observed(key, key_of(new))
+            self.queue.add(key)
+        elif ref is None and typ != "DELETED":
+            labels = new["metadata"].get("labels") or {}
+            for job in self.job_informer.list(ns):
+                if selector_matches(ju.default_selector(job), labels):
+                    self.queue.add(key_of(job))
+
+    # -- reconcile -----------------------------------------------------------------
+    async def reconcile(self, key: str) -> None:
+        cached = self.job_informer.get(key)
+        if cached is None:
+            self.expectations.delete(key)
+            self._last_failure.pop(key, None)
+            return
+        job = deep_copy(cached)
+        if ju.is_finished(job):
+            await self._release_finished(job)
+            await self._ttl(key, job)
+            return
+        uid = job["metadata"]["uid"]
+        ns = job["metadata"].get("namespace") or ""
+        candidates = self.pods.owned(uid) + self.pods.orphans(ns)
+        pods = await claim(self.client, PODS, job, ju.default_selector(job), candidates,
+                           fresh_owner_check(self.client, JOBS, job))
+        await self._sync(key, job, pods)
+
+    async def _sync(self, key: str, job: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+        spec = job.get("spec") or {}
+        status: dict[str, Any] = deep_copy(job.get("status") or {})
+        uncounted = status.setdefault("uncountedTerminatedPods", {})
+        counted = set(uncounted.get("succeeded") or []) | set(uncounted.get("failed") or [])
+        indexed = spec.get("completionMode") == "Indexed"
+        completions = spec.get("completions")
+        completed = ju.parse_indexes(status.get("completedIndexes")) if indexed else set()
+        fail_message: tuple[str, str] | None = None  # (reason, message)
+        release: list[dict[str, Any]] = []  # pods whose finalizer can go now
+        new_failures = 0
+        for p in pods:
+            puid = p["metadata"]["uid"]
+            has_fin = ju.TRACKING_FINALIZER in (p["metadata"].get("finalizers") or [])
+            if puid in counted:
+                if has_fin:
+                    release.append(p)
+                continue
+            if ju.pod_succeeded(p):
+                if not has_fin:
+                    continue  # counted long ago
+                idx = ju.completion_index(p)
+                if indexed and (idx is None or idx >= int(completions or 0)):
+                    release.append(p)
+                    continue
+                if indexed and idx is not None:
+                    completed.add(idx)
+                uncounted.setdefault("succeeded", []).append(puid)
+                release.append(p)
+            elif ju.pod_failed(p) or (meta.is_deleting(p) and puid not in self._we_deleted):
+                if not has_fin:
+                    continue
+                action, msg = ju.match_failure_policy(job, p) if ju.pod_failed(p) else (None, "")
+                release.append(p)
+                if action == "Ignore":
+                    continue
+                if action == "FailJob" and fail_message is None:
+                    fail_message = ("PodFailurePolicy", msg)
+                uncounted.setdefault("failed", []).append(puid)
+                new_failures += 1
+            elif meta.is_deleting(p) and has_fin:
+                release.append(p)
+        if new_failures:
+            self._last_failure[key] = time.monotonic()
+
+        active = [p for p in pods if podutil.is_active(p)]
+        terminating = [p for p in pods if meta.is_deleting(p) and not ju.pod_succeeded(p)
+                       and not ju.pod_failed(p)]
+        succeeded = int(status.get("succeeded") or 0) + len(uncounted.get("succeeded") or [])
+        failed = int(status.get("failed") or 0) + len(uncounted.get("failed") or [])
+        if indexed:
+            succeeded = len(completed)
+            status["succeeded"] = succeeded
+            status["completedIndexes"] = ju.format_indexes(completed)
+
+        # -- outcome -----------------------------------------------------------------
+        backoff_limit = int(spec.get("backoffLimit") if spec.get("backoffLimit") is not None else 6)
+        restarts = sum(podutil.max_restarts(p) for p in active) \
+            if (spec.get("template") or {}).get("spec", {}).get("restartPolicy") == "OnFailure" else 0
+        target = ju.condition(job, "FailureTarget")
+        if target is not None and target.get("status") == "True":
+            fail_message = (str(target.get("reason")), str(target.get("message")))
+        elif fail_message is None and failed + restarts > backoff_limit:
+            fail_message = ("BackoffLimitExceeded", ju.MSG_BACKOFF)
+        elif fail_message is None and self._past_deadline(job):
+            fail_message = ("DeadlineExceeded", ju.MSG_DEADLINE)
+        if completions is None:
+            done = succeeded > 0 and not active
+            success = succeeded > 0
+        else:
+            success = succeeded >= int(completions)
+            done = success
+        suspended = bool(spec.get("suspend"))
+        changed_suspend = self._suspend_condition(job, status, suspended)
+
+        manage_error: Exception | None = None
+        if fail_message is not None:
+            ju.set_condition(status, "FailureTarget", "True", *fail_message)
+            await self._delete_all(job, active)
+            if not active and not terminating:
+                if ju.set_condition(status, "Failed", "True", *fail_message):
+                    self.recorder.event(job, "Warning", fail_message[0], fail_message[1])
+        elif success:
+            ju.set_condition(status, "SuccessCriteriaMet", "True", "CompletionsReached", ju.MSG_COMPLETIONS)
+            if completions is not None or done:
+                await self._delete_all(job, active)
+                if not active and not terminating:
+                    ju.set_condition(status, "Complete", "True", "CompletionsReached", ju.MSG_COMPLETIONS)
+                    status["completionTime"] = meta.now()
+                    self.recorder.event(job, "Normal", "Completed", "Job completed")
+        elif suspended:
+            await self._delete_all(job, active)
+            if changed_suspend:
+                status.pop("startTime", None)
+        else:
+            if not status.get("startTime"):
+                status["startTime"] = meta.now()
+                if spec.get("activeDeadlineSeconds") is not None:
+                    self.queue.add_after(key, float(spec["activeDeadlineSeconds"]))
+            if self.expectations.satisfied(key):
+                try:
+                    await self._manage(key, job, active, succeeded, completed, failed)
+                except Exception as e:  # noqa: BLE001 - status still written, then retried
+                    manage_error = e
+        status["active"] = len(active)
+        status["ready"] = sum(1 for p in active if podutil.is_ready(p))
+        status["terminating"] = len(terminating)
+        await self._write_tracking(job, status, release)
+        if manage_error is not None:
+            raise manage_error
+
+    def _past_deadline(self, job: dict[str, Any]) -> bool:
+        ads = (job.get("spec") or {}).get("activeDeadlineSeconds")
+        start = (job.get("status") or {}).get("startTime")
+        if ads is None or not start:
+            return False
+        return podutil.utcnow() >= meta.parse_time(start) + _dt.timedelta(seconds=int(ads))
+
+    def _suspend_condition(self, job: dict[str, Any], status: dict[str, Any], suspended: bool) -> bool:
+        cur = ju.condition(job, "Suspended")
+        if suspended and (cur is None or cur.get("status") != "True"):
+            ju.set_condition(status, "Suspended", "True", "JobSuspended", "Job suspended")
+            self.recorder.event(job, "Normal", "Suspended", "Job suspended")
+            return True
+        if not suspended and cur is not None and cur.get("status") == "True":
+            ju.set_condition(status, "Suspended", "False", "JobResumed", "Job resumed")
+            self.recorder.event(job, "Normal", "Resumed", "Job resumed")
+            status.pop("startTime", None)
+            return True
+        return False
+
+    async def _manage(self, key: str, job: dict[str, Any], active: list[dict[str, Any]],
+                      succeeded: int, completed: set[int], failed: int) -> None:
+        spec = job.get("spec") or {}
+        parallelism = int(spec.get("parallelism") if spec.get("parallelism") is not None else 1)
+        completions = spec.get("completions")
+        indexed = spec.get("completionMode") == "Indexed"
+        if indexed:
+            n = int(completions or 0)
+            by_index: dict[int, list[dict[str, Any]]] = {}
+            excess = []
+            for p in active:
+                i = ju.completion_index(p)
+                if i is None or i >= n or i in completed or i in by_index:
+                    excess.append(p)
+                else:
+                    by_index.setdefault(i, []).append(p)
+            pending = [i for i in range(n) if i not in completed and i not in by_index]
+            room = max(0, parallelism - len(by_index))
+            to_create: list[int | None] = list(pending[:room])
+        else:
+            if completions is None:
+                want = 0 if succeeded > 0 else parallelism
+            else:
+                want = min(parallelism, max(0, int(completions) - succeeded))
+            excess = []
+            if len(active) > want:
+                from kybern.controllers.deletion_order import rank_for_deletion
+                excess = rank_for_deletion(active, active)[: len(active) - want]
+            to_create = [None] * max(0, want - len(active))
+        if excess:
+            self.expectations.expect_deletions(key, [key_of(p) for p in excess])
+            await self._delete_all(job, excess)
+            return
+        if not to_create:
+            return
+        delay = self._backoff_remaining(key, failed)
+        if delay > 0:
+            self.queue.add_after(key, delay)
+            return
+        to_create = to_create[:BURST]
+        self.expectations.expect_creations(key, len(to_create))
+        it = iter(to_create)
+        done, err = await slow_start_batch(len(to_create), lambda: self._create(job, next(it)))
+        for _ in range(len(to_create) - done):
+            self.expectations.creation_observed(key)
+        if err is not None:
+            raise err
+
+    def _backoff_remaining(self, key: str, failed: int) -> float:
+        last = self._last_failure.get(key)
+        if last is None or failed <= 0:
+            return 0.0
+        return ju.backoff_delay(failed) - (time.monotonic() - last)
+
+    async def _create(self, job: dict[str, Any], index: int | None) -> None:
+        m = job["metadata"]
+        tmpl = (job.get("spec") or {}).get("template") or {}
+        gen = f"{m['name']}-{index}-" if index is not None else f"{m['name']}-"
+        pod = pod_from_template(job, tmpl, generate_name=gen)
+        pm = pod["metadata"]
+        labels = pm["labels"]
+        for k, v in ((ju.CONTROLLER_UID_LABEL, m["uid"]), (ju.JOB_NAME_LABEL, m["name"]),
+                     (ju.LEGACY_CONTROLLER_UID_LABEL, m["uid"]), (ju.LEGACY_JOB_NAME_LABEL, m["name"])):
+            labels.setdefault(k, v)
+        pm["finalizers"] = [*(pm.get("finalizers") or []), ju.TRACKING_FINALIZER]
+        if index is not None:
+            pm.setdefault("annotations", {})[ju.INDEX_ANNOTATION] = str(index)
+            labels[ju.INDEX_LABEL] = str(index)
+            spec = pod["spec"]
+            spec.setdefault("hostname", f"{m['name']}-{index}")
+            env = {"name": ju.INDEX_ENV, "valueFrom": {"fieldRef": {
+                "apiVersion": "v1", "fieldPath": f"metadata.annotations['{ju.INDEX_ANNOTATION}']"}}}
+            for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+                if not any(e.get("name") == ju.INDEX_ENV for e in c.get("env") or []):
+                    c["env"] = [*(c.get("env") or []), env]
+        await self.pod_control.create(job, pod)
+
+    async def _delete_all(self, job: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+        for p in pods:
+            self._we_deleted.add(p["metadata"]["uid"])
+        results = await asyncio.gather(*(self.pod_control.delete(job, p) for p in pods
+                                         if not meta.is_deleting(p)), return_exceptions=True)
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+
+    # -- status and finalizers ----------------------------------------------------
+    async def _write_tracking(self, job: dict[str, Any], status: dict[str, Any],
+                              release: list[dict[str, Any]]) -> None:
+        """uncounted uids first, then finalizers off, then the uids into counters."""
+        job = await self._write_status(job, status)
+        if job is None:
+            return
+        released = set()
+        results = await asyncio.gather(*(self._remove_finalizer(p) for p in release),
+                                       return_exceptions=True)
+        for p, r in zip(release, results):
+            if r is True:
+                released.add(p["metadata"]["uid"])
+                self._we_deleted.discard(p["metadata"]["uid"])
+        status = deep_copy(job.get("status") or {})
+        unc = status.get("uncountedTerminatedPods") or {}
+        live = {p["metadata"]["uid"] for p in self.pods.owned(job["metadata"]["uid"])
+                if ju.TRACKING_FINALIZER in (p["metadata"].get("finalizers") or [])} - released
+        moved = False
+        for field in ("succeeded", "failed"):
+            keep = [u for u in unc.get(field) or [] if u in live]
+            gone = len(unc.get(field) or []) - len(keep)
+            if gone:
+                moved = True
+                if field == "failed" or (job.get("spec") or {}).get("completionMode") != "Indexed":
+                    status[field] = int(status.get(field) or 0) + gone
+                unc[field] = keep
+        if moved:
+            status["uncountedTerminatedPods"] = {k: v for k, v in unc.items() if v}
+            await self._write_status(job, status)
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+
+    async def _remove_finalizer(self, pod: dict[str, Any]) -> bool:
+        m = pod["metadata"]
+        try:
+            await self.client.patch(PODS, m["name"], {"metadata": {
+                "$deleteFromPrimitiveList/finalizers": [ju.TRACKING_FINALIZER]}}, m.get("namespace"),
+                patch_type="strategic")
+        except errors.StatusError as e:
+            if e.code != 404:
+                raise
+        return True
+
+    async def _write_status(self, job: dict[str, Any], status: dict[str, Any]) -> dict[str, Any] | None:
+        unc = status.get("uncountedTerminatedPods") or {}
+        status["uncountedTerminatedPods"] = {k: v for k, v in unc.items() if v}
+        if status.get("completedIndexes") == "" and \
+                (job.get("spec") or {}).get("completionMode") != "Indexed":
+            status.pop("completedIndexes")
+        for k in ("succeeded", "failed", "active"):
+            if not status.get(k):
+                status.pop(k, None)
+        if status == (job.get("status") or {}):
+            return job
+        body = dict(job)
+        body["status"] = status
+        try:
+            return await self.client.update(JOBS, body, subresource="status")
+        except errors.StatusError as e:
+            if e.code == 404:
+                return None
+            raise  # 409: retried with a fresh cache
+
+    async def _release_finished(self, job: dict[str, Any]) -> None:
+        """A finished Job lets go of every pod still holding its finalizer."""
+        left = [p for p in self.pods.owned(job["metadata"]["uid"])
+                if ju.TRACKING_FINALIZER in (p["metadata"].get("finalizers") or [])]
+        await asyncio.gather(*(self._remove_finalizer(p) for p in left))
+
+    async def _ttl(self, key: str, job: dict[str, Any]) -> None:
+        """ttlSecondsAfterFinished: delete the Job (and, in the foreground, its pods)."""
+        ttl = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
+        finished = ju.finish_time(job)
+        if ttl is None or not finished or meta.is_deleting(job):
+            return
+        expire = meta.parse_time(finished) + _dt.timedelta(seconds=int(ttl))
+        left = (expire - podutil.utcnow()).total_seconds()
+        if left > 0:
+            self.queue.add_after(key, left)
+            return
+        m = job["metadata"]
+        try:
+            await self.client.delete(JOBS, m["name"], m.get("namespace"), propagation_policy="Foreground",
+                                     preconditions={"uid": m["uid"]})
+        except errors.StatusError as e:
+            if e.code not in (404, 409):
+                raise

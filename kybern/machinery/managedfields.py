@@ -1,0 +1,246 @@
+"""managedFields: who set which field of an object, recorded on every write as
+k8s.io/apimachinery/pkg/util/managedfields does.
+
+Each entry is one manager's field set (FieldsV1, see fieldpath.py), keyed by
+(manager, operation, apiVersion for Update, subresource). An Update write (POST,
+PUT, non-apply PATCH) gives its manager the fields it added or changed and takes
+them away from everyone else; fields it removed leave every set. Server-side
+apply computes its entries itself (kybern/machinery/apply.py) and hands them
+over through the request context.
+
+The request context (`REQUEST`) carries the manager name — the `fieldManager`
+query parameter, or else the User-Agent up to its first "/" — and the URL's
+subresource, so the generic store records fields without knowing about HTTP.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from kybern.machinery import errors, fieldpath as fp, meta
+
+Obj = dict[str, Any]
+Key = tuple[str, str, str, str]  # manager, operation, apiVersion ("" for Apply), subresource
+
+MAX_MANAGER_LENGTH = 128
+MAX_UPDATE_MANAGERS = 10
+ANCIENT_CHANGES = "ancient-changes"
+UNTRACKED_SUBRESOURCES = ("binding", "finalize")
+
+# fields nobody owns (stripMetaManager): system metadata and the type itself
+STRIP = fp.from_paths(("f:apiVersion",), ("f:kind",), ("f:metadata",), *(
+    ("f:metadata", "f:" + n) for n in ("name", "namespace", "creationTimestamp", "selfLink", "uid",
+                                       "clusterName", "generation", "managedFields", "resourceVersion")))
+
+
+@dataclass
+class Entry:
+    manager: str
+    operation: str  # "Apply" | "Update"
+    api_version: str
+    time: str | None
+    fields: fp.Set
+    subresource: str = ""
+
+    @property
+    def key(self) -> Key:
+        return (self.manager, self.operation, "" if self.operation == "Apply" else self.api_version,
+                self.subresource)
+
+    def describe(self) -> str:
+        """How conflicts name this manager (printManager)."""
+        out = f'"{self.manager}"'
+        if self.subresource:
+            out += f' with subresource "{self.subresource}"'
+        if self.operation == "Update":
+            out += f" using {self.api_version}"
+        return out
+
+    def to_json(self) -> Obj:
+        out: Obj = {"manager": self.manager, "operation": self.operation, "apiVersion": self.api_version}
+        if self.time:
+            out["time"] = self.time
+        out["fieldsType"] = "FieldsV1"
+        out["fieldsV1"] = fp.canonical(self.fields)
+        if self.subresource:
+            out["subresource"] = self.subresource
+        return out
+
+
+Managers = dict[Key, Entry]
+
+
+@dataclass
+class WriteRequest:
+    """What one write request says about field ownership."""
+
+    manager: str
+    subresource: str = ""
+    applied: Managers | None = field(default=None)  # set by server-side apply
+
+
+REQUEST: contextvars.ContextVar[WriteRequest | None] = contextvars.ContextVar("kybern_write", default=None)
+
+
+def manager_from(field_manager: str | None, user_agent: str | None, options_kind: str = "PatchOptions") -> str:
+    """`fieldManager` if given (validated as upstream), else the User-Agent's prefix."""
+    if field_manager:
+        if len(field_manager) > MAX_MANAGER_LENGTH:
+            raise invalid_options(options_kind, "fieldManager", f'Invalid value: "{field_manager}": must be '
+                                                                f"less than {MAX_MANAGER_LENGTH} characters")
+        if not all(c.isprintable() for c in field_manager):
+            raise invalid_options(options_kind, "fieldManager", f'Invalid value: "{field_manager}": must be '
+                                                                "made of printable characters")
+        return field_manager
+    out = ""
+    for c in (user_agent or "").split("/")[0]:
+        if not c.isprintable() or unicodedata.category(c) == "Cc":
+            continue
+        if len((out + c).encode()) > MAX_MANAGER_LENGTH:
+            break
+        out += c
+    return out or "unknown"
+
+
+def invalid_options(kind: str, fld: str, message: str, type_: str = "FieldValueInvalid") -> errors.StatusError:
+    """422 on a request's options, e.g. `PatchOptions.meta.k8s.io "" is invalid: ...`."""
+    return errors.invalid("meta.k8s.io", kind, "", [errors.cause(fld, message, type_)])
+
+
+# -- encoding ------------------------------------------------------------------------
+def decode(obj: Obj | None) -> Managers:
+    """The entries of `obj`; malformed ones are dropped (upstream resets them)."""
+    out: Managers = {}
+    if not obj:
+        return out
+    raw = (obj.get("metadata") or {}).get("managedFields")
+    if not isinstance(raw, list):
+        return out
+    for e in raw:
+        if not isinstance(e, dict) or e.get("operation") not in ("Apply", "Update"):
+            continue
+        fields = e.get("fieldsV1")
+        entry = Entry(str(e.get("manager") or ""), e["operation"], str(e.get("apiVersion") or ""),
+                      e.get("time"), fields if isinstance(fields, dict) else {}, str(e.get("subresource") or ""))
+        prev = out.get(entry.key)
+        if prev is not None:
+            entry.fields = fp.union(prev.fields, entry.fields)
+        out[entry.key] = entry
+    return out
+
+
+def encode(obj: Obj, managers: Managers) -> None:
+    """Write `managers` into obj.metadata.managedFields in upstream's order:
+    Apply before Update, then by time, manager, apiVersion, subresource."""
+    entries = sorted((e for e in managers.values() if e.fields),
+                     key=lambda e: (e.operation, e.time or "", e.manager, e.api_version, e.subresource))
+    m = obj.setdefault("metadata", {})
+    if entries:
+        m["managedFields"] = [e.to_json() for e in entries]
+    else:
+        m.pop("managedFields", None)
+
+
+def without_managed_fields(obj: Obj) -> Obj:
+    """A shallow copy of obj whose metadata lacks managedFields (for comparing)."""
+    m = obj.get("metadata")
+    if not isinstance(m, dict) or "managedFields" not in m:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in m.items() if k != "managedFields"}}
+
+
+def reset_fields(has_status: bool, subresource: str) -> fp.Set:
+    """Fields a write through this endpoint cannot set (the strategy resets
+    them), so nobody comes to own them there (GetResetFields)."""
+    if subresource == "status":
+        return fp.from_paths(("f:spec",))
+    if not subresource and has_status:
+        return fp.from_paths(("f:status",))
+    return {}
+
+
+def _skeleton(schema: Obj | None) -> Obj:
+    """What an empty Go object serialises to at the top: the non-pointer structs
+    (metadata, spec, status, a pod template's metadata and spec). Comparing
+    against it instead of {} marks the same nodes as created as upstream does."""
+    from kybern.api import schemas
+
+    r = schemas.resolve(schema) or {}
+    props = r.get("properties") or {}
+    out: Obj = {k: {} for k in ("metadata", "spec", "status") if k in props}
+    spec = schemas.resolve(props["spec"]) if "spec" in out else None
+    if spec and "template" in (spec.get("properties") or {}):
+        out["spec"]["template"] = {"metadata": {}, "spec": {}}
+    return out
+
+
+# -- Update operations -----------------------------------------------------------------
+def record_update(new: Obj, old: Obj | None, *, manager: str, api_version: str, schema: Obj | None,
+                  has_status: bool, subresource: str = "") -> None:
+    """Track an Update write by `manager`: in place on `new.metadata.managedFields`."""
+    managers: Managers = {}
+    if not subresource:  # a client may set managedFields itself; subresources never do
+        managers = decode(new)
+    if not managers:
+        managers = decode(old)
+    base = without_managed_fields(old) if old is not None else _skeleton(schema)
+    added, modified, removed = fp.compare(base, without_managed_fields(new), schema)
+    ignored = reset_fields(has_status, subresource)
+    changed = fp.recursive_difference(fp.union(added, modified), ignored)
+    removed = fp.recursive_difference(removed, ignored)
+    for e in managers.values():
+        if changed:
+            e.fields = fp.difference(e.fields, changed)  # an Update always wins
+        if removed:
+            e.fields = fp.difference(e.fields, removed)
+    mine = fp.difference(changed, STRIP)
+    if mine:
+        key = (manager, "Update", api_version, subresource)
+        prev = managers.get(key)
+        managers[key] = Entry(manager, "Update", api_version, meta.now(),
+                              fp.union(prev.fields, mine) if prev else mine, subresource)
+    encode(new, cap_updates({k: e for k, e in managers.items() if e.fields}))
+
+
+def cap_updates(managers: Managers, limit: int = MAX_UPDATE_MANAGERS) -> Managers:
+    """At most `limit` Update entries: the oldest fold into "ancient-changes"."""
+    updaters = sorted((e for e in managers.values() if e.operation == "Update"),
+                      key=lambda e: (e.time or "", e.manager))
+    if len(updaters) <= limit:
+        return managers
+    fold = updaters[:len(updaters) - limit + 1]
+    out = {k: e for k, e in managers.items() if e not in fold}
+    fields: fp.Set = {}
+    for e in fold:
+        fields = fp.union(fields, e.fields)
+    bucket = Entry(ANCIENT_CHANGES, "Update", fold[-1].api_version, fold[-1].time, fields)
+    out[bucket.key] = bucket
+    return out
+
+
+def tracker(info: Any) -> Any:
+    """The store's hook for one kind: record the current request's fields on
+    every create and update (no-op outside a tracked request)."""
+    from kybern.api import schemas
+
+    api_version = info.api_version
+    has_status = bool(getattr(info.strategy, "has_status", False))
+    schema = schemas.definition(info.definition) if info.definition else None
+
+    def track(new: Obj, old: Obj | None, store_subresource: str | None) -> None:
+        req = REQUEST.get()
+        if req is None:
+            return
+        sub = req.subresource or store_subresource or ""
+        if sub in UNTRACKED_SUBRESOURCES:
+            return
+        if req.applied is not None:
+            encode(new, req.applied)
+            return
+        record_update(new, old, manager=req.manager, api_version=api_version, schema=schema,
+                      has_status=has_status, subresource=sub)
+
+    return track

@@ -1,0 +1,204 @@
+"""The agent's port-forward sessions: the kubelet's /portforward/{namespace}/{pod}.
+
+Three ways in, one job: copy bytes between the client and a TCP port of the pod.
+
+- `SPDY/3.1+portforward.k8s.io` WebSocket (kubectl >= 1.31) and plain
+  `Upgrade: SPDY/3.1` (`PORT_FORWARD_WEBSOCKETS=false`, older kubectl): each
+  forwarded connection is a pair of SPDY streams, `streamtype: data|error`,
+  with the same `port` and `requestid` headers. Errors go to the error stream
+  as JSON {"message", "closeConnection"}, as the kubelet writes them.
+- `v4.channel.k8s.io` WebSocket (the Python client): one connection per port in
+  `?ports=`; channels 2k (data) and 2k+1 (error), each opened by the port
+  number, 2 bytes little-endian.
+
+The pod's network namespace is the host's in the process runtime, so "the
+pod's port" is localhost:port, as upstream dials localhost inside the pod's
+namespace (IPv4 first, then IPv6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from kybern.machinery import spdy, wsstream
+from kybern.machinery.upgrade import hijacked
+from kybern.node.streams import StreamError, is_websocket, negotiate, spdy_upgrade
+
+if TYPE_CHECKING:
+    from kybern.node.agent import NodeAgent
+
+PORTFORWARD_PROTOCOL = "portforward.k8s.io"
+
+
+async def dial(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    try:
+        return await asyncio.open_connection("127.0.0.1", port)
+    except OSError as e4:
+        try:
+            return await asyncio.open_connection("::1", port)
+        except OSError:
+            raise OSError(e4.errno, f"dial tcp4 127.0.0.1:{port}: connect: "
+                                    f"{(e4.strerror or str(e4)).lower()}") from None
+
+
+class _Target:
+    """Names used in error messages, as the kubelet's (sandbox id, pod uid)."""
+
+    def __init__(self, sandbox: str, uid: str) -> None:
+        self.sandbox, self.uid = sandbox, uid
+
+    def error(self, port: int, err: Exception) -> str:
+        return f"error forwarding port {port} to pod {self.sandbox}, uid {self.uid}: {err}"
+
+
+def _target(agent: NodeAgent, request: web.Request) -> _Target:
+    worker = agent.worker_for(request.match_info["namespace"], request.match_info["pod"])
+    if worker is None or worker.pod is None:
+        raise StreamError(404, "pod does not exist")
+    return _Target(worker.sandbox_id or "", "")
+
+
+async def serve_portforward(agent: NodeAgent, request: web.Request) -> web.StreamResponse:
+    try:
+        target = _target(agent, request)
+        if is_websocket(request):
+            ws = web.WebSocketResponse(protocols=(wsstream.SPDY_TUNNEL,) + wsstream.PORTFORWARD_PROTOCOLS,
+                                       compress=False, max_msg_size=0, autoping=True)
+            ports = _ports(request) if wsstream.SPDY_TUNNEL not in wsstream.requested_protocols(
+                request.headers.get("Sec-WebSocket-Protocol", "")) else []
+            await ws.prepare(request)
+            if ws.ws_protocol == wsstream.SPDY_TUNNEL:
+                conn = wsstream.WSByteConn(ws)
+                await _spdy_forward(conn, target)
+                await conn.wait_closed()
+            else:
+                await _ws_forward(ws, ports, target)
+            return ws
+        protocol = negotiate(request, (PORTFORWARD_PROTOCOL,))
+        raw = spdy_upgrade(request, protocol)
+    except StreamError as e:
+        return web.Response(status=e.code, text=e.message)
+    await _spdy_forward(raw, target)
+    return hijacked()
+
+
+def _ports(request: web.Request) -> list[int]:
+    raw = request.query.getall("ports", []) + request.query.getall("port", [])
+    if not raw:
+        raise StreamError(400, 'query parameter "port" is required')
+    ports = []
+    for item in raw:
+        for p in item.split(","):
+            try:
+                port = int(p)
+            except ValueError:
+                raise StreamError(400, f'unable to parse "{item}" as a port') from None
+            if not 0 < port < 65536:
+                raise StreamError(400, f'port "{item}" must be > 0')
+            ports.append(port)
+    return ports
+
+
+# -- SPDY: a pair of streams per forwarded connection -------------------------------------
+async def _spdy_forward(conn: spdy.ByteConn, target: _Target) -> None:
+    pairs: dict[str, dict[str, spdy.Stream]] = {}
+    tasks: set[asyncio.Task[None]] = set()
+
+    def on_stream(s: spdy.Stream) -> None:
+        port_s, kind = s.headers.get("port", ""), s.headers.get("streamtype", "")
+        if not port_s.isdigit() or not 0 < int(port_s) < 65536 or kind not in ("data", "error"):
+            s.abort(spdy.RST_PROTOCOL_ERROR)
+            return
+        rid = s.headers.get("requestid") or str(s.id if kind == "error" else s.id - 2)
+        pair = pairs.setdefault(rid, {})
+        pair[kind] = s
+        if len(pair) == 2:
+            del pairs[rid]
+            t = asyncio.ensure_future(_forward_pair(int(port_s), pair["data"], pair["error"], target))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+
+    session = spdy.Session(conn, on_stream)
+    try:
+        await session.serve()
+    finally:
+        for t in list(tasks):
+            t.cancel()
+        session.close()
+
+
+async def _forward_pair(port: int, data: spdy.Stream, err: spdy.Stream, target: _Target) -> None:
+    try:
+        reader, writer = await dial(port)
+    except OSError as e:
+        err.write(orjson.dumps({"closeConnection": True, "message": target.error(port, e)}) + b"\n")
+        data.close()
+        err.close()
+        return
+
+    async def upstream() -> None:  # client -> pod
+        while chunk := await data.read():
+            writer.write(chunk)
+            await writer.drain()
+        if not data.reset and writer.can_write_eof():
+            writer.write_eof()
+
+    up = asyncio.ensure_future(upstream())
+    try:
+        while chunk := await reader.read(65536):  # pod -> client
+            if data.reset:
+                break
+            data.write(chunk)
+            await asyncio.sleep(0)
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        up.cancel()
+        data.close()
+        err.close()
+        writer.close()
+
+
+# -- WebSocket channels (the Python client) ------------------------------------------------
+async def _ws_forward(ws: web.WebSocketResponse, ports: list[int], target: _Target) -> None:
+    writers: dict[int, asyncio.StreamWriter] = {}
+    for k, port in enumerate(ports):
+        await ws.send_bytes(wsstream.frame(2 * k, wsstream.port_preamble(port)))
+        await ws.send_bytes(wsstream.frame(2 * k + 1, wsstream.port_preamble(port)))
+
+    async def pod_to_client(k: int, port: int) -> None:
+        try:
+            reader, writers[k] = await dial(port)
+        except OSError as e:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_bytes(wsstream.frame(2 * k + 1, target.error(port, e).encode()))
+            return
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+            while chunk := await reader.read(65536):
+                await ws.send_bytes(wsstream.frame(2 * k, chunk))
+
+    async def client_to_pod() -> None:
+        async for msg in ws:
+            if msg.type != WSMsgType.BINARY or len(msg.data) < 2:
+                continue
+            ch = msg.data[0]
+            w = writers.get(ch // 2) if ch % 2 == 0 else None
+            if w is not None:
+                w.write(msg.data[1:])
+                with contextlib.suppress(ConnectionError):
+                    await w.drain()
+
+    forwarders = asyncio.gather(*(pod_to_client(k, p) for k, p in enumerate(ports)))
+    reading = asyncio.ensure_future(client_to_pod())
+    await asyncio.wait({forwarders, reading}, return_when=asyncio.FIRST_COMPLETED)
+    reading.cancel()
+    forwarders.cancel()
+    for w in writers.values():
+        w.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(), 5)

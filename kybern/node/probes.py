@@ -1,0 +1,252 @@
+"""Container probes, as the kubelet's prober: liveness, readiness and startup
+probes with httpGet, tcpSocket, exec (and grpc, reported as unsupported).
+
+One `ProbeWorker` per (container instance, probe kind) runs on its own timer:
+first at startedAt + initialDelaySeconds, then every periodSeconds, each try
+bounded by timeoutSeconds. A result only flips after successThreshold
+successes or failureThreshold failures in a row. Results are kept per
+container ID, so a restarted container starts from the initial results again:
+
+    readiness  starts Failure  -> the container is not ready until it passes
+    liveness   starts Success  -> a Failure makes the pod worker kill the
+                                  container ("... failed liveness probe, will be
+                                  restarted") and restartPolicy takes over
+    startup    starts Unknown  -> liveness and readiness wait until it passes;
+                                  a Failure kills the container like liveness
+
+Every failed try records the kubelet's `Unhealthy` event ("Liveness probe
+failed: HTTP probe failed with statuscode: 500"). A change of result wakes the
+pod worker, which recomputes `ready`/`started` and the pod's conditions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from kybern.node.runtimes.base import ContainerError, ContainerStatus
+
+if TYPE_CHECKING:
+    from kybern.node.pod_worker import PodWorker
+
+log = logging.getLogger(__name__)
+
+SUCCESS, FAILURE, UNKNOWN = "Success", "Failure", "Unknown"
+KINDS = {"livenessProbe": "Liveness", "readinessProbe": "Readiness", "startupProbe": "Startup"}
+INITIAL = {"livenessProbe": SUCCESS, "readinessProbe": FAILURE, "startupProbe": UNKNOWN}
+USER_AGENT = "kube-probe/1.32"
+MAX_OUTPUT = 10 * 1024
+
+
+def resolve_port(port: Any, container: dict[str, Any]) -> int:
+    """A probe/hook port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int):
+        return port
+    if isinstance(port, str) and port.isdigit():
+        return int(port)
+    for p in container.get("ports") or []:
+        if p.get("name") == port:
+            return int(p["containerPort"])
+    raise ValueError(f"unable to find port {port!r} in container {container.get('name')!r}")
+
+
+async def http_get(spec: dict[str, Any], container: dict[str, Any], host: str,
+                   timeout: float) -> tuple[int, str]:
+    """GET as the kubelet's HTTP prober; returns (status code, body prefix).
+    Errors are raised with Go's wording ("Get \"http://...\": dial tcp ...")."""
+    port = resolve_port(spec.get("port"), container)
+    scheme = (spec.get("scheme") or "HTTP").lower()
+    path = spec.get("path") or "/"
+    if not path.startswith("/"):
+        path = "/" + path
+    url = f"{scheme}://{spec.get('host') or host}:{port}{path}"
+    headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}  # HTTPS: no verification, as upstream
+    for h in spec.get("httpHeaders") or []:
+        headers[h.get("name", "")] = h.get("value", "")
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as s, \
+                s.get(url, headers=headers, allow_redirects=False, ssl=False) as r:
+            body = await r.content.read(MAX_OUTPUT)
+            return r.status, body.decode(errors="replace")
+    except TimeoutError:
+        raise ProbeError(f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while '
+                         f'awaiting headers)') from None
+    except aiohttp.ClientConnectorError as e:
+        reason = "connection refused" if isinstance(e.os_error, ConnectionRefusedError) else str(e.os_error)
+        raise ProbeError(f'Get "{url}": dial tcp {e.host}:{e.port}: connect: {reason}') from None
+    except aiohttp.ClientError as e:
+        raise ProbeError(f'Get "{url}": {e}') from None
+
+
+async def tcp_connect(spec: dict[str, Any], container: dict[str, Any], host: str, timeout: float) -> None:
+    port = resolve_port(spec.get("port"), container)
+    addr = f"{spec.get('host') or host}:{port}"
+    try:
+        _r, w = await asyncio.wait_for(asyncio.open_connection(spec.get("host") or host, port), timeout)
+    except TimeoutError:
+        raise ProbeError(f"dial tcp {addr}: i/o timeout") from None
+    except ConnectionRefusedError:
+        raise ProbeError(f"dial tcp {addr}: connect: connection refused") from None
+    except OSError as e:
+        raise ProbeError(f"dial tcp {addr}: connect: {e.strerror or e}") from None
+    w.close()
+
+
+class ProbeError(Exception):
+    """The probe could not be carried out or failed, with the message to report."""
+
+
+async def probe_once(worker: PodWorker, container: dict[str, Any], cs: ContainerStatus,
+                     probe: dict[str, Any]) -> tuple[str, str]:
+    """Run one try of `probe`; returns (result, output)."""
+    timeout = float(probe.get("timeoutSeconds") or 1)
+    host = worker.sandbox_ip
+    try:
+        if "exec" in probe:
+            cmd = list((probe["exec"] or {}).get("command") or [])
+            try:
+                code, out = await worker.agent.runtime.exec_sync(cs.id, cmd, timeout)
+            except TimeoutError:
+                return FAILURE, f"command {' '.join(cmd)!r} timed out"
+            text = out.decode(errors="replace")
+            return (SUCCESS, text) if code == 0 else (FAILURE, text)
+        if "httpGet" in probe:
+            code, _body = await http_get(probe["httpGet"], container, host, timeout)
+            if 200 <= code < 400:
+                return SUCCESS, ""
+            return FAILURE, f"HTTP probe failed with statuscode: {code}"
+        if "tcpSocket" in probe:
+            await tcp_connect(probe["tcpSocket"], container, host, timeout)
+            return SUCCESS, ""
+        if "grpc" in probe:
+            return SUCCESS, "grpc probes are not supported by kybern yet; treated as passing"
+    except (ProbeError, ValueError, ContainerError) as e:
+        return FAILURE, str(e)
+    return UNKNOWN, "probe has no handler"
+
+
+class ProbeWorker:
+    def __init__(self, manager: ProbeManager, kind: str, container: dict[str, Any], cs: ContainerStatus) -> None:
+        self.manager = manager
+        self.kind = kind
+        self.container = container
+        self.cs = cs
+        self.probe: dict[str, Any] = container[kind]
+        self.result = INITIAL[kind]
+        self.output = ""
+        self._run_of = (None, 0)  # (last raw result, how many in a row)
+        self.task = asyncio.create_task(self._run(), name=f"probe-{kind}-{container['name']}")
+
+    async def _run(self) -> None:
+        p = self.probe
+        period = max(float(p.get("periodSeconds") or 10), 0.1)
+        delay = float(p.get("initialDelaySeconds") or 0)
+        start = self.cs.started_at or time.time()
+        await asyncio.sleep(max(0.0, start + delay - time.time()))
+        while True:
+            if self.kind == "startupProbe" or self.manager.started(self.container["name"], self.cs.id):
+                try:
+                    done = await self._try()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a broken try must not end the worker
+                    log.exception("%s probe of %s failed unexpectedly", self.kind, self.container["name"])
+                    done = False
+                if done:
+                    return
+            await asyncio.sleep(period)
+
+    async def _try(self) -> bool:
+        """One try; True when this worker has nothing left to do."""
+        w = self.manager.worker
+        result, output = await probe_once(w, self.container, self.cs, self.probe)
+        label = KINDS[self.kind]
+        if result == FAILURE and w.pod is not None:
+            w.agent.recorder.event(w.pod, "Warning", "Unhealthy", f"{label} probe failed: {output}")
+        elif result == SUCCESS and output and w.pod is not None:
+            w.agent.recorder.event(w.pod, "Warning", "ProbeWarning", f"{label} probe warning: {output}")
+        last, n = self._run_of
+        n = n + 1 if last == result else 1
+        self._run_of = (result, n)
+        threshold = int(self.probe.get("successThreshold") or 1) if result == SUCCESS else \
+            int(self.probe.get("failureThreshold") or 3)
+        if result in (SUCCESS, FAILURE) and n >= threshold and self.result != result:
+            self.result, self.output = result, output
+            w.wake()
+        # a failed liveness/startup probe ends this container instance; a passed
+        # startup probe is never run again
+        return (self.kind != "readinessProbe" and self.result == FAILURE) or \
+            (self.kind == "startupProbe" and self.result == SUCCESS)
+
+    def cancel(self) -> None:
+        self.task.cancel()
+
+
+class ProbeManager:
+    """The probe workers of one pod, keyed by (container name, container ID, kind)."""
+
+    def __init__(self, worker: PodWorker) -> None:
+        self.worker = worker
+        self.workers: dict[tuple[str, str, str], ProbeWorker] = {}
+
+    def sync(self, pod: dict[str, Any], running: Callable[[str], ContainerStatus | None]) -> None:
+        """Have a worker for each probe of each running container; drop the rest."""
+        want: dict[tuple[str, str, str], tuple[dict[str, Any], ContainerStatus]] = {}
+        for c in pod.get("spec", {}).get("containers") or []:
+            cs = running(c["name"])
+            if cs is None:
+                continue
+            for kind in KINDS:
+                if isinstance(c.get(kind), dict):
+                    want[(c["name"], cs.id, kind)] = (c, cs)
+        for key in list(self.workers):
+            if key not in want:
+                self.workers.pop(key).cancel()
+        for key, (c, cs) in want.items():
+            if key not in self.workers:
+                self.workers[key] = ProbeWorker(self, key[2], c, cs)
+
+    def _result(self, name: str, cid: str, kind: str) -> str | None:
+        """The probe's current result; its initial one before its worker exists;
+        None when the container has no such probe."""
+        w = self.workers.get((name, cid, kind))
+        if w is not None:
+            return w.result
+        spec = (self.worker.pod or {}).get("spec") or {}
+        c = next((c for c in spec.get("containers") or [] if c.get("name") == name), {})
+        return INITIAL[kind] if isinstance(c.get(kind), dict) else None
+
+    def started(self, name: str, cid: str) -> bool:
+        r = self._result(name, cid, "startupProbe")
+        return r is None or r == SUCCESS
+
+    def ready(self, name: str, cid: str) -> bool:
+        if not self.started(name, cid):
+            return False
+        r = self._result(name, cid, "readinessProbe")
+        return r is None or r == SUCCESS
+
+    def failed(self, name: str, cid: str) -> str | None:
+        """"liveness" or "startup" when that probe says the container must be
+        killed, else None."""
+        if self._result(name, cid, "startupProbe") == FAILURE:
+            return "startup"
+        if self._result(name, cid, "livenessProbe") == FAILURE:
+            return "liveness"
+        return None
+
+    def probe_grace(self, name: str, cid: str, kind: str) -> float | None:
+        """probe-level terminationGracePeriodSeconds, which overrides the pod's."""
+        w = self.workers.get((name, cid, kind + "Probe"))
+        v = w.probe.get("terminationGracePeriodSeconds") if w is not None else None
+        return float(v) if v is not None else None
+
+    def stop(self) -> None:
+        for w in self.workers.values():
+            w.cancel()
+        self.workers.clear()

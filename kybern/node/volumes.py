@@ -1,0 +1,304 @@
+"""Pod volumes on this node: where each one lives on the host, how its files are
+kept up to date, and what each container mounts — the kubelet's volume manager
+for the `process` runtime.
+
+Every pod has a directory, `<data_dir>/pods/<ns>_<pod>_<uid>/` (its container
+logs live there too); its volumes are under `_volumes/<volume name>/`
+(`_` cannot start a container name, so the two never collide). Types:
+
+  emptyDir               a directory shared by the pod's containers, removed with
+                         the pod; medium Memory lives in /dev/shm when it exists
+  configMap, secret      files written like the kubelet's AtomicWriter: a
+  downwardAPI, projected `..<timestamp>` dir, the `..data` symlink to it, and one
+                         user-visible symlink per top-level entry; an update swaps
+                         `..data` atomically. Re-read every RESYNC_INTERVAL.
+  hostPath               the host path itself (type checked, *OrCreate created)
+  persistentVolumeClaim  the hostPath/local path of the PV the claim is bound to
+
+A volume that cannot be set up (a ConfigMap that does not exist, an unbound
+claim) records `FailedMount` ("MountVolume.SetUp failed for volume ...") and
+the pod stays ContainerCreating; setup is retried with a back-off (1 s .. 30 s).
+How a container then sees its mounts is the runtime's business
+(runtimes/mounts.py); see docs/node.md for the limits.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import stat
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kybern.client.resources import CONFIGMAPS, SECRETS, Resource
+from kybern.machinery import errors
+from kybern.node.env import expand, field_value
+from kybern.node.runtimes.base import Mount
+
+if TYPE_CHECKING:
+    from kybern.node.pod_worker import PodWorker
+
+PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
+PVS = Resource("", "v1", "persistentvolumes", "PersistentVolume", namespaced=False)
+RESYNC_INTERVAL = 5.0  # how soon a changed ConfigMap/Secret/label reaches the files
+SHM = Path("/dev/shm")
+PLACEHOLDER_TOKEN = b"kybern-placeholder-token: the TokenRequest API is not served yet\n"
+Files = dict[str, tuple[bytes, int]]  # relative path -> (content, mode)
+
+
+class MountError(Exception):
+    pass
+
+
+class VolumeManager:
+    def __init__(self, worker: PodWorker) -> None:
+        self.worker = worker
+        self.paths: dict[str, str] = {}  # volume name -> host path
+        self._next_sync = 0.0
+        self._failures = 0
+        self._meta_key: str | None = None
+
+    @property
+    def root(self) -> Path:
+        return Path(self.worker.log_directory()) / "_volumes"
+
+    # -- setup --------------------------------------------------------------
+    async def setup(self, pod: dict[str, Any]) -> tuple[bool, float | None]:
+        """Set up (or refresh) every volume of the pod. Returns (all mounted,
+        when to look again)."""
+        vols = pod.get("spec", {}).get("volumes") or []
+        m = pod.get("metadata", {})
+        meta_key = repr((m.get("labels"), m.get("annotations")))
+        now = time.time()
+        if all(v["name"] in self.paths for v in vols) and now < self._next_sync and meta_key == self._meta_key:
+            return True, self._next_sync if self._dynamic(vols) else None
+        self._meta_key = meta_key
+        failed = False
+        for v in vols:
+            try:
+                self.paths[v["name"]] = await self._setup_one(pod, v)
+            except MountError as e:
+                failed = failed or v["name"] not in self.paths  # a refresh failure keeps the old files
+                self.worker.agent.recorder.event(
+                    pod, "Warning", "FailedMount", f'MountVolume.SetUp failed for volume "{v["name"]}" : {e}')
+        if failed:
+            self._failures += 1
+            self._next_sync = now + min(2 ** (self._failures - 1), 30)
+            return False, self._next_sync
+        self._failures = 0
+        self._next_sync = now + RESYNC_INTERVAL
+        return True, self._next_sync if self._dynamic(vols) else None
+
+    @staticmethod
+    def _dynamic(vols: list[dict[str, Any]]) -> bool:
+        return any(k in v for v in vols for k in ("configMap", "secret", "projected", "downwardAPI"))
+
+    async def _setup_one(self, pod: dict[str, Any], v: dict[str, Any]) -> str:
+        name = v["name"]
+        path = self.root / name
+        if "emptyDir" in v:
+            if (v["emptyDir"] or {}).get("medium") == "Memory" and SHM.is_dir() and os.access(SHM, os.W_OK):
+                path = SHM / "kybern" / self.worker.uid / name
+            path.mkdir(parents=True, exist_ok=True)
+            return str(path)
+        if "hostPath" in v:
+            return _host_path(v["hostPath"] or {})
+        if "persistentVolumeClaim" in v:
+            return await self._claim_path(pod, (v["persistentVolumeClaim"] or {}).get("claimName", ""))
+        if "configMap" in v:
+            src = v["configMap"] or {}
+            files = await self._object_files(pod, "configmap", src, src.get("defaultMode", 0o644))
+        elif "secret" in v:
+            src = dict(v["secret"] or {}, name=(v["secret"] or {}).get("secretName", ""))
+            files = await self._object_files(pod, "secret", src, src.get("defaultMode", 0o644))
+        elif "downwardAPI" in v:
+            src = v["downwardAPI"] or {}
+            files = self._downward_files(pod, src.get("items") or [], src.get("defaultMode", 0o644))
+        elif "projected" in v:
+            files = await self._projected_files(pod, v["projected"] or {})
+        else:
+            kind = next((k for k in v if k != "name"), "unknown")
+            raise MountError(f"volume type {kind} is not supported by this node")
+        write_atomic(path, files)
+        return str(path)
+
+    async def _fetch(self, kind: str, ns: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.worker.agent.client.get(CONFIGMAPS if kind == "configmap" else SECRETS, name, ns)
+        except errors.StatusError as e:
+            if e.code == 404:
+                return None
+            raise MountError(f'{kind} "{name}" could not be read: {e}') from None
+
+    async def _object_files(self, pod: dict[str, Any], kind: str, src: dict[str, Any], mode: int) -> Files:
+        """The files of a configMap or secret volume (or projection)."""
+        name = src.get("name", "")
+        obj = await self._fetch(kind, pod["metadata"].get("namespace", "default"), name)
+        if obj is None:
+            if src.get("optional"):
+                return {}
+            raise MountError(f'{kind} "{name}" not found')
+        data: dict[str, bytes] = {}
+        if kind == "secret":
+            data = {k: base64.b64decode(val) for k, val in (obj.get("data") or {}).items()}
+        else:
+            data = {k: str(val).encode() for k, val in (obj.get("data") or {}).items()}
+            data.update({k: base64.b64decode(val) for k, val in (obj.get("binaryData") or {}).items()})
+        items = src.get("items")
+        if not items:
+            return {k: (val, mode) for k, val in data.items()}
+        out: Files = {}
+        for it in items:
+            key = it.get("key", "")
+            if key not in data:
+                if src.get("optional"):
+                    continue
+                what = "config key" if kind == "configmap" else "secret key"
+                raise MountError(f"{kind} references non-existent {what}: {key}")
+            out[it.get("path") or key] = (data[key], it.get("mode", mode))
+        return out
+
+    def _downward_files(self, pod: dict[str, Any], items: list[dict[str, Any]], mode: int) -> Files:
+        out: Files = {}
+        for it in items:
+            if "fieldRef" in it:
+                value = field_value(pod, (it["fieldRef"] or {}).get("fieldPath", ""))
+            elif "resourceFieldRef" in it:
+                ref = it["resourceFieldRef"] or {}
+                spec = pod.get("spec", {})
+                container = next((c for c in spec.get("containers") or []
+                                  if c.get("name") == ref.get("containerName")), {})
+                value = self.worker.agent.env.resource_value(pod, container, ref)
+            else:
+                continue
+            out[it.get("path", "")] = (value.encode(), it.get("mode", mode))
+        return out
+
+    async def _projected_files(self, pod: dict[str, Any], src: dict[str, Any]) -> Files:
+        mode = src.get("defaultMode", 0o644)
+        out: Files = {}
+        for s in src.get("sources") or []:
+            if "configMap" in s:
+                out.update(await self._object_files(pod, "configmap", s["configMap"] or {}, mode))
+            elif "secret" in s:
+                out.update(await self._object_files(pod, "secret", s["secret"] or {}, mode))
+            elif "downwardAPI" in s:
+                out.update(self._downward_files(pod, (s["downwardAPI"] or {}).get("items") or [], mode))
+            elif "serviceAccountToken" in s:
+                out[(s["serviceAccountToken"] or {}).get("path", "token")] = (PLACEHOLDER_TOKEN, mode)
+        return out
+
+    async def _claim_path(self, pod: dict[str, Any], claim: str) -> str:
+        ns = pod["metadata"].get("namespace", "default")
+        client = self.worker.agent.client
+        try:
+            pvc = await client.get(PVCS, claim, ns)
+        except errors.StatusError as e:
+            raise MountError(f'persistentvolumeclaim "{claim}" not found' if e.code == 404 else str(e)) from None
+        pv_name = (pvc.get("spec") or {}).get("volumeName")
+        if (pvc.get("status") or {}).get("phase") != "Bound" or not pv_name:
+            raise MountError(f"error processing PVC {ns}/{claim}: PVC is not bound")
+        try:
+            pv = await client.get(PVS, pv_name)
+        except errors.StatusError as e:
+            raise MountError(f'persistentvolume "{pv_name}" not found' if e.code == 404 else str(e)) from None
+        spec = pv.get("spec") or {}
+        if "hostPath" in spec:
+            return _host_path(dict(spec["hostPath"] or {}, type=(spec["hostPath"] or {}).get("type")
+                                   or "DirectoryOrCreate"))
+        if "local" in spec:
+            return _host_path({"path": (spec["local"] or {}).get("path", ""), "type": "Directory"})
+        raise MountError(f'persistentvolume "{pv_name}" is of a type this node cannot mount '
+                         f"(only hostPath and local)")
+
+    # -- what a container mounts ----------------------------------------------
+    def mounts_for(self, container: dict[str, Any], env: list[tuple[str, str]]) -> list[Mount]:
+        values = dict(env)
+        out = []
+        for vm in container.get("volumeMounts") or []:
+            base = self.paths.get(vm.get("name", ""))
+            if base is None:
+                continue
+            sub = vm.get("subPath") or expand(vm.get("subPathExpr") or "", values.get)
+            host = base
+            if sub:
+                host = os.path.join(base, sub.lstrip("/"))
+                if not os.path.lexists(host):
+                    os.makedirs(host, exist_ok=True)
+            out.append(Mount(container_path=vm.get("mountPath", ""), host_path=host,
+                             readonly=bool(vm.get("readOnly"))))
+        return out
+
+    def cleanup(self) -> None:
+        """Remove what lives outside the pod directory (memory-backed emptyDirs);
+        the pod directory itself goes with the pod's logs."""
+        shutil.rmtree(SHM / "kybern" / self.worker.uid, ignore_errors=True)
+
+
+def _host_path(src: dict[str, Any]) -> str:
+    path, typ = src.get("path", ""), src.get("type") or ""
+    p = Path(path)
+    if typ == "DirectoryOrCreate":
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise MountError(f"hostPath type check failed: {path}: {e.strerror}") from None
+    elif typ == "FileOrCreate" and not p.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.touch()
+    checks = {"Directory": (p.is_dir, "is not a directory"), "File": (p.is_file, "is not a file"),
+              "Socket": (lambda: p.exists() and stat.S_ISSOCK(p.stat().st_mode), "is not a socket file"),
+              "CharDevice": (lambda: p.exists() and stat.S_ISCHR(p.stat().st_mode), "is not a character device"),
+              "BlockDevice": (lambda: p.exists() and stat.S_ISBLK(p.stat().st_mode), "is not a block device")}
+    if typ in checks and not checks[typ][0]():
+        raise MountError(f"hostPath type check failed: {path} {checks[typ][1]}")
+    return path
+
+
+def write_atomic(target: Path, files: Files) -> bool:
+    """Make `target` hold exactly `files`, as the kubelet's AtomicWriter: readers
+    see the old set or the new set, never a mix. Returns False when nothing changed."""
+    target.mkdir(parents=True, exist_ok=True)
+    data_link = target / "..data"
+    old = target / os.readlink(data_link) if data_link.is_symlink() else None
+    if old is not None and _holds(old, files):
+        return False
+    stamp = target / f"..{time.strftime('%Y_%m_%d_%H_%M_%S', time.gmtime())}.{secrets.token_hex(4)}"
+    stamp.mkdir()
+    for rel, (content, mode) in files.items():
+        f = stamp / rel.lstrip("/")
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(content)
+        os.chmod(f, mode & 0o7777)
+    tmp = target / "..data_tmp"
+    if tmp.is_symlink():
+        tmp.unlink()
+    os.symlink(stamp.name, tmp)
+    os.replace(tmp, data_link)
+    tops = {rel.lstrip("/").split("/", 1)[0] for rel in files}
+    for top in tops:
+        link = target / top
+        if not link.is_symlink():
+            if link.exists():
+                shutil.rmtree(link) if link.is_dir() else link.unlink()
+            os.symlink(f"..data/{top}", link)
+    for entry in target.iterdir():
+        if not entry.name.startswith("..") and entry.name not in tops:
+            entry.unlink() if entry.is_symlink() else shutil.rmtree(entry, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+def _holds(d: Path, files: Files) -> bool:
+    found = {str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()}
+    if found != {rel.lstrip("/") for rel in files}:
+        return False
+    for rel, (content, mode) in files.items():
+        f = d / rel.lstrip("/")
+        if f.read_bytes() != content or (f.stat().st_mode & 0o7777) != (mode & 0o7777):
+            return False
+    return True

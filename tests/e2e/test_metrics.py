@@ -1,0 +1,67 @@
+"""/metrics: after a few kubectl calls the apiserver's Prometheus series carry
+upstream's names and labels; the endpoint wants the bearer token."""
+
+from __future__ import annotations
+
+import ssl
+import urllib.error
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def scrape(cluster) -> dict[str, list[tuple[dict[str, str], float]]]:
+    text = cluster.kubectl("get", "--raw", "/metrics").stdout
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def value(series: dict, name: str, **labels: str) -> float:
+    return sum(v for lab, v in series.get(name, []) if all(lab.get(k) == w for k, w in labels.items()))
+
+
+def test_request_storage_and_watch_series(cluster, namespace):
+    ns = namespace
+    cluster.kubectl("-n", ns, "create", "configmap", "m1", "--from-literal=a=b")
+    cluster.kubectl("-n", ns, "get", "configmap", "m1", "-o", "json")
+    cluster.kubectl("-n", ns, "get", "configmaps")
+    cluster.kubectl("-n", ns, "apply", "--server-side", "-f", "-", input=(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: m2\ndata:\n  x: y\n"))
+    cluster.kubectl("-n", ns, "delete", "configmap", "m1")
+    m = scrape(cluster)
+
+    common = {"group": "", "version": "v1", "resource": "configmaps", "component": "apiserver",
+              "subresource": ""}
+    assert value(m, "apiserver_request_total", verb="POST", scope="namespace", code="201", **common) >= 1
+    assert value(m, "apiserver_request_total", verb="GET", scope="resource", code="200", **common) >= 1
+    assert value(m, "apiserver_request_total", verb="LIST", scope="namespace", code="200", **common) >= 1
+    assert value(m, "apiserver_request_total", verb="APPLY", scope="resource", **common) >= 1
+    assert value(m, "apiserver_request_total", verb="DELETE", scope="resource", code="200", **common) >= 1
+    assert value(m, "apiserver_request_duration_seconds_count", verb="LIST", **common) >= 1
+    assert value(m, "apiserver_request_duration_seconds_bucket", verb="GET", le="+Inf", **common) >= 1
+    # non-resource requests carry their path in `subresource`, as upstream
+    assert value(m, "apiserver_request_total", verb="GET", subresource="/api", code="200") >= 1
+
+    assert value(m, "apiserver_storage_objects", resource="configmaps") >= 1
+    assert value(m, "apiserver_storage_objects", resource="namespaces") >= 4
+    assert value(m, "etcd_request_duration_seconds_count", operation="create", type="configmaps") >= 1
+    assert value(m, "etcd_request_duration_seconds_count", operation="get", type="configmaps") >= 1
+
+    # the scheduler, controllers and node agent watch pods through informers
+    assert value(m, "apiserver_registered_watchers", group="", version="v1", kind="Pod") >= 1
+    assert value(m, "apiserver_longrunning_requests", verb="WATCH", resource="pods") >= 1
+    assert "apiserver_watch_events_total" in m
+
+
+def test_metrics_requires_the_bearer_token(cluster):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        urllib.request.urlopen(cluster.server + "/metrics", context=ctx, timeout=10)
+        raise AssertionError("expected 401")
+    except urllib.error.HTTPError as e:
+        assert e.code == 401

@@ -1,0 +1,143 @@
+"""Pods behave as on a real kubelet: probes, volumes, service env, hooks.
+Each test applies a manifest with the real kubectl and watches the pod's
+status, logs and events."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def apply(cluster, ns: str, obj: dict) -> None:
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(obj))
+
+
+def pod(name: str, containers: list[dict], **spec) -> dict:
+    for c in containers:
+        c.setdefault("image", "demo:v1")
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {"terminationGracePeriodSeconds": 2, "containers": containers, **spec}}
+
+
+def sh(script: str) -> list[str]:
+    return ["sh", "-c", script]
+
+
+def events(cluster, ns: str, reason: str) -> list[str]:
+    out = cluster.kjson("get", "events", "-n", ns)["items"]
+    return [e["message"] for e in out if e.get("reason") == reason]
+
+
+def status(cluster, ns: str, name: str) -> dict:
+    return cluster.kjson("get", "pod", name, "-n", ns).get("status") or {}
+
+
+def cstatus(cluster, ns: str, name: str, container: str) -> dict:
+    return next((s for s in status(cluster, ns, name).get("containerStatuses") or [] if s["name"] == container),
+                {})
+
+
+def condition(cluster, ns: str, name: str, typ: str) -> str | None:
+    return next((c["status"] for c in status(cluster, ns, name).get("conditions") or [] if c["type"] == typ), None)
+
+
+def logs(cluster, ns: str, name: str, container: str | None = None) -> str:
+    args = ["logs", name, "-n", ns] + (["-c", container] if container else [])
+    return cluster.kubectl(*args, check=False).stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_failing_liveness_probe_restarts_the_container(cluster, namespace):
+    apply(cluster, namespace, pod("live", [{
+        "name": "app", "command": sh("touch healthy; sleep 2; rm healthy; sleep 600"),
+        "livenessProbe": {"exec": {"command": ["cat", "healthy"]}, "periodSeconds": 1, "failureThreshold": 2}}]))
+    cluster.wait_for(lambda: cstatus(cluster, namespace, "live", "app").get("restartCount", 0) >= 1, timeout=30,
+                     what="a restart after the liveness probe failed")
+    assert any(m.startswith("Liveness probe failed: cat:") for m in events(cluster, namespace, "Unhealthy"))
+    assert "Container app failed liveness probe, will be restarted" in events(cluster, namespace, "Killing")
+    last = cstatus(cluster, namespace, "live", "app")["lastState"]["terminated"]
+    assert last["exitCode"] in (137, 143)
+
+
+def test_readiness_probe_flips_ready_and_the_pod_condition(cluster, namespace):
+    port = free_port()
+    apply(cluster, namespace, pod("ready", [{
+        "name": "web", "env": [{"name": "PORT", "value": str(port)}],
+        "command": sh("(sleep 2; echo ok > ready.html; sleep 4; rm ready.html) & exec python3 serve.py"),
+        "ports": [{"name": "http", "containerPort": port}],
+        "readinessProbe": {"httpGet": {"path": "/ready.html", "port": "http"}, "periodSeconds": 1}}]))
+    cluster.wait_for(lambda: status(cluster, namespace, "ready").get("phase") == "Running", what="Running")
+    assert condition(cluster, namespace, "ready", "Ready") == "False"
+    cluster.wait_for(lambda: cstatus(cluster, namespace, "ready", "web").get("ready"), timeout=15, what="ready")
+    assert condition(cluster, namespace, "ready", "Ready") == "True"
+    assert condition(cluster, namespace, "ready", "ContainersReady") == "True"
+    cluster.wait_for(lambda: condition(cluster, namespace, "ready", "Ready") == "False", timeout=15,
+                     what="not ready again")
+    assert not cstatus(cluster, namespace, "ready", "web")["ready"]
+    assert any("Readiness probe failed: HTTP probe failed with statuscode: 404" in m
+               for m in events(cluster, namespace, "Unhealthy"))
+
+
+def test_volumes_configmap_update_emptydir_and_downward_api(cluster, namespace):
+    apply(cluster, namespace, pod("vols", [
+        {"name": "writer", "command": sh("echo shared-hello > $KYBERN_ROOTFS/cache/msg; sleep 600"),
+         "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]},
+        {"name": "reader",
+         "command": sh("while true; do cat etc/config/greeting; echo; cat cache/msg; cat etc/podinfo/labels;"
+                       " echo; sleep 1; done"),
+         "volumeMounts": [{"name": "config", "mountPath": "/etc/config"}, {"name": "cache", "mountPath": "/cache"},
+                          {"name": "podinfo", "mountPath": "/etc/podinfo"}]}],
+        volumes=[{"name": "config", "configMap": {"name": "settings"}},
+                 {"name": "cache", "emptyDir": {}},
+                 {"name": "podinfo", "downwardAPI": {"items": [
+                     {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}]))
+    # the ConfigMap does not exist yet: FailedMount, and the pod waits
+    cluster.wait_for(lambda: any('configmap "settings" not found' in m
+                                 for m in events(cluster, namespace, "FailedMount")), what="FailedMount")
+    assert cstatus(cluster, namespace, "vols", "reader")["state"]["waiting"]["reason"] == "ContainerCreating"
+    cluster.kubectl("create", "configmap", "settings", "-n", namespace, "--from-literal=greeting=hello")
+    cluster.wait_for(lambda: "hello" in logs(cluster, namespace, "vols", "reader"), timeout=30,
+                     what="the configMap file")
+    out = logs(cluster, namespace, "vols", "reader")
+    assert "shared-hello" in out  # written by the other container into the shared emptyDir
+    assert 'app="vols"' in out
+    cluster.kubectl("patch", "configmap", "settings", "-n", namespace, "-p", '{"data":{"greeting":"bonjour"}}')
+    cluster.wait_for(lambda: "bonjour" in logs(cluster, namespace, "vols", "reader"), timeout=20,
+                     what="the update reaching the file")
+
+
+def test_service_environment_variables(cluster, namespace):
+    cluster.kubectl("create", "service", "clusterip", "my-svc", "-n", namespace, "--tcp=8080:80")
+    ip = cluster.kjson("get", "service", "my-svc", "-n", namespace)["spec"]["clusterIP"]
+    apply(cluster, namespace, pod("envs", [{"name": "app", "command": sh("env; sleep 600"),
+                                            "env": [{"name": "URL", "value": "http://$(MY_SVC_SERVICE_HOST)"}]}]))
+    cluster.wait_for(lambda: "MY_SVC_SERVICE_HOST" in logs(cluster, namespace, "envs"), what="env in logs")
+    env = dict(line.split("=", 1) for line in logs(cluster, namespace, "envs").splitlines() if "=" in line)
+    assert env["MY_SVC_SERVICE_HOST"] == ip and env["MY_SVC_SERVICE_PORT"] == "8080"
+    assert env["MY_SVC_PORT"] == f"tcp://{ip}:8080"
+    assert env["MY_SVC_PORT_8080_TCP_ADDR"] == ip and env["MY_SVC_PORT_8080_TCP_PROTO"] == "tcp"
+    assert env["URL"] == f"http://{ip}"
+    assert "KUBERNETES_SERVICE_HOST" in env and env["KUBERNETES_SERVICE_PORT"] == "443"
+
+
+def test_pre_stop_hook_runs_before_the_container_stops(cluster, namespace, tmp_path):
+    out = tmp_path / "hook"
+    apply(cluster, namespace, pod("hooks", [{
+        "name": "app", "command": sh("sleep 600"),
+        "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+        "lifecycle": {"postStart": {"exec": {"command": sh("echo started > out/post")}},
+                      "preStop": {"exec": {"command": sh("echo stopping > out/pre")}}}}],
+        volumes=[{"name": "out", "hostPath": {"path": str(out), "type": "DirectoryOrCreate"}}]))
+    cluster.wait_for(lambda: status(cluster, namespace, "hooks").get("phase") == "Running", what="Running")
+    assert (out / "post").read_text() == "started\n"
+    cluster.kubectl("delete", "pod", "hooks", "-n", namespace, "--wait=true", timeout=30)
+    assert (out / "pre").read_text() == "stopping\n"
