@@ -166,6 +166,8 @@ async def paced_creates(s: aiohttp.ClientSession, url: str, ns: str, prefix: str
         async with s.post(f"{url}/api/v1/namespaces/{ns}/pods", data=pod(name),
                           headers={"Content-Type": "application/json"}) as r:
             await r.read()
+            if r.status != 201:
+                raise RuntimeError(f"create {name}: {r.status}")
         lat.append(time.perf_counter() - t)
 
     start = time.perf_counter()
@@ -186,7 +188,8 @@ async def watchers_phase(srv: Server, headers: dict[str, str], n_watchers: int, 
     delays: list[float] = []
     sent: dict[str, float] = {}
     async with aiohttp.ClientSession(connector=conn, headers=headers) as s:
-        async with s.post(f"{srv.url}/api/v1/namespaces", data=orjson.dumps({"metadata": {"name": ns}})) as r:
+        async with s.post(f"{srv.url}/api/v1/namespaces", data=orjson.dumps({"metadata": {"name": ns}}),
+                          headers={"Content-Type": "application/json"}) as r:
             await r.read()
         async with s.get(f"{srv.url}/api/v1/namespaces/{ns}/pods") as r:
             rv = orjson.loads(await r.read())["metadata"]["resourceVersion"]

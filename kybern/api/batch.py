@@ -10,7 +10,7 @@ import re
 from kybern.api.core import default_pod_spec, validate_pod_spec
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy
-from kybern.machinery import errors, selectors
+from kybern.machinery import cron, errors, selectors
 
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
 JOB_NAME = "batch.kubernetes.io/job-name"
@@ -117,6 +117,15 @@ def _template_core(spec: Obj) -> Obj:
     return tmpl
 
 
+def _schedule_error(schedule: str) -> str | None:
+    """robfig/cron's message for an unparseable schedule, as upstream's validation reports it."""
+    try:
+        cron.parse(schedule)
+    except cron.CronError as e:
+        return str(e)
+    return None
+
+
 def valid_schedule(schedule: str) -> bool:
     s = schedule.strip()
     if s.startswith("TZ=") or s.startswith("CRON_TZ="):
@@ -151,9 +160,9 @@ class CronJobStrategy(Strategy):
         sched = spec.get("schedule")
         if not sched:
             out.append(errors.required("spec.schedule"))
-        elif not valid_schedule(str(sched)):
-            out.append(errors.cause("spec.schedule", f'Invalid value: "{sched}": unparseable schedule'))
-        elif "TZ" in str(sched):
+        elif (cron_error := _schedule_error(str(sched))) is not None:
+            out.append(errors.cause("spec.schedule", f'Invalid value: "{sched}": {cron_error}'))
+        if sched and "TZ" in str(sched):
             out.append(errors.cause("spec.schedule", f'Invalid value: "{sched}": cannot use TZ or CRON_TZ in '
                                     "schedule, use timeZone field instead"))
         pol = spec.get("concurrencyPolicy")

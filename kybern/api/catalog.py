@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from kybern.api import apps, autoscaling, batch, core, core_extra, crd, discovery_k8s, networking, policy, rbac, \
-    storage_k8s
+from kybern.api import (
+    apps,
+    autoscaling,
+    batch,
+    core,
+    core_extra,
+    crd,
+    discovery_k8s,
+    networking,
+    policy,
+    rbac,
+    storage_k8s,
+)
 from kybern.api.registry import Registry
 
 

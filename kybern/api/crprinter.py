@@ -22,8 +22,7 @@ def parse(path: str) -> list[tuple[str, Any]] | None:
     path = path.strip()
     if path.startswith("{") and path.endswith("}"):
         path = path[1:-1]
-    if path.startswith("$"):
-        path = path[1:]
+    path = path.removeprefix("$")
     steps: list[tuple[str, Any]] = []
     pos = 0
     while pos < len(path):
@@ -59,9 +58,7 @@ def find(obj: Any, steps: list[tuple[str, Any]]) -> list[Any]:
     for kind, arg in steps:
         nxt: list[Any] = []
         for v in values:
-            if kind == "key" and isinstance(v, dict) and arg in v:
-                nxt.append(v[arg])
-            elif kind == "index" and isinstance(v, list) and -len(v) <= arg < len(v):
+            if kind == "key" and isinstance(v, dict) and arg in v or kind == "index" and isinstance(v, list) and -len(v) <= arg < len(v):
                 nxt.append(v[arg])
             elif kind == "all":
                 nxt.extend(v if isinstance(v, list) else v.values() if isinstance(v, dict) else [])

@@ -146,7 +146,7 @@ def _hpa_targets(spec: Obj, st: Obj) -> str:
                 c = f"{now['averageUtilization']}%" if now.get("averageUtilization") is not None else "<unknown>"
                 tgt = f"{target['averageUtilization']}%" if target.get("averageUtilization") is not None \
                     else "<auto>"
-                out.append(f"{name}: {c}/{tgt}" if t == "Resource" else f"{name}: {c}/{tgt}")
+                out.append(f"{name}: {c}/{tgt}")
         else:
             want = target.get("averageValue") or target.get("value") or "<auto>"
             have = now.get("averageValue") or now.get("value") or "<unknown>"

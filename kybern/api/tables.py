@@ -301,4 +301,4 @@ def table(printer: Printer, objs: list[Obj], *, include_object: str, list_meta: 
 
 # the kinds served beyond the skeleton keep their columns in printers.py, which adds
 # them to PRINTERS (imported last: it uses the helpers above)
-import kybern.api.printers  # noqa: E402,F401
+import kybern.api.printers  # noqa: F401

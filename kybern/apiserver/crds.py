@@ -53,7 +53,7 @@ class _Installed:
 
 
 class CRDServer:
-    def __init__(self, server: "APIServer") -> None:
+    def __init__(self, server: APIServer) -> None:
         self.server = server
         self.installed: dict[str, _Installed] = {}
         self._task: asyncio.Task[None] | None = None
@@ -308,7 +308,7 @@ def to_scale(obj: Obj, paths: Obj) -> Obj:
             "status": status}
 
 
-async def scale(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None,
+async def scale(server: APIServer, request: web.Request, store: RESTStore, ns: str | None,
                 name: str) -> web.StreamResponse:
     paths = customresource.scale_paths(store.info) or {}
     if request.method == "GET":

@@ -198,7 +198,8 @@ async def list_(request: web.Request, store: RESTStore, ns: str | None) -> web.R
     except ValueError:
         raise errors.bad_request(f"invalid limit: {q.get('limit')!r}") from None
     if not wants_table(request) and not q.get("continue"):
-        raw = await store.list_encoded(ns, pred=pred, resource_version=q.get("resourceVersion"))
+        raw = await store.list_encoded(ns, pred=pred, resource_version=q.get("resourceVersion"),
+                                       limit=max(limit, 0))
         if raw is not None:  # served from the watch cache's bytes
             return web.Response(body=raw, content_type=JSON)
     lst = await store.list(ns, pred=pred, limit=max(limit, 0), continue_=q.get("continue") or None,

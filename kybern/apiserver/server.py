@@ -114,7 +114,13 @@ class APIServer:
         return self.store_for(info)
 
     async def _check_namespace(self, ns: str) -> None:
-        obj = await self.store("", "v1", "namespaces").get(None, ns)
+        store = self.store("", "v1", "namespaces")
+        try:  # the watch cache first, then a live read when missing (upstream's NamespaceLifecycle)
+            obj = await store.get(None, ns, resource_version="0")
+        except errors.StatusError as e:
+            if e.code != 404:
+                raise
+            obj = await store.get(None, ns)
         if obj["metadata"].get("deletionTimestamp"):
             raise errors.forbidden(f"unable to create new content in namespace {ns} because it is being "
                                    f"terminated")

@@ -204,8 +204,7 @@ class RESTStore:
     async def list(self, namespace: str | None, *, pred: Predicate, limit: int = 0,
                    continue_: str | None = None, resource_version: str | None = None) -> Obj:
         prefix = key_prefix(self.info, namespace)
-        if resource_version == "0" and not continue_:
-            # "any version" lists come from the watch cache (limit ignored, as upstream's cacher)
+        if await self._from_cache(resource_version, limit, continue_):
             entries, crev = await self.cache.list(self.prefix, prefix, pred)
             return {"kind": self.info.list_kind, "apiVersion": self.info.api_version,
                     "metadata": {"resourceVersion": str(crev)},
@@ -258,11 +257,22 @@ class RESTStore:
         return {"kind": self.info.list_kind, "apiVersion": self.info.api_version,
                 "metadata": lmeta, "items": items}
 
-    async def list_encoded(self, namespace: str | None, *, pred: Predicate,
-                           resource_version: str | None) -> bytes | None:
-        """A resourceVersion=0 list as wire JSON straight from the cache's bytes
-        (no per-item decode/encode); None when the request is not cache-served."""
-        if resource_version != "0":
+    async def _from_cache(self, resource_version: str | None, limit: int, continue_: str | None) -> bool:
+        """Which lists the watch cache serves, as upstream 1.32's cacher: "any
+        version" (resourceVersion=0; limit ignored) and, once the cache has caught
+        up with storage, consistent lists without limit or continue
+        (ConsistentListFromCache). Exact revisions and pages read storage."""
+        if continue_:
+            return False
+        if resource_version == "0":
+            return True
+        return resource_version in (None, "") and not limit and await self.cache.wait_fresh()
+
+    async def list_encoded(self, namespace: str | None, *, pred: Predicate, resource_version: str | None,
+                           limit: int = 0) -> bytes | None:
+        """A cache-served list as wire JSON straight from the cache's bytes (no
+        per-item decode/encode); None when the request is not cache-served."""
+        if not await self._from_cache(resource_version, limit, None):
             return None
         entries, crev = await self.cache.list(self.prefix, key_prefix(self.info, namespace), pred)
         head = orjson.dumps({"kind": self.info.list_kind, "apiVersion": self.info.api_version,

@@ -180,7 +180,8 @@ async def eviction(server: "APIServer", request: web.Request, store: RESTStore, 
     """POST pods/<name>/eviction (policy/v1 Eviction), as upstream's EvictionREST:
     the pod is deleted with the eviction's deleteOptions unless a
     PodDisruptionBudget forbids it (429 TooManyRequests). PDBs are checked only
-    when the policy/v1 poddisruptionbudgets kind is served."""
+    when the policy/v1 poddisruptionbudgets kind is served and a disruption
+    controller keeps their status."""
     if request.method != "POST":
         raise errors.method_not_allowed("the server does not allow this method on the requested resource")
     body = await rest.read_body(request)
@@ -205,8 +206,11 @@ async def _take_disruption(server: "APIServer", ns: str | None, pod: Obj) -> Non
         return
     pdbs = server.store_for(info)
     labels = pod["metadata"].get("labels") or {}
+    # a budget no disruption controller has looked at yet (no observedGeneration at
+    # all) is not enforced: kybern may run without that controller
     matching = [p for p in (await pdbs.list(ns, pred=Predicate()))["items"]
-                if selectors.selector_matches((p.get("spec") or {}).get("selector"), labels)]
+                if selectors.selector_matches((p.get("spec") or {}).get("selector"), labels)
+                and "observedGeneration" in (p.get("status") or {})]
     if not matching:
         return
     if len(matching) > 1:

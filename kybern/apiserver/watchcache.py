@@ -244,7 +244,7 @@ class WatchCache:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.restarts = 0
-        self._gap_rv = 0
+        self._gap_rv = self._gap_seen = 0
 
     @classmethod
     def for_storage(cls, storage: st.Store) -> "WatchCache":
@@ -368,20 +368,23 @@ class WatchCache:
         rc.watchers.add(w)
         return w
 
-    async def wait_fresh(self, timeout: float = 1.0) -> None:
+    async def wait_fresh(self, timeout: float = 1.0) -> bool:
         """Wait until the cache has applied everything storage had when called
-        (upstream's consistent reads from cache). Gives up after `timeout`: a
-        revision that never becomes an event (compaction bookkeeping) must not
-        stall readers; what is served is then merely slightly older."""
+        (upstream's consistent reads from cache); False if that did not happen
+        within `timeout` (the caller then reads storage). A revision that never
+        becomes an event (SQLite's compaction bookkeeping row) is remembered
+        after one timeout, so it does not stall every later read."""
+        await self.ready()
         want = await self.storage.current_revision()
-        if want <= self._gap_rv:
-            return  # already waited for this revision once: it is not an event (e.g. a compaction)
+        if self.rv >= want or (want == self._gap_rv and self.rv >= self._gap_seen):
+            return True
         deadline = asyncio.get_running_loop().time() + timeout
         while self.rv < want:
             if asyncio.get_running_loop().time() >= deadline:
-                self._gap_rv = want
-                return
-            await asyncio.sleep(0.002)
+                self._gap_rv, self._gap_seen = want, self.rv
+                return False
+            await asyncio.sleep(0.001)
+        return True
 
     async def list(self, prefix: str, key_prefix: str, pred: "Predicate") -> tuple[list[Entry], int]:
         await self.ready()

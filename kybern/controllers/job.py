@@ -73,6 +73,11 @@ class JobController:
         ns = new["metadata"].get("namespace")
         if ref is not None and ref.get("kind") == "Job":
             key = f"{ns}/{ref.get('name')}"
+            job = self.job_informer.get(key)
+            if (job is None or job["metadata"].get("uid") != ref.get("uid")) and typ != "DELETED" and \
+                    ju.TRACKING_FINALIZER in (new["metadata"].get("finalizers") or []):
+                self.queue.add("orphan:" + key_of(new))  # its Job is gone: let the pod go
+                return
             if typ == "ADDED" and old is None:
                 self.expectations.creation_observed(key)
             if typ == "DELETED" or meta.is_deleting(new):
@@ -86,6 +91,9 @@ class JobController:
 
     # -- reconcile -----------------------------------------------------------------
     async def reconcile(self, key: str) -> None:
+        if key.startswith("orphan:"):
+            await self._release_orphan(key[len("orphan:"):])
+            return
         cached = self.job_informer.get(key)
         if cached is None:
             self.expectations.delete(key)
@@ -390,6 +398,20 @@ class JobController:
         left = [p for p in self.pods.owned(job["metadata"]["uid"])
                 if ju.TRACKING_FINALIZER in (p["metadata"].get("finalizers") or [])]
         await asyncio.gather(*(self._remove_finalizer(p) for p in left))
+
+    async def _release_orphan(self, pod_key: str) -> None:
+        pod = self.pod_informer.get(pod_key)
+        ref = meta.controller_of(pod) if pod is not None else None
+        if pod is None or ref is None:
+            return
+        try:
+            live = await self.client.get(JOBS, str(ref.get("name")), pod["metadata"].get("namespace"))
+            if live["metadata"].get("uid") == ref.get("uid"):
+                return  # still there: the Job's own sync decides
+        except errors.StatusError as e:
+            if e.code != 404:
+                raise
+        await self._remove_finalizer(pod)
 
     async def _ttl(self, key: str, job: dict[str, Any]) -> None:
         """ttlSecondsAfterFinished: delete the Job (and, in the foreground, its pods)."""

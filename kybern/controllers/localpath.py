@@ -18,7 +18,9 @@ runs.
   (when it is on this machine) and the PV deleted.
 
 `<dir>` is the node's `kybern.io/local-path-dir` annotation when its agent
-publishes one, else $KYBERN_LOCAL_PATH_DIR, else /var/lib/kybern/local-path.
+publishes one, else $KYBERN_LOCAL_PATH_DIR, else ~/.kybern/local-path (of the user
+running the controllers; rancher's default is /opt/local-path-provisioner, which
+needs root).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 PROVISIONER = "kybern.io/local-path"
 CLASS_NAME = "local-path"
 NODE_DIR_ANNOTATION = "kybern.io/local-path-dir"
-DEFAULT_DIR = "/var/lib/kybern/local-path"
+DEFAULT_DIR = "~/.kybern/local-path"
 
 
 def default_class() -> dict[str, Any]:
@@ -126,7 +128,7 @@ class LocalPathProvisioner:
     def base_dir(self, node: str) -> str:
         n = self.node_informer.get(node)
         d = ((n or {}).get("metadata", {}).get("annotations") or {}).get(NODE_DIR_ANNOTATION)
-        return d or os.environ.get("KYBERN_LOCAL_PATH_DIR") or DEFAULT_DIR
+        return d or os.environ.get("KYBERN_LOCAL_PATH_DIR") or os.path.expanduser(DEFAULT_DIR)
 
     async def reconcile(self, key: str) -> None:
         kind, _, rest = key.partition(":")

@@ -146,9 +146,13 @@ class PersistentVolumeBinder:
         if "storageClassName" not in spec and not spec.get("volumeName"):
             sc = self.default_class()
             if sc is not None:
-                await self.client.patch(PERSISTENTVOLUMECLAIMS, m["name"],
-                                        {"spec": {"storageClassName": sc["metadata"]["name"]}}, ns)
-                return
+                try:
+                    await self.client.patch(PERSISTENTVOLUMECLAIMS, m["name"],
+                                            {"spec": {"storageClassName": sc["metadata"]["name"]}}, ns)
+                    return
+                except errors.StatusError as e:
+                    if e.code != 422:  # an apiserver refusing nil -> class: carry on without one
+                        raise
         name = spec.get("volumeName")
         if name:
             pv = self.pv_informer.get(name) or await self._get_pv(name)

@@ -211,7 +211,7 @@ def apply(live: Obj | None, config: Obj, managers: Managers, *, manager: str, fo
         fields = fp.difference(e.fields, changed)  # taken over (forced, or sharing nothing)
         fields = fp.difference(fields, removed) if removed else fields
         if fields:
-            out[k] = Entry(e.manager, e.operation, e.api_version, e.time, fields, e.subresource)
+            out[k] = Entry(e.manager, e.operation, e.api_version, e.time, fields, e.subresource, stored=e.stored)
     mine = fp.difference(applied, STRIP)
     if mine:
         noop = live is not None and merged == base

@@ -69,19 +69,27 @@ def union(a: Set, b: Set) -> Set:
 
 
 def difference(a: Set, b: Set) -> Set:
-    """Members of `a` not in `b` (children compared path by path)."""
+    """Members of `a` not in `b` (children compared path by path). Returns `a`
+    itself when nothing is taken away, so callers can tell cheaply."""
     out: Set = {}
+    changed = False
     for pe, na in a.items():
-        if pe == _MEMBER:
-            continue
         nb = b.get(pe)
-        if nb is None:
+        if nb is None or pe == _MEMBER:
             out[pe] = na
             continue
-        n = _node(is_member(na) and not is_member(nb), difference(children(na), children(nb)))
+        member = is_member(na)
+        drop = member and is_member(nb)
+        ka, kb = children(na), children(nb)
+        kd = difference(ka, kb) if ka and kb else ka
+        if not drop and kd is ka:
+            out[pe] = na
+            continue
+        changed = True
+        n = _node(member and not drop, kd)
         if n is not None:
             out[pe] = n
-    return out
+    return out if changed else a
 
 
 def recursive_difference(a: Set, b: Set) -> Set:
@@ -189,9 +197,17 @@ def sort_key(pe: str) -> tuple[Any, ...]:
     return (-1, pe)  # "."
 
 
-def canonical(s: Set) -> Set:
-    """The same set with keys in upstream's serialisation order ("." first)."""
-    return {pe: canonical(s[pe]) for pe in sorted(s, key=sort_key)}
+def canonical(s: Set, ref: Set | None = None) -> Set:
+    """The same set with keys in upstream's serialisation order ("." first).
+    Subtrees that are `ref`'s own (already in order, as read) are kept as they are."""
+    if s is ref:
+        return s
+    keys = sorted(s)  # "." < "f:..." as plain strings; keys, values and indexes need parsing
+    if keys and keys[-1][0] in "kvi":
+        keys.sort(key=sort_key)
+    if ref is None:
+        return {pe: canonical(s[pe]) if s[pe] else {} for pe in keys}
+    return {pe: canonical(s[pe], ref.get(pe)) if s[pe] else {} for pe in keys}
 
 
 # -- path elements ---------------------------------------------------------------
@@ -207,7 +223,7 @@ def _json(v: Any) -> str:
 class TypeInfo:
     """What structured-merge-diff needs to know about one schema node."""
 
-    __slots__ = ("kind", "atomic", "props", "elem", "keys", "list_type")
+    __slots__ = ("kind", "atomic", "props", "elem", "keys", "list_type", "kids")
 
     def __init__(self, kind: str, atomic: bool = False, props: dict[str, Any] | None = None,
                  elem: Schema = None, keys: tuple[str, ...] = (), list_type: str = "atomic") -> None:
@@ -217,10 +233,12 @@ class TypeInfo:
         self.elem = elem  # map values / list items
         self.keys = keys
         self.list_type = list_type  # "atomic" | "set" | "map"
+        self.kids: dict[str, tuple[bool, Schema, TypeInfo]] = {}  # memo of child()
 
 
 DEDUCED = TypeInfo("deduced")
 _cache: dict[int, tuple[Any, TypeInfo]] = {}
+schemas.on_change(_cache.clear)  # a CRD's schema replaced: classify afresh
 
 
 def type_of(node: Schema) -> TypeInfo:
@@ -270,6 +288,15 @@ def child_schema(t: TypeInfo, name: str) -> tuple[bool, Schema]:
     if t.elem is not None:
         return True, t.elem
     return t.props is None or t.kind == "deduced", None
+
+
+def child(t: TypeInfo, name: str) -> tuple[bool, Schema, TypeInfo]:
+    """child_schema() and its TypeInfo, memoised per type (the hot path of every walk)."""
+    hit = t.kids.get(name)
+    if hit is None:
+        known, sch = child_schema(t if t.kind == "map" else DEDUCED, name)
+        hit = t.kids[name] = (known, sch, type_of(sch))
+    return hit
 
 
 def item_pe(t: TypeInfo, item: Any, index: int) -> str:
@@ -338,33 +365,96 @@ def to_set(value: Any, schema: Schema) -> Set:
 def compare(old: Any, new: Any, schema: Schema) -> tuple[Set, Set, Set]:
     """(added, modified, removed) between two values of one type (typed.Compare).
     A node that exists on one side only is itself added or removed; empty and
-    missing maps and lists compare as leaves, keeping the empty/null distinction."""
+    missing maps and lists compare as leaves, keeping the empty/null distinction.
+    Equal subtrees are skipped whole (a C-level ==), which keeps an update that
+    touches one field cheap."""
     t = type_of(schema)
     added: Set = {}
     modified: Set = {}
     removed: Set = {}
-    lhs = dict((pe, (v, s)) for pe, v, s in _entries(t, old)) if old is not MISSING else {}
-    rhs = dict((pe, (v, s)) for pe, v, s in _entries(t, new)) if new is not MISSING else {}
-    for pe in lhs.keys() | rhs.keys():
-        lv, sch = lhs.get(pe, (MISSING, None))
-        rv, rsch = rhs.get(pe, (MISSING, None))
-        sch = sch if lv is not MISSING else rsch
-        leaf = _leafish(type_of(sch), lv, rv)
-        if leaf:
-            if lv is MISSING:
-                added[pe] = {}
-            elif rv is MISSING:
-                removed[pe] = {}
-            elif lv != rv:
-                modified[pe] = {}
+    if isinstance(old, dict) or isinstance(new, dict):
+        lmap = old if isinstance(old, dict) else {}
+        rmap = new if isinstance(new, dict) else {}
+        for k, rv in rmap.items():
+            if rv is None:
+                continue
+            lv = lmap.get(k, MISSING)
+            if lv is rv or (lv == rv and type(lv) is type(rv)):
+                continue
+            known, sch, ct = child(t, k)
+            if known:
+                _compare_child("f:" + k, MISSING if lv is None else lv, rv, sch, ct, added, modified, removed)
+        for k, lv in lmap.items():
+            if lv is None or rmap.get(k) is not None:
+                continue
+            known, sch, ct = child(t, k)
+            if known:
+                _compare_child("f:" + k, lv, MISSING, sch, ct, added, modified, removed)
+        return added, modified, removed
+    lhs = {pe: v for pe, v, _ in _entries(t, old)} if old is not MISSING else {}
+    rhs = {pe: v for pe, v, _ in _entries(t, new)} if new is not MISSING else {}
+    for pe, rv in rhs.items():
+        lv = lhs.get(pe, MISSING)
+        if lv is rv or (lv == rv and type(lv) is type(rv)):
             continue
-        a, m, r = compare(lv, rv, sch)
-        for target, sub, member in ((added, a, lv is MISSING), (modified, m, False),
-                                    (removed, r, rv is MISSING)):
-            n = _node(member, sub)
-            if n is not None:
-                target[pe] = n
+        _compare_child(pe, lv, rv, t.elem, type_of(t.elem), added, modified, removed)
+    for pe, lv in lhs.items():
+        if pe not in rhs:
+            _compare_child(pe, lv, MISSING, t.elem, type_of(t.elem), added, modified, removed)
     return added, modified, removed
+
+
+def _compare_child(pe: str, lv: Any, rv: Any, sch: Schema, ct: TypeInfo, added: Set, modified: Set,
+                   removed: Set) -> None:
+    if _leafish(ct, lv, rv):
+        if lv is MISSING:
+            added[pe] = {}
+        elif rv is MISSING:
+            removed[pe] = {}
+        elif lv != rv or type(lv) is not type(rv):
+            modified[pe] = {}
+        return
+    if lv is MISSING:  # a new node: it and everything below it is added
+        sub = _everything(rv, sch)
+        added[pe] = {_MEMBER: {}, **sub} if sub else {}
+        return
+    if rv is MISSING:
+        sub = _everything(lv, sch)
+        removed[pe] = {_MEMBER: {}, **sub} if sub else {}
+        return
+    a, m, r = compare(lv, rv, sch)
+    if a:
+        added[pe] = a
+    if m:
+        modified[pe] = m
+    if r:
+        removed[pe] = r
+
+
+def _everything(value: Any, schema: Schema) -> Set:
+    """compare(MISSING, value)'s added set below `value`: every node and leaf."""
+    t = type_of(schema)
+    out: Set = {}
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if v is None:
+                continue
+            known, sch, ct = child(t, k)
+            if not known:
+                continue
+            if not v or is_leaf(ct, v):
+                out["f:" + k] = {}
+            else:
+                sub = _everything(v, sch)
+                out["f:" + k] = {_MEMBER: {}, **sub} if sub else {}
+        return out
+    for pe, v, sch in _entries(t, value):
+        if not v or is_leaf(type_of(sch), v):
+            out[pe] = {}
+        else:
+            sub = _everything(v, sch)
+            out[pe] = {_MEMBER: {}, **sub} if sub else {}
+    return out
 
 
 def _leafish(t: TypeInfo, lv: Any, rv: Any) -> bool:

@@ -44,6 +44,7 @@ class Entry:
     time: str | None
     fields: fp.Set
     subresource: str = ""
+    stored: fp.Set | None = field(default=None, repr=False, compare=False)  # fieldsV1 as read: in order
 
     @property
     def key(self) -> Key:
@@ -64,7 +65,7 @@ class Entry:
         if self.time:
             out["time"] = self.time
         out["fieldsType"] = "FieldsV1"
-        out["fieldsV1"] = fp.canonical(self.fields)
+        out["fieldsV1"] = fp.canonical(self.fields, self.stored)
         if self.subresource:
             out["subresource"] = self.subresource
         return out
@@ -123,8 +124,9 @@ def decode(obj: Obj | None) -> Managers:
         if not isinstance(e, dict) or e.get("operation") not in ("Apply", "Update"):
             continue
         fields = e.get("fieldsV1")
+        fields = fields if isinstance(fields, dict) else {}
         entry = Entry(str(e.get("manager") or ""), e["operation"], str(e.get("apiVersion") or ""),
-                      e.get("time"), fields if isinstance(fields, dict) else {}, str(e.get("subresource") or ""))
+                      e.get("time"), fields, str(e.get("subresource") or ""), stored=fields)
         prev = out.get(entry.key)
         if prev is not None:
             entry.fields = fp.union(prev.fields, entry.fields)
@@ -162,18 +164,31 @@ def reset_fields(has_status: bool, subresource: str) -> fp.Set:
     return {}
 
 
-def _skeleton(schema: Obj | None) -> Obj:
-    """What an empty Go object serialises to at the top: the non-pointer structs
-    (metadata, spec, status, a pod template's metadata and spec). Comparing
-    against it instead of {} marks the same nodes as created as upstream does."""
+# struct (not pointer) fields that Go serialises even when empty
+_STRUCT_FIELDS = frozenset(("metadata", "spec", "status", "template", "strategy", "updateStrategy"))
+_skeletons: dict[int, tuple[Any, Obj]] = {}
+
+
+def _skeleton(schema: Obj | None, depth: int = 0) -> Obj:
+    """What an empty Go object serialises to: its non-pointer structs and its
+    lists without omitempty (`required` in the schema) exist, empty. Comparing
+    a new object against it instead of {} marks the same nodes as created as
+    upstream does (`f:spec` has no ".", `f:labels` has)."""
     from kybern.api import schemas
 
+    hit = _skeletons.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
     r = schemas.resolve(schema) or {}
-    props = r.get("properties") or {}
-    out: Obj = {k: {} for k in ("metadata", "spec", "status") if k in props}
-    spec = schemas.resolve(props["spec"]) if "spec" in out else None
-    if spec and "template" in (spec.get("properties") or {}):
-        out["spec"]["template"] = {"metadata": {}, "spec": {}}
+    required = set(r.get("required") or ())
+    out: Obj = {}
+    for name, p in (r.get("properties") or {}).items():
+        rp = schemas.resolve(p) or {}
+        if rp.get("type") == "array" and name in required:
+            out[name] = []
+        elif "properties" in rp and (name in required or name in _STRUCT_FIELDS) and depth < 4:
+            out[name] = _skeleton(p, depth + 1)
+    _skeletons[id(schema)] = (schema, out)
     return out
 
 

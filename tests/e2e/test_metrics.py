@@ -29,7 +29,7 @@ def test_request_storage_and_watch_series(cluster, namespace):
     cluster.kubectl("-n", ns, "get", "configmap", "m1", "-o", "json")
     cluster.kubectl("-n", ns, "get", "configmaps")
     cluster.kubectl("-n", ns, "apply", "--server-side", "-f", "-", input=(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: m2\ndata:\n  x: y\n"))
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: m2\ndata:\n  x: hello\n"))
     cluster.kubectl("-n", ns, "delete", "configmap", "m1")
     m = scrape(cluster)
 

@@ -74,7 +74,8 @@ def test_readiness_probe_flips_ready_and_the_pod_condition(cluster, namespace):
         "name": "web", "env": [{"name": "PORT", "value": str(port)}],
         "command": sh("(sleep 2; echo ok > ready.html; sleep 4; rm ready.html) & exec python3 serve.py"),
         "ports": [{"name": "http", "containerPort": port}],
-        "readinessProbe": {"httpGet": {"path": "/ready.html", "port": "http"}, "periodSeconds": 1}}]))
+        "readinessProbe": {"httpGet": {"path": "/ready.html", "port": "http"}, "periodSeconds": 1,
+                           "failureThreshold": 1}}]))
     cluster.wait_for(lambda: status(cluster, namespace, "ready").get("phase") == "Running", what="Running")
     assert condition(cluster, namespace, "ready", "Ready") == "False"
     cluster.wait_for(lambda: cstatus(cluster, namespace, "ready", "web").get("ready"), timeout=15, what="ready")

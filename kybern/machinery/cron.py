@@ -1,5 +1,5 @@
-"""When does a cron schedule fire? The standard 5-field cron language as the
-CronJob controller reads it (upstream uses robfig/cron's ParseStandard):
+"""When does a cron schedule fire? The standard 5-field cron language as
+CronJob validation and the CronJob controller read it (upstream uses robfig/cron's ParseStandard):
 
     minute hour day-of-month month day-of-week      e.g. "*/15 9-17 * * MON-FRI"
 
@@ -146,7 +146,10 @@ def parse(spec: str) -> Schedule:
     if not text:
         raise CronError("empty spec string")
     if text.startswith("TZ=") or text.startswith("CRON_TZ="):
-        raise CronError("TZ prefix is not supported here: use spec.timeZone")
+        # robfig accepts a zone prefix; CronJob validation refuses it separately
+        head, _, text = text.partition(" ")
+        zone(head.split("=", 1)[1])
+        text = text.strip()
     if text.startswith("@every "):
         return Schedule(frozenset(), frozenset(), frozenset(), frozenset(), frozenset(), True, True,
                         every=_parse_duration(text[len("@every "):].strip()))
