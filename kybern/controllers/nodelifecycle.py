@@ -36,6 +36,7 @@ from kybern.client.http import Client
 from kybern.client.resources import LEASES, NODES, PODS
 from kybern.controllers.informers import InformerFactory
 from kybern.machinery import errors, meta
+from kybern.machinery.taints import tolerates
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +52,6 @@ PRESSURE_TAINTS = {"MemoryPressure": "node.kubernetes.io/memory-pressure",
                    "PIDPressure": "node.kubernetes.io/pid-pressure",
                    "NetworkUnavailable": "node.kubernetes.io/network-unavailable"}
 MANAGED = {UNREACHABLE, NOT_READY, UNSCHEDULABLE, *PRESSURE_TAINTS.values()}
-
-
-def tolerates(tol: dict[str, Any], taint: dict[str, Any]) -> bool:
-    """v1.Toleration.ToleratesTaint (the scheduler has its own copy: controllers
-    and the scheduler do not import each other)."""
-    effect, key = tol.get("effect") or "", tol.get("key") or ""
-    if (effect and effect != taint.get("effect")) or (key and key != taint.get("key")):
-        return False
-    op = tol.get("operator") or "Equal"
-    return op == "Exists" or (op == "Equal" and (tol.get("value") or "") == (taint.get("value") or ""))
 
 
 def condition(node: dict[str, Any], typ: str) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@ tolerate the node.kubernetes.io/unschedulable:NoSchedule taint."""
 
 from __future__ import annotations
 
+from kybern.machinery.taints import tolerates
 from kybern.scheduler.framework import (
     UNSCHEDULABLE_AND_UNRESOLVABLE,
     CycleState,
@@ -10,7 +11,6 @@ from kybern.scheduler.framework import (
     PodInfo,
     Status,
 )
-from kybern.scheduler.plugins.tainttoleration import tolerates
 
 ERR_REASON = "node(s) were unschedulable"
 _TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}

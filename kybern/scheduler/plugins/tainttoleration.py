@@ -3,8 +3,7 @@ tolerate them (filter); untolerated PreferNoSchedule taints lower the score."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from kybern.machinery.taints import first_untolerated, tolerates  # noqa: F401 - re-exported
 from kybern.scheduler.framework import (
     UNSCHEDULABLE_AND_UNRESOLVABLE,
     CycleState,
@@ -13,32 +12,6 @@ from kybern.scheduler.framework import (
     Status,
     default_normalize,
 )
-
-
-def tolerates(tol: dict[str, Any], taint: dict[str, Any]) -> bool:
-    """v1.Toleration.ToleratesTaint."""
-    effect = tol.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = tol.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    op = tol.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    if op == "Equal":
-        return (tol.get("value") or "") == (taint.get("value") or "")
-    return False
-
-
-def first_untolerated(taints: list[dict[str, Any]], tolerations: list[dict[str, Any]],
-                      effects: tuple[str, ...] = ("NoSchedule", "NoExecute")) -> dict[str, Any] | None:
-    for t in taints:
-        if t.get("effect") not in effects:
-            continue
-        if not any(tolerates(tol, t) for tol in tolerations):
-            return t
-    return None
 
 
 class TaintToleration:
