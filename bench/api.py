@@ -36,7 +36,6 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
@@ -73,7 +72,7 @@ class Server:
         else:
             cmd = [sys.executable, "-m", "kybern.cli.main", "server", "--no-controllers", "--data-dir", str(data),
                    "--port", "0"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(base / "server.log", "w"),
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(base / "server.log", "w"),  # noqa: SIM115
                                      text=True, env={**os.environ, "HOME": str(base)})
         assert self.proc.stdout
         line = self.proc.stdout.readline()
@@ -109,13 +108,23 @@ class Phase:
     def __init__(self, srv: Server) -> None:
         self.srv = srv
 
-    def __enter__(self) -> "Phase":
-        self.t0, self.c0 = time.perf_counter(), self.srv.cpu()
+    def __enter__(self) -> Phase:  # noqa: PYI034
+        self.t0, self.c0, self.me0 = time.perf_counter(), self.srv.cpu(), time.process_time()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self.t0
         self.cpu_share = (self.srv.cpu() - self.c0) / self.wall
+        self.client_share = (time.process_time() - self.me0) / self.wall
+
+    def __str__(self) -> str:
+        return f"server CPU {self.cpu_share:.0%}, client CPU {self.client_share:.0%}"
+
+    def per_request(self, n: int) -> str:
+        """Server CPU per request, and the rate one fully used core would give:
+        a figure that holds up better than wall-clock rates on a shared machine."""
+        us = self.cpu_share * self.wall / max(n, 1) * 1e6
+        return f"server CPU {us:.0f} us/request = {1e6 / us:.0f}/s at one full core"
 
 
 async def create_pods(s: aiohttp.ClientSession, url: str, ns: str, names: list[str], conns: int) -> list[float]:
@@ -223,6 +232,7 @@ async def watchers_phase(srv: Server, headers: dict[str, str], n_watchers: int, 
             if not remaining[0]:
                 finished.set()
 
+        before = srv.rss_mb()
         tasks = [asyncio.create_task(watch()) for _ in range(n_watchers)]
         while ready < n_watchers:
             await asyncio.sleep(0.05)
@@ -231,13 +241,14 @@ async def watchers_phase(srv: Server, headers: dict[str, str], n_watchers: int, 
             await paced_creates(s, srv.url, ns, "w", rate, seconds, sent)
             try:
                 await asyncio.wait_for(finished.wait(), 60)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     return {"deliveries": len(delays), "expected": expected * n_watchers, "p50": pct(delays, 0.5),
-            "p99": pct(delays, 0.99), "max": max(delays or [0]), "cpu": ph.cpu_share, "rss_mb": registered}
+            "p99": pct(delays, 0.99), "max": max(delays or [0]), "cpu": str(ph), "rss_mb": registered,
+            "rss_before_mb": before}
 
 
 async def cache_memory(db: Path) -> tuple[float, float, int]:
@@ -272,11 +283,11 @@ async def run(args: argparse.Namespace) -> None:
             with Phase(srv) as ph:
                 lat = await create_pods(s, srv.url, "default", names, args.conns)
             print(f"creates: {len(names)} pods in {ph.wall:.2f}s = {len(names) / ph.wall:.0f}/s "
-                  f"(p50 {pct(lat, .5) * 1e3:.1f} ms, p99 {pct(lat, .99) * 1e3:.1f} ms; server CPU "
-                  f"{ph.cpu_share:.0%})")
+                  f"(p50 {pct(lat, .5) * 1e3:.1f} ms, p99 {pct(lat, .99) * 1e3:.1f} ms; {ph}; "
+                  f"{ph.per_request(len(names))})")
             with Phase(srv) as ph:
                 n = await gets(s, srv.url, "default", names, args.conns, args.seconds)
-            print(f"GETs: {n / ph.wall:.0f}/s over {ph.wall:.1f}s (server CPU {ph.cpu_share:.0%})")
+            print(f"GETs: {n / ph.wall:.0f}/s over {ph.wall:.1f}s ({ph}; {ph.per_request(n)})")
             for label, params in (("consistent, from storage (one page: limit=1000000)", {"limit": "1000000"}),
                                   ("consistent, from the caught-up watch cache", {}),
                                   ("resourceVersion=0, from the watch cache", {"resourceVersion": "0"})):
@@ -295,12 +306,14 @@ async def run(args: argparse.Namespace) -> None:
                 lat = await paced_creates(s, srv.url, "default", "paced", args.rate, args.seconds)
             print(f"paced creates at {args.rate:.0f}/s for {args.seconds:.0f}s: achieved "
                   f"{len(lat) / ph.wall:.0f}/s, p50 {pct(lat, .5) * 1e3:.1f} ms, p99 {pct(lat, .99) * 1e3:.1f} ms "
-                  f"(server CPU {ph.cpu_share:.0%})")
-        w = await watchers_phase(srv, headers, args.watchers, args.watch_rate, args.seconds)
-        print(f"watch: {args.watchers} watchers, pods created at {args.watch_rate:.0f}/s: "
-              f"{w['deliveries']}/{w['expected']} events delivered, delay p50 {w['p50'] * 1e3:.1f} ms, "
-              f"p99 {w['p99'] * 1e3:.1f} ms, max {w['max'] * 1e3:.0f} ms (server CPU {w['cpu']:.0%}, "
-              f"RSS with watchers {w['rss_mb']:.0f} MB)")
+                  f"({ph})")
+        w = await watchers_phase(srv, headers, args.watchers, args.watch_rate, args.seconds) \
+            if args.watchers else None
+        if w:
+            print(f"watch: {args.watchers} watchers, pods created at {args.watch_rate:.0f}/s: "
+                  f"{w['deliveries']}/{w['expected']} events delivered, delay p50 {w['p50'] * 1e3:.1f} ms, "
+                  f"p99 {w['p99'] * 1e3:.1f} ms, max {w['max'] * 1e3:.0f} ms ({w['cpu']}; server RSS "
+                  f"{w['rss_before_mb']:.0f} MB before the watchers, {w['rss_mb']:.0f} MB with them)")
         per, js, total = await cache_memory(srv.db)
         print(f"watch cache: {per:.0f} bytes per object ({total} objects) vs {js:.0f} bytes of JSON per pod "
               f"= {per / js:.2f}x")

@@ -22,7 +22,14 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -82,6 +89,7 @@ class APIMetrics:
         # labelled children by label values: prometheus_client's labels() takes a lock
         # and validates on every call, measurable at thousands of requests a second
         self._req_children: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        self._watch_children: dict[tuple[str, str, str], Any] = {}
 
     # -- request classification ---------------------------------------------------
     def classify(self, request: web.Request) -> tuple[tuple[str, ...], bool]:
@@ -161,7 +169,11 @@ class APIMetrics:
         self.watchers.labels(info.group, info.version, info.kind).inc(delta)
 
     def watch_events_sent(self, info: ResourceInfo, n: int) -> None:
-        self.watch_events.labels(info.group, info.version, info.kind).inc(n)
+        key = (info.group, info.version, info.kind)
+        child = self._watch_children.get(key)  # called per watcher per batch: skip labels()
+        if child is None:
+            child = self._watch_children[key] = self.watch_events.labels(*key)
+        child.inc(n)
 
     # -- exposition ---------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:

@@ -11,6 +11,8 @@ Path shapes served (group "" is /api/v1, others /apis/<g>/<v>):
 from __future__ import annotations
 
 import asyncio
+import base64
+import datetime
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -38,10 +40,21 @@ def json_response(obj: Any, status: int = 200, *, content_type: str = JSON,
                   warnings: list[str] | None = None) -> web.Response:
     headers = {}
     if warnings:
-        headers["Warning"] = ", ".join(f'299 - "{w.replace(chr(34), chr(92) + chr(34))}"' for w in warnings)
+        headers["Warning"] = ", ".join(f'299 - "{_warning_text(w)}"' for w in warnings)
     return web.Response(body=orjson.dumps(obj), status=status, content_type=content_type.split(";")[0],
                         headers=headers) if ";" not in content_type else \
         web.Response(body=orjson.dumps(obj), status=status, headers={"Content-Type": content_type, **headers})
+
+
+# control characters become spaces, as Go's net/http writes header values (a raw
+# newline would be a header injection; aiohttp refuses and drops the connection)
+_HEADER_SAFE = {i: " " for i in (*range(0, 9), *range(10, 32), 127)}
+
+
+def _warning_text(text: str) -> str:
+    """RFC 7234 warn-text: a quoted string with `"` and `\\` escaped (NewWarningHeader)."""
+    text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates from YAML escapes
+    return text.replace("\\", "\\\\").replace('"', '\\"').translate(_HEADER_SAFE)
 
 
 async def read_body(request: web.Request) -> Any:
@@ -54,6 +67,57 @@ async def read_body(request: web.Request) -> Any:
     return decode_body(raw, ctype)
 
 
+MAX_DEPTH = 200  # nesting a body may have; deeper is a 400 before any recursive code sees it
+
+
+def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        cur, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(cur, dict):
+            stack.extend((v, depth + 1) for v in cur.values())
+        elif isinstance(cur, list):
+            stack.extend((v, depth + 1) for v in cur)
+    return False
+
+
+def _yaml_as_json(v: Any) -> Any:
+    """What sigs.k8s.io/yaml's YAML-to-JSON gives: string keys, integers beyond
+    64 bits as floats, timestamps and binaries as strings, valid UTF-8."""
+    if isinstance(v, dict):
+        return {_yaml_key(k): _yaml_as_json(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_yaml_as_json(x) for x in v]
+    if v is None or isinstance(v, (bool, float)):
+        return v
+    if isinstance(v, int):
+        if -(2 ** 63) <= v < 2 ** 64:
+            return v
+        try:
+            return float(v)
+        except OverflowError:
+            raise errors.bad_request(f"error converting YAML to JSON: number {v:.3e} out of range") from None
+    if isinstance(v, str):
+        try:
+            v.encode()
+            return v
+        except UnicodeEncodeError:  # lone surrogates from "\ud800"-style escapes
+            return v.encode("utf-8", "replace").decode()
+    if isinstance(v, bytes):
+        return base64.b64encode(v).decode()
+    if isinstance(v, (datetime.date, datetime.datetime)):
+        return v.isoformat()
+    return str(v)
+
+
+def _yaml_key(k: Any) -> str:
+    if isinstance(k, bool):
+        return "true" if k else "false"
+    return "null" if k is None else k if isinstance(k, str) else str(_yaml_as_json(k))
+
+
 def decode_body(raw: bytes, ctype: str) -> Any:
     if not raw.strip():
         raise errors.bad_request("the server rejected our request due to an error in our request: "
@@ -61,14 +125,23 @@ def decode_body(raw: bytes, ctype: str) -> Any:
     if ctype in ("application/json", "application/json-patch+json", "application/merge-patch+json",
                  "application/strategic-merge-patch+json", "*/*", ""):
         try:
-            return orjson.loads(raw)
+            out = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             raise errors.bad_request(f"error decoding JSON: {e}") from None
+        # counting brackets is C-fast; only a body that could be too deep is walked
+        if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _too_deep(out):
+            raise errors.bad_request("error decoding JSON: exceeded max depth")
+        return out
     if ctype in ("application/yaml", "application/apply-patch+yaml", "text/yaml"):
         try:
-            return yaml.safe_load(raw)
+            out = yaml.safe_load(raw)
         except yaml.YAMLError as e:
             raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
+        except RecursionError:
+            raise errors.bad_request("error converting YAML to JSON: exceeded max depth") from None
+        if _too_deep(out):
+            raise errors.bad_request("error converting YAML to JSON: exceeded max depth")
+        return _yaml_as_json(out)
     if ctype.strip().lower() == "application/vnd.kubernetes.protobuf":
         from kybern.apiserver import protobuf  # lazy: loads the descriptor pool on first use
         return protobuf.decode(raw)

@@ -9,6 +9,7 @@ implemented (see docs/apiserver.md).
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -264,10 +265,14 @@ class APIServer:
             managedfields.REQUEST.set(req)
 
         def make(cur: dict[str, Any] | None) -> dict[str, Any]:
-            merged, managers = applying.apply(
-                cur, config, managedfields.decode(cur), manager=manager, force=force,
-                api_version=info.api_version, schema=schema,
-                has_status=bool(getattr(info.strategy, "has_status", False)), subresource=sub or "")
+            try:
+                merged, managers = applying.apply(
+                    cur, config, managedfields.decode(cur), manager=manager, force=force,
+                    api_version=info.api_version, schema=schema,
+                    has_status=bool(getattr(info.strategy, "has_status", False)), subresource=sub or "")
+            except RecursionError:
+                raise errors.bad_request("failed to create typed patch object: the object is nested too "
+                                         "deeply") from None
             req.applied = managers
             m = merged.setdefault("metadata", {})
             if cur is not None and "resourceVersion" not in (config.get("metadata") or {}):
@@ -452,6 +457,9 @@ class APIServer:
 
 
 def ssl_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    # asyncio gives every TLS connection a 256 KiB receive buffer: 256 MB for a
+    # thousand watches. 64 KiB still holds several 16 KiB TLS records per read.
+    asyncio.sslproto.SSLProtocol.max_size = 64 * 1024
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert_file, key_file)
     return ctx

@@ -86,6 +86,20 @@ def decode_continue(token: str) -> tuple[int, str]:
                                  "(version meta.k8s.io/v1)") from None
 
 
+def _drop_nulls(obj: Obj) -> None:
+    """`"field": null` means the field is unset, as when Go decodes into a struct;
+    defaulting and validation then see an absent field, not None."""
+    for k in [k for k, v in obj.items() if v is None]:
+        del obj[k]
+    for v in obj.values():
+        if isinstance(v, dict):
+            _drop_nulls(v)
+        elif isinstance(v, list):
+            for item in v:
+                if isinstance(item, dict):
+                    _drop_nulls(item)
+
+
 class Predicate:
     """Label and field selectors of a list or watch request."""
 
@@ -158,10 +172,21 @@ class RESTStore:
                 f"({self.info.api_version})" if av and av != self.info.api_version else
                 f"the kind in the data ({kind}) does not match the expected kind ({self.info.kind})")
         obj["apiVersion"], obj["kind"] = self.info.api_version, self.info.kind
+        _drop_nulls(obj)
         if not isinstance(obj.get("metadata", {}), dict):
             raise errors.bad_request("metadata must be an object")
         obj.setdefault("metadata", {})
         return obj
+
+    def _prepare(self, fn: Callable[[], Any], obj: Obj, field_validation: str, warnings: list[str]) -> None:
+        """Run a strategy's defaulting; if a value of the wrong type trips it, the
+        schema check names the field (400/422) instead of a 500."""
+        try:
+            fn()
+        except (TypeError, AttributeError, KeyError, ValueError) as e:
+            self._validate(obj, list, field_validation, warnings)
+            log.warning("%s defaulting failed on a schema-valid object: %r", self.info.kind, e)
+            raise errors.bad_request(f"the object provided is not a valid {self.info.kind}: {e}") from None
 
     def _validate(self, obj: Obj, extra: Callable[[], list[dict[str, str]]], field_validation: str,
                   warnings: list[str]) -> None:
@@ -172,9 +197,10 @@ class RESTStore:
             causes = self.validator(obj, self.info, field_validation, warnings)
         try:
             causes += extra()
-        except (TypeError, AttributeError, KeyError, ValueError):
-            if not causes:
-                raise
+        except (TypeError, AttributeError, KeyError, ValueError) as e:
+            if not causes:  # a strategy check tripped over a value the schema allows: still the client's 4xx
+                log.warning("%s validation failed on a schema-valid object: %r", self.info.kind, e)
+                raise errors.bad_request(f"the object provided is not a valid {self.info.kind}: {e}") from None
         if causes:
             raise self._invalid(obj["metadata"].get("name", ""), causes)
 
@@ -326,7 +352,8 @@ class RESTStore:
             m["generation"] = 1
         else:
             m.pop("generation", None)
-        self.strategy.prepare_for_create(obj)  # type: ignore[union-attr]
+        self._prepare(lambda: self.strategy.prepare_for_create(obj), obj,  # type: ignore[union-attr]
+                      field_validation, warnings)
         self._validate(obj, lambda: self._meta_causes(obj) + self.strategy.validate(obj),  # type: ignore[union-attr]
                        field_validation, warnings)
         if self.before_create is not None:
@@ -357,7 +384,7 @@ class RESTStore:
         for _ in range(MAX_UPDATE_RETRIES):
             kv, _ = await self.storage.get(key)
             current = decode(kv) if kv else None
-            new = make(copy.deepcopy(current) if current is not None else None)
+            new = self._apply_change(make, current)
             new = self._check_type(new)
             nm = new["metadata"]
             if nm.get("name") and nm["name"] != name:
@@ -391,7 +418,7 @@ class RESTStore:
                 causes = list
             else:
                 self._keep_system_meta(new, old)
-                strategy.prepare_for_update(new, old)
+                self._prepare(lambda: strategy.prepare_for_update(new, old), new, field_validation, warnings)
                 causes = lambda: self._meta_causes(new) + strategy.validate_update(new, old)  # noqa: E731
                 new["metadata"].pop("generation", None)
                 if "generation" in old["metadata"]:
@@ -429,6 +456,20 @@ class RESTStore:
             new["metadata"]["resourceVersion"] = str(rev)
             return new, False
         raise errors.conflict(self.info.group, self.info.plural, name, "too many concurrent updates")
+
+    def _apply_change(self, make: Callable[[Obj | None], Obj], current: Obj | None) -> Obj:
+        """The client's change (a body or a patch) applied to the current object.
+        A change that cannot be applied is the client's error: 400, never a 500
+        (upstream answers some malformed strategic merge patches with a 500)."""
+        try:
+            return make(copy.deepcopy(current) if current is not None else None)
+        except errors.StatusError as e:
+            if e.code != 500:
+                raise
+            raise errors.bad_request(e.message.removeprefix("Internal error occurred: ")) from None
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError) as e:
+            log.warning("%s: applying a change failed: %r", self.info.kind, e)
+            raise errors.bad_request(f"the change cannot be applied to the {self.info.kind}: {e}") from None
 
     @staticmethod
     def _keep_system_meta(new: Obj, old: Obj) -> None:

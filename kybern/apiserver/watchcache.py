@@ -28,7 +28,7 @@ import sys
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -61,7 +61,7 @@ INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
 class Entry:
     """One object version: its wire bytes and what selectors look at."""
 
-    __slots__ = ("key", "rv", "raw", "labels", "fields")
+    __slots__ = ("fields", "key", "labels", "raw", "rv")
 
     def __init__(self, key: str, rv: int, raw: bytes, labels: dict[str, str] | None,
                  fields: tuple[str, ...]) -> None:
@@ -81,7 +81,7 @@ class Entry:
 
 
 class Event:
-    __slots__ = ("rv", "entry", "prev", "deleted")
+    __slots__ = ("deleted", "entry", "prev", "rv")
 
     def __init__(self, rv: int, entry: Entry, prev: Entry | None, deleted: bool) -> None:
         self.rv = rv
@@ -133,7 +133,7 @@ class ResourceCache:
             return entry.fields[i]
         return selectors.field_value(entry.decode(), path)
 
-    def matches(self, entry: Entry, pred: "Predicate") -> bool:
+    def matches(self, entry: Entry, pred: Predicate) -> bool:
         if pred.labels and not selectors.matches(pred.labels, entry.labels):
             return False
         for path, op, want in pred.fields:
@@ -141,7 +141,7 @@ class ResourceCache:
                 return False
         return True
 
-    def snapshot(self, key_prefix: str, pred: "Predicate") -> list[Entry]:
+    def snapshot(self, key_prefix: str, pred: Predicate) -> list[Entry]:
         """Current objects under key_prefix that match, in key order (as storage lists)."""
         out = [e for k, e in self.objects.items() if k.startswith(key_prefix)
                and (pred.empty or self.matches(e, pred))]
@@ -160,10 +160,22 @@ class ResourceCache:
 class Watcher:
     """One client's watch: a buffer the cache fills and the HTTP handler drains."""
 
-    __slots__ = ("rc", "cache", "key_prefix", "pred", "min_rv", "pending", "wake", "dropped", "closed",
-                 "view", "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "cache",
+        "closed",
+        "dropped",
+        "initial",
+        "key_prefix",
+        "min_rv",
+        "pending",
+        "pred",
+        "rc",
+        "view",
+        "wake",
+    )
 
-    def __init__(self, cache: "WatchCache", rc: ResourceCache, key_prefix: str, pred: "Predicate",
+    def __init__(self, cache: WatchCache, rc: ResourceCache, key_prefix: str, pred: Predicate,
                  min_rv: int, view: Callable[[Entry], Entry] | None = None) -> None:
         self.view = view  # converts entries for a store served at another version than storage's
         self.cache = cache
@@ -175,6 +187,7 @@ class Watcher:
         self.wake = asyncio.Event()
         self.dropped = False
         self.closed = False
+        self.initial = 0  # replayed/initial events queued at start: not counted against the buffer
 
     def _classify(self, ev: Event) -> str | None:
         if ev.rv <= self.min_rv or not ev.entry.key.startswith(self.key_prefix):
@@ -198,7 +211,7 @@ class Watcher:
         typ = self._classify(ev)
         if typ is None:
             return
-        if len(self.pending) >= WATCHER_BUFFER:
+        if len(self.pending) >= WATCHER_BUFFER + self.initial:
             self.dropped = True  # too slow: end its stream rather than block the others
             self.pending.clear()
             log.info("watcher on %s fell %d events behind; closing it", self.key_prefix, WATCHER_BUFFER)
@@ -213,7 +226,7 @@ class Watcher:
             self.wake.clear()
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if not self.pending and not self.dropped and not self.closed:
                     # nothing is buffered, so every change up to the cache's revision was sent
                     return str(max(self.cache.rv, self.min_rv))
@@ -221,6 +234,7 @@ class Watcher:
             return None
         out = list(self.pending)
         self.pending.clear()
+        self.initial = 0
         if self.view is not None:
             out = [(t, self.view(e)) for t, e in out]
         return out
@@ -234,7 +248,7 @@ class Watcher:
 class WatchCache:
     """Every resource's cache, fed by one storage watch."""
 
-    _by_storage: "weakref.WeakKeyDictionary[Any, WatchCache]" = weakref.WeakKeyDictionary()
+    _by_storage: ClassVar[weakref.WeakKeyDictionary[Any, WatchCache]] = weakref.WeakKeyDictionary()
 
     def __init__(self, storage: st.Store, *, root: str = ROOT) -> None:
         self.storage = storage
@@ -247,7 +261,7 @@ class WatchCache:
         self._gap_rv = self._gap_seen = 0
 
     @classmethod
-    def for_storage(cls, storage: st.Store) -> "WatchCache":
+    def for_storage(cls, storage: st.Store) -> WatchCache:
         """The one cache of a storage object (created on first use)."""
         try:
             c = cls._by_storage.get(storage)
@@ -342,7 +356,7 @@ class WatchCache:
         self.rv = max(self.rv, rev)
 
     # -- serving ----------------------------------------------------------------
-    async def watch(self, prefix: str, key_prefix: str, pred: "Predicate",
+    async def watch(self, prefix: str, key_prefix: str, pred: Predicate,
                     resource_version: str | None, view: Callable[[Entry], Entry] | None = None) -> Watcher:
         """A watcher positioned at resource_version. ""/"0": the current state first
         as ADDED events. N: the events after N, replayed from the ring; a revision
@@ -354,6 +368,7 @@ class WatchCache:
             rc = self.resource(prefix)
             w = Watcher(self, rc, key_prefix, pred, self.rv, view)
             w.pending.extend(("ADDED", e) for e in rc.snapshot(key_prefix, pred))
+            w.initial = len(w.pending)
         else:
             rv = int(resource_version)
             rc = self.resource(prefix)
@@ -365,6 +380,7 @@ class WatchCache:
                     typ = w._classify(ev)
                     if typ is not None:
                         w.pending.append((typ, ev.entry))
+            w.initial = len(w.pending)
         rc.watchers.add(w)
         return w
 
@@ -386,7 +402,7 @@ class WatchCache:
             await asyncio.sleep(0.001)
         return True
 
-    async def list(self, prefix: str, key_prefix: str, pred: "Predicate") -> tuple[list[Entry], int]:
+    async def list(self, prefix: str, key_prefix: str, pred: Predicate) -> tuple[list[Entry], int]:
         await self.ready()
         return self.resource(prefix).snapshot(key_prefix, pred), self.rv
 

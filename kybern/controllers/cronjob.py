@@ -70,6 +70,7 @@ class CronJobController:
         self.job_informer = informers.informer(JOBS)
         self.queue = WorkQueue("cronjob")
         self.recorder = EventRecorder(client, "cronjob-controller")
+        self._created: set[str] = set()  # uids of Jobs we made (the cache may lag our status write)
         self.cj_informer.add_handler(lambda t, o, n: self.queue.add(key_of(n)))
         self.job_informer.add_handler(self._on_job)
 
@@ -120,7 +121,8 @@ class CronJobController:
         for j in jobs:
             if ju.is_finished(j) or j["metadata"]["uid"] in known:
                 continue
-            if not any(r.get("uid") == j["metadata"]["uid"] for r in status.get("active") or []):
+            if j["metadata"]["uid"] not in self._created and \
+                    not any(r.get("uid") == j["metadata"]["uid"] for r in status.get("active") or []):
                 self.recorder.event(cj, "Warning", "UnexpectedJob",
                                     f"Saw a job that the controller did not create or forgot: "
                                     f"{j['metadata']['name']}")
@@ -209,6 +211,9 @@ class CronJobController:
         job = job_from_template(cj, scheduled, tz)
         try:
             created = await self.client.create(JOBS, job, cj["metadata"].get("namespace"))
+            self._created.add(created["metadata"]["uid"])
+            if len(self._created) > 10_000:
+                self._created.pop()
             self.recorder.event(cj, "Normal", "SuccessfulCreate", f"Created job {name}")
         except errors.StatusError as e:
             if e.code != 409:

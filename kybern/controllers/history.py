@@ -23,8 +23,18 @@ from kybern.machinery import errors, meta
 REVISION_HASH_LABEL = "controller-revision-hash"
 
 
+def _without_nulls(v: Any) -> Any:
+    """Nulls (e.g. the template's `creationTimestamp: null`) are dropped: an apiserver
+    may store the RawExtension without them, and equal templates must compare equal."""
+    if isinstance(v, dict):
+        return {k: _without_nulls(x) for k, x in v.items() if x is not None}
+    if isinstance(v, list):
+        return [_without_nulls(x) for x in v]
+    return v
+
+
 def revision_data(parent: dict[str, Any]) -> dict[str, Any]:
-    tmpl = orjson.loads(orjson.dumps((parent.get("spec") or {}).get("template") or {}))
+    tmpl = _without_nulls((parent.get("spec") or {}).get("template") or {})
     tmpl["$patch"] = "replace"
     return {"spec": {"template": tmpl}}
 
@@ -44,7 +54,8 @@ def template_of(rev: dict[str, Any]) -> dict[str, Any]:
 
 
 def same_data(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(b, option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(_without_nulls(a), option=orjson.OPT_SORT_KEYS) == \
+        orjson.dumps(_without_nulls(b), option=orjson.OPT_SORT_KEYS)
 
 
 def owned(revisions: list[dict[str, Any]], parent: dict[str, Any]) -> list[dict[str, Any]]:

@@ -190,9 +190,8 @@ class JobController:
         if fail_message is not None:
             ju.set_condition(status, "FailureTarget", "True", *fail_message)
             await self._delete_all(job, active)
-            if not active and not terminating:
-                if ju.set_condition(status, "Failed", "True", *fail_message):
-                    self.recorder.event(job, "Warning", fail_message[0], fail_message[1])
+            if not active and not terminating and ju.set_condition(status, "Failed", "True", *fail_message):
+                self.recorder.event(job, "Warning", fail_message[0], fail_message[1])
         elif success:
             ju.set_condition(status, "SuccessCriteriaMet", "True", "CompletionsReached", ju.MSG_COMPLETIONS)
             if completions is not None or done:

@@ -11,19 +11,19 @@ from typing import Any
 
 from kybern.client.http import Client
 from kybern.client.resources import NAMESPACES
+from kybern.controllers.cronjob import CronJobController
+from kybern.controllers.daemonset import DaemonSetController
 from kybern.controllers.deployment import DeploymentController
 from kybern.controllers.garbagecollector import GarbageCollector
 from kybern.controllers.informers import InformerFactory
+from kybern.controllers.job import JobController
+from kybern.controllers.localpath import LocalPathProvisioner
 from kybern.controllers.namespace import NamespaceController
 from kybern.controllers.nodelifecycle import NodeLifecycleController
+from kybern.controllers.persistentvolume import PersistentVolumeBinder
 from kybern.controllers.podgc import PodGC
 from kybern.controllers.replicaset import ReplicaSetController
-from kybern.controllers.job import JobController
-from kybern.controllers.cronjob import CronJobController
-from kybern.controllers.daemonset import DaemonSetController
 from kybern.controllers.statefulset import StatefulSetController
-from kybern.controllers.persistentvolume import PersistentVolumeBinder
-from kybern.controllers.localpath import LocalPathProvisioner
 
 log = logging.getLogger(__name__)
 

@@ -223,7 +223,7 @@ class StatefulSetController:
             volumes.append({"name": t["metadata"]["name"], "persistentVolumeClaim": {"claimName": cname}})
             if self.pvc_informer.get(f"{ns}/{cname}") is not None:
                 continue
-            labels = dict((t["metadata"].get("labels") or {}))
+            labels = dict(t["metadata"].get("labels") or {})
             labels.update((spec.get("selector") or {}).get("matchLabels") or {})
             pvc: dict[str, Any] = {
                 "apiVersion": "v1", "kind": "PersistentVolumeClaim",

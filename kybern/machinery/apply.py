@@ -22,8 +22,15 @@ from typing import Any
 
 import orjson
 
-from kybern.machinery import errors, fieldpath as fp, meta
-from kybern.machinery.managedfields import STRIP, Entry, Managers, reset_fields, without_managed_fields
+from kybern.machinery import errors, meta
+from kybern.machinery import fieldpath as fp
+from kybern.machinery.managedfields import (
+    STRIP,
+    Entry,
+    Managers,
+    reset_fields,
+    without_managed_fields,
+)
 
 Obj = dict[str, Any]
 MISSING = fp.MISSING

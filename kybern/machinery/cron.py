@@ -94,7 +94,7 @@ class Schedule:
 def _parse_field(text: str, index: int) -> tuple[frozenset[int], bool]:
     lo, hi, names = _BOUNDS[index]
     values: set[int] = set()
-    star = text.startswith("*") or text.startswith("?")
+    star = text.startswith(("*", "?"))
     for part in text.split(","):
         rng, _, step_s = part.partition("/")
         step = 1
@@ -145,7 +145,7 @@ def parse(spec: str) -> Schedule:
     text = spec.strip()
     if not text:
         raise CronError("empty spec string")
-    if text.startswith("TZ=") or text.startswith("CRON_TZ="):
+    if text.startswith(("TZ=", "CRON_TZ=")):
         # robfig accepts a zone prefix; CronJob validation refuses it separately
         head, _, text = text.partition(" ")
         zone(head.split("=", 1)[1])

@@ -223,7 +223,7 @@ def _json(v: Any) -> str:
 class TypeInfo:
     """What structured-merge-diff needs to know about one schema node."""
 
-    __slots__ = ("kind", "atomic", "props", "elem", "keys", "list_type", "kids")
+    __slots__ = ("atomic", "elem", "keys", "kids", "kind", "list_type", "props")
 
     def __init__(self, kind: str, atomic: bool = False, props: dict[str, Any] | None = None,
                  elem: Schema = None, keys: tuple[str, ...] = (), list_type: str = "atomic") -> None:
@@ -478,7 +478,7 @@ def remove_items(value: Any, s: Set, schema: Schema) -> Any:
                 continue
             if is_member(node):
                 continue
-            known, sch = child_schema(t if t.kind == "map" else DEDUCED, k)
+            _, sch = child_schema(t if t.kind == "map" else DEDUCED, k)
             v2 = remove_items(v, children(node), sch)
             if v2 is not MISSING:
                 out[k] = v2
@@ -510,7 +510,7 @@ def ensure_named(s: Set, schema: Schema) -> Set:
             out[pe] = node
             continue
         if pe[0] == "f":
-            known, sch = child_schema(t if t.kind == "map" else DEDUCED, pe[2:])
+            _, sch = child_schema(t if t.kind == "map" else DEDUCED, pe[2:])
             named = t.props is not None and pe[2:] in t.props
         else:
             sch, named = t.elem, False

@@ -16,11 +16,15 @@ subresource, so the generic store records fields without knowing about HTTP.
 from __future__ import annotations
 
 import contextvars
+import logging
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from kybern.machinery import errors, fieldpath as fp, meta
+from kybern.machinery import errors, meta
+from kybern.machinery import fieldpath as fp
+
+log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str, str]  # manager, operation, apiVersion ("" for Apply), subresource
@@ -255,7 +259,16 @@ def tracker(info: Any) -> Any:
         if req.applied is not None:
             encode(new, req.applied)
             return
-        record_update(new, old, manager=req.manager, api_version=api_version, schema=schema,
-                      has_status=has_status, subresource=sub)
+        try:
+            record_update(new, old, manager=req.manager, api_version=api_version, schema=schema,
+                          has_status=has_status, subresource=sub)
+        except RecursionError:
+            # as upstream's UpdateNoErrors: the write goes on, ownership stays as it was
+            log.warning("managedFields not updated for %s %s: object nested too deep", info.kind,
+                        (new.get("metadata") or {}).get("name"))
+            m = new.setdefault("metadata", {})
+            m.pop("managedFields", None)
+            if old is not None and (old.get("metadata") or {}).get("managedFields"):
+                m["managedFields"] = old["metadata"]["managedFields"]
 
     return track

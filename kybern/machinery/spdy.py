@@ -39,7 +39,7 @@ _WORDS = (
     "etag expect expires from host if-match if-modified-since if-none-match if-range "
     "if-unmodified-since last-modified location max-forwards pragma proxy-authenticate "
     "proxy-authorization range referer retry-after server te trailer transfer-encoding upgrade "
-    "user-agent vary via warning www-authenticate method get status|200 OK version HTTP/1.1 url "
+    "user-agent vary via warning www-authenticate method get status 200_OK version HTTP/1.1 url "
     "public set-cookie keep-alive origin").split(" ")
 _TAIL = (
     "100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
@@ -54,8 +54,8 @@ _TAIL = (
 def _dictionary() -> bytes:
     out = bytearray()
     for w in _WORDS:
-        for part in w.split("|"):  # "status" and "200 OK" are separate entries
-            out += struct.pack(">I", len(part)) + part.encode()
+        w = w.replace("_", " ")  # "200 OK" is one entry
+        out += struct.pack(">I", len(w)) + w.encode()
     return bytes(out) + _TAIL.encode()
 
 

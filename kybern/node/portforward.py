@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from typing import TYPE_CHECKING
 
 import orjson
@@ -42,8 +43,8 @@ async def dial(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
             return await asyncio.open_connection("::1", port)
         except OSError:
-            raise OSError(e4.errno, f"dial tcp4 127.0.0.1:{port}: connect: "
-                                    f"{(e4.strerror or str(e4)).lower()}") from None
+            reason = os.strerror(e4.errno).lower() if e4.errno else str(e4)
+            raise OSError(f"dial tcp4 127.0.0.1:{port}: connect: {reason}") from None
 
 
 class _Target:

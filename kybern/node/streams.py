@@ -336,8 +336,12 @@ async def serve_exec(agent: NodeAgent, request: web.Request) -> web.StreamRespon
     feeder = asyncio.ensure_future(feed()) if opts["stdin"] else None
 
     async def run() -> int:
-        await _pump_output(t, ep.output, opts)
-        return await ep.wait()
+        exited = asyncio.ensure_future(ep.wait())  # publishes the end of output when done
+        try:
+            await _pump_output(t, ep.output, opts)
+            return await exited
+        finally:
+            exited.cancel()
 
     work = asyncio.ensure_future(run())
     completed = await _until_gone(t, work)
@@ -345,7 +349,8 @@ async def serve_exec(agent: NodeAgent, request: web.Request) -> web.StreamRespon
         feeder.cancel()
     if not completed:
         ep.kill()  # nobody is listening any more: do not leave the process behind
-        await ep.wait()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ep.wait(), 5)
         await t.finish(status_success())
         return _done(t)
     code = work.result()

@@ -45,7 +45,7 @@ async def drain(w, timeout: float = 0.2) -> list[tuple[str, str, str]]:
 
 
 async def test_many_watchers_share_one_storage_watch(env):
-    storage, cache, cms, _ = env
+    storage, _, cms, _ = env
     watchers = [await cms.watch("default", pred=Predicate(), resource_version="0") for _ in range(50)]
     assert len(storage._subs) == 1
     await cms.create("default", cm("a"))
@@ -56,7 +56,7 @@ async def test_many_watchers_share_one_storage_watch(env):
 
 
 async def test_watch_replays_from_the_ring_in_revision_order(env):
-    _, cache, cms, _ = env
+    _, _, cms, _ = env
     a = await cms.create("default", cm("a"))
     start = a["metadata"]["resourceVersion"]
     await cms.create("default", cm("b"))
@@ -147,7 +147,7 @@ async def test_idle_watch_gets_a_bookmark_with_the_progress_revision(env):
 
 
 async def test_memory_per_object_is_near_its_json_size(env):
-    _, cache, _, pods = env
+    _, cache, _, _ = env
     import tracemalloc
 
     pod = {"metadata": {"name": "x", "labels": {"app": "web", "pod-template-hash": "abc"}},
@@ -166,3 +166,15 @@ async def test_memory_per_object_is_near_its_json_size(env):
     tracemalloc.stop()
     json_size = len(rc.objects[key].raw)
     assert used / 500 <= 3 * json_size, (used / 500, json_size)
+
+
+async def test_initial_state_does_not_count_against_the_buffer(env, monkeypatch):
+    _, cache, cms, _ = env
+    monkeypatch.setattr(watchcache, "WATCHER_BUFFER", 5)
+    for i in range(10):
+        await cms.create("default", cm(f"i{i}"))
+    await cache.wait_fresh()
+    w = await cms.watch("default", pred=Predicate(), resource_version="0")
+    await cms.create("default", cm("late"))  # arrives before the client read the 10 ADDED
+    evs = await drain(w)
+    assert len(evs) == 11 and evs[-1][1] == "late"

@@ -8,7 +8,9 @@ import orjson
 import pytest
 
 from kybern.api import schemas
-from kybern.machinery import apply as ap, errors, managedfields as mf
+from kybern.machinery import apply as ap
+from kybern.machinery import errors
+from kybern.machinery import managedfields as mf
 
 DEPLOYMENT = schemas.definition("io.k8s.api.apps.v1.Deployment")
 POD = schemas.definition("io.k8s.api.core.v1.Pod")
