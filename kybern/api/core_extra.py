@@ -89,6 +89,9 @@ class PersistentVolumeClaimStrategy(Strategy):
         if not os_.get("volumeName"):
             ns.pop("volumeName", None)
             os_.pop("volumeName", None)
+        if os_.get("storageClassName") is None:  # unset -> set is allowed since 1.28 (retroactive default)
+            ns.pop("storageClassName", None)
+            os_.pop("storageClassName", None)
         if ns != os_:
             out.append(errors.cause("spec", "Forbidden: spec is immutable after creation except "
                                     "resources.requests and volumeAttributesClassName for bound claims",

@@ -30,7 +30,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from kybern.api.registry import Registry, ResourceInfo
@@ -79,9 +79,9 @@ class APIMetrics:
         self.watchers = Gauge("apiserver_registered_watchers",
                               "Number of currently registered watchers for a given resources",
                               ("group", "version", "kind"), registry=self.prom)
-        self.watch_events = Counter("apiserver_watch_events",
-                                    "Number of events sent in watch clients",
-                                    ("group", "version", "kind"), registry=self.prom)
+        # counted in plain ints (bumped per watcher per batch) and exported when scraped
+        self.watch_event_counts: dict[tuple[str, str, str], int] = {}
+        self.prom.register(_WatchEvents(self.watch_event_counts))
         self.storage_latency = Histogram("etcd_request_duration_seconds",
                                          "Etcd request latency in seconds for each operation and object type.",
                                          ("operation", "type"), buckets=BUCKETS, registry=self.prom)
@@ -89,7 +89,6 @@ class APIMetrics:
         # labelled children by label values: prometheus_client's labels() takes a lock
         # and validates on every call, measurable at thousands of requests a second
         self._req_children: dict[tuple[str, ...], tuple[Any, Any]] = {}
-        self._watch_children: dict[tuple[str, str, str], Any] = {}
 
     # -- request classification ---------------------------------------------------
     def classify(self, request: web.Request) -> tuple[tuple[str, ...], bool]:
@@ -170,14 +169,28 @@ class APIMetrics:
 
     def watch_events_sent(self, info: ResourceInfo, n: int) -> None:
         key = (info.group, info.version, info.kind)
-        child = self._watch_children.get(key)  # called per watcher per batch: skip labels()
-        if child is None:
-            child = self._watch_children[key] = self.watch_events.labels(*key)
-        child.inc(n)
+        self.watch_event_counts[key] = self.watch_event_counts.get(key, 0) + n
 
     # -- exposition ---------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.prom), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class _WatchEvents:
+    """apiserver_watch_events_total from plain counters."""
+
+    def __init__(self, counts: dict[tuple[str, str, str], int]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        c = CounterMetricFamily("apiserver_watch_events", "Number of events sent in watch clients",
+                                labels=["group", "version", "kind"])
+        for key, n in sorted(self.counts.items()):
+            c.add_metric(list(key), n)
+        yield c
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return []
 
 
 class _ObjectCounts:

@@ -89,6 +89,11 @@ class APIServer:
             ("", "namespaces", "finalize"): subresources.finalize,
         }
         self.watchers: dict[str, int] = {}
+        # admission that needs other objects: runs after validation, before the write
+        self._before_create: dict[tuple[str, str], Callable[[dict[str, Any]], Awaitable[None]]] = {
+            ("", "services"): self._allocate_service,
+            ("", "persistentvolumeclaims"): self._default_storage_class,
+        }
         self._node_session: aiohttp.ClientSession | None = None
 
     # -- stores ---------------------------------------------------------------
@@ -104,8 +109,7 @@ class APIServer:
                 if conversion.convertible(info.strategy) else self.storage
             s = RESTStore(info, storage, validator=getattr(info.strategy, "validator", None) or self._validator,
                           namespace_check=self._check_namespace if info.namespaced else None,
-                          before_create=self._allocate_service if (info.group, info.plural) == ("", "services")
-                          else None, cache=self.watch_cache, track_fields=managedfields.tracker(info))
+                          before_create=self._before_create.get((info.group, info.plural)), cache=self.watch_cache, track_fields=managedfields.tracker(info))
             self._stores[key] = s
         return s
 
@@ -125,6 +129,22 @@ class APIServer:
         if obj["metadata"].get("deletionTimestamp"):
             raise errors.forbidden(f"unable to create new content in namespace {ns} because it is being "
                                    f"terminated")
+
+    async def _default_storage_class(self, pvc: dict[str, Any]) -> None:
+        """The DefaultStorageClass admission plugin: a claim without a class gets
+        the one annotated as default (the newest if several)."""
+        spec = pvc.setdefault("spec", {})
+        if "storageClassName" in spec:
+            return
+        info = self.registry.get("storage.k8s.io", "v1", "storageclasses")
+        if info is None:
+            return
+        classes = (await self.store_for(info).list(None, pred=Predicate()))["items"]
+        defaults = [c for c in classes if (c["metadata"].get("annotations") or {}).get(
+            "storageclass.kubernetes.io/is-default-class") == "true"]
+        if defaults:
+            newest = max(defaults, key=lambda c: c["metadata"].get("creationTimestamp") or "")
+            spec["storageClassName"] = newest["metadata"]["name"]
 
     async def _allocate_service(self, svc: dict[str, Any]) -> None:
         store = self.store("", "v1", "services")

@@ -172,7 +172,7 @@ class Watcher:
         "pred",
         "rc",
         "view",
-        "wake",
+        "waiter",
     )
 
     def __init__(self, cache: WatchCache, rc: ResourceCache, key_prefix: str, pred: Predicate,
@@ -184,7 +184,7 @@ class Watcher:
         self.pred = pred
         self.min_rv = min_rv
         self.pending: deque[tuple[str, Entry]] = deque()
-        self.wake = asyncio.Event()
+        self.waiter: asyncio.Future[None] | None = None
         self.dropped = False
         self.closed = False
         self.initial = 0  # replayed/initial events queued at start: not counted against the buffer
@@ -217,19 +217,30 @@ class Watcher:
             log.info("watcher on %s fell %d events behind; closing it", self.key_prefix, WATCHER_BUFFER)
         else:
             self.pending.append((typ, ev.entry))
-        self.wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
     async def next_batch(self, timeout: float) -> list[tuple[str, Entry]] | str | None:
         """Everything queued (in order); after `timeout` idle seconds a progress
         resourceVersion (a bookmark); None when the stream is over."""
         if not self.pending and not self.dropped and not self.closed:
-            self.wake.clear()
+            # a bare future and a timer: wait_for() would cost a task per wait, which
+            # adds up with a thousand watchers woken for every change
+            loop = asyncio.get_running_loop()
+            self.waiter = fut = loop.create_future()
+            timer = loop.call_later(timeout, _expire, fut)
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout)
-            except TimeoutError:
-                if not self.pending and not self.dropped and not self.closed:
-                    # nothing is buffered, so every change up to the cache's revision was sent
-                    return str(max(self.cache.rv, self.min_rv))
+                await fut
+            finally:
+                timer.cancel()
+                self.waiter = None
+            if not self.pending and not self.dropped and not self.closed:
+                # nothing is buffered, so every change up to the cache's revision was sent
+                return str(max(self.cache.rv, self.min_rv))
         if self.dropped or (self.closed and not self.pending):
             return None
         out = list(self.pending)
@@ -242,7 +253,12 @@ class Watcher:
     def close(self) -> None:
         self.closed = True
         self.rc.watchers.discard(self)
-        self.wake.set()
+        self._wake()
+
+
+def _expire(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class WatchCache:
