@@ -138,15 +138,15 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         from kybern.scheduler import scheduler
 
         running.tasks.append(asyncio.create_task(
-            supervise("controller-manager", lambda: manager.run_controllers(client("kybern/controller-manager"))),
+            supervise("controller-manager", lambda: manager.run_controllers(client("kube-controller-manager/v1.32.0 (kybern)"))),
             name="controllers"))
         running.tasks.append(asyncio.create_task(
-            supervise("scheduler", lambda: scheduler.run_scheduler(client("kybern/scheduler"))),
+            supervise("scheduler", lambda: scheduler.run_scheduler(client("kube-scheduler/v1.32.0 (kybern)"))),
             name="scheduler"))
     if cfg.run_node:
         from kybern.node.agent import NodeAgent
 
-        agent = NodeAgent(client("kybern/node-agent"), name=cfg.node_name or socket.gethostname().lower(),
+        agent = NodeAgent(client("kubelet/v1.32.0 (kybern)"), name=cfg.node_name or socket.gethostname().lower(),
                           data_dir=str(data / "node"), address=host, zone=cfg.zone,
                           labels=cfg.labels or None, token=node_token)
         running.tasks.append(asyncio.create_task(agent.run(), name="node-agent"))

@@ -138,7 +138,7 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
     async def run() -> None:
         import signal
 
-        client = Client(server_url, token=token, ca_file=ca_file, user_agent="kybern/node-agent")
+        client = Client(server_url, token=token, ca_file=ca_file, user_agent="kubelet/v1.32.0 (kybern)")
         a = NodeAgent(client, name=name, data_dir=str(data_dir), address=address, zone=zone, token=token)
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
