@@ -33,14 +33,17 @@ RST_PROTOCOL_ERROR, RST_CANCEL = 1, 5
 MAX_CHUNK = 32 * 1024
 
 _WORDS = (
-    "options head post put delete trace accept accept-charset accept-encoding accept-language "
-    "accept-ranges age allow authorization cache-control connection content-base content-encoding "
-    "content-language content-length content-location content-md5 content-range content-type date "
-    "etag expect expires from host if-match if-modified-since if-none-match if-range "
-    "if-unmodified-since last-modified location max-forwards pragma proxy-authenticate "
-    "proxy-authorization range referer retry-after server te trailer transfer-encoding upgrade "
-    "user-agent vary via warning www-authenticate method get status 200_OK version HTTP/1.1 url "
-    "public set-cookie keep-alive origin").split(" ")
+    "options", "head", "post", "put", "delete", "trace", "accept", "accept-charset",
+    "accept-encoding", "accept-language", "accept-ranges", "age", "allow", "authorization",
+    "cache-control", "connection", "content-base", "content-encoding", "content-language",
+    "content-length", "content-location", "content-md5", "content-range", "content-type", "date",
+    "etag", "expect", "expires", "from", "host", "if-match", "if-modified-since", "if-none-match",
+    "if-range", "if-unmodified-since", "last-modified", "location", "max-forwards", "pragma",
+    "proxy-authenticate", "proxy-authorization", "range", "referer", "retry-after", "server",
+    "te", "trailer", "transfer-encoding", "upgrade", "user-agent", "vary", "via", "warning",
+    "www-authenticate", "method", "get", "status", "200 OK", "version", "HTTP/1.1", "url",
+    "public", "set-cookie", "keep-alive", "origin",
+)
 _TAIL = (
     "100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
     "203 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request401 "
@@ -53,8 +56,7 @@ _TAIL = (
 
 def _dictionary() -> bytes:
     out = bytearray()
-    for w in _WORDS:
-        w = w.replace("_", " ")  # "200 OK" is one entry
+    for w in _WORDS:  # each entry length-prefixed, then the tail as it is
         out += struct.pack(">I", len(w)) + w.encode()
     return bytes(out) + _TAIL.encode()
 

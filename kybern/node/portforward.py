@@ -185,12 +185,13 @@ async def _ws_forward(ws: web.WebSocketResponse, ports: list[int], target: _Targ
 
     async def client_to_pod() -> None:
         async for msg in ws:
-            if msg.type != WSMsgType.BINARY or len(msg.data) < 2:
+            raw = msg.data.encode() if msg.type == WSMsgType.TEXT else msg.data
+            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT) or len(raw) < 2:
                 continue
-            ch = msg.data[0]
+            ch = raw[0]
             w = writers.get(ch // 2) if ch % 2 == 0 else None
             if w is not None:
-                w.write(msg.data[1:])
+                w.write(raw[1:])
                 with contextlib.suppress(ConnectionError):
                     await w.drain()
 

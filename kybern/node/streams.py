@@ -147,9 +147,12 @@ class WSTransport(Transport):
     async def _read(self) -> None:
         try:
             async for msg in self.ws:
-                if msg.type != WSMsgType.BINARY or not msg.data:
+                # text frames too: the Python client sends str stdin as text (as x/net/websocket
+                # upstream, the frame type does not matter for the binary channel protocols)
+                raw = msg.data.encode() if msg.type == WSMsgType.TEXT else msg.data
+                if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT) or not raw:
                     continue
-                ch, data = msg.data[0], bytes(msg.data[1:])
+                ch, data = raw[0], bytes(raw[1:])
                 if ch == wsstream.STDIN and data:
                     self._stdin.put_nowait(data)
                 elif ch == wsstream.RESIZE:
@@ -378,6 +381,8 @@ async def serve_attach(agent: NodeAgent, request: web.Request) -> web.StreamResp
     async def feed() -> None:
         async for data in t.stdin():
             await io.write_stdin(data)
+        if spec.get("stdinOnce"):
+            io.close_stdin()  # the client's stdin ended: so does the container's
 
     feeder = asyncio.ensure_future(feed()) if opts["stdin"] else None
     await _until_gone(t, asyncio.ensure_future(_pump_output(t, q, opts)))
