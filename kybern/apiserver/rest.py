@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -41,9 +42,13 @@ def json_response(obj: Any, status: int = 200, *, content_type: str = JSON,
     headers = {}
     if warnings:
         headers["Warning"] = ", ".join(f'299 - "{_warning_text(w)}"' for w in warnings)
-    return web.Response(body=orjson.dumps(obj), status=status, content_type=content_type.split(";")[0],
+    try:
+        body = orjson.dumps(obj)
+    except TypeError:  # e.g. an error message quoting a client's invalid string: answer all the same
+        body = json.dumps(obj, default=str).encode()
+    return web.Response(body=body, status=status, content_type=content_type.split(";")[0],
                         headers=headers) if ";" not in content_type else \
-        web.Response(body=orjson.dumps(obj), status=status, headers={"Content-Type": content_type, **headers})
+        web.Response(body=body, status=status, headers={"Content-Type": content_type, **headers})
 
 
 # control characters become spaces, as Go's net/http writes header values (a raw
@@ -100,11 +105,7 @@ def _yaml_as_json(v: Any) -> Any:
         except OverflowError:
             raise errors.bad_request(f"error converting YAML to JSON: number {v:.3e} out of range") from None
     if isinstance(v, str):
-        try:
-            v.encode()
-            return v
-        except UnicodeEncodeError:  # lone surrogates from "\ud800"-style escapes
-            return v.encode("utf-8", "replace").decode()
+        return _valid_utf8(v)
     if isinstance(v, bytes):
         return base64.b64encode(v).decode()
     if isinstance(v, (datetime.date, datetime.datetime)):
@@ -115,7 +116,17 @@ def _yaml_as_json(v: Any) -> Any:
 def _yaml_key(k: Any) -> str:
     if isinstance(k, bool):
         return "true" if k else "false"
-    return "null" if k is None else k if isinstance(k, str) else str(_yaml_as_json(k))
+    return "null" if k is None else _valid_utf8(k) if isinstance(k, str) else str(_yaml_as_json(k))
+
+
+def _valid_utf8(v: str) -> str:
+    """YAML's "\ud83d\ude00" escapes give surrogate halves: pair them, and replace
+    lone ones with U+FFFD, as Go's JSON encoder does."""
+    try:
+        v.encode()
+        return v
+    except UnicodeEncodeError:
+        return v.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def decode_body(raw: bytes, ctype: str) -> Any:

@@ -11,6 +11,8 @@ Pieces, each in its own module:
   status.py       phase / conditions / containerStatuses / QoS (pure)
   server.py       the HTTP endpoint for logs
   runtimes/       how containers actually run (`process` by default)
+  kybern/network/podnet.py  the pod network: a netns + CNI bridge per pod
+                  (`pod_network="auto"|"cni"|"host"`; see docs/networking.md)
 
 It is an ordinary API client: pods come from an Informer watching
 `spec.nodeName=<name>`; everything it reports goes through the API.
@@ -38,6 +40,7 @@ from kybern.client.http import Client
 from kybern.client.informer import Informer
 from kybern.client.resources import LEASES, NAMESPACES, NODES, PODS
 from kybern.machinery import errors, meta
+from kybern.network.podnet import PodNetwork
 from kybern.node import node_status as ns_
 from kybern.node.env import EnvResolver
 from kybern.node.images import ImageStore
@@ -62,7 +65,7 @@ class NodeAgent:
     def __init__(self, client: Client, *, name: str, data_dir: str | os.PathLike[str],
                  address: str = "127.0.0.1", port: int = 0, zone: str | None = None,
                  labels: dict[str, str] | None = None, token: str | None = None,
-                 runtime: Runtime | None = None) -> None:
+                 runtime: Runtime | None = None, pod_network: str = "auto") -> None:
         self.client = client
         self.name = name
         self.data_dir = os.fspath(data_dir)
@@ -72,7 +75,9 @@ class NodeAgent:
         self.labels = ns_.node_labels(name, zone, labels)
         self.token = token
         self.images = ImageStore(self.data_dir)
-        self.runtime: Runtime = runtime or ProcessRuntime(self.data_dir, self.images, host_ip=address)
+        self.network = PodNetwork(self.data_dir, name, pod_network if runtime is None else "host")
+        self.runtime: Runtime = runtime or ProcessRuntime(self.data_dir, self.images, host_ip=address,
+                                                          network=self.network)
         self.recorder = EventRecorder(client, "kubelet", name)
         self.env = EnvResolver(client)
         self.server = NodeServer(self, address, port)
@@ -102,6 +107,7 @@ class NodeAgent:
         self._started = True
         os.makedirs(self.data_dir, exist_ok=True)
         self._lock()
+        await self.network.setup(await self._node_pod_cidr())
         await self.runtime.start()
         self.runtime.add_event_handler(self._on_container_event)
         self.port = await self.server.start()
@@ -136,6 +142,7 @@ class NodeAgent:
         await asyncio.gather(*(w.task for w in workers if w.task is not None), return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.runtime.shutdown(self.shutdown_grace)
+        await self.network.shutdown()
         await self.server.stop()
         self._unlock()
 
@@ -213,6 +220,18 @@ class NodeAgent:
                                runtime_version=f"{self.runtime.name}://kybern", images=images,
                                old=self._node_status)
 
+    async def _node_pod_cidr(self) -> str | None:
+        """The podCIDR our Node already has (the pod network keeps it if it can)."""
+        try:
+            node = await self.client.get(NODES, self.name)
+        except errors.StatusError:
+            return None
+        return (node.get("spec") or {}).get("podCIDR")
+
+    def _network_spec(self) -> dict[str, Any]:
+        cidr = self.network.pod_cidr
+        return {"podCIDR": cidr, "podCIDRs": [cidr]} if cidr else {}
+
     async def _register(self) -> None:
         try:
             existing: dict[str, Any] | None = await self.client.get(NODES, self.name)
@@ -225,15 +244,23 @@ class NodeAgent:
         status = await asyncio.to_thread(self._status)
         if existing is None:
             try:
-                node = await self.client.create(NODES, ns_.node_object(name=self.name, labels=self.labels,
-                                                                       status=status))
+                obj = ns_.node_object(name=self.name, labels=self.labels, status=status)
+                obj["spec"].update(self._network_spec())
+                node = await self.client.create(NODES, obj)
             except errors.StatusError as e:
                 if e.code != 409:
                     raise
                 existing = {}
         if existing is not None:
-            node = await self.client.patch(NODES, self.name, {"metadata": {"labels": self.labels}})
+            body: dict[str, Any] = {"metadata": {"labels": self.labels}}
+            if self._network_spec():
+                body["spec"] = self._network_spec()
+            node = await self.client.patch(NODES, self.name, body)
         self.node_uid = node["metadata"].get("uid")
+        if self.network.fallback_reason:  # said once, where `kubectl describe node` shows it
+            self.recorder.event({"apiVersion": "v1", "kind": "Node",
+                                 "metadata": {"name": self.name, "uid": self.name}}, "Warning",
+                                "HostNetworkPods", f"pods use the host's network: {self.network.fallback_reason}")
         self._node_status = (await self.client.patch(NODES, self.name, {"status": status},
                                                      subresource="status")).get("status", status)
         await self._renew_lease()

@@ -38,7 +38,14 @@ from kybern.node import hooks
 from kybern.node import status as st
 from kybern.node.containers import ContainerStarter
 from kybern.node.probes import ProbeManager
-from kybern.node.runtimes.base import CREATED, EXITED, RUNNING, ContainerStatus, PodSandboxConfig
+from kybern.node.runtimes.base import (
+    CREATED,
+    EXITED,
+    RUNNING,
+    ContainerError,
+    ContainerStatus,
+    PodSandboxConfig,
+)
 from kybern.node.volumes import VolumeManager
 
 if TYPE_CHECKING:
@@ -68,6 +75,7 @@ class PodWorker:
         self.name: str = m["name"]
         self.sandbox_id: str | None = None
         self.sandbox_ip = agent.address
+        self.sandbox_netns = ""  # the pod's network namespace (port-forward dials inside it)
         self.views: dict[str, st.ContainerView] = {}
         self.starter = ContainerStarter(agent, self)
         self.probes = ProbeManager(self)
@@ -193,12 +201,17 @@ class PodWorker:
             return
         for sb in await rt.list_pod_sandboxes():  # left by a previous run of the agent
             if sb.uid == self.uid and sb.ready:
-                self.sandbox_id, self.sandbox_ip = sb.id, sb.ip
+                self.sandbox_id, self.sandbox_ip, self.sandbox_netns = sb.id, sb.ip, sb.netns
                 return
         cfg = self.sandbox_config(pod)
-        self.sandbox_id = await rt.run_pod_sandbox(cfg)
+        try:
+            self.sandbox_id = await rt.run_pod_sandbox(cfg)
+        except ContainerError as e:  # e.g. CNI ADD failed: the kubelet's event, then retry
+            self.agent.recorder.event(pod, "Warning", "FailedCreatePodSandBox", e.message)
+            raise
         status = await rt.pod_sandbox_status(self.sandbox_id)
         self.sandbox_ip = status.ip if status else self.agent.address
+        self.sandbox_netns = status.netns if status else ""
 
     def sandbox_config(self, pod: dict[str, Any]) -> PodSandboxConfig:
         m = pod["metadata"]
@@ -206,7 +219,12 @@ class PodWorker:
             name=self.name, namespace=self.namespace, uid=self.uid,
             hostname=pod["spec"].get("hostname") or self.name,
             log_directory=self.log_directory(),
-            labels=dict(m.get("labels") or {}), annotations=dict(m.get("annotations") or {}))
+            labels=dict(m.get("labels") or {}), annotations=dict(m.get("annotations") or {}),
+            host_network=bool(pod["spec"].get("hostNetwork")),
+            port_mappings=[{"hostPort": p["hostPort"], "containerPort": p["containerPort"],
+                            "protocol": p.get("protocol", "TCP").lower()}
+                           for c in pod["spec"].get("containers") or [] for p in c.get("ports") or []
+                           if p.get("hostPort")])
 
     def log_directory(self) -> str:
         return os.path.join(self.agent.data_dir, "pods", f"{self.namespace}_{self.name}_{self.uid}")

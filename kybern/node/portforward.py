@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 PORTFORWARD_PROTOCOL = "portforward.k8s.io"
 
 
-async def dial(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def dial(port: int, netns: str = "") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    if netns:  # the pod has its own network namespace: its localhost (kybern/network/podnet.py)
+        return await _dial_in_netns(port, netns)
     try:
         return await asyncio.open_connection("127.0.0.1", port)
     except OSError as e4:
@@ -47,11 +49,26 @@ async def dial(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
             raise OSError(f"dial tcp4 127.0.0.1:{port}: connect: {reason}") from None
 
 
-class _Target:
-    """Names used in error messages, as the kubelet's (sandbox id, pod uid)."""
+async def _dial_in_netns(port: int, netns: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    from kybern.network.podnet import socket_in_netns
 
-    def __init__(self, sandbox: str, uid: str) -> None:
-        self.sandbox, self.uid = sandbox, uid
+    sock = await asyncio.to_thread(socket_in_netns, netns)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    except OSError as e:
+        sock.close()
+        reason = os.strerror(e.errno).lower() if e.errno else str(e)
+        raise OSError(f"dial tcp4 127.0.0.1:{port}: connect: {reason}") from None
+    return await asyncio.open_connection(sock=sock)
+
+
+class _Target:
+    """Names used in error messages, as the kubelet's (sandbox id, pod uid), and
+    the pod's network namespace ("" = the host's)."""
+
+    def __init__(self, sandbox: str, uid: str, netns: str = "") -> None:
+        self.sandbox, self.uid, self.netns = sandbox, uid, netns
 
     def error(self, port: int, err: Exception) -> str:
         return f"error forwarding port {port} to pod {self.sandbox}, uid {self.uid}: {err}"
@@ -61,7 +78,7 @@ def _target(agent: NodeAgent, request: web.Request) -> _Target:
     worker = agent.worker_for(request.match_info["namespace"], request.match_info["pod"])
     if worker is None or worker.pod is None:
         raise StreamError(404, "pod does not exist")
-    return _Target(worker.sandbox_id or "", "")
+    return _Target(worker.sandbox_id or "", "", getattr(worker, "sandbox_netns", ""))
 
 
 async def serve_portforward(agent: NodeAgent, request: web.Request) -> web.StreamResponse:
@@ -135,7 +152,7 @@ async def _spdy_forward(conn: spdy.ByteConn, target: _Target) -> None:
 
 async def _forward_pair(port: int, data: spdy.Stream, err: spdy.Stream, target: _Target) -> None:
     try:
-        reader, writer = await dial(port)
+        reader, writer = await dial(port, target.netns)
     except OSError as e:
         err.write(orjson.dumps({"closeConnection": True, "message": target.error(port, e)}) + b"\n")
         data.close()
@@ -174,7 +191,7 @@ async def _ws_forward(ws: web.WebSocketResponse, ports: list[int], target: _Targ
 
     async def pod_to_client(k: int, port: int) -> None:
         try:
-            reader, writers[k] = await dial(port)
+            reader, writers[k] = await dial(port, target.netns)
         except OSError as e:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await ws.send_bytes(wsstream.frame(2 * k + 1, target.error(port, e).encode()))

@@ -7,6 +7,8 @@
     GET|POST /exec/{namespace}/{pod}/{container}   exec, upgraded (see streams.py)
     GET|POST /attach/{namespace}/{pod}/{container} attach, upgraded (see streams.py)
     GET|POST /portforward/{namespace}/{pod}        port-forward, upgraded (see portforward.py)
+    GET /stats/summary                             CPU/memory of the node and pods (Summary API, stats.py)
+    GET /metrics/resource                          the same as Prometheus counters (kubelet metric names)
 
 The apiserver proxies `kubectl logs` here (finding us through the Node's
 InternalIP address and daemonEndpoints.kubeletEndpoint.Port) with the same
@@ -22,9 +24,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import psutil
 from aiohttp import web
 
-from kybern.node import portforward, streams
+from kybern.node import portforward, stats, streams
 from kybern.node.logs import LogOptions, parse_rfc3339, stream_log
 from kybern.node.pod_worker import LogTargetError
 
@@ -79,7 +82,30 @@ def make_app(agent: NodeAgent) -> web.Application:
         await resp.write_eof()
         return resp
 
+    collector = stats.StatsCollector(agent)  # samples every KYBERN_STATS_INTERVAL (10 s)
+    boot_time = psutil.boot_time()
+
+    async def stats_summary(request: web.Request) -> web.Response:
+        snap = collector.snapshot or await collector.sample()
+        body = stats.summary(snap, agent.name, boot_time)
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def metrics_resource(request: web.Request) -> web.Response:
+        snap = collector.snapshot or await collector.sample()
+        return web.Response(text=stats.prometheus(snap), content_type="text/plain",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    async def start_stats(app: web.Application) -> None:
+        collector.start()
+
+    async def stop_stats(app: web.Application) -> None:
+        await collector.stop()
+
     app = web.Application(middlewares=[auth])
+    app.on_startup.append(start_stats)
+    app.on_cleanup.append(stop_stats)
+    app.router.add_get("/stats/summary", stats_summary)
+    app.router.add_get("/metrics/resource", metrics_resource)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/pods", pods)
     app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", container_logs)

@@ -110,7 +110,8 @@ def deep(depth: int, kind: str) -> bytes:
         return b'{"a":' * depth + b"1" + b"}" * depth
     if kind == "yaml-flow":
         return b"a: " + b"[" * depth + b"]" * depth
-    return b"".join(b"  " * i + b"a:\n" for i in range(depth)) + b"  " * depth + b"1\n"  # yaml block
+    depth = min(depth, 1000)  # indentation grows quadratically: keep the body under the 3 MiB limit
+    return b"".join(b" " * i + b"a:\n" for i in range(depth)) + b" " * depth + b"1\n"  # yaml block
 
 
 @st.composite

@@ -53,6 +53,9 @@ class PodSandboxConfig:
     log_directory: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    host_network: bool = False  # spec.hostNetwork: no network namespace of its own
+    # hostPort mappings for CNI's portmap: {"hostPort", "containerPort", "protocol"}
+    port_mappings: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class PodSandboxStatus:
     ready: bool
     ip: str
     created_at: float
+    netns: str = ""  # path of the pod's network namespace; "" = the host's network
 
 
 @dataclass

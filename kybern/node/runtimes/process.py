@@ -17,8 +17,11 @@ What a container gets:
   (plus HOSTNAME, and the host's PATH when the image sets none);
 - its stdout/stderr written to a per-container CRI-format log file that outlives it.
 
-What it does not get: isolation. Pods share the host's network, filesystem and
-users. Containers do not outlive the runtime: `shutdown()` stops them, and each
+Its network: the pod's network namespace when the node has a CNI pod network
+and the pod is not hostNetwork (sandbox.py; the process, exec sessions and exec
+probes enter it with setns), else the host's.
+
+What it does not get: isolation. Pods share the host's filesystem and users. Containers do not outlive the runtime: `shutdown()` stops them, and each
 one is tied to its parent with PR_SET_PDEATHSIG so a crashed agent takes them
 along; `start()` reaps any leftovers recorded in the data dir.
 
@@ -42,7 +45,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -63,7 +66,14 @@ from kybern.node.runtimes.base import (
     PodSandboxStatus,
 )
 from kybern.node.runtimes.mounts import place_mount
+from kybern.node.runtimes.proctree import descendants as _descendants
+from kybern.node.runtimes.proctree import kill_group as _kill_group
+from kybern.node.runtimes.proctree import kill_tree as _kill_tree
+from kybern.node.runtimes.sandbox import Sandboxes
 from kybern.node.runtimes.stdio import ContainerIO, ExecProcess, spawn_exec
+
+if TYPE_CHECKING:
+    from kybern.network.podnet import PodNetwork
 
 log = logging.getLogger(__name__)
 
@@ -112,24 +122,18 @@ class ProcessRuntime:
     version = "0.1.0"
 
     def __init__(self, data_dir: str | os.PathLike[str], images: ImageStore, *,
-                 host_ip: str = "127.0.0.1") -> None:
+                 host_ip: str = "127.0.0.1", network: PodNetwork | None = None) -> None:
         self.root = Path(data_dir) / "runtime"
         self.images = images
         self.host_ip = host_ip
-        self._sandboxes: dict[str, tuple[PodSandboxConfig, PodSandboxStatus]] = {}
+        self.sandboxes = Sandboxes(self.root, host_ip, network)
         self._containers: dict[str, _Container] = {}
         self._handlers: list[ContainerEventHandler] = []
 
     # -- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
-        (self.root / "sandboxes").mkdir(parents=True, exist_ok=True)
+        self.sandboxes.load()
         (self.root / "containers").mkdir(parents=True, exist_ok=True)
-        for f in (self.root / "sandboxes").glob("*.json"):
-            try:
-                d = json.loads(f.read_text())
-                self._sandboxes[f.stem] = (PodSandboxConfig(**d["config"]), PodSandboxStatus(**d["status"]))
-            except (OSError, ValueError, TypeError, KeyError):
-                log.warning("ignoring unreadable sandbox record %s", f)
         for d in (self.root / "containers").iterdir():
             try:
                 c = _Container.from_json(json.loads((d / "state.json").read_text()), d)
@@ -140,11 +144,13 @@ class ProcessRuntime:
             self._containers[c.status.id] = c
             if c.status.state == RUNNING:
                 self._reap_leftover(c)
+        await self.sandboxes.restore_networks()
 
     async def shutdown(self, timeout: float) -> None:
         running = [c for c in self._containers.values() if c.status.state == RUNNING]
         await asyncio.gather(*(self.stop_container(c.status.id, timeout) for c in running),
                              return_exceptions=True)
+        await self.sandboxes.teardown_networks()
 
     def add_event_handler(self, handler: ContainerEventHandler) -> None:
         self._handlers.append(handler)
@@ -158,47 +164,35 @@ class ProcessRuntime:
 
     # -- sandboxes ----------------------------------------------------------
     async def run_pod_sandbox(self, config: PodSandboxConfig) -> str:
-        sid = secrets.token_hex(32)
-        status = PodSandboxStatus(id=sid, name=config.name, namespace=config.namespace, uid=config.uid,
-                                  attempt=config.attempt, ready=True, ip=self.host_ip,
-                                  created_at=time.time())
-        if config.log_directory:
-            os.makedirs(config.log_directory, exist_ok=True)
-        self._sandboxes[sid] = (config, status)
-        self._save_sandbox(sid)
-        return sid
+        try:
+            return await self.sandboxes.run(config)
+        except Exception as e:
+            raise ContainerError("CreatePodSandboxError",
+                                 f"Failed to create pod sandbox: failed to set up pod network: {e}") from e
 
     async def stop_pod_sandbox(self, sandbox_id: str) -> None:
         for c in list(self._containers.values()):
             if c.status.sandbox_id == sandbox_id:
                 await self.stop_container(c.status.id, 0)
-        if sandbox_id in self._sandboxes:
-            self._sandboxes[sandbox_id][1].ready = False
-            self._save_sandbox(sandbox_id)
+        await self.sandboxes.stop(sandbox_id)
 
     async def remove_pod_sandbox(self, sandbox_id: str) -> None:
         for c in list(self._containers.values()):
             if c.status.sandbox_id == sandbox_id:
                 await self.remove_container(c.status.id)
-        self._sandboxes.pop(sandbox_id, None)
-        (self.root / "sandboxes" / f"{sandbox_id}.json").unlink(missing_ok=True)
+        await self.sandboxes.stop(sandbox_id)  # idempotent: the network is surely gone
+        self.sandboxes.remove(sandbox_id)
 
     async def pod_sandbox_status(self, sandbox_id: str) -> PodSandboxStatus | None:
-        entry = self._sandboxes.get(sandbox_id)
-        return entry[1] if entry else None
+        return self.sandboxes.status(sandbox_id)
 
     async def list_pod_sandboxes(self) -> list[PodSandboxStatus]:
-        return [s for _, s in self._sandboxes.values()]
-
-    def _save_sandbox(self, sid: str) -> None:
-        config, status = self._sandboxes[sid]
-        _write_json(self.root / "sandboxes" / f"{sid}.json",
-                    {"config": asdict(config), "status": asdict(status)})
+        return self.sandboxes.list()
 
     # -- containers ---------------------------------------------------------
     async def create_container(self, sandbox_id: str, config: ContainerConfig,
                                sandbox_config: PodSandboxConfig) -> str:
-        if sandbox_id not in self._sandboxes:
+        if self.sandboxes.status(sandbox_id) is None:
             raise ContainerError("CreateContainerError", f"pod sandbox {sandbox_id} not found")
         img = await asyncio.to_thread(self.images.get, config.image)
         if img is None:
@@ -260,17 +254,22 @@ class ProcessRuntime:
         # Our own pipes (or pty) rather than asyncio's PIPE: asyncio would make wait()
         # also wait for the pipes to close, which a leftover background process can delay
         c.io = io = ContainerIO.open(tty=c.config.tty, stdin=c.config.stdin)
+        preexec, nsfd = self.sandboxes.preexec(c.status.sandbox_id, io.preexec)
         try:
             proc = await asyncio.create_subprocess_exec(
                 c.argv[0], *c.argv[1:], executable=exe, cwd=c.cwd, env=c.env,
                 stdin=io.child[0], stdout=io.child[1], stderr=io.child[2],
-                start_new_session=True, preexec_fn=io.preexec)
+                start_new_session=True, preexec_fn=preexec)
         except OSError as e:
+            if nsfd is not None:
+                os.close(nsfd)
             io.abort()
             writer.close()
             msg = f'exec: "{c.argv[0]}": {e.strerror or e}'
             self._finish(c, 128, "StartError", msg, started=False)
             raise ContainerError("StartError", msg) from e
+        if nsfd is not None:
+            os.close(nsfd)
         io.after_spawn()
         stdout, stderr = await io.reader(io.out_r), await io.reader(io.err_r)
         c.status.pid = proc.pid
@@ -361,6 +360,9 @@ class ProcessRuntime:
         exe = _resolve(cmd[0], c.dir / "rootfs", c.cwd, c.env.get("PATH", ""))
         if exe is None:
             raise ContainerError("ExecError", f'exec: "{cmd[0]}": executable file not found in $PATH')
+        netns = self.sandboxes.netns(c.status.sandbox_id)
+        if netns:  # nsenter execs the command: same pid, inside the pod's network
+            cmd, exe = ["nsenter", f"--net={netns}", "--", exe, *cmd[1:]], shutil.which("nsenter") or "nsenter"
         return await spawn_exec(cmd, exe, c.cwd, c.env, tty=tty, stdin=stdin)
 
     def attach(self, container_id: str) -> ContainerIO | None:
@@ -380,13 +382,17 @@ class ProcessRuntime:
         exe = _resolve(cmd[0], c.dir / "rootfs", c.cwd, c.env.get("PATH", ""))
         if exe is None:
             return 127, f'exec: "{cmd[0]}": executable file not found in $PATH'.encode()
+        preexec, nsfd = self.sandboxes.preexec(c.status.sandbox_id, _die_with_parent)
         try:
             proc = await asyncio.create_subprocess_exec(
                 cmd[0], *cmd[1:], executable=exe, cwd=c.cwd, env=c.env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent)
+                start_new_session=True, preexec_fn=preexec)
         except OSError as e:
             return 126, f'exec: "{cmd[0]}": {e.strerror or e}'.encode()
+        finally:
+            if nsfd is not None:
+                os.close(nsfd)
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), timeout)
         except (TimeoutError, asyncio.CancelledError):
@@ -484,43 +490,6 @@ def _resolve(argv0: str, rootfs: Path, cwd: str, path_env: str) -> str | None:
             if ok(base / argv0):
                 return str(base / argv0)
     return None
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _kill_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill_tree(pid: int, create_time: float, sig: int) -> None:
-    """Kill a recorded process group, checking start times so a reused pid or
-    process group id is never mistaken for ours."""
-    victims: list[psutil.Process] = []
-    for p in psutil.process_iter(["pid", "create_time"]):
-        try:
-            if (p.pid == pid or os.getpgid(p.pid) == pid) and (
-                    not create_time or p.info["create_time"] >= create_time - 0.05):
-                victims.append(p)
-        except (psutil.Error, ProcessLookupError, PermissionError):
-            continue
-    for p in list(victims):
-        try:
-            victims.extend(p.children(recursive=True))
-        except psutil.Error:
-            pass
-    for p in victims:
-        try:
-            p.send_signal(sig)
-        except psutil.Error:
-            pass
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
