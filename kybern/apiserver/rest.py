@@ -24,7 +24,7 @@ from aiohttp import web
 
 from kybern.api import tables
 from kybern.api.registry import ResourceInfo
-from kybern.apiserver.store import Predicate, RESTStore
+from kybern.apiserver.store import RESTStore
 from kybern.machinery import errors, managedfields
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def json_response(obj: Any, status: int = 200, *, content_type: str = JSON,
 
 # control characters become spaces, as Go's net/http writes header values (a raw
 # newline would be a header injection; aiohttp refuses and drops the connection)
-_HEADER_SAFE = {i: " " for i in (*range(0, 9), *range(10, 32), 127)}
+_HEADER_SAFE = {i: " " for i in (*range(9), *range(10, 32), 127)}
 
 
 def _warning_text(text: str) -> str:

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from kybern.api.catalog import builtin_registry
 from kybern.api.registry import Registry, ResourceInfo
-from kybern.apiserver import allocators, discovery, rest, reviews, streams, subresources
+from kybern.apiserver import allocators, discovery, metricsapi, rest, reviews, streams, subresources
 from kybern.apiserver.metrics import APIMetrics, InstrumentedStore
 from kybern.apiserver.store import Predicate, RESTStore
 from kybern.apiserver.watchcache import WatchCache
@@ -70,8 +70,9 @@ class APIServer:
         self.metrics = APIMetrics(self.registry, lambda: self.watch_cache.counts())
         self.storage = InstrumentedStore(storage, self.metrics.storage_latency)
         self.watch_cache = WatchCache(self.storage)  # one storage watch feeds every watcher
-        for info in reviews.RESOURCES:
+        for info in reviews.RESOURCES + metricsapi.RESOURCES:
             self.registry.add(info)
+        self.metrics_api = metricsapi.MetricsAPI(self)  # metrics.k8s.io, answered from the node agents
         self.tokens = tokens or set()
         self.node_token = node_token
         self.advertise = advertise
@@ -445,6 +446,8 @@ class APIServer:
 
     async def _grouped(self, request: web.Request) -> web.StreamResponse:
         segs = [s for s in request.match_info["rest"].split("/") if s]
+        if request.match_info["group"] == metricsapi.GROUP:
+            return await self.metrics_api.handle(request, request.match_info["version"], segs)
         return await rest.handle(self, request, request.match_info["group"], request.match_info["version"],
                                  segs)
 

@@ -44,6 +44,17 @@ class ClusterConfig:
     run_node: bool = True
     run_controllers: bool = True
     labels: dict[str, str] = field(default_factory=dict)
+    pod_network: str = "auto"  # auto | cni | host (docs/networking.md)
+    proxy_mode: str = "auto"  # auto | nftables | iptables | userspace
+    # the ingress controller (docs/ingress.md): None ports mean 80/443 as root, else 8080/8443
+    run_ingress: bool = True
+    ingress_http_port: int | None = None
+    ingress_https_port: int | None = None
+    ingress_plane: str = "auto"
+    # cluster DNS (docs/dns.md): falls back to a free port if dns_port is taken
+    run_dns: bool = True
+    dns_address: str = "127.0.0.1"
+    dns_port: int = 1053
 
 
 def lock_data_dir(data_dir: Path) -> int:
@@ -143,17 +154,64 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         running.tasks.append(asyncio.create_task(
             supervise("scheduler", lambda: scheduler.run_scheduler(client("kube-scheduler/v1.32.0 (kybern)"))),
             name="scheduler"))
+        from kybern.network.servicelb import ServiceLB
+
+        running.tasks.append(asyncio.create_task(
+            supervise("servicelb", lambda: ServiceLB(client("service-controller/v1.32.0 (kybern)")).run()),
+            name="servicelb"))
+    if cfg.run_controllers and cfg.run_ingress:
+        from kybern.network import ingress
+
+        http_port, https_port = ingress.default_ports()
+        ingress_ctl = ingress.IngressController(
+            client("nginx-ingress-controller/v1.32.0 (kybern)"), data_dir=data / "ingress",
+            http_port=cfg.ingress_http_port or http_port, https_port=cfg.ingress_https_port or https_port,
+            publish_address=host, listen_address="" if cfg.address in ("0.0.0.0", "::") else cfg.address,
+            plane=cfg.ingress_plane)
+        running.tasks.append(asyncio.create_task(supervise("ingress-controller", ingress_ctl.run),
+                                                 name="ingress-controller"))
     if cfg.run_node:
         from kybern.node.agent import NodeAgent
 
         agent = NodeAgent(client("kubelet/v1.32.0 (kybern)"), name=cfg.node_name or socket.gethostname().lower(),
                           data_dir=str(data / "node"), address=host, zone=cfg.zone,
-                          labels=cfg.labels or None, token=node_token)
+                          labels=cfg.labels or None, token=node_token, pod_network=cfg.pod_network)
         running.tasks.append(asyncio.create_task(agent.run(), name="node-agent"))
         running.stoppers.append(agent.stop)
+        running.tasks.append(asyncio.create_task(supervise("service-proxy", proxy_runner(
+            lambda: client("kube-proxy/v1.32.0 (kybern)"), str(data / "node"), cfg.proxy_mode, host)),
+            name="service-proxy"))
+    if cfg.run_controllers and cfg.run_dns:
+        running.tasks.append(asyncio.create_task(supervise("cluster-dns", dns_runner(
+            lambda: client("coredns/v1.32.0 (kybern)"), cfg, host, agent.network if cfg.run_node else None)),
+            name="cluster-dns"))
     if on_ready:
         on_ready(running)
     return running
+
+
+def proxy_runner(make_client: Callable[[], Client], instance: str, mode: str,
+                 address: str) -> Callable[[], Awaitable[None]]:
+    """The service proxy beside a node agent (a fresh one per restart by supervise)."""
+    async def run() -> None:
+        from kybern.network.proxy import ServiceProxy
+
+        await ServiceProxy(make_client(), instance=instance, mode=mode, node_address=address).run()
+    return run
+
+
+def dns_runner(make_client: Callable[[], Client], cfg: ClusterConfig, host: str,
+               pod_network: Any) -> Callable[[], Awaitable[None]]:
+    """The cluster DNS (a fresh one per restart by supervise); with a node whose pods
+    have a bridge, also served on the bridge's gateway so pods can reach it."""
+    async def run() -> None:
+        from kybern.network.dns import serve_cluster_dns
+
+        gateway = (lambda: pod_network.gateway if pod_network.mode == "cni" else None) if pod_network else None
+        advertise = host if cfg.dns_address in ("0.0.0.0", "::") else None
+        await serve_cluster_dns(make_client(), address=cfg.dns_address, port=cfg.dns_port, advertise=advertise,
+                                node_gateway=gateway)
+    return run
 
 
 async def stop(running: Running) -> None:

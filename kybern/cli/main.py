@@ -15,6 +15,15 @@ import click
 from kybern.cli import cluster, kubeconfig
 
 DEFAULT_DATA = Path(os.environ.get("KYBERN_DATA_DIR", str(Path.home() / ".kybern")))
+# pod network and service proxy of node agents (docs/networking.md); the environment sets the defaults
+POD_NETWORK_OPT = {"default": os.environ.get("KYBERN_POD_NETWORK", "auto"), "show_default": True,
+                   "help": "Pods get their own netns and IP through CNI (cni; needs root and "
+                           "containernetworking-plugins), share the host's network (host), or cni when "
+                           "possible (auto). Default from $KYBERN_POD_NETWORK."}
+PROXY_MODE_OPT = {"default": os.environ.get("KYBERN_PROXY_MODE", "auto"), "show_default": True,
+                  "help": "How Service addresses reach endpoints: kernel rules (nftables, iptables; root) or a "
+                          "userspace forwarder on loopback; auto picks the first that works. "
+                          "Default from $KYBERN_PROXY_MODE."}
 
 
 def _logging(verbose: int) -> None:
@@ -40,9 +49,24 @@ def main() -> None:
 @click.option("--node-name", default="", help="Name of the built-in node (default: the hostname).")
 @click.option("--zone", default=None, help="topology.kubernetes.io/zone label for the built-in node.")
 @click.option("--no-node", is_flag=True, help="Run no node agent in this process.")
+@click.option("--pod-network", type=click.Choice(["auto", "cni", "host"]), **POD_NETWORK_OPT)
+@click.option("--proxy-mode", type=click.Choice(["auto", "nftables", "iptables", "userspace"]), **PROXY_MODE_OPT)
+@click.option("--ingress-http-port", type=click.IntRange(1, 65535), default=None,
+              help="Port the ingress controller serves HTTP on.  [default: 80 as root, else 8080]")
+@click.option("--ingress-https-port", type=click.IntRange(1, 65535), default=None,
+              help="Port the ingress controller serves HTTPS on.  [default: 443 as root, else 8443]")
+@click.option("--ingress-plane", type=click.Choice(["auto", "nginx", "builtin"]), default="auto",
+              show_default=True, help="Ingress data plane: nginx if installed (auto), or the built-in proxy.")
+@click.option("--no-ingress", is_flag=True, help="Run no ingress controller.")
+@click.option("--dns-address", default="127.0.0.1", show_default=True, help="Address the cluster DNS listens on.")
+@click.option("--dns-port", type=click.IntRange(0, 65535), default=1053, show_default=True,
+              help="Cluster DNS port (UDP and TCP; a free one is used if it is taken, 0 always picks one).")
+@click.option("--no-dns", is_flag=True, help="Run no cluster DNS.")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore: str, node_name: str,
-       zone: str | None, no_node: bool, verbose: int) -> None:
+       zone: str | None, no_node: bool, pod_network: str, proxy_mode: str, ingress_http_port: int | None,
+       ingress_https_port: int | None, ingress_plane: str, no_ingress: bool, dns_address: str, dns_port: int,
+       no_dns: bool, verbose: int) -> None:
     """Start a whole cluster in this process; Ctrl-C stops it, state is kept."""
     _logging(verbose)
     t0 = time.monotonic()
@@ -52,7 +76,10 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
         raise click.ClickException(str(e)) from None
     cfg = cluster.ClusterConfig(data_dir=data_dir, address=address, port=port, datastore=datastore,
                                 node_name=node_name or socket.gethostname().lower(), zone=zone,
-                                run_node=not no_node)
+                                run_node=not no_node, pod_network=pod_network, proxy_mode=proxy_mode,
+                                run_ingress=not no_ingress, ingress_http_port=ingress_http_port,
+                                ingress_https_port=ingress_https_port, ingress_plane=ingress_plane,
+                                run_dns=not no_dns, dns_address=dns_address, dns_port=dns_port)
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(Path(kubeconfig_path), name="kybern", server=r.server_url,
@@ -120,9 +147,11 @@ def server(data_dir: Path, address: str, port: int, datastore: str, no_controlle
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address pods and logs are served on.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Agent state (default: ~/.kybern/agents/NAME).")
+@click.option("--pod-network", type=click.Choice(["auto", "cni", "host"]), **POD_NETWORK_OPT)
+@click.option("--proxy-mode", type=click.Choice(["auto", "nftables", "iptables", "userspace"]), **PROXY_MODE_OPT)
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zone: str | None, address: str,
-          data_dir: Path | None, verbose: int) -> None:
+          data_dir: Path | None, pod_network: str, proxy_mode: str, verbose: int) -> None:
     """Join this machine (or another agent on it) to a running cluster as a node."""
     _logging(verbose)
     from kybern.client.http import Client
@@ -139,7 +168,11 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
         import signal
 
         client = Client(server_url, token=token, ca_file=ca_file, user_agent="kubelet/v1.32.0 (kybern)")
-        a = NodeAgent(client, name=name, data_dir=str(data_dir), address=address, zone=zone, token=token)
+        a = NodeAgent(client, name=name, data_dir=str(data_dir), address=address, zone=zone, token=token,
+                      pod_network=pod_network)
+        proxy_client = Client(server_url, token=token, ca_file=ca_file, user_agent="kube-proxy/v1.32.0 (kybern)")
+        proxy = asyncio.create_task(cluster.supervise("service-proxy", cluster.proxy_runner(
+            lambda: proxy_client, str(data_dir), proxy_mode, address)))
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -149,8 +182,10 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
         await asyncio.wait([task, asyncio.create_task(done.wait())], return_when=asyncio.FIRST_COMPLETED)
         await a.stop()
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        proxy.cancel()
+        await asyncio.gather(task, proxy, return_exceptions=True)
         await client.close()
+        await proxy_client.close()
 
     try:
         asyncio.run(run())

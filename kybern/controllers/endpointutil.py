@@ -149,8 +149,8 @@ def managed_labels(svc: Obj, extra: dict[str, str] | None = None) -> dict[str, s
 class TriggerTimeTracker:
     """When did the change that this sync publishes happen? (upstream
     TriggerTimeTracker): the earliest, among the pods whose readiness changed and
-    the Service if it changed since the last sync, of the pod's Ready transition
-    time or the Service's creation time. None when nothing tracked changed."""
+    the Service if they changed (resourceVersion) since the last sync, of the pod's
+    Ready transition time or the Service's creation time. None when nothing changed."""
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, dict[str, str]]] = {}
@@ -163,10 +163,10 @@ class TriggerTimeTracker:
             times.append(svc["metadata"]["creationTimestamp"])
         now_pods: dict[str, str] = {}
         for p in pods:
-            ready = podutil.condition(p, "Ready") or {}
-            t = ready.get("lastTransitionTime") or ""
-            now_pods[p["metadata"]["name"]] = t
-            if prev_pods.get(p["metadata"]["name"]) != t and t:
+            rv = p["metadata"].get("resourceVersion") or ""
+            now_pods[p["metadata"]["name"]] = rv
+            t = (podutil.condition(p, "Ready") or {}).get("lastTransitionTime")
+            if prev_pods.get(p["metadata"]["name"]) != rv and t:  # the pod changed: its time counts
                 times.append(t)
         self._seen[key] = (svc_state, now_pods)
         return min(times, key=meta.parse_time) if times else None

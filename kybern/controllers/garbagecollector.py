@@ -29,6 +29,7 @@ from kybern.client.resources import (
     CRONJOBS,
     DAEMONSETS,
     DEPLOYMENTS,
+    ENDPOINTSLICES,
     JOBS,
     PERSISTENTVOLUMECLAIMS,
     PODS,
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 GC_RESOURCES: list[Resource] = [PODS, REPLICASETS, DEPLOYMENTS, CONFIGMAPS, SECRETS, SERVICES,
                                 JOBS, CRONJOBS, DAEMONSETS, STATEFULSETS, CONTROLLERREVISIONS,
-                                PERSISTENTVOLUMECLAIMS]
+                                PERSISTENTVOLUMECLAIMS, ENDPOINTSLICES]
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 

@@ -14,6 +14,8 @@ from kybern.client.resources import NAMESPACES
 from kybern.controllers.cronjob import CronJobController
 from kybern.controllers.daemonset import DaemonSetController
 from kybern.controllers.deployment import DeploymentController
+from kybern.controllers.endpoints import EndpointsController
+from kybern.controllers.endpointslice import EndpointSliceController
 from kybern.controllers.garbagecollector import GarbageCollector
 from kybern.controllers.informers import InformerFactory
 from kybern.controllers.job import JobController
@@ -21,6 +23,7 @@ from kybern.controllers.localpath import LocalPathProvisioner
 from kybern.controllers.namespace import NamespaceController
 from kybern.controllers.nodelifecycle import NodeLifecycleController
 from kybern.controllers.persistentvolume import PersistentVolumeBinder
+from kybern.controllers.podautoscaler import HorizontalPodAutoscalerController
 from kybern.controllers.podgc import PodGC
 from kybern.controllers.replicaset import ReplicaSetController
 from kybern.controllers.statefulset import StatefulSetController
@@ -44,6 +47,9 @@ _BUILDERS: dict[str, Any] = {
     "statefulset": StatefulSetController,
     "persistentvolume-binder": PersistentVolumeBinder,
     "local-path-provisioner": LocalPathProvisioner,
+    "horizontalpodautoscaling": HorizontalPodAutoscalerController,
+    "endpoint": EndpointsController,
+    "endpointslice": EndpointSliceController,
 }
 NAMES: list[str] = list(_BUILDERS)
 

@@ -74,9 +74,7 @@ class BuiltinPlane:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls.minimum_version = ssl.TLSVersion.TLSv1_2
-        tls.load_cert_chain(*self._default_files())
+        tls = _context(*self._pairs[DEFAULT_CERT])  # answers clients that send no SNI
         tls.sni_callback = self._sni
         try:
             await web.TCPSite(runner, self.address, self.http_port, reuse_address=True).start()
@@ -89,16 +87,6 @@ class BuiltinPlane:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=320),
             timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=60), auto_decompress=False)
-
-    def _default_files(self) -> tuple[str, str]:
-        crt, key = self._pairs[DEFAULT_CERT]
-        d = Path(tempfile.mkdtemp(prefix="kybern-ingress-"))
-        (d / "c.pem").write_bytes(crt)
-        (d / "k.pem").write_bytes(key)
-        try:
-            return str(d / "c.pem"), str(d / "k.pem")
-        finally:
-            asyncio.get_running_loop().call_later(5, _rmtree, d)
 
     def _sni(self, sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
         srv = self.model.server_for(name or "")
@@ -141,6 +129,7 @@ class BuiltinPlane:
         body = await request.read()
         start = next(self._rr)
         last: Exception | None = None
+        resp: web.StreamResponse | None = None
         for i in range(min(3, len(eps))):  # as proxy_next_upstream error: try the next endpoint
             ip, port = eps[(start + i) % len(eps)]
             hostport = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
@@ -157,14 +146,9 @@ class BuiltinPlane:
                     await resp.write_eof()
                     return resp
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
-                if isinstance(e, aiohttp.ServerDisconnectedError) and i > 0:
-                    break
+                if resp is not None and resp.prepared:
+                    raise  # the answer had started: the client sees a cut response, as with nginx
                 last = e
         log.debug("ingress upstream failed: %r", last)
         return web.Response(status=502, text="502 Bad Gateway\n")
 
-
-def _rmtree(d: Path) -> None:
-    import shutil
-
-    shutil.rmtree(d, ignore_errors=True)

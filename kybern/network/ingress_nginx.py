@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import hashlib
 import logging
 import os
 import pwd
@@ -63,7 +64,6 @@ def render(model: Model, prefix: Path, *, http_port: int, https_port: int, addre
         "  proxy_connect_timeout 5s; proxy_send_timeout 60s; proxy_read_timeout 60s;",
         "  proxy_next_upstream error timeout; proxy_next_upstream_tries 3;",
         "  map $http_upgrade $connection_upgrade { default upgrade; '' ''; }",
-        "  map $http_x_forwarded_proto $pass_proto { default $http_x_forwarded_proto; '' $scheme; }",
     ]
     for name, eps in sorted(model.upstreams.items()):
         if eps:  # nginx refuses an empty upstream block; locations of empty ones answer 503
@@ -134,8 +134,8 @@ def _proxy(loc: Location, model: Model) -> list[str]:
         "      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
         "      proxy_set_header X-Forwarded-Host $host;",
         "      proxy_set_header X-Forwarded-Port $server_port;",
-        "      proxy_set_header X-Forwarded-Proto $pass_proto;",
-        "      proxy_set_header X-Scheme $pass_proto;",
+        "      proxy_set_header X-Forwarded-Proto $scheme;",
+        "      proxy_set_header X-Scheme $scheme;",
         "      proxy_set_header Upgrade $http_upgrade;",
         "      proxy_set_header Connection $connection_upgrade;",
         f"      proxy_pass http://{q(loc.upstream)[1:-1]};",
@@ -244,21 +244,28 @@ class NginxPlane:
                 os.chown(p, uid, -1)
 
     def _write_certs(self, model: Model) -> None:
+        # names carry a digest of the content: a changed Secret is a new file (and a
+        # changed nginx.conf, so a reload), and the files the running config uses stay
+        # untouched until the new config has been accepted
         for cid, pair in model.certs.items():
             if self._written.get(cid) == pair:
                 continue
-            crt, key = self.prefix / "certs" / f"{cid}.crt", self.prefix / "certs" / f"{cid}.key"
+            digest = hashlib.sha256(pair[0] + pair[1]).hexdigest()[:16]
+            crt, key = self.prefix / "certs" / f"{cid}-{digest}.crt", self.prefix / "certs" / f"{cid}-{digest}.key"
             write_private(key, pair[1])
             write_private(crt, pair[0])
             self._written[cid] = pair
             self._cert_files[cid] = (str(crt), str(key))
 
     def _forget_old_certs(self, model: Model) -> None:
+        """After a config is accepted: drop cert files it does not reference."""
         for cid in set(self._written) - set(model.certs):
-            for ext in ("crt", "key"):
-                (self.prefix / "certs" / f"{cid}.{ext}").unlink(missing_ok=True)
             self._written.pop(cid, None)
             self._cert_files.pop(cid, None)
+        keep = {p for pair in self._cert_files.values() for p in pair}
+        for f in (self.prefix / "certs").iterdir():
+            if str(f) not in keep:
+                f.unlink(missing_ok=True)
 
 
 def _tail(path: Path) -> str:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from kybern.network import resolvconf
 from kybern.node import hooks
 from kybern.node.backoff import Backoff, go_duration
 from kybern.node.env import ConfigError, expand_command
 from kybern.node.images import InvalidReference, parse_ref
-from kybern.node.runtimes.base import ContainerConfig, ContainerError, ImagePullError
+from kybern.node.runtimes.base import ContainerConfig, ContainerError, ImagePullError, Mount
 from kybern.node.status import ContainerView
 
 if TYPE_CHECKING:
@@ -105,10 +106,17 @@ class ContainerStarter:
             self._event("Warning", "Failed", f"Error: {e}")
             return time.time() + CONFIG_ERROR_RETRY
         command, args = expand_command(c, env)
+        mounts = self.worker.volumes.mounts_for(c, env)
+        # the pod's resolv.conf (dnsPolicy, dnsConfig), mounted as the kubelet does unless a volume covers it
+        cluster_dns = getattr(self.agent, "cluster_dns", [resolvconf.CLUSTER_DNS_IP])
+        resolv = resolvconf.write_for_pod(pod, self.worker.log_directory(), cluster_dns=cluster_dns)
+        env = [*env, (resolvconf.ENV_VAR, resolv)]
+        if not any(m.container_path.rstrip("/") in ("/etc", "/etc/resolv.conf") for m in mounts):
+            mounts.append(Mount(container_path="/etc/resolv.conf", host_path=resolv, readonly=True))
         cfg = ContainerConfig(
             name=name, image=image, attempt=attempt, command=command, args=args, env=env,
             working_dir=c.get("workingDir", ""), log_path=f"{name}/{attempt}.log",
-            mounts=self.worker.volumes.mounts_for(c, env),
+            mounts=mounts,
             stdin=bool(c.get("stdin")), stdin_once=bool(c.get("stdinOnce")), tty=bool(c.get("tty")),
             labels={"io.kubernetes.container.name": name, "io.kubernetes.pod.uid": self.worker.uid,
                     "io.kubernetes.pod.name": self.worker.name,

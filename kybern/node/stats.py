@@ -207,7 +207,7 @@ def _ts(t: float) -> str:
 
 
 def _cpu(u: Usage) -> dict[str, Any]:
-    out: dict[str, Any] = {"time": _ts(u.time), "usageCoreNanoSeconds": int(u.cpu_seconds * 1e9)}
+    out: dict[str, Any] = {"time": _ts(u.time), "usageCoreNanoSeconds": round(u.cpu_seconds * 1e9)}
     if u.nano_cores is not None:
         out["usageNanoCores"] = u.nano_cores
     return out
@@ -258,6 +258,14 @@ _HELP = [
 ]
 
 
+SCRAPE_ERROR_HELP = ("# HELP resource_scrape_error [STABLE] 1 if there was an error while getting container "
+                     "metrics, 0 otherwise")
+
+
+def _num(v: float) -> str:
+    return repr(round(v, 6))
+
+
 def _label(v: str) -> str:
     return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -267,7 +275,7 @@ def prometheus(snap: Snapshot) -> str:
     millisecond timestamps, in the text exposition format."""
     ms = int(snap.time * 1000)
     series: dict[str, list[str]] = {name: [] for name, _t, _h in _HELP}
-    series["node_cpu_usage_seconds_total"].append(f"node_cpu_usage_seconds_total {snap.node.cpu_seconds:.9g} {ms}")
+    series["node_cpu_usage_seconds_total"].append(f"node_cpu_usage_seconds_total {_num(snap.node.cpu_seconds)} {ms}")
     series["node_memory_working_set_bytes"].append(
         f"node_memory_working_set_bytes {snap.node.memory_bytes} {ms}")
     for p in snap.pods:
@@ -276,20 +284,19 @@ def prometheus(snap: Snapshot) -> str:
         for name, (u, started) in p.containers.items():
             cl = f'container="{_label(name)}",{pl}'
             series["container_cpu_usage_seconds_total"].append(
-                f"container_cpu_usage_seconds_total{{{cl}}} {u.cpu_seconds:.9g} {ms}")
+                f"container_cpu_usage_seconds_total{{{cl}}} {_num(u.cpu_seconds)} {ms}")
             series["container_memory_working_set_bytes"].append(
                 f"container_memory_working_set_bytes{{{cl}}} {u.memory_bytes} {ms}")
             series["container_start_time_seconds"].append(
-                f"container_start_time_seconds{{{cl}}} {started:.9g} {int(started * 1000)}")
+                f"container_start_time_seconds{{{cl}}} {_num(started)} {int(started * 1000)}")
             cpu += u.cpu_seconds
             mem += u.memory_bytes
-        series["pod_cpu_usage_seconds_total"].append(f"pod_cpu_usage_seconds_total{{{pl}}} {cpu:.9g} {ms}")
+        series["pod_cpu_usage_seconds_total"].append(f"pod_cpu_usage_seconds_total{{{pl}}} {_num(cpu)} {ms}")
         series["pod_memory_working_set_bytes"].append(f"pod_memory_working_set_bytes{{{pl}}} {mem} {ms}")
     lines = []
     for name, typ, help_ in _HELP:
         lines.append(f"# HELP {name} [STABLE] {help_}")
         lines.append(f"# TYPE {name} {typ}")
         lines.extend(series[name])
-    lines += ["# HELP resource_scrape_error [STABLE] 1 if there was an error while getting container metrics, "
-              "0 otherwise", "# TYPE resource_scrape_error gauge", "resource_scrape_error 0"]
+    lines += [SCRAPE_ERROR_HELP, "# TYPE resource_scrape_error gauge", "resource_scrape_error 0"]
     return "\n".join(lines) + "\n"

@@ -11,7 +11,6 @@ import time
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
 from rawapi import RawAPI
 
 pytestmark = pytest.mark.e2e
@@ -290,10 +289,10 @@ def test_field_validation(cluster, raw, namespace):
     p = cluster.kubectl("create", "-f", "-", "--validate=false", *ns, input=doc)
     assert "Warning" not in p.stderr
     assert "extra" not in cluster.kjson("get", "configmap", "fv", *ns)
-    code, hdrs, st = raw.request("POST", f"/api/v1/namespaces/{namespace}/configmaps?fieldValidation=Strict",
+    code, _, st = raw.request("POST", f"/api/v1/namespaces/{namespace}/configmaps?fieldValidation=Strict",
                                  json.loads(doc))
     assert code == 400 and st["reason"] == "BadRequest"
-    code, hdrs, st = raw.request("POST", f"/api/v1/namespaces/{namespace}/configmaps?fieldValidation=Bogus",
+    code, _, st = raw.request("POST", f"/api/v1/namespaces/{namespace}/configmaps?fieldValidation=Bogus",
                                  json.loads(doc))
     assert code == 400 and "fieldValidation" in st["message"]
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
 from rawapi import RawAPI
 
 pytestmark = pytest.mark.e2e

@@ -11,9 +11,8 @@ import threading
 import time
 
 import pytest
-from kubernetes import client, watch
-
 from conftest import KUBECTL
+from kubernetes import client, watch
 from rawapi import RawAPI
 
 pytestmark = pytest.mark.e2e

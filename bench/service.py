@@ -1,0 +1,184 @@
+"""Service networking figures (issue 6), printed, never asserted.
+
+Starts a private `kybern up` (as root with CNI plugins: pods in their own netns,
+the nftables proxy; otherwise whatever `auto` picks) in a temp dir, runs the
+sample web server (`demo:v1`, Python's ThreadingHTTPServer) and measures:
+
+  1. requests/s direct to one pod's IP, through a Service with that one pod as
+     endpoint (ClusterIP, NodePort), and through a Service of 3 replicas —
+     side by side, with wrk (Debian's) if installed, else a Python load
+     generator (asyncio, keep-alive off as wrk's -H "Connection: close");
+  2. how long after a new pod turns Ready (seen on a watch) its address is
+     routable through the Service: the proxy's rules name it (nft) and a
+     request through the ClusterIP reaches it.
+
+Run: sudo python bench/service.py [--seconds 5] [--conns 32] [--proxy-mode auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import start_cluster, stop_cluster  # noqa: E402
+
+APP = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: web
+        image: demo:v1
+        command: ["sh", "-c", "echo $HOSTNAME > index.html; exec python3 serve.py"]
+        readinessProbe: {{httpGet: {{path: /, port: 80}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec: {{type: NodePort, selector: {{app: {name}}}, ports: [{{port: 80}}]}}
+"""
+
+
+def wrk(url: str, seconds: int, conns: int) -> float:
+    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", url], capture_output=True, text=True).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return float(m.group(1)) if m else 0.0
+
+
+async def pyload(host: str, port: int, seconds: int, conns: int) -> float:
+    done = 0
+    end = time.monotonic() + seconds
+
+    async def one() -> None:
+        nonlocal done
+        while time.monotonic() < end:
+            try:
+                r, w = await asyncio.open_connection(host, port)
+                w.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                await r.read()
+                w.close()
+                done += 1
+            except OSError:
+                await asyncio.sleep(0.01)
+    await asyncio.gather(*(one() for _ in range(conns)))
+    return done / seconds
+
+
+def rate(url: str, seconds: int, conns: int) -> float:
+    if shutil.which("wrk"):
+        return wrk(url, seconds, conns)
+    host, port = re.match(r"http://([^:/]+):?(\d*)", url).groups()  # type: ignore[union-attr]
+    return asyncio.run(pyload(host, int(port or 80), seconds, conns))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--conns", type=int, default=32)
+    ap.add_argument("--proxy-mode", default="auto")
+    ap.add_argument("--rounds", type=int, default=5, help="new-endpoint latency samples")
+    a = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="kybern-bench-svc-"))
+    c = start_cluster(base, "--proxy-mode", a.proxy_mode)
+    try:
+        print(f"tool: {'wrk' if shutil.which('wrk') else 'python asyncio load generator'}; "
+              f"{a.conns} connections, {a.seconds}s each")
+        for name, n in (("one", 1), ("three", 3)):
+            c.kubectl("apply", "-f", "-", input=APP.format(name=name, replicas=n))
+        for name, n in (("one", 1), ("three", 3)):
+            c.kubectl("rollout", "status", f"deploy/{name}", "--timeout=60s")
+        time.sleep(1)
+        pod = c.kjson("get", "pods", "-l", "app=one")["items"][0]
+        one, three = c.kjson("get", "svc", "one"), c.kjson("get", "svc", "three")
+        mode = "cni" if pod["status"]["podIP"] != pod["status"]["hostIP"] else "host"
+        log = (base / "kybern.log").read_text()
+        pmode = (re.findall(r"service proxy: (\w+) mode", log) or ["?"])[-1]
+        print(f"pod network: {mode}; proxy: {pmode}")
+        if pmode == "userspace":
+            def svc_url(s):  # userspace: 10.X.a.b -> 127.X.a.b
+                return f"http://127.{s['spec']['clusterIP'].split('.', 1)[1]}:80/"
+        else:
+            def svc_url(s):
+                return f"http://{s['spec']['clusterIP']}:80/"
+        rows = [("direct to the pod IP", f"http://{pod['status']['podIP']}:80/") if mode == "cni" else None,
+                ("Service, 1 endpoint (ClusterIP)", svc_url(one)),
+                ("Service, 1 endpoint (NodePort 127.0.0.1)", f"http://127.0.0.1:{one['spec']['ports'][0]['nodePort']}/"),
+                ("Service, 3 endpoints (ClusterIP)", svc_url(three))]
+        print(f"{'target':45} {'req/s':>10}")
+        for row in rows:
+            if row:
+                print(f"{row[0]:45} {rate(row[1], a.seconds, a.conns):10.0f}")
+        # new endpoint -> routable
+        samples = []
+        for i in range(a.rounds):
+            c.kubectl("scale", "deploy/one", f"--replicas={2 + i}")
+            known = {p["metadata"]["name"] for p in c.kjson("get", "pods", "-l", "app=one")["items"]
+                     if any(x["type"] == "Ready" and x["status"] == "True" for x in p["status"].get("conditions", []))}
+            t_ready, new = watch_ready(c, known)
+            t_route = wait_routable(svc_url(one), new, pmode)
+            samples.append(t_route - t_ready)
+        samples.sort()
+        print(f"new endpoint routable after Ready: median {samples[len(samples) // 2] * 1000:.0f} ms, "
+              f"max {samples[-1] * 1000:.0f} ms ({len(samples)} pods; Ready seen on a watch, routable = "
+              f"a request through the ClusterIP answered by the new pod)")
+    finally:
+        stop_cluster(c)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def watch_ready(c, known: set[str]) -> tuple[float, str]:
+    """Block until a pod of app=one that is not in `known` is Ready; (time, name)."""
+    p = subprocess.Popen(["kubectl", "get", "pods", "-l", "app=one", "-w", "-o", "json", "--output-watch-events"],
+                         env=c.env, stdout=subprocess.PIPE, text=True)
+    buf = ""
+    assert p.stdout is not None
+    try:
+        for line in p.stdout:
+            buf += line
+            if line.rstrip() != "}":
+                continue
+            try:
+                ev = json.loads(buf)
+            except ValueError:
+                continue
+            buf = ""
+            pod = ev.get("object", ev)
+            name = pod["metadata"]["name"]
+            if name not in known and any(x["type"] == "Ready" and x["status"] == "True"
+                                         for x in pod.get("status", {}).get("conditions", [])):
+                return time.monotonic(), name
+    finally:
+        p.kill()
+    raise RuntimeError("watch ended")
+
+
+def wait_routable(url: str, name: str, pmode: str) -> float:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.read().decode().strip() == name:
+                    return time.monotonic()
+        except OSError:
+            pass
+    raise RuntimeError(f"{name} never answered through {url}")
+
+
+if __name__ == "__main__":
+    main()

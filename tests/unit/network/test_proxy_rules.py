@@ -1,0 +1,85 @@
+"""The service proxy's model and rulesets (pure; `nft -c` checks the syntax when
+nft can be run here)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from kybern.network import proxy_rules as pr
+
+
+def svc(name, typ="ClusterIP", ip="10.96.0.20", ports=None, **spec):
+    return {"metadata": {"namespace": "d", "name": name},
+            "spec": {"type": typ, "clusterIP": ip, "ports": ports or [{"name": "http", "port": 80}], **spec}}
+
+
+def slice_(svc_name, eps, port=8080, name="http"):
+    return {"metadata": {"namespace": "d", "name": f"{svc_name}-x", "labels": {pr.SERVICE_NAME_LABEL: svc_name}},
+            "addressType": "IPv4", "ports": [{"name": name, "port": port, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [ip], "conditions": cond} for ip, cond in eps]}
+
+
+def test_ready_endpoints_then_terminating_fallback():
+    ready = {"ready": True, "serving": True, "terminating": False}
+    draining = {"ready": False, "serving": True, "terminating": True}
+    unready = {"ready": False, "serving": False, "terminating": False}
+    [sp] = pr.build([svc("a")], [slice_("a", [("10.244.0.2", ready), ("10.244.0.3", draining),
+                                               ("10.244.0.4", unready)])])
+    assert sp.endpoints == [("10.244.0.2", 8080)]
+    [sp] = pr.build([svc("a")], [slice_("a", [("10.244.0.3", draining), ("10.244.0.4", unready)])])
+    assert sp.endpoints == [("10.244.0.3", 8080)]  # connections drain to terminating-but-serving pods
+    [sp] = pr.build([svc("a")], [slice_("a", [("10.244.0.2", {})])])  # nil conditions mean ready
+    assert sp.endpoints == [("10.244.0.2", 8080)]
+
+
+def test_ports_match_by_name_and_kinds_of_addresses():
+    s = svc("lb", "LoadBalancer", ports=[{"name": "http", "port": 80, "nodePort": 30080},
+                                         {"name": "other", "port": 81, "nodePort": 30081}],
+            sessionAffinity="ClientIP")
+    s["status"] = {"loadBalancer": {"ingress": [{"ip": "127.240.0.3"}]}}
+    ports = pr.build([s, svc("headless", ip="None"), svc("ext", "ExternalName", ip=None)],
+                     [slice_("lb", [("10.244.0.2", {"ready": True})])])
+    assert [p.key for p in ports] == ["d/lb:http", "d/lb:other"]
+    http, other = ports
+    assert http.endpoints and not other.endpoints
+    assert (http.node_port, http.lb_ips, http.affinity) == (30080, ["127.240.0.3"], pr.DEFAULT_AFFINITY_TIMEOUT)
+
+
+def test_nft_ruleset():
+    s = svc("web", "NodePort", ports=[{"name": "http", "port": 80, "nodePort": 30080}])
+    ports = pr.build([s, svc("empty", ip="10.96.0.21")],
+                     [slice_("web", [("10.244.0.2", {}), ("10.244.0.3", {})])])
+    text = pr.render_nft("kybern-t", ports, "10.244.0.0/16", "10.96.0.0/12")
+    assert text.startswith("table ip kybern-t\ndelete table ip kybern-t\n")  # one atomic replace
+    assert "numgen random mod 2 vmap" in text and "dnat to 10.244.0.3:8080" in text
+    assert "fib daddr type local tcp dport 30080 jump" in text
+    assert "ip daddr 10.96.0.21 tcp dport 80 reject" in text  # no endpoints
+    assert "ip daddr 10.96.0.0/12 reject" in text
+    if os.geteuid() == 0 and shutil.which("nft"):
+        p = subprocess.run(["nft", "-c", "-f", "-"], input=text, text=True, capture_output=True)
+        assert p.returncode == 0, p.stderr
+
+
+def test_iptables_ruleset_probabilities():
+    ports = pr.build([svc("web", sessionAffinity="ClientIP")],
+                     [slice_("web", [(f"10.244.0.{i}", {}) for i in (2, 3, 4)])])
+    text = pr.render_iptables("KYBt", ports, "10.244.0.0/16", "10.96.0.0/12")
+    assert "--probability 0.3333333333" in text and "--probability 0.5000000000" in text
+    assert text.count("DNAT --to-destination") == 3 and "-m recent" in text
+    if os.geteuid() == 0 and shutil.which("iptables-restore"):
+        p = subprocess.run(["iptables-restore", "--test", "--noflush"], input=text, text=True, capture_output=True)
+        assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("cidr,index", [("10.244.0.0/24", 0), ("10.244.7.0/24", 7), ("10.245.0.0/24", None),
+                                        ("10.244.0.0/25", None)])
+def test_pod_cidr_index(cidr, index):
+    from kybern.network.podnet import index_of, subnet_for
+
+    assert index_of(cidr) == index
+    if index is not None:
+        assert str(subnet_for(index)) == cidr
