@@ -31,8 +31,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kybern.network.ingress_certs import self_signed  # noqa: E402
-from kybern.network.ingress_nginx import find_nginx  # noqa: E402
+from kybern.network.ingress_certs import self_signed
+from kybern.network.ingress_nginx import find_nginx
 
 HOST = "bench.example.test"
 ECHO = """
@@ -135,7 +135,7 @@ def main() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "up", "--data-dir", str(tmp / "data"),
                              "--port", "0", "--kubeconfig", str(tmp / "kubeconfig"), "--ingress-http-port", str(http),
                              "--ingress-https-port", str(https), "--ingress-plane", a.plane],
-                            env=env, stdout=subprocess.PIPE, stderr=open(tmp / "log", "w"), text=True,
+                            env=env, stdout=subprocess.PIPE, stderr=(tmp / "log").open("w"), text=True,
                             start_new_session=True)
     direct: subprocess.Popen[bytes] | None = None
     try:
@@ -170,7 +170,7 @@ def main() -> None:
             pod_ip = ok[0]["status"]["podIP"] if ok else ""
             return bool(ok) and subprocess.run(
                 ["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Host: {HOST}",
-                 f"https://127.0.0.1:{https}/"], capture_output=True, text=True).stdout == "200"
+                 f"https://127.0.0.1:{https}/"], capture_output=True, text=True, check=False).stdout == "200"
 
         try:
             wait(ready, what="the echo pod behind the ingress")

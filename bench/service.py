@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import start_cluster, stop_cluster  # noqa: E402
+from conftest import start_cluster, stop_cluster
 
 APP = """
 apiVersion: apps/v1
@@ -56,7 +56,8 @@ spec: {{type: NodePort, selector: {{app: {name}}}, ports: [{{port: 80}}]}}
 
 
 def wrk(url: str, seconds: int, conns: int) -> float:
-    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", url], capture_output=True, text=True).stdout
+    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", url], check=False, capture_output=True,
+                         text=True).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     return float(m.group(1)) if m else 0.0
 
@@ -95,7 +96,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="new-endpoint latency samples")
     a = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="kybern-bench-svc-"))
-    c = start_cluster(base, "--proxy-mode", a.proxy_mode)
+    c = start_cluster(base, "--proxy-mode", a.proxy_mode, "-v")  # -v: the log says which proxy mode
     try:
         print(f"tool: {'wrk' if shutil.which('wrk') else 'python asyncio load generator'}; "
               f"{a.conns} connections, {a.seconds}s each")

@@ -182,10 +182,18 @@ def _number(schema: dict[str, Any], enum: list[Any] | None) -> Check:
     return check
 
 
+_INT_RANGES = {"int32": (-(2 ** 31), 2 ** 31 - 1), "int64": (-(2 ** 63), 2 ** 63 - 1)}
+
+
 def _integer(schema: dict[str, Any], enum: list[Any] | None) -> Check:
+    lo, hi = _INT_RANGES.get(schema.get("format", "int64"), _INT_RANGES["int64"])
+
     def check(value: Any, path: str, go_path: str, struct: str, ctx: _Ctx) -> None:
-        if isinstance(value, bool) or not (
-                isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+        # Go's decoder refuses any JSON number with a fraction or exponent part for an
+        # integer field (`3.0` too), and one that overflows the field's type
+        if isinstance(value, bool) or not isinstance(value, int):
+            _type_error(ctx, value, path, go_path, struct, schema, "integer")
+        elif not lo <= value <= hi:  # Go's decoder overflows the field's type
             _type_error(ctx, value, path, go_path, struct, schema, "integer")
         elif enum is not None and value not in enum:
             _not_supported(ctx, path, value, enum)
@@ -330,6 +338,8 @@ def decode_error(kind: str, api_version: str, result: Result) -> StatusError | N
     what = _json_kind(err.value)
     if what == "number" and isinstance(err.value, float) and not err.value.is_integer():
         what = f"number {err.value!r}"
+    elif what == "number" and isinstance(err.value, (int, float)):
+        what = f"number {err.value:g}" if isinstance(err.value, float) else f"number {err.value}"
     if not err.go_path:
         return bad_request(f"{prefix}json: cannot unmarshal {what} into Go value of type "
                            f"{err.go_type}")

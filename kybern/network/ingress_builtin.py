@@ -12,7 +12,6 @@ event loop.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import ssl
@@ -145,7 +144,7 @@ class BuiltinPlane:
                         await resp.write(chunk)
                     await resp.write_eof()
                     return resp
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
+            except (TimeoutError, aiohttp.ClientConnectionError) as e:
                 if resp is not None and resp.prepared:
                     raise  # the answer had started: the client sees a cut response, as with nginx
                 last = e

@@ -199,7 +199,7 @@ class NginxPlane:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.proc.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
         self.proc = None
@@ -212,10 +212,11 @@ class NginxPlane:
         return p.returncode or 0, err.decode(errors="replace")
 
     async def _start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            self.binary, "-p", str(self.prefix), "-e", str(self.prefix / "error.log"), "-c", str(self.conf),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=open(self.prefix / "nginx.stderr", "ab"), preexec_fn=_pdeathsig, start_new_session=True)
+        with open(self.prefix / "nginx.stderr", "ab") as stderr:  # noqa: ASYNC230 - a local file, instant
+            self.proc = await asyncio.create_subprocess_exec(
+                self.binary, "-p", str(self.prefix), "-e", str(self.prefix / "error.log"), "-c", str(self.conf),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
+                preexec_fn=_pdeathsig, start_new_session=True)
         host = self.address if self.address not in ("", "0.0.0.0", "*", "[::]") else "127.0.0.1"
         for _ in range(100):  # nginx retries a busy port for ~2.5 s before giving up
             if self.proc.returncode is not None:
@@ -224,7 +225,7 @@ class NginxPlane:
                 return
             try:
                 await asyncio.wait_for(self.proc.wait(), 0.05)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         if self.proc.returncode is None:
             self.proc.kill()

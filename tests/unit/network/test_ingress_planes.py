@@ -14,13 +14,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cryptography import x509
+from test_ingress_routes import backend, ing, rule, sources, svc, tls_secret
 
 from kybern.network import ingress_routes as routes
 from kybern.network.ingress_builtin import BuiltinPlane
 from kybern.network.ingress_certs import self_signed
 from kybern.network.ingress_nginx import NginxPlane, PlaneError, find_nginx
-
-from test_ingress_routes import backend, ing, rule, sources, svc, tls_secret
 
 DEFAULT = self_signed("Kubernetes Ingress Controller Fake Certificate")
 A_CERT = self_signed("a.test", ["a.test"])

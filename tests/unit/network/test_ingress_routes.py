@@ -141,7 +141,7 @@ def test_tls_hosts_get_their_secret_and_redirect_bad_secret_falls_back():
                    tls=[{"hosts": ["a.test"], "secretName": "good"}, {"hosts": ["b.test"], "secretName": "bad"}]),
                ing("c", [rule("c.test", ("/", "Prefix", "s"))], tls=[{"hosts": ["c.test"], "secretName": "none"}])],
               [svc("s")], secrets=secrets)
-    a, b, c = m.server_for("a.test"), m.server_for("b.test"), m.server_for("c.test")
+    a, b = m.server_for("a.test"), m.server_for("b.test")
     assert a.cert == "default-good" and m.certs["default-good"] == good and a.redirect
     assert b.cert == routes.DEFAULT_CERT and b.redirect
     assert "does not match" in m.problems["default/a"][0]
