@@ -72,6 +72,8 @@ def start_cluster(base: Path, *extra: str, wait_node: bool = True) -> Cluster:
     home.mkdir(exist_ok=True)
     kubeconfig = base / "kubeconfig"
     env = {**os.environ, "HOME": str(home), "KUBECONFIG": str(kubeconfig)}
+    if not any(a.startswith("--ingress") for a in extra):
+        extra = (*extra, "--no-ingress")  # test clusters must not take the host's 80/443
     log = base / "kybern.log"
     logf = open(log, "a")
     proc = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "up", "--data-dir", str(base / "data"),

@@ -215,7 +215,7 @@ def _fill(msg: Message, value: Any) -> None:
         special(msg, value)
         return
     if not isinstance(value, dict):
-        raise ValueError(f"{desc.name}: expected an object, got {type(value).__name__}")
+        raise TypeError(f"{desc.name}: expected an object, got {type(value).__name__}")
     fields = desc.fields_by_name
     extensions = []
     for key, item in value.items():
@@ -224,11 +224,16 @@ def _fill(msg: Message, value: Any) -> None:
             continue
         fd = fields.get(_field_name(key))
         if fd is None:
-            # gnostic rejects the whole document on an unknown key; we drop the key
-            # so one odd schema cannot take validation down (tests check for none).
-            _dropped.append(f"{desc.name}.{key}")
+            # gnostic rejects the whole document on an unknown key or a mistyped value;
+            # we drop the key so one odd CRD schema (OpenAPI 3 `nullable`, `anyOf`...)
+            # cannot take client-side validation down (tests check for none).
+            _dropped.add(f"{desc.name}.{key}")
             continue
-        _set(msg, fd, item)
+        try:
+            _set(msg, fd, item)
+        except (TypeError, ValueError, AttributeError, KeyError):
+            msg.ClearField(fd.name)
+            _dropped.add(f"{desc.name}.{key}")
     if extensions and "vendor_extension" in fields:
         _named(msg, "vendor_extension", extensions)
 
@@ -252,7 +257,7 @@ def _set(msg: Message, fd: FieldDescriptor, value: Any) -> None:
         setattr(msg, fd.name, value)
 
 
-_dropped: list[str] = []
+_dropped: set[str] = set()
 
 
 def to_document(doc: dict[str, Any]) -> Message:
@@ -264,7 +269,7 @@ def to_document(doc: dict[str, Any]) -> Message:
 
 def dropped_keys() -> list[str]:
     """Keys the conversions so far found no gnostic field for (`Message.key`)."""
-    return list(_dropped)
+    return sorted(_dropped)
 
 
 _lock = threading.Lock()

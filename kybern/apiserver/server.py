@@ -94,6 +94,7 @@ class APIServer:
         self._before_create: dict[tuple[str, str], Callable[[dict[str, Any]], Awaitable[None]]] = {
             ("", "services"): self._allocate_service,
             ("", "persistentvolumeclaims"): self._default_storage_class,
+            ("networking.k8s.io", "ingresses"): self._default_ingress_class,
         }
         self._node_session: aiohttp.ClientSession | None = None
 
@@ -131,21 +132,29 @@ class APIServer:
             raise errors.forbidden(f"unable to create new content in namespace {ns} because it is being "
                                    f"terminated")
 
-    async def _default_storage_class(self, pvc: dict[str, Any]) -> None:
-        """The DefaultStorageClass admission plugin: a claim without a class gets
-        the one annotated as default (the newest if several)."""
-        spec = pvc.setdefault("spec", {})
-        if "storageClassName" in spec:
+    async def _default_class(self, obj: dict[str, Any], *, field: str, group: str, plural: str,
+                             annotation: str) -> None:
+        """The DefaultStorageClass / DefaultIngressClass admission plugins: an object
+        naming no class gets the one annotated as default (the newest if several)."""
+        spec = obj.setdefault("spec", {})
+        if field in spec or (obj["metadata"].get("annotations") or {}).get("kubernetes.io/ingress.class"):
             return
-        info = self.registry.get("storage.k8s.io", "v1", "storageclasses")
+        info = self.registry.get(group, "v1", plural)
         if info is None:
             return
         classes = (await self.store_for(info).list(None, pred=Predicate()))["items"]
-        defaults = [c for c in classes if (c["metadata"].get("annotations") or {}).get(
-            "storageclass.kubernetes.io/is-default-class") == "true"]
+        defaults = [c for c in classes if (c["metadata"].get("annotations") or {}).get(annotation) == "true"]
         if defaults:
             newest = max(defaults, key=lambda c: c["metadata"].get("creationTimestamp") or "")
-            spec["storageClassName"] = newest["metadata"]["name"]
+            spec[field] = newest["metadata"]["name"]
+
+    async def _default_storage_class(self, pvc: dict[str, Any]) -> None:
+        await self._default_class(pvc, field="storageClassName", group="storage.k8s.io",
+                                  plural="storageclasses", annotation="storageclass.kubernetes.io/is-default-class")
+
+    async def _default_ingress_class(self, ing: dict[str, Any]) -> None:
+        await self._default_class(ing, field="ingressClassName", group="networking.k8s.io",
+                                  plural="ingressclasses", annotation="ingressclass.kubernetes.io/is-default-class")
 
     async def _allocate_service(self, svc: dict[str, Any]) -> None:
         store = self.store("", "v1", "services")
