@@ -104,10 +104,10 @@ def raw_descriptor(binary: bytes, name: str) -> descriptor_pb2.FileDescriptorPro
                     break
                 j = k
             fd = descriptor_pb2.FileDescriptorProto.FromString(binary[i:j])
-            if fd.name == name and fd.package:
-                return fd
         except Exception:  # noqa: BLE001 - a false match; keep looking
-            pass
+            fd = None
+        if fd is not None and fd.name == name and fd.package:
+            return fd
         i = binary.find(needle, i + 1)
     return None
 

@@ -32,8 +32,9 @@ from __future__ import annotations
 import functools
 import re
 import threading
+from collections.abc import Callable, Iterable
 from importlib import resources
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import orjson
 import yaml
