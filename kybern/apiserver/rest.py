@@ -239,8 +239,8 @@ async def handle(server: "APIServer", request: web.Request, group: str, version:
         handler = server.subresources.get((info.group, info.plural, sub)) or \
             server.subresources.get(("*", "*", sub))
         if handler is None:
-            raise errors.method_not_allowed(f"the server does not allow this method on the requested "
-                                            f"resource")
+            raise errors.method_not_allowed("the server does not allow this method on the requested "
+                                            "resource")
         return await handler(server, request, store, ns, name)
     if name is None:
         if method == "GET":
