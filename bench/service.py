@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import shutil
 import subprocess
@@ -144,29 +143,18 @@ def main() -> None:
 
 
 def watch_ready(c, known: set[str]) -> tuple[float, str]:
-    """Block until a pod of app=one that is not in `known` is Ready; (time, name)."""
-    p = subprocess.Popen(["kubectl", "get", "pods", "-l", "app=one", "-w", "-o", "json", "--output-watch-events"],
-                         env=c.env, stdout=subprocess.PIPE, text=True)
-    buf = ""
-    assert p.stdout is not None
-    try:
-        for line in p.stdout:
-            buf += line
-            if line.rstrip() != "}":
-                continue
-            try:
-                ev = json.loads(buf)
-            except ValueError:
-                continue
-            buf = ""
-            pod = ev.get("object", ev)
-            name = pod["metadata"]["name"]
-            if name not in known and any(x["type"] == "Ready" and x["status"] == "True"
-                                         for x in pod.get("status", {}).get("conditions", [])):
-                return time.monotonic(), name
-    finally:
-        p.kill()
-    raise RuntimeError("watch ended")
+    """Block until a pod of app=one that is not in `known` is Ready, seen on a
+    watch (the official client); returns (time, name)."""
+    from kubernetes import client, watch
+
+    api = client.CoreV1Api(c.api_client())
+    for ev in watch.Watch().stream(api.list_namespaced_pod, "default", label_selector="app=one",
+                                   timeout_seconds=60):
+        pod = ev["object"]
+        if pod.metadata.name not in known and any(x.type == "Ready" and x.status == "True"
+                                                  for x in pod.status.conditions or []):
+            return time.monotonic(), pod.metadata.name
+    raise RuntimeError("no new Ready pod within 60 s")
 
 
 def wait_routable(url: str, name: str, pmode: str) -> float:
