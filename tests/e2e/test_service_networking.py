@@ -14,6 +14,7 @@ import time
 import urllib.request
 
 import pytest
+from conftest import start_cluster, stop_cluster
 
 from kybern.network.podnet import cni_unavailable_reason, netns_name
 
@@ -54,7 +55,16 @@ def get(url: str, timeout: float = 2) -> str:
 
 
 def netns_list() -> str:
-    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return subprocess.run(["ip", "netns", "list"], check=False, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A private cluster with CNI pod networking asked for explicitly (the shared one
+    may run with host networking: scripts/test sets KYBERN_POD_NETWORK=host)."""
+    c = start_cluster(tmp_path_factory.mktemp("cni-cluster"), "--pod-network", "cni")
+    yield c
+    stop_cluster(c)
 
 
 def test_pods_services_nodeports_loadbalancers(cluster, namespace):
