@@ -30,16 +30,18 @@ def web(cluster, tmp_path_factory):
     cluster.kubectl("create", "namespace", ns)
     port = free_port()
     cluster.kubectl("run", "web", "--image=demo:v1", "--restart=Never", "-n", ns, "--command", "--",
-                    "python3", "-m", "http.server", str(port), "--bind", "127.0.0.1")
+                    "python3", "-m", "http.server", str(port), "--bind", "0.0.0.0")
     cluster.kubectl("wait", "--for=condition=Ready", "pod/web", "-n", ns, "--timeout=30s")
-    cluster.wait_for(lambda: _http_ok(port), what="http.server listening")
+    # the pod's own address: the host's with host networking, a bridge address with pod networking
+    ip = cluster.kjson("get", "pod", "web", "-n", ns)["status"]["podIP"]
+    cluster.wait_for(lambda: _http_ok(port, ip), what="http.server listening")
     yield ns, port
     cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
-def _http_ok(port: int) -> bool:
+def _http_ok(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
+        with socket.create_connection((host, port), timeout=1):
             return True
     except OSError:
         return False
