@@ -110,9 +110,12 @@ def test_tls_ingress_to_a_deployment(ingress_cluster, tmp_path: Path) -> None:
     resolve = ["--resolve", f"{HOST}:{https}:127.0.0.1", "--resolve", f"{HOST}:{http}:127.0.0.1"]
     url = f"https://{HOST}:{https}/"
     c.wait_for(lambda: curl(*resolve, url)[0].startswith("200"), timeout=40, what="HTTPS 200 through the ingress")
-    seen = {curl(*resolve, url)[1] for _ in range(30)}
+    c.kubectl("rollout", "status", "deployment/echo", "-n", ns, "--timeout=60s")
     pods = {p["metadata"]["name"] for p in c.kjson("get", "pods", "-n", ns, "-l", "app=echo")["items"]}
-    assert seen == pods and len(pods) == 3, (seen, pods)
+    assert len(pods) == 3
+    # every Ready replica answers once its endpoint has reached the proxy's configuration
+    c.wait_for(lambda: {curl(*resolve, url)[1] for _ in range(30)} == pods, timeout=30,
+               what="responses from all three replicas")
 
     # the certificate is the Secret's (SNI), verified against the CA we made
     ok = subprocess.run(["curl", "-s", "--cacert", str(crt), *resolve, url], capture_output=True, text=True, check=False)
