@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kybern.machinery import meta
+from kybern.machinery import meta, nodeaffinity, taints
 
 DEFAULT_TOLERATIONS = [
     ("node.kubernetes.io/not-ready", "NoExecute"),
@@ -62,35 +62,6 @@ def pinned_node(pod: dict[str, Any]) -> str | None:
     return None
 
 
-def _expr(e: dict[str, Any], labels: dict[str, str]) -> bool:
-    key, op, vals = e.get("key", ""), e.get("operator", ""), e.get("values") or []
-    if op == "In":
-        return key in labels and labels[key] in vals
-    if op == "NotIn":
-        return key not in labels or labels[key] not in vals
-    if op == "Exists":
-        return key in labels
-    if op == "DoesNotExist":
-        return key not in labels
-    if op in ("Gt", "Lt") and key in labels and len(vals) == 1:
-        try:
-            have, want = int(labels[key]), int(vals[0])
-        except ValueError:
-            return False
-        return have > want if op == "Gt" else have < want
-    return False
-
-
-def _field(e: dict[str, Any], name: str) -> bool:
-    if e.get("key") != "metadata.name":
-        return False
-    if e.get("operator") == "In":
-        return name in (e.get("values") or [])
-    if e.get("operator") == "NotIn":
-        return name not in (e.get("values") or [])
-    return False
-
-
 def _affinity_ok(spec: dict[str, Any], node: dict[str, Any]) -> bool:
     labels = node["metadata"].get("labels") or {}
     sel = spec.get("nodeSelector") or {}
@@ -100,21 +71,7 @@ def _affinity_ok(spec: dict[str, Any], node: dict[str, Any]) -> bool:
         .get("requiredDuringSchedulingIgnoredDuringExecution")
     if not req:
         return True
-    for term in req.get("nodeSelectorTerms") or []:
-        exprs, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
-        if (exprs or fields) and all(_expr(e, labels) for e in exprs) and \
-                all(_field(f, node["metadata"]["name"]) for f in fields):
-            return True
-    return False
-
-
-def _tolerates(tol: dict[str, Any], taint: dict[str, Any]) -> bool:
-    if tol.get("effect") and tol.get("effect") != taint.get("effect"):
-        return False
-    if tol.get("key") and tol.get("key") != taint.get("key"):
-        return False
-    op = tol.get("operator") or "Equal"
-    return op == "Exists" or (op == "Equal" and (tol.get("value") or "") == (taint.get("value") or ""))
+    return nodeaffinity.any_term_matches(req.get("nodeSelectorTerms") or [], labels, node["metadata"]["name"])
 
 
 def node_should_run(template_spec: dict[str, Any], node: dict[str, Any]) -> tuple[bool, bool]:
@@ -127,9 +84,9 @@ def node_should_run(template_spec: dict[str, Any], node: dict[str, Any]) -> tupl
     if not _affinity_ok(spec, node):
         return False, False
     tols = spec.get("tolerations") or []
-    taints = (node.get("spec") or {}).get("taints") or []
-    untolerated = [t for t in taints if t.get("effect") in ("NoSchedule", "NoExecute")
-                   and not any(_tolerates(tol, t) for tol in tols)]
+    node_taints = (node.get("spec") or {}).get("taints") or []
+    untolerated = [t for t in node_taints if t.get("effect") in ("NoSchedule", "NoExecute")
+                   and not any(taints.tolerates(tol, t) for tol in tols)]
     if not untolerated:
         return True, True
     evicting = any(t.get("effect") == "NoExecute" for t in untolerated)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kybern.machinery import nodeaffinity
 from kybern.scheduler.framework import (
     STATUS_SKIP,
     UNSCHEDULABLE_AND_UNRESOLVABLE,
@@ -19,45 +20,8 @@ from kybern.scheduler.framework import (
 ERR_REASON = "node(s) didn't match Pod's node affinity/selector"
 
 
-def _expr_matches(e: dict[str, Any], labels: dict[str, str]) -> bool:
-    key, op, vals = e.get("key", ""), e.get("operator", ""), e.get("values") or []
-    if op == "In":
-        return key in labels and labels[key] in vals
-    if op == "NotIn":
-        return key not in labels or labels[key] not in vals
-    if op == "Exists":
-        return key in labels
-    if op == "DoesNotExist":
-        return key not in labels
-    if op in ("Gt", "Lt"):
-        if key not in labels or len(vals) != 1:
-            return False
-        try:
-            have, want = int(labels[key]), int(vals[0])
-        except ValueError:
-            return False
-        return have > want if op == "Gt" else have < want
-    return False
-
-
-def _field_matches(e: dict[str, Any], node: NodeInfo) -> bool:
-    if e.get("key") != "metadata.name":
-        return False
-    vals = e.get("values") or []
-    if e.get("operator") == "In":
-        return node.name in vals
-    if e.get("operator") == "NotIn":
-        return node.name not in vals
-    return False
-
-
 def term_matches(term: dict[str, Any], node: NodeInfo) -> bool:
-    exprs = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not exprs and not fields:
-        return False  # an empty term matches nothing
-    return all(_expr_matches(e, node.labels) for e in exprs) and \
-        all(_field_matches(f, node) for f in fields)
+    return nodeaffinity.term_matches(term, node.labels, node.name)
 
 
 def required_terms(pod: PodInfo) -> list[dict[str, Any]] | None:
