@@ -112,13 +112,8 @@ class EndpointsController:
         await run_workers(self.queue, self.reconcile, self.workers)
 
     def _on_pod(self, typ: str, old: Obj | None, new: Obj) -> None:
-        ns = new["metadata"].get("namespace")
-        for svc in self.services.list(ns):
-            sel = eu.service_selector(svc)
-            if sel is None:
-                continue
-            if eu.selects(sel, new) or (old is not None and eu.selects(sel, old)):
-                self.queue.add(key_of(svc))
+        for svc in eu.services_of_pod(self.services.list(new["metadata"].get("namespace")), old, new):
+            self.queue.add(key_of(svc))
 
     def _on_endpoints(self, typ: str, old: Obj | None, new: Obj) -> None:
         if typ == "DELETED" and self.services.get(key_of(new)) is not None:

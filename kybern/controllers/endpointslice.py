@@ -125,11 +125,8 @@ class EndpointSliceController:
 
     # -- events --------------------------------------------------------------
     def _on_pod(self, typ: str, old: Obj | None, new: Obj) -> None:
-        ns = new["metadata"].get("namespace")
-        for svc in self.services.list(ns):
-            sel = eu.service_selector(svc)
-            if sel is not None and (eu.selects(sel, new) or (old is not None and eu.selects(sel, old))):
-                self.queue.add(key_of(svc))
+        for svc in eu.services_of_pod(self.services.list(new["metadata"].get("namespace")), old, new):
+            self.queue.add(key_of(svc))
 
     def _on_node(self, typ: str, old: Obj | None, new: Obj) -> None:
         zone = lambda n: ((n or {}).get("metadata", {}).get("labels") or {}).get(ZONE_LABEL)

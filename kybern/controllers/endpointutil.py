@@ -36,6 +36,17 @@ def selects(selector: dict[str, str], pod: Obj) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
+def services_of_pod(services: list[Obj], old: Obj | None, new: Obj) -> list[Obj]:
+    """The Services whose selector picks the pod before or after a change (both
+    endpoint controllers resync exactly those)."""
+    out = []
+    for svc in services:
+        sel = service_selector(svc)
+        if sel is not None and (selects(sel, new) or (old is not None and selects(sel, old))):
+            out.append(svc)
+    return out
+
+
 def selected_pods(svc: Obj, pods: list[Obj]) -> list[Obj]:
     sel = service_selector(svc)
     if sel is None:
