@@ -137,14 +137,15 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-def start_agent(c: Cluster, name: str, data_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
+def start_agent(c: Cluster, name: str, data_dir: Path, *extra: str, env: dict[str, str] | None = None,
+                log: Path | None = None) -> subprocess.Popen[bytes]:
     """Join another node to `c` with `kybern agent`, as a user would."""
     token = (c.dir / "data" / "node.token").read_text().strip()
     return subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "agent", "--server", c.server,
                              "--token", token, "--ca-file", str(c.dir / "data" / "pki" / "ca.crt"),
                              "--name", name, "--data-dir", str(data_dir), *extra],
-                            env=c.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            env={**c.env, **(env or {})}, stdout=subprocess.DEVNULL,
+                            stderr=open(log, "a") if log else subprocess.DEVNULL, start_new_session=True)
 
 
 def stop_agent(p: subprocess.Popen[bytes], timeout: float = 30) -> None:

@@ -9,27 +9,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_cluster, stop_cluster
+from tests.conftest import start_agent, start_cluster, stop_cluster
 
 pytestmark = pytest.mark.e2e
 
 FAST = {"KYBERN_NODE_LEASE_INTERVAL": "1", "KYBERN_NODE_MONITOR_GRACE_PERIOD": "4"}
 
 
-def start_agent(c, name: str, base: Path) -> subprocess.Popen:
-    data = c.dir / "data"
-    return subprocess.Popen(
-        [sys.executable, "-m", "kybern.cli.main", "agent", "--server", c.server,
-         "--token", (data / "node.token").read_text().strip(), "--ca-file", str(data / "pki" / "ca.crt"),
-         "--name", name, "--data-dir", str(base / name)],
-        env={**c.env, **FAST}, stdout=subprocess.DEVNULL, stderr=open(base / f"{name}.log", "a"),
-        start_new_session=True)
+def agent(c, name: str, base: Path) -> subprocess.Popen:
+    return start_agent(c, name, base / name, env=FAST, log=base / f"{name}.log")
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +38,10 @@ def two_nodes(tmp_path_factory):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    agent = start_agent(c, "node-2", base)
+    agent_proc = agent(c, "node-2", base)
     c.wait_for(lambda: c.kubectl("get", "node", "node-2", "--no-headers", check=False).stdout.split()[1:2]
                == ["Ready"], timeout=30, what="node-2 Ready")
-    c.agents = {"node-2": agent}  # type: ignore[attr-defined]
+    c.agents = {"node-2": agent_proc}  # type: ignore[attr-defined]
     c.base = base  # type: ignore[attr-defined]
     yield c
     for p in c.agents.values():  # type: ignore[attr-defined]
@@ -120,7 +113,7 @@ def test_node_goes_not_ready_when_its_agent_dies_and_comes_back(two_nodes):
     for p in c.kjson("get", "pods", "-n", "default", "--field-selector=spec.nodeName=node-2")["items"]:
         ready = next(x for x in p["status"]["conditions"] if x["type"] == "Ready")
         assert ready["status"] == "False"
-    c.agents["node-2"] = start_agent(c, "node-2", c.base)
+    c.agents["node-2"] = agent(c, "node-2", c.base)
     c.wait_for(lambda: ready_condition()["status"] == "True", timeout=30, what="node-2 Ready again")
     c.wait_for(lambda: not c.kjson("get", "node", "node-2")["spec"].get("taints"), timeout=15,
                what="taints removed")

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.conftest import start_cluster, stop_cluster
+from tests.conftest import start_agent, start_cluster, stop_agent, stop_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -171,12 +167,7 @@ spec:
 
 def test_daemonset_runs_one_pod_per_node(tmp_path):
     c = start_cluster(tmp_path / "ds")
-    token = (c.dir / "data" / "node.token").read_text().strip()
-    agent = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "agent", "--server", c.server,
-                              "--token", token, "--ca-file", str(c.dir / "data" / "pki" / "ca.crt"),
-                              "--name", "node-2", "--data-dir", str(tmp_path / "agent2")],
-                             env=c.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    agent = start_agent(c, "node-2", tmp_path / "agent2")
     try:
         c.wait_for(lambda: c.kubectl("get", "nodes", "--no-headers").stdout.count(" Ready ") == 2,
                    what="two nodes Ready")
@@ -194,9 +185,5 @@ def test_daemonset_runs_one_pod_per_node(tmp_path):
                             if not p["metadata"].get("deletionTimestamp")] == ["node-1"], what="one pod")
         c.kubectl("rollout", "status", "ds/agent", "--timeout=60s")
     finally:
-        os.killpg(agent.pid, signal.SIGINT)
-        try:
-            agent.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(agent.pid, signal.SIGKILL)
+        stop_agent(agent)
         stop_cluster(c)
