@@ -106,8 +106,14 @@ class SQLiteStore:
         ).fetchone()
 
     @staticmethod
-    def _kv(row: tuple[Any, ...]) -> KV:
-        return KV(row[1], bytes(row[6]) if row[6] is not None else b"", int(row[4]), int(row[0]))
+    def _create_rev(row: tuple[Any, ...]) -> int:
+        """A creating row stores create_revision 0 and means its own id (saves an
+        UPDATE per create); older files hold the id itself, which reads the same."""
+        return int(row[4]) or int(row[0])
+
+    @classmethod
+    def _kv(cls, row: tuple[Any, ...]) -> KV:
+        return KV(row[1], bytes(row[6]) if row[6] is not None else b"", cls._create_rev(row), int(row[0]))
 
     def _insert(self, key: str, *, created: int, deleted: int, create_rev: int, prev_rev: int,
                 value: bytes | None, old_value: bytes | None) -> int:
@@ -117,8 +123,8 @@ class SQLiteStore:
             (key, created, deleted, create_rev, prev_rev, value, old_value),
         )
         rev = int(cur.lastrowid or 0)
-        if created and create_rev == 0:
-            self.db.execute("UPDATE kine SET create_revision = ? WHERE id = ?", (rev, rev))
+        # publish from what was just written; no second read of the row
+        self._publish_local(rev, (rev, key, created, deleted, create_rev, prev_rev, value, old_value))
         return rev
 
     # -- reads --------------------------------------------------------------
@@ -166,7 +172,6 @@ class SQLiteStore:
                                value=value, old_value=None)
         except sqlite3.IntegrityError:
             raise KeyExists(key) from None
-        self._publish_local(rev)
         return rev
 
     async def update(self, key: str, value: bytes, expected_revision: int) -> int:
@@ -176,11 +181,10 @@ class SQLiteStore:
         if expected_revision and int(prev[0]) != expected_revision:
             raise Conflict(key, self._kv(prev))
         try:
-            rev = self._insert(key, created=0, deleted=0, create_rev=int(prev[4]), prev_rev=int(prev[0]),
+            rev = self._insert(key, created=0, deleted=0, create_rev=self._create_rev(prev), prev_rev=int(prev[0]),
                                value=value, old_value=prev[6])
         except sqlite3.IntegrityError:
             raise Conflict(key, self._kv(self._latest(key) or prev)) from None
-        self._publish_local(rev)
         return rev
 
     async def delete(self, key: str, expected_revision: int = 0) -> tuple[int, KV]:
@@ -190,11 +194,10 @@ class SQLiteStore:
         if expected_revision and int(prev[0]) != expected_revision:
             raise Conflict(key, self._kv(prev))
         try:
-            rev = self._insert(key, created=0, deleted=1, create_rev=int(prev[4]), prev_rev=int(prev[0]),
+            rev = self._insert(key, created=0, deleted=1, create_rev=self._create_rev(prev), prev_rev=int(prev[0]),
                                value=prev[6], old_value=prev[6])
         except sqlite3.IntegrityError:
             raise Conflict(key, self._kv(self._latest(key) or prev)) from None
-        self._publish_local(rev)
         return rev, self._kv(prev)
 
     # -- compaction -----------------------------------------------------------
@@ -229,14 +232,13 @@ class SQLiteStore:
         value = bytes(row[6]) if row[6] is not None else b""
         old = bytes(row[7]) if row[7] is not None else None
         kv = KV(name, value, int(row[4]) or rid, rid)
-        prev = KV(name, old, int(row[4]), int(row[5])) if old is not None else None
+        prev = KV(name, old, int(row[4]) or int(row[5]), int(row[5])) if old is not None else None
         return Event("DELETE" if deleted else "PUT", kv, prev, created=bool(created))
 
-    def _publish_local(self, rev: int) -> None:
+    def _publish_local(self, rev: int, row: tuple[Any, ...]) -> None:
         if rev == self._last_seen + 1:
             self._last_seen = rev
             if self._subs:
-                row = self.db.execute(f"SELECT {_COLS} FROM kine WHERE id = ?", (rev,)).fetchone()
                 self._fanout(self._event(row))
         else:
             self._poll_once()
