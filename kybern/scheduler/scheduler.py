@@ -18,7 +18,13 @@ from typing import Any
 from kybern.client.events import EventRecorder
 from kybern.client.http import Client
 from kybern.client.informer import Informer, key_of
-from kybern.client.resources import NODES, PODS
+from kybern.client.resources import (
+    NAMESPACES,
+    NODES,
+    PERSISTENTVOLUMECLAIMS,
+    PERSISTENTVOLUMES,
+    PODS,
+)
 from kybern.machinery import errors, meta
 from kybern.scheduler.cache import Cache
 from kybern.scheduler.framework import (
@@ -87,6 +93,14 @@ class Scheduler:
         self.node_informer = Informer(client, NODES)
         self.pod_informer.add_handler(self._on_pod)
         self.node_informer.add_handler(self._on_node)
+        # what plugins read besides pods and nodes (VolumeZone, InterPodAffinity)
+        self.informers = {r.plural: Informer(client, r)
+                          for r in (PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, NAMESPACES)}
+        for inf in self.informers.values():
+            inf.add_handler(self._on_other)
+        for p in self.framework.plugins:
+            if hasattr(p, "set_informers"):
+                p.set_informers(self.informers)
         self._next_start = 0
         self._bind_slots = asyncio.Semaphore(bind_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -100,6 +114,12 @@ class Scheduler:
             return
         self.cache.set_node(new)
         if old is None or _scheduling_relevant(old) != _scheduling_relevant(new):
+            self.queue.move_all()
+
+    def _on_other(self, typ: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        """A claim bound, a volume or namespace relabelled: pending pods may fit now."""
+        if old is None or typ == "DELETED" or old.get("spec") != new.get("spec") \
+                or old["metadata"].get("labels") != new["metadata"].get("labels"):
             self.queue.move_all()
 
     def _on_pod(self, typ: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
@@ -136,9 +156,10 @@ class Scheduler:
 
     # -- the loop -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        self.node_informer.start()
-        self.pod_informer.start()
-        await asyncio.gather(self.node_informer.wait_synced(), self.pod_informer.wait_synced())
+        others = list(self.informers.values())
+        for inf in (self.node_informer, self.pod_informer, *others):
+            inf.start()
+        await asyncio.gather(*(inf.wait_synced() for inf in (self.node_informer, self.pod_informer, *others)))
         flusher = asyncio.create_task(self._flush_periodically())
         loop = asyncio.create_task(self._loop())
         try:
@@ -152,6 +173,8 @@ class Scheduler:
             await asyncio.gather(flusher, loop, *self._tasks, return_exceptions=True)
             await self.pod_informer.stop()
             await self.node_informer.stop()
+            for inf in others:
+                await inf.stop()
 
     async def _flush_periodically(self) -> None:
         while True:
