@@ -1,0 +1,240 @@
+"""Node-agent figures (issue 4), printed, never asserted:
+
+1. Pod startup latency, 200 bare pods (`sleep 3600`) on the one agent of a fresh
+   `kybern up` (process runtime), created by 16 concurrent callers. The node
+   advertises `pods: 110` (upstream's maxPods), so 200 pods are created with
+   spec.nodeName (`--bind nodename`, scheduler skipped); `--bind scheduler --pods 100`
+   measures the path through the scheduler:
+   - API clock: creationTimestamp -> the last containerStatuses[].state.running
+     .startedAt (both have 1-second resolution, so each sample is a whole number);
+   - client clock: the create call returned -> a watch delivered the pod with all
+     containers running (sub-second resolution).
+2. Agent idle overhead: `kybern server` plus one `kybern agent` process (so the
+   agent is measured alone), 50 idle pods running on it; the agent process's own
+   CPU (user + system, not its pods') over `--idle-seconds` and its RSS.
+
+Run: python bench/node.py [--pods 200] [--bind nodename|scheduler] [--idle-pods 50] [--idle-seconds 60] [--skip-startup] [--skip-idle]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import datetime as dt
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.scheduler import free_port, stop
+from bench.skeleton import client_for
+from kybern.client.http import Client
+from kybern.client.resources import NODES, PODS
+
+
+def pod(name: str, node: str | None = None, node_name: str | None = None) -> dict:
+    spec: dict = {"containers": [{"name": "c", "image": "demo:v1", "command": ["sleep", "3600"]}],
+                  "terminationGracePeriodSeconds": 1}
+    if node:
+        spec["nodeSelector"] = {"kubernetes.io/hostname": node}
+    if node_name:  # bound at create, as a static assignment: the scheduler is skipped
+        spec["nodeName"] = node_name
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+def ts(s: str) -> float:
+    return dt.datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+
+
+def all_running(o: dict) -> bool:
+    cs = (o.get("status") or {}).get("containerStatuses") or []
+    want = len((o.get("spec") or {}).get("containers") or [])
+    return len(cs) == want and all("running" in (c.get("state") or {}) for c in cs)
+
+
+def pct(vals: list[float], p: float) -> float:
+    vals = sorted(vals)
+    return vals[min(len(vals) - 1, max(0, round(p / 100 * len(vals) + 0.5) - 1))]
+
+
+async def node_ready(c: Client, name: str | None = None, timeout: float = 60) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        for n in (await c.list(NODES))["items"]:
+            if name and n["metadata"]["name"] != name:
+                continue
+            if any(x["type"] == "Ready" and x["status"] == "True"
+                   for x in (n.get("status") or {}).get("conditions") or []):
+                return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("node not Ready")
+
+
+async def delete_pods(c: Client, names: list[str]) -> None:
+    sem = asyncio.Semaphore(16)
+
+    async def one(n: str) -> None:
+        async with sem:
+            await c.delete(PODS, n, "default")
+    await asyncio.gather(*(one(n) for n in names))
+    t0 = time.monotonic()
+    while (await c.list(PODS, "default"))["items"] and time.monotonic() - t0 < 120:
+        await asyncio.sleep(0.5)
+
+
+async def startup(n_pods: int, bind: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        env = {**os.environ, "HOME": str(base)}
+        proc = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "up",  # noqa: ASYNC220
+                                 "--data-dir", str(base / "data"),
+                                 "--port", "0", "--kubeconfig", str(base / "kubeconfig"), "--node-name", "bench",
+                                 "--no-ingress"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert proc.stdout
+        for line in proc.stdout:
+            if re.search(r"API at https://", line):
+                break
+        else:
+            raise RuntimeError("kybern up exited before it was ready")
+        try:
+            c = client_for(base / "kubeconfig", base / "data" / "pki" / "ca.crt")
+            await node_ready(c)
+            rv = (await c.list(PODS, "default"))["metadata"]["resourceVersion"]
+            names = [f"s-{i:03d}" for i in range(n_pods)]
+            created: dict[str, float] = {}
+            seen: dict[str, float] = {}
+            api_lat: dict[str, float] = {}
+
+            def note(o: dict) -> None:
+                name = o["metadata"]["name"]
+                if name not in seen and all_running(o):
+                    seen[name] = time.monotonic()
+                    started = max(ts(x["state"]["running"]["startedAt"]) for x in o["status"]["containerStatuses"])
+                    api_lat[name] = started - ts(o["metadata"]["creationTimestamp"])
+
+            async def watcher() -> None:
+                watch_rv = rv
+                while len(seen) < n_pods:
+                    async for ev in c.watch(PODS, "default", resource_version=watch_rv, timeout_seconds=300):
+                        if ev["type"] in ("ADDED", "MODIFIED"):
+                            note(ev["object"])
+                            watch_rv = ev["object"]["metadata"]["resourceVersion"]
+                        elif ev["type"] == "ERROR":  # e.g. 410 Gone: relist (pods seen late, never early)
+                            print(f"  watch error {ev['object'].get('message')}; relisting")
+                            lst = await c.list(PODS, "default")
+                            for o in lst["items"]:
+                                note(o)
+                            watch_rv = lst["metadata"]["resourceVersion"]
+                            break
+                        if len(seen) >= n_pods:
+                            return
+            w = asyncio.create_task(watcher())
+            await asyncio.sleep(0.3)  # let the watch connect
+            it = iter(names)
+            t0 = time.monotonic()
+
+            async def creator() -> None:
+                for n in it:
+                    await c.create(PODS, pod(n, node_name="bench" if bind == "nodename" else None), "default")
+                    created[n] = time.monotonic()
+            await asyncio.gather(*(creator() for _ in range(16)))
+            t_created = time.monotonic() - t0
+            await asyncio.wait_for(w, 300)
+            t_all = max(seen.values()) - t0
+            watch_lat = [seen[n] - created[n] for n in names]
+            api = list(api_lat.values())
+            print(f"  {n_pods} bare pods ({bind}) created in {t_created:.2f} s; all running {t_all:.2f} s after the first create")
+            print(f"  API clock (creationTimestamp -> startedAt, 1 s resolution): p50 {pct(api, 50):.0f} s, "
+                  f"p99 {pct(api, 99):.0f} s, max {max(api):.0f} s; "
+                  f"histogram {dict(sorted(collections.Counter(int(x) for x in api).items()))}")
+            print(f"  client clock (create returned -> watch saw all containers running): "
+                  f"p50 {pct(watch_lat, 50):.3f} s, p99 {pct(watch_lat, 99):.3f} s, max {max(watch_lat):.3f} s")
+            await delete_pods(c, names)
+        finally:
+            await c.close()
+            stop(proc)
+
+
+async def idle(n_pods: int, seconds: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        port = free_port()
+        env = {**os.environ, "HOME": str(base)}
+        server = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "server", "--data-dir",  # noqa: ASYNC220
+                                   str(base / "data"), "--port", str(port)],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert server.stdout
+        line = ""
+        for line in server.stdout:
+            if "kybern server at" in line:
+                break
+        m = re.search(r"at (\S+);.*node token: (\S+)", line)
+        assert m
+        agent = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "agent",  # noqa: ASYNC220
+                                  "--server", m.group(1),
+                                  "--token", m.group(2), "--ca-file", str(base / "data" / "pki" / "ca.crt"),
+                                  "--name", "idle-agent", "--data-dir", str(base / "agent")],
+                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            c = client_for(base / "data" / "kubeconfig", base / "data" / "pki" / "ca.crt")
+            await node_ready(c, "idle-agent")
+            p = psutil.Process(agent.pid)
+            print(f"  agent joined; RSS before pods {p.memory_info().rss / 2**20:.0f} MB")
+            names = [f"i-{i:02d}" for i in range(n_pods)]
+            for n in names:
+                await c.create(PODS, pod(n, "idle-agent"), "default")
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 120:
+                items = (await c.list(PODS, "default"))["items"]
+                if sum(1 for o in items if all_running(o)) == n_pods:
+                    break
+                await asyncio.sleep(0.5)
+            print(f"  {n_pods} pods running in {time.monotonic() - t0:.1f} s; settling 15 s")
+            await asyncio.sleep(15)
+            a = p.cpu_times()
+            await asyncio.sleep(seconds)
+            b = p.cpu_times()
+            used = (b.user - a.user) + (b.system - a.system)
+            rss = p.memory_info().rss / 2**20
+            print(f"  agent process alone, {n_pods} idle pods: CPU {100 * used / seconds:.2f}% of a core over "
+                  f"{seconds:.0f} s; RSS {rss:.0f} MB (threads {p.num_threads()})")
+            await delete_pods(c, names)
+        finally:
+            await c.close()
+            agent.send_signal(signal.SIGINT)
+            try:
+                agent.wait(60)
+            except subprocess.TimeoutExpired:
+                agent.terminate()
+                agent.wait(60)
+            stop(server)
+
+
+async def main(args: argparse.Namespace) -> None:
+    if not args.skip_startup:
+        await startup(args.pods, args.bind)
+    if not args.skip_idle:
+        await idle(args.idle_pods, args.idle_seconds)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pods", type=int, default=200)
+    ap.add_argument("--bind", choices=["nodename", "scheduler"], default="nodename",
+                    help="pods created with spec.nodeName (the node advertises pods: 110, so 200 pods cannot "
+                         "all be scheduled) or left to the scheduler (use --pods 100)")
+    ap.add_argument("--idle-pods", type=int, default=50)
+    ap.add_argument("--idle-seconds", type=float, default=60.0)
+    ap.add_argument("--skip-startup", action="store_true")
+    ap.add_argument("--skip-idle", action="store_true")
+    asyncio.run(main(ap.parse_args()))

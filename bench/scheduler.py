@@ -1,0 +1,151 @@
+"""Scheduler throughput (issue 4), printed, never asserted.
+
+1. `kybern server --no-controllers` (API only: no scheduler, no controllers) on a
+   free port in a temp dir; N Node objects created through the API with Ready
+   status (no agents) and P pending pods created as fast as 16 concurrent callers go.
+2. That server is stopped (SIGINT) and `kybern server` (scheduler and controllers)
+   started on the same data dir with KYBERN_NODE_MONITOR_GRACE_PERIOD very high, so
+   the node lifecycle controller does not mark the agent-less nodes unreachable.
+3. A watch on pods (no resourceVersion: current state as ADDED, then changes)
+   records when each pod is first seen with spec.nodeName; bind rate = pods bound
+   between the first and the last bind seen / that time. Pods already bound before
+   the watch connected are counted at the time the initial state arrived, so the
+   figure errs low, not high.
+
+Run: python bench/scheduler.py [--nodes 1000] [--pods 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.skeleton import client_for
+from kybern.client.http import Client
+from kybern.client.resources import NODES, PODS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(base: Path, port: int, *extra: str, env_extra: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "HOME": str(base), **(env_extra or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "server", "--data-dir", str(base / "data"),
+                             "--port", str(port), *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout
+    for line in proc.stdout:
+        if "kybern server at" in line:
+            break
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.wait(60)
+
+
+def node(i: int) -> dict:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    res = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": f"fake-{i:04d}", "labels": {"kubernetes.io/hostname": f"fake-{i:04d}",
+                                                              "kubernetes.io/os": "linux"}},
+            "status": {"capacity": res, "allocatable": res,
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                       "message": "bench node", "lastHeartbeatTime": now,
+                                       "lastTransitionTime": now}],
+                       "addresses": [{"type": "InternalIP", "address": f"10.200.{i // 250}.{i % 250 + 1}"}]}}
+
+
+def pod(i: int) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p-{i:05d}"},
+            "spec": {"containers": [{"name": "c", "image": "demo:v1", "command": ["sleep", "3600"]}]}}
+
+
+async def create_all(c: Client, res, objs: list[dict], ns: str | None, width: int = 16) -> float:
+    it = iter(objs)
+    t0 = time.monotonic()
+
+    async def worker() -> None:
+        for o in it:
+            await c.create(res, o, ns) if ns else await c.create(res, o)
+    await asyncio.gather(*(worker() for _ in range(width)))
+    return time.monotonic() - t0
+
+
+async def populate(base: Path, port: int, nodes: int, pods: int) -> None:
+    proc = start_server(base, port, "--no-controllers")
+    c = client_for(base / "data" / "kubeconfig", base / "data" / "pki" / "ca.crt")
+    try:
+        took = await create_all(c, NODES, [node(i) for i in range(nodes)], None)
+        print(f"  {nodes} Nodes created in {took:.1f} s ({nodes / took:.0f}/s)")
+        took = await create_all(c, PODS, [pod(i) for i in range(pods)], "default")
+        print(f"  {pods} pods created (scheduler stopped) in {took:.1f} s ({pods / took:.0f}/s)")
+    finally:
+        await c.close()
+        stop(proc)
+
+
+async def measure(base: Path, port: int, pods: int) -> None:
+    t_spawn = time.monotonic()
+    proc = start_server(base, port, env_extra={"KYBERN_NODE_MONITOR_GRACE_PERIOD": "1000000000"})
+    t_ready = time.monotonic()
+    c = client_for(base / "data" / "kubeconfig", base / "data" / "pki" / "ca.crt")
+    bound: dict[str, float] = {}
+    per_node: dict[str, int] = {}
+    try:
+        async for ev in c.watch(PODS, "default", timeout_seconds=600):
+            o = ev["object"]
+            name = o["metadata"]["name"]
+            nn = (o.get("spec") or {}).get("nodeName")
+            if nn and name not in bound:
+                bound[name] = time.monotonic()
+                per_node[nn] = per_node.get(nn, 0) + 1
+            if len(bound) >= pods:
+                break
+        times = sorted(bound.values())
+        span = times[-1] - times[0]
+        print(f"  server spawned -> ready {t_ready - t_spawn:.2f} s; ready -> first bind seen "
+              f"{times[0] - t_ready:.2f} s")
+        print(f"  {len(times)} pods bound: first -> last bind {span:.2f} s = {(len(times) - 1) / span:.0f} pods/s")
+        print(f"  server ready -> all bound {times[-1] - t_ready:.2f} s = {len(times) / (times[-1] - t_ready):.0f} pods/s")
+        vals = sorted(per_node.values())
+        print(f"  spread: {len(per_node)} nodes used, pods per node min {vals[0]} max {vals[-1]}")
+    finally:
+        await c.close()
+        stop(proc)
+
+
+async def main(nodes: int, pods: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        port = free_port()
+        await populate(base, port, nodes, pods)
+        await measure(base, port, pods)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nodes", type=int, default=1000)
+    ap.add_argument("--pods", type=int, default=10000)
+    args = ap.parse_args()
+    asyncio.run(main(args.nodes, args.pods))
