@@ -62,12 +62,25 @@ def _warning_text(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').translate(_HEADER_SAFE)
 
 
-async def read_body(request: web.Request) -> Any:
+async def read_raw(request: web.Request) -> bytes:
+    """The whole request body, or 413 past MAX_BODY. (StreamReader.read(n) returns
+    what has arrived so far, not n bytes: a body in several TCP segments needs a loop.)"""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise errors.too_large()
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise errors.too_large()
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise errors.too_large()
+        chunks.append(chunk)
+
+
+async def read_body(request: web.Request) -> Any:
+    raw = await read_raw(request)
     ctype = (request.headers.get("Content-Type") or JSON).split(";")[0].strip().lower()
     return decode_body(raw, ctype)
 
@@ -319,7 +332,7 @@ async def delete_options(request: web.Request) -> dict[str, Any]:
     so that a malformed option is a 400 and never reaches the store."""
     options: dict[str, Any] = {}
     if request.can_read_body:
-        raw = await request.content.read(MAX_BODY)
+        raw = await read_raw(request)
         if raw.strip():
             options = decode_body(raw, (request.headers.get("Content-Type") or JSON).split(";")[0])
             if not isinstance(options, dict):

@@ -222,9 +222,7 @@ class APIServer:
         if ctype not in ("application/json-patch+json", "application/merge-patch+json",
                          "application/strategic-merge-patch+json", "application/apply-patch+yaml"):
             raise errors.unsupported_media_type(ctype)
-        raw = await request.content.read(rest.MAX_BODY + 1)
-        if len(raw) > rest.MAX_BODY:
-            raise errors.too_large()
+        raw = await rest.read_raw(request)
         rest.decode_body(raw, ctype)  # reject malformed bodies before reading the object
         apply = ctype == "application/apply-patch+yaml"
         force = self._patch_options(request, apply)

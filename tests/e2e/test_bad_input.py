@@ -83,3 +83,17 @@ def test_unsupported_media_type_and_too_large(cluster, namespace):
     # and the server still serves
     code, _ = _request(cluster, "GET", path)
     assert code == 200
+
+
+def test_large_bodies_arrive_whole(cluster, namespace, tmp_path):
+    """Bodies of many TCP segments are read to the end (protobuf from kubectl's typed
+    commands, JSON from apply) — a partial read once corrupted them."""
+    data = ("0123456789abcdef" * 64 + "\n") * 1000  # ~1 MB
+    f = tmp_path / "big.txt"
+    f.write_text(data)
+    cluster.kubectl("create", "configmap", "big-proto", "-n", namespace, f"--from-file=big.txt={f}")
+    assert cluster.kjson("get", "configmap", "big-proto", "-n", namespace)["data"]["big.txt"] == data
+    doc = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big-json"},
+                      "data": {"big.txt": data}})
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=doc)
+    assert cluster.kjson("get", "configmap", "big-json", "-n", namespace)["data"]["big.txt"] == data
