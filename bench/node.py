@@ -36,7 +36,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.scheduler import free_port, stop
-from bench.skeleton import client_for
+from bench.cluster import client_for
 from kybern.client.http import Client
 from kybern.client.resources import NODES, PODS
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.skeleton import client_for
+from bench.cluster import client_for
 from kybern.client.http import Client
 from kybern.client.resources import NODES, PODS
 

@@ -12,41 +12,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kybern.client.http import Client  # noqa: E402
+from bench.cluster import start_up  # noqa: E402
 from kybern.client.resources import DEPLOYMENTS, NODES, PODS  # noqa: E402
-
-
-def client_for(kubeconfig: Path, ca: Path) -> Client:
-    cfg = yaml.safe_load(kubeconfig.read_text())
-    server = cfg["clusters"][0]["cluster"]["server"]
-    token = cfg["users"][0]["user"]["token"]
-    return Client(server, token=token, ca_file=str(ca))
 
 
 async def one_run(base: Path) -> dict[str, float]:
     env = {**os.environ, "HOME": str(base)}
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "up", "--data-dir", str(base / "data"),
-                             "--port", "0", "--kubeconfig", str(base / "kubeconfig"), "--node-name", "bench"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout
-    for line in proc.stdout:
-        if re.search(r"API at https://", line):
-            break
-    client = client_for(base / "kubeconfig", base / "data" / "pki" / "ca.crt")
+    proc, client = start_up(base, env)
     try:
         while True:
             nodes = (await client.list(NODES))["items"]

@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.skeleton import client_for
+from bench.cluster import start_up
 from kybern.client.http import Client
 from kybern.client.resources import (
     DEPLOYMENTS,
@@ -144,15 +142,7 @@ async def main(idle_seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         env = {**os.environ, "HOME": str(base), "KYBERN_LOCAL_PATH_DIR": str(base / "local-path")}
-        proc = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "up",  # noqa: ASYNC220
-                                 "--data-dir", str(base / "data"),
-                                 "--port", "0", "--kubeconfig", str(base / "kubeconfig"), "--node-name", "bench"],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert proc.stdout
-        for line in proc.stdout:
-            if re.search(r"API at https://", line):
-                break
-        c = client_for(base / "kubeconfig", base / "data" / "pki" / "ca.crt")
+        proc, c = start_up(base, env)  # noqa: ASYNC220
         try:
             await wait(lambda: _node_ready(c), timeout=30)
             await statefulset_50(c)
