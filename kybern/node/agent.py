@@ -77,7 +77,7 @@ class NodeAgent:
         self.images = ImageStore(self.data_dir)
         self.network = PodNetwork(self.data_dir, name, pod_network if runtime is None else "host")
         self.runtime: Runtime = runtime or ProcessRuntime(self.data_dir, self.images, host_ip=address,
-                                                          network=self.network)
+                                                          network=self.network, node_name=name)
         self.recorder = EventRecorder(client, "kubelet", name)
         self.env = EnvResolver(client)
         self.server = NodeServer(self, address, port)

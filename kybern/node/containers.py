@@ -24,6 +24,7 @@ from kybern.node import hooks
 from kybern.node.backoff import Backoff, go_duration
 from kybern.node.env import ConfigError, expand_command
 from kybern.node.images import InvalidReference, parse_ref
+from kybern.node.runtimes import cgroups
 from kybern.node.runtimes.base import ContainerConfig, ContainerError, ImagePullError, Mount
 from kybern.node.status import ContainerView
 
@@ -116,7 +117,7 @@ class ContainerStarter:
         cfg = ContainerConfig(
             name=name, image=image, attempt=attempt, command=command, args=args, env=env,
             working_dir=c.get("workingDir", ""), log_path=f"{name}/{attempt}.log",
-            mounts=mounts,
+            mounts=mounts, resources=cgroups.container_resources(c),
             stdin=bool(c.get("stdin")), stdin_once=bool(c.get("stdinOnce")), tty=bool(c.get("tty")),
             labels={"io.kubernetes.container.name": name, "io.kubernetes.pod.uid": self.worker.uid,
                     "io.kubernetes.pod.name": self.worker.name,

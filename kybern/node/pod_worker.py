@@ -38,6 +38,7 @@ from kybern.node import hooks
 from kybern.node import status as st
 from kybern.node.containers import ContainerStarter
 from kybern.node.probes import ProbeManager
+from kybern.node.runtimes import cgroups
 from kybern.node.runtimes.base import (
     CREATED,
     EXITED,
@@ -224,7 +225,9 @@ class PodWorker:
             port_mappings=[{"hostPort": p["hostPort"], "containerPort": p["containerPort"],
                             "protocol": p.get("protocol", "TCP").lower()}
                            for c in pod["spec"].get("containers") or [] for p in c.get("ports") or []
-                           if p.get("hostPort")])
+                           if p.get("hostPort")],
+            cgroup_parent=cgroups.cgroup_parent(st.qos_class(pod), self.uid),
+            resources=cgroups.pod_resources(pod))
 
     def log_directory(self) -> str:
         return os.path.join(self.agent.data_dir, "pods", f"{self.namespace}_{self.name}_{self.uid}")

@@ -5,15 +5,18 @@ Every `interval` seconds (10 s, as the kubelet's housekeeping; the environment
 variable KYBERN_STATS_INTERVAL shortens it for tests) the collector samples:
 - the node: CPU seconds spent busy (all of `psutil.cpu_times()` but idle and
   iowait) and its working set (total minus available memory);
-- each running container: the process tree under the container's main pid,
-  CPU seconds as user+system of every live process plus what each reaped of its
-  children, memory as the sum of resident sets.
+- each running container: its cgroup when the runtime has one
+  (`runtime.container_usage`: the kernel's CPU counter and the working set,
+  usage minus inactive file pages, as the kubelet computes it); otherwise the
+  process tree under the container's main pid, CPU seconds as user+system of
+  every live process plus what each reaped of its children, memory as the sum
+  of resident sets.
 
 Rates (`usageNanoCores`) are the CPU-time delta between two samples divided by
 the wall time between them, as cAdvisor does; a container seen once has no
 rate yet (upstream omits it too, so metrics-server skips such pods until the
-next sample). The process runtime puts no container in a cgroup, so the tree
-is the only boundary we have; a `linux` runtime would read cgroup files instead.
+next sample). Without root or cgroups the process tree is the only boundary
+we have; it misses processes that left the tree and counts shared pages twice.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import datetime as _dt
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -112,16 +116,23 @@ class _Target:
     containers: list[tuple[str, str, int, float]]  # (name, container id, pid, started_at)
 
 
-def _measure(targets: list[_Target]) -> tuple[Usage, dict[str, Usage]]:
-    """Runs in a thread: reads /proc for the node and every target container."""
+ContainerUsage = Callable[[str], "tuple[float, int] | None"]  # container id -> (cpu s, working set)
+
+
+def _measure(targets: list[_Target], from_cgroup: ContainerUsage | None = None) -> tuple[Usage, dict[str, Usage]]:
+    """Runs in a thread: reads cgroups or /proc for the node and every target container."""
     now = time.time()
     busy, ws = node_usage()
-    children = _children_map() if targets else {}
+    children: dict[int, list[int]] | None = None  # built only if some container has no cgroup
     out: dict[str, Usage] = {}
     for t in targets:
         for _name, cid, pid, _started in t.containers:
-            cpu, mem = tree_usage(pid, children)
-            out[cid] = Usage(cpu, mem, now)
+            got = from_cgroup(cid) if from_cgroup is not None else None
+            if got is None:
+                if children is None:
+                    children = _children_map()
+                got = tree_usage(pid, children)
+            out[cid] = Usage(got[0], got[1], now)
     return Usage(busy, ws, now), out
 
 
@@ -174,7 +185,8 @@ class StatsCollector:
 
     async def sample(self) -> Snapshot:
         targets = self._targets()  # read on the loop; /proc is read in a thread
-        node, by_cid = await asyncio.to_thread(_measure, targets)
+        from_cgroup = getattr(self.agent.runtime, "container_usage", None)
+        node, by_cid = await asyncio.to_thread(_measure, targets, from_cgroup)
         node.nano_cores = _rate(self._prev_node, node)
         window = node.time - self._prev_node.time if self._prev_node else 0.0
         pods = []

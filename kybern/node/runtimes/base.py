@@ -56,6 +56,10 @@ class PodSandboxConfig:
     host_network: bool = False  # spec.hostNetwork: no network namespace of its own
     # hostPort mappings for CNI's portmap: {"hostPort", "containerPort", "protocol"}
     port_mappings: list[dict[str, Any]] = field(default_factory=list)
+    # CRI's linux.cgroup_parent ("kubepods/burstable/pod<uid>", relative to the
+    # runtime's cgroup root) and the pod-level resources (runtimes/cgroups.py)
+    cgroup_parent: str = ""
+    resources: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +97,8 @@ class ContainerConfig:
     working_dir: str = ""
     mounts: list[Mount] = field(default_factory=list)
     log_path: str = ""  # relative to the sandbox's log_directory
+    # CRI LinuxContainerResources: cpu_shares, cpu_quota, cpu_period, memory_limit_in_bytes
+    resources: dict[str, int] = field(default_factory=dict)
     stdin: bool = False  # keep a stdin open for `kubectl attach -i`
     stdin_once: bool = False  # close it when the first attach session ends
     tty: bool = False  # run the main process on a pseudo-terminal

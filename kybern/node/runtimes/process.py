@@ -21,6 +21,10 @@ Its network: the pod's network namespace when the node has a CNI pod network
 and the pod is not hostNetwork (sandbox.py; the process, exec sessions and exec
 probes enter it with setns), else the host's.
 
+Resource limits: as root on a host with cgroups, each pod and container gets
+a cgroup with its limits, joined before exec (cgroups.py); OOM kills show as
+`OOMKilled`. Otherwise limits are not enforced (logged once at start).
+
 What it does not get: isolation. Pods share the host's filesystem and users. Containers do not outlive the runtime: `shutdown()` stops them, and each
 one is tied to its parent with PR_SET_PDEATHSIG so a crashed agent takes them
 along; `start()` reaps any leftovers recorded in the data dir.
@@ -65,6 +69,7 @@ from kybern.node.runtimes.base import (
     PodSandboxConfig,
     PodSandboxStatus,
 )
+from kybern.node.runtimes.cgroups import Cgroups
 from kybern.node.runtimes.mounts import place_mount
 from kybern.node.runtimes.proctree import descendants as _descendants
 from kybern.node.runtimes.proctree import kill_group as _kill_group
@@ -96,13 +101,15 @@ class _Container:
         self.argv = argv
         self.env = env
         self.proc_create_time = 0.0
+        self.cgroup = ""  # relative to the runtime's cgroup root; "" = none (cgroups.py)
         self.exited = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.io: ContainerIO | None = None  # the main process's streams, for attach
 
     def to_json(self) -> dict[str, Any]:
         return {"status": asdict(self.status), "config": asdict(self.config), "cwd": self.cwd,
-                "argv": self.argv, "env": self.env, "proc_create_time": self.proc_create_time}
+                "argv": self.argv, "env": self.env, "proc_create_time": self.proc_create_time,
+                "cgroup": self.cgroup}
 
     @classmethod
     def from_json(cls, d: dict[str, Any], directory: Path) -> _Container:
@@ -112,6 +119,7 @@ class _Container:
         c = cls(ContainerStatus(**d["status"]), ContainerConfig(**cfg), directory,
                 d["cwd"], d["argv"], d["env"])
         c.proc_create_time = d.get("proc_create_time", 0.0)
+        c.cgroup = d.get("cgroup", "")
         if c.status.state == EXITED:
             c.exited.set()
         return c
@@ -122,11 +130,12 @@ class ProcessRuntime:
     version = "0.1.0"
 
     def __init__(self, data_dir: str | os.PathLike[str], images: ImageStore, *,
-                 host_ip: str = "127.0.0.1", network: PodNetwork | None = None) -> None:
+                 host_ip: str = "127.0.0.1", network: PodNetwork | None = None, node_name: str = "") -> None:
         self.root = Path(data_dir) / "runtime"
         self.images = images
         self.host_ip = host_ip
         self.sandboxes = Sandboxes(self.root, host_ip, network)
+        self.cgroups = Cgroups.for_node(node_name, data_dir)
         self._containers: dict[str, _Container] = {}
         self._handlers: list[ContainerEventHandler] = []
 
@@ -144,12 +153,17 @@ class ProcessRuntime:
             self._containers[c.status.id] = c
             if c.status.state == RUNNING:
                 self._reap_leftover(c)
+        self.cgroups.log_once()
+        known = {s.uid for s in self.sandboxes.list()}
+        for uid in self.cgroups.pod_uids() - known:  # pods gone while no agent ran
+            await asyncio.to_thread(self.cgroups.remove, self.cgroups.find_pod(uid))
         await self.sandboxes.restore_networks()
 
     async def shutdown(self, timeout: float) -> None:
         running = [c for c in self._containers.values() if c.status.state == RUNNING]
         await asyncio.gather(*(self.stop_container(c.status.id, timeout) for c in running),
                              return_exceptions=True)
+        await asyncio.to_thread(self.cgroups.remove_all)  # recreated on demand by the next agent
         await self.sandboxes.teardown_networks()
 
     def add_event_handler(self, handler: ContainerEventHandler) -> None:
@@ -164,6 +178,12 @@ class ProcessRuntime:
 
     # -- sandboxes ----------------------------------------------------------
     async def run_pod_sandbox(self, config: PodSandboxConfig) -> str:
+        try:
+            if self.cgroups.enabled and config.cgroup_parent:
+                await asyncio.to_thread(self.cgroups.ensure_pod, config.cgroup_parent, config.resources)
+        except OSError as e:
+            raise ContainerError("CreatePodSandboxError",
+                                 f"Failed to create pod sandbox: failed to create the pod's cgroup: {e}") from e
         try:
             return await self.sandboxes.run(config)
         except Exception as e:
@@ -181,6 +201,9 @@ class ProcessRuntime:
             if c.status.sandbox_id == sandbox_id:
                 await self.remove_container(c.status.id)
         await self.sandboxes.stop(sandbox_id)  # idempotent: the network is surely gone
+        st = self.sandboxes.status(sandbox_id)
+        if st is not None and self.cgroups.enabled:
+            await asyncio.to_thread(self.cgroups.remove, self.cgroups.find_pod(st.uid))
         self.sandboxes.remove(sandbox_id)
 
     async def pod_sandbox_status(self, sandbox_id: str) -> PodSandboxStatus | None:
@@ -233,6 +256,12 @@ class ProcessRuntime:
                                  state=CREATED, image=img.ref, image_ref=img.repo_digest,
                                  created_at=time.time(), log_path=log_path, labels=dict(config.labels))
         c = _Container(status, config, cdir, str(cwd), argv, env)
+        try:
+            if self.cgroups.enabled and sandbox_config.cgroup_parent:
+                c.cgroup = await asyncio.to_thread(self._container_cgroup, sandbox_config, cid, config.resources)
+        except OSError as e:
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise ContainerError("CreateContainerError", f"failed to create the container's cgroup: {e}") from e
         self._containers[cid] = c
         self._save(c)
         return cid
@@ -254,13 +283,15 @@ class ProcessRuntime:
         # Our own pipes (or pty) rather than asyncio's PIPE: asyncio would make wait()
         # also wait for the pipes to close, which a leftover background process can delay
         c.io = io = ContainerIO.open(tty=c.config.tty, stdin=c.config.stdin)
-        preexec, nsfd = self.sandboxes.preexec(c.status.sandbox_id, io.preexec)
+        join = self.cgroups.joiner(c.cgroup, io.preexec)  # in its cgroup before it execs
+        preexec, nsfd = self.sandboxes.preexec(c.status.sandbox_id, join)
         try:
             proc = await asyncio.create_subprocess_exec(
                 c.argv[0], *c.argv[1:], executable=exe, cwd=c.cwd, env=c.env,
                 stdin=io.child[0], stdout=io.child[1], stderr=io.child[2],
                 start_new_session=True, preexec_fn=preexec)
         except OSError as e:
+            join.close()
             if nsfd is not None:
                 os.close(nsfd)
             io.abort()
@@ -268,6 +299,8 @@ class ProcessRuntime:
             msg = f'exec: "{c.argv[0]}": {e.strerror or e}'
             self._finish(c, 128, "StartError", msg, started=False)
             raise ContainerError("StartError", msg) from e
+        join.close()
+        self.cgroups.join(c.cgroup, proc.pid)
         if nsfd is not None:
             os.close(nsfd)
         io.after_spawn()
@@ -304,9 +337,12 @@ class ProcessRuntime:
         except asyncio.CancelledError:
             _kill_tree(proc.pid, c.proc_create_time, signal.SIGKILL)
             raise
-        # the main process is gone: what is left of its group goes with it, as
-        # in a PID namespace whose init exited
+        oom = self.cgroups.oom_kills(c.cgroup) > 0
+        # the main process is gone: what is left of its group (and of its
+        # cgroup) goes with it, as in a PID namespace whose init exited
         _kill_group(proc.pid, signal.SIGKILL)
+        if c.cgroup:
+            await asyncio.to_thread(self.cgroups.kill, c.cgroup)
         try:
             await asyncio.wait_for(asyncio.shield(pumps), 2.0)
         except Exception:  # noqa: BLE001 -- timeout or a broken pipe: stop reading
@@ -314,7 +350,9 @@ class ProcessRuntime:
         writer.close()
         io.finish()
         code = rc if rc >= 0 else 128 - rc
-        self._finish(c, code, "Completed" if code == 0 else "Error", "", started=True)
+        # as containerd: an OOM kill in the container's cgroup is the reason, whatever the exit code
+        reason = "OOMKilled" if oom else "Completed" if code == 0 else "Error"
+        self._finish(c, code, reason, "", started=True)
 
     def _finish(self, c: _Container, code: int, reason: str, message: str, *, started: bool) -> None:
         now = time.time()
@@ -347,6 +385,8 @@ class ProcessRuntime:
                 p.kill()
             except psutil.Error:
                 pass
+        if c.cgroup:  # and any that also left the tree
+            await asyncio.to_thread(self.cgroups.kill, c.cgroup)
         try:
             await asyncio.wait_for(c.exited.wait(), 10)
         except TimeoutError:
@@ -363,7 +403,9 @@ class ProcessRuntime:
         netns = self.sandboxes.netns(c.status.sandbox_id)
         if netns:  # nsenter execs the command: same pid, inside the pod's network
             cmd, exe = ["nsenter", f"--net={netns}", "--", exe, *cmd[1:]], shutil.which("nsenter") or "nsenter"
-        return await spawn_exec(cmd, exe, c.cwd, c.env, tty=tty, stdin=stdin)
+        ep = await spawn_exec(cmd, exe, c.cwd, c.env, tty=tty, stdin=stdin)
+        self.cgroups.join(c.cgroup, ep.proc.pid)  # counted against the container's limits, as upstream
+        return ep
 
     def attach(self, container_id: str) -> ContainerIO | None:
         """The running main process's streams (`kubectl attach`)."""
@@ -382,7 +424,8 @@ class ProcessRuntime:
         exe = _resolve(cmd[0], c.dir / "rootfs", c.cwd, c.env.get("PATH", ""))
         if exe is None:
             return 127, f'exec: "{cmd[0]}": executable file not found in $PATH'.encode()
-        preexec, nsfd = self.sandboxes.preexec(c.status.sandbox_id, _die_with_parent)
+        join = self.cgroups.joiner(c.cgroup, _die_with_parent)
+        preexec, nsfd = self.sandboxes.preexec(c.status.sandbox_id, join)
         try:
             proc = await asyncio.create_subprocess_exec(
                 cmd[0], *cmd[1:], executable=exe, cwd=c.cwd, env=c.env, stdin=asyncio.subprocess.DEVNULL,
@@ -391,6 +434,7 @@ class ProcessRuntime:
         except OSError as e:
             return 126, f'exec: "{cmd[0]}": {e.strerror or e}'.encode()
         finally:
+            join.close()
             if nsfd is not None:
                 os.close(nsfd)
         try:
@@ -411,6 +455,8 @@ class ProcessRuntime:
         if c.status.state == RUNNING:
             await self.stop_container(container_id, 0)
         self._containers.pop(container_id, None)
+        if c.cgroup:
+            await asyncio.to_thread(self.cgroups.remove, c.cgroup)
         await asyncio.to_thread(shutil.rmtree, c.dir, True)
         try:
             os.unlink(c.status.log_path)
@@ -424,6 +470,16 @@ class ProcessRuntime:
     async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
         return [c.status for c in self._containers.values()
                 if sandbox_id is None or c.status.sandbox_id == sandbox_id]
+
+    def container_usage(self, container_id: str) -> tuple[float, int] | None:
+        """(CPU seconds, working set bytes) from the container's cgroup, or None
+        without one. Reads files only: safe to call from a thread (stats.py)."""
+        c = self._containers.get(container_id)
+        return self.cgroups.usage(c.cgroup) if c is not None else None
+
+    def _container_cgroup(self, sandbox: PodSandboxConfig, cid: str, resources: dict[str, int]) -> str:
+        self.cgroups.ensure_pod(sandbox.cgroup_parent, sandbox.resources)  # gone if an agent stopped since
+        return self.cgroups.create_container(sandbox.cgroup_parent, cid, resources)
 
     def _get(self, container_id: str) -> _Container:
         c = self._containers.get(container_id)
@@ -439,6 +495,7 @@ class ProcessRuntime:
         """A container recorded as running by an agent that is gone: kill what
         is left of it and record it as killed."""
         _kill_tree(c.status.pid, c.proc_create_time, signal.SIGKILL)
+        self.cgroups.kill(c.cgroup)
         c.status.state = EXITED
         c.status.exit_code = 137
         c.status.reason = "Error"
