@@ -133,6 +133,25 @@ def _accept_any(value: Any, path: str, go_path: str, struct: str, ctx: _Ctx) -> 
     return None
 
 
+# Leaf checks that any value of one exact type passes are skipped by their
+# parent (no call, no field path built): most fields of an object are such
+# strings and booleans, and the path strings were most of validation's cost.
+_ANY = object  # passes: any value
+
+
+def _passes(check: Check, leaf_type: type) -> Check:
+    check.passes = leaf_type  # type: ignore[attr-defined]
+    return check
+
+
+def _passing(check: Check) -> type | None:
+    """The exact type every value of which `check` accepts, if there is one."""
+    return getattr(check, "passes", None)
+
+
+_passes(_accept_any, _ANY)
+
+
 def _compile(schema: dict[str, Any], struct_name: str, outer: dict[str, Any]) -> Check:
     """Compile one schema node. `struct_name` is the Go struct a field of this node
     belongs to; `outer` is the node as written (keeps format/$ref for Go type names)."""
@@ -170,7 +189,7 @@ def _string(schema: dict[str, Any], enum: list[Any] | None) -> Check:
             _type_error(ctx, value, path, go_path, struct, schema, "string")
         elif enum is not None and value not in enum:
             _not_supported(ctx, path, value, enum)
-    return check
+    return _passes(check, str) if enum is None else check
 
 
 def _number(schema: dict[str, Any], enum: list[Any] | None) -> Check:
@@ -204,7 +223,7 @@ def _boolean(schema: dict[str, Any]) -> Check:
     def check(value: Any, path: str, go_path: str, struct: str, ctx: _Ctx) -> None:
         if not isinstance(value, bool):
             _type_error(ctx, value, path, go_path, struct, schema, "boolean")
-    return check
+    return _passes(check, bool)
 
 
 def _int_or_string(schema: dict[str, Any]) -> Check:
@@ -233,22 +252,28 @@ def _array(schema: dict[str, Any], struct_name: str, outer: dict[str, Any]) -> C
     items = schema.get("items")
     item_check = _compile(items, struct_name, items) if isinstance(items, dict) else _accept_any
 
+    passes = _passing(item_check)
+
     def check(value: Any, path: str, go_path: str, struct: str, ctx: _Ctx) -> None:
         if not isinstance(value, list):
             _type_error(ctx, value, path, go_path, struct, outer, "array")
             return
+        if passes is _ANY:
+            return
         for i, item in enumerate(value):
-            if item is not None:
+            if item is not None and type(item) is not passes:
                 item_check(item, f"{path}[{i}]", go_path, struct, ctx)
     return check
 
 
 def _object(schema: dict[str, Any], struct_name: str, outer: dict[str, Any]) -> Check:
-    props: dict[str, tuple[Check, str]] = {}
+    # field -> (check, type its values pass as without a call, or None)
+    props: dict[str, tuple[Check, type | None]] = {}
     for pname, pschema in (schema.get("properties") or {}).items():
         target = schemas.ref_name(pschema)
         child_struct = schemas.short_name(target) if target else struct_name
-        props[pname] = (_compile(pschema, child_struct, pschema), child_struct)
+        fn = _compile(pschema, child_struct, pschema)
+        props[pname] = (fn, _passing(fn))
     extra = schema.get("additionalProperties")
     extra_check: Check | None = None
     if isinstance(extra, dict):
@@ -256,6 +281,7 @@ def _object(schema: dict[str, Any], struct_name: str, outer: dict[str, Any]) -> 
     elif extra is True or schema.get("x-kubernetes-preserve-unknown-fields") or (
             not props and extra is None):
         extra_check = _accept_any  # free-form object (RawExtension, FieldsV1, preserve-unknown)
+    extra_passes = _passing(extra_check) if extra_check is not None else None
     required_fields = tuple(schema.get("required") or ())
     has_props = bool(props)
 
@@ -267,12 +293,14 @@ def _object(schema: dict[str, Any], struct_name: str, outer: dict[str, Any]) -> 
             entry = props.get(key) if has_props else None
             if entry is not None:
                 if item is not None:
-                    fn, _ = entry
+                    fn, passes = entry
+                    if passes is _ANY or type(item) is passes:
+                        continue
                     # The Go struct owning field `key` is this object's own type.
                     fn(item, f"{path}.{key}" if path else key,
                        f"{go_path}.{key}" if go_path else key, struct_name, ctx)
             elif extra_check is not None:
-                if item is not None:
+                if item is not None and extra_passes is not _ANY and type(item) is not extra_passes:
                     extra_check(item, f"{path}[{key}]" if path else key,
                                 f"{go_path}.{key}" if go_path else key, struct_name, ctx)
             else:

@@ -89,15 +89,24 @@ def decode_continue(token: str) -> tuple[int, str]:
 def _drop_nulls(obj: Obj) -> None:
     """`"field": null` means the field is unset, as when Go decodes into a struct;
     defaulting and validation then see an absent field, not None."""
+    try:  # most bodies have none: one C-speed encode and search instead of a Python walk
+        if b"null" not in orjson.dumps(obj):
+            return
+    except TypeError:  # not JSON-encodable as it is (e.g. an int past 64 bits): walk it
+        pass
+    _drop_null_values(obj)
+
+
+def _drop_null_values(obj: Obj) -> None:
     for k in [k for k, v in obj.items() if v is None]:
         del obj[k]
     for v in obj.values():
         if isinstance(v, dict):
-            _drop_nulls(v)
+            _drop_null_values(v)
         elif isinstance(v, list):
             for item in v:
                 if isinstance(item, dict):
-                    _drop_nulls(item)
+                    _drop_null_values(item)
 
 
 class Predicate:

@@ -197,14 +197,20 @@ def sort_key(pe: str) -> tuple[Any, ...]:
     return (-1, pe)  # "."
 
 
+def _ordered(keys: list[str]) -> list[str]:
+    """Path elements in serialisation order, in place."""
+    keys.sort()  # "." < "f:..." as plain strings; keys, values and indexes need parsing
+    if keys and keys[-1][0] in "kvi":
+        keys.sort(key=sort_key)
+    return keys
+
+
 def canonical(s: Set, ref: Set | None = None) -> Set:
     """The same set with keys in upstream's serialisation order ("." first).
     Subtrees that are `ref`'s own (already in order, as read) are kept as they are."""
     if s is ref:
         return s
-    keys = sorted(s)  # "." < "f:..." as plain strings; keys, values and indexes need parsing
-    if keys and keys[-1][0] in "kvi":
-        keys.sort(key=sort_key)
+    keys = _ordered(list(s))
     if ref is None:
         return {pe: canonical(s[pe]) if s[pe] else {} for pe in keys}
     return {pe: canonical(s[pe], ref.get(pe)) if s[pe] else {} for pe in keys}
@@ -432,11 +438,13 @@ def _compare_child(pe: str, lv: Any, rv: Any, sch: Schema, ct: TypeInfo, added: 
 
 
 def _everything(value: Any, schema: Schema) -> Set:
-    """compare(MISSING, value)'s added set below `value`: every node and leaf."""
+    """compare(MISSING, value)'s added set below `value`: every node and leaf,
+    in serialisation order (see changed())."""
     t = type_of(schema)
     out: Set = {}
     if isinstance(value, dict):
-        for k, v in value.items():
+        for k in sorted(value):
+            v = value[k]
             if v is None:
                 continue
             known, sch, ct = child(t, k)
@@ -448,13 +456,65 @@ def _everything(value: Any, schema: Schema) -> Set:
                 sub = _everything(v, sch)
                 out["f:" + k] = {_MEMBER: {}, **sub} if sub else {}
         return out
-    for pe, v, sch in _entries(t, value):
-        if not v or is_leaf(type_of(sch), v):
+    items = {pe: v for pe, v, _ in _entries(t, value)}
+    ct = type_of(t.elem)
+    for pe in _ordered(list(items)):
+        v = items[pe]
+        if not v or is_leaf(ct, v):
             out[pe] = {}
         else:
-            sub = _everything(v, sch)
+            sub = _everything(v, t.elem)
             out[pe] = {_MEMBER: {}, **sub} if sub else {}
     return out
+
+
+def changed(old: Any, new: Any, schema: Schema) -> Set:
+    """union(added, modified) of compare(old, new) — the fields an Update sets —
+    built in serialisation order by one walk. When no other manager owns
+    anything (every create), nothing else is needed: no `removed`, no union,
+    and no canonical() pass before the set is written out."""
+    t = type_of(schema)
+    out: Set = {}
+    if isinstance(old, dict) or isinstance(new, dict):
+        lmap = old if isinstance(old, dict) else {}
+        rmap = new if isinstance(new, dict) else {}
+        for k in sorted(rmap):
+            rv = rmap[k]
+            if rv is None:
+                continue
+            lv = lmap.get(k, MISSING)
+            if lv is rv or (lv == rv and type(lv) is type(rv)):
+                continue
+            known, sch, ct = child(t, k)
+            if known:
+                node = _changed_child(MISSING if lv is None else lv, rv, sch, ct)
+                if node is not None:
+                    out["f:" + k] = node
+        return out
+    lhs = {pe: v for pe, v, _ in _entries(t, old)} if old is not MISSING else {}
+    rhs = {pe: v for pe, v, _ in _entries(t, new)}
+    ct = type_of(t.elem)
+    for pe in _ordered(list(rhs)):
+        rv = rhs[pe]
+        lv = lhs.get(pe, MISSING)
+        if lv is rv or (lv == rv and type(lv) is type(rv)):
+            continue
+        node = _changed_child(lv, rv, t.elem, ct)
+        if node is not None:
+            out[pe] = node
+    return out
+
+
+def _changed_child(lv: Any, rv: Any, sch: Schema, ct: TypeInfo) -> Set | None:
+    """_compare_child for changed(): `rv` is present; None when nothing changed."""
+    if lv is MISSING:  # added: a leaf (as _leafish decides with nothing on the left), or all of it
+        if not rv or is_leaf(ct, rv):
+            return {}
+        sub = _everything(rv, sch)
+        return {_MEMBER: {}, **sub} if sub else {}
+    if _leafish(ct, lv, rv):
+        return {} if lv != rv or type(lv) is not type(rv) else None
+    return changed(lv, rv, sch) or None
 
 
 def _leafish(t: TypeInfo, lv: Any, rv: Any) -> bool:

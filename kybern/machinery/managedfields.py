@@ -48,7 +48,8 @@ class Entry:
     time: str | None
     fields: fp.Set
     subresource: str = ""
-    stored: fp.Set | None = field(default=None, repr=False, compare=False)  # fieldsV1 as read: in order
+    # fields already in serialisation order (fieldsV1 as read, or built so): written out as they are
+    stored: fp.Set | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> Key:
@@ -206,8 +207,18 @@ def record_update(new: Obj, old: Obj | None, *, manager: str, api_version: str, 
     if not managers:
         managers = decode(old)
     base = without_managed_fields(old) if old is not None else _skeleton(schema)
-    added, modified, removed = fp.compare(base, without_managed_fields(new), schema)
     ignored = reset_fields(has_status, subresource)
+    if not managers:
+        # nobody else owns anything (every create): only this write's fields
+        # matter, and changed() builds them in serialisation order in one walk
+        mine = fp.difference(fp.recursive_difference(fp.changed(base, without_managed_fields(new), schema),
+                                                     ignored), STRIP)  # both keep the order
+        if mine:
+            managers[(manager, "Update", api_version, subresource)] = Entry(
+                manager, "Update", api_version, meta.now(), mine, subresource, stored=mine)
+        encode(new, managers)
+        return
+    added, modified, removed = fp.compare(base, without_managed_fields(new), schema)
     changed = fp.recursive_difference(fp.union(added, modified), ignored)
     removed = fp.recursive_difference(removed, ignored)
     for e in managers.values():

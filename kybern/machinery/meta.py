@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import datetime as _dt
+import time
 import uuid
 from typing import Any
 
 
+_now_second = -1
+_now_text = ""
+
+
 def now() -> str:
-    """An RFC 3339 timestamp at second precision, as metav1.Time serialises."""
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """An RFC 3339 timestamp at second precision, as metav1.Time serialises.
+    Formatted once per second: every write asks for it (creationTimestamp,
+    managedFields), and strftime is a visible share of a create's CPU."""
+    global _now_second, _now_text
+    second = int(time.time())
+    if second != _now_second:
+        _now_text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        _now_second = second
+    return _now_text
 
 
 def now_micro() -> str:
