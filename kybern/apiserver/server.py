@@ -191,7 +191,11 @@ class APIServer:
             except errors.StatusError as e:
                 if e.reason != "AlreadyExists":
                     raise
-        # CRDs in storage are served again before the first request (survives restarts)
+        await self.serve_crds()
+
+    async def serve_crds(self) -> None:
+        """Serve the CRDs in storage before the first request (so they survive
+        restarts) and follow changes; every apiserver process does this."""
         from kybern.apiserver.crds import CRDServer
 
         self.crds = CRDServer(self)

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from kybern.apiserver import pki
+from kybern.cli import apiworkers
 from kybern.apiserver.server import APIServer, ssl_context
 from kybern.client.http import Client, wait_ready
 from kybern.storage.compactor import run_compactor
@@ -55,6 +56,8 @@ class ClusterConfig:
     run_dns: bool = True
     dns_address: str = "127.0.0.1"
     dns_port: int = 1053
+    # apiserver processes sharing the listening socket (docs/apiserver.md, apiworkers.py)
+    api_workers: int = 1
 
 
 def lock_data_dir(data_dir: Path) -> int:
@@ -114,27 +117,32 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     node_token = pki.ensure_token(data / "node.token")
     crt, key = pki.ensure_serving_cert(data / "pki", [cfg.address])
     ca_file = data / "pki" / "ca.crt"
-    store = open_store(cfg.datastore or f"sqlite://{data / 'state.db'}")
+    datastore = cfg.datastore or f"sqlite://{data / 'state.db'}"
+    store = open_store(datastore)
     host = "127.0.0.1" if cfg.address in ("0.0.0.0", "::") else cfg.address
     api = APIServer(store, tokens={admin_token, node_token}, node_token=node_token,
                     advertise=f"{host}:{cfg.port}")
     await api.bootstrap()
     runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, cfg.address, cfg.port, ssl_context=ssl_context(str(crt), str(key)),
-                       reuse_address=True)
     try:
-        await site.start()
+        sock = apiworkers.listen(cfg.address, cfg.port)
     except OSError as e:
         await runner.cleanup()
         raise SystemExit(f"kybern: cannot listen on {cfg.address}:{cfg.port}: {e.strerror}. "
                          f"Is another cluster running? Pick another port with --port.") from None
-    port = site._server.sockets[0].getsockname()[1] if cfg.port == 0 else cfg.port  # type: ignore[union-attr]
+    await web.SockSite(runner, sock, ssl_context=ssl_context(str(crt), str(key))).start()
+    port = sock.getsockname()[1]
     url = f"https://{host}:{port}"
     api.advertise = f"{host}:{port}"
     running = Running(url, ca_file, admin_token, node_token, port, [], runner, [], store=store)
     # as kube-apiserver: compact the storage history every 5 minutes (cancelled by stop())
     running.tasks.append(asyncio.create_task(run_compactor(store), name="compactor"))
+    if cfg.api_workers > 1:
+        apiworkers.share_store(store)
+        for i in range(1, cfg.api_workers):
+            running.tasks.append(asyncio.create_task(
+                apiworkers.supervise_worker(i, sock, data, datastore), name=f"apiserver-worker-{i}"))
 
     def client(agent: str) -> Client:
         c = Client(url, token=admin_token, ca_file=str(ca_file), user_agent=agent)

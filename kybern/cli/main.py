@@ -46,6 +46,8 @@ def main() -> None:
               default=lambda: os.environ.get("KUBECONFIG", "").split(":")[0] or str(Path.home() / ".kube/config"),
               help="Kubeconfig to merge the `kybern` context into.  [default: ~/.kube/config]")
 @click.option("--datastore", default="", help="sqlite:///PATH (default: DATA_DIR/state.db) or etcd://HOST:PORT.")
+@click.option("--api-workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="apiserver processes sharing the API port (docs/apiserver.md); more use more cores.")
 @click.option("--node-name", default="", help="Name of the built-in node (default: the hostname).")
 @click.option("--zone", default=None, help="topology.kubernetes.io/zone label for the built-in node.")
 @click.option("--no-node", is_flag=True, help="Run no node agent in this process.")
@@ -63,7 +65,7 @@ def main() -> None:
               help="Cluster DNS port (UDP and TCP; a free one is used if it is taken, 0 always picks one).")
 @click.option("--no-dns", is_flag=True, help="Run no cluster DNS.")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
-def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore: str, node_name: str,
+def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore: str, api_workers: int, node_name: str,
        zone: str | None, no_node: bool, pod_network: str, proxy_mode: str, ingress_http_port: int | None,
        ingress_https_port: int | None, ingress_plane: str, no_ingress: bool, dns_address: str, dns_port: int,
        no_dns: bool, verbose: int) -> None:
@@ -75,7 +77,7 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
     except cluster.DataDirBusy as e:
         raise click.ClickException(str(e)) from None
     cfg = cluster.ClusterConfig(data_dir=data_dir, address=address, port=port, datastore=datastore,
-                                node_name=node_name or socket.gethostname().lower(), zone=zone,
+                                api_workers=api_workers, node_name=node_name or socket.gethostname().lower(), zone=zone,
                                 run_node=not no_node, pod_network=pod_network, proxy_mode=proxy_mode,
                                 run_ingress=not no_ingress, ingress_http_port=ingress_http_port,
                                 ingress_https_port=ingress_https_port, ingress_plane=ingress_plane,
@@ -110,9 +112,11 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
 @click.option("--address", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=6443, show_default=True)
 @click.option("--datastore", default="", help="sqlite:///PATH or etcd://HOST:PORT.")
+@click.option("--api-workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="apiserver processes sharing the API port (docs/apiserver.md); more use more cores.")
 @click.option("--no-controllers", is_flag=True, help="Serve the API only.")
 @click.option("-v", "--verbose", count=True)
-def server(data_dir: Path, address: str, port: int, datastore: str, no_controllers: bool,
+def server(data_dir: Path, address: str, port: int, datastore: str, api_workers: int, no_controllers: bool,
            verbose: int) -> None:
     """Run the apiserver (and scheduler and controllers) without a node."""
     _logging(verbose)
@@ -121,7 +125,7 @@ def server(data_dir: Path, address: str, port: int, datastore: str, no_controlle
     except cluster.DataDirBusy as e:
         raise click.ClickException(str(e)) from None
     cfg = cluster.ClusterConfig(data_dir=data_dir, address=address, port=port, datastore=datastore,
-                                run_node=False, run_controllers=not no_controllers)
+                                api_workers=api_workers, run_node=False, run_controllers=not no_controllers)
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(data_dir / "kubeconfig", name="kybern", server=r.server_url,
@@ -191,6 +195,19 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
         asyncio.run(run())
     finally:
         os.close(lock)
+
+
+@main.command("api-worker", hidden=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True)
+@click.option("--fd", type=int, required=True, help="The inherited listening socket.")
+@click.option("--datastore", required=True)
+@click.option("--index", type=int, default=1)
+def api_worker(data_dir: Path, fd: int, datastore: str, index: int) -> None:
+    """One extra apiserver process, started by `--api-workers` (not run by hand)."""
+    _logging(0)
+    from kybern.cli import apiworkers
+
+    asyncio.run(apiworkers.serve_worker(data_dir, fd, datastore))
 
 
 @main.group()

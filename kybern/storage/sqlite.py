@@ -10,6 +10,11 @@ Durability: WAL with synchronous=NORMAL survives a killed process (the WAL is
 written before a commit returns); it may lose the last commits on power loss,
 like etcd with a lazy fsync. Set `sync=True` for FULL.
 
+Group commit: writes made in the same event-loop turn share one transaction
+(etcd batches its raft proposals the same way). A write is acknowledged, and
+its event published, only after that transaction commits; a commit costs about
+as much as three single-row inserts, so concurrent writers pay it once.
+
 Watch: local writes fan out at once to subscribers; a poller picks up rows other
 processes sharing the file wrote. Each subscriber has a bounded queue; one that
 falls behind is dropped (its watch ends) and the client re-lists.
@@ -48,9 +53,7 @@ CREATE TABLE IF NOT EXISTS kine (
   value BLOB,
   old_value BLOB
 );
-CREATE INDEX IF NOT EXISTS kine_name_index ON kine (name);
 CREATE INDEX IF NOT EXISTS kine_name_id_index ON kine (name, id);
-CREATE INDEX IF NOT EXISTS kine_id_deleted_index ON kine (id, deleted);
 CREATE INDEX IF NOT EXISTS kine_prev_revision_index ON kine (prev_revision);
 CREATE UNIQUE INDEX IF NOT EXISTS kine_name_prev_revision_uindex ON kine (name, prev_revision);
 """
@@ -67,6 +70,20 @@ SELECT {_COLS} FROM kine WHERE id IN (
 
 SUBSCRIBER_QUEUE = 10_000
 POLL_INTERVAL = 1.0
+BUSY_TIMEOUT = 5.0
+# indexes kine has that no query here needs (kine_name_id_index serves lookups
+# by name); dropped from older files because every write pays for each index
+_UNUSED_INDEXES = ("kine_name_index", "kine_id_deleted_index")
+
+
+class _Batch:
+    """The writes of one group-committed transaction, published after COMMIT."""
+
+    __slots__ = ("rows", "done")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
 class _Subscriber:
@@ -84,11 +101,16 @@ class SQLiteStore:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
-        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
         self.db.executescript(SCHEMA)
+        for index in _UNUSED_INDEXES:
+            self.db.execute(f"DROP INDEX IF EXISTS {index}")
         self._subs: list[_Subscriber] = []
         self._last_seen = self._max_id()
         self._poller: asyncio.Task[None] | None = None
+        self._batch: _Batch | None = None
+        # how often rows other processes wrote are looked for (apiserver workers set it lower)
+        self.poll_interval = POLL_INTERVAL
 
     # -- helpers ------------------------------------------------------------
     def _max_id(self) -> int:
@@ -115,17 +137,71 @@ class SQLiteStore:
     def _kv(cls, row: tuple[Any, ...]) -> KV:
         return KV(row[1], bytes(row[6]) if row[6] is not None else b"", cls._create_rev(row), int(row[0]))
 
-    def _insert(self, key: str, *, created: int, deleted: int, create_rev: int, prev_rev: int,
+    async def _begin_immediate(self) -> bool:
+        """Take SQLite's write lock without blocking the event loop: another
+        process (or another store on the same file in this loop) holding it
+        is waited for with asyncio sleeps, up to the usual 5 s. False, and no
+        lock taken, if a group-commit batch of this store opened meanwhile."""
+        deadline = asyncio.get_running_loop().time() + BUSY_TIMEOUT
+        delay = 0.0002
+        while self._batch is None:
+            self.db.execute("PRAGMA busy_timeout=0")
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                return True
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or asyncio.get_running_loop().time() > deadline:
+                    raise
+            finally:
+                self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.01)
+        return False
+
+    async def _join_batch(self) -> _Batch:
+        """This turn's transaction, opened if there is none; between this
+        returning and the caller's INSERT nothing may await."""
+        if self._batch is None and await self._begin_immediate():
+            self._batch = _Batch()
+            asyncio.get_running_loop().call_soon(self._commit)
+        assert self._batch is not None
+        return self._batch
+
+    def _insert(self, batch: _Batch, key: str, *, created: int, deleted: int, create_rev: int, prev_rev: int,
                 value: bytes | None, old_value: bytes | None) -> int:
+        """Add a row to the open transaction; the caller awaits
+        `_committed(batch)` before acknowledging the write."""
         cur = self.db.execute(
             "INSERT INTO kine(name, created, deleted, create_revision, prev_revision, lease, value, old_value)"
             " VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
             (key, created, deleted, create_rev, prev_rev, value, old_value),
         )
         rev = int(cur.lastrowid or 0)
-        # publish from what was just written; no second read of the row
-        self._publish_local(rev, (rev, key, created, deleted, create_rev, prev_rev, value, old_value))
+        # published from what was written once committed; no second read of the row
+        batch.rows.append((rev, key, created, deleted, create_rev, prev_rev, value, old_value))
         return rev
+
+    def _commit(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error as e:
+            log.error("sqlite commit of %d writes failed: %s", len(batch.rows), e)
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            batch.done.set_exception(e)
+            batch.done.exception()  # retrieved here: not every writer may still be waiting
+            return
+        for row in batch.rows:
+            self._publish_local(row[0], row)
+        batch.done.set_result(None)
+
+    @staticmethod
+    async def _committed(batch: _Batch) -> None:
+        # shielded: a cancelled request does not cancel the others' commit
+        await asyncio.shield(batch.done)
 
     # -- reads --------------------------------------------------------------
     async def get(self, key: str) -> tuple[KV | None, int]:
@@ -159,55 +235,71 @@ class SQLiteStore:
         return int(row[0])
 
     async def current_revision(self) -> int:
-        return self._max_id()
+        if self._batch is not None and self._batch.rows:
+            # BEGIN IMMEDIATE holds the write lock: nothing else committed since the batch's first row
+            return int(self._batch.rows[0][0]) - 1
+        current = self._max_id()
+        if current > self._last_seen:
+            self._poll_once()  # rows another process wrote: publish them now, not at the next poll
+        return current
 
     # -- writes -------------------------------------------------------------
     async def create(self, key: str, value: bytes) -> int:
+        batch = await self._join_batch()
         prev = self._latest(key)
         if prev is not None and not prev[3]:
             raise KeyExists(key)
         prev_rev = int(prev[0]) if prev is not None else 0
         try:
-            rev = self._insert(key, created=1, deleted=0, create_rev=0, prev_rev=prev_rev,
-                               value=value, old_value=None)
+            rev = self._insert(batch, key, created=1, deleted=0, create_rev=0, prev_rev=prev_rev,
+                                      value=value, old_value=None)
         except sqlite3.IntegrityError:
             raise KeyExists(key) from None
+        await self._committed(batch)
         return rev
 
     async def update(self, key: str, value: bytes, expected_revision: int) -> int:
+        batch = await self._join_batch()
         prev = self._latest(key)
         if prev is None or prev[3]:
             raise KeyNotFound(key)
         if expected_revision and int(prev[0]) != expected_revision:
             raise Conflict(key, self._kv(prev))
         try:
-            rev = self._insert(key, created=0, deleted=0, create_rev=self._create_rev(prev), prev_rev=int(prev[0]),
-                               value=value, old_value=prev[6])
+            rev = self._insert(batch, key, created=0, deleted=0, create_rev=self._create_rev(prev),
+                                      prev_rev=int(prev[0]), value=value, old_value=prev[6])
         except sqlite3.IntegrityError:
             raise Conflict(key, self._kv(self._latest(key) or prev)) from None
+        await self._committed(batch)
         return rev
 
     async def delete(self, key: str, expected_revision: int = 0) -> tuple[int, KV]:
+        batch = await self._join_batch()
         prev = self._latest(key)
         if prev is None or prev[3]:
             raise KeyNotFound(key)
         if expected_revision and int(prev[0]) != expected_revision:
             raise Conflict(key, self._kv(prev))
         try:
-            rev = self._insert(key, created=0, deleted=1, create_rev=self._create_rev(prev), prev_rev=int(prev[0]),
-                               value=prev[6], old_value=prev[6])
+            rev = self._insert(batch, key, created=0, deleted=1, create_rev=self._create_rev(prev),
+                                      prev_rev=int(prev[0]), value=prev[6], old_value=prev[6])
         except sqlite3.IntegrityError:
             raise Conflict(key, self._kv(self._latest(key) or prev)) from None
+        await self._committed(batch)
         return rev, self._kv(prev)
 
     # -- compaction -----------------------------------------------------------
     async def compact(self, revision: int) -> None:
         """Drop history at or below `revision` that no current key needs: rows
         replaced by a later row and tombstones (kine's compact query)."""
+        while self._batch is not None:  # let the open group commit finish first
+            await self._committed(self._batch)
         current = self._compact_rev()
         if revision <= current:
             return
-        self.db.execute("BEGIN IMMEDIATE")
+        if not await self._begin_immediate():  # writers opened a batch meanwhile: after it
+            await self.compact(revision)
+            return
         try:
             self.db.execute(
                 "DELETE FROM kine WHERE id IN (SELECT prev_revision FROM kine WHERE name != ?"
@@ -244,6 +336,8 @@ class SQLiteStore:
             self._poll_once()
 
     def _poll_once(self) -> None:
+        if self._batch is not None:
+            return  # this connection would see the open transaction's rows; _commit publishes them
         rows = self.db.execute(
             f"SELECT {_COLS} FROM kine WHERE id > ? ORDER BY id", (self._last_seen,)).fetchall()
         for row in rows:
@@ -264,7 +358,7 @@ class SQLiteStore:
 
     async def _poll_loop(self) -> None:
         while True:
-            await asyncio.sleep(POLL_INTERVAL)
+            await asyncio.sleep(self.poll_interval)
             try:
                 self._poll_once()
             except sqlite3.Error as e:

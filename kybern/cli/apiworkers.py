@@ -1,0 +1,111 @@
+"""Several apiserver processes on one listening socket (`--api-workers N`).
+
+One Python process tops out at about one core of request handling (TLS, HTTP,
+JSON, validation). Upstream scales the apiserver by running several instances
+on one etcd; kybern does the same on one machine: the first process binds the
+socket, bootstraps and runs the controllers; N-1 workers inherit the socket
+(pre-fork style, as nginx and gunicorn do: the kernel hands each new
+connection to whichever process accepts first, so a busy process takes fewer)
+and each runs a full apiserver with its own watch cache on the same store.
+
+Every apiserver is a separate store client: on SQLite the processes share the
+file and its write lock, and each one's watch cache follows the rows the others
+write (`SQLiteStore.poll_interval`, lowered to a few ms here); on etcd each has
+its own etcd watch, as upstream's apiservers do.
+
+A worker that exits is started again; workers die with the first process
+(PR_SET_PDEATHSIG), so a killed `kybern up` leaves none behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger("kybern.apiworkers")
+
+# how often an apiserver looks for rows another process wrote to a shared SQLite file
+SHARED_POLL_INTERVAL = 0.003
+_PR_SET_PDEATHSIG = 1
+
+
+def listen(address: str, port: int) -> socket.socket:
+    """The API's listening socket, shared by every apiserver process."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.create_server((address, port), family=family, backlog=1024, reuse_port=False)
+    sock.set_inheritable(True)
+    return sock
+
+
+def share_store(store: Any) -> None:
+    """Make a store notice other processes' writes promptly (SQLite only; an
+    etcd watch is pushed to every client anyway)."""
+    if hasattr(store, "poll_interval"):
+        store.poll_interval = SHARED_POLL_INTERVAL
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+async def supervise_worker(index: int, sock: socket.socket, data_dir: Path, datastore: str) -> None:
+    """Run worker `index` until cancelled, starting it again if it exits."""
+    delay = 0.5
+    while True:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "kybern.cli.main", "api-worker", "--data-dir", str(data_dir),
+            "--fd", str(sock.fileno()), "--datastore", datastore, "--index", str(index),
+            pass_fds=(sock.fileno(),), preexec_fn=_die_with_parent)
+        try:
+            code = await proc.wait()
+        except asyncio.CancelledError:
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 10)
+                except asyncio.TimeoutError:
+                    proc.kill()
+            raise
+        log.warning("apiserver worker %d exited with %s; starting it again in %.1fs", index, code, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30)
+
+
+async def serve_worker(data_dir: Path, fd: int, datastore: str) -> None:
+    """One worker: an apiserver on the inherited socket until SIGTERM."""
+    from kybern.apiserver import pki
+    from kybern.apiserver.server import APIServer, ssl_context
+    from kybern.storage.registry import open_store
+
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    sock = socket.socket(fileno=fd)
+    admin_token = pki.ensure_token(data_dir / "admin.token")
+    node_token = pki.ensure_token(data_dir / "node.token")
+    crt, key = data_dir / "pki" / "apiserver.crt", data_dir / "pki" / "apiserver.key"  # the first process's
+    store = open_store(datastore)
+    share_store(store)
+    host, port = sock.getsockname()[:2]
+    api = APIServer(store, tokens={admin_token, node_token}, node_token=node_token, advertise=f"{host}:{port}")
+    await api.serve_crds()
+    runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.SockSite(runner, sock, ssl_context=ssl_context(str(crt), str(key))).start()
+    try:
+        await done.wait()
+    finally:
+        await runner.cleanup()
+        await store.close()
+        os._exit(0)  # nothing left to flush: every write was committed before it was answered
