@@ -1,24 +1,32 @@
 """API machinery figures (issue 3), printed, never asserted.
 
-Starts `kybern server --no-controllers` (TLS, as users run it) on a free port
-in a temp dir, or with --plain the same apiserver over plain HTTP (started by
-this script, to show what TLS costs), then from one concurrent aiohttp client:
+Starts `kybern server --no-controllers --api-workers N` (TLS, as users run it)
+on a free port in a temp dir, on SQLite or (--etcd) on a local etcd it starts,
+then:
 
-  1. pod creates/s            N pods created by C concurrent connections
-  2. single-object GETs/s     random GETs of those pods for a few seconds
-  3. paced writes             creates at a fixed rate (500/s): p50/p99 latency
-  4. watch fan-out            W watchers on one namespace; pods created there at a
-                              paced rate; delay from sending the write to each
-                              watcher receiving its event (p50/p99 over all)
+  1. pod creates/s            wrk (C, keep-alive, C connections) POSTing pods
+                              with unique names for a few seconds
+  2. single-object GETs/s     wrk GETting random ones of those pods
+  3. paced writes             creates at a fixed rate (500/s) from an aiohttp
+                              client (open loop): p50/p99 latency
+  4. watch fan-out            W watchers on one namespace: W-S silent ones held
+                              by curl (--parallel, output discarded) and S
+                              sampled ones in this process, which timestamp
+                              each event; pods created there at a paced rate;
+                              delay from sending the write to a sampled watcher
+                              receiving its event (p50/p99 over all samples)
   5. LIST                     all pods as JSON: from storage (a single page), from
                               the watch cache once caught up (a consistent list
                               without limit, as upstream 1.32), resourceVersion=0
   6. watch cache memory       bytes per cached pod (tracemalloc) vs its JSON size
 
-The server's CPU share during each phase is printed too: near 100% means the
-server (one asyncio thread) is the limit, not the client.
+The load generators are C programs (wrk, curl) where they can be, so the
+figures measure the server, not a Python client sharing its cores. The
+server's CPU (all its processes) during each phase is printed too, with the
+CPU time per request: that holds up better than rates on a shared machine.
 
-Run: python bench/api.py [--pods 10000] [--conns 8] [--watchers 1000] [--plain]
+Run: python bench/api.py [--api-workers 2] [--etcd] [--seconds 5] [--conns 16]
+     [--watchers 1000] [--plain]
 """
 
 from __future__ import annotations
@@ -48,6 +56,11 @@ POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": {"app": "bench"
                                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}
 
 
+# the pod as a Lua string.format template for wrk (its name is the %s)
+POD_TEMPLATE = orjson.dumps({**POD, "metadata": {**POD["metadata"], "name": "NAME"}}).decode() \
+    .replace("%", "%%").replace("NAME", "%s")
+
+
 def pod(name: str) -> bytes:
     p = orjson.loads(orjson.dumps(POD))
     p["metadata"]["name"] = name
@@ -62,16 +75,18 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Server:
-    """The apiserver under test, in its own process."""
+    """The apiserver under test, in its own process(es)."""
 
-    def __init__(self, base: Path, plain: bool) -> None:
+    def __init__(self, base: Path, plain: bool, workers: int, datastore: str) -> None:
         self.base = base
         data = base / "data"
         if plain:
             cmd = [sys.executable, __file__, "--serve-plain", str(data)]
         else:
             cmd = [sys.executable, "-m", "kybern.cli.main", "server", "--no-controllers", "--data-dir", str(data),
-                   "--port", "0"]
+                   "--port", "0", "--api-workers", str(workers)]
+            if datastore:
+                cmd += ["--datastore", datastore]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(base / "server.log", "w"),  # noqa: SIM115
                                      text=True, env={**os.environ, "HOME": str(base)})
         assert self.proc.stdout
@@ -81,18 +96,32 @@ class Server:
             raise SystemExit(f"server did not start: {line!r}\n{(base / 'server.log').read_text()}")
         self.url = m.group(1)
         self.token = (data / "admin.token").read_text().strip()
+        self.ca = str(data / "pki" / "ca.crt")
         self.ssl: ssl.SSLContext | bool = False
         if self.url.startswith("https"):
-            self.ssl = ssl.create_default_context(cafile=str(data / "pki" / "ca.crt"))
+            self.ssl = ssl.create_default_context(cafile=self.ca)
         self.ps = psutil.Process(self.proc.pid)
+        deadline = time.monotonic() + 30
+        while len(self.procs()) < workers and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2 if workers > 1 else 0)  # the workers' watch caches fill
         self.db = data / "state.db"
 
+    def procs(self) -> list[psutil.Process]:
+        return [self.ps, *self.ps.children(recursive=True)]
+
     def cpu(self) -> float:
-        t = self.ps.cpu_times()
-        return t.user + t.system
+        total = 0.0
+        for p in self.procs():
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
 
     def rss_mb(self) -> float:
-        return self.ps.memory_info().rss / 2**20
+        return sum(p.memory_info().rss for p in self.procs()) / 2**20
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -127,40 +156,42 @@ class Phase:
         return f"server CPU {us:.0f} us/request = {1e6 / us:.0f}/s at one full core"
 
 
-async def create_pods(s: aiohttp.ClientSession, url: str, ns: str, names: list[str], conns: int) -> list[float]:
-    it = iter(names)
-    lat: list[float] = []
+WRK_CREATE = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local threads = 0
+function setup(thread) threads = threads + 1; thread:set("tid", threads) end
+local count = 0
+local template = [[%s]]
+function request()
+  count = count + 1
+  return wrk.format(nil, nil, nil, string.format(template, "p-" .. tid .. "-" .. count))
+end
+"""
 
-    async def worker() -> None:
-        for name in it:
-            t = time.perf_counter()
-            async with s.post(f"{url}/api/v1/namespaces/{ns}/pods", data=pod(name),
-                              headers={"Content-Type": "application/json"}) as r:
-                await r.read()
-                if r.status != 201:
-                    raise RuntimeError(f"create {name}: {r.status}")
-            lat.append(time.perf_counter() - t)
-
-    await asyncio.gather(*(worker() for _ in range(conns)))
-    return lat
+WRK_GET = """
+local names = {%s}
+function request()
+  return wrk.format("GET", "/api/v1/namespaces/default/pods/" .. names[math.random(#names)])
+end
+"""
 
 
-async def gets(s: aiohttp.ClientSession, url: str, ns: str, names: list[str], conns: int,
-               seconds: float) -> int:
-    done = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            async with s.get(f"{url}/api/v1/namespaces/{ns}/pods/{random.choice(names)}") as r:
-                await r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"get: {r.status}")
-            done += 1
-
-    await asyncio.gather(*(worker() for _ in range(conns)))
-    return done
+def wrk(srv: Server, path: str, script: str, conns: int, seconds: float) -> dict[str, float]:
+    """Run wrk against the server; requests/s, latency percentiles (ms), errors."""
+    lua = srv.base / "bench.lua"
+    lua.write_text(script)
+    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds:.0f}s", "--latency", "-s", str(lua),
+                          "-H", f"Authorization: Bearer {srv.token}", srv.url + path],
+                         capture_output=True, text=True, check=True).stdout
+    res = {"rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+           "requests": float(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+           "errors": float(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0.0}
+    for q in ("50", "99"):
+        m = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)", out, re.M)
+        if m:
+            res[f"p{q}"] = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+    return res
 
 
 async def paced_creates(s: aiohttp.ClientSession, url: str, ns: str, prefix: str, rate: float,
@@ -191,12 +222,34 @@ async def paced_creates(s: aiohttp.ClientSession, url: str, ns: str, prefix: str
     return lat
 
 
-async def watchers_phase(srv: Server, headers: dict[str, str], n_watchers: int, rate: float,
+def silent_watchers(srv: Server, url: str, n: int) -> list[subprocess.Popen[bytes]]:
+    """`n` watch connections held by curl (300 per process, curl's --parallel
+    maximum), reading and discarding every event."""
+    procs = []
+    for start in range(0, n, 300):
+        cfg = srv.base / f"watchers-{start}.curl"
+        cfg.write_text("".join(f'url = "{url}"\noutput = "/dev/null"\n' for _ in range(min(300, n - start))))
+        procs.append(subprocess.Popen(
+            ["curl", "-sS", "--http1.1", "--parallel", "--parallel-immediate", "--parallel-max", "300",
+             "--cacert", srv.ca, "-H", f"Authorization: Bearer {srv.token}", "-K", str(cfg)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        established = sum(len([c for c in psutil.Process(p.pid).net_connections("tcp")
+                               if c.status == psutil.CONN_ESTABLISHED]) for p in procs)
+        if established >= n:
+            break
+        time.sleep(0.2)
+    return procs
+
+
+async def watchers_phase(srv: Server, headers: dict[str, str], n_watchers: int, n_sampled: int, rate: float,
                          seconds: float) -> dict[str, float]:
     ns = "watch"
     conn = aiohttp.TCPConnector(limit=0, ssl=srv.ssl)
     delays: list[float] = []
     sent: dict[str, float] = {}
+    n_sampled = min(n_sampled, n_watchers)
     async with aiohttp.ClientSession(connector=conn, headers=headers) as s:
         async with s.post(f"{srv.url}/api/v1/namespaces", data=orjson.dumps({"metadata": {"name": ns}}),
                           headers={"Content-Type": "application/json"}) as r:
@@ -206,7 +259,7 @@ async def watchers_phase(srv: Server, headers: dict[str, str], n_watchers: int, 
         ready = 0
         expected = int(rate * seconds)
         finished = asyncio.Event()
-        remaining = [n_watchers]
+        remaining = [n_sampled]
 
         async def watch() -> None:
             nonlocal ready
@@ -233,9 +286,23 @@ async def watchers_phase(srv: Server, headers: dict[str, str], n_watchers: int, 
                 finished.set()
 
         before = srv.rss_mb()
-        tasks = [asyncio.create_task(watch()) for _ in range(n_watchers)]
-        while ready < n_watchers:
+        silent_url = f"{srv.url}/api/v1/namespaces/{ns}/pods?watch=true&resourceVersion={rv}&timeoutSeconds=600"
+        # sampled and silent watchers connect interleaved, so samples sit all along the server's fan-out
+        tasks = []
+        curls: list[subprocess.Popen[bytes]] = []
+        step = max(1, (n_watchers - n_sampled) // max(n_sampled, 1))
+        left = n_watchers - n_sampled
+        for _ in range(n_sampled):
+            tasks.append(asyncio.create_task(watch()))
+            batch = min(step, left)
+            if batch:
+                curls += await asyncio.to_thread(silent_watchers, srv, silent_url, batch)
+                left -= batch
+        if left:
+            curls += await asyncio.to_thread(silent_watchers, srv, silent_url, left)
+        while ready < n_sampled:
             await asyncio.sleep(0.05)
+        await asyncio.sleep(2)  # the last connections' watches registered
         registered = srv.rss_mb()
         with Phase(srv) as ph:
             await paced_creates(s, srv.url, ns, "w", rate, seconds, sent)
@@ -246,7 +313,10 @@ async def watchers_phase(srv: Server, headers: dict[str, str], n_watchers: int, 
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return {"deliveries": len(delays), "expected": expected * n_watchers, "p50": pct(delays, 0.5),
+        for c in curls:
+            c.kill()
+            c.wait()
+    return {"deliveries": len(delays), "expected": expected * n_sampled, "p50": pct(delays, 0.5),
             "p99": pct(delays, 0.99), "max": max(delays or [0]), "cpu": str(ph), "rss_mb": registered,
             "rss_before_mb": before}
 
@@ -273,21 +343,34 @@ async def cache_memory(db: Path) -> tuple[float, float, int]:
 
 async def run(args: argparse.Namespace) -> None:
     base = Path(tempfile.mkdtemp(prefix="kybern-bench-api-"))
-    srv = Server(base, args.plain)
+    etcd = None
+    datastore = ""
+    if args.etcd:
+        from tests.unit.storage.etcd_server import EtcdServer
+
+        etcd = EtcdServer(base / "etcd").start()
+        datastore = etcd.url()
+    srv = Server(base, args.plain, args.api_workers, datastore)
     headers = {"Authorization": f"Bearer {srv.token}", "Accept": "application/json"}
-    print(f"server {srv.url} ({'plain HTTP' if args.plain else 'TLS'}), load before: {os.getloadavg()}")
+    print(f"server {srv.url} ({'plain HTTP' if args.plain else 'TLS'}, {args.api_workers} apiserver process(es), "
+          f"{'etcd' if etcd else 'SQLite'}), load before: {os.getloadavg()}")
     try:
         conn = aiohttp.TCPConnector(limit=args.conns, ssl=srv.ssl)
         async with aiohttp.ClientSession(connector=conn, headers=headers) as s:
-            names = [f"p-{i:05d}" for i in range(args.pods)]
             with Phase(srv) as ph:
-                lat = await create_pods(s, srv.url, "default", names, args.conns)
-            print(f"creates: {len(names)} pods in {ph.wall:.2f}s = {len(names) / ph.wall:.0f}/s "
-                  f"(p50 {pct(lat, .5) * 1e3:.1f} ms, p99 {pct(lat, .99) * 1e3:.1f} ms; {ph}; "
-                  f"{ph.per_request(len(names))})")
+                r = await asyncio.to_thread(wrk, srv, "/api/v1/namespaces/default/pods",
+                                            WRK_CREATE % POD_TEMPLATE, args.conns, args.seconds)
+            print(f"creates (wrk, {args.conns} connections): {r['requests']:.0f} in {ph.wall:.1f}s = "
+                  f"{r['rate']:.0f}/s, p50 {r.get('p50', 0):.1f} ms, p99 {r.get('p99', 0):.1f} ms, "
+                  f"{r['errors']:.0f} non-2xx ({ph}; {ph.per_request(int(r['requests']))})")
+            async with s.get(f"{srv.url}/api/v1/namespaces/default/pods", params={"resourceVersion": "0"}) as resp:
+                names = [p["metadata"]["name"] for p in orjson.loads(await resp.read())["items"]]
             with Phase(srv) as ph:
-                n = await gets(s, srv.url, "default", names, args.conns, args.seconds)
-            print(f"GETs: {n / ph.wall:.0f}/s over {ph.wall:.1f}s ({ph}; {ph.per_request(n)})")
+                r = await asyncio.to_thread(wrk, srv, "/", WRK_GET % ",".join(f'"{n}"' for n in names),
+                                            args.conns, args.seconds)
+            print(f"GETs (wrk, {args.conns} connections, random pods of {len(names)}): {r['rate']:.0f}/s, "
+                  f"p50 {r.get('p50', 0):.1f} ms, p99 {r.get('p99', 0):.1f} ms, {r['errors']:.0f} non-2xx "
+                  f"({ph}; {ph.per_request(int(r['requests']))})")
             for label, params in (("consistent, from storage (one page: limit=1000000)", {"limit": "1000000"}),
                                   ("consistent, from the caught-up watch cache", {}),
                                   ("resourceVersion=0, from the watch cache", {"resourceVersion": "0"})):
@@ -295,8 +378,8 @@ async def run(args: argparse.Namespace) -> None:
                 size = 0
                 for _ in range(3):
                     t = time.perf_counter()
-                    async with s.get(f"{srv.url}/api/v1/pods", params=params) as r:
-                        body = await r.read()
+                    async with s.get(f"{srv.url}/api/v1/pods", params=params) as resp:
+                        body = await resp.read()
                     times.append(time.perf_counter() - t)
                     size = len(body)
                 count = len(orjson.loads(body)["items"])
@@ -304,22 +387,26 @@ async def run(args: argparse.Namespace) -> None:
                       f"({size / 2**20:.1f} MiB)")
             with Phase(srv) as ph:
                 lat = await paced_creates(s, srv.url, "default", "paced", args.rate, args.seconds)
-            print(f"paced creates at {args.rate:.0f}/s for {args.seconds:.0f}s: achieved "
+            print(f"paced creates at {args.rate:.0f}/s for {args.seconds:.0f}s (aiohttp): achieved "
                   f"{len(lat) / ph.wall:.0f}/s, p50 {pct(lat, .5) * 1e3:.1f} ms, p99 {pct(lat, .99) * 1e3:.1f} ms "
                   f"({ph})")
-        w = await watchers_phase(srv, headers, args.watchers, args.watch_rate, args.seconds) \
+        w = await watchers_phase(srv, headers, args.watchers, args.sampled, args.watch_rate, args.seconds) \
             if args.watchers else None
         if w:
-            print(f"watch: {args.watchers} watchers, pods created at {args.watch_rate:.0f}/s: "
-                  f"{w['deliveries']}/{w['expected']} events delivered, delay p50 {w['p50'] * 1e3:.1f} ms, "
-                  f"p99 {w['p99'] * 1e3:.1f} ms, max {w['max'] * 1e3:.0f} ms ({w['cpu']}; server RSS "
-                  f"{w['rss_before_mb']:.0f} MB before the watchers, {w['rss_mb']:.0f} MB with them)")
-        per, js, total = await cache_memory(srv.db)
-        print(f"watch cache: {per:.0f} bytes per object ({total} objects) vs {js:.0f} bytes of JSON per pod "
-              f"= {per / js:.2f}x")
+            print(f"watch: {args.watchers} watchers ({args.sampled} sampled), pods created at "
+                  f"{args.watch_rate:.0f}/s: {w['deliveries']}/{w['expected']} sampled events delivered, delay "
+                  f"p50 {w['p50'] * 1e3:.1f} ms, p99 {w['p99'] * 1e3:.1f} ms, max {w['max'] * 1e3:.0f} ms "
+                  f"({w['cpu']}; server RSS {w['rss_before_mb']:.0f} MB before the watchers, "
+                  f"{w['rss_mb']:.0f} MB with them)")
+        if not etcd:
+            per, js, total = await cache_memory(srv.db)
+            print(f"watch cache: {per:.0f} bytes per object ({total} objects) vs {js:.0f} bytes of JSON per pod "
+                  f"= {per / js:.2f}x")
         print(f"server RSS at end: {srv.rss_mb():.0f} MB; load after: {os.getloadavg()}")
     finally:
         srv.stop()
+        if etcd:
+            etcd.stop()
 
 
 def serve_plain(data_dir: str) -> None:
@@ -349,11 +436,13 @@ def serve_plain(data_dir: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pods", type=int, default=10_000)
-    ap.add_argument("--conns", type=int, default=8, help="concurrent client connections")
+    ap.add_argument("--api-workers", type=int, default=2, help="apiserver processes (kybern server --api-workers)")
+    ap.add_argument("--etcd", action="store_true", help="store in a local etcd (started here) instead of SQLite")
+    ap.add_argument("--conns", type=int, default=16, help="concurrent wrk connections")
     ap.add_argument("--seconds", type=float, default=5.0, help="length of the timed phases")
     ap.add_argument("--rate", type=float, default=500.0, help="paced writes per second")
     ap.add_argument("--watchers", type=int, default=1000)
+    ap.add_argument("--sampled", type=int, default=50, help="watchers (of --watchers) that time their events")
     ap.add_argument("--watch-rate", type=float, default=10.0, help="writes/s during the watch phase")
     ap.add_argument("--plain", action="store_true", help="plain HTTP instead of TLS")
     ap.add_argument("--serve-plain", metavar="DATA_DIR", help=argparse.SUPPRESS)
