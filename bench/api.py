@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import re
 import ssl
 import statistics
@@ -188,7 +187,7 @@ def wrk(srv: Server, path: str, script: str, conns: int, seconds: float) -> dict
            "requests": float(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
            "errors": float(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0.0}
     for q in ("50", "99"):
-        m = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)", out, re.M)
+        m = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)", out, re.MULTILINE)
         if m:
             res[f"p{q}"] = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
     return res

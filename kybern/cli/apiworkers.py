@@ -73,7 +73,7 @@ async def supervise_worker(index: int, sock: socket.socket, data_dir: Path, data
                 proc.terminate()
                 try:
                     await asyncio.wait_for(proc.wait(), 10)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     proc.kill()
             raise
         log.warning("apiserver worker %d exited with %s; starting it again in %.1fs", index, code, delay)

@@ -79,7 +79,7 @@ _UNUSED_INDEXES = ("kine_name_index", "kine_id_deleted_index")
 class _Batch:
     """The writes of one group-committed transaction, published after COMMIT."""
 
-    __slots__ = ("rows", "done")
+    __slots__ = ("done", "rows")
 
     def __init__(self) -> None:
         self.rows: list[tuple[Any, ...]] = []
@@ -87,7 +87,7 @@ class _Batch:
 
 
 class _Subscriber:
-    __slots__ = ("prefix", "queue", "dropped")
+    __slots__ = ("dropped", "prefix", "queue")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix

@@ -144,5 +144,5 @@ def test_workers_die_with_the_cluster(tmp_path):
     workers = _worker_procs(c)
     assert workers
     stop_cluster(c, sig=signal.SIGKILL)
-    gone, alive = psutil.wait_procs(workers, timeout=10)
+    _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive
