@@ -1,19 +1,40 @@
-"""Ingress data-plane figures: HTTPS requests/s and p99 latency through the
-ingress controller's nginx, against the same nginx binary with a minimal
-hand-written config proxying straight to the pod, and the pod itself (plain HTTP).
+"""Ingress data-plane figures (issue 6): HTTPS requests/s and latency through
+the ingress controller's nginx, against the same nginx binary with a minimal
+hand-written config proxying straight to the same pod — side by side, in
+interleaved rounds, on one cluster.
 
-    python bench/ingress.py [--duration 10] [--connections 32]
+    python bench/ingress.py [--rounds 5] [--duration 10] [--latency-duration 5] [--connections 32]
 
 Starts a private `kybern up` (temp dir, free ports), a one-replica echo
 Deployment (an asyncio HTTP/1.1 keep-alive server), a Service and a TLS
-Ingress; then loads each target with wrk (Debian's) or, without wrk, a Python
-aiohttp load generator. Prints a Markdown table for docs/benchmarks.md.
+Ingress. Then:
+
+- the pod directly (plain HTTP) once, for context;
+- `--rounds` rounds; each loads the minimal nginx and the ingress (the order
+  alternates between rounds, so drift in the machine's load hits both alike)
+  twice: throughput (wrk, `--connections` keep-alive connections) and latency
+  (wrk, one connection: requests never queue behind each other, so the
+  percentiles are the per-request cost, not the queue length).
+
+Both nginx instances are the same binary, proxy to the same pod IP:port with
+upstream keep-alive (as ingress-nginx does), and serve the same certificate
+(same key type) with the same TLS settings (`ingress_nginx.TLS`), so the
+difference is what the rendered config does per request.
+
+Reported: the median of each target over the rounds, the median of the
+per-round ratios ingress/minimal, and "p99 added latency" = the ingress's p99
+minus the minimal nginx's p99 in the same round, median over rounds (at one
+connection; the same difference at `--connections` is printed too, but there
+it mostly measures queueing: at saturation latency ≈ connections / rate).
+
+Uses Debian's wrk, or without it a Python aiohttp load generator.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -25,6 +46,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -32,7 +55,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kybern.network.ingress_certs import self_signed
-from kybern.network.ingress_nginx import find_nginx
+from kybern.network.ingress_nginx import TLS, find_nginx
 
 HOST = "bench.example.test"
 ECHO = """
@@ -52,6 +75,18 @@ async def main():
 asyncio.run(main())
 """
 
+# The baseline: what anyone would write to put nginx with TLS in front of one
+# pod. Same TLS settings and upstream keep-alive as the ingress; nothing else.
+MINIMAL_CONF = """daemon off; master_process on; worker_processes auto; pid {d}/nginx.pid; error_log {d}/error.log;
+events {{ worker_connections 4096; }}
+http {{ access_log off; {tls}
+  upstream pod {{ server {pod}; keepalive 320; }}
+  server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/c.pem; ssl_certificate_key {d}/k.pem;
+    location / {{ proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://pod; }} }} }}
+"""
+
+Result = tuple[float, float, float]  # requests/s, p50 ms, p99 ms
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -64,7 +99,7 @@ def kubectl(env: dict[str, str], *args: str, input: str | None = None) -> str:
                           check=True).stdout
 
 
-def wait(pred, timeout: float = 60, what: str = "") -> None:
+def wait(pred: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
@@ -76,10 +111,9 @@ def wait(pred, timeout: float = 60, what: str = "") -> None:
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def wrk(url: str, duration: int, conns: int) -> tuple[float, float, float]:
-    """(requests/s, p50 ms, p99 ms)."""
-    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--latency", "-H", f"Host: {HOST}", url],
-                         capture_output=True, text=True, check=True).stdout
+def wrk(url: str, duration: int, conns: int) -> Result:
+    out = subprocess.run(["wrk", f"-t{min(2, conns)}", f"-c{conns}", f"-d{duration}s", "--latency",
+                          "-H", f"Host: {HOST}", url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
     def pct(p: str) -> float:
@@ -89,12 +123,12 @@ def wrk(url: str, duration: int, conns: int) -> tuple[float, float, float]:
     return rps, pct("50"), pct("99")
 
 
-def pyload(url: str, duration: int, conns: int) -> tuple[float, float, float]:
+def pyload(url: str, duration: int, conns: int) -> Result:
     import ssl
 
     import aiohttp
 
-    async def run() -> tuple[float, float, float]:
+    async def run() -> Result:
         ctx = ssl.create_default_context()
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
         lat: list[float] = []
@@ -113,31 +147,28 @@ def pyload(url: str, duration: int, conns: int) -> tuple[float, float, float]:
     return asyncio.run(run())
 
 
-DIRECT_CONF = """daemon off; master_process on; worker_processes auto; pid {d}/nginx.pid; error_log {d}/error.log;
-events {{ worker_connections 4096; }}
-http {{ access_log off;
-  upstream pod {{ server 127.0.0.1:{pod}; keepalive 320; }}
-  server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/c.pem; ssl_certificate_key {d}/k.pem;
-    location / {{ proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://pod; }} }} }}
-"""
+@dataclass
+class Bench:
+    tmp: Path
+    env: dict[str, str]
+    http: int            # the ingress's ports
+    https: int
+    pod: str             # ip:port of the echo pod
+    crt: bytes
+    key: bytes
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--plane", default="auto", choices=["auto", "nginx", "builtin"])
-    a = ap.parse_args()
-    load = wrk if shutil.which("wrk") else pyload
+@contextlib.contextmanager
+def cluster(plane: str = "auto") -> Iterator[Bench]:
+    """A private `kybern up` with the echo pod, its Service and a TLS Ingress, ready."""
     tmp = Path(tempfile.mkdtemp(prefix="kybern-bench-ingress-"))
     http, https, pod_port = free_port(), free_port(), free_port()
     env = {**os.environ, "HOME": str(tmp), "KUBECONFIG": str(tmp / "kubeconfig")}
     proc = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "up", "--data-dir", str(tmp / "data"),
                              "--port", "0", "--kubeconfig", str(tmp / "kubeconfig"), "--ingress-http-port", str(http),
-                             "--ingress-https-port", str(https), "--ingress-plane", a.plane],
+                             "--ingress-https-port", str(https), "--ingress-plane", plane],
                             env=env, stdout=subprocess.PIPE, stderr=(tmp / "log").open("w"), text=True,
                             start_new_session=True)
-    direct: subprocess.Popen[bytes] | None = None
     try:
         while "API at" not in (proc.stdout.readline() if proc.stdout else "API at"):
             pass
@@ -177,42 +208,160 @@ def main() -> None:
         except SystemExit:
             print((tmp / "log").read_text()[-3000:], file=sys.stderr)
             raise
-        rows = []
-        rows.append(("pod directly (plain HTTP, no proxy)", load(f"http://{pod_ip}:{pod_port}/", a.duration,
-                                                                 a.connections)))
-        nginx = find_nginx()
-        if nginx:
-            dport = free_port()
-            (tmp / "direct").mkdir()
-            (tmp / "direct" / "c.pem").write_bytes(crt)
-            (tmp / "direct" / "k.pem").write_bytes(key)
-            conf = tmp / "direct" / "nginx.conf"
-            conf.write_text(DIRECT_CONF.format(d=tmp / "direct", pod=pod_port, port=dport).replace(
-                "127.0.0.1:" + str(pod_port), f"{pod_ip}:{pod_port}"))
-            direct = subprocess.Popen([nginx, "-p", str(tmp / "direct"), "-e", str(tmp / "direct/error.log"),
-                                       "-c", str(conf)], start_new_session=True)
-            time.sleep(0.5)
-            rows.append(("same nginx, minimal config → pod (HTTPS)", load(f"https://127.0.0.1:{dport}/", a.duration,
-                                                                          a.connections)))
-        rows.append((f"through the ingress ({a.plane} plane, HTTPS)", load(f"https://127.0.0.1:{https}/",
-                                                                          a.duration, a.connections)))
-        base_p99 = rows[0][1][2]
-        print(f"\n{load.__name__}, {a.connections} connections, {a.duration} s each, "
-              f"{os.cpu_count()} cores shared by load generator, proxy and pod\n")
-        print("| target | requests/s | p50 ms | p99 ms | p99 added vs pod |")
-        print("|---|---|---|---|---|")
-        for name, (rps, p50, p99) in rows:
-            print(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {p99 - base_p99:+.2f} ms |")
+        yield Bench(tmp, env, http, https, f"{pod_ip}:{pod_port}", crt, key)
     finally:
-        if direct is not None:
-            direct.send_signal(signal.SIGTERM)
-            direct.wait()
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def nginx_with(b: Bench, name: str, conf: str, *, under: list[str] | None = None) -> Iterator[int]:
+    """Run the same nginx binary with `conf` ({d} = its own directory, holding c.pem/k.pem
+    and a copy of the ingress's certs/); yields its pid. `under` prefixes the command
+    (valgrind)."""
+    d = b.tmp / name
+    d.mkdir()
+    (d / "c.pem").write_bytes(b.crt)
+    (d / "k.pem").write_bytes(b.key)
+    shutil.copytree(b.tmp / "data" / "ingress" / "certs", d / "certs")
+    for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (d / "tmp" / t).mkdir(parents=True)
+    (d / "nginx.conf").write_text(conf.replace("{d}", str(d)))
+    nginx = find_nginx()
+    assert nginx
+    p = subprocess.Popen([*(under or []), nginx, "-p", str(d), "-e", str(d / "error.log"), "-c", str(d / "nginx.conf")],
+                         start_new_session=True, stderr=subprocess.DEVNULL)
+    try:
+        port = int(re.search(r"listen 127.0.0.1:(\d+) ssl", conf).group(1))  # type: ignore[union-attr]
+        wait(lambda: _accepts(port), 60, f"nginx ({name}) on port {port}")
+        yield p.pid
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def minimal_conf(b: Bench, port: int) -> str:
+    return MINIMAL_CONF.format(d="{d}", tls=" ".join(TLS), pod=b.pod, port=port)
+
+
+def ingress_conf(b: Bench, port: int) -> str:
+    """The controller's live nginx.conf, moved to another directory and port."""
+    prefix = b.tmp / "data" / "ingress"
+    conf = (prefix / "nginx.conf").read_text().replace(str(prefix), "{d}")
+    conf = re.sub(r"^user .*\n", "", conf, flags=re.MULTILINE)  # runs as the bench's user
+    conf = re.sub(rf":{b.http}\b", f":{free_port()}", conf)
+    return re.sub(rf":{b.https}\b", f":{port}", conf)
+
+
+def instructions(b: Bench, name: str, conf: str, port: int, n: int) -> float:
+    """User-space instructions per request of one nginx process (master_process
+    off) serving `conf`, counted by valgrind's callgrind over `n` requests on one
+    kept-alive TLS connection (handshake and warm-up excluded). Independent of
+    the machine's load, unlike requests/s; kernel time (the syscalls, which
+    strace shows to be the same for both configs) is not counted."""
+    import ssl
+
+    conf = conf.replace("master_process on;", "master_process off;").replace("worker_processes auto;",
+                                                                              "worker_processes 1;")
+    out = b.tmp / f"callgrind-{name}"
+    with nginx_with(b, f"cg-{name}", conf, under=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]) \
+            as pid:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname=HOST) as s, \
+                s.makefile("rb") as f:
+            def get(k: int) -> None:
+                for _ in range(k):
+                    s.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: bench\r\n\r\n".encode())
+                    length = 0
+                    while (line := f.readline()) not in (b"\r\n", b""):
+                        if line.lower().startswith(b"content-length:"):
+                            length = int(line.split(b":")[1])
+                    f.read(length)
+            get(50)
+            subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=True)
+            get(n)
+            subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=True)
+    dump = next(p for p in sorted(out.parent.glob(out.name + "*")) if "Trigger: dump" in p.read_text())
+    return int(re.search(r"^summary: (\d+)", dump.read_text(), re.MULTILINE).group(1)) / n  # type: ignore[union-attr]
+
+
+def load_avg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per throughput run")
+    ap.add_argument("--latency-duration", type=int, default=5, help="seconds per one-connection run")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--plane", default="auto", choices=["auto", "nginx", "builtin"])
+    ap.add_argument("--instructions", type=int, default=0, metavar="N",
+                    help="also count nginx's instructions per request over N requests (valgrind callgrind)")
+    a = ap.parse_args()
+    load = wrk if shutil.which("wrk") else pyload
+    print(f"load average at start: {load_avg()}")
+    with cluster(a.plane) as b:
+        pod = load(f"http://{b.pod}/", a.duration, a.connections)
+        ingress_url = f"https://127.0.0.1:{b.https}/"
+        targets = {"ingress": ingress_url}
+        port = free_port()
+        with contextlib.ExitStack() as stack:
+            if find_nginx():
+                stack.enter_context(nginx_with(b, "minimal", minimal_conf(b, port)))
+                targets = {"minimal": f"https://127.0.0.1:{port}/", **targets}
+            rounds: list[dict[str, tuple[Result, Result]]] = []
+            for r in range(a.rounds):
+                names = list(targets) if r % 2 == 0 else list(reversed(targets))
+                res = {n: (load(targets[n], a.duration, a.connections), load(targets[n], a.latency_duration, 1))
+                       for n in names}
+                rounds.append(res)
+                print(f"round {r + 1}: " + "; ".join(
+                    f"{n} {res[n][0][0]:,.0f} req/s p99 {res[n][0][2]:.2f} ms (1 conn: p50 {res[n][1][1]:.2f} "
+                    f"p99 {res[n][1][2]:.2f} ms)" for n in names) + f"; load {load_avg()}", flush=True)
+        counts = {}
+        if a.instructions and "minimal" in targets and shutil.which("valgrind"):
+            p1, p2 = free_port(), free_port()
+            counts = {"minimal": instructions(b, "minimal", minimal_conf(b, p1), p1, a.instructions),
+                      "ingress": instructions(b, "ingress", ingress_conf(b, p2), p2, a.instructions)}
+    med = statistics.median
+    print(f"\n{load.__name__}; {a.rounds} rounds; {a.connections} connections × {a.duration} s and 1 connection × "
+          f"{a.latency_duration} s per target per round; {os.cpu_count()} cores shared by load generator, proxy "
+          f"and pod; load average at end: {load_avg()}\n")
+    print(f"| target ({a.plane} plane) | requests/s | p50 ms | p99 ms | 1 conn: p50 ms | 1 conn: p99 ms |")
+    print("|---|---|---|---|---|---|")
+    print(f"| the pod directly (plain HTTP, once) | {pod[0]:,.0f} | {pod[1]:.2f} | {pod[2]:.2f} | | |")
+    for n in targets:
+        thr, lat = [r[n][0] for r in rounds], [r[n][1] for r in rounds]
+        print(f"| {n} (median of {a.rounds}) | {med(t[0] for t in thr):,.0f} | {med(t[1] for t in thr):.2f} | "
+              f"{med(t[2] for t in thr):.2f} | {med(t[1] for t in lat):.2f} | {med(t[2] for t in lat):.2f} |")
+    if "minimal" in targets:
+        ratios = [r["ingress"][0][0] / r["minimal"][0][0] for r in rounds]
+        added = [r["ingress"][1][2] - r["minimal"][1][2] for r in rounds]
+        added_loaded = [r["ingress"][0][2] - r["minimal"][0][2] for r in rounds]
+        print(f"\ningress / minimal requests/s: median {med(ratios):.2f} "
+              f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+        print(f"p99 added latency (1 connection, ingress − minimal, same round): median {med(added):+.2f} ms "
+              f"(rounds: {', '.join(f'{x:+.2f}' for x in added)})")
+        if counts:
+            print(f"nginx user-space instructions per request (callgrind, {a.instructions} requests, one "
+                  f"connection): minimal {counts['minimal']:,.0f}, ingress {counts['ingress']:,.0f} "
+                  f"({counts['ingress'] / counts['minimal'] - 1:+.0%})")
+        print(f"p99 difference at {a.connections} connections (queueing included): median {med(added_loaded):+.2f} "
+              f"ms (rounds: {', '.join(f'{x:+.2f}' for x in added_loaded)})")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,15 @@ sample web server (`demo:v1`, Python's ThreadingHTTPServer) and measures:
      side by side, with wrk (Debian's) if installed, else a Python load
      generator (asyncio, keep-alive off as wrk's -H "Connection: close");
   2. how long after a new pod turns Ready (seen on a watch) its address is
-     routable through the Service: the proxy's rules name it (nft) and a
-     request through the ClusterIP reaches it.
+     routable through the Service: a request through the ClusterIP reaches it;
+  3. how long after a pod turns unready (seen on a watch) it stops receiving
+     traffic through the Service: pods of a second Deployment are ready while
+     a file `ready` exists (httpGet readiness probe on /ready, period 1 s,
+     failureThreshold 1); the bench removes it with `kubectl exec` while
+     threads send requests through the ClusterIP, each on a new connection,
+     and reports the time from the watch's `Ready=False` to the last response
+     from that pod. New connections only: an established connection keeps its
+     conntrack entry (DNAT to the old pod) as with kube-proxy.
 
 Run: sudo python bench/service.py [--seconds 5] [--conns 32] [--proxy-mode auto]
 """
@@ -44,8 +51,8 @@ spec:
       containers:
       - name: web
         image: demo:v1
-        command: ["sh", "-c", "echo $HOSTNAME > index.html; exec python3 serve.py"]
-        readinessProbe: {{httpGet: {{path: /, port: 80}}, periodSeconds: 1}}
+        command: ["sh", "-c", "echo $HOSTNAME > index.html; touch ready; exec python3 serve.py"]
+        readinessProbe: {{httpGet: {{path: {probe}, port: 80}}, periodSeconds: 1, failureThreshold: 1}}
 ---
 apiVersion: v1
 kind: Service
@@ -92,7 +99,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--proxy-mode", default="auto")
-    ap.add_argument("--rounds", type=int, default=5, help="new-endpoint latency samples")
+    ap.add_argument("--rounds", type=int, default=5, help="new-endpoint and removed-endpoint latency samples")
     a = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="kybern-bench-svc-"))
     c = start_cluster(base, "--proxy-mode", a.proxy_mode, "-v")  # -v: the log says which proxy mode
@@ -100,8 +107,9 @@ def main() -> None:
         print(f"tool: {'wrk' if shutil.which('wrk') else 'python asyncio load generator'}; "
               f"{a.conns} connections, {a.seconds}s each")
         for name, n in (("one", 1), ("three", 3)):
-            c.kubectl("apply", "-f", "-", input=APP.format(name=name, replicas=n))
-        for name, n in (("one", 1), ("three", 3)):
+            c.kubectl("apply", "-f", "-", input=APP.format(name=name, replicas=n, probe="/"))
+        c.kubectl("apply", "-f", "-", input=APP.format(name="flip", replicas=3, probe="/ready"))
+        for name, n in (("one", 1), ("three", 3), ("flip", 3)):
             c.kubectl("rollout", "status", f"deploy/{name}", "--timeout=60s")
         time.sleep(1)
         pod = c.kjson("get", "pods", "-l", "app=one")["items"][0]
@@ -137,9 +145,69 @@ def main() -> None:
         print(f"new endpoint routable after Ready: median {samples[len(samples) // 2] * 1000:.0f} ms, "
               f"max {samples[-1] * 1000:.0f} ms ({len(samples)} pods; Ready seen on a watch, routable = "
               f"a request through the ClusterIP answered by the new pod)")
+        gone = removed_endpoint(c, svc_url(c.kjson("get", "svc", "flip")), a.rounds)
+        gone.sort()
+        print(f"removed endpoint gets no more traffic after unready: median {gone[len(gone) // 2] * 1000:.0f} ms, "
+              f"max {gone[-1] * 1000:.0f} ms ({len(gone)} pods; Ready=False seen on a watch → the last response "
+              f"from that pod through the ClusterIP, new connection per request)")
     finally:
         stop_cluster(c)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def removed_endpoint(c, url: str, rounds: int) -> list[float]:
+    """Per round: make one Ready pod of app=flip unready and return the seconds
+    from its Ready=False (on a watch) to the last answer it gave through `url`."""
+    import threading
+
+    answers: list[tuple[float, str]] = []
+    stop = threading.Event()
+
+    def client() -> None:  # one request per connection, so every request is routed afresh
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(url, timeout=1) as r:
+                    answers.append((time.monotonic(), r.read().decode().strip()))
+            except OSError:
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    out = []
+    try:
+        for i in range(rounds):
+            pods = c.kjson("get", "pods", "-l", "app=flip")["items"]
+            victim = next(p["metadata"]["name"] for p in pods[i % len(pods):] + pods
+                          if any(x["type"] == "Ready" and x["status"] == "True"
+                                 for x in p["status"].get("conditions", [])))
+            seen: list[float] = []
+            w = threading.Thread(target=lambda v=victim, s=seen: s.append(watch_condition(c, "app=flip", v, "False")))
+            w.start()
+            time.sleep(0.5)  # the watch is open before the change
+            c.kubectl("exec", victim, "--", "rm", "ready")
+            w.join()
+            time.sleep(3)  # long enough for any straggler to show up
+            last = max((t for t, who in answers if who == victim), default=0.0)
+            out.append(last - seen[0])
+            c.kubectl("exec", victim, "--", "touch", "ready")
+            watch_condition(c, "app=flip", victim, "True")
+    finally:
+        stop.set()
+    return out
+
+
+def watch_condition(c, selector: str, name: str, status: str) -> float:
+    """Block until pod `name` has Ready=`status`, seen on a watch (the official client)."""
+    from kubernetes import client, watch
+
+    api = client.CoreV1Api(c.api_client())
+    for ev in watch.Watch().stream(api.list_namespaced_pod, "default", label_selector=selector, timeout_seconds=60):
+        pod = ev["object"]
+        if pod.metadata.name == name and any(x.type == "Ready" and x.status == status
+                                             for x in pod.status.conditions or []):
+            return time.monotonic()
+    raise RuntimeError(f"{name} did not turn Ready={status} within 60 s")
 
 
 def watch_ready(c, known: set[str]) -> tuple[float, str]:

@@ -16,6 +16,7 @@ import itertools
 import logging
 import ssl
 import tempfile
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -122,6 +123,7 @@ class BuiltinPlane:
         peer = request.remote or ""
         prior = request.headers.get("X-Forwarded-For")
         headers.update({"Host": request.host, "X-Real-IP": peer, "X-Forwarded-Host": host,
+                        "X-Request-ID": request.headers.get("X-Request-ID") or uuid.uuid4().hex,
                         "X-Forwarded-For": f"{prior}, {peer}" if prior else peer,
                         "X-Forwarded-Port": str(self.https_port if request.secure else self.http_port),
                         "X-Forwarded-Proto": proto, "X-Scheme": proto})

@@ -31,6 +31,19 @@ class PlaneError(Exception):
     """The data plane could not take the new config (the old one keeps serving)."""
 
 
+# TLS as ingress-nginx configures it by default (its ConfigMap's ssl-protocols,
+# ssl-ciphers, ssl-session-* defaults). bench/ingress.py gives its baseline nginx
+# the same lines, so the two are compared like with like.
+TLS = (
+    "ssl_protocols TLSv1.2 TLSv1.3;",
+    ("ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384;"),
+    "ssl_prefer_server_ciphers on; ssl_ecdh_curve auto;",
+    "ssl_session_cache shared:SSL:10m; ssl_session_timeout 10m; ssl_session_tickets off;",
+)
+
+
 def find_nginx() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
                                           if os.access(p, os.X_OK)), None)
@@ -59,11 +72,13 @@ def render(model: Model, prefix: Path, *, http_port: int, https_port: int, addre
         "  sendfile on; tcp_nopush on; tcp_nodelay on; keepalive_timeout 75s; keepalive_requests 1000;",
         "  server_names_hash_bucket_size 128; server_names_hash_max_size 4096; types_hash_max_size 2048;",
         "  default_type text/html; server_tokens off; client_max_body_size 1m;",
-        "  ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m; ssl_session_timeout 10m;",
+        *(f"  {t}" for t in TLS),
         "  proxy_http_version 1.1; proxy_buffering off; proxy_request_buffering on;",
         "  proxy_connect_timeout 5s; proxy_send_timeout 60s; proxy_read_timeout 60s;",
         "  proxy_next_upstream error timeout; proxy_next_upstream_tries 3;",
         "  map $http_upgrade $connection_upgrade { default upgrade; '' ''; }",
+        # a client's X-Request-ID is passed on, else nginx makes one (ingress-nginx's $req_id)
+        "  map $http_x_request_id $req_id { default $http_x_request_id; '' $request_id; }",
     ]
     for name, eps in sorted(model.upstreams.items()):
         if eps:  # nginx refuses an empty upstream block; locations of empty ones answer 503
@@ -129,7 +144,7 @@ def _proxy(loc: Location, model: Model) -> list[str]:
         return ["      return 503;"]
     return [
         "      proxy_set_header Host $host;",
-        "      proxy_set_header X-Request-ID $request_id;",
+        "      proxy_set_header X-Request-ID $req_id;",
         "      proxy_set_header X-Real-IP $remote_addr;",
         "      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
         "      proxy_set_header X-Forwarded-Host $host;",

@@ -6,6 +6,7 @@ servers."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import ssl
 from pathlib import Path
@@ -33,6 +34,8 @@ def free_port() -> int:
 
 async def upstream(name: str) -> tuple[web.AppRunner, int]:
     async def hello(request: web.Request) -> web.Response:
+        if request.path == "/request-id":
+            return web.Response(text=request.headers.get("X-Request-ID", ""))
         return web.Response(text=f"{name} {request.path} {request.headers.get('X-Forwarded-Proto')}")
 
     app = web.Application()
@@ -99,6 +102,15 @@ async def test_plane_routes_tls_and_redirects(kind: str, tmp_path: Path) -> None
         st, body, _, cn = await fetch(f"{base}/", "unknown.test", sni="unknown.test")
         assert (st, cn) == (200, "CN=Kubernetes Ingress Controller Fake Certificate,O=Acme Co")  # defaultBackend
         assert body.startswith("B ")
+        # X-Request-ID: the client's is passed on, else a fresh random one per request
+        st, body, _, _ = await fetch(f"{base}/request-id", "a.test", sni="a.test")
+        st2, body2, _, _ = await fetch(f"{base}/request-id", "a.test", sni="a.test")
+        assert (st, st2) == (200, 200) and re.fullmatch("[0-9a-f]{32}", body) and body != body2
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        async with aiohttp.ClientSession() as s, s.get(f"{base}/request-id", ssl=ctx, headers={
+                "Host": "a.test", "X-Request-ID": "trace-42"}) as r:
+            assert await r.text() == "trace-42"
     finally:
         await plane.stop()
         await ra.cleanup()
