@@ -1,10 +1,10 @@
 """Node-agent figures (issue 4), printed, never asserted:
 
 1. Pod startup latency, 200 bare pods (`sleep 3600`) on the one agent of a fresh
-   `kybern up` (process runtime), created by 16 concurrent callers. The node
-   advertises `pods: 110` (upstream's maxPods), so 200 pods are created with
-   spec.nodeName (`--bind nodename`, scheduler skipped); `--bind scheduler --pods 100`
-   measures the path through the scheduler:
+   `kybern up --max-pods N` (process runtime; N = pods + 10, since the default
+   110 would refuse some), created by 16 concurrent callers, with spec.nodeName
+   (`--bind nodename`, scheduler skipped) or through the scheduler
+   (`--bind scheduler`); `--pod-network host|cni|auto` picks the pod network:
    - API clock: creationTimestamp -> the last containerStatuses[].state.running
      .startedAt (both have 1-second resolution, so each sample is a whole number);
    - client clock: the create call returned -> a watch delivered the pod with all
@@ -13,7 +13,7 @@
    agent is measured alone), 50 idle pods running on it; the agent process's own
    CPU (user + system, not its pods') over `--idle-seconds` and its RSS.
 
-Run: python bench/node.py [--pods 200] [--bind nodename|scheduler] [--idle-pods 50] [--idle-seconds 60] [--skip-startup] [--skip-idle]
+Run: python bench/node.py [--pods 200] [--bind nodename|scheduler] [--pod-network auto|cni|host] [--idle-pods 50] [--idle-seconds 60] [--skip-startup] [--skip-idle]
 """
 
 from __future__ import annotations
@@ -91,14 +91,14 @@ async def delete_pods(c: Client, names: list[str]) -> None:
         await asyncio.sleep(0.5)
 
 
-async def startup(n_pods: int, bind: str) -> None:
+async def startup(n_pods: int, bind: str, pod_network: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         env = {**os.environ, "HOME": str(base)}
         proc = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "up",  # noqa: ASYNC220
                                  "--data-dir", str(base / "data"),
                                  "--port", "0", "--kubeconfig", str(base / "kubeconfig"), "--node-name", "bench",
-                                 "--no-ingress"],
+                                 "--no-ingress", "--max-pods", str(n_pods + 10), "--pod-network", pod_network],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert proc.stdout
         for line in proc.stdout:
@@ -141,6 +141,8 @@ async def startup(n_pods: int, bind: str) -> None:
             w = asyncio.create_task(watcher())
             await asyncio.sleep(0.3)  # let the watch connect
             it = iter(names)
+            up = psutil.Process(proc.pid)
+            cpu0 = up.cpu_times()
             t0 = time.monotonic()
 
             async def creator() -> None:
@@ -150,15 +152,21 @@ async def startup(n_pods: int, bind: str) -> None:
             await asyncio.gather(*(creator() for _ in range(16)))
             t_created = time.monotonic() - t0
             await asyncio.wait_for(w, 300)
+            cpu1 = up.cpu_times()
             t_all = max(seen.values()) - t0
             watch_lat = [seen[n] - created[n] for n in names]
             api = list(api_lat.values())
-            print(f"  {n_pods} bare pods ({bind}) created in {t_created:.2f} s; all running {t_all:.2f} s after the first create")
+            print(f"  {n_pods} bare pods ({bind}, pod network {pod_network}) created in {t_created:.2f} s; all running {t_all:.2f} s after the first create")
             print(f"  API clock (creationTimestamp -> startedAt, 1 s resolution): p50 {pct(api, 50):.0f} s, "
                   f"p99 {pct(api, 99):.0f} s, max {max(api):.0f} s; "
                   f"histogram {dict(sorted(collections.Counter(int(x) for x in api).items()))}")
             print(f"  client clock (create returned -> watch saw all containers running): "
                   f"p50 {pct(watch_lat, 50):.3f} s, p99 {pct(watch_lat, 99):.3f} s, max {max(watch_lat):.3f} s")
+            own = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+            kids = (cpu1.children_user - cpu0.children_user) + (cpu1.children_system - cpu0.children_system)
+            print(f"  CPU from the first create to all running: `kybern up` process {own:.2f} s "
+                  f"({1000 * own / n_pods:.0f} ms per pod, all components), its exited helpers "
+                  f"(CNI plugins...) {kids:.2f} s")
             await delete_pods(c, names)
         finally:
             await c.close()
@@ -222,7 +230,7 @@ async def idle(n_pods: int, seconds: float) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     if not args.skip_startup:
-        await startup(args.pods, args.bind)
+        await startup(args.pods, args.bind, args.pod_network)
     if not args.skip_idle:
         await idle(args.idle_pods, args.idle_seconds)
 
@@ -231,8 +239,9 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pods", type=int, default=200)
     ap.add_argument("--bind", choices=["nodename", "scheduler"], default="nodename",
-                    help="pods created with spec.nodeName (the node advertises pods: 110, so 200 pods cannot "
-                         "all be scheduled) or left to the scheduler (use --pods 100)")
+                    help="pods created with spec.nodeName (scheduler skipped) or left to the scheduler")
+    ap.add_argument("--pod-network", choices=["auto", "cni", "host"], default="auto",
+                    help="the agent's pod network (auto: cni as root)")
     ap.add_argument("--idle-pods", type=int, default=50)
     ap.add_argument("--idle-seconds", type=float, default=60.0)
     ap.add_argument("--skip-startup", action="store_true")

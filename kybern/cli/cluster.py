@@ -46,6 +46,7 @@ class ClusterConfig:
     run_controllers: bool = True
     labels: dict[str, str] = field(default_factory=dict)
     pod_network: str = "auto"  # auto | cni | host (docs/networking.md)
+    max_pods: int = 110  # the node's pod capacity (the kubelet's --max-pods; docs/node.md)
     proxy_mode: str = "auto"  # auto | nftables | iptables | userspace
     # the ingress controller (docs/ingress.md): None ports mean 80/443 as root, else 8080/8443
     run_ingress: bool = True
@@ -183,7 +184,8 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
 
         agent = NodeAgent(client("kubelet/v1.32.0 (kybern)"), name=cfg.node_name or socket.gethostname().lower(),
                           data_dir=str(data / "node"), address=host, zone=cfg.zone,
-                          labels=cfg.labels or None, token=node_token, pod_network=cfg.pod_network)
+                          labels=cfg.labels or None, token=node_token, pod_network=cfg.pod_network,
+                          max_pods=cfg.max_pods)
         running.tasks.append(asyncio.create_task(agent.run(), name="node-agent"))
         running.stoppers.append(agent.stop)
         running.tasks.append(asyncio.create_task(supervise("service-proxy", proxy_runner(

@@ -24,6 +24,9 @@ PROXY_MODE_OPT = {"default": os.environ.get("KYBERN_PROXY_MODE", "auto"), "show_
                   "help": "How Service addresses reach endpoints: kernel rules (nftables, iptables; root) or a "
                           "userspace forwarder on loopback; auto picks the first that works. "
                           "Default from $KYBERN_PROXY_MODE."}
+MAX_PODS_OPT = {"type": click.IntRange(1, 10000), "default": 110, "show_default": True,
+                "help": "Pods this node runs at most (the kubelet's --max-pods): its `pods` capacity; "
+                        "more are refused with OutOfpods."}
 
 
 def _logging(verbose: int) -> None:
@@ -35,6 +38,9 @@ def _logging(verbose: int) -> None:
 @click.version_option(package_name="kybern")
 def main() -> None:
     """kybern: a Kubernetes-compatible cluster in one Python package."""
+    from kybern.cli.childwatch import use_pidfd_child_watcher
+
+    use_pidfd_child_watcher()  # no thread per container, CNI plugin or helper process
 
 
 @main.command()
@@ -52,6 +58,7 @@ def main() -> None:
 @click.option("--zone", default=None, help="topology.kubernetes.io/zone label for the built-in node.")
 @click.option("--no-node", is_flag=True, help="Run no node agent in this process.")
 @click.option("--pod-network", type=click.Choice(["auto", "cni", "host"]), **POD_NETWORK_OPT)
+@click.option("--max-pods", **MAX_PODS_OPT)
 @click.option("--proxy-mode", type=click.Choice(["auto", "nftables", "iptables", "userspace"]), **PROXY_MODE_OPT)
 @click.option("--ingress-http-port", type=click.IntRange(1, 65535), default=None,
               help="Port the ingress controller serves HTTP on.  [default: 80 as root, else 8080]")
@@ -68,7 +75,7 @@ def main() -> None:
 def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore: str, api_workers: int, node_name: str,
        zone: str | None, no_node: bool, pod_network: str, proxy_mode: str, ingress_http_port: int | None,
        ingress_https_port: int | None, ingress_plane: str, no_ingress: bool, dns_address: str, dns_port: int,
-       no_dns: bool, verbose: int) -> None:
+       no_dns: bool, verbose: int, max_pods: int) -> None:
     """Start a whole cluster in this process; Ctrl-C stops it, state is kept."""
     _logging(verbose)
     t0 = time.monotonic()
@@ -81,7 +88,8 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
                                 run_node=not no_node, pod_network=pod_network, proxy_mode=proxy_mode,
                                 run_ingress=not no_ingress, ingress_http_port=ingress_http_port,
                                 ingress_https_port=ingress_https_port, ingress_plane=ingress_plane,
-                                run_dns=not no_dns, dns_address=dns_address, dns_port=dns_port)
+                                run_dns=not no_dns, dns_address=dns_address, dns_port=dns_port,
+                                max_pods=max_pods)
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(Path(kubeconfig_path), name="kybern", server=r.server_url,
@@ -152,10 +160,11 @@ def server(data_dir: Path, address: str, port: int, datastore: str, api_workers:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Agent state (default: ~/.kybern/agents/NAME).")
 @click.option("--pod-network", type=click.Choice(["auto", "cni", "host"]), **POD_NETWORK_OPT)
+@click.option("--max-pods", **MAX_PODS_OPT)
 @click.option("--proxy-mode", type=click.Choice(["auto", "nftables", "iptables", "userspace"]), **PROXY_MODE_OPT)
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zone: str | None, address: str,
-          data_dir: Path | None, pod_network: str, proxy_mode: str, verbose: int) -> None:
+          data_dir: Path | None, pod_network: str, proxy_mode: str, verbose: int, max_pods: int) -> None:
     """Join this machine (or another agent on it) to a running cluster as a node."""
     _logging(verbose)
     from kybern.client.http import Client
@@ -173,7 +182,7 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
 
         client = Client(server_url, token=token, ca_file=ca_file, user_agent="kubelet/v1.32.0 (kybern)")
         a = NodeAgent(client, name=name, data_dir=str(data_dir), address=address, zone=zone, token=token,
-                      pod_network=pod_network)
+                      pod_network=pod_network, max_pods=max_pods)
         proxy_client = Client(server_url, token=token, ca_file=ca_file, user_agent="kube-proxy/v1.32.0 (kybern)")
         proxy = asyncio.create_task(cluster.supervise("service-proxy", cluster.proxy_runner(
             lambda: proxy_client, str(data_dir), proxy_mode, address)))

@@ -20,6 +20,15 @@ CIDR its Node already has, then the one it used last. The agent writes it to
 host's namespace, so pods of different agents on one machine reach each other
 through the host's routing table (each bridge's connected route), and the host
 reaches every pod by IP. Nothing routes between machines.
+
+What a pod costs: the netns is made in-process as `ip netns add` makes it
+(unshare in a short-lived thread, bind-mounted at /var/run/netns/<name>), and
+its `lo` is brought up there with one ioctl, as the loopback plugin would; the
+one plugin process per pod is the bridge (which runs host-local). portmap is
+only called for pods with hostPorts: with no port mappings its ADD returns the
+previous result unchanged and its DEL has nothing to remove, so the plugin
+processes (and their iptables calls) are saved. Spawning plugins from a large
+process was most of the cost of a pod start in a burst.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import logging
 import os
 import shutil
 import socket
+import struct
 import sys
 import threading
 from pathlib import Path
@@ -47,6 +57,8 @@ CLUSTER_CIDR = os.environ.get("KYBERN_CLUSTER_CIDR", "10.244.0.0/16")
 LOCK_DIR = Path(os.environ.get("KYBERN_PODCIDR_LOCKS", "/run/kybern/podcidr"))
 NETNS_DIR = "/var/run/netns"
 _CLONE_NEWNET = 0x40000000
+_MS_BIND, _MS_REC, _MS_SHARED, _MNT_DETACH = 0x1000, 0x4000, 0x100000, 2
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
@@ -116,6 +128,77 @@ def socket_in_netns(path: str, family: int = socket.AF_INET) -> socket.socket:
     return box["sock"]
 
 
+def _libc_call(name: str, *args: Any) -> None:
+    if _libc is None or getattr(_libc, name)(*args) != 0:
+        err = ctypes.get_errno() if _libc is not None else 38
+        raise OSError(err, f"{name}: {os.strerror(err)}")
+
+
+def _shared_netns_dir() -> None:
+    """/var/run/netns as a shared mount point, as iproute2 makes it, so a netns
+    unmounted here is unmounted in every mount namespace that saw it."""
+    os.makedirs(NETNS_DIR, exist_ok=True)
+    try:
+        _libc_call("mount", b"", NETNS_DIR.encode(), b"none", _MS_SHARED | _MS_REC, None)
+    except OSError as e:
+        if e.errno != 22:  # EINVAL: not a mount point yet
+            raise
+        _libc_call("mount", NETNS_DIR.encode(), NETNS_DIR.encode(), b"none", _MS_BIND | _MS_REC, None)
+        _libc_call("mount", b"", NETNS_DIR.encode(), b"none", _MS_SHARED | _MS_REC, None)
+
+
+def _loopback_up() -> None:
+    """Bring `lo` of the calling thread's netns up (the loopback plugin's job)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s, _SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
+
+
+async def netns_add(name: str) -> str:
+    """`ip netns add NAME` with `lo` up, without a process: a fresh thread
+    unshares into a new netns, bind-mounts it at /var/run/netns/NAME and ends
+    (the namespace lives on through the mount; the agent's other threads keep
+    theirs). The event loop waits without blocking. Returns the path."""
+    path = os.path.join(NETNS_DIR, name)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
+    os.close(fd)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def finish(err: BaseException | None) -> None:
+        if not done.done():
+            done.set_exception(err) if err is not None else done.set_result(None)
+
+    def run() -> None:
+        err: BaseException | None = None
+        try:
+            _libc_call("unshare", _CLONE_NEWNET)
+            _libc_call("mount", b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None)
+            _loopback_up()
+        except BaseException as e:  # noqa: BLE001 -- handed to the caller
+            err = e
+        loop.call_soon_threadsafe(finish, err)
+
+    threading.Thread(target=run, name="netns-add", daemon=True).start()
+    try:
+        await asyncio.shield(done)
+    except BaseException:
+        netns_delete(name)
+        raise
+    return path
+
+
+def netns_delete(name: str) -> None:
+    """`ip netns del NAME` (idempotent): unmount and remove the file; the
+    namespace goes when nothing else holds it."""
+    path = os.path.join(NETNS_DIR, name)
+    with contextlib.suppress(OSError):
+        _libc_call("umount2", path.encode(), _MNT_DETACH)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 async def _ip(*args: str, check: bool = True) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec("ip", *args, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT)
@@ -174,6 +257,7 @@ class PodNetwork:
         (self.root / "conflist.json").write_text(json.dumps(self.conflist, indent=1))
         with contextlib.suppress(OSError):  # the bridge plugin's isGateway does it too
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
+        _shared_netns_dir()
         log.info("pod network: CNI bridge %s, podCIDR %s", self.bridge, self.subnet)
 
     def _claim(self, node_pod_cidr: str | None) -> None:
@@ -222,14 +306,13 @@ class PodNetwork:
         path = os.path.join(NETNS_DIR, ns)
         if os.path.exists(path):  # a leftover of a crashed agent: start clean
             await self._teardown(ns, sandbox_id, namespace, name, None, None)
-        await _ip("netns", "add", ns)
         args = cni.cni_args(namespace, name, sandbox_id)
         rc = {"portMappings": port_mappings} if port_mappings else None
         record = {"netns": ns, "uid": uid, "namespace": namespace, "name": name, "runtimeConfig": rc}
         _write_json(self.root / "pods" / f"{sandbox_id}.json", record)  # before ADD: DEL must find it
         try:
-            await cni.add(cni.LOOPBACK, container_id=sandbox_id, netns=path, ifname="lo", args=args)
-            result = await cni.add(self.conflist, container_id=sandbox_id, netns=path, args=args,
+            await netns_add(ns)  # with lo up
+            result = await cni.add(self._conflist_for(rc), container_id=sandbox_id, netns=path, args=args,
                                    runtime_config=rc)
         except Exception:
             await self.remove(sandbox_id)
@@ -257,10 +340,19 @@ class PodNetwork:
         path = os.path.join(NETNS_DIR, ns)
         args = cni.cni_args(namespace, name, sandbox_id)
         if self.conflist:
-            for e in await cni.delete(self.conflist, container_id=sandbox_id, netns=path, args=args, prev=prev,
-                                      runtime_config=rc):
+            for e in await cni.delete(self._conflist_for(rc), container_id=sandbox_id, netns=path, args=args,
+                                      prev=prev, runtime_config=rc):
                 log.warning("CNI DEL of %s/%s: %s", namespace, name, e)
-        await _ip("netns", "del", ns, check=False)
+        netns_delete(ns)
+
+    def _conflist_for(self, runtime_config: dict[str, Any] | None) -> dict[str, Any]:
+        """The node's conflist, without the plugins that have nothing to do for
+        this pod: those that only act on a capability (portmap: portMappings)
+        the pod does not use."""
+        have = {k for k, v in (runtime_config or {}).items() if v}
+        plugins = [p for p in self.conflist["plugins"]
+                   if not p.get("capabilities") or have & {k for k, v in p["capabilities"].items() if v}]
+        return {**self.conflist, "plugins": plugins}
 
     def owned_sandboxes(self) -> list[str]:
         return [f.stem for f in (self.root / "pods").glob("*.json")] if self.mode == "cni" else []

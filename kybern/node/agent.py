@@ -65,7 +65,8 @@ class NodeAgent:
     def __init__(self, client: Client, *, name: str, data_dir: str | os.PathLike[str],
                  address: str = "127.0.0.1", port: int = 0, zone: str | None = None,
                  labels: dict[str, str] | None = None, token: str | None = None,
-                 runtime: Runtime | None = None, pod_network: str = "auto") -> None:
+                 runtime: Runtime | None = None, pod_network: str = "auto",
+                 max_pods: int = ns_.MAX_PODS) -> None:
         self.client = client
         self.name = name
         self.data_dir = os.fspath(data_dir)
@@ -74,6 +75,8 @@ class NodeAgent:
         self.zone = zone
         self.labels = ns_.node_labels(name, zone, labels)
         self.token = token
+        self.max_pods = max_pods  # the kubelet's --max-pods: advertised, and enforced at admission
+        self._rejected: set[str] = set()  # UIDs of pods refused at admission (OutOfpods)
         self.images = ImageStore(self.data_dir)
         self.network = PodNetwork(self.data_dir, name, pod_network if runtime is None else "host")
         self.runtime: Runtime = runtime or ProcessRuntime(self.data_dir, self.images, host_ip=address,
@@ -111,7 +114,7 @@ class NodeAgent:
         await self.runtime.start()
         self.runtime.add_event_handler(self._on_container_event)
         self.port = await self.server.start()
-        _cap, alloc = ns_.capacity(self.data_dir)
+        _cap, alloc = ns_.capacity(self.data_dir, self.max_pods)
         self.env.node_allocatable = alloc
         await self._register()
         self.informer.add_handler(self._on_pod)
@@ -167,17 +170,50 @@ class NodeAgent:
         uid = new["metadata"].get("uid", "")
         w = self.workers.get(uid)
         if event == "DELETED":
+            self._rejected.discard(uid)
             if w is not None:
                 w.update(None)
             return
         if self._stopped:
             return
         if w is None:
+            if not self._admit(new):
+                return
             w = PodWorker(self, new)
             self.workers[uid] = w
             w.start()
         else:
             w.update(new)
+
+    def _admit(self, pod: dict[str, Any]) -> bool:
+        """The kubelet's admission, for the pod count only: a pod that would
+        make more than max_pods active pods on this node fails with OutOfpods
+        (the scheduler normally never sends one; a pod bound by spec.nodeName can)."""
+        uid = pod["metadata"].get("uid", "")
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed") or meta.is_deleting(pod):
+            return True  # nothing will run: the worker only reports and finalizes
+        if uid in self._rejected:
+            return False  # our Failed status is on its way
+        used = sum(1 for w in self.workers.values() if w.active)
+        if used < self.max_pods:
+            return True
+        self._rejected.add(uid)
+        msg = (f"Node didn't have enough resource: pods, requested: 1, used: {used}, "
+               f"capacity: {self.max_pods}")
+        self.recorder.event(pod, "Warning", "OutOfpods", msg)
+        status = {"phase": "Failed", "reason": "OutOfpods", "message": msg}
+        asyncio.create_task(self._reject(pod, status), name=f"reject-{uid}")
+        return False
+
+    async def _reject(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+        m = pod["metadata"]
+        try:
+            await self.client.patch(PODS, m["name"], {"status": status}, m.get("namespace", "default"),
+                                    subresource="status")
+        except errors.StatusError as e:
+            log.warning("cannot reject pod %s/%s: %s", m.get("namespace"), m["name"], e)
+            self._rejected.discard(m.get("uid", ""))
 
     def _on_container_event(self, cs: ContainerStatus) -> None:
         w = self.workers.get(cs.labels.get(POD_UID_LABEL, ""))
@@ -218,7 +254,7 @@ class NodeAgent:
         images = self.images.list()
         return ns_.node_status(name=self.name, address=self.address, port=self.port, data_dir=self.data_dir,
                                runtime_version=f"{self.runtime.name}://kybern", images=images,
-                               old=self._node_status)
+                               old=self._node_status, max_pods=self.max_pods)
 
     async def _node_pod_cidr(self) -> str | None:
         """The podCIDR our Node already has (the pod network keeps it if it can)."""

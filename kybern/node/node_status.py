@@ -17,7 +17,7 @@ from kybern.machinery import meta
 KUBELET_VERSION = "v1.32.0-kybern"
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION_SECONDS = 40
-MAX_PODS = 110
+MAX_PODS = 110  # the kubelet's default maxPods (--max-pods)
 EVICTION_MEMORY = 100 * 1024 * 1024  # memory.available<100Mi, the kubelet's default hard eviction
 EVICTION_NODEFS = 0.10  # nodefs.available<10%
 
@@ -75,7 +75,7 @@ def system_uuid(data_dir: str) -> str:
         return u
 
 
-def capacity(data_dir: str) -> tuple[dict[str, str], dict[str, str]]:
+def capacity(data_dir: str, max_pods: int = MAX_PODS) -> tuple[dict[str, str], dict[str, str]]:
     """(capacity, allocatable). Allocatable subtracts the kubelet's default hard
     eviction thresholds, as upstream does with no reservations configured."""
     mem = psutil.virtual_memory().total
@@ -84,7 +84,7 @@ def capacity(data_dir: str) -> tuple[dict[str, str], dict[str, str]]:
     except OSError:
         disk = 0
     cpus = psutil.cpu_count() or 1
-    cap = {"cpu": str(cpus), "memory": f"{mem // 1024}Ki", "pods": str(MAX_PODS),
+    cap = {"cpu": str(cpus), "memory": f"{mem // 1024}Ki", "pods": str(max_pods),
            "ephemeral-storage": f"{disk // 1024}Ki", "hugepages-1Gi": "0", "hugepages-2Mi": "0"}
     alloc = dict(cap)
     alloc["memory"] = f"{max(0, mem - EVICTION_MEMORY) // 1024}Ki"
@@ -103,10 +103,11 @@ def _condition(typ: str, ok: bool, reason: str, message: str, old: dict[str, dic
 
 
 def node_status(*, name: str, address: str, port: int, data_dir: str, runtime_version: str,
-                images: list[dict[str, Any]], old: dict[str, Any] | None = None) -> dict[str, Any]:
+                images: list[dict[str, Any]], old: dict[str, Any] | None = None,
+                max_pods: int = MAX_PODS) -> dict[str, Any]:
     now = meta.now()
     prev = {c.get("type"): c for c in ((old or {}).get("conditions") or [])}
-    cap, alloc = capacity(data_dir)
+    cap, alloc = capacity(data_dir, max_pods)
     # pressure conditions are reported False: there is no eviction manager to act on them yet
     conditions = [
         _condition("MemoryPressure", False, "KubeletHasSufficientMemory",

@@ -89,6 +89,11 @@ class PodWorker:
         self.task: asyncio.Task[None] | None = None
 
     @property
+    def active(self) -> bool:
+        """Counts against the node's max pods: not finished, not terminal."""
+        return not self.done and not self._terminal and self.pod is not None
+
+    @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 

@@ -75,6 +75,7 @@ from kybern.node.runtimes.proctree import descendants as _descendants
 from kybern.node.runtimes.proctree import kill_group as _kill_group
 from kybern.node.runtimes.proctree import kill_tree as _kill_tree
 from kybern.node.runtimes.sandbox import Sandboxes
+from kybern.node.runtimes.spawn import spawn
 from kybern.node.runtimes.stdio import ContainerIO, ExecProcess, spawn_exec
 
 if TYPE_CHECKING:
@@ -286,10 +287,8 @@ class ProcessRuntime:
         join = self.cgroups.joiner(c.cgroup, io.preexec)  # in its cgroup before it execs
         preexec, nsfd = self.sandboxes.preexec(c.status.sandbox_id, join)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                c.argv[0], *c.argv[1:], executable=exe, cwd=c.cwd, env=c.env,
-                stdin=io.child[0], stdout=io.child[1], stderr=io.child[2],
-                start_new_session=True, preexec_fn=preexec)
+            proc = await spawn(c.argv, exe, cwd=c.cwd, env=c.env, stdio=io.child, preexec=preexec,
+                               netns=self.sandboxes.netns(c.status.sandbox_id), tty=c.config.tty)
         except OSError as e:
             join.close()
             if nsfd is not None:
@@ -317,7 +316,7 @@ class ProcessRuntime:
                                      name=f"container-{c.config.name}")
         self._emit(c)
 
-    async def _supervise(self, c: _Container, proc: asyncio.subprocess.Process, writer: LogWriter,
+    async def _supervise(self, c: _Container, proc: Any, writer: LogWriter,
                          stdout: tuple[asyncio.StreamReader, asyncio.BaseTransport],
                          stderr: tuple[asyncio.StreamReader, asyncio.BaseTransport]) -> None:
         async def pump(pipe: tuple[asyncio.StreamReader, asyncio.BaseTransport], name: str) -> None:
