@@ -18,20 +18,20 @@ patches, DELETECOLLECTION, CONNECT for streaming subresources.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
     CollectorRegistry,
-    Counter,
     Gauge,
-    Histogram,
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.utils import floatToGoString
 
 from kybern.api.registry import Registry, ResourceInfo
 from kybern.storage import interface as st
@@ -64,14 +64,17 @@ class APIMetrics:
     def __init__(self, registry: Registry, object_counts: Callable[[], dict[str, int]]) -> None:
         self.api_registry = registry
         self.prom = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("apiserver_request_total",
+        # counted on every request: plain numbers, exported when scraped (see _Counts)
+        self.requests = _Counts("apiserver_request_total",
                                 "Counter of apiserver requests broken out for each verb, group, version, "
                                 "resource, scope, component, and HTTP response code.",
-                                (*REQUEST_LABELS, "code"), registry=self.prom)
-        self.latency = Histogram("apiserver_request_duration_seconds",
-                                 "Response latency distribution in seconds for each verb, group, version, "
-                                 "resource, subresource, scope and component.",
-                                 REQUEST_LABELS, buckets=BUCKETS, registry=self.prom)
+                                (*REQUEST_LABELS, "code"))
+        self.prom.register(self.requests)
+        self.latency = _Histograms("apiserver_request_duration_seconds",
+                                   "Response latency distribution in seconds for each verb, group, version, "
+                                   "resource, subresource, scope and component.",
+                                   REQUEST_LABELS, BUCKETS)
+        self.prom.register(self.latency)
         self.longrunning = Gauge("apiserver_longrunning_requests",
                                  "Gauge of all active long-running apiserver requests broken out by verb, "
                                  "group, version, resource, scope and component.",
@@ -82,13 +85,11 @@ class APIMetrics:
         # counted in plain ints (bumped per watcher per batch) and exported when scraped
         self.watch_event_counts: dict[tuple[str, str, str], int] = {}
         self.prom.register(_WatchEvents(self.watch_event_counts))
-        self.storage_latency = Histogram("etcd_request_duration_seconds",
-                                         "Etcd request latency in seconds for each operation and object type.",
-                                         ("operation", "type"), buckets=BUCKETS, registry=self.prom)
+        self.storage_latency = _Histograms("etcd_request_duration_seconds",
+                                           "Etcd request latency in seconds for each operation and object type.",
+                                           ("operation", "type"), BUCKETS)
+        self.prom.register(self.storage_latency)
         self.prom.register(_ObjectCounts(object_counts))
-        # labelled children by label values: prometheus_client's labels() takes a lock
-        # and validates on every call, measurable at thousands of requests a second
-        self._req_children: dict[tuple[str, ...], tuple[Any, Any]] = {}
 
     # -- request classification ---------------------------------------------------
     def classify(self, request: web.Request) -> tuple[tuple[str, ...], bool]:
@@ -156,12 +157,10 @@ class APIMetrics:
         finally:
             if gauge is not None:
                 gauge.dec()
+            counts = self.requests.values
             key = (*labels, str(code))
-            children = self._req_children.get(key)
-            if children is None:
-                children = self._req_children[key] = (self.requests.labels(*key), self.latency.labels(*labels))
-            children[0].inc()
-            children[1].observe(time.perf_counter() - start)
+            counts[key] = counts.get(key, 0.0) + 1.0
+            self.latency.observe(labels, time.perf_counter() - start)
 
     # -- watch --------------------------------------------------------------------
     def watcher_delta(self, info: ResourceInfo, delta: int) -> None:
@@ -174,6 +173,57 @@ class APIMetrics:
     # -- exposition ---------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.prom), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class _Counts:
+    """A counter family in a plain dict, label values -> count. prometheus_client's
+    Counter takes a lock and checks its argument on every inc(), a visible share
+    of a GET at thousands a second; the apiserver updates its request metrics
+    from the event loop's one thread, so plain numbers do, exported when scraped."""
+
+    def __init__(self, name: str, doc: str, labelnames: tuple[str, ...]) -> None:
+        self.name, self.doc, self.labelnames = name, doc, labelnames
+        self.values: dict[tuple[str, ...], float] = {}
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        c = CounterMetricFamily(self.name, self.doc, labels=self.labelnames)
+        for key, n in list(self.values.items()):
+            c.add_metric(key, n)
+        yield c
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return []
+
+
+class _Histograms:
+    """A histogram family kept as plain numbers (see _Counts): per label values,
+    the count in each bucket (not cumulative) and the sum."""
+
+    def __init__(self, name: str, doc: str, labelnames: tuple[str, ...], buckets: tuple[float, ...]) -> None:
+        self.name, self.doc, self.labelnames = name, doc, labelnames
+        self.bounds = [float(b) for b in buckets]
+        self.le = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
+        self.series: dict[tuple[str, ...], list[float]] = {}  # [bucket counts..., +Inf count, sum]
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        s = self.series.get(labels)
+        if s is None:
+            s = self.series[labels] = [0.0] * (len(self.bounds) + 2)
+        s[bisect_left(self.bounds, value)] += 1.0  # the first bucket whose bound is >= value
+        s[-1] += value
+
+    def collect(self) -> Iterable[HistogramMetricFamily]:
+        h = HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)
+        for labels, s in list(self.series.items()):
+            total, buckets = 0.0, []
+            for le, n in zip(self.le, s):
+                total += n
+                buckets.append((le, total))
+            h.add_metric(labels, buckets, s[-1])
+        yield h
+
+    def describe(self) -> list[HistogramMetricFamily]:
+        return []
 
 
 class _WatchEvents:
@@ -214,18 +264,14 @@ class _ObjectCounts:
 class InstrumentedStore:
     """A Store that times every call into etcd_request_duration_seconds."""
 
-    def __init__(self, inner: st.Store, histogram: Histogram) -> None:
+    def __init__(self, inner: st.Store, histogram: _Histograms) -> None:
         self.inner = inner
         self._h = histogram
-        self._children: dict[tuple[str, str], Any] = {}
 
     def _obs(self, op: str, key: str, start: float) -> None:
         parts = key.split("/", 4)
         typ = resource_label("/".join(parts[:4]) + "/") if len(parts) >= 4 else key
-        child = self._children.get((op, typ))
-        if child is None:
-            child = self._children[(op, typ)] = self._h.labels(op, typ)
-        child.observe(time.perf_counter() - start)
+        self._h.observe((op, typ), time.perf_counter() - start)
 
     async def get(self, key: str) -> tuple[st.KV | None, int]:
         t = time.perf_counter()

@@ -22,7 +22,7 @@ from kybern.api.catalog import builtin_registry
 from kybern.api.registry import Registry, ResourceInfo
 from kybern.apiserver import allocators, discovery, metricsapi, rest, reviews, streams, subresources
 from kybern.apiserver.metrics import APIMetrics, InstrumentedStore
-from kybern.apiserver.store import Predicate, RESTStore
+from kybern.apiserver.store import Predicate, RESTStore, object_key
 from kybern.apiserver.watchcache import WatchCache
 from kybern.machinery import errors, managedfields
 from kybern.storage.interface import Store
@@ -121,6 +121,9 @@ class APIServer:
 
     async def _check_namespace(self, ns: str) -> None:
         store = self.store("", "v1", "namespaces")
+        entry = await store.cache.get(store.prefix, object_key(store.info, None, ns))
+        if entry is not None and b'"deletionTimestamp"' not in entry.raw:
+            return  # cached and not terminating: every create asks, so no decode
         try:  # the watch cache first, then a live read when missing (upstream's NamespaceLifecycle)
             obj = await store.get(None, ns, resource_version="0")
         except errors.StatusError as e:
@@ -343,6 +346,10 @@ class APIServer:
         app = web.Application(middlewares=[self.metrics.middleware, self._errors_mw, self._auth_mw],
                               client_max_size=rest.MAX_BODY + 1024)
         r = app.router
+        # resource paths first: aiohttp tries the routes under "/api" ("/apis") in the
+        # order added, and these (disjoint from the others) carry nearly every request
+        r.add_route("*", "/api/{version}/{rest:.*}", self._core)
+        r.add_route("*", "/apis/{group}/{version}/{rest:.*}", self._grouped)
         r.add_get("/version", self._version)
         r.add_get("/metrics", self.metrics.handle)  # bearer token required, like any non-public path
         for p in ("/healthz", "/livez", "/readyz"):
@@ -354,10 +361,8 @@ class APIServer:
         r.add_get("/openapi/v3", self._openapi_v3_index)
         r.add_get("/openapi/v3/{path:.*}", self._openapi_v3)
         r.add_route("*", "/api/{version}", self._api_version)
-        r.add_route("*", "/api/{version}/{rest:.*}", self._core)
         r.add_route("*", "/apis/{group}", self._api_group)
         r.add_route("*", "/apis/{group}/{version}", self._group_version)
-        r.add_route("*", "/apis/{group}/{version}/{rest:.*}", self._grouped)
         app.on_startup.append(self._start_cache)
         app.on_cleanup.append(self._cleanup)
         return app

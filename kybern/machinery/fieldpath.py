@@ -447,7 +447,7 @@ def _everything(value: Any, schema: Schema) -> Set:
             v = value[k]
             if v is None:
                 continue
-            known, sch, ct = child(t, k)
+            known, sch, ct = t.kids.get(k) or child(t, k)
             if not known:
                 continue
             if not v or is_leaf(ct, v):
@@ -482,14 +482,18 @@ def changed(old: Any, new: Any, schema: Schema) -> Set:
             rv = rmap[k]
             if rv is None:
                 continue
-            lv = lmap.get(k, MISSING)
+            lv = lmap.get(k)
             if lv is rv or (lv == rv and type(lv) is type(rv)):
                 continue
-            known, sch, ct = child(t, k)
-            if known:
-                node = _changed_child(MISSING if lv is None else lv, rv, sch, ct)
-                if node is not None:
-                    out["f:" + k] = node
+            known, sch, ct = t.kids.get(k) or child(t, k)
+            if not known:
+                continue
+            if lv is None and (not rv or is_leaf(ct, rv)):  # the common case of _changed_child, inline
+                out["f:" + k] = {}
+                continue
+            node = _changed_child(MISSING if lv is None else lv, rv, sch, ct)
+            if node is not None:
+                out["f:" + k] = node
         return out
     lhs = {pe: v for pe, v, _ in _entries(t, old)} if old is not MISSING else {}
     rhs = {pe: v for pe, v, _ in _entries(t, new)}
