@@ -16,16 +16,13 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
-from kybern.apiserver import pki
 from kybern.cli import apiworkers
-from kybern.apiserver.server import APIServer, ssl_context
 from kybern.client.http import Client, wait_ready
-from kybern.storage.compactor import run_compactor
-from kybern.storage.registry import open_store
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("kybern")
 
@@ -113,6 +110,14 @@ class Running:
 
 
 async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | None = None) -> Running:
+    # imported here: `kybern agent` uses this module too, and has no use for the apiserver (~10 MB)
+    from aiohttp import web
+
+    from kybern.apiserver import pki
+    from kybern.apiserver.server import APIServer, ssl_context
+    from kybern.storage.compactor import run_compactor
+    from kybern.storage.registry import open_store
+
     data = cfg.data_dir
     admin_token = pki.ensure_token(data / "admin.token")
     node_token = pki.ensure_token(data / "node.token")
