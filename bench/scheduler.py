@@ -12,7 +12,9 @@
    the watch connected are counted at the time the initial state arrived, so the
    figure errs low, not high.
 
-Run: python bench/scheduler.py [--nodes 1000] [--pods 10000]
+Run: python bench/scheduler.py [--nodes 1000] [--pods 10000] [--py-spy OUT [--py-spy-seconds 20]]
+(--py-spy: record the scheduling server with py-spy from the first bind on;
+OUT ending in .svg gives a flame graph, anything else py-spy's raw collapsed stacks.)
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -105,10 +109,27 @@ async def populate(base: Path, port: int, nodes: int, pods: int) -> None:
         stop(proc)
 
 
-async def measure(base: Path, port: int, pods: int) -> None:
+def cpu_seconds(p: psutil.Process) -> float:
+    """User + system CPU of a process and its children (apiserver workers)."""
+    total = 0.0
+    for q in (p, *p.children(recursive=True)):
+        try:
+            t = q.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+async def measure(base: Path, port: int, pods: int, spy: str | None = None, spy_seconds: int = 20,
+                  server_args: tuple[str, ...] = ()) -> None:
     t_spawn = time.monotonic()
-    proc = start_server(base, port, env_extra={"KYBERN_NODE_MONITOR_GRACE_PERIOD": "1000000000"})
+    proc = start_server(base, port, *server_args,
+                        env_extra={"KYBERN_NODE_MONITOR_GRACE_PERIOD": "1000000000"})
+    ps = psutil.Process(proc.pid)
+    cpu_first = own_first = 0.0
     t_ready = time.monotonic()
+    spy_proc = None
     c = client_for(base / "data" / "kubeconfig", base / "data" / "pki" / "ca.crt")
     bound: dict[str, float] = {}
     per_node: dict[str, int] = {}
@@ -118,34 +139,53 @@ async def measure(base: Path, port: int, pods: int) -> None:
             name = o["metadata"]["name"]
             nn = (o.get("spec") or {}).get("nodeName")
             if nn and name not in bound:
+                if not bound:
+                    cpu_first, own_first = cpu_seconds(ps), time.process_time()
+                    if spy:  # the bind phase only, not the informers' initial lists
+                        fmt = "flamegraph" if spy.endswith(".svg") else "raw"
+                        spy_proc = subprocess.Popen(
+                            ["py-spy", "record", "--pid", str(proc.pid), "-d", str(spy_seconds),
+                             "--format", fmt, "-o", spy], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 bound[name] = time.monotonic()
                 per_node[nn] = per_node.get(nn, 0) + 1
             if len(bound) >= pods:
                 break
+        cpu = cpu_seconds(ps) - cpu_first
+        own = time.process_time() - own_first
         times = sorted(bound.values())
         span = times[-1] - times[0]
         print(f"  server spawned -> ready {t_ready - t_spawn:.2f} s; ready -> first bind seen "
               f"{times[0] - t_ready:.2f} s")
         print(f"  {len(times)} pods bound: first -> last bind {span:.2f} s = {(len(times) - 1) / span:.0f} pods/s")
         print(f"  server ready -> all bound {times[-1] - t_ready:.2f} s = {len(times) / (times[-1] - t_ready):.0f} pods/s")
+        print(f"  CPU first -> last bind: server {cpu:.1f} s ({1000 * cpu / len(times):.2f} ms per pod, "
+              f"{100 * cpu / span:.0f}% of a core), this bench's watch {own:.1f} s")
         vals = sorted(per_node.values())
         print(f"  spread: {len(per_node)} nodes used, pods per node min {vals[0]} max {vals[-1]}")
     finally:
         await c.close()
+        if spy_proc is not None:
+            spy_proc.wait()
         stop(proc)
 
 
-async def main(nodes: int, pods: int) -> None:
+async def main(nodes: int, pods: int, spy: str | None, spy_seconds: int, server_args: tuple[str, ...]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         port = free_port()
         await populate(base, port, nodes, pods)
-        await measure(base, port, pods)
+        print(f"  load average before the bind phase: {os.getloadavg()[0]:.2f}")
+        await measure(base, port, pods, spy, spy_seconds, server_args)
+        print(f"  load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--pods", type=int, default=10000)
+    ap.add_argument("--py-spy", dest="spy", default=None, help="py-spy output file for the scheduling server")
+    ap.add_argument("--py-spy-seconds", dest="spy_seconds", type=int, default=20)
+    ap.add_argument("--server-arg", dest="server_args", action="append", default=[],
+                    help="extra argument for the scheduling `kybern server` (repeatable)")
     args = ap.parse_args()
-    asyncio.run(main(args.nodes, args.pods))
+    asyncio.run(main(args.nodes, args.pods, args.spy, args.spy_seconds, tuple(args.server_args)))

@@ -17,12 +17,23 @@ class Cache:
         self._pod_node: dict[str, str] = {}  # pod key -> node it counts on
         self.assumed: set[str] = set()
         self._list: list[NodeInfo] | None = None
+        self._with_affinity: set[str] = set()  # nodes holding pods with pod (anti)affinity
 
     def node_list(self) -> list[NodeInfo]:
         """Nodes with a Node object (pods may reference nodes not seen yet)."""
         if self._list is None:
             self._list = [n for n in self.nodes.values() if n.node is not None]
         return self._list
+
+    def nodes_with_affinity(self) -> list[NodeInfo]:
+        """Nodes (with a Node object) holding pods with pod (anti)affinity
+        (upstream HavePodsWithAffinityNodeInfoList); kept as pods come and go."""
+        out = []
+        for name in self._with_affinity:
+            ni = self.nodes.get(name)
+            if ni is not None and ni.node is not None:
+                out.append(ni)
+        return out
 
     def _info(self, name: str) -> NodeInfo:
         ni = self.nodes.get(name)
@@ -52,8 +63,11 @@ class Cache:
         prev = self._pod_node.get(pi.key)
         if prev is not None and prev != node:
             self.remove_pod(pi.key)
-        self._info(node).add_pod(pi)
+        ni = self._info(node)
+        ni.add_pod(pi)
         self._pod_node[pi.key] = node
+        if ni.affinity_pods:
+            self._with_affinity.add(node)
 
     def remove_pod(self, key: str) -> None:
         self.assumed.discard(key)
@@ -63,6 +77,8 @@ class Cache:
         ni = self.nodes.get(node)
         if ni is not None:
             ni.remove_pod(key)
+            if not ni.affinity_pods:
+                self._with_affinity.discard(node)
             if ni.node is None and not ni.pods:
                 del self.nodes[node]
 

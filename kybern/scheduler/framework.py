@@ -64,6 +64,8 @@ class PodInfo:
         "non_zero_mem",
         "owner_uid",
         "pod",
+        "pod_affinity",
+        "pod_anti_affinity",
         "priority",
         "request_items",
         "requests",
@@ -86,6 +88,9 @@ class PodInfo:
         self.owner_uid: str | None = ref.get("uid") if ref else None
         self.priority = int(spec.get("priority") or 0)
         self.tolerations: list[dict[str, Any]] = spec.get("tolerations") or []
+        aff = spec.get("affinity") or {}
+        self.pod_affinity: dict[str, Any] = aff.get("podAffinity") or {}
+        self.pod_anti_affinity: dict[str, Any] = aff.get("podAntiAffinity") or {}
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -102,6 +107,7 @@ NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"
 class NodeInfo:
     """A node and the pods assigned (or assumed) to it, with their summed requests."""
     __slots__ = (
+        "affinity_pods",
         "alloc_cpu",
         "alloc_mem",
         "allocatable",
@@ -133,6 +139,9 @@ class NodeInfo:
         self.non_zero_cpu = 0
         self.non_zero_mem = 0
         self.owner_counts: dict[str, int] = {}  # controller uid -> live pods here (spreading)
+        # the pods with pod (anti)affinity (upstream PodsWithAffinity): InterPodAffinity
+        # reads only these, so pods without any cost it nothing per cycle
+        self.affinity_pods: dict[str, PodInfo] = {}
 
     def set_node(self, node: dict[str, Any]) -> None:
         self.node = node
@@ -165,6 +174,8 @@ class NodeInfo:
         self.non_zero_mem += pi.non_zero_mem
         if pi.owner_uid and not pi.terminating:
             self.owner_counts[pi.owner_uid] = self.owner_counts.get(pi.owner_uid, 0) + 1
+        if pi.pod_affinity or pi.pod_anti_affinity:
+            self.affinity_pods[pi.key] = pi
 
     def remove_pod(self, key: str) -> PodInfo | None:
         pi = self.pods.pop(key, None)
@@ -180,6 +191,7 @@ class NodeInfo:
                 self.owner_counts[pi.owner_uid] = n
             else:
                 self.owner_counts.pop(pi.owner_uid, None)
+        self.affinity_pods.pop(key, None)
         return pi
 
 

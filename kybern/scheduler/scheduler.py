@@ -220,7 +220,7 @@ class Scheduler:
 
     def find_host(self, pi: PodInfo, nodes: list[NodeInfo]) -> tuple[str | None, str]:
         """(node name, "") or (None, the FailedScheduling message). Pure on the cache."""
-        state = CycleState(all_nodes=nodes)
+        state = CycleState(all_nodes=nodes, affinity_nodes=self.cache.nodes_with_affinity())
         st, filters = self.framework.run_pre_filter(state, pi)
         if st is not None:
             statuses = {n.name: st for n in nodes}
@@ -312,18 +312,11 @@ class Scheduler:
 
 
 def _select(nodes: list[NodeInfo], totals: list[int]) -> str:
-    """Highest total; ties broken uniformly at random (reservoir sampling, as upstream)."""
-    best = totals[0]
-    chosen = nodes[0].name
-    ties = 1
-    for ni, score in zip(nodes[1:], totals[1:]):
-        if score > best:
-            best, chosen, ties = score, ni.name, 1
-        elif score == best:
-            ties += 1
-            if random.randrange(ties) == 0:
-                chosen = ni.name
-    return chosen
+    """Highest total; ties broken uniformly at random (as upstream's reservoir
+    sampling, with one random draw instead of one per tie)."""
+    best = max(totals)
+    ties = [i for i, t in enumerate(totals) if t == best]
+    return nodes[ties[0] if len(ties) == 1 else random.choice(ties)].name
 
 
 async def run_scheduler(client: Client, *, name: str = "default-scheduler",

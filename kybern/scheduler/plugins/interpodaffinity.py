@@ -74,8 +74,7 @@ class Term:
 
 
 def _affinity(pod: PodInfo) -> tuple[dict[str, Any], dict[str, Any]]:
-    aff = pod.spec.get("affinity") or {}
-    return aff.get("podAffinity") or {}, aff.get("podAntiAffinity") or {}
+    return pod.pod_affinity, pod.pod_anti_affinity
 
 
 def _required(part: dict[str, Any], ns: str, ns_list: Any = None) -> list[Term]:
@@ -104,11 +103,6 @@ class InterPodAffinity:
 
     def __init__(self) -> None:
         self._namespaces: Any = None  # Informer of Namespaces, set by the scheduler
-        # node name -> (signature of its pods when last looked at, those with pod
-        # (anti)affinity). The signature (count, last-added PodInfo object, summed
-        # requests) changes on any add/remove in practice, in O(1) per node; holding
-        # the PodInfo keeps its identity from being reused.
-        self._memo: dict[str, tuple[tuple[Any, ...], list[tuple[PodInfo, dict[str, Any], dict[str, Any]]]]] = {}
 
     def set_informers(self, informers: dict[str, Any]) -> None:
         self._namespaces = informers.get("namespaces")
@@ -125,30 +119,17 @@ class InterPodAffinity:
         return [(o["metadata"]["name"], o["metadata"].get("labels") or {}) for o in self._namespaces.list()]
 
     def _existing_with_affinity(self, state: CycleState) -> list[tuple[NodeInfo, PodInfo, dict[str, Any], dict[str, Any]]]:
-        """Pods in the cache with pod (anti)affinity (upstream NodeInfo.PodsWithAffinity),
-        once per cycle; a node's pods are re-read only when its pod set changed."""
+        """Pods in the cache with pod (anti)affinity, once per cycle. The scheduler
+        passes the nodes holding such pods (`affinity_nodes`, kept by the cache as
+        pods come and go), so a cluster without any costs nothing here."""
         found = state.get("InterPodAffinity/existing")
         if found is not None:
             return found
-        found = []
-        old, memo = self._memo, {}
-        for n in state.get("all_nodes") or ():
-            if not n.pods:
-                continue
-            pods = n.pods
-            sig = (len(pods), pods[next(reversed(pods))], n.non_zero_cpu, n.non_zero_mem)
-            ent = old.get(n.name)
-            if ent is None or ent[0][0] != sig[0] or ent[0][1] is not sig[1] or ent[0][2:] != sig[2:]:
-                hits = []
-                for pi in pods.values():
-                    aff = (pi.pod.get("spec") or {}).get("affinity")
-                    if aff and (aff.get("podAffinity") or aff.get("podAntiAffinity")):
-                        hits.append((pi, aff.get("podAffinity") or {}, aff.get("podAntiAffinity") or {}))
-                ent = (sig, hits)
-            memo[n.name] = ent
-            for pi, a, anti in ent[1]:
-                found.append((n, pi, a, anti))
-        self._memo = memo
+        nodes = state.get("affinity_nodes")
+        if nodes is None:
+            nodes = [n for n in state.get("all_nodes") or () if n.affinity_pods]
+        found = [(n, pi, pi.pod_affinity, pi.pod_anti_affinity)
+                 for n in nodes for pi in n.affinity_pods.values()]
         state["InterPodAffinity/existing"] = found
         return found
 

@@ -34,5 +34,9 @@ class TaintToleration:
         return sum(1 for t in node.taints if t.get("effect") == "PreferNoSchedule"
                    and not any(tolerates(tol, t) for tol in tols))
 
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        # most nodes carry no taint: no Python call for them
+        return [self.score(state, pod, n) if n.taints else 0 for n in nodes]
+
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
         default_normalize(scores, reverse=True)

@@ -182,3 +182,23 @@ def test_cycles_colocate_with_affinity():
         host, _ = s.find_host(p, s.cache.node_list())
         assert host in ("b", "c")
         s.cache.assume(p, host)
+
+
+def test_cache_keeps_the_nodes_with_affinity_pods_as_pods_come_and_go():
+    s = cluster(("a", "z1"), ("b", "z2"))
+    plain = pod("plain", {"app": "x"})
+    anti = pod("anti", {"app": "web"}, anti=[term(HOST, {"app": "web"})])
+    s.cache.assume(plain, "a")
+    assert s.cache.nodes_with_affinity() == []
+    s.cache.assume(anti, "a")
+    assert [n.name for n in s.cache.nodes_with_affinity()] == ["a"]
+    s.cache.confirm(anti, "b")  # the informer shows it bound elsewhere: it moves
+    assert [n.name for n in s.cache.nodes_with_affinity()] == ["b"]
+    # the existing pod's anti-affinity now keeps a matching pod off b
+    host, _ = s.find_host(pod("web-2", {"app": "web"}), s.cache.node_list())
+    assert host == "a"
+    s.cache.remove_node("b")  # node object gone: its pods are not candidates' neighbours
+    assert s.cache.nodes_with_affinity() == []
+    s.cache.remove_pod(anti.key)
+    s.cache.set_node(node("b", "z2").node)
+    assert s.cache.nodes_with_affinity() == []
