@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # upstream's SimpleNameGenerator alphabet
 MAX_UPDATE_RETRIES = 16
+# a generated name that is taken is generated again, up to this many tries in all
+# (upstream's RetryGenerateName, GA in 1.32: 5 random characters collide a few
+# times in 10,000 names)
+NAME_GENERATION_ATTEMPTS = 8
 
 Validator = Callable[[Obj, ResourceInfo, str, list[str]], list[dict[str, str]]]
 
@@ -346,8 +350,9 @@ class RESTStore:
                                              details=details) from None
         else:
             m.pop("namespace", None)
+        generated = not m.get("name") and bool(m.get("generateName"))
         if not m.get("name"):
-            if m.get("generateName"):
+            if generated:
                 m["name"] = m["generateName"] + "".join(random.choices(_NAME_CHARS, k=5))
             else:
                 raise self._invalid("", [errors.cause("metadata.name",
@@ -371,10 +376,17 @@ class RESTStore:
             self.track_fields(obj, None, None)
         if dry_run:
             return obj
-        try:
-            rev = await self.storage.create(object_key(self.info, m.get("namespace"), m["name"]), encode(obj))
-        except st.KeyExists:
-            raise errors.already_exists(self.info.group, self.info.plural, m["name"]) from None
+        for attempt in range(NAME_GENERATION_ATTEMPTS if generated else 1):
+            if attempt:
+                m["name"] = m["generateName"] + "".join(random.choices(_NAME_CHARS, k=5))
+            try:
+                rev = await self.storage.create(object_key(self.info, m.get("namespace"), m["name"]),
+                                                encode(obj))
+                break
+            except st.KeyExists:
+                continue
+        else:
+            raise errors.already_exists(self.info.group, self.info.plural, m["name"])
         m["resourceVersion"] = str(rev)
         return obj
 

@@ -16,6 +16,7 @@ subresource, so the generic store records fields without knowing about HTTP.
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import unicodedata
 from dataclasses import dataclass, field
@@ -101,8 +102,13 @@ def manager_from(field_manager: str | None, user_agent: str | None, options_kind
             raise invalid_options(options_kind, "fieldManager", f'Invalid value: "{field_manager}": must be '
                                                                 "made of printable characters")
         return field_manager
+    return _manager_from_user_agent(user_agent or "")
+
+
+@functools.lru_cache(maxsize=256)  # clients send a handful of User-Agents, every write
+def _manager_from_user_agent(user_agent: str) -> str:
     out = ""
-    for c in (user_agent or "").split("/")[0]:
+    for c in user_agent.split("/")[0]:
         if not c.isprintable() or unicodedata.category(c) == "Cc":
             continue
         if len((out + c).encode()) > MAX_MANAGER_LENGTH:
@@ -159,13 +165,18 @@ def without_managed_fields(obj: Obj) -> Obj:
     return {**obj, "metadata": {k: v for k, v in m.items() if k != "managedFields"}}
 
 
+_SPEC = fp.from_paths(("f:spec",))
+_STATUS = fp.from_paths(("f:status",))
+
+
 def reset_fields(has_status: bool, subresource: str) -> fp.Set:
     """Fields a write through this endpoint cannot set (the strategy resets
-    them), so nobody comes to own them there (GetResetFields)."""
+    them), so nobody comes to own them there (GetResetFields). Shared values:
+    callers never mutate sets."""
     if subresource == "status":
-        return fp.from_paths(("f:spec",))
+        return _SPEC
     if not subresource and has_status:
-        return fp.from_paths(("f:status",))
+        return _STATUS
     return {}
 
 
@@ -179,11 +190,11 @@ def _skeleton(schema: Obj | None, depth: int = 0) -> Obj:
     lists without omitempty (`required` in the schema) exist, empty. Comparing
     a new object against it instead of {} marks the same nodes as created as
     upstream does (`f:spec` has no ".", `f:labels` has)."""
-    from kybern.api import schemas
-
     hit = _skeletons.get(id(schema))
     if hit is not None and hit[0] is schema:
         return hit[1]
+    from kybern.api import schemas
+
     r = schemas.resolve(schema) or {}
     required = set(r.get("required") or ())
     out: Obj = {}

@@ -36,6 +36,23 @@ async def stores(storage):
         await s.cache.stop()
 
 
+async def test_a_taken_generated_name_is_generated_again(stores, monkeypatch):
+    """RetryGenerateName (upstream 1.32): a collision of the random suffix is not the
+    client's 409 unless every one of the server's tries is taken."""
+    from kybern.apiserver import store as store_module
+
+    cms = stores("", "v1", "configmaps")
+    await cms.create("ns", {"metadata": {"name": "x-aaaaa"}})
+    suffixes = iter(["aaaaa", "aaaaa", "bbbbb"])
+    monkeypatch.setattr(store_module.random, "choices", lambda chars, k: list(next(suffixes)))
+    made = await cms.create("ns", {"metadata": {"generateName": "x-"}})
+    assert made["metadata"]["name"] == "x-bbbbb"
+    monkeypatch.setattr(store_module.random, "choices", lambda chars, k: list("aaaaa"))
+    with pytest.raises(errors.StatusError) as ei:
+        await cms.create("ns", {"metadata": {"generateName": "x-"}})
+    assert ei.value.reason == "AlreadyExists" and ei.value.details["name"] == "x-aaaaa"
+
+
 def _deployment(name: str, replicas: int = 1) -> dict:
     return {"metadata": {"name": name},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
