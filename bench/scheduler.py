@@ -143,7 +143,7 @@ async def measure(base: Path, port: int, pods: int, spy: str | None = None, spy_
                     cpu_first, own_first = cpu_seconds(ps), time.process_time()
                     if spy:  # the bind phase only, not the informers' initial lists
                         fmt = "flamegraph" if spy.endswith(".svg") else "raw"
-                        spy_proc = subprocess.Popen(
+                        spy_proc = subprocess.Popen(  # noqa: ASYNC220 - started, not waited for
                             ["py-spy", "record", "--pid", str(proc.pid), "-d", str(spy_seconds),
                              "--format", fmt, "-o", spy], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 bound[name] = time.monotonic()

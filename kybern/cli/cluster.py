@@ -44,6 +44,7 @@ class ClusterConfig:
     labels: dict[str, str] = field(default_factory=dict)
     pod_network: str = "auto"  # auto | cni | host (docs/networking.md)
     max_pods: int = 110  # the node's pod capacity (the kubelet's --max-pods; docs/node.md)
+    runtime: str = "process"  # process | fake (hollow node: no containers run, no service proxy)
     proxy_mode: str = "auto"  # auto | nftables | iptables | userspace
     # the ingress controller (docs/ingress.md): None ports mean 80/443 as root, else 8080/8443
     run_ingress: bool = True
@@ -190,12 +191,13 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         agent = NodeAgent(client("kubelet/v1.32.0 (kybern)"), name=cfg.node_name or socket.gethostname().lower(),
                           data_dir=str(data / "node"), address=host, zone=cfg.zone,
                           labels=cfg.labels or None, token=node_token, pod_network=cfg.pod_network,
-                          max_pods=cfg.max_pods)
+                          max_pods=cfg.max_pods, runtime=node_runtime(cfg.runtime, host))
         running.tasks.append(asyncio.create_task(agent.run(), name="node-agent"))
         running.stoppers.append(agent.stop)
-        running.tasks.append(asyncio.create_task(supervise("service-proxy", proxy_runner(
-            lambda: client("kube-proxy/v1.32.0 (kybern)"), str(data / "node"), cfg.proxy_mode, host)),
-            name="service-proxy"))
+        if cfg.runtime != "fake":  # a hollow node's pods have nothing to forward to
+            running.tasks.append(asyncio.create_task(supervise("service-proxy", proxy_runner(
+                lambda: client("kube-proxy/v1.32.0 (kybern)"), str(data / "node"), cfg.proxy_mode, host)),
+                name="service-proxy"))
     if cfg.run_controllers and cfg.run_dns:
         running.tasks.append(asyncio.create_task(supervise("cluster-dns", dns_runner(
             lambda: client("coredns/v1.32.0 (kybern)"), cfg, host, agent.network if cfg.run_node else None)),
@@ -203,6 +205,16 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     if on_ready:
         on_ready(running)
     return running
+
+
+def node_runtime(kind: str, host_ip: str) -> Any:
+    """The runtime a node agent gets for `--runtime`: None is the agent's default
+    (process); fake is kybern/node/runtimes/fake.py."""
+    if kind == "fake":
+        from kybern.node.runtimes.fake import FakeRuntime
+
+        return FakeRuntime(host_ip=host_ip)
+    return None
 
 
 def proxy_runner(make_client: Callable[[], Client], instance: str, mode: str,

@@ -29,6 +29,11 @@ MAX_PODS_OPT = {"type": click.IntRange(1, 10000), "default": 110, "show_default"
                         "more are refused with OutOfpods."}
 
 
+RUNTIME_OPT = {"type": click.Choice(["process", "fake"]), "default": "process", "show_default": True,
+               "help": "How containers run: host processes (process), or not at all (fake: hollow nodes for "
+                       "scale tests, no service proxy; docs/node.md)."}
+
+
 def _logging(verbose: int) -> None:
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -59,6 +64,7 @@ def main() -> None:
 @click.option("--no-node", is_flag=True, help="Run no node agent in this process.")
 @click.option("--pod-network", type=click.Choice(["auto", "cni", "host"]), **POD_NETWORK_OPT)
 @click.option("--max-pods", **MAX_PODS_OPT)
+@click.option("--runtime", **RUNTIME_OPT)
 @click.option("--proxy-mode", type=click.Choice(["auto", "nftables", "iptables", "userspace"]), **PROXY_MODE_OPT)
 @click.option("--ingress-http-port", type=click.IntRange(1, 65535), default=None,
               help="Port the ingress controller serves HTTP on.  [default: 80 as root, else 8080]")
@@ -75,7 +81,7 @@ def main() -> None:
 def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore: str, api_workers: int, node_name: str,
        zone: str | None, no_node: bool, pod_network: str, proxy_mode: str, ingress_http_port: int | None,
        ingress_https_port: int | None, ingress_plane: str, no_ingress: bool, dns_address: str, dns_port: int,
-       no_dns: bool, verbose: int, max_pods: int) -> None:
+       no_dns: bool, verbose: int, max_pods: int, runtime: str) -> None:
     """Start a whole cluster in this process; Ctrl-C stops it, state is kept."""
     _logging(verbose)
     t0 = time.monotonic()
@@ -89,7 +95,7 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
                                 run_ingress=not no_ingress, ingress_http_port=ingress_http_port,
                                 ingress_https_port=ingress_https_port, ingress_plane=ingress_plane,
                                 run_dns=not no_dns, dns_address=dns_address, dns_port=dns_port,
-                                max_pods=max_pods)
+                                max_pods=max_pods, runtime=runtime)
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(Path(kubeconfig_path), name="kybern", server=r.server_url,
@@ -161,10 +167,12 @@ def server(data_dir: Path, address: str, port: int, datastore: str, api_workers:
               help="Agent state (default: ~/.kybern/agents/NAME).")
 @click.option("--pod-network", type=click.Choice(["auto", "cni", "host"]), **POD_NETWORK_OPT)
 @click.option("--max-pods", **MAX_PODS_OPT)
+@click.option("--runtime", **RUNTIME_OPT)
 @click.option("--proxy-mode", type=click.Choice(["auto", "nftables", "iptables", "userspace"]), **PROXY_MODE_OPT)
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zone: str | None, address: str,
-          data_dir: Path | None, pod_network: str, proxy_mode: str, verbose: int, max_pods: int) -> None:
+          data_dir: Path | None, pod_network: str, proxy_mode: str, verbose: int, max_pods: int,
+          runtime: str) -> None:
     """Join this machine (or another agent on it) to a running cluster as a node."""
     _logging(verbose)
     from kybern.client.http import Client
@@ -182,10 +190,11 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
 
         client = Client(server_url, token=token, ca_file=ca_file, user_agent="kubelet/v1.32.0 (kybern)")
         a = NodeAgent(client, name=name, data_dir=str(data_dir), address=address, zone=zone, token=token,
-                      pod_network=pod_network, max_pods=max_pods)
+                      pod_network=pod_network, max_pods=max_pods, runtime=cluster.node_runtime(runtime, address))
         proxy_client = Client(server_url, token=token, ca_file=ca_file, user_agent="kube-proxy/v1.32.0 (kybern)")
         proxy = asyncio.create_task(cluster.supervise("service-proxy", cluster.proxy_runner(
-            lambda: proxy_client, str(data_dir), proxy_mode, address)))
+            lambda: proxy_client, str(data_dir), proxy_mode, address)) if runtime != "fake"
+            else asyncio.Event().wait())  # hollow nodes: nothing to forward to
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -90,11 +90,7 @@ class BalancedAllocation:
             if not cc or not cm:
                 out.append(0)
                 continue
-            fc = (n.requested.get("cpu", 0) + pc) / cc
-            fm = (n.requested.get("memory", 0) + pm) / cm
-            if fc > 1.0:
-                fc = 1.0
-            if fm > 1.0:
-                fm = 1.0
+            fc = min((n.requested.get("cpu", 0) + pc) / cc, 1.0)
+            fm = min((n.requested.get("memory", 0) + pm) / cm, 1.0)
             out.append(int((1 - abs(fc - fm) / 2) * MAX_NODE_SCORE))
         return out

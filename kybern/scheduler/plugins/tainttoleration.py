@@ -3,7 +3,7 @@ tolerate them (filter); untolerated PreferNoSchedule taints lower the score."""
 
 from __future__ import annotations
 
-from kybern.machinery.taints import first_untolerated, tolerates  # noqa: F401 - re-exported
+from kybern.machinery.taints import first_untolerated, tolerates
 from kybern.scheduler.framework import (
     UNSCHEDULABLE_AND_UNRESOLVABLE,
     CycleState,
