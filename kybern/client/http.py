@@ -144,8 +144,10 @@ class Client:
             buf = b""
             async for chunk in resp.content.iter_any():
                 buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
+                if b"\n" not in chunk:
+                    continue
+                *lines, buf = buf.split(b"\n")  # one split per chunk: a burst of events stays linear
+                for line in lines:
                     if line.strip():
                         yield orjson.loads(line)
 

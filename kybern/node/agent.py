@@ -138,6 +138,7 @@ class NodeAgent:
         for t in self._tasks:
             t.cancel()
         await self.informer.stop()
+        await self.env.stop()
         workers = list(self.workers.values())
         for w in workers:
             if w.task is not None:

@@ -7,7 +7,9 @@ IP (when `enableServiceLinks`, the default) and the `kubernetes` Service of the
 default namespace (always) become `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT`,
 `<NAME>_SERVICE_PORT_<PORTNAME>` and docker-link style `<NAME>_PORT`,
 `<NAME>_PORT_<port>_<PROTO>[_PROTO|_PORT|_ADDR]`. They may be referenced with
-$(VAR) and are added after the container's own variables (which win).
+$(VAR) and are added after the container's own variables (which win). Services
+are read from a cache the agent keeps by watching them (the kubelet's service
+lister), so, as upstream, a Service created a moment before the pod may be missing.
 
 ConfigMaps and Secrets are read from the API when the container is created. A
 missing object or key that is not `optional` is a CreateContainerConfigError
@@ -17,6 +19,7 @@ ConfigMap ns/x`); the pod worker retries later.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 import re
@@ -24,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kybern.client.http import Client
+from kybern.client.informer import Informer
 from kybern.client.resources import CONFIGMAPS, SECRETS, SERVICES
 from kybern.machinery import errors
 from kybern.node.quantity import parse_quantity
@@ -78,9 +82,30 @@ def expand_command(container: dict[str, Any], env: list[tuple[str, str]]) -> tup
 class EnvResolver:
     """Builds env lists for the containers of pods on one node."""
 
+    sync_timeout = 10.0  # how long a container start waits for the first list of Services
+
     def __init__(self, client: Client, node_allocatable: Mapping[str, str] | None = None) -> None:
         self.client = client
         self.node_allocatable = dict(node_allocatable or {})
+        # Services come from a watch-backed cache, as the kubelet's service lister: two
+        # requests per container start saved (and, as upstream, a Service created a moment
+        # before the pod may be missing from its environment)
+        self._services: Informer | None = None
+
+    async def stop(self) -> None:
+        if self._services is not None:
+            await self._services.stop()
+            self._services = None
+
+    async def _service_cache(self) -> Informer:
+        if self._services is None:
+            self._services = Informer(self.client, SERVICES)
+            self._services.start()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._services.synced.wait()), self.sync_timeout)
+        except TimeoutError:
+            raise ConfigError("services have not yet been read at least once, cannot construct envvars") from None
+        return self._services
 
     async def resolve(self, pod: dict[str, Any], container: dict[str, Any]) -> list[tuple[str, str]]:
         ns = pod["metadata"].get("namespace", "default")
@@ -129,14 +154,12 @@ class EnvResolver:
         found: dict[str, dict[str, Any]] = {}
         if self.client is None:  # resolving offline: nothing to link
             return {}
-        try:
-            master = await self.client.get(SERVICES, "kubernetes", "default")
+        services = await self._service_cache()
+        master = services.get("default/kubernetes")
+        if master is not None:
             found["kubernetes"] = master
-        except errors.StatusError as e:
-            if e.code != 404:
-                raise
         if pod.get("spec", {}).get("enableServiceLinks", True) is not False:
-            for svc in (await self.client.list(SERVICES, ns)).get("items") or []:
+            for svc in services.list(ns):
                 found[svc["metadata"]["name"]] = svc  # the namespace's own win over `kubernetes`
         out: dict[str, str] = {}
         for name in sorted(found):
