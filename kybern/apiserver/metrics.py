@@ -123,10 +123,10 @@ class APIMetrics:
             known = next((p for p in NON_RESOURCE if path == p or path.startswith(p + "/")), "other")
             verb = method if method != "HEAD" else "GET"
             return (verb, "", "", "", known, "", COMPONENT), False
-        watch = request.query.get("watch", "").lower() in ("true", "1")
         if sub in CONNECT_SUBRESOURCES:
             verb = "CONNECT"
         elif method == "GET":
+            watch = request.query_string and request.query.get("watch", "").lower() in ("true", "1")
             verb = "WATCH" if watch else ("GET" if name else "LIST")
         elif method == "PATCH":
             ctype = request.headers.get("Content-Type", "")
@@ -267,11 +267,18 @@ class InstrumentedStore:
     def __init__(self, inner: st.Store, histogram: _Histograms) -> None:
         self.inner = inner
         self._h = histogram
+        self._labels: dict[tuple[str, str], tuple[str, str]] = {}  # (op, key prefix) -> labels
 
     def _obs(self, op: str, key: str, start: float) -> None:
-        parts = key.split("/", 4)
-        typ = resource_label("/".join(parts[:4]) + "/") if len(parts) >= 4 else key
-        self._h.observe((op, typ), time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        end = key.find("/", key.find("/", key.find("/", 1) + 1) + 1)  # the 4th "/": /registry/<g>/<r>/
+        prefix = key[:end + 1] if end > 0 else key
+        labels = self._labels.get((op, prefix))
+        if labels is None:
+            parts = key.split("/", 4)
+            typ = resource_label("/".join(parts[:4]) + "/") if len(parts) >= 4 else key
+            labels = self._labels[(op, prefix)] = (op, typ)
+        self._h.observe(labels, elapsed)
 
     async def get(self, key: str) -> tuple[st.KV | None, int]:
         t = time.perf_counter()

@@ -199,9 +199,10 @@ def sort_key(pe: str) -> tuple[Any, ...]:
 
 def _ordered(keys: list[str]) -> list[str]:
     """Path elements in serialisation order, in place."""
-    keys.sort()  # "." < "f:..." as plain strings; keys, values and indexes need parsing
-    if keys and keys[-1][0] in "kvi":
-        keys.sort(key=sort_key)
+    if len(keys) > 1:
+        keys.sort()  # "." < "f:..." as plain strings; keys, values and indexes need parsing
+        if keys[-1][0] in "kvi":
+            keys.sort(key=sort_key)
     return keys
 
 
