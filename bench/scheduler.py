@@ -12,7 +12,13 @@
    the watch connected are counted at the time the initial state arrived, so the
    figure errs low, not high.
 
+5. --cycle-only: no server at all; the scheduling cycles alone (PreFilter, Filter,
+   Score, assume) for the same pods over the same nodes in this process, on the
+   scheduler's cache: CPU per pod of the scheduler's own work
+   (--upstream-nodes-to-score: upstream's adaptive percentage without kybern's cap).
+
 Run: python bench/scheduler.py [--nodes 1000] [--pods 10000] [--py-spy OUT [--py-spy-seconds 20]]
+     python bench/scheduler.py --cycle-only [--upstream-nodes-to-score]
 (--py-spy: record the scheduling server with py-spy from the first bind on;
 OUT ending in .svg gives a flame graph, anything else py-spy's raw collapsed stacks.)
 """
@@ -169,6 +175,30 @@ async def measure(base: Path, port: int, pods: int, spy: str | None = None, spy_
         stop(proc)
 
 
+async def cycles_only(nodes: int, pods: int, upstream: bool) -> None:
+    from kybern.scheduler.framework import PodInfo
+    from kybern.scheduler.scheduler import Scheduler
+
+    s = Scheduler(Client("http://127.0.0.1:9"), **({"max_nodes_to_score": None} if upstream else {}))  # never called
+    for i in range(nodes):
+        s.cache.set_node(node(i))
+    objs = []
+    for i in range(pods):
+        o = pod(i)
+        o["metadata"].update(namespace="default", uid=f"uid-{i}")
+        objs.append(o)
+    t0 = time.process_time()
+    for o in objs:
+        pi = PodInfo(o)
+        host, msg = s.find_host(pi, s.cache.node_list())
+        assert host, msg
+        s.cache.assume(pi, host)
+    took = time.process_time() - t0
+    await s.client.close()
+    print(f"  {pods} cycles over {nodes} nodes: {took:.2f} s CPU = {1000 * took / pods:.3f} ms per pod "
+          f"({pods / took:.0f} pods/s on one core), load average {os.getloadavg()[0]:.2f}")
+
+
 async def main(nodes: int, pods: int, spy: str | None, spy_seconds: int, server_args: tuple[str, ...]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
@@ -187,5 +217,11 @@ if __name__ == "__main__":
     ap.add_argument("--py-spy-seconds", dest="spy_seconds", type=int, default=20)
     ap.add_argument("--server-arg", dest="server_args", action="append", default=[],
                     help="extra argument for the scheduling `kybern server` (repeatable)")
+    ap.add_argument("--cycle-only", action="store_true", help="only the scheduling cycles, in this process")
+    ap.add_argument("--upstream-nodes-to-score", action="store_true",
+                    help="with --cycle-only: score upstream's adaptive share of nodes (no cap at 100)")
     args = ap.parse_args()
+    if args.cycle_only:
+        asyncio.run(cycles_only(args.nodes, args.pods, args.upstream_nodes_to_score))
+        sys.exit(0)
     asyncio.run(main(args.nodes, args.pods, args.spy, args.spy_seconds, tuple(args.server_args)))
