@@ -3,29 +3,35 @@ the ingress controller's nginx, against the same nginx binary with a minimal
 hand-written config proxying straight to the same pod — side by side, in
 interleaved rounds, on one cluster.
 
-    python bench/ingress.py [--rounds 5] [--duration 10] [--latency-duration 5] [--connections 32]
+    python bench/ingress.py [--rounds 8] [--duration 6] [--latency-duration 6] [--connections 32]
+                            [--instructions 800] [--plane auto|nginx|builtin]
 
 Starts a private `kybern up` (temp dir, free ports), a one-replica echo
 Deployment (an asyncio HTTP/1.1 keep-alive server), a Service and a TLS
 Ingress. Then:
 
 - the pod directly (plain HTTP) once, for context;
-- `--rounds` rounds; each loads the minimal nginx and the ingress (the order
-  alternates between rounds, so drift in the machine's load hits both alike)
-  twice: throughput (wrk, `--connections` keep-alive connections) and latency
-  (wrk, one connection: requests never queue behind each other, so the
-  percentiles are the per-request cost, not the queue length).
+- `--rounds` rounds, each with: a throughput run of the minimal nginx and of
+  the ingress (wrk, `--connections` keep-alive connections; the order
+  alternates between rounds, so drift in the machine's load hits both alike),
+  then a paired latency run: one kept-alive connection to each, requests
+  strictly alternating between the two (one at a time, so none queues behind
+  another), for `--latency-duration` seconds.
 
 Both nginx instances are the same binary, proxy to the same pod IP:port with
-upstream keep-alive (as ingress-nginx does), and serve the same certificate
-(same key type) with the same TLS settings (`ingress_nginx.TLS`), so the
-difference is what the rendered config does per request.
+the same upstream keep-alive (as ingress-nginx does), and serve the same
+certificate (same key type) with the same TLS settings (`ingress_nginx.TLS`,
+`ingress_nginx.UPSTREAM_KEEPALIVE`), so the difference is what the rendered
+config does per request.
 
-Reported: the median of each target over the rounds, the median of the
-per-round ratios ingress/minimal, and "p99 added latency" = the ingress's p99
-minus the minimal nginx's p99 in the same round, median over rounds (at one
-connection; the same difference at `--connections` is printed too, but there
-it mostly measures queueing: at saturation latency ≈ connections / rate).
+Reported: the median of each target over the rounds; the median of the
+per-round ratios ingress/minimal; "p99 added latency" = the ingress's p99 minus
+the minimal nginx's p99 in the same paired run, median over rounds. (The same
+difference at `--connections` is printed too, but a saturated server's latency
+is mostly queueing: ≈ connections / rate.) With `--instructions N`, both
+configs also run once more under valgrind's callgrind (one process) and their
+user-space instructions per request are printed — a figure the machine's load
+does not move.
 
 Uses Debian's wrk, or without it a Python aiohttp load generator.
 """
@@ -55,7 +61,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kybern.network.ingress_certs import self_signed
-from kybern.network.ingress_nginx import TLS, find_nginx
+from kybern.network.ingress_nginx import TLS, UPSTREAM_KEEPALIVE, find_nginx
 
 HOST = "bench.example.test"
 ECHO = """
@@ -76,11 +82,12 @@ asyncio.run(main())
 """
 
 # The baseline: what anyone would write to put nginx with TLS in front of one
-# pod. Same TLS settings and upstream keep-alive as the ingress; nothing else.
+# pod. Same TLS settings and upstream keep-alive as the ingress (both from
+# ingress_nginx.py); nothing else.
 MINIMAL_CONF = """daemon off; master_process on; worker_processes auto; pid {d}/nginx.pid; error_log {d}/error.log;
 events {{ worker_connections 4096; }}
 http {{ access_log off; {tls}
-  upstream pod {{ server {pod}; keepalive 320; }}
+  upstream pod {{ server {pod}; {keepalive} }}
   server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/c.pem; ssl_certificate_key {d}/k.pem;
     location / {{ proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://pod; }} }} }}
 """
@@ -253,7 +260,7 @@ def _accepts(port: int) -> bool:
 
 
 def minimal_conf(b: Bench, port: int) -> str:
-    return MINIMAL_CONF.format(d="{d}", tls=" ".join(TLS), pod=b.pod, port=port)
+    return MINIMAL_CONF.format(d="{d}", tls=" ".join(TLS), keepalive=UPSTREAM_KEEPALIVE, pod=b.pod, port=port)
 
 
 def ingress_conf(b: Bench, port: int) -> str:
@@ -265,35 +272,89 @@ def ingress_conf(b: Bench, port: int) -> str:
     return re.sub(rf":{b.https}\b", f":{port}", conf)
 
 
+class Conn:
+    """One kept-alive HTTPS connection to 127.0.0.1:port, sending GET / for HOST
+    one request at a time; reopened (untimed) before nginx's 1000-request limit."""
+
+    def __init__(self, port: int) -> None:
+        import ssl
+
+        self.port, self.sent = port, 0
+        self.ctx = ssl.create_default_context()
+        self.ctx.check_hostname, self.ctx.verify_mode = False, ssl.CERT_NONE
+        self._open()
+
+    def _open(self) -> None:
+        self.sock = self.ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.port)), server_hostname=HOST)
+        self.file = self.sock.makefile("rb")
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+    def get(self) -> float:
+        """One request; its latency in ms (send to end of body)."""
+        if self.sent and self.sent % 900 == 0:
+            self.close()
+            self._open()
+        self.sent += 1
+        t = time.perf_counter()
+        self.sock.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: bench\r\n\r\n".encode())
+        length = 0
+        while (line := self.file.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        self.file.read(length)
+        return (time.perf_counter() - t) * 1000
+
+
+def paired_latency(ports: dict[str, int], seconds: float) -> dict[str, tuple[float, float]]:
+    """(p50, p99) ms per target, one connection each, requests strictly alternating
+    between the targets (order flipped every pair): whatever the rest of the machine
+    does hits both alike, so the difference of their percentiles is the proxy's."""
+    conns = {n: Conn(p) for n, p in ports.items()}
+    lat: dict[str, list[float]] = {n: [] for n in ports}
+    names = list(ports)
+    try:
+        for c in conns.values():  # warm: upstream keep-alive connection, caches
+            for _ in range(50):
+                c.get()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for n in names:
+                lat[n].append(conns[n].get())
+            names.reverse()
+    finally:
+        for c in conns.values():
+            c.close()
+    out = {}
+    for n, xs in lat.items():
+        q = statistics.quantiles(xs, n=100)
+        out[n] = (q[49], q[98])
+    return out
+
+
 def instructions(b: Bench, name: str, conf: str, port: int, n: int) -> float:
     """User-space instructions per request of one nginx process (master_process
     off) serving `conf`, counted by valgrind's callgrind over `n` requests on one
-    kept-alive TLS connection (handshake and warm-up excluded). Independent of
+    kept-alive TLS connection (handshakes and warm-up excluded; keep n < 900). Independent of
     the machine's load, unlike requests/s; kernel time (the syscalls, which
     strace shows to be the same for both configs) is not counted."""
-    import ssl
-
     conf = conf.replace("master_process on;", "master_process off;").replace("worker_processes auto;",
                                                                               "worker_processes 1;")
     out = b.tmp / f"callgrind-{name}"
     with nginx_with(b, f"cg-{name}", conf, under=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]) \
             as pid:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname=HOST) as s, \
-                s.makefile("rb") as f:
-            def get(k: int) -> None:
-                for _ in range(k):
-                    s.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: bench\r\n\r\n".encode())
-                    length = 0
-                    while (line := f.readline()) not in (b"\r\n", b""):
-                        if line.lower().startswith(b"content-length:"):
-                            length = int(line.split(b":")[1])
-                    f.read(length)
-            get(50)
+        c = Conn(port)
+        try:
+            for _ in range(50):
+                c.get()
             subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=True)
-            get(n)
+            for _ in range(n):
+                c.get()
             subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=True)
+        finally:
+            c.close()
     dump = next(p for p in sorted(out.parent.glob(out.name + "*")) if "Trigger: dump" in p.read_text())
     return int(re.search(r"^summary: (\d+)", dump.read_text(), re.MULTILINE).group(1)) / n  # type: ignore[union-attr]
 
@@ -304,64 +365,66 @@ def load_avg() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--duration", type=int, default=10, help="seconds per throughput run")
-    ap.add_argument("--latency-duration", type=int, default=5, help="seconds per one-connection run")
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--duration", type=int, default=6, help="seconds per throughput run")
+    ap.add_argument("--latency-duration", type=int, default=6, help="seconds per paired one-connection run")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--plane", default="auto", choices=["auto", "nginx", "builtin"])
     ap.add_argument("--instructions", type=int, default=0, metavar="N",
-                    help="also count nginx's instructions per request over N requests (valgrind callgrind)")
+                    help="also count nginx's instructions per request over N requests (valgrind callgrind; "
+                         "N < 900: both configs close a connection after 1000 requests)")
     a = ap.parse_args()
+    if a.instructions >= 900:
+        ap.error("--instructions must be below 900")
     load = wrk if shutil.which("wrk") else pyload
+    med = statistics.median
     print(f"load average at start: {load_avg()}")
     with cluster(a.plane) as b:
         pod = load(f"http://{b.pod}/", a.duration, a.connections)
-        ingress_url = f"https://127.0.0.1:{b.https}/"
-        targets = {"ingress": ingress_url}
-        port = free_port()
+        ports = {"ingress": b.https}
         with contextlib.ExitStack() as stack:
             if find_nginx():
+                port = free_port()
                 stack.enter_context(nginx_with(b, "minimal", minimal_conf(b, port)))
-                targets = {"minimal": f"https://127.0.0.1:{port}/", **targets}
-            rounds: list[dict[str, tuple[Result, Result]]] = []
+                ports = {"minimal": port, **ports}
+            thr: list[dict[str, Result]] = []
+            lat: list[dict[str, tuple[float, float]]] = []
             for r in range(a.rounds):
-                names = list(targets) if r % 2 == 0 else list(reversed(targets))
-                res = {n: (load(targets[n], a.duration, a.connections), load(targets[n], a.latency_duration, 1))
-                       for n in names}
-                rounds.append(res)
+                names = list(ports) if r % 2 == 0 else list(reversed(ports))
+                thr.append({n: load(f"https://127.0.0.1:{ports[n]}/", a.duration, a.connections) for n in names})
+                lat.append(paired_latency({n: ports[n] for n in names}, a.latency_duration))
                 print(f"round {r + 1}: " + "; ".join(
-                    f"{n} {res[n][0][0]:,.0f} req/s p99 {res[n][0][2]:.2f} ms (1 conn: p50 {res[n][1][1]:.2f} "
-                    f"p99 {res[n][1][2]:.2f} ms)" for n in names) + f"; load {load_avg()}", flush=True)
+                    f"{n} {thr[-1][n][0]:,.0f} req/s p99 {thr[-1][n][2]:.2f} ms (1 conn: p50 {lat[-1][n][0]:.2f} "
+                    f"p99 {lat[-1][n][1]:.2f} ms)" for n in names) + f"; load {load_avg()}", flush=True)
         counts = {}
-        if a.instructions and "minimal" in targets and shutil.which("valgrind"):
+        if a.instructions and "minimal" in ports and shutil.which("valgrind"):
             p1, p2 = free_port(), free_port()
             counts = {"minimal": instructions(b, "minimal", minimal_conf(b, p1), p1, a.instructions),
                       "ingress": instructions(b, "ingress", ingress_conf(b, p2), p2, a.instructions)}
-    med = statistics.median
-    print(f"\n{load.__name__}; {a.rounds} rounds; {a.connections} connections × {a.duration} s and 1 connection × "
-          f"{a.latency_duration} s per target per round; {os.cpu_count()} cores shared by load generator, proxy "
-          f"and pod; load average at end: {load_avg()}\n")
+    print(f"\n{load.__name__}: {a.connections} connections × {a.duration} s per target per round; paired "
+          f"one-connection latency {a.latency_duration} s per round; {a.rounds} rounds; {os.cpu_count()} cores "
+          f"shared by load generator, proxies and pod; load average at end: {load_avg()}\n")
     print(f"| target ({a.plane} plane) | requests/s | p50 ms | p99 ms | 1 conn: p50 ms | 1 conn: p99 ms |")
     print("|---|---|---|---|---|---|")
     print(f"| the pod directly (plain HTTP, once) | {pod[0]:,.0f} | {pod[1]:.2f} | {pod[2]:.2f} | | |")
-    for n in targets:
-        thr, lat = [r[n][0] for r in rounds], [r[n][1] for r in rounds]
-        print(f"| {n} (median of {a.rounds}) | {med(t[0] for t in thr):,.0f} | {med(t[1] for t in thr):.2f} | "
-              f"{med(t[2] for t in thr):.2f} | {med(t[1] for t in lat):.2f} | {med(t[2] for t in lat):.2f} |")
-    if "minimal" in targets:
-        ratios = [r["ingress"][0][0] / r["minimal"][0][0] for r in rounds]
-        added = [r["ingress"][1][2] - r["minimal"][1][2] for r in rounds]
-        added_loaded = [r["ingress"][0][2] - r["minimal"][0][2] for r in rounds]
-        print(f"\ningress / minimal requests/s: median {med(ratios):.2f} "
-              f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
-        print(f"p99 added latency (1 connection, ingress − minimal, same round): median {med(added):+.2f} ms "
-              f"(rounds: {', '.join(f'{x:+.2f}' for x in added)})")
+    for n in ports:
+        print(f"| {n} (median of {a.rounds}) | {med(t[n][0] for t in thr):,.0f} | {med(t[n][1] for t in thr):.2f} | "
+              f"{med(t[n][2] for t in thr):.2f} | {med(x[n][0] for x in lat):.2f} | {med(x[n][1] for x in lat):.2f} |")
+    if "minimal" in ports:
+        def series(f: Callable[[int], float], fmt: str = "+.2f") -> str:
+            xs = [f(i) for i in range(a.rounds)]
+            return f"median {med(xs):{fmt}} (rounds: {', '.join(f'{x:{fmt}}' for x in xs)})"
+
+        print(f"\ningress / minimal requests/s: {series(lambda i: thr[i]['ingress'][0] / thr[i]['minimal'][0], '.2f')}")
+        print(f"p99 added latency, ms (one connection each, requests alternating, ingress − minimal): "
+              f"{series(lambda i: lat[i]['ingress'][1] - lat[i]['minimal'][1])}")
+        print(f"p50 added latency, ms (same runs): {series(lambda i: lat[i]['ingress'][0] - lat[i]['minimal'][0])}")
+        print(f"p99 difference at {a.connections} connections, ms (queueing included): "
+              f"{series(lambda i: thr[i]['ingress'][2] - thr[i]['minimal'][2])}")
         if counts:
             print(f"nginx user-space instructions per request (callgrind, {a.instructions} requests, one "
                   f"connection): minimal {counts['minimal']:,.0f}, ingress {counts['ingress']:,.0f} "
                   f"({counts['ingress'] / counts['minimal'] - 1:+.0%})")
-        print(f"p99 difference at {a.connections} connections (queueing included): median {med(added_loaded):+.2f} "
-              f"ms (rounds: {', '.join(f'{x:+.2f}' for x in added_loaded)})")
 
 
 if __name__ == "__main__":

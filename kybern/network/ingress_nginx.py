@@ -43,6 +43,11 @@ TLS = (
     "ssl_session_cache shared:SSL:10m; ssl_session_timeout 10m; ssl_session_tickets off;",
 )
 
+# Connections to the endpoints are kept alive and reused, with ingress-nginx's
+# upstream-keepalive-* defaults (upstream blocks; needs HTTP/1.1 and an empty
+# Connection header towards the pod, set per location).
+UPSTREAM_KEEPALIVE = "keepalive 320; keepalive_timeout 60s; keepalive_requests 10000; keepalive_time 1h;"
+
 
 def find_nginx() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
@@ -84,7 +89,7 @@ def render(model: Model, prefix: Path, *, http_port: int, https_port: int, addre
         if eps:  # nginx refuses an empty upstream block; locations of empty ones answer 503
             out.append(f"  upstream {q(name)} {{")
             out += [f"    server {_hostport(ip, port)} max_fails=0;" for ip, port in eps]
-            out += ["    keepalive 320;", "  }"]
+            out += [f"    {UPSTREAM_KEEPALIVE}", "  }"]
     for srv in _ordered(model):
         out += _server(srv, model, files, listen, http_port, https_port)
     out.append("}")
