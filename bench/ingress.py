@@ -234,7 +234,8 @@ def nginx_with(b: Bench, name: str, conf: str, *, under: list[str] | None = None
     d.mkdir()
     (d / "c.pem").write_bytes(b.crt)
     (d / "k.pem").write_bytes(b.key)
-    shutil.copytree(b.tmp / "data" / "ingress" / "certs", d / "certs")
+    if (b.tmp / "data" / "ingress" / "certs").is_dir():  # the nginx plane's
+        shutil.copytree(b.tmp / "data" / "ingress" / "certs", d / "certs")
     for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (d / "tmp" / t).mkdir(parents=True)
     (d / "nginx.conf").write_text(conf.replace("{d}", str(d)))
@@ -300,11 +301,22 @@ class Conn:
         self.sent += 1
         t = time.perf_counter()
         self.sock.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: bench\r\n\r\n".encode())
-        length = 0
+        status = self.file.readline()
+        if not status.startswith(b"HTTP/1.1 200"):
+            raise ConnectionError(f"unexpected answer from port {self.port}: {status!r}")
+        length, chunked = 0, False
         while (line := self.file.readline()) not in (b"\r\n", b""):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        self.file.read(length)
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+            elif name.lower() == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+        if chunked:  # the built-in plane streams bodies
+            while (size := int(self.file.readline().split(b";")[0], 16)):
+                self.file.read(size + 2)
+            self.file.readline()
+        else:
+            self.file.read(length)
         return (time.perf_counter() - t) * 1000
 
 
@@ -397,7 +409,8 @@ def main() -> None:
                     f"{n} {thr[-1][n][0]:,.0f} req/s p99 {thr[-1][n][2]:.2f} ms (1 conn: p50 {lat[-1][n][0]:.2f} "
                     f"p99 {lat[-1][n][1]:.2f} ms)" for n in names) + f"; load {load_avg()}", flush=True)
         counts = {}
-        if a.instructions and "minimal" in ports and shutil.which("valgrind"):
+        if a.instructions and "minimal" in ports and shutil.which("valgrind") and \
+                (b.tmp / "data" / "ingress" / "nginx.conf").exists():
             p1, p2 = free_port(), free_port()
             counts = {"minimal": instructions(b, "minimal", minimal_conf(b, p1), p1, a.instructions),
                       "ingress": instructions(b, "ingress", ingress_conf(b, p2), p2, a.instructions)}
