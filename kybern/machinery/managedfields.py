@@ -22,6 +22,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from kybern.machinery import errors, meta
 from kybern.machinery import fieldpath as fp
 
@@ -167,6 +169,7 @@ def without_managed_fields(obj: Obj) -> Obj:
 
 _SPEC = fp.from_paths(("f:spec",))
 _STATUS = fp.from_paths(("f:status",))
+_NOTHING: fp.Set = {}
 
 
 def reset_fields(has_status: bool, subresource: str) -> fp.Set:
@@ -177,7 +180,7 @@ def reset_fields(has_status: bool, subresource: str) -> fp.Set:
         return _SPEC
     if not subresource and has_status:
         return _STATUS
-    return {}
+    return _NOTHING
 
 
 # struct (not pointer) fields that Go serialises even when empty
@@ -209,6 +212,47 @@ def _skeleton(schema: Obj | None, depth: int = 0) -> Obj:
 
 
 # -- Update operations -----------------------------------------------------------------
+def _owned(base: Obj, new: Obj, schema: Obj | None, ignored: fp.Set) -> fp.Set:
+    """The fields an Update of `base` into `new` gives its manager when nobody
+    else owns any, in serialisation order (changed(), recursive_difference()
+    and difference() all keep it)."""
+    return fp.difference(fp.recursive_difference(fp.changed(base, new, schema), ignored), STRIP)
+
+
+# _owned() of a create's fields outside metadata, by their exact JSON: controllers
+# create many objects from one template (a ReplicaSet's pods, a Job's), and the
+# walk is most of what tracking a create costs. Values are the set's JSON, so
+# every create gets sets of its own.
+_CREATED_MEMO_SIZE = 256
+_created_memo: dict[tuple[int, int, bytes], tuple[Any, bytes]] = {}
+
+
+def _created(skeleton: Obj, new: Obj, schema: Obj | None, ignored: fp.Set) -> fp.Set:
+    """_owned(skeleton, new, ...) for a create: metadata (names, uids, labels:
+    different every time) walked, the rest looked up. Each top-level field's
+    set depends on that field alone, so the two parts merge by name."""
+    rest = {k: v for k, v in new.items() if k != "metadata"}
+    try:
+        key = (id(schema), id(ignored), orjson.dumps(rest))
+    except TypeError:  # not JSON as it is: walk all of it
+        return _owned(skeleton, new, schema, ignored)
+    hit = _created_memo.get(key)
+    if hit is not None and hit[0] is schema:
+        rest_set = orjson.loads(hit[1])
+    else:
+        rest_set = _owned(skeleton, rest, schema, ignored)
+        if len(_created_memo) >= _CREATED_MEMO_SIZE:
+            _created_memo.pop(next(iter(_created_memo), None), None)  # the oldest
+        _created_memo[key] = (schema, orjson.dumps(rest_set))
+    if "metadata" not in new:
+        return rest_set
+    meta_set = _owned(skeleton, {"metadata": new["metadata"]}, schema, ignored)
+    if not meta_set:
+        return rest_set
+    merged = {**rest_set, **meta_set}
+    return {pe: merged[pe] for pe in sorted(merged)}  # top-level elements are all f:<name>
+
+
 def record_update(new: Obj, old: Obj | None, *, manager: str, api_version: str, schema: Obj | None,
                   has_status: bool, subresource: str = "") -> None:
     """Track an Update write by `manager`: in place on `new.metadata.managedFields`."""
@@ -222,8 +266,10 @@ def record_update(new: Obj, old: Obj | None, *, manager: str, api_version: str, 
     if not managers:
         # nobody else owns anything (every create): only this write's fields
         # matter, and changed() builds them in serialisation order in one walk
-        mine = fp.difference(fp.recursive_difference(fp.changed(base, without_managed_fields(new), schema),
-                                                     ignored), STRIP)  # both keep the order
+        if old is None:
+            mine = _created(base, without_managed_fields(new), schema, ignored)
+        else:
+            mine = _owned(base, without_managed_fields(new), schema, ignored)
         if mine:
             managers[(manager, "Update", api_version, subresource)] = Entry(
                 manager, "Update", api_version, meta.now(), mine, subresource, stored=mine)
