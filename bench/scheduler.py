@@ -142,6 +142,10 @@ async def measure(base: Path, port: int, pods: int, spy: str | None = None, spy_
     try:
         async for ev in c.watch(PODS, "default", timeout_seconds=600):
             o = ev["object"]
+            if ev["type"] == "ERROR":
+                raise RuntimeError(f"watch failed: {o}")
+            if ev["type"] not in ("ADDED", "MODIFIED"):
+                continue
             name = o["metadata"]["name"]
             nn = (o.get("spec") or {}).get("nodeName")
             if nn and name not in bound:
