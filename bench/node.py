@@ -91,14 +91,15 @@ async def delete_pods(c: Client, names: list[str]) -> None:
         await asyncio.sleep(0.5)
 
 
-async def startup(n_pods: int, bind: str, pod_network: str) -> None:
+async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         env = {**os.environ, "HOME": str(base)}
         proc = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "up",  # noqa: ASYNC220
                                  "--data-dir", str(base / "data"),
                                  "--port", "0", "--kubeconfig", str(base / "kubeconfig"), "--node-name", "bench",
-                                 "--no-ingress", "--max-pods", str(n_pods + 10), "--pod-network", pod_network],
+                                 "--no-ingress", "--max-pods", str(n_pods + 10), "--pod-network", pod_network,
+                                 *up_args],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert proc.stdout
         for line in proc.stdout:
@@ -230,7 +231,7 @@ async def idle(n_pods: int, seconds: float) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     if not args.skip_startup:
-        await startup(args.pods, args.bind, args.pod_network)
+        await startup(args.pods, args.bind, args.pod_network, args.up_arg)
     if not args.skip_idle:
         await idle(args.idle_pods, args.idle_seconds)
 
@@ -242,6 +243,7 @@ if __name__ == "__main__":
                     help="pods created with spec.nodeName (scheduler skipped) or left to the scheduler")
     ap.add_argument("--pod-network", choices=["auto", "cni", "host"], default="auto",
                     help="the agent's pod network (auto: cni as root)")
+    ap.add_argument("--up-arg", action="append", default=[], help="extra argument for `kybern up` (repeatable)")
     ap.add_argument("--idle-pods", type=int, default=50)
     ap.add_argument("--idle-seconds", type=float, default=60.0)
     ap.add_argument("--skip-startup", action="store_true")
