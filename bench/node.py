@@ -35,8 +35,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.scheduler import free_port, stop
 from bench.cluster import client_for
+from bench.scheduler import free_port, stop
 from kybern.client.http import Client
 from kybern.client.resources import NODES, PODS
 
