@@ -17,7 +17,8 @@ sample web server (`demo:v1`, Python's ThreadingHTTPServer) and measures:
      threads send requests through the ClusterIP, each on a new connection,
      and reports the time from the watch's `Ready=False` to the last response
      from that pod. New connections only: an established connection keeps its
-     conntrack entry (DNAT to the old pod) as with kube-proxy.
+     conntrack entry (DNAT to the old pod) as with kube-proxy — the bench shows
+     it with 12 connections opened before the change and used after it.
 
 Run: sudo python bench/service.py [--seconds 5] [--conns 32] [--proxy-mode auto]
 """
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -181,6 +183,8 @@ def removed_endpoint(c, url: str, rounds: int) -> list[float]:
             victim = next(p["metadata"]["name"] for p in pods[i % len(pods):] + pods
                           if any(x["type"] == "Ready" and x["status"] == "True"
                                  for x in p["status"].get("conditions", [])))
+            host, port = re.match(r"http://([^:/]+):(\d+)", url).groups()  # type: ignore[union-attr]
+            held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(12)]
             seen: list[float] = []
             w = threading.Thread(target=lambda v=victim, s=seen: s.append(watch_condition(c, "app=flip", v, "False")))
             w.start()
@@ -190,6 +194,13 @@ def removed_endpoint(c, url: str, rounds: int) -> list[float]:
             time.sleep(3)  # long enough for any straggler to show up
             last = max((t for t, who in answers if who == victim), default=0.0)
             out.append(last - seen[0])
+            stuck = 0  # connections opened before the change, used only now
+            for sock in held:
+                with sock:
+                    sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                    stuck += sock.makefile("rb").read().rstrip().endswith(victim.encode())
+            print(f"  {victim}: connections opened before it turned unready and used 3 s after: "
+                  f"{stuck}/{len(held)} still answered by it")
             c.kubectl("exec", victim, "--", "touch", "ready")
             watch_condition(c, "app=flip", victim, "True")
     finally:
