@@ -75,7 +75,7 @@ from kybern.node.runtimes.proctree import descendants as _descendants
 from kybern.node.runtimes.proctree import kill_group as _kill_group
 from kybern.node.runtimes.proctree import kill_tree as _kill_tree
 from kybern.node.runtimes.sandbox import Sandboxes
-from kybern.node.runtimes.spawn import spawn
+from kybern.node.runtimes.spawn import read_to_eof, spawn
 from kybern.node.runtimes.stdio import ContainerIO, ExecProcess, spawn_exec
 
 if TYPE_CHECKING:
@@ -425,19 +425,23 @@ class ProcessRuntime:
             return 127, f'exec: "{cmd[0]}": executable file not found in $PATH'.encode()
         join = self.cgroups.joiner(c.cgroup, _die_with_parent)
         preexec, nsfd = self.sandboxes.preexec(c.status.sandbox_id, join)
+        out_r, out_w = os.pipe()  # stdout and stderr, as the kubelet combines them
+        devnull = os.open(os.devnull, os.O_RDONLY)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                cmd[0], *cmd[1:], executable=exe, cwd=c.cwd, env=c.env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True, preexec_fn=preexec)
+            proc = await spawn(cmd, exe, cwd=c.cwd, env=c.env, stdio=[devnull, out_w, out_w], preexec=preexec,
+                               netns=self.sandboxes.netns(c.status.sandbox_id), tty=False)
         except OSError as e:
+            os.close(out_r)
             return 126, f'exec: "{cmd[0]}": {e.strerror or e}'.encode()
         finally:
             join.close()
-            if nsfd is not None:
-                os.close(nsfd)
+            for fd in (nsfd, out_w, devnull):
+                if fd is not None:
+                    os.close(fd)
+        self.cgroups.join(c.cgroup, proc.pid)  # a no-op when the child joined before exec
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+            out = await asyncio.wait_for(read_to_eof(out_r), timeout)
+            await asyncio.wait_for(proc.wait(), timeout)
         except (TimeoutError, asyncio.CancelledError):
             _kill_group(proc.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):

@@ -10,11 +10,15 @@ Without a preexec_fn, subprocess uses vfork(): the parent waits only until
 the child has exec'd, and no page table is copied.
 
 So the fast path moves each step out of the child:
-- PR_SET_PDEATHSIG: the child execs `setpriv --pdeathsig KILL -- EXE ARGS...`
-  (util-linux), which sets it and execs the program; the setting survives the
-  exec, and the "parent" it refers to is the agent's event-loop thread, which
-  lives as long as the agent. One cost: the program's argv[0] is the resolved
-  path of its executable rather than the word the pod spec gave.
+- PR_SET_PDEATHSIG: the child execs `setpriv --pdeathsig KILL -- ARGV0 ARGS...`
+  (util-linux), which sets it and execvp()s the program; the setting survives
+  the exec, and the "parent" it refers to is the agent's event-loop thread,
+  which lives as long as the agent. setpriv looks ARGV0 up as execvp does (on
+  the container's PATH, or relative to its working dir), so this path is taken
+  only when that finds the executable the runtime resolved: the program then
+  gets its argv[0] unchanged (error messages, `ps`). An executable that the
+  runtime found inside the container's copy of the image (execvp would find
+  the host's, or none) keeps the fork path;
 - the network namespace is per thread on Linux and inherited by a child: the
   calling thread enters the pod's netns for the (synchronous) spawn and
   returns to its own right after, with nothing else running on it in between;
@@ -22,6 +26,9 @@ So the fast path moves each step out of the child:
   that already as a second chance), while setpriv is still starting;
 - the exit status: a pidfd watched by the event loop, so there is no waiter
   thread per process (asyncio's default child watcher in Python 3.11 starts one).
+
+Exec probes and exec lifecycle hooks (`exec_sync`) start the same way: with
+many pods, a fork of the agent per probe period was a steady cost.
 
 Containers with a TTY (the child must take the terminal with TIOCSCTTY), and
 machines without setpriv or pidfds, keep the fork + preexec_fn path.
@@ -90,6 +97,15 @@ def _check_exec_format(exe: str) -> None:
         raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
 
 
+def _execvp_finds(argv0: str, exe: str, cwd: str, env: dict[str, str]) -> bool:
+    """Would execvp(argv0) in the child (working dir `cwd`, PATH from `env`) run `exe`?"""
+    if "/" in argv0:
+        found: str | None = os.path.join(cwd, argv0)
+    else:
+        found = shutil.which(argv0, path=env.get("PATH", os.defpath))
+    return found is not None and os.path.normpath(found) == os.path.normpath(exe)
+
+
 def _setns(fd: int) -> None:
     from kybern.network.podnet import setns  # only pods with their own netns need it
 
@@ -100,7 +116,7 @@ def _spawn_fast(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], std
                 netns: str) -> Child:
     _check_exec_format(exe)
     assert SETPRIV is not None
-    args = [SETPRIV, "--pdeathsig", "KILL", "--", exe, *argv[1:]]
+    args = [SETPRIV, "--pdeathsig", "KILL", "--", *argv]  # setpriv execvp()s argv[0]: see _execvp_finds
     ns_fd = own_fd = None
     if netns:
         ns_fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
@@ -121,6 +137,19 @@ def _spawn_fast(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], std
     return Child(p)
 
 
+async def read_to_eof(fd: int) -> bytes:
+    """All that is written to the pipe read end `fd` until its last writer
+    closes it (takes ownership of `fd`)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                os.fdopen(fd, "rb", 0))
+    try:
+        return await reader.read()
+    finally:
+        transport.close()
+
+
 async def spawn(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: list[int],
                 netns: str, tty: bool, preexec: Callable[[], None]) -> Any:
     """Start `exe` with `argv` in a new session, stdio on the given fds, in the
@@ -128,7 +157,7 @@ async def spawn(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], std
     `preexec` must do the same child-side steps (the fallback path runs it).
     Returns an object with `pid`, `returncode` and `async wait()`; raises
     OSError as execve() would."""
-    if _FAST and not tty:
+    if _FAST and not tty and _execvp_finds(argv[0], exe, cwd, env):
         return _spawn_fast(argv, exe, cwd=cwd, env=env, stdio=stdio, netns=netns)
     return await asyncio.create_subprocess_exec(
         argv[0], *argv[1:], executable=exe, cwd=cwd, env=env, stdin=stdio[0], stdout=stdio[1],
