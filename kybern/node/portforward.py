@@ -184,18 +184,23 @@ async def _forward_pair(port: int, data: spdy.Stream, err: spdy.Stream, target: 
 
 # -- WebSocket channels (the Python client) ------------------------------------------------
 async def _ws_forward(ws: web.WebSocketResponse, ports: list[int], target: _Target) -> None:
-    writers: dict[int, asyncio.StreamWriter] = {}
+    # the client may send before the dial to the pod is done: its data waits for it
+    loop = asyncio.get_running_loop()
+    writers: dict[int, asyncio.Future[asyncio.StreamWriter | None]] = {k: loop.create_future()
+                                                                       for k in range(len(ports))}
     for k, port in enumerate(ports):
         await ws.send_bytes(wsstream.frame(2 * k, wsstream.port_preamble(port)))
         await ws.send_bytes(wsstream.frame(2 * k + 1, wsstream.port_preamble(port)))
 
     async def pod_to_client(k: int, port: int) -> None:
         try:
-            reader, writers[k] = await dial(port, target.netns)
+            reader, writer = await dial(port, target.netns)
         except OSError as e:
+            writers[k].set_result(None)
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await ws.send_bytes(wsstream.frame(2 * k + 1, target.error(port, e).encode()))
             return
+        writers[k].set_result(writer)
         with contextlib.suppress(ConnectionError, OSError, RuntimeError):
             while chunk := await reader.read(65536):
                 await ws.send_bytes(wsstream.frame(2 * k, chunk))
@@ -206,7 +211,8 @@ async def _ws_forward(ws: web.WebSocketResponse, ports: list[int], target: _Targ
             if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT) or len(raw) < 2:
                 continue
             ch = raw[0]
-            w = writers.get(ch // 2) if ch % 2 == 0 else None
+            dialed = writers.get(ch // 2) if ch % 2 == 0 else None
+            w = await dialed if dialed is not None else None
             if w is not None:
                 w.write(raw[1:])
                 with contextlib.suppress(ConnectionError):
@@ -217,7 +223,8 @@ async def _ws_forward(ws: web.WebSocketResponse, ports: list[int], target: _Targ
     await asyncio.wait({forwarders, reading}, return_when=asyncio.FIRST_COMPLETED)
     reading.cancel()
     forwarders.cancel()
-    for w in writers.values():
-        w.close()
+    for f in writers.values():
+        if f.done() and f.result() is not None:
+            f.result().close()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(ws.close(), 5)

@@ -140,3 +140,14 @@ def test_joiner_runs_then_and_disabled_cgroups_do_nothing() -> None:
     assert ran == [1]
     assert g.create_container("kubepods/podu", "c", {}) == ""
     assert g.usage("") is None and g.oom_kills("") == 0
+
+
+def test_not_root_means_not_enforced_and_said_once(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(cg.os, "geteuid", lambda: 1000)
+    g = cg.Cgroups.for_node("node-1", "/tmp/some-data-dir")
+    assert g.name.startswith("kybern-node-1-") and not g.enabled
+    with caplog.at_level("WARNING", logger=cg.__name__):
+        g.log_once()
+        g.log_once()
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "resource limits are not enforced: the agent is not running as root" in said[0]
