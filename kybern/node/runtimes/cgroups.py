@@ -8,8 +8,10 @@ Two halves, as between kubelet and containerd:
   (`container_resources`, pkg/kubelet/kuberuntime generateLinuxContainerResources)
   and of the whole pod (`pod_resources`, pkg/kubelet/cm ResourceConfigForPod);
 - what the runtime does with it (`Cgroups`): create the cgroups, write the
-  limits, put a container's process in its cgroup before it execs (so the whole
-  tree is confined), read OOM counters and usage, kill and remove.
+  limits, put a container's process in its cgroup before its program runs (so
+  the whole tree is confined: `Joiner` in the child on the fork path, `join()`
+  right after the vfork on spawn.py's fast path), read OOM counters and usage,
+  kill and remove.
 
 The layout is the kubelet's cgroupfs driver under a root of our own, so that
 several agents on one machine never share a cgroup:
