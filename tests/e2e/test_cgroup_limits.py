@@ -99,6 +99,7 @@ def test_cpu_limit_caps_usage(cl) -> None:
 
     c.wait_for(sample, timeout=60, interval=1.0, what="four CPU usage samples")
     mean = sum(seen) / len(seen)
+    print(f"spinner limited to 100m, CPU samples (cores): {seen}")
     assert mean <= 0.15, seen  # an unlimited spinner would use a whole core
     assert max(seen) <= 0.25, seen
     top = c.kubectl("top", "pod", "spinner", "--no-headers").stdout.split()
