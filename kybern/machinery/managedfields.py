@@ -222,8 +222,10 @@ def _owned(base: Obj, new: Obj, schema: Obj | None, ignored: fp.Set) -> fp.Set:
 # _owned() of a create's fields outside metadata, by their exact JSON: controllers
 # create many objects from one template (a ReplicaSet's pods, a Job's), and the
 # walk is most of what tracking a create costs. Values are the set's JSON, so
-# every create gets sets of its own.
+# every create gets sets of its own. Large objects are walked, not kept (256
+# entries of at most 16 KiB and their sets: under 10 MB).
 _CREATED_MEMO_SIZE = 256
+_CREATED_MEMO_MAX_BYTES = 16 * 1024
 _created_memo: dict[tuple[int, int, bytes], tuple[Any, bytes]] = {}
 
 
@@ -233,9 +235,12 @@ def _created(skeleton: Obj, new: Obj, schema: Obj | None, ignored: fp.Set) -> fp
     set depends on that field alone, so the two parts merge by name."""
     rest = {k: v for k, v in new.items() if k != "metadata"}
     try:
-        key = (id(schema), id(ignored), orjson.dumps(rest))
+        body = orjson.dumps(rest)
     except TypeError:  # not JSON as it is: walk all of it
         return _owned(skeleton, new, schema, ignored)
+    if len(body) > _CREATED_MEMO_MAX_BYTES:
+        return _owned(skeleton, new, schema, ignored)
+    key = (id(schema), id(ignored), body)
     hit = _created_memo.get(key)
     if hit is not None and hit[0] is schema:
         rest_set = orjson.loads(hit[1])

@@ -70,6 +70,25 @@ def test_create_records_every_field_with_created_nodes_marked():
     assert "f:name" not in f["f:metadata"] and "f:apiVersion" not in f
 
 
+def test_creates_from_one_template_each_get_their_own_fields_in_upstream_order():
+    """Objects made from one template (a ReplicaSet's pods) share everything but
+    metadata; each create's fields are its own, serialised in upstream's order."""
+    first, second = deployment(), deployment()
+    second["metadata"]["labels"] = {"app": "web", "tier": "front"}
+    second["metadata"]["annotations"] = {"a": "b"}
+    for obj in (first, second):
+        mf.record_update(obj, None, manager="rs", api_version="apps/v1", schema=DEPLOYMENT, has_status=True)
+    f1, f2 = (o["metadata"]["managedFields"][0]["fieldsV1"] for o in (first, second))
+    assert f1["f:metadata"] == {"f:labels": {".": {}, "f:app": {}}}
+    assert f2["f:metadata"] == {"f:annotations": {".": {}, "f:a": {}},
+                                "f:labels": {".": {}, "f:app": {}, "f:tier": {}}}
+    assert f1["f:spec"] == f2["f:spec"] and f1["f:spec"] is not f2["f:spec"]
+    assert list(f2) == ["f:metadata", "f:spec"]
+    assert list(f1["f:spec"]) == sorted(f1["f:spec"])
+    spec = f1["f:spec"]["f:template"]["f:spec"]["f:containers"]['k:{"name":"nginx"}']
+    assert list(spec) == [".", "f:image", "f:name", "f:ports"]
+
+
 def test_update_moves_changed_fields_and_drops_removed_ones():
     obj = deployment()
     mf.record_update(obj, None, manager="a", api_version="apps/v1", schema=DEPLOYMENT, has_status=True)
