@@ -75,7 +75,7 @@ from kybern.node.runtimes.proctree import descendants as _descendants
 from kybern.node.runtimes.proctree import kill_group as _kill_group
 from kybern.node.runtimes.proctree import kill_tree as _kill_tree
 from kybern.node.runtimes.sandbox import Sandboxes
-from kybern.node.runtimes.spawn import read_to_eof, spawn
+from kybern.node.runtimes.spawn import Child, forked_already, read_to_eof, spawn
 from kybern.node.runtimes.stdio import ContainerIO, ExecProcess, spawn_exec
 
 if TYPE_CHECKING:
@@ -300,6 +300,8 @@ class ProcessRuntime:
             raise ContainerError("StartError", msg) from e
         join.close()
         self.cgroups.join(c.cgroup, proc.pid)
+        for pid in forked_already(proc.pid) if c.cgroup and isinstance(proc, Child) else ():
+            self.cgroups.join(c.cgroup, pid)  # forked before the move (spawn.py)
         if nsfd is not None:
             os.close(nsfd)
         io.after_spawn()
@@ -439,6 +441,8 @@ class ProcessRuntime:
                 if fd is not None:
                     os.close(fd)
         self.cgroups.join(c.cgroup, proc.pid)  # a no-op when the child joined before exec
+        for pid in forked_already(proc.pid) if c.cgroup and isinstance(proc, Child) else ():
+            self.cgroups.join(c.cgroup, pid)  # forked before the move (spawn.py)
         try:
             out = await asyncio.wait_for(read_to_eof(out_r), timeout)
             await asyncio.wait_for(proc.wait(), timeout)
