@@ -56,7 +56,10 @@ POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": {"app": "bench"
 
 
 # the pod as a Lua string.format template for wrk (its name is the %s)
-POD_TEMPLATE = orjson.dumps({**POD, "metadata": {**POD["metadata"], "name": "NAME"}}).decode() \
+# (the name also goes in the spec, so no two pods are alike: caches keyed by content do not help)
+POD_TEMPLATE = orjson.dumps({**POD, "metadata": {**POD["metadata"], "name": "NAME"},
+                             "spec": {"containers": [{**POD["spec"]["containers"][0],  # type: ignore[index]
+                                                      "env": [{"name": "POD", "value": "NAME"}]}]}}).decode() \
     .replace("%", "%%").replace("NAME", "%s")
 
 
@@ -164,7 +167,8 @@ local count = 0
 local template = [[%s]]
 function request()
   count = count + 1
-  return wrk.format(nil, nil, nil, string.format(template, "p-" .. tid .. "-" .. count))
+  local name = "p-" .. tid .. "-" .. count
+  return wrk.format(nil, nil, nil, string.format(template, name, name))
 end
 """
 

@@ -3,9 +3,10 @@
 One Python process tops out at about one core of request handling (TLS, HTTP,
 JSON, validation). Upstream scales the apiserver by running several instances
 on one etcd; kybern does the same on one machine: the first process binds the
-socket, bootstraps and runs the controllers; N-1 workers inherit the socket
-(pre-fork style, as nginx and gunicorn do: the kernel hands each new
-connection to whichever process accepts first, so a busy process takes fewer)
+port, bootstraps and runs the controllers; N-1 workers bind the same port with
+SO_REUSEPORT (the kernel spreads new connections over the sockets by a hash of
+their addresses, so a few long-lived client connections are shared out evenly,
+which one inherited socket that whoever wakes first accepts from does not do)
 and each runs a full apiserver with its own watch cache on the same store.
 
 Every apiserver is a separate store client: on SQLite the processes share the
@@ -38,12 +39,10 @@ SHARED_POLL_INTERVAL = 0.003
 _PR_SET_PDEATHSIG = 1
 
 
-def listen(address: str, port: int) -> socket.socket:
-    """The API's listening socket, shared by every apiserver process."""
+def listen(address: str, port: int, *, shared: bool) -> socket.socket:
+    """The API's listening socket; `shared` lets the other apiserver processes bind the port too."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.create_server((address, port), family=family, backlog=1024, reuse_port=False)
-    sock.set_inheritable(True)
-    return sock
+    return socket.create_server((address, port), family=family, backlog=1024, reuse_port=shared)
 
 
 def share_store(store: Any) -> None:
@@ -58,14 +57,14 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-async def supervise_worker(index: int, sock: socket.socket, data_dir: Path, datastore: str) -> None:
+async def supervise_worker(index: int, address: str, port: int, data_dir: Path, datastore: str) -> None:
     """Run worker `index` until cancelled, starting it again if it exits."""
     delay = 0.5
     while True:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "kybern.cli.main", "api-worker", "--data-dir", str(data_dir),
-            "--fd", str(sock.fileno()), "--datastore", datastore, "--index", str(index),
-            pass_fds=(sock.fileno(),), preexec_fn=_die_with_parent)
+            "--address", address, "--port", str(port), "--datastore", datastore, "--index", str(index),
+            preexec_fn=_die_with_parent)
         try:
             code = await proc.wait()
         except asyncio.CancelledError:
@@ -81,8 +80,8 @@ async def supervise_worker(index: int, sock: socket.socket, data_dir: Path, data
         delay = min(delay * 2, 30)
 
 
-async def serve_worker(data_dir: Path, fd: int, datastore: str) -> None:
-    """One worker: an apiserver on the inherited socket until SIGTERM."""
+async def serve_worker(data_dir: Path, address: str, port: int, datastore: str) -> None:
+    """One worker: an apiserver on the shared port until SIGTERM."""
     from kybern.apiserver import pki
     from kybern.apiserver.server import APIServer, ssl_context
     from kybern.storage.registry import open_store
@@ -91,7 +90,7 @@ async def serve_worker(data_dir: Path, fd: int, datastore: str) -> None:
     done = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
-    sock = socket.socket(fileno=fd)
+    sock = listen(address, port, shared=True)
     admin_token = pki.ensure_token(data_dir / "admin.token")
     node_token = pki.ensure_token(data_dir / "node.token")
     crt, key = data_dir / "pki" / "apiserver.crt", data_dir / "pki" / "apiserver.key"  # the first process's

@@ -133,7 +133,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        sock = apiworkers.listen(cfg.address, cfg.port)
+        sock = apiworkers.listen(cfg.address, cfg.port, shared=cfg.api_workers > 1)
     except OSError as e:
         await runner.cleanup()
         raise SystemExit(f"kybern: cannot listen on {cfg.address}:{cfg.port}: {e.strerror}. "
@@ -149,7 +149,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         apiworkers.share_store(store)
         for i in range(1, cfg.api_workers):
             running.tasks.append(asyncio.create_task(
-                apiworkers.supervise_worker(i, sock, data, datastore), name=f"apiserver-worker-{i}"))
+                apiworkers.supervise_worker(i, cfg.address, port, data, datastore), name=f"apiserver-worker-{i}"))
 
     def client(agent: str) -> Client:
         c = Client(url, token=admin_token, ca_file=str(ca_file), user_agent=agent)

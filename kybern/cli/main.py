@@ -217,15 +217,16 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
 
 @main.command("api-worker", hidden=True)
 @click.option("--data-dir", type=click.Path(path_type=Path), required=True)
-@click.option("--fd", type=int, required=True, help="The inherited listening socket.")
+@click.option("--address", required=True)
+@click.option("--port", type=int, required=True)
 @click.option("--datastore", required=True)
 @click.option("--index", type=int, default=1)
-def api_worker(data_dir: Path, fd: int, datastore: str, index: int) -> None:
+def api_worker(data_dir: Path, address: str, port: int, datastore: str, index: int) -> None:
     """One extra apiserver process, started by `--api-workers` (not run by hand)."""
     _logging(0)
     from kybern.cli import apiworkers
 
-    asyncio.run(apiworkers.serve_worker(data_dir, fd, datastore))
+    asyncio.run(apiworkers.serve_worker(data_dir, address, port, datastore))
 
 
 @main.group()

@@ -10,10 +10,11 @@ Durability: WAL with synchronous=NORMAL survives a killed process (the WAL is
 written before a commit returns); it may lose the last commits on power loss,
 like etcd with a lazy fsync. Set `sync=True` for FULL.
 
-Group commit: writes made in the same event-loop turn share one transaction
-(etcd batches its raft proposals the same way). A write is acknowledged, and
-its event published, only after that transaction commits; a commit costs about
-as much as three single-row inserts, so concurrent writers pay it once.
+Group commit: the writes of one event-loop turn are queued and applied
+together at its end, in one transaction (etcd batches its raft proposals the
+same way); each is acknowledged, and its event published, only after that
+COMMIT. The write lock is held just for that SQL, so several processes
+sharing the file (apiserver workers) take turns without stalling each other.
 
 Watch: local writes fan out at once to subscribers; a poller picks up rows other
 processes sharing the file wrote. Each subscriber has a bounded queue; one that
@@ -76,14 +77,14 @@ BUSY_TIMEOUT = 5.0
 _UNUSED_INDEXES = ("kine_name_index", "kine_id_deleted_index")
 
 
-class _Batch:
-    """The writes of one group-committed transaction, published after COMMIT."""
+class _Write:
+    """One queued write (`create`, `update` or `delete`) and the future its caller awaits."""
 
-    __slots__ = ("done", "rows")
+    __slots__ = ("expected", "fut", "key", "kind", "value")
 
-    def __init__(self) -> None:
-        self.rows: list[tuple[Any, ...]] = []
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def __init__(self, kind: str, key: str, value: bytes | None, expected: int) -> None:
+        self.kind, self.key, self.value, self.expected = kind, key, value, expected
+        self.fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
 
 class _Subscriber:
@@ -108,7 +109,9 @@ class SQLiteStore:
         self._subs: list[_Subscriber] = []
         self._last_seen = self._max_id()
         self._poller: asyncio.Task[None] | None = None
-        self._batch: _Batch | None = None
+        self._queue: list[_Write] = []  # writes waiting for the next group commit
+        self._flush_at: float | None = None  # when the next flush is scheduled (loop time)
+        self._busy_since: float | None = None
         # how often rows other processes wrote are looked for (apiserver workers set it lower)
         self.poll_interval = POLL_INTERVAL
 
@@ -137,71 +140,118 @@ class SQLiteStore:
     def _kv(cls, row: tuple[Any, ...]) -> KV:
         return KV(row[1], bytes(row[6]) if row[6] is not None else b"", cls._create_rev(row), int(row[0]))
 
-    async def _begin_immediate(self) -> bool:
-        """Take SQLite's write lock without blocking the event loop: another
-        process (or another store on the same file in this loop) holding it
-        is waited for with asyncio sleeps, up to the usual 5 s. False, and no
-        lock taken, if a group-commit batch of this store opened meanwhile."""
-        deadline = asyncio.get_running_loop().time() + BUSY_TIMEOUT
-        delay = 0.0002
-        while self._batch is None:
-            self.db.execute("PRAGMA busy_timeout=0")
-            try:
-                self.db.execute("BEGIN IMMEDIATE")
-                return True
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or asyncio.get_running_loop().time() > deadline:
-                    raise
-            finally:
-                self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.01)
-        return False
-
-    async def _join_batch(self) -> _Batch:
-        """This turn's transaction, opened if there is none; between this
-        returning and the caller's INSERT nothing may await."""
-        if self._batch is None and await self._begin_immediate():
-            self._batch = _Batch()
-            asyncio.get_running_loop().call_soon(self._commit)
-        assert self._batch is not None
-        return self._batch
-
-    def _insert(self, batch: _Batch, key: str, *, created: int, deleted: int, create_rev: int, prev_rev: int,
-                value: bytes | None, old_value: bytes | None) -> int:
-        """Add a row to the open transaction; the caller awaits
-        `_committed(batch)` before acknowledging the write."""
-        cur = self.db.execute(
-            "INSERT INTO kine(name, created, deleted, create_revision, prev_revision, lease, value, old_value)"
-            " VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
-            (key, created, deleted, create_rev, prev_rev, value, old_value),
-        )
-        rev = int(cur.lastrowid or 0)
-        # published from what was written once committed; no second read of the row
-        batch.rows.append((rev, key, created, deleted, create_rev, prev_rev, value, old_value))
-        return rev
-
-    def _commit(self) -> None:
-        batch, self._batch = self._batch, None
-        if batch is None:
-            return
+    def _try_begin(self) -> bool:
+        """BEGIN IMMEDIATE without waiting: False if another connection holds the write lock."""
+        self.db.execute("PRAGMA busy_timeout=0")
         try:
+            self.db.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e):
+                raise
+            return False
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+
+    async def _submit(self, kind: str, key: str, value: bytes | None, expected: int) -> Any:
+        w = _Write(kind, key, value, expected)
+        self._queue.append(w)
+        if self._flush_at is None:
+            self._flush_at = asyncio.get_running_loop().time()
+            asyncio.get_running_loop().call_soon(self._flush)
+        # shielded: a cancelled request does not cancel a write others share a commit with
+        return await asyncio.shield(w.fut)
+
+    def _flush(self) -> None:
+        """Apply every queued write in one transaction and COMMIT, all in this
+        one call, so SQLite's write lock is held only for the SQL itself; then
+        publish the events and answer the writers, in revision order."""
+        self._flush_at = None
+        if not self._queue:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            began = self._try_begin()
+        except sqlite3.Error as e:
+            self._fail_all(e)
+            return
+        if not began:  # another process is committing: try again very soon
+            now = loop.time()
+            self._busy_since = self._busy_since or now
+            if now - self._busy_since > BUSY_TIMEOUT:
+                self._busy_since = None
+                self._fail_all(sqlite3.OperationalError("database is locked"))
+                return
+            self._flush_at = now + 0.0005
+            loop.call_later(0.0005, self._flush)
+            return
+        self._busy_since = None
+        writes, self._queue = self._queue, []
+        rows: list[tuple[Any, ...]] = []
+        results: list[Any] = []
+        try:
+            for w in writes:
+                try:
+                    row = self._apply(w)
+                except (KeyExists, KeyNotFound, Conflict) as e:
+                    results.append(e)
+                    continue
+                rows.append(row)
+                results.append(row)
             self.db.execute("COMMIT")
         except sqlite3.Error as e:
-            log.error("sqlite commit of %d writes failed: %s", len(batch.rows), e)
+            log.error("sqlite group commit of %d writes failed: %s", len(writes), e)
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
-            batch.done.set_exception(e)
-            batch.done.exception()  # retrieved here: not every writer may still be waiting
+            for w in writes:
+                w.fut.set_exception(e)
+                w.fut.exception()  # retrieved: a cancelled caller may not look
             return
-        for row in batch.rows:
+        for row in rows:
             self._publish_local(row[0], row)
-        batch.done.set_result(None)
+        for w, res in zip(writes, results):
+            if isinstance(res, Exception):
+                w.fut.set_exception(res)
+                w.fut.exception()
+            elif w.kind == "delete":
+                w.fut.set_result((res[0], KV(w.key, bytes(res[6]) if res[6] is not None else b"",
+                                             int(res[4]), int(res[5]))))
+            else:
+                w.fut.set_result(res[0])
 
-    @staticmethod
-    async def _committed(batch: _Batch) -> None:
-        # shielded: a cancelled request does not cancel the others' commit
-        await asyncio.shield(batch.done)
+    def _fail_all(self, e: Exception) -> None:
+        writes, self._queue = self._queue, []
+        for w in writes:
+            w.fut.set_exception(e)
+            w.fut.exception()
+
+    def _apply(self, w: _Write) -> tuple[Any, ...]:
+        """One write inside the open transaction: the row it inserted, or the
+        storage error a caller gets (etcd's compare failures)."""
+        prev = self._latest(w.key)
+        live = prev is not None and not prev[3]
+        if w.kind == "create":
+            if live:
+                raise KeyExists(w.key)
+            row = (w.key, 1, 0, 0, int(prev[0]) if prev is not None else 0, w.value, None)
+        else:
+            if not live:
+                raise KeyNotFound(w.key)
+            assert prev is not None
+            if w.expected and int(prev[0]) != w.expected:
+                raise Conflict(w.key, self._kv(prev))
+            value = w.value if w.kind == "update" else prev[6]
+            row = (w.key, 0, 1 if w.kind == "delete" else 0, self._create_rev(prev), int(prev[0]), value, prev[6])
+        try:
+            cur = self.db.execute(
+                "INSERT INTO kine(name, created, deleted, create_revision, prev_revision, lease, value,"
+                " old_value) VALUES (?, ?, ?, ?, ?, 0, ?, ?)", row)
+        except sqlite3.IntegrityError:
+            if w.kind == "create":
+                raise KeyExists(w.key) from None
+            raise Conflict(w.key, self._kv(self._latest(w.key) or prev)) from None
+        # published from what was written once committed; no second read of the row
+        return (int(cur.lastrowid or 0), *row)
 
     # -- reads --------------------------------------------------------------
     async def get(self, key: str) -> tuple[KV | None, int]:
@@ -235,9 +285,6 @@ class SQLiteStore:
         return int(row[0])
 
     async def current_revision(self) -> int:
-        if self._batch is not None and self._batch.rows:
-            # BEGIN IMMEDIATE holds the write lock: nothing else committed since the batch's first row
-            return int(self._batch.rows[0][0]) - 1
         current = self._max_id()
         if current > self._last_seen:
             self._poll_once()  # rows another process wrote: publish them now, not at the next poll
@@ -245,61 +292,27 @@ class SQLiteStore:
 
     # -- writes -------------------------------------------------------------
     async def create(self, key: str, value: bytes) -> int:
-        batch = await self._join_batch()
-        prev = self._latest(key)
-        if prev is not None and not prev[3]:
-            raise KeyExists(key)
-        prev_rev = int(prev[0]) if prev is not None else 0
-        try:
-            rev = self._insert(batch, key, created=1, deleted=0, create_rev=0, prev_rev=prev_rev,
-                                      value=value, old_value=None)
-        except sqlite3.IntegrityError:
-            raise KeyExists(key) from None
-        await self._committed(batch)
-        return rev
+        return int(await self._submit("create", key, value, 0))
 
     async def update(self, key: str, value: bytes, expected_revision: int) -> int:
-        batch = await self._join_batch()
-        prev = self._latest(key)
-        if prev is None or prev[3]:
-            raise KeyNotFound(key)
-        if expected_revision and int(prev[0]) != expected_revision:
-            raise Conflict(key, self._kv(prev))
-        try:
-            rev = self._insert(batch, key, created=0, deleted=0, create_rev=self._create_rev(prev),
-                                      prev_rev=int(prev[0]), value=value, old_value=prev[6])
-        except sqlite3.IntegrityError:
-            raise Conflict(key, self._kv(self._latest(key) or prev)) from None
-        await self._committed(batch)
-        return rev
+        return int(await self._submit("update", key, value, expected_revision))
 
     async def delete(self, key: str, expected_revision: int = 0) -> tuple[int, KV]:
-        batch = await self._join_batch()
-        prev = self._latest(key)
-        if prev is None or prev[3]:
-            raise KeyNotFound(key)
-        if expected_revision and int(prev[0]) != expected_revision:
-            raise Conflict(key, self._kv(prev))
-        try:
-            rev = self._insert(batch, key, created=0, deleted=1, create_rev=self._create_rev(prev),
-                                      prev_rev=int(prev[0]), value=prev[6], old_value=prev[6])
-        except sqlite3.IntegrityError:
-            raise Conflict(key, self._kv(self._latest(key) or prev)) from None
-        await self._committed(batch)
-        return rev, self._kv(prev)
+        rev, prev = await self._submit("delete", key, None, expected_revision)
+        return int(rev), prev
 
     # -- compaction -----------------------------------------------------------
     async def compact(self, revision: int) -> None:
         """Drop history at or below `revision` that no current key needs: rows
         replaced by a later row and tombstones (kine's compact query)."""
-        while self._batch is not None:  # let the open group commit finish first
-            await self._committed(self._batch)
         current = self._compact_rev()
         if revision <= current:
             return
-        if not await self._begin_immediate():  # writers opened a batch meanwhile: after it
-            await self.compact(revision)
-            return
+        deadline = asyncio.get_running_loop().time() + BUSY_TIMEOUT
+        while not self._try_begin():  # another process is writing; wait without blocking the loop
+            if asyncio.get_running_loop().time() > deadline:
+                raise sqlite3.OperationalError("database is locked")
+            await asyncio.sleep(0.001)
         try:
             self.db.execute(
                 "DELETE FROM kine WHERE id IN (SELECT prev_revision FROM kine WHERE name != ?"
@@ -336,8 +349,6 @@ class SQLiteStore:
             self._poll_once()
 
     def _poll_once(self) -> None:
-        if self._batch is not None:
-            return  # this connection would see the open transaction's rows; _commit publishes them
         rows = self.db.execute(
             f"SELECT {_COLS} FROM kine WHERE id > ? ORDER BY id", (self._last_seen,)).fetchall()
         for row in rows:
