@@ -128,11 +128,19 @@ def cpu_seconds(p: psutil.Process) -> float:
 
 
 async def measure(base: Path, port: int, pods: int, spy: str | None = None, spy_seconds: int = 20,
-                  server_args: tuple[str, ...] = ()) -> None:
+                  server_args: tuple[str, ...] = (), separate: bool = False) -> None:
     t_spawn = time.monotonic()
-    proc = start_server(base, port, *server_args,
+    proc = start_server(base, port, *server_args, *(("--no-scheduler",) if separate else ()),
                         env_extra={"KYBERN_NODE_MONITOR_GRACE_PERIOD": "1000000000"})
+    sched = None
+    if separate:  # kube-scheduler's shape: its own process, an API client like any other
+        sched = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "scheduler", "--server",  # noqa: ASYNC220
+                                  f"https://127.0.0.1:{port}", "--token",
+                                  (base / "data" / "admin.token").read_text().strip(),
+                                  "--ca-file", str(base / "data" / "pki" / "ca.crt")],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ps = psutil.Process(proc.pid)
+    sched_ps = psutil.Process(sched.pid) if sched else None
     cpu_first = own_first = 0.0
     t_ready = time.monotonic()
     spy_proc = None
@@ -151,6 +159,7 @@ async def measure(base: Path, port: int, pods: int, spy: str | None = None, spy_
             if nn and name not in bound:
                 if not bound:
                     cpu_first, own_first = cpu_seconds(ps), time.process_time()
+                    sched_first = cpu_seconds(sched_ps) if sched_ps else 0.0
                     if spy:  # the bind phase only, not the informers' initial lists
                         fmt = "flamegraph" if spy.endswith(".svg") else "raw"
                         spy_proc = subprocess.Popen(  # noqa: ASYNC220 - started, not waited for
@@ -161,6 +170,7 @@ async def measure(base: Path, port: int, pods: int, spy: str | None = None, spy_
             if len(bound) >= pods:
                 break
         cpu = cpu_seconds(ps) - cpu_first
+        sched_cpu = cpu_seconds(sched_ps) - sched_first if sched_ps else 0.0
         own = time.process_time() - own_first
         times = sorted(bound.values())
         span = times[-1] - times[0]
@@ -170,12 +180,17 @@ async def measure(base: Path, port: int, pods: int, spy: str | None = None, spy_
         print(f"  server ready -> all bound {times[-1] - t_ready:.2f} s = {len(times) / (times[-1] - t_ready):.0f} pods/s")
         print(f"  CPU first -> last bind: server {cpu:.1f} s ({1000 * cpu / len(times):.2f} ms per pod, "
               f"{100 * cpu / span:.0f}% of a core), this bench's watch {own:.1f} s")
+        if sched_ps:
+            print(f"  CPU of the separate scheduler process: {sched_cpu:.1f} s ({1000 * sched_cpu / len(times):.2f} ms "
+                  f"per pod, {100 * sched_cpu / span:.0f}% of a core)")
         vals = sorted(per_node.values())
         print(f"  spread: {len(per_node)} nodes used, pods per node min {vals[0]} max {vals[-1]}")
     finally:
         await c.close()
         if spy_proc is not None:
             spy_proc.wait()
+        if sched is not None:
+            stop(sched)
         stop(proc)
 
 
@@ -203,13 +218,14 @@ async def cycles_only(nodes: int, pods: int, upstream: bool) -> None:
           f"({pods / took:.0f} pods/s on one core), load average {os.getloadavg()[0]:.2f}")
 
 
-async def main(nodes: int, pods: int, spy: str | None, spy_seconds: int, server_args: tuple[str, ...]) -> None:
+async def main(nodes: int, pods: int, spy: str | None, spy_seconds: int, server_args: tuple[str, ...],
+               separate: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         port = free_port()
         await populate(base, port, nodes, pods)
         print(f"  load average before the bind phase: {os.getloadavg()[0]:.2f}")
-        await measure(base, port, pods, spy, spy_seconds, server_args)
+        await measure(base, port, pods, spy, spy_seconds, server_args, separate)
         print(f"  load average after: {os.getloadavg()[0]:.2f}")
 
 
@@ -221,6 +237,8 @@ if __name__ == "__main__":
     ap.add_argument("--py-spy-seconds", dest="spy_seconds", type=int, default=20)
     ap.add_argument("--server-arg", dest="server_args", action="append", default=[],
                     help="extra argument for the scheduling `kybern server` (repeatable)")
+    ap.add_argument("--separate-scheduler", action="store_true",
+                    help="run the scheduler as its own `kybern scheduler` process (server --no-scheduler)")
     ap.add_argument("--cycle-only", action="store_true", help="only the scheduling cycles, in this process")
     ap.add_argument("--upstream-nodes-to-score", action="store_true",
                     help="with --cycle-only: score upstream's adaptive share of nodes (no cap at 100)")
@@ -228,4 +246,5 @@ if __name__ == "__main__":
     if args.cycle_only:
         asyncio.run(cycles_only(args.nodes, args.pods, args.upstream_nodes_to_score))
         sys.exit(0)
-    asyncio.run(main(args.nodes, args.pods, args.spy, args.spy_seconds, tuple(args.server_args)))
+    asyncio.run(main(args.nodes, args.pods, args.spy, args.spy_seconds, tuple(args.server_args),
+                     args.separate_scheduler))

@@ -41,6 +41,7 @@ class ClusterConfig:
     zone: str | None = None
     run_node: bool = True
     run_controllers: bool = True
+    run_scheduler: bool = True  # False: run `kybern scheduler` as its own process (docs/scheduler.md)
     labels: dict[str, str] = field(default_factory=dict)
     pod_network: str = "auto"  # auto | cni | host (docs/networking.md)
     max_pods: int = 110  # the node's pod capacity (the kubelet's --max-pods; docs/node.md)
@@ -166,9 +167,10 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         running.tasks.append(asyncio.create_task(
             supervise("controller-manager", lambda: manager.run_controllers(client("kube-controller-manager/v1.32.0 (kybern)"))),
             name="controllers"))
-        running.tasks.append(asyncio.create_task(
-            supervise("scheduler", lambda: scheduler.run_scheduler(client("kube-scheduler/v1.32.0 (kybern)"))),
-            name="scheduler"))
+        if cfg.run_scheduler:
+            running.tasks.append(asyncio.create_task(
+                supervise("scheduler", lambda: scheduler.run_scheduler(client("kube-scheduler/v1.32.0 (kybern)"))),
+                name="scheduler"))
         from kybern.network.servicelb import ServiceLB
 
         running.tasks.append(asyncio.create_task(

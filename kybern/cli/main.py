@@ -129,9 +129,10 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
 @click.option("--api-workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="apiserver processes sharing the API port (docs/apiserver.md); more use more cores.")
 @click.option("--no-controllers", is_flag=True, help="Serve the API only.")
+@click.option("--no-scheduler", is_flag=True, help="Run the controllers but no scheduler (see `kybern scheduler`).")
 @click.option("-v", "--verbose", count=True)
 def server(data_dir: Path, address: str, port: int, datastore: str, api_workers: int, no_controllers: bool,
-           verbose: int) -> None:
+           no_scheduler: bool, verbose: int) -> None:
     """Run the apiserver (and scheduler and controllers) without a node."""
     _logging(verbose)
     try:
@@ -139,7 +140,8 @@ def server(data_dir: Path, address: str, port: int, datastore: str, api_workers:
     except cluster.DataDirBusy as e:
         raise click.ClickException(str(e)) from None
     cfg = cluster.ClusterConfig(data_dir=data_dir, address=address, port=port, datastore=datastore,
-                                api_workers=api_workers, run_node=False, run_controllers=not no_controllers)
+                                api_workers=api_workers, run_node=False, run_controllers=not no_controllers,
+                                run_scheduler=not no_scheduler)
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(data_dir / "kubeconfig", name="kybern", server=r.server_url,
@@ -213,6 +215,36 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
         asyncio.run(run())
     finally:
         os.close(lock)
+
+
+@main.command("scheduler")
+@click.option("--server", "server_url", required=True, help="The API URL.")
+@click.option("--token", required=True, help="A bearer token (the admin token in DATA_DIR/admin.token).")
+@click.option("--ca-file", type=click.Path(exists=True), default=None, help="The cluster CA certificate.")
+@click.option("--name", default="default-scheduler", show_default=True,
+              help="schedulerName of the pods this scheduler binds.")
+@click.option("-v", "--verbose", count=True)
+def scheduler_cmd(server_url: str, token: str, ca_file: str | None, name: str, verbose: int) -> None:
+    """Run a scheduler in its own process, as kube-scheduler (for a server started
+    with --no-scheduler, or a second scheduler under another --name)."""
+    _logging(verbose)
+    from kybern.client.http import Client
+    from kybern.scheduler.scheduler import run_scheduler
+
+    async def run() -> None:
+        import signal
+
+        client = Client(server_url, token=token, ca_file=ca_file, user_agent="kube-scheduler/v1.32.0 (kybern)")
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        click.echo(f"scheduler {name} following {server_url}")
+        try:
+            await run_scheduler(client, name=name, stop=stop)
+        finally:
+            await client.close()
+
+    asyncio.run(run())
 
 
 @main.command("api-worker", hidden=True)
