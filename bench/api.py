@@ -197,6 +197,15 @@ def wrk(srv: Server, path: str, script: str, conns: int, seconds: float) -> dict
     return res
 
 
+async def create_some(s: aiohttp.ClientSession, url: str, names: list[str]) -> None:
+    for name in names:
+        async with s.post(f"{url}/api/v1/namespaces/default/pods", data=pod(name),
+                          headers={"Content-Type": "application/json"}) as r:
+            await r.read()
+            if r.status != 201:
+                raise RuntimeError(f"create {name}: {r.status}")
+
+
 async def paced_creates(s: aiohttp.ClientSession, url: str, ns: str, prefix: str, rate: float,
                         seconds: float, sent: dict[str, float] | None = None) -> list[float]:
     """Creates started on a fixed schedule (open loop); latency per request."""
@@ -368,6 +377,10 @@ async def run(args: argparse.Namespace) -> None:
                   f"{r['errors']:.0f} non-2xx ({ph}; {ph.per_request(int(r['requests']))})")
             async with s.get(f"{srv.url}/api/v1/namespaces/default/pods", params={"resourceVersion": "0"}) as resp:
                 names = [p["metadata"]["name"] for p in orjson.loads(await resp.read())["items"]]
+            if len(names) < args.pods:  # untimed: the LIST figures are for --pods pods
+                extra = [f"fill-{i}" for i in range(args.pods - len(names))]
+                await asyncio.gather(*(create_some(s, srv.url, extra[i::args.conns]) for i in range(args.conns)))
+                names += extra
             with Phase(srv) as ph:
                 r = await asyncio.to_thread(wrk, srv, "/", WRK_GET % ",".join(f'"{n}"' for n in names),
                                             args.conns, args.seconds)
@@ -442,6 +455,7 @@ def main() -> None:
     ap.add_argument("--api-workers", type=int, default=2, help="apiserver processes (kybern server --api-workers)")
     ap.add_argument("--etcd", action="store_true", help="store in a local etcd (started here) instead of SQLite")
     ap.add_argument("--conns", type=int, default=16, help="concurrent wrk connections")
+    ap.add_argument("--pods", type=int, default=10_000, help="pods stored for the LIST figures (topped up)")
     ap.add_argument("--seconds", type=float, default=5.0, help="length of the timed phases")
     ap.add_argument("--rate", type=float, default=500.0, help="paced writes per second")
     ap.add_argument("--watchers", type=int, default=1000)
