@@ -420,17 +420,27 @@ async def watch(server: "APIServer", request: web.Request, store: RESTStore, ns:
         await resp.write(orjson.dumps({"type": "ERROR", "object": e.status()}) + b"\n")
         await resp.write_eof()
         return resp
-    await resp.prepare(request)
+    writer = await resp.prepare(request)
+    if not as_table and watcher.view is None:
+        # events as the cache's bytes: the cache writes each one, already framed as a
+        # chunk, straight to the connection (see watchcache's module doc), so one
+        # change reaches a thousand watchers without waking a thousand coroutines
+        writer.send_headers()  # aiohttp holds them back for the first body write
+        watcher.sink = _direct_sink(request.protocol)
     deadline = time.monotonic() + timeout
     server.metrics_watchers(store.info, +1)
     first_columns = True
     include = q.get("includeObject", "Metadata")
+    counted = 0
     try:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             batch = await watcher.next_batch(min(remaining, BOOKMARK_INTERVAL))
+            if watcher.sent != counted:
+                server.metrics_watch_events(store.info, watcher.sent - counted)
+                counted = watcher.sent
             if batch is None:  # dropped as too slow, or the cache restarted: the client re-watches
                 break
             if isinstance(batch, str):  # idle: a bookmark carries the cache's progress
@@ -449,8 +459,13 @@ async def watch(server: "APIServer", request: web.Request, store: RESTStore, ns:
                     chunks.append(orjson.dumps({"type": typ, "object": obj}) + b"\n")
             else:  # the cache's bytes as they are: one encode per change, however many watchers
                 chunks = [entry.line(typ) for typ, entry in batch]
+            if not chunks:  # events went to the sink while waiting: not idle
+                continue
             server.metrics_watch_events(store.info, len(chunks))
             await resp.write(b"".join(chunks))  # one write (and TLS record) per batch
+            # the sink's writes bypass resp.write's own count, so wait for the buffer
+            # here: while it drains, events queue, and WATCHER_BUFFER of them drop the watcher
+            await writer.drain()
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
@@ -461,3 +476,16 @@ async def watch(server: "APIServer", request: web.Request, store: RESTStore, ns:
     except (ConnectionResetError, RuntimeError):
         pass
     return resp
+
+
+def _direct_sink(protocol: Any) -> Any:
+    """A watcher's sink: bytes straight to the connection's transport, refused
+    (False) while the transport asks its writer to pause or is closing, so the
+    handler's drain-and-drop rules apply then."""
+    def sink(data: bytes) -> bool:
+        tr = protocol.transport
+        if tr is None or protocol.writing_paused or tr.is_closing():
+            return False
+        tr.write(data)
+        return True
+    return sink

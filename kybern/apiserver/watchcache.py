@@ -18,6 +18,14 @@ stay consistent reads from storage, as upstream's default.
 A slow watcher whose buffer fills is dropped (its stream ends and the client
 re-watches from its last resourceVersion) rather than holding up the others.
 Events reach each watcher in revision order.
+
+Fan-out: a watcher may carry a `sink` (the HTTP handler's direct write to its
+connection). While the watcher is idle and caught up, `add` hands each event's
+bytes straight to the sinks in one pass, instead of queueing it and waking one
+coroutine per watcher; the event is framed once for all of them. A sink that
+cannot take bytes now (the connection's write buffer is full, or it is closing)
+puts the watcher back on the queue-and-wake path, whose handler waits for the
+buffer to drain and drops the watcher when WATCHER_BUFFER events pile up.
 """
 
 from __future__ import annotations
@@ -81,13 +89,26 @@ class Entry:
 
 
 class Event:
-    __slots__ = ("deleted", "entry", "prev", "rv")
+    __slots__ = ("chunks", "deleted", "entry", "prev", "rv")
 
     def __init__(self, rv: int, entry: Entry, prev: Entry | None, deleted: bool) -> None:
         self.rv = rv
         self.entry = entry  # for a delete: the last state, resourceVersion = the delete's revision
         self.prev = prev
         self.deleted = deleted
+        self.chunks: dict[str, bytes] | None = None
+
+    def chunk(self, typ: str) -> bytes:
+        """The event line as one HTTP/1.1 chunk (size, CRLF, line, CRLF), built
+        once per type and shared by every watcher that gets it as that type."""
+        chunks = self.chunks
+        if chunks is None:
+            chunks = self.chunks = {}
+        data = chunks.get(typ)
+        if data is None:
+            line = self.entry.line(typ)
+            data = chunks[typ] = b"%x\r\n%b\r\n" % (len(line), line)
+        return data
 
 
 class ResourceCache:
@@ -167,10 +188,13 @@ class Watcher:
         "dropped",
         "initial",
         "key_prefix",
+        "live",
         "min_rv",
         "pending",
         "pred",
         "rc",
+        "sent",
+        "sink",
         "view",
         "waiter",
     )
@@ -188,6 +212,11 @@ class Watcher:
         self.dropped = False
         self.closed = False
         self.initial = 0  # replayed/initial events queued at start: not counted against the buffer
+        # sink(chunk) -> bool: writes one framed event to the client now, False if it
+        # cannot (see the module doc). Only for watches sent as the cache's bytes.
+        self.sink: Callable[[bytes], bool] | None = None
+        self.live = False  # events go to the sink: set while the handler waits with nothing queued
+        self.sent = 0  # events handed to the sink
 
     def _classify(self, ev: Event) -> str | None:
         if ev.rv <= self.min_rv or not ev.entry.key.startswith(self.key_prefix):
@@ -211,6 +240,19 @@ class Watcher:
         typ = self._classify(ev)
         if typ is None:
             return
+        if self.live:
+            try:
+                ok = self.sink(ev.chunk(typ))  # type: ignore[misc]
+            except Exception:  # a broken connection must not stop the fan-out to the others
+                log.debug("watch sink failed; ending the watch", exc_info=True)
+                self.live = False
+                self.dropped = True
+                self._wake()
+                return
+            if ok:
+                self.sent += 1
+                return
+            self.live = False  # the connection cannot take it now: queue it, the handler drains
         if len(self.pending) >= WATCHER_BUFFER + self.initial:
             self.dropped = True  # too slow: end its stream rather than block the others
             self.pending.clear()
@@ -226,19 +268,26 @@ class Watcher:
 
     async def next_batch(self, timeout: float) -> list[tuple[str, Entry]] | str | None:
         """Everything queued (in order); after `timeout` idle seconds a progress
-        resourceVersion (a bookmark); None when the stream is over."""
+        resourceVersion (a bookmark); None when the stream is over. With a sink,
+        events arriving during the wait go straight to it, and the wait ends only
+        at `timeout` (an empty list if events were sent meanwhile, so not idle),
+        when the sink could not take one, or when the watch ends."""
         if not self.pending and not self.dropped and not self.closed:
-            # a bare future and a timer: wait_for() would cost a task per wait, which
-            # adds up with a thousand watchers woken for every change
+            # a bare future and a timer: wait_for() would cost a task per wait
             loop = asyncio.get_running_loop()
             self.waiter = fut = loop.create_future()
             timer = loop.call_later(timeout, _expire, fut)
+            sent = self.sent
+            self.live = self.sink is not None
             try:
                 await fut
             finally:
+                self.live = False
                 timer.cancel()
                 self.waiter = None
             if not self.pending and not self.dropped and not self.closed:
+                if self.sent != sent:
+                    return []
                 # nothing is buffered, so every change up to the cache's revision was sent
                 return str(max(self.cache.rv, self.min_rv))
         if self.dropped or (self.closed and not self.pending):
