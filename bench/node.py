@@ -13,7 +13,7 @@
    agent is measured alone), 50 idle pods running on it; the agent process's own
    CPU (user + system, not its pods') over `--idle-seconds` and its RSS.
 
-Run: python bench/node.py [--pods 200] [--bind nodename|scheduler] [--pod-network auto|cni|host] [--idle-pods 50] [--idle-seconds 60] [--skip-startup] [--skip-idle]
+Run: python bench/node.py [--pods 200] [--bind nodename|scheduler] [--pod-network auto|cni|host] [--idle-pods 50] [--idle-seconds 60] [--py-spy OUT] [--skip-startup] [--skip-idle]
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ async def delete_pods(c: Client, names: list[str]) -> None:
         await asyncio.sleep(0.5)
 
 
-async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str]) -> None:
+async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], py_spy: str = "",
+                  py_spy_gil: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         env = {**os.environ, "HOME": str(base)}
@@ -145,6 +146,11 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str]) 
             up = psutil.Process(proc.pid)
             cpu0 = up.cpu_times()
             t0 = time.monotonic()
+            spy = None
+            if py_spy:  # raw stacks of `kybern up` from the first create to all running
+                spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "-r", "250",  # noqa: ASYNC220
+                                        "--format", "raw", "-o", py_spy, *(["--gil"] if py_spy_gil else [])],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
             async def creator() -> None:
                 for n in it:
@@ -154,6 +160,9 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str]) 
             t_created = time.monotonic() - t0
             await asyncio.wait_for(w, 300)
             cpu1 = up.cpu_times()
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
             t_all = max(seen.values()) - t0
             watch_lat = [seen[n] - created[n] for n in names]
             api = list(api_lat.values())
@@ -165,8 +174,10 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str]) 
                   f"p50 {pct(watch_lat, 50):.3f} s, p99 {pct(watch_lat, 99):.3f} s, max {max(watch_lat):.3f} s")
             own = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
             kids = (cpu1.children_user - cpu0.children_user) + (cpu1.children_system - cpu0.children_system)
+            usr = cpu1.user - cpu0.user
             print(f"  CPU from the first create to all running: `kybern up` process {own:.2f} s "
-                  f"({1000 * own / n_pods:.0f} ms per pod, all components), its exited helpers "
+                  f"({1000 * own / n_pods:.1f} ms per pod, all components; user {usr:.2f} s, "
+                  f"system {own - usr:.2f} s), its exited helpers "
                   f"(CNI plugins...) {kids:.2f} s")
             await delete_pods(c, names)
         finally:
@@ -231,7 +242,7 @@ async def idle(n_pods: int, seconds: float) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     if not args.skip_startup:
-        await startup(args.pods, args.bind, args.pod_network, args.up_arg)
+        await startup(args.pods, args.bind, args.pod_network, args.up_arg, args.py_spy, args.py_spy_gil)
     if not args.skip_idle:
         await idle(args.idle_pods, args.idle_seconds)
 
@@ -246,6 +257,9 @@ if __name__ == "__main__":
     ap.add_argument("--up-arg", action="append", default=[], help="extra argument for `kybern up` (repeatable)")
     ap.add_argument("--idle-pods", type=int, default=50)
     ap.add_argument("--idle-seconds", type=float, default=60.0)
+    ap.add_argument("--py-spy", default="", metavar="OUT",
+                    help="record `kybern up` with py-spy (raw stacks) from the first create to all running")
+    ap.add_argument("--py-spy-gil", action="store_true", help="with --py-spy: only the thread holding the GIL")
     ap.add_argument("--skip-startup", action="store_true")
     ap.add_argument("--skip-idle", action="store_true")
     asyncio.run(main(ap.parse_args()))

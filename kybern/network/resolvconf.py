@@ -15,6 +15,7 @@ duplicates, options replaced by name). Limits as the kubelet's: 3 nameservers,
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,11 +57,22 @@ def parse(text: str) -> ResolvConf:
     return out
 
 
+_host_cache: dict[str, tuple[tuple[int, int, int], ResolvConf]] = {}
+
+
 def host_resolv_conf(path: str = "/etc/resolv.conf") -> ResolvConf:
+    """The host's resolv.conf, parsed again only when the file changed (one stat
+    per container start instead of a read and a parse). A copy: callers may edit it."""
     try:
-        return parse(Path(path).read_text())
+        st = os.stat(path)
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        hit = _host_cache.get(path)
+        if hit is None or hit[0] != key:
+            hit = _host_cache[path] = (key, parse(Path(path).read_text()))
     except OSError:
         return ResolvConf()
+    conf = hit[1]
+    return ResolvConf(list(conf.nameservers), list(conf.searches), list(conf.options))
 
 
 def _dedupe(items: list[str]) -> list[str]:

@@ -196,6 +196,8 @@ class NodeAgent:
             return True  # nothing will run: the worker only reports and finalizes
         if uid in self._rejected:
             return False  # our Failed status is on its way
+        if len(self.workers) < self.max_pods:
+            return True  # room whatever the workers' states (a sum over them per new pod is O(n²))
         used = sum(1 for w in self.workers.values() if w.active)
         if used < self.max_pods:
             return True

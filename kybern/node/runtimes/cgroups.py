@@ -35,6 +35,13 @@ cpu.cfs_quota_us+cfs_period_us from limits, cpu.weight / cpu.shares from
 requests, pids.max from KYBERN_POD_PIDS_LIMIT (the kubelet's --pod-max-pids;
 unlimited by default) on the pod cgroup.
 
+Cost per pod: on v1 each cgroup is a mkdir in every hierarchy, and each limit
+file a write, all kernel work under cgroup locks. So a pod's cgroup is set up
+once per agent process (a container created later only checks it is still
+there), and a cgroup the kernel has just created gets only the values that
+differ from its defaults (a BestEffort container: one write, cpu.shares);
+an existing one (an agent restarted on its own tree) gets every value.
+
 Without root or without a usable hierarchy nothing is created: limits are not
 enforced, the agent logs that once, and stats fall back to process trees.
 """
@@ -155,6 +162,10 @@ def pod_resources(pod: dict[str, Any]) -> Resources:
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
 V2_CONTROLLERS = ("cpu", "memory", "pids")
 QOS_PARENTS = ("kubepods", "kubepods/burstable", "kubepods/besteffort")
+# what a cgroup the kernel has just created holds already (not written again)
+V1_DEFAULTS = {"memory.limit_in_bytes": "-1", "cpu.cfs_period_us": str(CPU_PERIOD_US),
+               "cpu.cfs_quota_us": "-1", "cpu.shares": "1024"}
+V2_DEFAULTS = {"memory.max": "max", "cpu.max": f"max {CPU_PERIOD_US}", "cpu.weight": "100"}
 
 
 def shares_to_weight(shares: int) -> int:
@@ -228,6 +239,16 @@ class Joiner:
         if self.then is not None:
             self.then()
 
+    def move(self, pid: int) -> None:
+        """Move `pid` into the cgroup from the parent (spawn.py's fast path has no
+        child-side step), through the files already open."""
+        for fd in self.fds:
+            try:
+                os.write(fd, str(pid).encode())
+            except OSError as e:
+                if e.errno != errno.ESRCH:
+                    log.warning("cannot move pid %d into its cgroup: %s", pid, e)
+
     def close(self) -> None:
         for fd in self.fds:
             with contextlib.suppress(OSError):
@@ -256,6 +277,11 @@ class Cgroups:
         else:
             self._detect()
         self._warned = False
+        # set up by this process: pod cgroup -> the resources written; QoS parents given
+        # their weight; v2 cgroups known to delegate the controllers (all dropped on removal)
+        self._pods: dict[str, Resources] = {}
+        self._qos_done: set[str] = set()
+        self._delegating: set[Path] = set()
 
     @classmethod
     def for_node(cls, node_name: str, data_dir: str | os.PathLike[str]) -> Cgroups:
@@ -338,17 +364,29 @@ class Cgroups:
         return root / rel if rel else root
 
     # -- creation -----------------------------------------------------------
-    def _mkdir(self, rel: str) -> None:
-        """Create `rel` and its parents; on v2 enable the controllers on the way down."""
+    def _mkdir(self, rel: str) -> bool:
+        """Create `rel` and its parents; on v2 enable the controllers on the way down.
+        True when `rel` itself was created now (in every hierarchy), so it holds the
+        kernel's defaults."""
+        fresh = True
         if self.version != 2:
             for d in self.dirs(rel):
-                d.mkdir(parents=True, exist_ok=True)
-            return
+                try:
+                    d.mkdir(parents=True)
+                except FileExistsError:
+                    fresh = False
+            return fresh
         root = self.roots[""]
         parts = [p for p in rel.split("/") if p]
         chain = [root.parent, root] + [root.joinpath(*parts[:i + 1]) for i in range(len(parts))]
         for parent, child in itertools.pairwise(chain):
-            child.mkdir(exist_ok=True)
+            try:
+                child.mkdir()
+                fresh = True
+            except FileExistsError:
+                fresh = False
+            if parent in self._delegating:
+                continue
             try:
                 have = set(_read(parent / "cgroup.subtree_control").split())
                 avail = set(_read(parent / "cgroup.controllers").split())
@@ -357,33 +395,42 @@ class Cgroups:
             want = [c for c in V2_CONTROLLERS if c in avail and c not in have]
             if want:  # every cgroup above a container delegates the controllers
                 _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in want))
+            self._delegating.add(parent)
+        return fresh
 
-    def _apply(self, rel: str, res: Resources) -> None:
+    def _apply(self, rel: str, res: Resources, *, fresh: bool = False) -> None:
+        """Write the limits; on a `fresh` cgroup only those that differ from the kernel's defaults."""
+        defaults = (V2_DEFAULTS if self.version == 2 else V1_DEFAULTS) if fresh else {}
+
+        def put(path: Path, value: str) -> None:
+            if defaults.get(path.name) != value:
+                self._set(path, value)
+
         mem = res.get("memory_limit_in_bytes")
         shares = res.get("cpu_shares")
         quota, period = res.get("cpu_quota"), res.get("cpu_period") or CPU_PERIOD_US
         pids = res.get("pids_limit")
         if self.version == 2:
             d = self.roots[""] / rel
-            self._set(d / "memory.max", str(mem) if mem else "max")
+            put(d / "memory.max", str(mem) if mem else "max")
             if mem:
                 self._set(d / "memory.swap.max", "0", optional=True)
-            self._set(d / "cpu.max", f"{quota if quota else 'max'} {period}")
+            put(d / "cpu.max", f"{quota if quota else 'max'} {period}")
             if shares:
-                self._set(d / "cpu.weight", str(shares_to_weight(shares)))
+                put(d / "cpu.weight", str(shares_to_weight(shares)))
             if pids:
                 self._set(d / "pids.max", str(pids), optional=True)
             return
         m, c, p = self._dir("memory", rel), self._dir("cpu", rel), self._dir("pids", rel)
         if m is not None:
-            self._set(m / "memory.limit_in_bytes", str(mem) if mem else "-1")
+            put(m / "memory.limit_in_bytes", str(mem) if mem else "-1")
             if mem:  # no swapping past the limit: the kernel OOM-kills, as upstream expects
                 self._set(m / "memory.memsw.limit_in_bytes", str(mem), optional=True)
         if c is not None:
-            self._set(c / "cpu.cfs_period_us", str(period))
-            self._set(c / "cpu.cfs_quota_us", str(quota) if quota else "-1")
+            put(c / "cpu.cfs_period_us", str(period))
+            put(c / "cpu.cfs_quota_us", str(quota) if quota else "-1")
             if shares:
-                self._set(c / "cpu.shares", str(shares))
+                put(c / "cpu.shares", str(shares))
         if p is not None and pids:
             self._set(p / "pids.max", str(pids), optional=True)
 
@@ -402,22 +449,25 @@ class Cgroups:
         """Create (or update) the pod's cgroup with the pod-level resources."""
         if not self.enabled or not parent:
             return
-        self._mkdir(parent)
-        besteffort = "kubepods/besteffort"
-        if parent.startswith(besteffort + "/"):  # the kubelet gives BestEffort the least CPU weight
-            self._apply(besteffort, {"cpu_shares": MIN_SHARES})
         res = dict(res)
         if self.pod_pids_limit:
             res["pids_limit"] = self.pod_pids_limit
-        self._apply(parent, res)
+        if self._pods.get(parent) == res and all(d.is_dir() for d in self.dirs(parent)):
+            return  # set up by this process already (each container of the pod asks again)
+        fresh = self._mkdir(parent)
+        besteffort = "kubepods/besteffort"
+        if parent.startswith(besteffort + "/") and besteffort not in self._qos_done:
+            self._apply(besteffort, {"cpu_shares": MIN_SHARES})  # the kubelet gives BestEffort the least CPU weight
+            self._qos_done.add(besteffort)
+        self._apply(parent, res, fresh=fresh)
+        self._pods[parent] = res
 
     def create_container(self, parent: str, container_id: str, res: Resources) -> str:
         """Create the container's cgroup below its pod's; returns its path."""
         if not self.enabled or not parent:
             return ""
         rel = f"{parent}/{container_id}"
-        self._mkdir(rel)
-        self._apply(rel, res)
+        self._apply(rel, res, fresh=self._mkdir(rel))
         return rel
 
     # -- processes ----------------------------------------------------------
@@ -480,8 +530,18 @@ class Cgroups:
         if not self.enabled or not rel:
             return
         self.kill(rel)
+        self._forget(rel)
         for d in self.dirs(rel):
             _rmtree(d)
+
+    def _forget(self, rel: str) -> None:
+        """Drop what this process remembers having set up at or below `rel`."""
+        for p in [p for p in self._pods if not rel or p == rel or p.startswith(rel + "/")]:
+            del self._pods[p]
+        if not rel:
+            self._qos_done.clear()
+        gone = self.dirs(rel)
+        self._delegating = {p for p in self._delegating if not any(p == g or g in p.parents for g in gone)}
 
     def find_pod(self, uid: str) -> str:
         """The pod's cgroup path, whatever its QoS class, or ""."""
@@ -505,6 +565,7 @@ class Cgroups:
         if not self.enabled:
             return
         self.kill("")
+        self._forget("")
         for d in self.dirs(""):
             _rmtree(d)
 

@@ -47,7 +47,6 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +107,10 @@ class _Container:
         self.io: ContainerIO | None = None  # the main process's streams, for attach
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": asdict(self.status), "config": asdict(self.config), "cwd": self.cwd,
+        # the dataclasses' own dicts, not dataclasses.asdict: that deep-copies every
+        # field, and this is written at each state change of every container
+        cfg = {**vars(self.config), "mounts": [vars(m) for m in self.config.mounts]}
+        return {"status": vars(self.status), "config": cfg, "cwd": self.cwd,
                 "argv": self.argv, "env": self.env, "proc_create_time": self.proc_create_time,
                 "cgroup": self.cgroup}
 
@@ -234,8 +236,6 @@ class ProcessRuntime:
         cid = secrets.token_hex(32)
         cdir = self.root / "containers" / cid
         rootfs = cdir / "rootfs"
-        cdir.mkdir(parents=True)
-        await asyncio.to_thread(shutil.copytree, img.rootfs, rootfs, symlinks=True)
         env: dict[str, str] = {}
         for kv in icfg.get("env") or []:
             k, _, v = kv.partition("=")
@@ -243,14 +243,17 @@ class ProcessRuntime:
         env.setdefault("PATH", os.environ.get("PATH", os.defpath))
         env["HOSTNAME"] = sandbox_config.hostname or sandbox_config.name
         env.setdefault("HOME", str(rootfs))  # writes to ~ stay inside the container's tree
-        for m in sorted(config.mounts, key=lambda m: m.container_path.count("/")):
-            place_mount(rootfs, m)  # parents first: nested mounts land inside them
         env["KYBERN_ROOTFS"] = str(rootfs)  # where absolute paths of the pod spec live
         for k, v in config.env:
             env[k] = v
         wd = config.working_dir or icfg.get("workingDir") or "/"
         cwd = rootfs / wd.lstrip("/")
-        cwd.mkdir(parents=True, exist_ok=True)
+        # the container's tree, off the event loop: a copy of the image, its mounts, its working dir
+        try:
+            await asyncio.to_thread(_make_tree, img.rootfs, rootfs, config.mounts, cwd)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, cdir, True)
+            raise
         log_path = os.path.join(sandbox_config.log_directory, config.log_path) if config.log_path else str(
             cdir / "container.log")
         status = ContainerStatus(id=cid, sandbox_id=sandbox_id, name=config.name, attempt=config.attempt,
@@ -263,8 +266,10 @@ class ProcessRuntime:
         except OSError as e:
             shutil.rmtree(cdir, ignore_errors=True)
             raise ContainerError("CreateContainerError", f"failed to create the container's cgroup: {e}") from e
+        # no state.json yet: the start right after writes it. Each file created costs an
+        # inode allocation, the kernel's biggest share of a pod start on ext4 (docs/benchmarks.md);
+        # a record-less directory left by an agent stopped in between is removed at start()
         self._containers[cid] = c
-        self._save(c)
         return cid
 
     async def start_container(self, container_id: str) -> None:
@@ -298,10 +303,10 @@ class ProcessRuntime:
             msg = f'exec: "{c.argv[0]}": {e.strerror or e}'
             self._finish(c, 128, "StartError", msg, started=False)
             raise ContainerError("StartError", msg) from e
-        join.close()
-        self.cgroups.join(c.cgroup, proc.pid)
+        join.move(proc.pid)  # a no-op when the child joined before exec
         for pid in forked_already(proc.pid) if c.cgroup and isinstance(proc, Child) else ():
-            self.cgroups.join(c.cgroup, pid)  # forked before the move (spawn.py)
+            join.move(pid)  # forked before the move (spawn.py)
+        join.close()
         if nsfd is not None:
             os.close(nsfd)
         io.after_spawn()
@@ -433,16 +438,20 @@ class ProcessRuntime:
             proc = await spawn(cmd, exe, cwd=c.cwd, env=c.env, stdio=[devnull, out_w, out_w], preexec=preexec,
                                netns=self.sandboxes.netns(c.status.sandbox_id), tty=False)
         except OSError as e:
+            join.close()
             os.close(out_r)
             return 126, f'exec: "{cmd[0]}": {e.strerror or e}'.encode()
-        finally:
+        except BaseException:
             join.close()
+            raise
+        finally:
             for fd in (nsfd, out_w, devnull):
                 if fd is not None:
                     os.close(fd)
-        self.cgroups.join(c.cgroup, proc.pid)  # a no-op when the child joined before exec
+        join.move(proc.pid)  # a no-op when the child joined before exec
         for pid in forked_already(proc.pid) if c.cgroup and isinstance(proc, Child) else ():
-            self.cgroups.join(c.cgroup, pid)  # forked before the move (spawn.py)
+            join.move(pid)  # forked before the move (spawn.py)
+        join.close()
         try:
             out = await asyncio.wait_for(read_to_eof(out_r), timeout)
             await asyncio.wait_for(proc.wait(), timeout)
@@ -535,28 +544,46 @@ class ProcessRuntime:
 
 def _resolve(argv0: str, rootfs: Path, cwd: str, path_env: str) -> str | None:
     """Find the executable for argv[0]: inside the container's tree first, then
-    on the host (this runtime has no chroot)."""
-    def ok(p: Path) -> bool:
-        return p.is_file() and os.access(p, os.X_OK)
+    on the host (this runtime has no chroot). Plain strings, not Paths: this runs
+    for every container start, exec and exec probe."""
+    def ok(p: str) -> bool:
+        return os.path.isfile(p) and os.access(p, os.X_OK)
 
+    root = str(rootfs)
     if "/" in argv0:
         if argv0.startswith("/"):
-            inside = rootfs / argv0.lstrip("/")
+            inside = os.path.join(root, argv0.lstrip("/"))
             if ok(inside):
-                return str(inside)
-            return argv0 if ok(Path(argv0)) else None
-        rel = Path(cwd) / argv0
-        return str(rel) if ok(rel) else None
+                return inside
+            return argv0 if ok(argv0) else None
+        rel = os.path.join(cwd, argv0)
+        return rel if ok(rel) else None
     for d in path_env.split(os.pathsep):
         if not d:
             continue
-        for base in (rootfs / d.lstrip("/"), Path(d)):
-            if ok(base / argv0):
-                return str(base / argv0)
+        for base in (os.path.join(root, d.lstrip("/")), d):
+            cand = os.path.join(base, argv0)
+            if ok(cand):
+                return cand
     return None
 
 
+def _make_tree(image_root: Path, rootfs: Path, mounts: list[Mount], cwd: Path) -> None:
+    """A container's private tree: a copy of the image's files (so what it writes
+    never reaches the image or a restarted instance), its volumes placed inside,
+    its working dir."""
+    rootfs.parent.mkdir(parents=True)
+    shutil.copytree(image_root, rootfs, symlinks=True)
+    for m in sorted(mounts, key=lambda m: m.container_path.count("/")):
+        place_mount(rootfs, m)  # parents first: nested mounts land inside them
+    cwd.mkdir(parents=True, exist_ok=True)
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, json.dumps(data).encode())
+    finally:
+        os.close(fd)
     os.replace(tmp, path)

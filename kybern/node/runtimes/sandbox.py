@@ -21,7 +21,6 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,5 +136,6 @@ class Sandboxes:
         config, status = self.entries[sid]
         path = self.dir / f"{sid}.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"config": asdict(config), "status": asdict(status)}))
+        # vars(), not dataclasses.asdict (which deep-copies): the fields are plain JSON values
+        tmp.write_text(json.dumps({"config": vars(config), "status": vars(status)}))
         os.replace(tmp, path)

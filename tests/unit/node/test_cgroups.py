@@ -64,16 +64,31 @@ def test_v1_writes_limits_in_each_hierarchy(tmp_path: Path) -> None:
     assert rel == "kubepods/podu1/cid"
     mem, cpu = tmp_path / "memory/kybern-n" / rel, tmp_path / "cpu/kybern-n" / rel
     assert read(mem / "memory.limit_in_bytes") == str(50 << 20)
-    assert read(cpu / "cpu.cfs_period_us") == "100000" and read(cpu / "cpu.cfs_quota_us") == "10000"
+    assert read(cpu / "cpu.cfs_quota_us") == "10000"  # per the kernel's default 100000 us period
     assert read(cpu / "cpu.shares") == "102"
     assert read(tmp_path / "pids/kybern-n/kubepods/podu1/pids.max") == "100"  # pod level only
     assert not (tmp_path / "pids/kybern-n" / rel / "pids.max").exists()
     assert (tmp_path / "cpuacct/kybern-n" / rel).is_dir()
     assert g.find_pod("u1") == parent and g.pod_uids() == {"u1"}
-    # a container without limits: unlimited, the least CPU weight
+    # a container without limits: the least CPU weight; a new cgroup is unlimited already,
+    # so nothing else is written (here no kernel fills in the defaults: the files stay absent)
     rel2 = g.create_container(parent, "cid2", cg.container_resources(ctr()))
-    assert read(tmp_path / "memory/kybern-n" / rel2 / "memory.limit_in_bytes") == "-1"
-    assert read(tmp_path / "cpu/kybern-n" / rel2 / "cpu.cfs_quota_us") == "-1"
+    assert read(tmp_path / "cpu/kybern-n" / rel2 / "cpu.shares") == "2"
+    assert not (tmp_path / "memory/kybern-n" / rel2 / "memory.limit_in_bytes").exists()
+    assert not (tmp_path / "cpu/kybern-n" / rel2 / "cpu.cfs_quota_us").exists()
+    # an existing cgroup (an agent restarted on its tree) gets every value, defaults included
+    g2 = cg.Cgroups("kybern-n", base=base, version=1)
+    g2.ensure_pod(parent, cg.pod_resources({"spec": {"containers": [ctr()]}}))
+    assert read(mem.parent / "memory.limit_in_bytes") == "-1"
+    assert read(cpu.parent / "cpu.cfs_quota_us") == "-1" and read(cpu.parent / "cpu.shares") == "2"
+    # asked again by this process with the same resources: nothing is written
+    (cpu.parent / "cpu.shares").write_text("7")
+    g2.ensure_pod(parent, cg.pod_resources({"spec": {"containers": [ctr()]}}))
+    assert read(cpu.parent / "cpu.shares") == "7"
+    # removed behind its back: set up again
+    g2.remove(parent)
+    g2.ensure_pod(parent, cg.pod_resources({"spec": {"containers": [ctr()]}}))
+    assert read(cpu.parent / "cpu.shares") == "2"
 
 
 def test_v1_counters(tmp_path: Path) -> None:
@@ -103,7 +118,7 @@ def test_v2_enables_controllers_and_writes_limits(tmp_path: Path) -> None:
     assert read(d / "memory.max") == str(1 << 20) and read(d / "memory.swap.max") == "0"
     assert read(d / "cpu.max") == "20000 100000" and read(d / "cpu.weight") == "39"
     assert read(tmp_path / "k/kubepods/besteffort/cpu.weight") == "1"  # BestEffort: the least weight
-    assert read(tmp_path / "k/kubepods/besteffort/podu2/memory.max") == "max"
+    assert not (tmp_path / "k/kubepods/besteffort/podu2/memory.max").exists()  # the new cgroup's default
     (d / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     (d / "cpu.stat").write_text("usage_usec 1500000\nuser_usec 1000000\n")
     (d / "memory.current").write_text("3000\n")
