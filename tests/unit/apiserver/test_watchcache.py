@@ -4,6 +4,8 @@ transitions, slow watchers dropped, resourceVersion=0 reads, bookmarks."""
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 
@@ -178,3 +180,48 @@ async def test_initial_state_does_not_count_against_the_buffer(env, monkeypatch)
     await cms.create("default", cm("late"))  # arrives before the client read the 10 ADDED
     evs = await drain(w)
     assert len(evs) == 11 and evs[-1][1] == "late"
+
+
+async def test_sink_gets_events_as_chunks_while_idle_and_queue_takes_over_when_it_refuses(env):
+    """The direct path (watchcache's module doc): while the handler waits, each
+    event goes to the sink as one HTTP/1.1 chunk holding one event line; a sink
+    that refuses (connection paused) puts events back on the queue, in order."""
+    _, cache, cms, _ = env
+    w = await cms.watch("default", pred=Predicate(), resource_version="0")
+    got: list[bytes] = []
+    accept = [True]
+
+    def sink(data: bytes) -> bool:
+        if accept[0]:
+            got.append(data)
+        return accept[0]
+
+    w.sink = sink
+    waiting = asyncio.ensure_future(w.next_batch(60))
+    await asyncio.sleep(0)
+    await cms.create("default", cm("d1"))
+    await cms.create("default", cm("d2"))
+    await cache.wait_fresh()
+    assert not waiting.done()  # events went to the sink without waking the handler
+    w.waiter.set_result(None)  # the bookmark interval ends
+    assert await waiting == []  # not idle: no bookmark for this interval
+    assert w.sent == 2
+    lines = []
+    for chunk in got:
+        size, _, rest = chunk.partition(b"\r\n")
+        assert rest.endswith(b"\r\n") and int(size, 16) == len(rest) - 2
+        lines.append(rest[:-2])
+    events = [orjson.loads(line) for line in lines]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "d1"), ("ADDED", "d2")]
+    assert all(line.endswith(b"}\n") and line.count(b"\n") == 1 for line in lines)
+
+    waiting = asyncio.ensure_future(w.next_batch(5))
+    await asyncio.sleep(0)
+    accept[0] = False
+    await cms.create("default", cm("d3"))
+    await cms.create("default", cm("d4"))
+    batch = await asyncio.wait_for(waiting, 2)  # the refusal wakes the handler
+    rest_ = [(t, e.decode()["metadata"]["name"]) for t, e in batch]
+    rest_ += [(t, n) for t, n, _ in await drain(w, 0.2)]
+    assert rest_ == [("ADDED", "d3"), ("ADDED", "d4")]
+    w.close()
