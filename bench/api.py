@@ -50,6 +50,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cluster import cpu_seconds
+
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": {"app": "bench", "tier": "web"}},
        "spec": {"containers": [{"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80}],
                                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}
@@ -113,14 +115,7 @@ class Server:
         return [self.ps, *self.ps.children(recursive=True)]
 
     def cpu(self) -> float:
-        total = 0.0
-        for p in self.procs():
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        return cpu_seconds(self.ps)
 
     def rss_mb(self) -> float:
         return sum(p.memory_info().rss for p in self.procs()) / 2**20

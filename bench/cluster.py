@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,3 +33,15 @@ def start_up(base: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], Cl
         if re.search(r"API at https://", line):
             break
     return proc, client_for(base / "kubeconfig", base / "data" / "pki" / "ca.crt")
+
+
+def cpu_seconds(p: psutil.Process) -> float:
+    """User + system CPU of a process and its children (apiserver workers)."""
+    total = 0.0
+    for q in (p, *p.children(recursive=True)):
+        try:
+            t = q.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total

@@ -41,7 +41,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.cluster import client_for
+from bench.cluster import client_for, cpu_seconds
 from kybern.client.http import Client
 from kybern.client.resources import NODES, PODS
 
@@ -113,18 +113,6 @@ async def populate(base: Path, port: int, nodes: int, pods: int) -> None:
     finally:
         await c.close()
         stop(proc)
-
-
-def cpu_seconds(p: psutil.Process) -> float:
-    """User + system CPU of a process and its children (apiserver workers)."""
-    total = 0.0
-    for q in (p, *p.children(recursive=True)):
-        try:
-            t = q.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 async def measure(base: Path, port: int, pods: int, spy: str | None = None, spy_seconds: int = 20,

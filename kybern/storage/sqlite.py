@@ -110,7 +110,7 @@ class SQLiteStore:
         self._last_seen = self._max_id()
         self._poller: asyncio.Task[None] | None = None
         self._queue: list[_Write] = []  # writes waiting for the next group commit
-        self._flush_at: float | None = None  # when the next flush is scheduled (loop time)
+        self._flush_scheduled = False
         self._busy_since: float | None = None
         # how often rows other processes wrote are looked for (apiserver workers set it lower)
         self.poll_interval = POLL_INTERVAL
@@ -156,8 +156,8 @@ class SQLiteStore:
     async def _submit(self, kind: str, key: str, value: bytes | None, expected: int) -> Any:
         w = _Write(kind, key, value, expected)
         self._queue.append(w)
-        if self._flush_at is None:
-            self._flush_at = asyncio.get_running_loop().time()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
         # shielded: a cancelled request does not cancel a write others share a commit with
         return await asyncio.shield(w.fut)
@@ -166,7 +166,7 @@ class SQLiteStore:
         """Apply every queued write in one transaction and COMMIT, all in this
         one call, so SQLite's write lock is held only for the SQL itself; then
         publish the events and answer the writers, in revision order."""
-        self._flush_at = None
+        self._flush_scheduled = False
         if not self._queue:
             return
         loop = asyncio.get_running_loop()
@@ -182,7 +182,7 @@ class SQLiteStore:
                 self._busy_since = None
                 self._fail_all(sqlite3.OperationalError("database is locked"))
                 return
-            self._flush_at = now + 0.0005
+            self._flush_scheduled = True
             loop.call_later(0.0005, self._flush)
             return
         self._busy_since = None

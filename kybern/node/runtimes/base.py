@@ -18,9 +18,12 @@ Division of work, as between kubelet and containerd:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+log = logging.getLogger(__name__)
 
 # Container states, as CRI's ContainerState enum.
 CREATED = "created"
@@ -135,6 +138,24 @@ class ImageStatus:
 
 
 ContainerEventHandler = Callable[[ContainerStatus], None]
+
+
+class ContainerEvents:
+    """The GetContainerEvents side every runtime shares: handlers the agent
+    registers, called with a container's status whenever it changes."""
+
+    _handlers: list[ContainerEventHandler]
+
+    def add_event_handler(self, handler: ContainerEventHandler) -> None:
+        self._handlers.append(handler)
+
+    def _emit(self, c: Any) -> None:
+        """Report `c.status` to every handler; one failing handler does not stop the others."""
+        for h in self._handlers:
+            try:
+                h(c.status)
+            except Exception:
+                log.exception("container event handler failed")
 """Called (on the event loop) when a container changes state, as CRI's
 GetContainerEvents stream: the agent wakes the pod's worker instead of polling."""
 

@@ -117,7 +117,11 @@ def _container_amounts(c: dict[str, Any]) -> tuple[int, int | None, int | None]:
 
 def container_resources(c: dict[str, Any]) -> Resources:
     """The CRI resources of one container of the spec."""
-    cpu_req, cpu_lim, mem_lim = _container_amounts(c)
+    return _resources(*_container_amounts(c))
+
+
+def _resources(cpu_req: int, cpu_lim: int | None, mem_lim: int | None) -> Resources:
+    """CRI resources from milli-CPU requests/limits and a memory limit in bytes."""
     out: Resources = {"cpu_shares": milli_cpu_to_shares(cpu_req)}
     if cpu_lim:
         out["cpu_period"] = CPU_PERIOD_US
@@ -149,13 +153,7 @@ def pod_resources(pod: dict[str, Any]) -> Resources:
         req = max(req, r)
         cpu = None if cpu is None or cl is None else max(cpu, cl)
         mem = None if mem is None or ml is None else max(mem, ml)
-    out: Resources = {"cpu_shares": milli_cpu_to_shares(req)}
-    if cpu:
-        out["cpu_period"] = CPU_PERIOD_US
-        out["cpu_quota"] = milli_cpu_to_quota(cpu)
-    if mem:
-        out["memory_limit_in_bytes"] = mem
-    return out
+    return _resources(req, cpu, mem)
 
 
 # -- what the runtime does ----------------------------------------------------------

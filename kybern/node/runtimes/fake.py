@@ -46,6 +46,7 @@ from kybern.node.runtimes.base import (
     ContainerConfig,
     ContainerError,
     ContainerEventHandler,
+    ContainerEvents,
     ContainerStatus,
     ImagePullError,
     ImageStatus,
@@ -87,7 +88,7 @@ def _exit_plan(env: list[tuple[str, str]]) -> tuple[float | None, int]:
     return after, code
 
 
-class FakeRuntime:
+class FakeRuntime(ContainerEvents):
     name = "fake"
     version = "0.1.0"
 
@@ -105,16 +106,6 @@ class FakeRuntime:
         for c in list(self._containers.values()):
             if c.status.state == RUNNING:
                 self._exit(c, 137 if c.exit_after is None else c.exit_code, "Error")
-
-    def add_event_handler(self, handler: ContainerEventHandler) -> None:
-        self._handlers.append(handler)
-
-    def _emit(self, c: _Container) -> None:
-        for h in self._handlers:
-            try:
-                h(c.status)
-            except Exception:
-                log.exception("container event handler failed")
 
     # -- sandboxes ----------------------------------------------------------
     async def run_pod_sandbox(self, config: PodSandboxConfig) -> str:

@@ -61,6 +61,7 @@ from kybern.node.runtimes.base import (
     ContainerConfig,
     ContainerError,
     ContainerEventHandler,
+    ContainerEvents,
     ContainerStatus,
     ImagePullError,
     ImageStatus,
@@ -128,7 +129,7 @@ class _Container:
         return c
 
 
-class ProcessRuntime:
+class ProcessRuntime(ContainerEvents):
     name = "process"
     version = "0.1.0"
 
@@ -168,16 +169,6 @@ class ProcessRuntime:
                              return_exceptions=True)
         await asyncio.to_thread(self.cgroups.remove_all)  # recreated on demand by the next agent
         await self.sandboxes.teardown_networks()
-
-    def add_event_handler(self, handler: ContainerEventHandler) -> None:
-        self._handlers.append(handler)
-
-    def _emit(self, c: _Container) -> None:
-        for h in self._handlers:
-            try:
-                h(c.status)
-            except Exception:
-                log.exception("container event handler failed")
 
     # -- sandboxes ----------------------------------------------------------
     async def run_pod_sandbox(self, config: PodSandboxConfig) -> str:
