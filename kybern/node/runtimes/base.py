@@ -140,10 +140,12 @@ class ImageStatus:
 ContainerEventHandler = Callable[[ContainerStatus], None]
 
 
-class ContainerEvents:
-    """The GetContainerEvents side every runtime shares: handlers the agent
-    registers, called with a container's status whenever it changes."""
+class RuntimeState:
+    """What every runtime keeps the same way: its containers by id (each with a
+    `.status`), the status queries over them, and the handlers the agent
+    registers (GetContainerEvents), told of every status change."""
 
+    _containers: dict[str, Any]
     _handlers: list[ContainerEventHandler]
 
     def add_event_handler(self, handler: ContainerEventHandler) -> None:
@@ -156,6 +158,14 @@ class ContainerEvents:
                 h(c.status)
             except Exception:
                 log.exception("container event handler failed")
+
+    async def container_status(self, container_id: str) -> ContainerStatus | None:
+        c = self._containers.get(container_id)
+        return c.status if c else None
+
+    async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
+        return [c.status for c in self._containers.values()
+                if sandbox_id is None or c.status.sandbox_id == sandbox_id]
 """Called (on the event loop) when a container changes state, as CRI's
 GetContainerEvents stream: the agent wakes the pod's worker instead of polling."""
 

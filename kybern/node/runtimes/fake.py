@@ -46,12 +46,12 @@ from kybern.node.runtimes.base import (
     ContainerConfig,
     ContainerError,
     ContainerEventHandler,
-    ContainerEvents,
     ContainerStatus,
     ImagePullError,
     ImageStatus,
     PodSandboxConfig,
     PodSandboxStatus,
+    RuntimeState,
 )
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def _exit_plan(env: list[tuple[str, str]]) -> tuple[float | None, int]:
     return after, code
 
 
-class FakeRuntime(ContainerEvents):
+class FakeRuntime(RuntimeState):
     name = "fake"
     version = "0.1.0"
 
@@ -202,14 +202,6 @@ class FakeRuntime(ContainerEvents):
                 os.unlink(c.status.log_path)
             except OSError:
                 pass
-
-    async def container_status(self, container_id: str) -> ContainerStatus | None:
-        c = self._containers.get(container_id)
-        return c.status if c else None
-
-    async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
-        return [c.status for c in self._containers.values()
-                if sandbox_id is None or c.status.sandbox_id == sandbox_id]
 
     async def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> tuple[int, bytes]:
         c = self._get(container_id)

@@ -61,13 +61,13 @@ from kybern.node.runtimes.base import (
     ContainerConfig,
     ContainerError,
     ContainerEventHandler,
-    ContainerEvents,
     ContainerStatus,
     ImagePullError,
     ImageStatus,
     Mount,
     PodSandboxConfig,
     PodSandboxStatus,
+    RuntimeState,
 )
 from kybern.node.runtimes.cgroups import Cgroups
 from kybern.node.runtimes.mounts import place_mount
@@ -129,7 +129,7 @@ class _Container:
         return c
 
 
-class ProcessRuntime(ContainerEvents):
+class ProcessRuntime(RuntimeState):
     name = "process"
     version = "0.1.0"
 
@@ -469,14 +469,6 @@ class ProcessRuntime(ContainerEvents):
             os.unlink(c.status.log_path)
         except OSError:
             pass
-
-    async def container_status(self, container_id: str) -> ContainerStatus | None:
-        c = self._containers.get(container_id)
-        return c.status if c else None
-
-    async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
-        return [c.status for c in self._containers.values()
-                if sandbox_id is None or c.status.sandbox_id == sandbox_id]
 
     def container_usage(self, container_id: str) -> tuple[float, int] | None:
         """(CPU seconds, working set bytes) from the container's cgroup, or None
