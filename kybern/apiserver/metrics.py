@@ -139,13 +139,28 @@ class APIMetrics:
         long_running = verb in ("WATCH", "CONNECT") or sub in LONG_RUNNING_SUBRESOURCES
         return (verb, info.group, info.version, info.plural, sub or "", scope, COMPONENT), long_running
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    def begin(self, request: web.Request) -> tuple[tuple[str, ...], Any, float]:
+        """A request starts: (its labels, its long-running gauge or None, start time)."""
         labels, long_running = self.classify(request)
-        start = time.perf_counter()
         gauge = self.longrunning.labels(*labels) if long_running else None
         if gauge is not None:
             gauge.inc()
+        return labels, gauge, time.perf_counter()
+
+    def end(self, labels: tuple[str, ...], gauge: Any, start: float, code: int) -> None:
+        """A request is answered with `code` (or failed: 500)."""
+        if gauge is not None:
+            gauge.dec()
+        counts = self.requests.values
+        key = (*labels, str(code))
+        counts[key] = counts.get(key, 0.0) + 1.0
+        self.latency.observe(labels, time.perf_counter() - start)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """The request metrics alone as a middleware (the apiserver does the same
+        inside its one middleware, server.APIServer._middleware)."""
+        labels, gauge, start = self.begin(request)
         code = 500
         try:
             resp = await handler(request)
@@ -155,12 +170,7 @@ class APIMetrics:
             code = e.status
             raise
         finally:
-            if gauge is not None:
-                gauge.dec()
-            counts = self.requests.values
-            key = (*labels, str(code))
-            counts[key] = counts.get(key, 0.0) + 1.0
-            self.latency.observe(labels, time.perf_counter() - start)
+            self.end(labels, gauge, start, code)
 
     # -- watch --------------------------------------------------------------------
     def watcher_delta(self, info: ResourceInfo, delta: int) -> None:

@@ -39,9 +39,7 @@ BOOKMARK_INTERVAL = 5.0
 
 def json_response(obj: Any, status: int = 200, *, content_type: str = JSON,
                   warnings: list[str] | None = None) -> web.Response:
-    headers = {}
-    if warnings:
-        headers["Warning"] = ", ".join(f'299 - "{_warning_text(w)}"' for w in warnings)
+    headers = _warning_headers(warnings)
     try:
         body = orjson.dumps(obj)
     except TypeError:  # e.g. an error message quoting a client's invalid string: answer all the same
@@ -49,6 +47,12 @@ def json_response(obj: Any, status: int = 200, *, content_type: str = JSON,
     return web.Response(body=body, status=status, content_type=content_type.split(";")[0],
                         headers=headers) if ";" not in content_type else \
         web.Response(body=body, status=status, headers={"Content-Type": content_type, **headers})
+
+
+def _warning_headers(warnings: list[str] | None) -> dict[str, str]:
+    if warnings:
+        return {"Warning": ", ".join(f'299 - "{_warning_text(w)}"' for w in warnings)}
+    return {}
 
 
 # control characters become spaces, as Go's net/http writes header values (a raw
@@ -265,21 +269,25 @@ async def handle(server: "APIServer", request: web.Request, group: str, version:
         if method == "POST":
             warnings: list[str] = []
             body = await read_body(request)
-            obj = await store.create(ns, body, dry_run=dry_run(request),
-                                     field_validation=field_validation(request), warnings=warnings)
-            return json_response(obj, 201, warnings=warnings)
+            obj, wire = await store.create_wire(ns, body, dry_run=dry_run(request),
+                                                field_validation=field_validation(request), warnings=warnings)
+            if wire is None:
+                return json_response(obj, 201, warnings=warnings)
+            return web.Response(body=wire, status=201, content_type=JSON, headers=_warning_headers(warnings))
         if method == "DELETE":
             return await delete_collection(request, store, ns)
         raise errors.method_not_allowed("the server does not allow this method on the requested resource")
     if method == "GET":
         if query_bool(request, "watch"):
             return await watch(server, request, store, ns, name=name)
-        obj = await store.get(ns, name, resource_version=request.query.get("resourceVersion"))
         if wants_table(request):
+            obj = await store.get(ns, name, resource_version=request.query.get("resourceVersion"))
             return json_response(tables.table(tables.printer_for(info.group, info.kind), [obj],
                                               include_object=request.query.get("includeObject", "Metadata"),
                                               list_meta={"resourceVersion": obj["metadata"]["resourceVersion"]}))
-        return json_response(obj)
+        # the object's wire bytes (often the watch cache's, without a decode and encode)
+        return web.Response(body=await store.get_encoded(ns, name, resource_version=request.query.get(
+            "resourceVersion")), content_type=JSON)
     if method == "PUT":
         return await update(server, request, store, ns, name, None)
     if method == "PATCH":

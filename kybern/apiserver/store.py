@@ -65,6 +65,39 @@ def encode(obj: Obj) -> bytes:
             m["resourceVersion"] = rv
 
 
+class Encoded:
+    """An object's stored JSON in three parts, `encode(obj) == before + meta +
+    after` where `meta` is the JSON of its metadata (without resourceVersion),
+    so that its wire JSON at a revision, `orjson.dumps(decode(KV(value, rev)))`,
+    is a concatenation: decode() appends resourceVersion as metadata's last key.
+    (orjson writes an object as `{`, its `"key":value` items joined by `,`, `}`,
+    whichever dict holds them.)"""
+
+    __slots__ = ("after", "before", "meta", "value")
+
+    def __init__(self, obj: Obj) -> None:
+        m = obj["metadata"]
+        pre: Obj = {}
+        post: Obj = {}
+        cur = pre
+        for k, v in obj.items():
+            if k == "metadata":
+                cur = post
+            else:
+                cur[k] = v
+        p, q = orjson.dumps(pre), orjson.dumps(post)
+        self.before = (p[:-1] + b',"metadata":') if len(p) > 2 else b'{"metadata":'
+        self.meta = orjson.dumps(m)
+        self.after = (b"," + q[1:]) if len(q) > 2 else b"}"
+        self.value = self.before + self.meta + self.after
+
+    def wire(self, rev: int) -> bytes:
+        """The object's JSON with metadata.resourceVersion = rev, as decode() gives it."""
+        meta = self.meta
+        rv = b'"resourceVersion":"%d"}' % rev
+        return b"".join((self.before, meta[:-1], b"," if len(meta) > 2 else b"", rv, self.after))
+
+
 def parse_rv(value: str | None, what: str = "resourceVersion") -> int:
     if value in (None, ""):
         return 0
@@ -151,6 +184,8 @@ class RESTStore:
         conv = getattr(storage, "converter", None)
         self._convert = None if conv is None or getattr(storage, "api_version", None) == \
             conv.storage_version else (lambda o: conv.convert(o, info.api_version))
+        # the cache's bytes are this store's wire bytes: no conversion, the same storage
+        self._same_bytes = conv is None and self.cache.storage is storage
         self.strategy = info.strategy
         assert self.strategy is not None
         self.validator = validator
@@ -240,6 +275,25 @@ class RESTStore:
             raise self._not_found(name)
         return decode(kv)
 
+    async def get_encoded(self, namespace: str | None, name: str, *, resource_version: str | None = None) -> bytes:
+        """get() as wire JSON: `orjson.dumps(get(...))`, byte for byte. A read from
+        storage answers with the watch cache's bytes of the same object version
+        when the cache holds it (same key and revision: same stored value, and
+        the cache encodes it exactly as decode() + dumps would), so the usual GET
+        decodes and encodes nothing; the read itself stays a consistent storage
+        read, as upstream's GET without resourceVersion."""
+        if not self._same_bytes or resource_version == "0":
+            return orjson.dumps(await self.get(namespace, name, resource_version=resource_version))
+        key = object_key(self.info, namespace, name)
+        kv, _ = await self.storage.get(key)
+        if kv is None:
+            raise self._not_found(name)
+        rc = self.cache.resources.get(self.prefix)
+        entry = rc.objects.get(key) if rc is not None else None
+        if entry is not None and entry.rv == kv.mod_revision:
+            return entry.raw
+        return orjson.dumps(decode(kv))
+
     async def list(self, namespace: str | None, *, pred: Predicate, limit: int = 0,
                    continue_: str | None = None, resource_version: str | None = None) -> Obj:
         prefix = key_prefix(self.info, namespace)
@@ -327,6 +381,21 @@ class RESTStore:
     # -- create ---------------------------------------------------------------
     async def create(self, namespace: str | None, obj: Any, *, dry_run: bool = False,
                      field_validation: str = "Strict", warnings: list[str] | None = None) -> Obj:
+        return (await self._create(namespace, obj, dry_run=dry_run, field_validation=field_validation,
+                                   warnings=warnings))[0]
+
+    async def create_wire(self, namespace: str | None, obj: Any, *, dry_run: bool = False,
+                          field_validation: str = "Strict", warnings: list[str] | None = None
+                          ) -> tuple[Obj, bytes | None]:
+        """create(), and the created object's wire JSON (`orjson.dumps` of it, byte
+        for byte) spliced from the stored bytes rather than encoded a second time;
+        None when there are none (dry run)."""
+        return await self._create(namespace, obj, dry_run=dry_run, field_validation=field_validation,
+                                  warnings=warnings)
+
+    async def _create(self, namespace: str | None, obj: Any, *, dry_run: bool = False,
+                      field_validation: str = "Strict", warnings: list[str] | None = None
+                      ) -> tuple[Obj, bytes | None]:
         warnings = warnings if warnings is not None else []
         obj = self._check_type(obj)
         m = obj["metadata"]
@@ -375,20 +444,27 @@ class RESTStore:
         if self.track_fields is not None:
             self.track_fields(obj, None, None)
         if dry_run:
-            return obj
+            return obj, None
         for attempt in range(NAME_GENERATION_ATTEMPTS if generated else 1):
             if attempt:
                 m["name"] = m["generateName"] + "".join(random.choices(_NAME_CHARS, k=5))
+            key = object_key(self.info, m.get("namespace"), m["name"])
+            if "resourceVersion" in m:  # set again since dropped above (not by any strategy today)
+                enc, value = None, encode(obj)
+            else:  # the stored bytes are encode(obj), in parts
+                enc = Encoded(obj)
+                value = enc.value
+                if self._same_bytes:  # the watch cache builds its entry from the parts, no decode
+                    self.cache.expect(self.prefix, key, enc, obj)
             try:
-                rev = await self.storage.create(object_key(self.info, m.get("namespace"), m["name"]),
-                                                encode(obj))
+                rev = await self.storage.create(key, value)
                 break
             except st.KeyExists:
                 continue
         else:
             raise errors.already_exists(self.info.group, self.info.plural, m["name"])
         m["resourceVersion"] = str(rev)
-        return obj
+        return obj, enc.wire(rev) if enc is not None else None
 
     # -- update ---------------------------------------------------------------
     async def update(self, namespace: str | None, name: str,

@@ -66,6 +66,20 @@ INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _field(obj: dict[str, Any], parts: tuple[str, ...]) -> str:
+    """selectors.field_value() of a path already split at its dots."""
+    cur: Any = obj
+    for p in parts:
+        if not isinstance(cur, dict):
+            return ""
+        cur = cur.get(p)
+    if cur is None:
+        return ""
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
+    return str(cur)
+
+
 class Entry:
     """One object version: its wire bytes and what selectors look at."""
 
@@ -122,13 +136,21 @@ class ResourceCache:
         self.watchers: set[Watcher] = set()
         self.indexed = INDEXED_FIELDS.get(prefix, ())
         self._field_index = {p: i for i, p in enumerate(self.indexed)}
+        self._paths = [tuple(p.split(".")) for p in self.indexed]
         self._label_sets: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
 
     # -- entries ----------------------------------------------------------------
     def make_entry(self, key: str, obj: dict[str, Any], rv: int) -> Entry:
         m = obj.setdefault("metadata", {})
         m["resourceVersion"] = str(rv)
-        labels = m.get("labels") or None
+        labels, fields = self.selectable(obj)
+        # orjson hands back bytes in an over-sized buffer (up to 4x): keep an exact copy
+        return Entry(key, rv, bytes(memoryview(orjson.dumps(obj))), labels, fields)
+
+    def selectable(self, obj: dict[str, Any]) -> tuple[dict[str, str] | None, tuple[str, ...]]:
+        """What an entry keeps of an object for selectors: its labels (one dict
+        per distinct label set) and the indexed fields' values."""
+        labels = obj["metadata"].get("labels") or None
         if labels:
             # pods of one owner share a label set: keep one dict for all of them
             sig = tuple(labels.items())
@@ -139,9 +161,9 @@ class ResourceCache:
                 shared = {sys.intern(k): sys.intern(v) if isinstance(v, str) else v for k, v in labels.items()}
                 self._label_sets[sig] = shared
             labels = shared
-        fields = tuple(sys.intern(selectors.field_value(obj, p)) for p in self.indexed)
-        # orjson hands back bytes in an over-sized buffer (up to 4x): keep an exact copy
-        return Entry(key, rv, bytes(memoryview(orjson.dumps(obj))), labels, fields)
+        if not self._paths:
+            return labels, ()
+        return labels, tuple([sys.intern(_field(obj, parts)) for parts in self._paths])
 
     def field(self, entry: Entry, path: str) -> str:
         rest = entry.key[len(self.prefix):]
@@ -305,6 +327,15 @@ class Watcher:
         self._wake()
 
 
+class _Expected:
+    """A local write's parts, for WatchCache.expect()."""
+
+    __slots__ = ("enc", "fields", "labels")
+
+    def __init__(self, enc: Any, labels: dict[str, str] | None, fields: tuple[str, ...]) -> None:
+        self.enc, self.labels, self.fields = enc, labels, fields
+
+
 def _expire(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -324,6 +355,8 @@ class WatchCache:
         self._task: asyncio.Task[None] | None = None
         self.restarts = 0
         self._gap_rv = self._gap_seen = 0
+        # key -> a write this process is making (see expect())
+        self._expected: dict[str, _Expected] = {}
 
     @classmethod
     def for_storage(cls, storage: st.Store) -> WatchCache:
@@ -401,12 +434,26 @@ class WatchCache:
     def _start_rv(self) -> int:
         return self.rv
 
+    def expect(self, prefix: str, key: str, enc: Any, obj: dict[str, Any]) -> None:
+        """A write of `enc.value` (a store.Encoded of `obj`) to `key` is about to
+        be made through this process: when its event arrives carrying that very
+        bytes object, the entry is spliced from the parts (`enc.wire(rev)`, the
+        same bytes as decoding the value and encoding it with its revision) and
+        the selector fields taken from `obj` now, instead of a decode and an
+        encode. Any other event for the key (another process's write, a failed
+        write's key written later) is applied the usual way."""
+        if len(self._expected) > 1024:  # failed writes leave theirs: never let them pile up
+            self._expected.clear()
+        labels, fields = self.resource(prefix).selectable(obj)
+        self._expected[key] = _Expected(enc, labels, fields)
+
     def _apply(self, ev: st.Event) -> None:
         key = ev.kv.key
         rev = ev.kv.mod_revision
         rc = self._resource_for_key(key)
         if rc is not None:
             old = rc.objects.get(key)
+            hint = self._expected.pop(key, None) if self._expected else None
             if ev.type == "DELETE":
                 rc.objects.pop(key, None)
                 if old is not None:
@@ -415,7 +462,10 @@ class WatchCache:
                     gone = rc.make_entry(key, orjson.loads(ev.kv.value or b"{}"), rev)
                 rc.add(Event(rev, gone, old, True))
             else:
-                new = rc.make_entry(key, orjson.loads(ev.kv.value), rev)
+                if hint is not None and hint.enc.value is ev.kv.value:
+                    new = Entry(key, rev, hint.enc.wire(rev), hint.labels, hint.fields)
+                else:
+                    new = rc.make_entry(key, orjson.loads(ev.kv.value), rev)
                 rc.objects[key] = new
                 rc.add(Event(rev, new, None if ev.created else old, False))
         self.rv = max(self.rv, rev)

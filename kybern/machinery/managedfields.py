@@ -228,6 +228,85 @@ _CREATED_MEMO_SIZE = 256
 _CREATED_MEMO_MAX_BYTES = 16 * 1024
 _created_memo: dict[tuple[int, int, bytes], tuple[Any, bytes]] = {}
 
+# The memo's key is the part's JSON with every string value of an object field
+# blanked ("f":"x" -> "f":""), except fields that may name a list item (list-map
+# keys, merge keys): a create's set depends on which fields are set, on list
+# items' keys and set lists' values, never on the content of any other string
+# (changed() sees a string as a leaf; the skeleton it compares with holds only
+# [] and {}). So pods that differ only in names, images or env values share an
+# entry. A schema with a "set" list of non-scalars (whose `v:` elements would
+# depend on every string) keys on the exact JSON instead.
+_shape_res: dict[int, tuple[Any, Any]] = {}
+
+
+def _shape_re(schema: Obj | None) -> Any:
+    """The blanking regex for a kind's schema, or None (exact JSON)."""
+    hit = _shape_res.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    import re
+
+    names = _list_key_names(schema)
+    rx = None
+    if names is not None:
+        # "key":"value" where the key is not one of `names`: `(?<!\\)` makes the
+        # first quote a string's end (inside a string every quote is escaped), and
+        # a string that ends and is followed by `:` is an object's key
+        guards = b"".join(b'(?<!"' + re.escape(n.encode()) + b")" for n in sorted(names))
+        rx = re.compile(rb'(?<!\\)' + guards + rb'":"(?:[^"\\]|\\.)*"')
+    if len(_shape_res) > 1024:
+        _shape_res.clear()
+    _shape_res[id(schema)] = (schema, rx)
+    return rx
+
+
+def _list_key_names(schema: Obj | None) -> set[str] | None:
+    """Every field name that can key a list item under `schema` (list-map keys,
+    patch merge keys, the defaulted `protocol`), or None if the schema has a
+    set list whose items are not scalars."""
+    from kybern.api import schemas
+
+    names = set(fp._KEY_DEFAULTS)
+    if schema is None:
+        return names
+    seen: set[int] = set()
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        r = schemas.resolve(node)
+        for n in (node, r):
+            if not isinstance(n, dict):
+                continue
+            names.update(n.get("x-kubernetes-list-map-keys") or ())
+            if n.get("x-kubernetes-patch-merge-key"):
+                names.add(n["x-kubernetes-patch-merge-key"])
+        if r is None or id(r) in seen:
+            continue
+        seen.add(id(r))
+        if r.get("type") == "array" or "items" in r:
+            ext = {**{k: v for k, v in r.items() if k.startswith("x-")},
+                   **{k: v for k, v in node.items() if k.startswith("x-")}}
+            lt = ext.get("x-kubernetes-list-type")
+            if lt is None and str(ext.get("x-kubernetes-patch-strategy", "")).startswith("merge") and \
+                    not ext.get("x-kubernetes-patch-merge-key"):
+                lt = "set"
+            if lt == "set":
+                item = schemas.resolve(r.get("items")) if isinstance(r.get("items"), dict) else None
+                if item is None or item.get("type") not in ("string", "integer", "number", "boolean"):
+                    return None
+        for k in ("properties", "patternProperties"):
+            if isinstance(r.get(k), dict):
+                stack.extend(r[k].values())
+        for k in ("items", "additionalProperties", "not"):
+            if isinstance(r.get(k), dict):
+                stack.append(r[k])
+        for k in ("allOf", "anyOf", "oneOf"):
+            if isinstance(r.get(k), list):
+                stack.extend(r[k])
+    return names
+
 
 def _created(skeleton: Obj, new: Obj, schema: Obj | None, ignored: fp.Set) -> fp.Set:
     """_owned(skeleton, new, ...) for a create: metadata (names, uids, labels:
@@ -240,7 +319,8 @@ def _created(skeleton: Obj, new: Obj, schema: Obj | None, ignored: fp.Set) -> fp
         return _owned(skeleton, new, schema, ignored)
     if len(body) > _CREATED_MEMO_MAX_BYTES:
         return _owned(skeleton, new, schema, ignored)
-    key = (id(schema), id(ignored), body)
+    rx = _shape_re(schema)
+    key = (id(schema), id(ignored), rx.sub(b'":""', body) if rx is not None else body)
     hit = _created_memo.get(key)
     if hit is not None and hit[0] is schema:
         rest_set = orjson.loads(hit[1])

@@ -69,6 +69,9 @@ SELECT {_COLS} FROM kine WHERE id IN (
 ) AND deleted = 0 ORDER BY name LIMIT ?
 """
 
+# the latest row of a key and the current revision
+_GET_SQL = f"SELECT {_COLS}, (SELECT MAX(id) FROM kine) FROM kine WHERE name = ? ORDER BY id DESC LIMIT 1"
+
 SUBSCRIBER_QUEUE = 10_000
 POLL_INTERVAL = 1.0
 BUSY_TIMEOUT = 5.0
@@ -255,11 +258,13 @@ class SQLiteStore:
 
     # -- reads --------------------------------------------------------------
     async def get(self, key: str) -> tuple[KV | None, int]:
-        row = self._latest(key)
-        rev = self._max_id()
-        if row is None or row[3]:
-            return None, rev
-        return self._kv(row), rev
+        # the row and the current revision in one statement (one read transaction)
+        row = self.db.execute(_GET_SQL, (key,)).fetchone()
+        if row is None:
+            return None, self._max_id()
+        if row[3]:
+            return None, int(row[8])
+        return self._kv(row), int(row[8])
 
     async def list(self, prefix: str, *, revision: int = 0, start: str = "",
                    limit: int = 0) -> ListResult:
@@ -341,16 +346,24 @@ class SQLiteStore:
         return Event("DELETE" if deleted else "PUT", kv, prev, created=bool(created))
 
     def _publish_local(self, rev: int, row: tuple[Any, ...]) -> None:
-        if rev == self._last_seen + 1:
-            self._last_seen = rev
-            if self._subs:
-                self._fanout(self._event(row))
-        else:
-            self._poll_once()
+        """Publish a row this connection just committed, after any rows other
+        processes committed before it (read back; ours is published as written)."""
+        if rev <= self._last_seen:
+            return
+        if rev > self._last_seen + 1:
+            self._poll_once(below=rev)
+        self._last_seen = rev
+        if self._subs:
+            self._fanout(self._event(row))
 
-    def _poll_once(self) -> None:
-        rows = self.db.execute(
-            f"SELECT {_COLS} FROM kine WHERE id > ? ORDER BY id", (self._last_seen,)).fetchall()
+    def _poll_once(self, below: int = 0) -> None:
+        """Publish the rows after the last seen one (those below `below`, if given)."""
+        if below:
+            rows = self.db.execute(f"SELECT {_COLS} FROM kine WHERE id > ? AND id < ? ORDER BY id",
+                                   (self._last_seen, below)).fetchall()
+        else:
+            rows = self.db.execute(
+                f"SELECT {_COLS} FROM kine WHERE id > ? ORDER BY id", (self._last_seen,)).fetchall()
         for row in rows:
             self._last_seen = int(row[0])
             if row[1] != COMPACT_KEY and self._subs:
