@@ -2,7 +2,8 @@
 
 1. Pod startup latency, 200 bare pods (`sleep 3600`) on the one agent of a fresh
    `kybern up --max-pods N` (process runtime; N = pods + 10, since the default
-   110 would refuse some), created by 16 concurrent callers, with spec.nodeName
+   110 would refuse some; its node agent is a child process, or inside it with
+   `--up-arg=--agent-in-process`), created by 16 concurrent callers, with spec.nodeName
    (`--bind nodename`, scheduler skipped) or through the scheduler
    (`--bind scheduler`); `--pod-network host|cni|auto` picks the pod network:
    - API clock: creationTimestamp -> the last containerStatuses[].state.running
@@ -101,13 +102,14 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
                                  "--port", "0", "--kubeconfig", str(base / "kubeconfig"), "--node-name", "bench",
                                  "--no-ingress", "--max-pods", str(n_pods + 10), "--pod-network", pod_network,
                                  *up_args],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                env=env, stdout=subprocess.PIPE, stderr=open(base / "up.log", "w"),  # noqa: ASYNC230, SIM115
+                                text=True)
         assert proc.stdout
         for line in proc.stdout:
             if re.search(r"API at https://", line):
                 break
         else:
-            raise RuntimeError("kybern up exited before it was ready")
+            raise RuntimeError("kybern up exited before it was ready:\n" + (base / "up.log").read_text()[-3000:])
         try:
             c = client_for(base / "kubeconfig", base / "data" / "pki" / "ca.crt")
             await node_ready(c)
@@ -144,13 +146,17 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
             await asyncio.sleep(0.3)  # let the watch connect
             it = iter(names)
             up = psutil.Process(proc.pid)
+            agent = next((p for p in up.children() if "agent" in p.cmdline()), None)
             cpu0 = up.cpu_times()
+            acpu0 = agent.cpu_times() if agent else None
             t0 = time.monotonic()
-            spy = None
-            if py_spy:  # raw stacks of `kybern up` from the first create to all running
-                spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "-r", "250",  # noqa: ASYNC220
-                                        "--format", "raw", "-o", py_spy, *(["--gil"] if py_spy_gil else [])],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            spies = []
+            if py_spy:  # raw stacks from the first create to all running: OUT (the agent) and OUT.up
+                for pid, out in ((agent or up).pid, py_spy), *(((up.pid, py_spy + ".up"),) if agent else ()):
+                    spies.append(subprocess.Popen(  # noqa: ASYNC220
+                        ["py-spy", "record", "--pid", str(pid), "-r", "250", "--format", "raw", "--nonblocking",
+                         "-o", out, *(["--gil"] if py_spy_gil else [])],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
             async def creator() -> None:
                 for n in it:
@@ -160,7 +166,8 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
             t_created = time.monotonic() - t0
             await asyncio.wait_for(w, 300)
             cpu1 = up.cpu_times()
-            if spy is not None:
+            acpu1 = agent.cpu_times() if agent else None
+            for spy in spies:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
             t_all = max(seen.values()) - t0
@@ -172,13 +179,16 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
                   f"histogram {dict(sorted(collections.Counter(int(x) for x in api).items()))}")
             print(f"  client clock (create returned -> watch saw all containers running): "
                   f"p50 {pct(watch_lat, 50):.3f} s, p99 {pct(watch_lat, 99):.3f} s, max {max(watch_lat):.3f} s")
-            own = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-            kids = (cpu1.children_user - cpu0.children_user) + (cpu1.children_system - cpu0.children_system)
-            usr = cpu1.user - cpu0.user
-            print(f"  CPU from the first create to all running: `kybern up` process {own:.2f} s "
-                  f"({1000 * own / n_pods:.1f} ms per pod, all components; user {usr:.2f} s, "
-                  f"system {own - usr:.2f} s), its exited helpers "
-                  f"(CNI plugins...) {kids:.2f} s")
+            print("  CPU from the first create to all running:")
+            for what, t0_, t1_ in (("`kybern up` (apiserver, controllers)", cpu0, cpu1),
+                                   ("node agent process", acpu0, acpu1)):
+                if t0_ is None or t1_ is None:
+                    continue
+                own = (t1_.user - t0_.user) + (t1_.system - t0_.system)
+                usr = t1_.user - t0_.user
+                kids = (t1_.children_user - t0_.children_user) + (t1_.children_system - t0_.children_system)
+                print(f"    {what}: {own:.2f} s ({1000 * own / n_pods:.1f} ms per pod; user {usr:.2f} s, "
+                      f"system {own - usr:.2f} s); its exited helpers (CNI plugins...) {kids:.2f} s")
             await delete_pods(c, names)
         finally:
             await c.close()
@@ -258,7 +268,8 @@ if __name__ == "__main__":
     ap.add_argument("--idle-pods", type=int, default=50)
     ap.add_argument("--idle-seconds", type=float, default=60.0)
     ap.add_argument("--py-spy", default="", metavar="OUT",
-                    help="record `kybern up` with py-spy (raw stacks) from the first create to all running")
+                    help="record the node agent (or `kybern up` with the agent inside) with py-spy (raw stacks, "
+                         "--nonblocking; `kybern up` itself to OUT.up) from the first create to all running")
     ap.add_argument("--py-spy-gil", action="store_true", help="with --py-spy: only the thread holding the GIL")
     ap.add_argument("--skip-startup", action="store_true")
     ap.add_argument("--skip-idle", action="store_true")

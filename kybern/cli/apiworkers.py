@@ -21,22 +21,21 @@ A worker that exits is started again; workers die with the first process
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from kybern.cli.children import Child
+
 log = logging.getLogger("kybern.apiworkers")
 
 # how often an apiserver looks for rows another process wrote to a shared SQLite file
 SHARED_POLL_INTERVAL = 0.003
-_PR_SET_PDEATHSIG = 1
 
 
 def listen(address: str, port: int, *, shared: bool) -> socket.socket:
@@ -52,32 +51,11 @@ def share_store(store: Any) -> None:
         store.poll_interval = SHARED_POLL_INTERVAL
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-async def supervise_worker(index: int, address: str, port: int, data_dir: Path, datastore: str) -> None:
-    """Run worker `index` until cancelled, starting it again if it exits."""
-    delay = 0.5
-    while True:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "kybern.cli.main", "api-worker", "--data-dir", str(data_dir),
-            "--address", address, "--port", str(port), "--datastore", datastore, "--index", str(index),
-            preexec_fn=_die_with_parent)
-        try:
-            code = await proc.wait()
-        except asyncio.CancelledError:
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 10)
-                except TimeoutError:
-                    proc.kill()
-            raise
-        log.warning("apiserver worker %d exited with %s; starting it again in %.1fs", index, code, delay)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 30)
+def worker(index: int, address: str, port: int, data_dir: Path, datastore: str) -> Child:
+    """Worker `index`, to be run (and restarted if it exits) by the first process."""
+    return Child(f"apiserver worker {index}", [
+        "api-worker", "--data-dir", str(data_dir), "--address", address, "--port", str(port),
+        "--datastore", datastore, "--index", str(index)])
 
 
 async def serve_worker(data_dir: Path, address: str, port: int, datastore: str) -> None:

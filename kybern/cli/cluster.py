@@ -18,8 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kybern.cli import apiworkers
+import aiohttp
+
+from kybern.cli import apiworkers, children
 from kybern.client.http import Client, wait_ready
+from kybern.client.resources import NODES
+from kybern.machinery import errors
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -40,6 +44,9 @@ class ClusterConfig:
     node_name: str = ""
     zone: str | None = None
     run_node: bool = True
+    # the built-in node's agent in its own process, as a kubelet (False: inside this one)
+    agent_process: bool = True
+    verbose: int = 0
     run_controllers: bool = True
     run_scheduler: bool = True  # False: run `kybern scheduler` as its own process (docs/scheduler.md)
     labels: dict[str, str] = field(default_factory=dict)
@@ -150,7 +157,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         apiworkers.share_store(store)
         for i in range(1, cfg.api_workers):
             running.tasks.append(asyncio.create_task(
-                apiworkers.supervise_worker(i, cfg.address, port, data, datastore), name=f"apiserver-worker-{i}"))
+                apiworkers.worker(i, cfg.address, port, data, datastore).run(), name=f"apiserver-worker-{i}"))
 
     def client(agent: str) -> Client:
         c = Client(url, token=admin_token, ca_file=str(ca_file), user_agent=agent)
@@ -187,7 +194,13 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
             plane=cfg.ingress_plane)
         running.tasks.append(asyncio.create_task(supervise("ingress-controller", ingress_ctl.run),
                                                  name="ingress-controller"))
-    if cfg.run_node:
+    gateway: Callable[[], Awaitable[str | None]] | None = None
+    if cfg.run_node and cfg.agent_process:
+        agent_child = node_agent_child(cfg, url, node_token, ca_file, host)
+        running.tasks.append(asyncio.create_task(agent_child.run(), name="node-agent"))
+        running.stoppers.append(agent_child.stop)
+        gateway = node_gateway_from_api(client("coredns/v1.32.0 (kybern)"), cfg.node_name)
+    elif cfg.run_node:
         from kybern.node.agent import NodeAgent
 
         agent = NodeAgent(client("kubelet/v1.32.0 (kybern)"), name=cfg.node_name or socket.gethostname().lower(),
@@ -200,9 +213,14 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
             running.tasks.append(asyncio.create_task(supervise("service-proxy", proxy_runner(
                 lambda: client("kube-proxy/v1.32.0 (kybern)"), str(data / "node"), cfg.proxy_mode, host)),
                 name="service-proxy"))
+        network = agent.network
+
+        async def gateway_in_process() -> str | None:
+            return network.gateway if network.mode == "cni" else None
+        gateway = gateway_in_process
     if cfg.run_controllers and cfg.run_dns:
         running.tasks.append(asyncio.create_task(supervise("cluster-dns", dns_runner(
-            lambda: client("coredns/v1.32.0 (kybern)"), cfg, host, agent.network if cfg.run_node else None)),
+            lambda: client("coredns/v1.32.0 (kybern)"), cfg, host, gateway)),
             name="cluster-dns"))
     if on_ready:
         on_ready(running)
@@ -229,14 +247,41 @@ def proxy_runner(make_client: Callable[[], Client], instance: str, mode: str,
     return run
 
 
+def node_agent_child(cfg: ClusterConfig, url: str, token: str, ca_file: Path, host: str) -> children.Child:
+    """`kybern agent` for the built-in node, with `kybern up`'s node flags. In its
+    own process the agent's pod starts do not queue behind the apiserver's
+    requests on one core (docs/node.md)."""
+    args = ["agent", "--server", url, "--token", token, "--ca-file", str(ca_file), "--name", cfg.node_name,
+            "--address", host, "--data-dir", str(cfg.data_dir / "node"), "--pod-network", cfg.pod_network,
+            "--max-pods", str(cfg.max_pods), "--runtime", cfg.runtime, "--proxy-mode", cfg.proxy_mode,
+            *(["--zone", cfg.zone] if cfg.zone else []), *(["-" + "v" * cfg.verbose] if cfg.verbose else [])]
+    for k, v in cfg.labels.items():
+        args += ["--label", f"{k}={v}"]
+    # the agent stops its pods (grace periods up to 30 s) before the apiserver goes away
+    return children.Child("node agent", args, stop_timeout=45, own_session=True)
+
+
+def node_gateway_from_api(client: Client, node: str) -> Callable[[], Awaitable[str | None]]:
+    """The pod bridge's gateway of a node whose agent runs elsewhere: the first
+    address of the podCIDR its agent published (only a CNI pod network has one)."""
+    async def gateway() -> str | None:
+        import ipaddress
+
+        try:
+            cidr = ((await client.get(NODES, node)).get("spec") or {}).get("podCIDR")
+        except (errors.StatusError, OSError, aiohttp.ClientError):
+            return None
+        return str(ipaddress.ip_network(cidr).network_address + 1) if cidr else None
+    return gateway
+
+
 def dns_runner(make_client: Callable[[], Client], cfg: ClusterConfig, host: str,
-               pod_network: Any) -> Callable[[], Awaitable[None]]:
+               gateway: Callable[[], Awaitable[str | None]] | None) -> Callable[[], Awaitable[None]]:
     """The cluster DNS (a fresh one per restart by supervise); with a node whose pods
     have a bridge, also served on the bridge's gateway so pods can reach it."""
     async def run() -> None:
         from kybern.network.dns import serve_cluster_dns
 
-        gateway = (lambda: pod_network.gateway if pod_network.mode == "cni" else None) if pod_network else None
         advertise = host if cfg.dns_address in ("0.0.0.0", "::") else None
         await serve_cluster_dns(make_client(), address=cfg.dns_address, port=cfg.dns_port, advertise=advertise,
                                 node_gateway=gateway)

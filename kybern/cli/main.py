@@ -61,7 +61,10 @@ def main() -> None:
               help="apiserver processes sharing the API port (docs/apiserver.md); more use more cores.")
 @click.option("--node-name", default="", help="Name of the built-in node (default: the hostname).")
 @click.option("--zone", default=None, help="topology.kubernetes.io/zone label for the built-in node.")
-@click.option("--no-node", is_flag=True, help="Run no node agent in this process.")
+@click.option("--no-node", is_flag=True, help="Run no built-in node (join nodes with `kybern agent`).")
+@click.option("--agent-in-process", is_flag=True,
+              help="Run the built-in node's agent inside this process instead of its own (one process, "
+                   "less memory; pod starts queue behind API requests under load).")
 @click.option("--pod-network", type=click.Choice(["auto", "cni", "host"]), **POD_NETWORK_OPT)
 @click.option("--max-pods", **MAX_PODS_OPT)
 @click.option("--runtime", **RUNTIME_OPT)
@@ -81,7 +84,7 @@ def main() -> None:
 def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore: str, api_workers: int, node_name: str,
        zone: str | None, no_node: bool, pod_network: str, proxy_mode: str, ingress_http_port: int | None,
        ingress_https_port: int | None, ingress_plane: str, no_ingress: bool, dns_address: str, dns_port: int,
-       no_dns: bool, verbose: int, max_pods: int, runtime: str) -> None:
+       no_dns: bool, verbose: int, max_pods: int, runtime: str, agent_in_process: bool) -> None:
     """Start a whole cluster in this process; Ctrl-C stops it, state is kept."""
     _logging(verbose)
     t0 = time.monotonic()
@@ -95,7 +98,8 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
                                 run_ingress=not no_ingress, ingress_http_port=ingress_http_port,
                                 ingress_https_port=ingress_https_port, ingress_plane=ingress_plane,
                                 run_dns=not no_dns, dns_address=dns_address, dns_port=dns_port,
-                                max_pods=max_pods, runtime=runtime)
+                                max_pods=max_pods, runtime=runtime, agent_process=not agent_in_process,
+                                verbose=verbose)
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(Path(kubeconfig_path), name="kybern", server=r.server_url,
@@ -171,10 +175,16 @@ def server(data_dir: Path, address: str, port: int, datastore: str, api_workers:
 @click.option("--max-pods", **MAX_PODS_OPT)
 @click.option("--runtime", **RUNTIME_OPT)
 @click.option("--proxy-mode", type=click.Choice(["auto", "nftables", "iptables", "userspace"]), **PROXY_MODE_OPT)
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
+              help="A label for this node, as the kubelet's --node-labels (repeatable).")
+@click.option("--event-qps", type=click.FloatRange(min=0), default=50.0, show_default=True,
+              help="Events recorded per second, as the kubelet's (0: unlimited).")
+@click.option("--event-burst", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Events recorded at once before --event-qps applies, as the kubelet's.")
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zone: str | None, address: str,
           data_dir: Path | None, pod_network: str, proxy_mode: str, verbose: int, max_pods: int,
-          runtime: str) -> None:
+          runtime: str, labels: tuple[str, ...], event_qps: float, event_burst: int) -> None:
     """Join this machine (or another agent on it) to a running cluster as a node."""
     _logging(verbose)
     from kybern.client.http import Client
@@ -182,6 +192,12 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
 
     name = name or socket.gethostname().lower()
     data_dir = data_dir or DEFAULT_DATA / "agents" / name
+    node_labels: dict[str, str] = {}
+    for kv in labels:
+        k, eq, v = kv.partition("=")
+        if not eq or not k:
+            raise click.BadParameter(f"{kv!r} is not KEY=VALUE", param_hint="--label")
+        node_labels[k] = v
     try:
         lock = cluster.lock_data_dir(data_dir)
     except cluster.DataDirBusy as e:
@@ -192,6 +208,7 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
 
         client = Client(server_url, token=token, ca_file=ca_file, user_agent="kubelet/v1.32.0 (kybern)")
         a = NodeAgent(client, name=name, data_dir=str(data_dir), address=address, zone=zone, token=token,
+                      labels=node_labels or None, event_qps=event_qps, event_burst=event_burst,
                       pod_network=pod_network, max_pods=max_pods, runtime=cluster.node_runtime(runtime, address))
         proxy_client = Client(server_url, token=token, ca_file=ca_file, user_agent="kube-proxy/v1.32.0 (kybern)")
         proxy = asyncio.create_task(cluster.supervise("service-proxy", cluster.proxy_runner(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -16,38 +17,68 @@ from kybern.machinery import errors, meta
 log = logging.getLogger(__name__)
 
 
+class TokenBucket:
+    """`qps` tokens a second, at most `burst` saved up: client-go's
+    flowcontrol.NewTokenBucketRateLimiter, which blocks the caller until a token
+    is free."""
+
+    def __init__(self, qps: float, burst: int) -> None:
+        self.qps, self.burst = qps, max(1, burst)
+        self._tokens = float(self.burst)
+        self._at = time.monotonic()
+
+    async def take(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.qps)
+        self._at = now
+        if self._tokens < 1:
+            await asyncio.sleep((1 - self._tokens) / self.qps)
+            self._tokens, self._at = 1.0, time.monotonic()
+        self._tokens -= 1
+
+
 class EventRecorder:
-    def __init__(self, client: Client, component: str, host: str = "") -> None:
+    """`qps`/`burst` limit the writes as the kubelet's eventRecordQPS (50) and
+    eventBurst (100) do: a burst of pod starts is not slowed by its own events,
+    which follow at that rate. 0 means unlimited."""
+
+    def __init__(self, client: Client, component: str, host: str = "", *, qps: float = 0,
+                 burst: int = 0) -> None:
         self.client = client
         self.component = component
         self.host = host
         self._seen: dict[tuple[str, ...], dict[str, Any]] = {}
-        self._queue: asyncio.Queue[tuple[dict[str, Any], str, str, str]] = asyncio.Queue(10_000)
+        self._queue: asyncio.Queue[tuple[dict[str, Any], str, str, str, str]] = asyncio.Queue(10_000)
         self._worker: asyncio.Task[None] | None = None
+        self._limit = TokenBucket(qps, burst) if qps > 0 else None
 
-    def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    def event(self, obj: dict[str, Any], type_: str, reason: str, message: str, *, field_path: str = "") -> None:
         """Record without waiting, in the order given; failures are logged, never
         raised, and a full queue drops the event (as upstream's broadcaster)."""
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._drain(), name=f"events-{self.component}")
         try:
-            self._queue.put_nowait((obj, type_, reason, message))
+            self._queue.put_nowait((obj, type_, reason, message, field_path))
         except asyncio.QueueFull:
             log.debug("event queue full; dropping %s", reason)
 
     async def _drain(self) -> None:
         while True:
-            obj, type_, reason, message = await self._queue.get()
-            await self._record(obj, type_, reason, message)
+            obj, type_, reason, message, field_path = await self._queue.get()
+            if self._limit is not None:
+                await self._limit.take()
+            await self._record(obj, type_, reason, message, field_path)
 
-    async def _record(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    async def _record(self, obj: dict[str, Any], type_: str, reason: str, message: str,
+                      field_path: str = "") -> None:
         m = obj.get("metadata", {})
         ns = m.get("namespace") or "default"
         ref = {"kind": obj.get("kind"), "namespace": m.get("namespace"), "name": m.get("name"),
                "uid": m.get("uid"), "apiVersion": obj.get("apiVersion"),
-               "resourceVersion": m.get("resourceVersion")}
+               "resourceVersion": m.get("resourceVersion"), "fieldPath": field_path}
         ref = {k: v for k, v in ref.items() if v}
-        key = (ns, str(ref.get("kind")), str(ref.get("name")), str(ref.get("uid")), type_, reason, message)
+        key = (ns, str(ref.get("kind")), str(ref.get("name")), str(ref.get("uid")), field_path, type_, reason,
+               message)
         now = meta.now()
         try:
             prev = self._seen.get(key)

@@ -26,6 +26,10 @@ PATCH_TYPES = {
 }
 
 
+# connections a client keeps for its requests (watches and streams have their own)
+REQUEST_CONNECTIONS = 8
+
+
 class Client:
     """Async Kubernetes API client. `server` is a base URL; `token` a bearer token;
     `ca_file` the CA bundle that signed the server (None skips verification only
@@ -42,20 +46,36 @@ class Client:
             ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
             self._ssl = ctx
         self._session: aiohttp.ClientSession | None = None
+        self._streams: aiohttp.ClientSession | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """For requests: at most REQUEST_CONNECTIONS connections, kept alive and
+        reused. A burst of calls queues for them instead of opening (and TLS
+        handshaking) one connection per call in flight; client-go multiplexes
+        its calls over one HTTP/2 connection for the same reason."""
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                headers=self._headers,
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=64),
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-            )
+            self._session = self._new_session(REQUEST_CONNECTIONS)
         return self._session
 
+    @property
+    def streams(self) -> aiohttp.ClientSession:
+        """For watches and log streams: one connection each, for as long as they last."""
+        if self._streams is None or self._streams.closed:
+            self._streams = self._new_session(0)
+        return self._streams
+
+    def _new_session(self, limit: int) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            headers=self._headers,
+            connector=aiohttp.TCPConnector(ssl=self._ssl, limit=limit),
+            json_serialize=lambda o: orjson.dumps(o).decode(),
+        )
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for s in (self._session, self._streams):
+            if s is not None:
+                await s.close()
 
     # -- raw --------------------------------------------------------------
     async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
@@ -137,7 +157,7 @@ class Client:
                   "timeoutSeconds": timeout_seconds,
                   "allowWatchBookmarks": "true" if allow_bookmarks else None}
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-        async with self.session.get(self.server + res.collection_path(namespace),
+        async with self.streams.get(self.server + res.collection_path(namespace),
                                     params=_clean(params), timeout=timeout) as resp:
             if resp.status >= 400:
                 raise _error(resp.status, await resp.read())
@@ -153,7 +173,7 @@ class Client:
 
     async def stream_text(self, path: str, params: dict[str, Any] | None = None) -> AsyncIterator[bytes]:
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-        async with self.session.get(self.server + path, params=_clean(params), timeout=timeout) as resp:
+        async with self.streams.get(self.server + path, params=_clean(params), timeout=timeout) as resp:
             if resp.status >= 400:
                 raise _error(resp.status, await resp.read())
             async for chunk in resp.content.iter_any():

@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -259,7 +259,7 @@ def _formerr(wire: bytes) -> bytes | None:
 
 async def serve_cluster_dns(client: Client, *, address: str = "127.0.0.1", port: int = DEFAULT_PORT,
                             advertise: str | None = None,
-                            node_gateway: Callable[[], str | None] | None = None) -> None:
+                            node_gateway: Callable[[], Awaitable[str | None]] | None = None) -> None:
     """What `kybern up` runs: the DNS server on address:port and, as root on a node
     whose pods have their own network (a bridge), also on the bridge's gateway
     address port 53, which pods can reach; kube-dns then points there."""
@@ -272,7 +272,7 @@ async def serve_cluster_dns(client: Client, *, address: str = "127.0.0.1", port:
         if node_gateway is not None and os.geteuid() == 0:
             gateway = None
             for _ in range(20):  # the agent sets its pod network up as it starts
-                gateway = node_gateway()
+                gateway = await node_gateway()
                 if gateway:
                     break
                 await asyncio.sleep(0.5)

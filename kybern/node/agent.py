@@ -61,12 +61,16 @@ class NodeAgent:
     status_interval = 10.0  # Node status
     gc_interval = 60.0  # sandboxes of pods that are no longer ours
     shutdown_grace = 5.0  # SIGTERM -> SIGKILL when the agent itself stops
+    # the kubelet's eventRecordQPS and eventBurst defaults (events beyond them wait)
+    event_qps = 50.0
+    event_burst = 100
 
     def __init__(self, client: Client, *, name: str, data_dir: str | os.PathLike[str],
                  address: str = "127.0.0.1", port: int = 0, zone: str | None = None,
                  labels: dict[str, str] | None = None, token: str | None = None,
                  runtime: Runtime | None = None, pod_network: str = "auto",
-                 max_pods: int = ns_.MAX_PODS) -> None:
+                 max_pods: int = ns_.MAX_PODS, event_qps: float | None = None,
+                 event_burst: int | None = None) -> None:
         self.client = client
         self.name = name
         self.data_dir = os.fspath(data_dir)
@@ -81,7 +85,9 @@ class NodeAgent:
         self.network = PodNetwork(self.data_dir, name, pod_network if runtime is None else "host")
         self.runtime: Runtime = runtime or ProcessRuntime(self.data_dir, self.images, host_ip=address,
                                                           network=self.network, node_name=name)
-        self.recorder = EventRecorder(client, "kubelet", name)
+        self.recorder = EventRecorder(client, "kubelet", name,
+                                      qps=self.event_qps if event_qps is None else event_qps,
+                                      burst=self.event_burst if event_burst is None else event_burst)
         self.env = EnvResolver(client)
         self.server = NodeServer(self, address, port)
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={name}")
@@ -116,6 +122,7 @@ class NodeAgent:
         self.port = await self.server.start()
         _cap, alloc = ns_.capacity(self.data_dir, self.max_pods)
         self.env.node_allocatable = alloc
+        self.env.start()
         await self._register()
         self.informer.add_handler(self._on_pod)
         self.informer.start()
@@ -221,7 +228,7 @@ class NodeAgent:
     def _on_container_event(self, cs: ContainerStatus) -> None:
         w = self.workers.get(cs.labels.get(POD_UID_LABEL, ""))
         if w is not None:
-            w.wake()
+            w.container_changed(cs.state)
 
     def worker_finished(self, w: PodWorker) -> None:
         if self.workers.get(w.uid) is w:

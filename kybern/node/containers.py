@@ -54,9 +54,15 @@ class ContainerStarter:
         self._pull_failed_at: dict[str, float] = {}
         self._reported: set[tuple[str, str, float]] = set()
 
-    def _event(self, type_: str, reason: str, message: str) -> None:
-        if self.worker.pod is not None:
-            self.agent.recorder.event(self.worker.pod, type_, reason, message)
+    def _event(self, container: str, type_: str, reason: str, message: str) -> None:
+        """An event about one container: as the kubelet's, its involvedObject.fieldPath
+        names the container (so two containers' identical messages stay two events)."""
+        pod = self.worker.pod
+        if pod is not None:
+            spec = pod.get("spec") or {}
+            init = any(c.get("name") == container for c in spec.get("initContainers") or [])
+            path = f"spec.{'initContainers' if init else 'containers'}{{{container}}}"
+            self.agent.recorder.event(pod, type_, reason, message, field_path=path)
 
     def _once(self, name: str, what: str, stamp: float) -> bool:
         """True the first time (name, what, stamp) is seen: one event per back-off period."""
@@ -80,7 +86,7 @@ class ContainerStarter:
             v.waiting_message = (f"back-off {go_duration(delay)} restarting failed container={name} "
                                  f"pod={self.worker.pod_ref}")
             if self._once(name, "crash", cur.finished_at):
-                self._event("Warning", "BackOff",
+                self._event(name, "Warning", "BackOff",
                             f"Back-off restarting failed container {name} in pod {self.worker.pod_ref}")
             return cur.finished_at + delay
         self.crash.next(name, cur.finished_at)
@@ -104,7 +110,7 @@ class ContainerStarter:
             env = await self.agent.env.resolve(pod, c)
         except ConfigError as e:
             v.waiting_reason, v.waiting_message = "CreateContainerConfigError", str(e)
-            self._event("Warning", "Failed", f"Error: {e}")
+            self._event(name, "Warning", "Failed", f"Error: {e}")
             return time.time() + CONFIG_ERROR_RETRY
         command, args = expand_command(c, env)
         mounts = self.worker.volumes.mounts_for(c, env)
@@ -128,15 +134,15 @@ class ContainerStarter:
             cid = await rt.create_container(self.worker.sandbox_id, cfg, self.worker.sandbox_config(pod))
         except ContainerError as e:
             v.waiting_reason, v.waiting_message = e.reason, e.message
-            self._event("Warning", "Failed", f"Error: {e.message}")
+            self._event(name, "Warning", "Failed", f"Error: {e.message}")
             return time.time() + self.crash.next(f"create:{name}")
-        self._event("Normal", "Created", f"Created container: {name}")
+        self._event(name, "Normal", "Created", f"Created container: {name}")
         try:
             await rt.start_container(cid)
         except ContainerError as e:
-            self._event("Warning", "Failed", f"Error: {e.message}")
+            self._event(name, "Warning", "Failed", f"Error: {e.message}")
         else:
-            self._event("Normal", "Started", f"Started container {name}")
+            self._event(name, "Normal", "Started", f"Started container {name}")
             await hooks.post_start(self.worker, c, cid)
         v.waiting_reason = v.waiting_message = ""
         v.current, v.previous = await rt.container_status(cid), (
@@ -155,8 +161,8 @@ class ContainerStarter:
             msg = f'Failed to apply default image tag "{image}": couldn\'t parse image name "{image}": {e}'
             v.waiting_reason, v.waiting_message = "InvalidImageName", msg
             if self._once(name, "invalid", 0):
-                self._event("Warning", "InspectFailed", msg)
-                self._event("Warning", "Failed", "Error: InvalidImageName")
+                self._event(name, "Warning", "InspectFailed", msg)
+                self._event(name, "Warning", "Failed", "Error: InvalidImageName")
             return False, None  # only a spec change (a new pod) can fix it
         policy = c.get("imagePullPolicy") or default_pull_policy(image)
         present = await rt.image_status(image)
@@ -164,10 +170,10 @@ class ContainerStarter:
             if present is None:
                 msg = f'Container image "{image}" is not present with pull policy of Never'
                 v.waiting_reason, v.waiting_message = "ErrImageNeverPull", msg
-                self._event("Warning", "ErrImageNeverPull", msg)
-                self._event("Warning", "Failed", "Error: ErrImageNeverPull")
+                self._event(name, "Warning", "ErrImageNeverPull", msg)
+                self._event(name, "Warning", "Failed", "Error: ErrImageNeverPull")
                 return False, time.time() + NEVER_PULL_RETRY
-            self._event("Normal", "Pulled", f'Container image "{image}" already present on machine')
+            self._event(name, "Normal", "Pulled", f'Container image "{image}" already present on machine')
             return True, None
 
         now = time.time()
@@ -177,11 +183,11 @@ class ContainerStarter:
             v.waiting_reason = "ImagePullBackOff"
             v.waiting_message = f'Back-off pulling image "{image}": ErrImagePull: {prev}'
             if self._once(name, "pull-backoff", failed_at):
-                self._event("Normal", "BackOff", f'Back-off pulling image "{image}"')
-                self._event("Warning", "Failed", "Error: ImagePullBackOff")
+                self._event(name, "Normal", "BackOff", f'Back-off pulling image "{image}"')
+                self._event(name, "Warning", "Failed", "Error: ImagePullBackOff")
             return False, failed_at + self.pull.delay(name, now)
 
-        self._event("Normal", "Pulling", f'Pulling image "{image}"')
+        self._event(name, "Normal", "Pulling", f'Pulling image "{image}"')
         t0 = time.monotonic()
         try:
             status = await rt.pull_image(image)
@@ -189,13 +195,13 @@ class ContainerStarter:
             self._pull_failed_at[name] = now
             self.pull.next(name, now)
             v.waiting_reason, v.waiting_message = "ErrImagePull", e.message
-            self._event("Warning", "Failed", f'Failed to pull image "{image}": {e.message}')
-            self._event("Warning", "Failed", "Error: ErrImagePull")
+            self._event(name, "Warning", "Failed", f'Failed to pull image "{image}": {e.message}')
+            self._event(name, "Warning", "Failed", "Error: ErrImagePull")
             # look again shortly so the status moves on to ImagePullBackOff, as upstream
             return False, now + min(1.0, self.pull.delay(name, now))
         self._pull_failed_at.pop(name, None)
         self.pull.reset(name)
         took = go_duration(time.monotonic() - t0)
-        self._event("Normal", "Pulled", f'Successfully pulled image "{image}" in {took} ({took} including '
+        self._event(name, "Normal", "Pulled", f'Successfully pulled image "{image}" in {took} ({took} including '
                                         f'waiting). Image size: {status.size} bytes.')
         return True, None

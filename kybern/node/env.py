@@ -97,10 +97,18 @@ class EnvResolver:
             await self._services.stop()
             self._services = None
 
-    async def _service_cache(self) -> Informer:
-        if self._services is None:
+    def start(self) -> None:
+        """Start reading Services now (the kubelet's service lister starts with it),
+        so the first container starts do not wait for the list."""
+        if self._services is None and self.client is not None:
             self._services = Informer(self.client, SERVICES)
             self._services.start()
+
+    async def _service_cache(self) -> Informer:
+        self.start()
+        assert self._services is not None
+        if self._services.synced.is_set():
+            return self._services
         try:
             await asyncio.wait_for(asyncio.shield(self._services.synced.wait()), self.sync_timeout)
         except TimeoutError:

@@ -165,6 +165,7 @@ class ImageStore:
     def __init__(self, data_dir: str | os.PathLike[str], *, seed_samples: bool = True) -> None:
         self.root = Path(data_dir) / "images"
         self._seed = seed_samples
+        self._loaded: dict[Path, tuple[tuple[int, int, int], Image]] = {}
 
     # -- queries ----------------------------------------------------------
     def get(self, ref: str) -> Image | None:
@@ -252,10 +253,28 @@ class ImageStore:
         return img
 
     def _load(self, d: Path) -> Image | None:
+        """The image stored in `d`; parsed again only when its image.json changed
+        (an import replaces the directory, so the file's inode changes): every
+        container start looks its image up."""
+        path = d / "image.json"
         try:
-            meta = json.loads((d / "image.json").read_text())
+            st = os.stat(path)
+        except OSError:
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        hit = self._loaded.get(path)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        try:
+            meta = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
+        img = self._parse(d, meta)
+        self._loaded[path] = (stamp, img)
+        return img
+
+    @staticmethod
+    def _parse(d: Path, meta: dict[str, Any]) -> Image:
         return Image(ref=meta["ref"], id=meta["id"], rootfs=d / "rootfs", size=meta.get("size", 0),
                      created=meta.get("created", ""), config=meta.get("config") or {})
 

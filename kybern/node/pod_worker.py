@@ -87,6 +87,7 @@ class PodWorker:
         self._last_status: dict[str, Any] | None = None
         self._terminal = False
         self.task: asyncio.Task[None] | None = None
+        self._syncing = False
 
     @property
     def active(self) -> bool:
@@ -108,11 +109,31 @@ class PodWorker:
         self.wake()
 
     def update(self, pod: dict[str, Any] | None) -> None:
-        self.pod = pod
+        prev, self.pod = self.pod, pod
+        if prev is not None and pod is not None and self._echo_of_own_status(prev, pod):
+            return  # our own status write coming back: nothing new to act on
         self.wake()
+
+    def _echo_of_own_status(self, prev: dict[str, Any], pod: dict[str, Any]) -> bool:
+        """True if `pod` differs from `prev` only by the status this worker last
+        wrote (and the resourceVersion and managedFields that write moved)."""
+        if self._last_status is None or pod.get("spec") != prev.get("spec"):
+            return False
+        if not _same_status((pod.get("status") or {}), self._last_status):
+            return False
+        a, b = prev.get("metadata") or {}, pod.get("metadata") or {}
+        skip = ("resourceVersion", "managedFields")
+        return len(a) == len(b) and all(k in skip or a.get(k) == v for k, v in b.items())
 
     def wake(self) -> None:
         self._wake.set()
+
+    def container_changed(self, state: str) -> None:
+        """A container of this pod changed state (the runtime's event). A container
+        that started running during a sync was started by that sync, whose last
+        refresh() reports it: no second sync for it. Anything else (an exit) wakes."""
+        if not (self._syncing and state == RUNNING):
+            self.wake()
 
     def wake_at(self, when: float) -> None:
         """Wake at wall-clock time `when` (keeps only the earliest pending wake)."""
@@ -132,6 +153,7 @@ class PodWorker:
         while not self.done:
             await self._wake.wait()
             self._wake.clear()
+            self._syncing = True
             try:
                 await self.sync()
             except asyncio.CancelledError:
@@ -139,6 +161,8 @@ class PodWorker:
             except Exception as e:
                 log.warning("sync of pod %s failed: %r", self.key, e, exc_info=True)
                 self.wake_at(time.time() + 1.0)
+            finally:
+                self._syncing = False
         if self._timer is not None:
             self._timer.cancel()
         self.agent.worker_finished(self)

@@ -145,8 +145,23 @@ class RuntimeState:
     `.status`), the status queries over them, and the handlers the agent
     registers (GetContainerEvents), told of every status change."""
 
-    _containers: dict[str, Any]
-    _handlers: list[ContainerEventHandler]
+    def __init__(self) -> None:
+        self._containers: dict[str, Any] = {}
+        self._by_sandbox: dict[str, dict[str, Any]] = {}  # a pod's containers without a scan of all
+        self._handlers: list[ContainerEventHandler] = []
+
+    def _keep(self, c: Any) -> None:
+        self._containers[c.status.id] = c
+        self._by_sandbox.setdefault(c.status.sandbox_id, {})[c.status.id] = c
+
+    def _forget(self, container_id: str) -> Any:
+        c = self._containers.pop(container_id, None)
+        if c is not None:
+            mine = self._by_sandbox.get(c.status.sandbox_id, {})
+            mine.pop(container_id, None)
+            if not mine:
+                self._by_sandbox.pop(c.status.sandbox_id, None)
+        return c
 
     def add_event_handler(self, handler: ContainerEventHandler) -> None:
         self._handlers.append(handler)
@@ -164,8 +179,8 @@ class RuntimeState:
         return c.status if c else None
 
     async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
-        return [c.status for c in self._containers.values()
-                if sandbox_id is None or c.status.sandbox_id == sandbox_id]
+        found = self._containers if sandbox_id is None else self._by_sandbox.get(sandbox_id, {})
+        return [c.status for c in found.values()]
 """Called (on the event loop) when a container changes state, as CRI's
 GetContainerEvents stream: the agent wakes the pod's worker instead of polling."""
 

@@ -45,7 +45,6 @@ from kybern.node.runtimes.base import (
     RUNNING,
     ContainerConfig,
     ContainerError,
-    ContainerEventHandler,
     ContainerStatus,
     ImagePullError,
     ImageStatus,
@@ -95,8 +94,7 @@ class FakeRuntime(RuntimeState):
     def __init__(self, *, host_ip: str = "127.0.0.1") -> None:
         self.host_ip = host_ip
         self._sandboxes: dict[str, _Sandbox] = {}
-        self._containers: dict[str, _Container] = {}
-        self._handlers: list[ContainerEventHandler] = []
+        super().__init__()
 
     # -- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
@@ -157,7 +155,7 @@ class FakeRuntime(RuntimeState):
         status = ContainerStatus(id=cid, sandbox_id=sandbox_id, name=config.name, attempt=config.attempt,
                                  state=CREATED, image=img.ref, image_ref=img.repo_digest,
                                  created_at=time.time(), log_path=log_path, labels=dict(config.labels))
-        self._containers[cid] = _Container(status, after, code)
+        self._keep(_Container(status, after, code))
         return cid
 
     async def start_container(self, container_id: str) -> None:
@@ -192,7 +190,7 @@ class FakeRuntime(RuntimeState):
         self._exit(c, 143 if timeout > 0 else 137, "Error")
 
     async def remove_container(self, container_id: str) -> None:
-        c = self._containers.pop(container_id, None)
+        c = self._forget(container_id)
         if c is None:
             return
         if c.timer is not None:

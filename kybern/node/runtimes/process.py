@@ -60,7 +60,6 @@ from kybern.node.runtimes.base import (
     RUNNING,
     ContainerConfig,
     ContainerError,
-    ContainerEventHandler,
     ContainerStatus,
     ImagePullError,
     ImageStatus,
@@ -85,6 +84,8 @@ log = logging.getLogger(__name__)
 
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 _PR_SET_PDEATHSIG = 1
+# images up to this size are copied for a container on the event loop, bigger ones in a thread
+INLINE_COPY_BYTES = 1 << 20
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -140,8 +141,7 @@ class ProcessRuntime(RuntimeState):
         self.host_ip = host_ip
         self.sandboxes = Sandboxes(self.root, host_ip, network)
         self.cgroups = Cgroups.for_node(node_name, data_dir)
-        self._containers: dict[str, _Container] = {}
-        self._handlers: list[ContainerEventHandler] = []
+        super().__init__()
 
     # -- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
@@ -154,7 +154,7 @@ class ProcessRuntime(RuntimeState):
                 log.warning("removing unreadable container record %s", d)
                 shutil.rmtree(d, ignore_errors=True)
                 continue
-            self._containers[c.status.id] = c
+            self._keep(c)
             if c.status.state == RUNNING:
                 self._reap_leftover(c)
         self.cgroups.log_once()
@@ -174,7 +174,7 @@ class ProcessRuntime(RuntimeState):
     async def run_pod_sandbox(self, config: PodSandboxConfig) -> str:
         try:
             if self.cgroups.enabled and config.cgroup_parent:
-                await asyncio.to_thread(self.cgroups.ensure_pod, config.cgroup_parent, config.resources)
+                self.cgroups.ensure_pod(config.cgroup_parent, config.resources)
         except OSError as e:
             raise ContainerError("CreatePodSandboxError",
                                  f"Failed to create pod sandbox: failed to create the pod's cgroup: {e}") from e
@@ -211,7 +211,7 @@ class ProcessRuntime(RuntimeState):
                                sandbox_config: PodSandboxConfig) -> str:
         if self.sandboxes.status(sandbox_id) is None:
             raise ContainerError("CreateContainerError", f"pod sandbox {sandbox_id} not found")
-        img = await asyncio.to_thread(self.images.get, config.image)
+        img = self.images.get(config.image)
         if img is None:
             raise ContainerError("CreateContainerError", f'image "{config.image}" not found')
         icfg = img.config
@@ -239,9 +239,14 @@ class ProcessRuntime(RuntimeState):
             env[k] = v
         wd = config.working_dir or icfg.get("workingDir") or "/"
         cwd = rootfs / wd.lstrip("/")
-        # the container's tree, off the event loop: a copy of the image, its mounts, its working dir
+        # the container's tree: a copy of the image, its mounts, its working dir. Made on
+        # the event loop for a small image: a thread hop per step cost more CPU (GIL and
+        # futex hand-offs) than the few syscalls themselves (docs/benchmarks.md, issue 4)
         try:
-            await asyncio.to_thread(_make_tree, img.rootfs, rootfs, config.mounts, cwd)
+            if img.size <= INLINE_COPY_BYTES:
+                _make_tree(img.rootfs, rootfs, config.mounts, cwd)
+            else:
+                await asyncio.to_thread(_make_tree, img.rootfs, rootfs, config.mounts, cwd)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, cdir, True)
             raise
@@ -253,14 +258,14 @@ class ProcessRuntime(RuntimeState):
         c = _Container(status, config, cdir, str(cwd), argv, env)
         try:
             if self.cgroups.enabled and sandbox_config.cgroup_parent:
-                c.cgroup = await asyncio.to_thread(self._container_cgroup, sandbox_config, cid, config.resources)
+                c.cgroup = self._container_cgroup(sandbox_config, cid, config.resources)
         except OSError as e:
             shutil.rmtree(cdir, ignore_errors=True)
             raise ContainerError("CreateContainerError", f"failed to create the container's cgroup: {e}") from e
         # no state.json yet: the start right after writes it. Each file created costs an
         # inode allocation, the kernel's biggest share of a pod start on ext4 (docs/benchmarks.md);
         # a record-less directory left by an agent stopped in between is removed at start()
-        self._containers[cid] = c
+        self._keep(c)
         return cid
 
     async def start_container(self, container_id: str) -> None:
@@ -461,7 +466,7 @@ class ProcessRuntime(RuntimeState):
             return
         if c.status.state == RUNNING:
             await self.stop_container(container_id, 0)
-        self._containers.pop(container_id, None)
+        self._forget(container_id)
         if c.cgroup:
             await asyncio.to_thread(self.cgroups.remove, c.cgroup)
         await asyncio.to_thread(shutil.rmtree, c.dir, True)
@@ -505,7 +510,7 @@ class ProcessRuntime(RuntimeState):
 
     # -- images -------------------------------------------------------------
     async def image_status(self, ref: str) -> ImageStatus | None:
-        img = await asyncio.to_thread(self.images.get, ref)
+        img = self.images.get(ref)
         if img is None:
             return None
         return ImageStatus(ref=img.ref, id=img.id, repo_digest=img.repo_digest, size=img.size)

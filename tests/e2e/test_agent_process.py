@@ -1,0 +1,94 @@
+"""The built-in node's agent as `kybern up`'s child process (as a kubelet beside
+the apiserver): started with it, started again when it dies, gone with it; and
+two kubelet flags of `kybern agent`: --label and the event rate limit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import start_agent, start_cluster, stop_agent, stop_cluster
+
+pytestmark = pytest.mark.e2e
+
+
+def agent_children(pid: int) -> list[psutil.Process]:
+    return [p for p in psutil.Process(pid).children() if "agent" in p.cmdline()]
+
+
+def pod_phase(c, name: str) -> str:
+    p = c.kubectl("get", "pod", name, "-o", "jsonpath={.status.phase}", check=False)
+    return p.stdout if p.returncode == 0 else ""
+
+
+def test_agent_is_a_child_restarted_when_it_dies_and_gone_with_up(tmp_path):
+    c = start_cluster(tmp_path / "c")
+    try:
+        [agent] = agent_children(c.proc.pid)
+        assert "--name" in agent.cmdline() and "node-1" in agent.cmdline()
+        c.kubectl("run", "sleeper", "--image=demo:v1", "--restart=Always", "--command", "--", "sleep", "3600")
+        c.wait_for(lambda: pod_phase(c, "sleeper") == "Running", timeout=60, what="pod Running")
+        first = json.loads(c.kubectl("get", "pod", "sleeper", "-o", "json").stdout)
+        pid_before = {p.pid for p in agent.children(recursive=True)}
+        assert pid_before, "the pod's process runs under the agent"
+
+        agent.kill()  # the agent dies: its pods die with it (PDEATHSIG) ...
+        agent.wait(10)
+        c.wait_for(lambda: [a for a in agent_children(c.proc.pid) if a.pid != agent.pid], timeout=30,
+                   what="a new agent process")
+        # ... and the new agent finds the pod's container gone and starts it again, as a kubelet would
+        def restarted() -> bool:
+            o = json.loads(c.kubectl("get", "pod", "sleeper", "-o", "json").stdout)
+            cs = (o.get("status") or {}).get("containerStatuses") or [{}]
+            return o["metadata"]["uid"] == first["metadata"]["uid"] and cs[0].get("restartCount", 0) >= 1 \
+                and "running" in cs[0].get("state", {})
+        c.wait_for(restarted, timeout=60, what="the pod's container running again")
+        [agent2] = agent_children(c.proc.pid)
+        procs = [agent2, *agent2.children(recursive=True)]
+
+        c.proc.send_signal(signal.SIGKILL)  # kill -9 `kybern up`: nothing it started is left
+        c.proc.wait(10)
+        gone, alive = psutil.wait_procs(procs, timeout=10)
+        assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
+    finally:
+        stop_cluster(c)
+
+
+def test_agent_labels_and_event_rate(cluster, namespace, tmp_path):
+    """`--label` labels the Node; `--event-qps/--event-burst` space the kubelet's
+    events as upstream's eventRecordQPS/eventBurst do (the rest wait, none are lost)."""
+    node = f"evt-{int(time.time()) % 100000}"
+    a = start_agent(cluster, node, tmp_path / "agent", "--label", "tier=edge", "--label", "example.com/gpu=",
+                    "--event-qps", "0.5", "--event-burst", "1", log=tmp_path / "agent.log")
+    try:
+        cluster.wait_for(lambda: node in cluster.kubectl("get", "nodes", check=False).stdout, timeout=30,
+                         what="the node registered")
+        labels = json.loads(cluster.kubectl("get", "node", node, "-o", "json").stdout)["metadata"]["labels"]
+        assert labels["tier"] == "edge" and labels["example.com/gpu"] == ""
+        assert labels["kubernetes.io/hostname"] == node
+
+        manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ev", "namespace": namespace},
+                    "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [
+                        {"name": n, "image": "demo:v1", "command": ["sleep", "3600"]} for n in ("a", "b")]}}
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+        def kubelet_events() -> list[dict]:
+            items = json.loads(cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+            return [e for e in items if (e.get("source") or {}).get("component") == "kubelet"
+                    and e["involvedObject"].get("name") == "ev"]
+        # Pulled, Created, Started for each of the two containers: all six arrive ...
+        evs = cluster.wait_for(lambda: (lambda e: e if len(e) >= 6 else None)(kubelet_events()), timeout=60,
+                               what="six kubelet events")
+        assert sorted(e["reason"] for e in evs) == ["Created"] * 2 + ["Pulled"] * 2 + ["Started"] * 2
+        # ... but one at once and then one every 2 s: the last is at least 8 s after the first
+        # (5 waits of 2 s, less the second's rounding of the timestamps)
+        stamps = sorted(dt.datetime.fromisoformat(e["firstTimestamp"].replace("Z", "+00:00")) for e in evs)
+        assert (stamps[-1] - stamps[0]).total_seconds() >= 8
+    finally:
+        stop_agent(a)
+        cluster.kubectl("delete", "node", node, "--wait=false", check=False)
