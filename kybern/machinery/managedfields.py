@@ -228,7 +228,7 @@ _CREATED_MEMO_SIZE = 256
 _CREATED_MEMO_MAX_BYTES = 16 * 1024
 _created_memo: dict[tuple[int, int, bytes], tuple[Any, bytes]] = {}
 
-# The memo's key is the part's JSON with every string value of an object field
+# The memo's key is the object's JSON with every string value of an object field
 # blanked ("f":"x" -> "f":""), except fields that may name a list item (list-map
 # keys, merge keys): a create's set depends on which fields are set, on list
 # items' keys and set lists' values, never on the content of any other string
@@ -249,11 +249,12 @@ def _shape_re(schema: Obj | None) -> Any:
     names = _list_key_names(schema)
     rx = None
     if names is not None:
-        # "key":"value" where the key is not one of `names`: `(?<!\\)` makes the
-        # first quote a string's end (inside a string every quote is escaped), and
-        # a string that ends and is followed by `:` is an object's key
-        guards = b"".join(b'(?<!"' + re.escape(n.encode()) + b")" for n in sorted(names))
-        rx = re.compile(rb'(?<!\\)' + guards + rb'":"(?:[^"\\]|\\.)*"')
+        # `":"` then a string, where the key before is not one of `names`. The
+        # lookbehinds run only where the literal `":"` matched (a fast search);
+        # the first makes that first quote a string's end (inside a string every
+        # quote is escaped), and a string followed by `:` is an object's key.
+        guards = b"".join(b'(?<!"' + re.escape(n.encode()) + b'":")' for n in sorted(names))
+        rx = re.compile(rb'":"(?<!\\":")' + guards + rb'[^"\\]*(?:\\.[^"\\]*)*"')
     if len(_shape_res) > 1024:
         _shape_res.clear()
     _shape_res[id(schema)] = (schema, rx)
@@ -309,32 +310,39 @@ def _list_key_names(schema: Obj | None) -> set[str] | None:
 
 
 def _created(skeleton: Obj, new: Obj, schema: Obj | None, ignored: fp.Set) -> fp.Set:
-    """_owned(skeleton, new, ...) for a create: metadata (names, uids, labels:
-    different every time) walked, the rest looked up. Each top-level field's
-    set depends on that field alone, so the two parts merge by name."""
-    rest = {k: v for k, v in new.items() if k != "metadata"}
+    """_owned(skeleton, new, ...) for a create, looked up by the object's shape
+    (its JSON with non-key strings blanked, see _shape_re) when the schema
+    allows; otherwise metadata (names, uids, labels: different every time)
+    walked and the rest looked up by its exact JSON (each top-level field's set
+    depends on that field alone, so the two parts merge by name)."""
+    rx = _shape_re(schema)
+    part = new if rx is not None else {k: v for k, v in new.items() if k != "metadata"}
+    shown = part
+    m = new.get("metadata")
+    if rx is not None and isinstance(m, dict):
+        # metadata's own strings (name, uid, ...) are leaves, whatever the regex keeps
+        shown = {**new, "metadata": {k: "" if isinstance(v, str) else v for k, v in m.items()}}
     try:
-        body = orjson.dumps(rest)
+        body = orjson.dumps(shown)
     except TypeError:  # not JSON as it is: walk all of it
         return _owned(skeleton, new, schema, ignored)
     if len(body) > _CREATED_MEMO_MAX_BYTES:
         return _owned(skeleton, new, schema, ignored)
-    rx = _shape_re(schema)
     key = (id(schema), id(ignored), rx.sub(b'":""', body) if rx is not None else body)
     hit = _created_memo.get(key)
     if hit is not None and hit[0] is schema:
-        rest_set = orjson.loads(hit[1])
+        found = orjson.loads(hit[1])
     else:
-        rest_set = _owned(skeleton, rest, schema, ignored)
+        found = _owned(skeleton, part, schema, ignored)  # the object itself, not `shown`
         if len(_created_memo) >= _CREATED_MEMO_SIZE:
             _created_memo.pop(next(iter(_created_memo), None), None)  # the oldest
-        _created_memo[key] = (schema, orjson.dumps(rest_set))
-    if "metadata" not in new:
-        return rest_set
+        _created_memo[key] = (schema, orjson.dumps(found))
+    if rx is not None or "metadata" not in new:
+        return found
     meta_set = _owned(skeleton, {"metadata": new["metadata"]}, schema, ignored)
     if not meta_set:
-        return rest_set
-    merged = {**rest_set, **meta_set}
+        return found
+    merged = {**found, **meta_set}
     return {pe: merged[pe] for pe in sorted(merged)}  # top-level elements are all f:<name>
 
 
