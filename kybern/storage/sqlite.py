@@ -55,7 +55,6 @@ CREATE TABLE IF NOT EXISTS kine (
   old_value BLOB
 );
 CREATE INDEX IF NOT EXISTS kine_name_id_index ON kine (name, id);
-CREATE INDEX IF NOT EXISTS kine_prev_revision_index ON kine (prev_revision);
 CREATE UNIQUE INDEX IF NOT EXISTS kine_name_prev_revision_uindex ON kine (name, prev_revision);
 """
 
@@ -76,8 +75,10 @@ SUBSCRIBER_QUEUE = 10_000
 POLL_INTERVAL = 1.0
 BUSY_TIMEOUT = 5.0
 # indexes kine has that no query here needs (kine_name_id_index serves lookups
-# by name); dropped from older files because every write pays for each index
-_UNUSED_INDEXES = ("kine_name_index", "kine_id_deleted_index")
+# by name, the rowid ranges of revisions; compaction reads prev_revision as a
+# value by rowid range); dropped from older files because every write pays for
+# each index
+_UNUSED_INDEXES = ("kine_name_index", "kine_id_deleted_index", "kine_prev_revision_index")
 
 
 class _Write:
