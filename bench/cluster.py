@@ -16,11 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kybern.client.http import Client  # noqa: E402
 
 
-def client_for(kubeconfig: Path, ca: Path) -> Client:
+def client_for(kubeconfig: Path, ca: Path, connections: int | None = None) -> Client:
     cfg = yaml.safe_load(kubeconfig.read_text())
     server = cfg["clusters"][0]["cluster"]["server"]
     token = cfg["users"][0]["user"]["token"]
-    return Client(server, token=token, ca_file=str(ca))
+    if connections is None:
+        return Client(server, token=token, ca_file=str(ca))
+    return Client(server, token=token, ca_file=str(ca), connections=connections)
 
 
 def start_up(base: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], Client]:

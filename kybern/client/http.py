@@ -36,7 +36,7 @@ class Client:
     for plain http)."""
 
     def __init__(self, server: str, *, token: str | None = None, ca_file: str | None = None,
-                 user_agent: str = "kybern") -> None:
+                 user_agent: str = "kybern", connections: int = REQUEST_CONNECTIONS) -> None:
         self.server = server.rstrip("/")
         self._headers = {"User-Agent": user_agent}
         if token:
@@ -45,17 +45,18 @@ class Client:
         if self.server.startswith("https://"):
             ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
             self._ssl = ctx
+        self._connections = connections
         self._session: aiohttp.ClientSession | None = None
         self._streams: aiohttp.ClientSession | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """For requests: at most REQUEST_CONNECTIONS connections, kept alive and
+        """For requests: at most `connections` connections, kept alive and
         reused. A burst of calls queues for them instead of opening (and TLS
         handshaking) one connection per call in flight; client-go multiplexes
         its calls over one HTTP/2 connection for the same reason."""
         if self._session is None or self._session.closed:
-            self._session = self._new_session(REQUEST_CONNECTIONS)
+            self._session = self._new_session(self._connections)
         return self._session
 
     @property

@@ -74,7 +74,7 @@ from kybern.node.runtimes.proctree import descendants as _descendants
 from kybern.node.runtimes.proctree import kill_group as _kill_group
 from kybern.node.runtimes.proctree import kill_tree as _kill_tree
 from kybern.node.runtimes.sandbox import Sandboxes
-from kybern.node.runtimes.spawn import Child, forked_already, read_to_eof, spawn
+from kybern.node.runtimes.spawn import forked_already, read_to_eof, spawn
 from kybern.node.runtimes.stdio import ContainerIO, ExecProcess, spawn_exec
 
 if TYPE_CHECKING:
@@ -287,9 +287,18 @@ class ProcessRuntime(RuntimeState):
         c.io = io = ContainerIO.open(tty=c.config.tty, stdin=c.config.stdin)
         join = self.cgroups.joiner(c.cgroup, io.preexec)  # in its cgroup before it execs
         preexec, nsfd = self.sandboxes.preexec(c.status.sandbox_id, join)
+        into_cgroup = _mover(join, c.cgroup)
+
+        def placed(pid: int, fast: bool) -> None:  # may run on the spawner thread (spawn.py)
+            into_cgroup(pid, fast)
+            try:
+                c.proc_create_time = psutil.Process(pid).create_time()
+            except psutil.Error:
+                c.proc_create_time = 0.0
+
         try:
             proc = await spawn(c.argv, exe, cwd=c.cwd, env=c.env, stdio=io.child, preexec=preexec,
-                               netns=self.sandboxes.netns(c.status.sandbox_id), tty=c.config.tty)
+                               netns=self.sandboxes.netns(c.status.sandbox_id), tty=c.config.tty, after=placed)
         except OSError as e:
             join.close()
             if nsfd is not None:
@@ -299,19 +308,12 @@ class ProcessRuntime(RuntimeState):
             msg = f'exec: "{c.argv[0]}": {e.strerror or e}'
             self._finish(c, 128, "StartError", msg, started=False)
             raise ContainerError("StartError", msg) from e
-        join.move(proc.pid)  # a no-op when the child joined before exec
-        for pid in forked_already(proc.pid) if c.cgroup and isinstance(proc, Child) else ():
-            join.move(pid)  # forked before the move (spawn.py)
         join.close()
         if nsfd is not None:
             os.close(nsfd)
         io.after_spawn()
         stdout, stderr = await io.reader(io.out_r), await io.reader(io.err_r)
         c.status.pid = proc.pid
-        try:
-            c.proc_create_time = psutil.Process(proc.pid).create_time()
-        except psutil.Error:
-            c.proc_create_time = 0.0
         c.status.state = RUNNING
         c.status.started_at = time.time()
         self._save(c)
@@ -432,7 +434,8 @@ class ProcessRuntime(RuntimeState):
         devnull = os.open(os.devnull, os.O_RDONLY)
         try:
             proc = await spawn(cmd, exe, cwd=c.cwd, env=c.env, stdio=[devnull, out_w, out_w], preexec=preexec,
-                               netns=self.sandboxes.netns(c.status.sandbox_id), tty=False)
+                               netns=self.sandboxes.netns(c.status.sandbox_id), tty=False,
+                               after=_mover(join, c.cgroup))
         except OSError as e:
             join.close()
             os.close(out_r)
@@ -444,9 +447,6 @@ class ProcessRuntime(RuntimeState):
             for fd in (nsfd, out_w, devnull):
                 if fd is not None:
                     os.close(fd)
-        join.move(proc.pid)  # a no-op when the child joined before exec
-        for pid in forked_already(proc.pid) if c.cgroup and isinstance(proc, Child) else ():
-            join.move(pid)  # forked before the move (spawn.py)
         join.close()
         try:
             out = await asyncio.wait_for(read_to_eof(out_r), timeout)
@@ -565,6 +565,17 @@ def _make_tree(image_root: Path, rootfs: Path, mounts: list[Mount], cwd: Path) -
     for m in sorted(mounts, key=lambda m: m.container_path.count("/")):
         place_mount(rootfs, m)  # parents first: nested mounts land inside them
     cwd.mkdir(parents=True, exist_ok=True)
+
+
+def _mover(join: Any, cgroup: str) -> Any:
+    """What to do right after a spawn (spawn.py's `after`): the process into its
+    cgroup (a no-op when it joined before exec), with what it forked before that
+    on the vfork path."""
+    def move(pid: int, fast: bool) -> None:
+        join.move(pid)
+        for child in forked_already(pid) if cgroup and fast else ():
+            join.move(child)
+    return move
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -27,7 +27,13 @@ So the fast path moves each step out of the child:
   should the program have forked already (the agent's thread can wait a few ms
   for the GIL), the children it has by then are moved too (`forked_already`);
 - the exit status: a pidfd watched by the event loop, so there is no waiter
-  thread per process (asyncio's default child watcher in Python 3.11 starts one).
+  thread per process (asyncio's default child watcher in Python 3.11 starts one);
+- off the event loop: vfork() suspends the calling thread until the child has
+  exec'd, ~2 ms here, and the steps right after it (the cgroup move, reading the
+  new process's start time) wait on the kernel too, while the exec is under way.
+  One long-lived thread, the spawner, does all that (the GIL is released while
+  it waits), so the event loop starts the next pod meanwhile. It is the thread
+  PDEATHSIG refers to, and it lives as long as the agent.
 
 Exec probes and exec lifecycle hooks (`exec_sync`) start the same way: with
 many pods, a fork of the agent per probe period was a steady cost.
@@ -40,14 +46,24 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 SETPRIV = shutil.which("setpriv")
 _FAST = SETPRIV is not None and hasattr(os, "pidfd_open")
+_spawner: ThreadPoolExecutor | None = None  # one thread, never shut down: see PDEATHSIG above
+
+
+def _spawner_thread() -> ThreadPoolExecutor:
+    global _spawner
+    if _spawner is None:
+        _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="container-spawner")
+    return _spawner
 
 
 class Child:
@@ -137,7 +153,8 @@ def _setns(fd: int) -> None:
 
 
 def _spawn_fast(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: list[int],
-                netns: str) -> Child:
+                netns: str, after: Callable[[int, bool], None] | None) -> subprocess.Popen[bytes]:
+    """Runs on the spawner thread; `after(pid, True)` right after the start, there too."""
     _check_exec_format(exe)
     assert SETPRIV is not None
     args = [SETPRIV, "--pdeathsig", "KILL", "--", *argv]  # setpriv execvp()s argv[0]: see _execvp_finds
@@ -158,7 +175,9 @@ def _spawn_fast(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], std
         for fd in (ns_fd, own_fd):
             if fd is not None:
                 os.close(fd)
-    return Child(p)
+    if after is not None:
+        after(p.pid, True)
+    return p
 
 
 async def read_to_eof(fd: int) -> bytes:
@@ -175,14 +194,23 @@ async def read_to_eof(fd: int) -> bytes:
 
 
 async def spawn(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: list[int],
-                netns: str, tty: bool, preexec: Callable[[], None]) -> Any:
+                netns: str, tty: bool, preexec: Callable[[], None],
+                after: Callable[[int, bool], None] | None = None) -> Any:
     """Start `exe` with `argv` in a new session, stdio on the given fds, in the
     netns at `netns` ("" = the agent's) and tied to the agent with PDEATHSIG.
-    `preexec` must do the same child-side steps (the fallback path runs it).
+    `preexec` must do the same child-side steps (the fallback path runs it);
+    `after(pid, fast)` runs right after the process started (on the spawner
+    thread when `fast`, the vfork path: it may block, it must not touch the
+    event loop; there the process may have forked already, see above).
     Returns an object with `pid`, `returncode` and `async wait()`; raises
     OSError as execve() would."""
     if _FAST and not tty and _execvp_finds(argv[0], exe, cwd, env):
-        return _spawn_fast(argv, exe, cwd=cwd, env=env, stdio=stdio, netns=netns)
-    return await asyncio.create_subprocess_exec(
+        popen = await asyncio.get_running_loop().run_in_executor(_spawner_thread(), functools.partial(
+            _spawn_fast, argv, exe, cwd=cwd, env=env, stdio=stdio, netns=netns, after=after))
+        return Child(popen)
+    proc = await asyncio.create_subprocess_exec(
         argv[0], *argv[1:], executable=exe, cwd=cwd, env=env, stdin=stdio[0], stdout=stdio[1],
         stderr=stdio[2], start_new_session=True, preexec_fn=preexec)
+    if after is not None:
+        after(proc.pid, False)
+    return proc
