@@ -16,7 +16,7 @@
    agent is measured alone), 50 idle pods running on it; the agent process's own
    CPU (user + system, not its pods') over `--idle-seconds` and its RSS.
 
-Run: python bench/node.py [--pods 200] [--bind nodename|scheduler] [--pod-network auto|cni|host] [--idle-pods 50] [--idle-seconds 60] [--py-spy OUT] [--skip-startup] [--skip-idle]
+Run: python bench/node.py [--pods 200] [--rate PODS_PER_S] [--bind nodename|scheduler] [--pod-network auto|cni|host] [--idle-pods 50] [--idle-seconds 60] [--py-spy OUT] [--skip-startup] [--skip-idle]
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ async def delete_pods(c: Client, names: list[str]) -> None:
 
 
 async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], py_spy: str = "",
-                  py_spy_gil: bool = False) -> None:
+                  py_spy_gil: bool = False, rate: float = 0.0) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         env = {**os.environ, "HOME": str(base)}
@@ -163,6 +163,8 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
 
             async def creator() -> None:
                 for n in it:
+                    if rate:  # paced: the i-th pod is sent at t0 + i/rate (open loop)
+                        await asyncio.sleep(max(0.0, t0 + names.index(n) / rate - time.monotonic()))
                     sent[n] = time.monotonic()
                     await c.create(PODS, pod(n, node_name="bench" if bind == "nodename" else None), "default")
                     created[n] = time.monotonic()
@@ -178,7 +180,9 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
             watch_lat = [seen[n] - created[n] for n in names]
             sent_lat = [seen[n] - sent[n] for n in names]
             api = list(api_lat.values())
-            print(f"  {n_pods} bare pods ({bind}, pod network {pod_network}) created in {t_created:.2f} s; all running {t_all:.2f} s after the first create")
+            how = f"paced at {rate:g}/s" if rate else "as fast as 16 callers go"
+            print(f"  {n_pods} bare pods ({bind}, pod network {pod_network}, {how}) created in {t_created:.2f} s; "
+                  f"all running {t_all:.2f} s after the first create")
             print(f"  API clock (creationTimestamp -> startedAt, 1 s resolution): p50 {pct(api, 50):.0f} s, "
                   f"p99 {pct(api, 99):.0f} s, max {max(api):.0f} s; "
                   f"histogram {dict(sorted(collections.Counter(int(x) for x in api).items()))}")
@@ -259,7 +263,8 @@ async def idle(n_pods: int, seconds: float) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     if not args.skip_startup:
-        await startup(args.pods, args.bind, args.pod_network, args.up_arg, args.py_spy, args.py_spy_gil)
+        await startup(args.pods, args.bind, args.pod_network, args.up_arg, args.py_spy, args.py_spy_gil,
+                      args.rate)
     if not args.skip_idle:
         await idle(args.idle_pods, args.idle_seconds)
 
@@ -271,6 +276,8 @@ if __name__ == "__main__":
                     help="pods created with spec.nodeName (scheduler skipped) or left to the scheduler")
     ap.add_argument("--pod-network", choices=["auto", "cni", "host"], default="auto",
                     help="the agent's pod network (auto: cni as root)")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="create the pods at this many per second (default: a burst, as fast as 16 callers go)")
     ap.add_argument("--up-arg", action="append", default=[], help="extra argument for `kybern up` (repeatable)")
     ap.add_argument("--idle-pods", type=int, default=50)
     ap.add_argument("--idle-seconds", type=float, default=60.0)
