@@ -55,14 +55,7 @@ class ContainerStarter:
         self._reported: set[tuple[str, str, float]] = set()
 
     def _event(self, container: str, type_: str, reason: str, message: str) -> None:
-        """An event about one container: as the kubelet's, its involvedObject.fieldPath
-        names the container (so two containers' identical messages stay two events)."""
-        pod = self.worker.pod
-        if pod is not None:
-            spec = pod.get("spec") or {}
-            init = any(c.get("name") == container for c in spec.get("initContainers") or [])
-            path = f"spec.{'initContainers' if init else 'containers'}{{{container}}}"
-            self.agent.recorder.event(pod, type_, reason, message, field_path=path)
+        self.worker.container_event(container, type_, reason, message)
 
     def _once(self, name: str, what: str, stamp: float) -> bool:
         """True the first time (name, what, stamp) is seen: one event per back-off period."""

@@ -70,8 +70,7 @@ async def post_start(worker: PodWorker, container: dict[str, Any], container_id:
     msg = await run_handler(worker, container, container_id, handler, timeout=max(grace, 30.0))
     if msg is None:
         return True
-    if pod is not None:
-        worker.agent.recorder.event(pod, "Warning", "FailedPostStartHook", msg)
+    worker.container_event(container["name"], "Warning", "FailedPostStartHook", msg)
     await stop(worker, container, container_id, grace, "FailedPostStartHook", run_pre_stop=False)
     return False
 
@@ -80,8 +79,8 @@ async def stop(worker: PodWorker, container: dict[str, Any] | None, container_id
                message: str, *, run_pre_stop: bool = True) -> None:
     """killContainer: event, preStop, SIGTERM, grace, SIGKILL of the whole tree."""
     pod = worker.pod
-    if pod is not None:
-        worker.agent.recorder.event(pod, "Normal", "Killing", message)
+    name = (container or {}).get("name", "")
+    worker.container_event(name, "Normal", "Killing", message)
     handler = ((container or {}).get("lifecycle") or {}).get("preStop") if run_pre_stop else None
     if handler and pod is not None and container is not None and grace > 0:
         t0 = time.monotonic()
@@ -90,6 +89,6 @@ async def stop(worker: PodWorker, container: dict[str, Any] | None, container_id
         except TimeoutError:
             msg = None  # the grace period ran out in the hook: upstream just goes on
         if msg is not None:
-            worker.agent.recorder.event(pod, "Warning", "FailedPreStopHook", msg)
+            worker.container_event(name, "Warning", "FailedPreStopHook", msg)
         grace = max(grace - (time.monotonic() - t0), MIN_GRACE)
     await worker.agent.runtime.stop_container(container_id, grace)

@@ -258,6 +258,17 @@ class PodWorker:
             cgroup_parent=cgroups.cgroup_parent(st.qos_class(pod), self.uid),
             resources=cgroups.pod_resources(pod))
 
+    def container_event(self, container: str, type_: str, reason: str, message: str) -> None:
+        """An event about one container of the pod: as the kubelet's, its
+        involvedObject.fieldPath names the container (spec.containers{name}), so
+        two containers' identical messages stay two events."""
+        pod = self.pod
+        if pod is None:
+            return
+        init = any(c.get("name") == container for c in (pod.get("spec") or {}).get("initContainers") or [])
+        path = f"spec.{'initContainers' if init else 'containers'}{{{container}}}" if container else ""
+        self.agent.recorder.event(pod, type_, reason, message, field_path=path)
+
     def log_directory(self) -> str:
         return os.path.join(self.agent.data_dir, "pods", f"{self.namespace}_{self.name}_{self.uid}")
 

@@ -166,10 +166,10 @@ class ProbeWorker:
         w = self.manager.worker
         result, output = await probe_once(w, self.container, self.cs, self.probe)
         label = KINDS[self.kind]
-        if result == FAILURE and w.pod is not None:
-            w.agent.recorder.event(w.pod, "Warning", "Unhealthy", f"{label} probe failed: {output}")
-        elif result == SUCCESS and output and w.pod is not None:
-            w.agent.recorder.event(w.pod, "Warning", "ProbeWarning", f"{label} probe warning: {output}")
+        if result == FAILURE:
+            w.container_event(self.container["name"], "Warning", "Unhealthy", f"{label} probe failed: {output}")
+        elif result == SUCCESS and output:
+            w.container_event(self.container["name"], "Warning", "ProbeWarning", f"{label} probe warning: {output}")
         last, n = self._run_of
         n = n + 1 if last == result else 1
         self._run_of = (result, n)

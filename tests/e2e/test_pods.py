@@ -64,6 +64,10 @@ def test_failing_liveness_probe_restarts_the_container(cluster, namespace):
                      what="a restart after the liveness probe failed")
     assert any(m.startswith("Liveness probe failed: cat:") for m in events(cluster, namespace, "Unhealthy"))
     assert "Container app failed liveness probe, will be restarted" in events(cluster, namespace, "Killing")
+    # as the kubelet's, these events name the container in involvedObject.fieldPath
+    paths = {e["involvedObject"].get("fieldPath") for e in cluster.kjson("get", "events", "-n", namespace)["items"]
+             if e.get("reason") in ("Unhealthy", "Killing", "Started")}
+    assert paths == {"spec.containers{app}"}
     last = cstatus(cluster, namespace, "live", "app")["lastState"]["terminated"]
     assert last["exitCode"] in (137, 143)
 
