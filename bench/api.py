@@ -26,7 +26,7 @@ server's CPU (all its processes) during each phase is printed too, with the
 CPU time per request: that holds up better than rates on a shared machine.
 
 Run: python bench/api.py [--api-workers 2] [--etcd] [--seconds 5] [--conns 16]
-     [--watchers 1000] [--plain]
+     [--watchers 1000] [--plain] [--quick]
 """
 
 from __future__ import annotations
@@ -372,7 +372,7 @@ async def run(args: argparse.Namespace) -> None:
                   f"{r['errors']:.0f} non-2xx ({ph}; {ph.per_request(int(r['requests']))})")
             async with s.get(f"{srv.url}/api/v1/namespaces/default/pods", params={"resourceVersion": "0"}) as resp:
                 names = [p["metadata"]["name"] for p in orjson.loads(await resp.read())["items"]]
-            if len(names) < args.pods:  # untimed: the LIST figures are for --pods pods
+            if len(names) < args.pods and not args.quick:  # untimed: the LIST figures are for --pods pods
                 extra = [f"fill-{i}" for i in range(args.pods - len(names))]
                 await asyncio.gather(*(create_some(s, srv.url, extra[i::args.conns]) for i in range(args.conns)))
                 names += extra
@@ -382,6 +382,9 @@ async def run(args: argparse.Namespace) -> None:
             print(f"GETs (wrk, {args.conns} connections, random pods of {len(names)}): {r['rate']:.0f}/s, "
                   f"p50 {r.get('p50', 0):.1f} ms, p99 {r.get('p99', 0):.1f} ms, {r['errors']:.0f} non-2xx "
                   f"({ph}; {ph.per_request(int(r['requests']))})")
+            if args.quick:
+                print(f"load after: {os.getloadavg()}")
+                return
             for label, params in (("consistent, from storage (one page: limit=1000000)", {"limit": "1000000"}),
                                   ("consistent, from the caught-up watch cache", {}),
                                   ("resourceVersion=0, from the watch cache", {"resourceVersion": "0"})):
@@ -457,6 +460,8 @@ def main() -> None:
     ap.add_argument("--sampled", type=int, default=50, help="watchers (of --watchers) that time their events")
     ap.add_argument("--watch-rate", type=float, default=10.0, help="writes/s during the watch phase")
     ap.add_argument("--plain", action="store_true", help="plain HTTP instead of TLS")
+    ap.add_argument("--quick", action="store_true",
+                    help="creates and GETs only (phases 1-2, no top-up): for interleaved A/B runs of CPU per request")
     ap.add_argument("--serve-plain", metavar="DATA_DIR", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_plain:
