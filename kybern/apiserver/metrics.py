@@ -82,9 +82,11 @@ class APIMetrics:
         self.watchers = Gauge("apiserver_registered_watchers",
                               "Number of currently registered watchers for a given resources",
                               ("group", "version", "kind"), registry=self.prom)
-        # counted in plain ints (bumped per watcher per batch) and exported when scraped
+        # counted in plain ints (bumped per watcher per batch) and exported when scraped,
+        # with what the open watches' sinks sent since their handler last counted
         self.watch_event_counts: dict[tuple[str, str, str], int] = {}
-        self.prom.register(_WatchEvents(self.watch_event_counts))
+        self.live_watches: set[LiveWatch] = set()
+        self.prom.register(_WatchEvents(self.watch_event_counts, self.live_watches))
         self.storage_latency = _Histograms("etcd_request_duration_seconds",
                                            "Etcd request latency in seconds for each operation and object type.",
                                            ("operation", "type"), BUCKETS)
@@ -180,6 +182,23 @@ class APIMetrics:
         key = (info.group, info.version, info.kind)
         self.watch_event_counts[key] = self.watch_event_counts.get(key, 0) + n
 
+    def watch_started(self, info: ResourceInfo, watcher: Any) -> LiveWatch:
+        live = LiveWatch((info.group, info.version, info.kind), watcher)
+        self.live_watches.add(live)
+        return live
+
+    def watch_counted(self, live: LiveWatch) -> None:
+        """Count what the watcher's sink sent since the last call (the cache writes
+        caught-up watchers' events straight to their connections)."""
+        n = live.watcher.sent - live.counted
+        if n:
+            live.counted += n
+            self.watch_event_counts[live.key] = self.watch_event_counts.get(live.key, 0) + n
+
+    def watch_ended(self, live: LiveWatch) -> None:
+        self.watch_counted(live)
+        self.live_watches.discard(live)
+
     # -- exposition ---------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.prom), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -236,16 +255,32 @@ class _Histograms:
         return []
 
 
-class _WatchEvents:
-    """apiserver_watch_events_total from plain counters."""
+class LiveWatch:
+    """An open watch: its watcher's `sent` count, and how much of it is counted."""
 
-    def __init__(self, counts: dict[tuple[str, str, str], int]) -> None:
+    __slots__ = ("counted", "key", "watcher")
+
+    def __init__(self, key: tuple[str, str, str], watcher: Any) -> None:
+        self.key, self.watcher, self.counted = key, watcher, 0
+
+
+class _WatchEvents:
+    """apiserver_watch_events_total from plain counters, plus what open watches
+    sent since their handler last counted."""
+
+    def __init__(self, counts: dict[tuple[str, str, str], int], live: set[LiveWatch]) -> None:
         self.counts = counts
+        self.live = live
 
     def collect(self) -> Iterable[CounterMetricFamily]:
         c = CounterMetricFamily("apiserver_watch_events", "Number of events sent in watch clients",
                                 labels=["group", "version", "kind"])
-        for key, n in sorted(self.counts.items()):
+        totals = dict(self.counts)
+        for w in list(self.live):
+            pending = w.watcher.sent - w.counted
+            if pending:
+                totals[w.key] = totals.get(w.key, 0) + pending
+        for key, n in sorted(totals.items()):
             c.add_metric(list(key), n)
         yield c
 

@@ -437,18 +437,16 @@ async def watch(server: "APIServer", request: web.Request, store: RESTStore, ns:
         watcher.sink = _direct_sink(request.protocol)
     deadline = time.monotonic() + timeout
     server.metrics_watchers(store.info, +1)
+    live = server.metrics.watch_started(store.info, watcher)
     first_columns = True
     include = q.get("includeObject", "Metadata")
-    counted = 0
     try:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             batch = await watcher.next_batch(min(remaining, BOOKMARK_INTERVAL))
-            if watcher.sent != counted:
-                server.metrics_watch_events(store.info, watcher.sent - counted)
-                counted = watcher.sent
+            server.metrics.watch_counted(live)
             if batch is None:  # dropped as too slow, or the cache restarted: the client re-watches
                 break
             if isinstance(batch, str):  # idle: a bookmark carries the cache's progress
@@ -478,6 +476,7 @@ async def watch(server: "APIServer", request: web.Request, store: RESTStore, ns:
         pass
     finally:
         watcher.close()
+        server.metrics.watch_ended(live)
         server.metrics_watchers(store.info, -1)
     try:
         await resp.write_eof()

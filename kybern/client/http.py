@@ -27,7 +27,7 @@ PATCH_TYPES = {
 
 
 # connections a client keeps for its requests (watches and streams have their own)
-REQUEST_CONNECTIONS = 8
+REQUEST_CONNECTIONS = 64
 
 
 class Client:
@@ -51,10 +51,11 @@ class Client:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """For requests: at most `connections` connections, kept alive and
-        reused. A burst of calls queues for them instead of opening (and TLS
-        handshaking) one connection per call in flight; client-go multiplexes
-        its calls over one HTTP/2 connection for the same reason."""
+        """For requests: at most `connections` connections (64), kept alive and
+        reused; more calls in flight queue for one. Fewer (8) cost the scheduler
+        a third of its binds per second: the apiserver batches what arrives
+        together (one SQLite commit, one watch frame), so it does less per call
+        when many are in flight (docs/benchmarks.md, issue 4)."""
         if self._session is None or self._session.closed:
             self._session = self._new_session(self._connections)
         return self._session
