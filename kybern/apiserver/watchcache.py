@@ -66,20 +66,6 @@ INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _field(obj: dict[str, Any], parts: tuple[str, ...]) -> str:
-    """selectors.field_value() of a path already split at its dots."""
-    cur: Any = obj
-    for p in parts:
-        if not isinstance(cur, dict):
-            return ""
-        cur = cur.get(p)
-    if cur is None:
-        return ""
-    if isinstance(cur, bool):
-        return "true" if cur else "false"
-    return str(cur)
-
-
 class Entry:
     """One object version: its wire bytes and what selectors look at."""
 
@@ -163,7 +149,7 @@ class ResourceCache:
             labels = shared
         if not self._paths:
             return labels, ()
-        return labels, tuple([sys.intern(_field(obj, parts)) for parts in self._paths])
+        return labels, tuple([sys.intern(selectors.field_value_at(obj, parts)) for parts in self._paths])
 
     def field(self, entry: Entry, path: str) -> str:
         rest = entry.key[len(self.prefix):]

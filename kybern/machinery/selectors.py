@@ -7,7 +7,7 @@ Parse errors are BadRequest Status errors with upstream's wording.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kybern.machinery import errors
@@ -173,8 +173,13 @@ def parse_field_selector(s: str | None) -> list[tuple[str, str, str]]:
 
 
 def field_value(obj: dict[str, Any], path: str) -> str:
+    return field_value_at(obj, path.split("."))
+
+
+def field_value_at(obj: dict[str, Any], parts: Sequence[str]) -> str:
+    """The field at `parts` (a path split at its dots) as a field selector compares it."""
     cur: Any = obj
-    for p in path.split("."):
+    for p in parts:
         if not isinstance(cur, dict):
             return ""
         cur = cur.get(p)

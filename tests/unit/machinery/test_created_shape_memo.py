@@ -72,9 +72,8 @@ def mutate(v: object, rng: random.Random) -> object:
     return v
 
 
-def test_memoised_creates_get_the_walks_fields(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    rng = random.Random(7)
-    checked = 0
+def count_walks(monkeypatch):  # type: ignore[no-untyped-def]
+    """Count the calls of the managed-fields walk; returns the count and the real walk."""
     walks = [0]
     owned = mf._owned
 
@@ -83,6 +82,13 @@ def test_memoised_creates_get_the_walks_fields(monkeypatch) -> None:  # type: ig
         return owned(*args, **kwargs)
 
     monkeypatch.setattr(mf, "_owned", counted)
+    return walks, owned
+
+
+def test_memoised_creates_get_the_walks_fields(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(7)
+    checked = 0
+    walks, owned = count_walks(monkeypatch)
     for name, rest in KINDS.items():
         schema = schemas.definition(name)
         skeleton = mf._skeleton(schema)
@@ -101,14 +107,7 @@ def test_memoised_creates_get_the_walks_fields(monkeypatch) -> None:  # type: ig
 def test_pods_that_differ_only_in_strings_share_an_entry(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     schema = schemas.definition("io.k8s.api.core.v1.Pod")
     skeleton, ignored = mf._skeleton(schema), mf.reset_fields(True, "")
-    walks = [0]
-    owned = mf._owned
-
-    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-        walks[0] += 1
-        return owned(*args, **kwargs)
-
-    monkeypatch.setattr(mf, "_owned", counted)
+    walks, owned = count_walks(monkeypatch)
     sets = []
     for i in range(5):
         pod = {"apiVersion": "v1", "kind": "Pod",
