@@ -36,6 +36,9 @@ log = logging.getLogger("kybern.apiworkers")
 
 # how often an apiserver looks for rows another process wrote to a shared SQLite file
 SHARED_POLL_INTERVAL = 0.003
+# on stop, how long requests in flight may finish before they are cancelled; a watch
+# whose client is gone notices only at its next bookmark, and would hold the stop that long
+SHUTDOWN_GRACE = 2.0
 
 
 def listen(address: str, port: int, *, shared: bool) -> socket.socket:
@@ -77,7 +80,8 @@ async def serve_worker(data_dir: Path, address: str, port: int, datastore: str) 
     host, port = sock.getsockname()[:2]
     api = APIServer(store, tokens={admin_token, node_token}, node_token=node_token, advertise=f"{host}:{port}")
     await api.serve_crds()
-    runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+    runner = web.AppRunner(api.app(), access_log=None, handle_signals=False,
+                               shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     await web.SockSite(runner, sock, ssl_context=ssl_context(str(crt), str(key))).start()
     try:

@@ -138,7 +138,8 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     api = APIServer(store, tokens={admin_token, node_token}, node_token=node_token,
                     advertise=f"{host}:{cfg.port}")
     await api.bootstrap()
-    runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+    runner = web.AppRunner(api.app(), access_log=None, handle_signals=False,
+                               shutdown_timeout=apiworkers.SHUTDOWN_GRACE)
     await runner.setup()
     try:
         sock = apiworkers.listen(cfg.address, cfg.port, shared=cfg.api_workers > 1)
