@@ -200,7 +200,8 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         agent_child = node_agent_child(cfg, url, node_token, ca_file, host)
         running.tasks.append(asyncio.create_task(agent_child.run(), name="node-agent"))
         running.stoppers.append(agent_child.stop)
-        gateway = node_gateway_from_api(client("coredns/v1.32.0 (kybern)"), cfg.node_name)
+        if cfg.pod_network != "host":  # only a CNI pod network has a bridge to serve DNS on
+            gateway = node_gateway_from_api(client("coredns/v1.32.0 (kybern)"), cfg.node_name)
     elif cfg.run_node:
         from kybern.node.agent import NodeAgent
 
