@@ -58,7 +58,7 @@ def worker(index: int, address: str, port: int, data_dir: Path, datastore: str) 
     """Worker `index`, to be run (and restarted if it exits) by the first process."""
     return Child(f"apiserver worker {index}", [
         "api-worker", "--data-dir", str(data_dir), "--address", address, "--port", str(port),
-        "--datastore", datastore, "--index", str(index)])
+        "--datastore", datastore, "--index", str(index)], own_session=True)
 
 
 async def serve_worker(data_dir: Path, address: str, port: int, datastore: str) -> None:
