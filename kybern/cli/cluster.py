@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import ipaddress
 import logging
 import os
 import signal
@@ -267,8 +268,6 @@ def node_gateway_from_api(client: Client, node: str) -> Callable[[], Awaitable[s
     """The pod bridge's gateway of a node whose agent runs elsewhere: the first
     address of the podCIDR its agent published (only a CNI pod network has one)."""
     async def gateway() -> str | None:
-        import ipaddress
-
         try:
             cidr = ((await client.get(NODES, node)).get("spec") or {}).get("podCIDR")
         except (errors.StatusError, OSError, aiohttp.ClientError):

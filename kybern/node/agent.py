@@ -61,16 +61,12 @@ class NodeAgent:
     status_interval = 10.0  # Node status
     gc_interval = 60.0  # sandboxes of pods that are no longer ours
     shutdown_grace = 5.0  # SIGTERM -> SIGKILL when the agent itself stops
-    # the kubelet's eventRecordQPS and eventBurst defaults (events beyond them wait)
-    event_qps = 50.0
-    event_burst = 100
 
     def __init__(self, client: Client, *, name: str, data_dir: str | os.PathLike[str],
                  address: str = "127.0.0.1", port: int = 0, zone: str | None = None,
                  labels: dict[str, str] | None = None, token: str | None = None,
                  runtime: Runtime | None = None, pod_network: str = "auto",
-                 max_pods: int = ns_.MAX_PODS, event_qps: float | None = None,
-                 event_burst: int | None = None) -> None:
+                 max_pods: int = ns_.MAX_PODS, event_qps: float = 50.0, event_burst: int = 100) -> None:
         self.client = client
         self.name = name
         self.data_dir = os.fspath(data_dir)
@@ -85,9 +81,8 @@ class NodeAgent:
         self.network = PodNetwork(self.data_dir, name, pod_network if runtime is None else "host")
         self.runtime: Runtime = runtime or ProcessRuntime(self.data_dir, self.images, host_ip=address,
                                                           network=self.network, node_name=name)
-        self.recorder = EventRecorder(client, "kubelet", name,
-                                      qps=self.event_qps if event_qps is None else event_qps,
-                                      burst=self.event_burst if event_burst is None else event_burst)
+        # the kubelet's eventRecordQPS and eventBurst (defaults 50 and 100): events beyond them wait
+        self.recorder = EventRecorder(client, "kubelet", name, qps=event_qps, burst=event_burst)
         self.env = EnvResolver(client)
         self.server = NodeServer(self, address, port)
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={name}")

@@ -87,16 +87,15 @@ async def test_an_executable_of_the_image_copy_keeps_its_argv0(tmp_path: Path) -
 
 
 @pytest.mark.skipif(not sp._FAST, reason="no setpriv or pidfds here")
-async def test_a_file_that_cannot_be_executed_fails_like_execve(tmp_path: Path) -> None:
-    f = tmp_path / "notes"
-    f.write_text("just text\n")
+@pytest.mark.parametrize("name, content, code", [
+    ("notes", "just text\n", errno.ENOEXEC),  # neither ELF nor a script
+    ("noint", "#!/no/such/interpreter\n", errno.ENOENT),  # a script whose interpreter is missing
+])
+async def test_a_file_that_cannot_be_executed_fails_like_execve(tmp_path: Path, name: str, content: str,
+                                                                code: int) -> None:
+    f = tmp_path / name
+    f.write_text(content)
     f.chmod(0o755)
     with pytest.raises(OSError) as e:
-        await _run(["./notes"], str(f), str(tmp_path), {"PATH": "/bin"})
-    assert e.value.errno == errno.ENOEXEC
-    g = tmp_path / "noint"
-    g.write_text("#!/no/such/interpreter\n")
-    g.chmod(0o755)
-    with pytest.raises(OSError) as e:
-        await _run(["./noint"], str(g), str(tmp_path), {"PATH": "/bin"})
-    assert e.value.errno == errno.ENOENT
+        await _run([f"./{name}"], str(f), str(tmp_path), {"PATH": "/bin"})
+    assert e.value.errno == code
