@@ -47,6 +47,7 @@ from kybern.node.images import ImageStore
 from kybern.node.pod_worker import POD_UID_LABEL, PodWorker
 from kybern.node.runtimes.base import ContainerStatus, Runtime
 from kybern.node.runtimes.process import ProcessRuntime
+from kybern.node.sync_slots import SyncSlots
 from kybern.node.server import NodeServer
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class NodeAgent:
         self.server = NodeServer(self, address, port)
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={name}")
         self.workers: dict[str, PodWorker] = {}  # by pod UID
+        self.sync_slots = SyncSlots()  # pods sync a few at a time, in order (sync_slots.py)
         self.ready = asyncio.Event()  # registered and serving
         self.node_uid: str | None = None
         self._node_status: dict[str, Any] | None = None

@@ -155,7 +155,8 @@ class PodWorker:
             self._wake.clear()
             self._syncing = True
             try:
-                await self.sync()
+                async with self.agent.sync_slots.slot():
+                    await self.sync()
             except asyncio.CancelledError:
                 raise
             except Exception as e:

@@ -33,7 +33,8 @@ where <root> is `kybern-<node>-<hash of the data dir>`:
 Limits: memory.max / memory.limit_in_bytes (and no swap beyond it), cpu.max /
 cpu.cfs_quota_us+cfs_period_us from limits, cpu.weight / cpu.shares from
 requests, pids.max from KYBERN_POD_PIDS_LIMIT (the kubelet's --pod-max-pids;
-unlimited by default) on the pod cgroup.
+unlimited by default) on the pod cgroup. On v1 the pids hierarchy is used only
+when that limit is set: without it there is nothing to write or read there.
 
 Cost per pod: on v1 each cgroup is a mkdir in every hierarchy, and each limit
 file a write, all kernel work under cgroup locks. So a pod's cgroup is set up
@@ -274,6 +275,7 @@ class Cgroups:
             self.roots = {k: v / name for k, v in base.items()}
         else:
             self._detect()
+        self._root_strs = [str(d) for d in self.dirs("")]  # each hierarchy once
         self._warned = False
         # set up by this process: pod cgroup -> the resources written; QoS parents given
         # their weight; v2 cgroups known to delegate the controllers (all dropped on removal)
@@ -322,6 +324,8 @@ class Cgroups:
             if fstype != "cgroup":
                 continue
             for ctl in V1_CONTROLLERS:
+                if ctl == "pids" and not self.pod_pids_limit:
+                    continue  # nothing to limit or read there: a mkdir, a move and an rmdir per cgroup saved
                 if ctl in opts and ctl not in v1:
                     v1[ctl] = _under(point, mroot, own.get(ctl, "/")) / self.name
         if {"memory", "cpu", "cpuacct"} <= set(v1):
@@ -362,17 +366,23 @@ class Cgroups:
         return root / rel if rel else root
 
     # -- creation -----------------------------------------------------------
-    def _mkdir(self, rel: str) -> bool:
-        """Create `rel` and its parents; on v2 enable the controllers on the way down.
-        True when `rel` itself was created now (in every hierarchy), so it holds the
-        kernel's defaults."""
+    def _mkdir(self, rel: str, *, parents: bool = True) -> bool:
+        """Create `rel` (and its parents, unless `parents` is false: then a missing
+        parent raises FileNotFoundError on v1); on v2 enable the controllers on the way
+        down. True when `rel` itself was created now (in every hierarchy), so it holds
+        the kernel's defaults."""
         fresh = True
         if self.version != 2:
-            for d in self.dirs(rel):
+            for root in self._root_strs:  # os-level: this runs twice per pod start
+                d = f"{root}/{rel}"
                 try:
-                    d.mkdir(parents=True)
+                    os.mkdir(d)
                 except FileExistsError:
                     fresh = False
+                except FileNotFoundError:
+                    if not parents:
+                        raise
+                    Path(d).mkdir(parents=True, exist_ok=True)
             return fresh
         root = self.roots[""]
         parts = [p for p in rel.split("/") if p]
@@ -450,7 +460,7 @@ class Cgroups:
         res = dict(res)
         if self.pod_pids_limit:
             res["pids_limit"] = self.pod_pids_limit
-        if self._pods.get(parent) == res and all(d.is_dir() for d in self.dirs(parent)):
+        if self._pods.get(parent) == res:
             return  # set up by this process already (each container of the pod asks again)
         fresh = self._mkdir(parent)
         besteffort = "kubepods/besteffort"
@@ -465,7 +475,14 @@ class Cgroups:
         if not self.enabled or not parent:
             return ""
         rel = f"{parent}/{container_id}"
-        self._apply(rel, res, fresh=self._mkdir(rel))
+        try:
+            fresh = self._mkdir(rel, parents=False)
+        except FileNotFoundError:  # the pod's cgroup was removed behind this process's back
+            pod_res = self._pods.pop(parent, {})
+            pod_res.pop("pids_limit", None)
+            self.ensure_pod(parent, pod_res)
+            fresh = self._mkdir(rel)
+        self._apply(rel, res, fresh=fresh)
         return rel
 
     # -- processes ----------------------------------------------------------
@@ -473,8 +490,8 @@ class Cgroups:
         fds: list[int] = []
         if self.enabled and rel:
             try:
-                for d in self.dirs(rel):
-                    fds.append(os.open(d / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+                for root in self._root_strs:
+                    fds.append(os.open(f"{root}/{rel}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
             except OSError as e:  # created with the container; gone only if someone removed it
                 log.warning("cannot enter cgroup %s, the process runs outside it: %s", rel, e)
                 for fd in fds:

@@ -69,10 +69,10 @@ from kybern.node.runtimes.base import (
     RuntimeState,
 )
 from kybern.node.runtimes.cgroups import Cgroups
-from kybern.node.runtimes.mounts import place_mount
 from kybern.node.runtimes.proctree import descendants as _descendants
 from kybern.node.runtimes.proctree import kill_group as _kill_group
 from kybern.node.runtimes.proctree import kill_tree as _kill_tree
+from kybern.node.runtimes.rootfs import make_tree
 from kybern.node.runtimes.sandbox import Sandboxes
 from kybern.node.runtimes.spawn import forked_already, read_to_eof, spawn
 from kybern.node.runtimes.stdio import ContainerIO, ExecProcess, spawn_exec
@@ -244,9 +244,9 @@ class ProcessRuntime(RuntimeState):
         # futex hand-offs) than the few syscalls themselves (docs/benchmarks.md, issue 4)
         try:
             if img.size <= INLINE_COPY_BYTES:
-                _make_tree(img.rootfs, rootfs, config.mounts, cwd)
+                make_tree(img.rootfs, img.id, rootfs, config.mounts, cwd)
             else:
-                await asyncio.to_thread(_make_tree, img.rootfs, rootfs, config.mounts, cwd)
+                await asyncio.to_thread(make_tree, img.rootfs, img.id, rootfs, config.mounts, cwd)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, cdir, True)
             raise
@@ -273,15 +273,16 @@ class ProcessRuntime(RuntimeState):
         if c.status.state != CREATED:
             raise ContainerError("StartError", f"container {container_id} is not in created state")
         rootfs = c.dir / "rootfs"
-        exe = _resolve(c.argv[0], rootfs, c.cwd, c.env.get("PATH", ""))
+        found = _resolve(c.argv[0], rootfs, c.cwd, c.env.get("PATH", ""))
         writer = LogWriter(c.status.log_path)
-        if exe is None:
+        if found is None:
             msg = f'exec: "{c.argv[0]}": executable file not found in $PATH'
             if "/" in c.argv[0]:
                 msg = f'exec: "{c.argv[0]}": stat {c.argv[0]}: no such file or directory'
             writer.close()
             self._finish(c, 128, "StartError", msg, started=False)
             raise ContainerError("StartError", msg)
+        exe, execvp_finds = found
         # Our own pipes (or pty) rather than asyncio's PIPE: asyncio would make wait()
         # also wait for the pipes to close, which a leftover background process can delay
         c.io = io = ContainerIO.open(tty=c.config.tty, stdin=c.config.stdin)
@@ -298,7 +299,8 @@ class ProcessRuntime(RuntimeState):
 
         try:
             proc = await spawn(c.argv, exe, cwd=c.cwd, env=c.env, stdio=io.child, preexec=preexec,
-                               netns=self.sandboxes.netns(c.status.sandbox_id), tty=c.config.tty, after=placed)
+                               netns=self.sandboxes.netns(c.status.sandbox_id), tty=c.config.tty, after=placed,
+                               execvp_finds=execvp_finds)
         except OSError as e:
             join.close()
             if nsfd is not None:
@@ -401,9 +403,10 @@ class ProcessRuntime(RuntimeState):
         c = self._get(container_id)
         if c.status.state != RUNNING or not cmd:
             raise ContainerError("NotRunning" if cmd else "ExecError", f"container {container_id} is not running")
-        exe = _resolve(cmd[0], c.dir / "rootfs", c.cwd, c.env.get("PATH", ""))
-        if exe is None:
+        found = _resolve(cmd[0], c.dir / "rootfs", c.cwd, c.env.get("PATH", ""))
+        if found is None:
             raise ContainerError("ExecError", f'exec: "{cmd[0]}": executable file not found in $PATH')
+        exe = found[0]
         netns = self.sandboxes.netns(c.status.sandbox_id)
         if netns:  # nsenter execs the command: same pid, inside the pod's network
             cmd, exe = ["nsenter", f"--net={netns}", "--", exe, *cmd[1:]], shutil.which("nsenter") or "nsenter"
@@ -425,9 +428,10 @@ class ProcessRuntime(RuntimeState):
             raise ContainerError("NotRunning", f"container {container_id} is not running")
         if not cmd:
             raise ContainerError("ExecError", "no command specified")
-        exe = _resolve(cmd[0], c.dir / "rootfs", c.cwd, c.env.get("PATH", ""))
-        if exe is None:
+        found = _resolve(cmd[0], c.dir / "rootfs", c.cwd, c.env.get("PATH", ""))
+        if found is None:
             return 127, f'exec: "{cmd[0]}": executable file not found in $PATH'.encode()
+        exe, execvp_finds = found
         join = self.cgroups.joiner(c.cgroup, _die_with_parent)
         preexec, nsfd = self.sandboxes.preexec(c.status.sandbox_id, join)
         out_r, out_w = os.pipe()  # stdout and stderr, as the kubelet combines them
@@ -435,7 +439,7 @@ class ProcessRuntime(RuntimeState):
         try:
             proc = await spawn(cmd, exe, cwd=c.cwd, env=c.env, stdio=[devnull, out_w, out_w], preexec=preexec,
                                netns=self.sandboxes.netns(c.status.sandbox_id), tty=False,
-                               after=_mover(join, c.cgroup))
+                               after=_mover(join, c.cgroup), execvp_finds=execvp_finds)
         except OSError as e:
             join.close()
             os.close(out_r)
@@ -530,10 +534,12 @@ class ProcessRuntime(RuntimeState):
         return st
 
 
-def _resolve(argv0: str, rootfs: Path, cwd: str, path_env: str) -> str | None:
+def _resolve(argv0: str, rootfs: Path, cwd: str, path_env: str) -> tuple[str, bool] | None:
     """Find the executable for argv[0]: inside the container's tree first, then
-    on the host (this runtime has no chroot). Plain strings, not Paths: this runs
-    for every container start, exec and exec probe."""
+    on the host (this runtime has no chroot). Also tells whether execvp(argv0) in
+    a child with that PATH and working dir finds the same file (spawn.py's fast
+    path needs it: a file found inside the tree is not what execvp would run).
+    Plain strings, not Paths: this runs for every container start, exec and exec probe."""
     def ok(p: str) -> bool:
         return os.path.isfile(p) and os.access(p, os.X_OK)
 
@@ -542,29 +548,20 @@ def _resolve(argv0: str, rootfs: Path, cwd: str, path_env: str) -> str | None:
         if argv0.startswith("/"):
             inside = os.path.join(root, argv0.lstrip("/"))
             if ok(inside):
-                return inside
-            return argv0 if ok(argv0) else None
+                return inside, False
+            return (argv0, True) if ok(argv0) else None
         rel = os.path.join(cwd, argv0)
-        return rel if ok(rel) else None
+        return (rel, True) if ok(rel) else None
     for d in path_env.split(os.pathsep):
         if not d:
             continue
-        for base in (os.path.join(root, d.lstrip("/")), d):
-            cand = os.path.join(base, argv0)
-            if ok(cand):
-                return cand
+        inside = os.path.join(root, d.lstrip("/"), argv0)
+        if ok(inside):
+            return inside, False
+        cand = os.path.join(d, argv0)
+        if ok(cand):
+            return cand, os.path.isabs(d)  # a relative entry: execvp resolves it from the child's cwd
     return None
-
-
-def _make_tree(image_root: Path, rootfs: Path, mounts: list[Mount], cwd: Path) -> None:
-    """A container's private tree: a copy of the image's files (so what it writes
-    never reaches the image or a restarted instance), its volumes placed inside,
-    its working dir."""
-    rootfs.parent.mkdir(parents=True)
-    shutil.copytree(image_root, rootfs, symlinks=True)
-    for m in sorted(mounts, key=lambda m: m.container_path.count("/")):
-        place_mount(rootfs, m)  # parents first: nested mounts land inside them
-    cwd.mkdir(parents=True, exist_ok=True)
 
 
 def _mover(join: Any, cgroup: str) -> Any:

@@ -195,7 +195,7 @@ async def read_to_eof(fd: int) -> bytes:
 
 async def spawn(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: list[int],
                 netns: str, tty: bool, preexec: Callable[[], None],
-                after: Callable[[int, bool], None] | None = None) -> Any:
+                after: Callable[[int, bool], None] | None = None, execvp_finds: bool | None = None) -> Any:
     """Start `exe` with `argv` in a new session, stdio on the given fds, in the
     netns at `netns` ("" = the agent's) and tied to the agent with PDEATHSIG.
     `preexec` must do the same child-side steps (the fallback path runs it);
@@ -203,8 +203,11 @@ async def spawn(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], std
     thread when `fast`, the vfork path: it may block, it must not touch the
     event loop; there the process may have forked already, see above).
     Returns an object with `pid`, `returncode` and `async wait()`; raises
-    OSError as execve() would."""
-    if _FAST and not tty and _execvp_finds(argv[0], exe, cwd, env):
+    OSError as execve() would. `execvp_finds`: whether execvp(argv[0]) finds `exe`,
+    if the caller knows (looked up when None)."""
+    if execvp_finds is None:
+        execvp_finds = _execvp_finds(argv[0], exe, cwd, env)
+    if _FAST and not tty and execvp_finds:
         popen = await asyncio.get_running_loop().run_in_executor(_spawner_thread(), functools.partial(
             _spawn_fast, argv, exe, cwd=cwd, env=env, stdio=stdio, netns=netns, after=after))
         return Child(popen)

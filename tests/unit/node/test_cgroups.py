@@ -5,6 +5,7 @@ exercised by tests/e2e/test_cgroup_limits.py."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from kybern.node.runtimes import cgroups as cg
@@ -89,6 +90,13 @@ def test_v1_writes_limits_in_each_hierarchy(tmp_path: Path) -> None:
     g2.remove(parent)
     g2.ensure_pod(parent, cg.pod_resources({"spec": {"containers": [ctr()]}}))
     assert read(cpu.parent / "cpu.shares") == "2"
+    # removed by someone else (this process still thinks it is there): the next
+    # container's cgroup brings the pod's back, with the pod's values
+    for h in base:
+        shutil.rmtree(tmp_path / h / "kybern-n" / parent)
+    rel3 = g2.create_container(parent, "cid3", cg.container_resources(ctr()))
+    assert read(cpu.parent / "cpu.shares") == "2"
+    assert (tmp_path / "memory/kybern-n" / rel3).is_dir()
 
 
 def test_v1_counters(tmp_path: Path) -> None:
