@@ -122,10 +122,15 @@ def write_for_pod(pod: dict[str, Any], pod_dir: str, *, cluster_dns: list[str],
     """Write the pod's resolv.conf into its directory (atomically, only when it
     changed) and return its path."""
     text = for_pod(pod, host_resolv_conf(), cluster_dns=cluster_dns, domain=domain).render()
-    path = Path(pod_dir) / "resolv.conf"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_text() != text:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    return str(path)
+    path = os.path.join(pod_dir, "resolv.conf")
+    try:  # os-level and no existence checks first: this runs for every container start
+        with open(path) as f:
+            if f.read() == text:
+                return path
+    except FileNotFoundError:
+        os.makedirs(pod_dir, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return path

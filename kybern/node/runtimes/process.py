@@ -72,6 +72,7 @@ from kybern.node.runtimes.cgroups import Cgroups
 from kybern.node.runtimes.proctree import descendants as _descendants
 from kybern.node.runtimes.proctree import kill_group as _kill_group
 from kybern.node.runtimes.proctree import kill_tree as _kill_tree
+from kybern.node.runtimes.records import write_record
 from kybern.node.runtimes.rootfs import make_tree
 from kybern.node.runtimes.sandbox import Sandboxes
 from kybern.node.runtimes.spawn import forked_already, read_to_eof, spawn
@@ -497,7 +498,7 @@ class ProcessRuntime(RuntimeState):
 
     def _save(self, c: _Container) -> None:
         if c.dir.exists():
-            _write_json(c.dir / "state.json", c.to_json())
+            write_record(c.dir / "state.json", c.to_json())
 
     def _reap_leftover(self, c: _Container) -> None:
         """A container recorded as running by an agent that is gone: kill what
@@ -573,13 +574,3 @@ def _mover(join: Any, cgroup: str) -> Any:
         for child in forked_already(pid) if cgroup and fast else ():
             join.move(child)
     return move
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, json.dumps(data).encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)

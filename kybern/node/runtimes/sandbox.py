@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kybern.node.runtimes.base import ContainerError, PodSandboxConfig, PodSandboxStatus
+from kybern.node.runtimes.records import write_record
 
 if TYPE_CHECKING:
     from kybern.network.podnet import PodNetwork
@@ -134,8 +135,5 @@ class Sandboxes:
 
     def save(self, sid: str) -> None:
         config, status = self.entries[sid]
-        path = self.dir / f"{sid}.json"
-        tmp = path.with_suffix(".tmp")
         # vars(), not dataclasses.asdict (which deep-copies): the fields are plain JSON values
-        tmp.write_text(json.dumps({"config": vars(config), "status": vars(status)}))
-        os.replace(tmp, path)
+        write_record(self.dir / f"{sid}.json", {"config": vars(config), "status": vars(status)})

@@ -1,0 +1,20 @@
+"""The runtime's records on disk (a sandbox's, a container's state): JSON,
+replaced atomically, so an agent killed mid-write leaves the old record or the
+new one, never half of one."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+
+
+def write_record(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
+    tmp = f"{os.fspath(path)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, orjson.dumps(data))
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
