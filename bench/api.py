@@ -7,6 +7,7 @@ then:
   1. pod creates/s            wrk (C, keep-alive, C connections) POSTing pods
                               with unique names for a few seconds
   2. single-object GETs/s     wrk GETting random ones of those pods
+     status PATCHes/s         wrk sending a node agent's status merge patch to random pods
   3. paced writes             creates at a fixed rate (500/s) from an aiohttp
                               client (open loop): p50/p99 latency
   4. watch fan-out            W watchers on one namespace: W-S silent ones held
@@ -26,7 +27,7 @@ server's CPU (all its processes) during each phase is printed too, with the
 CPU time per request: that holds up better than rates on a shared machine.
 
 Run: python bench/api.py [--api-workers 2] [--etcd] [--seconds 5] [--conns 16]
-     [--watchers 1000] [--plain] [--quick]
+     [--watchers 1000] [--plain] [--quick] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -167,7 +168,14 @@ function request()
 end
 """
 
-WRK_GET = """
+# wrk runs one Lua state per thread; unseeded, both would draw the same "random" sequence
+WRK_SEED = """
+local threads = 0
+function setup(thread) threads = threads + 1; thread:set("tid", threads) end
+function init(args) math.randomseed(tid * 7919) end
+"""
+
+WRK_GET = WRK_SEED.replace("%", "%%") + """
 local names = {%s}
 function request()
   return wrk.format("GET", "/api/v1/namespaces/default/pods/" .. names[math.random(#names)])
@@ -175,13 +183,53 @@ end
 """
 
 
-def wrk(srv: Server, path: str, script: str, conns: int, seconds: float) -> dict[str, float]:
+PROFILE: Path | None = None  # --profile DIR: py-spy on every server process during each wrk run
+
+# a node agent's pod status PATCH (merge patch, as kybern's and the kubelet's status manager send);
+# restartCount is unique per request, so every patch changes the pod (a write and a watch event)
+_T = "2026-11-22T20:00:00Z"
+STATUS_TEMPLATE = orjson.dumps({"status": {
+    "phase": "Running",
+    "conditions": [{"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": _T}
+                   for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")],
+    "hostIP": "10.0.0.1", "hostIPs": [{"ip": "10.0.0.1"}], "podIP": "10.1.0.7", "podIPs": [{"ip": "10.1.0.7"}],
+    "startTime": _T, "qosClass": "Burstable",
+    "containerStatuses": [{"name": "web", "state": {"running": {"startedAt": _T}}, "lastState": {}, "ready": True,
+                           "restartCount": 12345, "image": "nginx:1.27", "imageID": "docker.io/library/nginx@sha256:"
+                           + "0" * 64, "containerID": "containerd://" + "a" * 64, "started": True}]}}).decode() \
+    .replace("%", "%%").replace("12345", "%d")
+
+WRK_STATUS = WRK_SEED.replace("%", "%%") + """
+wrk.method = "PATCH"
+wrk.headers["Content-Type"] = "application/merge-patch+json"
+local names = {%s}
+local template = [[%s]]
+local count = 0
+function request()
+  count = count + 1
+  local path = "/api/v1/namespaces/default/pods/" .. names[math.random(#names)] .. "/status"
+  return wrk.format(nil, path, nil, string.format(template, count * 16 + tid))
+end
+"""
+
+
+def wrk(srv: Server, path: str, script: str, conns: int, seconds: float, phase: str) -> dict[str, float]:
     """Run wrk against the server; requests/s, latency percentiles (ms), errors."""
     lua = srv.base / "bench.lua"
     lua.write_text(script)
+    spies = []
+    if PROFILE:
+        PROFILE.mkdir(parents=True, exist_ok=True)
+        spies = [subprocess.Popen(["py-spy", "record", "--format", "raw", "--nonblocking", "-r", "250",
+                                   "-d", f"{seconds:.0f}", "--pid", str(p.pid),
+                                   "-o", str(PROFILE / f"{phase}-{p.pid}.txt")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for p in srv.procs()]
     out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds:.0f}s", "--latency", "-s", str(lua),
                           "-H", f"Authorization: Bearer {srv.token}", srv.url + path],
                          capture_output=True, text=True, check=True).stdout
+    for spy in spies:
+        spy.wait()
     res = {"rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
            "requests": float(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
            "errors": float(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0.0}
@@ -366,7 +414,7 @@ async def run(args: argparse.Namespace) -> None:
         async with aiohttp.ClientSession(connector=conn, headers=headers) as s:
             with Phase(srv) as ph:
                 r = await asyncio.to_thread(wrk, srv, "/api/v1/namespaces/default/pods",
-                                            WRK_CREATE % POD_TEMPLATE, args.conns, args.seconds)
+                                            WRK_CREATE % POD_TEMPLATE, args.conns, args.seconds, "create")
             print(f"creates (wrk, {args.conns} connections): {r['requests']:.0f} in {ph.wall:.1f}s = "
                   f"{r['rate']:.0f}/s, p50 {r.get('p50', 0):.1f} ms, p99 {r.get('p99', 0):.1f} ms, "
                   f"{r['errors']:.0f} non-2xx ({ph}; {ph.per_request(int(r['requests']))})")
@@ -378,10 +426,17 @@ async def run(args: argparse.Namespace) -> None:
                 names += extra
             with Phase(srv) as ph:
                 r = await asyncio.to_thread(wrk, srv, "/", WRK_GET % ",".join(f'"{n}"' for n in names),
-                                            args.conns, args.seconds)
+                                            args.conns, args.seconds, "get")
             print(f"GETs (wrk, {args.conns} connections, random pods of {len(names)}): {r['rate']:.0f}/s, "
                   f"p50 {r.get('p50', 0):.1f} ms, p99 {r.get('p99', 0):.1f} ms, {r['errors']:.0f} non-2xx "
                   f"({ph}; {ph.per_request(int(r['requests']))})")
+            with Phase(srv) as ph:
+                r = await asyncio.to_thread(wrk, srv, "/", WRK_STATUS % (",".join(f'"{n}"' for n in names),
+                                                                         STATUS_TEMPLATE),
+                                            args.conns, args.seconds, "status")
+            print(f"status PATCHes (wrk, {args.conns} connections, merge patch of a kubelet-like status, random "
+                  f"pods): {r['rate']:.0f}/s, p50 {r.get('p50', 0):.1f} ms, p99 {r.get('p99', 0):.1f} ms, "
+                  f"{r['errors']:.0f} non-2xx ({ph}; {ph.per_request(int(r['requests']))})")
             if args.quick:
                 print(f"load after: {os.getloadavg()}")
                 return
@@ -461,9 +516,13 @@ def main() -> None:
     ap.add_argument("--watch-rate", type=float, default=10.0, help="writes/s during the watch phase")
     ap.add_argument("--plain", action="store_true", help="plain HTTP instead of TLS")
     ap.add_argument("--quick", action="store_true",
-                    help="creates and GETs only (phases 1-2, no top-up): for interleaved A/B runs of CPU per request")
+                    help="creates, GETs and status PATCHes only (no top-up): for interleaved A/B runs of CPU per request")
+    ap.add_argument("--profile", metavar="DIR", type=Path,
+                    help="py-spy (raw, 250 Hz) every server process during the wrk phases, into DIR")
     ap.add_argument("--serve-plain", metavar="DATA_DIR", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     if args.serve_plain:
         serve_plain(args.serve_plain)
         return

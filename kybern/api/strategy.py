@@ -13,11 +13,10 @@ Contract (as upstream):
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
-from kybern.machinery import errors
+from kybern.machinery import errors, meta
 
 Obj = dict[str, Any]
 Cause = dict[str, str]
@@ -103,7 +102,7 @@ class Strategy:
     def prepare_for_update(self, new: Obj, old: Obj) -> None:
         if self.has_status:
             if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
+                new["status"] = meta.clone_json(old["status"])
             else:
                 new.pop("status", None)
         self.default(new)
@@ -121,12 +120,14 @@ class Strategy:
 
     # status subresource ----------------------------------------------------
     def prepare_for_status_update(self, new: Obj, old: Obj) -> Obj:
-        """Only status (and nothing else) changes through /status."""
-        out = copy.deepcopy(old)
-        if "status" in new:
+        """Only status (and nothing else) changes through /status: a copy of old
+        (same key order) with new's status, old's own status not copied."""
+        has = "status" in new
+        out = meta.clone_json({k: v for k, v in old.items() if k != "status"})
+        if "status" in old:
+            out = {k: (new["status"] if k == "status" else out[k]) for k in old if has or k != "status"}
+        elif has:
             out["status"] = new["status"]
-        else:
-            out.pop("status", None)
         out["metadata"]["resourceVersion"] = new.get("metadata", {}).get("resourceVersion")
         return out
 

@@ -49,6 +49,15 @@ def json_response(obj: Any, status: int = 200, *, content_type: str = JSON,
         web.Response(body=body, status=status, headers={"Content-Type": content_type, **headers})
 
 
+def object_response(obj: Any, wire: bytes | None, status: int = 200, *,
+                    warnings: list[str] | None = None) -> web.Response:
+    """json_response(obj) of a written object whose wire JSON the store spliced
+    (`wire` is `orjson.dumps(obj)` byte for byte), or encoded here when None."""
+    if wire is None:
+        return json_response(obj, status, warnings=warnings)
+    return web.Response(body=wire, status=status, content_type=JSON, headers=_warning_headers(warnings))
+
+
 def _warning_headers(warnings: list[str] | None) -> dict[str, str]:
     if warnings:
         return {"Warning": ", ".join(f'299 - "{_warning_text(w)}"' for w in warnings)}
@@ -271,9 +280,7 @@ async def handle(server: "APIServer", request: web.Request, group: str, version:
             body = await read_body(request)
             obj, wire = await store.create_wire(ns, body, dry_run=dry_run(request),
                                                 field_validation=field_validation(request), warnings=warnings)
-            if wire is None:
-                return json_response(obj, 201, warnings=warnings)
-            return web.Response(body=wire, status=201, content_type=JSON, headers=_warning_headers(warnings))
+            return object_response(obj, wire, 201, warnings=warnings)
         if method == "DELETE":
             return await delete_collection(request, store, ns)
         raise errors.method_not_allowed("the server does not allow this method on the requested resource")
@@ -325,9 +332,10 @@ async def update(server: "APIServer", request: web.Request, store: RESTStore, ns
     if not isinstance(body, dict):
         raise errors.bad_request(f"the object provided is not a valid {store.info.kind}")
     warnings: list[str] = []
-    obj, created = await store.update(ns, name, lambda cur: body, subresource=sub, dry_run=dry_run(request),
-                                      field_validation=field_validation(request), warnings=warnings)
-    return json_response(obj, 201 if created else 200, warnings=warnings)
+    obj, created, wire = await store.update_wire(ns, name, lambda cur: body, subresource=sub,
+                                                 dry_run=dry_run(request),
+                                                 field_validation=field_validation(request), warnings=warnings)
+    return object_response(obj, wire, 201 if created else 200, warnings=warnings)
 
 
 def _int_param(q: Any, key: str) -> int:

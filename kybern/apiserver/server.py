@@ -205,22 +205,25 @@ class APIServer:
         await self.crds.start()
 
     # -- patch ----------------------------------------------------------------
-    def apply_patch(self, ctype: str, raw: bytes, current: dict[str, Any], definition: str) -> Any:
+    def apply_patch(self, ctype: str, raw: bytes, current: dict[str, Any], definition: str, *,
+                    owned: bool = False) -> Any:
+        """The patch in `raw` applied to `current`: a new object, or `current`
+        changed in place when `owned` (the caller's own copy, used for nothing else)."""
         from kybern.machinery import patch as patching
 
-        body = rest.decode_body(raw, ctype)
+        body = rest.decode_body(raw, ctype)  # decoded here: the patch functions may consume it
         if ctype == "application/json-patch+json":
             if not isinstance(body, list):
                 raise errors.bad_request("json patch must be a list of operations")
-            return patching.json_patch(current, body)
+            return patching.json_patch(current, body, owned=owned)
         if not isinstance(body, dict):
             raise errors.bad_request("patch body must be a JSON object")
         if ctype == "application/merge-patch+json":
-            return patching.merge_patch(current, body)
+            return patching.merge_patch(current, body, owned=owned)
         if ctype in ("application/strategic-merge-patch+json", "application/apply-patch+yaml"):
             from kybern.api import schemas
 
-            return patching.strategic_merge_patch(current, body, schemas.lookup(definition))
+            return patching.strategic_merge_patch(current, body, schemas.lookup(definition), owned=owned)
         raise errors.unsupported_media_type(ctype)
 
     async def patch(self, request: web.Request, store: RESTStore, ns: str | None, name: str,
@@ -236,16 +239,18 @@ class APIServer:
         if apply:
             make = self._applier(request, store, raw, ctype, name, sub, force)
             warnings: list[str] = []
-            obj, created = await store.update(ns, name, make, subresource=sub, dry_run=rest.dry_run(request),
-                                              field_validation=rest.field_validation(request),
-                                              warnings=warnings, force_allow_create=True)
-            return rest.json_response(obj, 201 if created else 200, warnings=warnings)
+            obj, created, wire = await store.update_wire(ns, name, make, subresource=sub,
+                                                         dry_run=rest.dry_run(request),
+                                                         field_validation=rest.field_validation(request),
+                                                         warnings=warnings, force_allow_create=True)
+            return rest.object_response(obj, wire, 201 if created else 200, warnings=warnings)
 
         def make(cur: dict[str, Any] | None) -> dict[str, Any]:
             if cur is None:
                 raise errors.not_found(store.info.group, store.info.plural, name)
             cur_rv = cur["metadata"]["resourceVersion"]
-            out = self.apply_patch(ctype, raw, cur, store.info.definition)
+            # `cur` is make()'s own copy (RESTStore.update): patched in place
+            out = self.apply_patch(ctype, raw, cur, store.info.definition, owned=True)
             if not isinstance(out, dict):
                 raise errors.bad_request("the patch produced an object that is not a JSON object")
             m = out.setdefault("metadata", {})
@@ -254,10 +259,11 @@ class APIServer:
             return out
 
         warnings = []
-        obj, created = await store.update(ns, name, make, subresource=sub, dry_run=rest.dry_run(request),
-                                          field_validation=rest.field_validation(request),
-                                          warnings=warnings)
-        return rest.json_response(obj, 201 if created else 200, warnings=warnings)
+        obj, created, wire = await store.update_wire(ns, name, make, subresource=sub,
+                                                     dry_run=rest.dry_run(request),
+                                                     field_validation=rest.field_validation(request),
+                                                     warnings=warnings)
+        return rest.object_response(obj, wire, 201 if created else 200, warnings=warnings)
 
     @staticmethod
     def _patch_options(request: web.Request, apply: bool) -> bool:

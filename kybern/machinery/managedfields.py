@@ -380,8 +380,12 @@ def record_update(new: Obj, old: Obj | None, *, manager: str, api_version: str, 
     if mine:
         key = (manager, "Update", api_version, subresource)
         prev = managers.get(key)
+        # the union keeps the subtrees of prev's set that `mine` does not touch as
+        # they are (the same objects), so those of them that are still prev's
+        # fieldsV1 as read are written out without sorting again (canonical())
         managers[key] = Entry(manager, "Update", api_version, meta.now(),
-                              fp.union(prev.fields, mine) if prev else mine, subresource)
+                              fp.union(prev.fields, mine) if prev else mine, subresource,
+                              stored=prev.stored if prev else None)
     encode(new, cap_updates({k: e for k, e in managers.items() if e.fields}))
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import os
 import time
 from typing import Any
+
+import orjson
 
 _now_second = -1
 _now_text = ""
@@ -21,6 +24,18 @@ def now() -> str:
         _now_text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
         _now_second = second
     return _now_text
+
+
+def clone_json(value: Any) -> Any:
+    """A deep copy of a JSON value (what objects read from storage or a request
+    body are): an orjson round trip, ~10x faster than copy.deepcopy on an
+    object, with the same keys in the same order, the same values and types.
+    Anything orjson cannot encode (an int past 64 bits, a non-JSON type) is
+    deep-copied instead."""
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return copy.deepcopy(value)
 
 
 def now_micro() -> str:

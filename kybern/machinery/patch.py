@@ -120,8 +120,9 @@ def _remove(doc: Any, parts: list[str], path: str, op: str = "remove") -> Any:
     raise unprocessable(f'{op} operation does not apply: doc is missing path: "{path}": missing value')
 
 
-def json_patch(doc: Any, ops: Any) -> Any:
-    """Apply an RFC 6902 patch; returns a new document."""
+def json_patch(doc: Any, ops: Any, *, owned: bool = False) -> Any:
+    """Apply an RFC 6902 patch; returns a new document (`owned`: the caller
+    gives `doc` up, so it is changed in place rather than copied first)."""
     if not isinstance(ops, list) or not all(isinstance(op, dict) for op in ops):
         raise bad_request(
             "json: cannot unmarshal object into Go value of type jsonpatch.Patch"
@@ -130,7 +131,8 @@ def json_patch(doc: Any, ops: Any) -> Any:
         raise StatusError(413, "RequestEntityTooLarge",
                           "Request entity too large: The allowed maximum operations in a JSON patch "
                           f"is {MAX_JSON_PATCH_OPERATIONS}, got {len(ops)}")
-    doc = clone_json(doc)
+    if not owned:
+        doc = clone_json(doc)
     for op in ops:
         try:
             doc = _apply_op(doc, op)
@@ -219,21 +221,23 @@ def _json_equal(a: Any, b: Any) -> bool:
 # RFC 7386 JSON merge patch
 
 
-def merge_patch(doc: Any, patch: Any) -> Any:
-    """Apply an RFC 7386 merge patch; returns a new document."""
+def merge_patch(doc: Any, patch: Any, *, owned: bool = False) -> Any:
+    """Apply an RFC 7386 merge patch; returns a new document (`owned`: the
+    caller gives `doc` and `patch` up, so they are used as they are rather
+    than copied: the result may share parts of both)."""
     if not isinstance(patch, dict):
         raise bad_request("Invalid JSON Patch")
-    return _merge(clone_json(doc), patch)
+    return _merge(doc if owned else clone_json(doc), patch, owned)
 
 
-def _merge(target: Any, patch: Any) -> Any:
+def _merge(target: Any, patch: Any, owned: bool) -> Any:
     if not isinstance(patch, dict):
-        return clone_json(patch)
+        return patch if owned else clone_json(patch)
     if not isinstance(target, dict):
         target = {}
     for key, value in patch.items():
         if value is None:
             target.pop(key, None)
         else:
-            target[key] = _merge(target.get(key), value)
+            target[key] = _merge(target.get(key), value, owned)
     return target

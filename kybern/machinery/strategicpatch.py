@@ -15,12 +15,10 @@ Without one every list is replaced and every map merged.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable, Mapping
 
-import orjson
-
 from kybern.machinery.errors import StatusError, bad_request, internal
+from kybern.machinery.meta import clone_json
 
 SchemaLookup = Callable[[tuple[str, ...]], Mapping[str, Any] | None]
 
@@ -28,13 +26,6 @@ _PATCH = "$patch"
 _RETAIN_KEYS = "$retainKeys"
 _DELETE_FROM_PRIMITIVE = "$deleteFromPrimitiveList/"
 _SET_ELEMENT_ORDER = "$setElementOrder/"
-
-
-def clone_json(value: Any) -> Any:
-    try:
-        return orjson.loads(orjson.dumps(value))
-    except (TypeError, orjson.JSONEncodeError):  # ints beyond 64 bits, odd types
-        return copy.deepcopy(value)
 
 
 def unprocessable(message: str) -> StatusError:
@@ -53,15 +44,18 @@ class _SMPError(Exception):
         self.code = code
 
 
-def strategic_merge_patch(doc: Any, patch: Any, schema_lookup: SchemaLookup | None = None) -> Any:
-    """Apply a strategic merge patch; returns a new document."""
+def strategic_merge_patch(doc: Any, patch: Any, schema_lookup: SchemaLookup | None = None, *,
+                          owned: bool = False) -> Any:
+    """Apply a strategic merge patch; returns a new document (`owned`: the
+    caller gives `doc` and `patch` up, so they are used as they are rather
+    than copied)."""
     if not isinstance(patch, dict):
         kind = "array" if isinstance(patch, list) else type(patch).__name__
         raise bad_request(f"json: cannot unmarshal {kind} into Go value of type "
                           "map[string]interface {}")
-    original = clone_json(doc) if isinstance(doc, dict) else {}
+    original = (doc if owned else clone_json(doc)) if isinstance(doc, dict) else {}
     try:
-        return _merge_map(original, clone_json(patch), (), schema_lookup or _no_schema)
+        return _merge_map(original, patch if owned else clone_json(patch), (), schema_lookup or _no_schema)
     except _SMPError as e:
         if e.code == 400:
             raise bad_request(str(e))

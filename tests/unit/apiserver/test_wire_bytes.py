@@ -118,3 +118,91 @@ async def test_get_encoded_without_a_cache_entry_reads_storage(server, tmp_path)
     entry = cache.resources["/registry/core/pods/"].objects[key]
     assert entry.rv == rev and entry.raw == got == await store.get_encoded("default", "a")
     await other.close()
+
+
+async def test_update_answer_and_cache_entry_are_the_decoded_bytes(server):
+    """PUT/PATCH/status answers are spliced from the stored parts too: the bytes
+    json_response(obj) gave, the same as a GET of that revision, and the cache's
+    entry of this process's update is those bytes with the object's selector data."""
+    from kybern.machinery import patch as patching
+
+    storage, cache, store = server
+    rng = random.Random(5)
+    for i in range(6):
+        await store.create("default", _pod(f"u{i}"))
+    for n in range(60):
+        name = f"u{rng.randrange(6)}"
+        kind = rng.choice(["status", "labels", "put"])
+        if kind == "status":
+            body = {"status": {"phase": rng.choice(["Running", "Pending"]), "podIP": f"10.0.0.{n}",
+                               "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": None}]}}
+            obj, created, wire = await store.update_wire(
+                "default", name, lambda cur, b=body: patching.merge_patch(cur, b, owned=True), subresource="status")
+        elif kind == "labels":
+            body = {"metadata": {"labels": {"n": str(n)}, "annotations": {"a": 'q"' + str(n)}}}
+            obj, created, wire = await store.update_wire(
+                "default", name, lambda cur, b=body: patching.merge_patch(cur, b, owned=True))
+        else:
+            def put(cur: dict) -> dict:
+                cur["metadata"]["labels"] = {"put": str(n)}  # noqa: B023
+                return cur
+            obj, created, wire = await store.update_wire("default", name, put)
+        assert not created and wire is not None
+        assert wire == orjson.dumps(obj)
+        await _settle(cache, storage)
+        key = f"/registry/core/pods/default/{name}"
+        kv, _ = await storage.get(key)
+        assert wire == orjson.dumps(decode(kv)) == await store.get_encoded("default", name)
+        rc = cache.resources["/registry/core/pods/"]
+        entry = rc.objects[key]
+        fresh = rc.make_entry(key, orjson.loads(kv.value), kv.mod_revision)
+        assert (entry.raw, entry.labels, entry.fields, entry.rv) == (fresh.raw, fresh.labels, fresh.fields, fresh.rv)
+    # no change, dry run: nothing written, no spliced bytes (the handler encodes obj)
+    obj, _, wire = await store.update_wire("default", "u0", lambda cur: cur)
+    assert wire is None
+    obj, _, wire = await store.update_wire(
+        "default", "u0", lambda cur: {**cur, "metadata": {**cur["metadata"], "labels": {"dry": "run"}}}, dry_run=True)
+    assert wire is None
+
+
+def test_status_update_copy_keeps_key_order_and_values():
+    """prepare_for_status_update: old with new's status, in old's key order, as
+    copy.deepcopy(old) then setting status gave; old is left as it was."""
+    import copy
+
+    from kybern.api.strategy import Strategy
+
+    class WithStatus(Strategy):
+        has_status = True
+
+    s = WithStatus()
+    rng = random.Random(9)
+    for _ in range(2000):
+        old = _random_obj(rng)
+        new = _random_obj(rng)
+        old.setdefault("metadata", {})
+        if rng.random() < 0.3:
+            new.pop("status", None)
+        want = copy.deepcopy(old)
+        if "status" in new:
+            want["status"] = new["status"]
+        else:
+            want.pop("status", None)
+        want["metadata"]["resourceVersion"] = new.get("metadata", {}).get("resourceVersion")
+        before = orjson.dumps(old)
+        got = s.prepare_for_status_update(new, old)
+        assert orjson.dumps(got) == orjson.dumps(want)
+        assert orjson.dumps(old) == before
+        assert got["metadata"] is not old["metadata"]
+
+
+def test_drop_nulls_is_the_full_walk():
+    from kybern.apiserver.store import _drop_null_values, _drop_nulls
+
+    rng = random.Random(4)
+    for _ in range(3000):
+        obj = _random_obj(rng)
+        want = orjson.loads(orjson.dumps(obj))
+        _drop_null_values(want)
+        _drop_nulls(obj)
+        assert orjson.dumps(obj) == orjson.dumps(want)
