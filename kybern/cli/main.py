@@ -206,6 +206,9 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
     async def run() -> None:
         import signal
 
+        from kybern.cli import gc_tuning
+
+        gc_tuning.tune()
         client = Client(server_url, token=token, ca_file=ca_file, user_agent="kubelet/v1.32.0 (kybern)")
         a = NodeAgent(client, name=name, data_dir=str(data_dir), address=address, zone=zone, token=token,
                       labels=node_labels or None, event_qps=event_qps, event_burst=event_burst,
