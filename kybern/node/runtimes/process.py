@@ -69,13 +69,14 @@ from kybern.node.runtimes.base import (
     RuntimeState,
 )
 from kybern.node.runtimes.cgroups import Cgroups
+from kybern.node.runtimes.proctree import descendant_pids
 from kybern.node.runtimes.proctree import descendants as _descendants
 from kybern.node.runtimes.proctree import kill_group as _kill_group
 from kybern.node.runtimes.proctree import kill_tree as _kill_tree
 from kybern.node.runtimes.records import write_record
 from kybern.node.runtimes.rootfs import make_tree
 from kybern.node.runtimes.sandbox import Sandboxes
-from kybern.node.runtimes.spawn import forked_already, read_to_eof, spawn
+from kybern.node.runtimes.spawn import read_to_eof, spawn
 from kybern.node.runtimes.stdio import ContainerIO, ExecProcess, spawn_exec
 
 if TYPE_CHECKING:
@@ -571,6 +572,6 @@ def _mover(join: Any, cgroup: str) -> Any:
     on the vfork path."""
     def move(pid: int, fast: bool) -> None:
         join.move(pid)
-        for child in forked_already(pid) if cgroup and fast else ():
+        for child in descendant_pids(pid) if cgroup and fast else ():
             join.move(child)
     return move

@@ -7,12 +7,48 @@ import os
 
 import psutil
 
+# CONFIG_PROC_CHILDREN: every distribution kernel has it; without it, psutil's /proc scan
+_HAVE_CHILDREN_FILES = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """The descendants `pid` has at this moment, from /proc/<pid>/task/*/children
+    (one small read per process; psutil's children() reads every process's
+    stat file on the machine, for each container stopped)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
 
 def descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
+    """The descendants as psutil processes, which check before a signal that the
+    pid is still the process they were made for."""
+    if not _HAVE_CHILDREN_FILES:
+        try:
+            return psutil.Process(pid).children(recursive=True)
+        except psutil.Error:
+            return []
+    out = []
+    for child in descendant_pids(pid):
+        try:
+            out.append(psutil.Process(child))
+        except psutil.Error:
+            continue
+    return out
 
 
 def kill_group(pgid: int, sig: int) -> None:

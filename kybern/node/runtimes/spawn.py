@@ -25,7 +25,7 @@ So the fast path moves each step out of the child:
 - the cgroup: the caller moves the pid right after the spawn (the runtime did
   that already as a second chance), normally while setpriv is still starting;
   should the program have forked already (the agent's thread can wait a few ms
-  for the GIL), the children it has by then are moved too (`forked_already`);
+  for the GIL), the children it has by then are moved too (`descendant_pids`);
 - the exit status: a pidfd watched by the event loop, so there is no waiter
   thread per process (asyncio's default child watcher in Python 3.11 starts one);
 - off the event loop: vfork() suspends the calling thread until the child has
@@ -122,28 +122,6 @@ def _execvp_finds(argv0: str, exe: str, cwd: str, env: dict[str, str]) -> bool:
     else:
         found = shutil.which(argv0, path=env.get("PATH", os.defpath))
     return found is not None and os.path.normpath(found) == os.path.normpath(exe)
-
-
-def forked_already(pid: int) -> list[int]:
-    """The descendants `pid` has at this moment, from /proc/<pid>/task/*/children
-    (one small read per process, no scan of /proc)."""
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                with open(f"/proc/{p}/task/{t}/children") as f:
-                    kids = [int(x) for x in f.read().split()]
-            except (OSError, ValueError):
-                continue
-            out.extend(kids)
-            todo.extend(kids)
-    return out
 
 
 def _setns(fd: int) -> None:

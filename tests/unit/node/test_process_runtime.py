@@ -22,6 +22,7 @@ from kybern.node.runtimes.base import (
     PodSandboxConfig,
     Runtime,
 )
+from kybern.node.runtimes import proctree
 from kybern.node.runtimes.process import ProcessRuntime
 
 CRI_LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) [FP] .*$")
@@ -215,3 +216,27 @@ async def test_sandbox_ip_is_the_host(rt: ProcessRuntime, tmp_path: Path) -> Non
     assert await rt.pod_sandbox_status(sid) is None
 
 
+
+
+async def test_descendant_pids_match_a_full_process_scan() -> None:
+    # grandchildren in their own session and process group included
+    p = await asyncio.create_subprocess_exec(
+        "sh", "-c", "sleep 30 & setsid sh -c 'sleep 30 & sleep 30' & echo go; wait",
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        assert p.stdout is not None
+        await p.stdout.readline()
+        want: set[int] = set()
+        for _ in range(50):  # the setsid'd shell forks its sleeps a moment later
+            want = {c.pid for c in psutil.Process(p.pid).children(recursive=True)}
+            if len(want) >= 4:
+                break
+            await asyncio.sleep(0.05)
+        assert len(want) >= 4
+        assert set(proctree.descendant_pids(p.pid)) == want
+        assert {c.pid for c in proctree.descendants(p.pid)} == want
+    finally:
+        for c in psutil.Process(p.pid).children(recursive=True):
+            c.kill()
+        p.kill()
+        await p.wait()
