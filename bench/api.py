@@ -8,6 +8,7 @@ then:
                               with unique names for a few seconds
   2. single-object GETs/s     wrk GETting random ones of those pods
      status PATCHes/s         wrk sending a node agent's status merge patch to random pods
+                              (--status-watchers W: W curl watches of the pods meanwhile)
   3. paced writes             creates at a fixed rate (500/s) from an aiohttp
                               client (open loop): p50/p99 latency
   4. watch fan-out            W watchers on one namespace: W-S silent ones held
@@ -27,7 +28,7 @@ server's CPU (all its processes) during each phase is printed too, with the
 CPU time per request: that holds up better than rates on a shared machine.
 
 Run: python bench/api.py [--api-workers 2] [--etcd] [--seconds 5] [--conns 16]
-     [--watchers 1000] [--plain] [--quick] [--profile DIR]
+     [--watchers 1000] [--plain] [--quick] [--status-watchers W] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -419,7 +420,8 @@ async def run(args: argparse.Namespace) -> None:
                   f"{r['rate']:.0f}/s, p50 {r.get('p50', 0):.1f} ms, p99 {r.get('p99', 0):.1f} ms, "
                   f"{r['errors']:.0f} non-2xx ({ph}; {ph.per_request(int(r['requests']))})")
             async with s.get(f"{srv.url}/api/v1/namespaces/default/pods", params={"resourceVersion": "0"}) as resp:
-                names = [p["metadata"]["name"] for p in orjson.loads(await resp.read())["items"]]
+                listed = orjson.loads(await resp.read())
+                names = [p["metadata"]["name"] for p in listed["items"]]
             if len(names) < args.pods and not args.quick:  # untimed: the LIST figures are for --pods pods
                 extra = [f"fill-{i}" for i in range(args.pods - len(names))]
                 await asyncio.gather(*(create_some(s, srv.url, extra[i::args.conns]) for i in range(args.conns)))
@@ -430,13 +432,22 @@ async def run(args: argparse.Namespace) -> None:
             print(f"GETs (wrk, {args.conns} connections, random pods of {len(names)}): {r['rate']:.0f}/s, "
                   f"p50 {r.get('p50', 0):.1f} ms, p99 {r.get('p99', 0):.1f} ms, {r['errors']:.0f} non-2xx "
                   f"({ph}; {ph.per_request(int(r['requests']))})")
-            with Phase(srv) as ph:
-                r = await asyncio.to_thread(wrk, srv, "/", WRK_STATUS % (",".join(f'"{n}"' for n in names),
-                                                                         STATUS_TEMPLATE),
-                                            args.conns, args.seconds, "status")
+            watching = silent_watchers(srv, f"{srv.url}/api/v1/namespaces/default/pods?watch=1&resourceVersion="
+                                            f"{listed['metadata']['resourceVersion']}", args.status_watchers) \
+                if args.status_watchers else []
+            try:
+                with Phase(srv) as ph:
+                    r = await asyncio.to_thread(wrk, srv, "/", WRK_STATUS % (",".join(f'"{n}"' for n in names),
+                                                                             STATUS_TEMPLATE),
+                                                args.conns, args.seconds, "status")
+            finally:
+                for p in watching:
+                    p.terminate()
+                    p.wait()
             print(f"status PATCHes (wrk, {args.conns} connections, merge patch of a kubelet-like status, random "
-                  f"pods): {r['rate']:.0f}/s, p50 {r.get('p50', 0):.1f} ms, p99 {r.get('p99', 0):.1f} ms, "
-                  f"{r['errors']:.0f} non-2xx ({ph}; {ph.per_request(int(r['requests']))})")
+                  f"pods, {args.status_watchers} watchers of the pods): {r['rate']:.0f}/s, p50 {r.get('p50', 0):.1f} "
+                  f"ms, p99 {r.get('p99', 0):.1f} ms, {r['errors']:.0f} non-2xx "
+                  f"({ph}; {ph.per_request(int(r['requests']))})")
             if args.quick:
                 print(f"load after: {os.getloadavg()}")
                 return
@@ -514,6 +525,8 @@ def main() -> None:
     ap.add_argument("--watchers", type=int, default=1000)
     ap.add_argument("--sampled", type=int, default=50, help="watchers (of --watchers) that time their events")
     ap.add_argument("--watch-rate", type=float, default=10.0, help="writes/s during the watch phase")
+    ap.add_argument("--status-watchers", type=int, default=0,
+                    help="watches of the pods (curl) held during the status PATCH phase: the fan-out's cost per write")
     ap.add_argument("--plain", action="store_true", help="plain HTTP instead of TLS")
     ap.add_argument("--quick", action="store_true",
                     help="creates, GETs and status PATCHes only (no top-up): for interleaved A/B runs of CPU per request")

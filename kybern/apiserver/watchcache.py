@@ -20,9 +20,13 @@ re-watches from its last resourceVersion) rather than holding up the others.
 Events reach each watcher in revision order.
 
 Fan-out: a watcher may carry a `sink` (the HTTP handler's direct write to its
-connection). While the watcher is idle and caught up, `add` hands each event's
-bytes straight to the sinks in one pass, instead of queueing it and waking one
-coroutine per watcher; the event is framed once for all of them. A sink that
+connection). While the watcher is idle and caught up, its events go to its
+outbox, and once per event-loop turn (a callback scheduled by the turn's first
+event) each outbox goes to its sink as one write, instead of queueing each
+event and waking one coroutine per watcher; the event is framed once for all
+of them. A burst (a group commit's rows, a poll's rows from the other
+processes) thus costs each watcher one TLS record and one send(), not one per
+event; the bytes on the wire are the same, in the same order. A sink that
 cannot take bytes now (the connection's write buffer is full, or it is closing)
 puts the watcher back on the queue-and-wake path, whose handler waits for the
 buffer to drain and drops the watcher when WATCHER_BUFFER events pile up.
@@ -198,6 +202,7 @@ class Watcher:
         "key_prefix",
         "live",
         "min_rv",
+        "outbox",
         "pending",
         "pred",
         "rc",
@@ -225,6 +230,8 @@ class Watcher:
         self.sink: Callable[[bytes], bool] | None = None
         self.live = False  # events go to the sink: set while the handler waits with nothing queued
         self.sent = 0  # events handed to the sink
+        # events for the sink this turn (type, entry, framed chunk), written by flush()
+        self.outbox: list[tuple[str, Entry, bytes]] = []
 
     def _classify(self, ev: Event) -> str | None:
         if ev.rv <= self.min_rv or not ev.entry.key.startswith(self.key_prefix):
@@ -249,24 +256,47 @@ class Watcher:
         if typ is None:
             return
         if self.live:
-            try:
-                ok = self.sink(ev.chunk(typ))  # type: ignore[misc]
-            except Exception:  # a broken connection must not stop the fan-out to the others
-                log.debug("watch sink failed; ending the watch", exc_info=True)
-                self.live = False
-                self.dropped = True
-                self._wake()
-                return
-            if ok:
-                self.sent += 1
-                return
-            self.live = False  # the connection cannot take it now: queue it, the handler drains
+            if not self.outbox:
+                self.cache.flush_later(self)
+            self.outbox.append((typ, ev.entry, ev.chunk(typ)))
+            return
+        self._queue(typ, ev.entry)
+        self._wake()
+
+    def _queue(self, typ: str, entry: Entry) -> None:
+        if self.dropped:
+            return
         if len(self.pending) >= WATCHER_BUFFER + self.initial:
             self.dropped = True  # too slow: end its stream rather than block the others
             self.pending.clear()
             log.info("watcher on %s fell %d events behind; closing it", self.key_prefix, WATCHER_BUFFER)
         else:
-            self.pending.append((typ, ev.entry))
+            self.pending.append((typ, entry))
+
+    def flush(self) -> None:
+        """The outbox to the sink in one write; if the connection cannot take it
+        now, its events are queued for the handler instead (in order, before any
+        later one: events reach the outbox only while `live`)."""
+        out = self.outbox
+        if not out:
+            return
+        self.outbox = []
+        if self.dropped:
+            return
+        try:
+            ok = self.sink(out[0][2] if len(out) == 1 else b"".join([c for _, _, c in out]))  # type: ignore[misc]
+        except Exception:  # a broken connection must not stop the fan-out to the others
+            log.debug("watch sink failed; ending the watch", exc_info=True)
+            self.live = False
+            self.dropped = True
+            self._wake()
+            return
+        if ok:
+            self.sent += len(out)
+            return
+        self.live = False  # the connection cannot take it now: queue them, the handler drains
+        for typ, entry, _ in out:
+            self._queue(typ, entry)
         self._wake()
 
     def _wake(self) -> None:
@@ -291,6 +321,7 @@ class Watcher:
                 await fut
             finally:
                 self.live = False
+                self.flush()  # what this turn offered goes out before the handler writes anything
                 timer.cancel()
                 self.waiter = None
             if not self.pending and not self.dropped and not self.closed:
@@ -343,6 +374,8 @@ class WatchCache:
         self._gap_rv = self._gap_seen = 0
         # key -> a write this process is making (see expect())
         self._expected: dict[str, _Expected] = {}
+        self._outboxes: list[Watcher] = []  # watchers with events for their sinks this turn
+        self._flushing: asyncio.Handle | None = None
 
     @classmethod
     def for_storage(cls, storage: st.Store) -> WatchCache:
@@ -358,6 +391,19 @@ class WatchCache:
             except TypeError:
                 pass
         return c
+
+    def flush_later(self, w: Watcher) -> None:
+        """Write `w`'s outbox at the end of this event-loop turn (with every other
+        watcher's): the events a turn applies go out together."""
+        self._outboxes.append(w)
+        if self._flushing is None:
+            self._flushing = asyncio.get_running_loop().call_soon(self._flush_outboxes)
+
+    def _flush_outboxes(self) -> None:
+        self._flushing = None
+        ws, self._outboxes = self._outboxes, []
+        for w in ws:
+            w.flush()
 
     # -- lifecycle --------------------------------------------------------------
     async def ready(self) -> None:

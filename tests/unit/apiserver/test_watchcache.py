@@ -225,3 +225,31 @@ async def test_sink_gets_events_as_chunks_while_idle_and_queue_takes_over_when_i
     rest_ += [(t, n) for t, n, _ in await drain(w, 0.2)]
     assert rest_ == [("ADDED", "d3"), ("ADDED", "d4")]
     w.close()
+
+
+async def test_a_burst_reaches_the_sink_as_one_write_with_the_same_bytes(env):
+    """Events applied in one event-loop turn (a group commit's rows) go to a
+    live watcher's sink as one write: the concatenation of their chunks, in
+    revision order, the bytes one write per event gave."""
+    _, cache, cms, _ = env
+    w = await cms.watch("default", pred=Predicate(), resource_version="0")
+    got: list[bytes] = []
+    w.sink = lambda data: got.append(data) is None
+    waiting = asyncio.ensure_future(w.next_batch(60))
+    await asyncio.sleep(0)
+    await asyncio.gather(*(cms.create("default", cm(f"b{i}")) for i in range(6)))
+    await cache.wait_fresh()
+    await asyncio.sleep(0)  # the turn's flush
+    rc = cache.resources["/registry/core/configmaps/"]
+    events = [ev for ev in rc.ring if ev.entry.key.rsplit("/", 1)[-1].startswith("b")]
+    assert len(events) == 6 and w.sent == 6 and not waiting.done()
+    assert b"".join(got) == b"".join(ev.chunk("ADDED") for ev in events)
+    assert len(got) < 6  # fewer writes than events (one, when the six committed together)
+    # events offered in the turn the handler's wait ends go out before it does anything else
+    before = len(got)
+    w.offer(events[-1])
+    w.waiter.set_result(None)
+    assert await waiting == [] and len(got) == before + 1 and got[-1] == events[-1].chunk("ADDED")
+    await asyncio.sleep(0)
+    assert len(got) == before + 1  # the turn's flush found nothing left
+    w.close()
