@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import ssl
 import statistics
 import subprocess
@@ -487,6 +488,7 @@ async def run(args: argparse.Namespace) -> None:
         srv.stop()
         if etcd:
             etcd.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def serve_plain(data_dir: str) -> None:

@@ -206,12 +206,14 @@ class APIServer:
 
     # -- patch ----------------------------------------------------------------
     def apply_patch(self, ctype: str, raw: bytes, current: dict[str, Any], definition: str, *,
-                    owned: bool = False) -> Any:
+                    owned: bool = False, body: Any = None) -> Any:
         """The patch in `raw` applied to `current`: a new object, or `current`
-        changed in place when `owned` (the caller's own copy, used for nothing else)."""
+        changed in place when `owned` (the caller's own copy, used for nothing
+        else; then `body`, if given, is `raw` decoded and consumed too)."""
         from kybern.machinery import patch as patching
 
-        body = rest.decode_body(raw, ctype)  # decoded here: the patch functions may consume it
+        if body is None or not owned:
+            body = rest.decode_body(raw, ctype)  # decoded here: the patch functions may consume it
         if ctype == "application/json-patch+json":
             if not isinstance(body, list):
                 raise errors.bad_request("json patch must be a list of operations")
@@ -233,7 +235,7 @@ class APIServer:
                          "application/strategic-merge-patch+json", "application/apply-patch+yaml"):
             raise errors.unsupported_media_type(ctype)
         raw = await rest.read_raw(request)
-        rest.decode_body(raw, ctype)  # reject malformed bodies before reading the object
+        decoded = [rest.decode_body(raw, ctype)]  # malformed bodies are refused before reading the object
         apply = ctype == "application/apply-patch+yaml"
         force = self._patch_options(request, apply)
         if apply:
@@ -249,8 +251,10 @@ class APIServer:
             if cur is None:
                 raise errors.not_found(store.info.group, store.info.plural, name)
             cur_rv = cur["metadata"]["resourceVersion"]
-            # `cur` is make()'s own copy (RESTStore.update): patched in place
-            out = self.apply_patch(ctype, raw, cur, store.info.definition, owned=True)
+            # `cur` is make()'s own copy (RESTStore.update): patched in place, with the
+            # body decoded above on the first try (the patch consumes it), decoded again on a retry
+            out = self.apply_patch(ctype, raw, cur, store.info.definition, owned=True,
+                                   body=decoded.pop() if decoded else None)
             if not isinstance(out, dict):
                 raise errors.bad_request("the patch produced an object that is not a JSON object")
             m = out.setdefault("metadata", {})
