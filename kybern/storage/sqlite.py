@@ -60,16 +60,20 @@ CREATE UNIQUE INDEX IF NOT EXISTS kine_name_prev_revision_uindex ON kine (name, 
 
 COMPACT_KEY = "compact_rev_key"
 _COLS = "id, name, created, deleted, create_revision, prev_revision, value, old_value"
+# a row without old_value, for reads that need only the current value: SQLite
+# then never reads old_value's overflow pages (an updated object's row holds
+# both versions)
+_VALUE_COLS = "id, name, created, deleted, create_revision, prev_revision, value"
 
 # latest row per key in [start, end) at or below a revision
 _LIST_SQL = f"""
-SELECT {_COLS} FROM kine WHERE id IN (
+SELECT {_VALUE_COLS} FROM kine WHERE id IN (
   SELECT MAX(id) FROM kine WHERE name >= ? AND name < ? AND id <= ? GROUP BY name
 ) AND deleted = 0 ORDER BY name LIMIT ?
 """
 
-# the latest row of a key and the current revision
-_GET_SQL = f"SELECT {_COLS}, (SELECT MAX(id) FROM kine) FROM kine WHERE name = ? ORDER BY id DESC LIMIT 1"
+# the latest row of a key and the current revision (at index 7)
+_GET_SQL = f"SELECT {_VALUE_COLS}, (SELECT MAX(id) FROM kine) FROM kine WHERE name = ? ORDER BY id DESC LIMIT 1"
 
 SUBSCRIBER_QUEUE = 10_000
 POLL_INTERVAL = 1.0
@@ -130,8 +134,9 @@ class SQLiteStore:
         return int(row[0]) if row else 0
 
     def _latest(self, key: str) -> tuple[Any, ...] | None:
+        """The key's latest row, without old_value (_VALUE_COLS)."""
         return self.db.execute(
-            f"SELECT {_COLS} FROM kine WHERE name = ? ORDER BY id DESC LIMIT 1", (key,)
+            f"SELECT {_VALUE_COLS} FROM kine WHERE name = ? ORDER BY id DESC LIMIT 1", (key,)
         ).fetchone()
 
     @staticmethod
@@ -264,8 +269,8 @@ class SQLiteStore:
         if row is None:
             return None, self._max_id()
         if row[3]:
-            return None, int(row[8])
-        return self._kv(row), int(row[8])
+            return None, int(row[7])
+        return self._kv(row), int(row[7])
 
     async def list(self, prefix: str, *, revision: int = 0, start: str = "",
                    limit: int = 0) -> ListResult:
