@@ -170,15 +170,22 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     await wait_ready(probe)
     await probe.close()
     if cfg.run_controllers:
+        from kybern.client.informer_factory import InformerFactory
         from kybern.controllers import manager
         from kybern.scheduler import scheduler
 
+        # one list+watch per resource for the controllers and the scheduler of this process,
+        # as client-go's SharedInformerFactory (kybern/client/informer_factory.py)
+        shared = InformerFactory(client("kube-controller-manager/v1.32.0 (kybern) informers"))
+        running.tasks.append(asyncio.create_task(_hold_informers(shared), name="shared-informers"))
         running.tasks.append(asyncio.create_task(
-            supervise("controller-manager", lambda: manager.run_controllers(client("kube-controller-manager/v1.32.0 (kybern)"))),
+            supervise("controller-manager", lambda: manager.run_controllers(
+                client("kube-controller-manager/v1.32.0 (kybern)"), informers=shared)),
             name="controllers"))
         if cfg.run_scheduler:
             running.tasks.append(asyncio.create_task(
-                supervise("scheduler", lambda: scheduler.run_scheduler(client("kube-scheduler/v1.32.0 (kybern)"))),
+                supervise("scheduler", lambda: scheduler.run_scheduler(
+                    client("kube-scheduler/v1.32.0 (kybern)"), informers=shared)),
                 name="scheduler"))
         from kybern.network.servicelb import ServiceLB
 
@@ -228,6 +235,14 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     if on_ready:
         on_ready(running)
     return running
+
+
+async def _hold_informers(factory: Any) -> None:
+    """Keeps the shared informers until the cluster stops, then stops them."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await factory.stop()
 
 
 def node_runtime(kind: str, host_ip: str) -> Any:

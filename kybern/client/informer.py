@@ -49,6 +49,14 @@ class Informer:
         for obj in list(self.cache.values()):
             handler("ADDED", None, obj)
 
+    def remove_handler(self, handler: Handler) -> None:
+        """Stop calling `handler` (a component sharing this informer stopped)."""
+        self._handlers = [h for h in self._handlers if h != handler]
+
+    @property
+    def handlers(self) -> list[Handler]:
+        return list(self._handlers)
+
     def get(self, key: str) -> dict[str, Any] | None:
         return self.cache.get(key)
 

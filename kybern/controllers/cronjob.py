@@ -18,11 +18,11 @@ from typing import Any
 from kybern.client.events import EventRecorder
 from kybern.client.http import Client
 from kybern.client.informer import key_of
+from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import CRONJOBS, JOBS
 from kybern.client.workqueue import WorkQueue, run_workers
 from kybern.controllers import jobutil as ju
 from kybern.controllers import podutil
-from kybern.controllers.informers import InformerFactory
 from kybern.controllers.podcontrol import deep_copy
 from kybern.machinery import cron as cs
 from kybern.machinery import errors, meta

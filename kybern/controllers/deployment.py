@@ -18,10 +18,10 @@ import orjson
 from kybern.client.events import EventRecorder
 from kybern.client.http import Client
 from kybern.client.informer import key_of
+from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import DEPLOYMENTS, PODS, REPLICASETS
 from kybern.client.workqueue import WorkQueue, run_workers
 from kybern.controllers import deployment_util as du
-from kybern.controllers.informers import InformerFactory
 from kybern.controllers.ownership import claim, fresh_owner_check
 from kybern.machinery import errors, meta
 from kybern.machinery.selectors import selector_matches

@@ -13,11 +13,11 @@ from typing import Any
 from kybern.client.events import EventRecorder
 from kybern.client.http import Client
 from kybern.client.informer import key_of
+from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import ENDPOINTS, PODS, SERVICES
 from kybern.client.workqueue import WorkQueue, run_workers
 from kybern.controllers import endpointutil as eu
 from kybern.controllers import podutil
-from kybern.controllers.informers import InformerFactory
 from kybern.machinery import errors
 
 log = logging.getLogger(__name__)

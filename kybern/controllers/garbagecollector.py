@@ -23,6 +23,7 @@ from typing import Any
 
 from kybern.client.http import Client
 from kybern.client.informer import key_of
+from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import (
     CONFIGMAPS,
     CONTROLLERREVISIONS,
@@ -40,7 +41,6 @@ from kybern.client.resources import (
     Resource,
 )
 from kybern.client.workqueue import WorkQueue, run_workers
-from kybern.controllers.informers import InformerFactory
 from kybern.machinery import errors, meta
 
 log = logging.getLogger(__name__)

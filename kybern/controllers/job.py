@@ -25,12 +25,12 @@ from typing import Any
 from kybern.client.events import EventRecorder
 from kybern.client.http import Client
 from kybern.client.informer import key_of
+from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import JOBS, PODS
 from kybern.client.workqueue import WorkQueue, run_workers
 from kybern.controllers import jobutil as ju
 from kybern.controllers import podutil
 from kybern.controllers.expectations import Expectations
-from kybern.controllers.informers import InformerFactory
 from kybern.controllers.ownership import claim, fresh_owner_check
 from kybern.controllers.podcontrol import PodControl, PodIndex, deep_copy, pod_from_template
 from kybern.controllers.replicaset import slow_start_batch

@@ -33,6 +33,7 @@ from typing import Any
 from kybern.client.events import EventRecorder
 from kybern.client.http import Client
 from kybern.client.informer import key_of
+from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import (
     NODES,
     PERSISTENTVOLUMECLAIMS,
@@ -42,7 +43,6 @@ from kybern.client.resources import (
 )
 from kybern.client.workqueue import WorkQueue, run_workers
 from kybern.controllers import persistentvolume as pvb
-from kybern.controllers.informers import InformerFactory
 from kybern.machinery import errors, meta
 
 log = logging.getLogger(__name__)

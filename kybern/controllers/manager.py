@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kybern.client.http import Client
+from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import NAMESPACES
 from kybern.controllers.cronjob import CronJobController
 from kybern.controllers.daemonset import DaemonSetController
@@ -17,7 +18,6 @@ from kybern.controllers.deployment import DeploymentController
 from kybern.controllers.endpoints import EndpointsController
 from kybern.controllers.endpointslice import EndpointSliceController
 from kybern.controllers.garbagecollector import GarbageCollector
-from kybern.controllers.informers import InformerFactory
 from kybern.controllers.job import JobController
 from kybern.controllers.localpath import LocalPathProvisioner
 from kybern.controllers.namespace import NamespaceController
@@ -55,19 +55,25 @@ NAMES: list[str] = list(_BUILDERS)
 
 
 async def run_controllers(client: Client, *, stop: asyncio.Event | None = None,
-                          enabled: Iterable[str] | None = None) -> None:
+                          enabled: Iterable[str] | None = None, informers: InformerFactory | None = None) -> None:
     """Run the controllers named in `enabled` (default: all of NAMES) until `stop`
-    is set or the task is cancelled."""
+    is set or the task is cancelled. `informers`: a factory shared with other
+    components of the process (its owner stops it); by default one of their own."""
     names = list(enabled) if enabled is not None else NAMES
     unknown = [n for n in names if n not in _BUILDERS]
     if unknown:
         raise ValueError(f"unknown controllers {unknown}; known: {', '.join(NAMES)}")
-    informers = InformerFactory(client)
+    shared = informers is not None
+    if informers is None:
+        informers = InformerFactory(client)
+    before = informers.registrations()
     controllers = [_BUILDERS[n](client, informers) for n in names]
-    informers.start()
-    await informers.wait_synced()
-    tasks = [asyncio.create_task(c.run(), name=f"controller-{n}") for n, c in zip(names, controllers)]
+    mine = informers.registrations() - before
+    tasks: list[asyncio.Task[None]] = []
     try:
+        informers.start()
+        await informers.wait_synced()
+        tasks = [asyncio.create_task(c.run(), name=f"controller-{n}") for n, c in zip(names, controllers)]
         if stop is None:
             await asyncio.gather(*tasks)
         else:
@@ -76,4 +82,7 @@ async def run_controllers(client: Client, *, stop: asyncio.Event | None = None,
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await informers.stop()
+        if shared:
+            informers.unregister(mine)
+        else:
+            await informers.stop()

@@ -33,8 +33,8 @@ from typing import Any
 
 from kybern.client.events import EventRecorder
 from kybern.client.http import Client
+from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import LEASES, NODES, PODS
-from kybern.controllers.informers import InformerFactory
 from kybern.machinery import errors, meta
 from kybern.machinery.taints import tolerates
 

@@ -26,9 +26,9 @@ from typing import Any
 from kybern.client.events import EventRecorder
 from kybern.client.http import Client
 from kybern.client.informer import key_of
+from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, STORAGECLASSES
 from kybern.client.workqueue import WorkQueue, run_workers
-from kybern.controllers.informers import InformerFactory
 from kybern.machinery import errors, meta
 from kybern.machinery.selectors import selector_matches
 from kybern.node.quantity import parse_quantity

@@ -32,10 +32,10 @@ from typing import Any
 from kybern.client.events import EventRecorder
 from kybern.client.http import Client
 from kybern.client.informer import key_of
+from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import PODS, Resource
 from kybern.client.workqueue import WorkQueue, run_workers
 from kybern.controllers import hpa_replicas as calc
-from kybern.controllers.informers import InformerFactory
 from kybern.machinery import errors, meta, selectors
 from kybern.node.quantity import parse_quantity
 

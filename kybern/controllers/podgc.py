@@ -14,8 +14,8 @@ import time
 from typing import Any
 
 from kybern.client.http import Client
+from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import NODES, PODS
-from kybern.controllers.informers import InformerFactory
 from kybern.machinery import errors, meta
 
 log = logging.getLogger(__name__)

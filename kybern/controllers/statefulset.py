@@ -23,10 +23,10 @@ from typing import Any
 from kybern.client.events import EventRecorder
 from kybern.client.http import Client
 from kybern.client.informer import key_of
+from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import CONTROLLERREVISIONS, PERSISTENTVOLUMECLAIMS, PODS, STATEFULSETS
 from kybern.client.workqueue import WorkQueue, run_workers
 from kybern.controllers import history, podutil
-from kybern.controllers.informers import InformerFactory
 from kybern.controllers.ownership import claim, fresh_owner_check
 from kybern.controllers.podcontrol import PodIndex, deep_copy, pod_from_template
 from kybern.machinery import errors, meta

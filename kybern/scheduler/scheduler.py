@@ -17,7 +17,8 @@ from typing import Any
 
 from kybern.client.events import EventRecorder
 from kybern.client.http import Client
-from kybern.client.informer import Informer, key_of
+from kybern.client.informer import key_of
+from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import (
     NAMESPACES,
     NODES,
@@ -81,7 +82,10 @@ def _pod_spec_view(pod: dict[str, Any]) -> tuple[Any, ...]:
 class Scheduler:
     def __init__(self, client: Client, *, name: str = "default-scheduler",
                  plugins: list[Any] | None = None, bind_concurrency: int = 64,
-                 max_nodes_to_score: int | None = MAX_NODES_TO_SCORE) -> None:
+                 max_nodes_to_score: int | None = MAX_NODES_TO_SCORE,
+                 informers: InformerFactory | None = None) -> None:
+        """`informers`: a factory shared with the controllers of the same process
+        (its owner stops it); by default the scheduler has its own."""
         self.client = client
         self.name = name
         self.framework = Framework(plugins if plugins is not None else default_plugins())
@@ -89,15 +93,19 @@ class Scheduler:
         self.cache = Cache()
         self.queue = SchedulingQueue()
         self.recorder = EventRecorder(client, name)
-        self.pod_informer = Informer(client, PODS)
-        self.node_informer = Informer(client, NODES)
+        self._shared = informers is not None
+        self.factory = informers if informers is not None else InformerFactory(client)
+        before = self.factory.registrations()
+        self.pod_informer = self.factory.informer(PODS)
+        self.node_informer = self.factory.informer(NODES)
         self.pod_informer.add_handler(self._on_pod)
         self.node_informer.add_handler(self._on_node)
         # what plugins read besides pods and nodes (VolumeZone, InterPodAffinity)
-        self.informers = {r.plural: Informer(client, r)
+        self.informers = {r.plural: self.factory.informer(r)
                           for r in (PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, NAMESPACES)}
         for inf in self.informers.values():
             inf.add_handler(self._on_other)
+        self._registered = self.factory.registrations() - before
         for p in self.framework.plugins:
             if hasattr(p, "set_informers"):
                 p.set_informers(self.informers)
@@ -156,25 +164,23 @@ class Scheduler:
 
     # -- the loop -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        others = list(self.informers.values())
-        for inf in (self.node_informer, self.pod_informer, *others):
-            inf.start()
-        await asyncio.gather(*(inf.wait_synced() for inf in (self.node_informer, self.pod_informer, *others)))
-        flusher = asyncio.create_task(self._flush_periodically())
-        loop = asyncio.create_task(self._loop())
+        tasks: list[asyncio.Task[None]] = []
         try:
+            self.factory.start()
+            await self.factory.wait_synced()
+            tasks = [asyncio.create_task(self._flush_periodically()), asyncio.create_task(self._loop())]
             if stop is None:
-                await loop
+                await tasks[1]
             else:
                 await stop.wait()
         finally:
-            for t in (flusher, loop, *self._tasks):
+            for t in (*tasks, *self._tasks):
                 t.cancel()
-            await asyncio.gather(flusher, loop, *self._tasks, return_exceptions=True)
-            await self.pod_informer.stop()
-            await self.node_informer.stop()
-            for inf in others:
-                await inf.stop()
+            await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
+            if self._shared:
+                self.factory.unregister(self._registered)
+            else:
+                await self.factory.stop()
 
     async def _flush_periodically(self) -> None:
         while True:
@@ -320,6 +326,7 @@ def _select(nodes: list[NodeInfo], totals: list[int]) -> str:
 
 
 async def run_scheduler(client: Client, *, name: str = "default-scheduler",
-                        stop: asyncio.Event | None = None) -> None:
-    """Run a scheduler named `name` until `stop` is set or the task is cancelled."""
-    await Scheduler(client, name=name).run(stop)
+                        stop: asyncio.Event | None = None, informers: InformerFactory | None = None) -> None:
+    """Run a scheduler named `name` until `stop` is set or the task is cancelled
+    (`informers`: shared with the controllers of this process, see Scheduler)."""
+    await Scheduler(client, name=name, informers=informers).run(stop)

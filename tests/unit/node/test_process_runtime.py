@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from kybern.node.images import ImageStore
+from kybern.node.runtimes import proctree
 from kybern.node.runtimes.base import (
     EXITED,
     RUNNING,
@@ -22,7 +23,6 @@ from kybern.node.runtimes.base import (
     PodSandboxConfig,
     Runtime,
 )
-from kybern.node.runtimes import proctree
 from kybern.node.runtimes.process import ProcessRuntime
 
 CRI_LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) [FP] .*$")
