@@ -200,7 +200,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
             client("nginx-ingress-controller/v1.32.0 (kybern)"), data_dir=data / "ingress",
             http_port=cfg.ingress_http_port or http_port, https_port=cfg.ingress_https_port or https_port,
             publish_address=host, listen_address="" if cfg.address in ("0.0.0.0", "::") else cfg.address,
-            plane=cfg.ingress_plane)
+            plane=cfg.ingress_plane, informers=shared)
         running.tasks.append(asyncio.create_task(supervise("ingress-controller", ingress_ctl.run),
                                                  name="ingress-controller"))
     gateway: Callable[[], Awaitable[str | None]] | None = None

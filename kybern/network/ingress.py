@@ -19,7 +19,6 @@ when such a class is marked default. The `kybern` class is created at start.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import socket
@@ -28,7 +27,8 @@ from typing import Any, Protocol
 
 from kybern.client.events import EventRecorder
 from kybern.client.http import Client
-from kybern.client.informer import Informer, key_of
+from kybern.client.informer import key_of
+from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import PODS, SECRETS, SERVICES, Resource
 from kybern.client.workqueue import WorkQueue, run_workers
 from kybern.machinery import errors
@@ -88,7 +88,10 @@ def is_ours(ing: dict[str, Any], classes: list[dict[str, Any]]) -> bool:
 
 class IngressController:
     def __init__(self, client: Client, *, data_dir: Path, http_port: int, https_port: int,
-                 publish_address: str = "127.0.0.1", listen_address: str = "", plane: str = "auto") -> None:
+                 publish_address: str = "127.0.0.1", listen_address: str = "", plane: str = "auto",
+                 informers: InformerFactory | None = None) -> None:
+        """`informers`: a factory shared with other components of the process (its
+        owner stops it); by default the controller has its own."""
         self.client = client
         self.data_dir = data_dir
         self.http_port, self.https_port = http_port, https_port
@@ -97,13 +100,15 @@ class IngressController:
         self.listen_address = listen_address
         self.recorder = EventRecorder(client, "nginx-ingress-controller")
         self.queue = WorkQueue("ingress", base_delay=0.5, max_delay=60)
-        self.ingresses = Informer(client, INGRESSES)
-        self.classes = Informer(client, INGRESSCLASSES)
-        self.services = Informer(client, SERVICES)
-        self.slices = Informer(client, ENDPOINTSLICES)
-        self.endpoints = Informer(client, ENDPOINTS)
-        self.pods = Informer(client, PODS)
-        self.secrets = Informer(client, SECRETS)
+        self._shared = informers is not None
+        self.factory = informers if informers is not None else InformerFactory(client)
+        self.ingresses = self.factory.informer(INGRESSES)
+        self.classes = self.factory.informer(INGRESSCLASSES)
+        self.services = self.factory.informer(SERVICES)
+        self.slices = self.factory.informer(ENDPOINTSLICES)
+        self.endpoints = self.factory.informer(ENDPOINTS)
+        self.pods = self.factory.informer(PODS)
+        self.secrets = self.factory.informer(SECRETS)
         self._informers = [self.ingresses, self.classes, self.services, self.slices, self.endpoints,
                            self.pods, self.secrets]
         self._synced_generation: dict[str, tuple[str, int]] = {}
@@ -111,17 +116,32 @@ class IngressController:
         self.model: routes.Model | None = None
         self._plane_error = ""
 
+    def _changed(self, typ: str, old: dict | None, new: dict) -> None:
+        self.queue.add_after(SYNC, 0.05)  # batch bursts of changes
+
+    def _pod_changed(self, typ: str, old: dict | None, new: dict) -> None:
+        """Routes come from EndpointSlices (or Endpoints); pods only stand in for a
+        backend Service that has neither yet. Other pod changes (every pod status
+        write of the cluster) do not rebuild the routes."""
+        if self.model is None or new["metadata"].get("namespace") in self.model.pod_namespaces:
+            self._changed(typ, old, new)
+
     async def run(self) -> None:
         await self.ensure_class()
+        before = self.factory.registrations()
         for inf in self._informers:
-            inf.add_handler(lambda *_: self.queue.add_after(SYNC, 0.05))  # batch bursts of changes
-            inf.start()
+            inf.add_handler(self._pod_changed if inf is self.pods else self._changed)
+        mine = self.factory.registrations() - before
         try:
-            await asyncio.gather(*(inf.wait_synced() for inf in self._informers))
+            self.factory.start()
+            await self.factory.wait_synced()
             self.queue.add(SYNC)
             await run_workers(self.queue, self.reconcile, workers=1)
         finally:
-            await asyncio.gather(*(inf.stop() for inf in self._informers), return_exceptions=True)
+            if self._shared:
+                self.factory.unregister(mine)
+            else:
+                await self.factory.stop()
             await self.plane.stop()
 
     async def ensure_class(self) -> None:

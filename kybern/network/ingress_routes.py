@@ -64,6 +64,9 @@ class Model:
     upstreams: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     certs: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # id -> (cert PEM, key PEM)
     problems: dict[str, list[str]] = field(default_factory=dict)  # ingress ns/name -> warnings
+    # namespaces with a backend resolved from pods (no EndpointSlice nor Endpoints yet):
+    # only there can a pod's change move the routes
+    pod_namespaces: set[str] = field(default_factory=set)
 
     def server_for(self, host: str) -> Server:
         """The server a Host header (port stripped, any case) selects."""
@@ -191,6 +194,8 @@ def _upstream(src: Sources, ns: str, backend: Obj, model: Model) -> tuple[str, s
     up = f"{ns}-{name}-{want}"
     if up not in model.upstreams:
         model.upstreams[up] = resolve_endpoints(src, svc, sport)
+        if not src.slices.get(f"{ns}/{name}") and src.endpoints.get(f"{ns}/{name}") is None:
+            model.pod_namespaces.add(ns)  # as resolve_endpoints: its last resort
     return up, None
 
 

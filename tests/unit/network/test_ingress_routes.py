@@ -126,6 +126,10 @@ def test_endpoints_prefer_slices_then_endpoints_then_ready_pods():
         {"addresses": ["10.2.0.2"], "conditions": {"ready": False}}]}]}
     assert build([i], [s], [ready], slices=slices, endpoints=eps).upstreams["default-web-http"] == \
         [("10.2.0.1", 82)]
+    # only where pods stood in for the endpoints can a pod's change move the routes
+    assert build([i], [s], [ready]).pod_namespaces == {"default"}
+    assert build([i], [s], [ready], endpoints=eps).pod_namespaces == set()
+    assert build([i], [s], [ready], slices=slices).pod_namespaces == set()
 
 
 def tls_secret(crt: bytes, key: bytes) -> dict:
