@@ -16,7 +16,7 @@
    agent is measured alone), 50 idle pods running on it; the agent process's own
    CPU (user + system, not its pods') over `--idle-seconds` and its RSS.
 
-Run: python bench/node.py [--pods 200] [--rate PODS_PER_S] [--bind nodename|scheduler] [--pod-network auto|cni|host] [--idle-pods 50] [--idle-seconds 60] [--py-spy OUT] [--skip-startup] [--skip-idle]
+Run: python bench/node.py [--pods 200] [--rate PODS_PER_S] [--bind nodename|scheduler] [--pod-network auto|cni|host] [--idle-pods 50] [--idle-seconds 60] [--ingress] [--py-spy OUT] [--skip-startup] [--skip-idle]
 """
 
 from __future__ import annotations
@@ -95,14 +95,15 @@ async def delete_pods(c: Client, names: list[str]) -> None:
 
 
 async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], py_spy: str = "",
-                  py_spy_gil: bool = False, rate: float = 0.0) -> None:
+                  py_spy_gil: bool = False, rate: float = 0.0, ingress: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         env = {**os.environ, "HOME": str(base)}
         proc = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "up",  # noqa: ASYNC220
                                  "--data-dir", str(base / "data"),
                                  "--port", "0", "--kubeconfig", str(base / "kubeconfig"), "--node-name", "bench",
-                                 "--no-ingress", "--max-pods", str(n_pods + 10), "--pod-network", pod_network,
+                                 *([] if ingress else ["--no-ingress"]), "--max-pods", str(n_pods + 10),
+                                 "--pod-network", pod_network,
                                  *up_args],
                                 env=env, stdout=subprocess.PIPE, stderr=open(base / "up.log", "w"),  # noqa: ASYNC230, SIM115
                                 text=True)
@@ -268,7 +269,7 @@ async def idle(n_pods: int, seconds: float) -> None:
 async def main(args: argparse.Namespace) -> None:
     if not args.skip_startup:
         await startup(args.pods, args.bind, args.pod_network, args.up_arg, args.py_spy, args.py_spy_gil,
-                      args.rate)
+                      args.rate, ingress=args.ingress)
     if not args.skip_idle:
         await idle(args.idle_pods, args.idle_seconds)
 
@@ -289,6 +290,8 @@ if __name__ == "__main__":
                     help="record the node agent (or `kybern up` with the agent inside) with py-spy (raw stacks, "
                          "--nonblocking; `kybern up` itself to OUT.up) from the first create to all running")
     ap.add_argument("--py-spy-gil", action="store_true", help="with --py-spy: only the thread holding the GIL")
+    ap.add_argument("--ingress", action="store_true",
+                    help="keep kybern up's ingress controller on, as users run it (off by default, as earlier figures)")
     ap.add_argument("--skip-startup", action="store_true")
     ap.add_argument("--skip-idle", action="store_true")
     asyncio.run(main(ap.parse_args()))
