@@ -190,7 +190,8 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         from kybern.network.servicelb import ServiceLB
 
         running.tasks.append(asyncio.create_task(
-            supervise("servicelb", lambda: ServiceLB(client("service-controller/v1.32.0 (kybern)")).run()),
+            supervise("servicelb", lambda: ServiceLB(client("service-controller/v1.32.0 (kybern)"),
+                                                     informers=shared).run()),
             name="servicelb"))
     if cfg.run_controllers and cfg.run_ingress:
         from kybern.network import ingress
@@ -230,7 +231,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         gateway = gateway_in_process
     if cfg.run_controllers and cfg.run_dns:
         running.tasks.append(asyncio.create_task(supervise("cluster-dns", dns_runner(
-            lambda: client("coredns/v1.32.0 (kybern)"), cfg, host, gateway)),
+            lambda: client("coredns/v1.32.0 (kybern)"), cfg, host, gateway, shared)),
             name="cluster-dns"))
     if on_ready:
         on_ready(running)
@@ -292,7 +293,8 @@ def node_gateway_from_api(client: Client, node: str) -> Callable[[], Awaitable[s
 
 
 def dns_runner(make_client: Callable[[], Client], cfg: ClusterConfig, host: str,
-               gateway: Callable[[], Awaitable[str | None]] | None) -> Callable[[], Awaitable[None]]:
+               gateway: Callable[[], Awaitable[str | None]] | None,
+               informers: Any = None) -> Callable[[], Awaitable[None]]:
     """The cluster DNS (a fresh one per restart by supervise); with a node whose pods
     have a bridge, also served on the bridge's gateway so pods can reach it."""
     async def run() -> None:
@@ -300,7 +302,7 @@ def dns_runner(make_client: Callable[[], Client], cfg: ClusterConfig, host: str,
 
         advertise = host if cfg.dns_address in ("0.0.0.0", "::") else None
         await serve_cluster_dns(make_client(), address=cfg.dns_address, port=cfg.dns_port, advertise=advertise,
-                                node_gateway=gateway)
+                                node_gateway=gateway, informers=informers)
     return run
 
 

@@ -30,6 +30,7 @@ import dns.rcode
 
 from kybern.client.http import Client
 from kybern.client.informer import Informer
+from kybern.client.informer_factory import InformerFactory, Registrations
 from kybern.client.resources import ENDPOINTS, ENDPOINTSLICES, SERVICES
 from kybern.machinery import errors
 from kybern.network.dns_records import ClusterRecords
@@ -62,8 +63,14 @@ class DNSServer:
 
     def __init__(self, client: Client | None, *, address: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  domain: str = "cluster.local", upstreams: list[str] | None = None, ttl: int = 5,
-                 advertise: str | None = None, strict: bool = False) -> None:
+                 advertise: str | None = None, strict: bool = False,
+                 informers: InformerFactory | None = None) -> None:
+        """`informers`: a factory shared with other components of the process (its
+        owner stops it); by default the server has its own."""
         self.client = client
+        self._shared = informers is not None
+        self.factory = informers if informers is not None else (
+            InformerFactory(client) if client is not None else None)
         self.address = address
         self.port = port
         self.strict = strict
@@ -74,20 +81,27 @@ class DNSServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
         self._informers: list[Informer] = []
+        self._registered: Registrations = set()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         await self._bind()
-        if self.client is not None:
-            svc = Informer(self.client, SERVICES)
-            svc.add_handler(lambda t, o, n: self.records.delete_service(n) if t == "DELETED"
-                            else self.records.set_service(n))
-            sl = Informer(self.client, ENDPOINTSLICES)
-            sl.add_handler(lambda t, o, n: self._on_slice(t, o, n))
+        if self.factory is not None:
+            before = self.factory.registrations()
+            svc = self.factory.informer(SERVICES)
+            svc.add_handler(self._on_service)
+            sl = self.factory.informer(ENDPOINTSLICES)
+            sl.add_handler(self._on_slice)
             self._informers = [svc, sl]
-            for inf in self._informers:
-                inf.start()
+            self._registered = self.factory.registrations() - before
+            self.factory.start()
         log.info("cluster DNS listening on %s:%d (udp+tcp)", self.address, self.port)
+
+    def _on_service(self, typ: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        if typ == "DELETED":
+            self.records.delete_service(new)
+        else:
+            self.records.set_service(new)
 
     def _on_slice(self, typ: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
         if old is not None:
@@ -99,8 +113,11 @@ class DNSServer:
         await asyncio.gather(*(i.wait_synced() for i in self._informers))
 
     async def stop(self) -> None:
-        for inf in self._informers:
-            await inf.stop()
+        if self.factory is not None:
+            if self._shared:
+                self.factory.unregister(self._registered)
+            else:
+                await self.factory.stop()
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
@@ -259,11 +276,12 @@ def _formerr(wire: bytes) -> bytes | None:
 
 async def serve_cluster_dns(client: Client, *, address: str = "127.0.0.1", port: int = DEFAULT_PORT,
                             advertise: str | None = None,
-                            node_gateway: Callable[[], Awaitable[str | None]] | None = None) -> None:
+                            node_gateway: Callable[[], Awaitable[str | None]] | None = None,
+                            informers: InformerFactory | None = None) -> None:
     """What `kybern up` runs: the DNS server on address:port and, as root on a node
     whose pods have their own network (a bridge), also on the bridge's gateway
     address port 53, which pods can reach; kube-dns then points there."""
-    main = DNSServer(client, address=address, port=port, advertise=advertise)
+    main = DNSServer(client, address=address, port=port, advertise=advertise, informers=informers)
     extra: DNSServer | None = None
     await main.start()
     try:

@@ -26,7 +26,7 @@ from typing import Any
 
 from kybern.client.events import EventRecorder
 from kybern.client.http import Client
-from kybern.client.informer import Informer
+from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import SERVICES
 from kybern.machinery import errors
 
@@ -77,17 +77,24 @@ def assign(services: list[dict[str, Any]], pool: str = POOL) -> dict[str, str | 
 
 
 class ServiceLB:
-    def __init__(self, client: Client, pool: str = POOL) -> None:
+    def __init__(self, client: Client, pool: str = POOL, *, informers: InformerFactory | None = None) -> None:
+        """`informers`: a factory shared with other components of the process (its
+        owner stops it); by default the controller has its own."""
         self.client = client
         self.pool = pool
-        self.informer = Informer(client, SERVICES)
+        self._shared = informers is not None
+        self.factory = informers if informers is not None else InformerFactory(client)
+        self.informer = self.factory.informer(SERVICES)
         self.recorder = EventRecorder(client, "service-controller")
         self._dirty = asyncio.Event()
 
+    def _changed(self, *_: Any) -> None:
+        self._dirty.set()
+
     async def run(self) -> None:
-        self.informer.add_handler(lambda *_: self._dirty.set())
-        self.informer.start()
+        self.informer.add_handler(self._changed)
         try:
+            self.factory.start()
             await self.informer.wait_synced()
             self._dirty.set()
             while True:
@@ -101,7 +108,10 @@ class ServiceLB:
                     log.warning("servicelb: %r", e)
                     asyncio.get_running_loop().call_later(1.0, self._dirty.set)
         finally:
-            await self.informer.stop()
+            if self._shared:
+                self.informer.remove_handler(self._changed)
+            else:
+                await self.factory.stop()
 
     async def reconcile(self) -> None:
         services = self.informer.list()
