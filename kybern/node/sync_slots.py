@@ -6,7 +6,7 @@ workers, so every pod gets its sandbox, then every pod its container, then
 every pod its status write, and all 200 are reported running together at the
 end of the burst. With a few slots, taken in the order asked, the first pods
 finish (and are reported) while later ones are still being prepared, and the
-spawner thread and the apiserver work beside the loop instead of after it.
+apiserver works on their status beside the agent instead of after it.
 
 A slot is only lent: after `lease` seconds a sync that is still running (a
 postStart hook, a grace period, a slow volume) gives it back to the next

@@ -292,7 +292,7 @@ class ProcessRuntime(RuntimeState):
         preexec, nsfd = self.sandboxes.preexec(c.status.sandbox_id, join)
         into_cgroup = _mover(join, c.cgroup)
 
-        def placed(pid: int, fast: bool) -> None:  # may run on the spawner thread (spawn.py)
+        def placed(pid: int, fast: bool) -> None:  # right after the spawn (spawn.py)
             into_cgroup(pid, fast)
             try:
                 c.proc_create_time = psutil.Process(pid).create_time()

@@ -24,16 +24,18 @@ So the fast path moves each step out of the child:
   returns to its own right after, with nothing else running on it in between;
 - the cgroup: the caller moves the pid right after the spawn (the runtime did
   that already as a second chance), normally while setpriv is still starting;
-  should the program have forked already (the agent's thread can wait a few ms
-  for the GIL), the children it has by then are moved too (`descendant_pids`);
+  should the program have forked already, the children it has by then are
+  moved too (`descendant_pids`);
 - the exit status: a pidfd watched by the event loop, so there is no waiter
   thread per process (asyncio's default child watcher in Python 3.11 starts one);
-- off the event loop: vfork() suspends the calling thread until the child has
-  exec'd, ~2 ms here, and the steps right after it (the cgroup move, reading the
-  new process's start time) wait on the kernel too, while the exec is under way.
-  One long-lived thread, the spawner, does all that (the GIL is released while
-  it waits), so the event loop starts the next pod meanwhile. It is the thread
-  PDEATHSIG refers to, and it lives as long as the agent.
+- on the event loop's own thread: vfork() suspends the calling thread until the
+  child has exec'd (1-3 ms here), so the loop waits that long per start. A
+  long-lived "spawner" thread did it for a while, but every system call either
+  thread made then handed the GIL over and back: during a burst of pod starts
+  ~40 % of the agent's samples (perf) were futex waits and wake-ups, and the
+  agent used 6.8-7.6 ms of CPU per pod against 4.9-5.8 ms with the spawn inline
+  (docs/benchmarks.md, issue 4). The loop thread lives as long as the agent, so
+  it is also what PDEATHSIG refers to.
 
 Exec probes and exec lifecycle hooks (`exec_sync`) start the same way: with
 many pods, a fork of the agent per probe period was a steady cost.
@@ -46,24 +48,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 SETPRIV = shutil.which("setpriv")
 _FAST = SETPRIV is not None and hasattr(os, "pidfd_open")
-_spawner: ThreadPoolExecutor | None = None  # one thread, never shut down: see PDEATHSIG above
-
-
-def _spawner_thread() -> ThreadPoolExecutor:
-    global _spawner
-    if _spawner is None:
-        _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="container-spawner")
-    return _spawner
 
 
 class Child:
@@ -132,7 +124,7 @@ def _setns(fd: int) -> None:
 
 def _spawn_fast(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: list[int],
                 netns: str, after: Callable[[int, bool], None] | None) -> subprocess.Popen[bytes]:
-    """Runs on the spawner thread; `after(pid, True)` right after the start, there too."""
+    """On the calling (event-loop) thread; `after(pid, True)` right after the start."""
     _check_exec_format(exe)
     assert SETPRIV is not None
     args = [SETPRIV, "--pdeathsig", "KILL", "--", *argv]  # setpriv execvp()s argv[0]: see _execvp_finds
@@ -177,18 +169,15 @@ async def spawn(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], std
     """Start `exe` with `argv` in a new session, stdio on the given fds, in the
     netns at `netns` ("" = the agent's) and tied to the agent with PDEATHSIG.
     `preexec` must do the same child-side steps (the fallback path runs it);
-    `after(pid, fast)` runs right after the process started (on the spawner
-    thread when `fast`, the vfork path: it may block, it must not touch the
-    event loop; there the process may have forked already, see above).
+    `after(pid, fast)` runs right after the process started (`fast`: the vfork
+    path, where the process may have forked already, see above).
     Returns an object with `pid`, `returncode` and `async wait()`; raises
     OSError as execve() would. `execvp_finds`: whether execvp(argv[0]) finds `exe`,
     if the caller knows (looked up when None)."""
     if execvp_finds is None:
         execvp_finds = _execvp_finds(argv[0], exe, cwd, env)
     if _FAST and not tty and execvp_finds:
-        popen = await asyncio.get_running_loop().run_in_executor(_spawner_thread(), functools.partial(
-            _spawn_fast, argv, exe, cwd=cwd, env=env, stdio=stdio, netns=netns, after=after))
-        return Child(popen)
+        return Child(_spawn_fast(argv, exe, cwd=cwd, env=env, stdio=stdio, netns=netns, after=after))
     proc = await asyncio.create_subprocess_exec(
         argv[0], *argv[1:], executable=exe, cwd=cwd, env=env, stdin=stdio[0], stdout=stdio[1],
         stderr=stdio[2], start_new_session=True, preexec_fn=preexec)
