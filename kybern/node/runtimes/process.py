@@ -69,7 +69,7 @@ from kybern.node.runtimes.base import (
     RuntimeState,
 )
 from kybern.node.runtimes.cgroups import Cgroups
-from kybern.node.runtimes.proctree import descendant_pids
+from kybern.node.runtimes.proctree import descendant_pids, start_time
 from kybern.node.runtimes.proctree import descendants as _descendants
 from kybern.node.runtimes.proctree import kill_group as _kill_group
 from kybern.node.runtimes.proctree import kill_tree as _kill_tree
@@ -294,10 +294,7 @@ class ProcessRuntime(RuntimeState):
 
         def placed(pid: int, fast: bool) -> None:  # right after the spawn (spawn.py)
             into_cgroup(pid, fast)
-            try:
-                c.proc_create_time = psutil.Process(pid).create_time()
-            except psutil.Error:
-                c.proc_create_time = 0.0
+            c.proc_create_time = start_time(pid)
 
         try:
             proc = await spawn(c.argv, exe, cwd=c.cwd, env=c.env, stdio=io.child, preexec=preexec,

@@ -240,3 +240,9 @@ async def test_descendant_pids_match_a_full_process_scan() -> None:
             c.kill()
         p.kill()
         await p.wait()
+
+
+def test_start_time_is_psutils_create_time() -> None:
+    # kill_tree compares it with psutil's create_time of candidates (within 0.05 s)
+    assert proctree.start_time(os.getpid()) == psutil.Process().create_time()
+    assert proctree.start_time(2 ** 22 + 12345) == 0.0  # no such process
