@@ -47,8 +47,8 @@ from kybern.node.images import ImageStore
 from kybern.node.pod_worker import POD_UID_LABEL, PodWorker
 from kybern.node.runtimes.base import ContainerStatus, Runtime
 from kybern.node.runtimes.process import ProcessRuntime
-from kybern.node.sync_slots import SyncSlots
 from kybern.node.server import NodeServer
+from kybern.node.sync_slots import SyncSlots
 
 log = logging.getLogger(__name__)
 
