@@ -328,11 +328,20 @@ async def list_(request: web.Request, store: RESTStore, ns: str | None) -> web.R
 
 async def update(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None, name: str,
                  sub: str | None) -> web.Response:
-    body = await read_body(request)
+    raw = await read_raw(request)
+    ctype = (request.headers.get("Content-Type") or JSON).split(";")[0].strip().lower()
+    body = decode_body(raw, ctype)
     if not isinstance(body, dict):
         raise errors.bad_request(f"the object provided is not a valid {store.info.kind}")
     warnings: list[str] = []
-    obj, created, wire = await store.update_wire(ns, name, lambda cur: body, subresource=sub,
+    first = [body]
+
+    def make(cur: Any) -> Any:
+        # the update loop changes what make() returns (resourceVersion, system fields):
+        # a retry after a lost race needs the body as sent, so it is decoded again
+        return first.pop() if first else decode_body(raw, ctype)
+
+    obj, created, wire = await store.update_wire(ns, name, make, subresource=sub,
                                                  dry_run=dry_run(request),
                                                  field_validation=field_validation(request), warnings=warnings)
     return object_response(obj, wire, 201 if created else 200, warnings=warnings)
