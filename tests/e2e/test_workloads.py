@@ -132,8 +132,14 @@ def test_statefulset_order_identity_and_claims(cluster, namespace):
     st = cluster.kjson("get", *ns, "sts", "web")["status"]
     assert st["readyReplicas"] == 3 and st["currentRevision"] == st["updateRevision"]
 
-    # the claim outlives its pod; the successor mounts the same data
-    cluster.kubectl("delete", *ns, "pod", "web-1", "--wait=true")
+    # the claim outlives its pod; the successor mounts the same data. Not `--wait=true`:
+    # kubectl 1.32 waits for a DELETED event and can miss it when the pod is gone and
+    # recreated under its name between its GET and its LIST (newer kubectl compares
+    # UIDs; docs/node.md "Deleting a pod")
+    cluster.kubectl("delete", *ns, "pod", "web-1", "--wait=false")
+    cluster.wait_for(lambda: cluster.kubectl("get", *ns, "pod", "web-1", "-o", "jsonpath={.metadata.uid}",
+                                             check=False).stdout not in ("", p1["metadata"]["uid"]),
+                     what="web-1 replaced")
     cluster.wait_for(lambda: cluster.kubectl("logs", *ns, "web-1", check=False).stdout.split() == ["web-1", "web-1"],
                      what="web-1 back with its data")
 
