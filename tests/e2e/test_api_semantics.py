@@ -5,7 +5,9 @@ dry-run, field validation, namespaces and the status/scale subresources."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 
 import pytest
@@ -381,55 +383,48 @@ def test_scale_subresource(cluster, api, namespace):
     assert ei.value.status == 404
 
 
+@contextlib.contextmanager
+def _another_writer(core, namespace: str, name: str):
+    """Another client relabelling ConfigMap `name` as fast as it can meanwhile."""
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            core.patch_namespaced_config_map(name, namespace, {"metadata": {"labels": {"i": str(i)}}})
+
+    t = threading.Thread(target=write)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+
+
 def test_unconditional_put_wins_a_race_instead_of_409(api, namespace):
     # PUT without a resourceVersion is an unconditional update (the Deployment
     # strategy allows it): when another write lands between the server's read and
     # its write, the server retries with the body as sent, as upstream's
     # GuaranteedUpdate; the client never sees a 409 for it
-    import threading
-
     core = client.CoreV1Api(api)
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "race"}, "data": {"n": "0"}})
-    stop = threading.Event()
-
-    def other_writer() -> None:
-        i = 0
-        while not stop.is_set():
-            i += 1
-            core.patch_namespaced_config_map("race", namespace, {"metadata": {"labels": {"i": str(i)}}})
-
-    t = threading.Thread(target=other_writer)
-    t.start()
-    try:
+    with _another_writer(core, namespace, "race"):
         for n in range(150):
             body = core.read_namespaced_config_map("race", namespace)
             body.metadata.resource_version = None
             body.data = {"n": str(n)}
             out = core.replace_namespaced_config_map("race", namespace, body)
             assert out.data == {"n": str(n)}
-    finally:
-        stop.set()
-        t.join()
 
 
 def test_patches_and_apply_win_a_race_instead_of_409(api, namespace):
     # the same for a merge patch, a strategic merge patch and a server-side apply:
     # a retry after a lost race applies the change as sent to the object as it is now
-    import threading
-
     core = client.CoreV1Api(api)
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "race2"}, "data": {"n": "0"}})
-    stop = threading.Event()
-
-    def other_writer() -> None:
-        i = 0
-        while not stop.is_set():
-            i += 1
-            core.patch_namespaced_config_map("race2", namespace, {"metadata": {"labels": {"i": str(i)}}})
-
-    t = threading.Thread(target=other_writer)
-    t.start()
-    try:
+    with _another_writer(core, namespace, "race2"):
         for n in range(60):
             out = core.patch_namespaced_config_map("race2", namespace, {"data": {"m": str(n)}},
                                                    _content_type="application/merge-patch+json")
@@ -441,6 +436,3 @@ def test_patches_and_apply_win_a_race_instead_of_409(api, namespace):
                                      "data": {"a": str(n)}},
                 field_manager="racer", force=True, _content_type="application/apply-patch+yaml")
             assert out.data["a"] == str(n)
-    finally:
-        stop.set()
-        t.join()
