@@ -94,10 +94,13 @@ async def read_raw(request: web.Request) -> bytes:
             return b"".join(chunks)
 
 
+def body_type(request: web.Request) -> str:
+    """The request body's media type, without parameters (JSON when not given)."""
+    return (request.headers.get("Content-Type") or JSON).split(";")[0].strip().lower()
+
+
 async def read_body(request: web.Request) -> Any:
-    raw = await read_raw(request)
-    ctype = (request.headers.get("Content-Type") or JSON).split(";")[0].strip().lower()
-    return decode_body(raw, ctype)
+    return decode_body(await read_raw(request), body_type(request))
 
 
 MAX_DEPTH = 200  # nesting a body may have; deeper is a 400 before any recursive code sees it
@@ -328,8 +331,7 @@ async def list_(request: web.Request, store: RESTStore, ns: str | None) -> web.R
 
 async def update(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None, name: str,
                  sub: str | None) -> web.Response:
-    raw = await read_raw(request)
-    ctype = (request.headers.get("Content-Type") or JSON).split(";")[0].strip().lower()
+    raw, ctype = await read_raw(request), body_type(request)
     body = decode_body(raw, ctype)
     if not isinstance(body, dict):
         raise errors.bad_request(f"the object provided is not a valid {store.info.kind}")

@@ -12,6 +12,8 @@ informers themselves live as long as the factory's owner.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 
 from kybern.client.http import Client
 from kybern.client.informer import Handler, Informer
@@ -51,11 +53,23 @@ class InformerFactory:
         await asyncio.gather(*(inf.stop() for inf in self._informers.values()))
 
     def registrations(self) -> Registrations:
-        """Every (informer, handler) registered now: the difference before and
-        after a component is built is what it registered."""
+        """Every (informer, handler) registered now."""
         return {(inf, h) for inf in self._informers.values() for h in inf.handlers}
 
-    @staticmethod
-    def unregister(regs: Registrations) -> None:
-        for inf, h in regs:
-            inf.remove_handler(h)
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[Registrations]:
+        """What a component registers inside the block (its handlers): the set
+        yielded is filled when the block ends, for release()."""
+        regs: Registrations = set()
+        before = self.registrations()
+        yield regs
+        regs |= self.registrations() - before
+
+    async def release(self, regs: Registrations, *, shared: bool) -> None:
+        """A component stops: from a factory shared with others it takes only its
+        handlers away (the informers go on); a factory of its own is stopped."""
+        if shared:
+            for inf, h in regs:
+                inf.remove_handler(h)
+        else:
+            await self.stop()

@@ -66,9 +66,8 @@ async def run_controllers(client: Client, *, stop: asyncio.Event | None = None,
     shared = informers is not None
     if informers is None:
         informers = InformerFactory(client)
-    before = informers.registrations()
-    controllers = [_BUILDERS[n](client, informers) for n in names]
-    mine = informers.registrations() - before
+    with informers.recording() as mine:
+        controllers = [_BUILDERS[n](client, informers) for n in names]
     tasks: list[asyncio.Task[None]] = []
     try:
         informers.start()
@@ -82,7 +81,4 @@ async def run_controllers(client: Client, *, stop: asyncio.Event | None = None,
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if shared:
-            informers.unregister(mine)
-        else:
-            await informers.stop()
+        await informers.release(mine, shared=shared)

@@ -87,13 +87,12 @@ class DNSServer:
     async def start(self) -> None:
         await self._bind()
         if self.factory is not None:
-            before = self.factory.registrations()
-            svc = self.factory.informer(SERVICES)
-            svc.add_handler(self._on_service)
-            sl = self.factory.informer(ENDPOINTSLICES)
-            sl.add_handler(self._on_slice)
+            with self.factory.recording() as self._registered:
+                svc = self.factory.informer(SERVICES)
+                svc.add_handler(self._on_service)
+                sl = self.factory.informer(ENDPOINTSLICES)
+                sl.add_handler(self._on_slice)
             self._informers = [svc, sl]
-            self._registered = self.factory.registrations() - before
             self.factory.start()
         log.info("cluster DNS listening on %s:%d (udp+tcp)", self.address, self.port)
 
@@ -114,10 +113,7 @@ class DNSServer:
 
     async def stop(self) -> None:
         if self.factory is not None:
-            if self._shared:
-                self.factory.unregister(self._registered)
-            else:
-                await self.factory.stop()
+            await self.factory.release(self._registered, shared=self._shared)
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:

@@ -128,20 +128,16 @@ class IngressController:
 
     async def run(self) -> None:
         await self.ensure_class()
-        before = self.factory.registrations()
-        for inf in self._informers:
-            inf.add_handler(self._pod_changed if inf is self.pods else self._changed)
-        mine = self.factory.registrations() - before
+        with self.factory.recording() as mine:
+            for inf in self._informers:
+                inf.add_handler(self._pod_changed if inf is self.pods else self._changed)
         try:
             self.factory.start()
             await self.factory.wait_synced()
             self.queue.add(SYNC)
             await run_workers(self.queue, self.reconcile, workers=1)
         finally:
-            if self._shared:
-                self.factory.unregister(mine)
-            else:
-                await self.factory.stop()
+            await self.factory.release(mine, shared=self._shared)
             await self.plane.stop()
 
     async def ensure_class(self) -> None:

@@ -92,7 +92,8 @@ class ServiceLB:
         self._dirty.set()
 
     async def run(self) -> None:
-        self.informer.add_handler(self._changed)
+        with self.factory.recording() as mine:
+            self.informer.add_handler(self._changed)
         try:
             self.factory.start()
             await self.informer.wait_synced()
@@ -108,10 +109,7 @@ class ServiceLB:
                     log.warning("servicelb: %r", e)
                     asyncio.get_running_loop().call_later(1.0, self._dirty.set)
         finally:
-            if self._shared:
-                self.informer.remove_handler(self._changed)
-            else:
-                await self.factory.stop()
+            await self.factory.release(mine, shared=self._shared)
 
     async def reconcile(self) -> None:
         services = self.informer.list()

@@ -95,17 +95,16 @@ class Scheduler:
         self.recorder = EventRecorder(client, name)
         self._shared = informers is not None
         self.factory = informers if informers is not None else InformerFactory(client)
-        before = self.factory.registrations()
-        self.pod_informer = self.factory.informer(PODS)
-        self.node_informer = self.factory.informer(NODES)
-        self.pod_informer.add_handler(self._on_pod)
-        self.node_informer.add_handler(self._on_node)
-        # what plugins read besides pods and nodes (VolumeZone, InterPodAffinity)
-        self.informers = {r.plural: self.factory.informer(r)
-                          for r in (PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, NAMESPACES)}
-        for inf in self.informers.values():
-            inf.add_handler(self._on_other)
-        self._registered = self.factory.registrations() - before
+        with self.factory.recording() as self._registered:
+            self.pod_informer = self.factory.informer(PODS)
+            self.node_informer = self.factory.informer(NODES)
+            self.pod_informer.add_handler(self._on_pod)
+            self.node_informer.add_handler(self._on_node)
+            # what plugins read besides pods and nodes (VolumeZone, InterPodAffinity)
+            self.informers = {r.plural: self.factory.informer(r)
+                              for r in (PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, NAMESPACES)}
+            for inf in self.informers.values():
+                inf.add_handler(self._on_other)
         for p in self.framework.plugins:
             if hasattr(p, "set_informers"):
                 p.set_informers(self.informers)
@@ -177,10 +176,7 @@ class Scheduler:
             for t in (*tasks, *self._tasks):
                 t.cancel()
             await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
-            if self._shared:
-                self.factory.unregister(self._registered)
-            else:
-                await self.factory.stop()
+            await self.factory.release(self._registered, shared=self._shared)
 
     async def _flush_periodically(self) -> None:
         while True:

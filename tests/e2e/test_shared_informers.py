@@ -47,18 +47,16 @@ async def test_components_share_one_watch_and_leave_alone(cluster: Any, namespac
         seen_b: list[str] = []
 
         # component A registers before the start, as the controllers do
-        before = factory.registrations()
-        factory.informer(CONFIGMAPS).add_handler(lambda t, o, n: seen_a.append(f"{t} {n['metadata']['name']}"))
-        regs_a = factory.registrations() - before
+        with factory.recording() as regs_a:
+            factory.informer(CONFIGMAPS).add_handler(lambda t, o, n: seen_a.append(f"{t} {n['metadata']['name']}"))
         factory.start()
         await factory.wait_synced()
         await client.create(CONFIGMAPS, {"metadata": {"name": "one"}, "data": {"k": "v"}}, namespace)
         await _until(lambda: "ADDED one" in seen_a)
 
         # component B comes later (a restarted scheduler): the current objects are replayed to it
-        before = factory.registrations()
-        factory.informer(CONFIGMAPS).add_handler(lambda t, o, n: seen_b.append(f"{t} {n['metadata']['name']}"))
-        regs_b = factory.registrations() - before
+        with factory.recording() as regs_b:
+            factory.informer(CONFIGMAPS).add_handler(lambda t, o, n: seen_b.append(f"{t} {n['metadata']['name']}"))
         assert seen_b == ["ADDED one"]
         assert len(regs_a) == len(regs_b) == 1 and regs_a != regs_b
 
@@ -68,7 +66,7 @@ async def test_components_share_one_watch_and_leave_alone(cluster: Any, namespac
         assert len(factory._informers) == 1
 
         # A stops: B still gets events, A no longer
-        factory.unregister(regs_a)
+        await factory.release(regs_a, shared=True)
         await client.create(CONFIGMAPS, {"metadata": {"name": "three"}}, namespace)
         await _until(lambda: "ADDED three" in seen_b)
         await asyncio.sleep(0.2)

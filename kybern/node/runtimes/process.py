@@ -76,7 +76,7 @@ from kybern.node.runtimes.proctree import kill_tree as _kill_tree
 from kybern.node.runtimes.records import write_record
 from kybern.node.runtimes.rootfs import make_tree
 from kybern.node.runtimes.sandbox import Sandboxes
-from kybern.node.runtimes.spawn import read_to_eof, spawn
+from kybern.node.runtimes.spawn import Child, read_to_eof, spawn
 from kybern.node.runtimes.stdio import ContainerIO, ExecProcess, spawn_exec
 
 if TYPE_CHECKING:
@@ -290,15 +290,9 @@ class ProcessRuntime(RuntimeState):
         c.io = io = ContainerIO.open(tty=c.config.tty, stdin=c.config.stdin)
         join = self.cgroups.joiner(c.cgroup, io.preexec)  # in its cgroup before it execs
         preexec, nsfd = self.sandboxes.preexec(c.status.sandbox_id, join)
-        into_cgroup = _mover(join, c.cgroup)
-
-        def placed(pid: int, fast: bool) -> None:  # right after the spawn (spawn.py)
-            into_cgroup(pid, fast)
-            c.proc_create_time = start_time(pid)
-
         try:
             proc = await spawn(c.argv, exe, cwd=c.cwd, env=c.env, stdio=io.child, preexec=preexec,
-                               netns=self.sandboxes.netns(c.status.sandbox_id), tty=c.config.tty, after=placed,
+                               netns=self.sandboxes.netns(c.status.sandbox_id), tty=c.config.tty,
                                execvp_finds=execvp_finds)
         except OSError as e:
             join.close()
@@ -309,6 +303,8 @@ class ProcessRuntime(RuntimeState):
             msg = f'exec: "{c.argv[0]}": {e.strerror or e}'
             self._finish(c, 128, "StartError", msg, started=False)
             raise ContainerError("StartError", msg) from e
+        _move_into_cgroup(join, c.cgroup, proc)
+        c.proc_create_time = start_time(proc.pid)
         join.close()
         if nsfd is not None:
             os.close(nsfd)
@@ -438,7 +434,7 @@ class ProcessRuntime(RuntimeState):
         try:
             proc = await spawn(cmd, exe, cwd=c.cwd, env=c.env, stdio=[devnull, out_w, out_w], preexec=preexec,
                                netns=self.sandboxes.netns(c.status.sandbox_id), tty=False,
-                               after=_mover(join, c.cgroup), execvp_finds=execvp_finds)
+                               execvp_finds=execvp_finds)
         except OSError as e:
             join.close()
             os.close(out_r)
@@ -450,6 +446,7 @@ class ProcessRuntime(RuntimeState):
             for fd in (nsfd, out_w, devnull):
                 if fd is not None:
                     os.close(fd)
+        _move_into_cgroup(join, c.cgroup, proc)
         join.close()
         try:
             out = await asyncio.wait_for(read_to_eof(out_r), timeout)
@@ -563,12 +560,9 @@ def _resolve(argv0: str, rootfs: Path, cwd: str, path_env: str) -> tuple[str, bo
     return None
 
 
-def _mover(join: Any, cgroup: str) -> Any:
-    """What to do right after a spawn (spawn.py's `after`): the process into its
-    cgroup (a no-op when it joined before exec), with what it forked before that
-    on the vfork path."""
-    def move(pid: int, fast: bool) -> None:
-        join.move(pid)
-        for child in descendant_pids(pid) if cgroup and fast else ():
-            join.move(child)
-    return move
+def _move_into_cgroup(join: Any, cgroup: str, proc: Any) -> None:
+    """Right after a spawn: the process into its cgroup (a no-op when it joined
+    before exec), with what it forked before that on the vfork path (spawn.py)."""
+    join.move(proc.pid)
+    for child in descendant_pids(proc.pid) if cgroup and isinstance(proc, Child) else ():
+        join.move(child)

@@ -123,8 +123,7 @@ def _setns(fd: int) -> None:
 
 
 def _spawn_fast(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: list[int],
-                netns: str, after: Callable[[int, bool], None] | None) -> subprocess.Popen[bytes]:
-    """On the calling (event-loop) thread; `after(pid, True)` right after the start."""
+                netns: str) -> subprocess.Popen[bytes]:
     _check_exec_format(exe)
     assert SETPRIV is not None
     args = [SETPRIV, "--pdeathsig", "KILL", "--", *argv]  # setpriv execvp()s argv[0]: see _execvp_finds
@@ -145,8 +144,6 @@ def _spawn_fast(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], std
         for fd in (ns_fd, own_fd):
             if fd is not None:
                 os.close(fd)
-    if after is not None:
-        after(p.pid, True)
     return p
 
 
@@ -164,23 +161,20 @@ async def read_to_eof(fd: int) -> bytes:
 
 
 async def spawn(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: list[int],
-                netns: str, tty: bool, preexec: Callable[[], None],
-                after: Callable[[int, bool], None] | None = None, execvp_finds: bool | None = None) -> Any:
+                netns: str, tty: bool, preexec: Callable[[], None], execvp_finds: bool | None = None) -> Any:
     """Start `exe` with `argv` in a new session, stdio on the given fds, in the
     netns at `netns` ("" = the agent's) and tied to the agent with PDEATHSIG.
-    `preexec` must do the same child-side steps (the fallback path runs it);
-    `after(pid, fast)` runs right after the process started (`fast`: the vfork
-    path, where the process may have forked already, see above).
+    `preexec` must do the same child-side steps (the fallback path runs it).
+    The fast path returns a `Child` with no await in between, so the caller's
+    next statement runs right after the vfork (the cgroup move, see above).
     Returns an object with `pid`, `returncode` and `async wait()`; raises
     OSError as execve() would. `execvp_finds`: whether execvp(argv[0]) finds `exe`,
     if the caller knows (looked up when None)."""
     if execvp_finds is None:
         execvp_finds = _execvp_finds(argv[0], exe, cwd, env)
     if _FAST and not tty and execvp_finds:
-        return Child(_spawn_fast(argv, exe, cwd=cwd, env=env, stdio=stdio, netns=netns, after=after))
+        return Child(_spawn_fast(argv, exe, cwd=cwd, env=env, stdio=stdio, netns=netns))
     proc = await asyncio.create_subprocess_exec(
         argv[0], *argv[1:], executable=exe, cwd=cwd, env=env, stdin=stdio[0], stdout=stdio[1],
         stderr=stdio[2], start_new_session=True, preexec_fn=preexec)
-    if after is not None:
-        after(proc.pid, False)
     return proc
