@@ -332,6 +332,13 @@ class InstrumentedStore:
         finally:
             self._obs("get", key, t)
 
+    async def mod_revision(self, key: str) -> int:
+        t = time.perf_counter()
+        try:
+            return await self.inner.mod_revision(key)
+        finally:
+            self._obs("get", key, t)
+
     async def list(self, prefix: str, *, revision: int = 0, start: str = "", limit: int = 0) -> st.ListResult:
         t = time.perf_counter()
         try:

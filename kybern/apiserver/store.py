@@ -301,11 +301,15 @@ class RESTStore:
         if not self._same_bytes or resource_version == "0":
             return orjson.dumps(await self.get(namespace, name, resource_version=resource_version))
         key = object_key(self.info, namespace, name)
+        rc = self.cache.resources.get(self.prefix)
+        entry = rc.objects.get(key) if rc is not None else None
+        # the usual case: the cache holds the key's current version; storage is
+        # asked only for its revision (SQLite: the (name, id) index, no row read)
+        if entry is not None and await self.storage.mod_revision(key) == entry.rv:
+            return entry.raw
         kv, _ = await self.storage.get(key)
         if kv is None:
             raise self._not_found(name)
-        rc = self.cache.resources.get(self.prefix)
-        entry = rc.objects.get(key) if rc is not None else None
         if entry is not None and entry.rv == kv.mod_revision:
             return entry.raw
         return orjson.dumps(decode(kv))

@@ -156,6 +156,11 @@ class EtcdStore:
         kvs = out.get("kvs") or []
         return (self._kv(kvs[0]) if kvs else None), int(out["header"]["revision"])
 
+    async def mod_revision(self, key: str) -> int:
+        out = await self._call("/v3/kv/range", {"key": _b64(self._key(key)), "keys_only": True})
+        kvs = out.get("kvs") or []
+        return int(kvs[0].get("mod_revision", 0)) if kvs else 0
+
     async def list(self, prefix: str, *, revision: int = 0, start: str = "",
                    limit: int = 0) -> ListResult:
         lo = max(prefix, start) if start else prefix

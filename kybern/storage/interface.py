@@ -77,6 +77,13 @@ class ListResult:
 class Store(Protocol):
     async def get(self, key: str) -> tuple[KV | None, int]: ...
 
+    async def mod_revision(self, key: str) -> int:
+        """A consistent read, as get(), of only the revision of the key's latest
+        write: it equals a revision R > 0 exactly when the key now holds the value
+        put at R. (A deleted key gives 0 or its deletion's revision, a key never
+        written 0.) Cheaper than get() where the value is known already."""
+        ...
+
     async def list(self, prefix: str, *, revision: int = 0, start: str = "",
                    limit: int = 0) -> ListResult: ...
 

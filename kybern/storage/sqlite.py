@@ -72,12 +72,16 @@ SELECT {_VALUE_COLS} FROM kine WHERE id IN (
 ) AND deleted = 0 ORDER BY name LIMIT ?
 """
 
+# the id of a key's latest row, tombstone or not: kine_name_id_index alone
+# answers it, without reading the table's row (mod_revision)
+_MOD_SQL = "SELECT id FROM kine WHERE name = ? ORDER BY id DESC LIMIT 1"
 # the latest row of a key and the current revision (at index 7)
 _GET_SQL = f"SELECT {_VALUE_COLS}, (SELECT MAX(id) FROM kine) FROM kine WHERE name = ? ORDER BY id DESC LIMIT 1"
 
 SUBSCRIBER_QUEUE = 10_000
 POLL_INTERVAL = 1.0
 BUSY_TIMEOUT = 5.0
+RETRY_DELAY = 0.0005  # a group commit's next try when another process holds the write lock
 # indexes kine has that no query here needs (kine_name_id_index serves lookups
 # by name, the rowid ranges of revisions; compaction reads prev_revision as a
 # value by rowid range); dropped from older files because every write pays for
@@ -192,7 +196,7 @@ class SQLiteStore:
                 self._fail_all(sqlite3.OperationalError("database is locked"))
                 return
             self._flush_scheduled = True
-            loop.call_later(0.0005, self._flush)
+            loop.call_later(self._retry_delay(loop), self._flush)
             return
         self._busy_since = None
         writes, self._queue = self._queue, []
@@ -227,6 +231,14 @@ class SQLiteStore:
                                              int(res[4]), int(res[5]))))
             else:
                 w.fut.set_result(res[0])
+
+    @staticmethod
+    def _retry_delay(loop: asyncio.AbstractEventLoop) -> float:
+        """How soon a flush that found the write lock taken tries again: 0.5 ms,
+        or 1 ms on uvloop, whose timers count whole milliseconds (it runs a
+        0.5 ms call_later at once: a busy retry loop while the other process
+        commits)."""
+        return RETRY_DELAY if isinstance(loop, asyncio.BaseEventLoop) else 0.001
 
     def _fail_all(self, e: Exception) -> None:
         writes, self._queue = self._queue, []
@@ -271,6 +283,12 @@ class SQLiteStore:
         if row[3]:
             return None, int(row[7])
         return self._kv(row), int(row[7])
+
+    async def mod_revision(self, key: str) -> int:
+        # a tombstone's id is its deletion's revision, which no put of the key has;
+        # compaction removes a tombstone together with the row it replaced
+        row = self.db.execute(_MOD_SQL, (key,)).fetchone()
+        return int(row[0]) if row is not None else 0
 
     async def list(self, prefix: str, *, revision: int = 0, start: str = "",
                    limit: int = 0) -> ListResult:

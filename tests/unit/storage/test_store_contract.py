@@ -77,6 +77,23 @@ async def test_delete_then_recreate(store):
     assert kv.value == b"again" and kv.create_revision == r3  # a new incarnation
 
 
+async def test_mod_revision_matches_only_the_current_put(store):
+    assert await store.mod_revision("/m/k") == 0  # never written
+    r1 = await store.create("/m/k", b"v1")
+    assert await store.mod_revision("/m/k") == r1
+    r2 = await store.update("/m/k", b"v2", r1)
+    await store.create("/m/other", b"x")
+    assert await store.mod_revision("/m/k") == r2
+    rd, _ = await store.delete("/m/k")
+    assert await store.mod_revision("/m/k") not in (r1, r2)  # 0 or the deletion's revision
+    assert (await store.mod_revision("/m/k")) in (0, rd)
+    r3 = await store.create("/m/k", b"v3")
+    assert await store.mod_revision("/m/k") == r3
+    await store.delete("/m/k")
+    await store.compact(await store.current_revision())
+    assert await store.mod_revision("/m/k") == 0
+
+
 async def test_list_prefix_limit_and_at_revision(store):
     for i in range(5):
         await store.create(f"/p/{i}", str(i).encode())
