@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from kybern.cli import cluster, kubeconfig
+from kybern.cli import cluster, kubeconfig, serverloop
 
 DEFAULT_DATA = Path(os.environ.get("KYBERN_DATA_DIR", str(Path.home() / ".kybern")))
 # pod network and service proxy of node agents (docs/networking.md); the environment sets the defaults
@@ -116,8 +116,8 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
         click.echo("  Ctrl-C stops the cluster; `kybern up` again resumes it.")
         sys.stdout.flush()
 
-    try:
-        asyncio.run(cluster.serve_forever(cfg, on_ready=ready))
+    try:  # uvloop for the API, unless the node agent (asyncio child watchers) shares the process
+        serverloop.run(cluster.serve_forever(cfg, on_ready=ready), fast=not agent_in_process)
     except KeyboardInterrupt:
         pass
     finally:
@@ -155,7 +155,7 @@ def server(data_dir: Path, address: str, port: int, datastore: str, api_workers:
         sys.stdout.flush()
 
     try:
-        asyncio.run(cluster.serve_forever(cfg, on_ready=ready))
+        serverloop.run(cluster.serve_forever(cfg, on_ready=ready))  # uvloop (serverloop.py)
     except KeyboardInterrupt:
         pass
     finally:
@@ -278,7 +278,7 @@ def api_worker(data_dir: Path, address: str, port: int, datastore: str, index: i
     _logging(0)
     from kybern.cli import apiworkers
 
-    asyncio.run(apiworkers.serve_worker(data_dir, address, port, datastore))
+    serverloop.run(apiworkers.serve_worker(data_dir, address, port, datastore))
 
 
 @main.group()
