@@ -155,6 +155,9 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
             me = psutil.Process()
             bcpu0 = me.cpu_times()
             acpu0 = agent.cpu_times() if agent else None
+            # the runtime's spawn worker (spawnd.py): a live child, so not in "exited helpers"
+            worker = next((p for p in (agent or up).children() if any("spawnd" in a for a in p.cmdline())), None)
+            wcpu0 = worker.cpu_times() if worker else None
             t0 = time.monotonic()
             spies = []
             if py_spy:  # raw stacks from the first create to all running: OUT (the agent) and OUT.up
@@ -177,6 +180,7 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
             cpu1 = up.cpu_times()
             bcpu1 = me.cpu_times()
             acpu1 = agent.cpu_times() if agent else None
+            wcpu1 = worker.cpu_times() if worker else None
             for spy in spies:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
@@ -197,6 +201,7 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
             print("  CPU from the first create to all running:")
             for what, t0_, t1_ in (("`kybern up` (apiserver, controllers)", cpu0, cpu1),
                                    ("node agent process", acpu0, acpu1),
+                                   ("its spawn worker (spawnd)", wcpu0, wcpu1),
                                    ("this bench (creates, watch)", bcpu0, bcpu1)):
                 if t0_ is None or t1_ is None:
                     continue
@@ -247,13 +252,21 @@ async def idle(n_pods: int, seconds: float) -> None:
                 await asyncio.sleep(0.5)
             print(f"  {n_pods} pods running in {time.monotonic() - t0:.1f} s; settling 15 s")
             await asyncio.sleep(15)
-            a = p.cpu_times()
+            w = next((k for k in p.children() if any("spawnd" in x for x in k.cmdline())), None)
+            a, wa = p.cpu_times(), (w.cpu_times() if w else None)
             await asyncio.sleep(seconds)
-            b = p.cpu_times()
+            b, wb = p.cpu_times(), (w.cpu_times() if w else None)
             used = (b.user - a.user) + (b.system - a.system)
             rss = p.memory_info().rss / 2**20
             print(f"  agent process alone, {n_pods} idle pods: CPU {100 * used / seconds:.2f}% of a core over "
                   f"{seconds:.0f} s; RSS {rss:.0f} MB (threads {p.num_threads()})")
+            if w is not None and wa is not None and wb is not None:  # the runtime's spawn worker (spawnd.py)
+                wused = (wb.user - wa.user) + (wb.system - wa.system)
+                wm = w.memory_full_info()
+                pm = p.memory_full_info()
+                print(f"  its spawn worker: CPU {100 * wused / seconds:.2f}% of a core; RSS {wm.rss / 2**20:.0f} MB "
+                      f"(PSS {wm.pss / 2**20:.0f} MB); agent + worker: RSS {(rss * 2**20 + wm.rss) / 2**20:.0f} MB, "
+                      f"PSS {(pm.pss + wm.pss) / 2**20:.0f} MB")
             await delete_pods(c, names)
         finally:
             await c.close()

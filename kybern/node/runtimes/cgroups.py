@@ -227,15 +227,30 @@ def _keyed(text: str) -> dict[str, int]:
 
 class Joiner:
     """A preexec_fn that moves the child into a cgroup before it execs (writing
-    "0" to cgroup.procs moves the writer), then calls `then`. The files are
-    opened beforehand in the parent; close() after the spawn."""
+    "0" to cgroup.procs moves the writer), then calls `then`; or, after a
+    vfork spawn, `move(pid)` from the parent. The cgroup.procs files (`paths`,
+    one per hierarchy) are opened on first use: a spawn worker that does the
+    move itself needs only their names. close() after the spawn."""
 
-    def __init__(self, fds: list[int], then: Callable[[], None] | None) -> None:
-        self.fds = fds
+    def __init__(self, paths: list[str], then: Callable[[], None] | None) -> None:
+        self.paths = paths
         self.then = then
+        self.fds: list[int] | None = None
+
+    def _open(self) -> list[int]:
+        if self.fds is None:
+            self.fds = []
+            try:
+                for path in self.paths:
+                    self.fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+            except OSError as e:  # created with the container; gone only if someone removed it
+                log.warning("cannot enter cgroup %s, the process runs outside it: %s", path, e)
+                self.close()
+                self.fds = []
+        return self.fds
 
     def __call__(self) -> None:
-        for fd in self.fds:
+        for fd in self._open():
             with contextlib.suppress(OSError):  # the parent moves the pid after the spawn too
                 os.write(fd, b"0")
         if self.then is not None:
@@ -243,8 +258,8 @@ class Joiner:
 
     def move(self, pid: int) -> None:
         """Move `pid` into the cgroup from the parent (spawn.py's fast path has no
-        child-side step), through the files already open."""
-        for fd in self.fds:
+        child-side step)."""
+        for fd in self._open():
             try:
                 os.write(fd, str(pid).encode())
             except OSError as e:
@@ -252,10 +267,10 @@ class Joiner:
                     log.warning("cannot move pid %d into its cgroup: %s", pid, e)
 
     def close(self) -> None:
-        for fd in self.fds:
+        for fd in self.fds or ():
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self.fds = []
+        self.fds = None
 
 
 class Cgroups:
@@ -490,17 +505,8 @@ class Cgroups:
 
     # -- processes ----------------------------------------------------------
     def joiner(self, rel: str, then: Callable[[], None] | None) -> Joiner:
-        fds: list[int] = []
-        if self.enabled and rel:
-            try:
-                for root in self._root_strs:
-                    fds.append(os.open(f"{root}/{rel}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
-            except OSError as e:  # created with the container; gone only if someone removed it
-                log.warning("cannot enter cgroup %s, the process runs outside it: %s", rel, e)
-                for fd in fds:
-                    os.close(fd)
-                fds = []
-        return Joiner(fds, then)
+        paths = [f"{root}/{rel}/cgroup.procs" for root in self._root_strs] if self.enabled and rel else []
+        return Joiner(paths, then)
 
     def join(self, rel: str, pid: int) -> None:
         """Move `pid` into the cgroup (a no-op when the preexec step already did)."""

@@ -76,7 +76,7 @@ from kybern.node.runtimes.proctree import kill_tree as _kill_tree
 from kybern.node.runtimes.records import write_record
 from kybern.node.runtimes.rootfs import make_tree
 from kybern.node.runtimes.sandbox import Sandboxes
-from kybern.node.runtimes.spawn import Child, read_to_eof, spawn
+from kybern.node.runtimes.spawn import Child, RemoteChild, SpawnWorker, read_to_eof, spawn
 from kybern.node.runtimes.stdio import ContainerIO, ExecProcess, spawn_exec
 
 if TYPE_CHECKING:
@@ -143,6 +143,7 @@ class ProcessRuntime(RuntimeState):
         self.host_ip = host_ip
         self.sandboxes = Sandboxes(self.root, host_ip, network)
         self.cgroups = Cgroups.for_node(node_name, data_dir)
+        self.spawner = SpawnWorker()  # starts container processes beside the event loop (spawnd.py)
         super().__init__()
 
     # -- lifecycle ----------------------------------------------------------
@@ -160,6 +161,7 @@ class ProcessRuntime(RuntimeState):
             if c.status.state == RUNNING:
                 self._reap_leftover(c)
         self.cgroups.log_once()
+        self.spawner.start()
         known = {s.uid for s in self.sandboxes.list()}
         for uid in self.cgroups.pod_uids() - known:  # pods gone while no agent ran
             await asyncio.to_thread(self.cgroups.remove, self.cgroups.find_pod(uid))
@@ -169,6 +171,7 @@ class ProcessRuntime(RuntimeState):
         running = [c for c in self._containers.values() if c.status.state == RUNNING]
         await asyncio.gather(*(self.stop_container(c.status.id, timeout) for c in running),
                              return_exceptions=True)
+        await self.spawner.close()
         await asyncio.to_thread(self.cgroups.remove_all)  # recreated on demand by the next agent
         await self.sandboxes.teardown_networks()
 
@@ -293,7 +296,7 @@ class ProcessRuntime(RuntimeState):
         try:
             proc = await spawn(c.argv, exe, cwd=c.cwd, env=c.env, stdio=io.child, preexec=preexec,
                                netns=self.sandboxes.netns(c.status.sandbox_id), tty=c.config.tty,
-                               execvp_finds=execvp_finds)
+                               execvp_finds=execvp_finds, worker=self.spawner, cgroup_procs=join.paths)
         except OSError as e:
             join.close()
             if nsfd is not None:
@@ -303,9 +306,8 @@ class ProcessRuntime(RuntimeState):
             msg = f'exec: "{c.argv[0]}": {e.strerror or e}'
             self._finish(c, 128, "StartError", msg, started=False)
             raise ContainerError("StartError", msg) from e
-        _move_into_cgroup(join, c.cgroup, proc)
-        c.proc_create_time = start_time(proc.pid)
-        join.close()
+        _placed(join, c.cgroup, proc)
+        c.proc_create_time = proc.start_time if isinstance(proc, RemoteChild) else start_time(proc.pid)
         if nsfd is not None:
             os.close(nsfd)
         io.after_spawn()
@@ -434,7 +436,7 @@ class ProcessRuntime(RuntimeState):
         try:
             proc = await spawn(cmd, exe, cwd=c.cwd, env=c.env, stdio=[devnull, out_w, out_w], preexec=preexec,
                                netns=self.sandboxes.netns(c.status.sandbox_id), tty=False,
-                               execvp_finds=execvp_finds)
+                               execvp_finds=execvp_finds, worker=self.spawner, cgroup_procs=join.paths)
         except OSError as e:
             join.close()
             os.close(out_r)
@@ -446,8 +448,7 @@ class ProcessRuntime(RuntimeState):
             for fd in (nsfd, out_w, devnull):
                 if fd is not None:
                     os.close(fd)
-        _move_into_cgroup(join, c.cgroup, proc)
-        join.close()
+        _placed(join, c.cgroup, proc)
         try:
             out = await asyncio.wait_for(read_to_eof(out_r), timeout)
             await asyncio.wait_for(proc.wait(), timeout)
@@ -560,9 +561,12 @@ def _resolve(argv0: str, rootfs: Path, cwd: str, path_env: str) -> tuple[str, bo
     return None
 
 
-def _move_into_cgroup(join: Any, cgroup: str, proc: Any) -> None:
-    """Right after a spawn: the process into its cgroup (a no-op when it joined
-    before exec), with what it forked before that on the vfork path (spawn.py)."""
-    join.move(proc.pid)
-    for child in descendant_pids(proc.pid) if cgroup and isinstance(proc, Child) else ():
-        join.move(child)
+def _placed(join: Any, cgroup: str, proc: Any) -> None:
+    """Right after a spawn: the process into its cgroup (the spawn worker did it
+    already; a no-op when it joined before exec), with what it forked before
+    that on the vfork path (spawn.py); then the joiner closed."""
+    if not isinstance(proc, RemoteChild):
+        join.move(proc.pid)
+        for child in descendant_pids(proc.pid) if cgroup and isinstance(proc, Child) else ():
+            join.move(child)
+    join.close()

@@ -7,6 +7,8 @@ import os
 
 import psutil
 
+from kybern.node.runtimes.spawnd import descendant_pids, start_ticks
+
 # CONFIG_PROC_CHILDREN: every distribution kernel has it; without it, psutil's /proc scan
 _HAVE_CHILDREN_FILES = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
 
@@ -20,39 +22,17 @@ def start_time(pid: int) -> float:
     same formula: start ticks from /proc/<pid>/stat over the clock rate, plus
     the boot time), for the identity checks of kill_tree; one file read instead
     of a psutil.Process per container start. 0.0 if the process is gone."""
+    return from_ticks(start_ticks(pid))
+
+
+def from_ticks(ticks: int) -> float:
+    """A start time in clock ticks since boot (spawnd.start_ticks) as psutil's create_time()."""
     global _boot_time
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
+    if not ticks:
         return 0.0
     if _boot_time is None:
         _boot_time = psutil.boot_time()
-    fields = data[data.rfind(b")") + 2:].split()  # after "pid (comm) ": the state is field 3
-    return int(fields[19]) / _CLOCK_TICKS + _boot_time
-
-
-def descendant_pids(pid: int) -> list[int]:
-    """The descendants `pid` has at this moment, from /proc/<pid>/task/*/children
-    (one small read per process; psutil's children() reads every process's
-    stat file on the machine, for each container stopped)."""
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                with open(f"/proc/{p}/task/{t}/children") as f:
-                    kids = [int(x) for x in f.read().split()]
-            except (OSError, ValueError):
-                continue
-            out.extend(kids)
-            todo.extend(kids)
-    return out
+    return ticks / _CLOCK_TICKS + _boot_time
 
 
 def descendants(pid: int) -> list[psutil.Process]:
