@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,16 @@ class Cluster:
     proc: subprocess.Popen[str]
     env: dict[str, str]
     log: Path
+
+    def client(self) -> Any:
+        """kybern's own API client, as the cluster's admin (the kubeconfig's token)."""
+        import yaml
+
+        from kybern.client.http import Client
+
+        cfg = yaml.safe_load(self.kubeconfig.read_text())
+        return Client(cfg["clusters"][0]["cluster"]["server"], token=cfg["users"][0]["user"]["token"],
+                      ca_file=str(self.dir / "data" / "pki" / "ca.crt"))
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from kybern.client.http import Client
@@ -43,8 +44,12 @@ class EventRecorder:
     which follow at that rate. 0 means unlimited."""
 
     def __init__(self, client: Client, component: str, host: str = "", *, qps: float = 0,
-                 burst: int = 0) -> None:
+                 burst: int = 0, yield_to: Callable[[], bool] | None = None, max_yield: float = 2.0) -> None:
         self.client = client
+        # while yield_to() is true (the node agent: pods are waiting to be started) an event
+        # waits, at most max_yield seconds: events are best effort, a pod's start is not
+        self._yield_to = yield_to
+        self._max_yield = max_yield
         self.component = component
         self.host = host
         self._seen: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -65,6 +70,10 @@ class EventRecorder:
     async def _drain(self) -> None:
         while True:
             obj, type_, reason, message, field_path = await self._queue.get()
+            if self._yield_to is not None and self._yield_to():
+                until = time.monotonic() + self._max_yield
+                while self._yield_to() and time.monotonic() < until:
+                    await asyncio.sleep(0.02)
             if self._limit is not None:
                 await self._limit.take()
             await self._record(obj, type_, reason, message, field_path)

@@ -82,13 +82,15 @@ class NodeAgent:
         self.network = PodNetwork(self.data_dir, name, pod_network if runtime is None else "host")
         self.runtime: Runtime = runtime or ProcessRuntime(self.data_dir, self.images, host_ip=address,
                                                           network=self.network, node_name=name)
-        # the kubelet's eventRecordQPS and eventBurst (defaults 50 and 100): events beyond them wait
-        self.recorder = EventRecorder(client, "kubelet", name, qps=event_qps, burst=event_burst)
+        self.sync_slots = SyncSlots()  # pods sync a few at a time, in order (sync_slots.py)
+        # the kubelet's eventRecordQPS and eventBurst (defaults 50 and 100): events beyond them
+        # wait; so does every event while pods wait for a sync slot (at most 2 s): their starts first
+        self.recorder = EventRecorder(client, "kubelet", name, qps=event_qps, burst=event_burst,
+                                      yield_to=self.sync_slots.backlog)
         self.env = EnvResolver(client)
         self.server = NodeServer(self, address, port)
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={name}")
         self.workers: dict[str, PodWorker] = {}  # by pod UID
-        self.sync_slots = SyncSlots()  # pods sync a few at a time, in order (sync_slots.py)
         self.ready = asyncio.Event()  # registered and serving
         self.node_uid: str | None = None
         self._node_status: dict[str, Any] | None = None

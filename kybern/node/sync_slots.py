@@ -27,6 +27,10 @@ class SyncSlots:
         self._lease = lease
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
+    def backlog(self) -> bool:
+        """Are syncs waiting for a slot? (The agent's events wait while they are.)"""
+        return bool(self._waiters)
+
     def _hand_on(self) -> None:
         while self._waiters:
             fut = self._waiters.popleft()

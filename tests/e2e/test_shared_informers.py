@@ -6,29 +6,14 @@ component that stops takes only its own handlers away; the informers go on."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
-import tempfile
 from typing import Any
 
 import pytest
-import yaml
 
-from kybern.client.http import Client
 from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import CONFIGMAPS, SECRETS
 
 pytestmark = pytest.mark.e2e
-
-
-def _client(cluster: Any) -> tuple[Client, str]:
-    cfg = yaml.safe_load(cluster.kubeconfig.read_text())
-    ca = base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"])
-    f = tempfile.NamedTemporaryFile(suffix=".crt", delete=False)
-    f.write(ca)
-    f.close()
-    return Client(cfg["clusters"][0]["cluster"]["server"], token=cfg["users"][0]["user"]["token"],
-                  ca_file=f.name), f.name
 
 
 async def _until(pred: Any, timeout: float = 10.0) -> None:
@@ -40,7 +25,7 @@ async def _until(pred: Any, timeout: float = 10.0) -> None:
 
 
 async def test_components_share_one_watch_and_leave_alone(cluster: Any, namespace: str) -> None:
-    client, ca_path = _client(cluster)
+    client = cluster.client()
     try:
         factory = InformerFactory(client, namespace=namespace)
         seen_a: list[str] = []
@@ -80,4 +65,3 @@ async def test_components_share_one_watch_and_leave_alone(cluster: Any, namespac
         await factory.stop()
     finally:
         await client.close()
-        os.unlink(ca_path)

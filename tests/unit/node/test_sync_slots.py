@@ -87,3 +87,25 @@ async def test_a_cancelled_waiter_does_not_lose_the_slot() -> None:
 
     await asyncio.wait_for(after(), 1.0)
     assert got.is_set()
+
+
+async def test_backlog_is_syncs_waiting_for_a_slot() -> None:
+    slots = SyncSlots(slots=1, lease=10)
+    assert not slots.backlog()
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with slots.slot():
+            entered.set()
+            await release.wait()
+
+    first = asyncio.create_task(hold())
+    await entered.wait()
+    assert not slots.backlog()  # one sync running, none waiting
+    second = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    assert slots.backlog()
+    release.set()
+    await asyncio.gather(first, second)
+    assert not slots.backlog()
