@@ -171,6 +171,13 @@ class SQLiteStore:
         self.db.executescript(SCHEMA)
         for index in _UNUSED_INDEXES:
             self.db.execute(f"DROP INDEX IF EXISTS {index}")
+        # writes (group commits, compaction) go through a second connection that never
+        # waits for the write lock (busy_timeout 0: a commit finding it taken retries
+        # from the event loop), reads through the first, which waits as usual
+        self.wdb = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.wdb.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
+        self.wdb.execute("PRAGMA busy_timeout=0")
+        self.wdb.execute("PRAGMA wal_autocheckpoint=0")
         self._subs: list[_Subscriber] = []
         self._last_seen = self._max_id()
         self._poller: asyncio.Task[None] | None = None
@@ -192,8 +199,8 @@ class SQLiteStore:
         return int(row[0]) if row else 0
 
     def _latest(self, key: str) -> tuple[Any, ...] | None:
-        """The key's latest row, without old_value (_VALUE_COLS)."""
-        return self.db.execute(
+        """The key's latest row, without old_value (_VALUE_COLS), inside a write."""
+        return self.wdb.execute(
             f"SELECT {_VALUE_COLS} FROM kine WHERE name = ? ORDER BY id DESC LIMIT 1", (key,)
         ).fetchone()
 
@@ -208,17 +215,15 @@ class SQLiteStore:
         return KV(row[1], bytes(row[6]) if row[6] is not None else b"", cls._create_rev(row), int(row[0]))
 
     def _try_begin(self) -> bool:
-        """BEGIN IMMEDIATE without waiting: False if another connection holds the write lock."""
-        self.db.execute("PRAGMA busy_timeout=0")
+        """BEGIN IMMEDIATE on the write connection, without waiting: False if
+        another connection holds the write lock."""
         try:
-            self.db.execute("BEGIN IMMEDIATE")
+            self.wdb.execute("BEGIN IMMEDIATE")
             return True
         except sqlite3.OperationalError as e:
             if "locked" not in str(e):
                 raise
             return False
-        finally:
-            self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
 
     def _start_checkpointer(self) -> None:
         self._checkpointer = _Checkpointer(self.path)
@@ -271,11 +276,11 @@ class SQLiteStore:
                     continue
                 rows.append(row)
                 results.append(row)
-            self.db.execute("COMMIT")
+            self.wdb.execute("COMMIT")
         except sqlite3.Error as e:
             log.error("sqlite group commit of %d writes failed: %s", len(writes), e)
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
+            if self.wdb.in_transaction:
+                self.wdb.execute("ROLLBACK")
             for w in writes:
                 w.fut.set_exception(e)
                 w.fut.exception()  # retrieved: a cancelled caller may not look
@@ -324,7 +329,7 @@ class SQLiteStore:
             value = w.value if w.kind == "update" else prev[6]
             row = (w.key, 0, 1 if w.kind == "delete" else 0, self._create_rev(prev), int(prev[0]), value, prev[6])
         try:
-            cur = self.db.execute(
+            cur = self.wdb.execute(
                 "INSERT INTO kine(name, created, deleted, create_revision, prev_revision, lease, value,"
                 " old_value) VALUES (?, ?, ?, ?, ?, 0, ?, ?)", row)
         except sqlite3.IntegrityError:
@@ -405,19 +410,19 @@ class SQLiteStore:
                 raise sqlite3.OperationalError("database is locked")
             await asyncio.sleep(0.001)
         try:
-            self.db.execute(
+            self.wdb.execute(
                 "DELETE FROM kine WHERE id IN (SELECT prev_revision FROM kine WHERE name != ?"
                 " AND prev_revision != 0 AND id <= ?)", (COMPACT_KEY, revision))
-            self.db.execute("DELETE FROM kine WHERE deleted = 1 AND id <= ?", (revision,))
-            prev = self.db.execute("SELECT id FROM kine WHERE name = ?", (COMPACT_KEY,)).fetchone()
-            self.db.execute("DELETE FROM kine WHERE name = ?", (COMPACT_KEY,))
+            self.wdb.execute("DELETE FROM kine WHERE deleted = 1 AND id <= ?", (revision,))
+            prev = self.wdb.execute("SELECT id FROM kine WHERE name = ?", (COMPACT_KEY,)).fetchone()
+            self.wdb.execute("DELETE FROM kine WHERE name = ?", (COMPACT_KEY,))
             # the bookkeeping row records the compact revision in prev_revision
-            self.db.execute(
+            self.wdb.execute(
                 "INSERT INTO kine(name, created, deleted, create_revision, prev_revision, lease)"
                 " VALUES (?, 0, 0, 0, ?, 0)", (COMPACT_KEY, revision))
-            self.db.execute("COMMIT")
+            self.wdb.execute("COMMIT")
         except Exception:
-            self.db.execute("ROLLBACK")
+            self.wdb.execute("ROLLBACK")
             raise
         del prev
         self._last_seen = max(self._last_seen, self._max_id())
@@ -514,4 +519,5 @@ class SQLiteStore:
                 sub.queue.put_nowait(None)
             except asyncio.QueueFull:
                 pass
+        self.wdb.close()
         self.db.close()
