@@ -85,7 +85,7 @@ async def main(args: argparse.Namespace) -> None:
         prof = None
         if args.cprofile:  # the event-loop thread only
             import cProfile
-            prof = cProfile.Profile()
+            prof = cProfile.Profile(time.thread_time)  # CPU time, not wall: the machine is shared
             prof.enable()
         worker = psutil.Process(rt.spawner.pid) if rt.spawner.pid else None  # spawnd.py, a live child
         w0 = worker.cpu_times() if worker else None

@@ -74,7 +74,7 @@ from kybern.node.runtimes.proctree import descendants as _descendants
 from kybern.node.runtimes.proctree import kill_group as _kill_group
 from kybern.node.runtimes.proctree import kill_tree as _kill_tree
 from kybern.node.runtimes.records import write_record
-from kybern.node.runtimes.rootfs import make_tree
+from kybern.node.runtimes.rootfs import FreshTree, make_tree
 from kybern.node.runtimes.sandbox import Sandboxes
 from kybern.node.runtimes.spawn import Child, RemoteChild, SpawnWorker, read_to_eof, spawn
 from kybern.node.runtimes.stdio import ContainerIO, ExecProcess, spawn_exec
@@ -109,6 +109,7 @@ class _Container:
         self.exited = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.io: ContainerIO | None = None  # the main process's streams, for attach
+        self.fresh: FreshTree | None = None  # its tree as make_tree() left it, until it starts
 
     def to_json(self) -> dict[str, Any]:
         # the dataclasses' own dicts, not dataclasses.asdict: that deep-copies every
@@ -261,6 +262,7 @@ class ProcessRuntime(RuntimeState):
                                  state=CREATED, image=img.ref, image_ref=img.repo_digest,
                                  created_at=time.time(), log_path=log_path, labels=dict(config.labels))
         c = _Container(status, config, cdir, str(cwd), argv, env)
+        c.fresh = FreshTree(str(img.rootfs), img.id, config.mounts)
         try:
             if self.cgroups.enabled and sandbox_config.cgroup_parent:
                 c.cgroup = self._container_cgroup(sandbox_config, cid, config.resources)
@@ -278,7 +280,8 @@ class ProcessRuntime(RuntimeState):
         if c.status.state != CREATED:
             raise ContainerError("StartError", f"container {container_id} is not in created state")
         rootfs = c.dir / "rootfs"
-        found = _resolve(c.argv[0], rootfs, c.cwd, c.env.get("PATH", ""))
+        found = _resolve(c.argv[0], rootfs, c.cwd, c.env.get("PATH", ""), c.fresh)
+        c.fresh = None  # from now on the container may change its tree
         writer = LogWriter(c.status.log_path)
         if found is None:
             msg = f'exec: "{c.argv[0]}": executable file not found in $PATH'
@@ -531,32 +534,58 @@ class ProcessRuntime(RuntimeState):
         return st
 
 
-def _resolve(argv0: str, rootfs: Path, cwd: str, path_env: str) -> tuple[str, bool] | None:
+_HOST_LOOKUP_TTL = 2.0
+_host_lookups: dict[str, tuple[float, bool]] = {}
+
+
+def _executable(p: str) -> bool:
+    return os.path.isfile(p) and os.access(p, os.X_OK)
+
+
+def _host_executable(p: str) -> bool:
+    """_executable() for a path on the host, remembered for 2 s: every container
+    start walks its PATH, and the host's directories do not change that often
+    (a program installed just now is found at most 2 s later)."""
+    now = time.monotonic()
+    hit = _host_lookups.get(p)
+    if hit is not None and now - hit[0] < _HOST_LOOKUP_TTL:
+        return hit[1]
+    found = _executable(p)
+    if len(_host_lookups) > 4096:
+        _host_lookups.clear()
+    _host_lookups[p] = (now, found)
+    return found
+
+
+def _resolve(argv0: str, rootfs: Path, cwd: str, path_env: str,
+             tree: FreshTree | None = None) -> tuple[str, bool] | None:
     """Find the executable for argv[0]: inside the container's tree first, then
     on the host (this runtime has no chroot). Also tells whether execvp(argv0) in
     a child with that PATH and working dir finds the same file (spawn.py's fast
     path needs it: a file found inside the tree is not what execvp would run).
-    Plain strings, not Paths: this runs for every container start, exec and exec probe."""
-    def ok(p: str) -> bool:
-        return os.path.isfile(p) and os.access(p, os.X_OK)
-
+    `tree`: the tree is fresh from make_tree() (a container start), so its image's
+    listing answers for it where it can. Plain strings, not Paths: this runs for
+    every container start, exec and exec probe."""
     root = str(rootfs)
+
+    def inside(rel: str) -> bool:
+        known = tree.executable(rel) if tree is not None else None
+        return known if known is not None else _executable(os.path.join(root, rel))
+
     if "/" in argv0:
         if argv0.startswith("/"):
-            inside = os.path.join(root, argv0.lstrip("/"))
-            if ok(inside):
-                return inside, False
-            return (argv0, True) if ok(argv0) else None
+            if inside(argv0.lstrip("/")):
+                return os.path.join(root, argv0.lstrip("/")), False
+            return (argv0, True) if _executable(argv0) else None
         rel = os.path.join(cwd, argv0)
-        return (rel, True) if ok(rel) else None
+        return (rel, True) if _executable(rel) else None
     for d in path_env.split(os.pathsep):
         if not d:
             continue
-        inside = os.path.join(root, d.lstrip("/"), argv0)
-        if ok(inside):
-            return inside, False
+        if inside(os.path.join(d.lstrip("/"), argv0)):
+            return os.path.join(root, d.lstrip("/"), argv0), False
         cand = os.path.join(d, argv0)
-        if ok(cand):
+        if (_host_executable if os.path.isabs(d) else _executable)(cand):
             return cand, os.path.isabs(d)  # a relative entry: execvp resolves it from the child's cwd
     return None
 

@@ -87,6 +87,71 @@ def listing(root: str, key: str) -> list[_Entry]:
     return got
 
 
+class _Index:
+    """An image's listing by path, and the answers already given for it."""
+
+    def __init__(self, entries: list[_Entry]) -> None:
+        self.entries = {e.rel: e for e in entries}
+        self.verdicts: dict[tuple[str, int], bool | None] = {}
+
+
+_indexes: dict[tuple[str, str], _Index] = {}
+
+
+class FreshTree:
+    """What a container's tree holds right after make_tree(), from its image's
+    listing instead of the filesystem: the runtime looks the command up along
+    PATH at each start, one stat per directory otherwise. Says None where the
+    listing cannot tell: a symlink on the way (it may point anywhere, the host
+    included: there is no chroot) or a mount at or above the path."""
+
+    def __init__(self, image_root: str, image_id: str, mounts: list[Mount]) -> None:
+        k = (image_root, image_id)
+        index = _indexes.get(k)
+        if index is None:
+            if len(_indexes) > 64:
+                _indexes.clear()
+            index = _indexes[k] = _Index(listing(image_root, image_id))
+        self._index = index
+        self._mounts = [os.path.normpath("/" + m.container_path).strip("/") for m in mounts]
+        self._xbits = 0o111 if os.geteuid() == 0 else 0o100  # os.access(X_OK) on our own copy
+
+    def executable(self, rel: str) -> bool | None:
+        """Is `rel` (relative to the tree's root) an executable regular file?"""
+        if "." in rel or "//" in rel:
+            rel = os.path.normpath(rel)
+            if rel.startswith(".."):
+                return None
+        for m in self._mounts:
+            if rel == m or rel.startswith(m + "/") or m == "":
+                return None
+        key = (rel, self._xbits)
+        verdicts = self._index.verdicts
+        if key not in verdicts:
+            if len(verdicts) > 4096:
+                verdicts.clear()
+            verdicts[key] = self._from_listing(rel)
+        return verdicts[key]
+
+    def _from_listing(self, rel: str) -> bool | None:
+        entries = self._index.entries
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            e = entries.get("/".join(parts[:i]))
+            if e is None:
+                return False
+            if e.kind == "l":
+                return None
+            if e.kind != "d":
+                return False
+        e = entries.get(rel)
+        if e is None:
+            return False
+        if e.kind == "l":
+            return None
+        return e.kind == "f" and bool(e.mode & self._xbits)
+
+
 def copy_image(src: str, dst: str, entries: list[_Entry]) -> None:
     """Replay `entries` (from `listing(src)`) under `dst`, which must not exist."""
     dirs: list[_Entry] = []
@@ -135,4 +200,5 @@ def make_tree(image_root: Path, image_id: str, rootfs: Path, mounts: list[Mount]
     copy_image(src, str(rootfs), listing(src, image_id))
     for m in sorted(mounts, key=lambda m: m.container_path.count("/")):
         place_mount(rootfs, m)  # parents first: nested mounts land inside them
-    cwd.mkdir(parents=True, exist_ok=True)
+    if cwd != rootfs:
+        cwd.mkdir(parents=True, exist_ok=True)
