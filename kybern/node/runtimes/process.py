@@ -579,14 +579,17 @@ def _resolve(argv0: str, rootfs: Path, cwd: str, path_env: str,
             return (argv0, True) if _executable(argv0) else None
         rel = os.path.join(cwd, argv0)
         return (rel, True) if _executable(rel) else None
-    for d in path_env.split(os.pathsep):
+    for d in path_env.split(os.pathsep):  # f-strings, not os.path.join: ~15 directories per start
         if not d:
             continue
-        if inside(os.path.join(d.lstrip("/"), argv0)):
-            return os.path.join(root, d.lstrip("/"), argv0), False
-        cand = os.path.join(d, argv0)
-        if (_host_executable if os.path.isabs(d) else _executable)(cand):
-            return cand, os.path.isabs(d)  # a relative entry: execvp resolves it from the child's cwd
+        d = d.rstrip("/") or "/"
+        rel = f"{d.lstrip('/')}/{argv0}".lstrip("/")
+        if inside(rel):
+            return f"{root}/{rel}", False
+        cand = f"{d}/{argv0}" if d != "/" else f"/{argv0}"
+        absolute = d.startswith("/")
+        if (_host_executable if absolute else _executable)(cand):
+            return cand, absolute  # a relative entry: execvp resolves it from the child's cwd
     return None
 
 
