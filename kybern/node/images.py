@@ -23,6 +23,7 @@ place, so a reader never sees half an image.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -92,6 +93,7 @@ class ImageRef:
         return self.familiar
 
 
+@functools.lru_cache(maxsize=1024)  # every container start parses its image's name a few times
 def parse_ref(ref: str) -> ImageRef:
     """Parse and normalise `ref` as docker's reference.ParseNormalizedNamed does,
     then add the default tag `latest` when neither tag nor digest is given."""
@@ -166,6 +168,7 @@ class ImageStore:
         self.root = Path(data_dir) / "images"
         self._seed = seed_samples
         self._loaded: dict[Path, tuple[tuple[int, int, int], Image]] = {}
+        self._seeded = False  # the samples' marker was seen by this process
 
     # -- queries ----------------------------------------------------------
     def get(self, ref: str) -> Image | None:
@@ -281,8 +284,11 @@ class ImageStore:
     def _ensure(self) -> None:
         """Seed the sample images the first time this store is used. The marker
         keeps a removed sample removed."""
+        if self._seeded:
+            return
         marker = self.root / ".seeded"
         if not self._seed or marker.exists():
+            self._seeded = True
             return
         self.root.mkdir(parents=True, exist_ok=True)
         for sample in sorted(SAMPLE_DIR.iterdir()) if SAMPLE_DIR.is_dir() else []:
@@ -293,6 +299,7 @@ class ImageStore:
             if not (self.root / _key(normalize(spec["ref"]))).exists():
                 self._import(spec["ref"], sample / "rootfs", spec.get("config") or {})
         marker.write_text("sample images imported; delete this file to import them again\n")
+        self._seeded = True
 
 
 def _key(full_name: str) -> str:

@@ -18,6 +18,11 @@ def place_mount(rootfs: Path, m: Mount) -> None:
         raise ContainerError("CreateContainerError", f"invalid mount path {m.container_path!r}")
     target = rootfs.joinpath(*parts)
     target.parent.mkdir(parents=True, exist_ok=True)
+    try:  # the usual case, a path the image does not have: one call
+        os.symlink(m.host_path, target)
+        return
+    except FileExistsError:
+        pass
     if target.is_symlink() or target.is_file():
         target.unlink()
     elif target.is_dir():
