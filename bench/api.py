@@ -28,7 +28,11 @@ server's CPU (all its processes) during each phase is printed too, with the
 CPU time per request: that holds up better than rates on a shared machine.
 
 Run: python bench/api.py [--api-workers 2] [--etcd] [--seconds 5] [--conns 16]
-     [--watchers 1000] [--plain] [--quick] [--status-watchers W] [--profile DIR]
+     [--watchers 1000] [--plain] [--quick] [--paced-only N] [--status-watchers W] [--profile DIR]
+
+The server runs on uvloop, as `kybern server` does (docs/apiserver.md, "Event
+loop"); `KYBERN_EVENT_LOOP=asyncio python bench/api.py` measures it on
+asyncio's standard loop.
 """
 
 from __future__ import annotations
@@ -398,6 +402,20 @@ async def cache_memory(db: Path) -> tuple[float, float, int]:
     return used / total, json_avg, total
 
 
+async def paced_rounds(srv: Server, headers: dict[str, str], args: argparse.Namespace) -> None:
+    """--paced-only N: phase 3 alone, N times on one server (after 1 s of creates at
+    200/s to warm it): the p99 target's figure in a minute, for A/B runs."""
+    conn = aiohttp.TCPConnector(limit=0, ssl=srv.ssl)
+    async with aiohttp.ClientSession(connector=conn, headers=headers) as s:
+        await paced_creates(s, srv.url, "default", "warm", 200, 1)
+        for r in range(args.paced_only):
+            with Phase(srv) as ph:
+                lat = await paced_creates(s, srv.url, "default", f"paced{r}", args.rate, args.seconds)
+            print(f"paced creates at {args.rate:.0f}/s for {args.seconds:.0f}s (aiohttp): achieved "
+                  f"{len(lat) / ph.wall:.0f}/s, p50 {pct(lat, .5) * 1e3:.1f} ms, p99 {pct(lat, .99) * 1e3:.1f} ms, "
+                  f"max {max(lat) * 1e3:.0f} ms ({ph}; load {os.getloadavg()[0]:.1f})", flush=True)
+
+
 async def run(args: argparse.Namespace) -> None:
     base = Path(tempfile.mkdtemp(prefix="kybern-bench-api-"))
     etcd = None
@@ -412,6 +430,9 @@ async def run(args: argparse.Namespace) -> None:
     print(f"server {srv.url} ({'plain HTTP' if args.plain else 'TLS'}, {args.api_workers} apiserver process(es), "
           f"{'etcd' if etcd else 'SQLite'}), load before: {os.getloadavg()}")
     try:
+        if args.paced_only:
+            await paced_rounds(srv, headers, args)
+            return
         conn = aiohttp.TCPConnector(limit=args.conns, ssl=srv.ssl)
         async with aiohttp.ClientSession(connector=conn, headers=headers) as s:
             with Phase(srv) as ph:
@@ -532,6 +553,8 @@ def main() -> None:
     ap.add_argument("--plain", action="store_true", help="plain HTTP instead of TLS")
     ap.add_argument("--quick", action="store_true",
                     help="creates, GETs and status PATCHes only (no top-up): for interleaved A/B runs of CPU per request")
+    ap.add_argument("--paced-only", metavar="N", type=int, default=0,
+                    help="only the paced writes (phase 3), N rounds on one server: the p99 figure alone")
     ap.add_argument("--profile", metavar="DIR", type=Path,
                     help="py-spy (raw, 250 Hz) every server process during the wrk phases, into DIR")
     ap.add_argument("--serve-plain", metavar="DATA_DIR", help=argparse.SUPPRESS)
