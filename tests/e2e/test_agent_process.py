@@ -92,3 +92,29 @@ def test_agent_labels_and_event_rate(cluster, namespace, tmp_path):
     finally:
         stop_agent(a)
         cluster.kubectl("delete", "node", node, "--wait=false", check=False)
+
+
+def test_a_killed_spawn_worker_takes_its_containers_and_the_agent_restarts_them(tmp_path):
+    c = start_cluster(tmp_path / "c")
+    try:
+        [agent] = agent_children(c.proc.pid)
+        c.kubectl("run", "sleeper", "--image=demo:v1", "--restart=Always", "--command", "--", "sleep", "3600")
+        c.wait_for(lambda: pod_phase(c, "sleeper") == "Running", timeout=60, what="pod Running")
+        [worker] = [p for p in agent.children() if any("spawnd" in a for a in p.cmdline())]
+        [sleep] = [p for p in worker.children() if p.name() == "sleep"]
+
+        worker.kill()  # the runtime's spawn worker dies: the agent kills what it started ...
+        gone, alive = psutil.wait_procs([sleep], timeout=10)
+        assert not alive
+
+        def restarted() -> bool:  # ... and restarts it per restartPolicy, through a new worker
+            o = json.loads(c.kubectl("get", "pod", "sleeper", "-o", "json").stdout)
+            cs = (o.get("status") or {}).get("containerStatuses") or [{}]
+            return cs[0].get("restartCount", 0) >= 1 and "running" in cs[0].get("state", {}) and \
+                cs[0].get("lastState", {}).get("terminated", {}).get("exitCode") == 137
+        c.wait_for(restarted, timeout=60, what="the container running again after exit code 137")
+        [worker2] = [p for p in agent.children() if any("spawnd" in a for a in p.cmdline())]
+        assert worker2.pid != worker.pid
+        assert [p.name() for p in worker2.children()] == ["sleep"]
+    finally:
+        stop_cluster(c)
