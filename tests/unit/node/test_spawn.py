@@ -158,45 +158,43 @@ async def _gone(pid: int) -> bool:
 fast_only = pytest.mark.skipif(not sp._FAST, reason="no setpriv or pidfds here")
 
 
+@pytest.fixture
+async def live_worker():  # type: ignore[no-untyped-def]
+    w = sp.SpawnWorker()
+    w.start()
+    yield w
+    await w.close()
+
+
 @fast_only
-async def test_the_worker_is_the_parent_reads_psutils_start_time_and_reports_the_exit(tmp_path: Path) -> None:
+async def test_the_worker_is_the_parent_reads_psutils_start_time_and_reports_the_exit(tmp_path: Path, live_worker: sp.SpawnWorker) -> None:
     import psutil
 
-    w = sp.SpawnWorker()
-    w.start()
-    try:
-        proc = await _sleep(w, tmp_path)
-        assert isinstance(proc, sp.RemoteChild)
-        p = psutil.Process(proc.pid)
-        assert p.ppid() == w.pid
-        assert proc.start_time == pytest.approx(p.create_time(), abs=1e-6)  # kill_tree's identity check
-        status = dict(line.split(":\t", 1) for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
-                      if ":\t" in line)
-        assert int(status["SigBlk"], 16) == 0 and int(status["SigIgn"], 16) == 0  # signals as a fresh process
-        os.kill(proc.pid, signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 5) == -signal.SIGTERM
-        assert proc.returncode == -signal.SIGTERM
-    finally:
-        await w.close()
+    proc = await _sleep(live_worker, tmp_path)
+    assert isinstance(proc, sp.RemoteChild)
+    p = psutil.Process(proc.pid)
+    assert p.ppid() == live_worker.pid
+    assert proc.start_time == pytest.approx(p.create_time(), abs=1e-6)  # kill_tree's identity check
+    status = dict(line.split(":\t", 1) for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                  if ":\t" in line)
+    assert int(status["SigBlk"], 16) == 0 and int(status["SigIgn"], 16) == 0  # signals as a fresh process
+    os.kill(proc.pid, signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 5) == -signal.SIGTERM
+    assert proc.returncode == -signal.SIGTERM
 
 
 @fast_only
-async def test_a_killed_worker_takes_its_processes_along_and_the_next_spawn_starts_another(tmp_path: Path) -> None:
-    w = sp.SpawnWorker()
-    w.start()
-    try:
-        proc = await _sleep(w, tmp_path)
-        old = w.pid
-        assert old is not None
-        os.kill(old, signal.SIGKILL)
-        assert await asyncio.wait_for(proc.wait(), 5) == -signal.SIGKILL  # reported as killed...
-        assert await _gone(proc.pid)  # ...and it is: PDEATHSIG
-        again = await _sleep(w, tmp_path)
-        assert isinstance(again, sp.RemoteChild) and w.pid not in (None, old)
-        os.kill(again.pid, signal.SIGKILL)
-        assert await asyncio.wait_for(again.wait(), 5) == -signal.SIGKILL
-    finally:
-        await w.close()
+async def test_a_killed_worker_takes_its_processes_along_and_the_next_spawn_starts_another(tmp_path: Path, live_worker: sp.SpawnWorker) -> None:
+    proc = await _sleep(live_worker, tmp_path)
+    old = live_worker.pid
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    assert await asyncio.wait_for(proc.wait(), 5) == -signal.SIGKILL  # reported as killed...
+    assert await _gone(proc.pid)  # ...and it is: PDEATHSIG
+    again = await _sleep(live_worker, tmp_path)
+    assert isinstance(again, sp.RemoteChild) and live_worker.pid not in (None, old)
+    os.kill(again.pid, signal.SIGKILL)
+    assert await asyncio.wait_for(again.wait(), 5) == -signal.SIGKILL
 
 
 @fast_only
@@ -211,65 +209,52 @@ async def test_closing_the_worker_lets_it_exit_and_kills_what_is_left(tmp_path: 
 
 
 @fast_only
-async def test_a_cancelled_spawn_does_not_leave_its_process_running(tmp_path: Path) -> None:
+async def test_a_cancelled_spawn_does_not_leave_its_process_running(tmp_path: Path, live_worker: sp.SpawnWorker) -> None:
     import psutil
 
-    w = sp.SpawnWorker()
-    w.start()
-    try:
-        marker = f"{os.getpid() % 1000 + 3000}.{id(w) % 997}"
-        task = asyncio.create_task(_sleep(w, tmp_path, marker))
-        await asyncio.sleep(0)  # the request is sent
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await asyncio.sleep(0.3)  # the answer arrives; the process is killed
-        left = [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-1:] == [marker]]
-        for p in left:
-            assert await _gone(p.pid)
-    finally:
-        await w.close()
+    marker = f"{os.getpid() % 1000 + 3000}.{id(live_worker) % 997}"
+    task = asyncio.create_task(_sleep(live_worker, tmp_path, marker))
+    await asyncio.sleep(0)  # the request is sent
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.3)  # the answer arrives; the process is killed
+    left = [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-1:] == [marker]]
+    for p in left:
+        assert await _gone(p.pid)
 
 
 @fast_only
-async def test_a_request_too_big_for_the_worker_is_spawned_by_the_agent(tmp_path: Path) -> None:
-    w = sp.SpawnWorker()
-    w.start()
+async def test_a_request_too_big_for_the_worker_is_spawned_by_the_agent(tmp_path: Path, live_worker: sp.SpawnWorker) -> None:
+    # an environment over the worker's message size (one string may be at most 128 KiB)
+    env = {"PATH": "/usr/bin:/bin", **{f"BIG{i}": "x" * 100_000 for i in range(12)}}
+    r, wr = os.pipe()
+    dn = os.open(os.devnull, os.O_RDONLY)
     try:
-        # an environment over the worker's message size (one string may be at most 128 KiB)
-        env = {"PATH": "/usr/bin:/bin", **{f"BIG{i}": "x" * 100_000 for i in range(12)}}
-        r, wr = os.pipe()
-        dn = os.open(os.devnull, os.O_RDONLY)
-        try:
-            proc = await sp.spawn(["sh", "-c", 'echo ${#BIG11}'], shutil.which("sh", path=env["PATH"]) or "sh", cwd=str(tmp_path), env=env,
-                                  stdio=[dn, wr, wr], netns="", tty=False, preexec=lambda: None, worker=w)
-        finally:
-            os.close(wr)
-            os.close(dn)
-        out = await sp.read_to_eof(r)
-        assert isinstance(proc, sp.Child)
-        assert await proc.wait() == 0 and out.strip() == b"100000"
+        proc = await sp.spawn(["sh", "-c", 'echo ${#BIG11}'], shutil.which("sh", path=env["PATH"]) or "sh", cwd=str(tmp_path), env=env,
+                              stdio=[dn, wr, wr], netns="", tty=False, preexec=lambda: None, worker=live_worker)
     finally:
-        await w.close()
+        os.close(wr)
+        os.close(dn)
+    out = await sp.read_to_eof(r)
+    assert isinstance(proc, sp.Child)
+    assert await proc.wait() == 0 and out.strip() == b"100000"
 
 
 @fast_only
 @pytest.mark.skipif(os.geteuid() != 0 or not os.access("/sys/fs/cgroup/cpu", os.W_OK),
                     reason="needs root and the cgroup v1 cpu hierarchy")
-async def test_the_worker_moves_the_process_into_its_cgroup(tmp_path: Path) -> None:
+async def test_the_worker_moves_the_process_into_its_cgroup(tmp_path: Path, live_worker: sp.SpawnWorker) -> None:
     cg = Path(f"/sys/fs/cgroup/cpu/kybern-test-spawn-{os.getpid()}")
     cg.mkdir()
-    w = sp.SpawnWorker()
-    w.start()
     try:
-        proc = await _sleep(w, tmp_path, cgroup_procs=[str(cg / "cgroup.procs")])
+        proc = await _sleep(live_worker, tmp_path, cgroup_procs=[str(cg / "cgroup.procs")])
         assert isinstance(proc, sp.RemoteChild)
         assert str(proc.pid) in (cg / "cgroup.procs").read_text().split()
         os.kill(proc.pid, signal.SIGKILL)
         await proc.wait()
         assert await _gone(proc.pid)
     finally:
-        await w.close()
         for _ in range(50):
             try:
                 cg.rmdir()
