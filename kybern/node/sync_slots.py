@@ -8,6 +8,10 @@ end of the burst. With a few slots, taken in the order asked, the first pods
 finish (and are reported) while later ones are still being prepared, and the
 apiserver works on their status beside the agent instead of after it.
 
+Sixteen slots: with container starts in the spawn worker a sync mostly waits
+(for the worker, for the apiserver's answer), and 16 overlap those waits best
+in a 200-pod burst (8 and 32 gave a higher p99; docs/benchmarks.md, issue 4).
+
 A slot is only lent: after `lease` seconds a sync that is still running (a
 postStart hook, a grace period, a slow volume) gives it back to the next
 waiter and goes on without one, so no sync can hold others back for long.
@@ -22,7 +26,7 @@ from collections.abc import AsyncIterator
 
 
 class SyncSlots:
-    def __init__(self, slots: int = 8, lease: float = 0.1) -> None:
+    def __init__(self, slots: int = 16, lease: float = 0.1) -> None:
         self._free = slots
         self._lease = lease
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
