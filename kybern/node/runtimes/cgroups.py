@@ -9,8 +9,9 @@ Two halves, as between kubelet and containerd:
   and of the whole pod (`pod_resources`, pkg/kubelet/cm ResourceConfigForPod);
 - what the runtime does with it (`Cgroups`): create the cgroups, write the
   limits, put a container's process in its cgroup before its program runs (so
-  the whole tree is confined: `Joiner` in the child on the fork path, `join()`
-  right after the vfork on spawn.py's fast path), read OOM counters and usage,
+  the whole tree is confined: `Joiner` in the child on the fork path; on the
+  vfork paths spawnd.move_into_cgroup right after the spawn, through the
+  joiner's `paths`), read OOM counters and usage,
   kill and remove.
 
 The layout is the kubelet's cgroupfs driver under a root of our own, so that
@@ -226,18 +227,18 @@ def _keyed(text: str) -> dict[str, int]:
 
 
 class Joiner:
-    """A preexec_fn that moves the child into a cgroup before it execs (writing
-    "0" to cgroup.procs moves the writer), then calls `then`; or, after a
-    vfork spawn, `move(pid)` from the parent. The cgroup.procs files (`paths`,
-    one per hierarchy) are opened on first use: a spawn worker that does the
-    move itself needs only their names. close() after the spawn."""
+    """A preexec_fn (the fork path) that moves the child into a cgroup before it
+    execs (writing "0" to cgroup.procs moves the writer), then calls `then`.
+    `paths`: the cgroup.procs files, one per hierarchy; the vfork paths move the
+    pid through them right after the spawn (spawnd.move_into_cgroup). The files
+    are opened on first use; close() after the spawn."""
 
     def __init__(self, paths: list[str], then: Callable[[], None] | None) -> None:
         self.paths = paths
         self.then = then
         self.fds: list[int] | None = None
 
-    def _open(self) -> list[int]:
+    def open(self) -> list[int]:
         if self.fds is None:
             self.fds = []
             try:
@@ -250,21 +251,11 @@ class Joiner:
         return self.fds
 
     def __call__(self) -> None:
-        for fd in self._open():
-            with contextlib.suppress(OSError):  # the parent moves the pid after the spawn too
+        for fd in self.open():
+            with contextlib.suppress(OSError):
                 os.write(fd, b"0")
         if self.then is not None:
             self.then()
-
-    def move(self, pid: int) -> None:
-        """Move `pid` into the cgroup from the parent (spawn.py's fast path has no
-        child-side step)."""
-        for fd in self._open():
-            try:
-                os.write(fd, str(pid).encode())
-            except OSError as e:
-                if e.errno != errno.ESRCH:
-                    log.warning("cannot move pid %d into its cgroup: %s", pid, e)
 
     def close(self) -> None:
         for fd in self.fds or ():

@@ -69,14 +69,15 @@ from kybern.node.runtimes.base import (
     RuntimeState,
 )
 from kybern.node.runtimes.cgroups import Cgroups
-from kybern.node.runtimes.proctree import descendant_pids, start_time
 from kybern.node.runtimes.proctree import descendants as _descendants
 from kybern.node.runtimes.proctree import kill_group as _kill_group
 from kybern.node.runtimes.proctree import kill_tree as _kill_tree
+from kybern.node.runtimes.proctree import start_time
 from kybern.node.runtimes.records import write_record
 from kybern.node.runtimes.rootfs import FreshTree, make_tree
 from kybern.node.runtimes.sandbox import Sandboxes
 from kybern.node.runtimes.spawn import Child, RemoteChild, SpawnWorker, read_to_eof, spawn
+from kybern.node.runtimes.spawnd import move_into_cgroup
 from kybern.node.runtimes.stdio import ContainerIO, ExecProcess, spawn_exec
 
 if TYPE_CHECKING:
@@ -309,7 +310,7 @@ class ProcessRuntime(RuntimeState):
             msg = f'exec: "{c.argv[0]}": {e.strerror or e}'
             self._finish(c, 128, "StartError", msg, started=False)
             raise ContainerError("StartError", msg) from e
-        _placed(join, c.cgroup, proc)
+        _placed(join, proc)
         c.proc_create_time = proc.start_time if isinstance(proc, RemoteChild) else start_time(proc.pid)
         if nsfd is not None:
             os.close(nsfd)
@@ -451,7 +452,7 @@ class ProcessRuntime(RuntimeState):
             for fd in (nsfd, out_w, devnull):
                 if fd is not None:
                     os.close(fd)
-        _placed(join, c.cgroup, proc)
+        _placed(join, proc)
         try:
             out = await asyncio.wait_for(read_to_eof(out_r), timeout)
             await asyncio.wait_for(proc.wait(), timeout)
@@ -593,12 +594,10 @@ def _resolve(argv0: str, rootfs: Path, cwd: str, path_env: str,
     return None
 
 
-def _placed(join: Any, cgroup: str, proc: Any) -> None:
-    """Right after a spawn: the process into its cgroup (the spawn worker did it
-    already; a no-op when it joined before exec), with what it forked before
-    that on the vfork path (spawn.py); then the joiner closed."""
-    if not isinstance(proc, RemoteChild):
-        join.move(proc.pid)
-        for child in descendant_pids(proc.pid) if cgroup and isinstance(proc, Child) else ():
-            join.move(child)
+def _placed(join: Any, proc: Any) -> None:
+    """Right after a spawn: on the agent's own vfork path, the process (and what
+    it forked by then) into its cgroup, as the spawn worker does for its own;
+    the fork path joined before exec. Then the joiner is done."""
+    if isinstance(proc, Child):
+        move_into_cgroup(join.paths, proc.pid, log.warning)
     join.close()

@@ -42,6 +42,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 SETPRIV = shutil.which("setpriv")
@@ -149,17 +150,22 @@ def start_ticks(pid: int) -> int:
     return int(data[data.rfind(b")") + 2:].split()[19])  # after "pid (comm) ": the state is field 3
 
 
-def move_into_cgroup(procs_files: list[str], pid: int) -> None:
-    """Right after a spawn: the process, and what it forked already, into the
-    cgroup whose cgroup.procs files are given (one per v1 hierarchy)."""
+def _to_stderr(msg: str) -> None:
+    print(f"spawnd: {msg}", file=sys.stderr)
+
+
+def move_into_cgroup(procs_files: list[str], pid: int, warn: Callable[[str], None] = _to_stderr) -> None:
+    """Right after a vfork spawn (here, or the agent's own fast path): the
+    process, and what it forked already, into the cgroup whose cgroup.procs
+    files are given (one per v1 hierarchy)."""
     if not procs_files:
         return
     pids = [pid, *descendant_pids(pid)]
     for path in procs_files:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        except OSError as e:
-            print(f"spawnd: cannot enter cgroup {path}: {e}", file=sys.stderr)
+        except OSError as e:  # made with the container; gone only if someone removed it
+            warn(f"cannot enter cgroup {path}, the process runs outside it: {e}")
             continue
         try:
             for p in pids:
@@ -167,7 +173,7 @@ def move_into_cgroup(procs_files: list[str], pid: int) -> None:
                     os.write(fd, str(p).encode())
                 except OSError as e:
                     if e.errno != errno.ESRCH:
-                        print(f"spawnd: cannot move pid {p} into {path}: {e}", file=sys.stderr)
+                        warn(f"cannot move pid {p} into {path}: {e}")
         finally:
             os.close(fd)
 
