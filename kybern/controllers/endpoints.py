@@ -136,6 +136,14 @@ class EndpointsController:
         pods = eu.selected_pods(svc, self.pods.list(ns))
         subsets, over = truncate(desired_subsets(svc, pods))
         trigger = self.triggers.compute(key, svc, pods)
+        try:
+            await self._publish(key, svc, subsets, over, trigger)
+        except BaseException:
+            self.triggers.rollback(key)  # not published: the retry reports the same change
+            raise
+
+    async def _publish(self, key: str, svc: Obj, subsets: list[Obj], over: bool, trigger: str | None) -> None:
+        ns, name = key.split("/", 1)
         labels = eu.managed_labels(svc)
         current = self.endpoints.get(key)
         if current is not None:

@@ -185,7 +185,11 @@ class EndpointSliceController:
         pods = eu.selected_pods(svc, self.pods.list(ns))
         desired = desired_endpoints(svc, pods, self._zones())
         trigger = self.triggers.compute(key, svc, pods)
-        await self._reconcile_slices(key, svc, desired, self._owned_slices(ns, name), trigger)
+        try:
+            await self._reconcile_slices(key, svc, desired, self._owned_slices(ns, name), trigger)
+        except BaseException:
+            self.triggers.rollback(key)  # not published: the retry reports the same change
+            raise
 
     async def _reconcile_slices(self, key: str, svc: Obj, desired: dict[PortKey, tuple[list[Obj], list[Obj]]],
                                 existing: list[Obj], trigger: str | None) -> None:

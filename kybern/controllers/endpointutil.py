@@ -165,8 +165,10 @@ class TriggerTimeTracker:
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, dict[str, str]]] = {}
+        self._before: dict[str, tuple[str, dict[str, str]] | None] = {}  # for rollback()
 
     def compute(self, key: str, svc: Obj, pods: list[Obj]) -> str | None:
+        self._before[key] = self._seen.get(key)
         prev_svc, prev_pods = self._seen.get(key, ("", {}))
         svc_state = svc["metadata"].get("resourceVersion") or ""
         times: list[str] = []
@@ -182,5 +184,17 @@ class TriggerTimeTracker:
         self._seen[key] = (svc_state, now_pods)
         return min(times, key=meta.parse_time) if times else None
 
+    def rollback(self, key: str) -> None:
+        """The sync that computed a trigger time did not publish it (a conflict, an
+        error): its changes count again for the retry, which would otherwise find
+        nothing changed and drop the annotation."""
+        if key in self._before:
+            before = self._before.pop(key)
+            if before is None:
+                self._seen.pop(key, None)
+            else:
+                self._seen[key] = before
+
     def forget(self, key: str) -> None:
         self._seen.pop(key, None)
+        self._before.pop(key, None)

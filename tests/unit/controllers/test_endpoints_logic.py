@@ -145,3 +145,21 @@ def test_resolv_conf_for_cluster_first_default_and_none():
                                                                  {"name": "edns0"}]}}
     assert resolvconf.for_pod(p, host, cluster_dns=["10.96.0.10"]).render() == \
         "nameserver 1.1.1.1\nsearch a.b\noptions ndots:2 edns0\n"
+
+
+def _ready_pod(name: str, rv: str, when: str) -> dict:
+    return {"metadata": {"name": name, "resourceVersion": rv},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": when}]}}
+
+
+def test_trigger_time_is_reported_again_after_a_write_that_failed() -> None:
+    from kybern.controllers.endpointutil import TriggerTimeTracker
+
+    svc = {"metadata": {"resourceVersion": "1", "creationTimestamp": "2026-01-01T00:00:00Z"}}
+    t = TriggerTimeTracker()
+    assert t.compute("ns/web", svc, []) == "2026-01-01T00:00:00Z"  # published
+    pods = [_ready_pod("a", "5", "2026-01-01T00:01:00Z")]
+    assert t.compute("ns/web", svc, pods) == "2026-01-01T00:01:00Z"
+    t.rollback("ns/web")  # that write failed (409): the retry must report the same change
+    assert t.compute("ns/web", svc, pods) == "2026-01-01T00:01:00Z"
+    assert t.compute("ns/web", svc, pods) is None  # published: nothing changed since
