@@ -13,7 +13,9 @@ and its network config on stdin; it answers with a JSON result on stdout or a
 JSON error (`{"code": N, "msg": ..., "details": ...}`) and a non-zero exit.
 
 Pure helpers (`bridge_conflist`, `plugin_config`, `pod_ip`) are unit tested
-without root; `invoke` is the one place a plugin process is started.
+without root; `invoke` is the one place a plugin process is started. The
+`bridge` plugin (with host-local IPAM) is built in (bridge.py): invoke() runs
+it in-process when the config asks for nothing it lacks.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import asyncio
 import json
 import os
 from typing import Any
+
+from kybern.network import bridge
 
 CNI_PATH = os.environ.get("KYBERN_CNI_PATH", "/usr/lib/cni:/opt/cni/bin")
 CNI_VERSION = "1.0.0"  # Debian's containernetworking-plugins (>= 1.0) speak it
@@ -111,6 +115,11 @@ async def invoke(command: str, plugin: dict[str, Any], *, container_id: str, net
                  ifname: str = "eth0", args: str = "", path: str = CNI_PATH) -> dict[str, Any]:
     """Run one plugin once; returns its parsed result ({} when it printed none)."""
     kind = plugin["type"]
+    if kind == "bridge" and bridge.ENABLED and bridge.supports(plugin):  # built in (bridge.py)
+        try:
+            return await bridge.run(command, plugin, container_id=container_id, netns=netns, ifname=ifname)
+        except bridge.PluginError as e:
+            raise CNIError(kind, command, e.code, e.msg) from e
     exe = find_plugin(kind, path)
     if exe is None:
         raise CNIError(kind, command, 1, f"failed to find plugin \"{kind}\" in path [{path}]")

@@ -50,7 +50,7 @@ async def dial(port: int, netns: str = "") -> tuple[asyncio.StreamReader, asynci
 
 
 async def _dial_in_netns(port: int, netns: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    from kybern.network.podnet import socket_in_netns
+    from kybern.network.netns import socket_in_netns
 
     sock = await asyncio.to_thread(socket_in_netns, netns)
     sock.setblocking(False)

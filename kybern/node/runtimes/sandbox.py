@@ -117,7 +117,7 @@ class Sandboxes:
         path = self.netns(sandbox_id)
         if not path:
             return then, None
-        from kybern.network.podnet import setns
+        from kybern.network.netns import setns
 
         try:
             fd = os.open(path, os.O_RDONLY)

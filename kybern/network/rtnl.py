@@ -1,0 +1,161 @@
+"""A minimal rtnetlink client: the few route-netlink requests the built-in
+bridge plugin needs (bridge.py) — create a bridge or a veth pair, set a link's
+master and flags, add an address or a route, delete a link.
+
+Why not pyroute2 (the well-kept library for this): importing it costs the node
+agent ~9 MB of RSS (measured: 46 → 55 MB with the agent's modules loaded),
+which alone breaks the agent's 60 MB idle budget; these requests are a handful
+of fixed-layout structs (linux/rtnetlink.h, linux/if_link.h, linux/veth.h).
+
+Each request is sent with NLM_F_ACK and answered by one NLMSG_ERROR message
+(error 0 = done); a non-zero error is raised as OSError with its errno, as
+`ip` would report it. A Netlink socket belongs to the network namespace of the
+thread that created it, wherever it is used afterwards.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import os
+import socket
+import struct
+from typing import Self
+
+NETLINK_ROUTE = 0
+RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
+NLMSG_ERROR = 2
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x100, 0x200, 0x400
+NLA_F_NESTED = 0x8000
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
+IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
+RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
+RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 3, 0, 1
+IFF_UP = 0x1
+
+_HDR = struct.Struct("=IHHII")      # nlmsghdr: len, type, flags, seq, pid
+_IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
+_IFADDR = struct.Struct("=BBBBI")   # ifaddrmsg: family, prefixlen, flags, scope, index
+_RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+_ERR = struct.Struct("=i")
+
+
+def attr(kind: int, data: bytes | str | int) -> bytes:
+    """One rtattr, padded to 4 bytes: str as NUL-terminated, int as u32."""
+    if isinstance(data, str):
+        data = data.encode() + b"\0"
+    elif isinstance(data, int):
+        data = struct.pack("=I", data)
+    raw = struct.pack("=HH", 4 + len(data), kind) + data
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def nested(kind: int, *attrs: bytes) -> bytes:
+    return attr(kind | NLA_F_NESTED, b"".join(attrs))
+
+
+def ifinfo(index: int = 0, up: bool = False) -> bytes:
+    return _IFINFO.pack(socket.AF_UNSPEC, 0, index, IFF_UP if up else 0, IFF_UP if up else 0)
+
+
+def mac_bytes(mac: str) -> bytes:
+    return bytes(int(b, 16) for b in mac.split(":"))
+
+
+class Netlink:
+    """A NETLINK_ROUTE socket in the creating thread's network namespace."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self._seq = itertools.count(1)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, kind: int, flags: int, body: bytes) -> None:
+        """Send one request and wait for its acknowledgement."""
+        seq = next(self._seq)
+        self.sock.send(_HDR.pack(_HDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, seq, 0) + body)
+        while True:
+            data = self.sock.recv(65536)
+            off = 0
+            while off + _HDR.size <= len(data):
+                length, mtype, _, mseq, _ = _HDR.unpack_from(data, off)
+                if mtype == NLMSG_ERROR and mseq == seq:
+                    err = -_ERR.unpack_from(data, off + _HDR.size)[0]
+                    if err:
+                        raise OSError(err, os.strerror(err))
+                    return
+                off += (length + 3) & ~3 if length else len(data)
+
+    # -- links ----------------------------------------------------------------
+    def add_bridge(self, name: str, mac: str) -> None:
+        """Create bridge `name` up with address `mac` (a bridge with no address
+        set takes its lowest port's, so it would change as pods come and go).
+        If it is there already it is only brought up."""
+        try:
+            self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL,
+                         ifinfo(up=True) + attr(IFLA_IFNAME, name) + attr(IFLA_ADDRESS, mac_bytes(mac))
+                         + nested(IFLA_LINKINFO, attr(IFLA_INFO_KIND, "bridge")))
+        except FileExistsError:
+            self.set_up(socket.if_nametoindex(name))
+
+    def add_veth(self, name: str, mac: str, master: int, peer: str, peer_mac: str, peer_netns_fd: int,
+                 mtu: int | None = None) -> None:
+        """A veth pair: `name` here, up, enslaved to `master`; `peer`
+        in the namespace open as `peer_netns_fd` (one request, as
+        `ip link add NAME master M up type veth peer name PEER netns NS` would).
+        The peer is left down: the kernel brings it up before it is paired
+        (ENOTCONN); set_up() it from its namespace."""
+        mtu_attr = attr(IFLA_MTU, mtu) if mtu else b""
+        peer_info = (ifinfo() + attr(IFLA_IFNAME, peer) + attr(IFLA_ADDRESS, mac_bytes(peer_mac))
+                     + attr(IFLA_NET_NS_FD, peer_netns_fd) + mtu_attr)
+        self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL,
+                     ifinfo(up=True) + attr(IFLA_IFNAME, name) + attr(IFLA_ADDRESS, mac_bytes(mac))
+                     + attr(IFLA_MASTER, master) + mtu_attr
+                     + nested(IFLA_LINKINFO, attr(IFLA_INFO_KIND, "veth"),
+                              nested(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_info))))
+
+    def set_up(self, index: int) -> None:
+        """`ip link set dev INDEX up`."""
+        self.request(RTM_NEWLINK, 0, ifinfo(index, up=True))
+
+    def delete_link(self, name: str) -> bool:
+        """Delete link `name` (a veth takes its peer with it); False if there is none."""
+        try:
+            self.request(RTM_DELLINK, 0, ifinfo() + attr(IFLA_IFNAME, name))
+        except OSError as e:
+            if e.errno == 19:  # ENODEV
+                return False
+            raise
+        return True
+
+    # -- addresses and routes ---------------------------------------------------
+    def add_address(self, index: int, cidr: str, replace: bool = False) -> None:
+        """`ip addr add CIDR brd + dev INDEX` (replace: no error if it is there)."""
+        iface = ipaddress.ip_interface(cidr)
+        ip = iface.ip.packed
+        body = (_IFADDR.pack(socket.AF_INET, iface.network.prefixlen, 0, RT_SCOPE_UNIVERSE, index)
+                + attr(IFA_LOCAL, ip) + attr(IFA_ADDRESS, ip))
+        if iface.network.prefixlen < 31:
+            body += attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
+        self.request(RTM_NEWADDR, NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL), body)
+
+    def add_route(self, dst: str, gateway: str | None, index: int) -> None:
+        """`ip route add DST [via GATEWAY] dev INDEX` in the main table."""
+        net = ipaddress.ip_network(dst)
+        body = (_RTMSG.pack(socket.AF_INET, net.prefixlen, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE,
+                            RTN_UNICAST, 0) + attr(RTA_OIF, index))
+        if net.prefixlen:
+            body += attr(RTA_DST, net.network_address.packed)
+        if gateway:
+            body += attr(RTA_GATEWAY, ipaddress.ip_address(gateway).packed)
+        self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body)
