@@ -4,6 +4,8 @@ defaults.go) and the validation upstream's apiserver adds beyond the schema."""
 from __future__ import annotations
 
 import copy
+import json
+import re
 from typing import Any
 
 from kybern.api.registry import ResourceInfo
@@ -32,21 +34,16 @@ def default_container(c: Obj, *, init: bool = False) -> None:
             if isinstance(pr.get("httpGet"), dict):
                 pr["httpGet"].setdefault("path", "/")
                 pr["httpGet"].setdefault("scheme", "HTTP")
-    lim, req = c["resources"].get("limits"), c["resources"].get("requests")
-    if lim and not req:  # requests default to limits, as upstream
-        c["resources"]["requests"] = dict(lim)
-    elif lim and req:
-        for k, v in lim.items():
-            req.setdefault(k, v)
 
 
 def default_pod_spec(spec: Obj) -> None:
+    """Defaults of every pod spec, a Pod's or a template's (SetDefaults_PodSpec and
+    the defaults of its parts). What only a Pod gets is default_pod_only."""
     spec.setdefault("restartPolicy", "Always")
     spec.setdefault("terminationGracePeriodSeconds", 30)
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("securityContext", {})
     spec.setdefault("schedulerName", "default-scheduler")
-    spec.setdefault("enableServiceLinks", True)
     for c in spec.get("initContainers") or []:
         default_container(c, init=True)
     for c in spec.get("containers") or []:
@@ -55,6 +52,22 @@ def default_pod_spec(spec: Obj) -> None:
         for kind in ("configMap", "secret"):
             if isinstance(v.get(kind), dict):
                 v[kind].setdefault("defaultMode", 420)
+
+
+def default_pod_only(spec: Obj) -> None:
+    """SetDefaults_Pod: defaults a Pod gets but a template (a Deployment's, a Job's...)
+    does not, so `kubectl get deploy -o yaml` shows the template as written: requests
+    default to limits, and enableServiceLinks to true."""
+    for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        res = c.get("resources")
+        if not isinstance(res, dict) or not isinstance(res.get("limits"), dict) or not res["limits"]:
+            continue
+        req = res.get("requests")
+        if not isinstance(req, dict):
+            req = res["requests"] = {}
+        for k, v in res["limits"].items():
+            req.setdefault(k, v)
+    spec.setdefault("enableServiceLinks", True)
 
 
 def qos_class(spec: Obj) -> str:
@@ -98,10 +111,87 @@ def validate_pod_spec(spec: Any, path: str) -> list[Cause]:
                 names.add(name)
             if not c.get("image"):
                 out.append(errors.required(f"{p}.image"))
+            pp = c.get("imagePullPolicy")
+            if pp is not None and pp not in PULL_POLICIES:
+                out.append(not_supported(f"{p}.imagePullPolicy", pp, PULL_POLICIES))
+            out.extend(validate_container_ports(c.get("ports"), f"{p}.ports"))
     rp = spec.get("restartPolicy")
     if rp is not None and rp not in ("Always", "OnFailure", "Never"):
-        out.append(errors.cause(f"{path}.restartPolicy", f'Unsupported value: "{rp}": supported values: '
-                                '"Always", "OnFailure", "Never"', "FieldValueNotSupported"))
+        out.append(not_supported(f"{path}.restartPolicy", rp, ("Always", "OnFailure", "Never")))
+    dp = spec.get("dnsPolicy")
+    if dp is not None and dp not in DNS_POLICIES:
+        out.append(not_supported(f"{path}.dnsPolicy", dp, DNS_POLICIES))
+    return out
+
+
+# the orders upstream's validation lists them in (pkg/apis/core/validation)
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+DNS_POLICIES = ("ClusterFirstWithHostNet", "ClusterFirst", "Default", "None")
+PROTOCOLS = ("SCTP", "TCP", "UDP")
+SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
+SESSION_AFFINITIES = ("ClientIP", "None")
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
+def not_supported(field: str, value: Any, supported: tuple[str, ...]) -> Cause:
+    """field.NotSupported: `Unsupported value: "X": supported values: "A", "B"`."""
+    return errors.cause(field, f"Unsupported value: {_shown(value)}: supported values: "
+                               + ", ".join(f'"{v}"' for v in supported), "FieldValueNotSupported")
+
+
+def port_number_causes(value: Any, field: str) -> list[Cause]:
+    """validation.IsValidPortNum."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
+        return []
+    return [errors.cause(field, f"Invalid value: {_shown(value)}: must be between 1 and 65535, inclusive")]
+
+
+def port_name_causes(name: str, field: str) -> list[Cause]:
+    """validation.IsValidPortName (an IANA_SVC_NAME), one cause per rule broken."""
+    msgs = []
+    if len(name) > 15:
+        msgs.append("must be no more than 15 characters")
+    if not re.fullmatch(r"[-a-z0-9]+", name):
+        msgs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if not re.search(r"[a-z]", name):
+        msgs.append("must contain at least one letter (a-z)")
+    if "--" in name:
+        msgs.append("must not contain consecutive hyphens")
+    if name and (name[0] == "-" or name[-1] == "-"):
+        msgs.append("must not begin or end with a hyphen")
+    return [errors.cause(field, f"Invalid value: {_shown(name)}: {m}") for m in msgs]
+
+
+def validate_container_ports(ports: Any, path: str) -> list[Cause]:
+    """validateContainerPorts: names, containerPort (required), hostPort, protocol."""
+    out: list[Cause] = []
+    names: set[str] = set()
+    for i, port in enumerate(ports if isinstance(ports, list) else []):
+        if not isinstance(port, dict):
+            continue
+        p = f"{path}[{i}]"
+        name = port.get("name")
+        if isinstance(name, str) and name:
+            bad = port_name_causes(name, f"{p}.name")
+            if bad:
+                out.extend(bad)
+            elif name in names:
+                out.append(errors.cause(f"{p}.name", f'Duplicate value: "{name}"', "FieldValueDuplicate"))
+            names.add(name)
+        cp = port.get("containerPort")
+        if not cp:
+            out.append(errors.required(f"{p}.containerPort"))
+        else:
+            out.extend(port_number_causes(cp, f"{p}.containerPort"))
+        hp = port.get("hostPort")
+        if hp:
+            out.extend(port_number_causes(hp, f"{p}.hostPort"))
+        proto = port.get("protocol")
+        if proto is not None and proto not in PROTOCOLS:
+            out.append(not_supported(f"{p}.protocol", proto, PROTOCOLS))
     return out
 
 
@@ -115,6 +205,7 @@ class PodStrategy(Strategy):
     def default(self, obj: Obj) -> None:
         default_pod_spec(obj.setdefault("spec", {}))
         spec = obj["spec"]
+        default_pod_only(spec)
         if "serviceAccountName" not in spec:
             spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
         spec.setdefault("serviceAccount", spec["serviceAccountName"])
@@ -218,7 +309,7 @@ class ServiceStrategy(Strategy):
             spec.setdefault("internalTrafficPolicy", "Cluster")
         for p in spec.get("ports") or []:
             p.setdefault("protocol", "TCP")
-            if "targetPort" not in p and "port" in p:
+            if p.get("targetPort") in (None, 0, "") and "port" in p:
                 p["targetPort"] = p["port"]
 
     def validate(self, obj: Obj) -> list[Cause]:
@@ -226,11 +317,25 @@ class ServiceStrategy(Strategy):
         spec = obj.get("spec") or {}
         if spec.get("type") != "ExternalName" and spec.get("clusterIP") != "None" and not spec.get("ports"):
             out.append(errors.required("spec.ports"))
+        type_ = spec.get("type")
+        if type_ is not None and type_ not in SERVICE_TYPES:
+            out.append(not_supported("spec.type", type_, SERVICE_TYPES))
+        affinity = spec.get("sessionAffinity")
+        if affinity is not None and affinity not in SESSION_AFFINITIES:
+            out.append(not_supported("spec.sessionAffinity", affinity, SESSION_AFFINITIES))
         for i, p in enumerate(spec.get("ports") or []):
-            port = p.get("port")
-            if not isinstance(port, int) or not 1 <= port <= 65535:
-                out.append(errors.cause(f"spec.ports[{i}].port",
-                                        f"Invalid value: {port}: must be between 1 and 65535, inclusive"))
+            if not isinstance(p, dict):
+                continue
+            out.extend(port_number_causes(p.get("port"), f"spec.ports[{i}].port"))
+            proto = p.get("protocol")
+            if proto is not None and proto not in PROTOCOLS:
+                out.append(not_supported(f"spec.ports[{i}].protocol", proto, PROTOCOLS))
+            target = p.get("targetPort")
+            if isinstance(target, str) and target and not target.isdigit():
+                out.extend(port_name_causes(target, f"spec.ports[{i}].targetPort"))
+            elif target is not None:
+                out.extend(port_number_causes(int(target) if isinstance(target, str) else target,
+                                              f"spec.ports[{i}].targetPort"))
         return out
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +35,18 @@ class TokenBucket:
             await asyncio.sleep((1 - self._tokens) / self.qps)
             self._tokens, self._at = 1.0, time.monotonic()
         self._tokens -= 1
+
+
+_last_ns = 0
+
+
+def event_name(obj_name: str) -> str:
+    """`<object>.<hex of the event's time in ns>`, as client-go names events: names
+    sort as the events happened, so a list (ordered by name) and `kubectl describe`
+    (stable-sorted by lastTimestamp, whole seconds) show them in order."""
+    global _last_ns
+    _last_ns = max(time.time_ns(), _last_ns + 1)  # unique and increasing within a process
+    return f"{obj_name}.{_last_ns:x}"
 
 
 class EventRecorder:
@@ -104,7 +115,7 @@ class EventRecorder:
                         raise
             ev = {
                 "apiVersion": "v1", "kind": "Event",
-                "metadata": {"name": f"{m.get('name')}.{uuid.uuid4().hex[:16]}", "namespace": ns},
+                "metadata": {"name": event_name(str(m.get("name"))), "namespace": ns},
                 "involvedObject": ref, "reason": reason, "message": message, "type": type_,
                 "source": {"component": self.component, **({"host": self.host} if self.host else {})},
                 "reportingComponent": self.component, "reportingInstance": self.host,

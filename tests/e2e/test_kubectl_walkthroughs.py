@@ -1,0 +1,116 @@
+"""Steps of kubernetes.io tutorials and task pages, run with the real kubectl as a
+user would, asserting what the user sees (output, error text, exit code) where
+kybern once differed from upstream Kubernetes."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def _events(cluster, ns: str, kind_obj: str) -> list[str]:
+    """(reason) of the Events section of `kubectl describe`, top to bottom."""
+    out = cluster.kubectl("describe", kind_obj, "-n", ns).stdout
+    lines = out.split("Events:", 1)[1].splitlines()[3:]
+    return [ln.split()[1] for ln in lines if ln.strip()]
+
+
+def test_describe_lists_events_in_the_order_they_happened(cluster, namespace):
+    # events are named <object>.<hex of their time in ns> as client-go names them, so a
+    # list (ordered by name) and describe (stable-sorted by whole-second timestamps)
+    # show a pod's story in order
+    ns = ["-n", namespace]
+    cluster.kubectl("run", "story", "--image=demo:v1", *ns)
+    cluster.kubectl("wait", "--for=condition=Ready", "pod/story", "--timeout=60s", *ns)
+
+    def started():
+        reasons = _events(cluster, namespace, "pod/story")
+        return reasons if "Started" in reasons else None
+
+    reasons = cluster.wait_for(started, timeout=30, what="Started event")
+    assert reasons == ["Scheduled", "Pulled", "Created", "Started"]
+    names = cluster.kubectl("get", "events", *ns, "--field-selector", "involvedObject.name=story",
+                            "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+    assert all(n.startswith("story.") and int(n.split(".", 1)[1], 16) for n in names)
+
+
+def test_set_resources_keeps_the_template_as_written(cluster, namespace):
+    # "requests default to limits" and enableServiceLinks are SetDefaults_Pod: a Pod
+    # gets them, a Deployment's template does not
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "deployment", "web", "--image=demo:v1", *ns)
+    out = cluster.kubectl("set", "resources", "deployment/web", "-c=demo", "--limits=cpu=200m,memory=512Mi",
+                          *ns).stdout
+    assert out.strip() == "deployment.apps/web resource requirements updated"
+    tmpl = cluster.kjson("get", "deployment/web", *ns)["spec"]["template"]["spec"]
+    assert tmpl["containers"][0]["resources"] == {"limits": {"cpu": "200m", "memory": "512Mi"}}
+    assert "enableServiceLinks" not in tmpl
+    cluster.kubectl("rollout", "status", "deployment/web", "--timeout=60s", *ns)
+    pod = cluster.kjson("get", "pods", "-l", "app=web", *ns)["items"]
+    pod = next(p for p in pod if not p["metadata"].get("deletionTimestamp"))
+    assert pod["spec"]["containers"][0]["resources"] == {"limits": {"cpu": "200m", "memory": "512Mi"},
+                                                         "requests": {"cpu": "200m", "memory": "512Mi"}}
+    assert pod["spec"]["enableServiceLinks"] is True
+    assert pod["status"]["qosClass"] == "Guaranteed"
+
+
+POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  dnsPolicy: %(dns)s
+  containers:
+  - name: c
+    image: demo:v1
+    imagePullPolicy: %(pull)s
+    ports: [{containerPort: %(port)s, protocol: %(proto)s, name: %(pname)s}]
+"""
+GOOD = {"dns": "ClusterFirst", "pull": "IfNotPresent", "port": 80, "proto": "TCP", "pname": "http"}
+
+
+@pytest.mark.parametrize("change,error", [
+    ({"pull": "Sometimes"}, 'The Pod "p" is invalid: spec.containers[0].imagePullPolicy: Unsupported value: '
+                            '"Sometimes": supported values: "Always", "IfNotPresent", "Never"'),
+    ({"dns": "Bogus"}, 'The Pod "p" is invalid: spec.dnsPolicy: Unsupported value: "Bogus": supported values: '
+                       '"ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"'),
+    ({"proto": "FOO"}, 'The Pod "p" is invalid: spec.containers[0].ports[0].protocol: Unsupported value: "FOO": '
+                       'supported values: "SCTP", "TCP", "UDP"'),
+    ({"port": 99999}, 'The Pod "p" is invalid: spec.containers[0].ports[0].containerPort: Invalid value: 99999: '
+                      'must be between 1 and 65535, inclusive'),
+    ({"pname": "web-server-port-x"}, 'The Pod "p" is invalid: spec.containers[0].ports[0].name: Invalid value: '
+                                     '"web-server-port-x": must be no more than 15 characters'),
+])
+def test_pod_field_values_upstream_rejects(cluster, namespace, change, error):
+    p = cluster.kubectl("create", "-n", namespace, "-f", "-", input=POD % {**GOOD, **change}, check=False)
+    assert p.returncode == 1
+    assert p.stderr.strip() == error
+    # with --validate=false too (the check is the apiserver's, not the schema's)
+    p = cluster.kubectl("create", "-n", namespace, "--validate=false", "-f", "-", input=POD % {**GOOD, **change},
+                        check=False)
+    assert p.stderr.strip() == error
+
+
+def test_pod_with_good_values_is_created(cluster, namespace):
+    p = cluster.kubectl("create", "-n", namespace, "-f", "-", "--dry-run=server", input=POD % GOOD)
+    assert p.stdout.strip() == "pod/p created (server dry run)"
+
+
+def test_service_type_and_affinity_values(cluster, namespace):
+    svc = cluster.kubectl("create", "service", "clusterip", "s", "--tcp=80:8080", "--dry-run=client", "-o", "yaml",
+                          "-n", namespace).stdout
+    p = cluster.kubectl("create", "-n", namespace, "-f", "-", input=svc.replace("type: ClusterIP", "type: Weird"),
+                        check=False)
+    assert p.returncode == 1
+    assert p.stderr.strip() == ('The Service "s" is invalid: spec.type: Unsupported value: "Weird": supported '
+                                'values: "ClusterIP", "ExternalName", "LoadBalancer", "NodePort"')
+    p = cluster.kubectl("create", "-n", namespace, "-f", "-", check=False,
+                        input=svc.replace("type: ClusterIP", "type: ClusterIP\n  sessionAffinity: Sticky"))
+    assert p.stderr.strip() == ('The Service "s" is invalid: spec.sessionAffinity: Unsupported value: "Sticky": '
+                                'supported values: "ClientIP", "None"')
+    p = cluster.kubectl("create", "-n", namespace, "-f", "-", check=False,
+                        input=svc.replace("targetPort: 8080", "targetPort: 70000"))
+    assert p.stderr.strip() == ('The Service "s" is invalid: spec.ports[0].targetPort: Invalid value: 70000: '
+                                'must be between 1 and 65535, inclusive')
+    assert cluster.kubectl("create", "-n", namespace, "-f", "-", input=svc).stdout.strip() == "service/s created"
