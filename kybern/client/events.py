@@ -12,7 +12,7 @@ from typing import Any
 
 from kybern.client.http import Client
 from kybern.client.resources import EVENTS
-from kybern.machinery import errors, meta
+from kybern.machinery import errors
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,14 @@ class TokenBucket:
 _last_ns = 0
 
 
-def event_name(obj_name: str) -> str:
-    """`<object>.<hex of the event's time in ns>`, as client-go names events: names
-    sort as the events happened, so a list (ordered by name) and `kubectl describe`
+def _event_time_ns() -> int:
+    """An event's time in ns, unique and increasing within a process. A new event is
+    named `<object>.<hex of this>`, as client-go names events: names sort as the
+    events happened, so a list (ordered by name) and `kubectl describe`
     (stable-sorted by lastTimestamp, whole seconds) show them in order."""
     global _last_ns
-    _last_ns = max(time.time_ns(), _last_ns + 1)  # unique and increasing within a process
-    return f"{obj_name}.{_last_ns:x}"
+    _last_ns = max(time.time_ns(), _last_ns + 1)
+    return _last_ns
 
 
 class EventRecorder:
@@ -64,7 +65,7 @@ class EventRecorder:
         self.component = component
         self.host = host
         self._seen: dict[tuple[str, ...], dict[str, Any]] = {}
-        self._queue: asyncio.Queue[tuple[dict[str, Any], str, str, str, str]] = asyncio.Queue(10_000)
+        self._queue: asyncio.Queue[tuple[dict[str, Any], str, str, str, str, int]] = asyncio.Queue(10_000)
         self._worker: asyncio.Task[None] | None = None
         self._limit = TokenBucket(qps, burst) if qps > 0 else None
 
@@ -74,23 +75,25 @@ class EventRecorder:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._drain(), name=f"events-{self.component}")
         try:
-            self._queue.put_nowait((obj, type_, reason, message, field_path))
+            # the time is taken now, as client-go stamps an event when it is made, not
+            # when its turn to be written comes
+            self._queue.put_nowait((obj, type_, reason, message, field_path, _event_time_ns()))
         except asyncio.QueueFull:
             log.debug("event queue full; dropping %s", reason)
 
     async def _drain(self) -> None:
         while True:
-            obj, type_, reason, message, field_path = await self._queue.get()
+            obj, type_, reason, message, field_path, at_ns = await self._queue.get()
             if self._yield_to is not None and self._yield_to():
                 until = time.monotonic() + self._max_yield
                 while self._yield_to() and time.monotonic() < until:
                     await asyncio.sleep(0.02)
             if self._limit is not None:
                 await self._limit.take()
-            await self._record(obj, type_, reason, message, field_path)
+            await self._record(obj, type_, reason, message, field_path, at_ns)
 
     async def _record(self, obj: dict[str, Any], type_: str, reason: str, message: str,
-                      field_path: str = "") -> None:
+                      field_path: str = "", at_ns: int = 0) -> None:
         m = obj.get("metadata", {})
         ns = m.get("namespace") or "default"
         ref = {"kind": obj.get("kind"), "namespace": m.get("namespace"), "name": m.get("name"),
@@ -99,7 +102,8 @@ class EventRecorder:
         ref = {k: v for k, v in ref.items() if v}
         key = (ns, str(ref.get("kind")), str(ref.get("name")), str(ref.get("uid")), field_path, type_, reason,
                message)
-        now = meta.now()
+        at_ns = at_ns or _event_time_ns()
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at_ns // 1_000_000_000))
         try:
             prev = self._seen.get(key)
             if prev is not None:
@@ -115,7 +119,7 @@ class EventRecorder:
                         raise
             ev = {
                 "apiVersion": "v1", "kind": "Event",
-                "metadata": {"name": event_name(str(m.get("name"))), "namespace": ns},
+                "metadata": {"name": f"{m.get('name')}.{at_ns:x}", "namespace": ns},
                 "involvedObject": ref, "reason": reason, "message": message, "type": type_,
                 "source": {"component": self.component, **({"host": self.host} if self.host else {})},
                 "reportingComponent": self.component, "reportingInstance": self.host,
