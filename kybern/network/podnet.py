@@ -196,8 +196,8 @@ class PodNetwork:
         except Exception:
             await self.remove(sandbox_id)
             raise
-        record["result"] = result
-        _write_json(self.root / "pods" / f"{sandbox_id}.json", record)
+        # beside the record, not over it: replacing a file makes ext4 flush it (auto_da_alloc)
+        _write_json(self.root / "pods" / f"{sandbox_id}.result", result)
         ips = cni.pod_ip(result)
         if not ips:
             await self.remove(sandbox_id)
@@ -206,12 +206,13 @@ class PodNetwork:
 
     async def remove(self, sandbox_id: str) -> None:
         """CNI DEL and delete the netns (idempotent)."""
-        f = self.root / "pods" / f"{sandbox_id}.json"
+        f, res = self.root / "pods" / f"{sandbox_id}.json", self.root / "pods" / f"{sandbox_id}.result"
         rec = _read_json(f)
         if not rec:
             return
         await self._teardown(rec["netns"], sandbox_id, rec.get("namespace", ""), rec.get("name", ""),
-                             rec.get("result"), rec.get("runtimeConfig"))
+                             _read_json(res) or rec.get("result"), rec.get("runtimeConfig"))
+        res.unlink(missing_ok=True)
         f.unlink(missing_ok=True)
 
     async def _teardown(self, ns: str, sandbox_id: str, namespace: str, name: str,

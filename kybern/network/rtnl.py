@@ -23,11 +23,12 @@ import struct
 from typing import Self
 
 NETLINK_ROUTE = 0
-RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
+RTM_NEWLINK, RTM_DELLINK, RTM_SETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 19, 20, 24
 NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x100, 0x200, 0x400
 NLA_F_NESTED = 0x8000
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_PROTINFO, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 12, 18, 28
+IFLA_BRPORT_MODE = 4  # hairpin
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
@@ -127,6 +128,12 @@ class Netlink:
     def set_up(self, index: int) -> None:
         """`ip link set dev INDEX up`."""
         self.request(RTM_NEWLINK, 0, ifinfo(index, up=True))
+
+    def set_hairpin(self, index: int) -> None:
+        """`bridge link set dev INDEX hairpin on` (by netlink: the sysfs file
+        spins on the kernel's rtnl lock while other links are being made)."""
+        self.request(RTM_SETLINK, 0, _IFINFO.pack(socket.AF_BRIDGE, 0, index, 0, 0)
+                     + nested(IFLA_PROTINFO, attr(IFLA_BRPORT_MODE, b"\x01")))
 
     def delete_link(self, name: str) -> bool:
         """Delete link `name` (a veth takes its peer with it); False if there is none."""
