@@ -13,6 +13,7 @@ from kybern.api import (
     networking,
     policy,
     rbac,
+    scheduling,
     storage_k8s,
 )
 from kybern.api.registry import Registry
@@ -22,6 +23,6 @@ def builtin_registry() -> Registry:
     reg = Registry()
     for info in core.RESOURCES + core_extra.RESOURCES + apps.RESOURCES + batch.RESOURCES + \
             autoscaling.RESOURCES + networking.RESOURCES + discovery_k8s.RESOURCES + policy.RESOURCES + \
-            rbac.RESOURCES + storage_k8s.RESOURCES + crd.RESOURCES:
+            rbac.RESOURCES + scheduling.RESOURCES + storage_k8s.RESOURCES + crd.RESOURCES:
         reg.add(info)
     return reg

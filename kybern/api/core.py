@@ -215,8 +215,7 @@ class PodStrategy(Strategy):
             if not any(t.get("key") == key for t in tol):
                 tol.append({"key": key, "operator": "Exists", "effect": "NoExecute",
                             "tolerationSeconds": 300})
-        spec.setdefault("priority", 0)
-        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+        # spec.priority and preemptionPolicy are the Priority admission plugin's (at create)
 
     def prepare_for_create(self, obj: Obj) -> None:
         super().prepare_for_create(obj)

@@ -298,6 +298,11 @@ _CREATED_AT: Printer = ([_N, ("Created At", "date", "", 0)],
 _BINDING: Printer = ([_N, ("Role", "string", "", 0), _A, ("Users", "string", "", 1), ("Groups", "string", "", 1),
                       ("ServiceAccounts", "string", "", 1)], _binding)
 
+def _priorityclass(o: Obj) -> list[Any]:
+    return [_name(o), int(o.get("value") or 0), bool(o.get("globalDefault")), _created(o),
+            o.get("preemptionPolicy") or ""]
+
+
 PRINTERS: dict[tuple[str, str], Printer] = {
     ("apps", "StatefulSet"): ([_N, ("Ready", "string", "", 0), _A, *_WIDE_POD], _sts),
     ("apps", "DaemonSet"): ([_N, ("Desired", "integer", "", 0), ("Current", "integer", "", 0),
@@ -351,6 +356,8 @@ PRINTERS: dict[tuple[str, str], Printer] = {
                                               ("Node", "string", "", 0), ("Attached", "boolean", "", 0), _A], _va),
     ("policy", "PodDisruptionBudget"): ([_N, ("Min Available", "string", "", 0), ("Max Unavailable", "string", "", 0),
                                          ("Allowed Disruptions", "integer", "", 0), _A], _pdb),
+    ("scheduling.k8s.io", "PriorityClass"): ([_N, ("Value", "integer", "", 0), ("Global-Default", "boolean", "", 0),
+                                              _A, ("PreemptionPolicy", "string", "", 0)], _priorityclass),
     ("rbac.authorization.k8s.io", "Role"): _CREATED_AT,
     ("rbac.authorization.k8s.io", "ClusterRole"): _CREATED_AT,
     ("rbac.authorization.k8s.io", "RoleBinding"): _BINDING,

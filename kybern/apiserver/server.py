@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import copy
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -18,11 +19,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from kybern.api import scheduling
 from kybern.api.catalog import builtin_registry
 from kybern.api.registry import Registry, ResourceInfo
 from kybern.apiserver import allocators, discovery, metricsapi, rest, reviews, streams, subresources
 from kybern.apiserver.metrics import APIMetrics, InstrumentedStore
-from kybern.apiserver.store import Predicate, RESTStore, object_key
+from kybern.apiserver.store import Predicate, RESTStore, key_prefix, object_key
 from kybern.apiserver.watchcache import WatchCache
 from kybern.machinery import errors, managedfields
 from kybern.storage.interface import Store
@@ -94,6 +96,8 @@ class APIServer:
             ("", "services"): self._allocate_service,
             ("", "persistentvolumeclaims"): self._default_storage_class,
             ("networking.k8s.io", "ingresses"): self._default_ingress_class,
+            ("", "pods"): self._admit_pod_priority,
+            ("scheduling.k8s.io", "priorityclasses"): self._admit_priority_class,
         }
         self._node_session: aiohttp.ClientSession | None = None
 
@@ -158,6 +162,67 @@ class APIServer:
         await self._default_class(ing, field="ingressClassName", group="networking.k8s.io",
                                   plural="ingressclasses", annotation="ingressclass.kubernetes.io/is-default-class")
 
+    async def _default_priority_classes(self) -> list[dict[str, Any]]:
+        """The PriorityClasses marked globalDefault, from the watch cache (as the
+        plugin's lister): every pod create asks, so only those are decoded."""
+        info = self.registry.get("scheduling.k8s.io", "v1", "priorityclasses")
+        if info is None:
+            return []
+        store = self.store_for(info)
+        entries, _ = await store.cache.list(store.prefix, key_prefix(info, None), Predicate())
+        return [o for o in (e.decode() for e in entries if b'"globalDefault"' in e.raw) if o.get("globalDefault")]
+
+    async def _admit_pod_priority(self, pod: dict[str, Any]) -> None:
+        """The Priority admission plugin on pod create: spec.priority and
+        preemptionPolicy come from the pod's PriorityClass (or the global default
+        class, whose name the pod then gets); a client may not give another value."""
+        spec = pod.setdefault("spec", {})
+        name = pod["metadata"].get("name", "")
+
+        def refuse(why: str) -> errors.StatusError:
+            return errors.StatusError(403, "Forbidden", f'pods "{name}" is forbidden: {why}',
+                                      details={"name": name, "kind": "pods"})
+
+        pc_name = spec.get("priorityClassName") or ""
+        if pc_name:
+            info = self.registry.get("scheduling.k8s.io", "v1", "priorityclasses")
+            try:
+                pc = await self.store_for(info).get(None, pc_name, resource_version="0")  # type: ignore[arg-type]
+            except errors.StatusError as e:
+                if e.code != 404:
+                    raise
+                raise refuse(f"no PriorityClass with name {pc_name} was found") from None
+            priority, policy = int(pc.get("value") or 0), pc.get("preemptionPolicy")
+        else:
+            dpc = scheduling.default_class(await self._default_priority_classes())
+            if dpc is not None:
+                spec["priorityClassName"] = dpc["metadata"]["name"]
+                priority, policy = int(dpc.get("value") or 0), dpc.get("preemptionPolicy")
+            else:
+                priority, policy = 0, "PreemptLowerPriority"
+        if spec.get("priority") is not None and spec["priority"] != priority:
+            raise refuse(f"the integer value of priority ({spec['priority']}) must not be provided in pod spec; "
+                         f"priority admission controller computed {priority} from the given PriorityClass name")
+        spec["priority"] = priority
+        if policy:
+            if spec.get("preemptionPolicy") is not None and spec["preemptionPolicy"] != policy:
+                raise refuse(f"the string value of PreemptionPolicy ({spec['preemptionPolicy']}) must not be "
+                             f"provided in pod spec; priority admission controller computed {policy} from the "
+                             "given PriorityClass name")
+            spec["preemptionPolicy"] = policy
+
+    async def _admit_priority_class(self, pc: dict[str, Any]) -> None:
+        """The Priority plugin on PriorityClass create: one global default at most."""
+        if not pc.get("globalDefault"):
+            return
+        dpc = scheduling.default_class(await self._default_priority_classes())
+        if dpc is not None:
+            name = pc["metadata"]["name"]
+            raise errors.StatusError(
+                403, "Forbidden", f'priorityclasses.scheduling.k8s.io "{name}" is forbidden: PriorityClass '
+                f'{dpc["metadata"]["name"]} is already marked as default. Only one default can exist',
+                details={"name": name, "group": "scheduling.k8s.io", "kind": "priorityclasses"})
+
     async def _allocate_service(self, svc: dict[str, Any]) -> None:
         store = self.store("", "v1", "services")
         m = svc["metadata"]
@@ -191,6 +256,13 @@ class APIServer:
         for ns in BOOTSTRAP_NAMESPACES:
             try:
                 await sa_store.create(ns, {"metadata": {"name": "default", "namespace": ns}})
+            except errors.StatusError as e:
+                if e.reason != "AlreadyExists":
+                    raise
+        pc_store = self.store("scheduling.k8s.io", "v1", "priorityclasses")
+        for pc in scheduling.SYSTEM_CLASSES:
+            try:
+                await pc_store.create(None, copy.deepcopy(pc))
             except errors.StatusError as e:
                 if e.reason != "AlreadyExists":
                     raise

@@ -114,3 +114,42 @@ def test_service_type_and_affinity_values(cluster, namespace):
     assert p.stderr.strip() == ('The Service "s" is invalid: spec.ports[0].targetPort: Invalid value: 70000: '
                                 'must be between 1 and 65535, inclusive')
     assert cluster.kubectl("create", "-n", namespace, "-f", "-", input=svc).stdout.strip() == "service/s created"
+
+
+def test_priority_classes(cluster, namespace):
+    # "Pod Priority and Preemption": the two system classes exist, a pod's priority
+    # comes from its class, an unknown class is refused by the Priority admission plugin
+    out = cluster.kubectl("get", "priorityclasses").stdout.splitlines()
+    assert out[0].split() == ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]
+    rows = {ln.split()[0]: ln.split() for ln in out[1:]}
+    assert rows["system-node-critical"][1:3] == ["2000001000", "false"]
+    assert rows["system-cluster-critical"][1:3] == ["2000000000", "false"]
+    assert "priorityclasses" in cluster.kubectl("api-resources", "--api-group=scheduling.k8s.io").stdout
+
+    name = f"high-{namespace}"[:60]
+    p = cluster.kubectl("create", "priorityclass", name, "--value=1000000", "--description=high priority")
+    assert p.stdout.strip() == f"priorityclass.scheduling.k8s.io/{name} created"
+    try:
+        ns = ["-n", namespace]
+        cluster.kubectl("run", "important", "--image=demo:v1", f'--overrides={{"spec":{{"priorityClassName":"{name}"}}}}',
+                        *ns)
+        spec = cluster.kjson("get", "pod/important", *ns)["spec"]
+        assert (spec["priority"], spec["preemptionPolicy"]) == (1000000, "PreemptLowerPriority")
+        cluster.kubectl("run", "plain", "--image=demo:v1", *ns)
+        spec = cluster.kjson("get", "pod/plain", *ns)["spec"]
+        assert spec["priority"] == 0 and "priorityClassName" not in spec
+
+        p = cluster.kubectl("run", "lost", "--image=demo:v1", *ns,
+                            '--overrides={"spec":{"priorityClassName":"nope"}}', check=False)
+        assert p.returncode == 1
+        assert p.stderr.strip() == ('Error from server (Forbidden): pods "lost" is forbidden: no PriorityClass '
+                                    'with name nope was found')
+        p = cluster.kubectl("create", "priorityclass", "too-high", "--value=1000000001", check=False)
+        assert p.stderr.strip() == ('error: failed to create priorityclass: PriorityClass.scheduling.k8s.io '
+                                    '"too-high" is invalid: value: Forbidden: maximum allowed value of a user '
+                                    'defined priority is 1000000000')
+        p = cluster.kubectl("patch", "priorityclass", name, "-p", '{"value":5}', check=False)
+        assert p.stderr.strip() == (f'The PriorityClass "{name}" is invalid: value: Forbidden: may not be changed '
+                                    'in an update.')
+    finally:
+        cluster.kubectl("delete", "priorityclass", name, check=False)
