@@ -297,6 +297,11 @@ class NamespaceStrategy(Strategy):
 class ServiceStrategy(Strategy):
     has_status = True
     name_validator = staticmethod(validate_dns_label)
+    return_deleted_object = True  # ReturnDeletedObject in upstream's registry
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        super().prepare_for_create(obj)
+        obj["status"] = {"loadBalancer": {}}  # Go's zero ServiceStatus, as upstream answers
 
     def default(self, obj: Obj) -> None:
         spec = obj.setdefault("spec", {})
@@ -336,6 +341,10 @@ class ServiceStrategy(Strategy):
                 out.extend(port_number_causes(int(target) if isinstance(target, str) else target,
                                               f"spec.ports[{i}].targetPort"))
         return out
+
+
+class ServiceAccountStrategy(Strategy):
+    return_deleted_object = True  # ReturnDeletedObject in upstream's registry
 
 
 class ConfigMapStrategy(Strategy):
@@ -390,5 +399,5 @@ RESOURCES = [
                  short_names=("svc",), categories=("all",), subresources=("status", "proxy"),
                  strategy=ServiceStrategy()),
     ResourceInfo("", "v1", "ServiceAccount", "serviceaccounts", True,
-                 "io.k8s.api.core.v1.ServiceAccount", short_names=("sa",), strategy=Strategy()),
+                 "io.k8s.api.core.v1.ServiceAccount", short_names=("sa",), strategy=ServiceAccountStrategy()),
 ]

@@ -34,6 +34,7 @@ class EndpointsStrategy(Strategy):
 
 
 class PersistentVolumeStrategy(Strategy):
+    return_deleted_object = True  # ReturnDeletedObject in upstream's registry
     has_status = True
 
     def default(self, obj: Obj) -> None:
@@ -64,6 +65,7 @@ class PersistentVolumeStrategy(Strategy):
 
 
 class PersistentVolumeClaimStrategy(Strategy):
+    return_deleted_object = True  # ReturnDeletedObject in upstream's registry
     has_status = True
 
     def default(self, obj: Obj) -> None:
@@ -100,6 +102,7 @@ class PersistentVolumeClaimStrategy(Strategy):
 
 
 class ResourceQuotaStrategy(Strategy):
+    return_deleted_object = True  # ReturnDeletedObject in upstream's registry
     has_status = True
 
     def prepare_for_create(self, obj: Obj) -> None:
@@ -119,6 +122,7 @@ class LimitRangeStrategy(Strategy):
 
 
 class PodTemplateStrategy(Strategy):
+    return_deleted_object = True  # ReturnDeletedObject in upstream's registry
     def default(self, obj: Obj) -> None:
         tmpl = obj.setdefault("template", {})
         tmpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)

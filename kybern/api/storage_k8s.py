@@ -18,6 +18,7 @@ def _immutable(new: Obj, old: Obj, *fields: str) -> list[Cause]:
 
 
 class StorageClassStrategy(Strategy):
+    return_deleted_object = True  # ReturnDeletedObject in upstream's registry
     def default(self, obj: Obj) -> None:
         obj.setdefault("reclaimPolicy", "Delete")
         obj.setdefault("volumeBindingMode", "Immediate")
@@ -42,6 +43,7 @@ class StorageClassStrategy(Strategy):
 
 
 class CSIDriverStrategy(Strategy):
+    return_deleted_object = True  # ReturnDeletedObject in upstream's registry
     def default(self, obj: Obj) -> None:
         spec = obj.setdefault("spec", {})
         spec.setdefault("attachRequired", True)
@@ -54,6 +56,7 @@ class CSIDriverStrategy(Strategy):
 
 
 class CSINodeStrategy(Strategy):
+    return_deleted_object = True  # ReturnDeletedObject in upstream's registry
     def validate(self, obj: Obj) -> list[Cause]:
         out: list[Cause] = []
         seen: set[str] = set()
@@ -71,6 +74,7 @@ class CSINodeStrategy(Strategy):
 
 
 class VolumeAttachmentStrategy(Strategy):
+    return_deleted_object = True  # ReturnDeletedObject in upstream's registry
     has_status = True
 
     def prepare_for_create(self, obj: Obj) -> None:

@@ -153,3 +153,40 @@ def test_priority_classes(cluster, namespace):
                                     'in an update.')
     finally:
         cluster.kubectl("delete", "priorityclass", name, check=False)
+
+
+def test_official_client_reads_what_a_delete_answers(cluster, namespace):
+    # the Python client's own e2e suite (test_client.py test_service_apis) deserializes a
+    # DELETE of a Service as a V1Service and asserts a created Service has a status:
+    # upstream's service, serviceaccount, PV/PVC, podtemplate, resourcequota and
+    # storage.k8s.io registries answer a DELETE with the object (ReturnDeletedObject)
+    from kubernetes import client
+
+    api = client.CoreV1Api(cluster.api_client())
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "frontend", "labels": {"name": "frontend"}},
+           "spec": {"ports": [{"name": "port", "port": 80, "protocol": "TCP", "targetPort": 80}],
+                    "selector": {"name": "frontend"}}}
+    created = api.create_namespaced_service(body=svc, namespace=namespace)
+    assert created.status is not None and created.status.load_balancer is not None
+    assert api.read_namespaced_service("frontend", namespace).status.load_balancer is not None
+    svc["spec"]["ports"] = [{"name": "new", "port": 8080, "protocol": "TCP", "targetPort": 8080}]
+    assert len(api.patch_namespaced_service("frontend", namespace, svc).spec.ports) == 2
+    gone = api.delete_namespaced_service(name="frontend", namespace=namespace, body={})
+    assert isinstance(gone, client.V1Service) and gone.metadata.name == "frontend"
+
+    api.create_namespaced_service_account(namespace, {"metadata": {"name": "robot"}})
+    assert isinstance(api.delete_namespaced_service_account("robot", namespace), client.V1ServiceAccount)
+    api.create_namespaced_persistent_volume_claim(namespace, {
+        "metadata": {"name": "claim"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    assert isinstance(api.delete_namespaced_persistent_volume_claim("claim", namespace),
+                      client.V1PersistentVolumeClaim)
+    api.create_namespaced_resource_quota(namespace, {"metadata": {"name": "q"}, "spec": {"hard": {"pods": "10"}}})
+    assert isinstance(api.delete_namespaced_resource_quota("q", namespace), client.V1ResourceQuota)
+    # a ConfigMap still answers with a Success Status
+    api.create_namespaced_config_map(namespace, {"metadata": {"name": "cm"}, "data": {"a": "b"}})
+    status = api.delete_namespaced_config_map("cm", namespace)
+    assert (status["status"] if isinstance(status, dict) else status.status) == "Success"
+    # kubectl's view is unchanged
+    cluster.kubectl("create", "service", "clusterip", "s2", "--tcp=80", "-n", namespace)
+    assert cluster.kubectl("delete", "service", "s2", "-n", namespace).stdout.strip() == 'service "s2" deleted'
