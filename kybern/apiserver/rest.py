@@ -49,6 +49,18 @@ def json_response(obj: Any, status: int = 200, *, content_type: str = JSON,
         web.Response(body=body, status=status, headers={"Content-Type": content_type, **headers})
 
 
+def status_response(e: errors.StatusError, code: int | None = None) -> web.Response:
+    """A failure Status as kube-apiserver writes it: metav1.Status's field order
+    and the newline Go's json.Encoder ends it with (clients that compare bodies,
+    such as the Python client's FailToCreateError text, see the same bytes)."""
+    st = e.status()
+    try:
+        body = orjson.dumps(st)
+    except TypeError:  # a message quoting a client's invalid string
+        body = json.dumps(st, default=str, separators=(",", ":")).encode()
+    return web.Response(body=body + b"\n", status=code or e.code, content_type=JSON)
+
+
 def object_response(obj: Any, wire: bytes | None, status: int = 200, *,
                     warnings: list[str] | None = None) -> web.Response:
     """json_response(obj) of a written object whose wire JSON the store spliced
@@ -398,7 +410,8 @@ async def delete(request: web.Request, store: RESTStore, ns: str | None, name: s
         details = {"name": m.get("name"), "kind": store.info.plural, "uid": m.get("uid")}
         if store.info.group:
             details["group"] = store.info.group
-        obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+        obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+               "details": errors.ordered_details(details)}
     return json_response(obj, 200)
 
 

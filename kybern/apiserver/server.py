@@ -472,19 +472,19 @@ class APIServer:
                 auth = request.headers.get("Authorization", "")
                 if (auth[7:] if auth.startswith("Bearer ") else "") not in self.tokens:
                     e0 = errors.unauthorized()
-                    resp = rest.json_response(e0.status(), e0.code)
+                    resp = rest.status_response(e0)
                     code = resp.status
                     return resp
             try:
                 resp = await handler(request)
             except errors.StatusError as e:
-                resp = rest.json_response(e.status(), e.code)
+                resp = rest.status_response(e)
             except web.HTTPRequestEntityTooLarge:
                 e2 = errors.too_large()
-                resp = rest.json_response(e2.status(), 413)
+                resp = rest.status_response(e2, 413)
             except web.HTTPNotFound:
                 e3 = errors.StatusError(404, "NotFound", "the server could not find the requested resource")
-                resp = rest.json_response(e3.status(), 404)
+                resp = rest.status_response(e3, 404)
             except web.HTTPException:
                 raise
             except (ConnectionResetError, asyncio.CancelledError):
@@ -492,7 +492,7 @@ class APIServer:
             except Exception as e:  # never take the server down for one request
                 log.exception("internal error on %s %s", request.method, request.path)
                 e4 = errors.internal(repr(e))
-                resp = rest.json_response(e4.status(), 500)
+                resp = rest.status_response(e4, 500)
             code = resp.status
             return resp
         except web.HTTPException as e:

@@ -35,6 +35,8 @@ class StatusError(Exception):
         self.details = details
 
     def status(self) -> dict[str, Any]:
+        """The Status in metav1.Status's field order (as Go encodes it, so the
+        bytes match kube-apiserver's; the Python client's e2e suite compares them)."""
         out: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
@@ -42,10 +44,10 @@ class StatusError(Exception):
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
         }
         if self.details:
-            out["details"] = self.details
+            out["details"] = ordered_details(self.details)
+        out["code"] = self.code
         return out
 
     @classmethod
@@ -59,6 +61,29 @@ class StatusError(Exception):
 
     def __repr__(self) -> str:
         return f"StatusError({self.code}, {self.reason!r}, {self.message!r})"
+
+
+_DETAIL_ORDER = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+_CAUSE_ORDER = ("reason", "message", "field")
+
+
+def ordered_details(details: dict[str, Any]) -> dict[str, Any]:
+    """StatusDetails (and its causes) in Go's field order; unknown keys last."""
+    out = {k: details[k] for k in _DETAIL_ORDER if k in details}
+    out.update((k, v) for k, v in details.items() if k not in out)
+    causes = out.get("causes")
+    if isinstance(causes, list):
+        out["causes"] = [_wire_cause(c) if isinstance(c, dict) else c for c in causes]
+    return out
+
+
+def _wire_cause(c: dict[str, Any]) -> dict[str, Any]:
+    """A cause as metav1.StatusCause encodes it: its type goes on the wire as
+    `reason` (`json:"reason,omitempty"`), then message, then field."""
+    c = dict(c)
+    if "type" in c:
+        c.setdefault("reason", c.pop("type"))
+    return {**{k: c[k] for k in _CAUSE_ORDER if k in c}, **c}
 
 
 def _qualified(group: str, resource: str) -> str:

@@ -190,3 +190,29 @@ def test_official_client_reads_what_a_delete_answers(cluster, namespace):
     # kubectl's view is unchanged
     cluster.kubectl("create", "service", "clusterip", "s2", "--tcp=80", "-n", namespace)
     assert cluster.kubectl("delete", "service", "s2", "-n", namespace).stdout.strip() == 'service "s2" deleted'
+
+
+def test_failure_status_bytes_are_upstreams(cluster, namespace):
+    # kubernetes.utils.create_from_yaml puts the response body in FailToCreateError, and
+    # the Python client's e2e suite compares that text byte for byte: metav1.Status's
+    # field order, details' (name, group, kind), causes' `reason`, and Go's newline
+    from kubernetes import utils
+
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "triple"},
+           "spec": {"selector": {"matchLabels": {"app": "t"}},
+                    "template": {"metadata": {"labels": {"app": "t"}},
+                                 "spec": {"containers": [{"name": "c", "image": "demo:v1"}]}}}}
+    k = cluster.api_client()
+    utils.create_from_dict(k, dep, namespace=namespace)
+    with pytest.raises(utils.FailToCreateError) as e:
+        utils.create_from_dict(k, dep, namespace=namespace)
+    assert str(e.value) == (
+        'Error from server (Conflict): {"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+        '"message":"deployments.apps \\"triple\\" already exists","reason":"AlreadyExists",'
+        '"details":{"name":"triple","group":"apps","kind":"deployments"},"code":409}\n')
+    with pytest.raises(utils.FailToCreateError) as e:
+        utils.create_from_dict(k, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_"}},
+                               namespace=namespace)
+    body = str(e.value).split(": ", 1)[1]
+    assert body.endswith('"field":"metadata.name"}]},"code":422}\n')
+    assert '"details":{"name":"Bad_","kind":"ConfigMap","causes":[{"reason":"FieldValueInvalid","message":' in body

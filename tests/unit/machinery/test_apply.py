@@ -80,7 +80,7 @@ def test_conflict_with_an_updater_names_manager_and_field():
     assert (st["code"], st["reason"]) == (409, "Conflict")
     assert st["message"] == ('Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" '
                              "using apps/v1: .spec.replicas")
-    assert st["details"]["causes"] == [{"type": "FieldManagerConflict", "field": ".spec.replicas",
+    assert st["details"]["causes"] == [{"reason": "FieldManagerConflict", "field": ".spec.replicas",
                                         "message": 'conflict with "kubectl-client-side-apply" using apps/v1'}]
 
 
