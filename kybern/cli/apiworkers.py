@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from kybern.cli import gc_tuning
 from kybern.cli.children import Child
 
 log = logging.getLogger("kybern.apiworkers")
@@ -82,7 +83,8 @@ async def serve_worker(data_dir: Path, address: str, port: int, datastore: str) 
     await api.serve_crds()
     runner = web.AppRunner(api.app(), access_log=None, handle_signals=False,
                                shutdown_timeout=SHUTDOWN_GRACE)
-    await runner.setup()
+    await runner.setup()  # the watch cache fills from storage here
+    gc_tuning.freeze_for_serving()  # before any connection: shorter GC pauses (gc_tuning.py)
     await web.SockSite(runner, sock, ssl_context=ssl_context(str(crt), str(key))).start()
     try:
         await done.wait()

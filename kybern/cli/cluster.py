@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from kybern.cli import apiworkers, children
+from kybern.cli import apiworkers, children, gc_tuning
 from kybern.client.http import Client, wait_ready
 from kybern.client.resources import NODES
 from kybern.machinery import errors
@@ -141,7 +141,8 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     await api.bootstrap()
     runner = web.AppRunner(api.app(), access_log=None, handle_signals=False,
                                shutdown_timeout=apiworkers.SHUTDOWN_GRACE)
-    await runner.setup()
+    await runner.setup()  # the watch cache fills from storage here
+    gc_tuning.freeze_for_serving()  # before any connection: shorter GC pauses (gc_tuning.py)
     try:
         sock = apiworkers.listen(cfg.address, cfg.port, shared=cfg.api_workers > 1)
     except OSError as e:

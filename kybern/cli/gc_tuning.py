@@ -1,13 +1,30 @@
 """Garbage-collector settings for kybern's long-running processes.
 
-CPython runs a young-generation collection every 700 net allocations of
-container objects. A node agent starting pods allocates millions of
-short-lived dicts and lists (pods decoded from watches, statuses, HTTP
+Node agent (`tune`): CPython runs a young-generation collection every 700 net
+allocations of container objects. A node agent starting pods allocates millions
+of short-lived dicts and lists (pods decoded from watches, statuses, HTTP
 headers) that reference counting frees anyway, so those collections find
 almost nothing: in a burst of 200 pod starts they cost ~10 % of the agent's CPU
 (docs/benchmarks.md, issue 4). So, once started: what the imports and set-up
 built is frozen (never scanned again), and a young collection runs every
 50,000 allocations; cyclic garbage still gets collected, a little later.
+
+Apiserver processes (`freeze_for_serving`): the cost that matters there is the
+pause. A full (generation-2) collection walks every tracked object the process
+holds and answers nothing meanwhile: ~55,000 objects from start-up (modules,
+functions, the API registry and schemas, routes) plus the watch cache's
+entries and the open connections; with 10,000 pods cached that was 45-90 ms of
+CPU per collection, several per minute while objects are created
+(docs/benchmarks.md, issue 3, sixth round), enough to lift the p99 of paced
+writes past 25 ms by itself. Freezing once the process is set up and its watch
+cache filled, before the first connection is accepted, takes all of that out
+of every later collection (the same collections then took 4-25 ms). The young
+thresholds stay CPython's: a larger young generation means fewer but longer
+pauses, which is the wrong trade here. Frozen objects are still freed by
+reference counting when dropped (a cached object replaced by its next version);
+only a reference cycle among them would never be collected, and at that point
+the process holds no connection or request, only what it keeps for its
+lifetime.
 """
 
 from __future__ import annotations
@@ -22,3 +39,11 @@ def tune() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, older, oldest)
+
+
+def freeze_for_serving() -> None:
+    """An apiserver process, set up and about to accept connections: everything
+    it holds now moves to the permanent generation (after one full collection,
+    so no garbage is kept); collection thresholds unchanged."""
+    gc.collect()
+    gc.freeze()
