@@ -213,17 +213,23 @@ def _plumb(conf: dict[str, Any], pool: Pool, netns: str, ifname: str, ip: ipaddr
     }
 
 
-async def _add(conf: dict[str, Any], container_id: str, netns: str, ifname: str) -> dict[str, Any]:
+def _add_job(conf: dict[str, Any], container_id: str, netns: str, ifname: str) -> dict[str, Any]:
+    """The whole ADD, a job on the netns thread (the loop does no file or netlink I/O);
+    a failure releases the address it reserved."""
     pool = Pool(conf)
     ip = pool.reserve(container_id, ifname)
     try:
-        return await on_netns_thread(lambda: _plumb(conf, pool, netns, ifname, ip))
+        return _plumb(conf, pool, netns, ifname, ip)
     except OSError as e:
         pool.release(container_id, ifname, str(ip))
         raise PluginError(999, f"failed to set up {ifname} in {netns}: {e.strerror or e}") from e
     except BaseException:
         pool.release(container_id, ifname, str(ip))
         raise
+
+
+async def _add(conf: dict[str, Any], container_id: str, netns: str, ifname: str) -> dict[str, Any]:
+    return await on_netns_thread(lambda: _add_job(conf, container_id, netns, ifname))
 
 
 def _delete_host_ends(prev: dict[str, Any]) -> bool:

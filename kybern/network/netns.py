@@ -136,10 +136,14 @@ async def netns_add(name: str) -> str:
     unshares into a new netns, bind-mounts it at /var/run/netns/NAME and goes
     home (the namespace lives on through the mount). Returns the path."""
     path = os.path.join(NETNS_DIR, name)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
-    os.close(fd)
+    created = False
 
     def job() -> None:
+        nonlocal created
+        # the mount point too is made here, not on the caller's loop: it waits for the
+        # directory's lock, which the mounts of other namespaces hold
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+        created = True
         _libc_call("unshare", _CLONE_NEWNET)
         _libc_call("mount", b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None)
         loopback_up()
@@ -147,8 +151,8 @@ async def netns_add(name: str) -> str:
     fut = _thread.submit(job)
     try:
         await asyncio.shield(asyncio.wrap_future(fut))
-    except BaseException:  # failed, or the caller was cancelled: remove it once the job is over
-        fut.add_done_callback(lambda _: netns_delete(name))
+    except BaseException:  # failed, or the caller was cancelled: undo it once the job is over
+        fut.add_done_callback(lambda _: netns_delete(name) if created else None)
         raise
     return path
 

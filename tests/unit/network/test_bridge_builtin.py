@@ -138,3 +138,16 @@ def test_builtin_matches_the_plugin_executables(tmp_path, monkeypatch):
             subprocess.run(["ip", "link", "del", name], capture_output=True)
 
     asyncio.run(run())
+
+
+@needs_root
+def test_a_failed_add_says_why_and_keeps_no_address(tmp_path):
+    name = "kbt" + uuid.uuid4().hex[:6]
+    conf = conf_for(tmp_path, name)
+    try:
+        with pytest.raises(cni.CNIError, match=r'plugin type="bridge" failed \(add\): failed to set up eth0'):
+            asyncio.run(cni.invoke("ADD", conf, container_id="x", netns=f"/var/run/netns/{name}-missing"))
+        assert [p.name for p in (tmp_path / "ipam" / name).iterdir() if p.name[0].isdigit()] == []
+        assert sh(f"ip -j link show master {name}").strip() in ("", "[]")  # no veth left either
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
