@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kybern.api import (
+    apiregistration,
     apps,
     autoscaling,
     batch,
@@ -23,6 +24,6 @@ def builtin_registry() -> Registry:
     reg = Registry()
     for info in core.RESOURCES + core_extra.RESOURCES + apps.RESOURCES + batch.RESOURCES + \
             autoscaling.RESOURCES + networking.RESOURCES + discovery_k8s.RESOURCES + policy.RESOURCES + \
-            rbac.RESOURCES + scheduling.RESOURCES + storage_k8s.RESOURCES + crd.RESOURCES:
+            rbac.RESOURCES + scheduling.RESOURCES + apiregistration.RESOURCES + storage_k8s.RESOURCES + crd.RESOURCES:
         reg.add(info)
     return reg

@@ -298,6 +298,18 @@ _CREATED_AT: Printer = ([_N, ("Created At", "date", "", 0)],
 _BINDING: Printer = ([_N, ("Role", "string", "", 0), _A, ("Users", "string", "", 1), ("Groups", "string", "", 1),
                       ("ServiceAccounts", "string", "", 1)], _binding)
 
+def _apiservice(o: Obj) -> list[Any]:
+    spec, st = _s(o)
+    svc = spec.get("service")
+    service = f"{svc.get('namespace')}/{svc.get('name')}" if isinstance(svc, dict) else "Local"
+    available = "Unknown"
+    for c in st.get("conditions") or []:
+        if c.get("type") == "Available":
+            status = c.get("status") or ""
+            available = status if status == "True" or not c.get("reason") else f"{status} ({c['reason']})"
+    return [_name(o), service, available, _created(o)]
+
+
 def _priorityclass(o: Obj) -> list[Any]:
     return [_name(o), int(o.get("value") or 0), bool(o.get("globalDefault")), _created(o),
             o.get("preemptionPolicy") or ""]
@@ -356,6 +368,8 @@ PRINTERS: dict[tuple[str, str], Printer] = {
                                               ("Node", "string", "", 0), ("Attached", "boolean", "", 0), _A], _va),
     ("policy", "PodDisruptionBudget"): ([_N, ("Min Available", "string", "", 0), ("Max Unavailable", "string", "", 0),
                                          ("Allowed Disruptions", "integer", "", 0), _A], _pdb),
+    ("apiregistration.k8s.io", "APIService"): ([_N, ("Service", "string", "", 0), ("Available", "string", "", 0),
+                                                 _A], _apiservice),
     ("scheduling.k8s.io", "PriorityClass"): ([_N, ("Value", "integer", "", 0), ("Global-Default", "boolean", "", 0),
                                               _A, ("PreemptionPolicy", "string", "", 0)], _priorityclass),
     ("rbac.authorization.k8s.io", "Role"): _CREATED_AT,

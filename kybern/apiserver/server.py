@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from kybern.api import scheduling
+from kybern.api import apiregistration, scheduling
 from kybern.api.catalog import builtin_registry
 from kybern.api.registry import Registry, ResourceInfo
 from kybern.apiserver import allocators, discovery, metricsapi, rest, reviews, streams, subresources
@@ -259,6 +259,14 @@ class APIServer:
             except errors.StatusError as e:
                 if e.reason != "AlreadyExists":
                     raise
+        as_store = self.store("apiregistration.k8s.io", "v1", "apiservices")
+        for group, versions in self.registry.group_versions().items():
+            for version in versions:
+                try:
+                    await as_store.create(None, apiregistration.local_apiservice(group, version))
+                except errors.StatusError as e:
+                    if e.reason != "AlreadyExists":
+                        raise
         pc_store = self.store("scheduling.k8s.io", "v1", "priorityclasses")
         for pc in scheduling.SYSTEM_CLASSES:
             try:

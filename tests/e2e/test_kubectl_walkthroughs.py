@@ -4,6 +4,8 @@ kybern once differed from upstream Kubernetes."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -216,3 +218,44 @@ def test_failure_status_bytes_are_upstreams(cluster, namespace):
     body = str(e.value).split(": ", 1)[1]
     assert body.endswith('"field":"metadata.name"}]},"code":422}\n')
     assert '"details":{"name":"Bad_","kind":"ConfigMap","causes":[{"reason":"FieldValueInvalid","message":' in body
+
+
+def test_apiservices(cluster):
+    # `kubectl get apiservices` lists a Local APIService per served group/version; the
+    # Python client's e2e suite registers one for an aggregated API and expects
+    # upstream's AlreadyExists bytes on the second try
+    from kubernetes import client, utils
+
+    out = cluster.kubectl("get", "apiservices").stdout.splitlines()
+    assert out[0].split() == ["NAME", "SERVICE", "AVAILABLE", "AGE"]
+    rows = {ln.split()[0]: ln.split()[1:3] for ln in out[1:]}
+    assert rows["v1."] == rows["v1.apps"] == rows["v2.autoscaling"] == ["Local", "True"]
+
+    k = cluster.api_client()
+    svc = {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+           "metadata": {"name": "v1alpha1.wardle.k8s.io"},
+           "spec": {"insecureSkipTLSVerify": True, "group": "wardle.k8s.io", "groupPriorityMinimum": 1000,
+                    "versionPriority": 15, "service": {"name": "api", "namespace": "wardle"}, "version": "v1alpha1"}}
+    utils.create_from_dict(k, svc)
+    try:
+        reg = client.ApiregistrationV1Api(k)
+        got = reg.read_api_service(name="v1alpha1.wardle.k8s.io")
+        assert (got.spec.group, got.spec.version, got.spec.service.port) == ("wardle.k8s.io", "v1alpha1", 443)
+        with pytest.raises(utils.FailToCreateError) as e:
+            utils.create_from_dict(k, svc)
+        assert str(e.value) == (
+            'Error from server (Conflict): {"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+            '"message":"apiservices.apiregistration.k8s.io \\"v1alpha1.wardle.k8s.io\\" already exists",'
+            '"reason":"AlreadyExists","details":{"name":"v1alpha1.wardle.k8s.io","group":"apiregistration.k8s.io",'
+            '"kind":"apiservices"},"code":409}\n')
+        row = cluster.kubectl("get", "apiservice", "v1alpha1.wardle.k8s.io", "--no-headers").stdout.split()
+        assert row[1:4] == ["wardle/api", "False", "(ServiceNotFound)"]
+        # not proxied, so not in discovery: kubectl keeps working without discovery errors
+        p = cluster.kubectl("get", "pods", "-A")
+        assert "wardle" not in p.stderr and "wardle.k8s.io" not in cluster.kubectl("api-versions").stdout
+    finally:
+        client.ApiregistrationV1Api(k).delete_api_service(name="v1alpha1.wardle.k8s.io", body={})
+    bad = cluster.kubectl("create", "-f", "-", check=False, input=json.dumps(
+        {**svc, "metadata": {"name": "wrong"}}))
+    assert bad.stderr.strip() == ('The APIService "wrong" is invalid: metadata.name: Invalid value: "wrong": must be '
+                                  '`spec.version+"."+spec.group`: "v1alpha1.wardle.k8s.io"')
