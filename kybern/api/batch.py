@@ -63,6 +63,11 @@ class JobStrategy(Strategy):
     has_status = True
     tracks_generation = True
     field_labels = ("status.successful",)
+    # batch/v1 keeps a deleted Job's pods unless told otherwise (kubectl says Background)
+    default_gc_policy = "Orphan"
+    default_gc_warning = ("child pods are preserved by default when jobs are deleted; set "
+                          "propagationPolicy=Background to remove them or set propagationPolicy=Orphan to "
+                          "suppress this warning")
 
     def prepare_for_create(self, obj: Obj) -> None:
         super().prepare_for_create(obj)

@@ -136,6 +136,7 @@ class ReplicationControllerStrategy(Strategy):
     has_status = True
     tracks_generation = True
     field_labels = ("status.replicas",)
+    default_gc_policy = "Orphan"  # core/v1's, kept for compatibility upstream
 
     def default(self, obj: Obj) -> None:
         spec = obj.setdefault("spec", {})

@@ -77,7 +77,10 @@ class Strategy:
     name_validator = staticmethod(validate_dns_subdomain)
     allow_create_on_update = False
     allow_unconditional_update = True
+    # what a DELETE that names no propagationPolicy does (DefaultGarbageCollectionPolicy);
+    # default_gc_warning, if set, is sent back as a Warning in that case
     default_gc_policy = "Background"
+    default_gc_warning = ""
     return_deleted_object = False  # a finished DELETE answers with a Success Status, not the object
 
     # field selectors a kind supports besides metadata.name/namespace (AddFieldLabelConversionFuncs)

@@ -401,8 +401,16 @@ async def delete_options(request: web.Request) -> dict[str, Any]:
     return options
 
 
+def _gc_warnings(store: RESTStore, options: dict[str, Any]) -> list[str]:
+    warning = store.strategy.default_gc_warning  # type: ignore[union-attr]
+    if warning and options.get("propagationPolicy") is None and options.get("orphanDependents") is None:
+        return [warning]
+    return []
+
+
 async def delete(request: web.Request, store: RESTStore, ns: str | None, name: str) -> web.Response:
     options = await delete_options(request)
+    warnings = _gc_warnings(store, options)
     obj, deleted_now = await store.delete(ns, name, options, dry_run=dry_run(request, options))
     if deleted_now and not store.strategy.return_deleted_object:  # type: ignore[union-attr]
         # upstream's finalizeDelete: most kinds answer a finished delete with a Success Status
@@ -412,7 +420,7 @@ async def delete(request: web.Request, store: RESTStore, ns: str | None, name: s
             details["group"] = store.info.group
         obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                "details": errors.ordered_details(details)}
-    return json_response(obj, 200)
+    return json_response(obj, 200, warnings=warnings)
 
 
 async def delete_collection(request: web.Request, store: RESTStore, ns: str | None) -> web.Response:
@@ -430,7 +438,7 @@ async def delete_collection(request: web.Request, store: RESTStore, ns: str | No
             if e.code != 404:
                 raise
     lst["items"] = items
-    return json_response(lst)
+    return json_response(lst, warnings=_gc_warnings(store, options))
 
 
 async def watch(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None, *,

@@ -654,6 +654,9 @@ class RESTStore:
             if options.get("orphanDependents") is True:
                 policy = "Orphan"
             finalizers = list(m.get("finalizers") or [])
+            if policy is None and options.get("orphanDependents") is None and \
+                    strategy.default_gc_policy == "Orphan" and "foregroundDeletion" not in finalizers:
+                policy = "Orphan"  # the kind's DefaultGarbageCollectionPolicy (Jobs, ReplicationControllers)
             if policy == "Orphan" and "orphan" not in finalizers:
                 finalizers = [f for f in finalizers if f != "foregroundDeletion"] + ["orphan"]
             elif policy == "Foreground" and "foregroundDeletion" not in finalizers:

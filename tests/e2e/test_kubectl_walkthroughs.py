@@ -259,3 +259,33 @@ def test_apiservices(cluster):
         {**svc, "metadata": {"name": "wrong"}}))
     assert bad.stderr.strip() == ('The APIService "wrong" is invalid: metadata.name: Invalid value: "wrong": must be '
                                   '`spec.version+"."+spec.group`: "v1alpha1.wardle.k8s.io"')
+
+
+def test_deleting_a_job_without_a_policy_keeps_its_pods(cluster, namespace):
+    # batch/v1 Jobs (and v1 ReplicationControllers) orphan their pods when a DELETE names
+    # no propagationPolicy, with upstream's warning; kubectl sends Background
+    import warnings as _warnings
+
+    from kubernetes import client
+
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "job", "keep", "--image=demo:v1", *ns, "--", "sleep", "60")
+    cluster.wait_for(lambda: cluster.kjson("get", "pods", "-l", "job-name=keep", *ns)["items"], what="job pod")
+    batch = client.BatchV1Api(cluster.api_client())
+    with _warnings.catch_warnings(record=True):
+        _, _, headers = batch.delete_namespaced_job_with_http_info("keep", namespace, body={})
+    assert "child pods are preserved by default when jobs are deleted" in headers.get("Warning", "")
+    cluster.wait_for(lambda: not cluster.kubectl("get", "job", "keep", *ns, check=False).returncode == 0,
+                     what="job gone")
+    pods = cluster.kjson("get", "pods", "-l", "job-name=keep", *ns)["items"]
+    assert len(pods) == 1 and not pods[0]["metadata"].get("deletionTimestamp")
+    cluster.wait_for(lambda: not cluster.kjson("get", "pods", "-l", "job-name=keep", *ns)["items"][0]["metadata"]
+                     .get("ownerReferences"), what="pod orphaned")
+
+    cluster.kubectl("create", "job", "gone", "--image=demo:v1", *ns, "--", "sleep", "60")
+    cluster.wait_for(lambda: cluster.kjson("get", "pods", "-l", "job-name=gone", *ns)["items"], what="job pod")
+    p = cluster.kubectl("delete", "job", "gone", *ns)
+    assert p.stdout.strip() == 'job.batch "gone" deleted' and "Warning" not in p.stderr
+    cluster.wait_for(lambda: all(pd["metadata"].get("deletionTimestamp") for pd in
+                                 cluster.kjson("get", "pods", "-l", "job-name=gone", *ns)["items"]),
+                     what="kubectl's delete removes the pods")
