@@ -399,5 +399,6 @@ RESOURCES = [
                  short_names=("svc",), categories=("all",), subresources=("status", "proxy"),
                  strategy=ServiceStrategy()),
     ResourceInfo("", "v1", "ServiceAccount", "serviceaccounts", True,
-                 "io.k8s.api.core.v1.ServiceAccount", short_names=("sa",), strategy=ServiceAccountStrategy()),
+                 "io.k8s.api.core.v1.ServiceAccount", short_names=("sa",), subresources=("token",),
+                 strategy=ServiceAccountStrategy()),
 ]

@@ -17,11 +17,12 @@ _SUB_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "u
               "binding": ["create"], "eviction": ["create"], "log": ["get"], "exec": ["create", "get"],
               "attach": ["create", "get"], "portforward": ["create", "get"], "proxy":
               ["create", "delete", "get", "patch", "update"], "finalize": ["update"],
-              "ephemeralcontainers": ["get", "patch", "update"]}
+              "ephemeralcontainers": ["get", "patch", "update"], "token": ["create"]}
 _SUB_KIND = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v1", "Binding"),
              "eviction": ("policy", "v1", "Eviction"), "exec": ("", "v1", "PodExecOptions"),
              "attach": ("", "v1", "PodAttachOptions"), "portforward": ("", "v1", "PodPortForwardOptions"),
-             "log": ("", "v1", "Pod"), "proxy": ("", "v1", "PodProxyOptions")}
+             "log": ("", "v1", "Pod"), "proxy": ("", "v1", "PodProxyOptions"),
+             "token": ("authentication.k8s.io", "v1", "TokenRequest")}
 
 
 def _resource_entries(infos: list[ResourceInfo]) -> list[dict[str, Any]]:

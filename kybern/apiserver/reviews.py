@@ -27,7 +27,8 @@ RESOURCES = [
 ADMIN = {"username": "kybern-admin", "groups": ["system:masters", "system:authenticated"]}
 
 
-def answer(info: ResourceInfo, body: Any) -> dict[str, Any]:
+def answer(info: ResourceInfo, body: Any, user: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`user`: who the request authenticated as when not the admin (a service account token)."""
     if not isinstance(body, dict):
         raise errors.bad_request(f"the object provided is not a valid {info.kind}")
     out = dict(body)
@@ -39,5 +40,5 @@ def answer(info: ResourceInfo, body: Any) -> dict[str, Any]:
         out["status"] = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
                          "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": False}
     else:
-        out["status"] = {"userInfo": ADMIN}
+        out["status"] = {"userInfo": user or ADMIN}
     return out

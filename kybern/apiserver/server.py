@@ -22,7 +22,7 @@ from aiohttp import web
 from kybern.api import apiregistration, scheduling
 from kybern.api.catalog import builtin_registry
 from kybern.api.registry import Registry, ResourceInfo
-from kybern.apiserver import allocators, discovery, metricsapi, rest, reviews, streams, subresources
+from kybern.apiserver import allocators, discovery, metricsapi, rest, reviews, satokens, streams, subresources
 from kybern.apiserver.metrics import APIMetrics, InstrumentedStore
 from kybern.apiserver.store import Predicate, RESTStore, key_prefix, object_key
 from kybern.apiserver.watchcache import WatchCache
@@ -76,6 +76,7 @@ class APIServer:
         self.metrics_api = metricsapi.MetricsAPI(self)  # metrics.k8s.io, answered from the node agents
         self.tokens = tokens or set()
         self.node_token = node_token
+        self.sa_tokens = satokens.TokenIssuer(satokens.key_from_tokens(self.tokens))
         self.advertise = advertise
         self._stores: dict[tuple[str, str, str], RESTStore] = {}
         self._validator = _validator()
@@ -89,6 +90,7 @@ class APIServer:
             ("", "pods", "portforward"): streams.portforward,
             ("", "pods", "eviction"): subresources.eviction,
             ("", "namespaces", "finalize"): subresources.finalize,
+            ("", "serviceaccounts", "token"): satokens.token,
         }
         self.watchers: dict[str, int] = {}
         # admission that needs other objects: runs after validation, before the write
@@ -96,7 +98,7 @@ class APIServer:
             ("", "services"): self._allocate_service,
             ("", "persistentvolumeclaims"): self._default_storage_class,
             ("networking.k8s.io", "ingresses"): self._default_ingress_class,
-            ("", "pods"): self._admit_pod_priority,
+            ("", "pods"): self._admit_pod,
             ("scheduling.k8s.io", "priorityclasses"): self._admit_priority_class,
         }
         self._node_session: aiohttp.ClientSession | None = None
@@ -171,6 +173,33 @@ class APIServer:
         store = self.store_for(info)
         entries, _ = await store.cache.list(store.prefix, key_prefix(info, None), Predicate())
         return [o for o in (e.decode() for e in entries if b'"globalDefault"' in e.raw) if o.get("globalDefault")]
+
+    async def _admit_pod(self, pod: dict[str, Any]) -> None:
+        await self._admit_pod_service_account(pod)
+        await self._admit_pod_priority(pod)
+
+    async def _admit_pod_service_account(self, pod: dict[str, Any]) -> None:
+        """The ServiceAccount admission plugin's lookup: a pod may only name a
+        service account that exists. (Upstream checks `default` too; here the
+        serviceaccount controller's `default` is not waited for, so a pod created
+        the instant its namespace is does not fail.)"""
+        sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+        if sa == "default":
+            return
+        m = pod["metadata"]
+        ns = m.get("namespace") or "default"
+        store = self.store("", "v1", "serviceaccounts")
+        if await store.cache.get(store.prefix, object_key(store.info, ns, sa)) is not None:
+            return
+        try:
+            await store.get(ns, sa)
+        except errors.StatusError as e:
+            if e.code != 404:
+                raise
+            name = m.get("name", "")
+            raise errors.StatusError(
+                403, "Forbidden", f'pods "{name}" is forbidden: error looking up service account {ns}/{sa}: '
+                f'serviceaccount "{sa}" not found', details={"name": name, "kind": "pods"}) from None
 
     async def _admit_pod_priority(self, pod: dict[str, Any]) -> None:
         """The Priority admission plugin on pod create: spec.priority and
@@ -478,11 +507,15 @@ class APIServer:
         try:
             if self.tokens and not request.path.startswith(PUBLIC_PATHS):
                 auth = request.headers.get("Authorization", "")
-                if (auth[7:] if auth.startswith("Bearer ") else "") not in self.tokens:
-                    e0 = errors.unauthorized()
-                    resp = rest.status_response(e0)
-                    code = resp.status
-                    return resp
+                bearer = auth[7:] if auth.startswith("Bearer ") else ""
+                if bearer not in self.tokens:
+                    user = await satokens.authenticate(self, bearer) if bearer.count(".") == 2 else None
+                    if user is None:
+                        e0 = errors.unauthorized()
+                        resp = rest.status_response(e0)
+                        code = resp.status
+                        return resp
+                    request["user"] = user
             try:
                 resp = await handler(request)
             except errors.StatusError as e:

@@ -26,6 +26,7 @@ from kybern.controllers.persistentvolume import PersistentVolumeBinder
 from kybern.controllers.podautoscaler import HorizontalPodAutoscalerController
 from kybern.controllers.podgc import PodGC
 from kybern.controllers.replicaset import ReplicaSetController
+from kybern.controllers.serviceaccounts import ServiceAccountsController
 from kybern.controllers.statefulset import StatefulSetController
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ _BUILDERS: dict[str, Any] = {
     "horizontalpodautoscaling": HorizontalPodAutoscalerController,
     "endpoint": EndpointsController,
     "endpointslice": EndpointSliceController,
+    "serviceaccount": ServiceAccountsController,
 }
 NAMES: list[str] = list(_BUILDERS)
 

@@ -5,6 +5,7 @@ kybern once differed from upstream Kubernetes."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -289,3 +290,51 @@ def test_deleting_a_job_without_a_policy_keeps_its_pods(cluster, namespace):
     cluster.wait_for(lambda: all(pd["metadata"].get("deletionTimestamp") for pd in
                                  cluster.kjson("get", "pods", "-l", "job-name=gone", *ns)["items"]),
                      what="kubectl's delete removes the pods")
+
+
+def test_create_token_for_a_service_account(cluster, namespace):
+    # `kubectl create token` (TokenRequest) and using the token, as in "Configure
+    # Service Accounts for Pods": whoami names the service account; a deleted service
+    # account's token and a forged one are Unauthorized
+    ns = ["-n", namespace]
+    # every namespace gets a `default` service account (the serviceaccount controller)
+    cluster.wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", *ns, check=False).returncode == 0,
+                     what="default service account")
+    cluster.kubectl("create", "serviceaccount", "robot", *ns)
+    token = cluster.kubectl("create", "token", "robot", *ns).stdout.strip()
+    assert token.count(".") == 2
+    who = cluster.kubectl("auth", "whoami", f"--token={token}").stdout
+    assert f"system:serviceaccount:{namespace}:robot" in who
+    assert f"[system:serviceaccounts system:serviceaccounts:{namespace} system:authenticated]" in who
+    assert cluster.kubectl("get", "serviceaccounts", *ns, f"--token={token}", "-o", "name").stdout.split() == \
+        ["serviceaccount/default", "serviceaccount/robot"]
+    p = cluster.kubectl("create", "token", "robot", "--duration=1m", *ns, check=False)
+    assert p.stderr.strip() == ('error: failed to create token: TokenRequest.authentication.k8s.io "robot" is '
+                                'invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration '
+                                'less than 10 minutes')
+    p = cluster.kubectl("create", "token", "nobody", *ns, check=False)
+    assert p.stderr.strip() == 'error: failed to create token: serviceaccounts "nobody" not found'
+    head, body, sig = token.split(".")
+    forged = f"{head}.{body}.{sig[:-2]}{'AA' if sig[-2:] != 'AA' else 'BB'}"
+    p = cluster.kubectl("get", "pods", *ns, f"--token={forged}", check=False)
+    assert p.stderr.strip() == "error: You must be logged in to the server (Unauthorized)"
+    cluster.kubectl("delete", "serviceaccount", "robot", *ns)
+    p = cluster.kubectl("get", "pods", *ns, f"--token={token}", check=False)
+    assert p.stderr.strip() == "error: You must be logged in to the server (Unauthorized)"
+
+
+def test_every_namespace_has_a_default_service_account(cluster):
+    ns = f"sa-{os.getpid() % 1000}"
+    cluster.kubectl("create", "namespace", ns)
+    try:
+        cluster.wait_for(lambda: cluster.kubectl("get", "sa", "-n", ns, "-o", "name").stdout.split() ==
+                         ["serviceaccount/default"], what="default service account", timeout=10)
+        cluster.kubectl("delete", "sa", "default", "-n", ns)
+        cluster.wait_for(lambda: cluster.kubectl("get", "sa", "-n", ns, "-o", "name").stdout.split() ==
+                         ["serviceaccount/default"], what="default service account again", timeout=10)
+        p = cluster.kubectl("run", "x", "--image=demo:v1", "-n", ns,
+                            '--overrides={"spec":{"serviceAccountName":"nope"}}', check=False)
+        assert p.stderr.strip() == (f'Error from server (Forbidden): pods "x" is forbidden: error looking up service '
+                                    f'account {ns}/nope: serviceaccount "nope" not found')
+    finally:
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)

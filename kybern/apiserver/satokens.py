@@ -1,0 +1,134 @@
+"""Service account tokens: the TokenRequest API (POST serviceaccounts/<name>/token,
+what `kubectl create token` calls) and authentication of the tokens it issues.
+
+Tokens are JWTs with upstream's claims (iss/aud `https://kubernetes.default.svc.cluster.local`,
+`sub` system:serviceaccount:<ns>:<name>, the `kubernetes.io` claim naming the
+namespace and service account with its uid, exp/iat/nbf, jti). Upstream signs
+with the service-account RSA key; kybern signs with HMAC-SHA256 under a key
+derived from the cluster's own tokens, so every apiserver process of a cluster
+(and a restarted one) accepts what another issued, and nothing outside can mint
+one. A token stops working when it expires or its service account is deleted
+(or recreated with another uid), as upstream's legacy checks do."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from kybern.apiserver import rest
+from kybern.apiserver.store import RESTStore, object_key
+from kybern.machinery import errors, meta
+
+if TYPE_CHECKING:
+    from kybern.apiserver.server import APIServer
+
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+DEFAULT_EXPIRATION = 3600
+MIN_EXPIRATION = 600
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def key_from_tokens(tokens: set[str]) -> bytes:
+    return hashlib.sha256(b"kybern service account tokens\0" + "\0".join(sorted(tokens)).encode()).digest()
+
+
+class TokenIssuer:
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.kid = _b64(hashlib.sha256(b"kid\0" + key).digest()[:16])
+
+    def issue(self, namespace: str, name: str, uid: str, audiences: list[str], seconds: int) -> tuple[str, int]:
+        now = int(time.time())
+        exp = now + seconds
+        claims = {"aud": audiences, "exp": exp, "iat": now, "iss": ISSUER, "jti": str(uuid.uuid4()),
+                  "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name, "uid": uid}},
+                  "nbf": now, "sub": f"system:serviceaccount:{namespace}:{name}"}
+        head = _b64(orjson.dumps({"alg": "HS256", "kid": self.kid}))
+        body = _b64(orjson.dumps(claims))
+        sig = _b64(hmac.new(self.key, f"{head}.{body}".encode(), hashlib.sha256).digest())
+        return f"{head}.{body}.{sig}", exp
+
+    def claims(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token this issuer signed that is in its time window; else None."""
+        parts = token.split(".")
+        if len(parts) != 3:
+            return None
+        want = _b64(hmac.new(self.key, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest())
+        if not hmac.compare_digest(want, parts[2]):
+            return None
+        try:
+            claims = orjson.loads(_unb64(parts[1]))
+        except (ValueError, orjson.JSONDecodeError):
+            return None
+        now = time.time()
+        if not isinstance(claims, dict) or not (claims.get("nbf", 0) - 60 <= now < claims.get("exp", 0)):
+            return None
+        return claims
+
+
+def user_info(claims: dict[str, Any]) -> dict[str, Any]:
+    """What authentication makes of a service account token (`kubectl auth whoami`)."""
+    k = claims.get("kubernetes.io") or {}
+    ns, sa = k.get("namespace", ""), (k.get("serviceaccount") or {})
+    return {"username": f"system:serviceaccount:{ns}:{sa.get('name', '')}", "uid": sa.get("uid", ""),
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"],
+            "extra": {"authentication.kubernetes.io/credential-id": [f"JTI={claims.get('jti', '')}"]}}
+
+
+async def authenticate(server: APIServer, token: str) -> dict[str, Any] | None:
+    """The user a service account token stands for, or None: bad signature, expired,
+    or the service account gone (or recreated: another uid)."""
+    claims = server.sa_tokens.claims(token)
+    if claims is None:
+        return None
+    k = claims.get("kubernetes.io") or {}
+    ns, sa = k.get("namespace"), (k.get("serviceaccount") or {})
+    store = server.store("", "v1", "serviceaccounts")
+    entry = await store.cache.get(store.prefix, object_key(store.info, ns, str(sa.get("name"))))
+    if entry is None or f'"uid":"{sa.get("uid")}"'.encode() not in entry.raw:
+        return None
+    return user_info(claims)
+
+
+async def token(server: APIServer, request: web.Request, store: RESTStore, ns: str | None,
+                name: str) -> web.StreamResponse:
+    """POST serviceaccounts/<name>/token (authentication.k8s.io/v1 TokenRequest)."""
+    if request.method != "POST":
+        raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+    body = await rest.read_body(request)
+    if not isinstance(body, dict):
+        raise errors.bad_request("the object provided is not a valid TokenRequest")
+    sa = await store.get(ns, name)
+    spec = dict(body.get("spec") or {})
+    seconds = spec.get("expirationSeconds")
+    seconds = DEFAULT_EXPIRATION if seconds is None else seconds
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < MIN_EXPIRATION:
+        raise errors.invalid("authentication.k8s.io", "TokenRequest", name, [errors.cause(
+            "spec.expirationSeconds", f"Invalid value: {seconds}: may not specify a duration less than 10 minutes")])
+    if seconds > 2**32:
+        raise errors.invalid("authentication.k8s.io", "TokenRequest", name, [errors.cause(
+            "spec.expirationSeconds", f"Invalid value: {seconds}: may not specify a duration larger than 2^32 "
+            "seconds")])
+    audiences = list(spec.get("audiences") or []) or [ISSUER]
+    tok, exp = server.sa_tokens.issue(ns or "default", name, sa["metadata"].get("uid", ""), audiences, seconds)
+    out = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+           "metadata": {"name": name, "namespace": ns, "creationTimestamp": meta.now()},
+           "spec": {"audiences": audiences, "expirationSeconds": seconds,
+                    "boundObjectRef": spec.get("boundObjectRef")},
+           "status": {"token": tok,
+                      "expirationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp))}}
+    return rest.json_response(out, 201)
