@@ -157,7 +157,11 @@ class CronJobStrategy(Strategy):
         spec.setdefault("failedJobsHistoryLimit", 1)
         jt = spec.setdefault("jobTemplate", {})
         jt.setdefault("metadata", {}).setdefault("creationTimestamp", None)
-        default_job_spec(jt.setdefault("spec", {}))
+        # SetDefaults_Job is a Job's, not a template's: only the pod template is defaulted
+        # here (parallelism, completions, backoffLimit... come when the Job is created)
+        tmpl = jt.setdefault("spec", {}).setdefault("template", {})
+        tmpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+        default_pod_spec(tmpl.setdefault("spec", {}))
 
     def validate(self, obj: Obj) -> list[Cause]:
         out: list[Cause] = []

@@ -338,3 +338,19 @@ def test_every_namespace_has_a_default_service_account(cluster):
                                     f'account {ns}/nope: serviceaccount "nope" not found')
     finally:
         cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_cronjob_template_is_stored_as_written(cluster, namespace):
+    # "Running Automated Tasks with a CronJob": the jobTemplate is not a Job, so it
+    # gets no Job defaults (describe shows <unset>); the Job made from it does
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "cronjob", "hello", "--image=demo:v1", "--schedule=*/1 * * * *", *ns,
+                    "--", "echo", "hello")
+    spec = cluster.kjson("get", "cronjob/hello", *ns)["spec"]
+    assert set(spec["jobTemplate"]["spec"]) == {"template"}
+    assert spec["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
+    out = cluster.kubectl("describe", "cronjob", "hello", *ns).stdout
+    assert "Parallelism:                   <unset>" in out and "Completions:                   <unset>" in out
+    cluster.kubectl("create", "job", "manual", "--from=cronjob/hello", *ns)
+    job = cluster.kjson("get", "job/manual", *ns)["spec"]
+    assert (job["parallelism"], job["completions"], job["backoffLimit"]) == (1, 1, 6)
