@@ -406,6 +406,10 @@ class PodWorker:
         now = meta.now()
         init = [st.container_status(self.views[c["name"]]) for c in spec.get("initContainers") or []
                 if c["name"] in self.views]
+        sidecars = {c["name"] for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"}
+        for s in init:  # an init container is ready once it has succeeded (the prober manager's rule)
+            if s["name"] not in sidecars:
+                s["ready"] = (s["state"].get("terminated") or {}).get("exitCode") == 0
         main = sorted((st.container_status(self.views[c["name"]]) for c in spec.get("containers") or []
                        if c["name"] in self.views), key=lambda s: s["name"])
         phase = st.pod_phase(pod, init, main)

@@ -354,3 +354,30 @@ def test_cronjob_template_is_stored_as_written(cluster, namespace):
     cluster.kubectl("create", "job", "manual", "--from=cronjob/hello", *ns)
     job = cluster.kjson("get", "job/manual", *ns)["spec"]
     assert (job["parallelism"], job["completions"], job["backoffLimit"]) == (1, 1, 6)
+
+
+def test_running_init_container_is_not_ready(cluster, namespace):
+    # "Init Containers": while an init container runs, describe shows Ready: False and
+    # the pod Init:0/1; once it succeeded it is Ready: True
+    ns = ["-n", namespace]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "myapp-pod"},
+           "spec": {"initContainers": [{"name": "init-wait", "image": "demo:v1",
+                                        "command": ["sh", "-c", "while [ ! -f go ]; do sleep 0.2; done"]}],
+                    "containers": [{"name": "app", "image": "demo:v1", "command": ["sleep", "60"]}]}}
+    cluster.kubectl("create", "-f", "-", *ns, input=json.dumps(pod))
+
+    def init_state():
+        st = cluster.kjson("get", "pod/myapp-pod", *ns)["status"].get("initContainerStatuses") or [{}]
+        return st[0] if "running" in (st[0].get("state") or {}) else None
+
+    assert cluster.wait_for(init_state, what="init container running")["ready"] is False
+    assert cluster.kubectl("get", "pod", "myapp-pod", "--no-headers", *ns).stdout.split()[2] == "Init:0/1"
+    cluster.kubectl("exec", "myapp-pod", "-c", "init-wait", *ns, "--", "touch", "go")
+
+    def done():
+        st = cluster.kjson("get", "pod/myapp-pod", *ns)["status"]
+        return st if st.get("phase") == "Running" else None
+
+    st = cluster.wait_for(done, what="pod running")
+    assert st["initContainerStatuses"][0]["ready"] is True
+    assert st["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
