@@ -111,6 +111,24 @@ class ResourceQuotaStrategy(Strategy):
 
 
 class LimitRangeStrategy(Strategy):
+    def default(self, obj: Obj) -> None:
+        """SetDefaults_LimitRangeItem: a Container item's default limit is its max, its
+        default request its default limit, else its min."""
+        for item in (obj.get("spec") or {}).get("limits") or []:
+            if not isinstance(item, dict) or item.get("type") != "Container":
+                continue
+            default = item.setdefault("default", {})
+            request = item.setdefault("defaultRequest", {})
+            for k, v in (item.get("max") or {}).items():
+                default.setdefault(k, v)
+            for k, v in default.items():
+                request.setdefault(k, v)
+            for k, v in (item.get("min") or {}).items():
+                request.setdefault(k, v)
+            for field in ("default", "defaultRequest"):  # empty maps are omitted, as Go's omitempty
+                if not item[field]:
+                    del item[field]
+
     def validate(self, obj: Obj) -> list[Cause]:
         out: list[Cause] = []
         for i, lim in enumerate((obj.get("spec") or {}).get("limits") or []):
@@ -123,6 +141,7 @@ class LimitRangeStrategy(Strategy):
 
 class PodTemplateStrategy(Strategy):
     return_deleted_object = True  # ReturnDeletedObject in upstream's registry
+
     def default(self, obj: Obj) -> None:
         tmpl = obj.setdefault("template", {})
         tmpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)

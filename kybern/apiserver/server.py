@@ -21,8 +21,19 @@ from aiohttp import web
 
 from kybern.api import apiregistration, scheduling
 from kybern.api.catalog import builtin_registry
+from kybern.api.core import qos_class
 from kybern.api.registry import Registry, ResourceInfo
-from kybern.apiserver import allocators, discovery, metricsapi, rest, reviews, satokens, streams, subresources
+from kybern.apiserver import (
+    admission_resources,
+    allocators,
+    discovery,
+    metricsapi,
+    rest,
+    reviews,
+    satokens,
+    streams,
+    subresources,
+)
 from kybern.apiserver.metrics import APIMetrics, InstrumentedStore
 from kybern.apiserver.store import Predicate, RESTStore, key_prefix, object_key
 from kybern.apiserver.watchcache import WatchCache
@@ -116,9 +127,23 @@ class APIServer:
                 if conversion.convertible(info.strategy) else self.storage
             s = RESTStore(info, storage, validator=getattr(info.strategy, "validator", None) or self._validator,
                           namespace_check=self._check_namespace if info.namespaced else None,
-                          before_create=self._before_create.get((info.group, info.plural)), cache=self.watch_cache, track_fields=managedfields.tracker(info))
+                          before_create=self._create_admission(info), cache=self.watch_cache,
+                          track_fields=managedfields.tracker(info))
             self._stores[key] = s
         return s
+
+    def _create_admission(self, info: ResourceInfo) -> Callable[[dict[str, Any]], Awaitable[None]] | None:
+        """The kind's own admission (allocation, defaults from other objects), then, for
+        namespaced kinds, the ResourceQuota check of what the object adds."""
+        own = self._before_create.get((info.group, info.plural))
+        if not info.namespaced:
+            return own
+
+        async def admit(obj: dict[str, Any]) -> None:
+            if own is not None:
+                await own(obj)
+            await admission_resources.resource_quota(self, info.group, info.plural, obj)
+        return admit
 
     def store(self, group: str, version: str, plural: str) -> RESTStore:
         info = self.registry.get(group, version, plural)
@@ -176,6 +201,9 @@ class APIServer:
 
     async def _admit_pod(self, pod: dict[str, Any]) -> None:
         await self._admit_pod_service_account(pod)
+        if await admission_resources.limit_ranger(self, pod):
+            # upstream's mutating admission runs before PrepareForCreate computes the QoS class
+            pod.setdefault("status", {})["qosClass"] = qos_class(pod.get("spec") or {})
         await self._admit_pod_priority(pod)
 
     async def _admit_pod_service_account(self, pod: dict[str, Any]) -> None:

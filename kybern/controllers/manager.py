@@ -26,6 +26,7 @@ from kybern.controllers.persistentvolume import PersistentVolumeBinder
 from kybern.controllers.podautoscaler import HorizontalPodAutoscalerController
 from kybern.controllers.podgc import PodGC
 from kybern.controllers.replicaset import ReplicaSetController
+from kybern.controllers.resourcequota import ResourceQuotaController
 from kybern.controllers.serviceaccounts import ServiceAccountsController
 from kybern.controllers.statefulset import StatefulSetController
 
@@ -52,6 +53,7 @@ _BUILDERS: dict[str, Any] = {
     "endpoint": EndpointsController,
     "endpointslice": EndpointSliceController,
     "serviceaccount": ServiceAccountsController,
+    "resourcequota": ResourceQuotaController,
 }
 NAMES: list[str] = list(_BUILDERS)
 

@@ -381,3 +381,78 @@ def test_running_init_container_is_not_ready(cluster, namespace):
     st = cluster.wait_for(done, what="pod running")
     assert st["initContainerStatuses"][0]["ready"] is True
     assert st["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+
+
+def _pod(name: str, limits: dict, requests: dict) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                       "spec": {"containers": [{"name": f"{name}-ctr", "image": "demo:v1",
+                                                "resources": {"limits": limits, "requests": requests}}]}})
+
+
+def test_resource_quota_tasks(cluster, namespace):
+    # "Configure a Pod Quota for a Namespace" and "Configure Memory and CPU Quotas for a
+    # Namespace": usage in get/describe, creates past `hard` refused with upstream's text
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "quota", "pod-demo", "--hard=pods=2", *ns)
+    cluster.kubectl("create", "-f", "-", *ns, input=json.dumps({
+        "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "mem-cpu-demo"},
+        "spec": {"hard": {"requests.cpu": "1", "requests.memory": "1Gi", "limits.cpu": "2",
+                          "limits.memory": "2Gi"}}}))
+    cluster.kubectl("create", "-f", "-", *ns, input=_pod("quota-mem-cpu-demo", {"memory": "800Mi", "cpu": "800m"},
+                                                         {"memory": "600Mi", "cpu": "400m"}))
+
+    def used():
+        st = cluster.kjson("get", "resourcequota", "mem-cpu-demo", *ns).get("status") or {}
+        return st if st.get("used", {}).get("requests.memory") == "600Mi" else None
+
+    st = cluster.wait_for(used, what="quota usage")
+    assert st["used"] == {"limits.cpu": "800m", "limits.memory": "800Mi", "requests.cpu": "400m",
+                          "requests.memory": "600Mi"}
+    assert st["hard"] == {"limits.cpu": "2", "limits.memory": "2Gi", "requests.cpu": "1", "requests.memory": "1Gi"}
+    p = cluster.kubectl("create", "-f", "-", *ns, check=False,
+                        input=_pod("quota-mem-cpu-demo-2", {"memory": "1Gi", "cpu": "800m"},
+                                   {"memory": "700Mi", "cpu": "400m"}))
+    assert p.returncode == 1
+    assert p.stderr.strip() == ('Error from server (Forbidden): error when creating "STDIN": pods '
+                                '"quota-mem-cpu-demo-2" is forbidden: exceeded quota: mem-cpu-demo, requested: '
+                                'requests.memory=700Mi, used: requests.memory=600Mi, limited: requests.memory=1Gi')
+    p = cluster.kubectl("run", "nores", "--image=demo:v1", *ns, check=False)
+    assert p.stderr.strip() == ('Error from server (Forbidden): pods "nores" is forbidden: failed quota: mem-cpu-demo: '
+                                'must specify limits.cpu for: nores; limits.memory for: nores; requests.cpu for: '
+                                'nores; requests.memory for: nores')
+    cluster.kubectl("create", "-f", "-", *ns, input=_pod("second", {"memory": "100Mi", "cpu": "100m"},
+                                                         {"memory": "100Mi", "cpu": "100m"}))
+    p = cluster.kubectl("create", "-f", "-", *ns, check=False,
+                        input=_pod("third", {"memory": "100Mi", "cpu": "100m"}, {"memory": "100Mi", "cpu": "100m"}))
+    assert p.stderr.strip() == ('Error from server (Forbidden): error when creating "STDIN": pods "third" is '
+                                'forbidden: exceeded quota: pod-demo, requested: pods=1, used: pods=2, '
+                                'limited: pods=2')
+    cluster.wait_for(lambda: "pods: 2/2" in cluster.kubectl("get", "quota", "pod-demo", *ns).stdout,
+                     what="pod count in get quota")
+
+
+def test_limit_range_tasks(cluster, namespace):
+    # "Configure Default Memory Requests and Limits" and "Configure Minimum and Maximum
+    # Memory Constraints for a Namespace"
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "-f", "-", *ns, input=json.dumps({
+        "apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "mem-min-max-demo-lr"},
+        "spec": {"limits": [{"max": {"memory": "1Gi"}, "min": {"memory": "500Mi"}, "type": "Container"}]}}))
+    item = cluster.kjson("get", "limitrange", "mem-min-max-demo-lr", *ns)["spec"]["limits"][0]
+    assert (item["default"], item["defaultRequest"]) == ({"memory": "1Gi"}, {"memory": "1Gi"})
+    cluster.kubectl("run", "defaulted", "--image=demo:v1", *ns)
+    pod = cluster.kjson("get", "pod/defaulted", *ns)
+    assert pod["spec"]["containers"][0]["resources"] == {"limits": {"memory": "1Gi"}, "requests": {"memory": "1Gi"}}
+    assert pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"] == (
+        "LimitRanger plugin set: memory request for container defaulted; memory limit for container defaulted")
+    assert pod["status"]["qosClass"] == "Burstable"
+    p = cluster.kubectl("create", "-f", "-", *ns, check=False,
+                        input=_pod("constraints-mem-demo-2", {"memory": "1.5Gi"}, {"memory": "800Mi"}))
+    assert p.stderr.strip() == ('Error from server (Forbidden): error when creating "STDIN": pods '
+                                '"constraints-mem-demo-2" is forbidden: maximum memory usage per Container is 1Gi, '
+                                'but limit is 1536Mi')
+    p = cluster.kubectl("create", "-f", "-", *ns, check=False,
+                        input=_pod("constraints-mem-demo-3", {"memory": "800Mi"}, {"memory": "100Mi"}))
+    assert p.stderr.strip() == ('Error from server (Forbidden): error when creating "STDIN": pods '
+                                '"constraints-mem-demo-3" is forbidden: minimum memory usage per Container is 500Mi, '
+                                'but request is 100Mi')

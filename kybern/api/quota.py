@@ -1,0 +1,130 @@
+"""What objects count against a ResourceQuota (pkg/quota/v1/evaluator/core), shared
+by the apiserver's ResourceQuota admission and the resource quota controller that
+keeps `status.used`.
+
+Supported names: `pods`, `services`, `configmaps`, `secrets`,
+`persistentvolumeclaims`, `replicationcontrollers`, `resourcequotas`,
+`services.nodeports`, `services.loadbalancers`, `count/<resource>[.<group>]`,
+`cpu`/`memory`/`requests.*`/`limits.*` (pods: cpu, memory, ephemeral-storage) and
+`requests.storage` (claims)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from kybern.machinery import quantity
+
+Obj = dict[str, Any]
+
+# object-count names and the (group, plural) they count
+COUNTS = {"pods": ("", "pods"), "services": ("", "services"), "configmaps": ("", "configmaps"),
+          "secrets": ("", "secrets"), "persistentvolumeclaims": ("", "persistentvolumeclaims"),
+          "replicationcontrollers": ("", "replicationcontrollers"), "resourcequotas": ("", "resourcequotas")}
+POD_COMPUTE = ("cpu", "memory", "ephemeral-storage")
+
+
+def counted_kind(name: str) -> tuple[str, str] | None:
+    """The (group, plural) a quota resource name counts objects of, if it is a count."""
+    if name in COUNTS:
+        return COUNTS[name]
+    if name.startswith("count/"):
+        plural, _, group = name[len("count/"):].partition(".")
+        return group, plural
+    if name in ("services.nodeports", "services.loadbalancers"):
+        return "", "services"
+    return None
+
+
+def pod_counts(pod: Obj) -> bool:
+    """A pod uses quota until it is terminal (QuotaV1Pod)."""
+    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+
+
+def _sum(containers: list[Obj], kind: str, res: str) -> Decimal:
+    total = Decimal(0)
+    for c in containers:
+        v = ((c.get("resources") or {}).get(kind) or {}).get(res)
+        if v is not None:
+            total += quantity.value(v)
+    return total
+
+
+def pod_compute(pod: Obj, kind: str, res: str) -> Decimal:
+    """A pod's requests/limits of `res`: the containers' sum, or the largest init
+    container's if that is more (PodRequests/PodLimits)."""
+    spec = pod.get("spec") or {}
+    total = _sum(spec.get("containers") or [], kind, res)
+    for c in spec.get("initContainers") or []:
+        total = max(total, _sum([c], kind, res))
+    return total
+
+
+def _pod_usage(pod: Obj, name: str) -> Decimal | None:
+    if name in POD_COMPUTE:
+        return pod_compute(pod, "requests", name)
+    kind, _, res = name.partition(".")
+    if kind in ("requests", "limits") and res in POD_COMPUTE:
+        return pod_compute(pod, kind, res)
+    return None
+
+
+def usage(group: str, plural: str, obj: Obj, names: list[str]) -> dict[str, Decimal]:
+    """What one object of (group, plural) adds to each of `names` (those it touches)."""
+    out: dict[str, Decimal] = {}
+    for name in names:
+        counted = counted_kind(name)
+        if counted is not None and counted == (group, plural):
+            if plural == "pods" and not pod_counts(obj):
+                continue
+            spec = obj.get("spec") or {}
+            if name == "services.nodeports":
+                if spec.get("type") in ("NodePort", "LoadBalancer"):
+                    out[name] = Decimal(len(spec.get("ports") or []))
+                continue
+            if name == "services.loadbalancers":
+                if spec.get("type") == "LoadBalancer":
+                    out[name] = Decimal(1)
+                continue
+            out[name] = Decimal(1)
+        elif (group, plural) == ("", "pods") and pod_counts(obj):
+            v = _pod_usage(obj, name)
+            if v is not None:
+                out[name] = v
+        elif (group, plural) == ("", "persistentvolumeclaims") and name == "requests.storage":
+            req = (((obj.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
+            if req is not None:
+                out[name] = quantity.value(req)
+    return out
+
+
+def kinds_for(names: list[str]) -> set[tuple[str, str]]:
+    """The (group, plural) whose objects a quota with these names has to look at."""
+    out: set[tuple[str, str]] = set()
+    for name in names:
+        counted = counted_kind(name)
+        if counted is not None:
+            out.add(counted)
+        elif _is_pod_compute(name):
+            out.add(("", "pods"))
+        elif name == "requests.storage":
+            out.add(("", "persistentvolumeclaims"))
+    return out
+
+
+def _is_pod_compute(name: str) -> bool:
+    kind, _, res = name.partition(".")
+    return name in POD_COMPUTE or (kind in ("requests", "limits") and res in POD_COMPUTE)
+
+
+def text(name: str, amount: Decimal, hard: object = None) -> str:
+    """A used amount written as upstream's status shows it (in the hard value's format)."""
+    fmt = "DecimalSI"
+    if hard is not None:
+        try:
+            fmt = quantity.parse(hard)[1]
+        except ValueError:
+            pass
+    if counted_kind(name) is not None:
+        fmt = "DecimalSI"
+    return quantity.text(amount, fmt)

@@ -1,0 +1,220 @@
+"""Admission of what objects may use in a namespace: the LimitRanger plugin
+(plugin/pkg/admission/limitranger: container defaults from a LimitRange, then its
+min/max/maxLimitRequestRatio per Container and per Pod) and the ResourceQuota
+plugin (plugin/pkg/admission/resourcequota: a create that would take a namespace
+past a quota's `hard` is refused). Both read LimitRanges, ResourceQuotas and the
+counted objects from the watch cache, as the plugins read their informers; the
+usage is recounted at each create rather than charged to `status.used` (the
+resource quota controller keeps that), so two creates racing for the last unit
+can both pass."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from kybern.api import quota
+from kybern.apiserver.store import Predicate, key_prefix
+from kybern.machinery import errors, quantity
+
+if TYPE_CHECKING:
+    from kybern.apiserver.server import APIServer
+
+Obj = dict[str, Any]
+
+
+async def _list(server: APIServer, group: str, plural: str, namespace: str) -> list[Obj]:
+    info = server.registry.get(group, "v1", plural)
+    if info is None:
+        return []
+    store = server.store_for(info)
+    entries, _ = await store.cache.list(store.prefix, key_prefix(info, namespace), Predicate())
+    return [e.decode() for e in entries]
+
+
+def _forbidden(plural: str, group: str, name: str, why: str) -> errors.StatusError:
+    q = f"{plural}.{group}" if group else plural
+    details: dict[str, Any] = {"name": name, "kind": plural, **({"group": group} if group else {})}
+    return errors.StatusError(403, "Forbidden", f'{q} "{name}" is forbidden: {why}', details=details)
+
+
+# -- LimitRanger --------------------------------------------------------------------------
+def _merge_defaults(c: Obj, default: Obj, default_request: Obj, where: str) -> list[str]:
+    res = c.setdefault("resources", {})
+    limits, requests = dict(res.get("limits") or {}), dict(res.get("requests") or {})
+    set_limits = [k for k in default if k not in limits]
+    set_requests = [k for k in default_request if k not in requests]
+    for k in set_limits:
+        limits[k] = default[k]
+    for k in set_requests:
+        requests[k] = default_request[k]
+    if limits:
+        res["limits"] = limits
+    if requests:
+        res["requests"] = requests
+    notes = []
+    if set_requests:
+        notes.append(f"{', '.join(sorted(set_requests))} request for {where} {c.get('name')}")
+    if set_limits:
+        notes.append(f"{', '.join(sorted(set_limits))} limit for {where} {c.get('name')}")
+    return notes
+
+
+def _min(kind: str, res: str, enforced: Any, req: Obj, lim: Obj) -> str | None:
+    e = quantity.value(enforced)
+    if res not in req:
+        return f"minimum {res} usage per {kind} is {quantity.canonical(enforced)}.  No request is specified"
+    if quantity.value(req[res]) < e:
+        return f"minimum {res} usage per {kind} is {quantity.canonical(enforced)}, but request is " \
+               f"{quantity.canonical(req[res])}"
+    if res in lim and quantity.value(lim[res]) < e:
+        return f"minimum {res} usage per {kind} is {quantity.canonical(enforced)}, but limit is " \
+               f"{quantity.canonical(lim[res])}"
+    return None
+
+
+def _max(kind: str, res: str, enforced: Any, req: Obj, lim: Obj) -> str | None:
+    e = quantity.value(enforced)
+    if res not in lim:
+        return f"maximum {res} usage per {kind} is {quantity.canonical(enforced)}.  No limit is specified"
+    if quantity.value(lim[res]) > e:
+        return f"maximum {res} usage per {kind} is {quantity.canonical(enforced)}, but limit is " \
+               f"{quantity.canonical(lim[res])}"
+    if res in req and quantity.value(req[res]) > e:
+        return f"maximum {res} usage per {kind} is {quantity.canonical(enforced)}, but request is " \
+               f"{quantity.canonical(req[res])}"
+    return None
+
+
+def _ratio(kind: str, res: str, enforced: Any, req: Obj, lim: Obj) -> str | None:
+    r = quantity.value(req[res]) if res in req else Decimal(0)
+    m = quantity.value(lim[res]) if res in lim else Decimal(0)
+    shown = quantity.canonical(enforced)
+    if r == 0:
+        return f"{res} max limit to request ratio per {kind} is {shown}, but no request is specified or " \
+               "request is 0"
+    if m == 0:
+        return f"{res} max limit to request ratio per {kind} is {shown}, but no limit is specified or limit is 0"
+    observed = m / r
+    if observed > quantity.value(enforced):
+        return f"{res} max limit to request ratio per {kind} is {shown}, but provided ratio is {float(observed):f}"
+    return None
+
+
+def _check(kind: str, item: Obj, req: Obj, lim: Obj) -> list[str]:
+    out: list[str] = []
+    for field, check in (("min", _min), ("max", _max), ("maxLimitRequestRatio", _ratio)):
+        for res, enforced in sorted((item.get(field) or {}).items()):
+            why = check(kind, res, enforced, req, lim)
+            if why:
+                out.append(why)
+    return out
+
+
+def _pod_totals(pod: Obj, kind: str) -> Obj:
+    out: Obj = {}
+    names: set[str] = set()
+    spec = pod.get("spec") or {}
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        names.update(((c.get("resources") or {}).get(kind) or {}).keys())
+    for res in names:
+        out[res] = str(quota.pod_compute(pod, kind, res))
+    return out
+
+
+async def limit_ranger(server: APIServer, pod: Obj) -> bool:
+    """Container defaults from the namespace's LimitRanges, then their constraints.
+    True if it set any default."""
+    m = pod["metadata"]
+    ranges = await _list(server, "", "limitranges", m.get("namespace") or "default")
+    if not ranges:
+        return False
+    spec = pod.setdefault("spec", {})
+    notes: list[str] = []
+    items = [item for lr in ranges for item in ((lr.get("spec") or {}).get("limits") or [])]
+    for item in items:
+        if item.get("type") != "Container":
+            continue
+        default, default_request = item.get("default") or {}, item.get("defaultRequest") or {}
+        if not default and not default_request:
+            continue
+        for c in spec.get("containers") or []:
+            notes += _merge_defaults(c, default, default_request, "container")
+        for c in spec.get("initContainers") or []:
+            notes += _merge_defaults(c, default, default_request, "init container")
+    if notes:
+        m.setdefault("annotations", {})["kubernetes.io/limit-ranger"] = "LimitRanger plugin set: " + \
+            "; ".join(notes)
+    problems: list[str] = []
+    for item in items:
+        if item.get("type") == "Container":
+            for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+                res = c.get("resources") or {}
+                problems += _check("Container", item, res.get("requests") or {}, res.get("limits") or {})
+        elif item.get("type") == "Pod":
+            problems += _check("Pod", item, _pod_totals(pod, "requests"), _pod_totals(pod, "limits"))
+    if problems:
+        why = problems[0] if len(problems) == 1 else "[" + ", ".join(problems) + "]"
+        raise _forbidden("pods", "", m.get("name", ""), why)
+    return bool(notes)
+
+
+# -- ResourceQuota ------------------------------------------------------------------------
+_MUST_SPECIFY = {"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"}
+
+
+def _container_names(c: Obj) -> set[str]:
+    res = c.get("resources") or {}
+    out: set[str] = set()
+    for r in (res.get("requests") or {}):
+        if r in ("cpu", "memory"):
+            out.update((r, f"requests.{r}"))
+    for r in (res.get("limits") or {}):
+        if r in ("cpu", "memory"):
+            out.add(f"limits.{r}")
+    return out
+
+
+def _constraints(pod: Obj, required: set[str]) -> str | None:
+    """The pod evaluator's Constraints: with cpu/memory quota'd, every container names them."""
+    required &= _MUST_SPECIFY
+    if not required:
+        return None
+    missing: dict[str, set[str]] = {}
+    spec = pod.get("spec") or {}
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        for r in required - _container_names(c):
+            missing.setdefault(r, set()).add(str(c.get("name")))
+    if not missing:
+        return None
+    return "must specify " + "; ".join(f"{r} for: {','.join(sorted(missing[r]))}" for r in sorted(missing))
+
+
+async def resource_quota(server: APIServer, group: str, plural: str, obj: Obj) -> None:
+    """Refuse a create that a quota of its namespace does not leave room for."""
+    m = obj["metadata"]
+    ns = m.get("namespace") or "default"
+    quotas = await _list(server, "", "resourcequotas", ns)
+    for q in sorted(quotas, key=lambda q: q["metadata"]["name"]):
+        hard = (q.get("spec") or {}).get("hard") or {}
+        names = sorted(hard)
+        if (group, plural) == ("", "pods"):
+            why = _constraints(obj, set(names))
+            if why:
+                raise _forbidden(plural, group, m.get("name", ""), f"failed quota: {q['metadata']['name']}: {why}")
+        delta = quota.usage(group, plural, obj, names)
+        if not delta:
+            continue
+        used: dict[str, Decimal] = {n: Decimal(0) for n in delta}
+        for g, p in quota.kinds_for(list(delta)):
+            for other in await _list(server, g, p, ns):
+                for n, v in quota.usage(g, p, other, list(delta)).items():
+                    used[n] += v
+        over = [n for n in sorted(delta) if used[n] + delta[n] > quantity.value(hard[n])]
+        if over:  # prettyPrint: sorted name=value, comma-separated
+            requested = ",".join(f"{n}={quota.text(n, delta[n], hard[n])}" for n in over)
+            in_use = ",".join(f"{n}={quota.text(n, used[n], hard[n])}" for n in over)
+            limited = ",".join(f"{n}={quantity.canonical(hard[n])}" for n in over)
+            raise _forbidden(plural, group, m.get("name", ""),
+                             f"exceeded quota: {q['metadata']['name']}, requested: {requested}, used: {in_use}, "
+                             f"limited: {limited}")
