@@ -18,13 +18,18 @@ CPU per collection, several per minute while objects are created
 (docs/benchmarks.md, issue 3, sixth round), enough to lift the p99 of paced
 writes past 25 ms by itself. Freezing once the process is set up and its watch
 cache filled, before the first connection is accepted, takes all of that out
-of every later collection (the same collections then took 4-25 ms). The young
-thresholds stay CPython's: a larger young generation means fewer but longer
-pauses, which is the wrong trade here. Frozen objects are still freed by
-reference counting when dropped (a cached object replaced by its next version);
-only a reference cycle among them would never be collected, and at that point
-the process holds no connection or request, only what it keeps for its
-lifetime.
+of every later collection (the same collections then took 3-50 ms, more with
+hundreds of client connections open: each holds ~45 tracked objects). Full
+collections are also made rarer: after 100 generation-1
+collections instead of 10 (~75 s apart per process in a paced-create run
+instead of a few seconds); those found no garbage in any measured run (the
+apiserver makes almost no reference cycles that live long), so cyclic garbage
+waits longer, no more. The young thresholds stay CPython's: a larger young
+generation means fewer but longer pauses, the wrong trade here. Frozen objects
+are still freed by reference counting when dropped (a cached object replaced
+by its next version); only a reference cycle among them would never be
+collected, and at that point the process holds no connection or request, only
+what it keeps for its lifetime.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from __future__ import annotations
 import gc
 
 YOUNG_THRESHOLD = 50_000
+# apiserver processes: full collections after this many generation-1 ones (CPython: 10)
+SERVING_OLDEST_THRESHOLD = 100
 
 
 def tune() -> None:
@@ -44,6 +51,8 @@ def tune() -> None:
 def freeze_for_serving() -> None:
     """An apiserver process, set up and about to accept connections: everything
     it holds now moves to the permanent generation (after one full collection,
-    so no garbage is kept); collection thresholds unchanged."""
+    so no garbage is kept), and full collections become rarer."""
     gc.collect()
     gc.freeze()
+    young, older, _ = gc.get_threshold()
+    gc.set_threshold(young, older, SERVING_OLDEST_THRESHOLD)
