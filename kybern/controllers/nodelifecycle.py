@@ -148,6 +148,9 @@ class NodeLifecycleController:
             lease = self.leases.get(f"kube-node-lease/{name}")
             stamp = ((ready or {}).get("lastHeartbeatTime"), ((lease or {}).get("spec") or {}).get("renewTime"))
             prev = self._heard.get(name)
+            if prev is None:  # first seen by this controller (upstream: at its start, or the node's creation)
+                self.recorder.event(node, "Normal", "RegisteredNode",
+                                    f"Node {name} event: Registered Node {name} in Controller")
             heard = now if prev is None or prev[:2] != stamp else prev[2]
             self._heard[name] = (*stamp, heard)
             if now - heard > self.grace and (ready or {}).get("status") != "Unknown":

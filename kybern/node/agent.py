@@ -53,6 +53,16 @@ from kybern.node.sync_slots import SyncSlots
 log = logging.getLogger(__name__)
 
 
+# the kubelet's recordNodeStatusEvent reasons, by condition and status
+_CONDITION_EVENTS = {("MemoryPressure", "False"): "NodeHasSufficientMemory",
+                     ("MemoryPressure", "True"): "NodeHasInsufficientMemory",
+                     ("DiskPressure", "False"): "NodeHasNoDiskPressure",
+                     ("DiskPressure", "True"): "NodeHasDiskPressure",
+                     ("PIDPressure", "False"): "NodeHasSufficientPID",
+                     ("PIDPressure", "True"): "NodeHasInsufficientPID",
+                     ("Ready", "True"): "NodeReady", ("Ready", "False"): "NodeNotReady"}
+
+
 class NodeAgent:
     # knobs (class attributes so tests can shorten them)
     backoff_base = 10.0  # CrashLoopBackOff / ImagePullBackOff: 10s doubling ...
@@ -308,7 +318,19 @@ class NodeAgent:
                                 "HostNetworkPods", f"pods use the host's network: {self.network.fallback_reason}")
         self._node_status = (await self.client.patch(NODES, self.name, {"status": status},
                                                      subresource="status")).get("status", status)
+        self._record_start_events(self._node_status or {})
         await self._renew_lease()
+
+    def _record_start_events(self, status: dict[str, Any]) -> None:
+        """What a starting kubelet records on its Node (`kubectl describe node`): Starting,
+        then each condition's status; the node is referred to by name as its uid, as
+        the kubelet does."""
+        ref = {"kind": "Node", "metadata": {"name": self.name, "uid": self.name}}
+        self.recorder.event(ref, "Normal", "Starting", "Starting kubelet.")
+        for c in status.get("conditions") or []:
+            reason = _CONDITION_EVENTS.get((c.get("type"), c.get("status")))
+            if reason:
+                self.recorder.event(ref, "Normal", reason, f"Node {self.name} status is now: {reason}")
 
     async def _post_status(self) -> None:
         status = await asyncio.to_thread(self._status)

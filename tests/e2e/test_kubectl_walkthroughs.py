@@ -456,3 +456,18 @@ def test_limit_range_tasks(cluster, namespace):
     assert p.stderr.strip() == ('Error from server (Forbidden): error when creating "STDIN": pods '
                                 '"constraints-mem-demo-3" is forbidden: minimum memory usage per Container is 500Mi, '
                                 'but request is 100Mi')
+
+
+def test_describe_node_shows_the_kubelets_start(cluster):
+    # a node's story in `kubectl describe node`, as on a fresh upstream node
+    def reasons():
+        r = _events(cluster, "default", "node/node-1")
+        return r if "NodeReady" in r and "RegisteredNode" in r else None
+
+    r = cluster.wait_for(reasons, what="node events")
+    kubelet = [x for x in r if x not in ("RegisteredNode", "HostNetworkPods")]
+    assert kubelet[:5] == ["Starting", "NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID",
+                           "NodeReady"]
+    out = cluster.kubectl("describe", "node", "node-1").stdout
+    assert "Starting kubelet." in out and "Node node-1 status is now: NodeReady" in out
+    assert "Node node-1 event: Registered Node node-1 in Controller" in out
