@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from kybern.api import quota
-from kybern.apiserver.store import Predicate, key_prefix
+from kybern.apiserver.store import CREATE_DRY_RUN, Predicate, key_prefix
 from kybern.machinery import errors, quantity
 
 if TYPE_CHECKING:
@@ -23,13 +23,40 @@ if TYPE_CHECKING:
 Obj = dict[str, Any]
 
 
-async def _list(server: APIServer, group: str, plural: str, namespace: str) -> list[Obj]:
+async def _entries(server: APIServer, group: str, plural: str, namespace: str) -> list[Any]:
     info = server.registry.get(group, "v1", plural)
     if info is None:
         return []
     store = server.store_for(info)
+    cached = store.cache.resources.get(store.prefix)
+    if cached is not None and not cached.objects and store.cache.is_ready():
+        return []  # the common case (no LimitRange, no quota anywhere): every pod create asks
     entries, _ = await store.cache.list(store.prefix, key_prefix(info, namespace), Predicate())
-    return [e.decode() for e in entries]
+    return entries
+
+
+async def _list(server: APIServer, group: str, plural: str, namespace: str) -> list[Obj]:
+    return [e.decode() for e in await _entries(server, group, plural, namespace)]
+
+
+_TERMINAL = (b'"phase":"Succeeded"', b'"phase":"Failed"')
+
+
+async def _used(server: APIServer, ns: str, names: list[str]) -> dict[str, Decimal]:
+    """The namespace's usage of `names`. Plain object counts are counted from the cache's
+    entries without decoding them (a pod's phase read from its bytes)."""
+    used: dict[str, Decimal] = {n: Decimal(0) for n in names}
+    for g, p in quota.kinds_for(names):
+        here = [n for n in names if (g, p) in quota.kinds_for([n])]
+        entries = await _entries(server, g, p, ns)
+        plain = [n for n in here if quota.counted_kind(n) == (g, p) and not n.startswith("services.")]
+        for n in plain:
+            used[n] += sum(1 for e in entries if p != "pods" or not any(t in e.raw for t in _TERMINAL))
+        rest = [n for n in here if n not in plain]
+        for e in entries if rest else ():
+            for n, v in quota.usage(g, p, e.decode(), rest).items():
+                used[n] += v
+    return used
 
 
 def _forbidden(plural: str, group: str, name: str, why: str) -> errors.StatusError:
@@ -191,11 +218,19 @@ def _constraints(pod: Obj, required: set[str]) -> str | None:
 
 
 async def resource_quota(server: APIServer, group: str, plural: str, obj: Obj) -> None:
-    """Refuse a create that a quota of its namespace does not leave room for."""
+    """Refuse a create that a quota of its namespace does not leave room for, and charge
+    what it adds to the quota's `status.used` (a write guarded by the quota's revision,
+    retried on a race, as upstream's quota evaluator does), so the next create sees it
+    before the resourcequota controller recounts. A quota the controller has not
+    counted yet is counted here from the watch cache."""
     m = obj["metadata"]
     ns = m.get("namespace") or "default"
-    quotas = await _list(server, "", "resourcequotas", ns)
-    for q in sorted(quotas, key=lambda q: q["metadata"]["name"]):
+    quota_entries = await _entries(server, "", "resourcequotas", ns)
+    if not quota_entries:
+        return
+    quotas = sorted((e.decode() for e in quota_entries), key=lambda q: q["metadata"]["name"])
+    charges: list[tuple[str, dict[str, Decimal]]] = []
+    for q in quotas:
         hard = (q.get("spec") or {}).get("hard") or {}
         names = sorted(hard)
         if (group, plural) == ("", "pods"):
@@ -203,18 +238,50 @@ async def resource_quota(server: APIServer, group: str, plural: str, obj: Obj) -
             if why:
                 raise _forbidden(plural, group, m.get("name", ""), f"failed quota: {q['metadata']['name']}: {why}")
         delta = quota.usage(group, plural, obj, names)
-        if not delta:
+        if delta:
+            charges.append((q["metadata"]["name"], delta))
+    if not charges:
+        return
+    store = server.store("", "v1", "resourcequotas")
+    dry_run = CREATE_DRY_RUN.get()
+    for qname, delta in charges:
+        recount: dict[str, Decimal] = {}
+
+        def charge(cur: Obj | None, qname: str = qname, delta: dict[str, Decimal] = delta,
+                   recount: dict[str, Decimal] = recount) -> Obj:
+            if cur is None:  # deleted meanwhile: nothing to charge
+                raise errors.not_found("", "resourcequotas", qname)
+            hard = (cur.get("spec") or {}).get("hard") or {}
+            st = cur.get("status") or {}
+            used_now = st.get("used") or {}
+            known = st.get("hard") == hard
+            used = {n: (quantity.value(used_now[n]) if known and n in used_now else recount[n])
+                    for n in delta if n in hard}
+            over = [n for n in sorted(used) if used[n] + delta[n] > quantity.value(hard[n])]
+            if over:  # prettyPrint: sorted name=value, comma-separated
+                requested = ",".join(f"{n}={quota.text(n, delta[n], hard[n])}" for n in over)
+                in_use = ",".join(f"{n}={quota.text(n, used[n], hard[n])}" for n in over)
+                limited = ",".join(f"{n}={quantity.canonical(hard[n])}" for n in over)
+                raise _forbidden(plural, group, m.get("name", ""),
+                                 f"exceeded quota: {qname}, requested: {requested}, used: {in_use}, "
+                                 f"limited: {limited}")
+            new_used = dict(used_now) if known else {}
+            for n in hard:
+                total = used.get(n, quantity.value(new_used[n]) if n in new_used else recount.get(n, Decimal(0)))
+                new_used[n] = quota.text(n, total + delta.get(n, Decimal(0)), hard[n])
+            cur["status"] = {"hard": dict(hard), "used": new_used}
+            return cur
+
+        cur = await store.get(ns, qname)
+        st = cur.get("status") or {}
+        hard_now = (cur.get("spec") or {}).get("hard") or {}
+        if st.get("hard") != hard_now or any(n not in (st.get("used") or {}) for n in hard_now):
+            recount.update(await _used(server, ns, sorted(hard_now)))
+        if dry_run:
+            charge(cur)  # the check alone
             continue
-        used: dict[str, Decimal] = {n: Decimal(0) for n in delta}
-        for g, p in quota.kinds_for(list(delta)):
-            for other in await _list(server, g, p, ns):
-                for n, v in quota.usage(g, p, other, list(delta)).items():
-                    used[n] += v
-        over = [n for n in sorted(delta) if used[n] + delta[n] > quantity.value(hard[n])]
-        if over:  # prettyPrint: sorted name=value, comma-separated
-            requested = ",".join(f"{n}={quota.text(n, delta[n], hard[n])}" for n in over)
-            in_use = ",".join(f"{n}={quota.text(n, used[n], hard[n])}" for n in over)
-            limited = ",".join(f"{n}={quantity.canonical(hard[n])}" for n in over)
-            raise _forbidden(plural, group, m.get("name", ""),
-                             f"exceeded quota: {q['metadata']['name']}, requested: {requested}, used: {in_use}, "
-                             f"limited: {limited}")
+        try:
+            await store.update(ns, qname, charge, subresource="status")
+        except errors.StatusError as e:
+            if e.code != 404:
+                raise

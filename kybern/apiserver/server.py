@@ -196,7 +196,11 @@ class APIServer:
         if info is None:
             return []
         store = self.store_for(info)
-        entries, _ = await store.cache.list(store.prefix, key_prefix(info, None), Predicate())
+        cached = store.cache.resources.get(store.prefix)
+        if cached is not None and store.cache.is_ready():
+            entries = list(cached.objects.values())  # cluster-scoped and few: no snapshot needed
+        else:
+            entries, _ = await store.cache.list(store.prefix, key_prefix(info, None), Predicate())
         return [o for o in (e.decode() for e in entries if b'"globalDefault"' in e.raw) if o.get("globalDefault")]
 
     async def _admit_pod(self, pod: dict[str, Any]) -> None:

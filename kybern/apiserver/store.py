@@ -11,6 +11,7 @@ Kinds add behaviour through their strategy, never by copying this file.
 from __future__ import annotations
 
 import base64
+import contextvars
 import datetime as _dt
 import logging
 import random
@@ -36,6 +37,9 @@ NAME_GENERATION_ATTEMPTS = 8
 
 Validator = Callable[[Obj, ResourceInfo, str, list[str]], list[dict[str, str]]]
 
+
+# whether the create whose admission (before_create) is running is a dry run
+CREATE_DRY_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("kybern_create_dry_run", default=False)
 
 def key_prefix(info: ResourceInfo, namespace: str | None = None) -> str:
     base = f"/registry/{info.group or 'core'}/{info.plural}/"
@@ -460,7 +464,11 @@ class RESTStore:
         self._validate(obj, lambda: self._meta_causes(obj) + self.strategy.validate(obj),  # type: ignore[union-attr]
                        field_validation, warnings)
         if self.before_create is not None:
-            await self.before_create(obj)
+            token = CREATE_DRY_RUN.set(dry_run)  # admission that writes (quota charges) skips a dry run
+            try:
+                await self.before_create(obj)
+            finally:
+                CREATE_DRY_RUN.reset(token)
         if self.track_fields is not None:
             self.track_fields(obj, None, None)
         if dry_run:

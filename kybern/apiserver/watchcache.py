@@ -406,6 +406,10 @@ class WatchCache:
             w.flush()
 
     # -- lifecycle --------------------------------------------------------------
+    def is_ready(self) -> bool:
+        """Whether the cache holds storage's objects (it has listed them and is following)."""
+        return self._ready.is_set() and self._task is not None and not self._task.done()
+
     async def ready(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="watch-cache")
