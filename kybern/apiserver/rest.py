@@ -226,8 +226,9 @@ def parse_path(server: "APIServer", segs: list[str], group: str, version: str
         name = rest[0]
     if len(rest) == 2:
         sub = rest[1]
-        if sub not in info.subresources:
-            raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")
+        if sub not in info.subresources:  # NewNotFound(GroupResource{}, ""): empty, not absent, details
+            raise errors.StatusError(404, "NotFound", "the server could not find the requested resource",
+                                     details={})
     return info, ns, name, sub
 
 
@@ -277,7 +278,7 @@ async def handle(server: "APIServer", request: web.Request, group: str, version:
         managedfields.REQUEST.set(managedfields.WriteRequest(managedfields.manager_from(
             request.query.get("fieldManager"), request.headers.get("User-Agent"), _OPTIONS_KIND[method]), sub or ""))
     if info.namespaced and ns is None and name is not None:
-        raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")
+        raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
     if sub:
         handler = server.subresources.get((info.group, info.plural, sub)) or \
             server.subresources.get(("*", "*", sub))

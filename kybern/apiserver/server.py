@@ -556,7 +556,8 @@ class APIServer:
                 e2 = errors.too_large()
                 resp = rest.status_response(e2, 413)
             except web.HTTPNotFound:
-                e3 = errors.StatusError(404, "NotFound", "the server could not find the requested resource")
+                e3 = errors.StatusError(404, "NotFound", "the server could not find the requested resource",
+                                        details={})
                 resp = rest.status_response(e3, 404)
             except web.HTTPException:
                 raise

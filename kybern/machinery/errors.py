@@ -45,7 +45,7 @@ class StatusError(Exception):
             "message": self.message,
             "reason": self.reason,
         }
-        if self.details:
+        if self.details is not None:  # `{}` is sent: clients such as kubectl debug read details
             out["details"] = ordered_details(self.details)
         out["code"] = self.code
         return out

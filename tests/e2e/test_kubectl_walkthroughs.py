@@ -471,3 +471,16 @@ def test_describe_node_shows_the_kubelets_start(cluster):
     out = cluster.kubectl("describe", "node", "node-1").stdout
     assert "Starting kubelet." in out and "Node node-1 status is now: NodeReady" in out
     assert "Node node-1 event: Registered Node node-1 in Controller" in out
+
+
+def test_unknown_subresource_is_an_upstream_404(cluster, namespace):
+    # kubectl debug reads details.name of the 404 for pods/ephemeralcontainers (kybern
+    # does not serve it yet): with no details at all kubectl 1.32 panicked
+    ns = ["-n", namespace]
+    cluster.kubectl("run", "target", "--image=demo:v1", *ns)
+    p = cluster.kubectl("debug", "target", "--image=demo:v1", "--profile=general", *ns, "--", "true", check=False)
+    assert p.returncode == 1 and "panic" not in p.stderr
+    assert p.stderr.strip().endswith('error: ephemeral containers are disabled for this cluster (error from server: '
+                                     '"the server could not find the requested resource")')
+    raw = cluster.kubectl("get", "--raw", f"/api/v1/namespaces/{namespace}/pods/target/nothing", check=False)
+    assert raw.stderr.strip() == "Error from server (NotFound): the server could not find the requested resource"
