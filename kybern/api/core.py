@@ -358,9 +358,49 @@ class ConfigMapStrategy(Strategy):
                                         "'[-._a-zA-Z0-9]+')"))
         return out
 
+    # the fields `immutable: true` freezes (ValidateConfigMapUpdate / ValidateSecretUpdate)
+    frozen: tuple[str, ...] = ("data", "binaryData")
+
+    def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
+        out: list[Cause] = []
+        if old.get("immutable") is True:
+            frozen = "Forbidden: field is immutable when `immutable` is set"
+            if new.get("immutable") is not True:
+                out.append(errors.cause("immutable", frozen, "FieldValueForbidden"))
+            for field in self.frozen:
+                if (new.get(field) or None) != (old.get(field) or None):
+                    out.append(errors.cause(field, frozen, "FieldValueForbidden"))
+        return out + self.validate(new)
+
+
+# what a Secret of each type must hold (ValidateSecret)
+_SECRET_KEYS = {"kubernetes.io/tls": ("tls.crt", "tls.key"), "kubernetes.io/dockerconfigjson": (".dockerconfigjson",),
+                "kubernetes.io/dockercfg": (".dockercfg",), "kubernetes.io/ssh-auth": ("ssh-privatekey",)}
+
 
 class SecretStrategy(ConfigMapStrategy):
     field_labels = ("type",)
+    frozen = ("data",)
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        out = super().validate(obj)
+        data = obj.get("data") or {}
+        type_ = obj.get("type")
+        for key in _SECRET_KEYS.get(str(type_), ()):
+            if key not in data or (key == "ssh-privatekey" and not data[key]):
+                out.append(errors.required(f"data[{key}]"))
+        if type_ == "kubernetes.io/basic-auth" and "username" not in data and "password" not in data:
+            out += [errors.required("data[username]"), errors.required("data[password]")]
+        if type_ == "kubernetes.io/service-account-token" and \
+                not ((obj.get("metadata") or {}).get("annotations") or {}).get("kubernetes.io/service-account.name"):
+            out.append(errors.required("metadata.annotations[kubernetes.io/service-account.name]"))
+        return out
+
+    def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
+        out: list[Cause] = []
+        if new.get("type") != old.get("type"):
+            out.append(errors.cause("type", f'Invalid value: "{new.get("type")}": field is immutable'))
+        return out + super().validate_update(new, old)
 
     def default(self, obj: Obj) -> None:
         obj.setdefault("type", "Opaque")

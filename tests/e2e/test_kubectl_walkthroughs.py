@@ -484,3 +484,24 @@ def test_unknown_subresource_is_an_upstream_404(cluster, namespace):
                                      '"the server could not find the requested resource")')
     raw = cluster.kubectl("get", "--raw", f"/api/v1/namespaces/{namespace}/pods/target/nothing", check=False)
     assert raw.stderr.strip() == "Error from server (NotFound): the server could not find the requested resource"
+
+
+def test_immutable_configmaps_and_secret_types(cluster, namespace):
+    # "Immutable ConfigMaps" / Secret types: upstream's update and type validation
+    ns = ["-n", namespace]
+    cluster.kubectl("apply", "-f", "-", *ns, input=json.dumps({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "imm"}, "data": {"a": "1"}, "immutable": True}))
+    p = cluster.kubectl("patch", "configmap", "imm", "-p", '{"data":{"a":"2"}}', *ns, check=False)
+    assert p.stderr.strip() == 'The ConfigMap "imm" is invalid: data: Forbidden: field is immutable when `immutable` is set'
+    p = cluster.kubectl("patch", "configmap", "imm", "-p", '{"immutable":false}', *ns, check=False)
+    assert p.stderr.strip() == ('The ConfigMap "imm" is invalid: immutable: Forbidden: field is immutable when '
+                                '`immutable` is set')
+    assert cluster.kubectl("label", "configmap", "imm", "x=y", *ns).stdout.strip() == "configmap/imm labeled"
+
+    p = cluster.kubectl("create", "secret", "generic", "bad-tls", "--from-literal=a=b", "--type=kubernetes.io/tls",
+                        *ns, check=False)
+    assert p.stderr.strip() == ('error: failed to create secret Secret "bad-tls" is invalid: [data[tls.crt]: Required '
+                                'value, data[tls.key]: Required value]')
+    cluster.kubectl("create", "secret", "generic", "plain", "--from-literal=a=b", *ns)
+    p = cluster.kubectl("patch", "secret", "plain", "-p", '{"type":"Other"}', *ns, check=False)
+    assert p.stderr.strip() == 'The Secret "plain" is invalid: type: Invalid value: "Other": field is immutable'
