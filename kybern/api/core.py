@@ -303,6 +303,61 @@ class ServiceStrategy(Strategy):
         super().prepare_for_create(obj)
         obj["status"] = {"loadBalancer": {}}  # Go's zero ServiceStatus, as upstream answers
 
+    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        """patchAllocatedValues and NormalizeClusterIPs (pkg/registry/core/service): an
+        update that leaves out the allocated addresses and node ports keeps them (`kubectl
+        replace` of a manifest, a PUT of the object a client built), and a change of
+        the singular clusterIP is a change of clusterIPs[0]."""
+        super().prepare_for_update(new, old)
+        spec, ospec = new.setdefault("spec", {}), old.get("spec") or {}
+        if "ExternalName" not in (spec.get("type"), ospec.get("type")):
+            if not spec.get("clusterIP") and ospec.get("clusterIP"):
+                spec["clusterIP"] = ospec["clusterIP"]
+            if not spec.get("clusterIPs") and ospec.get("clusterIPs"):
+                spec["clusterIPs"] = list(ospec["clusterIPs"])
+            if spec.get("clusterIP") != ospec.get("clusterIP") and spec.get("clusterIPs") == ospec.get("clusterIPs") \
+                    and spec.get("clusterIPs"):
+                spec["clusterIPs"] = [spec["clusterIP"], *spec["clusterIPs"][1:]]
+        node_ports = ("NodePort", "LoadBalancer")
+        if ospec.get("type") in node_ports and spec.get("type") not in node_ports:
+            # dropTypeDependentFields: what only an externally reachable Service has goes
+            # with the type, unless the update itself set it
+            old_np = {(op.get("port"), op.get("protocol", "TCP")): op.get("nodePort")
+                      for op in ospec.get("ports") or []}
+            for p in spec.get("ports") or []:
+                if isinstance(p, dict) and p.get("nodePort") and \
+                        old_np.get((p.get("port"), p.get("protocol", "TCP"))) == p["nodePort"]:
+                    del p["nodePort"]
+            for field in ("externalTrafficPolicy", "healthCheckNodePort"):
+                if field in spec and spec.get(field) == ospec.get(field):
+                    del spec[field]
+        if spec.get("type") in node_ports and ospec.get("type") in node_ports:
+            for p in spec.get("ports") or []:
+                if isinstance(p, dict) and not p.get("nodePort"):
+                    for op in ospec.get("ports") or []:
+                        if op.get("port") == p.get("port") and op.get("protocol", "TCP") == p.get("protocol", "TCP") \
+                                and op.get("nodePort"):
+                            p["nodePort"] = op["nodePort"]
+                            break
+            if not spec.get("healthCheckNodePort") and ospec.get("healthCheckNodePort"):
+                spec["healthCheckNodePort"] = ospec["healthCheckNodePort"]
+
+    def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
+        out = self.validate(new)
+        spec, ospec = new.get("spec") or {}, old.get("spec") or {}
+        if "ExternalName" in (spec.get("type"), ospec.get("type")):
+            return out
+        if spec.get("clusterIP") == "None" and ospec.get("clusterIP") == "None":
+            return out
+        ips, old_ips = list(spec.get("clusterIPs") or []), list(ospec.get("clusterIPs") or [])
+        if len(ips) == len(old_ips):
+            shown = "[]string{" + ", ".join(f'"{ip}"' for ip in ips) + "}"
+            for i, ip in enumerate(old_ips):
+                if ips[i] != ip:
+                    out.append(errors.cause(f"spec.clusterIPs[{i}]", f"Invalid value: {shown}: may not change "
+                                            "once set"))
+        return out
+
     def default(self, obj: Obj) -> None:
         spec = obj.setdefault("spec", {})
         spec.setdefault("type", "ClusterIP")
@@ -331,6 +386,9 @@ class ServiceStrategy(Strategy):
             if not isinstance(p, dict):
                 continue
             out.extend(port_number_causes(p.get("port"), f"spec.ports[{i}].port"))
+            if p.get("nodePort") and type_ in ("ClusterIP", None):
+                out.append(errors.cause(f"spec.ports[{i}].nodePort", "Forbidden: may not be used when `type` is "
+                                        "'ClusterIP'", "FieldValueForbidden"))
             proto = p.get("protocol")
             if proto is not None and proto not in PROTOCOLS:
                 out.append(not_supported(f"spec.ports[{i}].protocol", proto, PROTOCOLS))

@@ -85,3 +85,32 @@ def allocate(svc: dict[str, Any], existing: list[dict[str, Any]]) -> None:
                 p["nodePort"] = np
             ports.add(np)
         spec.setdefault("externalTrafficPolicy", "Cluster")
+
+
+def allocate_on_update(svc: dict[str, Any], old: dict[str, Any], others: list[dict[str, Any]]) -> None:
+    """An update that makes a Service need node ports (ClusterIP -> NodePort or
+    LoadBalancer, or a new port) gets them; node ports it names must be free and in
+    range. `others`: every other Service."""
+    spec = svc.get("spec") or {}
+    if spec.get("type") not in ("NodePort", "LoadBalancer"):
+        return
+    _, ports = _used(others)
+    name = svc.get("metadata", {}).get("name", "")
+    for i, p in enumerate(spec.get("ports") or []):
+        np = p.get("nodePort")
+        if np:
+            if np in ports:
+                raise errors.invalid("", "Service", name, [errors.cause(
+                    f"spec.ports[{i}].nodePort", f"Invalid value: {np}: provided port is already allocated")])
+            if np not in NODE_PORTS:
+                raise errors.invalid("", "Service", name, [errors.cause(
+                    f"spec.ports[{i}].nodePort", f"Invalid value: {np}: provided port is not in the valid "
+                    f"range. The range of valid ports is 30000-32767")])
+        else:
+            free = [x for x in NODE_PORTS if x not in ports]
+            if not free:
+                raise errors.internal("failed to allocate a nodePort: range is full")
+            np = random.choice(free)
+            p["nodePort"] = np
+        ports.add(np)
+    spec.setdefault("externalTrafficPolicy", "Cluster")

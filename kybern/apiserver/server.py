@@ -112,6 +112,9 @@ class APIServer:
             ("", "pods"): self._admit_pod,
             ("scheduling.k8s.io", "priorityclasses"): self._admit_priority_class,
         }
+        self._before_update: dict[tuple[str, str], Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]] = {
+            ("", "services"): self._allocate_service_update,
+        }
         self._node_session: aiohttp.ClientSession | None = None
 
     # -- stores ---------------------------------------------------------------
@@ -127,7 +130,8 @@ class APIServer:
                 if conversion.convertible(info.strategy) else self.storage
             s = RESTStore(info, storage, validator=getattr(info.strategy, "validator", None) or self._validator,
                           namespace_check=self._check_namespace if info.namespaced else None,
-                          before_create=self._create_admission(info), cache=self.watch_cache,
+                          before_create=self._create_admission(info),
+                          before_update=self._before_update.get((info.group, info.plural)), cache=self.watch_cache,
                           track_fields=managedfields.tracker(info))
             self._stores[key] = s
         return s
@@ -283,6 +287,16 @@ class APIServer:
                 403, "Forbidden", f'priorityclasses.scheduling.k8s.io "{name}" is forbidden: PriorityClass '
                 f'{dpc["metadata"]["name"]} is already marked as default. Only one default can exist',
                 details={"name": name, "group": "scheduling.k8s.io", "kind": "priorityclasses"})
+
+    async def _allocate_service_update(self, svc: dict[str, Any], old: dict[str, Any]) -> None:
+        if (svc.get("spec") or {}).get("type") not in ("NodePort", "LoadBalancer"):
+            return
+        store = self.store("", "v1", "services")
+        m = svc["metadata"]
+        existing = (await store.list(None, pred=Predicate()))["items"]
+        others = [o for o in existing if (o["metadata"].get("namespace"), o["metadata"]["name"]) !=
+                  (m.get("namespace"), m["name"])]
+        allocators.allocate_on_update(svc, old, others)
 
     async def _allocate_service(self, svc: dict[str, Any]) -> None:
         store = self.store("", "v1", "services")

@@ -193,6 +193,7 @@ class RESTStore:
     def __init__(self, info: ResourceInfo, storage: st.Store, *, validator: Validator | None = None,
                  namespace_check: Callable[[str], Any] | None = None,
                  before_create: Callable[[Obj], Any] | None = None,
+                 before_update: Callable[[Obj, Obj], Any] | None = None,
                  cache: WatchCache | None = None,
                  track_fields: Callable[[Obj, Obj | None, str | None], None] | None = None) -> None:
         self.info = info
@@ -211,6 +212,7 @@ class RESTStore:
         self.validator = validator
         self.namespace_check = namespace_check
         self.before_create = before_create  # async hook after validation (e.g. IP allocation)
+        self.before_update = before_update  # async hook (new, old) after an update's validation
         # records metadata.managedFields for the request's field manager (managedfields.tracker)
         self.track_fields = track_fields
 
@@ -566,6 +568,8 @@ class RESTStore:
                     new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
             self._keep_system_meta(new, old)
             self._validate(new, causes, field_validation, warnings)
+            if self.before_update is not None and subresource is None:
+                await self.before_update(new, old)
             if self.track_fields is not None:
                 self.track_fields(new, old, subresource)
             if meta.is_deleting(new) and not new["metadata"].get("finalizers") and \

@@ -505,3 +505,26 @@ def test_immutable_configmaps_and_secret_types(cluster, namespace):
     cluster.kubectl("create", "secret", "generic", "plain", "--from-literal=a=b", *ns)
     p = cluster.kubectl("patch", "secret", "plain", "-p", '{"type":"Other"}', *ns, check=False)
     assert p.stderr.strip() == 'The Secret "plain" is invalid: type: Invalid value: "Other": field is immutable'
+
+
+def test_service_updates_keep_and_release_allocations(cluster, namespace):
+    # kubectl replace of a manifest keeps the allocated clusterIP and nodePort; a
+    # clusterIP cannot change; ClusterIP <-> NodePort allocates and releases node ports
+    ns = ["-n", namespace]
+    manifest = cluster.kubectl("create", "service", "nodeport", "web", "--tcp=80", "--dry-run=client", "-o", "yaml",
+                               *ns).stdout
+    cluster.kubectl("create", "-f", "-", *ns, input=manifest)
+    before = cluster.kjson("get", "service/web", *ns)["spec"]
+    assert cluster.kubectl("replace", "-f", "-", *ns, input=manifest).stdout.strip() == "service/web replaced"
+    after = cluster.kjson("get", "service/web", *ns)["spec"]
+    assert (after["clusterIP"], after["clusterIPs"], after["ports"][0]["nodePort"]) == \
+        (before["clusterIP"], before["clusterIPs"], before["ports"][0]["nodePort"])
+    p = cluster.kubectl("patch", "service", "web", "-p", '{"spec":{"clusterIP":"10.96.5.5"}}', *ns, check=False)
+    assert p.stderr.strip() == ('The Service "web" is invalid: spec.clusterIPs[0]: Invalid value: []string{"10.96.5.5"}'
+                                ': may not change once set')
+    cluster.kubectl("patch", "service", "web", "-p", '{"spec":{"type":"ClusterIP"}}', *ns)
+    spec = cluster.kjson("get", "service/web", *ns)["spec"]
+    assert "nodePort" not in spec["ports"][0] and "externalTrafficPolicy" not in spec
+    cluster.kubectl("patch", "service", "web", "-p", '{"spec":{"type":"NodePort"}}', *ns)
+    row = cluster.kubectl("get", "service", "web", "--no-headers", *ns).stdout.split()
+    assert row[1] == "NodePort" and row[4].startswith("80:3") and row[4].endswith("/TCP")
