@@ -11,6 +11,7 @@ from kybern.api import (
     core_extra,
     crd,
     discovery_k8s,
+    events,
     networking,
     policy,
     rbac,
@@ -23,7 +24,8 @@ from kybern.api.registry import Registry
 def builtin_registry() -> Registry:
     reg = Registry()
     for info in core.RESOURCES + core_extra.RESOURCES + apps.RESOURCES + batch.RESOURCES + \
-            autoscaling.RESOURCES + networking.RESOURCES + discovery_k8s.RESOURCES + policy.RESOURCES + \
-            rbac.RESOURCES + scheduling.RESOURCES + apiregistration.RESOURCES + storage_k8s.RESOURCES + crd.RESOURCES:
+            autoscaling.RESOURCES + networking.RESOURCES + discovery_k8s.RESOURCES + events.RESOURCES + \
+            policy.RESOURCES + rbac.RESOURCES + scheduling.RESOURCES + apiregistration.RESOURCES + \
+            storage_k8s.RESOURCES + crd.RESOURCES:
         reg.add(info)
     return reg

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from kybern.api import tables
+from kybern.api import events, tables
 from kybern.api.tables import Printer, _containers, _created, _name, _selector, age, human_duration
 
 Obj = dict[str, Any]
@@ -368,6 +368,7 @@ PRINTERS: dict[tuple[str, str], Printer] = {
                                               ("Node", "string", "", 0), ("Attached", "boolean", "", 0), _A], _va),
     ("policy", "PodDisruptionBudget"): ([_N, ("Min Available", "string", "", 0), ("Max Unavailable", "string", "", 0),
                                          ("Allowed Disruptions", "integer", "", 0), _A], _pdb),
+    ("events.k8s.io", "Event"): (tables._EVENT[0], lambda o: tables._event_row(events.to_core(o))),
     ("apiregistration.k8s.io", "APIService"): ([_N, ("Service", "string", "", 0), ("Available", "string", "", 0),
                                                  _A], _apiservice),
     ("scheduling.k8s.io", "PriorityClass"): ([_N, ("Value", "integer", "", 0), ("Global-Default", "boolean", "", 0),

@@ -30,6 +30,9 @@ class ResourceInfo:
     subresources: tuple[str, ...] = ()  # "status", "scale", "log", "binding", "eviction", ...
     verbs: tuple[str, ...] = VERBS
     strategy: "Strategy | None" = field(default=None, compare=False, hash=False)
+    # the group whose storage keys hold this kind, when another group's do
+    # (events.k8s.io Events are core Events: /registry/core/events/...)
+    storage_group: str | None = None
 
     @property
     def singular(self) -> str:

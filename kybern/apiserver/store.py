@@ -42,7 +42,8 @@ Validator = Callable[[Obj, ResourceInfo, str, list[str]], list[dict[str, str]]]
 CREATE_DRY_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("kybern_create_dry_run", default=False)
 
 def key_prefix(info: ResourceInfo, namespace: str | None = None) -> str:
-    base = f"/registry/{info.group or 'core'}/{info.plural}/"
+    group = info.group if info.storage_group is None else info.storage_group
+    base = f"/registry/{group or 'core'}/{info.plural}/"
     if info.namespaced and namespace:
         return f"{base}{namespace}/"
     return base

@@ -528,3 +528,32 @@ def test_service_updates_keep_and_release_allocations(cluster, namespace):
     cluster.kubectl("patch", "service", "web", "-p", '{"spec":{"type":"NodePort"}}', *ns)
     row = cluster.kubectl("get", "service", "web", "--no-headers", *ns).stdout.split()
     assert row[1] == "NodePort" and row[4].startswith("80:3") and row[4].endswith("/TCP")
+
+
+def test_events_k8s_io_is_the_same_events(cluster, namespace):
+    # events.k8s.io/v1 serves the stored core Events through its own schema (client-go's
+    # tools/events recorder writes there); each group sees the other's writes
+    import datetime
+
+    from kubernetes import client
+
+    ev = client.EventsV1Api(cluster.api_client())
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "synced.1"},
+            "eventTime": now, "reportingController": "example.com/ctl", "reportingInstance": "ctl-1",
+            "action": "Sync", "reason": "Synced", "type": "Normal", "note": "it worked",
+            "regarding": {"kind": "Pod", "name": "web-0", "namespace": namespace}}
+    made = ev.create_namespaced_event(namespace, body)
+    assert (made.note, made.regarding.name, made.reporting_controller) == ("it worked", "web-0", "example.com/ctl")
+    core = client.CoreV1Api(cluster.api_client()).read_namespaced_event("synced.1", namespace)
+    assert (core.message, core.involved_object.name, core.reporting_component) == \
+        ("it worked", "web-0", "example.com/ctl")
+    rows = cluster.kubectl("get", "events", "-n", namespace, "--no-headers").stdout.split()
+    assert rows[1:5] == ["Normal", "Synced", "pod/web-0", "it"]
+    rows = cluster.kubectl("get", "events.events.k8s.io", "-n", namespace, "--no-headers").stdout.split()
+    assert rows[1:5] == ["Normal", "Synced", "pod/web-0", "it"]
+    with pytest.raises(client.ApiException) as e:
+        ev.create_namespaced_event(namespace, {**body, "metadata": {"name": "bad.1"}, "action": ""})
+    assert e.value.status == 422 and '"message":"Event.events.k8s.io \\"bad.1\\" is invalid: action: Required value"' \
+        in e.value.body
+    assert "events.k8s.io/v1" in cluster.kubectl("api-versions").stdout
