@@ -15,6 +15,7 @@ from kybern.client.resources import NAMESPACES
 from kybern.controllers.cronjob import CronJobController
 from kybern.controllers.daemonset import DaemonSetController
 from kybern.controllers.deployment import DeploymentController
+from kybern.controllers.disruption import DisruptionController
 from kybern.controllers.endpoints import EndpointsController
 from kybern.controllers.endpointslice import EndpointSliceController
 from kybern.controllers.garbagecollector import GarbageCollector
@@ -54,6 +55,7 @@ _BUILDERS: dict[str, Any] = {
     "endpointslice": EndpointSliceController,
     "serviceaccount": ServiceAccountsController,
     "resourcequota": ResourceQuotaController,
+    "disruption": DisruptionController,
 }
 NAMES: list[str] = list(_BUILDERS)
 

@@ -557,3 +557,36 @@ def test_events_k8s_io_is_the_same_events(cluster, namespace):
     assert e.value.status == 422 and '"message":"Event.events.k8s.io \\"bad.1\\" is invalid: action: Required value"' \
         in e.value.body
     assert "events.k8s.io/v1" in cluster.kubectl("api-versions").stdout
+
+
+def test_pod_disruption_budgets_are_kept_and_enforced(cluster, namespace):
+    # "Specifying a Disruption Budget for your Application": status from the disruption
+    # controller in `kubectl get pdb`, and evictions (what kubectl drain sends) refused
+    # once the budget is spent
+    from kubernetes import client
+
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "deployment", "zk", "--image=demo:v1", "--replicas=3", *ns)
+    cluster.kubectl("rollout", "status", "deployment/zk", "--timeout=60s", *ns)
+    cluster.kubectl("create", "pdb", "zk-pdb", "--selector=app=zk", "--max-unavailable=1", *ns)
+    cluster.kubectl("create", "pdb", "zk-min", "--selector=app=zk", "--min-available=50%", *ns)
+
+    def row():
+        out = cluster.kubectl("get", "pdb", *ns, "--no-headers").stdout.splitlines()
+        rows = sorted(ln.split()[:4] for ln in out)
+        return rows if all(r[3] == "1" for r in rows) else None
+
+    assert cluster.wait_for(row, what="pdb status") == [["zk-min", "50%", "N/A", "1"], ["zk-pdb", "N/A", "1", "1"]]
+    st = cluster.kjson("get", "pdb", "zk-pdb", *ns)["status"]
+    assert (st["currentHealthy"], st["desiredHealthy"], st["expectedPods"]) == (3, 2, 3)
+    assert st["conditions"][0]["reason"] == "SufficientPods"
+
+    cluster.kubectl("delete", "pdb", "zk-min", *ns)
+    core = client.CoreV1Api(cluster.api_client())
+    pods = [p["metadata"]["name"] for p in cluster.kjson("get", "pods", "-l", "app=zk", *ns)["items"]]
+    body = {"apiVersion": "policy/v1", "kind": "Eviction"}
+    core.create_namespaced_pod_eviction(pods[0], namespace, {**body, "metadata": {"name": pods[0]}})
+    with pytest.raises(client.ApiException) as e:
+        core.create_namespaced_pod_eviction(pods[1], namespace, {**body, "metadata": {"name": pods[1]}})
+    assert e.value.status == 429
+    assert "Cannot evict pod as it would violate the pod's disruption budget." in e.value.body
