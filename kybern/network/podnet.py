@@ -32,7 +32,6 @@ its process (and its iptables calls) is saved.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import ipaddress
@@ -189,9 +188,7 @@ class PodNetwork:
         args = cni.cni_args(namespace, name, sandbox_id)
         rc = {"portMappings": port_mappings} if port_mappings else None
         record = {"netns": ns, "uid": uid, "namespace": namespace, "name": name, "runtimeConfig": rc}
-        # before ADD (DEL must find it), off the loop as every file here: a create waits for
-        # the filesystem's journal
-        await asyncio.to_thread(_write_json, self.root / "pods" / f"{sandbox_id}.json", record)
+        _write_json(self.root / "pods" / f"{sandbox_id}.json", record)  # before ADD: DEL must find it
         try:
             await netns_add(ns)  # with lo up
             result = await cni.add(self._conflist_for(rc), container_id=sandbox_id, netns=path, args=args,
@@ -200,7 +197,7 @@ class PodNetwork:
             await self.remove(sandbox_id)
             raise
         # beside the record, not over it: replacing a file makes ext4 flush it (auto_da_alloc)
-        await asyncio.to_thread(_write_json, self.root / "pods" / f"{sandbox_id}.result", result)
+        _write_json(self.root / "pods" / f"{sandbox_id}.result", result)
         ips = cni.pod_ip(result)
         if not ips:
             await self.remove(sandbox_id)

@@ -37,7 +37,6 @@ if pids were reused).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import ctypes
 import json
@@ -48,9 +47,8 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -86,7 +84,6 @@ if TYPE_CHECKING:
     from kybern.network.podnet import PodNetwork
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 _PR_SET_PDEATHSIG = 1
@@ -149,9 +146,6 @@ class ProcessRuntime(RuntimeState):
         self.sandboxes = Sandboxes(self.root, host_ip, network)
         self.cgroups = Cgroups.for_node(node_name, data_dir)
         self.spawner = SpawnWorker()  # starts container processes beside the event loop (spawnd.py)
-        # cgroup mkdirs wait in the kernel (cgroup_mutex, held while the spawn worker moves
-        # new processes in) for ~1 ms each on v1: one thread does them, so the loop goes on
-        self._cgroup_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cgroups")
         super().__init__()
 
     # -- lifecycle ----------------------------------------------------------
@@ -187,7 +181,7 @@ class ProcessRuntime(RuntimeState):
     async def run_pod_sandbox(self, config: PodSandboxConfig) -> str:
         try:
             if self.cgroups.enabled and config.cgroup_parent:
-                await self._in_cgroup_thread(self.cgroups.ensure_pod, config.cgroup_parent, config.resources)
+                self.cgroups.ensure_pod(config.cgroup_parent, config.resources)
         except OSError as e:
             raise ContainerError("CreatePodSandboxError",
                                  f"Failed to create pod sandbox: failed to create the pod's cgroup: {e}") from e
@@ -272,8 +266,7 @@ class ProcessRuntime(RuntimeState):
         c.fresh = FreshTree(str(img.rootfs), img.id, config.mounts)
         try:
             if self.cgroups.enabled and sandbox_config.cgroup_parent:
-                c.cgroup = await self._in_cgroup_thread(self._container_cgroup, sandbox_config, cid,
-                                                        config.resources)
+                c.cgroup = self._container_cgroup(sandbox_config, cid, config.resources)
         except OSError as e:
             shutil.rmtree(cdir, ignore_errors=True)
             raise ContainerError("CreateContainerError", f"failed to create the container's cgroup: {e}") from e
@@ -492,9 +485,6 @@ class ProcessRuntime(RuntimeState):
         without one. Reads files only: safe to call from a thread (stats.py)."""
         c = self._containers.get(container_id)
         return self.cgroups.usage(c.cgroup) if c is not None else None
-
-    async def _in_cgroup_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._cgroup_thread, fn, *args)
 
     def _container_cgroup(self, sandbox: PodSandboxConfig, cid: str, resources: dict[str, int]) -> str:
         self.cgroups.ensure_pod(sandbox.cgroup_parent, sandbox.resources)  # gone if an agent stopped since
