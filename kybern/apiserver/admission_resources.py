@@ -186,6 +186,33 @@ async def limit_ranger(server: APIServer, pod: Obj) -> bool:
     return bool(notes)
 
 
+async def limit_ranger_claim(server: APIServer, pvc: Obj) -> None:
+    """PersistentVolumeClaimValidateLimitFunc: the claim's requests against the
+    `PersistentVolumeClaim` items' min and max."""
+    m = pvc["metadata"]
+    ranges = await _list(server, "", "limitranges", m.get("namespace") or "default")
+    requests = (((pvc.get("spec") or {}).get("resources") or {}).get("requests") or {})
+    problems: list[str] = []
+    for item in (i for lr in ranges for i in ((lr.get("spec") or {}).get("limits") or [])):
+        if item.get("type") != "PersistentVolumeClaim":
+            continue
+        kind = "PersistentVolumeClaim"
+        for res, enforced in sorted((item.get("min") or {}).items()):
+            why = _min(kind, res, enforced, requests, {})
+            if why:
+                problems.append(why)
+        for res, enforced in sorted((item.get("max") or {}).items()):
+            shown = quantity.canonical(enforced)
+            if res not in requests:
+                problems.append(f"maximum {res} usage per {kind} is {shown}.  No request is specified")
+            elif quantity.value(requests[res]) > quantity.value(enforced):
+                problems.append(f"maximum {res} usage per {kind} is {shown}, but request is "
+                                f"{quantity.canonical(requests[res])}")
+    if problems:
+        why = problems[0] if len(problems) == 1 else "[" + ", ".join(problems) + "]"
+        raise _forbidden("persistentvolumeclaims", "", m.get("name", ""), why)
+
+
 # -- ResourceQuota ------------------------------------------------------------------------
 _MUST_SPECIFY = {"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"}
 

@@ -186,6 +186,7 @@ class APIServer:
             spec[field] = newest["metadata"]["name"]
 
     async def _default_storage_class(self, pvc: dict[str, Any]) -> None:
+        await admission_resources.limit_ranger_claim(self, pvc)
         await self._default_class(pvc, field="storageClassName", group="storage.k8s.io",
                                   plural="storageclasses", annotation="storageclass.kubernetes.io/is-default-class")
 

@@ -590,3 +590,32 @@ def test_pod_disruption_budgets_are_kept_and_enforced(cluster, namespace):
         core.create_namespaced_pod_eviction(pods[1], namespace, {**body, "metadata": {"name": pods[1]}})
     assert e.value.status == 429
     assert "Cannot evict pod as it would violate the pod's disruption budget." in e.value.body
+
+
+def test_limit_storage_consumption(cluster, namespace):
+    # "Limit Storage Consumption": a LimitRange on claims and a storage quota
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "-f", "-", *ns, input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "storagelimits"},
+         "spec": {"limits": [{"type": "PersistentVolumeClaim", "max": {"storage": "2Gi"}, "min": {"storage": "1Gi"}}]}},
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "storagequota"},
+         "spec": {"hard": {"persistentvolumeclaims": "5", "requests.storage": "5Gi"}}}]}))
+
+    def claim(name: str, size: str) -> str:
+        return json.dumps({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+                           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}})
+
+    prefix = 'Error from server (Forbidden): error when creating "STDIN": persistentvolumeclaims'
+    p = cluster.kubectl("create", "-f", "-", *ns, input=claim("big", "5Gi"), check=False)
+    assert p.stderr.strip() == (f'{prefix} "big" is forbidden: maximum storage usage per PersistentVolumeClaim is 2Gi, '
+                                'but request is 5Gi')
+    p = cluster.kubectl("create", "-f", "-", *ns, input=claim("small", "500Mi"), check=False)
+    assert p.stderr.strip() == (f'{prefix} "small" is forbidden: minimum storage usage per PersistentVolumeClaim is '
+                                '1Gi, but request is 500Mi')
+    cluster.kubectl("create", "-f", "-", *ns, input=claim("ok1", "2Gi"))
+    cluster.kubectl("create", "-f", "-", *ns, input=claim("ok2", "2Gi"))
+    p = cluster.kubectl("create", "-f", "-", *ns, input=claim("ok3", "2Gi"), check=False)
+    assert p.stderr.strip() == (f'{prefix} "ok3" is forbidden: exceeded quota: storagequota, requested: '
+                                'requests.storage=2Gi, used: requests.storage=4Gi, limited: requests.storage=5Gi')
+    cluster.wait_for(lambda: "persistentvolumeclaims: 2/5, requests.storage: 4Gi/5Gi" in
+                     cluster.kubectl("get", "quota", "storagequota", *ns).stdout, what="storage quota usage")
