@@ -74,6 +74,14 @@ def _validator() -> Callable[..., Any]:
     return validate
 
 
+
+def _protect(obj: dict[str, Any], finalizer: str) -> None:
+    """The StorageObjectInUseProtection admission plugin: claims and volumes are created
+    with a finalizer the storage-protection controller removes once nothing uses them."""
+    finalizers = obj["metadata"].setdefault("finalizers", [])
+    if finalizer not in finalizers:
+        finalizers.append(finalizer)
+
 class APIServer:
     def __init__(self, storage: Store, *, tokens: set[str] | None = None, node_token: str | None = None,
                  registry: Registry | None = None, advertise: str = "127.0.0.1:6443") -> None:
@@ -110,6 +118,7 @@ class APIServer:
             ("", "persistentvolumeclaims"): self._default_storage_class,
             ("networking.k8s.io", "ingresses"): self._default_ingress_class,
             ("", "pods"): self._admit_pod,
+            ("", "persistentvolumes"): self._protect_volume,
             ("scheduling.k8s.io", "priorityclasses"): self._admit_priority_class,
         }
         self._before_update: dict[tuple[str, str], Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]] = {
@@ -186,6 +195,7 @@ class APIServer:
             spec[field] = newest["metadata"]["name"]
 
     async def _default_storage_class(self, pvc: dict[str, Any]) -> None:
+        _protect(pvc, "kubernetes.io/pvc-protection")
         await admission_resources.limit_ranger_claim(self, pvc)
         await self._default_class(pvc, field="storageClassName", group="storage.k8s.io",
                                   plural="storageclasses", annotation="storageclass.kubernetes.io/is-default-class")
@@ -207,6 +217,9 @@ class APIServer:
         else:
             entries, _ = await store.cache.list(store.prefix, key_prefix(info, None), Predicate())
         return [o for o in (e.decode() for e in entries if b'"globalDefault"' in e.raw) if o.get("globalDefault")]
+
+    async def _protect_volume(self, pv: dict[str, Any]) -> None:
+        _protect(pv, "kubernetes.io/pv-protection")
 
     async def _admit_pod(self, pod: dict[str, Any]) -> None:
         await self._admit_pod_service_account(pod)

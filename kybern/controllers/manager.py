@@ -30,6 +30,7 @@ from kybern.controllers.replicaset import ReplicaSetController
 from kybern.controllers.resourcequota import ResourceQuotaController
 from kybern.controllers.serviceaccounts import ServiceAccountsController
 from kybern.controllers.statefulset import StatefulSetController
+from kybern.controllers.storageprotection import StorageProtectionController
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ _BUILDERS: dict[str, Any] = {
     "serviceaccount": ServiceAccountsController,
     "resourcequota": ResourceQuotaController,
     "disruption": DisruptionController,
+    "storage-protection": StorageProtectionController,
 }
 NAMES: list[str] = list(_BUILDERS)
 

@@ -105,11 +105,17 @@ class PersistentVolumeBinder:
         self.sc_informer = informers.informer(STORAGECLASSES)
         self.queue = WorkQueue("persistentvolume-binder")
         self.recorder = EventRecorder(client, "persistentvolume-controller")
-        self.pvc_informer.add_handler(lambda t, o, n: self.queue.add("pvc:" + key_of(n)))
+        self.pvc_informer.add_handler(self._on_pvc)
         self.pv_informer.add_handler(self._on_pv)
 
     async def run(self) -> None:
         await run_workers(self.queue, self.reconcile, self.workers)
+
+    def _on_pvc(self, typ: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        self.queue.add("pvc:" + key_of(new))
+        volume = (new.get("spec") or {}).get("volumeName")
+        if typ == "DELETED" and volume:  # its volume is Released now (deleteClaim)
+            self.queue.add("pv:" + volume)
 
     def _on_pv(self, typ: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
         self.queue.add("pv:" + new["metadata"]["name"])

@@ -619,3 +619,30 @@ def test_limit_storage_consumption(cluster, namespace):
                                 'requests.storage=2Gi, used: requests.storage=4Gi, limited: requests.storage=5Gi')
     cluster.wait_for(lambda: "persistentvolumeclaims: 2/5, requests.storage: 4Gi/5Gi" in
                      cluster.kubectl("get", "quota", "storagequota", *ns).stdout, what="storage quota usage")
+
+
+def test_claim_in_use_is_protected_and_its_volume_reclaimed(cluster, namespace):
+    # "Storage Object in Use Protection": a claim deleted while a pod uses it stays
+    # Terminating until the pod is gone; then its dynamically provisioned volume goes
+    ns = ["-n", namespace]
+    cluster.kubectl("apply", "-f", "-", *ns, input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "user"},
+         "spec": {"containers": [{"name": "c", "image": "demo:v1", "command": ["sleep", "600"],
+                                  "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
+                  "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}]}))
+    cluster.wait_for(lambda: cluster.kjson("get", "pvc", "data", *ns)["status"].get("phase") == "Bound",
+                     what="claim bound")
+    pvc = cluster.kjson("get", "pvc", "data", *ns)
+    assert pvc["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
+    volume = pvc["spec"]["volumeName"]
+    assert cluster.kjson("get", "pv", volume)["metadata"]["finalizers"] == ["kubernetes.io/pv-protection"]
+    cluster.kubectl("delete", "pvc", "data", "--wait=false", *ns)
+    time_row = cluster.kubectl("get", "pvc", "data", "--no-headers", *ns).stdout.split()
+    assert time_row[1] == "Terminating"
+    cluster.kubectl("delete", "pod", "user", "--grace-period=1", *ns)
+    cluster.wait_for(lambda: cluster.kubectl("get", "pvc", "data", *ns, check=False).returncode == 1,
+                     what="claim gone")
+    cluster.wait_for(lambda: cluster.kubectl("get", "pv", volume, check=False).returncode == 1,
+                     what="volume reclaimed")
