@@ -146,6 +146,7 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
                             break
                         if len(seen) >= n_pods:
                             return
+            req0 = await request_counts(c)
             w = asyncio.create_task(watcher())
             await asyncio.sleep(0.3)  # let the watch connect
             it = iter(names)
@@ -184,6 +185,7 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
             for spy in spies:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
+            req1 = await request_counts(c)
             t_all = max(seen.values()) - t0
             watch_lat = [seen[n] - created[n] for n in names]
             sent_lat = [seen[n] - sent[n] for n in names]
@@ -210,10 +212,26 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
                 kids = (t1_.children_user - t0_.children_user) + (t1_.children_system - t0_.children_system)
                 print(f"    {what}: {own:.2f} s ({1000 * own / n_pods:.1f} ms per pod; user {usr:.2f} s, "
                       f"system {own - usr:.2f} s); its exited helpers (CNI plugins...) {kids:.2f} s")
+            per_pod = {k: (v - req0.get(k, 0)) / n_pods for k, v in req1.items()}
+            print("  API requests per pod in that time (apiserver_request_total, all clients): " + ", ".join(
+                f"{verb} {res}{'/' + sub if sub else ''} {x:.2f}"
+                for (verb, res, sub), x in sorted(per_pod.items(), key=lambda kv: -kv[1]) if x >= 0.05))
             await delete_pods(c, names)
         finally:
             await c.close()
             stop(proc)
+
+
+async def request_counts(c: Client) -> dict[tuple[str, str, str], float]:
+    """apiserver_request_total summed by (verb, resource, subresource), from /metrics."""
+    text = await c.request("GET", "/metrics")
+    out: dict[tuple[str, str, str], float] = collections.defaultdict(float)
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            out[(labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))] += \
+                float(line.rsplit(" ", 1)[1])
+    return out
 
 
 async def idle(n_pods: int, seconds: float) -> None:
