@@ -130,3 +130,36 @@ def test_pods_services_nodeports_loadbalancers(cluster, namespace):
     assert ipam.is_dir()
     leased = {f.name for f in ipam.rglob("*") if f.is_file()}
     assert not leased & set(ips.values()), leased
+
+
+def test_host_port_reaches_the_pod_and_goes_with_it(cluster, namespace):
+    """A container's hostPort: the portmap plugin maps the node's port to the pod
+    (its prevResult comes from the built-in bridge plugin), and the mapping goes
+    when the pod does."""
+    import socket
+
+    with socket.socket() as s:  # a port free on the host
+        s.bind(("0.0.0.0", 0))
+        port = s.getsockname()[1]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hp", "namespace": namespace},
+           "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+               "name": "web", "image": "demo:v1",
+               "command": ["sh", "-c", "echo $HOSTNAME > index.html; exec python3 serve.py"],
+               "ports": [{"containerPort": 80, "hostPort": port}],
+               "readinessProbe": {"httpGet": {"path": "/", "port": 80}, "periodSeconds": 1}}]}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", "pod/hp", "--timeout=60s")
+    p = cluster.kjson("get", "pod", "hp", "-n", namespace)
+    assert p["status"]["podIP"] != p["status"]["hostIP"]
+    assert cluster.wait_for(lambda: _try_get(f"http://{p['status']['hostIP']}:{port}/"), timeout=15,
+                            what="the hostPort answering") == "hp"
+    cluster.kubectl("delete", "pod", "hp", "-n", namespace, "--wait=true", "--timeout=60s")
+    cluster.wait_for(lambda: _try_get(f"http://{p['status']['hostIP']}:{port}/", timeout=1) is None, timeout=15,
+                     what="the hostPort mapping removed")
+
+
+def _try_get(url: str, timeout: float = 2) -> str | None:
+    try:
+        return get(url, timeout)
+    except OSError:
+        return None
