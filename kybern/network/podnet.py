@@ -41,6 +41,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from kybern.network import bridge, cni, rtnl
 from kybern.network.netns import NETNS_DIR, netns_add, netns_delete, shared_netns_dir
 
@@ -196,8 +198,9 @@ class PodNetwork:
         except Exception:
             await self.remove(sandbox_id)
             raise
-        # beside the record, not over it: replacing a file makes ext4 flush it (auto_da_alloc)
-        _write_json(self.root / "pods" / f"{sandbox_id}.result", result)
+        # beside the record, not over it (replacing a file makes ext4 flush it: auto_da_alloc),
+        # and in place: without it DEL still finds the veth and the address (bridge.py)
+        _write_json(self.root / "pods" / f"{sandbox_id}.result", result, atomic=False)
         ips = cni.pod_ip(result)
         if not ips:
             await self.remove(sandbox_id)
@@ -245,7 +248,15 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+def _write_json(path: Path, data: dict[str, Any], *, atomic: bool = True) -> None:
+    """Write `data` as JSON; `atomic`: through a temporary file renamed over it, so a
+    crash leaves the old contents or the new, never half (a file whose loss is
+    harmless is written in place)."""
+    target = f"{path}.tmp" if atomic else str(path)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, orjson.dumps(data))
+    finally:
+        os.close(fd)
+    if atomic:
+        os.replace(target, path)
