@@ -86,7 +86,7 @@ def container_status(v: ContainerView) -> dict[str, Any]:
     out["restartCount"] = cur.attempt if cur is not None else 0
     out["image"] = cur.image if cur is not None else v.spec_image
     out["imageID"] = cur.image_ref if cur is not None else ""
-    if cur is not None and (v.running or "terminated" in state):
+    if cur is not None:  # the latest container's, also while it waits to restart (CrashLoopBackOff), as the kubelet
         out["containerID"] = f"{v.runtime_name}://{cur.id}"
     out["started"] = v.running if v.started is None else bool(v.started and v.running)
     return out

@@ -646,3 +646,19 @@ def test_claim_in_use_is_protected_and_its_volume_reclaimed(cluster, namespace):
                      what="claim gone")
     cluster.wait_for(lambda: cluster.kubectl("get", "pv", volume, check=False).returncode == 1,
                      what="volume reclaimed")
+
+
+def test_crash_looping_container_keeps_its_container_id(cluster, namespace):
+    # describe of a CrashLoopBackOff pod shows the last container's ID, as the kubelet reports
+    ns = ["-n", namespace]
+    cluster.kubectl("run", "crash", "--image=demo:v1", *ns, "--", "sh", "-c", "exit 1")
+
+    def looping():
+        cs = (cluster.kjson("get", "pod/crash", *ns)["status"].get("containerStatuses") or [{}])[0]
+        return cs if (cs.get("state", {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff" else None
+
+    cs = cluster.wait_for(looping, what="CrashLoopBackOff")
+    assert cs["containerID"].startswith("process://")
+    assert cs["containerID"] == cs["lastState"]["terminated"]["containerID"]
+    out = cluster.kubectl("describe", "pod", "crash", *ns).stdout
+    assert f"Container ID:  {cs['containerID']}" in out

@@ -51,7 +51,8 @@ def test_crashloop_shows_the_exit_as_last_state() -> None:
                               msg="back-off 40s restarting failed container=c0 pod=p_default(u)"))
     assert s["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     assert s["lastState"]["terminated"]["exitCode"] == 2
-    assert s["restartCount"] == 3 and not s["ready"] and "containerID" not in s
+    # the kubelet keeps the latest container's ID while the next start backs off
+    assert s["restartCount"] == 3 and not s["ready"] and s["containerID"] == "process://c0-3"
 
 
 def test_image_pull_error_has_spec_image() -> None:
