@@ -123,6 +123,7 @@ class APIServer:
         }
         self._before_update: dict[tuple[str, str], Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]] = {
             ("", "services"): self._allocate_service_update,
+            ("scheduling.k8s.io", "priorityclasses"): lambda new, old: self._admit_priority_class(new),
         }
         self._node_session: aiohttp.ClientSession | None = None
 
@@ -295,7 +296,7 @@ class APIServer:
         if not pc.get("globalDefault"):
             return
         dpc = scheduling.default_class(await self._default_priority_classes())
-        if dpc is not None:
+        if dpc is not None and dpc["metadata"]["name"] != pc["metadata"]["name"]:  # on update: another one
             name = pc["metadata"]["name"]
             raise errors.StatusError(
                 403, "Forbidden", f'priorityclasses.scheduling.k8s.io "{name}" is forbidden: PriorityClass '

@@ -662,3 +662,17 @@ def test_crash_looping_container_keeps_its_container_id(cluster, namespace):
     assert cs["containerID"] == cs["lastState"]["terminated"]["containerID"]
     out = cluster.kubectl("describe", "pod", "crash", *ns).stdout
     assert f"Container ID:  {cs['containerID']}" in out
+
+
+def test_only_one_global_default_priority_class(cluster):
+    low, mid = f"low-{os.getpid() % 1000}", f"mid-{os.getpid() % 1000}"
+    try:
+        cluster.kubectl("create", "priorityclass", low, "--value=10", "--global-default")
+        cluster.kubectl("create", "priorityclass", mid, "--value=20")
+        p = cluster.kubectl("patch", "priorityclass", mid, "-p", '{"globalDefault":true}', check=False)
+        assert p.stderr.strip() == (f'Error from server (Forbidden): priorityclasses.scheduling.k8s.io "{mid}" is '
+                                    f'forbidden: PriorityClass {low} is already marked as default. Only one default '
+                                    'can exist')
+        assert cluster.kubectl("patch", "priorityclass", low, "-p", '{"description":"x"}').returncode == 0
+    finally:
+        cluster.kubectl("delete", "priorityclass", low, mid, "--ignore-not-found", check=False)
