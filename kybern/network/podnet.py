@@ -41,10 +41,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from kybern.network import bridge, cni, rtnl
 from kybern.network.netns import NETNS_DIR, netns_add, netns_delete, shared_netns_dir
+from kybern.node.runtimes.records import write_record
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +189,7 @@ class PodNetwork:
         args = cni.cni_args(namespace, name, sandbox_id)
         rc = {"portMappings": port_mappings} if port_mappings else None
         record = {"netns": ns, "uid": uid, "namespace": namespace, "name": name, "runtimeConfig": rc}
-        _write_json(self.root / "pods" / f"{sandbox_id}.json", record)  # before ADD: DEL must find it
+        write_record(self.root / "pods" / f"{sandbox_id}.json", record)  # before ADD: DEL must find it
         try:
             await netns_add(ns)  # with lo up
             result = await cni.add(self._conflist_for(rc), container_id=sandbox_id, netns=path, args=args,
@@ -200,7 +199,7 @@ class PodNetwork:
             raise
         # beside the record, not over it (replacing a file makes ext4 flush it: auto_da_alloc),
         # and in place: without it DEL still finds the veth and the address (bridge.py)
-        _write_json(self.root / "pods" / f"{sandbox_id}.result", result, atomic=False)
+        write_record(self.root / "pods" / f"{sandbox_id}.result", result, atomic=False)
         ips = cni.pod_ip(result)
         if not ips:
             await self.remove(sandbox_id)
@@ -246,17 +245,3 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _write_json(path: Path, data: dict[str, Any], *, atomic: bool = True) -> None:
-    """Write `data` as JSON; `atomic`: through a temporary file renamed over it, so a
-    crash leaves the old contents or the new, never half (a file whose loss is
-    harmless is written in place)."""
-    target = f"{path}.tmp" if atomic else str(path)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, orjson.dumps(data))
-    finally:
-        os.close(fd)
-    if atomic:
-        os.replace(target, path)

@@ -10,11 +10,14 @@ from typing import Any
 import orjson
 
 
-def write_record(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
-    tmp = f"{os.fspath(path)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+def write_record(path: str | os.PathLike[str], data: dict[str, Any], *, atomic: bool = True) -> None:
+    """`data` as JSON at `path`; not `atomic`: written in place, for a file whose
+    loss or tear is harmless (the reader treats it as missing)."""
+    target = f"{os.fspath(path)}.tmp" if atomic else os.fspath(path)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, orjson.dumps(data))
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    if atomic:
+        os.replace(target, path)
