@@ -1,6 +1,6 @@
-"""The runtime's records on disk (a sandbox's, a container's state): JSON,
-replaced atomically, so an agent killed mid-write leaves the old record or the
-new one, never half of one."""
+"""The node's records on disk (a sandbox's, a container's state, a pod network's):
+JSON, replaced atomically, so an agent killed mid-write leaves the old record or
+the new one, never half of one."""
 
 from __future__ import annotations
 
