@@ -245,6 +245,60 @@ class PodStrategy(Strategy):
                                     "FieldValueForbidden"))
         return out
 
+    # -- pods/ephemeralcontainers (kubectl debug) ---------------------------------
+    def prepare_for_ephemeral_update(self, new: Obj, old: Obj) -> Obj:
+        """Only spec.ephemeralContainers changes through the subresource."""
+        out = copy.deepcopy(old)
+        eph = copy.deepcopy((new.get("spec") or {}).get("ephemeralContainers") or [])
+        for c in eph:
+            if isinstance(c, dict):
+                default_container(c)
+        if eph:
+            out["spec"]["ephemeralContainers"] = eph
+        else:
+            out["spec"].pop("ephemeralContainers", None)
+        out["metadata"]["resourceVersion"] = (new.get("metadata") or {}).get("resourceVersion")
+        return out
+
+    def validate_ephemeral_update(self, new: Obj, old: Obj) -> list[Cause]:
+        """validateEphemeralContainers and ValidatePodEphemeralContainersUpdate."""
+        out: list[Cause] = []
+        spec = new.get("spec") or {}
+        names = {c.get("name") for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])}
+        targets = {c.get("name") for c in spec.get("containers") or []}
+        for i, c in enumerate(spec.get("ephemeralContainers") or []):
+            p = f"spec.ephemeralContainers[{i}]"
+            if not isinstance(c, dict):
+                continue
+            name = c.get("name")
+            if not name:
+                out.append(errors.required(f"{p}.name"))
+            else:
+                out.extend(validate_dns_label(name, f"{p}.name"))
+                if name in names:
+                    out.append(errors.cause(f"{p}.name", f'Duplicate value: "{name}"', "FieldValueDuplicate"))
+                names.add(name)
+            if not c.get("image"):
+                out.append(errors.required(f"{p}.image"))
+            for field in ("ports", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "resources",
+                          "resizePolicy", "restartPolicy"):
+                if c.get(field):
+                    out.append(errors.cause(f"{p}.{field}", "Forbidden: cannot be set for an Ephemeral Container",
+                                            "FieldValueForbidden"))
+            target = c.get("targetContainerName")
+            if target and target not in targets:
+                out.append(errors.cause(f"{p}.targetContainerName", f'Not found: "{target}"', "FieldValueNotFound"))
+        new_by_name = {c.get("name"): c for c in spec.get("ephemeralContainers") or [] if isinstance(c, dict)}
+        for c in (old.get("spec") or {}).get("ephemeralContainers") or []:
+            name = c.get("name")
+            if name not in new_by_name:
+                out.append(errors.cause("spec.ephemeralContainers", f'Forbidden: existing ephemeral containers '
+                                        f'"{name}" may not be removed', "FieldValueForbidden"))
+            elif new_by_name[name] != c:
+                out.append(errors.cause("spec.ephemeralContainers", f'Forbidden: existing ephemeral containers '
+                                        f'"{name}" may not be changed', "FieldValueForbidden"))
+        return out
+
     def grace_period(self, obj: Obj, requested: int | None) -> int:
         # an unscheduled pod has no kubelet to wait for (pkg/registry/core/pod/strategy.go)
         if not obj.get("spec", {}).get("nodeName"):
@@ -485,7 +539,7 @@ RESOURCES = [
                  short_names=("no",), subresources=("status", "proxy"), strategy=NodeStrategy()),
     ResourceInfo("", "v1", "Pod", "pods", True, "io.k8s.api.core.v1.Pod", short_names=("po",),
                  categories=("all",), subresources=("status", "binding", "log", "eviction", "exec",
-                                                    "attach", "portforward", "proxy"),
+                                                    "attach", "portforward", "proxy", "ephemeralcontainers"),
                  strategy=PodStrategy()),
     ResourceInfo("", "v1", "Event", "events", True, "io.k8s.api.core.v1.Event", short_names=("ev",),
                  strategy=EventStrategy()),

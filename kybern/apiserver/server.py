@@ -109,6 +109,7 @@ class APIServer:
             ("", "pods", "portforward"): streams.portforward,
             ("", "pods", "eviction"): subresources.eviction,
             ("", "namespaces", "finalize"): subresources.finalize,
+            ("", "pods", "ephemeralcontainers"): subresources.ephemeralcontainers,
             ("", "serviceaccounts", "token"): satokens.token,
         }
         self.watchers: dict[str, int] = {}

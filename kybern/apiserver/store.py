@@ -558,6 +558,9 @@ class RESTStore:
             elif subresource == "finalize":
                 new = strategy.prepare_for_finalize(new, old)  # type: ignore[attr-defined]
                 causes = list
+            elif subresource == "ephemeralcontainers":  # pods: only spec.ephemeralContainers changes
+                new = strategy.prepare_for_ephemeral_update(new, old)  # type: ignore[attr-defined]
+                causes = lambda: strategy.validate_ephemeral_update(new, old)  # type: ignore[attr-defined]  # noqa: E731
             else:
                 self._keep_system_meta(new, old)
                 self._prepare(lambda: strategy.prepare_for_update(new, old), new, field_validation, warnings)

@@ -30,6 +30,19 @@ async def status(server: "APIServer", request: web.Request, store: RESTStore, ns
     raise errors.method_not_allowed("the server does not allow this method on the requested resource")
 
 
+async def ephemeralcontainers(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None,
+                              name: str) -> web.StreamResponse:
+    """pods/<name>/ephemeralcontainers (`kubectl debug`): the pod, of which only
+    spec.ephemeralContainers may change (added to, never edited or removed)."""
+    if request.method == "GET":
+        return rest.json_response(await store.get(ns, name))
+    if request.method == "PUT":
+        return await rest.update(server, request, store, ns, name, "ephemeralcontainers")
+    if request.method == "PATCH":
+        return await server.patch(request, store, ns, name, "ephemeralcontainers")
+    raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+
+
 async def finalize(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None,
                    name: str) -> web.StreamResponse:
     if request.method != "PUT":
@@ -137,7 +150,7 @@ async def log(server: "APIServer", request: web.Request, store: RESTStore, ns: s
                                      f"[{' '.join(containers)}]" +
                                      (f" or one of the init containers: [{' '.join(inits)}]" if inits else ""))
         container = containers[0]
-    elif container not in containers + inits:
+    elif container not in containers + inits + [c["name"] for c in pod["spec"].get("ephemeralContainers") or []]:
         raise errors.bad_request(f"container {container} is not valid for pod {name}")
     node_name = pod["spec"].get("nodeName")
     if not node_name:

@@ -266,8 +266,10 @@ class PodWorker:
         pod = self.pod
         if pod is None:
             return
-        init = any(c.get("name") == container for c in (pod.get("spec") or {}).get("initContainers") or [])
-        path = f"spec.{'initContainers' if init else 'containers'}{{{container}}}" if container else ""
+        spec = pod.get("spec") or {}
+        kind = next((k for k in ("initContainers", "ephemeralContainers")
+                     if any(c.get("name") == container for c in spec.get(k) or [])), "containers")
+        path = f"spec.{kind}{{{container}}}" if container else ""
         self.agent.recorder.event(pod, type_, reason, message, field_path=path)
 
     def log_directory(self) -> str:
@@ -282,7 +284,8 @@ class PodWorker:
             return
         spec = (pod or {}).get("spec", {})
         runtime_name = self.agent.runtime.name
-        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []) + \
+                (spec.get("ephemeralContainers") or []):
             v = self.views.get(c["name"])
             if v is None:
                 self.views[c["name"]] = st.ContainerView(c["name"], c.get("image", ""), runtime_name)
@@ -366,6 +369,18 @@ class PodWorker:
                         v.waiting_reason = v.waiting_message = ""
                 if w is not None:
                     wakes.append(w)
+            for c in spec.get("ephemeralContainers") or []:  # started once, never restarted (kubectl debug)
+                v = self.views[c["name"]]
+                cur = v.current
+                w = None
+                if cur is None:  # (an image it cannot pull is retried with back-off, as any container's)
+                    w = await self.starter.start(pod, c, v, attempt=0)
+                elif cur is not None and cur.state == CREATED:
+                    w = await self.starter.start_created(pod, c, v)
+                elif cur is not None:
+                    v.waiting_reason = v.waiting_message = ""
+                if w is not None:
+                    wakes.append(w)
             return min(wakes) if wakes else None
 
         for c in spec.get("containers") or []:  # still initialising
@@ -384,7 +399,8 @@ class PodWorker:
         running = [cs for cs in await self.agent.runtime.list_containers(self.sandbox_id)
                    if cs.state == RUNNING]
         spec = (self.pod or {}).get("spec") or {}
-        specs = {c["name"]: c for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])}
+        specs = {c["name"]: c for c in (spec.get("initContainers") or []) + (spec.get("containers") or []) +
+                 (spec.get("ephemeralContainers") or [])}
         await asyncio.gather(*(hooks.stop(self, specs.get(cs.name), cs.id, grace, f"Stopping container {cs.name}")
                                for cs in running))
 
@@ -432,6 +448,12 @@ class PodWorker:
         }
         if init:
             out["initContainerStatuses"] = init
+        eph = [st.container_status(self.views[c["name"]]) for c in spec.get("ephemeralContainers") or []
+               if c["name"] in self.views]
+        for s in eph:
+            s["ready"] = False  # ephemeral containers are never ready (they have no probes)
+        if eph:
+            out["ephemeralContainerStatuses"] = eph
         return out
 
     async def _write_status(self, new: dict[str, Any]) -> None:

@@ -288,7 +288,9 @@ def _container(agent: NodeAgent, request: web.Request) -> tuple[Any, Any, dict[s
     v = worker.views.get(name)
     if v is None or v.current is None or v.current.state != RUNNING:
         raise StreamError(404, f'container not found ("{name}")')
-    spec = next((c for c in (worker.pod.get("spec") or {}).get("containers") or [] if c.get("name") == name), {})
+    pod_spec = worker.pod.get("spec") or {}
+    spec = next((c for c in (pod_spec.get("containers") or []) + (pod_spec.get("initContainers") or []) +
+                 (pod_spec.get("ephemeralContainers") or []) if c.get("name") == name), {})
     return worker, v.current, spec
 
 

@@ -474,16 +474,40 @@ def test_describe_node_shows_the_kubelets_start(cluster):
 
 
 def test_unknown_subresource_is_an_upstream_404(cluster, namespace):
-    # kubectl debug reads details.name of the 404 for pods/ephemeralcontainers (kybern
-    # does not serve it yet): with no details at all kubectl 1.32 panicked
+    # kubectl reads details of a 404 for a subresource (kubectl debug's, before kybern
+    # served pods/ephemeralcontainers: with no details at all kubectl 1.32 panicked)
     ns = ["-n", namespace]
     cluster.kubectl("run", "target", "--image=demo:v1", *ns)
-    p = cluster.kubectl("debug", "target", "--image=demo:v1", "--profile=general", *ns, "--", "true", check=False)
-    assert p.returncode == 1 and "panic" not in p.stderr
-    assert p.stderr.strip().endswith('error: ephemeral containers are disabled for this cluster (error from server: '
-                                     '"the server could not find the requested resource")')
     raw = cluster.kubectl("get", "--raw", f"/api/v1/namespaces/{namespace}/pods/target/nothing", check=False)
     assert raw.stderr.strip() == "Error from server (NotFound): the server could not find the requested resource"
+
+
+def test_kubectl_debug_with_an_ephemeral_container(cluster, namespace):
+    # "Debug Running Pods": kubectl debug adds an ephemeral container to a running pod,
+    # which the node starts once; its logs, status and describe are as upstream's
+    ns = ["-n", namespace]
+    cluster.kubectl("run", "target", "--image=demo:v1", *ns)
+    cluster.kubectl("wait", "--for=condition=Ready", "pod/target", "--timeout=60s", *ns)
+    p = cluster.kubectl("debug", "target", "--image=demo:v1", "--profile=general", "-c", "debugger", *ns, "--",
+                        "sh", "-c", "echo hello-from-debug")
+    assert "panic" not in p.stderr
+
+    def finished():
+        st = cluster.kjson("get", "pod/target", *ns)["status"].get("ephemeralContainerStatuses") or [{}]
+        return st[0] if "terminated" in (st[0].get("state") or {}) else None
+
+    st = cluster.wait_for(finished, what="ephemeral container done")
+    assert st["name"] == "debugger" and st["state"]["terminated"]["exitCode"] == 0 and st["ready"] is False
+    assert cluster.kubectl("logs", "target", "-c", "debugger", *ns).stdout.strip() == "hello-from-debug"
+    assert "Ephemeral Containers:\n  debugger:" in cluster.kubectl("describe", "pod", "target", *ns).stdout
+    p = cluster.kubectl("debug", "-i", "target", "--image=demo:v1", "--profile=general", "-c", "shell", *ns, "--",
+                        "sh", input="echo via-stdin; exit\n")
+    assert "via-stdin" in p.stdout
+    # the pod's other fields cannot change through the subresource, nor an existing ephemeral container
+    p = cluster.kubectl("debug", "target", "--image=demo:v1", "--profile=general", "-c", "debugger", *ns, "--",
+                        "true", check=False)
+    assert p.returncode == 1 and 'existing ephemeral containers "debugger" may not be changed' in p.stderr
+    assert cluster.kjson("get", "pod/target", *ns)["status"]["containerStatuses"][0]["restartCount"] == 0
 
 
 def test_immutable_configmaps_and_secret_types(cluster, namespace):
