@@ -285,6 +285,7 @@ class Cgroups:
         else:
             self._detect()
         self._root_strs = [str(d) for d in self.dirs("")]  # each hierarchy once
+        self._root_by_controller = {k: str(v) for k, v in self.roots.items()}
         self._warned = False
         # set up by this process: pod cgroup -> the resources written; QoS parents given
         # their weight; v2 cgroups known to delegate the controllers (all dropped on removal)
@@ -416,43 +417,47 @@ class Cgroups:
         return fresh
 
     def _apply(self, rel: str, res: Resources, *, fresh: bool = False) -> None:
-        """Write the limits; on a `fresh` cgroup only those that differ from the kernel's defaults."""
+        """Write the limits; on a `fresh` cgroup only those that differ from the kernel's
+        defaults. A file's path is built (a string) only when it is written: on a fresh
+        BestEffort cgroup that is none, and building them all was most of this call's cost."""
         defaults = (V2_DEFAULTS if self.version == 2 else V1_DEFAULTS) if fresh else {}
+        writes: list[tuple[str, str, str, bool]] = []  # (controller, file, value, optional)
 
-        def put(path: Path, value: str) -> None:
-            if defaults.get(path.name) != value:
-                self._set(path, value)
+        def put(controller: str, name: str, value: str) -> None:
+            if defaults.get(name) != value:
+                writes.append((controller, name, value, False))
 
         mem = res.get("memory_limit_in_bytes")
         shares = res.get("cpu_shares")
         quota, period = res.get("cpu_quota"), res.get("cpu_period") or CPU_PERIOD_US
         pids = res.get("pids_limit")
         if self.version == 2:
-            d = self.roots[""] / rel
-            put(d / "memory.max", str(mem) if mem else "max")
+            put("", "memory.max", str(mem) if mem else "max")
             if mem:
-                self._set(d / "memory.swap.max", "0", optional=True)
-            put(d / "cpu.max", f"{quota if quota else 'max'} {period}")
+                writes.append(("", "memory.swap.max", "0", True))
+            put("", "cpu.max", f"{quota if quota else 'max'} {period}")
             if shares:
-                put(d / "cpu.weight", str(shares_to_weight(shares)))
+                put("", "cpu.weight", str(shares_to_weight(shares)))
             if pids:
-                self._set(d / "pids.max", str(pids), optional=True)
-            return
-        m, c, p = self._dir("memory", rel), self._dir("cpu", rel), self._dir("pids", rel)
-        if m is not None:
-            put(m / "memory.limit_in_bytes", str(mem) if mem else "-1")
-            if mem:  # no swapping past the limit: the kernel OOM-kills, as upstream expects
-                self._set(m / "memory.memsw.limit_in_bytes", str(mem), optional=True)
-        if c is not None:
-            put(c / "cpu.cfs_period_us", str(period))
-            put(c / "cpu.cfs_quota_us", str(quota) if quota else "-1")
-            if shares:
-                put(c / "cpu.shares", str(shares))
-        if p is not None and pids:
-            self._set(p / "pids.max", str(pids), optional=True)
+                writes.append(("", "pids.max", str(pids), True))
+        else:
+            if "memory" in self.roots:
+                put("memory", "memory.limit_in_bytes", str(mem) if mem else "-1")
+                if mem:  # no swapping past the limit: the kernel OOM-kills, as upstream expects
+                    writes.append(("memory", "memory.memsw.limit_in_bytes", str(mem), True))
+            if "cpu" in self.roots:
+                put("cpu", "cpu.cfs_period_us", str(period))
+                put("cpu", "cpu.cfs_quota_us", str(quota) if quota else "-1")
+                if shares:
+                    put("cpu", "cpu.shares", str(shares))
+            if "pids" in self.roots and pids:
+                writes.append(("pids", "pids.max", str(pids), True))
+        for controller, name, value, optional in writes:
+            root = self._root_by_controller[controller]
+            self._set(f"{root}/{rel}/{name}" if rel else f"{root}/{name}", value, optional=optional)
 
     @staticmethod
-    def _set(path: Path, value: str, *, optional: bool = False) -> None:
+    def _set(path: Path | str, value: str, *, optional: bool = False) -> None:
         try:
             _write(path, value)
         except FileNotFoundError:
