@@ -31,15 +31,18 @@ if os.environ.get("KYBERN_GC_PAUSES") and any(a in ("server", "api-worker") for 
             return
         wall, cpu = time.perf_counter() - _start[0], time.thread_time() - _start[1]
         gen = info["generation"]
-        left = len(gc.get_objects(2)) if gen == 2 else -1  # after the collection; frozen ones not counted
+        # after the collection; frozen ones not counted. (Nothing here may walk the frozen
+        # objects: gc.get_freeze_count() counts them one by one, ~0.3 ms at every collection.)
+        left = len(gc.get_objects(2)) if gen == 2 else -1
         _lines.append(f"{time.time():.4f} gen{gen} wall_ms={wall * 1e3:.2f} cpu_ms={cpu * 1e3:.2f} "
-                      f"old_objects={left} frozen={gc.get_freeze_count()}\n")
+                      f"old_objects={left}\n")
 
     def _writer() -> None:
+        global _lines
         while True:
             time.sleep(0.5)
-            while _lines:
-                _out.write(_lines.pop(0))
+            batch, _lines = _lines, []  # a callback appends to one list or the other, never lost
+            _out.writelines(batch)
             _out.flush()
 
     gc.callbacks.append(_pause)
