@@ -163,3 +163,45 @@ def _try_get(url: str, timeout: float = 2) -> str | None:
         return get(url, timeout)
     except OSError:
         return None
+
+
+def test_a_killed_agent_leaves_no_network_behind(tmp_path):
+    """kill -9 the node agent with 12 pods on their own networks: the next agent
+    gives each a working network again, and no netns, veth or address of the
+    dead one is left (the pod records written before ADD let it undo them)."""
+    import socket
+
+    import psutil
+
+    c = start_cluster(tmp_path / "c", "--pod-network", "cni")
+    try:
+        c.kubectl("create", "deployment", "many", "--image=demo:v1", "--replicas=12", "--", "sleep", "3600")
+        c.kubectl("rollout", "status", "deployment/many", "--timeout=90s")
+        [agent] = [p for p in psutil.Process(c.proc.pid).children() if "agent" in p.cmdline()]
+        bridge = "kybern" + str(int(c.kjson("get", "node", "node-1")["spec"]["podCIDR"].split(".")[2]))
+        ipam = c.dir / "data" / "node" / "network" / "ipam"
+        agent.kill()
+        agent.wait(10)
+
+        def settled():
+            pods = c.kjson("get", "pods", "-l", "app=many")["items"]
+            ok = [p for p in pods if (p["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 1
+                  and "running" in (p["status"]["containerStatuses"][0].get("state") or {})
+                  and p["status"].get("podIP")]
+            return pods if len(ok) == 12 else None
+        pods = c.wait_for(settled, timeout=90, what="12 pods running again after the agent's restart")
+        ips = {p["status"]["podIP"] for p in pods}
+        assert len(ips) == 12
+        ports = json.loads(subprocess.run(["ip", "-j", "link", "show", "master", bridge], check=True,
+                                          capture_output=True, text=True).stdout or "[]")
+        assert len(ports) == 12, [p["ifname"] for p in ports]  # one veth per pod, none of the dead agent's
+        leased = {f.name for f in ipam.rglob("*") if f.is_file() and f.name[0].isdigit()}
+        assert leased == ips
+        ours = [n for n in netns_list().split() if n.startswith("kybern-")
+                and n in {netns_name(p["metadata"]["uid"]) for p in pods}]
+        assert len(ours) == 12
+        for ip in sorted(ips):  # the host reaches each on its address: a closed port answers with a reset
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((ip, 1), timeout=3)
+    finally:
+        stop_cluster(c)
