@@ -98,6 +98,52 @@ def usage(group: str, plural: str, obj: Obj, names: list[str]) -> dict[str, Deci
     return out
 
 
+def _qos_best_effort(pod: Obj) -> bool:
+    spec = pod.get("spec") or {}
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        res = c.get("resources") or {}
+        if (res.get("requests") or {}) or (res.get("limits") or {}):
+            return False
+    return True
+
+
+def _scope_matches(scope: str, op: str, values: list[str], pod: Obj) -> bool:
+    spec = pod.get("spec") or {}
+    if scope == "Terminating":
+        return spec.get("activeDeadlineSeconds") is not None
+    if scope == "NotTerminating":
+        return spec.get("activeDeadlineSeconds") is None
+    if scope == "BestEffort":
+        return _qos_best_effort(pod)
+    if scope == "NotBestEffort":
+        return not _qos_best_effort(pod)
+    if scope == "PriorityClass":
+        pc = spec.get("priorityClassName") or ""
+        if op == "In":
+            return pc in values
+        if op == "NotIn":
+            return pc not in values
+        if op == "Exists":
+            return bool(pc)
+        if op == "DoesNotExist":
+            return not pc
+    return False
+
+
+def applies_to(quota_obj: Obj, group: str, plural: str, obj: Obj) -> bool:
+    """Whether a quota counts this object: a quota with scopes (`spec.scopes`,
+    `spec.scopeSelector`) counts only the pods they match (resourcequota Matches)."""
+    spec = quota_obj.get("spec") or {}
+    scopes = [(s, "Exists", []) for s in spec.get("scopes") or []]
+    for e in (spec.get("scopeSelector") or {}).get("matchExpressions") or []:
+        scopes.append((e.get("scopeName", ""), e.get("operator", ""), list(e.get("values") or [])))
+    if not scopes:
+        return True
+    if (group, plural) != ("", "pods"):
+        return False
+    return all(_scope_matches(s, op, vals, obj) for s, op, vals in scopes)
+
+
 def kinds_for(names: list[str]) -> set[tuple[str, str]]:
     """The (group, plural) whose objects a quota with these names has to look at."""
     out: set[tuple[str, str]] = set()

@@ -42,19 +42,25 @@ async def _list(server: APIServer, group: str, plural: str, namespace: str) -> l
 _TERMINAL = (b'"phase":"Succeeded"', b'"phase":"Failed"')
 
 
-async def _used(server: APIServer, ns: str, names: list[str]) -> dict[str, Decimal]:
+async def _used(server: APIServer, ns: str, names: list[str], q: Obj | None = None) -> dict[str, Decimal]:
     """The namespace's usage of `names`. Plain object counts are counted from the cache's
     entries without decoding them (a pod's phase read from its bytes)."""
     used: dict[str, Decimal] = {n: Decimal(0) for n in names}
     for g, p in quota.kinds_for(names):
         here = [n for n in names if (g, p) in quota.kinds_for([n])]
         entries = await _entries(server, g, p, ns)
-        plain = [n for n in here if quota.counted_kind(n) == (g, p) and not n.startswith("services.")]
+        scoped = q is not None and bool((q.get("spec") or {}).get("scopes") or
+                                        (q.get("spec") or {}).get("scopeSelector"))
+        plain = [] if scoped else \
+            [n for n in here if quota.counted_kind(n) == (g, p) and not n.startswith("services.")]
         for n in plain:
             used[n] += sum(1 for e in entries if p != "pods" or not any(t in e.raw for t in _TERMINAL))
         rest = [n for n in here if n not in plain]
         for e in entries if rest else ():
-            for n, v in quota.usage(g, p, e.decode(), rest).items():
+            other = e.decode()
+            if q is not None and not quota.applies_to(q, g, p, other):
+                continue
+            for n, v in quota.usage(g, p, other, rest).items():
                 used[n] += v
     return used
 
@@ -258,6 +264,8 @@ async def resource_quota(server: APIServer, group: str, plural: str, obj: Obj) -
     quotas = sorted((e.decode() for e in quota_entries), key=lambda q: q["metadata"]["name"])
     charges: list[tuple[str, dict[str, Decimal]]] = []
     for q in quotas:
+        if not quota.applies_to(q, group, plural, obj):
+            continue
         hard = (q.get("spec") or {}).get("hard") or {}
         names = sorted(hard)
         if (group, plural) == ("", "pods"):
@@ -303,7 +311,7 @@ async def resource_quota(server: APIServer, group: str, plural: str, obj: Obj) -
         st = cur.get("status") or {}
         hard_now = (cur.get("spec") or {}).get("hard") or {}
         if st.get("hard") != hard_now or any(n not in (st.get("used") or {}) for n in hard_now):
-            recount.update(await _used(server, ns, sorted(hard_now)))
+            recount.update(await _used(server, ns, sorted(hard_now), cur))
         if dry_run:
             charge(cur)  # the check alone
             continue

@@ -77,6 +77,8 @@ class ResourceQuotaController:
         used: dict[str, Decimal] = {n: Decimal(0) for n in names}
         for group, plural in quota.kinds_for(names):
             for obj in await self._objects(group, plural, ns):
+                if not quota.applies_to(q, group, plural, obj):
+                    continue
                 for n, v in quota.usage(group, plural, obj, names).items():
                     used[n] += v
         status = {"hard": hard, "used": {n: quota.text(n, used[n], hard[n]) for n in names}}

@@ -700,3 +700,16 @@ def test_only_one_global_default_priority_class(cluster):
         assert cluster.kubectl("patch", "priorityclass", low, "-p", '{"description":"x"}').returncode == 0
     finally:
         cluster.kubectl("delete", "priorityclass", low, mid, "--ignore-not-found", check=False)
+
+
+def test_quota_scopes(cluster, namespace):
+    # `kubectl create quota --scopes=BestEffort`: only the pods in the scope count
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "quota", "best-effort", "--hard=pods=1", "--scopes=BestEffort", *ns)
+    cluster.kubectl("run", "be1", "--image=demo:v1", *ns)
+    p = cluster.kubectl("run", "be2", "--image=demo:v1", *ns, check=False)
+    assert p.stderr.strip() == ('Error from server (Forbidden): pods "be2" is forbidden: exceeded quota: best-effort, '
+                                'requested: pods=1, used: pods=1, limited: pods=1')
+    cluster.kubectl("create", "-f", "-", *ns, input=_pod("burstable", {"memory": "64Mi"}, {"memory": "32Mi"}))
+    cluster.wait_for(lambda: "pods: 1/1" in cluster.kubectl("get", "quota", "best-effort", *ns).stdout,
+                     what="scoped usage")
