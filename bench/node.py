@@ -16,6 +16,11 @@
    agent is measured alone), 50 idle pods running on it; the agent process's own
    CPU (user + system, not its pods') over `--idle-seconds` and its RSS.
 
+With BENCH_SIGNAL_AGENT=1 the agent gets SIGUSR1 at the first create and SIGUSR2
+once all run: a `sitecustomize.py` on PYTHONPATH can start and stop a profiler on
+them (cProfile with time.thread_time attributes the loop's CPU reliably; py-spy's
+--nonblocking line numbers were seen to pile samples on the wrong line).
+
 Run: python bench/node.py [--pods 200] [--rate PODS_PER_S] [--bind nodename|scheduler] [--pod-network auto|cni|host] [--idle-pods 50] [--idle-seconds 60] [--ingress] [--py-spy OUT] [--skip-startup] [--skip-idle]
 """
 
@@ -159,6 +164,8 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
             # the runtime's spawn worker (spawnd.py): a live child, so not in "exited helpers"
             worker = next((p for p in (agent or up).children() if any("spawnd" in a for a in p.cmdline())), None)
             wcpu0 = worker.cpu_times() if worker else None
+            if os.environ.get("BENCH_SIGNAL_AGENT") and agent:  # SIGUSR1 at the first create, SIGUSR2 when all run
+                agent.send_signal(signal.SIGUSR1)
             t0 = time.monotonic()
             spies = []
             if py_spy:  # raw stacks from the first create to all running: OUT (the agent) and OUT.up
@@ -182,6 +189,8 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
             bcpu1 = me.cpu_times()
             acpu1 = agent.cpu_times() if agent else None
             wcpu1 = worker.cpu_times() if worker else None
+            if os.environ.get("BENCH_SIGNAL_AGENT") and agent:
+                agent.send_signal(signal.SIGUSR2)
             for spy in spies:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
