@@ -17,8 +17,8 @@
    CPU (user + system, not its pods') over `--idle-seconds` and its RSS.
 
 With BENCH_SIGNAL_AGENT=1 the agent gets SIGUSR1 at the first create and SIGUSR2
-once all run: a `sitecustomize.py` on PYTHONPATH can start and stop a profiler on
-them (cProfile with time.thread_time attributes the loop's CPU reliably; py-spy's
+once all run; with PYTHONPATH=bench/profile_agent its sitecustomize.py profiles the
+agent's loop between them (cProfile counting CPU time attributes it reliably; py-spy's
 --nonblocking line numbers were seen to pile samples on the wrong line).
 
 Run: python bench/node.py [--pods 200] [--rate PODS_PER_S] [--bind nodename|scheduler] [--pod-network auto|cni|host] [--idle-pods 50] [--idle-seconds 60] [--ingress] [--py-spy OUT] [--skip-startup] [--skip-idle]
