@@ -74,16 +74,16 @@ GOOD = {"dns": "ClusterFirst", "pull": "IfNotPresent", "port": 80, "proto": "TCP
 
 
 @pytest.mark.parametrize("change,error", [
-    ({"pull": "Sometimes"}, 'The Pod "p" is invalid: spec.containers[0].imagePullPolicy: Unsupported value: '
-                            '"Sometimes": supported values: "Always", "IfNotPresent", "Never"'),
-    ({"dns": "Bogus"}, 'The Pod "p" is invalid: spec.dnsPolicy: Unsupported value: "Bogus": supported values: '
-                       '"ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"'),
-    ({"proto": "FOO"}, 'The Pod "p" is invalid: spec.containers[0].ports[0].protocol: Unsupported value: "FOO": '
-                       'supported values: "SCTP", "TCP", "UDP"'),
-    ({"port": 99999}, 'The Pod "p" is invalid: spec.containers[0].ports[0].containerPort: Invalid value: 99999: '
-                      'must be between 1 and 65535, inclusive'),
-    ({"pname": "web-server-port-x"}, 'The Pod "p" is invalid: spec.containers[0].ports[0].name: Invalid value: '
-                                     '"web-server-port-x": must be no more than 15 characters'),
+    ({"pull": "Sometimes"}, ('The Pod "p" is invalid: spec.containers[0].imagePullPolicy: Unsupported value: '
+                             '"Sometimes": supported values: "Always", "IfNotPresent", "Never"')),
+    ({"dns": "Bogus"}, ('The Pod "p" is invalid: spec.dnsPolicy: Unsupported value: "Bogus": supported values: '
+                        '"ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"')),
+    ({"proto": "FOO"}, ('The Pod "p" is invalid: spec.containers[0].ports[0].protocol: Unsupported value: "FOO": '
+                        'supported values: "SCTP", "TCP", "UDP"')),
+    ({"port": 99999}, ('The Pod "p" is invalid: spec.containers[0].ports[0].containerPort: Invalid value: 99999: '
+                       'must be between 1 and 65535, inclusive')),
+    ({"pname": "web-server-port-x"}, ('The Pod "p" is invalid: spec.containers[0].ports[0].name: Invalid value: '
+                                      '"web-server-port-x": must be no more than 15 characters')),
 ])
 def test_pod_field_values_upstream_rejects(cluster, namespace, change, error):
     p = cluster.kubectl("create", "-n", namespace, "-f", "-", input=POD % {**GOOD, **change}, check=False)
@@ -276,7 +276,7 @@ def test_deleting_a_job_without_a_policy_keeps_its_pods(cluster, namespace):
     with _warnings.catch_warnings(record=True):
         _, _, headers = batch.delete_namespaced_job_with_http_info("keep", namespace, body={})
     assert "child pods are preserved by default when jobs are deleted" in headers.get("Warning", "")
-    cluster.wait_for(lambda: not cluster.kubectl("get", "job", "keep", *ns, check=False).returncode == 0,
+    cluster.wait_for(lambda: cluster.kubectl("get", "job", "keep", *ns, check=False).returncode != 0,
                      what="job gone")
     pods = cluster.kjson("get", "pods", "-l", "job-name=keep", *ns)["items"]
     assert len(pods) == 1 and not pods[0]["metadata"].get("deletionTimestamp")
@@ -562,7 +562,7 @@ def test_events_k8s_io_is_the_same_events(cluster, namespace):
     from kubernetes import client
 
     ev = client.EventsV1Api(cluster.api_client())
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     body = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "synced.1"},
             "eventTime": now, "reportingController": "example.com/ctl", "reportingInstance": "ctl-1",
             "action": "Sync", "reason": "Synced", "type": "Normal", "note": "it worked",
