@@ -2,7 +2,7 @@
 
 `netns_add` is `ip netns add` (unshare, bind-mounted at /var/run/netns/<name>,
 `lo` brought up as the loopback plugin would); `netns_delete` is
-`ip netns del`; `in_netns` runs a function inside a namespace, which is how a
+`ip netns del`; `utsns_add` makes a pod's UTS namespace with its hostname; `in_netns` runs a function inside a namespace, which is how a
 socket is made in a pod's namespace (it keeps that namespace wherever it is
 used afterwards).
 
@@ -31,41 +31,46 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 NETNS_DIR = "/var/run/netns"
-_CLONE_NEWNET = 0x40000000
+_CLONE_NEWNET, _CLONE_NEWUTS = 0x40000000, 0x04000000
+UTSNS_DIR = "/var/run/kybern/utsns"
 _MS_BIND, _MS_REC, _MS_SHARED, _MNT_DETACH = 0x1000, 0x4000, 0x100000, 2
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
-def setns(fd: int) -> None:
+def setns(fd: int, nstype: int = 0x40000000) -> None:
     """Move the calling thread (or a child between fork and exec) into the
-    network namespace open as `fd`."""
-    if _libc is None or _libc.setns(fd, _CLONE_NEWNET) != 0:
+    namespace open as `fd` (of type `nstype`: CLONE_NEWNET by default)."""
+    if _libc is None or _libc.setns(fd, nstype) != 0:
         err = ctypes.get_errno() if _libc is not None else 38
         raise OSError(err, os.strerror(err))
 
 
 class _NetnsThread:
-    """The one thread that enters namespaces; back home after every job."""
+    """The one thread that enters namespaces (network, and UTS to make a pod's);
+    back home after every job."""
 
     def __init__(self) -> None:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self.home: int | None = None  # an fd of the process's own netns
+        self.home_uts: int | None = None  # ... and of its UTS namespace
 
     def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
         with self._lock:
             if self._pool is None:
                 self.home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                self.home_uts = os.open("/proc/self/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
                 self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="netns")
             return self._pool.submit(self._job, fn)
 
     def _job(self, fn: Callable[[], T]) -> T:
         try:
             return fn()
-        finally:
-            assert self.home is not None
-            setns(self.home)  # a job that left home is undone here, even when it failed
+        finally:  # a job that left home is undone here, even when it failed
+            assert self.home is not None and self.home_uts is not None
+            setns(self.home)
+            setns(self.home_uts, _CLONE_NEWUTS)
 
 
 _thread = _NetnsThread()
@@ -113,14 +118,19 @@ def _libc_call(name: str, *args: Any) -> None:
 def shared_netns_dir() -> None:
     """/var/run/netns as a shared mount point, as iproute2 makes it, so a netns
     unmounted here is unmounted in every mount namespace that saw it."""
-    os.makedirs(NETNS_DIR, exist_ok=True)
+    shared_mount_dir(NETNS_DIR)
+
+
+def shared_mount_dir(d: str) -> None:
+    """Directory `d` as a shared mount point (a bind mount of itself, made shared)."""
+    os.makedirs(d, exist_ok=True)
     try:
-        _libc_call("mount", b"", NETNS_DIR.encode(), b"none", _MS_SHARED | _MS_REC, None)
+        _libc_call("mount", b"", d.encode(), b"none", _MS_SHARED | _MS_REC, None)
     except OSError as e:
         if e.errno != 22:  # EINVAL: not a mount point yet
             raise
-        _libc_call("mount", NETNS_DIR.encode(), NETNS_DIR.encode(), b"none", _MS_BIND | _MS_REC, None)
-        _libc_call("mount", b"", NETNS_DIR.encode(), b"none", _MS_SHARED | _MS_REC, None)
+        _libc_call("mount", d.encode(), d.encode(), b"none", _MS_BIND | _MS_REC, None)
+        _libc_call("mount", b"", d.encode(), b"none", _MS_SHARED | _MS_REC, None)
 
 
 def loopback_up() -> None:
@@ -135,7 +145,23 @@ async def netns_add(name: str) -> str:
     """`ip netns add NAME` with `lo` up, without a process: the netns thread
     unshares into a new netns, bind-mounts it at /var/run/netns/NAME and goes
     home (the namespace lives on through the mount). Returns the path."""
-    path = os.path.join(NETNS_DIR, name)
+    return await _ns_add(os.path.join(NETNS_DIR, name), _CLONE_NEWNET, "net", loopback_up)
+
+
+_uts_dir_ready = False
+
+
+async def utsns_add(name: str, hostname: str) -> str:
+    """A UTS namespace with `hostname` (a pod's, as a container runtime gives it),
+    bind-mounted at /var/run/kybern/utsns/NAME. Returns the path."""
+    global _uts_dir_ready
+    if not _uts_dir_ready:
+        shared_mount_dir(UTSNS_DIR)
+        _uts_dir_ready = True
+    return await _ns_add(os.path.join(UTSNS_DIR, name), _CLONE_NEWUTS, "uts", lambda: socket.sethostname(hostname))
+
+
+async def _ns_add(path: str, nstype: int, kind: str, then: Callable[[], None]) -> str:
     created = False
 
     def job() -> None:
@@ -144,15 +170,15 @@ async def netns_add(name: str) -> str:
         # directory's lock, which the mounts of other namespaces hold
         os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
         created = True
-        _libc_call("unshare", _CLONE_NEWNET)
-        _libc_call("mount", b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None)
-        loopback_up()
+        _libc_call("unshare", nstype)
+        _libc_call("mount", f"/proc/thread-self/ns/{kind}".encode(), path.encode(), b"none", _MS_BIND, None)
+        then()
 
     fut = _thread.submit(job)
     try:
         await asyncio.shield(asyncio.wrap_future(fut))
     except BaseException:  # failed, or the caller was cancelled: undo it once the job is over
-        fut.add_done_callback(lambda _: netns_delete(name) if created else None)
+        fut.add_done_callback(lambda _: ns_delete(path) if created else None)
         raise
     return path
 
@@ -160,7 +186,11 @@ async def netns_add(name: str) -> str:
 def netns_delete(name: str) -> None:
     """`ip netns del NAME` (idempotent): unmount and remove the file; the
     namespace goes when nothing else holds it."""
-    path = os.path.join(NETNS_DIR, name)
+    ns_delete(os.path.join(NETNS_DIR, name))
+
+
+def ns_delete(path: str) -> None:
+    """Unmount a namespace's file and remove it (idempotent)."""
     with contextlib.suppress(OSError):
         _libc_call("umount2", path.encode(), _MNT_DETACH)
     with contextlib.suppress(FileNotFoundError):

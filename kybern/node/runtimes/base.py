@@ -76,6 +76,7 @@ class PodSandboxStatus:
     ip: str
     created_at: float
     netns: str = ""  # path of the pod's network namespace; "" = the host's network
+    utsns: str = ""  # path of the pod's UTS namespace (its hostname); "" = the host's
 
 
 @dataclass

@@ -143,7 +143,7 @@ class ProcessRuntime(RuntimeState):
         self.root = Path(data_dir) / "runtime"
         self.images = images
         self.host_ip = host_ip
-        self.sandboxes = Sandboxes(self.root, host_ip, network)
+        self.sandboxes = Sandboxes(self.root, host_ip, network, own_uts=os.geteuid() == 0)
         self.cgroups = Cgroups.for_node(node_name, data_dir)
         self.spawner = SpawnWorker()  # starts container processes beside the event loop (spawnd.py)
         super().__init__()
@@ -296,15 +296,15 @@ class ProcessRuntime(RuntimeState):
         # also wait for the pipes to close, which a leftover background process can delay
         c.io = io = ContainerIO.open(tty=c.config.tty, stdin=c.config.stdin)
         join = self.cgroups.joiner(c.cgroup, io.preexec)  # in its cgroup before it execs
-        preexec, nsfd = self.sandboxes.preexec(c.status.sandbox_id, join)
+        preexec, nsfds = self.sandboxes.preexec(c.status.sandbox_id, join)
         try:
             proc = await spawn(c.argv, exe, cwd=c.cwd, env=c.env, stdio=io.child, preexec=preexec,
-                               netns=self.sandboxes.netns(c.status.sandbox_id), tty=c.config.tty,
+                               namespaces=self.sandboxes.namespaces(c.status.sandbox_id), tty=c.config.tty,
                                execvp_finds=execvp_finds, worker=self.spawner, cgroup_procs=join.paths)
         except OSError as e:
             join.close()
-            if nsfd is not None:
-                os.close(nsfd)
+            for fd in nsfds:
+                os.close(fd)
             io.abort()
             writer.close()
             msg = f'exec: "{c.argv[0]}": {e.strerror or e}'
@@ -312,8 +312,8 @@ class ProcessRuntime(RuntimeState):
             raise ContainerError("StartError", msg) from e
         _placed(join, proc)
         c.proc_create_time = proc.start_time if isinstance(proc, RemoteChild) else start_time(proc.pid)
-        if nsfd is not None:
-            os.close(nsfd)
+        for fd in nsfds:
+            os.close(fd)
         io.after_spawn()
         stdout, stderr = await io.reader(io.out_r), await io.reader(io.err_r)
         c.status.pid = proc.pid
@@ -408,9 +408,10 @@ class ProcessRuntime(RuntimeState):
         if found is None:
             raise ContainerError("ExecError", f'exec: "{cmd[0]}": executable file not found in $PATH')
         exe = found[0]
-        netns = self.sandboxes.netns(c.status.sandbox_id)
-        if netns:  # nsenter execs the command: same pid, inside the pod's network
-            cmd, exe = ["nsenter", f"--net={netns}", "--", exe, *cmd[1:]], shutil.which("nsenter") or "nsenter"
+        spaces = self.sandboxes.namespaces(c.status.sandbox_id)
+        if spaces:  # nsenter execs the command: same pid, inside the pod's network and hostname
+            cmd, exe = (["nsenter", *(f"--{kind}={path}" for kind, path in spaces.items()), "--", exe, *cmd[1:]],
+                        shutil.which("nsenter") or "nsenter")
         ep = await spawn_exec(cmd, exe, c.cwd, c.env, tty=tty, stdin=stdin)
         self.cgroups.join(c.cgroup, ep.proc.pid)  # counted against the container's limits, as upstream
         return ep
@@ -434,12 +435,12 @@ class ProcessRuntime(RuntimeState):
             return 127, f'exec: "{cmd[0]}": executable file not found in $PATH'.encode()
         exe, execvp_finds = found
         join = self.cgroups.joiner(c.cgroup, _die_with_parent)
-        preexec, nsfd = self.sandboxes.preexec(c.status.sandbox_id, join)
+        preexec, nsfds = self.sandboxes.preexec(c.status.sandbox_id, join)
         out_r, out_w = os.pipe()  # stdout and stderr, as the kubelet combines them
         devnull = os.open(os.devnull, os.O_RDONLY)
         try:
             proc = await spawn(cmd, exe, cwd=c.cwd, env=c.env, stdio=[devnull, out_w, out_w], preexec=preexec,
-                               netns=self.sandboxes.netns(c.status.sandbox_id), tty=False,
+                               namespaces=self.sandboxes.namespaces(c.status.sandbox_id), tty=False,
                                execvp_finds=execvp_finds, worker=self.spawner, cgroup_procs=join.paths)
         except OSError as e:
             join.close()
@@ -449,9 +450,8 @@ class ProcessRuntime(RuntimeState):
             join.close()
             raise
         finally:
-            for fd in (nsfd, out_w, devnull):
-                if fd is not None:
-                    os.close(fd)
+            for fd in (*nsfds, out_w, devnull):
+                os.close(fd)
         _placed(join, proc)
         try:
             out = await asyncio.wait_for(read_to_eof(out_r), timeout)

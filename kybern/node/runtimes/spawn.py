@@ -249,7 +249,7 @@ class SpawnWorker:
         self._children.clear()
 
     async def spawn(self, argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: list[int],
-                    netns: str, cgroup_procs: list[str]) -> RemoteChild:
+                    namespaces: dict[str, str], cgroup_procs: list[str]) -> RemoteChild:
         """Start the process in the worker; raises OSError as execve() would,
         WorkerGone when the agent should start it itself."""
         try:
@@ -257,7 +257,7 @@ class SpawnWorker:
         except OSError as e:
             raise WorkerGone(str(e)) from e
         rid = next(self._ids)
-        body = orjson.dumps({"id": rid, "argv": argv, "exe": exe, "cwd": cwd, "env": env, "netns": netns,
+        body = orjson.dumps({"id": rid, "argv": argv, "exe": exe, "cwd": cwd, "env": env, "namespaces": namespaces,
                              "cgroup_procs": cgroup_procs})
         if len(body) > spawnd.MAX_MESSAGE:
             raise WorkerGone("request too big")
@@ -286,10 +286,12 @@ class SpawnWorker:
 
 
 async def spawn(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: list[int],
-                netns: str, tty: bool, preexec: Callable[[], None], execvp_finds: bool | None = None,
+                namespaces: dict[str, str], tty: bool, preexec: Callable[[], None],
+                execvp_finds: bool | None = None,
                 worker: SpawnWorker | None = None, cgroup_procs: list[str] | None = None) -> Any:
     """Start `exe` with `argv` in a new session, stdio on the given fds, in the
-    netns at `netns` ("" = the agent's) and tied to the agent with PDEATHSIG.
+    pod's `namespaces` ({"net": path, "uts": path}; one not given: the agent's) and
+    tied to the agent with PDEATHSIG.
     `preexec` must do the same child-side steps (the fallback path runs it).
     With a `worker`, the fast path runs there and returns a `RemoteChild`,
     already moved into the cgroup whose `cgroup_procs` files are given;
@@ -301,14 +303,15 @@ async def spawn(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], std
     if the caller knows (looked up when None)."""
     if _FAST and not tty and worker is not None:
         try:
-            return await worker.spawn(argv, exe, cwd=cwd, env=env, stdio=stdio, netns=netns,
+            return await worker.spawn(argv, exe, cwd=cwd, env=env, stdio=stdio, namespaces=namespaces,
                                       cgroup_procs=cgroup_procs or [])
         except WorkerGone as e:
             log.info("spawning %s in the agent: %s", argv[0], e)
     if execvp_finds is None:
         execvp_finds = _execvp_finds(argv[0], exe, cwd, env)
     if _FAST and not tty and execvp_finds:
-        return Child(spawnd.start(argv, exe, cwd=cwd, env=env, stdio=stdio, netns=netns, die_with_caller=True))
+        return Child(spawnd.start(argv, exe, cwd=cwd, env=env, stdio=stdio, namespaces=namespaces,
+                                  die_with_caller=True))
     proc = await asyncio.create_subprocess_exec(
         argv[0], *argv[1:], executable=exe, cwd=cwd, env=env, stdin=stdio[0], stdout=stdio[1],
         stderr=stdio[2], start_new_session=True, preexec_fn=preexec)

@@ -12,7 +12,7 @@ event loop, on the other core.
 
 Protocol, over a SOCK_SEQPACKET socket pair (one message per datagram, JSON):
 - request  {"id": N, "argv": [...], "exe": "...", "cwd": "...", "env": {...},
-           "netns": "" | path, "cgroup_procs": [paths]} with the child's
+           "namespaces": {"net"|"uts": path}, "cgroup_procs": [paths]} with the child's
            stdin, stdout and stderr as three file descriptors (SCM_RIGHTS);
 - reply    {"id": N, "pid": P, "ticks": T}  (T: the start time in clock ticks
            since boot, /proc/<pid>/stat field 22, as psutil's create_time reads it)
@@ -47,19 +47,19 @@ from typing import Any
 
 SETPRIV = shutil.which("setpriv")
 MAX_MESSAGE = 1 << 20  # bigger requests (a huge environment) are spawned by the agent itself
-_CLONE_NEWNET = 0x40000000
+NSTYPES = {"net": 0x40000000, "uts": 0x04000000}  # CLONE_NEWNET, CLONE_NEWUTS
 _libc: Any = None
 
 
-def setns(fd: int) -> None:
-    """Move the calling thread into the network namespace open as `fd`. (ctypes
-    on demand: host-network pods never need it.)"""
+def setns(fd: int, kind: str = "net") -> None:
+    """Move the calling thread into the namespace (of `kind`, a key of NSTYPES)
+    open as `fd`. (ctypes on demand: host-network pods never need it.)"""
     global _libc
     if _libc is None:
         import ctypes
 
         _libc = ctypes.CDLL(None, use_errno=True)
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+    if _libc.setns(fd, NSTYPES[kind]) != 0:
         import ctypes
 
         err = ctypes.get_errno()
@@ -85,9 +85,11 @@ def check_exec_format(exe: str) -> None:
 
 
 def start(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: list[int],
-          netns: str, die_with_caller: bool) -> subprocess.Popen[bytes]:
+          namespaces: dict[str, str], die_with_caller: bool) -> subprocess.Popen[bytes]:
     """Start `exe` as `argv` in a new session, stdio on the given fds, in the
-    netns at `netns` ("" = ours). vfork() underneath: no preexec_fn.
+    pod's `namespaces` ({"net": path, "uts": path}; one not given: ours).
+    vfork() underneath: no preexec_fn, so this thread enters them for the spawn
+    (the child inherits them) and comes back right after.
     `die_with_caller`: exec through `setpriv --pdeathsig KILL`, so it gets
     SIGKILL when the calling thread ends (then execvp() of argv[0] by setpriv
     must find `exe`: spawn.py checks); that is one more exec, ~1 ms of CPU
@@ -99,23 +101,24 @@ def start(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: li
     else:  # as runc's LookPath: a name with a slash is exec'd as given, so a script's $0 is that name
         relative = "/" in argv[0] and os.path.normpath(os.path.join(cwd, argv[0])) == os.path.normpath(exe)
         args, executable = argv, (argv[0] if relative else exe)
-    ns_fd = own_fd = None
-    if netns:
-        ns_fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-        own_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    entered: list[tuple[str, int, int]] = []  # (kind, the pod's fd, our own fd)
     try:
-        if ns_fd is not None:
-            setns(ns_fd)
+        for kind, path in namespaces.items():
+            if path:
+                entered.append((kind, os.open(path, os.O_RDONLY | os.O_CLOEXEC),
+                                os.open(f"/proc/thread-self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)))
+        for kind, theirs, _ in entered:
+            setns(theirs, kind)
         try:
             return subprocess.Popen(args, executable=executable, cwd=cwd, env=env, stdin=stdio[0],
                                     stdout=stdio[1], stderr=stdio[2], start_new_session=True)
         finally:
-            if own_fd is not None:
-                setns(own_fd)  # back to our own network before anything else runs here
+            for kind, _, own in entered:
+                setns(own, kind)  # back to our own before anything else runs here
     finally:
-        for fd in (ns_fd, own_fd):
-            if fd is not None:
-                os.close(fd)
+        for _, theirs, own in entered:
+            os.close(theirs)
+            os.close(own)
 
 
 def descendant_pids(pid: int) -> list[int]:
@@ -224,7 +227,7 @@ def serve(sock: socket.socket) -> None:
                     state["spawning"] = True
                     try:
                         p = start(req["argv"], req["exe"], cwd=req["cwd"], env=req["env"], stdio=fds,
-                                  netns=req["netns"], die_with_caller=False)
+                                  namespaces=req["namespaces"], die_with_caller=False)
                         pidfd = os.pidfd_open(p.pid)
                         children[pidfd] = p
                     except OSError as e:

@@ -40,7 +40,7 @@ async def _run(argv: list[str], exe: str, cwd: str, env: dict[str, str],
     r, w = os.pipe()
     dn = os.open(os.devnull, os.O_RDONLY)
     try:
-        proc = await sp.spawn(argv, exe, cwd=cwd, env=env, stdio=[dn, w, w], netns="", tty=False,
+        proc = await sp.spawn(argv, exe, cwd=cwd, env=env, stdio=[dn, w, w], namespaces={}, tty=False,
                               preexec=lambda: None, worker=worker)
     finally:
         os.close(w)
@@ -77,7 +77,7 @@ async def test_argv0_of_a_path_lookup_is_the_word_given(tmp_path: Path, worker: 
     dn = os.open(os.devnull, os.O_RDONLY)
     exe = "/usr/bin/sleep" if os.path.exists("/usr/bin/sleep") else "/bin/sleep"
     env = {"PATH": os.path.dirname(exe)}
-    proc = await sp.spawn(["sleep", "30"], exe, cwd=str(tmp_path), env=env, stdio=[dn, w, w], netns="",
+    proc = await sp.spawn(["sleep", "30"], exe, cwd=str(tmp_path), env=env, stdio=[dn, w, w], namespaces={},
                           tty=False, preexec=lambda: None, worker=worker)
     os.close(w)
     os.close(dn)
@@ -135,7 +135,7 @@ async def _sleep(worker: sp.SpawnWorker, tmp_path: Path, seconds: str = "30", *,
     dn = os.open(os.devnull, os.O_RDWR)
     try:
         return await sp.spawn(["sleep", seconds], SLEEP, cwd=str(tmp_path), env=env or {"PATH": os.path.dirname(SLEEP)},
-                              stdio=[dn, dn, dn], netns="", tty=False, preexec=lambda: None, worker=worker,
+                              stdio=[dn, dn, dn], namespaces={}, tty=False, preexec=lambda: None, worker=worker,
                               cgroup_procs=cgroup_procs)
     finally:
         os.close(dn)
@@ -232,7 +232,7 @@ async def test_a_request_too_big_for_the_worker_is_spawned_by_the_agent(tmp_path
     dn = os.open(os.devnull, os.O_RDONLY)
     try:
         proc = await sp.spawn(["sh", "-c", 'echo ${#BIG11}'], shutil.which("sh", path=env["PATH"]) or "sh", cwd=str(tmp_path), env=env,
-                              stdio=[dn, wr, wr], netns="", tty=False, preexec=lambda: None, worker=live_worker)
+                              stdio=[dn, wr, wr], namespaces={}, tty=False, preexec=lambda: None, worker=live_worker)
     finally:
         os.close(wr)
         os.close(dn)
@@ -272,7 +272,7 @@ async def main():
     w.start()
     dn = os.open(os.devnull, os.O_RDWR)
     p = await sp.spawn(["sleep", "60"], sys.argv[1], cwd="/", env={"PATH": "/usr/bin:/bin"}, stdio=[dn, dn, dn],
-                       netns="", tty=False, preexec=lambda: None, worker=w)
+                       namespaces={}, tty=False, preexec=lambda: None, worker=w)
     print(w.pid, p.pid, flush=True)
     await asyncio.sleep(60)
 
