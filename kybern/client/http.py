@@ -39,6 +39,7 @@ class Client:
                  user_agent: str = "kybern", connections: int = REQUEST_CONNECTIONS) -> None:
         self.server = server.rstrip("/")
         self._headers = {"User-Agent": user_agent}
+        self.ca_file = ca_file  # also what the root CA publisher (controllers/rootca.py) publishes
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._ssl: ssl.SSLContext | bool = False

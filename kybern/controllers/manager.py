@@ -28,6 +28,7 @@ from kybern.controllers.podautoscaler import HorizontalPodAutoscalerController
 from kybern.controllers.podgc import PodGC
 from kybern.controllers.replicaset import ReplicaSetController
 from kybern.controllers.resourcequota import ResourceQuotaController
+from kybern.controllers.rootca import RootCAPublisher
 from kybern.controllers.serviceaccounts import ServiceAccountsController
 from kybern.controllers.statefulset import StatefulSetController
 from kybern.controllers.storageprotection import StorageProtectionController
@@ -55,6 +56,7 @@ _BUILDERS: dict[str, Any] = {
     "endpoint": EndpointsController,
     "endpointslice": EndpointSliceController,
     "serviceaccount": ServiceAccountsController,
+    "root-ca-cert-publisher": RootCAPublisher,
     "resourcequota": ResourceQuotaController,
     "disruption": DisruptionController,
     "storage-protection": StorageProtectionController,
