@@ -49,7 +49,7 @@ def test_field_selectors(cluster, api, namespace):
     assert _names(cluster, namespace, "--field-selector", f"metadata.namespace=={namespace}") == ["a", "b"]
     out = cluster.kubectl("get", "configmaps", "-A", "--field-selector", f"metadata.namespace={namespace}",
                           "-o", "name").stdout.split()
-    assert sorted(out) == ["configmap/a", "configmap/b"]
+    assert sorted(out) == ["configmap/a", "configmap/b", "configmap/kube-root-ca.crt"]  # the root CA publisher's
     # pods add spec.nodeName and status.phase; a pod bound to a node without an agent stays Pending
     spec = {"containers": [{"name": "c", "image": "demo:v1"}]}
     core.create_namespaced_pod(namespace, {"metadata": {"name": "bound"}, "spec": {**spec, "nodeName": "ghost"}})
@@ -84,18 +84,20 @@ def test_invalid_selectors_are_400(cluster, kind, flag, selector, message):
 
 def test_pagination_is_one_snapshot(cluster, api, namespace):
     core = client.CoreV1Api(api)
+    # labelled: the namespace also holds kube-root-ca.crt (the root CA publisher's, as upstream)
     for i in range(5):
-        core.create_namespaced_config_map(namespace, {"metadata": {"name": f"p{i}"}, "data": {"v": "old"}})
-    page = core.list_namespaced_config_map(namespace, limit=2)
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": f"p{i}", "labels": {"set": "p"}},
+                                                      "data": {"v": "old"}})
+    page = core.list_namespaced_config_map(namespace, limit=2, label_selector="set=p")
     assert [c.metadata.name for c in page.items] == ["p0", "p1"] and page.metadata._continue
     snapshot_rv = page.metadata.resource_version
     # change the collection between pages: the next pages still show the first page's snapshot
     core.delete_namespaced_config_map("p3", namespace)
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "p5"}})
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "p5", "labels": {"set": "p"}}})
     core.patch_namespaced_config_map("p2", namespace, {"data": {"v": "new"}})
     seen, token = [], page.metadata._continue
     while token:
-        page = core.list_namespaced_config_map(namespace, limit=2, _continue=token)
+        page = core.list_namespaced_config_map(namespace, limit=2, _continue=token, label_selector="set=p")
         assert page.metadata.resource_version == snapshot_rv
         seen += page.items
         token = page.metadata._continue
