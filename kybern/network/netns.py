@@ -2,7 +2,7 @@
 
 `netns_add` is `ip netns add` (unshare, bind-mounted at /var/run/netns/<name>,
 `lo` brought up as the loopback plugin would); `netns_delete` is
-`ip netns del`; `utsns_add` makes a pod's UTS namespace with its hostname; `in_netns` runs a function inside a namespace, which is how a
+`ip netns del`; `uts_namespace` makes a pod's UTS namespace with its hostname; `in_netns` runs a function inside a namespace, which is how a
 socket is made in a pod's namespace (it keeps that namespace wherever it is
 used afterwards).
 
@@ -32,7 +32,6 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 NETNS_DIR = "/var/run/netns"
 _CLONE_NEWNET, _CLONE_NEWUTS = 0x40000000, 0x04000000
-UTSNS_DIR = "/var/run/kybern/utsns"
 _MS_BIND, _MS_REC, _MS_SHARED, _MNT_DETACH = 0x1000, 0x4000, 0x100000, 2
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
@@ -47,20 +46,17 @@ def setns(fd: int, nstype: int = 0x40000000) -> None:
 
 
 class _NetnsThread:
-    """The one thread that enters namespaces (network, and UTS to make a pod's);
-    back home after every job."""
+    """The one thread that enters network namespaces; back home after every job."""
 
     def __init__(self) -> None:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self.home: int | None = None  # an fd of the process's own netns
-        self.home_uts: int | None = None  # ... and of its UTS namespace
 
     def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
         with self._lock:
             if self._pool is None:
                 self.home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-                self.home_uts = os.open("/proc/self/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
                 self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="netns")
             return self._pool.submit(self._job, fn)
 
@@ -68,9 +64,8 @@ class _NetnsThread:
         try:
             return fn()
         finally:  # a job that left home is undone here, even when it failed
-            assert self.home is not None and self.home_uts is not None
+            assert self.home is not None
             setns(self.home)
-            setns(self.home_uts, _CLONE_NEWUTS)
 
 
 _thread = _NetnsThread()
@@ -148,17 +143,22 @@ async def netns_add(name: str) -> str:
     return await _ns_add(os.path.join(NETNS_DIR, name), _CLONE_NEWNET, "net", loopback_up)
 
 
-_uts_dir_ready = False
-
-
-async def utsns_add(name: str, hostname: str) -> str:
-    """A UTS namespace with `hostname` (a pod's, as a container runtime gives it),
-    bind-mounted at /var/run/kybern/utsns/NAME. Returns the path."""
-    global _uts_dir_ready
-    if not _uts_dir_ready:
-        shared_mount_dir(UTSNS_DIR)
-        _uts_dir_ready = True
-    return await _ns_add(os.path.join(UTSNS_DIR, name), _CLONE_NEWUTS, "uts", lambda: socket.sethostname(hostname))
+def uts_namespace(hostname: str) -> int:
+    """A new UTS namespace with `hostname` (a pod's, as a container runtime gives it),
+    as an fd (close-on-exec) that keeps it alive and that setns() or
+    /proc/<pid>/fd/<fd> enters. Made on the calling thread, which goes back to its
+    own namespace at once: ~25 µs here, where a bind mount to a file (as for network
+    namespaces) cost 0.3 ms and a hop to the netns thread 0.4 ms more."""
+    home = os.open("/proc/thread-self/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _libc_call("unshare", _CLONE_NEWUTS)
+        try:
+            socket.sethostname(hostname)
+            return os.open("/proc/thread-self/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            setns(home, _CLONE_NEWUTS)
+    finally:
+        os.close(home)
 
 
 async def _ns_add(path: str, nstype: int, kind: str, then: Callable[[], None]) -> str:

@@ -5,10 +5,12 @@ tutorial checks exactly this (`kubectl exec web-0 -- hostname`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 
+import psutil
 import pytest
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a UTS namespace per pod needs root")
@@ -42,8 +44,17 @@ def test_hostname_is_the_pods(cluster, namespace):
     assert exec_hostname(long_name) == "a" * 62
     assert exec_hostname("onhost") == host
     assert socket.gethostname() == host  # setting the pods' names left the node's alone
-    # a pod's UTS namespace goes with it (the hostNetwork pod never had one)
-    before = set(os.listdir("/var/run/kybern/utsns"))
+    # a pod's UTS namespace goes with it (the hostNetwork pod never had one): the agent
+    # holds each by an fd
+    [agent] = [p for p in psutil.Process(cluster.proc.pid).children() if "agent" in p.cmdline()]
+
+    def uts_fds() -> int:
+        n = 0
+        for fd in os.listdir(f"/proc/{agent.pid}/fd"):
+            with contextlib.suppress(OSError):
+                n += os.readlink(f"/proc/{agent.pid}/fd/{fd}").startswith("uts:[")
+        return n
+    before = uts_fds()
+    assert before >= 3
     cluster.kubectl("delete", "pod", "-n", namespace, "named", "custom", long_name, "onhost", "--wait=false")
-    cluster.wait_for(lambda: len(before - set(os.listdir("/var/run/kybern/utsns"))) >= 3, timeout=30,
-                     what="the three pods' UTS namespaces removed")
+    cluster.wait_for(lambda: uts_fds() <= before - 3, timeout=30, what="the three pods' UTS namespaces dropped")

@@ -7,7 +7,8 @@ CNI pod network (kybern/network/podnet.py) and the pod is not `hostNetwork`,
 a network namespace with the pod's own IP: created by run(), torn down
 (CNI DEL, netns deleted) by stop(). Without a pod network the sandbox's IP is
 the node's address. As root, a pod not on the host's network also gets a UTS
-namespace with its hostname (netns.utsns_add), made and removed alongside.
+namespace with its hostname (netns.uts_namespace), held by an fd of this
+process, made and dropped alongside.
 
 Containers do not outlive the agent, so neither do pod networks: shutdown()
 tears them all down; start() of the next agent gives every sandbox that is
@@ -41,6 +42,7 @@ class Sandboxes:
         self.host_ip = host_ip
         self.network = network
         self.own_uts = own_uts  # each pod not on the host's network gets a UTS namespace (root)
+        self._uts_fds: dict[str, int] = {}  # sandbox id -> the fd keeping its UTS namespace
         self.entries: dict[str, tuple[PodSandboxConfig, PodSandboxStatus]] = {}
 
     def load(self) -> None:
@@ -59,9 +61,9 @@ class Sandboxes:
         for sid, (config, status) in list(self.entries.items()):
             if not status.ready:
                 continue
-            if self._wants_uts(config) and not (status.utsns and os.path.exists(status.utsns)):
+            if self._wants_uts(config):  # a new one: the path the record holds was the old agent's fd
                 try:
-                    status.utsns = await self._uts(sid, config)
+                    status.utsns = self._uts(sid, config)
                 except OSError as e:
                     log.warning("cannot restore the UTS namespace of pod %s/%s: %s", status.namespace,
                                 status.name, e)
@@ -85,24 +87,32 @@ class Sandboxes:
     def _wants_uts(self, config: PodSandboxConfig) -> bool:
         return self.own_uts and not config.host_network
 
-    async def _uts(self, sid: str, config: PodSandboxConfig) -> str:
+    def _uts(self, sid: str, config: PodSandboxConfig) -> str:
         """A UTS namespace with the pod's hostname: spec.hostname or the pod's name, cut
-        to 63 characters as the kubelet does (hostNetwork pods keep the node's)."""
-        from kybern.network.netns import utsns_add
+        to 63 characters as the kubelet does (hostNetwork pods keep the node's). This
+        process holds it by an fd; the path to enter it is /proc/<our pid>/fd/<fd>."""
+        from kybern.network.netns import uts_namespace
 
-        hostname = (config.hostname or config.name)[:63].rstrip("-.")
-        return await utsns_add(f"kybern-{sid[:16]}", hostname)
+        self._close_uts(sid)
+        fd = uts_namespace((config.hostname or config.name)[:63].rstrip("-."))
+        self._uts_fds[sid] = fd
+        return f"/proc/{os.getpid()}/fd/{fd}"
+
+    def _close_uts(self, sid: str) -> None:
+        fd = self._uts_fds.pop(sid, None)
+        if fd is not None:
+            os.close(fd)
 
     async def run(self, config: PodSandboxConfig) -> str:
         sid = secrets.token_hex(32)
         status = PodSandboxStatus(id=sid, name=config.name, namespace=config.namespace, uid=config.uid,
                                   attempt=config.attempt, ready=True, ip=self.host_ip, created_at=time.time())
         if self._wants_uts(config):
-            status.utsns = await self._uts(sid, config)
+            status.utsns = self._uts(sid, config)
         try:
             await self._attach(sid, config, status)
         except BaseException:
-            self._drop_uts(status)
+            self._close_uts(sid)
             raise
         if config.log_directory:
             os.makedirs(config.log_directory, exist_ok=True)
@@ -118,34 +128,22 @@ class Sandboxes:
         if sid in self.entries:
             status = self.entries[sid][1]
             status.ready = False
-            status.netns = ""
-            self._drop_uts(status)
+            status.netns = status.utsns = ""
+            self._close_uts(sid)
             self.save(sid)
 
-    @staticmethod
-    def _drop_uts(status: PodSandboxStatus) -> None:
-        if status.utsns:
-            from kybern.network.netns import ns_delete
-
-            ns_delete(status.utsns)
-            status.utsns = ""
-
     def remove(self, sid: str) -> None:
-        entry = self.entries.pop(sid, None)
-        if entry is not None:
-            self._drop_uts(entry[1])
+        self.entries.pop(sid, None)
+        self._close_uts(sid)
         (self.dir / f"{sid}.json").unlink(missing_ok=True)
 
     async def teardown_networks(self) -> None:
         """The agent is stopping: no netns, veth, address or UTS namespace is left
         behind. The records stay ready so the next agent re-attaches them."""
-        for sid, (_, status) in list(self.entries.items()):
+        for sid in list(self.entries):
             if self.network is not None:
                 await self.network.remove(sid)
-            if status.utsns:
-                from kybern.network.netns import ns_delete
-
-                ns_delete(status.utsns)  # the record keeps the path: restore makes it again
+            self._close_uts(sid)  # the next agent makes a new one (restore_networks)
 
     def status(self, sid: str) -> PodSandboxStatus | None:
         entry = self.entries.get(sid)
