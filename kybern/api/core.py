@@ -101,16 +101,7 @@ def validate_pod_spec(spec: Any, path: str) -> list[Cause]:
             if not isinstance(c, dict):
                 continue
             p = f"{path}.{kind}[{i}]"
-            name = c.get("name")
-            if not name:
-                out.append(errors.required(f"{p}.name"))
-            else:
-                out.extend(validate_dns_label(name, f"{p}.name"))
-                if name in names:
-                    out.append(errors.cause(f"{p}.name", f'Duplicate value: "{name}"', "FieldValueDuplicate"))
-                names.add(name)
-            if not c.get("image"):
-                out.append(errors.required(f"{p}.image"))
+            out.extend(_name_and_image(c, p, names))
             pp = c.get("imagePullPolicy")
             if pp is not None and pp not in PULL_POLICIES:
                 out.append(not_supported(f"{p}.imagePullPolicy", pp, PULL_POLICIES))
@@ -270,16 +261,7 @@ class PodStrategy(Strategy):
             p = f"spec.ephemeralContainers[{i}]"
             if not isinstance(c, dict):
                 continue
-            name = c.get("name")
-            if not name:
-                out.append(errors.required(f"{p}.name"))
-            else:
-                out.extend(validate_dns_label(name, f"{p}.name"))
-                if name in names:
-                    out.append(errors.cause(f"{p}.name", f'Duplicate value: "{name}"', "FieldValueDuplicate"))
-                names.add(name)
-            if not c.get("image"):
-                out.append(errors.required(f"{p}.image"))
+            out.extend(_name_and_image(c, p, names))
             for field in ("ports", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "resources",
                           "resizePolicy", "restartPolicy"):
                 if c.get(field):
@@ -554,3 +536,20 @@ RESOURCES = [
                  "io.k8s.api.core.v1.ServiceAccount", short_names=("sa",), subresources=("token",),
                  strategy=ServiceAccountStrategy()),
 ]
+
+
+def _name_and_image(c: dict[str, Any], p: str, names: set[str]) -> list[dict[str, Any]]:
+    """A container's (or ephemeral container's) name — required, a DNS label, unique
+    among the pod's (`names`, which it is added to) — and its required image."""
+    out: list[dict[str, Any]] = []
+    name = c.get("name")
+    if not name:
+        out.append(errors.required(f"{p}.name"))
+    else:
+        out.extend(validate_dns_label(name, f"{p}.name"))
+        if name in names:
+            out.append(errors.cause(f"{p}.name", f'Duplicate value: "{name}"', "FieldValueDuplicate"))
+        names.add(name)
+    if not c.get("image"):
+        out.append(errors.required(f"{p}.image"))
+    return out

@@ -67,24 +67,7 @@ def allocate(svc: dict[str, Any], existing: list[dict[str, Any]]) -> None:
         else:
             raise errors.internal("failed to allocate a serviceIP: range is full")
     if typ in ("NodePort", "LoadBalancer"):
-        for i, p in enumerate(spec.get("ports") or []):
-            np = p.get("nodePort")
-            if np:
-                if np in ports:
-                    raise errors.invalid("", "Service", name, [errors.cause(
-                        f"spec.ports[{i}].nodePort", f"Invalid value: {np}: provided port is already allocated")])
-                if np not in NODE_PORTS:
-                    raise errors.invalid("", "Service", name, [errors.cause(
-                        f"spec.ports[{i}].nodePort", f"Invalid value: {np}: provided port is not in the valid "
-                        f"range. The range of valid ports is 30000-32767")])
-            else:
-                free = [x for x in NODE_PORTS if x not in ports]
-                if not free:
-                    raise errors.internal("failed to allocate a nodePort: range is full")
-                np = random.choice(free)
-                p["nodePort"] = np
-            ports.add(np)
-        spec.setdefault("externalTrafficPolicy", "Cluster")
+        _node_ports(spec, name, ports)
 
 
 def allocate_on_update(svc: dict[str, Any], old: dict[str, Any], others: list[dict[str, Any]]) -> None:
@@ -95,7 +78,12 @@ def allocate_on_update(svc: dict[str, Any], old: dict[str, Any], others: list[di
     if spec.get("type") not in ("NodePort", "LoadBalancer"):
         return
     _, ports = _used(others)
-    name = svc.get("metadata", {}).get("name", "")
+    _node_ports(spec, svc.get("metadata", {}).get("name", ""), ports)
+
+
+def _node_ports(spec: dict[str, Any], name: str, ports: set[int]) -> None:
+    """Each port's nodePort: the one it names if free and in range, else a free one;
+    `ports`: those in use (each one given here is added)."""
     for i, p in enumerate(spec.get("ports") or []):
         np = p.get("nodePort")
         if np:
