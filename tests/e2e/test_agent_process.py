@@ -4,6 +4,7 @@ two kubelet flags of `kybern agent`: --label and the event rate limit."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import signal
@@ -17,8 +18,23 @@ from tests.conftest import start_agent, start_cluster, stop_agent, stop_cluster
 pytestmark = pytest.mark.e2e
 
 
+def children_running(parent: psutil.Process, word: str) -> list[psutil.Process]:
+    """`parent`'s children with `word` in their command line; short-lived ones (the
+    service proxy's nft or iptables runs) may exit while looked at."""
+    out = []
+    for p in parent.children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if any(word in a for a in p.cmdline()):
+                out.append(p)
+    return out
+
+
 def agent_children(pid: int) -> list[psutil.Process]:
-    return [p for p in psutil.Process(pid).children() if "agent" in p.cmdline()]
+    return [p for p in children_running(psutil.Process(pid), "agent") if "agent" in p.cmdline()]
+
+
+def spawn_workers(agent: psutil.Process) -> list[psutil.Process]:
+    return children_running(agent, "spawnd")
 
 
 def pod_phase(c, name: str) -> str:
@@ -102,7 +118,7 @@ def test_a_killed_spawn_worker_takes_its_containers_and_the_agent_restarts_them(
         [agent] = agent_children(c.proc.pid)
         c.kubectl("run", "sleeper", "--image=demo:v1", "--restart=Always", "--command", "--", "sleep", "3600")
         c.wait_for(lambda: pod_phase(c, "sleeper") == "Running", timeout=60, what="pod Running")
-        [worker] = [p for p in agent.children() if any("spawnd" in a for a in p.cmdline())]
+        [worker] = spawn_workers(agent)
         [sleep] = [p for p in worker.children() if p.name() == "sleep"]
 
         worker.kill()  # the runtime's spawn worker dies: the agent kills what it started ...
@@ -115,7 +131,7 @@ def test_a_killed_spawn_worker_takes_its_containers_and_the_agent_restarts_them(
             return cs[0].get("restartCount", 0) >= 1 and "running" in cs[0].get("state", {}) and \
                 cs[0].get("lastState", {}).get("terminated", {}).get("exitCode") == 137
         c.wait_for(restarted, timeout=60, what="the container running again after exit code 137")
-        [worker2] = [p for p in agent.children() if any("spawnd" in a for a in p.cmdline())]
+        [worker2] = spawn_workers(agent)
         assert worker2.pid != worker.pid
         assert [p.name() for p in worker2.children()] == ["sleep"]
     finally:
