@@ -3,6 +3,7 @@ temp dir on a free port, driven by the real kubectl and the official client."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 KUBECTL = "/usr/bin/kubectl" if os.path.exists("/usr/bin/kubectl") else (shutil.which("kubectl") or "kubectl")
@@ -167,3 +169,14 @@ def stop_agent(p: subprocess.Popen[bytes], timeout: float = 30) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+
+
+def children_running(parent: psutil.Process, word: str) -> list[psutil.Process]:
+    """`parent`'s children with `word` in their command line; short-lived ones (the
+    service proxy's nft or iptables runs) may exit while looked at."""
+    out = []
+    for p in parent.children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if any(word in a for a in p.cmdline()):
+                out.append(p)
+    return out

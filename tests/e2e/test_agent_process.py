@@ -13,20 +13,9 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import start_agent, start_cluster, stop_agent, stop_cluster
+from tests.conftest import children_running, start_agent, start_cluster, stop_agent, stop_cluster
 
 pytestmark = pytest.mark.e2e
-
-
-def children_running(parent: psutil.Process, word: str) -> list[psutil.Process]:
-    """`parent`'s children with `word` in their command line; short-lived ones (the
-    service proxy's nft or iptables runs) may exit while looked at."""
-    out = []
-    for p in parent.children():
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if any(word in a for a in p.cmdline()):
-                out.append(p)
-    return out
 
 
 def agent_children(pid: int) -> list[psutil.Process]:

@@ -12,6 +12,7 @@ import socket
 
 import psutil
 import pytest
+from conftest import children_running
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a UTS namespace per pod needs root")
 
@@ -46,7 +47,7 @@ def test_hostname_is_the_pods(cluster, namespace):
     assert socket.gethostname() == host  # setting the pods' names left the node's alone
     # a pod's UTS namespace goes with it (the hostNetwork pod never had one): the agent
     # holds each by an fd
-    [agent] = [p for p in psutil.Process(cluster.proc.pid).children() if "agent" in p.cmdline()]
+    [agent] = [p for p in children_running(psutil.Process(cluster.proc.pid), "agent") if "agent" in p.cmdline()]
 
     def uts_fds() -> int:
         n = 0

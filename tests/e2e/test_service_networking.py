@@ -14,7 +14,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import start_cluster, stop_cluster
+from conftest import children_running, start_cluster, stop_cluster
 
 from kybern.network.podnet import cni_unavailable_reason, netns_name
 
@@ -177,7 +177,7 @@ def test_a_killed_agent_leaves_no_network_behind(tmp_path):
     try:
         c.kubectl("create", "deployment", "many", "--image=demo:v1", "--replicas=12", "--", "sleep", "3600")
         c.kubectl("rollout", "status", "deployment/many", "--timeout=90s")
-        [agent] = [p for p in psutil.Process(c.proc.pid).children() if "agent" in p.cmdline()]
+        [agent] = [p for p in children_running(psutil.Process(c.proc.pid), "agent") if "agent" in p.cmdline()]
         bridge = "kybern" + str(int(c.kjson("get", "node", "node-1")["spec"]["podCIDR"].split(".")[2]))
         ipam = c.dir / "data" / "node" / "network" / "ipam"
         agent.kill()
