@@ -21,25 +21,25 @@ Obj = dict[str, Any]
 
 async def status(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None,
                  name: str) -> web.StreamResponse:
-    if request.method == "GET":
-        return rest.json_response(await store.get(ns, name))
-    if request.method == "PUT":
-        return await rest.update(server, request, store, ns, name, "status")
-    if request.method == "PATCH":
-        return await server.patch(request, store, ns, name, "status")
-    raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+    return await _get_put_patch(server, request, store, ns, name, "status")
 
 
 async def ephemeralcontainers(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None,
                               name: str) -> web.StreamResponse:
     """pods/<name>/ephemeralcontainers (`kubectl debug`): the pod, of which only
     spec.ephemeralContainers may change (added to, never edited or removed)."""
+    return await _get_put_patch(server, request, store, ns, name, "ephemeralcontainers")
+
+
+async def _get_put_patch(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None,
+                         name: str, subresource: str) -> web.StreamResponse:
+    """A subresource that reads as the whole object and writes only its own part."""
     if request.method == "GET":
         return rest.json_response(await store.get(ns, name))
     if request.method == "PUT":
-        return await rest.update(server, request, store, ns, name, "ephemeralcontainers")
+        return await rest.update(server, request, store, ns, name, subresource)
     if request.method == "PATCH":
-        return await server.patch(request, store, ns, name, "ephemeralcontainers")
+        return await server.patch(request, store, ns, name, subresource)
     raise errors.method_not_allowed("the server does not allow this method on the requested resource")
 
 

@@ -54,7 +54,7 @@ class RootCAPublisher:
 
     async def reconcile(self, namespace: str) -> None:
         ns = self.namespaces.get(namespace)
-        if ns is None or meta.is_deleting(ns) or (ns.get("status") or {}).get("phase") == "Terminating":
+        if not meta.is_active_namespace(ns):
             return
         want = {"ca.crt": self.ca}
         cm = self.configmaps.get(f"{namespace}/{NAME}")

@@ -44,7 +44,7 @@ class ServiceAccountsController:
 
     async def reconcile(self, namespace: str) -> None:
         ns = self.namespaces.get(namespace)
-        if ns is None or meta.is_deleting(ns) or (ns.get("status") or {}).get("phase") == "Terminating":
+        if not meta.is_active_namespace(ns):
             return
         for name in MANAGED:
             if self.accounts.get(f"{namespace}/{name}") is not None:

@@ -77,3 +77,9 @@ def owner_ref(owner: dict[str, Any], *, controller: bool = True) -> dict[str, An
 
 def is_deleting(obj: dict[str, Any]) -> bool:
     return bool(obj.get("metadata", {}).get("deletionTimestamp"))
+
+
+def is_active_namespace(ns: dict[str, Any] | None) -> bool:
+    """A namespace that exists and is not being deleted (what per-namespace
+    controllers keep their objects in)."""
+    return ns is not None and not is_deleting(ns) and (ns.get("status") or {}).get("phase") != "Terminating"

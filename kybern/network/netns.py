@@ -37,7 +37,7 @@ _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
-def setns(fd: int, nstype: int = 0x40000000) -> None:
+def setns(fd: int, nstype: int = _CLONE_NEWNET) -> None:
     """Move the calling thread (or a child between fork and exec) into the
     namespace open as `fd` (of type `nstype`: CLONE_NEWNET by default)."""
     if _libc is None or _libc.setns(fd, nstype) != 0:
@@ -113,19 +113,14 @@ def _libc_call(name: str, *args: Any) -> None:
 def shared_netns_dir() -> None:
     """/var/run/netns as a shared mount point, as iproute2 makes it, so a netns
     unmounted here is unmounted in every mount namespace that saw it."""
-    shared_mount_dir(NETNS_DIR)
-
-
-def shared_mount_dir(d: str) -> None:
-    """Directory `d` as a shared mount point (a bind mount of itself, made shared)."""
-    os.makedirs(d, exist_ok=True)
+    os.makedirs(NETNS_DIR, exist_ok=True)
     try:
-        _libc_call("mount", b"", d.encode(), b"none", _MS_SHARED | _MS_REC, None)
+        _libc_call("mount", b"", NETNS_DIR.encode(), b"none", _MS_SHARED | _MS_REC, None)
     except OSError as e:
         if e.errno != 22:  # EINVAL: not a mount point yet
             raise
-        _libc_call("mount", d.encode(), d.encode(), b"none", _MS_BIND | _MS_REC, None)
-        _libc_call("mount", b"", d.encode(), b"none", _MS_SHARED | _MS_REC, None)
+        _libc_call("mount", NETNS_DIR.encode(), NETNS_DIR.encode(), b"none", _MS_BIND | _MS_REC, None)
+        _libc_call("mount", b"", NETNS_DIR.encode(), b"none", _MS_SHARED | _MS_REC, None)
 
 
 def loopback_up() -> None:
@@ -140,7 +135,26 @@ async def netns_add(name: str) -> str:
     """`ip netns add NAME` with `lo` up, without a process: the netns thread
     unshares into a new netns, bind-mounts it at /var/run/netns/NAME and goes
     home (the namespace lives on through the mount). Returns the path."""
-    return await _ns_add(os.path.join(NETNS_DIR, name), _CLONE_NEWNET, "net", loopback_up)
+    path = os.path.join(NETNS_DIR, name)
+    created = False
+
+    def job() -> None:
+        nonlocal created
+        # the mount point too is made here, not on the caller's loop: it waits for the
+        # directory's lock, which the mounts of other namespaces hold
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+        created = True
+        _libc_call("unshare", _CLONE_NEWNET)
+        _libc_call("mount", b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None)
+        loopback_up()
+
+    fut = _thread.submit(job)
+    try:
+        await asyncio.shield(asyncio.wrap_future(fut))
+    except BaseException:  # failed, or the caller was cancelled: undo it once the job is over
+        fut.add_done_callback(lambda _: netns_delete(name) if created else None)
+        raise
+    return path
 
 
 def uts_namespace(hostname: str) -> int:
@@ -161,36 +175,10 @@ def uts_namespace(hostname: str) -> int:
         os.close(home)
 
 
-async def _ns_add(path: str, nstype: int, kind: str, then: Callable[[], None]) -> str:
-    created = False
-
-    def job() -> None:
-        nonlocal created
-        # the mount point too is made here, not on the caller's loop: it waits for the
-        # directory's lock, which the mounts of other namespaces hold
-        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
-        created = True
-        _libc_call("unshare", nstype)
-        _libc_call("mount", f"/proc/thread-self/ns/{kind}".encode(), path.encode(), b"none", _MS_BIND, None)
-        then()
-
-    fut = _thread.submit(job)
-    try:
-        await asyncio.shield(asyncio.wrap_future(fut))
-    except BaseException:  # failed, or the caller was cancelled: undo it once the job is over
-        fut.add_done_callback(lambda _: ns_delete(path) if created else None)
-        raise
-    return path
-
-
 def netns_delete(name: str) -> None:
     """`ip netns del NAME` (idempotent): unmount and remove the file; the
     namespace goes when nothing else holds it."""
-    ns_delete(os.path.join(NETNS_DIR, name))
-
-
-def ns_delete(path: str) -> None:
-    """Unmount a namespace's file and remove it (idempotent)."""
+    path = os.path.join(NETNS_DIR, name)
     with contextlib.suppress(OSError):
         _libc_call("umount2", path.encode(), _MNT_DETACH)
     with contextlib.suppress(FileNotFoundError):

@@ -12,7 +12,8 @@ import socket
 
 import psutil
 import pytest
-from conftest import children_running
+
+from tests.conftest import children_running
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a UTS namespace per pod needs root")
 

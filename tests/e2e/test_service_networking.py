@@ -14,9 +14,9 @@ import time
 import urllib.request
 
 import pytest
-from conftest import children_running, start_cluster, stop_cluster
 
 from kybern.network.podnet import cni_unavailable_reason, netns_name
+from tests.conftest import children_running, start_cluster, stop_cluster
 
 REASON = cni_unavailable_reason() or (
     "" if shutil.which("nft") or shutil.which("iptables-restore") else "neither nft nor iptables is installed")
