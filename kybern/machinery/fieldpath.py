@@ -438,6 +438,58 @@ def _compare_child(pe: str, lv: Any, rv: Any, sch: Schema, ct: TypeInfo, added: 
         removed[pe] = r
 
 
+def removed(old: Any, new: Any, schema: Schema) -> Set:
+    """compare(old, new)'s third set alone (what an Update takes away from every
+    manager): the same walk without building the added and modified sets, so a
+    write that adds a subtree (a pod's first status) does not enumerate it."""
+    t = type_of(schema)
+    out: Set = {}
+    if isinstance(old, dict) or isinstance(new, dict):
+        lmap = old if isinstance(old, dict) else {}
+        rmap = new if isinstance(new, dict) else {}
+        for k, rv in rmap.items():
+            if rv is None:
+                continue
+            lv = lmap.get(k)
+            if lv is None or lv is rv or (lv == rv and type(lv) is type(rv)):
+                continue  # added (nothing removed below it) or equal
+            known, sch, ct = child(t, k)
+            if known and not _leafish(ct, lv, rv):
+                r = removed(lv, rv, sch)
+                if r:
+                    out["f:" + k] = r
+        for k, lv in lmap.items():
+            if lv is None or rmap.get(k) is not None:
+                continue
+            known, sch, ct = child(t, k)
+            if known:
+                out["f:" + k] = _gone(lv, sch, ct)
+        return out
+    lhs = {pe: v for pe, v, _ in _entries(t, old)} if old is not MISSING else {}
+    rhs = {pe: v for pe, v, _ in _entries(t, new)} if new is not MISSING else {}
+    ct = type_of(t.elem)
+    for pe, rv in rhs.items():
+        lv = lhs.get(pe, MISSING)
+        if lv is MISSING or lv is rv or (lv == rv and type(lv) is type(rv)):
+            continue
+        if not _leafish(ct, lv, rv):
+            r = removed(lv, rv, t.elem)
+            if r:
+                out[pe] = r
+    for pe, lv in lhs.items():
+        if pe not in rhs:
+            out[pe] = _gone(lv, t.elem, ct)
+    return out
+
+
+def _gone(lv: Any, sch: Schema, ct: TypeInfo) -> Set:
+    """_compare_child's removed node for a value present only on the left."""
+    if _leafish(ct, lv, MISSING):
+        return {}
+    sub = _everything(lv, sch)
+    return {_MEMBER: {}, **sub} if sub else {}
+
+
 def _everything(value: Any, schema: Schema) -> Set:
     """compare(MISSING, value)'s added set below `value`: every node and leaf,
     in serialisation order (see changed())."""

@@ -368,9 +368,12 @@ def record_update(new: Obj, old: Obj | None, *, manager: str, api_version: str, 
                 manager, "Update", api_version, meta.now(), mine, subresource, stored=mine)
         encode(new, managers)
         return
-    added, modified, removed = fp.compare(base, without_managed_fields(new), schema)
-    changed = fp.recursive_difference(fp.union(added, modified), ignored)
-    removed = fp.recursive_difference(removed, ignored)
+    # changed() is compare()'s union(added, modified) built in serialisation order
+    # (recursive_difference() and difference() keep it), so a manager's first
+    # entry needs no canonical() sort; removed() is compare()'s third set
+    cur = without_managed_fields(new)
+    changed = fp.recursive_difference(fp.changed(base, cur, schema), ignored)
+    removed = fp.recursive_difference(fp.removed(base, cur, schema), ignored)
     for e in managers.values():
         if changed:
             e.fields = fp.difference(e.fields, changed)  # an Update always wins
@@ -385,7 +388,7 @@ def record_update(new: Obj, old: Obj | None, *, manager: str, api_version: str, 
         # fieldsV1 as read are written out without sorting again (canonical())
         managers[key] = Entry(manager, "Update", api_version, meta.now(),
                               fp.union(prev.fields, mine) if prev else mine, subresource,
-                              stored=prev.stored if prev else None)
+                              stored=prev.stored if prev else mine)
     encode(new, cap_updates({k: e for k, e in managers.items() if e.fields}))
 
 
