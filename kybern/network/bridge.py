@@ -12,8 +12,10 @@ ADD  the bridge is created (up, with the gateway address when `isGateway`) the
      `last_reserved_ip.0`), so either implementation can release what the other
      reserved; then one netlink request makes the veth pair — `vethXXXXXXXX`
      up on the bridge (hairpin mode when asked) and IFNAME inside the pod's
-     netns — and, on the netns thread inside that netns (netns.py), IFNAME is brought up and
-     given the address (with its broadcast) and the routes through the gateway.
+     netns — and, in one more send on a netlink socket of that netns (the one
+     netns_add made there, else one made on the netns thread inside it), IFNAME
+     is brought up and given the address (with its broadcast) and the routes
+     through the gateway.
 DEL  the host end of the veth is deleted (it takes the pod's end with it; without
      a cached result, IFNAME is deleted from inside the netns) and the address
      released, matching the container id as host-local does.
@@ -42,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from kybern.network import rtnl
-from kybern.network.netns import entered
+from kybern.network.netns import entered, take_netlink
 from kybern.network.netns import run as on_netns_thread
 
 ENABLED = os.environ.get("KYBERN_CNI_BUILTIN", "1") != "0"
@@ -52,6 +54,7 @@ _IPAM_KEYS = {"type", "ranges", "routes", "dataDir"}
 _DATA_DIR = "/var/lib/cni/networks"  # host-local's default
 _bridges: dict[str, tuple[int, str]] = {}  # name -> (ifindex, mac): made or checked by this process
 _bridge_lock = threading.Lock()
+_last_reserved: dict[Path, int] = {}  # pool dir -> the last address this process reserved there
 
 
 class PluginError(Exception):
@@ -97,10 +100,12 @@ class Pool:
     def reserve(self, container_id: str, ifname: str) -> ipaddress.IPv4Address:
         """The next free address after the last one reserved (host-local's order)."""
         first, last = int(self.subnet.network_address) + 1, int(self.subnet.broadcast_address) - 1
-        try:
-            prev = int(ipaddress.ip_address((self.dir / "last_reserved_ip.0").read_text().strip()))
-        except (OSError, ValueError):
-            prev = last
+        prev = _last_reserved.get(self.dir)
+        if prev is None:  # the file is written for host-local, read once per process
+            try:
+                prev = int(ipaddress.ip_address((self.dir / "last_reserved_ip.0").read_text().strip()))
+            except (OSError, ValueError):
+                prev = last
         size = last - first + 1
         for step in range(1, size + 1):
             ip = ipaddress.ip_address(first + (prev - first + step) % size)
@@ -116,6 +121,7 @@ class Pool:
             with os.fdopen(fd, "w") as f:
                 f.write(f"{container_id}\r\n{ifname}")
             _overwrite(self.dir / "last_reserved_ip.0", str(ip).encode())
+            _last_reserved[self.dir] = int(ip)
             return ip  # type: ignore[return-value]
         raise PluginError(999, f"no IP addresses available in range set: {self.subnet}")
 
@@ -189,12 +195,16 @@ def _plumb(conf: dict[str, Any], pool: Pool, netns: str, ifname: str, ip: ipaddr
         try:
             if conf.get("hairpinMode"):
                 nl.set_hairpin(socket.if_nametoindex(host))
-            with entered(netns), rtnl.Netlink() as pod_nl:
-                index = socket.if_nametoindex(ifname)
-                pod_nl.set_up(index)
-                pod_nl.add_address(index, cidr)
-                for route in pool.routes:
-                    pod_nl.add_route(route["dst"], route.get("gw") or str(pool.gateway), index)
+            pod_nl = take_netlink(netns)  # made inside it by netns_add: nothing to enter
+            with contextlib.ExitStack() as stack:
+                if pod_nl is None:
+                    stack.enter_context(entered(netns))
+                    pod_nl = rtnl.Netlink()
+                stack.enter_context(pod_nl)
+                index = pod_nl.index(ifname)
+                pod_nl.requests(rtnl.up_msg(index), rtnl.address_msg(index, cidr),
+                                *(rtnl.route_msg(r["dst"], r.get("gw") or str(pool.gateway), index)
+                                  for r in pool.routes))
         except BaseException:
             nl.delete_link(host)
             raise

@@ -1,7 +1,10 @@
 """Network namespaces, made and entered without a process.
 
 `netns_add` is `ip netns add` (unshare, bind-mounted at /var/run/netns/<name>,
-`lo` brought up as the loopback plugin would); `netns_delete` is
+`lo` brought up as the loopback plugin would); it keeps the netlink socket it
+made inside the new namespace for the pod's CNI ADD (`take_netlink`), which
+then needs neither to enter the namespace nor to open another socket there;
+`netns_delete` is
 `ip netns del`; `uts_namespace` makes a pod's UTS namespace with its hostname; `in_netns` runs a function inside a namespace, which is how a
 socket is made in a pod's namespace (it keeps that namespace wherever it is
 used afterwards).
@@ -29,11 +32,12 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from kybern.network import rtnl
+
 T = TypeVar("T")
 NETNS_DIR = "/var/run/netns"
 _CLONE_NEWNET, _CLONE_NEWUTS = 0x40000000, 0x04000000
 _MS_BIND, _MS_REC, _MS_SHARED, _MNT_DETACH = 0x1000, 0x4000, 0x100000, 2
-_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
@@ -69,6 +73,13 @@ class _NetnsThread:
 
 
 _thread = _NetnsThread()
+_netlinks: dict[str, rtnl.Netlink] = {}  # netns path -> a socket made inside it by netns_add
+
+
+def take_netlink(path: str) -> rtnl.Netlink | None:
+    """The netlink socket netns_add made inside the netns at `path`, handed over
+    once (the caller closes it); None if there is none."""
+    return _netlinks.pop(path, None)
 
 
 @contextlib.contextmanager
@@ -123,14 +134,6 @@ def shared_netns_dir() -> None:
         _libc_call("mount", b"", NETNS_DIR.encode(), b"none", _MS_SHARED | _MS_REC, None)
 
 
-def loopback_up() -> None:
-    """Bring `lo` of the calling thread's netns up (the loopback plugin's job)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        req = struct.pack("16sH22x", b"lo", 0)
-        flags = struct.unpack("16sH22x", fcntl.ioctl(s, _SIOCGIFFLAGS, req))[1]
-        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
-
-
 async def netns_add(name: str) -> str:
     """`ip netns add NAME` with `lo` up, without a process: the netns thread
     unshares into a new netns, bind-mounts it at /var/run/netns/NAME and goes
@@ -145,8 +148,17 @@ async def netns_add(name: str) -> str:
         os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
         created = True
         _libc_call("unshare", _CLONE_NEWNET)
-        _libc_call("mount", b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None)
-        loopback_up()
+        nl = rtnl.Netlink()  # it belongs to the new netns
+        try:
+            _libc_call("mount", b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None)
+            nl.set_up(rtnl.LOOPBACK_INDEX)
+        except BaseException:
+            nl.close()
+            raise
+        old = _netlinks.pop(path, None)
+        if old is not None:
+            old.close()
+        _netlinks[path] = nl
 
     fut = _thread.submit(job)
     try:
@@ -179,6 +191,9 @@ def netns_delete(name: str) -> None:
     """`ip netns del NAME` (idempotent): unmount and remove the file; the
     namespace goes when nothing else holds it."""
     path = os.path.join(NETNS_DIR, name)
+    nl = _netlinks.pop(path, None)
+    if nl is not None:  # it would keep the namespace alive
+        nl.close()
     with contextlib.suppress(OSError):
         _libc_call("umount2", path.encode(), _MNT_DETACH)
     with contextlib.suppress(FileNotFoundError):

@@ -9,12 +9,16 @@ of fixed-layout structs (linux/rtnetlink.h, linux/if_link.h, linux/veth.h).
 
 Each request is sent with NLM_F_ACK and answered by one NLMSG_ERROR message
 (error 0 = done); a non-zero error is raised as OSError with its errno, as
-`ip` would report it. A Netlink socket belongs to the network namespace of the
-thread that created it, wherever it is used afterwards.
+`ip` would report it. Several requests can go in one send (`requests`): the
+kernel handles each in order and acknowledges each. A Netlink socket belongs
+to the network namespace of the thread that created it, wherever it is used
+afterwards, so a socket made inside a pod's netns works on that netns from
+any thread (`index`, the requests) without entering it again.
 """
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import itertools
 import os
@@ -35,12 +39,15 @@ IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
 RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 3, 0, 1
 IFF_UP = 0x1
+LOOPBACK_INDEX = 1  # `lo` has it in every network namespace
 
 _HDR = struct.Struct("=IHHII")      # nlmsghdr: len, type, flags, seq, pid
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBI")   # ifaddrmsg: family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _ERR = struct.Struct("=i")
+_SIOCGIFINDEX = 0x8933
+Message = tuple[int, int, bytes]  # (type, flags, body) of one request
 
 
 def attr(kind: int, data: bytes | str | int) -> bytes:
@@ -84,19 +91,36 @@ class Netlink:
 
     def request(self, kind: int, flags: int, body: bytes) -> None:
         """Send one request and wait for its acknowledgement."""
-        seq = next(self._seq)
-        self.sock.send(_HDR.pack(_HDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, seq, 0) + body)
-        while True:
+        self.requests((kind, flags, body))
+
+    def requests(self, *msgs: Message) -> None:
+        """Send the requests in one go and wait for every acknowledgement; the
+        first error (in request order) is raised once all are answered."""
+        first = next(self._seq)
+        wire = []
+        for i, (kind, flags, body) in enumerate(msgs):
+            wire.append(_HDR.pack(_HDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, first + i, 0)
+                        + body)
+        self._seq = itertools.count(first + len(msgs))
+        self.sock.send(b"".join(wire))
+        errs: dict[int, int] = {}
+        while len(errs) < len(msgs):
             data = self.sock.recv(65536)
             off = 0
             while off + _HDR.size <= len(data):
                 length, mtype, _, mseq, _ = _HDR.unpack_from(data, off)
-                if mtype == NLMSG_ERROR and mseq == seq:
-                    err = -_ERR.unpack_from(data, off + _HDR.size)[0]
-                    if err:
-                        raise OSError(err, os.strerror(err))
-                    return
+                if mtype == NLMSG_ERROR and first <= mseq < first + len(msgs):
+                    errs[mseq] = -_ERR.unpack_from(data, off + _HDR.size)[0]
                 off += (length + 3) & ~3 if length else len(data)
+        for seq in sorted(errs):
+            if errs[seq]:
+                raise OSError(errs[seq], os.strerror(errs[seq]))
+
+    def index(self, name: str) -> int:
+        """The ifindex of link `name` in this socket's namespace (if_nametoindex
+        would look in the calling thread's)."""
+        req = struct.pack("16si12x", name.encode(), 0)
+        return struct.unpack_from("16si", fcntl.ioctl(self.sock.fileno(), _SIOCGIFINDEX, req))[1]
 
     # -- links ----------------------------------------------------------------
     def add_bridge(self, name: str, mac: str) -> None:
@@ -131,7 +155,7 @@ class Netlink:
 
     def set_up(self, index: int) -> None:
         """`ip link set dev INDEX up`."""
-        self.request(RTM_NEWLINK, 0, ifinfo(index, up=True))
+        self.request(*up_msg(index))
 
     def set_hairpin(self, index: int) -> None:
         """`bridge link set dev INDEX hairpin on` (by netlink: the sysfs file
@@ -152,21 +176,33 @@ class Netlink:
     # -- addresses and routes ---------------------------------------------------
     def add_address(self, index: int, cidr: str, replace: bool = False) -> None:
         """`ip addr add CIDR brd + dev INDEX` (replace: no error if it is there)."""
-        iface = ipaddress.ip_interface(cidr)
-        ip = iface.ip.packed
-        body = (_IFADDR.pack(socket.AF_INET, iface.network.prefixlen, 0, RT_SCOPE_UNIVERSE, index)
-                + attr(IFA_LOCAL, ip) + attr(IFA_ADDRESS, ip))
-        if iface.network.prefixlen < 31:
-            body += attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
-        self.request(RTM_NEWADDR, NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL), body)
+        self.request(*address_msg(index, cidr, replace))
 
     def add_route(self, dst: str, gateway: str | None, index: int) -> None:
         """`ip route add DST [via GATEWAY] dev INDEX` in the main table."""
-        net = ipaddress.ip_network(dst)
-        body = (_RTMSG.pack(socket.AF_INET, net.prefixlen, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE,
-                            RTN_UNICAST, 0) + attr(RTA_OIF, index))
-        if net.prefixlen:
-            body += attr(RTA_DST, net.network_address.packed)
-        if gateway:
-            body += attr(RTA_GATEWAY, ipaddress.ip_address(gateway).packed)
-        self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body)
+        self.request(*route_msg(dst, gateway, index))
+
+
+def up_msg(index: int) -> Message:
+    return RTM_NEWLINK, 0, ifinfo(index, up=True)
+
+
+def address_msg(index: int, cidr: str, replace: bool = False) -> Message:
+    iface = ipaddress.ip_interface(cidr)
+    ip = iface.ip.packed
+    body = (_IFADDR.pack(socket.AF_INET, iface.network.prefixlen, 0, RT_SCOPE_UNIVERSE, index)
+            + attr(IFA_LOCAL, ip) + attr(IFA_ADDRESS, ip))
+    if iface.network.prefixlen < 31:
+        body += attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
+    return RTM_NEWADDR, NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL), body
+
+
+def route_msg(dst: str, gateway: str | None, index: int) -> Message:
+    net = ipaddress.ip_network(dst)
+    body = (_RTMSG.pack(socket.AF_INET, net.prefixlen, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE,
+                        RTN_UNICAST, 0) + attr(RTA_OIF, index))
+    if net.prefixlen:
+        body += attr(RTA_DST, net.network_address.packed)
+    if gateway:
+        body += attr(RTA_GATEWAY, ipaddress.ip_address(gateway).packed)
+    return RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body
