@@ -139,11 +139,15 @@ class APIServer:
             # their own schema validator (422 causes, pruning, as apiextensions-apiserver)
             storage = conversion.ConvertingStorage(self.storage, info.strategy, info.api_version) \
                 if conversion.convertible(info.strategy) else self.storage
-            s = RESTStore(info, storage, validator=getattr(info.strategy, "validator", None) or self._validator,
+            own = getattr(info.strategy, "validator", None)
+            s = RESTStore(info, storage, validator=own or self._validator,
                           namespace_check=self._check_namespace if info.namespaced else None,
                           before_create=self._create_admission(info),
                           before_update=self._before_update.get((info.group, info.plural)), cache=self.watch_cache,
-                          track_fields=managedfields.tracker(info))
+                          track_fields=managedfields.tracker(info),
+                          # built-in kinds' status updates validate status and metadata (as
+                          # upstream's status strategies); CRs' validators see the whole object
+                          status_scope=None if own else ("apiVersion", "kind", "metadata", "status"))
             self._stores[key] = s
         return s
 

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from kybern.api.registry import ResourceInfo
-from kybern.api.strategy import Obj
+from kybern.api.strategy import Obj, Strategy
 from kybern.apiserver.watchcache import Entry, WatchCache, Watcher
 from kybern.machinery import errors, meta, selectors
 from kybern.storage import interface as st
@@ -147,6 +147,36 @@ def _drop_nulls(obj: Obj) -> None:
                         _drop_null_values(item)
 
 
+def _status_update(new: Obj, old: Obj) -> Obj:
+    """Strategy.prepare_for_status_update(new, old): old with new's status, in
+    old's key order, without its copy of old. The fields besides status and
+    metadata are old's own values, and metadata a shallow copy of old's: old is
+    the update loop's decode of the stored object, used for nothing once the
+    update returns, and the loop only sets metadata's own keys (resourceVersion,
+    managedFields, system fields)."""
+    has = "status" in new
+    out = {k: (new["status"] if k == "status" else v) for k, v in old.items() if has or k != "status"}
+    if has and "status" not in old:
+        out["status"] = new["status"]
+    m = out["metadata"] = dict(old["metadata"])
+    m["resourceVersion"] = (new.get("metadata") or {}).get("resourceVersion")
+    return out
+
+
+def _drop_nulls_in(obj: Obj, key: str) -> None:
+    """_drop_nulls() for obj[key] alone (its other fields are known to hold none)."""
+    v = obj[key]
+    if v is None:
+        del obj[key]
+    elif isinstance(v, (dict, list)) and _may_hold_null(v):
+        if isinstance(v, dict):
+            _drop_null_values(v)
+        else:
+            for item in v:
+                if isinstance(item, dict):
+                    _drop_null_values(item)
+
+
 def _may_hold_null(value: Any) -> bool:
     """False only if no `null` is anywhere in value (a string containing "null" says True)."""
     try:
@@ -196,7 +226,8 @@ class RESTStore:
                  before_create: Callable[[Obj], Any] | None = None,
                  before_update: Callable[[Obj, Obj], Any] | None = None,
                  cache: WatchCache | None = None,
-                 track_fields: Callable[[Obj, Obj | None, str | None], None] | None = None) -> None:
+                 track_fields: Callable[[Obj, Obj | None, str | None], None] | None = None,
+                 status_scope: tuple[str, ...] | None = None) -> None:
         self.info = info
         self.storage = storage
         # watches, resourceVersion=0 reads and bookmarks are served from the watch cache
@@ -216,6 +247,10 @@ class RESTStore:
         self.before_update = before_update  # async hook (new, old) after an update's validation
         # records metadata.managedFields for the request's field manager (managedfields.tracker)
         self.track_fields = track_fields
+        # the top-level fields a status update's schema validation looks at (None: all):
+        # the rest is the stored object's, validated when it was written (upstream's
+        # status strategies validate status and metadata only)
+        self.status_scope = status_scope
 
     # -- helpers --------------------------------------------------------------
     def predicate(self, label_selector: str | None, field_selector: str | None) -> Predicate:
@@ -233,7 +268,9 @@ class RESTStore:
     def _invalid(self, name: str, causes: list[dict[str, str]]) -> errors.StatusError:
         return errors.invalid(self.info.group, self.info.kind, name, causes)
 
-    def _check_type(self, obj: Any) -> Obj:
+    def _check_type(self, obj: Any, nulls: bool = True) -> Obj:
+        """The body's kind and apiVersion, its `null`s dropped (`nulls`; else only
+        top-level ones, the caller drops the rest where it keeps the body's values)."""
         if not isinstance(obj, dict):
             raise errors.bad_request(f"the object provided is not a valid {self.info.kind}")
         av, kind = obj.get("apiVersion"), obj.get("kind")
@@ -243,7 +280,11 @@ class RESTStore:
                 f"({self.info.api_version})" if av and av != self.info.api_version else
                 f"the kind in the data ({kind}) does not match the expected kind ({self.info.kind})")
         obj["apiVersion"], obj["kind"] = self.info.api_version, self.info.kind
-        _drop_nulls(obj)
+        if nulls:
+            _drop_nulls(obj)
+        else:
+            for k in [k for k, v in obj.items() if v is None]:
+                del obj[k]
         if not isinstance(obj.get("metadata", {}), dict):
             raise errors.bad_request("metadata must be an object")
         obj.setdefault("metadata", {})
@@ -260,12 +301,15 @@ class RESTStore:
             raise errors.bad_request(f"the object provided is not a valid {self.info.kind}: {e}") from None
 
     def _validate(self, obj: Obj, extra: Callable[[], list[dict[str, str]]], field_validation: str,
-                  warnings: list[str]) -> None:
+                  warnings: list[str], scope: tuple[str, ...] | None = None) -> None:
         """Schema first (type errors there would trip the strategy's checks), then
-        the kind's own rules; every cause is reported at once, as upstream."""
+        the kind's own rules; every cause is reported at once, as upstream. With
+        `scope`, the schema check sees only those top-level fields (the same
+        dicts: pruning unknown fields below them prunes obj's)."""
         causes: list[dict[str, str]] = []
         if self.validator is not None:
-            causes = self.validator(obj, self.info, field_validation, warnings)
+            part = obj if scope is None else {k: v for k, v in obj.items() if k in scope}
+            causes = self.validator(part, self.info, field_validation, warnings)
         try:
             causes += extra()
         except (TypeError, AttributeError, KeyError, ValueError) as e:
@@ -527,7 +571,8 @@ class RESTStore:
             kv, _ = await self.storage.get(key)
             current = decode(kv) if kv else None
             new = self._apply_change(make, kv)
-            new = self._check_type(new)
+            # a status update keeps only the body's status: its nulls alone are dropped, below
+            new = self._check_type(new, nulls=subresource != "status")
             nm = new["metadata"]
             if nm.get("name") and nm["name"] != name:
                 raise errors.bad_request(f"the name of the object ({nm['name']}) does not match the name on "
@@ -551,7 +596,12 @@ class RESTStore:
                                                         "Invalid value: 0x0: must be specified for an update")])
             old = current
             if subresource == "status":
-                new = strategy.prepare_for_status_update(new, old)
+                if type(strategy).prepare_for_status_update is Strategy.prepare_for_status_update:
+                    new = _status_update(new, old)  # what it returns, sharing old's other parts
+                else:
+                    new = strategy.prepare_for_status_update(new, old)
+                if "status" in new:
+                    _drop_nulls_in(new, "status")
                 causes = lambda: strategy.validate_status_update(new, old)  # noqa: E731
             elif subresource == "binding":
                 causes = list  # the binding REST writes nodeName and status itself
@@ -571,7 +621,8 @@ class RESTStore:
                 if strategy.tracks_generation and strategy.spec_changed(new, old):
                     new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
             self._keep_system_meta(new, old)
-            self._validate(new, causes, field_validation, warnings)
+            self._validate(new, causes, field_validation, warnings,
+                           scope=self.status_scope if subresource == "status" else None)
             if self.before_update is not None and subresource is None:
                 await self.before_update(new, old)
             if self.track_fields is not None:
