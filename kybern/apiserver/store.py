@@ -565,115 +565,152 @@ class RESTStore:
         nothing was written by this update (no change, dry run, a delete, a create)."""
         warnings = warnings if warnings is not None else []
         key = object_key(self.info, namespace, name)
-        strategy = self.strategy
-        assert strategy is not None
-        for _ in range(MAX_UPDATE_RETRIES):
-            kv, _ = await self.storage.get(key)
-            current = decode(kv) if kv else None
-            new = self._apply_change(make, kv)
-            # a status update keeps only the body's status: its nulls alone are dropped, below
-            new = self._check_type(new, nulls=subresource != "status")
-            nm = new["metadata"]
-            if nm.get("name") and nm["name"] != name:
-                raise errors.bad_request(f"the name of the object ({nm['name']}) does not match the name on "
-                                         f"the URL ({name})")
-            nm["name"] = name
-            if current is None:
-                if not (strategy.allow_create_on_update or force_allow_create) or subresource:
-                    raise self._not_found(name)
-                return await self.create(namespace, new, dry_run=dry_run,
-                                         field_validation=field_validation, warnings=warnings), True, None
-            want_rv = nm.get("resourceVersion")
-            if want_rv and want_rv != current["metadata"]["resourceVersion"]:
-                raise errors.conflict(self.info.group, self.info.plural, name, errors.OPTIMISTIC_LOCK)
-            if nm.get("uid") and nm["uid"] != current["metadata"].get("uid"):
-                # a uid in the body is a precondition, as upstream's defaultUpdatedObjectInfo
-                raise errors.conflict(self.info.group, self.info.plural, name,
-                                      f"Precondition failed: UID in precondition: {nm['uid']}, "
-                                      f"UID in object meta: {current['metadata'].get('uid')}")
-            if not want_rv and not strategy.allow_unconditional_update:
-                raise self._invalid(name, [errors.cause("metadata.resourceVersion",
-                                                        "Invalid value: 0x0: must be specified for an update")])
-            old = current
-            if subresource == "status":
-                if type(strategy).prepare_for_status_update is Strategy.prepare_for_status_update:
-                    new = _status_update(new, old)  # what it returns, sharing old's other parts
-                else:
-                    new = strategy.prepare_for_status_update(new, old)
-                if "status" in new:
-                    _drop_nulls_in(new, "status")
-                causes = lambda: strategy.validate_status_update(new, old)  # noqa: E731
-            elif subresource == "binding":
-                causes = list  # the binding REST writes nodeName and status itself
-            elif subresource == "finalize":
-                new = strategy.prepare_for_finalize(new, old)  # type: ignore[attr-defined]
-                causes = list
-            elif subresource == "ephemeralcontainers":  # pods: only spec.ephemeralContainers changes
-                new = strategy.prepare_for_ephemeral_update(new, old)  # type: ignore[attr-defined]
-                causes = lambda: strategy.validate_ephemeral_update(new, old)  # type: ignore[attr-defined]  # noqa: E731
-            else:
-                self._keep_system_meta(new, old)
-                self._prepare(lambda: strategy.prepare_for_update(new, old), new, field_validation, warnings)
-                causes = lambda: self._meta_causes(new) + strategy.validate_update(new, old)  # noqa: E731
-                new["metadata"].pop("generation", None)
-                if "generation" in old["metadata"]:
-                    new["metadata"]["generation"] = old["metadata"]["generation"]
-                if strategy.tracks_generation and strategy.spec_changed(new, old):
-                    new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
-            self._keep_system_meta(new, old)
-            self._validate(new, causes, field_validation, warnings,
-                           scope=self.status_scope if subresource == "status" else None)
-            if self.before_update is not None and subresource is None:
-                await self.before_update(new, old)
-            if self.track_fields is not None:
-                self.track_fields(new, old, subresource)
-            if meta.is_deleting(new) and not new["metadata"].get("finalizers") and \
-                    not old["metadata"].get("deletionGracePeriodSeconds") and not strategy.holds_deletion(new):
-                # the last finalizer went away: the object goes (ShouldDeleteDuringUpdate)
-                if dry_run:
-                    return new, False, None
-                try:
-                    await self.storage.delete(key, int(old["metadata"]["resourceVersion"]))
-                except st.Conflict:
-                    continue
-                except st.KeyNotFound:
-                    raise self._not_found(name) from None
-                return new, False, None
-            old_rv = old["metadata"]["resourceVersion"]
-            new["metadata"]["resourceVersion"] = old_rv
-            if new == old or dry_run:
-                return new, False, None
-            # the stored bytes are encode(new), in parts (as a create's): the answer and
-            # this process's watch-cache entry are spliced from them, not encoded again
-            nm = new["metadata"]
-            del nm["resourceVersion"]
+        for attempt in range(MAX_UPDATE_RETRIES):
+            # the first try starts from the watch cache's copy when it holds the key, as
+            # upstream's cacher hands its object to GuaranteedUpdate: no storage read.
+            # The write is guarded by that revision; if storage has moved past it, the
+            # write fails and the update starts again from storage, as does an error
+            # (404, 409, 422, ...) unless storage still holds that very version
+            cached = self._cached(key) if attempt == 0 and not dry_run else None
+            mark = len(warnings)
             try:
-                enc = Encoded(new)
-            finally:
-                nm["resourceVersion"] = old_rv  # last in metadata, as encode() leaves it
-            if self._same_bytes:
-                self.cache.expect(self.prefix, key, enc, new)
-            try:
-                rev = await self.storage.update(key, enc.value, int(old_rv))
-            except st.Conflict:
-                if want_rv:
-                    raise errors.conflict(self.info.group, self.info.plural, name,
-                                          errors.OPTIMISTIC_LOCK) from None
-                continue
-            except st.KeyNotFound:
-                raise self._not_found(name) from None
-            nm["resourceVersion"] = str(rev)
-            return new, False, enc.wire(rev)
+                done = await self._update_once(key, namespace, name, make, cached, subresource, dry_run,
+                                               field_validation, warnings, force_allow_create)
+            except errors.StatusError:
+                if cached is None or await self.storage.mod_revision(key) == cached.rv:
+                    raise
+                done = None
+            if done is not None:
+                return done
+            del warnings[mark:]  # a try that is not the answer warns of nothing
         raise errors.conflict(self.info.group, self.info.plural, name, "too many concurrent updates")
 
-    def _apply_change(self, make: Callable[[Obj | None], Obj], kv: st.KV | None) -> Obj:
+    def _cached(self, key: str) -> Entry | None:
+        """The watch cache's entry for key, when its bytes are this store's."""
+        if not self._same_bytes:
+            return None
+        rc = self.cache.resources.get(self.prefix)
+        return rc.objects.get(key) if rc is not None else None
+
+    async def _update_once(self, key: str, namespace: str | None, name: str, make: Callable[[Obj | None], Obj],
+                           cached: Entry | None, subresource: str | None, dry_run: bool, field_validation: str,
+                           warnings: list[str], force_allow_create: bool) -> tuple[Obj, bool, bytes | None] | None:
+        """One try of update_wire() from `cached` (else a storage read); None: try again."""
+        strategy = self.strategy
+        assert strategy is not None
+        if cached is not None:  # the watch cache's copy: its wire bytes are decode()'s JSON
+            current: Obj | None = orjson.loads(cached.raw)
+            fresh: Callable[[], Obj] | None = lambda: orjson.loads(cached.raw)
+        else:
+            kv, _ = await self.storage.get(key)
+            current = decode(kv) if kv else None
+            fresh = (lambda: decode(kv)) if kv is not None else None  # type: ignore[union-attr]
+        new = self._apply_change(make, fresh)
+        # a status update keeps only the body's status: its nulls alone are dropped, below
+        new = self._check_type(new, nulls=subresource != "status")
+        nm = new["metadata"]
+        if nm.get("name") and nm["name"] != name:
+            raise errors.bad_request(f"the name of the object ({nm['name']}) does not match the name on "
+                                     f"the URL ({name})")
+        nm["name"] = name
+        if current is None:
+            if not (strategy.allow_create_on_update or force_allow_create) or subresource:
+                raise self._not_found(name)
+            return await self.create(namespace, new, dry_run=dry_run,
+                                     field_validation=field_validation, warnings=warnings), True, None
+        want_rv = nm.get("resourceVersion")
+        if want_rv and want_rv != current["metadata"]["resourceVersion"]:
+            raise errors.conflict(self.info.group, self.info.plural, name, errors.OPTIMISTIC_LOCK)
+        if nm.get("uid") and nm["uid"] != current["metadata"].get("uid"):
+            # a uid in the body is a precondition, as upstream's defaultUpdatedObjectInfo
+            raise errors.conflict(self.info.group, self.info.plural, name,
+                                  f"Precondition failed: UID in precondition: {nm['uid']}, "
+                                  f"UID in object meta: {current['metadata'].get('uid')}")
+        if not want_rv and not strategy.allow_unconditional_update:
+            raise self._invalid(name, [errors.cause("metadata.resourceVersion",
+                                                    "Invalid value: 0x0: must be specified for an update")])
+        old = current
+        if subresource == "status":
+            if type(strategy).prepare_for_status_update is Strategy.prepare_for_status_update:
+                new = _status_update(new, old)  # what it returns, sharing old's other parts
+            else:
+                new = strategy.prepare_for_status_update(new, old)
+            if "status" in new:
+                _drop_nulls_in(new, "status")
+            causes = lambda: strategy.validate_status_update(new, old)  # noqa: E731
+        elif subresource == "binding":
+            causes = list  # the binding REST writes nodeName and status itself
+        elif subresource == "finalize":
+            new = strategy.prepare_for_finalize(new, old)  # type: ignore[attr-defined]
+            causes = list
+        elif subresource == "ephemeralcontainers":  # pods: only spec.ephemeralContainers changes
+            new = strategy.prepare_for_ephemeral_update(new, old)  # type: ignore[attr-defined]
+            causes = lambda: strategy.validate_ephemeral_update(new, old)  # type: ignore[attr-defined]  # noqa: E731
+        else:
+            self._keep_system_meta(new, old)
+            self._prepare(lambda: strategy.prepare_for_update(new, old), new, field_validation, warnings)
+            causes = lambda: self._meta_causes(new) + strategy.validate_update(new, old)  # noqa: E731
+            new["metadata"].pop("generation", None)
+            if "generation" in old["metadata"]:
+                new["metadata"]["generation"] = old["metadata"]["generation"]
+            if strategy.tracks_generation and strategy.spec_changed(new, old):
+                new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
+        self._keep_system_meta(new, old)
+        self._validate(new, causes, field_validation, warnings,
+                       scope=self.status_scope if subresource == "status" else None)
+        if self.before_update is not None and subresource is None:
+            await self.before_update(new, old)
+        if self.track_fields is not None:
+            self.track_fields(new, old, subresource)
+        if meta.is_deleting(new) and not new["metadata"].get("finalizers") and \
+                not old["metadata"].get("deletionGracePeriodSeconds") and not strategy.holds_deletion(new):
+            # the last finalizer went away: the object goes (ShouldDeleteDuringUpdate)
+            if dry_run:
+                return new, False, None
+            try:
+                await self.storage.delete(key, int(old["metadata"]["resourceVersion"]))
+            except st.Conflict:
+                return None
+            except st.KeyNotFound:
+                raise self._not_found(name) from None
+            return new, False, None
+        old_rv = old["metadata"]["resourceVersion"]
+        new["metadata"]["resourceVersion"] = old_rv
+        if new == old or dry_run:
+            if cached is not None and await self.storage.mod_revision(key) != cached.rv:
+                return None  # no change to a version storage has moved past: again, from storage
+            return new, False, None
+        # the stored bytes are encode(new), in parts (as a create's): the answer and
+        # this process's watch-cache entry are spliced from them, not encoded again
+        nm = new["metadata"]
+        del nm["resourceVersion"]
+        try:
+            enc = Encoded(new)
+        finally:
+            nm["resourceVersion"] = old_rv  # last in metadata, as encode() leaves it
+        if self._same_bytes:
+            self.cache.expect(self.prefix, key, enc, new)
+        try:
+            rev = await self.storage.update(key, enc.value, int(old_rv))
+        except st.Conflict:
+            if want_rv and cached is None:
+                raise errors.conflict(self.info.group, self.info.plural, name,
+                                      errors.OPTIMISTIC_LOCK) from None
+            return None
+        except st.KeyNotFound:
+            raise self._not_found(name) from None
+        nm["resourceVersion"] = str(rev)
+        return new, False, enc.wire(rev)
+
+    def _apply_change(self, make: Callable[[Obj | None], Obj], fresh: Callable[[], Obj] | None) -> Obj:
         """The client's change (a body or a patch) applied to the current object,
-        `make` given a copy of its own: decoded again from the stored bytes (a
-        deep copy of decode(kv), several times cheaper than copy.deepcopy).
+        `make` given a copy of its own, `fresh()`: decoded again from the stored
+        or cached bytes (a deep copy of the current object, several times cheaper
+        than copy.deepcopy).
         A change that cannot be applied is the client's error: 400, never a 500
         (upstream answers some malformed strategic merge patches with a 500)."""
         try:
-            return make(decode(kv) if kv is not None else None)
+            return make(fresh() if fresh is not None else None)
         except errors.StatusError as e:
             if e.code != 500:
                 raise
