@@ -28,11 +28,20 @@ _DELETE_FROM_PRIMITIVE = "$deleteFromPrimitiveList/"
 _SET_ELEMENT_ORDER = "$setElementOrder/"
 
 
+class PatchFailed(StatusError):
+    """NewGenericServerResponse(422, ...) as the apiserver's patch handler uses it: a Status
+    with empty details and no causes, so kubectl prints what it prints against
+    kube-apiserver ("The request is invalid: the server rejected our request due to an
+    error in our request"). `why` keeps the underlying message for logs and tests."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(422, "Invalid", "the server rejected our request due to an error in our request",
+                         details={})
+        self.why = why
+
+
 def unprocessable(message: str) -> StatusError:
-    """NewGenericServerResponse(422, ...) as the apiserver's patch handler uses it.
-    Upstream sends no causes; we add the underlying message as one to aid debugging."""
-    return StatusError(422, "Invalid", "the server rejected our request due to an error in our request",
-                       details={"causes": [{"message": message}]})
+    return PatchFailed(message)
 
 
 class _SMPError(Exception):
