@@ -205,5 +205,5 @@ RESOURCES = [
                  strategy=PodTemplateStrategy()),
     ResourceInfo("", "v1", "ReplicationController", "replicationcontrollers", True,
                  "io.k8s.api.core.v1.ReplicationController", short_names=("rc",), categories=("all",),
-                 subresources=("status",), strategy=ReplicationControllerStrategy()),
+                 subresources=("status", "scale"), strategy=ReplicationControllerStrategy()),
 ]

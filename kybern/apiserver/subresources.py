@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
+from kybern.api import tables
 from kybern.apiserver import rest
 from kybern.apiserver.store import Predicate, RESTStore
 from kybern.machinery import errors, meta, selectors
@@ -35,7 +36,15 @@ async def _get_put_patch(server: "APIServer", request: web.Request, store: RESTS
                          name: str, subresource: str) -> web.StreamResponse:
     """A subresource that reads as the whole object and writes only its own part."""
     if request.method == "GET":
-        return rest.json_response(await store.get(ns, name))
+        obj = await store.get(ns, name)
+        if subresource == "status" and rest.wants_table(request):
+            # upstream's StatusREST.ConvertToTable is the main store's: `kubectl get deploy x
+            # --subresource=status` prints the kind's columns, not NAME and AGE
+            return rest.json_response(tables.table(
+                tables.printer_for(store.info.group, store.info.kind), [obj],
+                include_object=request.query.get("includeObject", "Metadata"),
+                list_meta={"resourceVersion": obj["metadata"]["resourceVersion"]}))
+        return rest.json_response(obj)
     if request.method == "PUT":
         return await rest.update(server, request, store, ns, name, subresource)
     if request.method == "PATCH":
@@ -55,12 +64,16 @@ def to_scale(obj: Obj) -> Obj:
     m = obj["metadata"]
     spec, st = obj.get("spec") or {}, obj.get("status") or {}
     sel = spec.get("selector")
+    if isinstance(sel, dict) and obj.get("kind") == "ReplicationController":  # a plain label map
+        selector = ",".join(f"{k}={v}" for k, v in sorted(sel.items()))  # labels.SelectorFromSet
+    else:
+        selector = selectors.to_string(sel) if isinstance(sel, dict) else ""
     return {"kind": "Scale", "apiVersion": "autoscaling/v1",
             "metadata": {k: m[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
                          if k in m},
             "spec": {"replicas": spec.get("replicas", 0)},
             "status": {"replicas": st.get("replicas", 0),
-                       "selector": selectors.to_string(sel) if isinstance(sel, dict) else ""}}
+                       "selector": selector}}
 
 
 async def scale(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None,

@@ -35,6 +35,7 @@ from kybern.client.resources import (
     PERSISTENTVOLUMECLAIMS,
     PODS,
     REPLICASETS,
+    REPLICATIONCONTROLLERS,
     SECRETS,
     SERVICES,
     STATEFULSETS,
@@ -45,7 +46,8 @@ from kybern.machinery import errors, meta
 
 log = logging.getLogger(__name__)
 
-GC_RESOURCES: list[Resource] = [PODS, REPLICASETS, DEPLOYMENTS, CONFIGMAPS, SECRETS, SERVICES,
+GC_RESOURCES: list[Resource] = [PODS, REPLICASETS, REPLICATIONCONTROLLERS, DEPLOYMENTS, CONFIGMAPS, SECRETS,
+                                SERVICES,
                                 JOBS, CRONJOBS, DAEMONSETS, STATEFULSETS, CONTROLLERREVISIONS,
                                 PERSISTENTVOLUMECLAIMS, ENDPOINTSLICES]
 FOREGROUND = "foregroundDeletion"

@@ -27,6 +27,7 @@ from kybern.controllers.persistentvolume import PersistentVolumeBinder
 from kybern.controllers.podautoscaler import HorizontalPodAutoscalerController
 from kybern.controllers.podgc import PodGC
 from kybern.controllers.replicaset import ReplicaSetController
+from kybern.controllers.replication import ReplicationManager
 from kybern.controllers.resourcequota import ResourceQuotaController
 from kybern.controllers.rootca import RootCAPublisher
 from kybern.controllers.serviceaccounts import ServiceAccountsController
@@ -42,6 +43,7 @@ def _namespace(client: Client, informers: InformerFactory) -> NamespaceControlle
 _BUILDERS: dict[str, Any] = {
     "deployment": DeploymentController,
     "replicaset": ReplicaSetController,
+    "replicationcontroller": ReplicationManager,
     "garbagecollector": GarbageCollector,
     "podgc": PodGC,
     "namespace": _namespace,

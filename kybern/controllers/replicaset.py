@@ -94,21 +94,29 @@ def calculate_status(rs: dict[str, Any], pods: list[dict[str, Any]],
 
 class ReplicaSetController:
     name = "replicaset"
+    # what it manages: the replication manager (replication.py) is this controller for
+    # v1 ReplicationControllers, as upstream's wraps the ReplicaSet controller
+    resource = REPLICASETS
+    component = "replicaset-controller"
 
     def __init__(self, client: Client, informers: InformerFactory, *, workers: int = 5) -> None:
         self.client = client
         self.workers = workers
-        self.rs_informer = informers.informer(REPLICASETS)
+        self.rs_informer = informers.informer(self.resource)
         self.pod_informer = informers.informer(PODS)
-        self.queue = WorkQueue("replicaset")
+        self.queue = WorkQueue(self.name)
         self.expectations = Expectations()
-        self.recorder = EventRecorder(client, "replicaset-controller")
+        self.recorder = EventRecorder(client, self.component)
         self._pods_by_ns: dict[str, set[str]] = {}
         self.rs_informer.add_handler(self._on_rs)
         self.pod_informer.add_handler(self._on_pod)
 
     async def run(self) -> None:
         await run_workers(self.queue, self.reconcile, self.workers)
+
+    def selector(self, rs: dict[str, Any]) -> Any:
+        """spec.selector as a LabelSelector."""
+        return rs.get("spec", {}).get("selector")
 
     # -- event handlers: map events to ReplicaSet keys --------------------------
     def _on_rs(self, typ: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
@@ -119,7 +127,7 @@ class ReplicaSetController:
 
     def _owner(self, pod: dict[str, Any]) -> dict[str, Any] | None:
         ref = meta.controller_of(pod)
-        if ref is None or ref.get("kind") != "ReplicaSet":
+        if ref is None or ref.get("kind") != self.resource.kind:
             return None
         rs = self.rs_informer.get(f"{pod['metadata'].get('namespace')}/{ref.get('name')}")
         if rs is None or rs["metadata"].get("uid") != ref.get("uid"):
@@ -130,7 +138,7 @@ class ReplicaSetController:
         ns = pod["metadata"].get("namespace")
         labels = pod["metadata"].get("labels") or {}
         for rs in self.rs_informer.list(ns):
-            if selector_matches(rs.get("spec", {}).get("selector"), labels):
+            if selector_matches(self.selector(rs), labels):
                 self.queue.add(key_of(rs))
 
     def _index(self, typ: str, pod: dict[str, Any]) -> None:
@@ -205,8 +213,8 @@ class ReplicaSetController:
         ns = rs["metadata"].get("namespace") or ""
         needs_sync = self.expectations.satisfied(key)
         active = [p for p in self._pods_in(ns) if podutil.is_active(p)]
-        pods = await claim(self.client, PODS, rs, rs.get("spec", {}).get("selector"), active,
-                           fresh_owner_check(self.client, REPLICASETS, rs))
+        pods = await claim(self.client, PODS, rs, self.selector(rs), active,
+                           fresh_owner_check(self.client, self.resource, rs))
         manage_error: Exception | None = None
         if needs_sync and not meta.is_deleting(rs):
             try:
@@ -301,14 +309,14 @@ class ReplicaSetController:
             obj = dict(obj)
             obj["status"] = status
             try:
-                return await self.client.update(REPLICASETS, obj, subresource="status")
+                return await self.client.update(self.resource, obj, subresource="status")
             except errors.StatusError as e:
                 if e.code == 404:
                     return rs
                 if e.code != 409 or attempt == 1:
                     raise
                 m = rs["metadata"]  # someone wrote meanwhile: retry on the fresh object
-                obj = await self.client.get(REPLICASETS, m["name"], m.get("namespace"))
+                obj = await self.client.get(self.resource, m["name"], m.get("namespace"))
         return rs
 
 

@@ -1,0 +1,113 @@
+"""Commands of the kubectl Quick Reference (kubernetes.io/docs/reference/kubectl/
+quick-reference/) that make sense on one node, run with the real kubectl, asserting
+what a user sees where kybern once differed from kube-apiserver and the
+kube-controller-manager."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+RC = """apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: nginx
+spec:
+  replicas: 1
+  selector:
+    app: nginx-rc
+  template:
+    metadata:
+      labels:
+        app: nginx-rc
+    spec:
+      containers:
+      - name: nginx
+        image: demo:v1
+        command: ["sleep", "600"]
+"""
+
+
+def _rc_pods(cluster, ns: str) -> list[dict]:
+    pods = cluster.kjson("get", "pods", "-n", ns, "-l", "app=nginx-rc")["items"]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def test_get_with_status_subresource_prints_the_kinds_columns(cluster, namespace):
+    # "Get a deployment's status subresource": StatusREST converts to a table with the
+    # main store's columns, so kubectl shows READY/UP-TO-DATE/AVAILABLE, not NAME AGE
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "deployment", "nginx-deployment", "--image=demo:v1", *ns, "--", "sleep", "600")
+    out = cluster.kubectl("get", "deployment", "nginx-deployment", "--subresource=status", *ns).stdout
+    assert out.split("\n")[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert out.split("\n")[1].split()[0] == "nginx-deployment"
+    pod_cols = cluster.kubectl("get", "pods", *ns, "-o", "name").stdout.split()
+    if pod_cols:
+        name = pod_cols[0].split("/", 1)[1]
+        head = cluster.kubectl("get", "pod", name, "--subresource=status", *ns).stdout.split("\n")[0]
+        assert head.split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+
+
+def test_replication_controller_runs_scales_and_is_exposed(cluster, namespace):
+    # "kubectl scale --replicas=5 rc/foo rc/bar rc/baz", "kubectl expose rc nginx --port=80
+    # --target-port=8000": an RC keeps its pods (the replication manager) and serves /scale
+    ns = ["-n", namespace]
+    cluster.kubectl("apply", "-f", "-", *ns, input=RC)
+    cluster.wait_for(lambda: len(_rc_pods(cluster, namespace)) == 1, timeout=30, what="the RC's pod")
+    pod = _rc_pods(cluster, namespace)[0]
+    ref = pod["metadata"]["ownerReferences"][0]
+    assert (ref["kind"], ref["name"], ref["controller"]) == ("ReplicationController", "nginx", True)
+    assert pod["metadata"]["generateName"] == "nginx-"
+
+    p = cluster.kubectl("scale", "--replicas=3", "rc/nginx", "rc/bar", *ns, check=False)
+    assert "replicationcontroller/nginx scaled" in p.stdout
+    assert 'Error from server (NotFound): replicationcontrollers "bar" not found' in p.stderr
+    scale = cluster.kjson("get", "rc", "nginx", "--subresource=scale", *ns)
+    assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 3
+    assert scale["status"]["selector"] == "app=nginx-rc"
+    cluster.wait_for(lambda: len(_rc_pods(cluster, namespace)) == 3, timeout=30, what="3 pods")
+
+    def counted():
+        rc = cluster.kjson("get", "rc", "nginx", *ns)
+        return rc["status"].get("readyReplicas") == 3 and rc["status"]["replicas"] == 3
+    cluster.wait_for(counted, timeout=60, what="RC status counting 3 ready pods")
+    row = cluster.kubectl("get", "rc", "nginx", *ns, "--no-headers").stdout.split()
+    assert row[:4] == ["nginx", "3", "3", "3"]
+    events = cluster.kubectl("get", "events", *ns, "--field-selector",
+                             "involvedObject.kind=ReplicationController", "-o", "json").stdout
+    items = json.loads(events)["items"]
+    assert any(e["reason"] == "SuccessfulCreate" and e["message"].startswith("Created pod: nginx-")
+               and e["source"]["component"] == "replication-controller" for e in items)
+
+    assert cluster.kubectl("expose", "rc", "nginx", "--port=80", "--target-port=8000", *ns).stdout.strip() \
+        == "service/nginx exposed"
+    svc = cluster.kjson("get", "svc", "nginx", *ns)
+    assert svc["spec"]["selector"] == {"app": "nginx-rc"}
+    assert svc["spec"]["ports"][0]["port"] == 80 and svc["spec"]["ports"][0]["targetPort"] == 8000
+
+    cluster.kubectl("scale", "--replicas=1", "rc/nginx", *ns)
+    cluster.wait_for(lambda: len(_rc_pods(cluster, namespace)) == 1, timeout=30, what="scaled down to 1")
+    cluster.kubectl("delete", "rc", "nginx", *ns)  # kubectl deletes in Background: the GC removes the pods
+    cluster.wait_for(lambda: not _rc_pods(cluster, namespace), timeout=30, what="the RC's pods deleted")
+
+
+def test_failed_json_patch_reads_as_upstreams(cluster, namespace):
+    # "Disable a deployment livenessProbe using a json patch with positional arrays" on a
+    # deployment without one: kube-apiserver answers NewGenericServerResponse(422) without
+    # causes, and kubectl prints only its message
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "deployment", "valid-deployment", "--image=demo:v1", *ns)
+    p = cluster.kubectl("patch", "deployment", "valid-deployment", "--type", "json", *ns,
+                        "-p", '[{"op": "remove", "path": "/spec/template/spec/containers/0/livenessProbe"}]',
+                        check=False)
+    assert p.returncode == 1
+    assert p.stderr.strip() == ("The request is invalid: the server rejected our request due to an error in "
+                                "our request")
+    p = cluster.kubectl("patch", "sa", "default", "--type=json", *ns,
+                        "-p", '[{"op": "add", "path": "/secrets/1", "value": {"name": "whatever" } }]',
+                        check=False)
+    assert p.stderr.strip() == ("The request is invalid: the server rejected our request due to an error in "
+                                "our request")
