@@ -9,10 +9,11 @@ What a container gets:
   untouched; a restart starts again from a fresh copy). Absolute paths in the
   command that exist inside that copy resolve there; anything else is the host's;
 - its volumes as symlinks inside that copy: the mount at `/etc/config` is
-  `<rootfs>/etc/config` -> the volume's directory on the host. Without a mount
-  namespace a program's absolute `/etc/config` is still the host's, so the
+  `<rootfs>/etc/config` -> the volume's directory on the host, and the
   container is told where its root is: `$KYBERN_ROOTFS/etc/config` always works
-  (and `etc/config`, relative to the default working dir `/`);
+  (and `etc/config`, relative to the default working dir `/`). As root it also
+  gets a mount namespace of its own with each volume at its absolute path
+  (mountns.py); without root a program's absolute `/etc/config` is the host's;
 - an environment built only from the image config and the container config
   (plus HOSTNAME, and the host's PATH when the image sets none);
 - its stdout/stderr written to a per-container CRI-format log file that outlives it.
@@ -25,7 +26,8 @@ Resource limits: as root on a host with cgroups, each pod and container gets
 a cgroup with its limits, joined before exec (cgroups.py); OOM kills show as
 `OOMKilled`. Otherwise limits are not enforced (logged once at start).
 
-What it does not get: isolation. Pods share the host's filesystem and users. Containers do not outlive the runtime: `shutdown()` stops them, and each
+What it does not get: isolation. Pods share the host's filesystem (as root, apart from
+their mounts) and users. Containers do not outlive the runtime: `shutdown()` stops them, and each
 one is tied to its parent with PR_SET_PDEATHSIG so a crashed agent takes them
 along; `start()` reaps any leftovers recorded in the data dir.
 
@@ -54,6 +56,7 @@ import psutil
 
 from kybern.node.images import ImageStore, InvalidReference, parse_ref
 from kybern.node.logs import LogWriter
+from kybern.node.runtimes import mountns
 from kybern.node.runtimes.base import (
     CREATED,
     EXITED,
@@ -111,6 +114,7 @@ class _Container:
         self.task: asyncio.Task[None] | None = None
         self.io: ContainerIO | None = None  # the main process's streams, for attach
         self.fresh: FreshTree | None = None  # its tree as make_tree() left it, until it starts
+        self.mntns_fd: int | None = None  # holds its mount namespace (mountns.py), as root
 
     def to_json(self) -> dict[str, Any]:
         # the dataclasses' own dicts, not dataclasses.asdict: that deep-copies every
@@ -146,6 +150,7 @@ class ProcessRuntime(RuntimeState):
         self.sandboxes = Sandboxes(self.root, host_ip, network, own_uts=os.geteuid() == 0)
         self.cgroups = Cgroups.for_node(node_name, data_dir)
         self.spawner = SpawnWorker()  # starts container processes beside the event loop (spawnd.py)
+        self.mount_namespaces = mountns.supported()
         super().__init__()
 
     # -- lifecycle ----------------------------------------------------------
@@ -163,6 +168,12 @@ class ProcessRuntime(RuntimeState):
             if c.status.state == RUNNING:
                 self._reap_leftover(c)
         self.cgroups.log_once()
+        if self.mount_namespaces:
+            try:
+                await asyncio.to_thread(mountns.prepare)
+            except OSError as e:
+                log.warning("no mount namespace per container (volumes only at relative paths): %s", e)
+                self.mount_namespaces = False
         self.spawner.start()
         known = {s.uid for s in self.sandboxes.list()}
         for uid in self.cgroups.pod_uids() - known:  # pods gone while no agent ran
@@ -270,6 +281,15 @@ class ProcessRuntime(RuntimeState):
         except OSError as e:
             shutil.rmtree(cdir, ignore_errors=True)
             raise ContainerError("CreateContainerError", f"failed to create the container's cgroup: {e}") from e
+        if self.mount_namespaces:  # its volumes at their absolute paths (mountns.py)
+            try:
+                os.mkdir(cdir / "mnt")
+                c.mntns_fd = mountns.make(config.mounts, str(cdir / "mnt"), [str(self.root.parent.resolve())])
+            except BaseException:
+                if c.cgroup:
+                    await asyncio.to_thread(self.cgroups.remove, c.cgroup)
+                shutil.rmtree(cdir, ignore_errors=True)
+                raise
         # no state.json yet: the start right after writes it. Each file created costs an
         # inode allocation, the kernel's biggest share of a pod start on ext4 (docs/benchmarks.md);
         # a record-less directory left by an agent stopped in between is removed at start()
@@ -296,10 +316,11 @@ class ProcessRuntime(RuntimeState):
         # also wait for the pipes to close, which a leftover background process can delay
         c.io = io = ContainerIO.open(tty=c.config.tty, stdin=c.config.stdin)
         join = self.cgroups.joiner(c.cgroup, io.preexec)  # in its cgroup before it execs
-        preexec, nsfds = self.sandboxes.preexec(c.status.sandbox_id, join)
+        spaces = self._namespaces(c)
+        preexec, nsfds = self.sandboxes.preexec(spaces, join)
         try:
             proc = await spawn(c.argv, exe, cwd=c.cwd, env=c.env, stdio=io.child, preexec=preexec,
-                               namespaces=self.sandboxes.namespaces(c.status.sandbox_id), tty=c.config.tty,
+                               namespaces=spaces, tty=c.config.tty,
                                execvp_finds=execvp_finds, worker=self.spawner, cgroup_procs=join.paths)
         except OSError as e:
             join.close()
@@ -408,9 +429,13 @@ class ProcessRuntime(RuntimeState):
         if found is None:
             raise ContainerError("ExecError", f'exec: "{cmd[0]}": executable file not found in $PATH')
         exe = found[0]
-        spaces = self.sandboxes.namespaces(c.status.sandbox_id)
-        if spaces:  # nsenter execs the command: same pid, inside the pod's network and hostname
-            cmd, exe = (["nsenter", *(f"--{kind}={path}" for kind, path in spaces.items()), "--", exe, *cmd[1:]],
+        spaces = self._namespaces(c)
+        if spaces:  # nsenter execs the command: same pid, inside the pod's network, hostname, mounts
+            # entering the mounts moves to their root; nsenter's --wd would open the dir before
+            # entering them (out of the container's reach), so env changes to it once inside
+            wd = ["env", f"--chdir={c.cwd}", "--"] if "mnt" in spaces else []
+            cmd, exe = (["nsenter", *(f"--{'mount' if kind == 'mnt' else kind}={path}"
+                                      for kind, path in spaces.items()), "--", *wd, exe, *cmd[1:]],
                         shutil.which("nsenter") or "nsenter")
         ep = await spawn_exec(cmd, exe, c.cwd, c.env, tty=tty, stdin=stdin)
         self.cgroups.join(c.cgroup, ep.proc.pid)  # counted against the container's limits, as upstream
@@ -435,12 +460,13 @@ class ProcessRuntime(RuntimeState):
             return 127, f'exec: "{cmd[0]}": executable file not found in $PATH'.encode()
         exe, execvp_finds = found
         join = self.cgroups.joiner(c.cgroup, _die_with_parent)
-        preexec, nsfds = self.sandboxes.preexec(c.status.sandbox_id, join)
+        spaces = self._namespaces(c)
+        preexec, nsfds = self.sandboxes.preexec(spaces, join)
         out_r, out_w = os.pipe()  # stdout and stderr, as the kubelet combines them
         devnull = os.open(os.devnull, os.O_RDONLY)
         try:
             proc = await spawn(cmd, exe, cwd=c.cwd, env=c.env, stdio=[devnull, out_w, out_w], preexec=preexec,
-                               namespaces=self.sandboxes.namespaces(c.status.sandbox_id), tty=False,
+                               namespaces=spaces, tty=False,
                                execvp_finds=execvp_finds, worker=self.spawner, cgroup_procs=join.paths)
         except OSError as e:
             join.close()
@@ -472,6 +498,9 @@ class ProcessRuntime(RuntimeState):
         if c.status.state == RUNNING:
             await self.stop_container(container_id, 0)
         self._forget(container_id)
+        if c.mntns_fd is not None:
+            os.close(c.mntns_fd)
+            c.mntns_fd = None
         if c.cgroup:
             await asyncio.to_thread(self.cgroups.remove, c.cgroup)
         await asyncio.to_thread(shutil.rmtree, c.dir, True)
@@ -489,6 +518,13 @@ class ProcessRuntime(RuntimeState):
     def _container_cgroup(self, sandbox: PodSandboxConfig, cid: str, resources: dict[str, int]) -> str:
         self.cgroups.ensure_pod(sandbox.cgroup_parent, sandbox.resources)  # gone if an agent stopped since
         return self.cgroups.create_container(sandbox.cgroup_parent, cid, resources)
+
+    def _namespaces(self, c: _Container) -> dict[str, str]:
+        """The namespaces a container's processes enter, by kind: its pod's, and its own mounts."""
+        spaces = self.sandboxes.namespaces(c.status.sandbox_id)
+        if c.mntns_fd is not None:
+            spaces["mnt"] = f"/proc/{os.getpid()}/fd/{c.mntns_fd}"
+        return spaces
 
     def _get(self, container_id: str) -> _Container:
         c = self._containers.get(container_id)

@@ -161,10 +161,10 @@ class Sandboxes:
         st = entry[1]
         return {k: v for k, v in (("net", st.netns), ("uts", st.utsns)) if v}
 
-    def preexec(self, sandbox_id: str, then: Any) -> tuple[Any, list[int]]:
-        """A preexec_fn entering the sandbox's namespaces (if it has any) before
-        `then`, and the fds to close after the spawn."""
-        spaces = self.namespaces(sandbox_id)
+    @staticmethod
+    def preexec(spaces: dict[str, str], then: Any) -> tuple[Any, list[int]]:
+        """A preexec_fn entering the namespaces `spaces` (kind -> path, as
+        namespaces() gives them) before `then`, and the fds to close after the spawn."""
         if not spaces:
             return then, []
         from kybern.network.netns import setns

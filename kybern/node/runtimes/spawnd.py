@@ -12,7 +12,7 @@ event loop, on the other core.
 
 Protocol, over a SOCK_SEQPACKET socket pair (one message per datagram, JSON):
 - request  {"id": N, "argv": [...], "exe": "...", "cwd": "...", "env": {...},
-           "namespaces": {"net"|"uts": path}, "cgroup_procs": [paths]} with the child's
+           "namespaces": {"net"|"uts"|"mnt": path}, "cgroup_procs": [paths]} with the child's
            stdin, stdout and stderr as three file descriptors (SCM_RIGHTS);
 - reply    {"id": N, "pid": P, "ticks": T}  (T: the start time in clock ticks
            since boot, /proc/<pid>/stat field 22, as psutil's create_time reads it)
@@ -47,7 +47,7 @@ from typing import Any
 
 SETPRIV = shutil.which("setpriv")
 MAX_MESSAGE = 1 << 20  # bigger requests (a huge environment) are spawned by the agent itself
-NSTYPES = {"net": 0x40000000, "uts": 0x04000000}  # CLONE_NEWNET, CLONE_NEWUTS
+NSTYPES = {"net": 0x40000000, "uts": 0x04000000, "mnt": 0x00020000}  # CLONE_NEWNET, CLONE_NEWUTS, CLONE_NEWNS
 _libc: Any = None
 
 
@@ -87,7 +87,7 @@ def check_exec_format(exe: str) -> None:
 def start(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: list[int],
           namespaces: dict[str, str], die_with_caller: bool) -> subprocess.Popen[bytes]:
     """Start `exe` as `argv` in a new session, stdio on the given fds, in the
-    pod's `namespaces` ({"net": path, "uts": path}; one not given: ours).
+    pod's `namespaces` ({"net": path, "uts": path, "mnt": path}; one not given: ours).
     vfork() underneath: no preexec_fn, so this thread enters them for the spawn
     (the child inherits them) and comes back right after.
     `die_with_caller`: exec through `setpriv --pdeathsig KILL`, so it gets
@@ -102,6 +102,8 @@ def start(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: li
         relative = "/" in argv[0] and os.path.normpath(os.path.join(cwd, argv[0])) == os.path.normpath(exe)
         args, executable = argv, (argv[0] if relative else exe)
     entered: list[tuple[str, int, int]] = []  # (kind, the pod's fd, our own fd)
+    # entering a mount namespace and coming back moves this thread to its root: keep our cwd
+    cwd_fd = os.open(".", os.O_PATH | os.O_CLOEXEC) if namespaces.get("mnt") else -1
     try:
         for kind, path in namespaces.items():
             if path:
@@ -115,10 +117,14 @@ def start(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: li
         finally:
             for kind, _, own in entered:
                 setns(own, kind)  # back to our own before anything else runs here
+            if cwd_fd >= 0:
+                os.fchdir(cwd_fd)
     finally:
         for _, theirs, own in entered:
             os.close(theirs)
             os.close(own)
+        if cwd_fd >= 0:
+            os.close(cwd_fd)
 
 
 def descendant_pids(pid: int) -> list[int]:
