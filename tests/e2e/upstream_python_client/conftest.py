@@ -10,7 +10,8 @@ local stand-ins under those names before the tests run:
 - `busybox`: no files of its own, busybox's PATH; commands (`sh`, `date`, `gzip`,
   `seq`, `uptime`, `cat`, ...) are the host's, as the process runtime looks them up.
 - `python`: `/usr/local/bin/python` -> the host's python3, as in the python image.
-- `nginx`: serves nginx's default welcome page on port 80 (with Python's http.server).
+- `nginx`: the host's nginx serving nginx's welcome page on port 80 (Python's http.server
+  when the host has no nginx).
 
 `nginx:1.15.4`, `nginx:1.7.9` and `k8s.gcr.io/pause:2.0` are not imported: the
 tests that name them only check the stored objects, and their pods wait in
@@ -59,6 +60,23 @@ working. Further configuration is required.</p>
 """
 
 
+NGINX_CONF = """user root;
+daemon off;
+master_process off;
+worker_processes 1;
+pid nginx.pid;
+error_log stderr;
+events { worker_connections 64; }
+http {
+    access_log off;
+    server {
+        listen 80;
+        location / { root html; index index.html; }
+    }
+}
+"""
+
+
 def import_stand_in_images(data_dir: Path, work: Path) -> None:
     store = ImageStore(str(data_dir / "node"))
     busybox = work / "busybox"
@@ -75,10 +93,17 @@ def import_stand_in_images(data_dir: Path, work: Path) -> None:
 
     nginx = work / "nginx"
     (nginx / "usr/share/nginx/html").mkdir(parents=True)
+    (nginx / "usr/share/nginx/conf").mkdir(parents=True)
     (nginx / "usr/share/nginx/html/index.html").write_text(WELCOME)
+    (nginx / "usr/share/nginx/conf/nginx.conf").write_text(NGINX_CONF)
+    if shutil.which("nginx", path=PATH):  # the host's nginx (scripts/test installs nginx-light)
+        # paths relative to the prefix, the container's copy of usr/share/nginx: nginx listens
+        # within a few ms of its start, as the test expects (it forwards as soon as the pod runs)
+        cmd = ["nginx", "-p", "./", "-c", "conf/nginx.conf"]
+    else:
+        cmd = [host_python, "-m", "http.server", "80", "--directory", "html"]
     store.import_dir("nginx:latest", nginx, config={
-        "env": [f"PATH={PATH}"], "workingDir": "/usr/share/nginx/html",
-        "cmd": [host_python, "-m", "http.server", "80"]})
+        "env": [f"PATH={PATH}"], "workingDir": "/usr/share/nginx", "cmd": cmd})
 
 
 def _stop_informer(self) -> None:
