@@ -47,7 +47,8 @@ def ensure_serving_cert(pki: Path, hosts: list[str]) -> tuple[Path, Path]:
     """A serving certificate for `hosts` (names or IPs), re-issued when the set changes."""
     ca_crt, ca_key = ensure_ca(pki)
     crt, key = pki / "apiserver.crt", pki / "apiserver.key"
-    hosts = sorted(set(hosts + ["localhost", "127.0.0.1", "::1", "kubernetes", "kubernetes.default",
+    # 10.96.0.1: the `kubernetes` Service's address, what in-cluster clients dial
+    hosts = sorted(set(hosts + ["localhost", "127.0.0.1", "::1", "10.96.0.1", "kubernetes", "kubernetes.default",
                                 "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
                                 socket.gethostname()]))
     marker = pki / "apiserver.hosts"

@@ -25,6 +25,7 @@ from kybern.api.core import qos_class
 from kybern.api.registry import Registry, ResourceInfo
 from kybern.apiserver import (
     admission_resources,
+    admission_serviceaccount,
     allocators,
     discovery,
     metricsapi,
@@ -235,27 +236,31 @@ class APIServer:
         await self._admit_pod_priority(pod)
 
     async def _admit_pod_service_account(self, pod: dict[str, Any]) -> None:
-        """The ServiceAccount admission plugin's lookup: a pod may only name a
-        service account that exists. (Upstream checks `default` too; here the
-        serviceaccount controller's `default` is not waited for, so a pod created
-        the instant its namespace is does not fail.)"""
+        """The ServiceAccount admission plugin: a pod may only name a service
+        account that exists (upstream checks `default` too; here the serviceaccount
+        controller's `default` is not waited for, so a pod created the instant its
+        namespace is does not fail), and it gets the token volume
+        (admission_serviceaccount.py)."""
         sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
-        if sa == "default":
-            return
         m = pod["metadata"]
         ns = m.get("namespace") or "default"
         store = self.store("", "v1", "serviceaccounts")
-        if await store.cache.get(store.prefix, object_key(store.info, ns, sa)) is not None:
-            return
-        try:
-            await store.get(ns, sa)
-        except errors.StatusError as e:
-            if e.code != 404:
-                raise
-            name = m.get("name", "")
-            raise errors.StatusError(
-                403, "Forbidden", f'pods "{name}" is forbidden: error looking up service account {ns}/{sa}: '
-                f'serviceaccount "{sa}" not found', details={"name": name, "kind": "pods"}) from None
+        entry = await store.cache.get(store.prefix, object_key(store.info, ns, sa))
+        if entry is not None:
+            account = entry.decode() if b'"automountServiceAccountToken"' in entry.raw else None
+        elif sa == "default":
+            account = None
+        else:
+            try:
+                account = await store.get(ns, sa)
+            except errors.StatusError as e:
+                if e.code != 404:
+                    raise
+                name = m.get("name", "")
+                raise errors.StatusError(
+                    403, "Forbidden", f'pods "{name}" is forbidden: error looking up service account {ns}/{sa}: '
+                    f'serviceaccount "{sa}" not found', details={"name": name, "kind": "pods"}) from None
+        admission_serviceaccount.mount_token(pod, account)
 
     async def _admit_pod_priority(self, pod: dict[str, Any]) -> None:
         """The Priority admission plugin on pod create: spec.priority and

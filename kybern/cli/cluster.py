@@ -153,6 +153,9 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     port = sock.getsockname()[1]
     url = f"https://{host}:{port}"
     api.advertise = f"{host}:{port}"
+    from kybern.apiserver import master_endpoints
+
+    await master_endpoints.reconcile(api, host, port)  # where 10.96.0.1:443 leads
     running = Running(url, ca_file, admin_token, node_token, port, [], runner, [], store=store)
     # as kube-apiserver: compact the storage history every 5 minutes (cancelled by stop())
     running.tasks.append(asyncio.create_task(run_compactor(store), name="compactor"))

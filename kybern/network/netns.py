@@ -23,10 +23,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import ctypes
-import fcntl
 import os
 import socket
-import struct
 import sys
 import threading
 from collections.abc import Callable, Iterator

@@ -11,7 +11,11 @@ logs live there too); its volumes are under `_volumes/<volume name>/`
   configMap, secret      files written like the kubelet's AtomicWriter: a
   downwardAPI, projected `..<timestamp>` dir, the `..data` symlink to it, and one
                          user-visible symlink per top-level entry; an update swaps
-                         `..data` atomically. Re-read every RESYNC_INTERVAL.
+                         `..data` atomically. Re-read every RESYNC_INTERVAL (the
+                         node's pods share one read of an object per OBJECT_TTL);
+                         a projected serviceAccountToken is a real token from the
+                         TokenRequest API, bound to the pod, renewed at 80 % of
+                         its lifetime as the kubelet's token manager does
   hostPath               the host path itself (type checked, *OrCreate created)
   persistentVolumeClaim  the hostPath/local path of the PV the claim is bound to
 
@@ -24,6 +28,7 @@ How a container then sees its mounts is the runtime's business
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import secrets
@@ -33,7 +38,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kybern.client.resources import CONFIGMAPS, SECRETS, Resource
+from kybern.client.resources import CONFIGMAPS, SECRETS, SERVICEACCOUNTS, Resource
 from kybern.machinery import errors
 from kybern.node.env import expand, field_value
 from kybern.node.runtimes.base import Mount
@@ -45,7 +50,7 @@ PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
 PVS = Resource("", "v1", "persistentvolumes", "PersistentVolume", namespaced=False)
 RESYNC_INTERVAL = 5.0  # how soon a changed ConfigMap/Secret/label reaches the files
 SHM = Path("/dev/shm")
-PLACEHOLDER_TOKEN = b"kybern-placeholder-token: the TokenRequest API is not served yet\n"
+OBJECT_TTL = 2.0  # a ConfigMap/Secret read serves every pod of the node that long (kube-root-ca.crt: all)
 Files = dict[str, tuple[bytes, int]]  # relative path -> (content, mode)
 
 
@@ -60,6 +65,7 @@ class VolumeManager:
         self._next_sync = 0.0
         self._failures = 0
         self._meta_key: str | None = None
+        self._tokens: dict[tuple[str, int], tuple[bytes, float]] = {}  # (audience, seconds) -> (token, renew at)
 
     @property
     def root(self) -> Path:
@@ -126,12 +132,38 @@ class VolumeManager:
         return str(path)
 
     async def _fetch(self, kind: str, ns: str, name: str) -> dict[str, Any] | None:
+        client = self.worker.agent.client
+
+        async def read() -> dict[str, Any] | None:
+            try:
+                return await client.get(CONFIGMAPS if kind == "configmap" else SECRETS, name, ns)
+            except errors.StatusError as e:
+                if e.code == 404:
+                    return None
+                raise MountError(f'{kind} "{name}" could not be read: {e}') from None
+        return await _shared_read((id(client), kind, ns, name), read)
+
+    async def _token(self, pod: dict[str, Any], src: dict[str, Any]) -> bytes:
+        """A service account token for the pod (TokenRequest, bound to it), kept until
+        80 % of its lifetime has passed."""
+        audience, seconds = src.get("audience") or "", int(src.get("expirationSeconds") or 3600)
+        cached = self._tokens.get((audience, seconds))
+        now = time.time()
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        m = pod["metadata"]
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {
+            "audiences": [audience] if audience else None, "expirationSeconds": seconds,
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": m.get("name"), "uid": m.get("uid")}}}
+        sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
         try:
-            return await self.worker.agent.client.get(CONFIGMAPS if kind == "configmap" else SECRETS, name, ns)
+            out = await self.worker.agent.client.create(SERVICEACCOUNTS, body, m.get("namespace", "default"),
+                                                        subresource="token", name=sa)
         except errors.StatusError as e:
-            if e.code == 404:
-                return None
-            raise MountError(f'{kind} "{name}" could not be read: {e}') from None
+            raise MountError(f"failed to fetch token: {e}") from None
+        token = str((out.get("status") or {}).get("token", "")).encode()
+        self._tokens[(audience, seconds)] = (token, now + 0.8 * seconds)
+        return token
 
     async def _object_files(self, pod: dict[str, Any], kind: str, src: dict[str, Any], mode: int) -> Files:
         """The files of a configMap or secret volume (or projection)."""
@@ -188,7 +220,8 @@ class VolumeManager:
             elif "downwardAPI" in s:
                 out.update(self._downward_files(pod, (s["downwardAPI"] or {}).get("items") or [], mode))
             elif "serviceAccountToken" in s:
-                out[(s["serviceAccountToken"] or {}).get("path", "token")] = (PLACEHOLDER_TOKEN, mode)
+                src_token = s["serviceAccountToken"] or {}
+                out[src_token.get("path", "token")] = (await self._token(pod, src_token), mode)
         return out
 
     async def _claim_path(self, pod: dict[str, Any], claim: str) -> str:
@@ -236,6 +269,23 @@ class VolumeManager:
         """Remove what lives outside the pod directory (memory-backed emptyDirs);
         the pod directory itself goes with the pod's logs."""
         shutil.rmtree(SHM / "kybern" / self.worker.uid, ignore_errors=True)
+
+
+_reads: dict[tuple[int, str, str, str], tuple[float, asyncio.Future[dict[str, Any] | None]]] = {}
+
+
+async def _shared_read(key: tuple[int, str, str, str], read: Any) -> dict[str, Any] | None:
+    """read() once per OBJECT_TTL for every pod of the node asking for the same
+    object (the token volume's kube-root-ca.crt is in every pod of a namespace):
+    a burst of pod starts or 50 idle pods' resyncs make one request, not one each."""
+    now = time.monotonic()
+    hit = _reads.get(key)
+    if hit is None or now - hit[0] >= OBJECT_TTL:
+        if len(_reads) > 1024:  # drop what nobody asked for lately
+            for k in [k for k, (t, _) in _reads.items() if now - t >= OBJECT_TTL]:
+                del _reads[k]
+        hit = _reads[key] = (now, asyncio.ensure_future(read()))
+    return await asyncio.shield(hit[1])
 
 
 def _host_path(src: dict[str, Any]) -> str:

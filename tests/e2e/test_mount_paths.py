@@ -27,14 +27,14 @@ def manifest(namespace: str) -> str:
                     {"name": "hostmnt", "emptyDir": {}}],
         "containers": [
             {"name": "writer", "image": "demo:v1",
-             "command": ["sh", "-c", "echo written by the writer > /pod-data/index.html; "
-                                     "cat /etc/config/greeting; echo; ls /etc/config; exec sleep 3600"],
+             "command": ["sh", "-c", ("echo written by the writer > /pod-data/index.html; "
+                                     "cat /etc/config/greeting; echo; ls /etc/config; exec sleep 3600")],
              "volumeMounts": [{"name": "shared-data", "mountPath": "/pod-data"},
                               {"name": "config", "mountPath": "/etc/config", "readOnly": True}]},
             {"name": "reader", "image": "demo:v1",
              # /mnt exists on the host: the volume is bound over it, the host's stays as it was
-             "command": ["sh", "-c", "while ! cat /usr/share/web/index.html 2>/dev/null; do sleep 0.2; done; "
-                                     "touch /mnt/from-reader; ls /mnt; exec sleep 3600"],
+             "command": ["sh", "-c", ("while ! cat /usr/share/web/index.html 2>/dev/null; do sleep 0.2; done; "
+                                     "touch /mnt/from-reader; ls /mnt; exec sleep 3600")],
              "readinessProbe": {"exec": {"command": ["cat", "/usr/share/web/index.html"]}, "periodSeconds": 1},
              "volumeMounts": [{"name": "shared-data", "mountPath": "/usr/share/web"},
                               {"name": "hostmnt", "mountPath": "/mnt"}]}]}}

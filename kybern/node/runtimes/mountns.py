@@ -116,9 +116,12 @@ def _own_namespace(copy_of: int | None = None) -> Iterator[None]:
 _template: int | None = None  # an fd of the namespace each container's is copied from
 
 
-def prepare() -> None:
+def prepare(*mount_points: str) -> None:
     """Make the template namespace now (at the runtime's start: its one unmount can
-    take ~0.2 s, not for a pod to wait on)."""
+    take ~0.2 s, not for a pod to wait on), and the host directories every pod
+    mounts over (empty, made once), so those mounts need no private root."""
+    for d in mount_points:
+        os.makedirs(d, exist_ok=True)
     _template_namespace()
 
 

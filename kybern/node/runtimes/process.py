@@ -99,6 +99,11 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+# where every pod's token volume is mounted (admission_serviceaccount.py): made on the host
+# (an empty directory, on /run's tmpfs), so its mount does not need a private root
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
 class _Container:
     def __init__(self, status: ContainerStatus, config: ContainerConfig, directory: Path,
                  cwd: str, argv: list[str], env: dict[str, str]) -> None:
@@ -170,7 +175,7 @@ class ProcessRuntime(RuntimeState):
         self.cgroups.log_once()
         if self.mount_namespaces:
             try:
-                await asyncio.to_thread(mountns.prepare)
+                await asyncio.to_thread(mountns.prepare, SERVICE_ACCOUNT_DIR)
             except OSError as e:
                 log.warning("no mount namespace per container (volumes only at relative paths): %s", e)
                 self.mount_namespaces = False
