@@ -151,8 +151,20 @@ CLIENT_ONLY_FAILURES = {
 }
 
 
+# Tests that need what kybern cannot give without root.
+NEEDS_ROOT = {
+    "test_pyclient_client.py::TestClient::test_portforward_raw":
+        "runs /opt/port-server.py from a configMap volume mounted at /opt: volumes at absolute "
+        "mountPaths need a mount namespace per container, which the process runtime makes as root "
+        "only (docs/node.md)",
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         for suffix, reason in CLIENT_ONLY_FAILURES.items():
             if item.nodeid.endswith(suffix):
                 item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+        for suffix, reason in NEEDS_ROOT.items():
+            if item.nodeid.endswith(suffix) and os.geteuid() != 0:
+                item.add_marker(pytest.mark.skip(reason=reason))

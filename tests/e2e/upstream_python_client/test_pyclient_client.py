@@ -349,10 +349,7 @@ class TestClient(unittest.TestCase):
                             'name': 'port-server',
                             'image': 'python',
                             'command': [
-                                # kybern: was '/opt/port-server.py'; the process runtime has no
-                                # mount namespace, so a volume is seen at its mountPath relative
-                                # to the container's working dir (docs/node.md, Volumes)
-                                'python', '-u', 'opt/port-server.py', '1234', '1235',
+                                'python', '-u', '/opt/port-server.py', '1234', '1235',
                             ],
                             'volumeMounts': [
                                 {
