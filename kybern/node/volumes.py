@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import secrets
 import shutil
@@ -66,6 +67,7 @@ class VolumeManager:
         self._failures = 0
         self._meta_key: str | None = None
         self._tokens: dict[tuple[str, int], tuple[bytes, float]] = {}  # (audience, seconds) -> (token, renew at)
+        self._running: asyncio.Future[tuple[bool, float | None]] | None = None
 
     @property
     def root(self) -> Path:
@@ -74,7 +76,14 @@ class VolumeManager:
     # -- setup --------------------------------------------------------------
     async def setup(self, pod: dict[str, Any]) -> tuple[bool, float | None]:
         """Set up (or refresh) every volume of the pod. Returns (all mounted,
-        when to look again)."""
+        when to look again). A call while another is under way waits for that one
+        (a pod's syncs can overlap; the token request must not be made twice)."""
+        if self._running is not None and not self._running.done():
+            return await asyncio.shield(self._running)
+        self._running = asyncio.ensure_future(self._setup(pod))
+        return await asyncio.shield(self._running)
+
+    async def _setup(self, pod: dict[str, Any]) -> tuple[bool, float | None]:
         vols = pod.get("spec", {}).get("volumes") or []
         m = pod.get("metadata", {})
         meta_key = repr((m.get("labels"), m.get("annotations")))
@@ -310,25 +319,49 @@ def _host_path(src: dict[str, Any]) -> str:
 
 def write_atomic(target: Path, files: Files) -> bool:
     """Make `target` hold exactly `files`, as the kubelet's AtomicWriter: readers
-    see the old set or the new set, never a mix. Returns False when nothing changed."""
-    target.mkdir(parents=True, exist_ok=True)
-    data_link = target / "..data"
-    old = target / os.readlink(data_link) if data_link.is_symlink() else None
-    if old is not None and _holds(old, files):
-        return False
-    stamp = target / f"..{time.strftime('%Y_%m_%d_%H_%M_%S', time.gmtime())}.{secrets.token_hex(4)}"
-    stamp.mkdir()
+    see the old set or the new set, never a mix. Returns False when nothing changed.
+    os-level calls, and no look for leftovers in a directory made just now: this
+    runs for every pod's token volume at its start."""
+    t = str(target)
+    try:
+        os.mkdir(t)
+        fresh = True
+    except FileExistsError:
+        fresh = False
+    except FileNotFoundError:
+        os.makedirs(t, exist_ok=True)
+        fresh = True
+    data_link = f"{t}/..data"
+    old = None
+    if not fresh:
+        with contextlib.suppress(OSError):
+            old = f"{t}/{os.readlink(data_link)}"
+        if old is not None and _holds(Path(old), files):
+            return False
+    stamp = f"..{time.strftime('%Y_%m_%d_%H_%M_%S', time.gmtime())}.{secrets.token_hex(4)}"
+    os.mkdir(f"{t}/{stamp}")
     for rel, (content, mode) in files.items():
-        f = stamp / rel.lstrip("/")
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_bytes(content)
-        os.chmod(f, mode & 0o7777)
-    tmp = target / "..data_tmp"
-    if tmp.is_symlink():
-        tmp.unlink()
-    os.symlink(stamp.name, tmp)
-    os.replace(tmp, data_link)
+        rel = rel.lstrip("/")
+        f = f"{t}/{stamp}/{rel}"
+        if "/" in rel:
+            os.makedirs(os.path.dirname(f), exist_ok=True)
+        fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, content)
+            os.fchmod(fd, mode & 0o7777)  # exactly the mode asked for, whatever the umask
+        finally:
+            os.close(fd)
     tops = {rel.lstrip("/").split("/", 1)[0] for rel in files}
+    if fresh:  # nothing to replace: the links straight away
+        os.symlink(stamp, data_link)
+        for top in tops:
+            os.symlink(f"..data/{top}", f"{t}/{top}")
+        return True
+    tmp = f"{t}/..data_tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.symlink(stamp, tmp)
+    os.replace(tmp, data_link)
     for top in tops:
         link = target / top
         if not link.is_symlink():

@@ -150,6 +150,7 @@ class ProcessRuntime(RuntimeState):
     def __init__(self, data_dir: str | os.PathLike[str], images: ImageStore, *,
                  host_ip: str = "127.0.0.1", network: PodNetwork | None = None, node_name: str = "") -> None:
         self.root = Path(data_dir) / "runtime"
+        self.data_dir = str(Path(data_dir).resolve())  # a private root shows it as it is (mountns.py)
         self.images = images
         self.host_ip = host_ip
         self.sandboxes = Sandboxes(self.root, host_ip, network, own_uts=os.geteuid() == 0)
@@ -289,7 +290,7 @@ class ProcessRuntime(RuntimeState):
         if self.mount_namespaces:  # its volumes at their absolute paths (mountns.py)
             try:
                 os.mkdir(cdir / "mnt")
-                c.mntns_fd = mountns.make(config.mounts, str(cdir / "mnt"), [str(self.root.parent.resolve())])
+                c.mntns_fd = mountns.make(config.mounts, str(cdir / "mnt"), [self.data_dir])
             except BaseException:
                 if c.cgroup:
                     await asyncio.to_thread(self.cgroups.remove, c.cgroup)
