@@ -142,20 +142,20 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     runner = web.AppRunner(api.app(), access_log=None, handle_signals=False,
                                shutdown_timeout=apiworkers.SHUTDOWN_GRACE)
     await runner.setup()  # the watch cache fills from storage here
-    gc_tuning.freeze_for_serving()  # before any connection: shorter GC pauses (gc_tuning.py)
     try:
         sock = apiworkers.listen(cfg.address, cfg.port, shared=cfg.api_workers > 1)
     except OSError as e:
         await runner.cleanup()
         raise SystemExit(f"kybern: cannot listen on {cfg.address}:{cfg.port}: {e.strerror}. "
                          f"Is another cluster running? Pick another port with --port.") from None
-    await web.SockSite(runner, sock, ssl_context=ssl_context(str(crt), str(key))).start()
     port = sock.getsockname()[1]
     url = f"https://{host}:{port}"
     api.advertise = f"{host}:{port}"
     from kybern.apiserver import master_endpoints
 
-    await master_endpoints.reconcile(api, host, port)  # where 10.96.0.1:443 leads
+    await master_endpoints.reconcile(api, host, port)  # where 10.96.0.1:443 leads (start-up writes end here)
+    gc_tuning.freeze_for_serving()  # before any connection: shorter GC pauses (gc_tuning.py)
+    await web.SockSite(runner, sock, ssl_context=ssl_context(str(crt), str(key))).start()
     running = Running(url, ca_file, admin_token, node_token, port, [], runner, [], store=store)
     # as kube-apiserver: compact the storage history every 5 minutes (cancelled by stop())
     running.tasks.append(asyncio.create_task(run_compactor(store), name="compactor"))

@@ -83,6 +83,11 @@ def test_a_watch_sees_every_write_in_order(workers_cluster, namespace):
     from kubernetes import client, watch
 
     core = client.CoreV1Api(workers_cluster.api_client())
+    # the root CA publisher's ConfigMap lands in every new namespace: wait for it, so
+    # the watch below sees only this test's writes
+    workers_cluster.wait_for(lambda: any(c.metadata.name == "kube-root-ca.crt"
+                                         for c in core.list_namespaced_config_map(namespace).items),
+                             what="kube-root-ca.crt published")
     rv = core.list_namespaced_config_map(namespace).metadata.resource_version
     seen: list[tuple[str, int]] = []
 
