@@ -66,7 +66,7 @@ async def _write_elsewhere(other: SQLiteStore, label: str) -> int:
 
 
 async def test_a_current_cache_entry_saves_the_storage_read(env):
-    storage, cache, store, _ = env
+    storage, _cache, store, _ = env
     storage.gets = 0
     obj, _, wire = await store.update_wire("default", "p", _labels(x="1"))
     assert storage.gets == 0 and obj["metadata"]["labels"] == {"a": "1", "x": "1"}
@@ -74,7 +74,7 @@ async def test_a_current_cache_entry_saves_the_storage_read(env):
 
 
 async def test_a_stale_entry_retries_from_storage(env):
-    storage, cache, store, other = env
+    _storage, cache, store, other = env
     stale = cache.resources["/registry/core/pods/"].objects[KEY].rv
     rev = await _write_elsewhere(other, "elsewhere")
     assert cache.resources["/registry/core/pods/"].objects[KEY].rv == stale < rev  # not applied yet
@@ -86,7 +86,7 @@ async def test_a_stale_entry_retries_from_storage(env):
 
 
 async def test_preconditions_are_checked_against_storage(env):
-    storage, cache, store, other = env
+    _storage, cache, store, other = env
     stale = str(cache.resources["/registry/core/pods/"].objects[KEY].rv)
     rev = await _write_elsewhere(other, "1")
 
@@ -125,14 +125,14 @@ async def test_an_error_on_a_stale_entry_is_checked_against_storage(env):
 
 
 async def test_no_change_answers_what_storage_holds(env):
-    storage, cache, store, other = env
+    _storage, _cache, store, other = env
     rev = await _write_elsewhere(other, "new")
     obj, _, wire = await store.update_wire("default", "p", lambda cur: cur)
     assert wire is None and obj["metadata"]["resourceVersion"] == str(rev) and obj["metadata"]["labels"]["b"] == "new"
 
 
 async def test_a_deleted_object_is_not_found(env):
-    storage, cache, store, other = env
+    _storage, _cache, store, other = env
     kv, _ = await other.get(KEY)
     await other.delete(KEY, kv.mod_revision)
     with pytest.raises(errors.StatusError) as e:
