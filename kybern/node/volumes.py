@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
 PVS = Resource("", "v1", "persistentvolumes", "PersistentVolume", namespaced=False)
 RESYNC_INTERVAL = 5.0  # how soon a changed ConfigMap/Secret/label reaches the files
+# for pods whose only changing volume is the service account token volume (its CA, its
+# token): the kubelet's sync period; a token is still renewed on time
+SLOW_RESYNC_INTERVAL = 60.0
+_FIXED_FIELDS = {"metadata.namespace", "metadata.name", "metadata.uid"}
 SHM = Path("/dev/shm")
 OBJECT_TTL = 2.0  # a ConfigMap/Secret read serves every pod of the node that long (kube-root-ca.crt: all)
 Files = dict[str, tuple[bytes, int]]  # relative path -> (content, mode)
@@ -104,7 +108,8 @@ class VolumeManager:
             self._next_sync = now + min(2 ** (self._failures - 1), 30)
             return False, self._next_sync
         self._failures = 0
-        self._next_sync = now + RESYNC_INTERVAL
+        interval = RESYNC_INTERVAL if any(map(_changes_often, vols)) else SLOW_RESYNC_INTERVAL
+        self._next_sync = min([now + interval, *(renew for _, renew in self._tokens.values())])
         return True, self._next_sync if self._dynamic(vols) else None
 
     @staticmethod
@@ -278,6 +283,21 @@ class VolumeManager:
         """Remove what lives outside the pod directory (memory-backed emptyDirs);
         the pod directory itself goes with the pod's logs."""
         shutil.rmtree(SHM / "kybern" / self.worker.uid, ignore_errors=True)
+
+
+def _changes_often(v: dict[str, Any]) -> bool:
+    """A volume whose files follow objects or labels users change (re-read every
+    RESYNC_INTERVAL): not the token volume's sources — a token (renewed on its own
+    schedule), the cluster's CA, the pod's namespace, name or uid."""
+    if any(k in v for k in ("configMap", "secret", "downwardAPI")):
+        return True
+    for s in (v.get("projected") or {}).get("sources") or []:
+        if "secret" in s or ("configMap" in s and (s["configMap"] or {}).get("name") != "kube-root-ca.crt"):
+            return True
+        if "downwardAPI" in s and any(((it.get("fieldRef") or {}).get("fieldPath") not in _FIXED_FIELDS)
+                                      for it in (s["downwardAPI"] or {}).get("items") or []):
+            return True
+    return False
 
 
 _reads: dict[tuple[int, str, str, str], tuple[float, asyncio.Future[dict[str, Any] | None]]] = {}
