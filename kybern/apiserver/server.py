@@ -83,6 +83,14 @@ def _protect(obj: dict[str, Any], finalizer: str) -> None:
     if finalizer not in finalizers:
         finalizers.append(finalizer)
 
+
+def _bearer(auth: str) -> str:
+    """The token of an Authorization header as upstream's bearer token authenticator
+    reads it: the scheme in any case (the Python client's in-cluster config sends
+    `bearer`), the token the next space-separated part."""
+    parts = auth.strip().split(" ", 2)
+    return parts[1] if len(parts) >= 2 and parts[0].lower() == "bearer" else ""
+
 class APIServer:
     def __init__(self, storage: Store, *, tokens: set[str] | None = None, node_token: str | None = None,
                  registry: Registry | None = None, advertise: str = "127.0.0.1:6443") -> None:
@@ -578,7 +586,7 @@ class APIServer:
         try:
             if self.tokens and not request.path.startswith(PUBLIC_PATHS):
                 auth = request.headers.get("Authorization", "")
-                bearer = auth[7:] if auth.startswith("Bearer ") else ""
+                bearer = auth[7:] if auth.startswith("Bearer ") else _bearer(auth)
                 if bearer not in self.tokens:
                     user = await satokens.authenticate(self, bearer) if bearer.count(".") == 2 else None
                     if user is None:

@@ -266,7 +266,8 @@ def proxy_runner(make_client: Callable[[], Client], instance: str, mode: str,
     async def run() -> None:
         from kybern.network.proxy import ServiceProxy
 
-        await ServiceProxy(make_client(), instance=instance, mode=mode, node_address=address).run()
+        await ServiceProxy(make_client(), instance=instance, mode=mode, node_address=address,
+                           pod_cidr_file=os.path.join(instance, "network", "state.json")).run()
     return run
 
 

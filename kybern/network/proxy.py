@@ -19,6 +19,7 @@ sync per `min_sync_interval`).
 from __future__ import annotations
 
 import asyncio
+import json
 import contextlib
 import fcntl
 import hashlib
@@ -78,7 +79,8 @@ class ServiceProxy:
     min_sync_interval = 0.05
 
     def __init__(self, client: Client, *, instance: str, mode: str = "auto", node_address: str = "127.0.0.1",
-                 cluster_cidr: str = CLUSTER_CIDR, service_cidr: str = SERVICE_CIDR) -> None:
+                 cluster_cidr: str = CLUSTER_CIDR, service_cidr: str = SERVICE_CIDR,
+                 pod_cidr_file: str | None = None) -> None:
         if mode not in ("auto", "nftables", "iptables", "userspace"):
             raise ValueError(f"--proxy-mode must be auto, nftables, iptables or userspace, not {mode!r}")
         self.client = client
@@ -89,6 +91,7 @@ class ServiceProxy:
         self.table = f"kybern-{self.id}"
         self.node_address = node_address
         self.cluster_cidr, self.service_cidr = cluster_cidr, service_cidr
+        self.pod_cidr_file = pod_cidr_file  # the node's pod network state (podnet.py), where its podCIDR is
         self.services = Informer(client, SERVICES)
         self.slices = Informer(client, ENDPOINTSLICES)
         self.userspace: UserspaceProxy | None = None
@@ -136,20 +139,34 @@ class ServiceProxy:
         finally:  # awaited, not shielded: the cleanup must finish before the loop closes
             await self._cleanup()
 
+    def _pod_cidr(self) -> str | None:
+        """The node's pod CIDR once its agent has claimed one (a CNI pod network); until
+        then the rules are looked at again every 5 s."""
+        if not self.pod_cidr_file:
+            return None
+        try:
+            with open(self.pod_cidr_file) as f:
+                return json.load(f).get("podCIDR") or None
+        except (OSError, ValueError):
+            asyncio.get_running_loop().call_later(5.0, self._dirty.set)
+            return None
+
     async def sync(self) -> None:
         self.ports = rules.build(self.services.list(), self.slices.list())
+        pod_cidr = self._pod_cidr()
         if self.mode == "userspace":
             assert self.userspace is not None
             await self.userspace.sync(self.ports)
         elif self.mode == "nftables":
-            script = rules.render_nft(self.table, self.ports, self.cluster_cidr, self.service_cidr)
+            script = rules.render_nft(self.table, self.ports, self.cluster_cidr, self.service_cidr, pod_cidr)
             if script != self._last_applied:
                 rc, out = await _run("nft", "-f", "-", stdin=script.encode())
                 if rc != 0:
                     raise RuntimeError(f"nft -f failed: {out.strip()[:500]}")
                 self._last_applied = script
         else:
-            script = rules.render_iptables(f"KYB{self.id}", self.ports, self.cluster_cidr, self.service_cidr)
+            script = rules.render_iptables(f"KYB{self.id}", self.ports, self.cluster_cidr, self.service_cidr,
+                                           pod_cidr)
             if script != self._last_applied:
                 rc, out = await _run("iptables-restore", "--noflush", stdin=script.encode())
                 if rc != 0:

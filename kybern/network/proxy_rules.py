@@ -9,8 +9,9 @@ and `terminating` ones (so connections drain during a rollout).
 `render_nft()` and `render_iptables()` write that as one ruleset file, applied
 in a single transaction (`nft -f`, `iptables-restore`) so a reload never
 leaves a moment without rules. Both do the same things:
-- DNAT in PREROUTING (pods) and OUTPUT (host processes) to one endpoint chosen
-  at random with equal probability;
+- DNAT in PREROUTING (pods: this node's own, once its pod CIDR is known, and
+  traffic from outside the cluster CIDR) and OUTPUT (host processes) to one
+  endpoint chosen at random with equal probability;
 - `sessionAffinity: ClientIP`: a client keeps its endpoint for
   `timeoutSeconds` (nft: a dynamic set per endpoint; iptables: `recent`);
 - masquerade traffic that does not come from a pod (host processes,
@@ -108,7 +109,16 @@ def build(services: list[dict[str, Any]], slices: list[dict[str, Any]]) -> list[
 
 
 # -- nftables -------------------------------------------------------------------------
-def render_nft(table: str, ports: list[ServicePort], cluster_cidr: str, service_cidr: str) -> str:
+def prerouting_sources(cluster_cidr: str, pod_cidr: str | None) -> list[str]:
+    """Whose routed traffic this proxy handles: with the node's pod CIDR known, its
+    own pods' and what comes from outside the cluster CIDR, not other nodes' pods
+    (their own proxies handle them): several clusters on one machine all answer on
+    10.96.0.1, and a pod must reach its own cluster's."""
+    return [f"ip saddr {pod_cidr}", f"ip saddr != {cluster_cidr}"] if pod_cidr else [""]
+
+
+def render_nft(table: str, ports: list[ServicePort], cluster_cidr: str, service_cidr: str,
+               pod_cidr: str | None = None) -> str:
     """A complete `nft -f` script replacing table `ip <table>` in one transaction."""
     L = [f"table ip {table}", f"delete table ip {table}", f"table ip {table} {{"]
     chains: list[str] = []
@@ -144,7 +154,8 @@ def render_nft(table: str, ports: list[ServicePort], cluster_cidr: str, service_
             chains.append(_chain(name, eb))
     L.append(_chain("services", dispatch))
     L += chains
-    L.append(_chain("nat_prerouting", ["jump services"], "type nat hook prerouting priority -100; policy accept;"))
+    L.append(_chain("nat_prerouting", [f"{m} jump services".strip() for m in prerouting_sources(cluster_cidr, pod_cidr)],
+                    "type nat hook prerouting priority -100; policy accept;"))
     L.append(_chain("nat_output", ["jump services"], "type nat hook output priority -100; policy accept;"))
     L.append(_chain("nat_postrouting", [
         f"meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} meta mark set meta mark ^ {MASQ_MARK:#x} masquerade",
@@ -167,12 +178,16 @@ def nft_cleanup(table: str) -> str:
 
 
 # -- iptables ---------------------------------------------------------------------------
-def render_iptables(prefix: str, ports: list[ServicePort], cluster_cidr: str, service_cidr: str) -> str:
+def render_iptables(prefix: str, ports: list[ServicePort], cluster_cidr: str, service_cidr: str,
+                    pod_cidr: str | None = None) -> str:
     """An `iptables-restore --noflush` script owning chains `<prefix>-*` in the nat
     and filter tables (hooked from the built-in chains by `iptables_hooks`)."""
     P = prefix.upper()[:10]
-    nat_chains = [f"{P}-SERVICES", f"{P}-POSTROUTING"]
+    nat_chains = [f"{P}-SERVICES", f"{P}-PREROUTING", f"{P}-POSTROUTING"]
     nat: list[str] = []
+    for m in prerouting_sources(cluster_cidr, pod_cidr):
+        m = m.replace("ip saddr != ", "! -s ").replace("ip saddr ", "-s ")
+        nat.append(f"-A {P}-PREROUTING {m} -j {P}-SERVICES".replace("  ", " "))
     flt: list[str] = []
     for sp in ports:
         proto = sp.protocol
@@ -213,6 +228,6 @@ def render_iptables(prefix: str, ports: list[ServicePort], cluster_cidr: str, se
 def iptables_hooks(prefix: str) -> list[tuple[str, str, str]]:
     """(table, built-in chain, our chain): jumps installed once with `-I`."""
     P = prefix.upper()[:10]
-    return [("nat", "PREROUTING", f"{P}-SERVICES"), ("nat", "OUTPUT", f"{P}-SERVICES"),
+    return [("nat", "PREROUTING", f"{P}-PREROUTING"), ("nat", "OUTPUT", f"{P}-SERVICES"),
             ("nat", "POSTROUTING", f"{P}-POSTROUTING"), ("filter", "OUTPUT", f"{P}-FILTER"),
             ("filter", "FORWARD", f"{P}-FILTER")]

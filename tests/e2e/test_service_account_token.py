@@ -97,3 +97,23 @@ def test_the_kubernetes_service_leads_to_this_api_server(cluster):
     with socket.create_connection((url.hostname, url.port), timeout=10) as raw, \
             ctx.wrap_socket(raw, server_hostname="10.96.0.1") as tls:  # verifies the IP SAN
         assert tls.version()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the token's absolute path needs a mount namespace (root)")
+def test_an_in_cluster_client_works_from_a_pod(cluster, namespace):
+    """What an operator deployed in the cluster does: the official client's in-cluster
+    config (KUBERNETES_SERVICE_HOST/PORT, the token and CA files) from inside a pod."""
+    import sys
+
+    script = ("from kubernetes import client, config\n"
+              "config.load_incluster_config()\n"
+              "ns = open('/var/run/secrets/kubernetes.io/serviceaccount/namespace').read()\n"
+              "print(sorted(p.metadata.name for p in client.CoreV1Api().list_namespaced_pod(ns).items))\n")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "operator"}, "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "demo:v1", "command": [sys.executable, "-c", script]}]}}))
+    cluster.wait_for(lambda: cluster.kjson("get", "-n", namespace, "pod", "operator")["status"].get("phase")
+                     in ("Succeeded", "Failed"), timeout=60, what="the in-cluster client's pod done")
+    logs = cluster.kubectl("logs", "-n", namespace, "operator").stdout
+    assert logs.strip() == "['operator']", logs

@@ -75,6 +75,24 @@ def test_iptables_ruleset_probabilities():
         assert p.returncode == 0, p.stderr
 
 
+def test_pod_traffic_is_the_own_nodes_once_its_pod_cidr_is_known():
+    """Several clusters on one machine all answer on 10.96.0.1: a node's rules take
+    its own pods' routed traffic and what comes from outside the cluster CIDR."""
+    ports = pr.build([svc("web")], [slice_("web", [("10.244.3.2", {})])])
+    nft = pr.render_nft("kybern-t", ports, "10.244.0.0/16", "10.96.0.0/12", "10.244.3.0/24")
+    pre = nft[nft.index("chain nat_prerouting"):].split("}")[0]
+    assert "ip saddr 10.244.3.0/24 jump services" in pre and "ip saddr != 10.244.0.0/16 jump services" in pre
+    assert pre.count("jump services") == 2
+    assert "\n    jump services" in pr.render_nft("kybern-t", ports, "10.244.0.0/16", "10.96.0.0/12")  # unknown: all
+    ipt = pr.render_iptables("KYBt", ports, "10.244.0.0/16", "10.96.0.0/12", "10.244.3.0/24")
+    assert "-A KYBT-PREROUTING -s 10.244.3.0/24 -j KYBT-SERVICES" in ipt
+    assert "-A KYBT-PREROUTING ! -s 10.244.0.0/16 -j KYBT-SERVICES" in ipt
+    for text, cmd in ((nft, ["nft", "-c", "-f", "-"]), (ipt, ["iptables-restore", "--test", "--noflush"])):
+        if os.geteuid() == 0 and shutil.which(cmd[0]):
+            p = subprocess.run(cmd, input=text, text=True, capture_output=True, check=False)
+            assert p.returncode == 0, p.stderr
+
+
 @pytest.mark.parametrize("cidr,index", [("10.244.0.0/24", 0), ("10.244.7.0/24", 7), ("10.245.0.0/24", None),
                                         ("10.244.0.0/25", None)])
 def test_pod_cidr_index(cidr, index):
