@@ -49,9 +49,14 @@ from kybern.client.http import Client
 from kybern.client.resources import NODES, PODS
 
 
+AUTOMOUNT_TOKEN = True  # --no-token-volume: pods without the service account token volume
+
+
 def pod(name: str, node: str | None = None, node_name: str | None = None) -> dict:
     spec: dict = {"containers": [{"name": "c", "image": "demo:v1", "command": ["sleep", "3600"]}],
                   "terminationGracePeriodSeconds": 1}
+    if not AUTOMOUNT_TOKEN:
+        spec["automountServiceAccountToken"] = False
     if node:
         spec["nodeSelector"] = {"kubernetes.io/hostname": node}
     if node_name:  # bound at create, as a static assignment: the scheduler is skipped
@@ -334,4 +339,9 @@ if __name__ == "__main__":
                     help="keep kybern up's ingress controller on, as users run it (off by default, as earlier figures)")
     ap.add_argument("--skip-startup", action="store_true")
     ap.add_argument("--skip-idle", action="store_true")
-    asyncio.run(main(ap.parse_args()))
+    ap.add_argument("--no-token-volume", action="store_true",
+                    help="pods with automountServiceAccountToken: false (upstream's default is to mount it), "
+                         "to measure what the token volume costs")
+    args = ap.parse_args()
+    AUTOMOUNT_TOKEN = not args.no_token_volume
+    asyncio.run(main(args))
