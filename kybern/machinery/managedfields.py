@@ -309,6 +309,29 @@ def _list_key_names(schema: Obj | None) -> set[str] | None:
     return names
 
 
+# Every pod gets a volume named kube-api-access-<5 random> from the ServiceAccount
+# admission plugin (kybern/apiserver/admission_serviceaccount.py), and a volume's
+# name keys its list item, so no two pods would share a memo entry. When that name
+# is the only string of its prefix in the object, the entry is keyed and kept with a
+# placeholder of the same length in its place: what sorts around it is decided by
+# the prefix, so the set with the name put back is the one a walk would give.
+_GENERATED_PREFIX = b"kube-api-access-"
+_GENERATED_PLACEHOLDER = _GENERATED_PREFIX + b"?????"
+
+
+def _generated_name(body: bytes) -> bytes | None:
+    i = body.find(_GENERATED_PREFIX)
+    if i < 0:
+        return None
+    name = body[i:i + len(_GENERATED_PLACEHOLDER)]
+    suffix = name[len(_GENERATED_PREFIX):]
+    if len(suffix) != 5 or not suffix.isalnum() or not suffix.islower() and not suffix.isdigit():
+        return None
+    if body.count(_GENERATED_PREFIX) != body.count(name) or body[i + len(name):i + len(name) + 1] != b'"':
+        return None
+    return name
+
+
 def _created(skeleton: Obj, new: Obj, schema: Obj | None, ignored: fp.Set) -> fp.Set:
     """_owned(skeleton, new, ...) for a create, looked up by the object's shape
     (its JSON with non-key strings blanked, see _shape_re) when the schema
@@ -328,15 +351,19 @@ def _created(skeleton: Obj, new: Obj, schema: Obj | None, ignored: fp.Set) -> fp
         return _owned(skeleton, new, schema, ignored)
     if len(body) > _CREATED_MEMO_MAX_BYTES:
         return _owned(skeleton, new, schema, ignored)
+    generated = _generated_name(body)
+    if generated is not None:  # keyed and kept with the name replaced, put back on a hit
+        body = body.replace(generated, _GENERATED_PLACEHOLDER)
     key = (id(schema), id(ignored), rx.sub(b'":""', body) if rx is not None else body)
     hit = _created_memo.get(key)
     if hit is not None and hit[0] is schema:
-        found = orjson.loads(hit[1])
+        found = orjson.loads(hit[1] if generated is None else hit[1].replace(_GENERATED_PLACEHOLDER, generated))
     else:
         found = _owned(skeleton, part, schema, ignored)  # the object itself, not `shown`
         if len(_created_memo) >= _CREATED_MEMO_SIZE:
             _created_memo.pop(next(iter(_created_memo), None), None)  # the oldest
-        _created_memo[key] = (schema, orjson.dumps(found))
+        kept = orjson.dumps(found)
+        _created_memo[key] = (schema, kept if generated is None else kept.replace(generated, _GENERATED_PLACEHOLDER))
     if rx is not None or "metadata" not in new:
         return found
     meta_set = _owned(skeleton, {"metadata": new["metadata"]}, schema, ignored)

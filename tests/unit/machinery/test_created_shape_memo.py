@@ -127,3 +127,28 @@ def test_blanking_keeps_list_keys_and_escapes() -> None:
         {"name": "POD", "value": "v"}], "ports": [{"containerPort": 80, "protocol": "TCP"}]}]}})
     assert rx.sub(b'":""', body) == (b'{"spec":{"containers":[{"name":"web","image":"","env":[{"name":"POD",'
                                      b'"value":""}],"ports":[{"containerPort":80,"protocol":"TCP"}]}]}}')
+
+
+def test_pods_with_the_generated_token_volume_share_an_entry(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every pod gets kube-api-access-<5 random> from admission: creates that differ
+    only in that name share an entry, and get exactly the walk's set with their own
+    name, in the walk's order, whatever other volumes sort around it."""
+    from kybern.apiserver.admission_serviceaccount import mount_token
+
+    schema = schemas.definition("io.k8s.api.core.v1.Pod")
+    skeleton, ignored = mf._skeleton(schema), mf.reset_fields(True, "")
+    walks, owned = count_walks(monkeypatch)
+    rng = random.Random(11)
+    for others in ([], ["a"], ["kube"], ["kube-api-access-zzzzz"], ["kube-api-accesz", "zz"], ["kube-api-access"]):
+        for _ in range(20):
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "uid": "u"},
+                   "spec": {"containers": [{"name": "web", "image": "i", "volumeMounts": [
+                       {"name": o, "mountPath": f"/{o}"} for o in others]}],
+                            "volumes": [{"name": o, "emptyDir": {}} for o in others]}}
+            mount_token(pod, None)
+            if rng.random() < 0.5:  # the generated volume first or among the others
+                rng.shuffle(pod["spec"]["volumes"])
+            got = mf._created(skeleton, copy.deepcopy(pod), schema, ignored)
+            assert orjson.dumps(got) == orjson.dumps(owned(skeleton, pod, schema, ignored)), pod
+    # one walk per shape (and volume order), not one per pod, where the name is the only one of its prefix
+    assert walks[0] < 60
