@@ -15,6 +15,9 @@ Two wordings exist upstream and both are offered:
   `spec.replicas: Invalid value: "string": spec.replicas in body must be of type
   integer: "string"` — the `causes` returned by `validate`.
 
+A quantity given as a JSON number (`cpu: 2`) is rewritten in place as its
+canonical string ("2"), as upstream's decoding into resource.Quantity does.
+
 Required fields come from the schemas' `required` lists (which upstream derives
 from Go fields without `omitempty`): a Go client always sends them, so a Python
 component writing an object must too (e.g. containerStatuses[].imageID).
@@ -29,6 +32,7 @@ import orjson
 
 from kybern.api import schemas
 from kybern.machinery.errors import StatusError, bad_request, cause, required
+from kybern.machinery.quantity import canonical
 
 _QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
 QUANTITY_MESSAGE = ("quantities must match the regular expression "
@@ -242,6 +246,15 @@ def _quantity(value: Any, path: str, go_path: str, struct: str, ctx: _Ctx) -> No
         ctx.type_errors.append(TypeError_(path, go_path, struct, "quantity", value))
 
 
+def quantity_text(number: int | float) -> str:
+    """A quantity given as a JSON number, as upstream stores it: Quantity decodes the
+    number's text and serializes its canonical string (`cpu: 2` -> "2", `0.5` ->
+    "500m", `1000000000` -> "1G"), so every reader sees a string, as the official
+    clients expect. (A float's text is Python's: 1e9 reads as 1000000000.0, "1G";
+    upstream keeps "1e9" from the JSON text `1e+09`.)"""
+    return canonical(repr(number) if isinstance(number, float) and "e" in repr(number) else number)
+
+
 def _not_supported(ctx: _Ctx, path: str, value: Any, enum: list[Any]) -> None:
     supported = ", ".join(_show(v) for v in enum)
     ctx.causes.append(cause(path, f"Unsupported value: {_show(value)}: supported values: {supported}",
@@ -299,10 +312,14 @@ def _object(schema: dict[str, Any], struct_name: str, outer: dict[str, Any]) -> 
                     # The Go struct owning field `key` is this object's own type.
                     fn(item, f"{path}.{key}" if path else key,
                        f"{go_path}.{key}" if go_path else key, struct_name, ctx)
+                    if fn is _quantity and type(item) in (int, float):
+                        value[key] = quantity_text(item)
             elif extra_check is not None:
                 if item is not None and extra_passes is not _ANY and type(item) is not extra_passes:
                     extra_check(item, f"{path}[{key}]" if path else key,
                                 f"{go_path}.{key}" if go_path else key, struct_name, ctx)
+                    if extra_check is _quantity and type(item) in (int, float):
+                        value[key] = quantity_text(item)
             else:
                 ctx.unknown.append(f"{path}.{key}" if path else key)
         if required_fields and ctx.check_required:

@@ -75,10 +75,13 @@ def text(amount: Decimal, fmt: str = "DecimalSI") -> str:
     """`amount` as Quantity.String() writes it in format `fmt`."""
     if fmt == "BinarySI":
         return _binary_text(amount)
-    if fmt == "DecimalExponent":
-        t = _decimal_text(amount)
-        m = re.match(r"^(-?\d+)([numkMGTPE]?)$", t)
-        if m and m.group(2):
-            return f"{m.group(1)}e{3 * _DECIMAL[m.group(2)]}"
-        return t
+    if fmt == "DecimalExponent":  # mantissa and an exponent that is a multiple of 3, uncapped
+        nanos = int((amount * Decimal(10) ** 9).to_integral_value(rounding="ROUND_CEILING"))
+        if nanos == 0:
+            return "0"
+        exp = -9
+        while nanos % 1000 == 0:
+            nanos //= 1000
+            exp += 3
+        return f"{nanos}e{exp}" if exp else str(nanos)
     return _decimal_text(amount)
