@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,3 +180,17 @@ def children_running(parent: psutil.Process, word: str) -> list[psutil.Process]:
             if any(word in a for a in p.cmdline()):
                 out.append(p)
     return out
+
+
+def agent_namespace_fds(cluster: Cluster, kind: str) -> Callable[[], int]:
+    """A counter of the namespaces of `kind` ("uts", "mnt") the built-in node agent
+    of `cluster` holds by an fd (a pod's hostname, a container's mounts)."""
+    [agent] = [p for p in children_running(psutil.Process(cluster.proc.pid), "agent") if "agent" in p.cmdline()]
+
+    def count() -> int:
+        n = 0
+        for fd in os.listdir(f"/proc/{agent.pid}/fd"):
+            with contextlib.suppress(OSError):
+                n += os.readlink(f"/proc/{agent.pid}/fd/{fd}").startswith(f"{kind}:[")
+        return n
+    return count

@@ -138,13 +138,7 @@ def _drop_nulls(obj: Obj) -> None:
     for k in [k for k, v in obj.items() if v is None]:
         del obj[k]
     for v in obj.values():
-        if isinstance(v, (dict, list)) and _may_hold_null(v):
-            if isinstance(v, dict):
-                _drop_null_values(v)
-            else:
-                for item in v:
-                    if isinstance(item, dict):
-                        _drop_null_values(item)
+        _drop_nulls_below(v)
 
 
 def _status_update(new: Obj, old: Obj) -> Obj:
@@ -168,7 +162,13 @@ def _drop_nulls_in(obj: Obj, key: str) -> None:
     v = obj[key]
     if v is None:
         del obj[key]
-    elif isinstance(v, (dict, list)) and _may_hold_null(v):
+    else:
+        _drop_nulls_below(v)
+
+
+def _drop_nulls_below(v: Any) -> None:
+    """The nulls inside a top-level field's value (a map, or a list of maps)."""
+    if isinstance(v, (dict, list)) and _may_hold_null(v):
         if isinstance(v, dict):
             _drop_null_values(v)
         else:

@@ -5,14 +5,12 @@ The host sees none of it."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 
-import psutil
 import pytest
 
-from tests.conftest import children_running
+from tests.conftest import agent_namespace_fds
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a mount namespace per container needs root")
 
@@ -84,14 +82,7 @@ def test_volumes_at_their_mount_paths(cluster, namespace):
         assert "/pod-data" not in f.read()
 
     # each container's namespace is held by an fd of the agent until the container goes
-    [agent] = [p for p in children_running(psutil.Process(cluster.proc.pid), "agent") if "agent" in p.cmdline()]
-
-    def mnt_fds() -> int:
-        n = 0
-        for fd in os.listdir(f"/proc/{agent.pid}/fd"):
-            with contextlib.suppress(OSError):
-                n += os.readlink(f"/proc/{agent.pid}/fd/{fd}").startswith("mnt:[")
-        return n
+    mnt_fds = agent_namespace_fds(cluster, "mnt")
     before = mnt_fds()
     assert before >= 2
     cluster.kubectl("delete", "pod", "-n", namespace, "two-containers", "--wait=false")

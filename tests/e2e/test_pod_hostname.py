@@ -5,15 +5,13 @@ tutorial checks exactly this (`kubectl exec web-0 -- hostname`)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
 
-import psutil
 import pytest
 
-from tests.conftest import children_running
+from tests.conftest import agent_namespace_fds
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a UTS namespace per pod needs root")
 
@@ -48,14 +46,7 @@ def test_hostname_is_the_pods(cluster, namespace):
     assert socket.gethostname() == host  # setting the pods' names left the node's alone
     # a pod's UTS namespace goes with it (the hostNetwork pod never had one): the agent
     # holds each by an fd
-    [agent] = [p for p in children_running(psutil.Process(cluster.proc.pid), "agent") if "agent" in p.cmdline()]
-
-    def uts_fds() -> int:
-        n = 0
-        for fd in os.listdir(f"/proc/{agent.pid}/fd"):
-            with contextlib.suppress(OSError):
-                n += os.readlink(f"/proc/{agent.pid}/fd/{fd}").startswith("uts:[")
-        return n
+    uts_fds = agent_namespace_fds(cluster, "uts")
     before = uts_fds()
     assert before >= 3
     cluster.kubectl("delete", "pod", "-n", namespace, "named", "custom", long_name, "onhost", "--wait=false")
