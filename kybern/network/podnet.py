@@ -38,10 +38,12 @@ import ipaddress
 import json
 import logging
 import os
+import socket
+import struct
 from pathlib import Path
 from typing import Any
 
-from kybern.network import bridge, cni, rtnl
+from kybern.network import bridge, cni, netns, rtnl
 from kybern.network.netns import NETNS_DIR, netns_add, netns_delete, shared_netns_dir
 from kybern.node.runtimes.records import write_record
 
@@ -137,7 +139,30 @@ class PodNetwork:
         with contextlib.suppress(OSError):  # the bridge plugin's isGateway does it too
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
         shared_netns_dir()
+        await self._sweep_orphans()
         log.info("pod network: CNI bridge %s, podCIDR %s", self.bridge, self.subnet)
+
+    async def _sweep_orphans(self) -> None:
+        """Delete the network namespaces a killed agent that held this pod CIDR left
+        behind (`kill -9` of its `kybern up`, its data dir then thrown away): theirs
+        have an address of this subnet, which no live agent can hold besides this one
+        (the CIDR's lock). Those this agent's own records name are left to the
+        restore, which re-attaches them. Their veth pairs go with them."""
+        own = {_read_json(f).get("netns") for f in (self.root / "pods").glob("*.json")}
+        try:
+            names = [n for n in os.listdir(NETNS_DIR) if n.startswith("kybern-") and n not in own]
+        except OSError:
+            return
+        assert self.subnet is not None
+        for name in names:
+            path = os.path.join(NETNS_DIR, name)
+            try:
+                addr = await netns.run(lambda path=path: _eth0_address(path))
+            except OSError:
+                continue
+            if addr and ipaddress.ip_address(addr) in self.subnet:
+                log.info("pod network: removing %s, left by a killed agent of podCIDR %s", name, self.subnet)
+                netns_delete(name)
 
     def _claim(self, node_pod_cidr: str | None) -> None:
         LOCK_DIR.mkdir(parents=True, exist_ok=True)
@@ -238,6 +263,16 @@ class PodNetwork:
 
     def owned_sandboxes(self) -> list[str]:
         return [f.stem for f in (self.root / "pods").glob("*.json")] if self.mode == "cni" else []
+
+
+def _eth0_address(path: str) -> str:
+    """The IPv4 address of eth0 in the netns at `path` ('' without one); on the netns thread."""
+    with netns.entered(path), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            out = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", b"eth0"))  # SIOCGIFADDR
+        except OSError:
+            return ""
+    return socket.inet_ntoa(out[20:24])
 
 
 def _read_json(path: Path) -> dict[str, Any]:

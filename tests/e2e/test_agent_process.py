@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import ipaddress
 import json
+import os
 import signal
 import time
 
 import psutil
 import pytest
 
+from kybern.network.podnet import cni_unavailable_reason, netns_name
 from tests.conftest import children_running, start_agent, start_cluster, stop_agent, stop_cluster
 
 pytestmark = pytest.mark.e2e
@@ -62,6 +65,20 @@ def test_agent_is_a_child_restarted_when_it_dies_and_gone_with_up(tmp_path):
         assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
     finally:
         stop_cluster(c)
+    # its pod's network namespace outlived it (nothing was left to delete it); the next
+    # agent that claims the same pod CIDR on this machine removes it, whatever its data dir
+    pod_ip = first.get("status", {}).get("podIP", "")
+    leftover = f"/var/run/netns/{netns_name(first['metadata']['uid'])}"
+    if cni_unavailable_reason() or not os.path.exists(leftover):
+        return  # no pod network namespaces here (not root, or no CNI plugins)
+    c2 = start_cluster(tmp_path / "c2")
+    try:
+        cidr = json.loads(c2.kubectl("get", "node", "node-1", "-o", "json").stdout)["spec"].get("podCIDR", "")
+        if not cidr or ipaddress.ip_address(pod_ip) not in ipaddress.ip_network(cidr):
+            pytest.skip(f"the new agent took another pod CIDR ({cidr}) than the killed one's pod had ({pod_ip})")
+        assert not os.path.exists(leftover)
+    finally:
+        stop_cluster(c2)
 
 
 def test_agent_labels_and_event_rate(cluster, namespace, tmp_path):
