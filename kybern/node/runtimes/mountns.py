@@ -35,25 +35,18 @@ import stat
 import sys
 from collections.abc import Iterator
 
+from kybern.network.netns import NETNS_DIR, libc_call, setns
 from kybern.node.runtimes.base import ContainerError, Mount
 
 _CLONE_NEWNS, _CLONE_FS = 0x00020000, 0x00000200
 _MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_MOVE, _MS_REC, _MS_SLAVE = 0x1, 0x20, 0x1000, 0x2000, 0x4000, 0x80000
 _MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-NETNS_DIR = "/var/run/netns"
 
 
 def supported() -> bool:
     """As root on Linux, unless switched off (KYBERN_MOUNT_NAMESPACES=0)."""
     return _libc is not None and os.geteuid() == 0 and os.environ.get("KYBERN_MOUNT_NAMESPACES", "1") != "0"
-
-
-def _call(name: str, *args: object) -> None:
-    assert _libc is not None
-    if getattr(_libc, name)(*args) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{name}: {os.strerror(err)}")
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
@@ -99,14 +92,14 @@ def _own_namespace(copy_of: int | None = None) -> Iterator[None]:
     try:
         # the thread's own root and cwd first (setns needs them unshared); a new namespace
         # left behind would be torn down at once, and that waits for an RCU grace period
-        _call("unshare", _CLONE_FS)
+        libc_call("unshare", _CLONE_FS)
         try:
             if copy_of is not None:
-                _call("setns", copy_of, _CLONE_NEWNS)
-            _call("unshare", _CLONE_NEWNS)
+                setns(copy_of, _CLONE_NEWNS)
+            libc_call("unshare", _CLONE_NEWNS)
             yield
         finally:
-            _call("setns", home, _CLONE_NEWNS)
+            setns(home, _CLONE_NEWNS)
             os.fchdir(cwd)
     finally:
         os.close(home)
@@ -135,7 +128,7 @@ def _template_namespace() -> int:
         with _own_namespace():
             _mount(None, "/", None, _MS_REC | _MS_SLAVE)  # the host's mounts still reach it, ours stay here
             with contextlib.suppress(OSError):
-                _call("umount2", NETNS_DIR.encode(), _MNT_DETACH)
+                libc_call("umount2", NETNS_DIR.encode(), _MNT_DETACH)
             _template = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     return _template
 
@@ -189,12 +182,12 @@ def _private_root(scratch: str, keep: list[str]) -> None:
             _mount(path, root + path, None, _MS_BIND | _MS_REC)
             bound.append(path)
     with contextlib.suppress(OSError):  # our own scratch mount, carried along by a bind
-        _call("umount2", (root + scratch).encode(), _MNT_DETACH)
+        libc_call("umount2", (root + scratch).encode(), _MNT_DETACH)
     _mount(root, "/", None, _MS_MOVE)
     # re-enter this namespace: its root is now the overlay, for this thread's paths too
     ns = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _call("setns", ns, _CLONE_NEWNS)
+        setns(ns, _CLONE_NEWNS)
     finally:
         os.close(ns)
 
