@@ -13,8 +13,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-VOLUME_PREFIX = "kube-api-access-"
-MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+from kybern.machinery import meta
+
+VOLUME_PREFIX = meta.TOKEN_VOLUME_PREFIX
+MOUNT_PATH = meta.SERVICE_ACCOUNT_MOUNT_PATH
 TOKEN_EXPIRATION = 3607  # upstream's: an hour and a few seconds, so a rotation is noticed
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # upstream's utilrand alphabet (no vowels, no 0/1/3)
 
@@ -26,7 +28,7 @@ def _suffix() -> str:
 def token_volume(name: str) -> dict[str, Any]:
     return {"name": name, "projected": {"defaultMode": 420, "sources": [
         {"serviceAccountToken": {"expirationSeconds": TOKEN_EXPIRATION, "path": "token"}},
-        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"configMap": {"name": meta.ROOT_CA_CONFIGMAP, "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
         {"downwardAPI": {"items": [{"path": "namespace",
                                     "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}}
 

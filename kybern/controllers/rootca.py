@@ -18,7 +18,7 @@ from kybern.machinery import errors, meta
 
 log = logging.getLogger(__name__)
 
-NAME = "kube-root-ca.crt"
+NAME = meta.ROOT_CA_CONFIGMAP
 DESCRIPTION = ("Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints "
                "such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across "
                "distributions of Kubernetes clusters.")

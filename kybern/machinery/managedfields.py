@@ -315,7 +315,7 @@ def _list_key_names(schema: Obj | None) -> set[str] | None:
 # is the only string of its prefix in the object, the entry is keyed and kept with a
 # placeholder of the same length in its place: what sorts around it is decided by
 # the prefix, so the set with the name put back is the one a walk would give.
-_GENERATED_PREFIX = b"kube-api-access-"
+_GENERATED_PREFIX = meta.TOKEN_VOLUME_PREFIX.encode()
 _GENERATED_PLACEHOLDER = _GENERATED_PREFIX + b"?????"
 
 

@@ -10,6 +10,13 @@ from typing import Any
 
 import orjson
 
+# the service account credentials every pod gets, as upstream names them: the
+# ConfigMap with the cluster's CA in every namespace, the token volume's name prefix
+# and where it is mounted (ServiceAccount admission, the root CA publisher, the node)
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+TOKEN_VOLUME_PREFIX = "kube-api-access-"
+SERVICE_ACCOUNT_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
 _now_second = -1
 _now_text = ""
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kybern.client.resources import CONFIGMAPS, SECRETS, SERVICEACCOUNTS, Resource
-from kybern.machinery import errors
+from kybern.machinery import errors, meta
 from kybern.node.env import expand, field_value
 from kybern.node.runtimes.base import Mount
 
@@ -292,7 +292,7 @@ def _changes_often(v: dict[str, Any]) -> bool:
     if any(k in v for k in ("configMap", "secret", "downwardAPI")):
         return True
     for s in (v.get("projected") or {}).get("sources") or []:
-        if "secret" in s or ("configMap" in s and (s["configMap"] or {}).get("name") != "kube-root-ca.crt"):
+        if "secret" in s or ("configMap" in s and (s["configMap"] or {}).get("name") != meta.ROOT_CA_CONFIGMAP):
             return True
         if "downwardAPI" in s and any(((it.get("fieldRef") or {}).get("fieldPath") not in _FIXED_FIELDS)
                                       for it in (s["downwardAPI"] or {}).get("items") or []):

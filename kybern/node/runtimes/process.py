@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from kybern.machinery import meta
 from kybern.node.images import ImageStore, InvalidReference, parse_ref
 from kybern.node.logs import LogWriter
 from kybern.node.runtimes import mountns
@@ -101,7 +102,7 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 # where every pod's token volume is mounted (admission_serviceaccount.py): made on the host
 # (an empty directory, on /run's tmpfs), so its mount does not need a private root
-SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+SERVICE_ACCOUNT_DIR = meta.SERVICE_ACCOUNT_MOUNT_PATH
 
 
 class _Container:
