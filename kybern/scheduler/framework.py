@@ -164,6 +164,19 @@ class NodeInfo:
         self.alloc_cpu = self.allocatable.get("cpu", 0)
         self.alloc_mem = self.allocatable.get("memory", 0)
 
+    def clone(self) -> NodeInfo:
+        """A copy whose pods can be added and removed (preemption's what-ifs)."""
+        c = NodeInfo(self.name)
+        c.node, c.labels, c.taints, c.unschedulable = self.node, self.labels, self.taints, self.unschedulable
+        c.allocatable, c.alloc_cpu, c.alloc_mem = self.allocatable, self.alloc_cpu, self.alloc_mem
+        c.allowed_pods = self.allowed_pods
+        c.pods = dict(self.pods)
+        c.requested = dict(self.requested)
+        c.non_zero_cpu, c.non_zero_mem = self.non_zero_cpu, self.non_zero_mem
+        c.owner_counts = dict(self.owner_counts)
+        c.affinity_pods = dict(self.affinity_pods)
+        return c
+
     def add_pod(self, pi: PodInfo) -> None:
         if pi.key in self.pods:
             self.remove_pod(pi.key)
@@ -322,17 +335,3 @@ def fit_error_message(num_nodes: int, statuses: dict[str, Status], *,
     if post_filter_msg:
         msg += f" {post_filter_msg}"
     return msg
-
-
-def preemption_message(pod: PodInfo, num_nodes: int, statuses: dict[str, Status]) -> str:
-    """What DefaultPreemption's PostFilter reports. We do not evict: every node a
-    preemption could help is reported as having no victims."""
-    if (pod.spec.get("preemptionPolicy") or "PreemptLowerPriority") == "Never":
-        return "preemption: not eligible due to preemptionPolicy=Never."
-    per_node: dict[str, Status] = {}
-    for name, st in statuses.items():
-        if st.code == UNSCHEDULABLE_AND_UNRESOLVABLE:
-            per_node[name] = Status(st.code, "Preemption is not helpful for scheduling")
-        else:
-            per_node[name] = Status(UNSCHEDULABLE, "No preemption victims found for incoming pod")
-    return "preemption: " + fit_error_message(num_nodes, per_node)

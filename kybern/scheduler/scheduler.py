@@ -27,6 +27,7 @@ from kybern.client.resources import (
     PODS,
 )
 from kybern.machinery import errors, meta
+from kybern.scheduler import preemption
 from kybern.scheduler.cache import Cache
 from kybern.scheduler.framework import (
     CycleState,
@@ -35,7 +36,6 @@ from kybern.scheduler.framework import (
     PodInfo,
     Status,
     fit_error_message,
-    preemption_message,
 )
 from kybern.scheduler.plugins import default_plugins
 from kybern.scheduler.queue import QueuedPod, SchedulingQueue
@@ -105,10 +105,14 @@ class Scheduler:
                               for r in (PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, NAMESPACES)}
             for inf in self.informers.values():
                 inf.add_handler(self._on_other)
+            self.pdb_informer = self.factory.informer(preemption.PDBS)  # preemption's victims
         for p in self.framework.plugins:
             if hasattr(p, "set_informers"):
                 p.set_informers(self.informers)
         self._next_start = 0
+        self.nominator = preemption.Nominator()
+        self._nominations: dict[str, str | None] = {}  # pod key -> nominatedNodeName to write (None: clear)
+        self.preempted = 0  # victims deleted (tests, benchmarks)
         self._bind_slots = asyncio.Semaphore(bind_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self.scheduled = 0  # counters for benchmarks and tests
@@ -134,12 +138,14 @@ class Scheduler:
         node = (new.get("spec") or {}).get("nodeName")
         if typ == "DELETED":
             self.queue.delete(key)
+            self.nominator.remove(key)
             if node or self.cache.is_assumed(key):
                 self.cache.remove_pod(key)
                 self.queue.move_all()  # capacity freed
             return
         if node:
             self.queue.delete(key)
+            self.nominator.remove(key)
             if new.get("status", {}).get("phase") in ("Succeeded", "Failed"):
                 self.cache.remove_pod(key)  # finished pods hold no resources
                 self.queue.move_all()
@@ -154,7 +160,11 @@ class Scheduler:
             return
         if meta.is_deleting(new) or new.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             self.queue.delete(key)
+            self.nominator.remove(key)
             return
+        nominated = (new.get("status") or {}).get("nominatedNodeName")
+        if nominated and self.nominator.node_of.get(key) != nominated:
+            self.nominator.add(PodInfo(new), nominated)  # another scheduler instance's, or ours before a restart
         if self.cache.is_assumed(key):
             return  # our binding is in flight
         if old is not None and self.queue.contains(key) and _pod_spec_view(old) == _pod_spec_view(new):
@@ -221,21 +231,50 @@ class Scheduler:
         return host
 
     def find_host(self, pi: PodInfo, nodes: list[NodeInfo]) -> tuple[str | None, str]:
-        """(node name, "") or (None, the FailedScheduling message). Pure on the cache."""
+        """(node name, "") or (None, the FailedScheduling message). Pure on the cache,
+        except that a preemption (when nothing fits) nominates the pod and starts
+        deleting its victims."""
         state = CycleState(all_nodes=nodes, affinity_nodes=self.cache.nodes_with_affinity())
         st, filters = self.framework.run_pre_filter(state, pi)
         if st is not None:
             statuses = {n.name: st for n in nodes}
             return None, fit_error_message(len(nodes), statuses, pre_filter_msg=st.message,
-                                           post_filter_msg=preemption_message(pi, len(nodes), statuses))
+                                           post_filter_msg=self._post_filter(pi, nodes, statuses, state, []))
+        nominated = self.nominator.node_of.get(pi.key)
+        if nominated is not None:  # evaluateNominatedNode: the node its preemption freed, first
+            ni = self.cache.nodes.get(nominated)
+            if ni is not None and ni.node is not None and \
+                    self.framework.run_filters(filters, state, pi, self.nominator.holding(pi, ni)) is None:
+                return nominated, ""
         feasible, statuses = self._find_feasible(state, pi, nodes, filters)
         if not feasible:
             return None, fit_error_message(len(nodes), statuses,
-                                           post_filter_msg=preemption_message(pi, len(nodes), statuses))
+                                           post_filter_msg=self._post_filter(pi, nodes, statuses, state, filters))
         if len(feasible) == 1:
             return feasible[0].name, ""
         totals = self.framework.run_scores(state, pi, feasible)
         return _select(feasible, totals), ""
+
+    def _post_filter(self, pi: PodInfo, nodes: list[NodeInfo], statuses: dict[str, Status],
+                     state: CycleState, filters: list[Any]) -> str:
+        """DefaultPreemption: "" when victims were chosen (the pod is nominated to their
+        node), else the "preemption: ..." part of the FailedScheduling message."""
+        chosen, message = preemption.preempt(pi, nodes, statuses, state, filters, self.framework.run_filters,
+                                             self.nominator, self.pdb_informer.list())
+        if chosen is None:
+            if pi.key in self.nominator.node_of and not message.startswith("preemption: not eligible"):
+                self.nominator.remove(pi.key)
+                self._nominations[pi.key] = None  # clear status.nominatedNodeName with the condition
+            return message
+        self.nominator.add(pi, chosen.node)
+        self._nominations[pi.key] = chosen.node
+        for p in list((self.nominator.by_node.get(chosen.node) or {}).values()):
+            if p.priority < pi.priority:  # lower-priority pods nominated there may no longer fit
+                self.nominator.remove(p.key)
+                self._spawn(self._clear_nomination(p.pod))
+        for v in chosen.victims:
+            self._spawn(self._preempt_victim(v.pod, pi.pod, chosen.node))
+        return ""
 
     def _find_feasible(self, state: CycleState, pi: PodInfo, nodes: list[NodeInfo],
                        filters: list[Any]) -> tuple[list[NodeInfo], dict[str, Status]]:
@@ -246,9 +285,10 @@ class Scheduler:
         statuses: dict[str, Status] = {}
         run = self.framework.run_filters
         processed = n
+        held = self.nominator.holding if self.nominator.by_node else None  # pods nominated by preemption
         for i in range(n):
             ni = nodes[(start + i) % n]
-            st = run(filters, state, pi, ni)
+            st = run(filters, state, pi, ni if held is None else held(pi, ni))
             if st is None:
                 feasible.append(ni)
                 if len(feasible) >= want:
@@ -290,15 +330,17 @@ class Scheduler:
         self.failed += 1
         pod = self.pod_informer.get(qp.key) or qp.info.pod
         self.recorder.event(pod, "Warning", "FailedScheduling", message)
-        self._spawn(self._set_unschedulable(pod, message))
+        nomination = self._nominations.pop(qp.key, "")
+        self._spawn(self._set_unschedulable(pod, message, nomination))
         self.queue.requeue_failed(qp, cycle)
 
-    async def _set_unschedulable(self, pod: dict[str, Any], message: str) -> None:
-        """PodScheduled=False, reason Unschedulable, on the status subresource."""
+    async def _set_unschedulable(self, pod: dict[str, Any], message: str, nomination: str | None = "") -> None:
+        """PodScheduled=False, reason Unschedulable, on the status subresource, with
+        status.nominatedNodeName when a preemption nominated the pod (None: cleared)."""
         conds = (pod.get("status") or {}).get("conditions") or []
         cur = next((c for c in conds if c.get("type") == "PodScheduled"), None)
         if cur is not None and cur.get("status") == "False" and cur.get("reason") == "Unschedulable" \
-                and cur.get("message") == message:
+                and cur.get("message") == message and nomination == "":
             return
         cond = {"type": "PodScheduled", "status": "False", "lastProbeTime": None,
                 "lastTransitionTime": cur.get("lastTransitionTime") if cur is not None
@@ -306,11 +348,45 @@ class Scheduler:
                 "reason": "Unschedulable", "message": message}
         new_conds = [c for c in conds if c.get("type") != "PodScheduled"] + [cond]
         m = pod["metadata"]
+        status: dict[str, Any] = {"conditions": new_conds}
+        if nomination != "":
+            status["nominatedNodeName"] = nomination
         try:
-            await self.client.patch(PODS, m["name"], {"status": {"conditions": new_conds}},
-                                    m.get("namespace"), subresource="status")
+            await self.client.patch(PODS, m["name"], {"status": status}, m.get("namespace"), subresource="status")
         except errors.StatusError as e:
             log.debug("cannot mark %s/%s unschedulable: %s", m.get("namespace"), m["name"], e)
+
+    async def _clear_nomination(self, pod: dict[str, Any]) -> None:
+        m = pod["metadata"]
+        try:
+            await self.client.patch(PODS, m["name"], {"status": {"nominatedNodeName": None}}, m.get("namespace"),
+                                    subresource="status")
+        except errors.StatusError as e:
+            log.debug("cannot clear the nomination of %s/%s: %s", m.get("namespace"), m["name"], e)
+
+    async def _preempt_victim(self, victim: dict[str, Any], preemptor: dict[str, Any], node: str) -> None:
+        """DisruptionTarget condition, then delete (its grace period applies), then the
+        `Preempted` event, as upstream's prepareCandidate."""
+        m = victim["metadata"]
+        ns, name = m.get("namespace"), m["name"]
+        live = self.pod_informer.get(f"{ns}/{name}") or victim
+        conds = [c for c in (live.get("status") or {}).get("conditions") or [] if c.get("type") != "DisruptionTarget"]
+        conds.append({"type": "DisruptionTarget", "status": "True", "lastTransitionTime": meta.now(),
+                      "reason": "PreemptionByScheduler",
+                      "message": f"{self.name}: preempting to accommodate a higher priority pod"})
+        try:
+            await self.client.patch(PODS, name, {"status": {"conditions": conds}}, ns, subresource="status")
+            await self.client.delete(PODS, name, ns)
+        except errors.StatusError as e:
+            if e.code != 404:
+                log.warning("cannot preempt %s/%s: %s", ns, name, e)
+            return
+        except OSError as e:  # the API unreachable: the next cycle tries again
+            log.warning("cannot preempt %s/%s: %s", ns, name, e)
+            return
+        self.preempted += 1
+        self.recorder.event(victim, "Normal", "Preempted",
+                            f"Preempted by pod {preemptor['metadata'].get('uid')} on node {node}")
 
 
 def _select(nodes: list[NodeInfo], totals: list[int]) -> str:

@@ -10,7 +10,6 @@ from kybern.scheduler.framework import (
     PodInfo,
     Status,
     fit_error_message,
-    preemption_message,
 )
 from kybern.scheduler.queue import SchedulingQueue
 from kybern.scheduler.scheduler import Scheduler, num_feasible_nodes_to_find
@@ -58,11 +57,9 @@ def test_fit_error_formatting():
           "b": Status(UNSCHEDULABLE_AND_UNRESOLVABLE, "node(s) were unschedulable")}
     assert fit_error_message(2, st) == ("0/2 nodes are available: 1 Insufficient cpu, "
                                         "1 Insufficient memory, 1 node(s) were unschedulable.")
-    p = PodInfo(pod("p", preemptionPolicy="Never"))
-    assert preemption_message(p, 2, st) == "preemption: not eligible due to preemptionPolicy=Never."
-    assert preemption_message(PodInfo(pod("p")), 2, st) == (
-        "preemption: 0/2 nodes are available: 1 No preemption victims found for incoming pod, "
-        "1 Preemption is not helpful for scheduling.")
+    s = scheduler_with(node("a"), node("b"))
+    _, msg = s.find_host(PodInfo(pod("p", cpu="2", preemptionPolicy="Never")), s.cache.node_list())
+    assert msg.endswith(". preemption: not eligible due to preemptionPolicy=Never.")
 
 
 def test_assumed_pods_take_capacity():
