@@ -1,0 +1,169 @@
+"""A user's walk through joining nodes and scheduling, on a private three-zone
+cluster (`kybern up --zone zone-a --region r1` plus two `kybern agent`s), with
+the real kubectl, checked against what upstream Kubernetes v1.32 shows:
+joined nodes' labels and leases, FailedScheduling messages and their retry when
+a node is labelled, topology spread held to the zones node affinity allows, and
+preemption by a higher-priority pod."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import start_agent, start_cluster, stop_agent, stop_cluster
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def zones(tmp_path_factory):
+    base: Path = tmp_path_factory.mktemp("zones")
+    c = start_cluster(base / "c", "--zone", "zone-a", "--region", "r1")
+    agents = [start_agent(c, f"node-{z}", base / f"agent-{z}", "--zone", f"zone-{z}", "--region", "r1",
+                          log=base / f"agent-{z}.log") for z in "bc"]
+    try:
+        c.wait_for(lambda: c.kubectl("get", "nodes", "--no-headers").stdout.count(" Ready ") == 3,
+                   timeout=40, what="three nodes Ready")
+        yield c
+    finally:
+        for a in agents:
+            stop_agent(a)
+        stop_cluster(c)
+
+
+def _pods(c, ns: str, selector: str) -> list[dict]:
+    return c.kjson("get", "pods", "-n", ns, "-l", selector)["items"]
+
+
+def _events(c, ns: str, name: str, reason: str) -> list[str]:
+    items = c.kjson("get", "events", "-n", ns, "--field-selector",
+                    f"involvedObject.name={name},reason={reason}")["items"]
+    return [e["message"] for e in items]
+
+
+def test_joined_nodes_show_their_zone_region_and_lease(zones):
+    c = zones
+    wide = c.kubectl("get", "nodes", "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP",
+                               "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"]
+    assert sorted(r.split()[0] for r in wide[1:]) == ["node-1", "node-b", "node-c"]
+    table = c.kubectl("get", "nodes", "-L", "topology.kubernetes.io/zone,topology.kubernetes.io/region",
+                      "--no-headers").stdout
+    rows = {r.split()[0]: r.split()[-2:] for r in table.splitlines()}
+    assert rows == {"node-1": ["zone-a", "r1"], "node-b": ["zone-b", "r1"], "node-c": ["zone-c", "r1"]}
+    described = c.kubectl("describe", "node", "node-b").stdout
+    for text in ("kubernetes.io/hostname=node-b", "kubernetes.io/os=linux", "topology.kubernetes.io/zone=zone-b",
+                 "topology.kubernetes.io/region=r1", "HolderIdentity:  node-b", "KubeletReady",
+                 "kubelet is posting ready status", "Non-terminated Pods:", "Allocated resources:"):
+        assert text in described, text
+    leases = c.kubectl("get", "leases", "-n", "kube-node-lease", "--no-headers").stdout
+    assert sorted((r.split()[0], r.split()[1]) for r in leases.splitlines()) == [
+        ("node-1", "node-1"), ("node-b", "node-b"), ("node-c", "node-c")]
+
+
+def test_failed_scheduling_says_why_and_retries_when_a_node_is_labelled(zones, tmp_path):
+    c = zones
+    c.kubectl("create", "namespace", "sel")
+    c.kubectl("run", "ssd", "-n", "sel", "--image=demo:v1", '--overrides={"spec":{"nodeSelector":{"disk":"ssd"}}}',
+              "--", "sleep", "3600")
+    want = ("0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. preemption: "
+            "0/3 nodes are available: 3 Preemption is not helpful for scheduling.")
+    c.wait_for(lambda: want in _events(c, "sel", "ssd", "FailedScheduling"), timeout=20, what="FailedScheduling")
+    cond = next(x for x in c.kjson("get", "pod", "ssd", "-n", "sel")["status"]["conditions"]
+                if x["type"] == "PodScheduled")
+    assert (cond["status"], cond["reason"], cond["message"]) == ("False", "Unschedulable", want)
+    c.kubectl("label", "node", "node-c", "disk=ssd")
+    try:
+        c.wait_for(lambda: c.kjson("get", "pod", "ssd", "-n", "sel")["spec"].get("nodeName") == "node-c",
+                   timeout=20, what="the pod scheduled once a node has the label")
+        assert _events(c, "sel", "ssd", "Scheduled") == ["Successfully assigned sel/ssd to node-c"]
+    finally:
+        c.kubectl("label", "node", "node-c", "disk-")
+        c.kubectl("delete", "namespace", "sel", "--wait=false")
+
+
+def test_spread_constraint_counts_only_the_zones_node_affinity_allows(zones):
+    # upstream's nodeAffinityPolicy (default Honor): the empty zone-c, which the pods
+    # may not use, is not the "emptiest domain" that would block every node
+    c = zones
+    c.kubectl("create", "namespace", "spread")
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "spread"},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                     "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                         "nodeSelectorTerms": [{"matchExpressions": [{
+                             "key": "topology.kubernetes.io/zone", "operator": "In",
+                             "values": ["zone-a", "zone-b"]}]}]}}},
+                     "topologySpreadConstraints": [{
+                         "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                         "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}},
+                         "matchLabelKeys": ["pod-template-hash"]}],
+                     "containers": [{"name": "c", "image": "demo:v1", "command": ["sleep", "3600"]}]}}}}
+    c.kubectl("apply", "-f", "-", input=json.dumps(deployment))
+    try:
+        c.kubectl("rollout", "status", "deployment/web", "-n", "spread", "--timeout=60s")
+        nodes = sorted(p["spec"]["nodeName"] for p in _pods(c, "spread", "app=web"))
+        assert nodes == ["node-1", "node-1", "node-b", "node-b"]
+    finally:
+        c.kubectl("delete", "namespace", "spread", "--wait=false")
+
+
+def test_a_higher_priority_pod_preempts_a_lower_one(zones):
+    c = zones
+    alloc = min(int(n["status"]["allocatable"]["cpu"]) * 1000 for n in c.kjson("get", "nodes")["items"])
+    share = f"{alloc * 6 // 10}m"  # two never fit on one node
+    c.kubectl("create", "namespace", "prio")
+    objs = [
+        {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "walk-low"},
+         "value": 10},
+        {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "walk-high"},
+         "value": 1000},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "filler", "namespace": "prio"},
+         "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "filler"}}, "template": {
+             "metadata": {"labels": {"app": "filler"}},
+             "spec": {"priorityClassName": "walk-low", "terminationGracePeriodSeconds": 1,
+                      "containers": [{"name": "c", "image": "demo:v1", "command": ["sleep", "3600"],
+                                      "resources": {"requests": {"cpu": share}}}]}}}}]
+    c.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}))
+    try:
+        c.kubectl("rollout", "status", "deployment/filler", "-n", "prio", "--timeout=60s")
+        before = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in _pods(c, "prio", "app=filler")}
+        assert sorted(before.values()) == ["node-1", "node-b", "node-c"]
+        vip = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "vip", "namespace": "prio"},
+               "spec": {"priorityClassName": "walk-high",
+                        "containers": [{"name": "c", "image": "demo:v1", "command": ["sleep", "3600"],
+                                        "resources": {"requests": {"cpu": share}}}]}}
+        c.kubectl("apply", "-f", "-", input=json.dumps(vip))
+        c.kubectl("wait", "--for=condition=Ready", "pod/vip", "-n", "prio", "--timeout=60s")
+        pod = c.kjson("get", "pod", "vip", "-n", "prio")
+        node = pod["spec"]["nodeName"]
+        assert pod["spec"]["priority"] == 1000
+        assert pod["status"]["nominatedNodeName"] == node
+        row = c.kubectl("get", "pod", "vip", "-n", "prio", "-o", "wide", "--no-headers").stdout.split()
+        assert row[6:8] == [node, node]  # NODE, NOMINATED NODE
+        # no "preemption:" part once victims were found; a retry while the victim still
+        # terminates says so, as upstream
+        first, *retries = _events(c, "prio", "vip", "FailedScheduling")
+        assert first == "0/3 nodes are available: 3 Insufficient cpu."
+        assert set(retries) <= {("0/3 nodes are available: 3 Insufficient cpu. preemption: not eligible due "
+                                 "to a terminating pod on the nominated node.")}
+        [victim] = [name for name, n in before.items() if n == node]
+        assert _events(c, "prio", victim, "Preempted") == [
+            f"Preempted by pod {pod['metadata']['uid']} on node {node}"]
+        # the ReplicaSet's replacement has nowhere to go, and preempting cannot help it
+        want = ("0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: "
+                "3 No preemption victims found for incoming pod.")
+
+        def pending_says_why():
+            for p in _pods(c, "prio", "app=filler"):
+                if p["metadata"]["name"] not in before:
+                    return want in _events(c, "prio", p["metadata"]["name"], "FailedScheduling")
+            return False
+        c.wait_for(pending_says_why, timeout=20, what="the replacement's FailedScheduling")
+    finally:
+        c.kubectl("delete", "namespace", "prio", "--wait=false")
+        c.kubectl("delete", "priorityclass", "walk-low", "walk-high")
