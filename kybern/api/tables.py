@@ -77,19 +77,40 @@ def _selector(sel: Obj | None) -> str:
 
 
 # -- pods ---------------------------------------------------------------------
-def pod_status_reason(pod: Obj) -> str:
+def _pod_summary(pod: Obj) -> tuple[int, int, str, int, str | None]:
+    """printPod's READY, STATUS and RESTARTS (1.32): sidecars (init containers with
+    `restartPolicy: Always`) count among the containers and their restarts; while the
+    pod initialises, the init containers' restarts are shown."""
     status = pod.get("status") or {}
-    reason = status.get("reason") or status.get("phase") or "Unknown"
     spec = pod.get("spec") or {}
+    reason = status.get("reason") or status.get("phase") or ""
+    for c in status.get("conditions") or []:
+        if c.get("type") == "PodScheduled" and c.get("reason") == "SchedulingGated":
+            reason = "SchedulingGated"
     init_specs = spec.get("initContainers") or []
+    sidecars = {c.get("name") for c in init_specs if c.get("restartPolicy") == "Always"}
+    total = len(spec.get("containers") or []) + len(sidecars)
+    ready = restarts = sidecar_restarts = 0
+    last_restart: str | None = None
+    last_sidecar_restart: str | None = None
     initializing = False
     for i, cs in enumerate(status.get("initContainerStatuses") or []):
+        restarts += int(cs.get("restartCount") or 0)
+        finished = ((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt")
+        if finished and (last_restart is None or finished > last_restart):
+            last_restart = finished
+        sidecar = cs.get("name") in sidecars
+        if sidecar:
+            sidecar_restarts += int(cs.get("restartCount") or 0)
+            if finished and (last_sidecar_restart is None or finished > last_sidecar_restart):
+                last_sidecar_restart = finished
         st = cs.get("state") or {}
         term, wait = st.get("terminated"), st.get("waiting")
-        sidecar = i < len(init_specs) and init_specs[i].get("restartPolicy") == "Always"
         if term and term.get("exitCode") == 0:
             continue
-        if sidecar and st.get("running") and cs.get("started"):
+        if sidecar and cs.get("started"):
+            if cs.get("ready"):
+                ready += 1
             continue
         if term:
             if term.get("reason"):
@@ -104,9 +125,16 @@ def pod_status_reason(pod: Obj) -> str:
             reason = f"Init:{i}/{len(init_specs)}"
         initializing = True
         break
-    if not initializing:
+    initialized = any(c.get("type") == "Initialized" and c.get("status") == "True"
+                      for c in status.get("conditions") or [])
+    if not initializing or initialized:
+        restarts, last_restart = sidecar_restarts, last_sidecar_restart
         has_running = False
         for cs in reversed(status.get("containerStatuses") or []):
+            restarts += int(cs.get("restartCount") or 0)
+            finished = ((cs.get("lastState") or {}).get("terminated") or {}).get("finishedAt")
+            if finished and (last_restart is None or finished > last_restart):
+                last_restart = finished
             st = cs.get("state") or {}
             wait, term = st.get("waiting"), st.get("terminated")
             if wait and wait.get("reason"):
@@ -119,28 +147,28 @@ def pod_status_reason(pod: Obj) -> str:
                 reason = f"ExitCode:{term.get('exitCode')}"
             elif st.get("running") and cs.get("ready"):
                 has_running = True
+                ready += 1
         if reason == "Completed" and has_running:
-            ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                        for c in status.get("conditions") or [])
-            reason = "Running" if ready else "NotReady"
+            pod_ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                            for c in status.get("conditions") or [])
+            reason = "Running" if pod_ready else "NotReady"
     meta = pod.get("metadata") or {}
-    if meta.get("deletionTimestamp"):
-        reason = "Unknown" if status.get("reason") == "NodeLost" else "Terminating"
-    return reason
+    if meta.get("deletionTimestamp") and status.get("reason") == "NodeLost":
+        reason = "Unknown"
+    elif meta.get("deletionTimestamp") and status.get("phase") not in ("Succeeded", "Failed"):
+        reason = "Terminating"
+    return ready, total, reason, restarts, last_restart
+
+
+def pod_status_reason(pod: Obj) -> str:
+    """The STATUS column of `kubectl get pods`."""
+    return _pod_summary(pod)[2]
 
 
 def _pod_row(pod: Obj) -> list[Any]:
     status = pod.get("status") or {}
     spec = pod.get("spec") or {}
-    css = status.get("containerStatuses") or []
-    total = len(spec.get("containers") or [])
-    ready = sum(1 for c in css if c.get("ready"))
-    restarts = sum(int(c.get("restartCount") or 0) for c in css)
-    last_restart = None
-    for c in css:
-        t = ((c.get("lastState") or {}).get("terminated") or {}).get("finishedAt")
-        if t and (last_restart is None or t > last_restart):
-            last_restart = t
+    ready, total, reason, restarts, last_restart = _pod_summary(pod)
     restarts_cell = f"{restarts} ({age(last_restart)} ago)" if restarts and last_restart else str(restarts)
     gates = spec.get("readinessGates") or []
     if gates:
@@ -148,8 +176,10 @@ def _pod_row(pod: Obj) -> list[Any]:
         gates_cell = f"{sum(1 for g in gates if conds.get(g.get('conditionType')) == 'True')}/{len(gates)}"
     else:
         gates_cell = "<none>"
-    return [_name(pod), f"{ready}/{total}", pod_status_reason(pod), restarts_cell, _created(pod),
-            status.get("podIP") or "<none>", spec.get("nodeName") or "<none>",
+    ips = status.get("podIPs") or []
+    pod_ip = (ips[0].get("ip") if ips else "") or status.get("podIP") or "<none>"
+    return [_name(pod), f"{ready}/{total}", reason, restarts_cell, _created(pod),
+            pod_ip, spec.get("nodeName") or "<none>",
             status.get("nominatedNodeName") or "<none>", gates_cell]
 
 

@@ -100,7 +100,7 @@ class ContainerStarter:
         if not ready:
             return wake
         try:
-            env = await self.agent.env.resolve(pod, c)
+            env = await self.agent.env.resolve(self._with_ips(pod), c)
         except ConfigError as e:
             v.waiting_reason, v.waiting_message = "CreateContainerConfigError", str(e)
             self._event(name, "Warning", "Failed", f"Error: {e}")
@@ -143,6 +143,18 @@ class ContainerStarter:
         v.started = v.running and self.worker.probes.started(name, cid)
         v.ready = v.running and self.worker.probes.ready(name, cid)
         return None
+
+    def _with_ips(self, pod: dict[str, Any]) -> dict[str, Any]:
+        """The pod as the environment sees it: status.podIP(s) and hostIP(s) are the
+        sandbox's and the node's, as the kubelet fills them in, even before the first
+        status write (the first container of a pod starts before it)."""
+        status = dict(pod.get("status") or {})
+        pod_ip, host_ip = self.worker.sandbox_ip, self.agent.address
+        if pod_ip:
+            status["podIP"], status["podIPs"] = pod_ip, [{"ip": pod_ip}]
+        if host_ip:
+            status["hostIP"], status["hostIPs"] = host_ip, [{"ip": host_ip}]
+        return {**pod, "status": status}
 
     async def _ensure_image(self, c: dict[str, Any], v: ContainerView) -> tuple[bool, float | None]:
         name = c["name"]

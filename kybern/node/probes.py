@@ -187,6 +187,13 @@ class ProbeWorker:
         self.task.cancel()
 
 
+def probed_containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The containers whose probes run: the sidecars (init containers with
+    `restartPolicy: Always`, probed as upstream) and the regular containers."""
+    return [*(c for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"),
+            *(spec.get("containers") or [])]
+
+
 class ProbeManager:
     """The probe workers of one pod, keyed by (container name, container ID, kind)."""
 
@@ -197,7 +204,7 @@ class ProbeManager:
     def sync(self, pod: dict[str, Any], running: Callable[[str], ContainerStatus | None]) -> None:
         """Have a worker for each probe of each running container; drop the rest."""
         want: dict[tuple[str, str, str], tuple[dict[str, Any], ContainerStatus]] = {}
-        for c in pod.get("spec", {}).get("containers") or []:
+        for c in probed_containers(pod.get("spec") or {}):
             cs = running(c["name"])
             if cs is None:
                 continue
@@ -218,7 +225,7 @@ class ProbeManager:
         if w is not None:
             return w.result
         spec = (self.worker.pod or {}).get("spec") or {}
-        c = next((c for c in spec.get("containers") or [] if c.get("name") == name), {})
+        c = next((c for c in probed_containers(spec) if c.get("name") == name), {})
         return INITIAL[kind] if isinstance(c.get(kind), dict) else None
 
     def started(self, name: str, cid: str) -> bool:

@@ -34,6 +34,9 @@ class ContainerView:
     waiting_message: str = ""
     ready: bool = False
     started: bool | None = None  # startup probe passed (None: as `running`)
+    # the waiting reason before the runtime has a container: the kubelet's default is
+    # PodInitializing for every container of a pod with init containers, else ContainerCreating
+    default_waiting: str = "ContainerCreating"
 
     @property
     def running(self) -> bool:
@@ -66,7 +69,7 @@ def container_status(v: ContainerView) -> dict[str, Any]:
         if prev is not None:
             last = terminated_state(prev, v.runtime_name)
     elif v.waiting_reason or cur is None:
-        w: dict[str, Any] = {"reason": v.waiting_reason or "ContainerCreating"}
+        w: dict[str, Any] = {"reason": v.waiting_reason or v.default_waiting}
         if v.waiting_message:
             w["message"] = v.waiting_message
         state = {"waiting": w}
@@ -79,7 +82,7 @@ def container_status(v: ContainerView) -> dict[str, Any]:
         if prev is not None:
             last = terminated_state(prev, v.runtime_name)
     else:  # created, not started yet
-        state = {"waiting": {"reason": "ContainerCreating"}}
+        state = {"waiting": {"reason": v.default_waiting}}
     out["state"] = state
     out["lastState"] = last
     out["ready"] = bool(v.ready and v.running)
@@ -96,15 +99,56 @@ def _terminated_of(st: dict[str, Any], key: str) -> dict[str, Any] | None:
     return (st.get(key) or {}).get("terminated")
 
 
+def is_sidecar(container: dict[str, Any]) -> bool:
+    """A restartable init container (`restartPolicy: Always`): a sidecar."""
+    return container.get("restartPolicy") == "Always"
+
+
+def any_regular_container_started(pod: dict[str, Any], statuses: list[dict[str, Any]]) -> bool:
+    """kubecontainer.HasAnyRegularContainerStarted: a container of spec.containers
+    is running, has terminated or is waiting after having run."""
+    names = {c["name"] for c in pod.get("spec", {}).get("containers") or []}
+    for s in statuses:
+        if s["name"] not in names:
+            continue
+        state = s.get("state", {})
+        if "running" in state or "terminated" in state or \
+                ("waiting" in state and _terminated_of(s, "lastState") is not None):
+            return True
+    return False
+
+
 def pod_phase(pod: dict[str, Any], init_statuses: list[dict[str, Any]],
               statuses: list[dict[str, Any]]) -> str:
-    """The kubelet's getPhase."""
+    """The kubelet's getPhase (1.32), sidecars (restartable init containers) included:
+    a sidecar that is not started yet keeps the pod Pending, a running one counts as
+    running, a terminated one does not count."""
     spec = pod.get("spec", {})
     policy = spec.get("restartPolicy", "Always")
     pending_init = failed_init = 0
+    unknown = running = waiting = stopped = succeeded = 0
     by_name = {s["name"]: s for s in init_statuses}
     for c in spec.get("initContainers") or []:
         s = by_name.get(c["name"])
+        if is_sidecar(c):
+            if s is None:
+                unknown += 1
+                continue
+            state = s.get("state", {})
+            if "running" in state:
+                if not s.get("started"):
+                    pending_init += 1
+                running += 1
+            elif "terminated" in state:
+                pass
+            elif "waiting" in state:
+                if _terminated_of(s, "lastState") is None:
+                    pending_init += 1
+                    waiting += 1
+            else:
+                pending_init += 1
+                unknown += 1
+            continue
         if s is None:
             pending_init += 1
             continue
@@ -124,7 +168,6 @@ def pod_phase(pod: dict[str, Any], init_statuses: list[dict[str, Any]],
         else:
             pending_init += 1
 
-    unknown = running = waiting = stopped = succeeded = 0
     by_name = {s["name"]: s for s in statuses}
     for c in spec.get("containers") or []:
         s = by_name.get(c["name"])
@@ -148,10 +191,8 @@ def pod_phase(pod: dict[str, Any], init_statuses: list[dict[str, Any]],
 
     if failed_init and policy == "Never":
         return "Failed"
-    if pending_init or waiting:
+    if (pending_init and not any_regular_container_started(pod, statuses)) or waiting:
         return "Pending"
-    if failed_init:
-        return "Pending"  # init will be retried
     if running and not unknown:
         return "Running"
     if not running and stopped and not unknown:
@@ -173,22 +214,38 @@ def pod_conditions(pod: dict[str, Any], phase: str, init_statuses: list[dict[str
     spec = pod.get("spec", {})
     old = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or []}
 
-    done = {s["name"] for s in init_statuses
-            if (s.get("state", {}).get("terminated") or {}).get("exitCode", 1) == 0}
-    known = {s["name"] for s in init_statuses}
-    init_names = [c["name"] for c in spec.get("initContainers") or []]
-    incomplete = [n for n in init_names if n not in done]
-    missing_init = [n for n in init_names if n not in known]
-    unready = [c["name"] for c in spec.get("containers") or []
-               if not next((s.get("ready") for s in statuses if s["name"] == c["name"]), False)]
+    # Initialized (status.GeneratePodInitializedCondition): every init container has
+    # succeeded and every sidecar has started; once a regular container has run the
+    # pod stays initialized (a restarting sidecar does not undo it)
+    by_init = {s["name"]: s for s in init_statuses}
+    unknown_init, incomplete = [], []
+    for c in spec.get("initContainers") or []:
+        s = by_init.get(c["name"])
+        if s is None:
+            unknown_init.append(c["name"])
+        elif is_sidecar(c):
+            if not s.get("started"):
+                incomplete.append(c["name"])
+        elif (s.get("state", {}).get("terminated") or {}).get("exitCode", 1) != 0:
+            incomplete.append(c["name"])
+    # ContainersReady/Ready: the sidecars and the containers (GenerateContainersReadyCondition)
+    ready_of = {s["name"]: bool(s.get("ready")) for s in [*init_statuses, *statuses]}
+    unready = [c["name"] for c in [*(c for c in spec.get("initContainers") or [] if is_sidecar(c)),
+                                   *(spec.get("containers") or [])] if not ready_of.get(c["name"], False)]
 
     mine: list[tuple[str, bool, str, str]] = []
     mine.append(("PodReadyToStartContainers", sandbox_ready, "", ""))
-    if phase == "Succeeded" and not missing_init:
+    if phase == "Succeeded" and not unknown_init:
         mine.append(("Initialized", True, "PodCompleted", ""))
-    elif incomplete:
-        mine.append(("Initialized", False, "ContainersNotInitialized",
-                     f"containers with incomplete status: [{' '.join(incomplete)}]"))
+    elif any_regular_container_started(pod, statuses):
+        mine.append(("Initialized", True, "", ""))
+    elif unknown_init or incomplete:
+        parts = []
+        if unknown_init:
+            parts.append(f"containers with unknown status: [{' '.join(unknown_init)}]")
+        if incomplete:
+            parts.append(f"containers with incomplete status: [{' '.join(incomplete)}]")
+        mine.append(("Initialized", False, "ContainersNotInitialized", ", ".join(parts)))
     else:
         mine.append(("Initialized", True, "", ""))
     if phase in ("Succeeded", "Failed"):
