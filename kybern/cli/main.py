@@ -14,6 +14,7 @@ import click
 
 from kybern.cli import cluster, kubeconfig, serverloop
 
+REGION_LABEL = "topology.kubernetes.io/region"
 DEFAULT_DATA = Path(os.environ.get("KYBERN_DATA_DIR", str(Path.home() / ".kybern")))
 # pod network and service proxy of node agents (docs/networking.md); the environment sets the defaults
 POD_NETWORK_OPT = {"default": os.environ.get("KYBERN_POD_NETWORK", "auto"), "show_default": True,
@@ -61,6 +62,7 @@ def main() -> None:
               help="apiserver processes sharing the API port (docs/apiserver.md); more use more cores.")
 @click.option("--node-name", default="", help="Name of the built-in node (default: the hostname).")
 @click.option("--zone", default=None, help="topology.kubernetes.io/zone label for the built-in node.")
+@click.option("--region", default=None, help="topology.kubernetes.io/region label for the built-in node.")
 @click.option("--no-node", is_flag=True, help="Run no built-in node (join nodes with `kybern agent`).")
 @click.option("--agent-in-process", is_flag=True,
               help="Run the built-in node's agent inside this process instead of its own (one process, "
@@ -84,7 +86,8 @@ def main() -> None:
 def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore: str, api_workers: int, node_name: str,
        zone: str | None, no_node: bool, pod_network: str, proxy_mode: str, ingress_http_port: int | None,
        ingress_https_port: int | None, ingress_plane: str, no_ingress: bool, dns_address: str, dns_port: int,
-       no_dns: bool, verbose: int, max_pods: int, runtime: str, agent_in_process: bool) -> None:
+       no_dns: bool, verbose: int, max_pods: int, runtime: str, agent_in_process: bool,
+       region: str | None) -> None:
     """Start a whole cluster in this process; Ctrl-C stops it, state is kept."""
     _logging(verbose)
     t0 = time.monotonic()
@@ -99,7 +102,7 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
                                 ingress_https_port=ingress_https_port, ingress_plane=ingress_plane,
                                 run_dns=not no_dns, dns_address=dns_address, dns_port=dns_port,
                                 max_pods=max_pods, runtime=runtime, agent_process=not agent_in_process,
-                                verbose=verbose)
+                                verbose=verbose, labels={REGION_LABEL: region} if region else {})
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(Path(kubeconfig_path), name="kybern", server=r.server_url,
@@ -168,6 +171,7 @@ def server(data_dir: Path, address: str, port: int, datastore: str, api_workers:
 @click.option("--ca-file", type=click.Path(exists=True), default=None, help="The cluster CA certificate.")
 @click.option("--name", default=None, help="Node name (default: hostname).")
 @click.option("--zone", default=None, help="topology.kubernetes.io/zone label.")
+@click.option("--region", default=None, help="topology.kubernetes.io/region label.")
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address pods and logs are served on.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Agent state (default: ~/.kybern/agents/NAME).")
@@ -184,7 +188,7 @@ def server(data_dir: Path, address: str, port: int, datastore: str, api_workers:
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zone: str | None, address: str,
           data_dir: Path | None, pod_network: str, proxy_mode: str, verbose: int, max_pods: int,
-          runtime: str, labels: tuple[str, ...], event_qps: float, event_burst: int) -> None:
+          runtime: str, labels: tuple[str, ...], event_qps: float, event_burst: int, region: str | None) -> None:
     """Join this machine (or another agent on it) to a running cluster as a node."""
     _logging(verbose)
     from kybern.client.http import Client
@@ -198,6 +202,8 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
         if not eq or not k:
             raise click.BadParameter(f"{kv!r} is not KEY=VALUE", param_hint="--label")
         node_labels[k] = v
+    if region:
+        node_labels[REGION_LABEL] = region
     try:
         lock = cluster.lock_data_dir(data_dir)
     except cluster.DataDirBusy as e:
