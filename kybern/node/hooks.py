@@ -17,7 +17,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from kybern.node.probes import ProbeError, http_get
+from kybern.node.probes import ProbeError, go_quote, http_get
 from kybern.node.runtimes.base import ContainerError
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ async def run_handler(worker: PodWorker, container: dict[str, Any], container_id
         if code == 0:
             return None
         return (f'Exec lifecycle hook ([{" ".join(cmd)}]) for Container "{name}" in Pod "{pod_ref}" failed - '
-                f'error: {err}, message: "{out.decode(errors="replace")}"')
+                f'error: {err}, message: {go_quote(out.decode(errors="replace"))}')
     if "httpGet" in handler:
         spec = handler["httpGet"] or {}
         try:

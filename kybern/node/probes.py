@@ -97,6 +97,27 @@ async def tcp_connect(spec: dict[str, Any], container: dict[str, Any], host: str
     w.close()
 
 
+def go_quote(text: str) -> str:
+    """Go's %q of a string (a double-quoted literal with Go escapes), as the kubelet's
+    messages quote commands and hook output."""
+    out = ['"']
+    for ch in text:
+        o = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch in "\a\b\f\n\r\t\v":
+            out.append({"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+                        "\v": "\\v"}[ch])
+        elif o < 0x20 or o == 0x7F:
+            out.append(f"\\x{o:02x}")
+        elif ch == "\ufffd" or not ch.isprintable():
+            out.append(f"\\u{o:04x}" if o <= 0xFFFF else f"\\U{o:08x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
 class ProbeError(Exception):
     """The probe could not be carried out or failed, with the message to report."""
 
@@ -112,7 +133,7 @@ async def probe_once(worker: PodWorker, container: dict[str, Any], cs: Container
             try:
                 code, out = await worker.agent.runtime.exec_sync(cs.id, cmd, timeout)
             except TimeoutError:
-                return FAILURE, f"command {' '.join(cmd)!r} timed out"
+                return FAILURE, f"command {go_quote(' '.join(cmd))} timed out"
             text = out.decode(errors="replace")
             return (SUCCESS, text) if code == 0 else (FAILURE, text)
         if "httpGet" in probe:

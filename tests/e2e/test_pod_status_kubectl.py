@@ -141,3 +141,32 @@ def test_a_job_like_pod_with_a_sidecar_completes(cluster, namespace):
     st = cluster.kjson("get", "pod", "job-sidecar", "-n", namespace)["status"]
     assert st["phase"] == "Succeeded"
     assert "terminated" in st["initContainerStatuses"][0]["state"]
+
+
+def events(cluster, ns: str, name: str, reason: str) -> list[dict]:
+    return [e for e in cluster.kjson("get", "events", "-n", ns, "--field-selector",
+                                     f"involvedObject.name={name}")["items"] if e["reason"] == reason]
+
+
+def test_failed_post_start_hook_and_exec_probe_timeout_read_as_upstream(cluster, namespace):
+    """The kubelet quotes with Go's %q: the hook's output `"oops\\n"` (escaped, on one
+    line in `kubectl describe`), the timed-out probe command `"sleep 5"`."""
+    hook = {"postStart": {"exec": {"command": ["sh", "-c", "echo oops; exit 1"]}}}
+    apply(cluster, namespace, pod("hook-fails", [sh("app", "sleep 600", lifecycle=hook)]))
+    probe = {"exec": {"command": ["sleep", "5"]}, "timeoutSeconds": 1, "periodSeconds": 2, "failureThreshold": 100}
+    apply(cluster, namespace, pod("probe-slow", [sh("app", "sleep 600", livenessProbe=probe)]))
+
+    ev = cluster.wait_for(lambda: events(cluster, namespace, "hook-fails", "FailedPostStartHook"), timeout=20,
+                          what="FailedPostStartHook")[0]
+    uid = cluster.kjson("get", "pod", "hook-fails", "-n", namespace)["metadata"]["uid"]
+    assert ev["type"] == "Warning" and ev["involvedObject"]["fieldPath"] == "spec.containers{app}"
+    assert ev["message"] == (f'Exec lifecycle hook ([sh -c echo oops; exit 1]) for Container "app" in Pod '
+                             f'"hook-fails_{namespace}({uid})" failed - error: command \'sh -c echo oops; exit 1\' '
+                             f'exited with 1: , message: "oops\\n"')
+    kill = cluster.wait_for(lambda: events(cluster, namespace, "hook-fails", "Killing"), timeout=10,
+                            what="Killing")[0]
+    assert kill["message"] == "FailedPostStartHook"
+
+    ev = cluster.wait_for(lambda: events(cluster, namespace, "probe-slow", "Unhealthy"), timeout=20,
+                          what="Unhealthy")[0]
+    assert ev["message"] == 'Liveness probe failed: command "sleep 5" timed out'
