@@ -16,7 +16,8 @@ Every `period` seconds:
   their NoSchedule taints, spec.unschedulable -> node.kubernetes.io/unschedulable.
 - **eviction**: a pod on a node with NoExecute taints it does not tolerate is
   deleted at once; one that tolerates them for tolerationSeconds is deleted when
-  that time has passed since the taint's timeAdded (pods get 300 s for
+  that time has passed since the taint's timeAdded, or since it was first seen
+  for a taint without one (as `kubectl taint` adds them) (pods get 300 s for
   not-ready/unreachable from the DefaultTolerationSeconds defaults). It gets a
   DisruptionTarget condition (DeletionByTaintManager) and a `TaintManagerEviction`
   event first.
@@ -83,8 +84,12 @@ def desired_taints(node: dict[str, Any], now: str) -> list[dict[str, Any]]:
     return out
 
 
-def eviction_time(pod: dict[str, Any], taints: list[dict[str, Any]]) -> float | None:
-    """When (epoch seconds) the NoExecute taints evict this pod; None if never."""
+def eviction_time(pod: dict[str, Any], taints: list[dict[str, Any]],
+                  first_seen: dict[tuple[str, str, str], float] | None = None) -> float | None:
+    """When (epoch seconds) the NoExecute taints evict this pod; None if never.
+    tolerationSeconds count from the taint's timeAdded or, for a taint without one
+    (`kubectl taint` sets none), from when the controller first saw it
+    (`first_seen`, keyed by (key, value, effect)), as upstream's taint manager."""
     tolerations = (pod.get("spec") or {}).get("tolerations") or []
     when: float | None = None
     for t in taints:
@@ -96,10 +101,14 @@ def eviction_time(pod: dict[str, Any], taints: list[dict[str, Any]]) -> float | 
         secs = [tol.get("tolerationSeconds") for tol in used]
         if any(s is None for s in secs):
             continue  # tolerated forever
-        added = _epoch(t.get("timeAdded")) or time.time()
+        added = _epoch(t.get("timeAdded")) or (first_seen or {}).get(_taint_id(t)) or time.time()
         at = added + max(0, min(int(s) for s in secs if s is not None))
         when = at if when is None else min(when, at)
     return when
+
+
+def _taint_id(t: dict[str, Any]) -> tuple[str, str, str]:
+    return (t.get("key") or "", t.get("value") or "", t.get("effect") or "")
 
 
 def _epoch(ts: str | None) -> float | None:
@@ -126,6 +135,8 @@ class NodeLifecycleController:
         self._heard: dict[str, tuple[Any, Any, float]] = {}  # node -> (heartbeat, renewTime, when heard)
         self._ready: dict[str, str] = {}  # node -> Ready status last seen
         self._evicted: set[str] = set()
+        # node -> NoExecute taint (key, value, effect) -> when first seen (taints without timeAdded)
+        self._taints_seen: dict[str, dict[tuple[str, str, str], float]] = {}
 
     async def run(self) -> None:
         await asyncio.gather(self.nodes.wait_synced(), self.pods.wait_synced(), self.leases.wait_synced())
@@ -216,8 +227,21 @@ class NodeLifecycleController:
                 raise
 
     # -- NoExecute eviction ---------------------------------------------------
+    def _note_taints(self, now: float) -> None:
+        """Remember when each NoExecute taint was first seen on its node."""
+        seen: dict[str, dict[tuple[str, str, str], float]] = {}
+        for node in self.nodes.list():
+            name = node["metadata"]["name"]
+            prev = self._taints_seen.get(name) or {}
+            cur = {_taint_id(t): prev.get(_taint_id(t), now)
+                   for t in (node.get("spec") or {}).get("taints") or [] if t.get("effect") == "NoExecute"}
+            if cur:
+                seen[name] = cur
+        self._taints_seen = seen
+
     async def evict_once(self) -> None:
         now = time.time()
+        self._note_taints(now)
         for pod in self.pods.list():
             m, spec = pod["metadata"], pod.get("spec") or {}
             node = self.nodes.get(spec.get("nodeName") or "") if spec.get("nodeName") else None
@@ -225,7 +249,8 @@ class NodeLifecycleController:
                 continue
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 continue
-            at = eviction_time(pod, (node.get("spec") or {}).get("taints") or [])
+            at = eviction_time(pod, (node.get("spec") or {}).get("taints") or [],
+                               self._taints_seen.get(spec["nodeName"]))
             if at is not None and at <= now:
                 await self._evict(pod)
 

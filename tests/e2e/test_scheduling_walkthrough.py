@@ -167,3 +167,33 @@ def test_a_higher_priority_pod_preempts_a_lower_one(zones):
     finally:
         c.kubectl("delete", "namespace", "prio", "--wait=false")
         c.kubectl("delete", "priorityclass", "walk-low", "walk-high")
+
+
+def test_a_no_execute_taint_evicts_at_once_or_after_toleration_seconds(zones):
+    # last in this module: it evicts what runs on node-b
+    c = zones
+    c.kubectl("create", "namespace", "taints")
+    tolerating = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "patient", "namespace": "taints"},
+                  "spec": {"nodeName": "node-b", "terminationGracePeriodSeconds": 1,
+                           "tolerations": [{"key": "walk", "operator": "Exists", "effect": "NoExecute",
+                                            "tolerationSeconds": 6}],
+                           "containers": [{"name": "c", "image": "demo:v1", "command": ["sleep", "3600"]}]}}
+    plain = {**tolerating, "metadata": {"name": "plain", "namespace": "taints"},
+             "spec": {k: v for k, v in tolerating["spec"].items() if k != "tolerations"}}
+    for p in (tolerating, plain):
+        c.kubectl("apply", "-f", "-", input=json.dumps(p))
+    c.kubectl("wait", "--for=condition=Ready", "pod/patient", "pod/plain", "-n", "taints", "--timeout=60s")
+
+    def deleting(name: str) -> bool:
+        p = c.kubectl("get", "pod", name, "-n", "taints", "-o", "json", check=False)
+        return p.returncode != 0 or bool(json.loads(p.stdout)["metadata"].get("deletionTimestamp"))
+
+    c.kubectl("taint", "node", "node-b", "walk=now:NoExecute")  # no timeAdded, as upstream's kubectl
+    try:
+        c.wait_for(lambda: deleting("plain"), timeout=15, what="the pod without a toleration evicted")
+        assert not deleting("patient")
+        c.wait_for(lambda: deleting("patient"), timeout=20, what="the tolerating pod evicted after 6 s")
+        assert _events(c, "taints", "patient", "TaintManagerEviction") == ["Marking for deletion Pod taints/patient"]
+    finally:
+        c.kubectl("taint", "node", "node-b", "walk-")
+        c.kubectl("delete", "namespace", "taints", "--wait=false")

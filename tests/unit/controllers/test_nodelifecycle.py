@@ -44,3 +44,13 @@ def test_eviction_time_from_tolerations() -> None:
     forever = {"spec": {"tolerations": [{"operator": "Exists"}]}}
     assert eviction_time(forever, taint) is None
     assert eviction_time(default, [{"key": "x", "effect": "NoSchedule"}]) is None
+
+
+def test_taint_without_time_added_counts_from_when_it_was_first_seen() -> None:
+    # `kubectl taint node n k=v:NoExecute` sets no timeAdded: tolerationSeconds run from
+    # when the controller first saw the taint (upstream's taint manager), not from "now"
+    taint = [{"key": "k", "value": "v", "effect": "NoExecute"}]
+    pod = {"spec": {"tolerations": [{"key": "k", "operator": "Exists", "effect": "NoExecute",
+                                     "tolerationSeconds": 5}]}}
+    seen = time.time() - 10
+    assert eviction_time(pod, taint, {("k", "v", "NoExecute"): seen}) == seen + 5
