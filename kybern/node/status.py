@@ -234,7 +234,8 @@ def pod_conditions(pod: dict[str, Any], phase: str, init_statuses: list[dict[str
                                    *(spec.get("containers") or [])] if not ready_of.get(c["name"], False)]
 
     mine: list[tuple[str, bool, str, str]] = []
-    mine.append(("PodReadyToStartContainers", sandbox_ready, "", ""))
+    # a finished pod's sandbox is torn down by the kubelet: False from then on
+    mine.append(("PodReadyToStartContainers", sandbox_ready and phase not in ("Succeeded", "Failed"), "", ""))
     if phase == "Succeeded" and not unknown_init:
         mine.append(("Initialized", True, "PodCompleted", ""))
     elif any_regular_container_started(pod, statuses):

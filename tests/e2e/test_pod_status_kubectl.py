@@ -170,3 +170,41 @@ def test_failed_post_start_hook_and_exec_probe_timeout_read_as_upstream(cluster,
     ev = cluster.wait_for(lambda: events(cluster, namespace, "probe-slow", "Unhealthy"), timeout=20,
                           what="Unhealthy")[0]
     assert ev["message"] == 'Liveness probe failed: command "sleep 5" timed out'
+
+
+def test_finished_pods_read_completed_and_error(cluster, namespace):
+    """restartPolicy Never: `0/1 Completed` (Succeeded) and `0/1 Error` (Failed, exit
+    code kept); OnFailure restarts the failing one with back-off. A finished pod's
+    sandbox is gone upstream, so PodReadyToStartContainers turns False."""
+    apply(cluster, namespace, pod("ok-once", [sh("app", "echo hi")], restartPolicy="Never"))
+    apply(cluster, namespace, pod("bad-once", [sh("app", "exit 3")], restartPolicy="Never"))
+    apply(cluster, namespace, pod("bad-again", [sh("app", "exit 3")], restartPolicy="OnFailure"))
+    cluster.wait_for(lambda: row(cluster, namespace, "ok-once")[1:4] == ["0/1", "Completed", "0"], timeout=20,
+                     what="ok-once Completed")
+    cluster.wait_for(lambda: row(cluster, namespace, "bad-once")[1:4] == ["0/1", "Error", "0"], timeout=20,
+                     what="bad-once Error")
+    cluster.wait_for(lambda: (c := row(cluster, namespace, "bad-again"))[2] == "CrashLoopBackOff"
+                     and c[3].startswith("1 ("), timeout=20, what="bad-again CrashLoopBackOff")
+
+    ok = cluster.kjson("get", "pod", "ok-once", "-n", namespace)["status"]
+    assert ok["phase"] == "Succeeded"
+    term = ok["containerStatuses"][0]["state"]["terminated"]
+    assert (term["reason"], term["exitCode"]) == ("Completed", 0)
+    conds = conditions(cluster, namespace, "ok-once")
+    assert conds["PodReadyToStartContainers"]["status"] == "False"
+    assert (conds["Initialized"]["status"], conds["Initialized"].get("reason")) == ("True", "PodCompleted")
+    assert (conds["Ready"]["status"], conds["Ready"].get("reason")) == ("False", "PodCompleted")
+
+    bad = cluster.kjson("get", "pod", "bad-once", "-n", namespace)["status"]
+    assert bad["phase"] == "Failed"
+    assert bad["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
+    assert conditions(cluster, namespace, "bad-once")["Ready"].get("reason") == "PodFailed"
+
+    again = cluster.kjson("get", "pod", "bad-again", "-n", namespace)["status"]
+    cs = again["containerStatuses"][0]
+    assert again["phase"] == "Running"
+    assert cs["lastState"]["terminated"]["exitCode"] == 3 and cs["lastState"]["terminated"]["reason"] == "Error"
+    assert cs["state"]["waiting"]["message"].startswith("back-off 10s restarting failed container=app pod=bad-again_")
+    backoff = cluster.wait_for(lambda: events(cluster, namespace, "bad-again", "BackOff"), timeout=10,
+                               what="BackOff")[0]
+    assert backoff["message"].startswith("Back-off restarting failed container app in pod bad-again_")
