@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from typing import Any
 import time
 from pathlib import Path
 
@@ -104,6 +105,20 @@ async def delete_pods(c: Client, names: list[str]) -> None:
         await asyncio.sleep(0.5)
 
 
+def _busy(t: Any) -> float:
+    """CPU seconds the machine spent not idle (/proc/stat), all cores."""
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+
+
+def _kernel_workers() -> dict[int, float]:
+    """CPU seconds so far of each kernel worker thread (kworker/*), by pid."""
+    out = {}
+    for p in psutil.process_iter(["name", "cpu_times"]):
+        if (p.info["name"] or "").startswith("kworker") and p.info["cpu_times"] is not None:
+            out[p.pid] = p.info["cpu_times"].user + p.info["cpu_times"].system
+    return out
+
+
 async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], py_spy: str = "",
                   py_spy_gil: bool = False, rate: float = 0.0, ingress: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,6 +184,7 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
             # the runtime's spawn worker (spawnd.py): a live child, so not in "exited helpers"
             worker = next((p for p in (agent or up).children() if any("spawnd" in a for a in p.cmdline())), None)
             wcpu0 = worker.cpu_times() if worker else None
+            mcpu0, kw0 = psutil.cpu_times(), _kernel_workers()
             if os.environ.get("BENCH_SIGNAL_AGENT") and agent:  # SIGUSR1 at the first create, SIGUSR2 when all run
                 agent.send_signal(signal.SIGUSR1)
             t0 = time.monotonic()
@@ -194,6 +210,7 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
             bcpu1 = me.cpu_times()
             acpu1 = agent.cpu_times() if agent else None
             wcpu1 = worker.cpu_times() if worker else None
+            mcpu1, t_m1, kw1 = psutil.cpu_times(), time.monotonic(), _kernel_workers()
             if os.environ.get("BENCH_SIGNAL_AGENT") and agent:
                 agent.send_signal(signal.SIGUSR2)
             for spy in spies:
@@ -226,6 +243,12 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
                 kids = (t1_.children_user - t0_.children_user) + (t1_.children_system - t0_.children_system)
                 print(f"    {what}: {own:.2f} s ({1000 * own / n_pods:.1f} ms per pod; user {usr:.2f} s, "
                       f"system {own - usr:.2f} s); its exited helpers (CNI plugins...) {kids:.2f} s")
+            busy = _busy(mcpu1) - _busy(mcpu0)
+            print(f"    the whole machine, busy (every process and kernel thread, other sessions' too): {busy:.2f} s "
+                  f"({1000 * busy / n_pods:.1f} ms per pod) of {psutil.cpu_count() * (t_m1 - t0):.2f} s")
+            kw = sum(v - kw0.get(k, 0.0) for k, v in kw1.items())
+            print(f"    kernel worker threads (kworker: cgroup, netns and IPv6 upkeep; other sessions' too): {kw:.2f} s "
+                  f"({1000 * kw / n_pods:.1f} ms per pod)")
             per_pod = {k: (v - req0.get(k, 0)) / n_pods for k, v in req1.items()}
             print("  API requests per pod in that time (apiserver_request_total, all clients): " + ", ".join(
                 f"{verb} {res}{'/' + sub if sub else ''} {x:.2f}"

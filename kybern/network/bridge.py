@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from kybern.network import rtnl
-from kybern.network.netns import entered, take_netlink
+from kybern.network.netns import entered, no_ipv6_links, take_netlink
 from kybern.network.netns import run as on_netns_thread
 
 ENABLED = os.environ.get("KYBERN_CNI_BUILTIN", "1") != "0"
@@ -184,6 +184,8 @@ def _plumb(conf: dict[str, Any], pool: Pool, netns: str, ifname: str, ip: ipaddr
                 host = "veth" + secrets.token_hex(4)
                 try:
                     nl.add_veth(host, host_mac, br_index, ifname, pod_mac, ns.fileno(), mtu)
+                    if os.environ.get("KYBERN_POD_IPV6_LINKS", "0") != "1":
+                        no_ipv6_links(host)  # before the pod's end is up: no carrier, no addrconf yet
                     break
                 except OSError as e:
                     if e.errno == errno.ENODEV and attempt == 0:  # the bridge went away: make it again

@@ -133,6 +133,20 @@ def shared_netns_dir() -> None:
         libc_call("mount", b"", NETNS_DIR.encode(), b"none", _MS_SHARED | _MS_REC, None)
 
 
+def no_ipv6_links(ifname: str = "default") -> None:
+    """No IPv6 on `ifname` (or, for "default", on the links made in this netns from
+    now on; `lo` keeps ::1) of the calling thread's netns. The pod network is IPv4:
+    a link's IPv6 link-local address costs its duplicate address detection and the
+    multicast listener reports, kernel workers' time at each pod start (as Calico
+    and Docker do for IPv4-only networks)."""
+    with contextlib.suppress(FileNotFoundError):  # a kernel without IPv6
+        fd = os.open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"1")
+        finally:
+            os.close(fd)
+
+
 async def netns_add(name: str) -> str:
     """`ip netns add NAME` with `lo` up, without a process: the netns thread
     unshares into a new netns, bind-mounts it at /var/run/netns/NAME and goes
@@ -151,6 +165,8 @@ async def netns_add(name: str) -> str:
         try:
             libc_call("mount", b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None)
             nl.set_up(rtnl.LOOPBACK_INDEX)
+            if os.environ.get("KYBERN_POD_IPV6_LINKS", "0") != "1":
+                no_ipv6_links()
         except BaseException:
             nl.close()
             raise

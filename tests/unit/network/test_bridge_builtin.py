@@ -109,6 +109,14 @@ def test_builtin_matches_the_plugin_executables(tmp_path, monkeypatch):
             assert b["master"] == name and b["hairpin"] and b["port_up"] and b["lo_up"]
             assert ("default", "10.251.7.1", "eth0") in b["routes"]
             assert open(f"/sys/class/net/{name}/address").read().strip() == real["interfaces"][0]["mac"]
+            # IPv4 links: no IPv6 on eth0 nor on the veth's host end; lo keeps ::1
+            addrs = {i["ifname"]: {(a["family"], a["local"]) for a in i["addr_info"]}
+                     for i in json.loads(sh(f"ip -n {ns_names[1]} -j addr show"))}
+            assert addrs["eth0"] == {("inet", "10.251.7.3")}
+            assert ("inet6", "::1") in addrs["lo"]
+            host_end = ours["interfaces"][1]["name"]
+            assert open(f"/proc/sys/net/ipv6/conf/{host_end}/disable_ipv6").read().strip() == "1"
+            assert not [a for i in json.loads(sh(f"ip -j addr show dev {host_end}")) for a in i["addr_info"]]
 
             # traffic: the host and another pod reach a pod the built-in plugin wired
             srv = netns.in_netns(paths[1], socket.socket)
