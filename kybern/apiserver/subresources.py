@@ -216,17 +216,20 @@ async def eviction(server: "APIServer", request: web.Request, store: RESTStore, 
     if (body.get("metadata") or {}).get("name") not in (None, "", name):
         raise errors.bad_request("name in URL does not match name in Eviction object")
     options = dict(body.get("deleteOptions") or {})
+    # kubectl drain --dry-run=server puts dryRun in the Eviction's deleteOptions: the
+    # budget is checked, nothing is written and the pod stays
+    dry = rest.dry_run(request, options)
     pod = await store.get(ns, name)
     phase = (pod.get("status") or {}).get("phase")
     # terminal, pending and terminating pods are not protected by budgets (canIgnorePDB)
     if phase not in ("Succeeded", "Failed", "Pending") and not meta.is_deleting(pod):
-        await _take_disruption(server, ns, pod)
-    await store.delete(ns, name, options, dry_run=rest.dry_run(request))
+        await _take_disruption(server, ns, pod, dry)
+    await store.delete(ns, name, options, dry_run=dry)
     return rest.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                "code": 201}, 201)
 
 
-async def _take_disruption(server: "APIServer", ns: str | None, pod: Obj) -> None:
+async def _take_disruption(server: "APIServer", ns: str | None, pod: Obj, dry_run: bool = False) -> None:
     info = server.registry.get("policy", "v1", "poddisruptionbudgets")
     if info is None:
         return
@@ -263,4 +266,4 @@ async def _take_disruption(server: "APIServer", ns: str | None, pod: Obj) -> Non
         cur["metadata"].pop("resourceVersion", None)
         return cur
 
-    await pdbs.update(ns, pdb_name, take, subresource="status")
+    await pdbs.update(ns, pdb_name, take, subresource="status", dry_run=dry_run)

@@ -169,6 +169,60 @@ def test_a_higher_priority_pod_preempts_a_lower_one(zones):
         c.kubectl("delete", "priorityclass", "walk-low", "walk-high")
 
 
+def test_drain_refuses_what_it_must_then_honours_flags_dry_run_and_budgets(zones):
+    c = zones
+    ns = ["-n", "drain"]
+    c.kubectl("create", "namespace", "drain")
+    sleep = {"name": "c", "image": "demo:v1", "command": ["sleep", "3600"]}
+    on_c = {"nodeSelector": {"kubernetes.io/hostname": "node-c"}, "terminationGracePeriodSeconds": 1}
+    objs = [
+        {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agentd"},
+         "spec": {"selector": {"matchLabels": {"app": "agentd"}}, "template": {
+             "metadata": {"labels": {"app": "agentd"}}, "spec": {**on_c, "containers": [sleep]}}}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bare"},
+         "spec": {**on_c, "containers": [sleep]}},
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "scratch"},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "scratch"}}, "template": {
+             "metadata": {"labels": {"app": "scratch"}},
+             "spec": {**on_c, "volumes": [{"name": "tmp", "emptyDir": {}}],
+                      "containers": [{**sleep, "volumeMounts": [{"name": "tmp", "mountPath": "/scratch"}]}]}}}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "guarded"},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "guarded"}}, "template": {
+             "metadata": {"labels": {"app": "guarded"}}, "spec": {**on_c, "containers": [sleep]}}}}]
+    c.kubectl("apply", *ns, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}))
+    try:
+        c.wait_for(lambda: all(p["status"].get("phase") == "Running" for p in c.kjson("get", "pods", *ns)["items"])
+                   and len(c.kjson("get", "pods", *ns)["items"]) == 4, timeout=60, what="four pods on node-c")
+        names = {p["metadata"]["name"] for p in c.kjson("get", "pods", *ns)["items"]}
+        refused = c.kubectl("drain", "node-c", "--timeout=20s", check=False)
+        assert refused.returncode != 0
+        for text in ("cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): drain/agentd-",
+                     ("cannot delete Pods with local storage (use --delete-emptydir-data to override): "
+                      "drain/scratch-"),
+                     "Pods that declare no controller (use --force to override): drain/bare"):
+            assert text in refused.stderr, (text, refused.stderr)
+        flags = ("--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout=20s")
+        dry = c.kubectl("drain", "node-c", *flags, "--dry-run=server", timeout=60)
+        assert "evicting pod drain/bare (server dry run)" in dry.stdout + dry.stderr
+        assert "node/node-c drained (server dry run)" in dry.stdout
+        after = c.kjson("get", "pods", *ns)["items"]
+        assert {p["metadata"]["name"] for p in after} == names  # a dry run evicts nothing
+        assert not any(p["metadata"].get("deletionTimestamp") for p in after)
+
+        c.kubectl("create", "pdb", "guarded", *ns, "--selector=app=guarded", "--min-available=1")
+        c.wait_for(lambda: c.kjson("get", "pdb", "guarded", *ns).get("status", {}).get("observedGeneration"),
+                   timeout=20, what="the budget observed by the disruption controller")
+        blocked = c.kubectl("drain", "node-c", *flags[:3], "--timeout=7s", check=False, timeout=60)
+        assert blocked.returncode != 0
+        assert "(will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget." \
+            in blocked.stderr, blocked.stderr
+        left = {p["metadata"]["name"].rsplit("-", 1)[0] for p in c.kjson("get", "pods", *ns)["items"]
+                if not p["metadata"].get("deletionTimestamp") and p["spec"].get("nodeName") == "node-c"}
+        assert "bare" not in left and "agentd" in left and any(n.startswith("guarded") for n in left)
+    finally:
+        c.kubectl("uncordon", "node-c")
+        c.kubectl("delete", "namespace", "drain", "--wait=false")
+
 def test_a_no_execute_taint_evicts_at_once_or_after_toleration_seconds(zones):
     # last in this module: it evicts what runs on node-b
     c = zones
