@@ -51,8 +51,17 @@ class Term:
     __slots__ = ("all_namespaces", "namespaces", "ns_selector", "selector", "topology_key", "weight")
 
     def __init__(self, t: dict[str, Any], pod_ns: str, weight: int = 0,
-                 ns_labels_of: Any = None) -> None:
+                 ns_labels_of: Any = None, pod_labels: dict[str, str] | None = None) -> None:
         self.selector = from_label_selector_object(t.get("labelSelector"))  # None matches nothing
+        if self.selector is not None and pod_labels:
+            # matchLabelKeys / mismatchLabelKeys: the owning pod's values of those labels
+            # ANDed into the selector (upstream's apiserver merges them at pod creation)
+            for k in t.get("matchLabelKeys") or ():
+                if k in pod_labels:
+                    self.selector.append((k, "in", (pod_labels[k],)))
+            for k in t.get("mismatchLabelKeys") or ():
+                if k in pod_labels:
+                    self.selector.append((k, "notin", (pod_labels[k],)))
         self.topology_key: str = t.get("topologyKey") or ""
         self.weight = weight
         self.namespaces: set[str] = set(t.get("namespaces") or ())
@@ -77,12 +86,14 @@ def _affinity(pod: PodInfo) -> tuple[dict[str, Any], dict[str, Any]]:
     return pod.pod_affinity, pod.pod_anti_affinity
 
 
-def _required(part: dict[str, Any], ns: str, ns_list: Any = None) -> list[Term]:
-    return [Term(t, ns, 0, ns_list) for t in part.get("requiredDuringSchedulingIgnoredDuringExecution") or []]
+def _required(part: dict[str, Any], ns: str, ns_list: Any = None,
+              labels: dict[str, str] | None = None) -> list[Term]:
+    return [Term(t, ns, 0, ns_list, labels) for t in part.get("requiredDuringSchedulingIgnoredDuringExecution") or []]
 
 
-def _preferred(part: dict[str, Any], ns: str, ns_list: Any = None) -> list[Term]:
-    return [Term(w.get("podAffinityTerm") or {}, ns, int(w.get("weight") or 0), ns_list)
+def _preferred(part: dict[str, Any], ns: str, ns_list: Any = None,
+               labels: dict[str, str] | None = None) -> list[Term]:
+    return [Term(w.get("podAffinityTerm") or {}, ns, int(w.get("weight") or 0), ns_list, labels)
             for w in part.get("preferredDuringSchedulingIgnoredDuringExecution") or []]
 
 
@@ -137,10 +148,10 @@ class InterPodAffinity:
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Status | None:
         existing = self._existing_with_affinity(state)
         aff, anti = _affinity(pod)
-        req_aff = _required(aff, pod.namespace, self._ns_list)
-        req_anti = _required(anti, pod.namespace, self._ns_list)
+        req_aff = _required(aff, pod.namespace, self._ns_list, pod.labels)
+        req_anti = _required(anti, pod.namespace, self._ns_list, pod.labels)
         existing_anti = [(n, terms) for n, pi, _, a in existing
-                         if (terms := _required(a, pi.namespace))]
+                         if (terms := _required(a, pi.namespace, None, pi.labels))]
         if not req_aff and not req_anti and not existing_anti:
             return STATUS_SKIP
         ns_labels = self._ns_labels(pod.namespace)
@@ -196,8 +207,8 @@ class InterPodAffinity:
     # -- score ------------------------------------------------------------------------
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status | None:
         aff, anti = _affinity(pod)
-        pref_aff = _preferred(aff, pod.namespace, self._ns_list)
-        pref_anti = _preferred(anti, pod.namespace, self._ns_list)
+        pref_aff = _preferred(aff, pod.namespace, self._ns_list, pod.labels)
+        pref_anti = _preferred(anti, pod.namespace, self._ns_list, pod.labels)
         existing = self._existing_with_affinity(state)
         if not pref_aff and not pref_anti and not existing:
             return STATUS_SKIP
@@ -217,13 +228,13 @@ class InterPodAffinity:
         for n, pi, e_aff, e_anti in existing:
             if not n.labels:
                 continue
-            for t in _required(e_aff, pi.namespace):
+            for t in _required(e_aff, pi.namespace, None, pi.labels):
                 if t.matches(pod.namespace, pod.labels, ns_labels):
                     _add(scores, n, t.topology_key, HARD_POD_AFFINITY_WEIGHT)
-            for t in _preferred(e_aff, pi.namespace):
+            for t in _preferred(e_aff, pi.namespace, None, pi.labels):
                 if t.matches(pod.namespace, pod.labels, ns_labels):
                     _add(scores, n, t.topology_key, t.weight)
-            for t in _preferred(e_anti, pi.namespace):
+            for t in _preferred(e_anti, pi.namespace, None, pi.labels):
                 if t.matches(pod.namespace, pod.labels, ns_labels):
                     _add(scores, n, t.topology_key, -t.weight)
         if not scores:

@@ -202,3 +202,26 @@ def test_cache_keeps_the_nodes_with_affinity_pods_as_pods_come_and_go():
     s.cache.remove_pod(anti.key)
     s.cache.set_node(node("b", "z2").node)
     assert s.cache.nodes_with_affinity() == []
+
+
+def test_match_label_keys_limit_anti_affinity_to_the_same_revision():
+    # a rolling update's new pods are not repelled by the old revision's pods
+    a, b = node("a", "z1"), node("b", "z1")
+    old = {"app": "web", "pod-template-hash": "old"}
+    new = {"app": "web", "pod-template-hash": "new"}
+    a.add_pod(pod("old-0", old, anti=[term(HOST, {"app": "web"}, matchLabelKeys=["pod-template-hash"])]))
+    r = run_filter(InterPodAffinity(), pod("new-0", new, anti=[term(HOST, {"app": "web"},
+                                                                     matchLabelKeys=["pod-template-hash"])]), [a, b])
+    assert reasons(r) == {"a": None, "b": None}
+    r = run_filter(InterPodAffinity(), pod("new-0", new, anti=[term(HOST, {"app": "web"})]), [a, b])
+    assert reasons(r)["a"] == (UNSCHEDULABLE, ERR_ANTI_AFFINITY)
+
+
+def test_mismatch_label_keys_keep_apart_pods_of_other_tenants():
+    a, b = node("a", "z1"), node("b", "z1")
+    a.add_pod(pod("t1", {"tenant": "one"}))
+    anti = [{"labelSelector": {"matchExpressions": [{"key": "tenant", "operator": "Exists"}]},
+             "topologyKey": HOST, "mismatchLabelKeys": ["tenant"]}]
+    assert reasons(run_filter(InterPodAffinity(), pod("t1b", {"tenant": "one"}, anti=anti), [a, b]))["a"] is None
+    r = run_filter(InterPodAffinity(), pod("t2", {"tenant": "two"}, anti=anti), [a, b])
+    assert reasons(r)["a"] == (UNSCHEDULABLE, ERR_ANTI_AFFINITY)
