@@ -10,7 +10,7 @@ from typing import Any
 
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy, validate_dns_label
-from kybern.machinery import errors
+from kybern.machinery import errors, meta
 
 
 def default_container(c: Obj, *, init: bool = False) -> None:
@@ -211,16 +211,40 @@ class PodStrategy(Strategy):
     def prepare_for_create(self, obj: Obj) -> None:
         super().prepare_for_create(obj)
         obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj["spec"])}
+        if obj["spec"].get("schedulingGates"):  # applySchedulingGatedCondition
+            obj["status"]["conditions"] = [{
+                "type": "PodScheduled", "status": "False", "lastProbeTime": None,
+                "lastTransitionTime": meta.now(), "reason": "SchedulingGated",
+                "message": "Scheduling is blocked due to non-empty scheduling gates"}]
 
     def validate(self, obj: Obj) -> list[Cause]:
-        return validate_pod_spec(obj.get("spec"), "spec")
+        out = validate_pod_spec(obj.get("spec"), "spec")
+        spec = obj.get("spec") or {}
+        if spec.get("schedulingGates") and spec.get("nodeName"):
+            out.append(errors.cause("spec.nodeName", "Forbidden: cannot be set until all schedulingGates have "
+                                                     "been cleared", "FieldValueForbidden"))
+        return out
 
     def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
         out = self.validate(new)
         ns, os_ = new.get("spec", {}), old.get("spec", {})
-        # only images, activeDeadlineSeconds, tolerations (additions) may change
+        # only images, activeDeadlineSeconds, tolerations (additions) may change; scheduling
+        # gates may be removed, and while a pod is gated its nodeSelector may gain keys
+        gated = bool(os_.get("schedulingGates"))
+        new_gates = [g.get("name") for g in ns.get("schedulingGates") or [] if isinstance(g, dict)]
+        old_gates = [g.get("name") for g in os_.get("schedulingGates") or [] if isinstance(g, dict)]
+        for i, g in enumerate(new_gates):
+            if g not in old_gates:
+                out.append(errors.cause(f"spec.schedulingGates[{i}]", f"Forbidden: only deletion is allowed, but "
+                                        f"found new scheduling gate '{g}'", "FieldValueForbidden"))
+        old_sel = os_.get("nodeSelector") or {}
+        selector_added = gated and all((ns.get("nodeSelector") or {}).get(k) == v for k, v in old_sel.items())
+
         def strip(spec: Obj) -> Obj:
             s = copy.deepcopy(spec)
+            s.pop("schedulingGates", None)
+            if selector_added:
+                s.pop("nodeSelector", None)
             for c in (s.get("containers") or []) + (s.get("initContainers") or []):
                 c.pop("image", None)
             s.pop("activeDeadlineSeconds", None)

@@ -162,6 +162,9 @@ class Scheduler:
             self.queue.delete(key)
             self.nominator.remove(key)
             return
+        if (new.get("spec") or {}).get("schedulingGates"):
+            self.queue.delete(key)  # SchedulingGates (PreEnqueue): not tried until its gates are removed
+            return
         nominated = (new.get("status") or {}).get("nominatedNodeName")
         if nominated and self.nominator.node_of.get(key) != nominated:
             self.nominator.add(PodInfo(new), nominated)  # another scheduler instance's, or ours before a restart

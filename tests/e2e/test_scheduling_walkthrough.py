@@ -8,6 +8,7 @@ preemption by a higher-priority pod."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,38 @@ def test_a_higher_priority_pod_preempts_a_lower_one(zones):
         c.kubectl("delete", "namespace", "prio", "--wait=false")
         c.kubectl("delete", "priorityclass", "walk-low", "walk-high")
 
+
+def test_a_gated_pod_waits_until_its_scheduling_gates_are_removed(zones):
+    c = zones
+    ns = ["-n", "gates"]
+    c.kubectl("create", "namespace", "gates")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gated", "namespace": "gates"},
+           "spec": {"schedulingGates": [{"name": "example.com/quota"}, {"name": "example.com/review"}],
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "c", "image": "demo:v1", "command": ["sleep", "3600"]}]}}
+    try:
+        c.kubectl("apply", "-f", "-", input=json.dumps(pod))
+        row = c.kubectl("get", "pod", "gated", *ns, "--no-headers").stdout.split()
+        assert row[1:3] == ["0/1", "SchedulingGated"]
+        [cond] = c.kjson("get", "pod", "gated", *ns)["status"]["conditions"]
+        assert (cond["type"], cond["status"], cond["reason"], cond["message"]) == (
+            "PodScheduled", "False", "SchedulingGated", "Scheduling is blocked due to non-empty scheduling gates")
+        # while gated, the pod's node selector may still be narrowed; gates only removed
+        c.kubectl("patch", "pod", "gated", *ns, "-p", '{"spec":{"nodeSelector":{"kubernetes.io/hostname":"node-b"}}}')
+        added = c.kubectl("patch", "pod", "gated", *ns, "--type=json", "-p",
+                          '[{"op":"add","path":"/spec/schedulingGates/-","value":{"name":"example.com/more"}}]',
+                          check=False)
+        assert added.returncode != 0
+        assert "only deletion is allowed, but found new scheduling gate 'example.com/more'" in added.stderr
+        c.kubectl("patch", "pod", "gated", *ns, "--type=json", "-p", '[{"op":"remove","path":"/spec/schedulingGates/0"}]')
+        time.sleep(1)
+        assert not c.kjson("get", "pod", "gated", *ns)["spec"].get("nodeName")  # one gate left
+        assert not _events(c, "gates", "gated", "FailedScheduling")
+        c.kubectl("patch", "pod", "gated", *ns, "--type=json", "-p", '[{"op":"remove","path":"/spec/schedulingGates"}]')
+        c.kubectl("wait", "--for=condition=Ready", "pod/gated", *ns, "--timeout=30s")
+        assert c.kjson("get", "pod", "gated", *ns)["spec"]["nodeName"] == "node-b"
+    finally:
+        c.kubectl("delete", "namespace", "gates", "--wait=false")
 
 def test_drain_refuses_what_it_must_then_honours_flags_dry_run_and_budgets(zones):
     c = zones
