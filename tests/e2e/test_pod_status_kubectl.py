@@ -6,6 +6,7 @@ containers with `restartPolicy: Always`), and the downward API's pod IP."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -14,6 +15,7 @@ pytestmark = pytest.mark.e2e
 # the kubelet side of these lives in kybern/node/pod_worker.py (the lead's this session):
 # requested in /tmp/brief/requests.txt with a patch, /tmp/brief/pod-helper-sidecars.patch
 SIDECAR_PATCH = "pod_worker: a running sidecar blocks the next init container and the containers"
+EXIT_PATCH = "pod_worker: an exited container is restarted before its Error status is written"
 WAITING_PATCH = "pod_worker: containers of a pod with init containers wait as ContainerCreating, not PodInitializing"
 
 
@@ -208,3 +210,23 @@ def test_finished_pods_read_completed_and_error(cluster, namespace):
     backoff = cluster.wait_for(lambda: events(cluster, namespace, "bad-again", "BackOff"), timeout=10,
                                what="BackOff")[0]
     assert backoff["message"].startswith("Back-off restarting failed container app in pod bad-again_")
+
+
+@pytest.mark.xfail(strict=True, reason=EXIT_PATCH)
+def test_a_crash_loop_reads_error_then_crash_loop_back_off_in_a_watch(cluster, namespace):
+    """`kubectl get pods -w` upstream: Running, Error, Running 1, Error 1,
+    CrashLoopBackOff 1: the kubelet writes what it found (the exit) before it restarts."""
+    from tests.conftest import KUBECTL
+
+    apply(cluster, namespace, pod("crashy", [sh("app", "sleep 2; exit 3")]))
+    w = subprocess.Popen([KUBECTL, "get", "pod", "crashy", "-n", namespace, "-w", "--no-headers"],
+                         env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        cluster.wait_for(lambda: (c := row(cluster, namespace, "crashy"))[2] == "CrashLoopBackOff", timeout=20,
+                         what="CrashLoopBackOff")
+    finally:
+        w.terminate()
+        out, _ = w.communicate(timeout=10)
+    seen = [line.split()[2] for line in out.splitlines() if line.strip()]
+    first_crash = seen.index("CrashLoopBackOff")
+    assert seen[:first_crash].count("Error") == 2, seen
