@@ -1,12 +1,14 @@
 """What a pod's status says, computed from what the runtime reports: phase,
 conditions, container statuses and QoS class, following the kubelet's rules
 (pkg/kubelet/kubelet_pods.go getPhase, pkg/kubelet/status/generate.go,
-pkg/apis/core/v1/helper/qos). Pure functions: no I/O, easy to test.
+pkg/apis/core/v1/helper/qos). Pure functions, easy to test; the one I/O is reading an
+exited container's termination message, once.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -47,11 +49,60 @@ class ContainerView:
         return self.current is not None and self.current.state == EXITED
 
 
+TERMINATION_SUFFIX = ".termination-log"  # beside the container's log: <attempt>.termination-log
+FALLBACK_SUFFIX = ".termination-fallback"  # marker: terminationMessagePolicy FallbackToLogsOnError
+MAX_MESSAGE_BYTES = 4096  # the kubelet's MaxContainerTerminationMessageLength
+MAX_LOG_LINES, MAX_LOG_BYTES = 80, 2048  # ...MessageLogLines and ...MessageLogLength
+_messages: dict[str, str] = {}  # container id -> its termination message (read once, after it exited)
+
+
+def termination_message(cs: ContainerStatus) -> str:
+    """What an exited container wrote to its terminationMessagePath (at most 4 KiB),
+    or with FallbackToLogsOnError and a failure, the tail of its log (80 lines, 2 KiB):
+    the kubelet's rules. Read once per container (the only I/O of this module)."""
+    if cs.id in _messages or not cs.log_path.endswith(".log"):
+        return _messages.get(cs.id, "")
+    base = cs.log_path[:-len(".log")]
+    text = ""
+    try:
+        with open(base + TERMINATION_SUFFIX, "rb") as f:
+            text = f.read(MAX_MESSAGE_BYTES).decode(errors="replace")
+    except OSError:
+        pass
+    if not text and cs.exit_code != 0 and os.path.exists(base + FALLBACK_SUFFIX):
+        text = _log_tail(cs.log_path)
+    if len(_messages) > 4096:
+        _messages.clear()
+    _messages[cs.id] = text
+    return text
+
+
+def _log_tail(path: str) -> str:
+    from kybern.node.logs import parse_record
+
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            lines = f.read().splitlines(keepends=True)
+    except OSError:
+        return ""
+    out = b""
+    for line in lines:
+        rec = parse_record(line)
+        if rec is not None:
+            out += rec.content + (b"\n" if rec.full else b"")
+    out = b"".join(out.splitlines(keepends=True)[-MAX_LOG_LINES:])
+    return out[-MAX_LOG_BYTES:].decode(errors="replace")
+
+
 def terminated_state(cs: ContainerStatus, runtime_name: str) -> dict[str, Any]:
     t: dict[str, Any] = {"exitCode": cs.exit_code, "reason": cs.reason or ("Completed" if cs.exit_code == 0
                                                                           else "Error")}
-    if cs.message:
-        t["message"] = cs.message
+    # the runtime's message, enriched with what the application wrote (kuberuntime's rule)
+    message = ": ".join(m for m in (cs.message, termination_message(cs)) if m)
+    if message:
+        t["message"] = message
     t["startedAt"] = rfc3339(cs.started_at) if cs.started_at else None
     t["finishedAt"] = rfc3339(cs.finished_at) if cs.finished_at else None
     t["containerID"] = f"{runtime_name}://{cs.id}"

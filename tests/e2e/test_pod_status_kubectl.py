@@ -230,3 +230,33 @@ def test_a_crash_loop_reads_error_then_crash_loop_back_off_in_a_watch(cluster, n
     seen = [line.split()[2] for line in out.splitlines() if line.strip()]
     first_crash = seen.index("CrashLoopBackOff")
     assert seen[:first_crash].count("Error") == 2, seen
+
+
+def test_termination_message_from_the_file_or_the_log(cluster, namespace):
+    """"Determine the Reason for Pod Failure": what the program writes to
+    /dev/termination-log is `state.terminated.message`; with
+    FallbackToLogsOnError a failed container's log tail stands in for it.
+    (Absolute paths need the agent's mount namespaces, i.e. root.)"""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("absolute terminationMessagePath needs mount namespaces (root)")
+    apply(cluster, namespace, pod("term-file", [sh("app", "echo Sleep expired > /dev/termination-log")],
+                                  restartPolicy="Never"))
+    apply(cluster, namespace, pod("term-logs", [sh("app", "echo line one; echo boom >&2; exit 4",
+                                                    terminationMessagePolicy="FallbackToLogsOnError")],
+                                  restartPolicy="Never"))
+    apply(cluster, namespace, pod("term-own-path", [sh("app", "echo custom > /tmp/why; exit 1",
+                                                        terminationMessagePath="/tmp/why")], restartPolicy="Never"))
+
+    def message(name: str) -> str | None:
+        cs = cluster.kjson("get", "pod", name, "-n", namespace)["status"].get("containerStatuses") or []
+        term = cs[0]["state"].get("terminated") if cs else None
+        return term.get("message", "") if term else None
+
+    assert cluster.wait_for(lambda: message("term-file"), timeout=20, what="term-file message") == "Sleep expired\n"
+    assert cluster.wait_for(lambda: message("term-logs"), timeout=20, what="term-logs message") == "line one\nboom\n"
+    assert cluster.wait_for(lambda: message("term-own-path"), timeout=20, what="term-own-path message") == "custom\n"
+    out = cluster.kubectl("get", "pod", "term-file", "-n", namespace, "-o",
+                          "go-template={{range .status.containerStatuses}}{{.state.terminated.message}}{{end}}").stdout
+    assert out == "Sleep expired\n"
