@@ -222,7 +222,7 @@ def test_a_crash_loop_reads_error_then_crash_loop_back_off_in_a_watch(cluster, n
     w = subprocess.Popen([KUBECTL, "get", "pod", "crashy", "-n", namespace, "-w", "--no-headers"],
                          env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        cluster.wait_for(lambda: (c := row(cluster, namespace, "crashy"))[2] == "CrashLoopBackOff", timeout=20,
+        cluster.wait_for(lambda: row(cluster, namespace, "crashy")[2] == "CrashLoopBackOff", timeout=20,
                          what="CrashLoopBackOff")
     finally:
         w.terminate()
