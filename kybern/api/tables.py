@@ -20,7 +20,7 @@ _AGE: Column = ("Age", "string", "", 0)
 
 def human_duration(seconds: float) -> str:
     """k8s.io/apimachinery/pkg/util/duration.HumanDuration."""
-    s = int(round(seconds))
+    s = round(seconds)
     if s < -1:
         return "<invalid>"
     if s < 0:
@@ -51,10 +51,10 @@ def age(ts: str | None) -> str:
     if not ts:
         return "<unknown>"
     try:
-        t = _dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        t = _dt.datetime.fromisoformat(ts)
     except ValueError:
         return "<unknown>"
-    return human_duration((_dt.datetime.now(_dt.timezone.utc) - t).total_seconds())
+    return human_duration((_dt.datetime.now(_dt.UTC) - t).total_seconds())
 
 
 def _created(o: Obj) -> str:
