@@ -135,8 +135,8 @@ def _template_namespace() -> int:
 
 def make(mounts: list[Mount], scratch: str, keep: list[str]) -> int:
     """A new mount namespace showing `mounts` at their container paths, as an
-    fd (close-on-exec). `scratch`: an empty directory for the private root's
-    overlay (used only when needed); `keep`: host directories a private root
+    fd (close-on-exec). `scratch`: a path for the private root's overlay,
+    made only when one is needed; `keep`: host directories a private root
     must show as they are (the agent's data dir: the containers' trees, logs
     and volumes live there)."""
     kinds: list[bool] = []  # each source is a directory
@@ -168,6 +168,7 @@ def make(mounts: list[Mount], scratch: str, keep: list[str]) -> int:
 def _private_root(scratch: str, keep: list[str]) -> None:
     """Make the namespace's root an overlay of the host's root filesystem (a
     tmpfs on top) with the host's other filesystems and `keep` bound in."""
+    os.mkdir(scratch)
     tops = _top_mounts(scratch)
     _mount("tmpfs", scratch, "tmpfs", 0, "mode=0755")
     upper, work, root = (os.path.join(scratch, d) for d in ("upper", "work", "root"))

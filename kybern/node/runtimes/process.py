@@ -290,7 +290,6 @@ class ProcessRuntime(RuntimeState):
             raise ContainerError("CreateContainerError", f"failed to create the container's cgroup: {e}") from e
         if self.mount_namespaces:  # its volumes at their absolute paths (mountns.py)
             try:
-                os.mkdir(cdir / "mnt")
                 c.mntns_fd = mountns.make(config.mounts, str(cdir / "mnt"), [self.data_dir])
             except BaseException:
                 if c.cgroup:

@@ -13,6 +13,7 @@ times as copytree keeps them, extended attributes only where the image has any.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -196,9 +197,21 @@ def make_tree(image_root: Path, image_id: str, rootfs: Path, mounts: list[Mount]
     """The container's tree: the image copied to `rootfs` (whose parent is made
     here), its mounts placed inside (parents first), its working dir."""
     rootfs.parent.mkdir(parents=True)
-    src = str(image_root)
-    copy_image(src, str(rootfs), listing(src, image_id))
+    src, dst = str(image_root), str(rootfs)
+    entries = listing(src, image_id)
+    copy_image(src, dst, entries)
+    # the mounts' parents, top down, from what the copy holds: one mkdir per missing
+    # directory (pathlib's mkdir(parents=True) tries each child first and fails)
+    dirs = {e.rel for e in entries if e.kind == "d"}
     for m in sorted(mounts, key=lambda m: m.container_path.count("/")):
+        parts = [p for p in m.container_path.split("/") if p not in ("", ".")]
+        if ".." not in parts:
+            for i in range(1, len(parts)):
+                rel = "/".join(parts[:i])
+                if rel not in dirs:
+                    with contextlib.suppress(FileExistsError):  # a file there: place_mount says so
+                        os.mkdir(f"{dst}/{rel}")
+                    dirs.add(rel)
         place_mount(rootfs, m)  # parents first: nested mounts land inside them
     if cwd != rootfs:
         cwd.mkdir(parents=True, exist_ok=True)
