@@ -103,8 +103,10 @@ def terminated_state(cs: ContainerStatus, runtime_name: str) -> dict[str, Any]:
     message = ": ".join(m for m in (cs.message, termination_message(cs)) if m)
     if message:
         t["message"] = message
-    t["startedAt"] = rfc3339(cs.started_at) if cs.started_at else None
-    t["finishedAt"] = rfc3339(cs.finished_at) if cs.finished_at else None
+    # never null: the kubelet converts the runtime's times, 0 for a container that never
+    # started (StartError), to 1970-01-01T00:00:00Z
+    t["startedAt"] = rfc3339(cs.started_at or 0)
+    t["finishedAt"] = rfc3339(cs.finished_at or 0)
     t["containerID"] = f"{runtime_name}://{cs.id}"
     return {"terminated": t}
 

@@ -12,12 +12,6 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-# the kubelet side of these lives in kybern/node/pod_worker.py (the lead's this session):
-# requested in /tmp/brief/requests.txt with a patch, /tmp/brief/pod-helper-sidecars.patch
-SIDECAR_PATCH = "pod_worker: a running sidecar blocks the next init container and the containers"
-EXIT_PATCH = "pod_worker: an exited container is restarted before its Error status is written"
-WAITING_PATCH = "pod_worker: containers of a pod with init containers wait as ContainerCreating, not PodInitializing"
-
 
 def apply(cluster, ns: str, manifest: dict) -> None:
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
@@ -88,7 +82,6 @@ def test_pod_ip_is_in_the_environment_of_the_first_container(cluster, namespace)
     assert st["podIP"]
 
 
-@pytest.mark.xfail(strict=True, reason=WAITING_PATCH)
 def test_init_containers_wait_as_pod_initializing(cluster, namespace):
     """Before an init container exists (here: its volume cannot be mounted) upstream's
     default waiting reason is PodInitializing, so kubectl shows `Init:0/1`, not
@@ -111,7 +104,6 @@ def test_init_containers_wait_as_pod_initializing(cluster, namespace):
                      what="Running after the ConfigMap appeared")
 
 
-@pytest.mark.xfail(strict=True, reason=SIDECAR_PATCH)
 def test_sidecar_starts_before_the_next_init_container_and_counts_as_a_container(cluster, namespace):
     """Upstream (1.29+): a sidecar starts, then the next init container runs, then the
     containers; READY counts the sidecar (`2/2`); Initialized waits for it."""
@@ -132,7 +124,6 @@ def test_sidecar_starts_before_the_next_init_container_and_counts_as_a_container
     assert cluster.kubectl("logs", "with-sidecar", "-c", "proxy", "-n", namespace).stdout == "proxy up\n"
 
 
-@pytest.mark.xfail(strict=True, reason=SIDECAR_PATCH)
 def test_a_job_like_pod_with_a_sidecar_completes(cluster, namespace):
     """restartPolicy Never: once the container is done the kubelet stops the sidecar
     and the pod Succeeds (`0/2 Completed`); a crashing sidecar is restarted meanwhile."""
@@ -212,7 +203,6 @@ def test_finished_pods_read_completed_and_error(cluster, namespace):
     assert backoff["message"].startswith("Back-off restarting failed container app in pod bad-again_")
 
 
-@pytest.mark.xfail(strict=True, reason=EXIT_PATCH)
 def test_a_crash_loop_reads_error_then_crash_loop_back_off_in_a_watch(cluster, namespace):
     """`kubectl get pods -w` upstream: Running, Error, Running 1, Error 1,
     CrashLoopBackOff 1: the kubelet writes what it found (the exit) before it restarts."""
@@ -260,3 +250,53 @@ def test_termination_message_from_the_file_or_the_log(cluster, namespace):
     out = cluster.kubectl("get", "pod", "term-file", "-n", namespace, "-o",
                           "go-template={{range .status.containerStatuses}}{{.state.terminated.message}}{{end}}").stdout
     assert out == "Sleep expired\n"
+
+
+def test_bad_input_waits_with_upstream_reasons_and_disturbs_nothing(cluster, namespace):
+    """Issue 4's "Bad input": a missing ConfigMap (CreateContainerConfigError and
+    upstream's event), a missing Secret key, a command that does not exist (StartError,
+    exit code 128, then CrashLoopBackOff), an image the node does not have
+    (ErrImagePull/ImagePullBackOff); a good pod beside them runs, and the first one
+    starts once its ConfigMap appears."""
+    cm_env = [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "later", "key": "k"}}}]
+    key_env = [{"name": "Y", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "nokey"}}}]
+    cluster.kubectl("create", "secret", "generic", "creds", "-n", namespace, "--from-literal=user=u")
+    apply(cluster, namespace, pod("no-cm", [sh("app", "echo X=$X; sleep 600", env=cm_env)]))
+    apply(cluster, namespace, pod("no-key", [sh("app", "sleep 600", env=key_env)]))
+    apply(cluster, namespace, pod("bad-cmd", [{"name": "app", "image": "demo:v1", "command": ["no-such-program"]}]))
+    apply(cluster, namespace, pod("no-image", [{"name": "app", "image": "nginx:1.27"}]))
+    apply(cluster, namespace, pod("good", [sh("app", "sleep 600")]))
+
+    cluster.wait_for(lambda: row(cluster, namespace, "good")[1:3] == ["1/1", "Running"], timeout=20, what="good")
+    cluster.wait_for(lambda: row(cluster, namespace, "no-cm")[2] == "CreateContainerConfigError", timeout=20,
+                     what="no-cm CreateContainerConfigError")
+    assert any(e["message"] == 'Error: configmap "later" not found' and e["type"] == "Warning"
+               for e in events(cluster, namespace, "no-cm", "Failed"))
+    cluster.wait_for(lambda: row(cluster, namespace, "no-key")[2] == "CreateContainerConfigError", timeout=20,
+                     what="no-key CreateContainerConfigError")
+    assert any(e["message"] == f"Error: couldn't find key nokey in Secret {namespace}/creds"
+               for e in events(cluster, namespace, "no-key", "Failed"))
+    cluster.wait_for(lambda: row(cluster, namespace, "no-image")[2] == "ImagePullBackOff", timeout=20,
+                     what="no-image ImagePullBackOff")
+    assert any(e["message"] == "Error: ErrImagePull" for e in events(cluster, namespace, "no-image", "Failed"))
+    assert any(e["message"] == 'Back-off pulling image "nginx:1.27"'
+               for e in events(cluster, namespace, "no-image", "BackOff"))
+
+    def start_error():
+        cs = cluster.kjson("get", "pod", "bad-cmd", "-n", namespace)["status"]["containerStatuses"][0]
+        t = (cs.get("lastState") or {}).get("terminated") or (cs.get("state") or {}).get("terminated")
+        return t if t and t["reason"] == "StartError" else None
+
+    t = cluster.wait_for(start_error, timeout=20, what="StartError")
+    assert t["exitCode"] == 128 and 'exec: "no-such-program": executable file not found in $PATH' in t["message"]
+    assert t["startedAt"] == "1970-01-01T00:00:00Z"  # never started, as containerd reports it
+    cluster.wait_for(lambda: row(cluster, namespace, "bad-cmd")[2] in ("CrashLoopBackOff", "StartError",
+                                                                         "RunContainerError"), timeout=20,
+                     what="bad-cmd status")
+
+    cluster.kubectl("create", "configmap", "later", "-n", namespace, "--from-literal=k=v")
+    cluster.wait_for(lambda: row(cluster, namespace, "no-cm")[1:3] == ["1/1", "Running"], timeout=30,
+                     what="no-cm Running once the ConfigMap exists")
+    assert cluster.wait_for(lambda: cluster.kubectl("logs", "no-cm", "-n", namespace).stdout, timeout=10,
+                            what="no-cm logs") == "X=v\n"
+    assert row(cluster, namespace, "good")[1:4] == ["1/1", "Running", "0"]
