@@ -37,7 +37,7 @@ from kybern.machinery import errors, meta
 from kybern.node import hooks
 from kybern.node import status as st
 from kybern.node.containers import ContainerStarter
-from kybern.node.probes import ProbeManager
+from kybern.node.probes import ProbeManager, probed_containers
 from kybern.node.runtimes import cgroups
 from kybern.node.runtimes.base import (
     CREATED,
@@ -86,6 +86,7 @@ class PodWorker:
         self._timer: asyncio.TimerHandle | None = None
         self._last_status: dict[str, Any] | None = None
         self._terminal = False
+        self._sidecars_stopped = False  # the pod's containers are done: sidecars stay stopped
         self.task: asyncio.Task[None] | None = None
         self._syncing = False
 
@@ -191,6 +192,10 @@ class PodWorker:
         mounted, vol_wake = await self.volumes.setup(pod)
         if await self._kill_unhealthy(pod):
             await self.refresh()
+        if mounted and self._exit_unreported():
+            # as the kubelet's syncPod, which writes the status it found before acting: a
+            # container that exited shows `Error`/`Completed` before it is restarted
+            await self._write_status(self.compute_status(pod))
         wake = await self._reconcile_containers(pod) if mounted else None
         self.probes.sync(pod, self._running_instance)
         await self.refresh()
@@ -221,10 +226,14 @@ class PodWorker:
         self.done = True
 
     def grace(self, pod: dict[str, Any]) -> float:
-        spec_grace = pod.get("spec", {}).get("terminationGracePeriodSeconds")
+        """The deletion's grace period when the pod is being deleted (`kubectl delete
+        --grace-period=N` sets it, longer or shorter than the spec's), else the spec's,
+        as the kubelet's killPod."""
         del_grace = pod["metadata"].get("deletionGracePeriodSeconds")
-        values = [v for v in (spec_grace, del_grace) if v is not None]
-        return float(min(values)) if values else 30.0
+        if del_grace is not None:
+            return float(del_grace)
+        spec_grace = pod.get("spec", {}).get("terminationGracePeriodSeconds")
+        return float(spec_grace) if spec_grace is not None else 30.0
 
     async def _ensure_sandbox(self, pod: dict[str, Any]) -> None:
         rt = self.agent.runtime
@@ -284,13 +293,16 @@ class PodWorker:
             return
         spec = (pod or {}).get("spec", {})
         runtime_name = self.agent.runtime.name
+        # the kubelet's default waiting reason: PodInitializing in a pod with init containers
+        default_waiting = "PodInitializing" if spec.get("initContainers") else "ContainerCreating"
         for c in (spec.get("initContainers") or []) + (spec.get("containers") or []) + \
                 (spec.get("ephemeralContainers") or []):
             v = self.views.get(c["name"])
             if v is None:
-                self.views[c["name"]] = st.ContainerView(c["name"], c.get("image", ""), runtime_name)
+                v = self.views[c["name"]] = st.ContainerView(c["name"], c.get("image", ""), runtime_name)
             else:
                 v.spec_image = c.get("image", "")
+            v.default_waiting = default_waiting
         by_name: dict[str, list[Any]] = {}
         for cs in await self.agent.runtime.list_containers(self.sandbox_id):
             by_name.setdefault(cs.labels.get(CONTAINER_NAME_LABEL, cs.name), []).append(cs)
@@ -304,6 +316,13 @@ class PodWorker:
             for old in items[:-2]:
                 await self.agent.runtime.remove_container(old.id)
 
+    def _exit_unreported(self) -> bool:
+        """A container the last written status showed running has exited since."""
+        last = self._last_status or {}
+        running = {s["name"] for s in [*(last.get("initContainerStatuses") or []),
+                                       *(last.get("containerStatuses") or [])] if "running" in s["state"]}
+        return any(v.exited and name in running for name, v in self.views.items())
+
     def _running_instance(self, name: str) -> ContainerStatus | None:
         v = self.views.get(name)
         return v.current if v is not None and v.running else None
@@ -312,13 +331,13 @@ class PodWorker:
         """Kill the containers a liveness or startup probe has given up on."""
         policy = pod["spec"].get("restartPolicy", "Always")
         victims = []
-        for c in pod["spec"].get("containers") or []:
+        for c in probed_containers(pod["spec"]):
             cur = self._running_instance(c["name"])
             which = self.probes.failed(c["name"], cur.id) if cur is not None else None
             if cur is None or which is None:
                 continue
             msg = f"Container {c['name']} failed {which} probe"
-            if policy != "Never":
+            if policy != "Never" or st.is_sidecar(c):
                 msg += ", will be restarted"
             grace = self.probes.probe_grace(c["name"], cur.id, which)
             victims.append(hooks.stop(self, c, cur.id, grace if grace is not None else self.grace(pod), msg))
@@ -331,11 +350,33 @@ class PodWorker:
         policy = spec.get("restartPolicy", "Always")
         wakes: list[float] = []
 
+        # once a regular container has run, the pod has been initialised: a sidecar that
+        # exits then is restarted beside the containers, it does not hold them back
+        initialized = any(self.views[c["name"]].current is not None for c in spec.get("containers") or [])
         for c in spec.get("initContainers") or []:
             v = self.views[c["name"]]
+            cur = v.current
+            if st.is_sidecar(c):  # restartPolicy: Always, whatever the pod's
+                w = None
+                if self._sidecars_stopped:
+                    continue
+                if v.running:
+                    v.waiting_reason = v.waiting_message = ""
+                elif cur is None:
+                    w = await self.starter.start(pod, c, v, attempt=0)
+                elif cur.state == CREATED:
+                    w = await self.starter.start_created(pod, c, v)
+                else:
+                    w = await self.starter.restart(pod, c, v)
+                if w is not None:
+                    wakes.append(w)
+                if initialized or (v.running and v.started is not False):
+                    continue  # the next init container starts once this one has started
+                break
+            if initialized:
+                continue
             if v.running:
                 break
-            cur = v.current
             if cur is not None and cur.state == EXITED and cur.exit_code == 0:
                 v.waiting_reason = v.waiting_message = ""
                 continue
@@ -369,6 +410,7 @@ class PodWorker:
                         v.waiting_reason = v.waiting_message = ""
                 if w is not None:
                     wakes.append(w)
+            await self._stop_sidecars_when_done(pod)
             for c in spec.get("ephemeralContainers") or []:  # started once, never restarted (kubectl debug)
                 v = self.views[c["name"]]
                 cur = v.current
@@ -388,6 +430,25 @@ class PodWorker:
             if v.current is None:
                 v.waiting_reason, v.waiting_message = "PodInitializing", ""
         return min(wakes) if wakes else None
+
+    async def _stop_sidecars_when_done(self, pod: dict[str, Any]) -> None:
+        """When every container has finished and none will restart (restartPolicy
+        Never, or OnFailure with all succeeded), the kubelet stops the sidecars (last
+        first) so the pod can complete; they are not restarted after that."""
+        spec = pod["spec"]
+        policy = spec.get("restartPolicy", "Always")
+        sidecars = [c for c in spec.get("initContainers") or [] if st.is_sidecar(c)]
+        if policy == "Always" or not sidecars or self._sidecars_stopped:
+            return
+        for c in spec.get("containers") or []:
+            cur = self.views[c["name"]].current
+            if cur is None or cur.state != EXITED or (policy == "OnFailure" and cur.exit_code != 0):
+                return
+        self._sidecars_stopped = True
+        for c in reversed(sidecars):
+            cur = self._running_instance(c["name"])
+            if cur is not None:
+                await hooks.stop(self, c, cur.id, self.grace(pod), f"Stopping container {c['name']}")
 
     async def kill_all(self, grace: float) -> None:
         if self.sandbox_id is None:

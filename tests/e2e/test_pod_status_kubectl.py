@@ -300,3 +300,27 @@ def test_bad_input_waits_with_upstream_reasons_and_disturbs_nothing(cluster, nam
     assert cluster.wait_for(lambda: cluster.kubectl("logs", "no-cm", "-n", namespace).stdout, timeout=10,
                             what="no-cm logs") == "X=v\n"
     assert row(cluster, namespace, "good")[1:4] == ["1/1", "Running", "0"]
+
+
+def test_env_from_with_prefix_escapes_and_relaxed_names(cluster, namespace):
+    """envFrom with and without a prefix (1.32 keeps a key such as `1st`: any printable
+    ASCII name but "=" is valid), `$(VAR)` expansion and `$$` escaping in args, an
+    optional reference to a missing ConfigMap leaving the variable unset."""
+    cluster.kubectl("create", "configmap", "settings", "-n", namespace, "--from-literal=1st=one",
+                    "--from-literal=mode=fast")
+    show = ("import os, sys, time\n"
+            "for k in sorted(os.environ):\n"
+            "    if k.startswith(('CFG_', '1st', 'mode', 'GREETING', 'MAYBE')): print(f'{k}={os.environ[k]}')\n"
+            "print(sys.argv[1], flush=True)\n"
+            "time.sleep(600)")
+    c = {"name": "app", "image": "demo:v1", "command": ["python3", "-c", show], "args": ["$$(MODE) -> $(MODE)"],
+         "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}, {"configMapRef": {"name": "settings"}}],
+         "env": [{"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+                 {"name": "GREETING", "value": "mode is $(MODE), literally $$(MODE)"},
+                 {"name": "MAYBE", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k",
+                                                                     "optional": True}}}]}
+    apply(cluster, namespace, pod("env-from", [c]))
+    out = cluster.wait_for(lambda: cluster.kubectl("logs", "env-from", "-n", namespace, check=False).stdout,
+                           timeout=20, what="env-from output")
+    assert out.splitlines() == ["1st=one", "CFG_1st=one", "CFG_mode=fast", "GREETING=mode is fast, literally $(MODE)",
+                                "mode=fast", "$(MODE) -> fast"]
