@@ -32,7 +32,9 @@ from kybern.client.resources import CONFIGMAPS, SECRETS, SERVICES
 from kybern.machinery import errors
 from kybern.node.quantity import parse_quantity
 
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+# 1.32's kubelet (RelaxedEnvironmentVariableValidation, beta and on): any printable
+# ASCII character but "=" (a ConfigMap key "1st" becomes the variable "1st")
+_ENV_NAME = re.compile(r"^[\x20-\x3c\x3e-\x7e]+$")
 
 
 class ConfigError(Exception):
