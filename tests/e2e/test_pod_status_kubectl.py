@@ -324,3 +324,41 @@ def test_env_from_with_prefix_escapes_and_relaxed_names(cluster, namespace):
                            timeout=20, what="env-from output")
     assert out.splitlines() == ["1st=one", "CFG_1st=one", "CFG_mode=fast", "GREETING=mode is fast, literally $(MODE)",
                                 "mode=fast", "$(MODE) -> fast"]
+
+
+def test_kubectl_logs_flags(cluster, namespace):
+    """`kubectl logs` as the tutorials use it: -c, --previous, --tail, --timestamps,
+    --since, --all-containers/--prefix, -l, -f ending with the container, and the
+    errors upstream gives."""
+    import re
+
+    a = sh("a", "for i in 1 2 3 4 5; do echo a-$i; done; sleep 1; exit 1")
+    b = sh("b", "echo b-1; echo b-err >&2; sleep 600")
+    p = pod("talker", [a, b])
+    p["metadata"]["labels"] = {"app": "talk"}
+    apply(cluster, namespace, p)
+
+    def restarted():
+        cs = {s["name"]: s for s in cluster.kjson("get", "pod", "talker", "-n", namespace)["status"]
+              .get("containerStatuses") or []}
+        return cs.get("a", {}).get("restartCount", 0) >= 1
+
+    cluster.wait_for(restarted, timeout=30, what="container a restarted")
+    logs = lambda *args, check=True: cluster.kubectl("logs", "-n", namespace, *args, check=check)  # noqa: E731
+    assert logs("talker", "-c", "a", "--previous").stdout == "a-1\na-2\na-3\na-4\na-5\n"
+    assert logs("talker", "-c", "a", "-p", "--tail=2").stdout == "a-4\na-5\n"
+    stamped = logs("talker", "-c", "b", "--timestamps").stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped] == ["b-1", "b-err"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", line.split(" ", 1)[0]) for line in stamped)
+    assert logs("talker", "-c", "b", "--since=1h").stdout == "b-1\nb-err\n"
+    default = logs("talker")
+    assert 'Defaulted container "a" out of: a, b' in default.stderr
+    both = logs("talker", "--all-containers", "--prefix", "--tail=1").stdout.splitlines()
+    assert "[pod/talker/b] b-err" in both and any(line.startswith("[pod/talker/a] a-") for line in both)
+    assert logs("-l", "app=talk", "-c", "b", "--prefix").stdout == "[pod/talker/b] b-1\n[pod/talker/b] b-err\n"
+    # -f follows the running instance and returns when it exits
+    followed = cluster.kubectl("logs", "-n", namespace, "talker", "-c", "a", "-f", timeout=30).stdout
+    assert followed.startswith("a-1\n")
+    err = logs("talker", "-c", "b", "--previous", check=False)
+    assert err.returncode != 0
+    assert 'previous terminated container "b" in pod "talker" not found' in err.stderr
