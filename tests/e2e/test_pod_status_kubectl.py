@@ -344,7 +344,10 @@ def test_kubectl_logs_flags(cluster, namespace):
         return cs.get("a", {}).get("restartCount", 0) >= 1
 
     cluster.wait_for(restarted, timeout=30, what="container a restarted")
-    logs = lambda *args, check=True: cluster.kubectl("logs", "-n", namespace, *args, check=check)  # noqa: E731
+
+    def logs(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return cluster.kubectl("logs", "-n", namespace, *args, check=check)
+
     assert logs("talker", "-c", "a", "--previous").stdout == "a-1\na-2\na-3\na-4\na-5\n"
     assert logs("talker", "-c", "a", "-p", "--tail=2").stdout == "a-4\na-5\n"
     stamped = logs("talker", "-c", "b", "--timestamps").stdout.splitlines()
