@@ -91,4 +91,31 @@ async def stop(worker: PodWorker, container: dict[str, Any] | None, container_id
         if msg is not None:
             worker.container_event(name, "Warning", "FailedPreStopHook", msg)
         grace = max(grace - (time.monotonic() - t0), MIN_GRACE)
-    await worker.agent.runtime.stop_container(container_id, grace)
+    if grace <= MIN_GRACE:
+        await worker.agent.runtime.stop_container(container_id, grace)
+        return
+    sooner = asyncio.create_task(_stop_sooner(worker, container_id, time.monotonic() + grace))
+    try:
+        await worker.agent.runtime.stop_container(container_id, grace)
+    finally:
+        sooner.cancel()
+
+
+async def _stop_sooner(worker: PodWorker, container_id: str, deadline: float) -> None:
+    """While a container is given its grace period, a pod deleted again with a shorter
+    one, or force-deleted (`kubectl delete --grace-period=0 --force`: the pod is gone
+    from the API), is stopped sooner: the kubelet's grace period only ever decreases,
+    and is at least 2 s for a container."""
+    while True:
+        await asyncio.sleep(0.2)
+        pod = worker.pod
+        if pod is None:
+            grace = MIN_GRACE
+        else:
+            g = (pod.get("metadata") or {}).get("deletionGracePeriodSeconds")
+            if g is None:
+                continue
+            grace = max(float(g), MIN_GRACE)
+        if time.monotonic() + grace < deadline - 0.5:
+            await worker.agent.runtime.stop_container(container_id, grace)
+            return

@@ -365,3 +365,37 @@ def test_kubectl_logs_flags(cluster, namespace):
     err = logs("talker", "-c", "b", "--previous", check=False)
     assert err.returncode != 0
     assert 'previous terminated container "b" in pod "talker" not found' in err.stderr
+
+
+def test_a_shorter_grace_period_or_a_force_delete_cuts_the_wait(cluster, namespace):
+    """A pod stopping with a long grace period (its program ignores SIGTERM) is stopped
+    sooner when deleted again with `--grace-period=3`, or force-deleted: the
+    kubelet's grace period only ever decreases (at least 2 s for a container)."""
+    import time
+
+    import psutil
+
+    def stubborn(name: str) -> dict:
+        marker = f"stubborn-{name}-{namespace}"
+        return pod(name, [sh("app", f"trap 'echo TERM' TERM; while true; do sleep 0.2; done # {marker}")],
+                   terminationGracePeriodSeconds=60)
+
+    def alive(name: str) -> bool:
+        marker = f"stubborn-{name}-{namespace}"
+        return any(marker in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
+
+    for name in ("shorter", "forced"):
+        apply(cluster, namespace, stubborn(name))
+    for name in ("shorter", "forced"):
+        cluster.wait_for(lambda n=name: row(cluster, namespace, n)[1:3] == ["1/1", "Running"], timeout=20,
+                         what=f"{name} running")
+        cluster.kubectl("delete", "pod", name, "-n", namespace, "--wait=false")
+    time.sleep(1)
+    assert row(cluster, namespace, "shorter")[2] == "Terminating" and alive("shorter") and alive("forced")
+    t0 = time.monotonic()
+    cluster.kubectl("delete", "pod", "shorter", "-n", namespace, "--grace-period=3", "--wait=false")
+    cluster.kubectl("delete", "pod", "forced", "-n", namespace, "--grace-period=0", "--force")
+    cluster.wait_for(lambda: not alive("forced"), timeout=10, what="the force-deleted pod's process gone")
+    gone = cluster.wait_for(lambda: cluster.kubectl("get", "pod", "shorter", "-n", namespace, check=False)
+                            .returncode != 0, timeout=15, what="shorter deleted")
+    assert gone and time.monotonic() - t0 < 8 and not alive("shorter")
