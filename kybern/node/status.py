@@ -311,7 +311,19 @@ def pod_conditions(pod: dict[str, Any], phase: str, init_statuses: list[dict[str
         mine.append(("Ready", False, "ContainersNotReady", msg))
         mine.append(("ContainersReady", False, "ContainersNotReady", msg))
     else:
-        mine.append(("Ready", True, "", ""))
+        # readiness gates (GeneratePodReadyCondition): each named condition must be True
+        gates = []
+        for g in spec.get("readinessGates") or []:
+            typ = g.get("conditionType", "")
+            c = old.get(typ)
+            if c is None:
+                gates.append(f'corresponding condition of pod readiness gate "{typ}" does not exist.')
+            elif c.get("status") != "True":
+                gates.append(f'the status of pod readiness gate "{typ}" is not "True", but {c.get("status")}')
+        if gates:
+            mine.append(("Ready", False, "ReadinessGatesNotReady", ", ".join(gates)))
+        else:
+            mine.append(("Ready", True, "", ""))
         mine.append(("ContainersReady", True, "", ""))
 
     out: list[dict[str, Any]] = []

@@ -399,3 +399,22 @@ def test_a_shorter_grace_period_or_a_force_delete_cuts_the_wait(cluster, namespa
     gone = cluster.wait_for(lambda: cluster.kubectl("get", "pod", "shorter", "-n", namespace, check=False)
                             .returncode != 0, timeout=15, what="shorter deleted")
     assert gone and time.monotonic() - t0 < 8 and not alive("shorter")
+
+
+def test_readiness_gate_holds_the_pod_unready_until_its_condition_is_true(cluster, namespace):
+    """Pod readiness gates: READINESS GATES `0/1` and Ready False
+    (ReadinessGatesNotReady) until something sets the condition True in the status."""
+    apply(cluster, namespace, pod("gated", [sh("app", "sleep 600")],
+                                  readinessGates=[{"conditionType": "www.example.com/feature-1"}]))
+    cluster.wait_for(lambda: row(cluster, namespace, "gated")[2] == "Running", timeout=20, what="Running")
+    wide = cluster.kubectl("get", "pod", "gated", "-n", namespace, "-o", "wide", "--no-headers").stdout.split()
+    assert wide[1] == "1/1" and wide[-1] == "0/1"
+    ready = conditions(cluster, namespace, "gated")["Ready"]
+    assert ready["status"] == "False" and ready["reason"] == "ReadinessGatesNotReady"
+    cond = {"type": "www.example.com/feature-1", "status": "True", "lastProbeTime": None}
+    cluster.kubectl("patch", "pod", "gated", "-n", namespace, "--subresource=status", "--type=json", "-p",
+                    json.dumps([{"op": "add", "path": "/status/conditions/-", "value": cond}]))
+    cluster.wait_for(lambda: conditions(cluster, namespace, "gated")["Ready"]["status"] == "True", timeout=15,
+                     what="Ready once the gate is True")
+    wide = cluster.kubectl("get", "pod", "gated", "-n", namespace, "-o", "wide", "--no-headers").stdout.split()
+    assert wide[-1] == "1/1"

@@ -151,3 +151,21 @@ def test_qos_class(resources: list[dict[str, Any]], qos: str) -> None:
     for c, r in zip(p["spec"]["containers"], resources):
         c.update(r)
     assert qos_class(p) == qos
+
+
+def test_readiness_gates_hold_ready_back() -> None:
+    """GeneratePodReadyCondition: containers ready is not enough while a gate's
+    condition is missing or not True."""
+    p = pod()
+    p["spec"]["readinessGates"] = [{"conditionType": "example.com/lb"}]
+    sts = statuses(view("c0", cs("c0", RUNNING)))
+    conds = {c["type"]: c for c in pod_conditions(p, "Running", [], sts, sandbox_ready=True, now=NOW)}
+    assert conds["ContainersReady"]["status"] == "True"
+    assert conds["Ready"]["status"] == "False" and conds["Ready"]["reason"] == "ReadinessGatesNotReady"
+    assert conds["Ready"]["message"] == 'corresponding condition of pod readiness gate "example.com/lb" does not exist.'
+    p["status"]["conditions"] = [{"type": "example.com/lb", "status": "False"}]
+    conds = {c["type"]: c for c in pod_conditions(p, "Running", [], sts, sandbox_ready=True, now=NOW)}
+    assert conds["Ready"]["message"] == 'the status of pod readiness gate "example.com/lb" is not "True", but False'
+    p["status"]["conditions"] = [{"type": "example.com/lb", "status": "True"}]
+    conds = {c["type"]: c for c in pod_conditions(p, "Running", [], sts, sandbox_ready=True, now=NOW)}
+    assert conds["Ready"]["status"] == "True"
