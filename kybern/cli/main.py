@@ -9,6 +9,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -216,6 +217,10 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
 
         gc_tuning.tune()
         client = Client(server_url, token=token, ca_file=ca_file, user_agent="kubelet/v1.32.0 (kybern)")
+        taken = await _node_served_elsewhere(client, name)
+        if taken:
+            await client.close()
+            raise click.ClickException(taken)
         a = NodeAgent(client, name=name, data_dir=str(data_dir), address=address, zone=zone, token=token,
                       labels=node_labels or None, event_qps=event_qps, event_burst=event_burst,
                       pod_network=pod_network, max_pods=max_pods, runtime=cluster.node_runtime(runtime, address))
@@ -241,6 +246,32 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
         asyncio.run(run())
     finally:
         os.close(lock)
+
+
+async def _node_served_elsewhere(client: Any, name: str) -> str | None:
+    """Why `name` cannot be joined: another agent (another data dir) serves that Node
+    now, i.e. the kubelet port in its status answers. Two agents under one name
+    would both run every pod bound to it. A Node whose agent is gone is taken over,
+    as a kubelet re-registering."""
+    from kybern.client.resources import NODES
+
+    try:
+        node = await client.get(NODES, name)
+    except Exception:  # noqa: BLE001 - no such node, or the API not up yet: the agent deals with it
+        return None
+    st = node.get("status") or {}
+    port = (((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")) or 0
+    addr = next((a.get("address") for a in st.get("addresses") or [] if a.get("type") == "InternalIP"), None)
+    if not port or not addr:
+        return None
+    try:
+        _, w = await asyncio.wait_for(asyncio.open_connection(addr, port), 2)
+    except (TimeoutError, OSError):
+        return None
+    w.close()
+    return (f"node {name!r} is already served by a running agent (its kubelet port {addr}:{port} answers); "
+            f"two agents under one name would both run its pods. Give this one another name with --name "
+            f"(and its own --data-dir), or stop the other agent first.")
 
 
 @main.command("scheduler")

@@ -8,6 +8,8 @@ preemption by a higher-priority pod."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -63,6 +65,18 @@ def test_joined_nodes_show_their_zone_region_and_lease(zones):
     assert sorted((r.split()[0], r.split()[1]) for r in leases.splitlines()) == [
         ("node-1", "node-1"), ("node-b", "node-b"), ("node-c", "node-c")]
 
+
+def test_a_second_agent_under_a_running_nodes_name_is_refused(zones, tmp_path):
+    # two agents as one node would both run every pod bound to it
+    c = zones
+    token = (c.dir / "data" / "node.token").read_text().strip()
+    p = subprocess.run([sys.executable, "-m", "kybern.cli.main", "agent", "--server", c.server, "--token", token,
+                        "--ca-file", str(c.dir / "data" / "pki" / "ca.crt"), "--name", "node-b",
+                        "--data-dir", str(tmp_path / "dup")], env=c.env, capture_output=True, text=True, timeout=60,
+                       check=False)
+    assert p.returncode == 1
+    assert "node 'node-b' is already served by a running agent" in p.stderr
+    assert "another name with --name" in p.stderr
 
 def test_failed_scheduling_says_why_and_retries_when_a_node_is_labelled(zones, tmp_path):
     c = zones
