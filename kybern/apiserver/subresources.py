@@ -247,6 +247,14 @@ async def _take_disruption(server: "APIServer", ns: str | None, pod: Obj, dry_ru
                                                        "the eviction subresource does not support.")
     pdb_name = matching[0]["metadata"]["name"]
     pod_name = pod["metadata"]["name"]
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (pod.get("status") or {}).get("conditions") or [])
+    if not ready:  # an unhealthy pod does not count towards the budget (unhealthyPodEvictionPolicy)
+        spec, st = matching[0].get("spec") or {}, matching[0].get("status") or {}
+        if spec.get("unhealthyPodEvictionPolicy") == "AlwaysAllow":
+            return
+        if st.get("currentHealthy", 0) >= st.get("desiredHealthy", 0) > 0:  # IfHealthyBudget: not disrupted
+            return
 
     def take(cur: Obj | None) -> Obj:
         if cur is None:

@@ -270,6 +270,41 @@ def test_drain_refuses_what_it_must_then_honours_flags_dry_run_and_budgets(zones
         c.kubectl("uncordon", "node-c")
         c.kubectl("delete", "namespace", "drain", "--wait=false")
 
+def test_unhealthy_pods_are_evicted_as_the_budgets_unhealthy_pod_eviction_policy_says(zones):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    c = zones
+    c.kubectl("create", "namespace", "unhealthy")
+    never_ready = {"name": "c", "image": "demo:v1", "command": ["sleep", "3600"],
+                   "readinessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1}}
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "sick", "namespace": "unhealthy"},
+              "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "sick"}}, "template": {
+                  "metadata": {"labels": {"app": "sick"}},
+                  "spec": {"terminationGracePeriodSeconds": 1, "containers": [never_ready]}}}}
+    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "sick", "namespace": "unhealthy"},
+           "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "sick"}}}}
+    c.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [deploy, pdb]}))
+    core = client.CoreV1Api(c.api_client())
+    try:
+        c.wait_for(lambda: [p["status"].get("phase") for p in _pods(c, "unhealthy", "app=sick")] == ["Running"] * 2
+                   and c.kjson("get", "pdb", "sick", "-n", "unhealthy").get("status", {}).get("expectedPods") == 2,
+                   timeout=60, what="two running, never ready pods and the budget's status")
+        name = _pods(c, "unhealthy", "app=sick")[0]["metadata"]["name"]
+        eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace="unhealthy"))
+        # IfHealthyBudget (the default): the application is disrupted (0 of 1 healthy), so no
+        with pytest.raises(ApiException) as e:
+            core.create_namespaced_pod_eviction(name, "unhealthy", eviction)
+        assert e.value.status == 429
+        assert "The disruption budget sick needs 1 healthy pods and has 0 currently" in e.value.body
+        c.kubectl("patch", "pdb", "sick", "-n", "unhealthy", "-p", '{"spec":{"unhealthyPodEvictionPolicy":"AlwaysAllow"}}')
+        c.wait_for(lambda: c.kjson("get", "pdb", "sick", "-n", "unhealthy")["status"]["observedGeneration"] == 2,
+                   timeout=20, what="the budget's new generation observed")
+        core.create_namespaced_pod_eviction(name, "unhealthy", eviction)  # AlwaysAllow: an unready pod may go
+        assert c.kjson("get", "pdb", "sick", "-n", "unhealthy")["status"]["disruptionsAllowed"] == 0
+    finally:
+        c.kubectl("delete", "namespace", "unhealthy", "--wait=false")
+
 def test_a_no_execute_taint_evicts_at_once_or_after_toleration_seconds(zones):
     # last in this module: it evicts what runs on node-b
     c = zones
