@@ -1,4 +1,4 @@
-"""The multi-zone example: three nodes labelled with three zones; a Deployment of
+"""The multi-zone example: three agents labelled with three zones; a Deployment of
 6 replicas ends with 2 pods per zone (the scheduler's default topology spread)."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ pytestmark = pytest.mark.e2e
 
 
 def test_six_replicas_spread_two_per_zone(tmp_path):
-    c = start_cluster(tmp_path / "mz", "--zone", "zone-a")
-    agents = [start_agent(c, f"node-{z}", tmp_path / f"agent-{z}", "--zone", f"zone-{z}") for z in "bc"]
+    # as the issue's example: a cluster without a node of its own, three agents in three zones
+    c = start_cluster(tmp_path / "mz", "--no-node", wait_node=False)
+    agents = [start_agent(c, f"node-{z}", tmp_path / f"agent-{z}", "--zone", f"zone-{z}") for z in "abc"]
     try:
         c.wait_for(lambda: c.kubectl("get", "nodes", "--no-headers").stdout.count(" Ready ") == 3,
                    timeout=40, what="three nodes Ready")
