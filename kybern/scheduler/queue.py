@@ -55,6 +55,8 @@ class SchedulingQueue:
         self.cycle = 0
         self._move_cycle = -1
         self._wakeup: asyncio.TimerHandle | None = None
+        # unschedulable pods that another pod's arrival may help (pod affinity, spread)
+        self._pod_waiters: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._pods)
@@ -82,6 +84,7 @@ class SchedulingQueue:
             self._move(qp)  # the pod itself changed: worth another try
 
     def delete(self, key: str) -> None:
+        self._pod_waiters.discard(key)
         self._pods.pop(key, None)
         self._where.pop(key, None)  # heap entries are dropped lazily
 
@@ -115,9 +118,12 @@ class SchedulingQueue:
         if self._where.get(key) == "flight":
             self.delete(key)
 
-    def requeue_failed(self, qp: QueuedPod, cycle: int, *, error: bool = False) -> None:
+    def requeue_failed(self, qp: QueuedPod, cycle: int, *, error: bool = False,
+                       waits_for_pods: bool = False) -> None:
         """After a failed attempt: unschedulable, or backoffQ when the cluster changed
-        during the attempt (or the failure was an error, not a verdict)."""
+        during the attempt (or the failure was an error, not a verdict).
+        `waits_for_pods`: a pod assigned somewhere may make it fit (pod affinity,
+        topology spread), see move_pod_waiters."""
         if qp.key not in self._pods or self._where.get(qp.key) != "flight":
             return
         qp.failed_at = time.monotonic()
@@ -125,6 +131,8 @@ class SchedulingQueue:
             self._push_backoff(qp)
         else:
             self._where[qp.key] = "unschedulable"
+            if waits_for_pods:
+                self._pod_waiters.add(qp.key)
 
     # -- cluster events -------------------------------------------------------------
     def move_all(self) -> None:
@@ -132,6 +140,17 @@ class SchedulingQueue:
         for key, where in list(self._where.items()):
             if where == "unschedulable":
                 self._move(self._pods[key])
+
+    def move_pod_waiters(self) -> None:
+        """A pod was assigned (or an assigned pod relabelled): retry the unschedulable
+        pods its presence may help (upstream's AssignedPodAdd for InterPodAffinity and
+        PodTopologySpread); the others stay put."""
+        if not self._pod_waiters:
+            return
+        for key in self._pod_waiters:
+            if self._where.get(key) == "unschedulable":
+                self._move(self._pods[key])
+        self._pod_waiters.clear()
 
     def _move(self, qp: QueuedPod) -> None:
         if qp.backoff_expiry() > time.monotonic():

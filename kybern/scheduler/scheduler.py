@@ -43,6 +43,8 @@ from kybern.scheduler.queue import QueuedPod, SchedulingQueue
 log = logging.getLogger(__name__)
 
 NO_NODES = "no nodes available to schedule pods"
+# failures another pod's arrival can cure (upstream: AssignedPodAdd queueing hints)
+WAITS_FOR_PODS = ("didn't match pod affinity rules", "didn't match pod topology spread constraints")
 
 
 MAX_NODES_TO_SCORE = 100
@@ -155,6 +157,9 @@ class Scheduler:
                          and not self.cache.is_assumed(key))
             if not unchanged:
                 self.cache.confirm(PodInfo(new), node)
+            if old is None or (old.get("spec") or {}).get("nodeName") != node \
+                    or old["metadata"].get("labels") != new["metadata"].get("labels"):
+                self.queue.move_pod_waiters()  # pod affinity / spread may be satisfied now
             return
         if ((new.get("spec") or {}).get("schedulerName") or "default-scheduler") != self.name:
             return
@@ -335,7 +340,7 @@ class Scheduler:
         self.recorder.event(pod, "Warning", "FailedScheduling", message)
         nomination = self._nominations.pop(qp.key, "")
         self._spawn(self._set_unschedulable(pod, message, nomination))
-        self.queue.requeue_failed(qp, cycle)
+        self.queue.requeue_failed(qp, cycle, waits_for_pods=any(r in message for r in WAITS_FOR_PODS))
 
     async def _set_unschedulable(self, pod: dict[str, Any], message: str, nomination: str | None = "") -> None:
         """PodScheduled=False, reason Unschedulable, on the status subresource, with

@@ -99,6 +99,31 @@ def test_failed_scheduling_says_why_and_retries_when_a_node_is_labelled(zones, t
         c.kubectl("delete", "namespace", "sel", "--wait=false")
 
 
+def test_a_pod_waiting_for_pod_affinity_is_retried_when_that_pod_arrives(zones):
+    c = zones
+    ns = ["-n", "affinity"]
+    c.kubectl("create", "namespace", "affinity")
+    web = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "affinity"},
+           "spec": {"terminationGracePeriodSeconds": 1,
+                    "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                        "labelSelector": {"matchLabels": {"app": "db"}},
+                        "topologyKey": "topology.kubernetes.io/zone"}]}},
+                    "containers": [{"name": "c", "image": "demo:v1", "command": ["sleep", "3600"]}]}}
+    try:
+        c.kubectl("apply", "-f", "-", input=json.dumps(web))
+        want = ("0/3 nodes are available: 3 node(s) didn't match pod affinity rules. preemption: 0/3 nodes are "
+                "available: 3 Preemption is not helpful for scheduling.")
+        c.wait_for(lambda: want in _events(c, "affinity", "web", "FailedScheduling"), timeout=20,
+                   what="FailedScheduling")
+        c.kubectl("run", "db", *ns, "--image=demo:v1", "--labels=app=db",
+                  '--overrides={"spec":{"nodeSelector":{"topology.kubernetes.io/zone":"zone-c"}}}',
+                  "--", "sleep", "3600")
+        # retried when db is bound (not after the 5-minute unschedulable flush)
+        c.wait_for(lambda: c.kjson("get", "pod", "web", *ns)["spec"].get("nodeName") == "node-c", timeout=15,
+                   what="web scheduled next to db")
+    finally:
+        c.kubectl("delete", "namespace", "affinity", "--wait=false")
+
 def test_spread_constraint_counts_only_the_zones_node_affinity_allows(zones):
     # upstream's nodeAffinityPolicy (default Honor): the empty zone-c, which the pods
     # may not use, is not the "emptiest domain" that would block every node

@@ -128,3 +128,15 @@ async def test_queue_priority_order():
     q.add(PodInfo(pod("high", priority=1000)))
     assert q.pop_nowait().key == "default/high"
     assert q.pop_nowait().key == "default/low"
+
+
+async def test_queue_moves_only_pod_waiters_when_a_pod_is_assigned():
+    q = SchedulingQueue()
+    q.add(PodInfo(pod("affine")))
+    q.add(PodInfo(pod("big")))
+    for _ in range(2):
+        qp = q.pop_nowait()
+        q.requeue_failed(qp, q.cycle, waits_for_pods=qp.key == "default/affine")
+    q.move_pod_waiters()  # e.g. the pod it wants to be near was bound
+    assert q._where["default/affine"] in ("active", "backoff")
+    assert q._where["default/big"] == "unschedulable"  # more cpu does not come with a pod
