@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUCCESS, FAILURE, UNKNOWN = "Success", "Failure", "Unknown"
+ERRORED = "Errored"  # the probe could not be run (probe.Unknown with an error): counts as a failure
+_NOT_FOUND = re.compile(r'exec: ".*": executable file not found in \$PATH')
 KINDS = {"livenessProbe": "Liveness", "readinessProbe": "Readiness", "startupProbe": "Startup"}
 INITIAL = {"livenessProbe": SUCCESS, "readinessProbe": FAILURE, "startupProbe": UNKNOWN}
 USER_AGENT = "kube-probe/1.32"
@@ -135,6 +138,10 @@ async def probe_once(worker: PodWorker, container: dict[str, Any], cs: Container
             except TimeoutError:
                 return FAILURE, f"command {go_quote(' '.join(cmd))} timed out"
             text = out.decode(errors="replace")
+            if code == 127 and _NOT_FOUND.fullmatch(text):
+                # the command could not be started at all: the runtime's error, not the
+                # command's failure; the kubelet reports it as "errored" (and counts a failure)
+                return ERRORED, f"failed to exec in container: {text}"
             return (SUCCESS, text) if code == 0 else (FAILURE, text)
         if "httpGet" in probe:
             code, _body = await http_get(probe["httpGet"], container, host, timeout)
@@ -187,7 +194,11 @@ class ProbeWorker:
         w = self.manager.worker
         result, output = await probe_once(w, self.container, self.cs, self.probe)
         label = KINDS[self.kind]
-        if result == FAILURE:
+        if result == ERRORED:
+            w.container_event(self.container["name"], "Warning", "Unhealthy",
+                              f"{label} probe errored and resulted in unknown state: {output}")
+            result = FAILURE
+        elif result == FAILURE:
             w.container_event(self.container["name"], "Warning", "Unhealthy", f"{label} probe failed: {output}")
         elif result == SUCCESS and output:
             w.container_event(self.container["name"], "Warning", "ProbeWarning", f"{label} probe warning: {output}")

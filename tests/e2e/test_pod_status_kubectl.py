@@ -418,3 +418,16 @@ def test_readiness_gate_holds_the_pod_unready_until_its_condition_is_true(cluste
                      what="Ready once the gate is True")
     wide = cluster.kubectl("get", "pod", "gated", "-n", namespace, "-o", "wide", "--no-headers").stdout.split()
     assert wide[-1] == "1/1"
+
+
+def test_an_exec_probe_that_cannot_start_errored(cluster, namespace):
+    """An exec probe whose command does not exist is the runtime's error, which the
+    kubelet reports as `... probe errored and resulted in unknown state: ...` (and
+    counts as a failure: the container stays unready)."""
+    probe = {"exec": {"command": ["no-such-binary"]}, "periodSeconds": 1}
+    apply(cluster, namespace, pod("probe-missing", [sh("app", "sleep 600", readinessProbe=probe)]))
+    ev = cluster.wait_for(lambda: events(cluster, namespace, "probe-missing", "Unhealthy"), timeout=20,
+                          what="Unhealthy")[0]
+    assert ev["message"].startswith("Readiness probe errored and resulted in unknown state: ")
+    assert ev["message"].endswith('exec: "no-such-binary": executable file not found in $PATH')
+    assert row(cluster, namespace, "probe-missing")[1:3] == ["0/1", "Running"]
