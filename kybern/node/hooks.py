@@ -51,7 +51,7 @@ async def run_handler(worker: PodWorker, container: dict[str, Any], container_id
             await http_get(spec, container, worker.sandbox_ip, timeout)
         except (ProbeError, ValueError) as e:
             return (f'HTTP lifecycle hook ({spec.get("path", "")}) for Container "{name}" in Pod "{pod_ref}" '
-                    f'failed - error: {e}, message: ""')
+                    f'failed - error: {e}')
         return None
     if "sleep" in handler:
         await asyncio.sleep(min(float((handler["sleep"] or {}).get("seconds") or 0), timeout))

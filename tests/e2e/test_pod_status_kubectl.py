@@ -164,6 +164,16 @@ def test_failed_post_start_hook_and_exec_probe_timeout_read_as_upstream(cluster,
                           what="Unhealthy")[0]
     assert ev["message"] == 'Liveness probe failed: command "sleep 5" timed out'
 
+    # an HTTP hook's failure has no output part (1.32's handlers.go)
+    http_hook = {"postStart": {"httpGet": {"path": "/started", "port": 1}}}
+    apply(cluster, namespace, pod("http-hook", [sh("app", "sleep 600", lifecycle=http_hook)]))
+    ev = cluster.wait_for(lambda: events(cluster, namespace, "http-hook", "FailedPostStartHook"), timeout=20,
+                          what="FailedPostStartHook (http)")[0]
+    uid = cluster.kjson("get", "pod", "http-hook", "-n", namespace)["metadata"]["uid"]
+    ip = cluster.kjson("get", "pod", "http-hook", "-n", namespace)["status"]["podIP"]
+    assert ev["message"] == (f'HTTP lifecycle hook (/started) for Container "app" in Pod "http-hook_{namespace}({uid})" '
+                             f'failed - error: Get "http://{ip}:1/started": dial tcp {ip}:1: connect: connection refused')
+
 
 def test_finished_pods_read_completed_and_error(cluster, namespace):
     """restartPolicy Never: `0/1 Completed` (Succeeded) and `0/1 Error` (Failed, exit
