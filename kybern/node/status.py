@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +39,9 @@ class ContainerView:
     # the waiting reason before the runtime has a container: the kubelet's default is
     # PodInitializing for every container of a pod with init containers, else ContainerCreating
     default_waiting: str = "ContainerCreating"
+    # the spec's volumeMounts, reported back in the status (RecursiveReadOnlyMounts, on
+    # since 1.31: every container status lists them, also while waiting)
+    volume_mounts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def running(self) -> bool:
@@ -145,6 +148,19 @@ def container_status(v: ContainerView) -> dict[str, Any]:
     if cur is not None:  # the latest container's, also while it waits to restart (CrashLoopBackOff), as the kubelet
         out["containerID"] = f"{v.runtime_name}://{cur.id}"
     out["started"] = v.running if v.started is None else bool(v.started and v.running)
+    if v.volume_mounts:
+        out["volumeMounts"] = [volume_mount_status(m) for m in v.volume_mounts]
+    return out
+
+
+def volume_mount_status(m: dict[str, Any]) -> dict[str, Any]:
+    """A VolumeMountStatus: name, path, readOnly and, for a read-only mount,
+    recursiveReadOnly (Enabled only when asked for; IfPossible is Disabled here, as on
+    a runtime without recursive read-only mounts)."""
+    out: dict[str, Any] = {"name": m.get("name", ""), "mountPath": m.get("mountPath", "")}
+    if m.get("readOnly"):
+        out["readOnly"] = True
+        out["recursiveReadOnly"] = "Enabled" if m.get("recursiveReadOnly") == "Enabled" else "Disabled"
     return out
 
 

@@ -441,3 +441,19 @@ def test_an_exec_probe_that_cannot_start_errored(cluster, namespace):
     assert ev["message"].startswith("Readiness probe errored and resulted in unknown state: ")
     assert ev["message"].endswith('exec: "no-such-binary": executable file not found in $PATH')
     assert row(cluster, namespace, "probe-missing")[1:3] == ["0/1", "Running"]
+
+
+@pytest.mark.xfail(strict=True, reason="needs /tmp/brief/pod-helper-volume-mounts.patch in pod_worker.py (lead's)")
+def test_container_statuses_list_their_volume_mounts(cluster, namespace):
+    """1.31+ (RecursiveReadOnlyMounts on): `kubectl get pod -o yaml` lists each
+    container's mounts in its status; the token volume is read-only, not recursively."""
+    mounts = [{"name": "scratch", "mountPath": "/scratch"}]
+    apply(cluster, namespace, pod("mounts", [sh("app", "sleep 600", volumeMounts=mounts)],
+                                  volumes=[{"name": "scratch", "emptyDir": {}}]))
+    cluster.wait_for(lambda: row(cluster, namespace, "mounts")[2] == "Running", timeout=20, what="Running")
+    got = cluster.kjson("get", "pod", "mounts", "-n", namespace)["status"]["containerStatuses"][0]["volumeMounts"]
+    assert got[0] == {"name": "scratch", "mountPath": "/scratch"}
+    token = got[1]
+    assert token["name"].startswith("kube-api-access-") and token["readOnly"] is True
+    assert token["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount"
+    assert token["recursiveReadOnly"] == "Disabled"

@@ -169,3 +169,19 @@ def test_readiness_gates_hold_ready_back() -> None:
     p["status"]["conditions"] = [{"type": "example.com/lb", "status": "True"}]
     conds = {c["type"]: c for c in pod_conditions(p, "Running", [], sts, sandbox_ready=True, now=NOW)}
     assert conds["Ready"]["status"] == "True"
+
+
+def test_container_statuses_list_the_volume_mounts() -> None:
+    """RecursiveReadOnlyMounts (1.31+): each container status lists its mounts, a
+    read-only one with recursiveReadOnly, also before the container exists."""
+    from kybern.node.status import ContainerView, container_status
+
+    v = ContainerView("c0", "demo:v1", volume_mounts=[
+        {"name": "data", "mountPath": "/data"},
+        {"name": "kube-api-access-x", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+         "readOnly": True}])
+    assert container_status(v)["volumeMounts"] == [
+        {"name": "data", "mountPath": "/data"},
+        {"name": "kube-api-access-x", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+         "readOnly": True, "recursiveReadOnly": "Disabled"}]
+    assert "volumeMounts" not in container_status(ContainerView("c1", "demo:v1"))
