@@ -303,6 +303,7 @@ class PodWorker:
             else:
                 v.spec_image = c.get("image", "")
             v.default_waiting = default_waiting
+            v.volume_mounts = c.get("volumeMounts") or []  # listed back in the status, as 1.31+
         by_name: dict[str, list[Any]] = {}
         for cs in await self.agent.runtime.list_containers(self.sandbox_id):
             by_name.setdefault(cs.labels.get(CONTAINER_NAME_LABEL, cs.name), []).append(cs)
