@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from kybern.network import resolvconf
-from kybern.node import hooks
+from kybern.node import etc_hosts, hooks
 from kybern.node.backoff import Backoff, go_duration
 from kybern.node.env import ConfigError, expand_command
 from kybern.node.images import InvalidReference, parse_ref
@@ -157,6 +157,10 @@ class ContainerStarter:
         env = [*env, (resolvconf.ENV_VAR, resolv)]
         if not any(m.container_path.rstrip("/") in ("/etc", "/etc/resolv.conf") for m in mounts):
             mounts.append(Mount(container_path="/etc/resolv.conf", host_path=resolv, readonly=True))
+        if self.worker.sandbox_ip and not any(m.container_path.rstrip("/") in ("/etc", "/etc/hosts")
+                                              for m in mounts):  # the kubelet's managed /etc/hosts
+            hosts = etc_hosts.write_for_pod(pod, self.worker.log_directory(), [self.worker.sandbox_ip])
+            mounts.append(Mount(container_path="/etc/hosts", host_path=hosts, readonly=False))
         term = termination_message_mount(c, self.worker.log_directory(), attempt, mounts)
         if term is not None:
             mounts.append(term)

@@ -457,3 +457,31 @@ def test_container_statuses_list_their_volume_mounts(cluster, namespace):
     assert token["name"].startswith("kube-api-access-") and token["readOnly"] is True
     assert token["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount"
     assert token["recursiveReadOnly"] == "Disabled"
+
+
+def test_etc_hosts_is_managed_with_host_aliases(cluster, namespace):
+    """"Adding entries to Pod /etc/hosts with HostAliases": the kubelet's managed
+    file (localhost, the pod's IP and name, its FQDN with a subdomain, the aliases).
+    Absolute paths need the mount namespaces (root)."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("/etc/hosts in the container needs mount namespaces (root)")
+    aliases = [{"ip": "127.0.0.1", "hostnames": ["foo.local", "bar.local"]},
+               {"ip": "10.1.2.3", "hostnames": ["foo.remote", "bar.remote"]}]
+    apply(cluster, namespace, pod("hostaliases-pod", [sh("cat-hosts", "cat /etc/hosts; sleep 600")],
+                                  hostAliases=aliases))
+    apply(cluster, namespace, pod("web-0", [sh("app", "sleep 600")], hostname="web-0", subdomain="nginx"))
+    cluster.wait_for(lambda: row(cluster, namespace, "hostaliases-pod")[2] == "Running", timeout=20, what="Running")
+    ip = cluster.kjson("get", "pod", "hostaliases-pod", "-n", namespace)["status"]["podIP"]
+    out = cluster.wait_for(lambda: cluster.kubectl("logs", "hostaliases-pod", "-n", namespace).stdout, timeout=10,
+                           what="the hosts file")
+    assert out == ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                   "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n"
+                   f"{ip}\thostaliases-pod\n\n# Entries added by HostAliases.\n127.0.0.1\tfoo.local\n"
+                   "127.0.0.1\tbar.local\n10.1.2.3\tfoo.remote\n10.1.2.3\tbar.remote\n")
+    cluster.wait_for(lambda: row(cluster, namespace, "web-0")[2] == "Running", timeout=20, what="web-0 Running")
+    web_ip = cluster.kjson("get", "pod", "web-0", "-n", namespace)["status"]["podIP"]
+    hosts = cluster.kubectl("exec", "web-0", "-n", namespace, "--", "cat", "/etc/hosts").stdout
+    assert f"{web_ip}\tweb-0.nginx.{namespace}.svc.cluster.local\tweb-0\n" in hosts
+    assert cluster.kubectl("exec", "web-0", "-n", namespace, "--", "getent", "hosts", "web-0").stdout.split()[0] == web_ip
