@@ -7,7 +7,9 @@ logs live there too); its volumes are under `_volumes/<volume name>/`
 (`_` cannot start a container name, so the two never collide). Types:
 
   emptyDir               a directory shared by the pod's containers, removed with
-                         the pod; medium Memory lives in /dev/shm when it exists
+                         the pod; medium Memory: as root (mount namespaces) a tmpfs
+                         of its own, sized as the kubelet sizes it, else a
+                         directory in /dev/shm
   configMap, secret      files written like the kubelet's AtomicWriter: a
   downwardAPI, projected `..<timestamp>` dir, the `..data` symlink to it, and one
                          user-visible symlink per top-level entry; an update swaps
@@ -42,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 from kybern.client.resources import CONFIGMAPS, SECRETS, SERVICEACCOUNTS, Resource
 from kybern.machinery import errors, meta
 from kybern.node.env import expand, field_value
+from kybern.node.quantity import parse_quantity
+from kybern.node.runtimes import cgroups, mountns
 from kybern.node.runtimes.base import Mount
 
 if TYPE_CHECKING:
@@ -72,6 +76,7 @@ class VolumeManager:
         self._meta_key: str | None = None
         self._tokens: dict[tuple[str, int], tuple[bytes, float]] = {}  # (audience, seconds) -> (token, renew at)
         self._running: asyncio.Future[tuple[bool, float | None]] | None = None
+        self._tmpfs: set[str] = set()  # memory-backed emptyDirs mounted (mountns.mount_tmpfs)
 
     @property
     def root(self) -> Path:
@@ -120,7 +125,17 @@ class VolumeManager:
         name = v["name"]
         path = self.root / name
         if "emptyDir" in v:
-            if (v["emptyDir"] or {}).get("medium") == "Memory" and SHM.is_dir() and os.access(SHM, os.W_OK):
+            src = v["emptyDir"] or {}
+            if src.get("medium") == "Memory" and mountns.supported():  # a tmpfs of its own, sized
+                path.mkdir(parents=True, exist_ok=True)
+                if str(path) not in self._tmpfs:
+                    try:
+                        mountns.mount_tmpfs(str(path), self._memory_volume_size(pod, src))
+                    except (OSError, ValueError) as e:
+                        raise MountError(f"failed to mount a tmpfs: {e}") from None
+                    self._tmpfs.add(str(path))
+                return str(path)
+            if src.get("medium") == "Memory" and SHM.is_dir() and os.access(SHM, os.W_OK):
                 path = SHM / "kybern" / self.worker.uid / name
             path.mkdir(parents=True, exist_ok=True)
             return str(path)
@@ -279,9 +294,28 @@ class VolumeManager:
                              readonly=bool(vm.get("readOnly"))))
         return out
 
+    def _memory_volume_size(self, pod: dict[str, Any], src: dict[str, Any]) -> int:
+        """The kubelet's size for a memory-backed emptyDir (SizeMemoryBackedVolumes):
+        the node's allocatable memory, else less: the pod's memory limit (when every
+        container has one), then the volume's sizeLimit, whichever is smaller."""
+        size = int(parse_quantity(self.worker.agent.env.node_allocatable.get("memory") or "0"))
+        pod_limit = cgroups.pod_resources(pod).get("memory_limit_in_bytes") or 0
+        if 0 < pod_limit and (size <= 0 or pod_limit <= size):
+            size = pod_limit
+        if src.get("sizeLimit") is not None:
+            limit = int(parse_quantity(src["sizeLimit"]))
+            if 0 < limit and (size <= 0 or limit <= size):
+                size = limit
+        if size <= 0:
+            raise ValueError("no size for it: the node reports no allocatable memory")
+        return size
+
     def cleanup(self) -> None:
         """Remove what lives outside the pod directory (memory-backed emptyDirs);
         the pod directory itself goes with the pod's logs."""
+        for path in self._tmpfs:
+            mountns.unmount(path)
+        self._tmpfs.clear()
         shutil.rmtree(SHM / "kybern" / self.worker.uid, ignore_errors=True)
 
 

@@ -87,3 +87,32 @@ def test_volumes_at_their_mount_paths(cluster, namespace):
     assert before >= 2
     cluster.kubectl("delete", "pod", "-n", namespace, "two-containers", "--wait=false")
     cluster.wait_for(lambda: mnt_fds() <= before - 2, timeout=30, what="the two containers' mount namespaces dropped")
+
+
+def test_a_memory_emptydir_is_a_tmpfs_of_its_size(cluster, namespace):
+    """emptyDir medium: Memory with a sizeLimit, as the kubelet mounts it: a tmpfs of
+    that size (df shows it, a write past it fails), shared by the pod's containers,
+    invisible on the host and gone with the pod."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ramdisk"}, "spec": {
+        "terminationGracePeriodSeconds": 1,
+        "volumes": [{"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}],
+        "containers": [
+            {"name": c, "image": "demo:v1", "command": ["sleep", "3600"],
+             "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]} for c in ("a", "b")]}}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(pod))
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", "pod/ramdisk", "--timeout=60s")
+
+    def exec_(c: str, script: str, check: bool = True):
+        return cluster.kubectl("exec", "-n", namespace, "ramdisk", "-c", c, "--", "sh", "-c", script, check=check)
+
+    df = exec_("a", "df -k /cache | tail -1").stdout.split()
+    assert df[0] == "tmpfs" and int(df[1]) == 8 * 1024, df  # 1K-blocks
+    r = exec_("a", "dd if=/dev/zero of=/cache/big bs=1M count=16", check=False)
+    assert r.returncode != 0 and "No space left on device" in r.stderr
+    exec_("a", "rm /cache/big; echo shared > /cache/note")
+    assert exec_("b", "cat /cache/note").stdout == "shared\n"
+    volume_dir = next(p for p in exec_("a", "cat /proc/self/mountinfo").stdout.splitlines() if " /cache " in p)
+    assert "tmpfs" in volume_dir
+    with open("/proc/self/mountinfo") as f:  # the host's mount table holds no pod tmpfs
+        assert "_volumes/cache" not in f.read()
+    cluster.kubectl("delete", "pod", "-n", namespace, "ramdisk", "--wait=true", "--timeout=30s")

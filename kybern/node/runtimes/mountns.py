@@ -133,6 +133,40 @@ def _template_namespace() -> int:
     return _template
 
 
+@contextlib.contextmanager
+def _in_template() -> Iterator[None]:
+    """Inside the template namespace itself (not a copy) for the block."""
+    template = _template_namespace()
+    home = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    cwd = os.open(".", os.O_PATH | os.O_CLOEXEC)
+    try:
+        libc_call("unshare", _CLONE_FS)
+        setns(template, _CLONE_NEWNS)
+        try:
+            yield
+        finally:
+            setns(home, _CLONE_NEWNS)
+            os.fchdir(cwd)
+    finally:
+        os.close(home)
+        os.close(cwd)
+
+
+def mount_tmpfs(path: str, size: int) -> None:
+    """A tmpfs of `size` bytes at the host directory `path`, in the template
+    namespace only: every container namespace copied from it afterwards shows
+    it there (the same files: one superblock), the host's mount table does not,
+    and it goes away with the agent's namespaces if nobody unmounts it."""
+    with _in_template():
+        _mount("tmpfs", path, "tmpfs", 0, f"mode=0777,size={size}")
+
+
+def unmount(path: str) -> None:
+    """Undo mount_tmpfs (containers still running keep their copy until they exit)."""
+    with _in_template(), contextlib.suppress(OSError):
+        libc_call("umount2", path.encode(), _MNT_DETACH)
+
+
 def make(mounts: list[Mount], scratch: str, keep: list[str]) -> int:
     """A new mount namespace showing `mounts` at their container paths, as an
     fd (close-on-exec). `scratch`: a path for the private root's overlay,
