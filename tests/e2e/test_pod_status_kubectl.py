@@ -443,7 +443,6 @@ def test_an_exec_probe_that_cannot_start_errored(cluster, namespace):
     assert row(cluster, namespace, "probe-missing")[1:3] == ["0/1", "Running"]
 
 
-@pytest.mark.xfail(strict=True, reason="needs /tmp/brief/pod-helper-volume-mounts.patch in pod_worker.py (lead's)")
 def test_container_statuses_list_their_volume_mounts(cluster, namespace):
     """1.31+ (RecursiveReadOnlyMounts on): `kubectl get pod -o yaml` lists each
     container's mounts in its status; the token volume is read-only, not recursively."""
