@@ -48,6 +48,24 @@ def default_pull_policy(image: str) -> str:
     return "Always" if ref.tag == "latest" and not ref.digest else "IfNotPresent"
 
 
+def run_as_non_root_refusal(pod: dict[str, Any], c: dict[str, Any], pod_ref: str) -> str:
+    """The kubelet's verifyRunAsNonRoot, checked before a container is created: with
+    `runAsNonRoot: true` (container's securityContext, else the pod's) a runAsUser of 0,
+    or no runAsUser and an image that runs as root (every image of the local store
+    does: they set no user), is a CreateContainerConfigError. "" when it may run.
+    (runAsUser itself is not enforced by the process runtime: docs/node.md.)"""
+    pod_sc = (pod.get("spec") or {}).get("securityContext") or {}
+    sc = c.get("securityContext") or {}
+    non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
+    if not non_root:
+        return ""
+    user = sc.get("runAsUser", pod_sc.get("runAsUser"))
+    if user is not None:
+        return "" if int(user) != 0 else \
+            f'container\'s runAsUser breaks non-root policy (pod: "{pod_ref}", container: {c["name"]})'
+    return f'container has runAsNonRoot and image will run as root (pod: "{pod_ref}", container: {c["name"]})'
+
+
 def termination_message_mount(c: dict[str, Any], pod_dir: str, attempt: int, mounts: list[Mount]) -> Mount | None:
     """The container's terminationMessagePath, as the kubelet mounts it: an empty file
     of its own (`<pod dir>/<container>/<attempt>.termination-log`) bound at that path;
@@ -143,6 +161,11 @@ class ContainerStarter:
         ready, wake = await self._ensure_image(c, v)
         if not ready:
             return wake
+        refusal = run_as_non_root_refusal(pod, c, self.worker.pod_ref)
+        if refusal:
+            v.waiting_reason, v.waiting_message = "CreateContainerConfigError", refusal
+            self._event(name, "Warning", "Failed", f"Error: {refusal}")
+            return time.time() + CONFIG_ERROR_RETRY
         try:
             env = await self.agent.env.resolve(self._with_ips(pod), c)
         except ConfigError as e:

@@ -484,3 +484,23 @@ def test_etc_hosts_is_managed_with_host_aliases(cluster, namespace):
     hosts = cluster.kubectl("exec", "web-0", "-n", namespace, "--", "cat", "/etc/hosts").stdout
     assert f"{web_ip}\tweb-0.nginx.{namespace}.svc.cluster.local\tweb-0\n" in hosts
     assert cluster.kubectl("exec", "web-0", "-n", namespace, "--", "getent", "hosts", "web-0").stdout.split()[0] == web_ip
+
+
+def test_run_as_non_root_refuses_a_root_container(cluster, namespace):
+    """verifyRunAsNonRoot: `runAsNonRoot: true` with no runAsUser and an image that
+    runs as root, or with runAsUser 0, waits with CreateContainerConfigError and the
+    kubelet's message; with a non-zero runAsUser the container starts."""
+    apply(cluster, namespace, pod("nonroot-image", [sh("app", "sleep 600",
+                                                        securityContext={"runAsNonRoot": True})]))
+    apply(cluster, namespace, pod("nonroot-uid0", [sh("app", "sleep 600", securityContext={"runAsUser": 0})],
+                                  securityContext={"runAsNonRoot": True}))
+    apply(cluster, namespace, pod("nonroot-ok", [sh("app", "sleep 600")],
+                                  securityContext={"runAsNonRoot": True, "runAsUser": 1000}))
+    for name, why in (("nonroot-image", "container has runAsNonRoot and image will run as root"),
+                      ("nonroot-uid0", "container's runAsUser breaks non-root policy")):
+        cluster.wait_for(lambda n=name: row(cluster, namespace, n)[2] == "CreateContainerConfigError", timeout=20,
+                         what=f"{name} CreateContainerConfigError")
+        uid = cluster.kjson("get", "pod", name, "-n", namespace)["metadata"]["uid"]
+        msg = f'Error: {why} (pod: "{name}_{namespace}({uid})", container: app)'
+        assert any(e["message"] == msg for e in events(cluster, namespace, name, "Failed")), msg
+    cluster.wait_for(lambda: row(cluster, namespace, "nonroot-ok")[2] == "Running", timeout=20, what="nonroot-ok")
