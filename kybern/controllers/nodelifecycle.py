@@ -20,7 +20,9 @@ Every `period` seconds:
   for a taint without one (as `kubectl taint` adds them) (pods get 300 s for
   not-ready/unreachable from the DefaultTolerationSeconds defaults). It gets a
   DisruptionTarget condition (DeletionByTaintManager) and a `TaintManagerEviction`
-  event first.
+  event first ("Marking for deletion Pod ns/name"); a pod whose eviction was waiting
+  gets "Cancelling deletion of Pod ns/name" when the taint goes (or the pod does).
+  Both come from `taint-eviction-controller`, as upstream's separate controller.
 """
 
 from __future__ import annotations
@@ -132,6 +134,9 @@ class NodeLifecycleController:
         self.pods = informers.informer(PODS)
         self.leases = informers.informer(LEASES)
         self.recorder = EventRecorder(client, "node-controller")
+        # NoExecute evictions are upstream's taint-eviction-controller's (its own events' source)
+        self.eviction_recorder = EventRecorder(client, "taint-eviction-controller")
+        self._scheduled: set[str] = set()  # pods whose eviction waits for tolerationSeconds
         self._heard: dict[str, tuple[Any, Any, float]] = {}  # node -> (heartbeat, renewTime, when heard)
         self._ready: dict[str, str] = {}  # node -> Ready status last seen
         self._evicted: set[str] = set()
@@ -242,8 +247,13 @@ class NodeLifecycleController:
     async def evict_once(self) -> None:
         now = time.time()
         self._note_taints(now)
+        scheduled: set[str] = set()
         for pod in self.pods.list():
             m, spec = pod["metadata"], pod.get("spec") or {}
+            key = f"{m.get('namespace')}/{m['name']}"
+            if meta.is_deleting(pod) and key in self._scheduled:
+                scheduled.add(key)  # going anyway; upstream cancels once it is gone
+                continue
             node = self.nodes.get(spec.get("nodeName") or "") if spec.get("nodeName") else None
             if node is None or meta.is_deleting(pod) or m.get("uid") in self._evicted:
                 continue
@@ -252,7 +262,15 @@ class NodeLifecycleController:
             at = eviction_time(pod, (node.get("spec") or {}).get("taints") or [],
                                self._taints_seen.get(spec["nodeName"]))
             if at is not None and at <= now:
+                self._scheduled.discard(key)
                 await self._evict(pod)
+            elif at is not None:
+                scheduled.add(key)
+        for key in self._scheduled - scheduled:  # taint gone, tolerated for good, or pod gone
+            ns, _, name = key.partition("/")
+            self.eviction_recorder.event({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns}},
+                                         "Normal", "TaintManagerEviction", f"Cancelling deletion of Pod {key}")
+        self._scheduled = scheduled
 
     async def _evict(self, pod: dict[str, Any]) -> None:
         m = pod["metadata"]
@@ -260,7 +278,7 @@ class NodeLifecycleController:
         self._evicted.add(m["uid"])
         if len(self._evicted) > 10_000:
             self._evicted.clear()
-        self.recorder.event(pod, "Normal", "TaintManagerEviction", f"Marking for deletion Pod {ns}/{m['name']}")
+        self.eviction_recorder.event(pod, "Normal", "TaintManagerEviction", f"Marking for deletion Pod {ns}/{m['name']}")
         cond = {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
                 "message": "Taint manager: deleting due to NoExecute taint", "lastTransitionTime": meta.now()}
         try:

@@ -341,9 +341,13 @@ def test_a_no_execute_taint_evicts_at_once_or_after_toleration_seconds(zones):
                            "containers": [{"name": "c", "image": "demo:v1", "command": ["sleep", "3600"]}]}}
     plain = {**tolerating, "metadata": {"name": "plain", "namespace": "taints"},
              "spec": {k: v for k, v in tolerating["spec"].items() if k != "tolerations"}}
-    for p in (tolerating, plain):
+    reprieved = {**tolerating, "metadata": {"name": "reprieved", "namespace": "taints"},
+                 "spec": {**tolerating["spec"], "tolerations": [{"key": "walk", "operator": "Exists",
+                                                                 "effect": "NoExecute", "tolerationSeconds": 600}]}}
+    for p in (tolerating, plain, reprieved):
         c.kubectl("apply", "-f", "-", input=json.dumps(p))
-    c.kubectl("wait", "--for=condition=Ready", "pod/patient", "pod/plain", "-n", "taints", "--timeout=60s")
+    c.kubectl("wait", "--for=condition=Ready", "pod/patient", "pod/plain", "pod/reprieved", "-n", "taints",
+              "--timeout=60s")
 
     def deleting(name: str) -> bool:
         p = c.kubectl("get", "pod", name, "-n", "taints", "-o", "json", check=False)
@@ -355,6 +359,13 @@ def test_a_no_execute_taint_evicts_at_once_or_after_toleration_seconds(zones):
         assert not deleting("patient")
         c.wait_for(lambda: deleting("patient"), timeout=20, what="the tolerating pod evicted after 6 s")
         assert _events(c, "taints", "patient", "TaintManagerEviction") == ["Marking for deletion Pod taints/patient"]
+        [ev] = c.kjson("get", "events", "-n", "taints", "--field-selector",
+                       "involvedObject.name=patient,reason=TaintManagerEviction")["items"]
+        assert ev["source"]["component"] == "taint-eviction-controller"
+        c.kubectl("taint", "node", "node-b", "walk-")  # the reprieved pod's eviction is called off
+        c.wait_for(lambda: _events(c, "taints", "reprieved", "TaintManagerEviction")
+                   == ["Cancelling deletion of Pod taints/reprieved"], timeout=15, what="the cancelled eviction")
+        assert not deleting("reprieved")
     finally:
-        c.kubectl("taint", "node", "node-b", "walk-")
+        c.kubectl("taint", "node", "node-b", "walk-", check=False)
         c.kubectl("delete", "namespace", "taints", "--wait=false")
