@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -294,11 +296,15 @@ def _container(agent: NodeAgent, request: web.Request) -> tuple[Any, Any, dict[s
     return worker, v.current, spec
 
 
-async def _pump_output(t: Transport, q: asyncio.Queue[Any], opts: dict[str, bool]) -> None:
+async def _pump_output(t: Transport, q: asyncio.Queue[Any], opts: dict[str, bool]) -> int:
+    """Copy the output to the client until it ends; returns how many bytes were sent."""
+    sent = 0
     while (item := await q.get()) is not None:
         stream, data = item
         if opts["tty"] or opts[stream]:
             await t.write(wsstream.STDOUT if opts["tty"] else _CHANNEL[stream], data)
+            sent += len(data)
+    return sent
 
 
 async def _until_gone(t: Transport, work: asyncio.Future[Any]) -> bool:
@@ -387,14 +393,29 @@ async def serve_attach(agent: NodeAgent, request: web.Request) -> web.StreamResp
             io.close_stdin()  # the client's stdin ended: so does the container's
 
     feeder = asyncio.ensure_future(feed()) if opts["stdin"] else None
-    await _until_gone(t, asyncio.ensure_future(_pump_output(t, q, opts)))
+    attached_at = time.monotonic()
+    pump = asyncio.ensure_future(_pump_output(t, q, opts))
+    completed = await _until_gone(t, pump)
     io.unsubscribe(q)
     if feeder is not None:
         feeder.cancel()
         if spec.get("stdinOnce"):
             io.close_stdin()
+    if completed and pump.result() == 0 and time.monotonic() - attached_at < 1.0 and _wrote_before(cs):
+        # attached in the instant between the container's exit and the agent seeing it
+        # (it ended at once, having written everything before): as an attach to an exited
+        # container, this fails, so `kubectl run -i` falls back to the logs (upstream's path)
+        await t.finish(status_internal(f"container {cs.name} exited before it could be attached"))
+        return _done(t)
     await t.finish(status_success())
     return _done(t)
+
+
+def _wrote_before(cs: Any) -> bool:
+    try:
+        return os.path.getsize(cs.log_path) > 0
+    except (OSError, AttributeError, TypeError):
+        return False
 
 
 def _done(t: Transport) -> web.StreamResponse:

@@ -504,3 +504,18 @@ def test_run_as_non_root_refuses_a_root_container(cluster, namespace):
         msg = f'Error: {why} (pod: "{name}_{namespace}({uid})", container: app)'
         assert any(e["message"] == msg for e in events(cluster, namespace, name, "Failed")), msg
     cluster.wait_for(lambda: row(cluster, namespace, "nonroot-ok")[2] == "Running", timeout=20, what="nonroot-ok")
+
+
+def test_kubectl_run_interactive_one_shots(cluster, namespace):
+    """`kubectl run -i --rm --restart=Never` as tutorials use it: the output of a
+    command that ends at once is printed (attached, or from the logs when the
+    container was already gone), stdin is fed, the exit code comes back, the pod goes."""
+    for i in range(3):
+        p = cluster.kubectl("run", f"once-{i}", "-n", namespace, "--image=demo:v1", "--restart=Never", "--rm", "-i",
+                            "--", "sh", "-c", "echo quick", timeout=60)
+        assert p.stdout.splitlines()[0] == "quick", p
+    p = cluster.kubectl("run", "fed", "-n", namespace, "--image=demo:v1", "--restart=Never", "--rm", "-i", "--",
+                        "sh", input="echo got $((40 + 2)); exit 3\n", check=False, timeout=60)
+    assert p.returncode == 3 and "got 42" in p.stdout, p
+    cluster.wait_for(lambda: "fed" not in cluster.kubectl("get", "pods", "-n", namespace, "-o", "name").stdout,
+                     timeout=20, what="the pod removed")
