@@ -284,7 +284,7 @@ def test_drain_refuses_what_it_must_then_honours_flags_dry_run_and_budgets(zones
         c.kubectl("create", "pdb", "guarded", *ns, "--selector=app=guarded", "--min-available=1")
         c.wait_for(lambda: c.kjson("get", "pdb", "guarded", *ns).get("status", {}).get("observedGeneration"),
                    timeout=20, what="the budget observed by the disruption controller")
-        blocked = c.kubectl("drain", "node-c", *flags[:3], "--timeout=7s", check=False, timeout=60)
+        blocked = c.kubectl("drain", "node-c", *flags[:3], "--timeout=3s", check=False, timeout=60)
         assert blocked.returncode != 0
         assert "(will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget." \
             in blocked.stderr, blocked.stderr
