@@ -42,6 +42,7 @@ from kybern.client.resources import LEASES, NAMESPACES, NODES, PODS
 from kybern.machinery import errors, meta
 from kybern.network.podnet import PodNetwork
 from kybern.node import node_status as ns_
+from kybern.node import volumes
 from kybern.node.env import EnvResolver
 from kybern.node.images import ImageStore
 from kybern.node.pod_worker import POD_UID_LABEL, PodWorker
@@ -81,6 +82,7 @@ class NodeAgent:
         self.client = client
         self.name = name
         self.data_dir = os.fspath(data_dir)
+        self.memory_dir = volumes.memory_dir(self.data_dir)  # in-memory volumes (volumes.py)
         self.address = address
         self.port = port
         self.zone = zone
@@ -125,6 +127,7 @@ class NodeAgent:
         self._started = True
         os.makedirs(self.data_dir, exist_ok=True)
         self._lock()
+        self._forget_memory_volumes()  # a killed agent's
         await self.network.setup(await self._node_pod_cidr())
         await self.runtime.start()
         self.runtime.add_event_handler(self._on_container_event)
@@ -164,7 +167,15 @@ class NodeAgent:
         await self.runtime.shutdown(self.shutdown_grace)
         await self.network.shutdown()
         await self.server.stop()
+        self._forget_memory_volumes()
         self._unlock()
+
+    def _forget_memory_volumes(self) -> None:
+        """The in-memory volumes of every pod (their containers are gone: stopped
+        here, or killed with the previous agent; a pod still bound here gets its
+        files again at its first sync)."""
+        if self.memory_dir is not None:
+            shutil.rmtree(self.memory_dir, ignore_errors=True)
 
     def _lock(self) -> None:
         fd = os.open(os.path.join(self.data_dir, "agent.lock"), os.O_RDWR | os.O_CREAT, 0o644)
@@ -262,6 +273,10 @@ class NodeAgent:
                         await self.runtime.remove_pod_sandbox(sb.id)
                         await asyncio.to_thread(shutil.rmtree, os.path.join(
                             self.data_dir, "pods", f"{sb.namespace}_{sb.name}_{sb.uid}"), True)
+                if self.memory_dir is not None and self.memory_dir.is_dir():  # in-memory volumes likewise
+                    for d in self.memory_dir.iterdir():
+                        if d.name not in self.workers:
+                            await asyncio.to_thread(shutil.rmtree, d, True)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 -- the loop must outlive one bad pass

@@ -9,7 +9,9 @@ logs live there too); its volumes are under `_volumes/<volume name>/`
   emptyDir               a directory shared by the pod's containers, removed with
                          the pod; medium Memory: as root (mount namespaces) a tmpfs
                          of its own, sized as the kubelet sizes it, else a
-                         directory in /dev/shm
+                         directory on /dev/shm
+  (secret, projected and downwardAPI volumes live on /dev/shm, a tmpfs, under the
+  agent's memory_dir(): as the kubelet's, their files never reach the disk)
   configMap, secret      files written like the kubelet's AtomicWriter: a
   downwardAPI, projected `..<timestamp>` dir, the `..data` symlink to it, and one
                          user-visible symlink per top-level entry; an update swaps
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import os
 import secrets
 import shutil
@@ -59,6 +62,25 @@ RESYNC_INTERVAL = 5.0  # how soon a changed ConfigMap/Secret/label reaches the f
 SLOW_RESYNC_INTERVAL = 60.0
 _FIXED_FIELDS = {"metadata.namespace", "metadata.name", "metadata.uid"}
 SHM = Path("/dev/shm")
+# the volume types the kubelet backs with tmpfs (a memory-medium emptyDir wrapped around
+# them): their files (secrets, tokens) are never written to disk
+_IN_MEMORY = ("secret", "projected", "downwardAPI")
+
+
+def memory_dir(data_dir: str) -> Path | None:
+    """This agent's directory on /dev/shm (a tmpfs): `/dev/shm/kybern/<a hash of its
+    data dir>`, so agents sharing a machine keep apart; None without a writable
+    /dev/shm (then those volumes live in the pod's directory, on disk)."""
+    base = SHM / "kybern"
+    try:
+        base.mkdir(mode=0o700, exist_ok=True)
+        if base.stat().st_uid == os.geteuid():
+            base.chmod(0o700)  # the secrets inside are for the containers, not the machine's users
+        if not os.access(base, os.W_OK | os.X_OK):
+            return None
+    except OSError:
+        return None
+    return base / hashlib.sha256(os.path.abspath(data_dir).encode()).hexdigest()[:12]
 OBJECT_TTL = 2.0  # a ConfigMap/Secret read serves every pod of the node that long (kube-root-ca.crt: all)
 Files = dict[str, tuple[bytes, int]]  # relative path -> (content, mode)
 
@@ -81,6 +103,13 @@ class VolumeManager:
     @property
     def root(self) -> Path:
         return Path(self.worker.log_directory()) / "_volumes"
+
+    @property
+    def memory_root(self) -> Path:
+        """Where the pod's in-memory volumes live: under the agent's /dev/shm
+        directory, else (no /dev/shm) in the pod's directory."""
+        base = self.worker.agent.memory_dir
+        return base / self.worker.uid if base is not None else self.root
 
     # -- setup --------------------------------------------------------------
     async def setup(self, pod: dict[str, Any]) -> tuple[bool, float | None]:
@@ -135,14 +164,16 @@ class VolumeManager:
                         raise MountError(f"failed to mount a tmpfs: {e}") from None
                     self._tmpfs.add(str(path))
                 return str(path)
-            if src.get("medium") == "Memory" and SHM.is_dir() and os.access(SHM, os.W_OK):
-                path = SHM / "kybern" / self.worker.uid / name
+            if src.get("medium") == "Memory":
+                path = self.memory_root / name
             path.mkdir(parents=True, exist_ok=True)
             return str(path)
         if "hostPath" in v:
             return _host_path(v["hostPath"] or {})
         if "persistentVolumeClaim" in v:
             return await self._claim_path(pod, (v["persistentVolumeClaim"] or {}).get("claimName", ""))
+        if any(k in v for k in _IN_MEMORY):
+            path = self.memory_root / name
         if "configMap" in v:
             src = v["configMap"] or {}
             files = await self._object_files(pod, "configmap", src, src.get("defaultMode", 0o644))
@@ -316,7 +347,8 @@ class VolumeManager:
         for path in self._tmpfs:
             mountns.unmount(path)
         self._tmpfs.clear()
-        shutil.rmtree(SHM / "kybern" / self.worker.uid, ignore_errors=True)
+        if self.worker.agent.memory_dir is not None:
+            shutil.rmtree(self.memory_root, ignore_errors=True)
 
 
 def _changes_often(v: dict[str, Any]) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -116,3 +117,29 @@ def test_a_memory_emptydir_is_a_tmpfs_of_its_size(cluster, namespace):
     with open("/proc/self/mountinfo") as f:  # the host's mount table holds no pod tmpfs
         assert "_volumes/cache" not in f.read()
     cluster.kubectl("delete", "pod", "-n", namespace, "ramdisk", "--wait=true", "--timeout=30s")
+
+
+def test_secrets_and_tokens_stay_in_memory(cluster, namespace):
+    """As the kubelet keeps them ("the secret is not written to disk storage"): a
+    secret volume and the service account token volume are on a tmpfs; nothing of
+    the secret reaches the cluster's directory on disk."""
+    value = "s3cr3t-" + namespace
+    cluster.kubectl("create", "secret", "generic", "creds", "-n", namespace, f"--from-literal=password={value}")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "reader"}, "spec": {
+        "terminationGracePeriodSeconds": 1,
+        "volumes": [{"name": "creds", "secret": {"secretName": "creds"}}],
+        "containers": [{"name": "c", "image": "demo:v1", "command": ["sleep", "3600"],
+                        "volumeMounts": [{"name": "creds", "mountPath": "/etc/creds", "readOnly": True}]}]}}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(pod))
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", "pod/reader", "--timeout=60s")
+
+    def exec_(script: str) -> str:
+        return cluster.kubectl("exec", "-n", namespace, "reader", "--", "sh", "-c", script).stdout
+
+    assert exec_("cat /etc/creds/password") == value
+    assert exec_("stat -f -c %T /etc/creds /var/run/secrets/kubernetes.io/serviceaccount").split() == ["tmpfs"] * 2
+    r = subprocess.run(["grep", "-rlF", value, str(cluster.dir)], capture_output=True, text=True)
+    assert r.stdout == "", f"the secret is on disk: {r.stdout}"
+    cluster.kubectl("delete", "pod", "-n", namespace, "reader", "--wait=true", "--timeout=30s")
+    r = subprocess.run(["grep", "-rlF", value, "/dev/shm/kybern"], capture_output=True, text=True)
+    assert r.stdout == "", f"left after the pod: {r.stdout}"
