@@ -19,6 +19,24 @@ from kybern.node.runtimes.base import EXITED, RUNNING, ContainerStatus
 KUBELET_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")
 
 
+DEADLINE_REASON = "DeadlineExceeded"
+DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
+
+
+def active_deadline(pod: dict[str, Any]) -> float | None:
+    """When the pod's `activeDeadlineSeconds` runs out (epoch seconds), counted from
+    status.startTime as the kubelet's activeDeadlineHandler does; None without one."""
+    secs = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+    start = (pod.get("status") or {}).get("startTime")
+    if secs is None or not start:
+        return None
+    try:
+        t0 = _dt.datetime.fromisoformat(str(start).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+    return t0 + float(secs)
+
+
 def rfc3339(t: float) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -519,3 +519,21 @@ def test_kubectl_run_interactive_one_shots(cluster, namespace):
     assert p.returncode == 3 and "got 42" in p.stdout, p
     cluster.wait_for(lambda: "fed" not in cluster.kubectl("get", "pods", "-n", namespace, "-o", "name").stdout,
                      timeout=20, what="the pod removed")
+
+
+@pytest.mark.xfail(strict=True, reason="needs /tmp/brief/pod-helper-active-deadline.patch in pod_worker.py (lead's)")
+def test_active_deadline_fails_the_pod(cluster, namespace):
+    """spec.activeDeadlineSeconds (the kubelet's activeDeadlineHandler): once it has
+    passed since the pod started, its containers are stopped and the pod is Failed
+    with reason DeadlineExceeded, with a DeadlineExceeded event."""
+    apply(cluster, namespace, pod("deadline", [sh("app", "sleep 600")], activeDeadlineSeconds=3))
+    cluster.wait_for(lambda: row(cluster, namespace, "deadline")[2] == "Running", timeout=20, what="Running")
+    st = cluster.wait_for(lambda: (s := cluster.kjson("get", "pod", "deadline", "-n", namespace)["status"])
+                          .get("phase") == "Failed" and s, timeout=15, what="Failed")
+    # printPod shows the killed container's reason over the pod's (as upstream): Error
+    assert row(cluster, namespace, "deadline")[1:3] in (["0/1", "Error"], ["0/1", "DeadlineExceeded"])
+    assert (st["phase"], st["reason"]) == ("Failed", "DeadlineExceeded")
+    assert st["message"] == "Pod was active on the node longer than the specified deadline"
+    assert "terminated" in st["containerStatuses"][0]["state"]
+    ev = events(cluster, namespace, "deadline", "DeadlineExceeded")
+    assert ev and ev[0]["message"] == "Pod was active on the node longer than the specified deadline"
