@@ -31,7 +31,7 @@ def active_deadline(pod: dict[str, Any]) -> float | None:
     if secs is None or not start:
         return None
     try:
-        t0 = _dt.datetime.fromisoformat(str(start).replace("Z", "+00:00")).timestamp()
+        t0 = _dt.datetime.fromisoformat(str(start)).timestamp()
     except ValueError:
         return None
     return t0 + float(secs)
