@@ -2,7 +2,8 @@
 manager): notices nodes whose agent went quiet, taints nodes by condition, and
 evicts pods from nodes they do not tolerate.
 
-Every `period` seconds:
+Every `period` seconds, and at once when a node's change calls for new taints or
+brings a NoExecute taint (cordon, uncordon, `kubectl taint`):
 - **health**: a node is heard from when its Lease (kube-node-lease/<node>) is
   renewed or its Ready condition's heartbeat moves. Silent for longer than
   `grace` (node-monitor-grace-period, 40 s; env KYBERN_NODE_MONITOR_GRACE_PERIOD)
@@ -28,6 +29,7 @@ Every `period` seconds:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
 import logging
 import os
@@ -109,6 +111,10 @@ def eviction_time(pod: dict[str, Any], taints: list[dict[str, Any]],
     return when
 
 
+def _no_execute(taints: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return [_taint_id(t) for t in taints if t.get("effect") == "NoExecute"]
+
+
 def _taint_id(t: dict[str, Any]) -> tuple[str, str, str]:
     return (t.get("key") or "", t.get("value") or "", t.get("effect") or "")
 
@@ -142,10 +148,23 @@ class NodeLifecycleController:
         self._evicted: set[str] = set()
         # node -> NoExecute taint (key, value, effect) -> when first seen (taints without timeAdded)
         self._taints_seen: dict[str, dict[tuple[str, str, str], float]] = {}
+        # a node change that needs a pass now (cordon, uncordon, a NoExecute taint): as
+        # upstream's event-driven tainting, not up to `period` later
+        self._kick = asyncio.Event()
+        self.nodes.add_handler(self._on_node)
+
+    def _on_node(self, typ: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        if typ == "DELETED":
+            return
+        taints = (new.get("spec") or {}).get("taints") or []
+        old_taints = ((old or {}).get("spec") or {}).get("taints") or []
+        if desired_taints(new, "") != taints or _no_execute(taints) != _no_execute(old_taints):
+            self._kick.set()
 
     async def run(self) -> None:
         await asyncio.gather(self.nodes.wait_synced(), self.pods.wait_synced(), self.leases.wait_synced())
         while True:
+            self._kick.clear()  # a change seen from here on calls for another pass
             for step in (self.monitor_once, self.evict_once):
                 try:
                     await step()
@@ -153,7 +172,8 @@ class NodeLifecycleController:
                     raise
                 except Exception:
                     log.exception("node lifecycle: %s failed", step.__name__)
-            await asyncio.sleep(self.period)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.period)
 
     # -- health and taints ----------------------------------------------------
     async def monitor_once(self) -> None:

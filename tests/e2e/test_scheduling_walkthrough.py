@@ -291,6 +291,12 @@ def test_drain_refuses_what_it_must_then_honours_flags_dry_run_and_budgets(zones
         left = {p["metadata"]["name"].rsplit("-", 1)[0] for p in c.kjson("get", "pods", *ns)["items"]
                 if not p["metadata"].get("deletionTimestamp") and p["spec"].get("nodeName") == "node-c"}
         assert "bare" not in left and "agentd" in left and any(n.startswith("guarded") for n in left)
+        # uncordon: the node lifecycle controller drops the unschedulable taint at once (as
+        # upstream's event-driven tainting), so new pods may land there right away
+        c.kubectl("uncordon", "node-c")
+        c.wait_for(lambda: not any(t["key"] == "node.kubernetes.io/unschedulable"
+                                   for t in c.kjson("get", "node", "node-c")["spec"].get("taints") or []),
+                   timeout=2.5, interval=0.1, what="the unschedulable taint removed at once")
     finally:
         c.kubectl("uncordon", "node-c")
         c.kubectl("delete", "namespace", "drain", "--wait=false")
