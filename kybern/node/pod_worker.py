@@ -358,17 +358,9 @@ class PodWorker:
             v = self.views[c["name"]]
             cur = v.current
             if st.is_sidecar(c):  # restartPolicy: Always, whatever the pod's
-                w = None
                 if self._sidecars_stopped:
                     continue
-                if v.running:
-                    v.waiting_reason = v.waiting_message = ""
-                elif cur is None:
-                    w = await self.starter.start(pod, c, v, attempt=0)
-                elif cur.state == CREATED:
-                    w = await self.starter.start_created(pod, c, v)
-                else:
-                    w = await self.starter.restart(pod, c, v)
+                w = await self._advance(pod, c, v, restart=True)
                 if w is not None:
                     wakes.append(w)
                 if initialized or (v.running and v.started is not False):
@@ -397,31 +389,14 @@ class PodWorker:
             for c in spec.get("containers") or []:
                 v = self.views[c["name"]]
                 cur = v.current
-                w = None
-                if v.running:
-                    v.waiting_reason = v.waiting_message = ""
-                elif cur is None:
-                    w = await self.starter.start(pod, c, v, attempt=0)
-                elif cur.state == CREATED:
-                    w = await self.starter.start_created(pod, c, v)
-                elif cur.state == EXITED:
-                    if policy == "Always" or (policy == "OnFailure" and cur.exit_code != 0):
-                        w = await self.starter.restart(pod, c, v)
-                    else:
-                        v.waiting_reason = v.waiting_message = ""
+                w = await self._advance(pod, c, v, restart=policy == "Always" or (
+                    policy == "OnFailure" and cur is not None and cur.exit_code != 0))
                 if w is not None:
                     wakes.append(w)
             await self._stop_sidecars_when_done(pod)
             for c in spec.get("ephemeralContainers") or []:  # started once, never restarted (kubectl debug)
-                v = self.views[c["name"]]
-                cur = v.current
-                w = None
-                if cur is None:  # (an image it cannot pull is retried with back-off, as any container's)
-                    w = await self.starter.start(pod, c, v, attempt=0)
-                elif cur is not None and cur.state == CREATED:
-                    w = await self.starter.start_created(pod, c, v)
-                elif cur is not None:
-                    v.waiting_reason = v.waiting_message = ""
+                # (an image it cannot pull is retried with back-off, as any container's)
+                w = await self._advance(pod, c, self.views[c["name"]], restart=False)
                 if w is not None:
                     wakes.append(w)
             return min(wakes) if wakes else None
@@ -431,6 +406,24 @@ class PodWorker:
             if v.current is None:
                 v.waiting_reason, v.waiting_message = "PodInitializing", ""
         return min(wakes) if wakes else None
+
+    async def _advance(self, pod: dict[str, Any], c: dict[str, Any], v: st.ContainerView, *,
+                       restart: bool) -> float | None:
+        """Start `c` when it has no instance yet, start its created one, restart its
+        exited one if `restart`; else leave it (running, or finished for good).
+        Returns when to look again."""
+        cur = v.current
+        if v.running:
+            v.waiting_reason = v.waiting_message = ""
+        elif cur is None:
+            return await self.starter.start(pod, c, v, attempt=0)
+        elif cur.state == CREATED:
+            return await self.starter.start_created(pod, c, v)
+        elif cur.state == EXITED and restart:
+            return await self.starter.restart(pod, c, v)
+        else:
+            v.waiting_reason = v.waiting_message = ""
+        return None
 
     async def _stop_sidecars_when_done(self, pod: dict[str, Any]) -> None:
         """When every container has finished and none will restart (restartPolicy

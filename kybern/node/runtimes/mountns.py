@@ -83,10 +83,11 @@ def _top_mounts(exclude: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _own_namespace(copy_of: int | None = None) -> Iterator[None]:
+def _own_namespace(copy_of: int | None = None, *, new: bool = True) -> Iterator[None]:
     """Inside a new mount namespace of the calling thread for the block (a copy
-    of its own, or of the one open as `copy_of`), then back in the thread's
-    own, with its working directory as it was."""
+    of its own, or of the one open as `copy_of`; with new=False, inside
+    `copy_of` itself), then back in the thread's own, with its working
+    directory as it was."""
     home = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     cwd = os.open(".", os.O_PATH | os.O_CLOEXEC)
     try:
@@ -96,7 +97,8 @@ def _own_namespace(copy_of: int | None = None) -> Iterator[None]:
         try:
             if copy_of is not None:
                 setns(copy_of, _CLONE_NEWNS)
-            libc_call("unshare", _CLONE_NEWNS)
+            if new:
+                libc_call("unshare", _CLONE_NEWNS)
             yield
         finally:
             setns(home, _CLONE_NEWNS)
@@ -133,37 +135,18 @@ def _template_namespace() -> int:
     return _template
 
 
-@contextlib.contextmanager
-def _in_template() -> Iterator[None]:
-    """Inside the template namespace itself (not a copy) for the block."""
-    template = _template_namespace()
-    home = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    cwd = os.open(".", os.O_PATH | os.O_CLOEXEC)
-    try:
-        libc_call("unshare", _CLONE_FS)
-        setns(template, _CLONE_NEWNS)
-        try:
-            yield
-        finally:
-            setns(home, _CLONE_NEWNS)
-            os.fchdir(cwd)
-    finally:
-        os.close(home)
-        os.close(cwd)
-
-
 def mount_tmpfs(path: str, size: int) -> None:
     """A tmpfs of `size` bytes at the host directory `path`, in the template
     namespace only: every container namespace copied from it afterwards shows
     it there (the same files: one superblock), the host's mount table does not,
     and it goes away with the agent's namespaces if nobody unmounts it."""
-    with _in_template():
+    with _own_namespace(_template_namespace(), new=False):
         _mount("tmpfs", path, "tmpfs", 0, f"mode=0777,size={size}")
 
 
 def unmount(path: str) -> None:
     """Undo mount_tmpfs (containers still running keep their copy until they exit)."""
-    with _in_template(), contextlib.suppress(OSError):
+    with _own_namespace(_template_namespace(), new=False), contextlib.suppress(OSError):
         libc_call("umount2", path.encode(), _MNT_DETACH)
 
 
