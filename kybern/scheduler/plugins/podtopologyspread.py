@@ -169,21 +169,25 @@ class PodTopologySpread:
                     domain_counts[i].setdefault(labels.get(c.key, ""), 0)
         # their pods counted over every node, as upstream; nodes without the key (domain
         # "") add to the domain count's weight only: their score ignores the constraint
-        if any(v for dc in domain_counts for v in dc):
-            affinity = _affinity_matcher(pod)
-            owner = pod.owner_uid or ""
-            for n in state.get("all_nodes") or nodes:
+        all_nodes = state.get("all_nodes") or nodes
+        affinity = _affinity_matcher(pod)
+        owner = pod.owner_uid or ""
+        for i, c in enumerate(soft):
+            dc = domain_counts[i]
+            if c.key == HOSTNAME or not any(dc):
+                continue
+            check = (c.honor_affinity and affinity is not None) or c.honor_taints
+            key = c.key
+            for n in all_nodes:
                 labels = n.labels
+                v = labels.get(key)
+                if not v or v not in dc:
+                    continue
                 if require_all and not all(k in labels for k in keys):
                     continue
-                for i, c in enumerate(soft):
-                    dc = domain_counts[i]
-                    if not dc or c.key == HOSTNAME:
-                        continue
-                    v = labels.get(c.key, "")
-                    if not v or v not in dc or not _included(c, pod, n, affinity):
-                        continue
-                    dc[v] += n.owner_counts.get(owner, 0) if system else c.count_on(n, pod.namespace)
+                if check and not _included(c, pod, n, affinity):
+                    continue
+                dc[v] += n.owner_counts.get(owner, 0) if system else c.count_on(n, pod.namespace)
         weights = []
         for i, c in enumerate(soft):
             size = len(nodes) - len(ignored) if c.key == HOSTNAME else len(domain_counts[i])
