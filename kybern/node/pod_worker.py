@@ -187,6 +187,11 @@ class PodWorker:
             await self.kill_all(self.grace(pod))
             await self.refresh()  # keeps `kubectl logs` of finished pods working
             return
+        deadline = st.active_deadline({"spec": pod.get("spec") or {},
+                                       "status": self._last_status or pod.get("status") or {}})
+        if deadline is not None and time.time() >= deadline:
+            await self._deadline_exceeded(pod)
+            return
         await self._ensure_sandbox(pod)
         await self.refresh()
         mounted, vol_wake = await self.volumes.setup(pod)
@@ -199,13 +204,28 @@ class PodWorker:
         wake = await self._reconcile_containers(pod) if mounted else None
         self.probes.sync(pod, self._running_instance)
         await self.refresh()
-        wake = min((w for w in (wake, vol_wake) if w is not None), default=None)
         new = self.compute_status(pod)
         await self._write_status(new)
         if new["phase"] in ("Succeeded", "Failed"):
             self._terminal = True
+        deadline = st.active_deadline({"spec": pod.get("spec") or {}, "status": new})
+        wake = min((w for w in (wake, vol_wake, deadline) if w is not None), default=None)
         if wake is not None:
             self.wake_at(wake)
+
+    async def _deadline_exceeded(self, pod: dict[str, Any]) -> None:
+        """spec.activeDeadlineSeconds ran out (the kubelet's activeDeadlineHandler): a
+        DeadlineExceeded event, the containers stopped, the pod Failed with that reason."""
+        self.agent.recorder.event(pod, "Normal", st.DEADLINE_REASON, st.DEADLINE_MESSAGE)
+        self.probes.stop()
+        await self.kill_all(self.grace(pod))
+        await self.refresh()
+        new = self.compute_status(pod, terminal=True)
+        new["phase"], new["reason"], new["message"] = "Failed", st.DEADLINE_REASON, st.DEADLINE_MESSAGE
+        new["conditions"] = st.pod_conditions(pod, "Failed", new.get("initContainerStatuses") or [],
+                                              new["containerStatuses"], sandbox_ready=False, now=meta.now())
+        await self._write_status(new)
+        self._terminal = True
 
     async def _terminate_and_delete(self, pod: dict[str, Any]) -> None:
         self.probes.stop()
