@@ -377,13 +377,12 @@ class Scheduler:
         `Preempted` event, as upstream's prepareCandidate."""
         m = victim["metadata"]
         ns, name = m.get("namespace"), m["name"]
-        live = self.pod_informer.get(f"{ns}/{name}") or victim
-        conds = [c for c in (live.get("status") or {}).get("conditions") or [] if c.get("type") != "DisruptionTarget"]
-        conds.append({"type": "DisruptionTarget", "status": "True", "lastTransitionTime": meta.now(),
-                      "reason": "PreemptionByScheduler",
-                      "message": f"{self.name}: preempting to accommodate a higher priority pod"})
-        try:
-            await self.client.patch(PODS, name, {"status": {"conditions": conds}}, ns, subresource="status")
+        cond = {"type": "DisruptionTarget", "status": "True", "lastTransitionTime": meta.now(),
+                "reason": "PreemptionByScheduler",
+                "message": f"{self.name}: preempting to accommodate a higher priority pod"}
+        try:  # a strategic merge: conditions merge by type, the kubelet's stay as they are
+            await self.client.patch(PODS, name, {"status": {"conditions": [cond]}}, ns, patch_type="strategic",
+                                    subresource="status")
             await self.client.delete(PODS, name, ns)
         except errors.StatusError as e:
             if e.code != 404:
