@@ -188,7 +188,10 @@ class VolumeManager:
         else:
             kind = next((k for k in v if k != "name"), "unknown")
             raise MountError(f"volume type {kind} is not supported by this node")
-        write_atomic(path, files)
+        try:
+            write_atomic(path, files)
+        except OSError as e:  # e.g. a full /dev/shm: FailedMount, retried, as any other
+            raise MountError(f"failed to write the volume's files in {path}: {e.strerror or e}") from None
         return str(path)
 
     async def _fetch(self, kind: str, ns: str, name: str) -> dict[str, Any] | None:
