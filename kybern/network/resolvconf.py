@@ -117,20 +117,29 @@ def for_pod(pod: dict[str, Any], host: ResolvConf, *, cluster_dns: list[str],
     return conf
 
 
+def replace_if_changed(path: str, text: str, mode: int | None = None) -> None:
+    """Write `text` to `path` atomically (a .tmp beside it, then os.replace), unless
+    the file already says exactly that; `mode` is set on a new version. Its directory
+    is made when missing. For the per-pod files written at every container start
+    (resolv.conf, etc-hosts): os-level, no existence checks first."""
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
 def write_for_pod(pod: dict[str, Any], pod_dir: str, *, cluster_dns: list[str],
                   domain: str = "cluster.local") -> str:
     """Write the pod's resolv.conf into its directory (atomically, only when it
     changed) and return its path."""
-    text = for_pod(pod, host_resolv_conf(), cluster_dns=cluster_dns, domain=domain).render()
     path = os.path.join(pod_dir, "resolv.conf")
-    try:  # os-level and no existence checks first: this runs for every container start
-        with open(path) as f:
-            if f.read() == text:
-                return path
-    except FileNotFoundError:
-        os.makedirs(pod_dir, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    replace_if_changed(path, for_pod(pod, host_resolv_conf(), cluster_dns=cluster_dns, domain=domain).render())
     return path

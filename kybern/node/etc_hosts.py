@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from kybern.network import resolvconf
+
 MANAGED_HEADER = "# Kubernetes-managed hosts file.\n"
 MANAGED_HEADER_HOST_NETWORK = "# Kubernetes-managed hosts file (host network).\n"
 NODE_HOSTS = "/etc/hosts"
@@ -53,20 +55,9 @@ def content(pod: dict[str, Any], pod_ips: list[str]) -> str:
 
 
 def write_for_pod(pod: dict[str, Any], pod_dir: str, pod_ips: list[str]) -> str:
-    """Write the pod's hosts file (`<pod dir>/etc-hosts`) and return its path. As the
-    kubelet, at every container start (only when the content differs: a program's own
-    edit lasts until the next container of the pod starts)."""
+    """Write the pod's hosts file (`<pod dir>/etc-hosts`, mode 0644) and return its path.
+    As the kubelet, at every container start (only when the content differs: a program's
+    own edit lasts until the next container of the pod starts)."""
     path = os.path.join(pod_dir, "etc-hosts")
-    text = content(pod, pod_ips)
-    try:
-        with open(path) as f:
-            if f.read() == text:
-                return path
-    except FileNotFoundError:
-        os.makedirs(pod_dir, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    resolvconf.replace_if_changed(path, content(pod, pod_ips), 0o644)
     return path

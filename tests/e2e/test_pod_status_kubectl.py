@@ -521,7 +521,6 @@ def test_kubectl_run_interactive_one_shots(cluster, namespace):
                      timeout=20, what="the pod removed")
 
 
-@pytest.mark.xfail(strict=True, reason="needs /tmp/brief/pod-helper-active-deadline.patch in pod_worker.py (lead's)")
 def test_active_deadline_fails_the_pod(cluster, namespace):
     """spec.activeDeadlineSeconds (the kubelet's activeDeadlineHandler): once it has
     passed since the pod started, its containers are stopped and the pod is Failed
