@@ -54,6 +54,9 @@ class CycleState(dict[str, Any]):
     """Data one plugin computes in PreFilter/PreScore and reads in Filter/Score."""
 
 
+SPREAD_OWNERS = frozenset({"ReplicaSet", "ReplicationController", "StatefulSet"})
+
+
 class PodInfo:
     """A pod with what the plugins need precomputed once (not once per node)."""
     __slots__ = (
@@ -69,6 +72,7 @@ class PodInfo:
         "priority",
         "request_items",
         "requests",
+        "spread_by_default",
         "tolerations",
     )
 
@@ -86,6 +90,10 @@ class PodInfo:
         self.non_zero_mem = nz.get("memory", 0)
         ref = next((r for r in m.get("ownerReferences") or [] if r.get("controller")), None)
         self.owner_uid: str | None = ref.get("uid") if ref else None
+        # upstream's default spreading selects a pod's siblings through the Services,
+        # ReplicaSets, ReplicationControllers and StatefulSets selecting it (not Jobs,
+        # DaemonSets): kybern counts pods of the same such controller
+        self.spread_by_default = bool(ref) and ref.get("kind") in SPREAD_OWNERS
         self.priority = int(spec.get("priority") or 0)
         self.tolerations: list[dict[str, Any]] = spec.get("tolerations") or []
         aff = spec.get("affinity") or {}

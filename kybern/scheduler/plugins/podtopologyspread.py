@@ -15,11 +15,13 @@ upstream's plugin (pkg/scheduler/framework/plugins/podtopologyspread).
 - `matchLabelKeys`: the pod's values of those labels are ANDed into the
   constraint's labelSelector (so pods of one ReplicaSet revision spread among
   themselves, with `pod-template-hash`).
-- A pod without constraints that has a controller gets upstream's system
-  defaults: spread by hostname (maxSkew 3) and zone (maxSkew 5), ScheduleAnyway.
-  Upstream matches them by the selectors of the Services/ReplicaSets selecting
-  the pod; we count pods with the same controller, kept per node by the cache,
-  which is the same set for ReplicaSet-made pods and O(1) per node.
+- A pod without constraints whose controller is a ReplicaSet, ReplicationController
+  or StatefulSet gets upstream's system defaults: spread by hostname (maxSkew 3)
+  and zone (maxSkew 5), ScheduleAnyway. Upstream matches them by the selectors of
+  the Services/ReplicaSets/ReplicationControllers/StatefulSets selecting the pod;
+  we count pods with the same controller, kept per node by the cache, which is the
+  same set for ReplicaSet-made pods and O(1) per node. (A Job's or DaemonSet's
+  pods get no default spreading, as upstream unless a Service selects them.)
 
 Scoring counts pods over all nodes (not just the feasible ones) for the domains
 the feasible nodes are in, as upstream; the hostname domain is the node itself.
@@ -149,7 +151,7 @@ class PodTopologySpread:
         if own:
             soft = [_Constraint(c, pod) for c in own if c.get("whenUnsatisfiable") == "ScheduleAnyway"]
             system = False
-        elif pod.owner_uid:
+        elif pod.spread_by_default:
             soft, system = [_Constraint(c, pod) for c in SYSTEM_DEFAULTS], True
         else:
             soft = []

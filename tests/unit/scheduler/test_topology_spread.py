@@ -91,3 +91,12 @@ def test_default_spread_counts_pods_on_infeasible_nodes_of_a_feasible_zone():
     scores = ts.score_nodes(s, p, [a2, b])
     ts.normalize(s, p, scores)
     assert scores[1] > scores[0], scores
+
+
+def test_default_spreading_is_for_replica_set_and_stateful_set_pods_not_jobs():
+    a, b = node("a", "a"), node("b", "b")
+    ts = PodTopologySpread()
+    job_pod = PodInfo({"metadata": {"name": "j", "namespace": "default", "ownerReferences": [
+        {"uid": "job1", "controller": True, "kind": "Job", "name": "j"}]}, "spec": {"containers": [{"name": "c"}]}})
+    assert ts.pre_score(CycleState(all_nodes=[a, b]), job_pod, [a, b]).code == 5  # skipped, as upstream
+    assert ts.pre_score(CycleState(all_nodes=[a, b]), pod("r", owner="rs1"), [a, b]) is None
