@@ -60,6 +60,7 @@ SPREAD_OWNERS = frozenset({"ReplicaSet", "ReplicationController", "StatefulSet"}
 class PodInfo:
     """A pod with what the plugins need precomputed once (not once per node)."""
     __slots__ = (
+        "host_ports",
         "key",
         "labels",
         "namespace",
@@ -90,6 +91,7 @@ class PodInfo:
         self.non_zero_mem = nz.get("memory", 0)
         ref = next((r for r in m.get("ownerReferences") or [] if r.get("controller")), None)
         self.owner_uid: str | None = ref.get("uid") if ref else None
+        self.host_ports: tuple[tuple[str, str, int], ...] | None = None  # NodePorts, computed when asked
         # upstream's default spreading selects a pod's siblings through the Services,
         # ReplicaSets, ReplicationControllers and StatefulSets selecting it (not Jobs,
         # DaemonSets): kybern counts pods of the same such controller

@@ -124,6 +124,31 @@ def test_a_pod_waiting_for_pod_affinity_is_retried_when_that_pod_arrives(zones):
     finally:
         c.kubectl("delete", "namespace", "affinity", "--wait=false")
 
+def test_a_host_port_in_use_keeps_a_second_pod_off_that_node(zones):
+    c = zones
+    c.kubectl("create", "namespace", "ports")
+
+    def pod(name: str) -> dict:
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "ports"},
+                "spec": {"nodeSelector": {"kubernetes.io/hostname": "node-b"}, "terminationGracePeriodSeconds": 1,
+                         "containers": [{"name": "c", "image": "demo:v1", "command": ["sleep", "3600"],
+                                         "ports": [{"containerPort": 8080, "hostPort": 38123}]}]}}
+    try:
+        c.kubectl("apply", "-f", "-", input=json.dumps(pod("first")))
+        c.wait_for(lambda: c.kjson("get", "pod", "first", "-n", "ports")["spec"].get("nodeName") == "node-b",
+                   timeout=20, what="the first pod on node-b")
+        c.kubectl("apply", "-f", "-", input=json.dumps(pod("second")))
+        want = ("0/3 nodes are available: 1 node(s) didn't have free ports for the requested pod ports, "
+                "2 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: "
+                "1 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling.")
+        c.wait_for(lambda: want in _events(c, "ports", "second", "FailedScheduling"), timeout=20,
+                   what="FailedScheduling for the port")
+        c.kubectl("delete", "pod", "first", "-n", "ports", "--wait=false")
+        c.wait_for(lambda: c.kjson("get", "pod", "second", "-n", "ports")["spec"].get("nodeName") == "node-b",
+                   timeout=30, what="the second pod placed once the port is free")
+    finally:
+        c.kubectl("delete", "namespace", "ports", "--wait=false")
+
 def test_spread_constraint_counts_only_the_zones_node_affinity_allows(zones):
     # upstream's nodeAffinityPolicy (default Honor): the empty zone-c, which the pods
     # may not use, is not the "emptiest domain" that would block every node

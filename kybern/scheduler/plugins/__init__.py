@@ -7,6 +7,7 @@ from typing import Any
 from kybern.scheduler.plugins.interpodaffinity import InterPodAffinity
 from kybern.scheduler.plugins.nodeaffinity import NodeAffinity
 from kybern.scheduler.plugins.nodename import NodeName
+from kybern.scheduler.plugins.nodeports import NodePorts
 from kybern.scheduler.plugins.noderesources import BalancedAllocation, NodeResourcesFit
 from kybern.scheduler.plugins.nodeunschedulable import NodeUnschedulable
 from kybern.scheduler.plugins.podtopologyspread import PodTopologySpread
@@ -16,6 +17,6 @@ from kybern.scheduler.plugins.volumezone import VolumeZone
 
 def default_plugins() -> list[Any]:
     """Filters run in this order (cheap, decisive ones first, as upstream)."""
-    return [NodeUnschedulable(), NodeName(), TaintToleration(), NodeAffinity(),
+    return [NodeUnschedulable(), NodeName(), TaintToleration(), NodeAffinity(), NodePorts(),
             NodeResourcesFit(), VolumeZone(), PodTopologySpread(), InterPodAffinity(),
             BalancedAllocation()]
