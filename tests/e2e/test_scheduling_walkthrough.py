@@ -179,7 +179,9 @@ def test_spread_constraint_counts_only_the_zones_node_affinity_allows(zones):
 
 def test_a_higher_priority_pod_preempts_a_lower_one(zones):
     c = zones
-    alloc = min(int(n["status"]["allocatable"]["cpu"]) * 1000 for n in c.kjson("get", "nodes")["items"])
+    def millicores(q: str) -> int:
+        return int(q[:-1]) if q.endswith("m") else int(float(q) * 1000)
+    alloc = min(millicores(n["status"]["allocatable"]["cpu"]) for n in c.kjson("get", "nodes")["items"])
     share = f"{alloc * 6 // 10}m"  # two never fit on one node
     c.kubectl("create", "namespace", "prio")
     objs = [
