@@ -218,6 +218,8 @@ def parse_path(server: "APIServer", segs: list[str], group: str, version: str
     else:
         info = reg.get(group, version, segs[0]) if segs else None  # type: ignore[assignment]
         rest = segs[1:]
+    if info is not None and len(rest) > 2 and rest[1] == "proxy" and "proxy" in info.subresources:
+        rest = rest[:2]  # nodes/N/proxy/PATH: the path is the proxy's (proxy.py)
     if info is None or len(rest) > 2:
         raise errors.StatusError(404, "NotFound", "the server could not find the requested resource",
                                  details={"causes": [{"reason": "UnexpectedServerResponse",

@@ -29,6 +29,7 @@ from kybern.apiserver import (
     allocators,
     discovery,
     metricsapi,
+    proxy,
     rest,
     reviews,
     satokens,
@@ -120,6 +121,9 @@ class APIServer:
             ("", "namespaces", "finalize"): subresources.finalize,
             ("", "pods", "ephemeralcontainers"): subresources.ephemeralcontainers,
             ("", "serviceaccounts", "token"): satokens.token,
+            ("", "nodes", "proxy"): proxy.node,
+            ("", "pods", "proxy"): proxy.pod,
+            ("", "services", "proxy"): proxy.service,
         }
         self.watchers: dict[str, int] = {}
         # admission that needs other objects: runs after validation, before the write

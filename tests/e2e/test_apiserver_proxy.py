@@ -1,0 +1,75 @@
+"""The proxy subresources as the kubernetes.io pages use them: "Node metrics data"
+(`kubectl get --raw /api/v1/nodes/N/proxy/stats/summary`), "Accessing services running
+on clusters" (`kubectl proxy`, then .../services/NAME:PORT/proxy/), a pod's proxy."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def raw(cluster, path: str, check: bool = True):
+    return cluster.kubectl("get", "--raw", path, check=check)
+
+
+def test_node_proxy_serves_the_agents_summary_and_metrics(cluster):
+    node = cluster.kjson("get", "nodes")["items"][0]["metadata"]["name"]
+    summary = json.loads(raw(cluster, f"/api/v1/nodes/{node}/proxy/stats/summary").stdout)
+    assert summary["node"]["nodeName"] == node
+    assert summary["node"]["memory"]["workingSetBytes"] > 0
+    metrics = raw(cluster, f"/api/v1/nodes/{node}/proxy/metrics/resource").stdout
+    assert "# TYPE node_cpu_usage_seconds_total counter" in metrics
+    assert raw(cluster, f"/api/v1/nodes/{node}/proxy/healthz").stdout == "ok"
+    r = raw(cluster, "/api/v1/nodes/no-such-node/proxy/healthz", check=False)
+    assert r.returncode != 0 and "NotFound" in r.stderr
+
+
+def test_pod_and_service_proxy(cluster, namespace):
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "deployment", "web", "--image=demo:v1", "--replicas=2", "--port=80", *ns)
+    cluster.kubectl("expose", "deployment", "web", "--port=8080", "--target-port=80", *ns)
+    cluster.kubectl("create", "service", "clusterip", "lonely", "--tcp=80:80", *ns)
+    cluster.kubectl("rollout", "status", "deployment/web", "--timeout=60s", *ns)
+    pod = cluster.kjson("get", "pods", "-l", "app=web", *ns)["items"][0]["metadata"]["name"]
+    base = f"/api/v1/namespaces/{namespace}"
+
+    assert "kybern demo v1" in raw(cluster, f"{base}/pods/{pod}/proxy/").stdout  # port 80 by default
+    assert "kybern demo v1" in raw(cluster, f"{base}/pods/http:{pod}:80/proxy/index.html").stdout
+    cluster.wait_for(lambda: raw(cluster, f"{base}/services/web:8080/proxy/", check=False).returncode == 0,
+                     timeout=20, what="the service's endpoints")
+    assert "kybern demo v1" in raw(cluster, f"{base}/services/web:8080/proxy/").stdout
+    assert "kybern demo v1" in raw(cluster, f"{base}/services/web/proxy/").stdout  # its only port
+
+    r = raw(cluster, f"{base}/services/lonely:80/proxy/", check=False)
+    assert r.returncode != 0 and 'no endpoints available for service "lonely"' in r.stderr
+
+    # kubectl proxy: the path the tutorials give, and upstream's redirect of a bare .../proxy
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(["kubectl", "proxy", f"--port={port}"], env=cluster.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}{base}/services/web:8080/proxy"
+        for _ in range(50):
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:  # follows the 301 to .../proxy/
+                    assert resp.status == 200
+                    assert resp.url == url + "/"
+                    assert "kybern demo v1" in resp.read().decode()
+                break
+            except urllib.error.URLError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("kubectl proxy did not answer")
+    finally:
+        proc.terminate()
+        proc.wait(10)
