@@ -45,8 +45,9 @@ from kybern.node import node_status as ns_
 from kybern.node import volumes
 from kybern.node.env import EnvResolver
 from kybern.node.images import ImageStore
+from kybern.node.kubelet_metrics import KubeletMetrics
 from kybern.node.pod_worker import POD_UID_LABEL, PodWorker
-from kybern.node.runtimes.base import ContainerStatus, Runtime
+from kybern.node.runtimes.base import RUNNING, ContainerStatus, Runtime
 from kybern.node.runtimes.process import ProcessRuntime
 from kybern.node.server import NodeServer
 from kybern.node.sync_slots import SyncSlots
@@ -83,6 +84,7 @@ class NodeAgent:
         self.name = name
         self.data_dir = os.fspath(data_dir)
         self.memory_dir = volumes.memory_dir(self.data_dir)  # in-memory volumes (volumes.py)
+        self.metrics = KubeletMetrics()  # its own /metrics (kubelet_metrics.py)
         self.address = address
         self.port = port
         self.zone = zone
@@ -246,6 +248,8 @@ class NodeAgent:
             self._rejected.discard(m.get("uid", ""))
 
     def _on_container_event(self, cs: ContainerStatus) -> None:
+        if cs.state == RUNNING:
+            self.metrics.container_started()
         w = self.workers.get(cs.labels.get(POD_UID_LABEL, ""))
         if w is not None:
             w.container_changed(cs.state)

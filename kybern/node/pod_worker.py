@@ -89,6 +89,7 @@ class PodWorker:
         self._sidecars_stopped = False  # the pod's containers are done: sidecars stay stopped
         self.task: asyncio.Task[None] | None = None
         self._syncing = False
+        self._first_seen: float | None = time.monotonic()  # until it runs (kubelet_pod_start_duration_seconds)
 
     @property
     def active(self) -> bool:
@@ -206,6 +207,9 @@ class PodWorker:
         await self.refresh()
         new = self.compute_status(pod)
         await self._write_status(new)
+        if self._first_seen is not None and new["phase"] == "Running":
+            self.agent.metrics.pod_started(time.monotonic() - self._first_seen)
+            self._first_seen = None
         if new["phase"] in ("Succeeded", "Failed"):
             self._terminal = True
         deadline = st.active_deadline({"spec": pod.get("spec") or {}, "status": new})

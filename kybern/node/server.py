@@ -95,6 +95,10 @@ def make_app(agent: NodeAgent) -> web.Application:
         return web.Response(text=stats.prometheus(snap), content_type="text/plain",
                             headers={"X-Content-Type-Options": "nosniff"})
 
+    async def kubelet_metrics(request: web.Request) -> web.Response:
+        return web.Response(text=await agent.metrics.render(agent), content_type="text/plain",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
     async def start_stats(app: web.Application) -> None:
         collector.start()
 
@@ -106,6 +110,7 @@ def make_app(agent: NodeAgent) -> web.Application:
     app.on_cleanup.append(stop_stats)
     app.router.add_get("/stats/summary", stats_summary)
     app.router.add_get("/metrics/resource", metrics_resource)
+    app.router.add_get("/metrics", kubelet_metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/pods", pods)
     app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", container_logs)

@@ -48,6 +48,18 @@ def test_pod_and_service_proxy(cluster, namespace):
     assert "kybern demo v1" in raw(cluster, f"{base}/services/web:8080/proxy/").stdout
     assert "kybern demo v1" in raw(cluster, f"{base}/services/web/proxy/").stdout  # its only port
 
+    # the agent's own /metrics (the kubelet's names), through the node proxy
+    node = cluster.kjson("get", "pod", pod, *ns)["spec"]["nodeName"]
+    metrics = raw(cluster, f"/api/v1/nodes/{node}/proxy/metrics").stdout
+    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+              if line and not line.startswith("#")}
+    assert values[f'kubelet_node_name{{node="{node}"}}'] == 1
+    assert values["kubelet_running_pods"] >= 2 and values['kubelet_running_containers{container_state="running"}'] >= 2
+    assert values["kubelet_started_pods_total"] >= 2 and values["kubelet_started_containers_total"] >= 2
+    assert values["kubelet_pod_start_duration_seconds_count"] == values["kubelet_started_pods_total"]
+    assert values['kubelet_pod_start_duration_seconds_bucket{le="+Inf"}'] == values["kubelet_started_pods_total"]
+    assert values["process_resident_memory_bytes"] > 10_000_000
+
     r = raw(cluster, f"{base}/services/lonely:80/proxy/", check=False)
     assert r.returncode != 0 and 'no endpoints available for service "lonely"' in r.stderr
 
