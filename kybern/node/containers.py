@@ -48,12 +48,30 @@ def default_pull_policy(image: str) -> str:
     return "Always" if ref.tag == "latest" and not ref.digest else "IfNotPresent"
 
 
+def process_identity(pod: dict[str, Any], c: dict[str, Any]) -> dict[str, Any]:
+    """The container's user, group and supplementary groups (ContainerConfig's fields),
+    as the kubelet derives them: runAsUser and runAsGroup from the container's
+    securityContext, else the pod's; the pod's supplementalGroups and fsGroup, and the
+    group itself, as supplementary groups (sorted, as `id` lists them)."""
+    pod_sc = (pod.get("spec") or {}).get("securityContext") or {}
+    sc = c.get("securityContext") or {}
+    user, group = sc.get("runAsUser", pod_sc.get("runAsUser")), sc.get("runAsGroup", pod_sc.get("runAsGroup"))
+    groups = {int(g) for g in pod_sc.get("supplementalGroups") or []}
+    if pod_sc.get("fsGroup") is not None:
+        groups.add(int(pod_sc["fsGroup"]))
+    if user is None and group is None and not groups:
+        return {}
+    gid = int(group) if group is not None else 0
+    return {"run_as_user": int(user) if user is not None else 0, "run_as_group": gid,
+            "supplemental_groups": sorted(groups | {gid})}
+
+
 def run_as_non_root_refusal(pod: dict[str, Any], c: dict[str, Any], pod_ref: str) -> str:
     """The kubelet's verifyRunAsNonRoot, checked before a container is created: with
     `runAsNonRoot: true` (container's securityContext, else the pod's) a runAsUser of 0,
     or no runAsUser and an image that runs as root (every image of the local store
     does: they set no user), is a CreateContainerConfigError. "" when it may run.
-    (runAsUser itself is not enforced by the process runtime: docs/node.md.)"""
+    (runAsUser itself is applied by the runtime as root: process_identity.)"""
     pod_sc = (pod.get("spec") or {}).get("securityContext") or {}
     sc = c.get("securityContext") or {}
     non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
@@ -81,8 +99,9 @@ def termination_message_mount(c: dict[str, Any], pod_dir: str, attempt: int, mou
         return None
     base = os.path.join(pod_dir, c["name"], str(attempt))
     os.makedirs(os.path.dirname(base), exist_ok=True)
-    with open(base + TERMINATION_SUFFIX, "wb"):
-        pass
+    fd = os.open(base + TERMINATION_SUFFIX, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    os.fchmod(fd, 0o666)  # whatever user the container runs as may write its message (umask aside)
+    os.close(fd)
     if c.get("terminationMessagePolicy") == "FallbackToLogsOnError":
         with open(base + FALLBACK_SUFFIX, "wb"):
             pass
@@ -194,7 +213,8 @@ class ContainerStarter:
             stdin=bool(c.get("stdin")), stdin_once=bool(c.get("stdinOnce")), tty=bool(c.get("tty")),
             labels={"io.kubernetes.container.name": name, "io.kubernetes.pod.uid": self.worker.uid,
                     "io.kubernetes.pod.name": self.worker.name,
-                    "io.kubernetes.pod.namespace": self.worker.namespace})
+                    "io.kubernetes.pod.namespace": self.worker.namespace},
+            **process_identity(pod, c))
         assert self.worker.sandbox_id is not None
         rt = self.agent.runtime
         try:

@@ -158,8 +158,10 @@ class VolumeManager:
             if src.get("medium") == "Memory" and mountns.supported():  # a tmpfs of its own, sized
                 path.mkdir(parents=True, exist_ok=True)
                 if str(path) not in self._tmpfs:
-                    try:
-                        mountns.mount_tmpfs(str(path), self._memory_volume_size(pod, src))
+                    fs_group = ((pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
+                    try:  # its root's mode and group as _share() sets a directory's
+                        mountns.mount_tmpfs(str(path), self._memory_volume_size(pod, src),
+                                            None if fs_group is None else int(fs_group))
                     except (OSError, ValueError) as e:
                         raise MountError(f"failed to mount a tmpfs: {e}") from None
                     self._tmpfs.add(str(path))
@@ -167,6 +169,7 @@ class VolumeManager:
             if src.get("medium") == "Memory":
                 path = self.memory_root / name
             path.mkdir(parents=True, exist_ok=True)
+            _share(path, pod)
             return str(path)
         if "hostPath" in v:
             return _host_path(v["hostPath"] or {})
@@ -352,6 +355,19 @@ class VolumeManager:
         self._tmpfs.clear()
         if self.worker.agent.memory_dir is not None:
             shutil.rmtree(self.memory_root, ignore_errors=True)
+
+
+def _share(path: Path, pod: dict[str, Any]) -> None:
+    """An emptyDir's mode as the kubelet makes it: 0777, so containers of any user
+    write there; with the pod's fsGroup, owned by that group and setgid, so files
+    made inside belong to it (SetVolumeOwnership)."""
+    fs_group = ((pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
+    mode = 0o777
+    if fs_group is not None and os.geteuid() == 0:
+        os.chown(path, -1, int(fs_group))
+        mode |= stat.S_ISGID
+    if stat.S_IMODE(os.stat(path).st_mode) != mode:
+        os.chmod(path, mode)
 
 
 def _changes_often(v: dict[str, Any]) -> bool:

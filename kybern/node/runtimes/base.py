@@ -108,6 +108,11 @@ class ContainerConfig:
     tty: bool = False  # run the main process on a pseudo-terminal
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    # CRI LinuxContainerSecurityContext: the process's user, group and supplementary groups
+    # (None: the runtime's own, root as the runtime runs)
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    supplemental_groups: list[int] = field(default_factory=list)
 
 
 @dataclass

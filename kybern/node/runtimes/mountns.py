@@ -135,13 +135,14 @@ def _template_namespace() -> int:
     return _template
 
 
-def mount_tmpfs(path: str, size: int) -> None:
+def mount_tmpfs(path: str, size: int, gid: int | None = None) -> None:
     """A tmpfs of `size` bytes at the host directory `path`, in the template
     namespace only: every container namespace copied from it afterwards shows
     it there (the same files: one superblock), the host's mount table does not,
     and it goes away with the agent's namespaces if nobody unmounts it."""
     with _own_namespace(_template_namespace(), new=False):
-        _mount("tmpfs", path, "tmpfs", 0, f"mode=0777,size={size}")
+        owner = f"mode=2777,gid={gid}" if gid is not None else "mode=0777"  # fsGroup: its group, setgid
+        _mount("tmpfs", path, "tmpfs", 0, f"{owner},size={size}")
 
 
 def unmount(path: str) -> None:

@@ -81,7 +81,7 @@ from kybern.node.runtimes.records import write_record
 from kybern.node.runtimes.rootfs import FreshTree, make_tree
 from kybern.node.runtimes.sandbox import Sandboxes
 from kybern.node.runtimes.spawn import Child, RemoteChild, SpawnWorker, read_to_eof, spawn
-from kybern.node.runtimes.spawnd import move_into_cgroup
+from kybern.node.runtimes.spawnd import SETPRIV, move_into_cgroup
 from kybern.node.runtimes.stdio import ContainerIO, ExecProcess, spawn_exec
 
 if TYPE_CHECKING:
@@ -327,7 +327,8 @@ class ProcessRuntime(RuntimeState):
         try:
             proc = await spawn(c.argv, exe, cwd=c.cwd, env=c.env, stdio=io.child, preexec=preexec,
                                namespaces=spaces, tty=c.config.tty,
-                               execvp_finds=execvp_finds, worker=self.spawner, cgroup_procs=join.paths)
+                               execvp_finds=execvp_finds, worker=self.spawner, cgroup_procs=join.paths,
+                               identity=_identity(c.config))
         except OSError as e:
             join.close()
             for fd in nsfds:
@@ -435,6 +436,11 @@ class ProcessRuntime(RuntimeState):
         if found is None:
             raise ContainerError("ExecError", f'exec: "{cmd[0]}": executable file not found in $PATH')
         exe = found[0]
+        ident = _identity(c.config)
+        if ident:  # the container's user and groups (securityContext), as its main process
+            cmd, exe = ([SETPRIV or "setpriv", f"--reuid={ident['user']}", f"--regid={ident['group']}",
+                         "--groups=" + ",".join(map(str, ident["extra_groups"])) if ident["extra_groups"]
+                         else "--clear-groups", "--", exe, *cmd[1:]], SETPRIV or "setpriv")
         spaces = self._namespaces(c)
         if spaces:  # nsenter execs the command: same pid, inside the pod's network, hostname, mounts
             # entering the mounts moves to their root; nsenter's --wd would open the dir before
@@ -473,7 +479,8 @@ class ProcessRuntime(RuntimeState):
         try:
             proc = await spawn(cmd, exe, cwd=c.cwd, env=c.env, stdio=[devnull, out_w, out_w], preexec=preexec,
                                namespaces=spaces, tty=False,
-                               execvp_finds=execvp_finds, worker=self.spawner, cgroup_procs=join.paths)
+                               execvp_finds=execvp_finds, worker=self.spawner, cgroup_procs=join.paths,
+                               identity=_identity(c.config))
         except OSError as e:
             join.close()
             os.close(out_r)
@@ -634,6 +641,16 @@ def _resolve(argv0: str, rootfs: Path, cwd: str, path_env: str,
         if (_host_executable if absolute else _executable)(cand):
             return cand, absolute  # a relative entry: execvp resolves it from the child's cwd
     return None
+
+
+def _identity(config: ContainerConfig) -> dict[str, Any] | None:
+    """Popen's user, group and extra_groups for the container's processes: its
+    securityContext's (ContainerConfig.run_as_*), applied when the agent runs as
+    root (it cannot become another user otherwise; docs/node.md)."""
+    if config.run_as_user is None or os.geteuid() != 0:
+        return None
+    return {"user": config.run_as_user, "group": config.run_as_group or 0,
+            "extra_groups": list(config.supplemental_groups)}
 
 
 def _placed(join: Any, proc: Any) -> None:

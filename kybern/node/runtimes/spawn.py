@@ -249,7 +249,8 @@ class SpawnWorker:
         self._children.clear()
 
     async def spawn(self, argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: list[int],
-                    namespaces: dict[str, str], cgroup_procs: list[str]) -> RemoteChild:
+                    namespaces: dict[str, str], cgroup_procs: list[str],
+                    identity: dict[str, Any] | None = None) -> RemoteChild:
         """Start the process in the worker; raises OSError as execve() would,
         WorkerGone when the agent should start it itself."""
         try:
@@ -258,7 +259,7 @@ class SpawnWorker:
             raise WorkerGone(str(e)) from e
         rid = next(self._ids)
         body = orjson.dumps({"id": rid, "argv": argv, "exe": exe, "cwd": cwd, "env": env, "namespaces": namespaces,
-                             "cgroup_procs": cgroup_procs})
+                             "cgroup_procs": cgroup_procs, **({"identity": identity} if identity else {})})
         if len(body) > spawnd.MAX_MESSAGE:
             raise WorkerGone("request too big")
         fut = asyncio.get_running_loop().create_future()
@@ -288,7 +289,8 @@ class SpawnWorker:
 async def spawn(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: list[int],
                 namespaces: dict[str, str], tty: bool, preexec: Callable[[], None],
                 execvp_finds: bool | None = None,
-                worker: SpawnWorker | None = None, cgroup_procs: list[str] | None = None) -> Any:
+                worker: SpawnWorker | None = None, cgroup_procs: list[str] | None = None,
+                identity: dict[str, Any] | None = None) -> Any:
     """Start `exe` with `argv` in a new session, stdio on the given fds, in the
     pod's `namespaces` ({"net": path, "uts": path}; one not given: the agent's) and
     tied to the agent with PDEATHSIG.
@@ -300,19 +302,33 @@ async def spawn(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], std
     right after the vfork (the cgroup move, see above).
     Returns an object with `pid`, `returncode` and `async wait()`; raises
     OSError as execve() would. `execvp_finds`: whether execvp(argv[0]) finds `exe`,
-    if the caller knows (looked up when None)."""
+    if the caller knows (looked up when None). `identity`: the user, group and
+    supplementary groups to run as (Popen's `user`, `group`, `extra_groups`)."""
     if _FAST and not tty and worker is not None:
         try:
             return await worker.spawn(argv, exe, cwd=cwd, env=env, stdio=stdio, namespaces=namespaces,
-                                      cgroup_procs=cgroup_procs or [])
+                                      cgroup_procs=cgroup_procs or [], identity=identity)
         except WorkerGone as e:
             log.info("spawning %s in the agent: %s", argv[0], e)
     if execvp_finds is None:
         execvp_finds = _execvp_finds(argv[0], exe, cwd, env)
     if _FAST and not tty and execvp_finds:
         return Child(spawnd.start(argv, exe, cwd=cwd, env=env, stdio=stdio, namespaces=namespaces,
-                                  die_with_caller=True))
+                                  die_with_caller=True, identity=identity))
+    if identity:  # after the preexec's namespace and cgroup steps, which need root (Popen's own come before)
+        preexec = _then_become(preexec, identity)
     proc = await asyncio.create_subprocess_exec(
         argv[0], *argv[1:], executable=exe, cwd=cwd, env=env, stdin=stdio[0], stdout=stdio[1],
         stderr=stdio[2], start_new_session=True, preexec_fn=preexec)
     return proc
+
+
+def _then_become(preexec: Callable[[], None], identity: dict[str, Any]) -> Callable[[], None]:
+    def run() -> None:
+        preexec()
+        os.setgroups(identity.get("extra_groups") or [])
+        if identity.get("group") is not None:
+            os.setregid(identity["group"], identity["group"])
+        if identity.get("user") is not None:
+            os.setreuid(identity["user"], identity["user"])
+    return run

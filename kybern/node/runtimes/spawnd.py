@@ -85,7 +85,8 @@ def check_exec_format(exe: str) -> None:
 
 
 def start(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: list[int],
-          namespaces: dict[str, str], die_with_caller: bool) -> subprocess.Popen[bytes]:
+          namespaces: dict[str, str], die_with_caller: bool,
+          identity: dict[str, Any] | None = None) -> subprocess.Popen[bytes]:
     """Start `exe` as `argv` in a new session, stdio on the given fds, in the
     pod's `namespaces` ({"net": path, "uts": path, "mnt": path}; one not given: ours).
     vfork() underneath: no preexec_fn, so this thread enters them for the spawn
@@ -93,7 +94,9 @@ def start(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: li
     `die_with_caller`: exec through `setpriv --pdeathsig KILL`, so it gets
     SIGKILL when the calling thread ends (then execvp() of argv[0] by setpriv
     must find `exe`: spawn.py checks); that is one more exec, ~1 ms of CPU
-    here. The worker does without: it kills its children itself (serve())."""
+    here. The worker does without: it kills its children itself (serve()).
+    `identity`: {"user", "group", "extra_groups"} for Popen, the container's
+    securityContext (Python then forks instead of vforking)."""
     if die_with_caller:
         check_exec_format(exe)
         assert SETPRIV is not None
@@ -113,7 +116,7 @@ def start(argv: list[str], exe: str, *, cwd: str, env: dict[str, str], stdio: li
             setns(theirs, kind)
         try:
             return subprocess.Popen(args, executable=executable, cwd=cwd, env=env, stdin=stdio[0],
-                                    stdout=stdio[1], stderr=stdio[2], start_new_session=True)
+                                    stdout=stdio[1], stderr=stdio[2], start_new_session=True, **(identity or {}))
         finally:
             for kind, _, own in entered:
                 setns(own, kind)  # back to our own before anything else runs here
@@ -233,7 +236,8 @@ def serve(sock: socket.socket) -> None:
                     state["spawning"] = True
                     try:
                         p = start(req["argv"], req["exe"], cwd=req["cwd"], env=req["env"], stdio=fds,
-                                  namespaces=req["namespaces"], die_with_caller=False)
+                                  namespaces=req["namespaces"], die_with_caller=False,
+                                  identity=req.get("identity"))
                         pidfd = os.pidfd_open(p.pid)
                         children[pidfd] = p
                     except OSError as e:
