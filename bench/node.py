@@ -192,8 +192,9 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
             if py_spy:  # raw stacks from the first create to all running: OUT (the agent) and OUT.up
                 for pid, out in ((agent or up).pid, py_spy), *(((up.pid, py_spy + ".up"),) if agent else ()):
                     spies.append(subprocess.Popen(  # noqa: ASYNC220
-                        ["py-spy", "record", "--pid", str(pid), "-r", os.environ.get("BENCH_PY_SPY_RATE", "250"), "--format", "raw", "--nonblocking", "--threads",
-                         "-o", out, *(["--gil"] if py_spy_gil else [])],
+                        ["py-spy", "record", "--pid", str(pid), "-r", os.environ.get("BENCH_PY_SPY_RATE", "250"),
+                         "--format", "raw", "--nonblocking", "--threads", "-o", out,
+                         *(["--gil"] if py_spy_gil else [])],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
             async def creator() -> None:
