@@ -53,7 +53,7 @@ def _split(name: str) -> tuple[str, str, str]:
     raise errors.bad_request(f"invalid resource name {name!r}")
 
 
-def _rest(request: web.Request, name: str) -> str | None:
+def _rest(request: web.Request, name: str) -> str:
     """The path after `NAME/proxy` ('' when there is none), escaped as it came."""
     raw = request.raw_path.split("?", 1)[0]
     marker = f"/{name}/proxy"
@@ -90,12 +90,18 @@ async def _forward(request: web.Request, target: str, extra_headers: dict[str, s
             await session.close()
 
 
-def _redirect_bare(request: web.Request, rest: str) -> None:
+async def _object(request: web.Request, store: RESTStore, ns: str | None,
+                  name: str) -> tuple[str, str, str, str, dict[str, Any]]:
+    """(scheme, name, port, path after .../proxy, the object) of a pod or Service
+    proxy request; a bare `.../proxy` GET is redirected to `.../proxy/`, as upstream."""
+    scheme, obj_name, port = _split(name)
+    rest = _rest(request, name)
     if not rest and request.method == "GET":
         loc = request.raw_path.split("?", 1)[0] + "/"
         if request.query_string:
             loc += "?" + request.query_string
         raise web.HTTPMovedPermanently(loc)
+    return scheme, obj_name, port, rest, await store.get(ns, obj_name)
 
 
 async def node(server: APIServer, request: web.Request, store: RESTStore, ns: str | None,
@@ -112,10 +118,7 @@ async def node(server: APIServer, request: web.Request, store: RESTStore, ns: st
 
 async def pod(server: APIServer, request: web.Request, store: RESTStore, ns: str | None,
               name: str) -> web.StreamResponse:
-    scheme, pod_name, port = _split(name)
-    rest = _rest(request, name)
-    _redirect_bare(request, rest)
-    p = await store.get(ns, pod_name)
+    scheme, pod_name, port, rest, p = await _object(request, store, ns, name)
     ip = (p.get("status") or {}).get("podIP")
     if not ip:
         raise errors.bad_request(f"address not allowed: pod {pod_name} has no IP yet")
@@ -124,10 +127,7 @@ async def pod(server: APIServer, request: web.Request, store: RESTStore, ns: str
 
 async def service(server: APIServer, request: web.Request, store: RESTStore, ns: str | None,
                   name: str) -> web.StreamResponse:
-    scheme, svc_name, port = _split(name)
-    rest = _rest(request, name)
-    _redirect_bare(request, rest)
-    svc = await store.get(ns, svc_name)
+    scheme, svc_name, port, rest, svc = await _object(request, store, ns, name)
     ports = (svc.get("spec") or {}).get("ports") or []
     if port:
         sp = next((p for p in ports if p.get("name") == port or str(p.get("port")) == port), None)
