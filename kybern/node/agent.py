@@ -130,6 +130,8 @@ class NodeAgent:
         os.makedirs(self.data_dir, exist_ok=True)
         self._lock()
         self._forget_memory_volumes()  # a killed agent's
+        if self.memory_dir is not None:
+            await asyncio.to_thread(volumes.claim_memory_dir, self.memory_dir, self.data_dir)
         await self.network.setup(await self._node_pod_cidr())
         await self.runtime.start()
         self.runtime.add_event_handler(self._on_container_event)
@@ -279,7 +281,7 @@ class NodeAgent:
                             self.data_dir, "pods", f"{sb.namespace}_{sb.name}_{sb.uid}"), True)
                 if self.memory_dir is not None and self.memory_dir.is_dir():  # in-memory volumes likewise
                     for d in self.memory_dir.iterdir():
-                        if d.name not in self.workers:
+                        if d.name not in self.workers and not d.name.startswith("."):
                             await asyncio.to_thread(shutil.rmtree, d, True)
             except asyncio.CancelledError:
                 raise

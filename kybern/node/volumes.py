@@ -89,6 +89,20 @@ class MountError(Exception):
     pass
 
 
+def claim_memory_dir(memory_dir: Path, data_dir: str) -> None:
+    """Mark `memory_dir` as the agent of `data_dir`'s, and remove the directories of
+    agents whose data dir is gone (killed and never started again: nobody else would)."""
+    marker = ".data-dir"
+    memory_dir.mkdir(parents=True, exist_ok=True)
+    (memory_dir / marker).write_text(os.path.abspath(data_dir))
+    for d in memory_dir.parent.iterdir():
+        if d == memory_dir:
+            continue
+        with contextlib.suppress(OSError):
+            if not os.path.isdir((d / marker).read_text()):
+                shutil.rmtree(d, ignore_errors=True)
+
+
 class VolumeManager:
     def __init__(self, worker: PodWorker) -> None:
         self.worker = worker
