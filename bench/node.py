@@ -36,9 +36,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-from typing import Any
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -48,7 +48,6 @@ from bench.cluster import client_for
 from bench.scheduler import free_port, stop
 from kybern.client.http import Client
 from kybern.client.resources import NODES, PODS
-
 
 AUTOMOUNT_TOKEN = True  # --no-token-volume: pods without the service account token volume
 

@@ -69,8 +69,8 @@ class KubeletMetrics:
             "# HELP kubelet_started_pods_total [ALPHA] Cumulative number of pods started",
             "# TYPE kubelet_started_pods_total counter",
             f"kubelet_started_pods_total {sum(self._counts)}",
-            "# HELP kubelet_pod_start_duration_seconds [ALPHA] Duration in seconds from kubelet seeing a pod "
-            "for the first time to the pod starting to run",
+            ("# HELP kubelet_pod_start_duration_seconds [ALPHA] Duration in seconds from kubelet seeing a pod "
+             "for the first time to the pod starting to run"),
             "# TYPE kubelet_pod_start_duration_seconds histogram",
         ]
         total = 0
