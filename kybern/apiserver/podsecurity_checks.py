@@ -208,8 +208,8 @@ def capabilities_baseline(meta: Obj, spec: Obj) -> Result:
                 caps.update(extra)
     if bad:
         return ("non-default capabilities",
-                f"{_plural('container', 'containers', len(bad))} {_quote_join(bad)} must not include "
-                f"{_quote_join(sorted(caps))} in securityContext.capabilities.add")
+                (f"{_plural('container', 'containers', len(bad))} {_quote_join(bad)} must not include "
+                f"{_quote_join(sorted(caps))} in securityContext.capabilities.add"))
     return None
 
 
@@ -235,17 +235,17 @@ def host_ports(meta: Obj, spec: Obj) -> Result:
             bad.append(_name(c))
             ports.update(str(p) for p in used)
     if bad:
-        return ("hostPort", f"{_plural('container', 'containers', len(bad))} {_quote_join(bad)} "
+        return ("hostPort", (f"{_plural('container', 'containers', len(bad))} {_quote_join(bad)} "
                             f"{_plural('uses', 'use', len(bad))} {_plural('hostPort', 'hostPorts', len(ports))} "
-                            f"{', '.join(sorted(ports))}")
+                            f"{', '.join(sorted(ports))}"))
     return None
 
 
 def privileged(meta: Obj, spec: Obj) -> Result:
     bad = [_name(c) for c in _containers(spec) if (_sc(c) or {}).get("privileged") is True]
     if bad:
-        return ("privileged", f"{_plural('container', 'containers', len(bad))} {_quote_join(bad)} must not set "
-                              f"securityContext.privileged=true")
+        return ("privileged", (f"{_plural('container', 'containers', len(bad))} {_quote_join(bad)} must not set "
+                              f"securityContext.privileged=true"))
     return None
 
 
@@ -258,8 +258,8 @@ def proc_mount(meta: Obj, spec: Obj) -> Result:
             bad.append(_name(c))
             types.add(str(pm))
     if bad:
-        return ("procMount", f"{_plural('container', 'containers', len(bad))} {_quote_join(bad)} must not set "
-                             f"securityContext.procMount to {_quote_join(sorted(types))}")
+        return ("procMount", (f"{_plural('container', 'containers', len(bad))} {_quote_join(bad)} must not set "
+                             f"securityContext.procMount to {_quote_join(sorted(types))}"))
     return None
 
 
@@ -291,8 +291,8 @@ def _se_linux(allowed: frozenset[str]) -> CheckFn:
         if bad_types:
             data.append(f"{_plural('type', 'types', len(bad_types))} {_quote_join(sorted(bad_types))}")
         data += [f"{k} may not be set" for k in ("user", "role") if flags[k]]
-        return ("seLinuxOptions", f"{' and '.join(setters)} set forbidden securityContext.seLinuxOptions: "
-                                  f"{'; '.join(data)}")
+        return ("seLinuxOptions", (f"{' and '.join(setters)} set forbidden securityContext.seLinuxOptions: "
+                                  f"{'; '.join(data)}"))
     return check
 
 
@@ -350,12 +350,12 @@ def _seccomp(required: bool) -> CheckFn:
                 unset.append(_name(c))
         setters = _setters(pod_bad, bad)
         if setters:
-            return ("seccompProfile", f"{' and '.join(setters)} must not set securityContext.seccompProfile.type "
-                                      f"to {_quote_join(sorted(values))}")
+            return ("seccompProfile", (f"{' and '.join(setters)} must not set securityContext.seccompProfile.type "
+                                      f"to {_quote_join(sorted(values))}"))
         if required and unset:
-            return ("seccompProfile", f"pod or {_plural('container', 'containers', len(unset))} {_quote_join(unset)} "
+            return ("seccompProfile", (f"pod or {_plural('container', 'containers', len(unset))} {_quote_join(unset)} "
                                       f'must set securityContext.seccompProfile.type to "RuntimeDefault" or '
-                                      f'"Localhost"')
+                                      f'"Localhost"'))
         return None
     return check
 
@@ -399,8 +399,8 @@ def allow_privilege_escalation(meta: Obj, spec: Obj) -> Result:
     bad = [_name(c) for c in _containers(spec) if (_sc(c) or {}).get("allowPrivilegeEscalation") is not False]
     if bad:
         return ("allowPrivilegeEscalation != false",
-                f"{_plural('container', 'containers', len(bad))} {_quote_join(bad)} must set "
-                f"securityContext.allowPrivilegeEscalation=false")
+                (f"{_plural('container', 'containers', len(bad))} {_quote_join(bad)} must set "
+                f"securityContext.allowPrivilegeEscalation=false"))
     return None
 
 
@@ -449,9 +449,9 @@ def restricted_volumes(meta: Obj, spec: Obj) -> Result:
         types.add(next((k for k in FORBIDDEN_VOLUME_SOURCES if v.get(k) is not None), "unknown"))
     if bad:
         return ("restricted volume types",
-                f"{_plural('volume', 'volumes', len(bad))} {_quote_join(bad)} {_plural('uses', 'use', len(bad))} "
+                (f"{_plural('volume', 'volumes', len(bad))} {_quote_join(bad)} {_plural('uses', 'use', len(bad))} "
                 f"{_plural('restricted volume type', 'restricted volume types', len(types))} "
-                f"{_quote_join(sorted(types))}")
+                f"{_quote_join(sorted(types))}"))
     return None
 
 
@@ -470,8 +470,8 @@ def run_as_non_root(meta: Obj, spec: Obj) -> Result:
     if setters:
         return "runAsNonRoot != true", f"{' and '.join(setters)} must not set securityContext.runAsNonRoot=false"
     if implicit:
-        return ("runAsNonRoot != true", f"pod or {_plural('container', 'containers', len(implicit))} "
-                                        f"{_quote_join(implicit)} must set securityContext.runAsNonRoot=true")
+        return ("runAsNonRoot != true", (f"pod or {_plural('container', 'containers', len(implicit))} "
+                                        f"{_quote_join(implicit)} must set securityContext.runAsNonRoot=true"))
     return None
 
 

@@ -38,7 +38,7 @@ RESTRICTED_POD = {"securityContext": {"runAsNonRoot": True, "seccompProfile": {"
 
 
 def test_a_restricted_pod_passes_every_level_and_version():
-    for minor in [*range(0, psa.MAX_MINOR + 1), None, 99]:
+    for minor in [*range(psa.MAX_MINOR + 1), None, 99]:
         assert psa.evaluate(psa.LevelVersion("restricted", minor), {}, RESTRICTED_POD) == []
 
 
@@ -62,8 +62,8 @@ def test_a_restricted_pod_passes_every_level_and_version():
       "containers": [{"name": "d", "securityContext": {"seLinuxOptions": {"type": "container_engine_t"}}},
                      {"name": "e", "securityContext": {"seLinuxOptions": {"type": "bar"}}},
                      {"name": "f", "securityContext": {"seLinuxOptions": {"user": "bar"}}}]}, {}, "seLinuxOptions",
-     'pod and containers "e", "f" set forbidden securityContext.seLinuxOptions: types "bar", "foo"; '
-     'user may not be set; role may not be set'),
+     ('pod and containers "e", "f" set forbidden securityContext.seLinuxOptions: types "bar", "foo"; '
+     'user may not be set; role may not be set')),
     ({"securityContext": {"seccompProfile": {"type": "Unconfined"}}}, {}, "seccompProfile",
      'pod must not set securityContext.seccompProfile.type to "Unconfined"'),
     ({"securityContext": {"appArmorProfile": {"type": "Unconfined"}}}, {}, "forbidden AppArmor profile",
@@ -72,8 +72,8 @@ def test_a_restricted_pod_passes_every_level_and_version():
                           "container.apparmor.security.beta.kubernetes.io/b": "runtime/default",
                           "container.apparmor.security.beta.kubernetes.io/e": "unconfined"}},
      "forbidden AppArmor profiles",
-     'annotations must not set AppArmor profile type to "container.apparmor.security.beta.kubernetes.io/='
-     '"bogus"", "container.apparmor.security.beta.kubernetes.io/e="unconfined""'),
+     ('annotations must not set AppArmor profile type to "container.apparmor.security.beta.kubernetes.io/='
+     '"bogus"", "container.apparmor.security.beta.kubernetes.io/e="unconfined""')),
     ({"securityContext": {"sysctls": [{"name": "kernel.msgmax"}, {"name": "net.ipv4.tcp_rmem"},
                                       {"name": "a"}]}}, {}, "forbidden sysctls", "kernel.msgmax, a"),
     ({"securityContext": {"windowsOptions": {"hostProcess": True}},
@@ -95,9 +95,9 @@ def test_restricted_details():
     assert psa.evaluate(LATEST_RESTRICTED, {}, spec) == [
         ("allowPrivilegeEscalation != false",
          'container "a" must set securityContext.allowPrivilegeEscalation=false'),
-        ("unrestricted capabilities", 'container "a" must set securityContext.capabilities.drop=["ALL"]; '
+        ("unrestricted capabilities", ('container "a" must set securityContext.capabilities.drop=["ALL"]; '
                                       'container "a" must not include "CHOWN", "SYS_TIME" in '
-                                      'securityContext.capabilities.add'),
+                                      'securityContext.capabilities.add')),
         ("restricted volume types", 'volumes "v", "w" use restricted volume types "nfs", "unknown"'),
         ("runAsNonRoot != true", 'pod and container "a" must not set securityContext.runAsNonRoot=false'),
         ("runAsUser=0", 'pod and container "a" must not set runAsUser=0'),
