@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kybern.api import (
+    admissionregistration,
     apiregistration,
     apps,
     autoscaling,
@@ -26,6 +27,6 @@ def builtin_registry() -> Registry:
     for info in core.RESOURCES + core_extra.RESOURCES + apps.RESOURCES + batch.RESOURCES + \
             autoscaling.RESOURCES + networking.RESOURCES + discovery_k8s.RESOURCES + events.RESOURCES + \
             policy.RESOURCES + rbac.RESOURCES + scheduling.RESOURCES + apiregistration.RESOURCES + \
-            storage_k8s.RESOURCES + crd.RESOURCES:
+            storage_k8s.RESOURCES + crd.RESOURCES + admissionregistration.RESOURCES:
         reg.add(info)
     return reg

@@ -315,6 +315,9 @@ def _priorityclass(o: Obj) -> list[Any]:
             o.get("preemptionPolicy") or ""]
 
 
+_WEBHOOKS: Printer = ([_N, ("Webhooks", "integer", "", 0), _A],
+                      lambda o: [_name(o), len(o.get("webhooks") or []), _created(o)])
+
 PRINTERS: dict[tuple[str, str], Printer] = {
     ("apps", "StatefulSet"): ([_N, ("Ready", "string", "", 0), _A, *_WIDE_POD], _sts),
     ("apps", "DaemonSet"): ([_N, ("Desired", "integer", "", 0), ("Current", "integer", "", 0),
@@ -373,6 +376,8 @@ PRINTERS: dict[tuple[str, str], Printer] = {
                                                  _A], _apiservice),
     ("scheduling.k8s.io", "PriorityClass"): ([_N, ("Value", "integer", "", 0), ("Global-Default", "boolean", "", 0),
                                               _A, ("PreemptionPolicy", "string", "", 0)], _priorityclass),
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"): _WEBHOOKS,
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"): _WEBHOOKS,
     ("rbac.authorization.k8s.io", "Role"): _CREATED_AT,
     ("rbac.authorization.k8s.io", "ClusterRole"): _CREATED_AT,
     ("rbac.authorization.k8s.io", "RoleBinding"): _BINDING,

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from kybern.api import tables
 from kybern.api.registry import ResourceInfo
+from kybern.apiserver import admission_webhooks
 from kybern.apiserver.store import RESTStore
 from kybern.machinery import errors, managedfields
 
@@ -276,6 +277,8 @@ async def handle(server: "APIServer", request: web.Request, group: str, version:
         return json_response(reviews.answer(info, await read_body(request), request.get("user")), 201)
     store = server.store_for(info)
     method = request.method
+    if method != "GET":  # which write the admission webhooks see (admission_webhooks.py)
+        admission_webhooks.REQUEST.set((request, info, sub))
     if method in _OPTIONS_KIND:  # whose fields this write sets (metadata.managedFields)
         managedfields.REQUEST.set(managedfields.WriteRequest(managedfields.manager_from(
             request.query.get("fieldManager"), request.headers.get("User-Agent"), _OPTIONS_KIND[method]), sub or ""))
@@ -414,7 +417,7 @@ def _gc_warnings(store: RESTStore, options: dict[str, Any]) -> list[str]:
 async def delete(request: web.Request, store: RESTStore, ns: str | None, name: str) -> web.Response:
     options = await delete_options(request)
     warnings = _gc_warnings(store, options)
-    obj, deleted_now = await store.delete(ns, name, options, dry_run=dry_run(request, options))
+    obj, deleted_now = await store.delete(ns, name, options, dry_run=dry_run(request, options), warnings=warnings)
     if deleted_now and not store.strategy.return_deleted_object:  # type: ignore[union-attr]
         # upstream's finalizeDelete: most kinds answer a finished delete with a Success Status
         m = obj["metadata"]
@@ -431,17 +434,18 @@ async def delete_collection(request: web.Request, store: RESTStore, ns: str | No
     pred = store.predicate(q.get("labelSelector"), q.get("fieldSelector"))
     options = await delete_options(request)
     lst = await store.list(ns, pred=pred)
+    warnings = _gc_warnings(store, options)
     items = []
     for o in lst["items"]:
         try:
             obj, _ = await store.delete(o["metadata"].get("namespace"), o["metadata"]["name"], options,
-                                        dry_run=dry_run(request, options))
+                                        dry_run=dry_run(request, options), warnings=warnings)
             items.append(obj)
         except errors.StatusError as e:
             if e.code != 404:
                 raise
     lst["items"] = items
-    return json_response(lst, warnings=_gc_warnings(store, options))
+    return json_response(lst, warnings=warnings)
 
 
 async def watch(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None, *,

@@ -26,6 +26,7 @@ from kybern.api.registry import Registry, ResourceInfo
 from kybern.apiserver import (
     admission_resources,
     admission_serviceaccount,
+    admission_webhooks,
     allocators,
     discovery,
     metricsapi,
@@ -140,6 +141,7 @@ class APIServer:
             ("scheduling.k8s.io", "priorityclasses"): lambda new, old: self._admit_priority_class(new),
         }
         self._node_session: aiohttp.ClientSession | None = None
+        self.webhooks = admission_webhooks.Webhooks(self)  # dynamic admission control
 
     # -- stores ---------------------------------------------------------------
     def store_for(self, info: ResourceInfo) -> RESTStore:
@@ -161,6 +163,7 @@ class APIServer:
                           # built-in kinds' status updates validate status and metadata (as
                           # upstream's status strategies); CRs' validators see the whole object
                           status_scope=None if own else ("apiVersion", "kind", "metadata", "status"))
+            s.webhooks = self.webhooks
             self._stores[key] = s
         return s
 
@@ -576,6 +579,7 @@ class APIServer:
         if getattr(self, "crds", None) is not None:
             await self.crds.stop()
         await self.watch_cache.stop()
+        await self.webhooks.close()
         if self._node_session:
             await self._node_session.close()
 

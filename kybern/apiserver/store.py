@@ -245,6 +245,7 @@ class RESTStore:
         self.namespace_check = namespace_check
         self.before_create = before_create  # async hook after validation (e.g. IP allocation)
         self.before_update = before_update  # async hook (new, old) after an update's validation
+        self.webhooks: Any = None  # admission webhooks (kybern/apiserver/admission_webhooks.py), set by the server
         # records metadata.managedFields for the request's field manager (managedfields.tracker)
         self.track_fields = track_fields
         # the top-level fields a status update's schema validation looks at (None: all):
@@ -510,6 +511,9 @@ class RESTStore:
                       field_validation, warnings)
         self._validate(obj, lambda: self._meta_causes(obj) + self.strategy.validate(obj),  # type: ignore[union-attr]
                        field_validation, warnings)
+        if self.webhooks is not None and self.webhooks.active(self, None):
+            await self.webhooks.admit(self, "CREATE", obj, None, subresource=None, dry_run=dry_run,
+                                      field_validation=field_validation, warnings=warnings)
         if self.before_create is not None:
             token = CREATE_DRY_RUN.set(dry_run)  # admission that writes (quota charges) skips a dry run
             try:
@@ -658,6 +662,10 @@ class RESTStore:
         self._keep_system_meta(new, old)
         self._validate(new, causes, field_validation, warnings,
                        scope=self.status_scope if subresource == "status" else None)
+        if self.webhooks is not None and self.webhooks.active(self, subresource):
+            await self.webhooks.admit(self, "UPDATE", new, old, subresource=subresource, dry_run=dry_run,
+                                      field_validation=field_validation, warnings=warnings, causes=causes,
+                                      scope=self.status_scope if subresource == "status" else None)
         if self.before_update is not None and subresource is None:
             await self.before_update(new, old)
         if self.track_fields is not None:
@@ -731,7 +739,7 @@ class RESTStore:
 
     # -- delete ---------------------------------------------------------------
     async def delete(self, namespace: str | None, name: str, options: Obj | None = None, *,
-                     dry_run: bool = False) -> tuple[Obj, bool]:
+                     dry_run: bool = False, warnings: list[str] | None = None) -> tuple[Obj, bool]:
         """Returns (object, deleted_now). With finalizers or a grace period the
         object is only marked (deletionTimestamp) and stays until they are done."""
         options = options or {}
@@ -754,6 +762,10 @@ class RESTStore:
                                       f"Precondition failed: ResourceVersion in precondition: "
                                       f"{pre['resourceVersion']}, ResourceVersion in object meta: "
                                       f"{m['resourceVersion']}")
+            if self.webhooks is not None and self.webhooks.active(self, None):
+                await self.webhooks.admit(self, "DELETE", None, obj, subresource=None, dry_run=dry_run,
+                                          field_validation="Strict", warnings=[] if warnings is None else warnings,
+                                          options=options)
             policy = options.get("propagationPolicy")
             if options.get("orphanDependents") is True:
                 policy = "Orphan"

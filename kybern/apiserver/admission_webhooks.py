@@ -1,0 +1,507 @@
+"""Dynamic admission control: the MutatingAdmissionWebhook and
+ValidatingAdmissionWebhook plugins (k8s.io/apiserver pkg/admission/plugin/webhook).
+
+On a create, update or delete of a matching resource the apiserver POSTs an
+admission.k8s.io/v1 AdmissionReview to each webhook the stored
+Mutating/ValidatingWebhookConfigurations name: the mutating ones first, one after
+another (configurations by name, webhooks in order; a JSONPatch answer is applied
+and the object defaulted and validated again), then the validating ones, all at
+once. A denial is the webhook's Status (`admission webhook "NAME" denied the
+request: MESSAGE`); a webhook that cannot be called fails the request with a 500
+(failurePolicy Fail) or is skipped (Ignore); warnings go back as Warning headers.
+
+The configurations are read from the watch cache (fed by the apiserver's one
+storage watch, as upstream's informer): with none stored, a write pays two dict
+look-ups. Parsed hooks are kept until the stored configurations change.
+
+Where it runs in kybern (kybern/apiserver/store.py): after the object's own
+defaulting and validation, before the built-in admission that needs other
+objects (ServiceAccount, Priority, LimitRanger, ResourceQuota) — so webhooks do
+not see the token volume or the priority those add. Not done: reinvocation
+(reinvocationPolicy IfNeeded is accepted and treated as Never), matchConditions
+(CEL), matchPolicy Equivalent's conversion to another version, CONNECT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import logging
+import socket
+import ssl
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+
+from kybern.api import admissionregistration
+from kybern.apiserver.store import key_prefix, object_key
+from kybern.machinery import errors, patch, selectors
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from kybern.api.registry import ResourceInfo
+    from kybern.apiserver.server import APIServer
+    from kybern.apiserver.store import RESTStore
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+# the write request being served: (request, resource, subresource), set by rest.handle.
+# Webhooks are called for the store operation that request asks for, not for the
+# writes the apiserver makes on its behalf (a quota's status, a binding's pod)
+REQUEST: contextvars.ContextVar[tuple[web.Request, ResourceInfo, str | None] | None] = \
+    contextvars.ContextVar("kybern_admission_request", default=None)
+
+ADMITTED_SUBRESOURCES = (None, "status", "ephemeralcontainers")
+MUTATING_PREFIX = key_prefix(admissionregistration.MUTATING)
+VALIDATING_PREFIX = key_prefix(admissionregistration.VALIDATING)
+REVIEW_GVK = "admission.k8s.io/v1, Kind=AdmissionReview"
+# upstream never sends these through webhooks (IsExemptAdmissionConfigurationResource)
+EXEMPT_GROUP = admissionregistration.GROUP
+
+
+@dataclass
+class Hook:
+    name: str
+    config: str
+    spec: Obj
+    mutating: bool
+
+    @property
+    def failure_policy(self) -> str:
+        return self.spec.get("failurePolicy") or "Fail"
+
+    @property
+    def timeout(self) -> int:
+        return int(self.spec.get("timeoutSeconds") or 10)
+
+
+class CallError(Exception):
+    """ErrCallingWebhook: the webhook could not be called or answered nonsense;
+    failurePolicy decides whether the request fails."""
+
+    def __init__(self, hook: str, reason: str) -> None:
+        super().__init__(f'failed calling webhook "{hook}": {reason}')
+
+
+class Webhooks:
+    def __init__(self, server: APIServer) -> None:
+        self.server = server
+        self._parsed: dict[str, tuple[tuple[tuple[str, int], ...], list[Hook]]] = {}
+        self._sessions: dict[bytes, aiohttp.ClientSession] = {}
+
+    # -- the configurations ------------------------------------------------------
+    def active(self, store: RESTStore, subresource: str | None) -> bool:
+        """Whether this write may need webhooks: a configuration is stored and the
+        write is the one the request asks for. The pod-create path pays two dict
+        look-ups when no configuration exists."""
+        res = self.server.watch_cache.resources
+        m, v = res.get(MUTATING_PREFIX), res.get(VALIDATING_PREFIX)
+        if not ((m is not None and m.objects) or (v is not None and v.objects)):
+            return False
+        ctx = REQUEST.get()
+        return ctx is not None and ctx[1] is store.info and ctx[2] == subresource and \
+            subresource in ADMITTED_SUBRESOURCES and store.info.group != EXEMPT_GROUP
+
+    def hooks(self, prefix: str, mutating: bool) -> list[Hook]:
+        rc = self.server.watch_cache.resources.get(prefix)
+        if rc is None or not rc.objects:
+            return []
+        sig = tuple(sorted((k, e.rv) for k, e in rc.objects.items()))
+        cached = self._parsed.get(prefix)
+        if cached is not None and cached[0] == sig:
+            return cached[1]
+        hooks: list[Hook] = []
+        for key in sorted(rc.objects):  # configurations by name, as upstream sorts them
+            cfg = rc.objects[key].decode()
+            for spec in cfg.get("webhooks") or []:
+                hooks.append(Hook(spec.get("name") or "", cfg["metadata"]["name"], spec, mutating))
+        self._parsed[prefix] = (sig, hooks)
+        return hooks
+
+    # -- admission -----------------------------------------------------------------
+    async def admit(self, store: RESTStore, operation: str, obj: Obj | None, old: Obj | None, *,
+                    subresource: str | None, dry_run: bool, field_validation: str, warnings: list[str],
+                    options: Obj | None = None, causes: Any = None, scope: tuple[str, ...] | None = None) -> None:
+        """Mutating webhooks (obj changed in place, then defaulted and validated
+        again), then validating webhooks; raises the StatusError that fails the
+        request."""
+        ctx = REQUEST.get()
+        request = ctx[0] if ctx is not None else None
+        info = store.info
+        attrs = _Attributes(info, operation, obj, old, subresource, dry_run, options, request)
+        mutating = [h for h in self.hooks(MUTATING_PREFIX, True) if await self._matches(h, attrs)]
+        for hook in mutating:
+            patched = await self._call(hook, attrs, warnings)
+            if patched is not None and obj is not None:
+                obj.clear()
+                obj.update(patched)
+                attrs.obj = obj
+                self._revalidate(store, operation, obj, old, subresource, field_validation, warnings, causes,
+                                 scope)
+        validating = [h for h in self.hooks(VALIDATING_PREFIX, False) if await self._matches(h, attrs)]
+        if not validating:
+            return
+        results = await asyncio.gather(*(self._call(h, attrs, warnings) for h in validating),
+                                       return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+
+    @staticmethod
+    def _revalidate(store: RESTStore, operation: str, obj: Obj, old: Obj | None, subresource: str | None,
+                    field_validation: str, warnings: list[str], causes: Any, scope: tuple[str, ...] | None
+                    ) -> None:
+        """A patched object is defaulted (as upstream decodes it with defaulting)
+        and validated again: a webhook cannot store what the API refuses."""
+        strategy = store.strategy
+        assert strategy is not None
+        if operation == "CREATE":
+            store._prepare(lambda: strategy.prepare_for_create(obj), obj, field_validation, warnings)
+            store._validate(obj, lambda: store._meta_causes(obj) + strategy.validate(obj), field_validation,
+                            warnings)
+        elif subresource is None:
+            store._prepare(lambda: strategy.default(obj), obj, field_validation, warnings)
+            store._validate(obj, causes, field_validation, warnings)
+        else:
+            store._validate(obj, causes, field_validation, warnings, scope=scope)
+
+    async def _matches(self, hook: Hook, a: _Attributes) -> bool:
+        if not any(_rule_matches(r, a) for r in hook.spec.get("rules") or []):
+            return False
+        if not _object_selector_matches(hook.spec.get("objectSelector"), a):
+            return False
+        return await self._namespace_matches(hook.spec.get("namespaceSelector"), a)
+
+    async def _namespace_matches(self, sel: Obj | None, a: _Attributes) -> bool:
+        """MatchNamespaceSelector: cluster-scoped objects other than namespaces
+        always match; a namespace written now matches on its own labels."""
+        if not sel or (not sel.get("matchLabels") and not sel.get("matchExpressions")):
+            return True
+        is_ns = a.info.group == "" and a.info.plural == "namespaces"
+        if not a.namespace and not is_ns:
+            return True
+        if is_ns and a.subresource is None and a.operation in ("CREATE", "UPDATE"):
+            labels = (a.obj or {}).get("metadata", {}).get("labels")
+        else:
+            labels = await self._namespace_labels(a.namespace or a.name)
+        return selectors.selector_matches(sel, labels or {})
+
+    async def _namespace_labels(self, ns: str) -> dict[str, str] | None:
+        store = self.server.store("", "v1", "namespaces")
+        entry = await store.cache.get(store.prefix, object_key(store.info, None, ns))
+        if entry is not None:
+            return entry.labels
+        try:
+            return (await store.get(None, ns)).get("metadata", {}).get("labels")
+        except errors.StatusError as e:
+            if e.code != 404:
+                raise
+            return None
+
+    # -- calling a webhook ---------------------------------------------------------
+    async def _call(self, hook: Hook, a: _Attributes, warnings: list[str]) -> Obj | None:
+        """One webhook call: None, or the object a mutating webhook's patch made.
+        Raises the request's StatusError (a denial, or a call failure under
+        failurePolicy Fail)."""
+        if a.dry_run and hook.spec.get("sideEffects") not in admissionregistration.NO_SIDE_EFFECTS:
+            raise errors.bad_request(f'admission webhook "{hook.name}" does not support dry run')
+        try:
+            response = await self._post(hook, a)
+        except CallError as e:
+            if hook.failure_policy == "Ignore":
+                log.warning("Failed calling webhook, failing open %s: %s", hook.name, e)
+                return None
+            log.warning("Failed calling webhook, failing closed %s: %s", hook.name, e)
+            raise errors.internal(str(e)) from None
+        for w in response.get("warnings") or []:
+            if isinstance(w, str):
+                warnings.append(w)
+        if not response.get("allowed"):
+            raise _denied(hook.name, response.get("status"))
+        raw_patch = response.get("patch")
+        if not raw_patch:
+            return None
+        try:
+            ops = orjson.loads(base64.b64decode(raw_patch))
+        except (ValueError, TypeError) as e:
+            e2 = CallError(hook.name, f"received undecodable patch in webhook response: {e}")
+            if hook.failure_policy == "Ignore":
+                return None
+            raise errors.internal(str(e2)) from None
+        if not ops:
+            return None
+        if a.obj is None:
+            raise errors.internal(f'admission webhook "{hook.name}" attempted to modify the object, which is '
+                                  "not supported for this operation")
+        try:
+            return patch.json_patch(a.obj, ops)  # type: ignore[no-any-return]
+        except errors.StatusError as e:
+            raise errors.internal(e.message) from None
+
+    async def _post(self, hook: Hook, a: _Attributes) -> Obj:
+        cc = hook.spec.get("clientConfig") or {}
+        timeout = hook.timeout
+        uid = str(uuid.uuid4())
+        body = orjson.dumps({"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1",
+                             "request": a.request(uid)})
+        url, dial, server_name = await self._target(cc)
+        shown = f"{url}?timeout={timeout}s"
+        if dial is None:
+            svc = cc.get("service") or {}
+            raise CallError(hook.name, f'failed to call webhook: Post "{shown}": no endpoints available for '
+                                       f'service "{svc.get("name")}"')
+        try:
+            session = self._session(hook.name, cc.get("caBundle") or "")
+            kwargs: dict[str, Any] = {}
+            if server_name:
+                kwargs["server_hostname"] = server_name
+            async with session.post(f"{dial}?timeout={timeout}s", data=body,
+                                    headers={"Content-Type": "application/json", "Accept": "application/json"},
+                                    timeout=aiohttp.ClientTimeout(total=timeout), **kwargs) as resp:
+                raw = await resp.read()
+                if resp.status < 200 or resp.status >= 300:
+                    text = raw.decode(errors="replace").strip()
+                    raise CallError(hook.name, f"failed to call webhook: an error on the server (\"{text}\") "
+                                               "has prevented the request from succeeding")
+        except CallError:
+            raise
+        except TimeoutError:
+            raise CallError(hook.name, f'failed to call webhook: Post "{shown}": context deadline exceeded') \
+                from None
+        except aiohttp.ClientConnectorCertificateError as e:
+            raise CallError(hook.name, f'failed to call webhook: Post "{shown}": tls: failed to verify '
+                                       f"certificate: {_cert_reason(e)}") from None
+        except aiohttp.ClientConnectorError as e:
+            raise CallError(hook.name, f'failed to call webhook: Post "{shown}": {_dial_reason(e)}') from None
+        except (aiohttp.ClientError, OSError, ssl.SSLError) as e:
+            raise CallError(hook.name, f'failed to call webhook: Post "{shown}": {e}') from None
+        try:
+            review = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise CallError(hook.name, f"failed to call webhook: {e}") from None
+        why = _verify(review, uid, hook.mutating)
+        if why:
+            raise CallError(hook.name, f"received invalid webhook response: {why}")
+        return review["response"]  # type: ignore[no-any-return]
+
+    async def _target(self, cc: Obj) -> tuple[str, str | None, str | None]:
+        """(the URL as upstream names it in errors, the URL dialled, the TLS server
+        name when it differs from the dialled host). A service is dialled at one of
+        its ready endpoints (as kube-apiserver's endpoint resolver), verified as
+        `NAME.NAMESPACE.svc`."""
+        if cc.get("url"):
+            return cc["url"], cc["url"], None
+        svc = cc.get("service") or {}
+        name, ns, port = svc.get("name") or "", svc.get("namespace") or "", int(svc.get("port") or 443)
+        path = svc.get("path") or ""
+        host = f"{name}.{ns}.svc"
+        url = f"https://{host}:{port}{path}"
+        addr = await self._resolve(name, ns, port)
+        return url, (f"https://{addr}{path}" if addr is not None else None), host
+
+    async def _resolve(self, name: str, ns: str, port: int) -> str | None:
+        services = self.server.store("", "v1", "services")
+        try:
+            service = await services.get(ns, name, resource_version="0")
+        except errors.StatusError:
+            return None
+        spec = service.get("spec") or {}
+        if spec.get("type") == "ExternalName":
+            return f"{spec.get('externalName')}:{port}"
+        sp = next((p for p in spec.get("ports") or [] if p.get("port") == port), None)
+        if sp is None:
+            return None
+        eps_store = self.server.store("", "v1", "endpoints")
+        try:
+            eps = await eps_store.get(ns, name, resource_version="0")
+        except errors.StatusError:
+            return None
+        for subset in eps.get("subsets") or []:
+            ports = subset.get("ports") or []
+            ep = next((p for p in ports if p.get("name", "") == sp.get("name", "")), None) or \
+                (ports[0] if len(ports) == 1 else None)
+            addrs = subset.get("addresses") or []
+            if ep is not None and addrs:
+                ip = addrs[0].get("ip")
+                return f"[{ip}]:{ep['port']}" if ":" in ip else f"{ip}:{ep['port']}"
+        return None
+
+    def _session(self, hook: str, ca_bundle: str) -> aiohttp.ClientSession:
+        key = ca_bundle.encode()
+        s = self._sessions.get(key)
+        if s is None or s.closed:
+            ctx = ssl.create_default_context()
+            if ca_bundle:
+                try:
+                    ctx.load_verify_locations(cadata=base64.b64decode(ca_bundle).decode())
+                except (ValueError, ssl.SSLError) as e:
+                    raise CallError(hook, f"could not get REST client: unable to load root certificates: {e}") \
+                        from None
+            s = self._sessions[key] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx))
+        return s
+
+    async def close(self) -> None:
+        for s in self._sessions.values():
+            await s.close()
+        self._sessions.clear()
+
+
+class _Attributes:
+    """admission.Attributes: what the request is about."""
+
+    def __init__(self, info: ResourceInfo, operation: str, obj: Obj | None, old: Obj | None,
+                 subresource: str | None, dry_run: bool, options: Obj | None, request: web.Request | None) -> None:
+        self.info, self.operation, self.obj, self.old = info, operation, obj, old
+        self.subresource, self.dry_run, self.options, self.http = subresource, dry_run, options, request
+        m = (obj or old or {}).get("metadata") or {}
+        self.name = m.get("name") or ""
+        is_ns = info.group == "" and info.plural == "namespaces"
+        self.namespace = (m.get("namespace") or "") if info.namespaced else (self.name if is_ns else "")
+
+    def request(self, uid: str) -> Obj:
+        info = self.info
+        kind = {"group": info.group, "version": info.version, "kind": info.kind}
+        resource = {"group": info.group, "version": info.version, "resource": info.plural}
+        out: Obj = {"uid": uid, "kind": kind, "resource": resource}
+        if self.subresource:
+            out["subResource"] = self.subresource
+        out["requestKind"], out["requestResource"] = kind, resource
+        if self.subresource:
+            out["requestSubResource"] = self.subresource
+        if self.name:
+            out["name"] = self.name
+        if self.namespace and info.namespaced:
+            out["namespace"] = self.namespace
+        out["operation"] = self.operation
+        out["userInfo"] = self._user()
+        out["object"] = self.obj
+        out["oldObject"] = self.old
+        out["dryRun"] = self.dry_run
+        out["options"] = self._options()
+        return out
+
+    def _user(self) -> Obj:
+        from kybern.apiserver import reviews
+
+        user = self.http.get("user") if self.http is not None else None
+        return user or reviews.ADMIN
+
+    def _options(self) -> Obj:
+        kind = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions", "DELETE": "DeleteOptions"}[self.operation]
+        out: Obj = {"kind": kind, "apiVersion": "meta.k8s.io/v1"}
+        if self.operation == "DELETE":
+            out.update({k: v for k, v in (self.options or {}).items() if k not in ("kind", "apiVersion")})
+        elif self.http is not None:
+            fm = self.http.query.get("fieldManager")
+            if self.http.method == "PATCH" and not fm:
+                fm = None
+            if fm:
+                out["fieldManager"] = fm
+            fv = self.http.query.get("fieldValidation")
+            if fv:
+                out["fieldValidation"] = fv
+        if self.dry_run:
+            out["dryRun"] = ["All"]
+        return out
+
+
+def _rule_matches(rule: Obj, a: _Attributes) -> bool:
+    """k8s.io/apiserver pkg/admission/plugin/webhook/predicates/rules: scope,
+    operation, group, version, resource (with subresource)."""
+    info = a.info
+    scope = rule.get("scope") or "*"
+    is_ns = info.group == "" and info.plural == "namespaces"
+    if scope == "Namespaced" and (is_ns or not a.namespace):
+        return False
+    if scope == "Cluster" and not (is_ns or not a.namespace):
+        return False
+    ops = rule.get("operations") or []
+    if "*" not in ops and a.operation not in ops:
+        return False
+    groups = rule.get("apiGroups") or []
+    if "*" not in groups and info.group not in groups:
+        return False
+    versions = rule.get("apiVersions") or []
+    if "*" not in versions and info.version not in versions:
+        return False
+    sub = a.subresource or ""
+    for rs in rule.get("resources") or []:
+        res, _, rsub = rs.partition("/")
+        if (res == "*" or res == info.plural) and (rsub == "*" or rsub == sub):
+            return True
+    return False
+
+
+def _object_selector_matches(sel: Obj | None, a: _Attributes) -> bool:
+    """Either the new or the old object's labels match (a delete has only the old)."""
+    if not sel or (not sel.get("matchLabels") and not sel.get("matchExpressions")):
+        return True
+    for o in (a.obj, a.old):
+        if o is not None and selectors.selector_matches(sel, (o.get("metadata") or {}).get("labels") or {}):
+            return True
+    return False
+
+
+def _denied(name: str, status: Any) -> errors.StatusError:
+    """webhookerrors.ToStatusErr: the webhook's Status, code at least 400."""
+    st = status if isinstance(status, dict) else {}
+    code = st.get("code") if isinstance(st.get("code"), int) else 0
+    code = max(code, 400)
+    denied = f'admission webhook "{name}" denied the request'
+    if st.get("message"):
+        message = f"{denied}: {st['message']}"
+    elif st.get("reason"):
+        message = f"{denied}: {st['reason']}"
+    else:
+        message = f"{denied} without explanation"
+    details = st.get("details") if isinstance(st.get("details"), dict) else None
+    return errors.StatusError(code, str(st.get("reason") or ""), message, details=details)
+
+
+def _verify(review: Any, uid: str, mutating: bool) -> str | None:
+    """VerifyAdmissionResponse for admission.k8s.io/v1."""
+    if not isinstance(review, dict) or not isinstance(review.get("response"), dict):
+        return "webhook response was absent"
+    gvk = f"{review.get('apiVersion') or ''}, Kind={review.get('kind') or ''}"
+    if gvk != REVIEW_GVK:
+        return f"expected webhook response of {REVIEW_GVK}, got {gvk}"
+    r = review["response"]
+    if r.get("uid") != uid:
+        return f'expected response.uid="{uid}", got "{r.get("uid") or ""}"'
+    if r.get("patch") and not r.get("patchType"):
+        return "webhook returned response.patch but not response.patchType"
+    if r.get("patchType") and r["patchType"] != "JSONPatch":
+        return f'webhook returned invalid response.patchType of "{r["patchType"]}"'
+    if not mutating and (r.get("patch") or r.get("patchType")):
+        return "validating webhooks may not return patches"
+    return None
+
+
+def _dial_reason(e: aiohttp.ClientConnectorError) -> str:
+    """Go's net error text: `dial tcp HOST:PORT: connect: connection refused`."""
+    os_err = e.os_error
+    host = f"[{e.host}]:{e.port}" if ":" in (e.host or "") else f"{e.host}:{e.port}"
+    if isinstance(os_err, ConnectionRefusedError) or getattr(os_err, "errno", None) == 111:
+        return f"dial tcp {host}: connect: connection refused"
+    if isinstance(os_err, socket.gaierror):
+        return f"dial tcp: lookup {e.host}: no such host"
+    why = os_err.strerror if isinstance(os_err, OSError) and os_err.strerror else str(os_err)
+    return f"dial tcp {host}: connect: {why.lower()}"
+
+
+def _cert_reason(e: aiohttp.ClientConnectorCertificateError) -> str:
+    cert = e.certificate_error
+    text = getattr(cert, "verify_message", "") or str(cert)
+    if "unable to get local issuer" in text or "self-signed" in text or "self signed" in text:
+        return "x509: certificate signed by unknown authority"
+    if "hostname mismatch" in text or "IP address mismatch" in text:
+        return f"x509: certificate is not valid for the requested host ({text})"
+    return f"x509: {text}"
+
