@@ -16,6 +16,7 @@ import base64
 import datetime as dt
 import ipaddress
 import json
+import secrets
 import ssl
 import tempfile
 import threading
@@ -34,7 +35,7 @@ def make_ca_and_cert(hosts: list[str]) -> tuple[bytes, bytes, bytes]:
     """(CA cert PEM, server cert PEM, server key PEM) for `hosts` (DNS names or IPs)."""
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "webhook-test-ca")])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"webhook-test-ca-{secrets.token_hex(4)}")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
           .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
           .not_valid_after(now + dt.timedelta(days=1))

@@ -1,0 +1,308 @@
+"""Dynamic admission control end to end: kubectl applies Validating- and
+MutatingWebhookConfigurations naming a real HTTPS webhook this test starts
+(tests/e2e/admission_webhook_server.py, its CA in caBundle), and the apiserver
+calls it as kube-apiserver does: denials and warnings as kubectl prints them,
+JSONPatch mutations in the stored object, failurePolicy Fail and Ignore with the
+webhook down, namespace and object selectors, dry run, a service clientConfig.
+
+Every configuration here selects only its test's namespace, so the other tests
+sharing the cluster never reach these webhooks."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from admission_webhook_server import WebhookServer
+
+@pytest.fixture(scope="module")
+def webhook() -> WebhookServer:
+    s = WebhookServer(["127.0.0.1", "localhost"])
+    yield s
+    s.stop()
+
+
+def config(kind: str, name: str, hooks: list[str]) -> str:
+    return f"""
+apiVersion: admissionregistration.k8s.io/v1
+kind: {kind}
+metadata: {{name: {name}}}
+webhooks:
+""" + "".join(hooks)
+
+
+def hook(name: str, client_config: str, ns: str, *, ops: str = "[CREATE, UPDATE, DELETE]", extra: str = "",
+         resources: str = "[pods]") -> str:
+    return f"""
+- name: {name}
+  clientConfig: {client_config}
+  rules: [{{apiGroups: [""], apiVersions: [v1], operations: {ops}, resources: {resources}}}]
+  namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}
+  sideEffects: None
+  admissionReviewVersions: [v1]
+{extra}"""
+
+
+def url_config(server: WebhookServer, path: str) -> str:
+    return f'{{url: "{server.url(path)}", caBundle: {server.ca_bundle}}}'
+
+
+def wait_called(cluster, server: WebhookServer, ns: str, path: str) -> None:
+    """Configurations reach the apiserver's cache through its watch, as upstream's
+    informer: wait until a dry-run create reaches the webhook."""
+    def called() -> bool:
+        before = len(server.requests_for(path))
+        cluster.kubectl("run", "probe", "-n", ns, "--image=busybox", "--dry-run=server", check=False)
+        return len(server.requests_for(path)) > before
+    cluster.wait_for(called, timeout=15, what=f"the webhook {path} to be called")
+
+
+def run(cluster, ns: str, name: str, *extra: str, check: bool = False):
+    return cluster.kubectl("run", name, "-n", ns, "--image=busybox", *extra, "--", "sleep", "3600", check=check)
+
+
+def test_configuration_api(cluster, webhook):
+    names = "validatingwebhookconfigurations" in cluster.kubectl("api-resources", "--api-group",
+                                                                 "admissionregistration.k8s.io").stdout
+    assert names
+    bad = config("ValidatingWebhookConfiguration", "e2e-invalid", ["""
+- name: short
+  clientConfig: {url: "http://example.com/x?y=1"}
+  rules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE, BOGUS], resources: ["*", pods]}]
+  timeoutSeconds: 31
+- name: a.b.c
+  clientConfig: {service: {namespace: default, name: svc, path: "/ok"}}
+  sideEffects: Some
+  admissionReviewVersions: [v3]
+"""])
+    p = cluster.kubectl("apply", "-f", "-", input=bad, check=False)
+    assert p.returncode == 1
+    assert 'The ValidatingWebhookConfiguration "e2e-invalid" is invalid:' in p.stderr
+    for line in (
+        '* webhooks[0].name: Invalid value: "short": should be a domain with at least three segments separated '
+        "by dots",
+        '* webhooks[0].rules[0].operations[1]: Unsupported value: "BOGUS": supported values: "*", "CONNECT", '
+        '"CREATE", "DELETE", "UPDATE"',
+        '* webhooks[0].rules[0].resources: Invalid value: []string{"*", "pods"}: if \'*\' is present, must not '
+        "specify other resources without subresources",
+        "* webhooks[0].sideEffects: Required value: must specify one of None, NoneOnDryRun",
+        "* webhooks[0].timeoutSeconds: Invalid value: 31: the timeout value must be between 1 and 30 seconds",
+        "* webhooks[0].clientConfig.url: Invalid value: \"http\": 'https' is the only allowed URL scheme",
+        '* webhooks[0].clientConfig.url: Invalid value: "y=1": query parameters are not permitted in the URL',
+        "* webhooks[0].admissionReviewVersions: Required value: must specify one of v1, v1beta1",
+        '* webhooks[1].sideEffects: Unsupported value: "Some": supported values: "None", "NoneOnDryRun"',
+        '* webhooks[1].admissionReviewVersions: Invalid value: []string{"v3"}: must include at least one of v1, '
+        "v1beta1",
+    ):
+        assert line in p.stderr, (line, p.stderr)
+
+    good = config("MutatingWebhookConfiguration", "e2e-defaults", [
+        hook("one.kybern.test", url_config(webhook, "/nothing"), "no-such-namespace"),
+        hook("two.kybern.test", "{service: {namespace: default, name: svc}}", "no-such-namespace"),
+    ])
+    cluster.kubectl("apply", "-f", "-", input=good)
+    try:
+        out = cluster.kubectl("get", "mutatingwebhookconfigurations", "e2e-defaults").stdout.splitlines()
+        assert out[0].split() == ["NAME", "WEBHOOKS", "AGE"]
+        assert out[1].split()[:2] == ["e2e-defaults", "2"]
+        obj = cluster.kjson("get", "mutatingwebhookconfiguration", "e2e-defaults")
+        h0, h1 = obj["webhooks"]
+        assert (h0["failurePolicy"], h0["matchPolicy"], h0["timeoutSeconds"], h0["reinvocationPolicy"],
+                h0["objectSelector"], h0["rules"][0]["scope"]) == ("Fail", "Equivalent", 10, "Never", {}, "*")
+        assert h1["clientConfig"]["service"]["port"] == 443
+    finally:
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", "e2e-defaults", check=False)
+
+
+def test_validating_webhook_denies_and_warns(cluster, namespace, webhook):
+    name = f"e2e-validate-{namespace}"
+    cluster.kubectl("apply", "-f", "-", input=config("ValidatingWebhookConfiguration", name, [
+        hook("validate.kybern.test", url_config(webhook, "/validate"), namespace)]))
+    try:
+        wait_called(cluster, webhook, namespace, "/validate")
+        p = run(cluster, namespace, "bad-pod")
+        assert p.returncode == 1
+        assert p.stderr.strip() == ('Error from server (Forbidden): admission webhook "validate.kybern.test" '
+                                    "denied the request: bad-pod is not welcome here")
+        p = run(cluster, namespace, "warn-pod", check=True)
+        assert "Warning: warn-pod looks suspicious" in p.stderr
+        assert cluster.kjson("get", "pod", "warn-pod", "-n", namespace)["metadata"]["name"] == "warn-pod"
+
+        req = webhook.requests_for("/validate")[-1]
+        assert req["kind"] == {"group": "", "version": "v1", "kind": "Pod"}
+        assert req["resource"] == {"group": "", "version": "v1", "resource": "pods"}
+        assert req["requestKind"] == req["kind"] and req["requestResource"] == req["resource"]
+        assert (req["name"], req["namespace"], req["operation"], req["dryRun"]) == \
+            ("warn-pod", namespace, "CREATE", False)
+        assert req["object"]["spec"]["containers"][0]["image"] == "busybox"
+        assert req["oldObject"] is None
+        assert req["options"]["kind"] == "CreateOptions" and req["userInfo"]["username"]
+        assert webhook.reviews[-1]["query"] == "timeout=10s"
+
+        cluster.kubectl("delete", "pod", "warn-pod", "-n", namespace, "--wait=false")
+        deletes = [r for r in webhook.requests_for("/validate") if r["operation"] == "DELETE"]
+        assert deletes and deletes[-1]["object"] is None and deletes[-1]["oldObject"]["metadata"]["name"] == \
+            "warn-pod"
+        assert deletes[-1]["options"]["kind"] == "DeleteOptions"
+
+        # another namespace is not selected: the same name is allowed there
+        other = f"{namespace}-other"
+        cluster.kubectl("create", "namespace", other)
+        try:
+            run(cluster, other, "bad-pod", check=True)
+        finally:
+            cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+    finally:
+        cluster.kubectl("delete", "validatingwebhookconfiguration", name, check=False)
+
+
+def test_mutating_webhook_patches_before_validation(cluster, namespace, webhook):
+    mname, vname = f"e2e-mutate-{namespace}", f"e2e-check-{namespace}"
+    cluster.kubectl("apply", "-f", "-", input=config("MutatingWebhookConfiguration", mname, [
+        hook("mutate.kybern.test", url_config(webhook, "/mutate"), namespace, ops="[CREATE, UPDATE]")]))
+    cluster.kubectl("apply", "-f", "-", input=config("ValidatingWebhookConfiguration", vname, [
+        hook("check.kybern.test", url_config(webhook, "/validate"), namespace, ops="[CREATE]")]))
+    try:
+        wait_called(cluster, webhook, namespace, "/mutate")
+        wait_called(cluster, webhook, namespace, "/validate")
+        run(cluster, namespace, "mutant", check=True)
+        pod = cluster.kjson("get", "pod", "mutant", "-n", namespace)
+        assert pod["metadata"]["labels"]["mutated"] == "yes"
+        assert pod["metadata"]["annotations"]["webhook/seen"] == "CREATE"
+        # the validating webhook saw the mutated object
+        seen = [r for r in webhook.requests_for("/validate") if r.get("name") == "mutant"]
+        assert seen and seen[-1]["object"]["metadata"]["labels"]["mutated"] == "yes"
+        cluster.kubectl("label", "pod", "mutant", "-n", namespace, "extra=1")
+        pod = cluster.kjson("get", "pod", "mutant", "-n", namespace)
+        assert pod["metadata"]["annotations"]["webhook/seen"] == "UPDATE"
+        assert pod["metadata"]["labels"]["extra"] == "1"
+    finally:
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", mname, check=False)
+        cluster.kubectl("delete", "validatingwebhookconfiguration", vname, check=False)
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_failure_policy_with_the_webhook_down(cluster, namespace, webhook):
+    port = _closed_port()
+    name = f"e2e-down-{namespace}"
+    cluster.kubectl("apply", "-f", "-", input=config("ValidatingWebhookConfiguration", name, [
+        hook("down.kybern.test", f'{{url: "https://127.0.0.1:{port}/validate", caBundle: {webhook.ca_bundle}}}',
+             namespace)]))
+    try:
+        want = ('Error from server (InternalError): Internal error occurred: failed calling webhook '
+                f'"down.kybern.test": failed to call webhook: Post "https://127.0.0.1:{port}/validate?timeout=10s": '
+                f"dial tcp 127.0.0.1:{port}: connect: connection refused")
+        cluster.wait_for(lambda: run(cluster, namespace, "p1").stderr.strip() == want, timeout=15,
+                         what="failurePolicy Fail to refuse the pod")
+        cluster.kubectl("patch", "validatingwebhookconfiguration", name, "--type=json",
+                        "-p", '[{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}]')
+        cluster.wait_for(lambda: run(cluster, namespace, "p2").returncode == 0, timeout=15,
+                         what="failurePolicy Ignore to let the pod through")
+    finally:
+        cluster.kubectl("delete", "validatingwebhookconfiguration", name, check=False)
+
+
+def test_untrusted_certificate_and_timeout(cluster, namespace, webhook):
+    other_ca = WebhookServer(["127.0.0.1"])  # a CA the webhook's certificate is not from
+    other_ca.stop()
+    name = f"e2e-tls-{namespace}"
+    cluster.kubectl("apply", "-f", "-", input=config("ValidatingWebhookConfiguration", name, [
+        hook("tls.kybern.test", f'{{url: "{webhook.url("/validate")}", caBundle: {other_ca.ca_bundle}}}',
+             namespace)]))
+    try:
+        want = ('Internal error occurred: failed calling webhook "tls.kybern.test": failed to call webhook: '
+                f'Post "{webhook.url("/validate")}?timeout=10s": tls: failed to verify certificate: x509: '
+                "certificate signed by unknown authority")
+        cluster.wait_for(lambda: want in run(cluster, namespace, "p1").stderr, timeout=15,
+                         what="an untrusted certificate to fail the call")
+        cluster.kubectl("apply", "-f", "-", input=config("ValidatingWebhookConfiguration", name, [
+            hook("tls.kybern.test", url_config(webhook, "/slow"), namespace, extra="  timeoutSeconds: 1\n")]))
+        want = ('Internal error occurred: failed calling webhook "tls.kybern.test": failed to call webhook: '
+                f'Post "{webhook.url("/slow")}?timeout=1s": context deadline exceeded')
+        cluster.wait_for(lambda: want in run(cluster, namespace, "p2").stderr, timeout=20,
+                         what="a slow webhook to time out")
+    finally:
+        cluster.kubectl("delete", "validatingwebhookconfiguration", name, check=False)
+
+
+def test_dry_run_and_object_selector(cluster, namespace, webhook):
+    name = f"e2e-dry-{namespace}"
+    cluster.kubectl("apply", "-f", "-", input=config("ValidatingWebhookConfiguration", name, [
+        hook("dry.kybern.test", url_config(webhook, "/validate"), namespace,
+             extra="  objectSelector: {matchLabels: {checked: 'yes'}}\n")]))
+    try:
+        want = 'admission webhook "dry.kybern.test" denied the request: bad-dry is not welcome here'
+        cluster.wait_for(lambda: want in run(cluster, namespace, "bad-dry", "-l", "checked=yes",
+                                             "--dry-run=server").stderr,
+                         timeout=15, what="a dry-run create to be denied")
+        req = webhook.requests_for("/validate")[-1]
+        assert req["dryRun"] is True and req["options"]["dryRun"] == ["All"]
+        assert run(cluster, namespace, "ok-dry", "-l", "checked=yes", "--dry-run=server").returncode == 0
+        assert cluster.kubectl("get", "pod", "ok-dry", "-n", namespace, check=False).returncode == 1
+        # not selected by the object selector: never sent
+        before = len(webhook.reviews)
+        run(cluster, namespace, "bad-unlabelled", check=True)
+        assert len(webhook.reviews) == before
+    finally:
+        cluster.kubectl("delete", "validatingwebhookconfiguration", name, check=False)
+
+
+def test_service_client_config(cluster, namespace):
+    server = WebhookServer([f"webhook.{namespace}.svc"])  # verified as the service's DNS name
+    name = f"e2e-svc-{namespace}"
+    svc = f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: webhook, namespace: {namespace}}}
+spec:
+  ports: [{{name: https, port: 443, targetPort: {server.port}}}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {{name: webhook, namespace: {namespace}}}
+subsets:
+- addresses: [{{ip: 127.0.0.1}}]
+  ports: [{{name: https, port: {server.port}}}]
+"""
+    try:
+        cluster.kubectl("apply", "-f", "-", input=svc)
+        cluster.kubectl("apply", "-f", "-", input=config("ValidatingWebhookConfiguration", name, [
+            hook("svc.kybern.test", f"{{service: {{namespace: {namespace}, name: webhook, path: /validate}}, "
+                                    f"caBundle: {server.ca_bundle}}}", namespace)]))
+        want = 'admission webhook "svc.kybern.test" denied the request: bad-svc is not welcome here'
+        cluster.wait_for(lambda: want in run(cluster, namespace, "bad-svc").stderr, timeout=15,
+                         what="the service's webhook to deny")
+        run(cluster, namespace, "good-svc", check=True)
+        assert {r["request"]["name"] for r in server.reviews} >= {"bad-svc", "good-svc"}
+    finally:
+        cluster.kubectl("delete", "validatingwebhookconfiguration", name, check=False)
+        server.stop()
+
+
+def test_webhook_configuration_printed_as_json_by_the_client(cluster):
+    """The kubernetes Python client reads the configurations as its own models."""
+    from kubernetes import client
+
+    api = client.AdmissionregistrationV1Api(cluster.api_client())
+    body = json.loads(json.dumps({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "e2e-client"},
+        "webhooks": [{"name": "client.kybern.test", "clientConfig": {"url": "https://127.0.0.1:1/x"},
+                      "rules": [{"apiGroups": ["nothing.example.com"], "apiVersions": ["*"],
+                                 "operations": ["*"], "resources": ["*"]}],
+                      "sideEffects": "None", "admissionReviewVersions": ["v1"]}]}))
+    api.create_validating_webhook_configuration(body)
+    try:
+        got = api.read_validating_webhook_configuration("e2e-client")
+        assert got.webhooks[0].failure_policy == "Fail" and got.webhooks[0].timeout_seconds == 10
+        assert "e2e-client" in [c.metadata.name for c in api.list_validating_webhook_configuration().items]
+    finally:
+        api.delete_validating_webhook_configuration("e2e-client")
