@@ -40,6 +40,9 @@ Validator = Callable[[Obj, ResourceInfo, str, list[str]], list[dict[str, str]]]
 
 # whether the create whose admission (before_create) is running is a dry run
 CREATE_DRY_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("kybern_create_dry_run", default=False)
+# the Warning headers of the write whose admission (before_create/before_update) is running
+ADMISSION_WARNINGS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("kybern_admission_warnings",
+                                                                                      default=None)
 
 def key_prefix(info: ResourceInfo, namespace: str | None = None) -> str:
     group = info.group if info.storage_group is None else info.storage_group
@@ -516,10 +519,12 @@ class RESTStore:
                                       field_validation=field_validation, warnings=warnings)
         if self.before_create is not None:
             token = CREATE_DRY_RUN.set(dry_run)  # admission that writes (quota charges) skips a dry run
+            wtoken = ADMISSION_WARNINGS.set(warnings)
             try:
                 await self.before_create(obj)
             finally:
                 CREATE_DRY_RUN.reset(token)
+                ADMISSION_WARNINGS.reset(wtoken)
         if self.track_fields is not None:
             self.track_fields(obj, None, None)
         if dry_run:
@@ -666,8 +671,12 @@ class RESTStore:
             await self.webhooks.admit(self, "UPDATE", new, old, subresource=subresource, dry_run=dry_run,
                                       field_validation=field_validation, warnings=warnings, causes=causes,
                                       scope=self.status_scope if subresource == "status" else None)
-        if self.before_update is not None and subresource is None:
-            await self.before_update(new, old)
+        if self.before_update is not None and subresource in (None, "ephemeralcontainers"):
+            wtoken = ADMISSION_WARNINGS.set(warnings)
+            try:
+                await self.before_update(new, old)
+            finally:
+                ADMISSION_WARNINGS.reset(wtoken)
         if self.track_fields is not None:
             self.track_fields(new, old, subresource)
         if meta.is_deleting(new) and not new["metadata"].get("finalizers") and \
