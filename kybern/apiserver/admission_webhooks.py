@@ -19,7 +19,8 @@ defaulting and validation, before the built-in admission that needs other
 objects (ServiceAccount, Priority, LimitRanger, ResourceQuota) — so webhooks do
 not see the token volume or the priority those add. Not done: reinvocation
 (reinvocationPolicy IfNeeded is accepted and treated as Never), matchConditions
-(CEL), matchPolicy Equivalent's conversion to another version, CONNECT.
+(CEL), matchPolicy Equivalent's conversion to another version, patches of a
+CONNECT's options.
 """
 
 from __future__ import annotations
@@ -97,13 +98,17 @@ class Webhooks:
         self._sessions: dict[bytes, aiohttp.ClientSession] = {}
 
     # -- the configurations ------------------------------------------------------
+    def configured(self) -> bool:
+        """Whether any configuration is stored: two dict look-ups."""
+        res = self.server.watch_cache.resources
+        m, v = res.get(MUTATING_PREFIX), res.get(VALIDATING_PREFIX)
+        return bool((m is not None and m.objects) or (v is not None and v.objects))
+
     def active(self, store: RESTStore, subresource: str | None) -> bool:
         """Whether this write may need webhooks: a configuration is stored and the
         write is the one the request asks for. The pod-create path pays two dict
         look-ups when no configuration exists."""
-        res = self.server.watch_cache.resources
-        m, v = res.get(MUTATING_PREFIX), res.get(VALIDATING_PREFIX)
-        if not ((m is not None and m.objects) or (v is not None and v.objects)):
+        if not self.configured():
             return False
         ctx = REQUEST.get()
         return ctx is not None and ctx[1] is store.info and ctx[2] == subresource and \
@@ -148,6 +153,27 @@ class Webhooks:
         validating = [h for h in self.hooks(VALIDATING_PREFIX, False) if await self._matches(h, attrs)]
         if not validating:
             return
+        results = await asyncio.gather(*(self._call(h, attrs, warnings) for h in validating),
+                                       return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+
+    async def connect(self, request: web.Request, store: RESTStore, namespace: str | None, name: str,
+                      subresource: str) -> None:
+        """CONNECT of pods/exec, attach, portforward: the webhooks see the request's
+        options (PodExecOptions, ...) as the object, as upstream's connect handler
+        admits them. A mutating webhook's patch of them is not applied."""
+        if not self.configured():
+            return
+        opts = _connect_options(subresource, request)
+        attrs = _Attributes(store.info, "CONNECT", opts, None, subresource, False, None, request,
+                            name=name, namespace=namespace or "", kind=opts["kind"])
+        warnings: list[str] = []
+        for hook in self.hooks(MUTATING_PREFIX, True):
+            if await self._matches(hook, attrs):
+                await self._call(hook, attrs, warnings)
+        validating = [h for h in self.hooks(VALIDATING_PREFIX, False) if await self._matches(h, attrs)]
         results = await asyncio.gather(*(self._call(h, attrs, warnings) for h in validating),
                                        return_exceptions=True)
         for r in results:
@@ -357,17 +383,20 @@ class _Attributes:
     """admission.Attributes: what the request is about."""
 
     def __init__(self, info: ResourceInfo, operation: str, obj: Obj | None, old: Obj | None,
-                 subresource: str | None, dry_run: bool, options: Obj | None, request: web.Request | None) -> None:
+                 subresource: str | None, dry_run: bool, options: Obj | None, request: web.Request | None, *,
+                 name: str | None = None, namespace: str | None = None, kind: str | None = None) -> None:
         self.info, self.operation, self.obj, self.old = info, operation, obj, old
         self.subresource, self.dry_run, self.options, self.http = subresource, dry_run, options, request
+        self.kind = kind or info.kind
         m = (obj or old or {}).get("metadata") or {}
-        self.name = m.get("name") or ""
+        self.name = name if name is not None else m.get("name") or ""
         is_ns = info.group == "" and info.plural == "namespaces"
-        self.namespace = (m.get("namespace") or "") if info.namespaced else (self.name if is_ns else "")
+        self.namespace = namespace if namespace is not None else \
+            (m.get("namespace") or "") if info.namespaced else (self.name if is_ns else "")
 
     def request(self, uid: str) -> Obj:
         info = self.info
-        kind = {"group": info.group, "version": info.version, "kind": info.kind}
+        kind = {"group": info.group, "version": info.version, "kind": self.kind}
         resource = {"group": info.group, "version": info.version, "resource": info.plural}
         out: Obj = {"uid": uid, "kind": kind, "resource": resource}
         if self.subresource:
@@ -393,7 +422,9 @@ class _Attributes:
         user = self.http.get("user") if self.http is not None else None
         return user or reviews.ADMIN
 
-    def _options(self) -> Obj:
+    def _options(self) -> Obj | None:
+        if self.operation == "CONNECT":
+            return None
         kind = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions", "DELETE": "DeleteOptions"}[self.operation]
         out: Obj = {"kind": kind, "apiVersion": "meta.k8s.io/v1"}
         if self.operation == "DELETE":
@@ -410,6 +441,28 @@ class _Attributes:
         if self.dry_run:
             out["dryRun"] = ["All"]
         return out
+
+
+def _connect_options(subresource: str, request: web.Request) -> Obj:
+    """The versioned options a CONNECT carries (PodExecOptions, PodAttachOptions,
+    PodPortForwardOptions), from the query as upstream decodes them."""
+    q = request.query
+
+    def flag(k: str) -> bool:
+        return q.get(k, "").lower() in ("true", "1")
+
+    if subresource == "portforward":
+        ports = [int(p) for v in q.getall("ports", []) for p in v.split(",") if p.strip().isdigit()]
+        return {"kind": "PodPortForwardOptions", "apiVersion": "v1", **({"ports": ports} if ports else {})}
+    out: Obj = {"kind": "PodExecOptions" if subresource == "exec" else "PodAttachOptions", "apiVersion": "v1"}
+    for k in ("stdin", "stdout", "stderr", "tty"):
+        if flag(k):
+            out[k] = True
+    if q.get("container"):
+        out["container"] = q["container"]
+    if subresource == "exec":
+        out["command"] = q.getall("command", [])
+    return out
 
 
 def _rule_matches(rule: Obj, a: _Attributes) -> bool:

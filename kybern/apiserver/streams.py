@@ -68,6 +68,7 @@ async def _proxy(server: APIServer, request: web.Request, store: RESTStore, ns: 
                  kind: str) -> web.StreamResponse:
     if request.method not in ("GET", "POST"):
         raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+    await server.webhooks.connect(request, store, ns, name, kind)  # CONNECT admission (admission_webhooks.py)
     pod = await store.get(ns, name)
     query = [(k, v) for k, v in request.query.items() if k != "container"]
     if kind == "portforward":

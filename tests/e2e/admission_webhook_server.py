@@ -106,7 +106,7 @@ class WebhookServer:
 
     def answer(self, path: str, req: dict[str, Any]) -> dict[str, Any]:
         obj = req.get("object") or req.get("oldObject") or {}
-        name = (obj.get("metadata") or {}).get("name") or ""
+        name = (obj.get("metadata") or {}).get("name") or req.get("name") or ""  # CONNECT: the options
         out: dict[str, Any] = {"uid": req["uid"], "allowed": True}
         if path == "/validate":
             if name.startswith("bad-"):

@@ -306,3 +306,25 @@ def test_webhook_configuration_printed_as_json_by_the_client(cluster):
         assert "e2e-client" in [c.metadata.name for c in api.list_validating_webhook_configuration().items]
     finally:
         api.delete_validating_webhook_configuration("e2e-client")
+
+
+def test_connect_exec(cluster, namespace, webhook):
+    """CONNECT: `kubectl exec` goes through the webhooks, the PodExecOptions as the object."""
+    cluster.kubectl("run", "bad-exec", "-n", namespace, "--image=demo:v1", "--", "sleep", "300")
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", "pod/bad-exec", "--timeout=60s")
+    assert cluster.kubectl("exec", "-n", namespace, "bad-exec", "--", "echo", "hi").stdout.strip() == "hi"
+    name = f"e2e-exec-{namespace}"
+    cluster.kubectl("apply", "-f", "-", input=config("ValidatingWebhookConfiguration", name, [
+        hook("exec.kybern.test", url_config(webhook, "/validate"), namespace, ops="[CONNECT]",
+             resources="[pods/exec]")]))
+    try:
+        want = ('Error from server (Forbidden): admission webhook "exec.kybern.test" denied the request: '
+                "bad-exec is not welcome here")
+        cluster.wait_for(lambda: want in cluster.kubectl("exec", "-n", namespace, "bad-exec", "--", "echo", "hi",
+                                                         check=False).stderr, timeout=15, what="exec to be denied")
+        req = webhook.requests_for("/validate")[-1]
+        assert (req["operation"], req["subResource"], req["name"]) == ("CONNECT", "exec", "bad-exec")
+        assert req["kind"] == {"group": "", "version": "v1", "kind": "PodExecOptions"}
+        assert req["object"]["command"] == ["echo", "hi"] and req["options"] is None
+    finally:
+        cluster.kubectl("delete", "validatingwebhookconfiguration", name, check=False)
