@@ -17,8 +17,7 @@ look-ups. Parsed hooks are kept until the stored configurations change.
 Where it runs in kybern (kybern/apiserver/store.py): after the object's own
 defaulting and validation, before the built-in admission that needs other
 objects (ServiceAccount, Priority, LimitRanger, ResourceQuota) — so webhooks do
-not see the token volume or the priority those add. Not done: reinvocation
-(reinvocationPolicy IfNeeded is accepted and treated as Never), matchConditions
+not see the token volume or the priority those add. Not done: matchConditions
 (CEL), matchPolicy Equivalent's conversion to another version, patches of a
 CONNECT's options.
 """
@@ -141,15 +140,27 @@ class Webhooks:
         request = ctx[0] if ctx is not None else None
         info = store.info
         attrs = _Attributes(info, operation, obj, old, subresource, dry_run, options, request)
-        mutating = [h for h in self.hooks(MUTATING_PREFIX, True) if await self._matches(h, attrs)]
-        for hook in mutating:
-            patched = await self._call(hook, attrs, warnings)
-            if patched is not None and obj is not None:
-                obj.clear()
-                obj.update(patched)
-                attrs.obj = obj
-                self._revalidate(store, operation, obj, old, subresource, field_validation, warnings, causes,
-                                 scope)
+        # reinvocationPolicy IfNeeded: a webhook called before another one changed the
+        # object is called once more after the first round (upstream's reinvocation;
+        # a change in that second round does not start a third)
+        invoked: list[Hook] = []
+        again: list[Hook] = []
+        for round_ in (1, 2):
+            for hook in (self.hooks(MUTATING_PREFIX, True) if round_ == 1 else again):
+                if round_ == 1 and not await self._matches(hook, attrs):
+                    continue
+                patched = await self._call(hook, attrs, warnings)
+                if patched is not None and obj is not None and patched != obj:
+                    obj.clear()
+                    obj.update(patched)
+                    self._revalidate(store, operation, obj, old, subresource, field_validation, warnings, causes,
+                                     scope)
+                    if round_ == 1:
+                        again.extend(h for h in invoked if h not in again)
+                if round_ == 1 and hook.spec.get("reinvocationPolicy") == "IfNeeded":
+                    invoked.append(hook)
+            if not again:
+                break
         validating = [h for h in self.hooks(VALIDATING_PREFIX, False) if await self._matches(h, attrs)]
         if not validating:
             return

@@ -6,6 +6,7 @@ puts the CA in the configuration's caBundle). It answers AdmissionReview v1:
              objects named `warn-*`, allows the rest
   /mutate    adds the label `mutated=yes` and the annotation `webhook/seen`
              with a JSONPatch
+  /stamp     writes the object's label keys into the annotation `webhook/labels`
   /slow      answers after 3 s (for timeoutSeconds)
 
 and keeps every request it was sent, for the tests to look at."""
@@ -123,6 +124,13 @@ class WebhookServer:
                 ops.append({"op": "add", "path": "/metadata/annotations", "value": {}})
             ops.append({"op": "add", "path": "/metadata/labels/mutated", "value": "yes"})
             ops.append({"op": "add", "path": "/metadata/annotations/webhook~1seen", "value": req["operation"]})
+            out["patchType"] = "JSONPatch"
+            out["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
+        elif path == "/stamp" and req.get("object") is not None:
+            meta = req["object"].get("metadata") or {}
+            ops = [] if "annotations" in meta else [{"op": "add", "path": "/metadata/annotations", "value": {}}]
+            ops.append({"op": "add", "path": "/metadata/annotations/webhook~1labels",
+                        "value": ",".join(sorted(meta.get("labels") or {}))})
             out["patchType"] = "JSONPatch"
             out["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
         elif path == "/slow":

@@ -328,3 +328,23 @@ def test_connect_exec(cluster, namespace, webhook):
         assert req["object"]["command"] == ["echo", "hi"] and req["options"] is None
     finally:
         cluster.kubectl("delete", "validatingwebhookconfiguration", name, check=False)
+
+
+@pytest.mark.parametrize("policy", ["Never", "IfNeeded"])
+def test_reinvocation(cluster, namespace, webhook, policy):
+    """A webhook called before another one changed the object is called again with
+    reinvocationPolicy IfNeeded, not with Never (configurations run by name)."""
+    first, second = f"e2e-a-{namespace}", f"e2e-b-{namespace}"
+    cluster.kubectl("apply", "-f", "-", input=config("MutatingWebhookConfiguration", first, [
+        hook("stamp.kybern.test", url_config(webhook, "/stamp"), namespace, ops="[CREATE]",
+             extra=f"  reinvocationPolicy: {policy}\n")]))
+    cluster.kubectl("apply", "-f", "-", input=config("MutatingWebhookConfiguration", second, [
+        hook("mutate.kybern.test", url_config(webhook, "/mutate"), namespace, ops="[CREATE]")]))
+    try:
+        wait_called(cluster, webhook, namespace, "/stamp")
+        wait_called(cluster, webhook, namespace, "/mutate")
+        run(cluster, namespace, "stamped", check=True)
+        labels = cluster.kjson("get", "pod", "stamped", "-n", namespace)["metadata"]["annotations"]["webhook/labels"]
+        assert labels == ("mutated,run" if policy == "IfNeeded" else "run")
+    finally:
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", first, second, check=False)
