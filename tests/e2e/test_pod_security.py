@@ -181,3 +181,24 @@ def test_an_ephemeral_container_is_checked(cluster, namespace):
     p = cluster.kubectl("debug", "target", "-n", namespace, "--image=demo:v1", "--container=dbg2",
                         "--profile=baseline", "--", "sleep", "1")
     assert "dbg2" in json.dumps(cluster.kjson("get", "pod", "target", "-n", namespace)["spec"])
+
+
+def test_pods_failing_alike_share_one_warning(cluster, namespace):
+    cluster.kubectl("create", "deployment", "web", "--image=demo:v1", "--replicas=2", "-n", namespace, "--",
+                    "sleep", "3600")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=pod("odd", hostPID=True))
+    names = cluster.wait_for(lambda: sorted(p["metadata"]["name"] for p in cluster.kjson(
+        "get", "pods", "-n", namespace, "-l", "app=web")["items"]) if len(cluster.kjson(
+            "get", "pods", "-n", namespace, "-l", "app=web")["items"]) == 2 else None,
+        timeout=30, what="the Deployment's two pods")
+    p = label(cluster, namespace, f"{L}enforce=restricted", dry_run=True)
+    restricted = "allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != true, seccompProfile"
+    assert warnings(p.stderr) == [
+        f'existing pods in namespace "{namespace}" violate the new PodSecurity enforce level "restricted:latest"',
+        f"odd: host namespaces, {restricted}",
+        f"{names[0]} (and 1 other pod): {restricted}"]
+    # baseline: only the hostPID pod
+    p = label(cluster, namespace, f"{L}enforce=baseline", dry_run=True)
+    assert warnings(p.stderr) == [
+        f'existing pods in namespace "{namespace}" violate the new PodSecurity enforce level "baseline:latest"',
+        "odd: host namespaces"]
