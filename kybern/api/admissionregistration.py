@@ -151,7 +151,7 @@ def _validate_selector(sel: Any, path: str) -> list[Cause]:
             out.append(errors.cause(f"{p}.values", "Forbidden: may not be specified when `operator` is 'Exists' "
                                     "or 'DoesNotExist'", "FieldValueForbidden"))
         elif op not in _SELECTOR_OPS:
-            out.append(_invalid(f"{p}.operator", op, "not a valid selector operator"))
+            out.append(_invalid(f"{p}.operator", op or "", "not a valid selector operator"))
     return out
 
 
