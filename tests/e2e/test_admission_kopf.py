@@ -74,7 +74,7 @@ def test_kopf_admission_handlers(cluster, namespace, tmp_path):
            "WEBHOOK_CA": str(tmp_path / "ca.crt"), "WEBHOOK_CERT": str(tmp_path / "tls.crt"),
            "WEBHOOK_KEY": str(tmp_path / "tls.key")}
     log_path = cluster.dir / f"kopf-admission-{namespace}.log"
-    log = open(log_path, "w")
+    log = open(log_path, "w")  # noqa: SIM115 (closed when kopf has stopped)
     kopf = subprocess.Popen([sys.executable, "-m", "kopf", "run", "--standalone", "-n", namespace,
                              str(HERE / "kopf_admission.py")], env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -107,5 +107,5 @@ def test_kopf_admission_handlers(cluster, namespace, tmp_path):
         log.close()
         for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
             subprocess.run([KUBECTL, "delete", kind, MANAGED, "--ignore-not-found"], env=cluster.env,
-                           capture_output=True, timeout=30)
+                           capture_output=True, timeout=30, check=False)
         cluster.kubectl("delete", "crd", f"gadgets.{GROUP}", "--wait=false", check=False)

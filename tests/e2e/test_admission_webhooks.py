@@ -16,6 +16,7 @@ import socket
 import pytest
 from admission_webhook_server import WebhookServer
 
+
 @pytest.fixture(scope="module")
 def webhook() -> WebhookServer:
     s = WebhookServer(["127.0.0.1", "localhost"])
@@ -80,20 +81,20 @@ def test_configuration_api(cluster, webhook):
     assert p.returncode == 1
     assert 'The ValidatingWebhookConfiguration "e2e-invalid" is invalid:' in p.stderr
     for line in (
-        '* webhooks[0].name: Invalid value: "short": should be a domain with at least three segments separated '
-        "by dots",
-        '* webhooks[0].rules[0].operations[1]: Unsupported value: "BOGUS": supported values: "*", "CONNECT", '
-        '"CREATE", "DELETE", "UPDATE"',
-        '* webhooks[0].rules[0].resources: Invalid value: []string{"*", "pods"}: if \'*\' is present, must not '
-        "specify other resources without subresources",
+        ('* webhooks[0].name: Invalid value: "short": should be a domain with at least three segments separated '
+        "by dots"),
+        ('* webhooks[0].rules[0].operations[1]: Unsupported value: "BOGUS": supported values: "*", "CONNECT", '
+        '"CREATE", "DELETE", "UPDATE"'),
+        ('* webhooks[0].rules[0].resources: Invalid value: []string{"*", "pods"}: if \'*\' is present, must not '
+        "specify other resources without subresources"),
         "* webhooks[0].sideEffects: Required value: must specify one of None, NoneOnDryRun",
         "* webhooks[0].timeoutSeconds: Invalid value: 31: the timeout value must be between 1 and 30 seconds",
         "* webhooks[0].clientConfig.url: Invalid value: \"http\": 'https' is the only allowed URL scheme",
         '* webhooks[0].clientConfig.url: Invalid value: "y=1": query parameters are not permitted in the URL',
         "* webhooks[0].admissionReviewVersions: Required value: must specify one of v1, v1beta1",
         '* webhooks[1].sideEffects: Unsupported value: "Some": supported values: "None", "NoneOnDryRun"',
-        '* webhooks[1].admissionReviewVersions: Invalid value: []string{"v3"}: must include at least one of v1, '
-        "v1beta1",
+        ('* webhooks[1].admissionReviewVersions: Invalid value: []string{"v3"}: must include at least one of v1, '
+        "v1beta1"),
     ):
         assert line in p.stderr, (line, p.stderr)
 
@@ -348,3 +349,36 @@ def test_reinvocation(cluster, namespace, webhook, policy):
         assert labels == ("mutated,run" if policy == "IfNeeded" else "run")
     finally:
         cluster.kubectl("delete", "mutatingwebhookconfiguration", first, second, check=False)
+
+
+def test_namespace_selector_on_namespaces_and_cluster_scoped(cluster, namespace, webhook):
+    """A Namespace being created matches on its own labels; a cluster-scoped object
+    matches whatever the namespaceSelector says (upstream's MatchNamespaceSelector)."""
+    name = f"e2e-ns-{namespace}"
+    mark = namespace[-20:]
+    sel = f"  namespaceSelector: {{matchLabels: {{e2e-webhook: '{mark}'}}}}\n"
+    cfg = config("ValidatingWebhookConfiguration", name, [f"""
+- name: ns.kybern.test
+  clientConfig: {url_config(webhook, "/validate")}
+  rules: [{{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [namespaces]}},
+          {{apiGroups: [scheduling.k8s.io], apiVersions: [v1], operations: [CREATE], resources: [priorityclasses]}}]
+{sel}  sideEffects: None
+  admissionReviewVersions: [v1]
+"""])
+    cluster.kubectl("apply", "-f", "-", input=cfg)
+    bad_ns = f"bad-{namespace}"[:63].rstrip("-")
+    try:
+        want = f'admission webhook "ns.kybern.test" denied the request: {bad_ns} is not welcome here'
+        cluster.wait_for(lambda: want in cluster.kubectl("apply", "-f", "-", check=False, input=f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {bad_ns}, labels: {{e2e-webhook: '{mark}'}}}}
+""").stderr, timeout=15, what="a labelled namespace to be denied")
+        # the same name without the label is not selected
+        cluster.kubectl("create", "namespace", bad_ns)
+        cluster.kubectl("delete", "namespace", bad_ns, "--wait=false")
+        p = cluster.kubectl("create", "priorityclass", f"bad-pc-{mark}", "--value=10", check=False)
+        assert f'admission webhook "ns.kybern.test" denied the request: bad-pc-{mark} is not welcome here' in \
+            p.stderr
+    finally:
+        cluster.kubectl("delete", "validatingwebhookconfiguration", name, check=False)
