@@ -18,8 +18,7 @@ Where it runs in kybern (kybern/apiserver/store.py): after the object's own
 defaulting and validation, before the built-in admission that needs other
 objects (ServiceAccount, Priority, LimitRanger, ResourceQuota) — so webhooks do
 not see the token volume or the priority those add. Not done: matchConditions
-(CEL), matchPolicy Equivalent's conversion to another version, patches of a
-CONNECT's options.
+(CEL), patches of a CONNECT's options.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
+import copy
 import logging
 import socket
 import ssl
@@ -39,7 +39,7 @@ import orjson
 
 from kybern.api import admissionregistration
 from kybern.apiserver.store import key_prefix, object_key
-from kybern.machinery import errors, patch, selectors
+from kybern.machinery import errors, meta, patch, selectors
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -147,9 +147,10 @@ class Webhooks:
         again: list[Hook] = []
         for round_ in (1, 2):
             for hook in (self.hooks(MUTATING_PREFIX, True) if round_ == 1 else again):
-                if round_ == 1 and not await self._matches(hook, attrs):
+                sent = await self._matches(hook, attrs)
+                if sent is None:
                     continue
-                patched = await self._call(hook, attrs, warnings)
+                patched = sent.back(await self._call(hook, sent, warnings))
                 if patched is not None and obj is not None and patched != obj:
                     obj.clear()
                     obj.update(patched)
@@ -161,12 +162,19 @@ class Webhooks:
                     invoked.append(hook)
             if not again:
                 break
-        validating = [h for h in self.hooks(VALIDATING_PREFIX, False) if await self._matches(h, attrs)]
-        if not validating:
+        await self._validating(attrs, warnings)
+
+    async def _validating(self, attrs: _Attributes, warnings: list[str]) -> None:
+        """The validating webhooks, called at once; the first failure (in their
+        order) fails the request."""
+        calls = []
+        for hook in self.hooks(VALIDATING_PREFIX, False):
+            sent = await self._matches(hook, attrs)
+            if sent is not None:
+                calls.append(self._call(hook, sent, warnings))
+        if not calls:
             return
-        results = await asyncio.gather(*(self._call(h, attrs, warnings) for h in validating),
-                                       return_exceptions=True)
-        for r in results:
+        for r in await asyncio.gather(*calls, return_exceptions=True):
             if isinstance(r, BaseException):
                 raise r
 
@@ -182,14 +190,10 @@ class Webhooks:
                             name=name, namespace=namespace or "", kind=opts["kind"])
         warnings: list[str] = []
         for hook in self.hooks(MUTATING_PREFIX, True):
-            if await self._matches(hook, attrs):
-                await self._call(hook, attrs, warnings)
-        validating = [h for h in self.hooks(VALIDATING_PREFIX, False) if await self._matches(h, attrs)]
-        results = await asyncio.gather(*(self._call(h, attrs, warnings) for h in validating),
-                                       return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
+            sent = await self._matches(hook, attrs)
+            if sent is not None:
+                await self._call(hook, sent, warnings)
+        await self._validating(attrs, warnings)
 
     @staticmethod
     def _revalidate(store: RESTStore, operation: str, obj: Obj, old: Obj | None, subresource: str | None,
@@ -209,12 +213,33 @@ class Webhooks:
         else:
             store._validate(obj, causes, field_validation, warnings, scope=scope)
 
-    async def _matches(self, hook: Hook, a: _Attributes) -> bool:
-        if not any(_rule_matches(r, a) for r in hook.spec.get("rules") or []):
-            return False
+    async def _matches(self, hook: Hook, a: _Attributes) -> _Attributes | None:
+        """What to send `hook` (ShouldCallHook): `a`, or, when only another served
+        version of the resource matches its rules and its matchPolicy is
+        Equivalent, `a` converted to that version; None: not called."""
+        rules = hook.spec.get("rules") or []
+        sent: _Attributes | None = a if any(_rule_matches(r, a, a.info) for r in rules) else None
+        if sent is None and hook.spec.get("matchPolicy", "Equivalent") == "Equivalent":
+            for other in self._other_versions(a.info):
+                if any(_rule_matches(r, a, other) for r in rules):
+                    sent = a.as_version(other)
+                    break
+        if sent is None:
+            return None
         if not _object_selector_matches(hook.spec.get("objectSelector"), a):
-            return False
-        return await self._namespace_matches(hook.spec.get("namespaceSelector"), a)
+            return None
+        if not await self._namespace_matches(hook.spec.get("namespaceSelector"), a):
+            return None
+        return sent
+
+    def _other_versions(self, info: ResourceInfo) -> list[ResourceInfo]:
+        """The resource's other served versions it converts to (HPA, multi-version CRs)."""
+        from kybern.apiserver import conversion
+
+        if not conversion.convertible(info.strategy):
+            return []
+        return [o for o in self.server.registry.all()
+                if o.group == info.group and o.plural == info.plural and o.version != info.version]
 
     async def _namespace_matches(self, sel: Obj | None, a: _Attributes) -> bool:
         """MatchNamespaceSelector: cluster-scoped objects other than namespaces
@@ -399,20 +424,40 @@ class _Attributes:
         self.info, self.operation, self.obj, self.old = info, operation, obj, old
         self.subresource, self.dry_run, self.options, self.http = subresource, dry_run, options, request
         self.kind = kind or info.kind
+        self.request_info = info  # the version the request was made in (requestKind, requestResource)
         m = (obj or old or {}).get("metadata") or {}
         self.name = name if name is not None else m.get("name") or ""
         is_ns = info.group == "" and info.plural == "namespaces"
         self.namespace = namespace if namespace is not None else \
             (m.get("namespace") or "") if info.namespaced else (self.name if is_ns else "")
 
+    def as_version(self, info: ResourceInfo) -> _Attributes:
+        """These attributes with the objects converted to `info`'s version (matchPolicy
+        Equivalent); back() converts a patched object to the request's version."""
+        convert = self.info.strategy.convert  # type: ignore[union-attr]
+        out = copy.copy(self)
+        out.info, out.kind = info, info.kind
+        out.obj = convert(meta.clone_json(self.obj), info.api_version) if self.obj is not None else None
+        out.old = convert(meta.clone_json(self.old), info.api_version) if self.old is not None else None
+        return out
+
+    def back(self, obj: Obj | None) -> Obj | None:
+        if obj is None or self.info is self.request_info:
+            return obj
+        return self.request_info.strategy.convert(obj, self.request_info.api_version)  # type: ignore[union-attr, no-any-return]
+
     def request(self, uid: str) -> Obj:
-        info = self.info
+        info, req = self.info, self.request_info
         kind = {"group": info.group, "version": info.version, "kind": self.kind}
         resource = {"group": info.group, "version": info.version, "resource": info.plural}
         out: Obj = {"uid": uid, "kind": kind, "resource": resource}
         if self.subresource:
             out["subResource"] = self.subresource
-        out["requestKind"], out["requestResource"] = kind, resource
+        if req is info:
+            out["requestKind"], out["requestResource"] = kind, resource
+        else:
+            out["requestKind"] = {"group": req.group, "version": req.version, "kind": req.kind}
+            out["requestResource"] = {"group": req.group, "version": req.version, "resource": req.plural}
         if self.subresource:
             out["requestSubResource"] = self.subresource
         if self.name:
@@ -476,10 +521,9 @@ def _connect_options(subresource: str, request: web.Request) -> Obj:
     return out
 
 
-def _rule_matches(rule: Obj, a: _Attributes) -> bool:
+def _rule_matches(rule: Obj, a: _Attributes, info: ResourceInfo) -> bool:
     """k8s.io/apiserver pkg/admission/plugin/webhook/predicates/rules: scope,
-    operation, group, version, resource (with subresource)."""
-    info = a.info
+    operation, group, version, resource (with subresource), of `a` as `info`."""
     scope = rule.get("scope") or "*"
     is_ns = info.group == "" and info.plural == "namespaces"
     if scope == "Namespaced" and (is_ns or not a.namespace):

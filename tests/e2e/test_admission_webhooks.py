@@ -382,3 +382,33 @@ metadata: {{name: {bad_ns}, labels: {{e2e-webhook: '{mark}'}}}}
             p.stderr
     finally:
         cluster.kubectl("delete", "validatingwebhookconfiguration", name, check=False)
+
+
+@pytest.mark.parametrize("policy", ["Exact", "Equivalent"])
+def test_match_policy(cluster, namespace, webhook, policy):
+    """`kubectl autoscale` writes autoscaling/v1; a rule for autoscaling/v2 sees it only
+    with matchPolicy Equivalent, converted to v2 (requestKind v1), its patch applied."""
+    name = f"e2e-hpa-{namespace}"
+    cluster.kubectl("apply", "-f", "-", input=config("MutatingWebhookConfiguration", name, [
+        hook("hpa.kybern.test", url_config(webhook, "/mutate"), namespace, ops="[CREATE]",
+             resources="[horizontalpodautoscalers]", extra=f"  matchPolicy: {policy}\n").replace(
+            '{apiGroups: [""], apiVersions: [v1]', "{apiGroups: [autoscaling], apiVersions: [v2]"),
+        # a pod webhook in the same configuration shows when the apiserver has it
+        hook("probe.kybern.test", url_config(webhook, "/probe"), namespace, ops="[CREATE]")]))
+    try:
+        wait_called(cluster, webhook, namespace, "/probe")
+        cluster.kubectl("create", "deployment", "web", "-n", namespace, "--image=demo:v1")
+        before = len(webhook.requests_for("/mutate"))
+        cluster.kubectl("autoscale", "deployment", "web", "-n", namespace, "--max=3", "--cpu-percent=50")
+        hpa = cluster.kjson("get", "hpa", "web", "-n", namespace)
+        sent = webhook.requests_for("/mutate")[before:]
+        if policy == "Exact":
+            assert not sent and "mutated" not in (hpa["metadata"].get("labels") or {})
+            return
+        assert hpa["metadata"]["labels"]["mutated"] == "yes"
+        req = sent[-1]
+        assert req["kind"] == {"group": "autoscaling", "version": "v2", "kind": "HorizontalPodAutoscaler"}
+        assert req["requestKind"] == {"group": "autoscaling", "version": "v1", "kind": "HorizontalPodAutoscaler"}
+        assert req["object"]["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 50
+    finally:
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", name, check=False)
