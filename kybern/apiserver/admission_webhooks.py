@@ -152,8 +152,7 @@ class Webhooks:
                     continue
                 patched = sent.back(await self._call(hook, sent, warnings))
                 if patched is not None and obj is not None and patched != obj:
-                    obj.clear()
-                    obj.update(patched)
+                    _assign(obj, patched)
                     self._revalidate(store, operation, obj, old, subresource, field_validation, warnings, causes,
                                      scope)
                     if round_ == 1:
@@ -497,6 +496,29 @@ class _Attributes:
         if self.dry_run:
             out["dryRun"] = ["All"]
         return out
+
+
+# what a patch cannot change: the store set them (or keeps them on update), and
+# upstream's BeforeCreate/BeforeUpdate set them again after mutating admission
+SYSTEM_META = ("name", "namespace", "uid", "creationTimestamp", "resourceVersion", "generation",
+               "deletionTimestamp", "deletionGracePeriodSeconds")
+
+
+def _assign(obj: Obj, patched: Obj) -> None:
+    """obj becomes the patched object, in place, keeping its metadata dict (the
+    store holds it) and the system fields in it."""
+    meta_ = obj.get("metadata")
+    new_meta = patched.get("metadata")
+    obj.clear()
+    obj.update(patched)
+    if isinstance(meta_, dict):
+        kept = {k: meta_[k] for k in SYSTEM_META if k in meta_}
+        merged = {k: kept[k] if k in SYSTEM_META else v for k, v in (new_meta or {}).items()
+                  if k not in SYSTEM_META or k in kept}  # the patch's key order
+        merged.update({k: v for k, v in kept.items() if k not in merged})
+        meta_.clear()
+        meta_.update(merged)
+        obj["metadata"] = meta_
 
 
 def _connect_options(subresource: str, request: web.Request) -> Obj:

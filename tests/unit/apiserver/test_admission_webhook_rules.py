@@ -122,3 +122,15 @@ def test_configuration_defaults_and_paths():
     causes = ar.VALIDATING.strategy.validate(obj)
     assert causes == [{"type": "FieldValueDuplicate", "message": 'Duplicate value: "a.b.c"',
                        "field": "webhooks[1].name"}]
+
+
+def test_patch_keeps_system_metadata():
+    from kybern.apiserver.admission_webhooks import _assign
+
+    m = {"name": "a", "namespace": "n", "uid": "u", "labels": {"x": "1"}}
+    obj = {"apiVersion": "v1", "metadata": m, "spec": {}}
+    _assign(obj, {"apiVersion": "v1", "metadata": {"name": "b", "namespace": "n", "uid": "other",
+                                                   "labels": {"x": "2"}}, "spec": {"a": 1}})
+    assert obj == {"apiVersion": "v1", "metadata": {"name": "a", "namespace": "n", "uid": "u", "labels": {"x": "2"}},
+                   "spec": {"a": 1}}
+    assert obj["metadata"] is m  # the store holds it
