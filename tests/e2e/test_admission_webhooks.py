@@ -10,6 +10,7 @@ sharing the cluster never reach these webhooks."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 
@@ -412,3 +413,85 @@ def test_match_policy(cluster, namespace, webhook, policy):
         assert req["object"]["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 50
     finally:
         cluster.kubectl("delete", "mutatingwebhookconfiguration", name, check=False)
+
+
+IN_CLUSTER_SERVER = '''
+import json, ssl
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["request"]
+        name = ((req.get("object") or {}).get("metadata") or {}).get("name", "")
+        resp = {"uid": req["uid"], "allowed": not name.startswith("bad-")}
+        if not resp["allowed"]:
+            resp["status"] = {"code": 403, "reason": "Forbidden", "message": "the in-cluster webhook says no"}
+        body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+srv = HTTPServer(("0.0.0.0", 8443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("/tls/tls.crt", "/tls/tls.key")
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+'''
+
+
+def test_webhook_served_by_a_deployment(cluster, namespace, tmp_path):
+    """What an operator chart installs: the webhook runs in a pod of a Deployment,
+    behind a Service with a selector (its Endpoints from the endpoints controller),
+    its certificate from a Secret, and the configuration names the Service."""
+    from admission_webhook_server import make_ca_and_cert
+
+    ca, cert, key = make_ca_and_cert([f"webhook.{namespace}.svc"])
+    (tmp_path / "tls.crt").write_bytes(cert)
+    (tmp_path / "tls.key").write_bytes(key)
+    (tmp_path / "server.py").write_text(IN_CLUSTER_SERVER)
+    cluster.kubectl("create", "secret", "tls", "webhook-tls", "-n", namespace, f"--cert={tmp_path / 'tls.crt'}",
+                    f"--key={tmp_path / 'tls.key'}")
+    cluster.kubectl("create", "configmap", "webhook-code", "-n", namespace, f"--from-file={tmp_path / 'server.py'}")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input="""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: webhook}
+spec:
+  selector: {matchLabels: {app: webhook}}
+  template:
+    metadata: {labels: {app: webhook}}
+    spec:
+      containers:
+      - name: server
+        image: demo:v1
+        command: [python3, /code/server.py]
+        ports: [{containerPort: 8443, name: https}]
+        readinessProbe: {tcpSocket: {port: 8443}, periodSeconds: 1}
+        volumeMounts: [{name: tls, mountPath: /tls}, {name: code, mountPath: /code}]
+      volumes:
+      - {name: tls, secret: {secretName: webhook-tls}}
+      - {name: code, configMap: {name: webhook-code}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: webhook}
+spec:
+  selector: {app: webhook}
+  ports: [{name: https, port: 443, targetPort: https}]
+""")
+    cluster.kubectl("rollout", "status", "-n", namespace, "deploy/webhook", "--timeout=90s", timeout=120)
+    name = f"e2e-deployed-{namespace}"
+    bundle = base64.b64encode(ca).decode()
+    cluster.kubectl("apply", "-f", "-", input=config("ValidatingWebhookConfiguration", name, [
+        hook("deployed.kybern.test", f"{{service: {{namespace: {namespace}, name: webhook}}, caBundle: {bundle}}}",
+             namespace, ops="[CREATE]", resources="[configmaps]")]))
+    try:
+        want = 'admission webhook "deployed.kybern.test" denied the request: the in-cluster webhook says no'
+        cluster.wait_for(lambda: want in cluster.kubectl("create", "configmap", "bad-cm", "-n", namespace,
+                                                         check=False).stderr,
+                         timeout=20, what="the deployed webhook to deny")
+        cluster.kubectl("create", "configmap", "good-cm", "-n", namespace)
+    finally:
+        cluster.kubectl("delete", "validatingwebhookconfiguration", name, check=False)
