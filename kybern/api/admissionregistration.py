@@ -198,6 +198,27 @@ def _validate_service(svc: Obj, path: str) -> list[Cause]:
     return out
 
 
+def _validate_match_conditions(conds: list[Any], path: str) -> list[Cause]:
+    """validateMatchConditions, without compiling the CEL (kybern does not evaluate it)."""
+    out: list[Cause] = []
+    if len(conds) > 64:
+        out.append(errors.cause(path, f"Too many: {len(conds)}: must have at most 64 items", "FieldValueTooMany"))
+    names: set[str] = set()
+    for i, c in enumerate(conds):
+        c = c if isinstance(c, dict) else {}
+        if not str(c.get("expression") or "").strip():
+            out.append(_required(f"{path}[{i}].expression"))
+        name = c.get("name") or ""
+        if not name:
+            out.append(_required(f"{path}[{i}].name"))
+        else:
+            out += validate_labels({name: ""}, f"{path}[{i}].name")
+            if name in names:
+                out.append(errors.cause(f"{path}[{i}].name", f'Duplicate value: "{name}"', "FieldValueDuplicate"))
+            names.add(name)
+    return out
+
+
 def _validate_hook(hook: Obj, path: str, mutating: bool) -> list[Cause]:
     out: list[Cause] = []
     name = hook.get("name") or ""
@@ -241,6 +262,7 @@ def _validate_hook(hook: Obj, path: str, mutating: bool) -> list[Cause]:
         out += _validate_url(url, f"{path}.clientConfig.url")
     else:
         out += _validate_service(svc, f"{path}.clientConfig.service")
+    out += _validate_match_conditions(list(hook.get("matchConditions") or []), f"{path}.matchConditions")
     return out
 
 
