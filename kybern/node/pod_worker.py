@@ -85,6 +85,7 @@ class PodWorker:
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._last_status: dict[str, Any] | None = None
+        self._writing: dict[str, Any] | None = None  # the status a PATCH in flight writes
         self._terminal = False
         self._sidecars_stopped = False  # the pod's containers are done: sidecars stay stopped
         self.task: asyncio.Task[None] | None = None
@@ -119,9 +120,12 @@ class PodWorker:
     def _echo_of_own_status(self, prev: dict[str, Any], pod: dict[str, Any]) -> bool:
         """True if `pod` differs from `prev` only by the status this worker last
         wrote (and the resourceVersion and managedFields that write moved)."""
-        if self._last_status is None or pod.get("spec") != prev.get("spec"):
+        if pod.get("spec") != prev.get("spec"):
             return False
-        if not _same_status((pod.get("status") or {}), self._last_status):
+        # the watch can deliver our write before its answer arrives: the status being
+        # written counts as ours too (else a burst syncs every pod twice)
+        status = pod.get("status") or {}
+        if not any(s is not None and _same_status(status, s) for s in (self._last_status, self._writing)):
             return False
         a, b = prev.get("metadata") or {}, pod.get("metadata") or {}
         skip = ("resourceVersion", "managedFields")
@@ -546,8 +550,12 @@ class PodWorker:
         for k in old:  # merge patch: fields we no longer report must be cleared
             if k not in body and k not in ("nominatedNodeName", "resize", "resourceClaimStatuses"):
                 body[k] = None
-        await self.agent.client.patch(PODS, self.name, {"status": body}, self.namespace,
-                                      subresource="status")
+        self._writing = new
+        try:
+            await self.agent.client.patch(PODS, self.name, {"status": body}, self.namespace,
+                                          subresource="status")
+        finally:
+            self._writing = None
         self._last_status = new
 
     # -- logs ---------------------------------------------------------------
