@@ -13,15 +13,20 @@ labels, and
   the pods already there, answering with warnings naming those that would fail.
 
 The audit level is parsed and validated but records nothing (there is no audit
-log). There is no exemptions configuration (usernames, runtime classes,
-namespaces): the defaults are privileged:latest for every mode, as upstream's.
-The checks themselves are in podsecurity_checks.py.
+log). Cluster-wide defaults and exemptions (usernames, runtime classes,
+namespaces) come from kube-apiserver's AdmissionConfiguration file
+(`kybern up --admission-control-config-file`, load_config()); without one every
+mode defaults to privileged:latest, as upstream's. The checks themselves are in
+podsecurity_checks.py.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kybern.apiserver import podsecurity_checks as psa
@@ -52,6 +57,102 @@ MAX_PODS_TO_CHECK = 3000  # a namespace's pods checked when its enforce level ri
 POD_CHECK_SECONDS = 1.0
 
 
+@dataclass(frozen=True)
+class Config:
+    """The plugin's PodSecurityConfiguration: defaults for unlabelled modes, exemptions."""
+    defaults: psa.Policy = psa.DEFAULT_POLICY
+    namespaces: frozenset[str] = field(default_factory=frozenset)
+    runtime_classes: frozenset[str] = field(default_factory=frozenset)
+    usernames: frozenset[str] = field(default_factory=frozenset)
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+CONFIG_VERSIONS = ("pod-security.admission.config.k8s.io/v1", "pod-security.admission.config.k8s.io/v1beta1",
+                   "pod-security.admission.config.k8s.io/v1alpha1")
+
+
+def load_config(path: str | Path) -> Config:
+    """The PodSecurity plugin's configuration from kube-apiserver's
+    --admission-control-config-file (an AdmissionConfiguration whose PodSecurity
+    plugin has an inline `configuration` or a `path`), validated as upstream's
+    ValidatePodSecurityConfiguration. ValueError says what is wrong."""
+    import yaml
+
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: {e}") from None
+    if not isinstance(doc, dict) or doc.get("kind") != "AdmissionConfiguration":
+        raise ValueError(f"{path}: not an AdmissionConfiguration (apiVersion: apiserver.config.k8s.io/v1, "
+                         f"kind: AdmissionConfiguration)")
+    plugin = next((p for p in doc.get("plugins") or () if isinstance(p, dict) and p.get("name") == "PodSecurity"),
+                  None)
+    if plugin is None:
+        return Config()
+    conf = plugin.get("configuration")
+    if conf is None and plugin.get("path"):
+        conf_path = path.parent / str(plugin["path"])
+        try:
+            conf = yaml.safe_load(conf_path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f"{conf_path}: {e}") from None
+    if not isinstance(conf, dict):
+        return Config()
+    if conf.get("kind") != "PodSecurityConfiguration" or conf.get("apiVersion") not in CONFIG_VERSIONS:
+        raise ValueError(f"{path}: the PodSecurity plugin's configuration must be a PodSecurityConfiguration "
+                         f"({', '.join(CONFIG_VERSIONS)}), not {conf.get('apiVersion')}/{conf.get('kind')}")
+    defaults = conf.get("defaults") or {}
+    errs: list[str] = []
+    modes = {}
+    for mode in ("enforce", "warn", "audit"):
+        level = str(defaults.get(mode) or psa.PRIVILEGED)
+        version = str(defaults.get(f"{mode}-version") or psa.LATEST)
+        if level not in psa.LEVELS:
+            errs.append(f"defaults.{mode}: Invalid value: {psa._go_quote(level)}: must be one of "
+                        f"{', '.join(psa.LEVELS)}")
+        m = re.match(r"^v1\.([0-9]|[1-9][0-9]*)$", version)
+        if version != psa.LATEST and not m:
+            errs.append(f'defaults.{mode}-version: Invalid value: {psa._go_quote(version)}: must be "latest" '
+                        f'or "v1.x"')
+        modes[mode] = psa.LevelVersion(level, int(m.group(1)) if m else None)
+    exemptions = conf.get("exemptions") or {}
+    lists = {}
+    for key, ok, why in (("namespaces", _DNS_LABEL.match, "a lowercase RFC 1123 label"),
+                         ("runtimeClasses", _DNS_SUBDOMAIN.match, "a lowercase RFC 1123 subdomain"),
+                         ("usernames", bool, "")):
+        seen: set[str] = set()
+        for i, v in enumerate(exemptions.get(key) or ()):
+            v = str(v)
+            where = f"exemptions.{key}[{i}]"
+            if key == "usernames" and not v:
+                errs.append(f"{where}: Required value")
+            elif key != "usernames" and not ok(v):
+                errs.append(f"{where}: Invalid value: {psa._go_quote(v)}: must be {why}")
+            elif v in seen:
+                errs.append(f"{where}: Duplicate value: {psa._go_quote(v)}")
+            seen.add(v)
+        lists[key] = frozenset(seen)
+    if errs:
+        raise ValueError(f"{path}: PodSecurity configuration invalid: [{', '.join(errs)}]" if len(errs) > 1
+                         else f"{path}: PodSecurity configuration invalid: {errs[0]}")
+    return Config(psa.Policy(modes["enforce"], modes["audit"], modes["warn"]), lists["namespaces"],
+                  lists["runtimeClasses"], lists["usernames"])
+
+
+def _username() -> str | None:
+    """Who asks (the webhook context holds the request; in-process writes that did not
+    come through the REST handler have none)."""
+    from kybern.apiserver import admission_webhooks, reviews
+
+    ctx = admission_webhooks.REQUEST.get()
+    if ctx is None:
+        return None
+    user = ctx[0].get("user") or reviews.ADMIN
+    return str(user.get("username") or "")
+
+
 def _warn(message: str) -> None:
     """A Warning header on the response to the write being admitted."""
     warnings = store_mod.ADMISSION_WARNINGS.get()
@@ -71,13 +172,23 @@ def _chain(first: Callable[..., Awaitable[None]] | None,
 
 
 class PodSecurity:
-    def __init__(self, api: APIServer) -> None:
+    def __init__(self, api: APIServer, config: Config | None = None) -> None:
         self.api = api
         self._policies: dict[tuple[str, int], tuple[psa.Policy, list[dict[str, str]]]] = {}
         self._ns_store: RESTStore | None = None
+        self.config = Config()
+        self._default: tuple[psa.Policy, list[dict[str, str]]] | None = None
+        self.configure(config or Config())
+
+    def configure(self, config: Config) -> None:
+        """The cluster-wide defaults and exemptions (load_config())."""
+        self.config = config
+        # a namespace without labels: nothing to check unless the defaults say otherwise
+        self._default = None if config.defaults.fully_privileged() else (config.defaults, [])
+        self._policies.clear()
 
     def install(self, before_create: dict[tuple[str, str], CreateHook],
-                before_update: dict[tuple[str, str], UpdateHook]) -> None:
+                before_update: dict[tuple[str, str], UpdateHook]) -> PodSecurity:
         """Adds the plugin's checks to the apiserver's admission hooks (after the
         mutating ones already there: PodSecurity is a validating plugin)."""
         before_create[("", "pods")] = _chain(before_create.get(("", "pods")), self.admit_pod)
@@ -88,6 +199,7 @@ class PodSecurity:
         for key, path in TEMPLATES.items():
             before_create[key] = _chain(before_create.get(key), self._template_check(path))
             before_update[key] = _chain(before_update.get(key), self._template_update_check(path))
+        return self
 
     # -- the namespace's policy ---------------------------------------------------
     def _namespaces(self) -> RESTStore:
@@ -99,7 +211,10 @@ class PodSecurity:
     async def policy(self, ns: str) -> tuple[psa.Policy, list[dict[str, str]]] | None:
         """The namespace's policy and its labels' errors; None when no label names
         one (privileged everywhere: nothing to check). Every pod create asks: the
-        watch cache's entry answers, its labels read without decoding it."""
+        watch cache's entry answers, its labels read without decoding it. Exempt
+        namespaces have none."""
+        if ns in self.config.namespaces:
+            return None
         store = self._namespaces()
         cache = store.cache
         key = object_key(store.info, None, ns)
@@ -108,12 +223,12 @@ class PodSecurity:
         if entry is not None:
             labels = entry.labels
             if not labels or not any(k.startswith(psa.LABEL_PREFIX) for k in labels):
-                return None
+                return self._default
             found = self._policies.get((ns, entry.rv))
             if found is None:
                 if len(self._policies) > 1024:
                     self._policies.clear()
-                found = self._policies[(ns, entry.rv)] = psa.policy_for(labels)
+                found = self._policies[(ns, entry.rv)] = psa.policy_for(labels, self.config.defaults)
             return found
         try:  # not cached yet: a live read (upstream's namespace getter falls back to the client)
             obj = await store.get(None, ns)
@@ -123,8 +238,8 @@ class PodSecurity:
             raise
         labels = obj["metadata"].get("labels") or {}
         if not any(k.startswith(psa.LABEL_PREFIX) for k in labels):
-            return None
-        return psa.policy_for(labels)
+            return self._default
+        return psa.policy_for(labels, self.config.defaults)
 
     # -- pods ---------------------------------------------------------------------------
     async def admit_pod(self, pod: Obj) -> None:
@@ -146,8 +261,12 @@ class PodSecurity:
         policy, label_errors = found
         if not label_errors and policy.fully_privileged():
             return
+        if self.config.usernames and _username() in self.config.usernames:
+            return
         meta = (obj.get("metadata") or {}) if meta is None else meta
         spec = (obj.get("spec") or {}) if spec is None else spec
+        if spec.get("runtimeClassName") and spec["runtimeClassName"] in self.config.runtime_classes:
+            return
         results: dict[psa.LevelVersion, list[tuple[str, str]]] = {}
         if enforce:
             results[policy.enforce] = failed = psa.evaluate(policy.enforce, meta, spec)
@@ -192,10 +311,26 @@ class PodSecurity:
     def _invalid(ns: Obj, causes: list[dict[str, str]]) -> errors.StatusError:
         return errors.invalid("", "Namespace", ns["metadata"].get("name", ""), causes)
 
+    def _exempt_warning(self, name: str, policy: psa.Policy, labels: dict[str, str]) -> None:
+        """exemptNamespaceWarning: labels asking for a policy an exempt namespace ignores."""
+        if policy.fully_privileged() or _equivalent(policy, self.config.defaults):
+            return
+        parts = []
+        for mode in psa.MODES:
+            lv: psa.LevelVersion = getattr(policy, mode)
+            key = psa.LABEL_PREFIX + mode
+            if lv.level != psa.PRIVILEGED and (key in labels or key + "-version" in labels):
+                parts.append(f"{mode}={lv}")
+        _warn(f'namespace "{name}" is exempt from Pod Security, and the policy ({", ".join(parts)}) will be '
+              f"ignored")
+
     async def admit_namespace(self, ns: Obj) -> None:
-        _, causes = psa.policy_for(ns["metadata"].get("labels"))
+        labels = ns["metadata"].get("labels") or {}
+        policy, causes = psa.policy_for(labels, self.config.defaults)
         if causes:
             raise self._invalid(ns, causes)
+        if ns["metadata"].get("name") in self.config.namespaces:
+            self._exempt_warning(ns["metadata"]["name"], policy, labels)
 
     async def admit_namespace_update(self, new: Obj, old: Obj) -> None:
         """ValidateNamespace on update: labels that changed must be valid; a stricter
@@ -204,13 +339,16 @@ class PodSecurity:
         old_labels = old["metadata"].get("labels") or {}
         if not any(k.startswith(psa.LABEL_PREFIX) for k in (*labels, *old_labels)):
             return
-        policy, causes = psa.policy_for(labels)
-        old_policy, old_causes = psa.policy_for(old_labels)
+        policy, causes = psa.policy_for(labels, self.config.defaults)
+        old_policy, old_causes = psa.policy_for(old_labels, self.config.defaults)
         if causes and causes != old_causes:
             raise self._invalid(new, causes)
         new_e, old_e = policy.enforce, old_policy.enforce
         if new_e == old_e or new_e.level == psa.PRIVILEGED or (
                 new_e.minor == old_e.minor and psa.compare_levels(new_e.level, old_e.level) < 1):
+            return
+        if new["metadata"]["name"] in self.config.namespaces:
+            self._exempt_warning(new["metadata"]["name"], policy, labels)
             return
         for w in await self._existing_pods(new["metadata"]["name"], new_e):
             _warn(w)
@@ -223,6 +361,8 @@ class PodSecurity:
         pods = [e.decode() for e in entries]
         first, rest, controllers = [], [], set()
         for pod in pods:
+            if (pod.get("spec") or {}).get("runtimeClassName") in self.config.runtime_classes:
+                continue  # exempt runtime class
             ref = next((r for r in pod["metadata"].get("ownerReferences") or () if r.get("controller")), None)
             if ref is None:
                 first.append(pod)
@@ -258,6 +398,12 @@ class PodSecurity:
             who = name if n == 1 else f"{name} (and 1 other pod)" if n == 2 else f"{name} (and {n - 1} other pods)"
             lines.append(f"{who}: {reason}")
         return warnings + sorted(lines)
+
+
+def _equivalent(a: psa.Policy, b: psa.Policy) -> bool:
+    """Policy.Equivalent: the same levels, and versions where the level is not privileged."""
+    return all(x.level == y.level and (x.level == psa.PRIVILEGED or x.minor == y.minor)
+               for x, y in ((a.enforce, b.enforce), (a.audit, b.audit), (a.warn, b.warn)))
 
 
 def _significant_update(new: Obj, old: Obj) -> bool:

@@ -77,17 +77,19 @@ def _go_quote(s: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def policy_for(labels: dict[str, str] | None) -> tuple[Policy, list[dict[str, str]]]:
-    """PolicyToEvaluate: the namespace's policy from its labels (privileged:latest
-    where unset) and the field causes of invalid values. An invalid level
-    enforces as restricted (audit and warn fail open to privileged); an invalid
-    version is latest."""
+def policy_for(labels: dict[str, str] | None, defaults: Policy = DEFAULT_POLICY
+               ) -> tuple[Policy, list[dict[str, str]]]:
+    """PolicyToEvaluate: the namespace's policy from its labels (the defaults,
+    privileged:latest unless configured, where unset) and the field causes of
+    invalid values. An invalid level enforces as restricted (audit and warn fail
+    open to privileged); an invalid version is latest."""
     causes: list[dict[str, str]] = []
     if not labels:
-        return DEFAULT_POLICY, causes
+        return defaults, causes
     modes: dict[str, LevelVersion] = {}
     for mode in MODES:
-        level, minor = PRIVILEGED, None
+        default: LevelVersion = getattr(defaults, mode)
+        level, minor = default.level, default.minor
         key = LABEL_PREFIX + mode
         if key in labels:
             value = labels[key]
@@ -105,6 +107,7 @@ def policy_for(labels: dict[str, str] | None) -> tuple[Policy, list[dict[str, st
             elif m:
                 minor = int(m.group(1))
             else:
+                minor = None
                 causes.append(_invalid(vkey, value, 'must be "latest" or "v1.x"'))
         modes[mode] = LevelVersion(level, minor)
     return Policy(modes["enforce"], modes["audit"], modes["warn"]), causes

@@ -142,7 +142,7 @@ class APIServer:
             ("scheduling.k8s.io", "priorityclasses"): lambda new, old: self._admit_priority_class(new),
         }
         self._node_session: aiohttp.ClientSession | None = None
-        podsecurity.PodSecurity(self).install(self._before_create, self._before_update)  # PodSecurity admission
+        self.pod_security = podsecurity.PodSecurity(self).install(self._before_create, self._before_update)
         self.webhooks = admission_webhooks.Webhooks(self)  # dynamic admission control
 
     # -- stores ---------------------------------------------------------------

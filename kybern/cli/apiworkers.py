@@ -55,14 +55,17 @@ def share_store(store: Any) -> None:
         store.poll_interval = SHARED_POLL_INTERVAL
 
 
-def worker(index: int, address: str, port: int, data_dir: Path, datastore: str) -> Child:
+def worker(index: int, address: str, port: int, data_dir: Path, datastore: str,
+           admission_config: Path | None = None) -> Child:
     """Worker `index`, to be run (and restarted if it exits) by the first process."""
+    extra = ["--admission-control-config-file", str(admission_config)] if admission_config else []
     return Child(f"apiserver worker {index}", [
         "api-worker", "--data-dir", str(data_dir), "--address", address, "--port", str(port),
-        "--datastore", datastore, "--index", str(index)], own_session=True)
+        "--datastore", datastore, "--index", str(index), *extra], own_session=True)
 
 
-async def serve_worker(data_dir: Path, address: str, port: int, datastore: str) -> None:
+async def serve_worker(data_dir: Path, address: str, port: int, datastore: str,
+                       admission_config: Path | None = None) -> None:
     """One worker: an apiserver on the shared port until SIGTERM."""
     from kybern.apiserver import pki
     from kybern.apiserver.server import APIServer, ssl_context
@@ -80,6 +83,10 @@ async def serve_worker(data_dir: Path, address: str, port: int, datastore: str) 
     share_store(store)
     host, port = sock.getsockname()[:2]
     api = APIServer(store, tokens={admin_token, node_token}, node_token=node_token, advertise=f"{host}:{port}")
+    if admission_config is not None:
+        from kybern.apiserver import podsecurity
+
+        api.pod_security.configure(podsecurity.load_config(admission_config))
     await api.serve_crds()
     runner = web.AppRunner(api.app(), access_log=None, handle_signals=False,
                                shutdown_timeout=SHUTDOWN_GRACE)

@@ -66,6 +66,8 @@ class ClusterConfig:
     dns_port: int = 1053
     # apiserver processes sharing the listening socket (docs/apiserver.md, apiworkers.py)
     api_workers: int = 1
+    # kube-apiserver's --admission-control-config-file: PodSecurity defaults/exemptions (docs/security.md)
+    admission_config: Path | None = None
 
 
 def lock_data_dir(data_dir: Path) -> int:
@@ -138,6 +140,10 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     host = "127.0.0.1" if cfg.address in ("0.0.0.0", "::") else cfg.address
     api = APIServer(store, tokens={admin_token, node_token}, node_token=node_token,
                     advertise=f"{host}:{cfg.port}")
+    if cfg.admission_config is not None:
+        from kybern.apiserver import podsecurity
+
+        api.pod_security.configure(podsecurity.load_config(cfg.admission_config))
     await api.bootstrap()
     runner = web.AppRunner(api.app(), access_log=None, handle_signals=False,
                                shutdown_timeout=apiworkers.SHUTDOWN_GRACE)
@@ -163,7 +169,8 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         apiworkers.share_store(store)
         for i in range(1, cfg.api_workers):
             running.tasks.append(asyncio.create_task(
-                apiworkers.worker(i, cfg.address, port, data, datastore).run(), name=f"apiserver-worker-{i}"))
+                apiworkers.worker(i, cfg.address, port, data, datastore, cfg.admission_config).run(),
+                name=f"apiserver-worker-{i}"))
 
     def client(agent: str) -> Client:
         c = Client(url, token=admin_token, ca_file=str(ca_file), user_agent=agent)

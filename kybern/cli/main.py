@@ -83,14 +83,19 @@ def main() -> None:
 @click.option("--dns-port", type=click.IntRange(0, 65535), default=1053, show_default=True,
               help="Cluster DNS port (UDP and TCP; a free one is used if it is taken, 0 always picks one).")
 @click.option("--no-dns", is_flag=True, help="Run no cluster DNS.")
+@click.option("--admission-control-config-file", "admission_config", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="kube-apiserver's AdmissionConfiguration: the PodSecurity plugin's cluster-wide defaults "
+                   "and exemptions (docs/security.md).")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore: str, api_workers: int, node_name: str,
        zone: str | None, no_node: bool, pod_network: str, proxy_mode: str, ingress_http_port: int | None,
        ingress_https_port: int | None, ingress_plane: str, no_ingress: bool, dns_address: str, dns_port: int,
        no_dns: bool, verbose: int, max_pods: int, runtime: str, agent_in_process: bool,
-       region: str | None) -> None:
+       region: str | None, admission_config: Path | None) -> None:
     """Start a whole cluster in this process; Ctrl-C stops it, state is kept."""
     _logging(verbose)
+    _check_admission_config(admission_config)
     t0 = time.monotonic()
     try:
         lock = cluster.lock_data_dir(data_dir)
@@ -103,7 +108,8 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
                                 ingress_https_port=ingress_https_port, ingress_plane=ingress_plane,
                                 run_dns=not no_dns, dns_address=dns_address, dns_port=dns_port,
                                 max_pods=max_pods, runtime=runtime, agent_process=not agent_in_process,
-                                verbose=verbose, labels={REGION_LABEL: region} if region else {})
+                                verbose=verbose, labels={REGION_LABEL: region} if region else {},
+                                admission_config=admission_config)
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(Path(kubeconfig_path), name="kybern", server=r.server_url,
@@ -138,18 +144,23 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
               help="apiserver processes sharing the API port (docs/apiserver.md); more use more cores.")
 @click.option("--no-controllers", is_flag=True, help="Serve the API only.")
 @click.option("--no-scheduler", is_flag=True, help="Run the controllers but no scheduler (see `kybern scheduler`).")
+@click.option("--admission-control-config-file", "admission_config", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="kube-apiserver's AdmissionConfiguration: the PodSecurity plugin's cluster-wide defaults "
+                   "and exemptions (docs/security.md).")
 @click.option("-v", "--verbose", count=True)
 def server(data_dir: Path, address: str, port: int, datastore: str, api_workers: int, no_controllers: bool,
-           no_scheduler: bool, verbose: int) -> None:
+           no_scheduler: bool, verbose: int, admission_config: Path | None) -> None:
     """Run the apiserver (and scheduler and controllers) without a node."""
     _logging(verbose)
+    _check_admission_config(admission_config)
     try:
         lock = cluster.lock_data_dir(data_dir)
     except cluster.DataDirBusy as e:
         raise click.ClickException(str(e)) from None
     cfg = cluster.ClusterConfig(data_dir=data_dir, address=address, port=port, datastore=datastore,
                                 api_workers=api_workers, run_node=False, run_controllers=not no_controllers,
-                                run_scheduler=not no_scheduler)
+                                run_scheduler=not no_scheduler, admission_config=admission_config)
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(data_dir / "kubeconfig", name="kybern", server=r.server_url,
@@ -310,12 +321,25 @@ def scheduler_cmd(server_url: str, token: str, ca_file: str | None, name: str, v
 @click.option("--port", type=int, required=True)
 @click.option("--datastore", required=True)
 @click.option("--index", type=int, default=1)
-def api_worker(data_dir: Path, address: str, port: int, datastore: str, index: int) -> None:
+@click.option("--admission-control-config-file", "admission_config", default=None, type=click.Path(path_type=Path))
+def api_worker(data_dir: Path, address: str, port: int, datastore: str, index: int,
+               admission_config: Path | None) -> None:
     """One extra apiserver process, started by `--api-workers` (not run by hand)."""
     _logging(0)
     from kybern.cli import apiworkers
 
-    serverloop.run(apiworkers.serve_worker(data_dir, address, port, datastore))
+    serverloop.run(apiworkers.serve_worker(data_dir, address, port, datastore, admission_config))
+
+
+def _check_admission_config(path: Path | None) -> None:
+    """Refuse to start with an invalid admission configuration, as kube-apiserver does."""
+    if path is not None:
+        from kybern.apiserver import podsecurity
+
+        try:
+            podsecurity.load_config(path)
+        except ValueError as e:
+            raise click.ClickException(f"--admission-control-config-file: {e}") from None
 
 
 @main.group()

@@ -10,6 +10,8 @@ its ReplicaSet's pods are refused (FailedCreate); invalid labels are 422."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -202,3 +204,74 @@ def test_pods_failing_alike_share_one_warning(cluster, namespace):
     assert warnings(p.stderr) == [
         f'existing pods in namespace "{namespace}" violate the new PodSecurity enforce level "baseline:latest"',
         "odd: host namespaces"]
+
+
+CLUSTER_LEVEL_PSS = """\
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: PodSecurity
+  configuration:
+    apiVersion: pod-security.admission.config.k8s.io/v1beta1
+    kind: PodSecurityConfiguration
+    defaults:
+      enforce: "baseline"
+      enforce-version: "latest"
+      audit: "restricted"
+      audit-version: "latest"
+      warn: "restricted"
+      warn-version: "latest"
+    exemptions:
+      usernames: []
+      runtimeClasses: []
+      namespaces: [kube-system]
+"""
+
+
+def test_cluster_level_defaults_and_exemptions(tmp_path):
+    """The "Apply Pod Security Standards at the Cluster Level" tutorial: kube-apiserver's
+    AdmissionConfiguration (`kybern up --admission-control-config-file`) sets the
+    defaults of every namespace and exempts kube-system."""
+    from tests.conftest import start_cluster, stop_cluster
+
+    config = tmp_path / "cluster-level-pss.yaml"
+    config.write_text(CLUSTER_LEVEL_PSS)
+    c = start_cluster(tmp_path / "c", "--admission-control-config-file", str(config), wait_node=False)
+    try:
+        # the tutorial's nginx pod in the default namespace: admitted with the restricted warning
+        p = c.kubectl("apply", "-f", "-", input=pod("nginx", {"ports": [{"containerPort": 80}]}))
+        assert p.stdout.strip() == "pod/nginx created"
+        assert warnings(p.stderr) == [RESTRICTED_WARNING.format(c="nginx")]
+        # a privileged pod: refused by the default baseline enforce level
+        priv = pod("priv", {"securityContext": {"privileged": True}})
+        p = c.kubectl("apply", "-f", "-", check=False, input=priv)
+        assert 'pods "priv" is forbidden: violates PodSecurity "baseline:latest": privileged' in p.stderr
+        # kube-system is exempt: admitted without a word; labels asking otherwise are ignored, with a warning
+        p = c.kubectl("apply", "-n", "kube-system", "-f", "-", input=priv)
+        assert p.stdout.strip() == "pod/priv created" and p.stderr == ""
+        p = label(c, "kube-system", f"{L}enforce=restricted", dry_run=True)
+        assert warnings(p.stderr) == [('namespace "kube-system" is exempt from Pod Security, and the policy '
+                                      '(enforce=restricted:latest) will be ignored')]
+        # a namespace's labels override the defaults, mode by mode
+        c.kubectl("create", "namespace", "infra")
+        label(c, "infra", f"{L}enforce=privileged")
+        p = c.kubectl("apply", "-n", "infra", "-f", "-", input=priv)
+        assert p.stdout.strip() == "pod/priv created"
+        assert warnings(p.stderr)[0].startswith('would violate PodSecurity "restricted:latest": privileged (')
+        # the tutorial's dry runs over every namespace
+        p = c.kubectl("label", "--dry-run=server", "--overwrite", "ns", "--all", f"{L}enforce=baseline")
+        # (kube-system's enforce level is the default's already: no change, no word)
+        assert warnings(p.stderr) == [
+            'existing pods in namespace "infra" violate the new PodSecurity enforce level "baseline:latest"',
+            "priv: privileged"]
+        assert "namespace/default labeled (server dry run)" in p.stdout
+    finally:
+        stop_cluster(c)
+    # an invalid configuration: kybern up refuses to start, as kube-apiserver
+    config.write_text(CLUSTER_LEVEL_PSS.replace('enforce: "baseline"', 'enforce: "strict"'))
+    p = subprocess.run([sys.executable, "-m", "kybern.cli.main", "up", "--data-dir", str(tmp_path / "bad"),
+                        "--admission-control-config-file", str(config)], check=False, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode != 0
+    assert ('defaults.enforce: Invalid value: "strict": must be one of privileged, baseline, restricted'
+            in p.stderr), p.stderr
