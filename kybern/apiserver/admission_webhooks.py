@@ -28,6 +28,7 @@ import base64
 import contextvars
 import copy
 import logging
+import random
 import socket
 import ssl
 import uuid
@@ -314,10 +315,8 @@ class Webhooks:
                              "request": a.request(uid)})
         url, dial, server_name = await self._target(cc)
         shown = f"{url}?timeout={timeout}s"
-        if dial is None:
-            svc = cc.get("service") or {}
-            raise CallError(hook.name, f'failed to call webhook: Post "{shown}": no endpoints available for '
-                                       f'service "{svc.get("name")}"')
+        if not dial.startswith("https://"):  # the service could not be resolved: why
+            raise CallError(hook.name, f'failed to call webhook: Post "{shown}": {dial}')
         try:
             session = self._session(hook.name, cc.get("caBundle") or "")
             kwargs: dict[str, Any] = {}
@@ -352,11 +351,11 @@ class Webhooks:
             raise CallError(hook.name, f"received invalid webhook response: {why}")
         return review["response"]  # type: ignore[no-any-return]
 
-    async def _target(self, cc: Obj) -> tuple[str, str | None, str | None]:
-        """(the URL as upstream names it in errors, the URL dialled, the TLS server
-        name when it differs from the dialled host). A service is dialled at one of
-        its ready endpoints (as kube-apiserver's endpoint resolver), verified as
-        `NAME.NAMESPACE.svc`."""
+    async def _target(self, cc: Obj) -> tuple[str, str, str | None]:
+        """(the URL as upstream names it in errors, the URL dialled or why there is
+        none, the TLS server name when it differs from the dialled host). A service
+        is dialled at one of its ready endpoints (as kube-apiserver's endpoint
+        resolver), verified as `NAME.NAMESPACE.svc`."""
         if cc.get("url"):
             return cc["url"], cc["url"], None
         svc = cc.get("service") or {}
@@ -365,34 +364,32 @@ class Webhooks:
         host = f"{name}.{ns}.svc"
         url = f"https://{host}:{port}{path}"
         addr = await self._resolve(name, ns, port)
-        return url, (f"https://{addr}{path}" if addr is not None else None), host
+        return url, (f"https://{addr[1]}{path}" if addr[0] else addr[1]), host
 
-    async def _resolve(self, name: str, ns: str, port: int) -> str | None:
-        services = self.server.store("", "v1", "services")
+    async def _resolve(self, name: str, ns: str, port: int) -> tuple[bool, str]:
+        """(True, HOST:PORT) of a ready endpoint of the service's port, or (False,
+        why not) in the words of upstream's ResolveEndpoint."""
         try:
-            service = await services.get(ns, name, resource_version="0")
+            service = await self.server.store("", "v1", "services").get(ns, name, resource_version="0")
         except errors.StatusError:
-            return None
+            return False, f'service "{name}" not found'
         spec = service.get("spec") or {}
         if spec.get("type") == "ExternalName":
-            return f"{spec.get('externalName')}:{port}"
+            return True, f"{spec.get('externalName')}:{port}"
         sp = next((p for p in spec.get("ports") or [] if p.get("port") == port), None)
         if sp is None:
-            return None
-        eps_store = self.server.store("", "v1", "endpoints")
+            return False, f'no service port {port} found for service "{name}"'
         try:
-            eps = await eps_store.get(ns, name, resource_version="0")
+            eps = await self.server.store("", "v1", "endpoints").get(ns, name, resource_version="0")
         except errors.StatusError:
-            return None
+            return False, f'endpoints "{name}" not found'
         for subset in eps.get("subsets") or []:
-            ports = subset.get("ports") or []
-            ep = next((p for p in ports if p.get("name", "") == sp.get("name", "")), None) or \
-                (ports[0] if len(ports) == 1 else None)
             addrs = subset.get("addresses") or []
-            if ep is not None and addrs:
-                ip = addrs[0].get("ip")
-                return f"[{ip}]:{ep['port']}" if ":" in ip else f"{ip}:{ep['port']}"
-        return None
+            for ep in subset.get("ports") or []:
+                if ep.get("name", "") == sp.get("name", "") and addrs:
+                    ip = random.choice(addrs).get("ip") or ""
+                    return True, f"[{ip}]:{ep['port']}" if ":" in ip else f"{ip}:{ep['port']}"
+        return False, f'no endpoints available for service "{name}"'
 
     def _session(self, hook: str, ca_bundle: str) -> aiohttp.ClientSession:
         key = ca_bundle.encode()

@@ -284,6 +284,14 @@ subsets:
                          what="the service's webhook to deny")
         run(cluster, namespace, "good-svc", check=True)
         assert {r["request"]["name"] for r in server.reviews} >= {"bad-svc", "good-svc"}
+        # a service that does not exist, in upstream's words
+        cluster.kubectl("apply", "-f", "-", input=config("ValidatingWebhookConfiguration", name, [
+            hook("svc.kybern.test", f"{{service: {{namespace: {namespace}, name: missing, path: /validate}}, "
+                                    f"caBundle: {server.ca_bundle}}}", namespace)]))
+        want = ('Internal error occurred: failed calling webhook "svc.kybern.test": failed to call webhook: '
+                f'Post "https://missing.{namespace}.svc:443/validate?timeout=10s": service "missing" not found')
+        cluster.wait_for(lambda: want in run(cluster, namespace, "any-svc").stderr, timeout=15,
+                         what="a missing service to fail the call")
     finally:
         cluster.kubectl("delete", "validatingwebhookconfiguration", name, check=False)
         server.stop()
