@@ -209,10 +209,10 @@ class PodSecurity:
         return store
 
     async def policy(self, ns: str) -> tuple[psa.Policy, list[dict[str, str]]] | None:
-        """The namespace's policy and its labels' errors; None when no label names
-        one (privileged everywhere: nothing to check). Every pod create asks: the
-        watch cache's entry answers, its labels read without decoding it. Exempt
-        namespaces have none."""
+        """The namespace's policy and its labels' errors; None when there is nothing
+        to check (no label names a level and the defaults are privileged, or the
+        namespace is exempt). Every pod create asks: the watch cache's entry
+        answers, its labels read without decoding it."""
         if ns in self.config.namespaces:
             return None
         store = self._namespaces()
