@@ -286,6 +286,40 @@ def _validate_review_versions(versions: list[Any], path: str) -> list[Cause]:
     return out
 
 
+_B64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def _base64_error(value: str) -> str | None:
+    """Go's encoding/base64 StdEncoding complaint about a []byte field (the input
+    byte its decodeQuantum names), or None."""
+    si, n = 0, len(value)
+    while True:
+        j = 0
+        while j < 4:
+            if si == n:
+                return None if j == 0 else f"illegal base64 data at input byte {si - j}"
+            c = value[si]
+            si += 1
+            if c in _B64_ALPHABET:
+                j += 1
+                continue
+            if c in "\r\n":
+                continue
+            if c != "=" or j < 2:
+                return f"illegal base64 data at input byte {si - 1}"
+            if j == 2:  # "==" expected
+                while si < n and value[si] in "\r\n":
+                    si += 1
+                if si == n:
+                    return f"illegal base64 data at input byte {n}"
+                if value[si] != "=":
+                    return f"illegal base64 data at input byte {si - 1}"
+                si += 1
+            while si < n and value[si] in "\r\n":
+                si += 1
+            return f"illegal base64 data at input byte {si}" if si < n else None
+
+
 class WebhookConfigurationStrategy(Strategy):
     def __init__(self, mutating: bool) -> None:
         self.mutating = mutating
@@ -293,6 +327,12 @@ class WebhookConfigurationStrategy(Strategy):
     def default(self, obj: Obj) -> None:
         for hook in obj.get("webhooks") or []:
             if isinstance(hook, dict):
+                ca = (hook.get("clientConfig") or {}).get("caBundle")
+                why = _base64_error(ca) if isinstance(ca, str) else None
+                if why:  # a []byte the Go decoder refuses: 400 before any validation
+                    kind = obj.get("kind") or ("MutatingWebhookConfiguration" if self.mutating else
+                                               "ValidatingWebhookConfiguration")
+                    raise errors.bad_request(f'{kind} in version "v1" cannot be handled as a {kind}: {why}')
                 _default_hook(hook, self.mutating)
 
     def validate(self, obj: Obj) -> list[Cause]:

@@ -99,6 +99,13 @@ def test_configuration_api(cluster, webhook):
     ):
         assert line in p.stderr, (line, p.stderr)
 
+    # caBundle is a []byte: bad base64 is the Go decoder's 400
+    p = cluster.kubectl("apply", "-f", "-", check=False, input=config("ValidatingWebhookConfiguration", "e2e-ca", [
+        hook("ca.kybern.test", '{url: "https://127.0.0.1:1/x", caBundle: "YW=j"}', "no-such-namespace")]))
+    assert p.stderr.strip() == ('Error from server (BadRequest): error when creating "STDIN": '
+                                'ValidatingWebhookConfiguration in version "v1" cannot be handled as a '
+                                "ValidatingWebhookConfiguration: illegal base64 data at input byte 2")
+
     good = config("MutatingWebhookConfiguration", "e2e-defaults", [
         hook("one.kybern.test", url_config(webhook, "/nothing"), "no-such-namespace"),
         hook("two.kybern.test", "{service: {namespace: default, name: svc}}", "no-such-namespace"),
