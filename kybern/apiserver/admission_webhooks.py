@@ -399,9 +399,9 @@ class Webhooks:
             if ca_bundle:
                 try:
                     ctx.load_verify_locations(cadata=base64.b64decode(ca_bundle).decode())
-                except (ValueError, ssl.SSLError) as e:
-                    raise CallError(hook, f"could not get REST client: unable to load root certificates: {e}") \
-                        from None
+                except (ValueError, ssl.SSLError, UnicodeDecodeError):
+                    raise CallError(hook, "could not get REST client: unable to load root certificates: unable "
+                                          "to parse bytes as PEM block") from None
             s = self._sessions[key] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx))
         return s
 
