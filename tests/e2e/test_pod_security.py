@@ -226,6 +226,10 @@ plugins:
       runtimeClasses: []
       namespaces: [kube-system]
 """
+EXEMPTIONS = """\
+      usernames: ["system:serviceaccount:default:deployer"]
+      runtimeClasses: [gvisor]
+"""
 
 
 def test_cluster_level_defaults_and_exemptions(tmp_path):
@@ -235,7 +239,7 @@ def test_cluster_level_defaults_and_exemptions(tmp_path):
     from tests.conftest import start_cluster, stop_cluster
 
     config = tmp_path / "cluster-level-pss.yaml"
-    config.write_text(CLUSTER_LEVEL_PSS)
+    config.write_text(CLUSTER_LEVEL_PSS.replace('      usernames: []\n      runtimeClasses: []\n', EXEMPTIONS))
     c = start_cluster(tmp_path / "c", "--admission-control-config-file", str(config), wait_node=False)
     try:
         # the tutorial's nginx pod in the default namespace: admitted with the restricted warning
@@ -252,6 +256,14 @@ def test_cluster_level_defaults_and_exemptions(tmp_path):
         p = label(c, "kube-system", f"{L}enforce=restricted", dry_run=True)
         assert warnings(p.stderr) == [('namespace "kube-system" is exempt from Pod Security, and the policy '
                                       '(enforce=restricted:latest) will be ignored')]
+        # exempt runtime classes and users
+        p = c.kubectl("apply", "--dry-run=server", "-f", "-", input=pod("sandboxed", {
+            "securityContext": {"privileged": True}}, runtimeClassName="gvisor"))
+        assert p.stdout.strip() == "pod/sandboxed created (server dry run)" and p.stderr == ""
+        c.kubectl("create", "serviceaccount", "deployer")
+        token = c.kubectl("create", "token", "deployer").stdout.strip()
+        p = c.kubectl("apply", "--dry-run=server", f"--token={token}", "-f", "-", input=priv)
+        assert p.stdout.strip() == "pod/priv created (server dry run)" and p.stderr == ""
         # a namespace's labels override the defaults, mode by mode
         c.kubectl("create", "namespace", "infra")
         label(c, "infra", f"{L}enforce=privileged")
