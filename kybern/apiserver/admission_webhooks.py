@@ -31,6 +31,7 @@ import logging
 import random
 import socket
 import ssl
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -85,10 +86,85 @@ class Hook:
 
 class CallError(Exception):
     """ErrCallingWebhook: the webhook could not be called or answered nonsense;
-    failurePolicy decides whether the request fails."""
+    failurePolicy decides whether the request fails. `code`: its Status's (503
+    for a failed call, as upstream's "error calling webhook")."""
 
-    def __init__(self, hook: str, reason: str) -> None:
+    def __init__(self, hook: str, reason: str, code: int = 503) -> None:
         super().__init__(f'failed calling webhook "{hook}": {reason}')
+        self.code = code
+
+
+class _Untyped:
+    """A counter whose upstream name does not end in _total (prometheus_client would
+    add one): exported untyped, under upstream's name."""
+
+    def __init__(self, name: str, doc: str, labelnames: tuple[str, ...]) -> None:
+        self.name, self.doc, self.labelnames = name, doc, labelnames
+        self.values: dict[tuple[str, ...], float] = {}
+
+    def collect(self) -> Any:
+        from prometheus_client.metrics_core import Metric
+
+        m = Metric(self.name, self.doc, "unknown")
+        for key, n in list(self.values.items()):
+            m.add_sample(self.name, dict(zip(self.labelnames, key)), n)
+        yield m
+
+    def describe(self) -> list[Any]:
+        return []
+
+
+class WebhookMetrics:
+    """Upstream's admission webhook metrics (k8s.io/apiserver pkg/admission/metrics),
+    in the apiserver's /metrics. `type` is "admit" (mutating) or "validating"."""
+
+    def __init__(self, server: Any) -> None:
+        from kybern.apiserver.metrics import _Counts, _Histograms
+
+        self.duration = _Histograms(
+            "apiserver_admission_webhook_admission_duration_seconds",
+            "Admission webhook latency histogram in seconds, identified by name and broken out for each "
+            "operation and API resource and type (validate or admit).",
+            ("name", "operation", "rejected", "type"), (0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 10, 25))
+        self.requests = _Counts(
+            "apiserver_admission_webhook_request_total",
+            "Admission webhook request total, identified by name and broken out for each admission type "
+            "(validating or mutating) and operation. Additional labels specify whether the request was rejected "
+            "or not and an HTTP status code. Codes greater than 600 are truncated to 600, to keep the metrics "
+            "cardinality bounded.", ("code", "name", "operation", "rejected", "type"))
+        self.rejections = _Untyped(
+            "apiserver_admission_webhook_rejection_count",
+            "Admission webhook rejection count, identified by name and broken out for each admission type "
+            "(validating or admit) and operation. Additional labels specify an error type "
+            "(calling_webhook_error or apiserver_internal_error if an error occurred; no_error otherwise) and "
+            "optionally a non-zero rejection code if the webhook rejects the request with an HTTP status code "
+            "(honored by the apiserver when the code is greater or equal to 400). Codes greater than 600 are "
+            "truncated to 600, to keep the metrics cardinality bounded.",
+            ("error_type", "name", "operation", "rejection_code", "type"))
+        self.fail_open = _Untyped(
+            "apiserver_admission_webhook_fail_open_count",
+            "Admission webhook fail open count, identified by name and broken out for each admission type "
+            "(validating or admit).", ("name", "type"))
+        prom = getattr(getattr(server, "metrics", None), "prom", None)
+        if prom is not None:
+            for c in (self.duration, self.requests, self.rejections, self.fail_open):
+                prom.register(c)
+
+    def observe(self, hook: Hook, operation: str, seconds: float, code: int, rejected: bool,
+                error_type: str | None) -> None:
+        typ = "admit" if hook.mutating else "validating"
+        flag = "true" if rejected else "false"
+        code = min(code, 600)
+        self.duration.observe((hook.name, operation, flag, typ), seconds)
+        key = (str(code), hook.name, operation, flag, typ)
+        self.requests.values[key] = self.requests.values.get(key, 0) + 1
+        if rejected and error_type is not None:
+            rkey = (error_type, hook.name, operation, str(code), typ)
+            self.rejections.values[rkey] = self.rejections.values.get(rkey, 0) + 1
+
+    def failed_open(self, hook: Hook) -> None:
+        key = (hook.name, "admit" if hook.mutating else "validating")
+        self.fail_open.values[key] = self.fail_open.values.get(key, 0) + 1
 
 
 class Webhooks:
@@ -96,6 +172,7 @@ class Webhooks:
         self.server = server
         self._parsed: dict[str, tuple[tuple[tuple[str, int], ...], list[Hook]]] = {}
         self._sessions: dict[bytes, aiohttp.ClientSession] = {}
+        self.metrics = WebhookMetrics(server)
 
     # -- the configurations ------------------------------------------------------
     def configured(self) -> bool:
@@ -274,11 +351,16 @@ class Webhooks:
         failurePolicy Fail)."""
         if a.dry_run and hook.spec.get("sideEffects") not in admissionregistration.NO_SIDE_EFFECTS:
             raise errors.bad_request(f'admission webhook "{hook.name}" does not support dry run')
+        start = time.monotonic()
         try:
             response = await self._post(hook, a)
         except CallError as e:
-            if hook.failure_policy == "Ignore":
+            ignore = hook.failure_policy == "Ignore"
+            self.metrics.observe(hook, a.operation, time.monotonic() - start, e.code, not ignore,
+                                 "calling_webhook_error")
+            if ignore:
                 log.warning("Failed calling webhook, failing open %s: %s", hook.name, e)
+                self.metrics.failed_open(hook)
                 return None
             log.warning("Failed calling webhook, failing closed %s: %s", hook.name, e)
             raise errors.internal(str(e)) from None
@@ -286,7 +368,10 @@ class Webhooks:
             if isinstance(w, str):
                 warnings.append(w)
         if not response.get("allowed"):
-            raise _denied(hook.name, response.get("status"))
+            denial = _denied(hook.name, response.get("status"))
+            self.metrics.observe(hook, a.operation, time.monotonic() - start, denial.code, True, "no_error")
+            raise denial
+        self.metrics.observe(hook, a.operation, time.monotonic() - start, 200, False, None)
         raw_patch = response.get("patch")
         if not raw_patch:
             return None
@@ -329,7 +414,7 @@ class Webhooks:
                 if resp.status < 200 or resp.status >= 300:
                     text = raw.decode(errors="replace").strip()
                     raise CallError(hook.name, f"failed to call webhook: an error on the server (\"{text}\") "
-                                               "has prevented the request from succeeding")
+                                               "has prevented the request from succeeding", resp.status)
         except CallError:
             raise
         except TimeoutError:
@@ -401,7 +486,7 @@ class Webhooks:
                     ctx.load_verify_locations(cadata=base64.b64decode(ca_bundle).decode())
                 except (ValueError, ssl.SSLError, UnicodeDecodeError):
                     raise CallError(hook, "could not get REST client: unable to load root certificates: unable "
-                                          "to parse bytes as PEM block") from None
+                                          "to parse bytes as PEM block", 500) from None
             s = self._sessions[key] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx))
         return s
 

@@ -149,6 +149,14 @@ def test_validating_webhook_denies_and_warns(cluster, namespace, webhook):
         assert req["options"]["kind"] == "CreateOptions" and req["userInfo"]["username"]
         assert webhook.reviews[-1]["query"] == "timeout=10s"
 
+        metrics = cluster.kubectl("get", "--raw", "/metrics").stdout
+        assert 'apiserver_admission_webhook_rejection_count{error_type="no_error",name="validate.kybern.test",' \
+            'operation="CREATE",rejection_code="403",type="validating"}' in metrics
+        assert 'apiserver_admission_webhook_request_total{code="200",name="validate.kybern.test",' \
+            'operation="CREATE",rejected="false",type="validating"}' in metrics
+        assert 'apiserver_admission_webhook_admission_duration_seconds_count{name="validate.kybern.test",' \
+            'operation="CREATE",rejected="true",type="validating"}' in metrics
+
         cluster.kubectl("delete", "pod", "warn-pod", "-n", namespace, "--wait=false")
         deletes = [r for r in webhook.requests_for("/validate") if r["operation"] == "DELETE"]
         assert deletes and deletes[-1]["object"] is None and deletes[-1]["oldObject"]["metadata"]["name"] == \
