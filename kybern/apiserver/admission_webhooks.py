@@ -543,7 +543,9 @@ class _Attributes:
             out["requestSubResource"] = self.subresource
         if self.name:
             out["name"] = self.name
-        if self.namespace and info.namespaced:
+        if self.namespace and (info.namespaced or self.operation != "CREATE"):
+            # a namespace's own requests carry its name as their namespace once it is in
+            # the URL (upstream's RequestInfo), so not on create
             out["namespace"] = self.namespace
         out["operation"] = self.operation
         out["userInfo"] = self._user()
