@@ -499,22 +499,6 @@ class Cgroups:
         self._apply(rel, res, fresh=fresh)
         return rel
 
-    def leaf_dirs(self, parent: str, container_id: str) -> tuple[str, list[str]] | None:
-        """Where a container's cgroup goes (its relative path, its directory in each
-        hierarchy) when another process is to mkdir it (the spawn worker, beside the
-        event loop: a cgroup mkdir is ~0.1 ms of kernel work per hierarchy). None when
-        it must be made here: no cgroups, or v2 (the parents' controllers are
-        delegated on the way down)."""
-        if not self.enabled or not parent or self.version == 2:
-            return None
-        rel = f"{parent}/{container_id}"
-        return rel, [f"{root}/{rel}" for root in self._root_strs]
-
-    def made_elsewhere(self, rel: str, res: Resources, *, fresh: bool) -> str:
-        """leaf_dirs()'s directories were made (`fresh`: all of them new): write the limits."""
-        self._apply(rel, res, fresh=fresh)
-        return rel
-
     # -- processes ----------------------------------------------------------
     def joiner(self, rel: str, then: Callable[[], None] | None) -> Joiner:
         paths = [f"{root}/{rel}/cgroup.procs" for root in self._root_strs] if self.enabled and rel else []

@@ -265,15 +265,8 @@ class ProcessRuntime(RuntimeState):
             env[k] = v
         wd = config.working_dir or icfg.get("workingDir") or "/"
         cwd = rootfs / wd.lstrip("/")
-        leaf = None
-        if self.cgroups.enabled and sandbox_config.cgroup_parent:
-            try:  # the pod's cgroup again: gone if an agent stopped since (a no-op otherwise)
-                self.cgroups.ensure_pod(sandbox_config.cgroup_parent, sandbox_config.resources)
-            except OSError as e:
-                raise ContainerError("CreateContainerError", f"failed to create the container's cgroup: {e}") from e
-            leaf = self.cgroups.leaf_dirs(sandbox_config.cgroup_parent, cid)
         try:
-            mntns, cgroup_made = await self._prepare(cid, img, rootfs, config.mounts, cwd, leaf)
+            mntns = await self._prepare(cid, img, rootfs, config.mounts, cwd)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, cdir, True)
             raise
@@ -286,9 +279,7 @@ class ProcessRuntime(RuntimeState):
         c.fresh = FreshTree(str(img.rootfs), img.id, config.mounts)
         c.mntns = mntns
         try:
-            if leaf is not None and cgroup_made in ("fresh", "exists"):
-                c.cgroup = self.cgroups.made_elsewhere(leaf[0], config.resources, fresh=cgroup_made == "fresh")
-            elif self.cgroups.enabled and sandbox_config.cgroup_parent:
+            if self.cgroups.enabled and sandbox_config.cgroup_parent:
                 c.cgroup = self._container_cgroup(sandbox_config, cid, config.resources)
         except OSError as e:
             self._release_mntns(c)
@@ -300,13 +291,10 @@ class ProcessRuntime(RuntimeState):
         self._keep(c)
         return cid
 
-    async def _prepare(self, cid: str, img: Any, rootfs: Path, mounts: list[Mount], cwd: Path,
-                       leaf: tuple[str, list[str]] | None) -> tuple[str, str]:
+    async def _prepare(self, cid: str, img: Any, rootfs: Path, mounts: list[Mount], cwd: Path) -> str:
         """The container's tree (a copy of its image, its mounts placed, its working
-        dir), as root its mount namespace (its volumes at their absolute paths,
-        mountns.py), and its cgroup's directories (`leaf`: Cgroups.leaf_dirs); returns
-        the namespace's path ("" without one) and what became of the cgroup (the spawn
-        worker's answer; "" when it is still to be made here). Made by the spawn
+        dir) and, as root, its mount namespace (its volumes at their absolute paths,
+        mountns.py); returns the namespace's path ("" without one). Made by the spawn
         worker, beside the event loop: ~1 ms of system calls per container that a burst
         of pod starts would otherwise queue behind (docs/benchmarks.md, issue 4). A big
         image is copied on a thread here instead (the worker would start no container
@@ -320,8 +308,7 @@ class ProcessRuntime(RuntimeState):
             if not small:
                 await asyncio.to_thread(make_tree, img.rootfs, img.id, rootfs, mounts, cwd)
             try:
-                return await self.spawner.prepare(cid, mounts, tree if small else None, mntns,
-                                                  leaf[1] if leaf is not None else None)
+                return await self.spawner.prepare(cid, mounts, tree if small else None, mntns)
             except WorkerGone:
                 if small:  # whatever it made before it went
                     await asyncio.to_thread(shutil.rmtree, cdir, True)
@@ -330,10 +317,10 @@ class ProcessRuntime(RuntimeState):
         elif mntns is None:
             await asyncio.to_thread(make_tree, img.rootfs, img.id, rootfs, mounts, cwd)
         if mntns is None:
-            return "", ""
+            return ""
         fd = mountns.make(mounts, mntns["scratch"], mntns["keep"])
         self._own_mntns[cid] = fd
-        return f"/proc/{os.getpid()}/fd/{fd}", ""
+        return f"/proc/{os.getpid()}/fd/{fd}"
 
     def _release_mntns(self, c: _Container) -> None:
         if not c.mntns:

@@ -226,7 +226,7 @@ class SpawnWorker:
                     if "reason" in msg:
                         fut.set_exception(ContainerError(msg["reason"], msg["message"]))
                     else:
-                        fut.set_result((msg["mnt"], msg.get("cgroup", "")))
+                        fut.set_result(msg["mnt"])
             elif "pid" in msg:
                 if fut is None or fut.done():  # its caller was cancelled: it must not run unsupervised
                     kill_group(msg["pid"], signal.SIGKILL)
@@ -280,20 +280,18 @@ class SpawnWorker:
         return await fut
 
     async def prepare(self, key: str, mounts: list[Mount], tree: dict[str, str] | None,
-                      mntns: dict[str, Any] | None, cgroup_dirs: list[str] | None = None) -> tuple[str, str]:
-        """A container's tree (make_tree's arguments as strings), with `mntns`
-        (mountns.make's `scratch`, `keep` and `template`) its mount namespace, and the
-        `cgroup_dirs` (Cgroups.leaf_dirs), made by the worker beside the event loop;
-        returns the namespace's path ("" without) and what became of the cgroup
-        ("fresh", "exists", "missing", or "" without). Raises what make_tree/mountns.make
-        would (ContainerError, OSError), and WorkerGone when the caller should make
-        them itself."""
+                      mntns: dict[str, Any] | None) -> str:
+        """A container's tree (make_tree's arguments as strings) and, with `mntns`
+        (mountns.make's `scratch`, `keep` and `template`), its mount namespace, made by
+        the worker beside the event loop; returns the namespace's path ("" without).
+        Raises what make_tree/mountns.make would (ContainerError, OSError), and
+        WorkerGone when the caller should make them itself."""
         sock = self._sock
         if sock is None:  # none started (no setpriv or pidfds), or it died: the caller's own
             raise WorkerGone("no spawn worker")
         rid = next(self._ids)
         body = orjson.dumps({"id": rid, "op": "prepare", "key": key, "mounts": [vars(m) for m in mounts],
-                             "tree": tree, "mntns": mntns, "cgroup_dirs": cgroup_dirs or []})
+                             "tree": tree, "mntns": mntns})
         if len(body) > spawnd.MAX_MESSAGE:
             raise WorkerGone("request too big")
         fut = asyncio.get_running_loop().create_future()

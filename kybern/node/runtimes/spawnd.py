@@ -28,10 +28,7 @@ Protocol, over a SOCK_SEQPACKET socket pair (one message per datagram, JSON):
            form above. Why here: that work is filesystem and mount system calls,
            ~1 ms per container, which the agent's event loop then does not wait
            for (docs/benchmarks.md, issue 4). The modules are the agent's own
-           (standard library only), imported on the first such request. With
-           "cgroup_dirs" (the container's cgroup in each v1 hierarchy) it makes those
-           last and says "cgroup": "fresh" (all new), "exists", or "missing" (a
-           parent is gone: the agent makes them itself).
+           (standard library only), imported on the first such request.
 End of file on the socket (the agent is gone or closed it): the worker exits.
 
 It is started as `setpriv --pdeathsig TERM -- python -I -S spawnd.py FD`: when
@@ -228,18 +225,7 @@ def _prepare(req: dict[str, Any], held: dict[str, int]) -> dict[str, Any]:
                 os.close(old)
             held[req["key"]] = fd
             mnt = f"/proc/{os.getpid()}/fd/{fd}"
-        cgroup = ""
-        if req.get("cgroup_dirs"):
-            cgroup = "fresh"
-            for d in req["cgroup_dirs"]:
-                try:
-                    os.mkdir(d)
-                except FileExistsError:
-                    cgroup = "exists"
-                except FileNotFoundError:
-                    cgroup = "missing"
-                    break
-        return {"id": req["id"], "prepared": True, "mnt": mnt, "cgroup": cgroup}
+        return {"id": req["id"], "prepared": True, "mnt": mnt}
     except ContainerError as e:
         return {"id": req["id"], "reason": e.reason, "message": e.message}
     except OSError as e:

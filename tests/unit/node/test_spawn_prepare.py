@@ -61,7 +61,7 @@ async def test_the_workers_tree_is_the_one_the_agent_makes(tmp_path: Path, worke
     theirs = tmp_path / "w" / "rootfs"
     got = await worker.prepare("c1", mounts, {"image_root": str(img), "image_id": "id1", "rootfs": str(theirs),
                                               "cwd": str(theirs / "work" / "dir")}, None)
-    assert got == ("", "")  # no mount namespace nor cgroup asked for
+    assert got == ""  # no mount namespace asked for
     ours = tmp_path / "a" / "rootfs"
     make_tree(img, "id1", ours, mounts, ours / "work" / "dir")
     assert _listing(theirs) == _listing(ours)
@@ -86,26 +86,6 @@ async def test_a_failed_copy_is_the_same_os_error(tmp_path: Path, worker: sp.Spa
     with pytest.raises(FileExistsError):
         await worker.prepare("c3", [], {"image_root": str(img), "image_id": "id3", "rootfs": str(rootfs),
                                         "cwd": str(rootfs)}, None)
-
-
-async def test_the_cgroup_directories_are_made_last_and_said_what_became_of_them(tmp_path: Path,
-                                                                               worker: sp.SpawnWorker) -> None:
-    img = _image(tmp_path)
-    hierarchies = [tmp_path / "cpu" / "pod1", tmp_path / "memory" / "pod1"]  # as Cgroups.leaf_dirs gives them
-    for h in hierarchies:
-        h.mkdir(parents=True)
-
-    async def prepare(key: str, dirs: list[Path]) -> str:
-        rootfs = tmp_path / key / "rootfs"
-        _, cgroup = await worker.prepare(key, [], {"image_root": str(img), "image_id": "id6", "rootfs": str(rootfs),
-                                                    "cwd": str(rootfs)}, None, [str(d) for d in dirs])
-        return cgroup
-
-    assert await prepare("c6", [h / "c6" for h in hierarchies]) == "fresh"
-    assert all((h / "c6").is_dir() for h in hierarchies)
-    (hierarchies[0] / "c7").mkdir()
-    assert await prepare("c7", [h / "c7" for h in hierarchies]) == "exists"  # not all new: limits are written
-    assert await prepare("c8", [tmp_path / "gone" / "c8"]) == "missing"  # the pod's cgroup went: the agent's turn
 
 
 async def test_without_a_worker_the_agent_is_told_to_do_it_itself(tmp_path: Path) -> None:
@@ -135,7 +115,7 @@ async def test_the_mount_namespace_shows_the_volume_and_goes_when_released(tmp_p
     (vol / "greeting").write_text("hello")
     target = "/var/run/secrets/kubernetes.io/serviceaccount"  # on the host, empty: a bind over it
     os.makedirs(target, exist_ok=True)
-    mnt, _ = await worker.prepare("c5", [Mount(container_path=target, host_path=str(vol), readonly=True)], None,
+    mnt = await worker.prepare("c5", [Mount(container_path=target, host_path=str(vol), readonly=True)], None,
                                {"scratch": str(tmp_path / "mnt"), "keep": [str(tmp_path)],
                                 "template": mountns.template_path()})
     assert worker.pid is not None and mnt.startswith(f"/proc/{worker.pid}/fd/")
