@@ -184,18 +184,13 @@ def children_running(parent: psutil.Process, word: str) -> list[psutil.Process]:
 
 def agent_namespace_fds(cluster: Cluster, kind: str) -> Callable[[], int]:
     """A counter of the namespaces of `kind` ("uts", "mnt") the built-in node agent
-    of `cluster` and its spawn worker hold by an fd (a pod's hostname, a container's
-    mounts: the worker makes and holds those, spawnd.py)."""
+    of `cluster` holds by an fd (a pod's hostname, a container's mounts)."""
     [agent] = [p for p in children_running(psutil.Process(cluster.proc.pid), "agent") if "agent" in p.cmdline()]
 
     def count() -> int:
         n = 0
-        for p in [agent, *agent.children(recursive=True)]:
-            with contextlib.suppress(OSError, psutil.Error):
-                if p.pid != agent.pid and not any(a.endswith("spawnd.py") for a in p.cmdline()):
-                    continue
-                for fd in os.listdir(f"/proc/{p.pid}/fd"):
-                    with contextlib.suppress(OSError):
-                        n += os.readlink(f"/proc/{p.pid}/fd/{fd}").startswith(f"{kind}:[")
+        for fd in os.listdir(f"/proc/{agent.pid}/fd"):
+            with contextlib.suppress(OSError):
+                n += os.readlink(f"/proc/{agent.pid}/fd/{fd}").startswith(f"{kind}:[")
         return n
     return count

@@ -19,6 +19,8 @@ pod starts), and the kernel serialises this work under its rtnl lock anyway.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import ctypes
 import os
@@ -26,12 +28,9 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from kybern.network import rtnl
-
-if TYPE_CHECKING:
-    import concurrent.futures
 
 T = TypeVar("T")
 NETNS_DIR = "/var/run/netns"
@@ -59,8 +58,6 @@ class _NetnsThread:
     def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
         with self._lock:
             if self._pool is None:
-                import concurrent.futures  # here: the spawn worker imports this module for setns alone
-
                 self.home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
                 self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="netns")
             return self._pool.submit(self._job, fn)
@@ -97,8 +94,6 @@ def entered(path: str) -> Iterator[None]:
 
 async def run(fn: Callable[[], T]) -> T:
     """fn() as a job on the netns thread, awaited without blocking the loop."""
-    import asyncio
-
     return await asyncio.wrap_future(_thread.submit(fn))
 
 
@@ -179,8 +174,6 @@ async def netns_add(name: str) -> str:
         if old is not None:
             old.close()
         _netlinks[path] = nl
-
-    import asyncio
 
     fut = _thread.submit(job)
     try:

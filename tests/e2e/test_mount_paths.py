@@ -82,7 +82,7 @@ def test_volumes_at_their_mount_paths(cluster, namespace):
     with open("/proc/self/mountinfo") as f:
         assert "/pod-data" not in f.read()
 
-    # each container's namespace is held by an fd of the agent's spawn worker until the container goes
+    # each container's namespace is held by an fd of the agent until the container goes
     mnt_fds = agent_namespace_fds(cluster, "mnt")
     before = mnt_fds()
     assert before >= 2

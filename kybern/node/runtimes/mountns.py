@@ -135,21 +135,6 @@ def _template_namespace() -> int:
     return _template
 
 
-def template_path() -> str:
-    """The template namespace as a path another process (the spawn worker) can open."""
-    return f"/proc/{os.getpid()}/fd/{_template_namespace()}"
-
-
-_opened_templates: dict[str, int] = {}  # template_path() of another process -> our fd of it
-
-
-def _template_at(path: str) -> int:
-    fd = _opened_templates.get(path)
-    if fd is None:
-        fd = _opened_templates[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    return fd
-
-
 def mount_tmpfs(path: str, size: int, gid: int | None = None) -> None:
     """A tmpfs of `size` bytes at the host directory `path`, in the template
     namespace only: every container namespace copied from it afterwards shows
@@ -166,14 +151,12 @@ def unmount(path: str) -> None:
         libc_call("umount2", path.encode(), _MNT_DETACH)
 
 
-def make(mounts: list[Mount], scratch: str, keep: list[str], template: str | None = None) -> int:
+def make(mounts: list[Mount], scratch: str, keep: list[str]) -> int:
     """A new mount namespace showing `mounts` at their container paths, as an
     fd (close-on-exec). `scratch`: a path for the private root's overlay,
     made only when one is needed; `keep`: host directories a private root
     must show as they are (the agent's data dir: the containers' trees, logs
-    and volumes live there); `template`: the template namespace as another
-    process's template_path() (the spawn worker makes namespaces for the agent),
-    else this process's own."""
+    and volumes live there)."""
     kinds: list[bool] = []  # each source is a directory
     for m in mounts:
         if not m.container_path.startswith("/"):
@@ -185,7 +168,7 @@ def make(mounts: list[Mount], scratch: str, keep: list[str], template: str | Non
     private_root = not all(_fits(m.container_path, d) for m, d in zip(mounts, kinds, strict=True))
     sources: list[int] = []
     try:
-        with _own_namespace(copy_of=_template_at(template) if template else _template_namespace()):
+        with _own_namespace(copy_of=_template_namespace()):
             # opened in this namespace, before its root may change: a bind takes its source from here
             sources = [os.open(m.host_path, os.O_PATH | os.O_CLOEXEC) for m in mounts]
             if private_root:  # the volumes' own paths too: the symlinks in the container's tree lead there

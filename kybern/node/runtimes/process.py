@@ -80,7 +80,7 @@ from kybern.node.runtimes.proctree import start_time
 from kybern.node.runtimes.records import write_record
 from kybern.node.runtimes.rootfs import FreshTree, make_tree
 from kybern.node.runtimes.sandbox import Sandboxes
-from kybern.node.runtimes.spawn import Child, RemoteChild, SpawnWorker, WorkerGone, read_to_eof, spawn
+from kybern.node.runtimes.spawn import Child, RemoteChild, SpawnWorker, read_to_eof, spawn
 from kybern.node.runtimes.spawnd import SETPRIV, move_into_cgroup
 from kybern.node.runtimes.stdio import ContainerIO, ExecProcess, spawn_exec
 
@@ -120,7 +120,7 @@ class _Container:
         self.task: asyncio.Task[None] | None = None
         self.io: ContainerIO | None = None  # the main process's streams, for attach
         self.fresh: FreshTree | None = None  # its tree as make_tree() left it, until it starts
-        self.mntns = ""  # its mount namespace's path (mountns.py), as root; held open until it is removed
+        self.mntns_fd: int | None = None  # holds its mount namespace (mountns.py), as root
 
     def to_json(self) -> dict[str, Any]:
         # the dataclasses' own dicts, not dataclasses.asdict: that deep-copies every
@@ -157,7 +157,6 @@ class ProcessRuntime(RuntimeState):
         self.sandboxes = Sandboxes(self.root, host_ip, network, own_uts=os.geteuid() == 0)
         self.cgroups = Cgroups.for_node(node_name, data_dir)
         self.spawner = SpawnWorker()  # starts container processes beside the event loop (spawnd.py)
-        self._own_mntns: dict[str, int] = {}  # mount namespaces made here (no spawn worker), by container
         self.mount_namespaces = mountns.supported()
         super().__init__()
 
@@ -265,8 +264,14 @@ class ProcessRuntime(RuntimeState):
             env[k] = v
         wd = config.working_dir or icfg.get("workingDir") or "/"
         cwd = rootfs / wd.lstrip("/")
+        # the container's tree: a copy of the image, its mounts, its working dir. Made on
+        # the event loop for a small image: a thread hop per step cost more CPU (GIL and
+        # futex hand-offs) than the few syscalls themselves (docs/benchmarks.md, issue 4)
         try:
-            mntns = await self._prepare(cid, img, rootfs, config.mounts, cwd)
+            if img.size <= INLINE_COPY_BYTES:
+                make_tree(img.rootfs, img.id, rootfs, config.mounts, cwd)
+            else:
+                await asyncio.to_thread(make_tree, img.rootfs, img.id, rootfs, config.mounts, cwd)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, cdir, True)
             raise
@@ -277,60 +282,25 @@ class ProcessRuntime(RuntimeState):
                                  created_at=time.time(), log_path=log_path, labels=dict(config.labels))
         c = _Container(status, config, cdir, str(cwd), argv, env)
         c.fresh = FreshTree(str(img.rootfs), img.id, config.mounts)
-        c.mntns = mntns
         try:
             if self.cgroups.enabled and sandbox_config.cgroup_parent:
                 c.cgroup = self._container_cgroup(sandbox_config, cid, config.resources)
         except OSError as e:
-            self._release_mntns(c)
             shutil.rmtree(cdir, ignore_errors=True)
             raise ContainerError("CreateContainerError", f"failed to create the container's cgroup: {e}") from e
+        if self.mount_namespaces:  # its volumes at their absolute paths (mountns.py)
+            try:
+                c.mntns_fd = mountns.make(config.mounts, str(cdir / "mnt"), [self.data_dir])
+            except BaseException:
+                if c.cgroup:
+                    await asyncio.to_thread(self.cgroups.remove, c.cgroup)
+                shutil.rmtree(cdir, ignore_errors=True)
+                raise
         # no state.json yet: the start right after writes it. Each file created costs an
         # inode allocation, the kernel's biggest share of a pod start on ext4 (docs/benchmarks.md);
         # a record-less directory left by an agent stopped in between is removed at start()
         self._keep(c)
         return cid
-
-    async def _prepare(self, cid: str, img: Any, rootfs: Path, mounts: list[Mount], cwd: Path) -> str:
-        """The container's tree (a copy of its image, its mounts placed, its working
-        dir) and, as root, its mount namespace (its volumes at their absolute paths,
-        mountns.py); returns the namespace's path ("" without one). Made by the spawn
-        worker, beside the event loop: ~1 ms of system calls per container that a burst
-        of pod starts would otherwise queue behind (docs/benchmarks.md, issue 4). A big
-        image is copied on a thread here instead (the worker would start no container
-        meanwhile), and without a worker all is done here."""
-        cdir = rootfs.parent
-        mntns = {"scratch": str(cdir / "mnt"), "keep": [self.data_dir],
-                 "template": mountns.template_path()} if self.mount_namespaces else None
-        tree = {"image_root": str(img.rootfs), "image_id": img.id, "rootfs": str(rootfs), "cwd": str(cwd)}
-        small = img.size <= INLINE_COPY_BYTES
-        if small or mntns is not None:
-            if not small:
-                await asyncio.to_thread(make_tree, img.rootfs, img.id, rootfs, mounts, cwd)
-            try:
-                return await self.spawner.prepare(cid, mounts, tree if small else None, mntns)
-            except WorkerGone:
-                if small:  # whatever it made before it went
-                    await asyncio.to_thread(shutil.rmtree, cdir, True)
-        if small:
-            make_tree(img.rootfs, img.id, rootfs, mounts, cwd)
-        elif mntns is None:
-            await asyncio.to_thread(make_tree, img.rootfs, img.id, rootfs, mounts, cwd)
-        if mntns is None:
-            return ""
-        fd = mountns.make(mounts, mntns["scratch"], mntns["keep"])
-        self._own_mntns[cid] = fd
-        return f"/proc/{os.getpid()}/fd/{fd}"
-
-    def _release_mntns(self, c: _Container) -> None:
-        if not c.mntns:
-            return
-        fd = self._own_mntns.pop(c.status.id, None)
-        if fd is not None:
-            os.close(fd)
-        else:
-            self.spawner.release(c.status.id)
-        c.mntns = ""
 
     async def start_container(self, container_id: str) -> None:
         c = self._get(container_id)
@@ -541,7 +511,9 @@ class ProcessRuntime(RuntimeState):
         if c.status.state == RUNNING:
             await self.stop_container(container_id, 0)
         self._forget(container_id)
-        self._release_mntns(c)
+        if c.mntns_fd is not None:
+            os.close(c.mntns_fd)
+            c.mntns_fd = None
         if c.cgroup:
             await asyncio.to_thread(self.cgroups.remove, c.cgroup)
         await asyncio.to_thread(shutil.rmtree, c.dir, True)
@@ -563,8 +535,8 @@ class ProcessRuntime(RuntimeState):
     def _namespaces(self, c: _Container) -> dict[str, str]:
         """The namespaces a container's processes enter, by kind: its pod's, and its own mounts."""
         spaces = self.sandboxes.namespaces(c.status.sandbox_id)
-        if c.mntns:
-            spaces["mnt"] = c.mntns
+        if c.mntns_fd is not None:
+            spaces["mnt"] = f"/proc/{os.getpid()}/fd/{c.mntns_fd}"
         return spaces
 
     def _get(self, container_id: str) -> _Container:

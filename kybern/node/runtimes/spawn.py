@@ -53,7 +53,6 @@ machines without setpriv or pidfds, keep the fork + preexec_fn path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import itertools
 import logging
@@ -69,7 +68,6 @@ from typing import Any
 import orjson
 
 from kybern.node.runtimes import spawnd
-from kybern.node.runtimes.base import ContainerError, Mount
 from kybern.node.runtimes.proctree import from_ticks, kill_group, kill_tree
 
 log = logging.getLogger(__name__)
@@ -167,7 +165,7 @@ class SpawnWorker:
         self._sock: socket.socket | None = None
         self._proc: Child | None = None
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._pending: dict[int, asyncio.Future[RemoteChild]] = {}
         self._children: dict[int, RemoteChild] = {}  # by pid, until the worker reports its exit
 
     @property
@@ -221,13 +219,7 @@ class SpawnWorker:
                     child.exited(msg["code"])
                 continue
             fut = self._pending.pop(msg["id"], None)
-            if "prepared" in msg or "reason" in msg:  # a prepare's answer
-                if fut is not None and not fut.done():
-                    if "reason" in msg:
-                        fut.set_exception(ContainerError(msg["reason"], msg["message"]))
-                    else:
-                        fut.set_result(msg["mnt"])
-            elif "pid" in msg:
+            if "pid" in msg:
                 if fut is None or fut.done():  # its caller was cancelled: it must not run unsupervised
                     kill_group(msg["pid"], signal.SIGKILL)
                     continue
@@ -235,7 +227,7 @@ class SpawnWorker:
                 fut.set_result(child)
             elif fut is not None and not fut.done():
                 fut.set_exception(WorkerGone(msg["strerror"]) if msg["errno"] == errno.EMSGSIZE
-                                  else OSError(msg["errno"], msg["strerror"], msg.get("filename")))
+                                  else OSError(msg["errno"], msg["strerror"]))
 
     def _lost(self) -> None:
         """The worker is gone: what it started is killed now (a worker that
@@ -278,36 +270,6 @@ class SpawnWorker:
             self._pending.pop(rid, None)
             raise WorkerGone(str(e)) from e
         return await fut
-
-    async def prepare(self, key: str, mounts: list[Mount], tree: dict[str, str] | None,
-                      mntns: dict[str, Any] | None) -> str:
-        """A container's tree (make_tree's arguments as strings) and, with `mntns`
-        (mountns.make's `scratch`, `keep` and `template`), its mount namespace, made by
-        the worker beside the event loop; returns the namespace's path ("" without).
-        Raises what make_tree/mountns.make would (ContainerError, OSError), and
-        WorkerGone when the caller should make them itself."""
-        sock = self._sock
-        if sock is None:  # none started (no setpriv or pidfds), or it died: the caller's own
-            raise WorkerGone("no spawn worker")
-        rid = next(self._ids)
-        body = orjson.dumps({"id": rid, "op": "prepare", "key": key, "mounts": [vars(m) for m in mounts],
-                             "tree": tree, "mntns": mntns})
-        if len(body) > spawnd.MAX_MESSAGE:
-            raise WorkerGone("request too big")
-        fut = asyncio.get_running_loop().create_future()
-        self._pending[rid] = fut
-        try:
-            sock.send(body)
-        except OSError as e:
-            self._pending.pop(rid, None)
-            raise WorkerGone(str(e)) from e
-        return await fut
-
-    def release(self, key: str) -> None:
-        """Close the mount namespace prepare() made for `key` (no answer)."""
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.send(orjson.dumps({"op": "release", "key": key}))
 
     async def close(self) -> None:
         """Stop the worker (after the containers are stopped: those still

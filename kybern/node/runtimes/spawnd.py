@@ -18,17 +18,7 @@ Protocol, over a SOCK_SEQPACKET socket pair (one message per datagram, JSON):
            since boot, /proc/<pid>/stat field 22, as psutil's create_time reads it)
            or {"id": N, "errno": E, "strerror": "..."} as execve() would fail;
 - notice   {"exit": P, "code": C} when a child exits (this process is its
-           parent, so it reaps it; C as os.waitstatus_to_exitcode gives it);
-- request  {"id": N, "op": "prepare", "key": K, "mounts": [...], "tree": {...}, "mntns": {...}}
-           (no fds): a container's tree (rootfs.make_tree) and, with "mntns", its
-           mount namespace (mountns.make, copied from the agent's template), held
-           open here under K until {"op": "release", "key": K} (no reply) ->
-           reply {"id": N, "prepared": true, "mnt": "/proc/<our pid>/fd/<fd>" or ""}
-           or {"id": N, "reason": R, "message": M} (a ContainerError) or the errno
-           form above. Why here: that work is filesystem and mount system calls,
-           ~1 ms per container, which the agent's event loop then does not wait
-           for (docs/benchmarks.md, issue 4). The modules are the agent's own
-           (standard library only), imported on the first such request.
+           parent, so it reaps it; C as os.waitstatus_to_exitcode gives it).
 End of file on the socket (the agent is gone or closed it): the worker exits.
 
 It is started as `setpriv --pdeathsig TERM -- python -I -S spawnd.py FD`: when
@@ -200,44 +190,10 @@ def move_into_cgroup(procs_files: list[str], pid: int, warn: Callable[[str], Non
             os.close(fd)
 
 
-def _prepare(req: dict[str, Any], held: dict[str, int]) -> dict[str, Any]:
-    """The "prepare" request: the container's tree, then its mount namespace."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    if root not in sys.path:  # -I -S: the package's own directory, nothing else of site-packages
-        sys.path.append(root)
-    from pathlib import Path
-
-    from kybern.node.runtimes import mountns, rootfs
-    from kybern.node.runtimes.base import ContainerError, Mount
-
-    mounts = [Mount(**m) for m in req.get("mounts") or []]
-    try:
-        tree = req.get("tree")
-        if tree is not None:
-            rootfs.make_tree(Path(tree["image_root"]), tree["image_id"], Path(tree["rootfs"]), mounts,
-                             Path(tree["cwd"]))
-        mnt = ""
-        ns = req.get("mntns")
-        if ns is not None:
-            fd = mountns.make(mounts, ns["scratch"], ns["keep"], template=ns["template"])
-            old = held.pop(req["key"], None)
-            if old is not None:
-                os.close(old)
-            held[req["key"]] = fd
-            mnt = f"/proc/{os.getpid()}/fd/{fd}"
-        return {"id": req["id"], "prepared": True, "mnt": mnt}
-    except ContainerError as e:
-        return {"id": req["id"], "reason": e.reason, "message": e.message}
-    except OSError as e:
-        return {"id": req["id"], "errno": e.errno or errno.EIO, "strerror": e.strerror or str(e),
-                "filename": e.filename if isinstance(e.filename, str) else None}
-
-
 def serve(sock: socket.socket) -> None:
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ, None)
     children: dict[int, subprocess.Popen[bytes]] = {}  # pidfd -> the child
-    held: dict[str, int] = {}  # prepared containers' mount namespaces, by key
 
     state = {"spawning": False, "dying": False}
 
@@ -271,15 +227,6 @@ def serve(sock: socket.socket) -> None:
                     agent_gone()
                 try:
                     req = json.loads(data)
-                    op = req.get("op") if isinstance(req, dict) and not flags & socket.MSG_TRUNC else None
-                    if op == "prepare":
-                        send(_prepare(req, held))
-                        continue
-                    if op == "release":
-                        fd = held.pop(req["key"], None)
-                        if fd is not None:
-                            os.close(fd)
-                        continue
                     if flags & socket.MSG_TRUNC or len(fds) != 3:
                         send({"id": req.get("id") if isinstance(req, dict) else None,
                               "errno": errno.EMSGSIZE, "strerror": "request truncated"})
