@@ -2,8 +2,9 @@
 version and every registered kind through the generic REST handlers.
 
 Request flow: authn (bearer token) → errors as Status → route → rest.handle →
-RESTStore → storage. Authorization and admission beyond defaulting are not yet
-implemented (see docs/apiserver.md).
+RESTStore → storage. Admission: the built-in plugins below (ServiceAccount, Priority,
+LimitRanger, ResourceQuota, PodSecurity, ...) and the admission webhooks
+(admission_webhooks.py, docs/admission.md); authorization is not implemented (docs/apiserver.md).
 """
 
 from __future__ import annotations
