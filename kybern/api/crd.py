@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from kybern.api import celvalidation
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy, validate_dns_subdomain
 from kybern.machinery import errors, meta
@@ -220,6 +221,7 @@ def _validate_versions(spec: Obj) -> list[Cause]:
                                                                                      "are required"})
         else:
             out += validate_structural(schema, f"{p}.schema.openAPIV3Schema")
+            out += celvalidation.crd_causes(schema, f"{p}.schema.openAPIV3Schema")
         for j, col in enumerate(v.get("additionalPrinterColumns") or []):
             cp = f"{p}.additionalPrinterColumns[{j}]"
             if not col.get("name"):

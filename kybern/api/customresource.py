@@ -18,8 +18,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from kybern.api import celvalidation, crschema, validation
 from kybern.api import crd as crd_api
-from kybern.api import crschema, validation
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy
 from kybern.machinery import errors
@@ -40,6 +40,10 @@ class CRStrategy(Strategy):
         self.scale: Obj | None = subs.get("scale") if isinstance(subs.get("scale"), dict) else None
         self.storage_version = f"{self.group}/{crd_api.storage_version(crd)}"
         self.terminating = bool((crd.get("metadata") or {}).get("deletionTimestamp"))
+        # x-kubernetes-validations, compiled once per CRD version (None: no rules, no cost)
+        self.rules = celvalidation.Validator.build(self.schema)
+        self._blocked = False
+        self._warnings: list[str] = []
 
     # conversion: the `None` strategy only rewrites apiVersion
     def convert(self, obj: Obj, api_version: str) -> Obj:
@@ -72,13 +76,34 @@ class CRStrategy(Strategy):
             if field_validation == "Warn":
                 warnings.extend(validation.unknown_field_messages(unknown))
         crschema.default(obj, self.schema)
-        return crschema.validate(obj, self.schema)
+        causes = crschema.validate(obj, self.schema)
+        if self.rules is not None:
+            # the store calls validate*() right after this, in the same step: rules do not
+            # run on an object of the wrong types (upstream's hasBlockingErr)
+            self._blocked = any(c.get("type") in ("FieldValueTypeInvalid", "FieldValueNotSupported")
+                                for c in causes)
+            self._warnings = warnings
+        return causes
 
     def validate(self, obj: Obj) -> list[Cause]:
-        return self._validate_scale(obj)
+        return self._validate_scale(obj) + self._validate_rules(obj, None)
 
     def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
-        return self._validate_scale(new)
+        return self._validate_scale(new) + self._validate_rules(new, old)
+
+    def validate_status_update(self, new: Obj, old: Obj) -> list[Cause]:
+        return self._validate_rules(new, old)
+
+    def _validate_rules(self, obj: Obj, old: Obj | None) -> list[Cause]:
+        if self.rules is None:
+            return []
+        if self._blocked:
+            self._blocked = False
+            return [errors.cause("<nil>", 'Invalid value: "null": some validation rules were not checked '
+                                 "because the object was invalid; correct the existing errors to complete "
+                                 "validation")]
+        warnings, self._warnings = self._warnings, []
+        return self.rules.validate(obj, old, warnings)
 
     def _validate_scale(self, obj: Obj) -> list[Cause]:
         if not self.scale:

@@ -1,0 +1,616 @@
+"""CEL, the Common Expression Language, as the apiserver evaluates it: CRD
+validation rules (x-kubernetes-validations, kybern.api.celvalidation) and
+admission webhooks' matchConditions.
+
+Parsing and evaluation are cel-python's (`celpy`); this module adds what
+kube-apiserver's CEL environment has on top of standard CEL (the Kubernetes
+libraries of k8s.io/apiserver/pkg/cel/library and cel-go's string extensions):
+
+- strings: charAt, indexOf, lastIndexOf, lowerAscii, upperAscii, replace,
+  split, substring, trim, join, reverse, format (%s %d %f %v only);
+- lists: isSorted, sum, min, max, indexOf, lastIndexOf; regex: find, findAll;
+- url(), isURL() and getScheme/getHost/getHostname/getPort/getEscapedPath/getQuery;
+- ip(), isIP(), cidr(), isCIDR() and family/isLoopback/isUnspecified/
+  isLinkLocalMulticast/isLinkLocalUnicast/isGlobalUnicast/containsIP/containsCIDR/
+  prefixLength/masked/ip;
+- quantity(), isQuantity() and compareTo/isLessThan/isGreaterThan/add/sub/
+  asInteger/asApproximateFloat/isInteger/sign;
+- optionals for optionalOldSelf: hasValue(), value(), orValue().
+
+`compile()` parses once per expression text (a cache shared by every CRD and
+webhook) and checks the names it refers to (variables, functions), so a CRD or a
+webhook configuration with a rule that cannot run is refused when written, not
+on each request. Type checking against the schema (cel-go's checker) and cost
+estimation are not done: a rule on a field of the wrong type fails when it runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import celpy
+from celpy import celtypes
+from lark import Token, Tree
+
+from kybern.machinery import quantity as qty
+
+_ENV = celpy.Environment()
+MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+_BUILTIN_FUNCS = frozenset({
+    "size", "contains", "type", "endsWith", "startsWith", "matches", "has", "dyn",
+    "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getFullYear", "getMonth", "getHours",
+    "getMilliseconds", "getMinutes", "getSeconds", "bool", "bytes", "double", "duration", "int", "list",
+    "map", "null_type", "string", "timestamp", "uint"})
+
+
+class CompileError(Exception):
+    """The expression does not compile; str() is upstream's detail text."""
+
+
+class EvalError(Exception):
+    """The expression failed at run time; str() is upstream's wording where known
+    (no such key: x, index out of bounds: 5, division by zero, ...)."""
+
+
+def _err(msg: str) -> celpy.CELEvalError:
+    return celpy.CELEvalError(msg)
+
+
+# -- values -------------------------------------------------------------------
+def to_cel(v: Any) -> Any:
+    """JSON value -> CEL value (no schema: integers stay int, as dyn)."""
+    if isinstance(v, str):
+        return celtypes.StringType(v)
+    if isinstance(v, bool):
+        return celtypes.BoolType(v)
+    if isinstance(v, int):
+        return celtypes.IntType(v)
+    if isinstance(v, float):
+        return celtypes.DoubleType(v)
+    if isinstance(v, dict):
+        return celtypes.MapType({celtypes.StringType(k): to_cel(x) for k, x in v.items()})
+    if isinstance(v, list):
+        return celtypes.ListType([to_cel(x) for x in v])
+    return v  # None
+
+
+def from_cel(v: Any) -> Any:
+    if isinstance(v, (celtypes.BoolType, bool)):
+        return bool(v)
+    if isinstance(v, celtypes.MapType):
+        return {str(k): from_cel(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [from_cel(x) for x in v]
+    if isinstance(v, str):
+        return str(v)
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float(v)
+    return v
+
+
+class Optional:
+    """cel-go's optional type, as oldSelf is under optionalOldSelf."""
+    __slots__ = ("present", "v")
+
+    def __init__(self, v: Any = None, present: bool = False) -> None:
+        self.v, self.present = v, present
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Optional) and (self.present, self.v) == (other.present, other.v)
+
+    def __hash__(self) -> int:
+        return hash(self.present)
+
+
+# -- the Kubernetes libraries -------------------------------------------------
+def _s(x: Any) -> str:
+    if not isinstance(x, str):
+        raise TypeError
+    return str(x)
+
+
+def _char_at(s: Any, i: Any) -> Any:
+    s = _s(s)
+    if i < 0 or i > len(s):
+        return _err(f"index out of range: {i}")
+    return celtypes.StringType(s[i:i + 1])
+
+
+def _index_of(x: Any, sub: Any, start: Any = 0) -> Any:
+    if isinstance(x, list):
+        for i, e in enumerate(x):
+            if e == sub:
+                return celtypes.IntType(i)
+        return celtypes.IntType(-1)
+    s = _s(x)
+    if start < 0 or start > len(s):
+        return _err(f"index out of range: {start}")
+    return celtypes.IntType(s.find(_s(sub), int(start)))
+
+
+def _last_index_of(x: Any, sub: Any, end: Any = None) -> Any:
+    if isinstance(x, list):
+        for i in range(len(x) - 1, -1, -1):
+            if x[i] == sub:
+                return celtypes.IntType(i)
+        return celtypes.IntType(-1)
+    s = _s(x)
+    if end is None:
+        return celtypes.IntType(s.rfind(_s(sub)))
+    if end < 0 or end >= len(s) + 1:
+        return _err(f"index out of range: {end}")
+    return celtypes.IntType(s.rfind(_s(sub), 0, int(end) + len(sub)))
+
+
+def _substring(s: Any, start: Any, end: Any = None) -> Any:
+    s = _s(s)
+    e = len(s) if end is None else int(end)
+    if start < 0 or start > len(s):
+        return _err(f"index out of range: {start}")
+    if e < 0 or e > len(s):
+        return _err(f"index out of range: {e}")
+    if start > e:
+        return _err(f"invalid substring range. start: {start}, end: {e}")
+    return celtypes.StringType(s[int(start):e])
+
+
+def _split(s: Any, sep: Any, n: Any = None) -> Any:
+    s, sep = _s(s), _s(sep)
+    if n is not None and n == 0:
+        return celtypes.ListType([])
+    if sep == "":
+        parts = list(s)
+        if n is not None and n > 0 and len(parts) > n:
+            parts = parts[:n - 1] + ["".join(parts[n - 1:])]
+    else:
+        parts = s.split(sep, -1 if n is None or n < 0 else int(n) - 1)
+    return celtypes.ListType([celtypes.StringType(p) for p in parts])
+
+
+def _replace(s: Any, old: Any, new: Any, n: Any = -1) -> Any:
+    return celtypes.StringType(_s(s).replace(_s(old), _s(new), int(n)))
+
+
+def _join(lst: Any, sep: Any = "") -> Any:
+    return celtypes.StringType(_s(sep).join(_s(x) for x in lst))
+
+
+def _format(fmt: Any, args: Any) -> Any:
+    out, it = [], iter(args)
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "%%":
+            return "%"
+        try:
+            a = next(it)
+        except StopIteration:
+            raise ValueError("too few arguments") from None
+        c = m.group(2)
+        if c == "d":
+            return str(int(a))
+        if c == "f":
+            return f"%.{m.group(1)[1:] or 6}f" % float(a) if m.group(1) else f"{float(a):f}"
+        if c in "sv":
+            return _display(a)
+        return m.group(0)
+    try:
+        out.append(re.sub(r"%%|%(\.\d+)?([sdfve])", sub, _s(fmt)))
+    except ValueError as e:
+        return _err(str(e))
+    return celtypes.StringType("".join(out))
+
+
+def _display(a: Any) -> str:
+    if isinstance(a, (celtypes.BoolType, bool)):
+        return "true" if a else "false"
+    if isinstance(a, str):
+        return str(a)
+    if isinstance(a, list):
+        return "[" + ", ".join(_display(x) for x in a) + "]"
+    if a is None:
+        return "null"
+    return str(a)
+
+
+def _is_sorted(lst: Any) -> Any:
+    return celtypes.BoolType(all(lst[i] <= lst[i + 1] for i in range(len(lst) - 1)))
+
+
+def _sum(lst: Any) -> Any:
+    if not lst:
+        return celtypes.IntType(0)
+    total = lst[0]
+    for x in lst[1:]:
+        total = total + x
+    return total
+
+
+def _min(lst: Any) -> Any:
+    return min(lst) if lst else _err("min called on empty list")
+
+
+def _max(lst: Any) -> Any:
+    return max(lst) if lst else _err("max called on empty list")
+
+
+def _find(s: Any, pat: Any) -> Any:
+    m = re.search(_s(pat), _s(s))
+    return celtypes.StringType(m.group(0) if m else "")
+
+
+def _find_all(s: Any, pat: Any, n: Any = -1) -> Any:
+    found = [m.group(0) for m in re.finditer(_s(pat), _s(s))]
+    if n >= 0:
+        found = found[:n]
+    return celtypes.ListType([celtypes.StringType(x) for x in found])
+
+
+# url
+class URL:
+    __slots__ = ("parts", "raw")
+
+    def __init__(self, raw: str) -> None:
+        self.raw, self.parts = raw, urlsplit(raw)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, URL) and self.raw == other.raw
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+
+def _parse_url(s: str) -> URL | None:
+    if not s or " " in s or not (s.startswith("/") or re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:", s)):
+        return None
+    try:
+        u = URL(s)
+        _ = u.parts.port
+    except ValueError:
+        return None
+    return u
+
+
+def _url(s: Any) -> Any:
+    u = _parse_url(_s(s))
+    return u if u is not None else _err(f"URL parse error during conversion from string: {s}")
+
+
+def _host(u: URL) -> str:
+    netloc = u.parts.netloc.rsplit("@", 1)[-1]
+    return netloc
+
+
+def _get_hostname(u: Any) -> Any:
+    h = _host(u)
+    if h.startswith("["):
+        return celtypes.StringType(h[1:h.index("]")])
+    return celtypes.StringType(h.rsplit(":", 1)[0] if ":" in h else h)
+
+
+def _get_port(u: Any) -> Any:
+    h = _host(u)
+    if h.startswith("["):
+        rest = h[h.index("]") + 1:]
+        return celtypes.StringType(rest[1:] if rest.startswith(":") else "")
+    return celtypes.StringType(h.rsplit(":", 1)[1] if ":" in h else "")
+
+
+# ip / cidr
+class IP:
+    __slots__ = ("addr",)
+
+    def __init__(self, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+        self.addr = addr
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IP) and self.addr == other.addr
+
+    def __hash__(self) -> int:
+        return hash(self.addr)
+
+
+class CIDR:
+    __slots__ = ("iface",)
+
+    def __init__(self, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None:
+        self.iface = iface
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CIDR) and self.iface == other.iface
+
+    def __hash__(self) -> int:
+        return hash(self.iface)
+
+
+def _parse_ip(s: str) -> IP | None:
+    if "%" in s:
+        return None  # zones are refused, as upstream
+    try:
+        a = ipaddress.ip_address(s)
+    except ValueError:
+        return None
+    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
+        return None
+    return IP(a)
+
+
+def _ip(s: Any) -> Any:
+    if isinstance(s, CIDR):
+        return IP(s.iface.ip)
+    ip = _parse_ip(_s(s))
+    return ip if ip is not None else _err(f"IP Address {s!s} parse error during conversion from string: "
+                                          f"ParseAddr({str(s)!r}): unable to parse IP")
+
+
+def _parse_cidr(s: str) -> CIDR | None:
+    if "/" not in s:
+        return None
+    try:
+        return CIDR(ipaddress.ip_interface(s))
+    except ValueError:
+        return None
+
+
+def _cidr(s: Any) -> Any:
+    c = _parse_cidr(_s(s))
+    return c if c is not None else _err(f"network address parse error during conversion from string: "
+                                        f"netip.ParsePrefix({str(s)!r}): bad prefix")
+
+
+def _contains_ip(c: Any, ip: Any) -> Any:
+    if isinstance(ip, str):
+        ip = _ip(ip)
+        if not isinstance(ip, IP):
+            return ip
+    return celtypes.BoolType(ip.addr in c.iface.network)
+
+
+def _contains_cidr(c: Any, other: Any) -> Any:
+    if isinstance(other, str):
+        other = _cidr(other)
+        if not isinstance(other, CIDR):
+            return other
+    a, b = c.iface.network, other.iface.network
+    return celtypes.BoolType(a.version == b.version and b.subnet_of(a))  # type: ignore[arg-type]
+
+
+# quantity
+class Quantity:
+    __slots__ = ("raw", "value")
+
+    def __init__(self, raw: str, value: Decimal) -> None:
+        self.raw, self.value = raw, value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Quantity) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+def _parse_quantity(s: str) -> Quantity | None:
+    try:
+        return Quantity(s, qty.value(s))
+    except (ValueError, TypeError, ArithmeticError):
+        return None
+
+
+def _quantity(s: Any) -> Any:
+    q = _parse_quantity(_s(s))
+    return q if q is not None else _err("quantities must match the regular expression "
+                                        "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
+
+
+def _q(x: Any) -> Decimal:
+    if isinstance(x, Quantity):
+        return x.value
+    return Decimal(int(x))
+
+
+def _as_integer(q: Any) -> Any:
+    v = q.value
+    if v != v.to_integral_value() or abs(v) > 2 ** 63 - 1:
+        return _err("cannot convert value to integer")
+    return celtypes.IntType(int(v))
+
+
+def _cmp(a: Any, b: Any) -> int:
+    x, y = _q(a), _q(b)
+    return -1 if x < y else (1 if x > y else 0)
+
+
+def _qtext(v: Decimal) -> str:
+    return qty.text(v)
+
+
+def _is_less_than(a: Any, b: Any) -> Any:
+    if isinstance(a, (URL, IP, CIDR)):
+        raise TypeError
+    return celtypes.BoolType(_cmp(a, b) < 0)
+
+
+def _is_greater_than(a: Any, b: Any) -> Any:
+    return celtypes.BoolType(_cmp(a, b) > 0)
+
+
+def _add(a: Any, b: Any) -> Any:
+    v = _q(a) + _q(b)
+    return Quantity(_qtext(v), v)
+
+
+def _sub(a: Any, b: Any) -> Any:
+    v = _q(a) - _q(b)
+    return Quantity(_qtext(v), v)
+
+
+def _opt_value(o: Any) -> Any:
+    if not isinstance(o, Optional):
+        raise TypeError
+    return o.v if o.present else _err("optional.none() dereference")
+
+
+def _wrap(fn: Any) -> Any:
+    """A library function whose wrong argument types become CEL's 'no such overload'."""
+    @functools.wraps(fn)
+    def call(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (TypeError, AttributeError):
+            return _err("no such overload")
+    return call
+
+
+_LIB: dict[str, Any] = {
+    # strings (cel-go ext.Strings)
+    "charAt": _char_at, "indexOf": _index_of, "lastIndexOf": _last_index_of,
+    "lowerAscii": lambda s: celtypes.StringType(_s(s).lower()),
+    "upperAscii": lambda s: celtypes.StringType(_s(s).upper()),
+    "replace": _replace, "split": _split, "substring": _substring,
+    "trim": lambda s: celtypes.StringType(_s(s).strip()),
+    "join": _join, "reverse": lambda s: celtypes.StringType(_s(s)[::-1]), "format": _format,
+    # lists
+    "isSorted": _is_sorted, "sum": _sum, "min": _min, "max": _max,
+    # regex
+    "find": _find, "findAll": _find_all,
+    # urls
+    "url": _url, "isURL": lambda s: celtypes.BoolType(_parse_url(_s(s)) is not None),
+    "getScheme": lambda u: celtypes.StringType(u.parts.scheme),
+    "getHost": lambda u: celtypes.StringType(_host(u)),
+    "getHostname": _get_hostname, "getPort": _get_port,
+    "getEscapedPath": lambda u: celtypes.StringType(u.parts.path),
+    "getQuery": lambda u: celtypes.MapType({
+        celtypes.StringType(k): celtypes.ListType([celtypes.StringType(x) for x in v])
+        for k, v in parse_qs(u.parts.query, keep_blank_values=True).items()}),
+    # ip / cidr
+    "ip": _ip, "isIP": lambda s: celtypes.BoolType(_parse_ip(_s(s)) is not None),
+    "cidr": _cidr, "isCIDR": lambda s: celtypes.BoolType(_parse_cidr(_s(s)) is not None),
+    "family": lambda x: celtypes.IntType((x.addr if isinstance(x, IP) else x.iface).version),
+    "isLoopback": lambda x: celtypes.BoolType(x.addr.is_loopback),
+    "isUnspecified": lambda x: celtypes.BoolType(x.addr.is_unspecified),
+    "isLinkLocalMulticast": lambda x: celtypes.BoolType(
+        x.addr in ipaddress.ip_network("224.0.0.0/24" if x.addr.version == 4 else "ff02::/16")),
+    "isLinkLocalUnicast": lambda x: celtypes.BoolType(x.addr.is_link_local),
+    "isGlobalUnicast": lambda x: celtypes.BoolType(
+        not (x.addr.is_loopback or x.addr.is_multicast or x.addr.is_unspecified or x.addr.is_link_local
+             or (x.addr.version == 4 and x.addr == ipaddress.IPv4Address("255.255.255.255")))),
+    "containsIP": _contains_ip, "containsCIDR": _contains_cidr,
+    "prefixLength": lambda c: celtypes.IntType(c.iface.network.prefixlen),
+    "masked": lambda c: CIDR(ipaddress.ip_interface(str(c.iface.network))),
+    # quantity
+    "quantity": _quantity, "isQuantity": lambda s: celtypes.BoolType(_parse_quantity(_s(s)) is not None),
+    "compareTo": lambda a, b: celtypes.IntType(_cmp(a, b)),
+    "isLessThan": _is_less_than, "isGreaterThan": _is_greater_than, "add": _add, "sub": _sub,
+    "asInteger": _as_integer, "asApproximateFloat": lambda q: celtypes.DoubleType(float(q.value)),
+    "isInteger": lambda q: celtypes.BoolType(q.value == q.value.to_integral_value()
+                                             and abs(q.value) <= 2 ** 63 - 1),
+    "sign": lambda q: celtypes.IntType((q.value > 0) - (q.value < 0)),
+    # optionals
+    "hasValue": lambda o: celtypes.BoolType(o.present), "value": _opt_value,
+    "orValue": lambda o, d: o.v if o.present else d,
+}
+FUNCTIONS: dict[str, Any] = {k: _wrap(v) for k, v in _LIB.items()}
+
+
+KNOWN_FUNCTIONS = _BUILTIN_FUNCS | set(FUNCTIONS) | MACROS
+
+
+# -- compiling ------------------------------------------------------------------
+class Program:
+    """One compiled expression: `run(activation)` -> CEL value or EvalError."""
+    __slots__ = ("idents", "runner", "source")
+
+    def __init__(self, source: str, tree: Tree, idents: frozenset[str]) -> None:
+        self.source = source
+        self.runner = _ENV.program(tree, functions=FUNCTIONS)
+        self.idents = idents
+
+    def uses(self, name: str) -> bool:
+        return name in self.idents
+
+    def run(self, activation: dict[str, Any]) -> Any:
+        try:
+            out = self.runner.evaluate(activation)
+        except celpy.CELEvalError as e:
+            raise EvalError(_eval_message(e)) from None
+        except (RecursionError, ZeroDivisionError, OverflowError, TypeError, ValueError, KeyError,
+                IndexError, AttributeError) as e:
+            raise EvalError(str(e) or type(e).__name__) from None
+        if isinstance(out, celpy.CELEvalError):
+            raise EvalError(_eval_message(out))
+        return out
+
+
+def _eval_message(e: Exception) -> str:
+    msg = str(e.args[0]) if e.args else str(e)
+    m = re.match(r"no such member in mapping: '(.*)'", msg)
+    if m:
+        return f"no such key: {m.group(1)}"
+    if msg == "no such key" and len(e.args) > 2 and e.args[2]:
+        return f"no such key: {e.args[2][0]}"
+    if msg.startswith("undeclared reference"):
+        return msg.split(" (in activation", 1)[0]
+    if msg == "modulus or divide by zero":
+        return "division by zero"
+    if msg == "return error for overflow":
+        return "integer overflow"
+    if msg == "invalid_argument":
+        return "index out of bounds"
+    if msg.startswith("found no matching overload") or msg == "no such overload":
+        return "no such overload"
+    return msg
+
+
+def _walk(tree: Tree, idents: set[str], calls: set[str], bound: set[str]) -> None:
+    for node in tree.iter_subtrees():
+        if node.data == "ident":
+            idents.add(str(node.children[0]))
+        elif node.data == "ident_arg":
+            calls.add(str(node.children[0]))
+        elif node.data in ("member_dot_arg",):
+            name = str(node.children[1])
+            calls.add(name)
+            if name in MACROS and len(node.children) > 2 and isinstance(node.children[2], Tree):
+                args = node.children[2].children
+                if args:
+                    toks = [t for t in args[0].scan_values(lambda v: isinstance(v, Token))]
+                    if len(toks) == 1:
+                        bound.add(str(toks[0]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile(source: str, variables: frozenset[str]) -> Program:
+    try:
+        tree = _ENV.compile(source)
+    except celpy.CELParseError as e:
+        line, col = getattr(e, "line", None) or 1, getattr(e, "column", None) or 1
+        text = e.args[0] if e.args else str(e)
+        lines = str(text).rstrip("\n").split("\n")
+        src = lines[0] if lines else source
+        raise CompileError(f"ERROR: <input>:{line}:{col}: Syntax error: mismatched input\n | {src}\n | "
+                           f"{'.' * (max(col, 1) - 1)}^") from None
+    idents: set[str] = set()
+    calls: set[str] = set()
+    bound: set[str] = set()
+    _walk(tree, idents, calls, bound)
+    for name in sorted(idents - bound - variables):
+        if name not in KNOWN_FUNCTIONS:
+            raise CompileError(f"ERROR: <input>:1:1: undeclared reference to '{name}' (in container '')")
+    for name in sorted(calls - KNOWN_FUNCTIONS):
+        raise CompileError(f"ERROR: <input>:1:1: undeclared reference to '{name}' (in container '')")
+    return Program(source, tree, frozenset(idents))
+
+
+def compile(source: str, variables: frozenset[str] | set[str]) -> Program:
+    """The program for `source` with these variables declared (cached by text)."""
+    return _compile(source, frozenset(variables))
+
+
+def is_true(v: Any) -> bool:
+    return isinstance(v, (celtypes.BoolType, bool)) and bool(v)
