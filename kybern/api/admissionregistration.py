@@ -10,6 +10,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from kybern.api import cel
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import DNS1123_SUBDOMAIN, Cause, Obj, Strategy, validate_labels
 from kybern.machinery import errors
@@ -198,16 +199,26 @@ def _validate_service(svc: Obj, path: str) -> list[Cause]:
     return out
 
 
+# what a webhook's matchConditions may name (upstream's admission CEL environment)
+MATCH_CONDITION_VARS = frozenset({"object", "oldObject", "request", "authorizer"})
+
+
 def _validate_match_conditions(conds: list[Any], path: str) -> list[Cause]:
-    """validateMatchConditions, without compiling the CEL (kybern does not evaluate it)."""
+    """validateMatchConditions: shape, and each expression compiles (kybern.api.cel)."""
     out: list[Cause] = []
     if len(conds) > 64:
         out.append(errors.cause(path, f"Too many: {len(conds)}: must have at most 64 items", "FieldValueTooMany"))
     names: set[str] = set()
     for i, c in enumerate(conds):
         c = c if isinstance(c, dict) else {}
-        if not str(c.get("expression") or "").strip():
+        expr = str(c.get("expression") or "")
+        if not expr.strip():
             out.append(_required(f"{path}[{i}].expression"))
+        else:
+            try:
+                cel.compile(expr, MATCH_CONDITION_VARS)
+            except cel.CompileError as e:
+                out.append(_invalid(f"{path}[{i}].expression", expr, f"compilation failed: {e}"))
         name = c.get("name") or ""
         if not name:
             out.append(_required(f"{path}[{i}].name"))

@@ -15,7 +15,10 @@ libraries of k8s.io/apiserver/pkg/cel/library and cel-go's string extensions):
   prefixLength/masked/ip;
 - quantity(), isQuantity() and compareTo/isLessThan/isGreaterThan/add/sub/
   asInteger/asApproximateFloat/isInteger/sign;
-- optionals for optionalOldSelf: hasValue(), value(), orValue().
+- optionals for optionalOldSelf: hasValue(), value(), orValue();
+- the `authorizer` of admission expressions (group/resource/subresource/
+  namespace/name/path/serviceAccount, check(), allowed()/reason()/errored()/
+  error()): every check is allowed, kybern having no authorization yet.
 
 `compile()` parses once per expression text (a cache shared by every CRD and
 webhook) and checks the names it refers to (variables, functions), so a CRD or a
@@ -456,6 +459,47 @@ def _opt_value(o: Any) -> Any:
     return o.v if o.present else _err("optional.none() dereference")
 
 
+# authorizer (admission matchConditions): kybern has no authorization yet, so
+# every check is allowed, as the SelfSubjectAccessReviews it answers say
+class AuthzCheck:
+    """authorizer.group(g).resource(r)...: what a check() asks about."""
+    __slots__ = ("fields",)
+
+    def __init__(self, **fields: str) -> None:
+        self.fields = fields
+
+    def with_(self, **more: str) -> AuthzCheck:
+        return AuthzCheck(**{**self.fields, **more})
+
+
+class AuthzDecision:
+    __slots__ = ("allowed", "reason")
+
+    def __init__(self, allowed: bool, reason: str) -> None:
+        self.allowed, self.reason = allowed, reason
+
+
+def authorizer(request_resource: dict[str, str] | None = None) -> Any:
+    """The `authorizer` variable: a map so `authorizer.requestResource` reads."""
+    out = celtypes.MapType()
+    if request_resource is not None:
+        out[celtypes.StringType("requestResource")] = AuthzCheck(**request_resource)
+    return out
+
+
+def _authz_step(key: str) -> Any:
+    def step(target: Any, value: Any) -> Any:
+        base = target if isinstance(target, AuthzCheck) else AuthzCheck()
+        return base.with_(**{key: _s(value)})
+    return step
+
+
+def _check(target: Any, verb: Any) -> Any:
+    if not isinstance(target, AuthzCheck):
+        raise TypeError
+    return AuthzDecision(True, "")
+
+
 def _wrap(fn: Any) -> Any:
     """A library function whose wrong argument types become CEL's 'no such overload'."""
     @functools.wraps(fn)
@@ -511,6 +555,13 @@ _LIB: dict[str, Any] = {
     "isInteger": lambda q: celtypes.BoolType(q.value == q.value.to_integral_value()
                                              and abs(q.value) <= 2 ** 63 - 1),
     "sign": lambda q: celtypes.IntType((q.value > 0) - (q.value < 0)),
+    # authorizer
+    "group": _authz_step("group"), "resource": _authz_step("resource"), "subresource": _authz_step("subresource"),
+    "namespace": _authz_step("namespace"), "name": _authz_step("name"), "path": _authz_step("path"),
+    "serviceAccount": lambda a, ns, n: AuthzCheck(user=f"system:serviceaccount:{_s(ns)}:{_s(n)}"),
+    "check": _check, "allowed": lambda d: celtypes.BoolType(d.allowed),
+    "reason": lambda d: celtypes.StringType(d.reason), "errored": lambda d: celtypes.BoolType(False),
+    "error": lambda d: celtypes.StringType(""),
     # optionals
     "hasValue": lambda o: celtypes.BoolType(o.present), "value": _opt_value,
     "orValue": lambda o, d: o.v if o.present else d,
@@ -610,6 +661,10 @@ def _compile(source: str, variables: frozenset[str]) -> Program:
 def compile(source: str, variables: frozenset[str] | set[str]) -> Program:
     """The program for `source` with these variables declared (cached by text)."""
     return _compile(source, frozenset(variables))
+
+
+def is_bool(v: Any) -> bool:
+    return isinstance(v, (celtypes.BoolType, bool))
 
 
 def is_true(v: Any) -> bool:

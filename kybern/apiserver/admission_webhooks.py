@@ -17,8 +17,9 @@ look-ups. Parsed hooks are kept until the stored configurations change.
 Where it runs in kybern (kybern/apiserver/store.py): after the object's own
 defaulting and validation, before the built-in admission that needs other
 objects (ServiceAccount, Priority, LimitRanger, ResourceQuota) — so webhooks do
-not see the token volume or the priority those add. Not done: matchConditions
-(CEL), patches of a CONNECT's options.
+not see the token volume or the priority those add. A webhook's matchConditions
+(CEL, kybern.api.cel) are compiled once per stored configuration and evaluated
+after its rules and selectors match. Not done: patches of a CONNECT's options.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from kybern.api import admissionregistration
+from kybern.api import admissionregistration, cel
 from kybern.apiserver.store import key_prefix, object_key
 from kybern.machinery import errors, meta, patch, selectors
 
@@ -78,6 +79,21 @@ class Hook:
     @property
     def failure_policy(self) -> str:
         return self.spec.get("failurePolicy") or "Fail"
+
+    def conditions(self) -> list[tuple[str, cel.Program | None]]:
+        """(expression, program) per matchCondition, compiled on first use (None:
+        it does not compile; the configuration's validation refuses those)."""
+        out: list[tuple[str, cel.Program | None]] | None = self.__dict__.get("_conditions")
+        if out is None:
+            out = []
+            for c in self.spec.get("matchConditions") or []:
+                expr = str((c or {}).get("expression") or "")
+                try:
+                    out.append((expr, cel.compile(expr, admissionregistration.MATCH_CONDITION_VARS)))
+                except cel.CompileError:
+                    out.append((expr, None))
+            self.__dict__["_conditions"] = out
+        return out
 
     @property
     def timeout(self) -> int:
@@ -307,7 +323,47 @@ class Webhooks:
             return None
         if not await self._namespace_matches(hook.spec.get("namespaceSelector"), a):
             return None
+        if hook.spec.get("matchConditions") and not self._conditions_match(hook, sent):
+            return None
         return sent
+
+    @staticmethod
+    def _conditions_match(hook: Hook, a: _Attributes) -> bool:
+        """The matchConditions (upstream's matchconditions.Matcher): any false one
+        skips the webhook; otherwise errors fail the request with a 403 under
+        failurePolicy Fail, or skip the webhook under Ignore."""
+        request = a.request("")
+        for k in ("uid", "object", "oldObject"):
+            request.pop(k, None)
+        act = {"object": cel.to_cel(a.obj), "oldObject": cel.to_cel(a.old), "request": cel.to_cel(request),
+               "authorizer": cel.authorizer({"group": a.info.group, "resource": a.info.plural,
+                                             "subresource": a.subresource or "", "namespace": a.namespace,
+                                             "name": a.name})}
+        errs: list[str] = []
+        for expr, prog in hook.conditions():
+            if prog is None:
+                errs.append(f"expression '{expr}' resulted in error: compilation failed")
+                continue
+            try:
+                v = prog.run(act)
+            except cel.EvalError as e:
+                errs.append(f"expression '{expr}' resulted in error: {e}")
+                continue
+            if not cel.is_bool(v):
+                errs.append(f"expression '{expr}' resulted in error: no such overload")
+            elif not v:
+                return False
+        if errs:
+            if hook.failure_policy == "Ignore":
+                return False
+            info = a.request_info
+            resource = f"{info.plural}.{info.group}" if info.group else info.plural
+            err = errs[0] if len(errs) == 1 else "[" + ", ".join(errs) + "]"
+            msg = f'{resource} "{a.name}" is forbidden: {err}' if a.name else f"{resource} is forbidden: {err}"
+            raise errors.StatusError(403, "Forbidden", msg,
+                                     details={"name": a.name, "group": info.group, "kind": info.plural}
+                                     if a.name else {"group": info.group, "kind": info.plural})
+        return True
 
     def _other_versions(self, info: ResourceInfo) -> list[ResourceInfo]:
         """The resource's other served versions it converts to (HPA, multi-version CRs)."""

@@ -165,3 +165,14 @@ def test_crd_causes():
                       "p.x-kubernetes-validations[6].messageExpression"]
     assert "compilation failed: ERROR: <input>:1:" in causes[0]["message"]
     assert causes[0]["message"].startswith('Invalid value: apiextensions.ValidationRule{Rule:"self.a >"')
+
+
+def test_admission_variables_and_authorizer():
+    prog = cel.compile("request.operation == 'CREATE' && oldObject == null && object.metadata.name == 'p' && "
+                       "authorizer.group('apps').resource('deployments').namespace('ns').check('create')"
+                       ".allowed() && authorizer.requestResource.check('get').reason() == ''",
+                       {"object", "oldObject", "request", "authorizer"})
+    act = {"object": cel.to_cel({"metadata": {"name": "p"}}), "oldObject": None,
+           "request": cel.to_cel({"operation": "CREATE"}),
+           "authorizer": cel.authorizer({"group": "", "resource": "pods"})}
+    assert prog.run(act) is not None and cel.is_true(prog.run(act))
