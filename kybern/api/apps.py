@@ -3,6 +3,8 @@ defaults and validation as pkg/apis/apps/v1/defaults.go and validation.go."""
 
 from __future__ import annotations
 
+import json
+
 from kybern.api.core import default_pod_spec, validate_pod_spec
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy
@@ -120,17 +122,18 @@ class StatefulSetStrategy(_WorkloadStrategy):
         spec = obj.setdefault("spec", {})
         spec.setdefault("podManagementPolicy", "OrderedReady")
         us = spec.setdefault("updateStrategy", {})
-        us.setdefault("type", "RollingUpdate")
-        if us["type"] == "RollingUpdate":
-            us.setdefault("rollingUpdate", {}).setdefault("partition", 0)
+        if not us.get("type"):  # as upstream: rollingUpdate is defaulted only with the type
+            us["type"] = "RollingUpdate"
+            if us.get("rollingUpdate") is None:
+                us["rollingUpdate"] = {}
+        if us["type"] == "RollingUpdate" and isinstance(us.get("rollingUpdate"), dict):
+            us["rollingUpdate"].setdefault("partition", 0)
         spec.setdefault("replicas", 1)
         spec.setdefault("revisionHistoryLimit", 10)
         pol = spec.setdefault("persistentVolumeClaimRetentionPolicy", {})
         pol.setdefault("whenDeleted", "Retain")
         pol.setdefault("whenScaled", "Retain")
-        for pvc in spec.get("volumeClaimTemplates") or []:
-            pvc.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
-            pvc.setdefault("status", {}).setdefault("phase", "Pending")
+        _default_claim_templates(spec)
         tmpl = spec.setdefault("template", {})
         tmpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)
         default_pod_spec(tmpl.setdefault("spec", {}))
@@ -138,14 +141,29 @@ class StatefulSetStrategy(_WorkloadStrategy):
     def validate(self, obj: Obj) -> list[Cause]:
         out = super().validate(obj)
         spec = obj.get("spec") or {}
+        # ValidateStatefulSetSpec (pkg/apis/apps/validation), its wording and Go value formats
         pmp = spec.get("podManagementPolicy")
         if pmp not in ("OrderedReady", "Parallel"):
-            out.append(errors.cause("spec.podManagementPolicy", f'Unsupported value: "{pmp}": supported values: '
-                                    '"OrderedReady", "Parallel"', "FieldValueNotSupported"))
-        t = (spec.get("updateStrategy") or {}).get("type")
-        if t not in ("RollingUpdate", "OnDelete"):
-            out.append(errors.cause("spec.updateStrategy.type", f'Unsupported value: "{t}": supported values: '
-                                    '"OnDelete", "RollingUpdate"', "FieldValueNotSupported"))
+            out.append(errors.cause("spec.podManagementPolicy", f'Invalid value: "{pmp}": '
+                                    "must be 'OrderedReady' or 'Parallel'"))
+        us = spec.get("updateStrategy") or {}
+        t = us.get("type")
+        ru = us.get("rollingUpdate")
+        if t == "OnDelete" and ru is not None:
+            out.append(errors.cause("spec.updateStrategy.rollingUpdate",
+                                    f"Invalid value: {_go_rolling_update(ru)}: "
+                                    "only allowed for updateStrategy 'RollingUpdate'"))
+        elif t == "RollingUpdate" and isinstance(ru, dict):
+            part = ru.get("partition")
+            if isinstance(part, int) and part < 0:
+                out.append(errors.cause("spec.updateStrategy.rollingUpdate.partition",
+                                        f"Invalid value: {part}: must be greater than or equal to 0"))
+        elif t not in ("RollingUpdate", "OnDelete"):
+            ptr = "(*apps.RollingUpdateStatefulSetStrategy)(nil)" if ru is None else \
+                "(*apps.RollingUpdateStatefulSetStrategy)(0xc000000000)"
+            out.append(errors.cause("spec.updateStrategy",
+                                    f'Invalid value: apps.StatefulSetUpdateStrategy{{Type:"{t or ""}", '
+                                    f"RollingUpdate:{ptr}}}: must be 'RollingUpdate' or 'OnDelete'"))
         return out
 
     def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
@@ -154,12 +172,35 @@ class StatefulSetStrategy(_WorkloadStrategy):
                    "minReadySeconds")
         ns = {k: v for k, v in (new.get("spec") or {}).items() if k not in mutable}
         os_ = {k: v for k, v in (old.get("spec") or {}).items() if k not in mutable}
+        os_ = _default_claim_templates(json.loads(json.dumps(os_)))  # stored before those defaults
         if ns != os_:
             out.append(errors.cause("spec", "Forbidden: updates to statefulset spec for fields other than "
                                     "'replicas', 'ordinals', 'template', 'updateStrategy', "
                                     "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
                                     "FieldValueForbidden"))
         return out
+
+
+def _default_claim_templates(spec: Obj) -> Obj:
+    for pvc in spec.get("volumeClaimTemplates") or []:
+        if not isinstance(pvc, dict):
+            continue
+        # kube-apiserver stores claim templates as whole PersistentVolumeClaims
+        pvc.setdefault("apiVersion", "v1")
+        pvc.setdefault("kind", "PersistentVolumeClaim")
+        if isinstance(pvc.get("metadata"), dict):
+            pvc["metadata"].setdefault("creationTimestamp", None)
+        pvc.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
+        pvc.setdefault("status", {}).setdefault("phase", "Pending")
+    return spec
+
+
+def _go_rolling_update(ru: object) -> str:
+    """%#v of the internal apps.RollingUpdateStatefulSetStrategy, as field.Invalid prints it."""
+    ru = ru if isinstance(ru, dict) else {}
+    # a nested pointer prints as its address in Go; any address stands for it here
+    mus = "(*intstr.IntOrString)(nil)" if ru.get("maxUnavailable") is None else "(*intstr.IntOrString)(0xc000000000)"
+    return f"apps.RollingUpdateStatefulSetStrategy{{Partition:{int(ru.get('partition') or 0)}, MaxUnavailable:{mus}}}"
 
 
 class DaemonSetStrategy(_WorkloadStrategy):

@@ -187,11 +187,14 @@ class JobController:
         changed_suspend = self._suspend_condition(job, status, suspended)
 
         manage_error: Exception | None = None
+        # the finish event is recorded once the status saying so is written: a sync from a
+        # stale cache computes the same finish, and its write is refused (409), not repeated
+        finish_event: tuple[str, str, str] | None = None
         if fail_message is not None:
             ju.set_condition(status, "FailureTarget", "True", *fail_message)
             await self._delete_all(job, active)
             if not active and not terminating and ju.set_condition(status, "Failed", "True", *fail_message):
-                self.recorder.event(job, "Warning", fail_message[0], fail_message[1])
+                finish_event = ("Warning", fail_message[0], fail_message[1])
         elif success:
             ju.set_condition(status, "SuccessCriteriaMet", "True", "CompletionsReached", ju.MSG_COMPLETIONS)
             if completions is not None or done:
@@ -199,7 +202,7 @@ class JobController:
                 if not active and not terminating:
                     ju.set_condition(status, "Complete", "True", "CompletionsReached", ju.MSG_COMPLETIONS)
                     status["completionTime"] = meta.now()
-                    self.recorder.event(job, "Normal", "Completed", "Job completed")
+                    finish_event = ("Normal", "Completed", "Job completed")
         elif suspended:
             await self._delete_all(job, active)
             if changed_suspend:
@@ -217,7 +220,7 @@ class JobController:
         status["active"] = len(active)
         status["ready"] = sum(1 for p in active if podutil.is_ready(p))
         status["terminating"] = len(terminating)
-        await self._write_tracking(job, status, release)
+        await self._write_tracking(job, status, release, finish_event)
         if manage_error is not None:
             raise manage_error
 
@@ -329,11 +332,15 @@ class JobController:
 
     # -- status and finalizers ----------------------------------------------------
     async def _write_tracking(self, job: dict[str, Any], status: dict[str, Any],
-                              release: list[dict[str, Any]]) -> None:
+                              release: list[dict[str, Any]],
+                              finish_event: tuple[str, str, str] | None = None) -> None:
         """uncounted uids first, then finalizers off, then the uids into counters."""
+        was_finished = ju.is_finished(job)
         job = await self._write_status(job, status)
         if job is None:
             return
+        if finish_event is not None and not was_finished:
+            self.recorder.event(job, *finish_event)
         released = set()
         results = await asyncio.gather(*(self._remove_finalizer(p) for p in release),
                                        return_exceptions=True)
