@@ -203,7 +203,8 @@ def _validate_service(svc: Obj, path: str) -> list[Cause]:
 MATCH_CONDITION_VARS = frozenset({"object", "oldObject", "request", "authorizer"})
 
 
-def _validate_match_conditions(conds: list[Any], path: str) -> list[Cause]:
+def _validate_match_conditions(conds: list[Any], path: str,
+                               variables: frozenset[str] = MATCH_CONDITION_VARS) -> list[Cause]:
     """validateMatchConditions: shape, and each expression compiles (kybern.api.cel)."""
     out: list[Cause] = []
     if len(conds) > 64:
@@ -216,7 +217,7 @@ def _validate_match_conditions(conds: list[Any], path: str) -> list[Cause]:
             out.append(_required(f"{path}[{i}].expression"))
         else:
             try:
-                cel.compile(expr, MATCH_CONDITION_VARS)
+                cel.compile(expr, variables)
             except cel.CompileError as e:
                 out.append(_invalid(f"{path}[{i}].expression", expr, f"compilation failed: {e}"))
         name = c.get("name") or ""
@@ -370,4 +371,169 @@ MUTATING = ResourceInfo(GROUP, "v1", "MutatingWebhookConfiguration", "mutatingwe
                         "io.k8s.api.admissionregistration.v1.MutatingWebhookConfiguration",
                         categories=("api-extensions",), strategy=WebhookConfigurationStrategy(True))
 
-RESOURCES = [VALIDATING, MUTATING]
+
+
+# -- ValidatingAdmissionPolicy and its bindings -----------------------------------------
+POLICY_VARS = frozenset({"object", "oldObject", "request", "params", "namespaceObject", "authorizer", "variables"})
+POLICY_REASONS = ("Unauthorized", "Forbidden", "Invalid", "RequestEntityTooLarge")
+VALIDATION_ACTIONS = ("Audit", "Deny", "Warn")
+PARAM_ACTIONS = ("Allow", "Deny")
+
+
+def _default_match_resources(mr: Any) -> None:
+    if not isinstance(mr, dict):
+        return
+    mr.setdefault("matchPolicy", "Equivalent")
+    if mr.get("namespaceSelector") is None:
+        mr["namespaceSelector"] = {}
+    if mr.get("objectSelector") is None:
+        mr["objectSelector"] = {}
+    for key in ("resourceRules", "excludeResourceRules"):
+        for rule in mr.get(key) or []:
+            if isinstance(rule, dict):
+                rule.setdefault("scope", "*")
+
+
+def _validate_match_resources(mr: Any, path: str, *, policy: bool) -> list[Cause]:
+    out: list[Cause] = []
+    if not isinstance(mr, dict):
+        return [_required(path)] if policy else []
+    rules = mr.get("resourceRules") or []
+    if policy and not rules:
+        out.append(_required(f"{path}.resourceRules"))
+    for key in ("resourceRules", "excludeResourceRules"):
+        for i, rule in enumerate(mr.get(key) or []):
+            out += _validate_rule(rule if isinstance(rule, dict) else {}, f"{path}.{key}[{i}]")
+    mp = mr.get("matchPolicy")
+    if mp is not None and mp not in MATCH_POLICIES:
+        out.append(_not_supported(f"{path}.matchPolicy", mp, MATCH_POLICIES))
+    out += _validate_selector(mr.get("namespaceSelector"), f"{path}.namespaceSelector")
+    out += _validate_selector(mr.get("objectSelector"), f"{path}.objectSelector")
+    return out
+
+
+def _compiles(expr: Any, path: str, variables: frozenset[str]) -> list[Cause]:
+    text = str(expr or "")
+    if not text.strip():
+        return [_required(path)]
+    try:
+        cel.compile(text, variables)
+    except cel.CompileError as e:
+        return [_invalid(path, text, f"compilation failed: {e}")]
+    return []
+
+
+class PolicyStrategy(Strategy):
+    """ValidatingAdmissionPolicy: defaults and validation (upstream's
+    ValidateValidatingAdmissionPolicy, the common checks; every expression must
+    compile)."""
+    has_status = True
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.get("spec")
+        if isinstance(spec, dict):
+            spec.setdefault("failurePolicy", "Fail")
+            _default_match_resources(spec.get("matchConstraints"))
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        out: list[Cause] = []
+        fp = spec.get("failurePolicy")
+        if fp is not None and fp not in FAILURE_POLICIES:
+            out.append(_not_supported("spec.failurePolicy", fp, FAILURE_POLICIES))
+        pk = spec.get("paramKind")
+        if isinstance(pk, dict):
+            if not pk.get("apiVersion"):
+                out.append(_required("spec.paramKind.apiVersion"))
+            if not pk.get("kind"):
+                out.append(_required("spec.paramKind.kind"))
+        out += _validate_match_resources(spec.get("matchConstraints"), "spec.matchConstraints", policy=True)
+        validations = spec.get("validations") or []
+        if not validations and not spec.get("auditAnnotations"):
+            out.append(_required("spec.validations", "validations or auditAnnotations must contain at least one "
+                                                     "item"))
+        names: set[str] = set()
+        for i, var in enumerate(spec.get("variables") or []):
+            var = var if isinstance(var, dict) else {}
+            p = f"spec.variables[{i}]"
+            name = var.get("name") or ""
+            if not name:
+                out.append(_required(f"{p}.name"))
+            elif not re.fullmatch(r"[_a-zA-Z][_a-zA-Z0-9]*", name):
+                out.append(_invalid(f"{p}.name", name, "name is not a valid CEL identifier"))
+            names.add(name)
+            out += _compiles(var.get("expression"), f"{p}.expression", POLICY_VARS)
+        for i, v in enumerate(validations):
+            v = v if isinstance(v, dict) else {}
+            p = f"spec.validations[{i}]"
+            out += _compiles(v.get("expression"), f"{p}.expression", POLICY_VARS)
+            if v.get("messageExpression"):
+                out += _compiles(v.get("messageExpression"), f"{p}.messageExpression", POLICY_VARS)
+            msg = v.get("message")
+            if isinstance(msg, str) and "\n" in msg:
+                out.append(_invalid(f"{p}.message", msg, "message must not contain line breaks"))
+            reason = v.get("reason")
+            if reason is not None and reason not in POLICY_REASONS:
+                out.append(_not_supported(f"{p}.reason", reason, POLICY_REASONS))
+        for i, a in enumerate(spec.get("auditAnnotations") or []):
+            a = a if isinstance(a, dict) else {}
+            if not a.get("key"):
+                out.append(_required(f"spec.auditAnnotations[{i}].key"))
+            out += _compiles(a.get("valueExpression"), f"spec.auditAnnotations[{i}].valueExpression", POLICY_VARS)
+        out += _validate_match_conditions(list(spec.get("matchConditions") or []), "spec.matchConditions",
+                                          POLICY_VARS)
+        return out
+
+
+class BindingStrategy(Strategy):
+    """ValidatingAdmissionPolicyBinding (ValidateValidatingAdmissionPolicyBinding)."""
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.get("spec")
+        if isinstance(spec, dict):
+            _default_match_resources(spec.get("matchResources"))
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        out: list[Cause] = []
+        if not spec.get("policyName"):
+            out.append(_required("spec.policyName"))
+        actions = spec.get("validationActions") or []
+        if not actions:
+            out.append(_required("spec.validationActions", "at least one validation action is required"))
+        seen: set[str] = set()
+        for i, a in enumerate(actions):
+            if a not in VALIDATION_ACTIONS:
+                out.append(_not_supported(f"spec.validationActions[{i}]", a, VALIDATION_ACTIONS))
+            elif a in seen:
+                out.append(errors.cause(f"spec.validationActions[{i}]", f'Duplicate value: "{a}"',
+                                        "FieldValueDuplicate"))
+            seen.add(a)
+        if "Deny" in seen and "Warn" in seen:
+            out.append(_invalid("spec.validationActions", actions, "must not contain both Deny and Warn "
+                                "(repeating the same validation failure information in the API response and "
+                                "headers serves no purpose)"))
+        pr = spec.get("paramRef")
+        if isinstance(pr, dict):
+            if pr.get("name") and pr.get("selector") is not None:
+                out.append(errors.cause("spec.paramRef.name", "Forbidden: name and selector are mutually exclusive",
+                                        "FieldValueForbidden"))
+            if not pr.get("name") and pr.get("selector") is None:
+                out.append(_required("spec.paramRef", "one of name or selector must be specified"))
+            act = pr.get("parameterNotFoundAction")
+            if act is None:
+                out.append(_required("spec.paramRef.parameterNotFoundAction"))
+            elif act not in PARAM_ACTIONS:
+                out.append(_not_supported("spec.paramRef.parameterNotFoundAction", act, PARAM_ACTIONS))
+        out += _validate_match_resources(spec.get("matchResources"), "spec.matchResources", policy=False)
+        return out
+
+
+POLICY = ResourceInfo(GROUP, "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies", False,
+                      "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicy",
+                      categories=("api-extensions",), subresources=("status",), strategy=PolicyStrategy())
+BINDING = ResourceInfo(GROUP, "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings",
+                       False, "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicyBinding",
+                       categories=("api-extensions",), strategy=BindingStrategy())
+
+RESOURCES = [VALIDATING, MUTATING, POLICY, BINDING]

@@ -11,6 +11,7 @@ from typing import Any
 
 from kybern.api import events, tables
 from kybern.api.tables import Printer, _containers, _created, _name, _selector, age, human_duration
+from kybern.machinery import selectors
 
 Obj = dict[str, Any]
 _N = ("Name", "string", "name", 0)
@@ -318,6 +319,24 @@ def _priorityclass(o: Obj) -> list[Any]:
 _WEBHOOKS: Printer = ([_N, ("Webhooks", "integer", "", 0), _A],
                       lambda o: [_name(o), len(o.get("webhooks") or []), _created(o)])
 
+
+def _vap(o: Obj) -> list[Any]:
+    pk = _s(o)[0].get("paramKind")
+    kind = f"{pk.get('apiVersion', '')}/{pk.get('kind', '')}" if isinstance(pk, dict) else "<unset>"
+    return [_name(o), len(_s(o)[0].get("validations") or []), kind, _created(o)]
+
+
+def _vapb(o: Obj) -> list[Any]:
+    spec = _s(o)[0]
+    pr, param = spec.get("paramRef"), "<unset>"
+    if isinstance(pr, dict):
+        if pr.get("name"):
+            param = f"{pr.get('namespace') or '*'}/{pr['name']}"
+        elif isinstance(pr.get("selector"), dict):
+            param = selectors.to_string(pr["selector"])
+    return [_name(o), spec.get("policyName", ""), param, _created(o)]
+
+
 PRINTERS: dict[tuple[str, str], Printer] = {
     ("apps", "StatefulSet"): ([_N, ("Ready", "string", "", 0), _A, *_WIDE_POD], _sts),
     ("apps", "DaemonSet"): ([_N, ("Desired", "integer", "", 0), ("Current", "integer", "", 0),
@@ -378,6 +397,10 @@ PRINTERS: dict[tuple[str, str], Printer] = {
                                               _A, ("PreemptionPolicy", "string", "", 0)], _priorityclass),
     ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"): _WEBHOOKS,
     ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"): _WEBHOOKS,
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"): (
+        [_N, ("Validations", "integer", "", 0), ("ParamKind", "string", "", 0), _A], _vap),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"): (
+        [_N, ("PolicyName", "string", "", 0), ("ParamRef", "string", "", 0), _A], _vapb),
     ("rbac.authorization.k8s.io", "Role"): _CREATED_AT,
     ("rbac.authorization.k8s.io", "ClusterRole"): _CREATED_AT,
     ("rbac.authorization.k8s.io", "RoleBinding"): _BINDING,

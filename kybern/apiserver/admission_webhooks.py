@@ -189,13 +189,17 @@ class Webhooks:
         self._parsed: dict[str, tuple[tuple[tuple[str, int], ...], list[Hook]]] = {}
         self._sessions: dict[bytes, aiohttp.ClientSession] = {}
         self.metrics = WebhookMetrics(server)
+        from kybern.apiserver.admission_policy import Policies
+
+        self.policies = Policies(self)
 
     # -- the configurations ------------------------------------------------------
     def configured(self) -> bool:
-        """Whether any configuration is stored: two dict look-ups."""
+        """Whether any configuration (or ValidatingAdmissionPolicyBinding) is
+        stored: three dict look-ups."""
         res = self.server.watch_cache.resources
         m, v = res.get(MUTATING_PREFIX), res.get(VALIDATING_PREFIX)
-        return bool((m is not None and m.objects) or (v is not None and v.objects))
+        return bool((m is not None and m.objects) or (v is not None and v.objects)) or self.policies.configured()
 
     def active(self, store: RESTStore, subresource: str | None) -> bool:
         """Whether this write may need webhooks: a configuration is stored and the
@@ -255,6 +259,8 @@ class Webhooks:
                     invoked.append(hook)
             if not again:
                 break
+        if self.policies.configured():
+            await self.policies.validate(attrs, warnings)
         await self._validating(attrs, warnings)
 
     async def _validating(self, attrs: _Attributes, warnings: list[str]) -> None:
@@ -286,6 +292,8 @@ class Webhooks:
             sent = await self._matches(hook, attrs)
             if sent is not None:
                 await self._call(hook, sent, warnings)
+        if self.policies.configured():
+            await self.policies.validate(attrs, warnings)
         await self._validating(attrs, warnings)
 
     @staticmethod
