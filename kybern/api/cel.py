@@ -575,12 +575,28 @@ KNOWN_FUNCTIONS = _BUILTIN_FUNCS | set(FUNCTIONS) | MACROS
 # -- compiling ------------------------------------------------------------------
 class Program:
     """One compiled expression: `run(activation)` -> CEL value or EvalError."""
-    __slots__ = ("idents", "runner", "source")
+    __slots__ = ("idents", "runner", "source", "tree")
 
     def __init__(self, source: str, tree: Tree, idents: frozenset[str]) -> None:
         self.source = source
+        self.tree = tree
         self.runner = _ENV.program(tree, functions=FUNCTIONS)
         self.idents = idents
+
+    def selections(self) -> list[list[tuple[str, int]]]:
+        """Every field selection chain from a variable (`self.a.b` -> self, a, b),
+        each name with the 1-based column of the dot before it, in source order."""
+        out: list[list[tuple[str, int]]] = []
+        for node in self.tree.iter_subtrees_topdown():
+            if node.data == "member_dot":
+                names = _chain(node)
+                if names is not None:
+                    out.append([(str(t), (getattr(t, "column", None) or 2) - 1) for t in names])
+        return out
+
+    def caret(self, col: int) -> str:
+        """cel-go's excerpt under an error: the source line and a caret at col."""
+        return f"\n | {self.source}\n | {'.' * (col - 1)}^"
 
     def uses(self, name: str) -> bool:
         return name in self.idents
@@ -596,6 +612,19 @@ class Program:
         if isinstance(out, celpy.CELEvalError):
             raise EvalError(_eval_message(out))
         return out
+
+
+def _chain(node: Any) -> list[Any] | None:
+    if not isinstance(node, Tree):
+        return None
+    if node.data == "member_dot":
+        base = _chain(node.children[0])
+        return None if base is None else [*base, node.children[1]]
+    if node.data in ("member", "primary") and len(node.children) == 1:
+        return _chain(node.children[0])
+    if node.data == "ident":
+        return [node.children[0]]
+    return None
 
 
 def _eval_message(e: Exception) -> str:

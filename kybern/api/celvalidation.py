@@ -289,6 +289,42 @@ class Validator:
 
 
 # -- the CRD's validation of its rules -------------------------------------------------
+_ROOT_META = {"type": "object", "properties": {"name": {"type": "string"}, "generateName": {"type": "string"}}}
+
+
+def undefined_field(prog: cel.Program, schema: Obj, *, root: bool) -> None:
+    """The part of cel-go's type check that catches most mistakes: a field
+    selection from `self`/`oldSelf` that the schema does not declare (at the
+    root, and in embedded resources, apiVersion, kind, metadata.name and
+    metadata.generateName are declared; no other metadata). Values the schema
+    leaves open (maps, preserve-unknown-fields, int-or-string) are not checked."""
+    for names in prog.selections():
+        if names[0][0] not in ("self", "oldSelf"):
+            continue
+        s: Any = schema
+        top = root
+        for name, col in names[1:]:
+            if not isinstance(s, dict):
+                break
+            props = s.get("properties")
+            if top or s.get("x-kubernetes-embedded-resource"):
+                if name in ("apiVersion", "kind"):
+                    s = {"type": "string"}
+                    top = False
+                    continue
+                if name == "metadata":
+                    s, top = _ROOT_META, False
+                    continue
+            top = False
+            if props:
+                if name not in props:
+                    raise cel.CompileError(f"ERROR: <input>:1:{col}: undefined field '{name}'{prog.caret(col)}")
+                s = props[name]
+            elif isinstance(s.get("additionalProperties"), dict):
+                s = s["additionalProperties"]
+            else:
+                break
+
 def _go_rule(r: Obj) -> str:
     """A ValidationRule as field.Invalid prints it (Go's %#v)."""
     reason = r.get("reason")
@@ -358,13 +394,14 @@ def _check_rule(r: Obj, s: Obj, p: str, node_path: str, out: list[Cause], correl
                                     f"valid path: {e}"))
     try:
         prog = cel.compile(str(src), VARS)
+        undefined_field(prog, s, root=node_path.endswith("openAPIV3Schema"))
     except cel.CompileError as e:
         out.append(errors.cause(f"{p}.rule", f"Invalid value: {_go_rule(r)}: compilation failed: {e}"))
         return
     mx = r.get("messageExpression")
     if mx:
         try:
-            cel.compile(str(mx), VARS)
+            undefined_field(cel.compile(str(mx), VARS), s, root=node_path.endswith("openAPIV3Schema"))
         except cel.CompileError as e:
             out.append(errors.cause(f"{p}.messageExpression", f"Invalid value: {_go_rule(r)}: messageExpression "
                                     f"compilation failed: {e}"))

@@ -159,7 +159,8 @@ def test_crd_with_a_rule_that_does_not_compile_is_refused(cluster):
     bad["spec"]["names"] = {"plural": "bads", "singular": "bad", "kind": "Bad"}
     spec = bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     spec["x-kubernetes-validations"] = [{"rule": "self.replicas >"}, {"rule": "nosuch(self)"},
-                                        {"rule": "true", "fieldPath": ".nofield"}]
+                                        {"rule": "true", "fieldPath": ".nofield"},
+                                        {"rule": "self.replicas > 0 && self.replica < 10"}]
     p = cluster.kubectl("create", "-f", "-", input=json.dumps(bad), check=False)
     assert p.returncode == 1
     err = p.stderr
@@ -169,4 +170,5 @@ def test_crd_with_a_rule_that_does_not_compile_is_refused(cluster):
     assert "compilation failed: ERROR: <input>:1:" in err
     assert f"{base}[1].rule: Invalid value:" in err and "undeclared reference to 'nosuch'" in err
     assert f'{base}[2].fieldPath: Invalid value: ".nofield": fieldPath must be a valid path' in err
+    assert "compilation failed: ERROR: <input>:1:26: undefined field 'replica'" in err
     assert cluster.kubectl("get", "crd", "bads.cel.example.com", check=False).returncode == 1

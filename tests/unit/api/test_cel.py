@@ -176,3 +176,20 @@ def test_admission_variables_and_authorizer():
            "request": cel.to_cel({"operation": "CREATE"}),
            "authorizer": cel.authorizer({"group": "", "resource": "pods"})}
     assert prog.run(act) is not None and cel.is_true(prog.run(act))
+
+
+def test_undefined_fields_are_compile_errors():
+    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "a": {"type": "integer"}, "m": {"type": "object", "additionalProperties": {"type": "string"}},
+        "any": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}},
+        "x-kubernetes-validations": [
+            {"rule": "self.metadata.name.size() < 10 && self.kind == 'X' && self.spec.m.anything == ''"},
+            {"rule": "has(self.spec.any.whatever) && self.spec.a > 0"},
+            {"rule": "self.spec.b == 1"},
+            {"rule": "self.metadata.labels.size() > 0"}]}
+    causes = celvalidation.crd_causes(schema, "s.openAPIV3Schema")
+    assert [c["field"] for c in causes] == ["s.openAPIV3Schema.x-kubernetes-validations[2].rule",
+                                            "s.openAPIV3Schema.x-kubernetes-validations[3].rule"]
+    assert "compilation failed: ERROR: <input>:1:10: undefined field 'b'\n | self.spec.b == 1\n | .........^" \
+        in causes[0]["message"]
+    assert "undefined field 'labels'" in causes[1]["message"]
