@@ -192,11 +192,14 @@ class Node:
             if schema.get("x-kubernetes-list-type") == "map" else None
         self.correlatable_map = schema.get("x-kubernetes-map-type") in (None, "granular", "atomic")
 
-    def walk(self, path: str, v: Any, old: Any, out: list[Cause], warnings: list[str]) -> None:
+    def walk(self, path: str, v: Any, old: Any, out: list[Cause], warnings: list[str],
+             same: bool = False) -> None:
+        """`old`: the correlated old value (None: none); `same`: for a value without
+        one, whether its nearest correlated ancestor is unchanged (ratcheting)."""
         if v is None:
             return
         if self.rules:
-            self._run(path, v, old, out, warnings)
+            self._run(path, v, old, out, warnings, same)
         if isinstance(v, dict):
             o = old if isinstance(old, dict) and self.correlatable_map else None
             if self.props:
@@ -212,12 +215,13 @@ class Node:
                 for e in old:
                     if isinstance(e, dict):
                         olds[tuple(json.dumps(e.get(k)) for k in self.map_keys)] = e
+            here = (v == old) if old is not None else same
             for i, x in enumerate(v):
                 ox = olds.get(tuple(json.dumps(x.get(k)) for k in self.map_keys)) \
                     if olds and isinstance(x, dict) and self.map_keys else None
-                self.items.walk(f"{path}[{i}]", x, ox, out, warnings)
+                self.items.walk(f"{path}[{i}]", x, ox, out, warnings, here)
 
-    def _run(self, path: str, v: Any, old: Any, out: list[Cause], warnings: list[str]) -> None:
+    def _run(self, path: str, v: Any, old: Any, out: list[Cause], warnings: list[str], same: bool) -> None:
         this = typed(v, self.schema)
         was = typed(old, self.schema) if old is not None else None
         unchanged: bool | None = None
@@ -245,9 +249,9 @@ class Node:
                 where = f"{path}{r.field_path}" if r.field_path.startswith("[") else child(path, r.field_path)
             detail = self._message(r, act)
             c = _cause(where, self.stype, detail, r.reason)
-            if not r.uses_old and old is not None:
+            if not r.uses_old and (old is not None or same):
                 if unchanged is None:
-                    unchanged = v == old
+                    unchanged = same if old is None else v == old
                 if unchanged:  # ratcheting: an unchanged value that already failed only warns
                     warnings.append(f"{c['field']}: {c['message']}")
                     continue

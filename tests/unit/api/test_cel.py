@@ -193,3 +193,13 @@ def test_undefined_fields_are_compile_errors():
     assert "compilation failed: ERROR: <input>:1:10: undefined field 'b'\n | self.spec.b == 1\n | .........^" \
         in causes[0]["message"]
     assert "undefined field 'labels'" in causes[1]["message"]
+
+
+def test_ratcheting_inside_uncorrelatable_lists_uses_the_list():
+    schema = {"type": "object", "properties": {"tags": {"type": "array", "items": {
+        "type": "string", "x-kubernetes-validations": [{"rule": "self.size() < 4"}]}}}}
+    v = celvalidation.Validator.build(schema)
+    assert v is not None
+    w: list[str] = []
+    assert v.validate({"tags": ["toolong"]}, {"tags": ["toolong"]}, w) == [] and len(w) == 1
+    assert [c["field"] for c in v.validate({"tags": ["toolong", "a"]}, {"tags": ["toolong"]}, [])] == ["tags[0]"]
