@@ -15,6 +15,7 @@ libraries of k8s.io/apiserver/pkg/cel/library and cel-go's string extensions):
   prefixLength/masked/ip;
 - quantity(), isQuantity() and compareTo/isLessThan/isGreaterThan/add/sub/
   asInteger/asApproximateFloat/isInteger/sign;
+- sets.contains, sets.equivalent, sets.intersects;
 - optionals for optionalOldSelf: hasValue(), value(), orValue();
 - the `authorizer` of admission expressions (group/resource/subresource/
   namespace/name/path/serviceAccount, check(), allowed()/reason()/errored()/
@@ -569,7 +570,63 @@ _LIB: dict[str, Any] = {
 FUNCTIONS: dict[str, Any] = {k: _wrap(v) for k, v in _LIB.items()}
 
 
-KNOWN_FUNCTIONS = _BUILTIN_FUNCS | set(FUNCTIONS) | MACROS
+def _numeric_ops() -> dict[str, Any]:
+    """Comparisons across int, uint and double, as cel-go compares them in
+    kube-apiserver (heterogeneous equality, cross-type numeric comparisons):
+    `self.ratio < 2`, `self.count == 2.0`. Other operands: celpy's own."""
+    from celpy import evaluation as ev
+
+    def numeric(x: Any) -> bool:
+        return isinstance(x, (celtypes.IntType, celtypes.UintType, celtypes.DoubleType)) and \
+            not isinstance(x, celtypes.BoolType)
+
+    out = {}
+    for name, op in (("_<_", "__lt__"), ("_<=_", "__le__"), ("_>_", "__gt__"), ("_>=_", "__ge__"),
+                     ("_==_", "__eq__"), ("_!=_", "__ne__")):
+        base = ev.base_functions[name]
+
+        def call(a: Any, b: Any, base: Any = base, op: str = op) -> Any:
+            if numeric(a) and numeric(b) and type(a) is not type(b):
+                return celtypes.BoolType(getattr(float(a), op)(float(b)))
+            return base(a, b)
+        out[name] = call
+    return out
+
+
+FUNCTIONS.update(_numeric_ops())
+
+
+class _Sets:
+    """The `sets` of Kubernetes' sets library: sets.contains(a, b),
+    sets.equivalent(a, b), sets.intersects(a, b) on lists."""
+
+
+SETS = _Sets()
+GLOBALS = frozenset({"sets"})
+
+
+def _sets_fn(name: str, test: Any) -> Any:
+    from celpy import evaluation as ev
+
+    base = ev.base_functions.get(name) or FUNCTIONS.get(name)
+
+    def call(target: Any, *args: Any) -> Any:
+        if isinstance(target, _Sets):
+            if len(args) != 2 or not all(isinstance(a, list) for a in args):
+                return _err("no such overload")
+            return celtypes.BoolType(test(args[0], args[1]))
+        if base is None:
+            return _err("no such overload")
+        return base(target, *args)
+    return call
+
+
+FUNCTIONS["contains"] = _sets_fn("contains", lambda a, b: all(x in a for x in b))
+FUNCTIONS["equivalent"] = _sets_fn("equivalent", lambda a, b: all(x in a for x in b) and all(x in b for x in a))
+FUNCTIONS["intersects"] = _sets_fn("intersects", lambda a, b: any(x in a for x in b))
+
+
+KNOWN_FUNCTIONS = _BUILTIN_FUNCS | set(FUNCTIONS) | MACROS | GLOBALS
 
 
 # -- compiling ------------------------------------------------------------------
@@ -602,6 +659,8 @@ class Program:
         return name in self.idents
 
     def run(self, activation: dict[str, Any]) -> Any:
+        if "sets" in self.idents and "sets" not in activation:
+            activation = {**activation, "sets": SETS}
         try:
             out = self.runner.evaluate(activation)
         except celpy.CELEvalError as e:

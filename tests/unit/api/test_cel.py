@@ -46,6 +46,9 @@ def run(expr: str, self: object) -> object:
     ("cidr('192.168.1.5/24').prefixLength() == 24 && isCIDR('::/0') && !isCIDR('10.0.0.1')", True),
     ("self.m.all(k, k.startsWith('k'))", True),
     ("self.n < 4 ? 'small' : 'big'", "small"),
+    (("sets.contains(self.l, [1, 3]) && !sets.contains(self.l, [4]) && sets.equivalent(self.l, [3, 2, 1]) && "
+      "sets.intersects(self.l, [9, 2]) && self.s.contains('ell')"), True),
+    ("self.n == 3.0 && self.n < 3.5 && 2.5 < self.n && self.n != 4.0 && 1 == 1", True),
 ])
 def test_expressions(expr, want):
     assert run(expr, {"a": 1, "l": [1, 2, 3], "s": "Hello", "m": {"k1": 1, "k2": 2}, "n": 3}) == want
