@@ -24,6 +24,9 @@ def default_container(c: Obj, *, init: bool = False) -> None:
     c.setdefault("resources", {})
     for p in c.get("ports") or []:
         p.setdefault("protocol", "TCP")
+    for e in c.get("env") or []:
+        if isinstance(e, dict) and isinstance(e.get("valueFrom"), dict):
+            _default_field_ref(e["valueFrom"])
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         pr = c.get(probe)
         if isinstance(pr, dict):
@@ -49,9 +52,32 @@ def default_pod_spec(spec: Obj) -> None:
     for c in spec.get("containers") or []:
         default_container(c)
     for v in spec.get("volumes") or []:
-        for kind in ("configMap", "secret"):
+        if not isinstance(v, dict):
+            continue
+        for kind in ("configMap", "secret", "downwardAPI", "projected"):
             if isinstance(v.get(kind), dict):
                 v[kind].setdefault("defaultMode", 420)
+        if isinstance(v.get("hostPath"), dict):
+            v["hostPath"].setdefault("type", "")  # SetDefaults_HostPathVolumeSource: HostPathUnset
+        if isinstance(v.get("downwardAPI"), dict):
+            for item in v["downwardAPI"].get("items") or []:
+                _default_field_ref(item)
+        if isinstance(v.get("projected"), dict):
+            for src in v["projected"].get("sources") or []:
+                if not isinstance(src, dict):
+                    continue
+                if isinstance(src.get("downwardAPI"), dict):
+                    for item in src["downwardAPI"].get("items") or []:
+                        _default_field_ref(item)
+                if isinstance(src.get("serviceAccountToken"), dict):
+                    src["serviceAccountToken"].setdefault("expirationSeconds", 3600)
+
+
+def _default_field_ref(holder: object) -> None:
+    """SetDefaults_ObjectFieldSelector: a fieldRef's apiVersion is v1 unless given."""
+    if isinstance(holder, dict) and isinstance(holder.get("fieldRef"), dict) \
+            and not holder["fieldRef"].get("apiVersion"):
+        holder["fieldRef"]["apiVersion"] = "v1"
 
 
 def default_pod_only(spec: Obj) -> None:

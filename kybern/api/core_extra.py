@@ -41,6 +41,8 @@ class PersistentVolumeStrategy(Strategy):
         spec = obj.setdefault("spec", {})
         spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
         spec.setdefault("volumeMode", "Filesystem")
+        if isinstance(spec.get("hostPath"), dict):
+            spec["hostPath"].setdefault("type", "")  # SetDefaults_HostPathVolumeSource
 
     def prepare_for_create(self, obj: Obj) -> None:
         super().prepare_for_create(obj)

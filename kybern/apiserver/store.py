@@ -527,7 +527,10 @@ class RESTStore:
                 ADMISSION_WARNINGS.reset(wtoken)
         if self.track_fields is not None:
             self.track_fields(obj, None, None)
-        if dry_run:
+        if dry_run:  # as upstream's DryRunnableStorage: a name in use is AlreadyExists
+            kv, _ = await self.storage.get(object_key(self.info, m.get("namespace"), m["name"]))
+            if kv is not None and not generated:
+                raise errors.already_exists(self.info.group, self.info.plural, m["name"])
             return obj, None
         for attempt in range(NAME_GENERATION_ATTEMPTS if generated else 1):
             if attempt:

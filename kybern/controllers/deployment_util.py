@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from kybern.api.core import default_pod_spec
 from kybern.machinery import meta
 
 HASH_LABEL = "pod-template-hash"
@@ -76,14 +77,19 @@ def without_hash(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def equal_ignore_hash(t1: dict[str, Any], t2: dict[str, Any]) -> bool:
-    def norm(t: dict[str, Any]) -> bytes:
+    def norm(t: dict[str, Any], defaults: bool) -> bytes:
         n = without_hash(t)
         if not n["metadata"].get("labels"):
             n["metadata"].pop("labels", None)
         if not n["metadata"]:
             n.pop("metadata", None)
+        if defaults and isinstance(n.get("spec"), dict):
+            n["spec"] = orjson.loads(orjson.dumps(n["spec"]))
+            default_pod_spec(n["spec"])
         return orjson.dumps(n, option=orjson.OPT_SORT_KEYS)
-    return norm(t1) == norm(t2)
+    # a template stored before a default was added equals itself with that default (upstream
+    # defaults what it reads from etcd; kybern defaults what it writes)
+    return norm(t1, False) == norm(t2, False) or norm(t1, True) == norm(t2, True)
 
 
 # -- maxSurge / maxUnavailable ---------------------------------------------------

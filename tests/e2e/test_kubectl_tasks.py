@@ -264,3 +264,184 @@ def test_indexed_job_static_work_assignment(cluster, namespace):
     events = cluster.kjson("get", "events", *ns, "--field-selector", "involvedObject.name=indexed-job,"
                            "reason=Completed")["items"]
     assert [(e["message"], e.get("count")) for e in events] == [("Job completed", 1)]
+
+
+DOWNWARD = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: dapi-envars-fieldref
+spec:
+  containers:
+    - name: test-container
+      image: registry.k8s.io/busybox:1.27.2
+      command: [ "sh", "-c"]
+      args:
+      - while true; do
+          echo -en '\\n';
+          printenv MY_NODE_NAME MY_POD_NAME MY_POD_NAMESPACE;
+          printenv MY_POD_IP MY_POD_SERVICE_ACCOUNT;
+          sleep 10;
+        done;
+      env:
+        - name: MY_NODE_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: spec.nodeName
+        - name: MY_POD_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+        - name: MY_POD_NAMESPACE
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.namespace
+        - name: MY_POD_IP
+          valueFrom:
+            fieldRef:
+              fieldPath: status.podIP
+        - name: MY_POD_SERVICE_ACCOUNT
+          valueFrom:
+            fieldRef:
+              fieldPath: spec.serviceAccountName
+  restartPolicy: Never
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: kubernetes-downwardapi-volume-example
+  labels:
+    zone: us-est-coast
+    cluster: test-cluster1
+    rack: rack-22
+  annotations:
+    build: two
+    builder: john-doe
+spec:
+  containers:
+    - name: client-container
+      image: registry.k8s.io/busybox:1.27.2
+      command: ["sh", "-c", "sleep 3600"]
+      volumeMounts:
+        - name: podinfo
+          mountPath: /etc/podinfo
+  volumes:
+    - name: podinfo
+      downwardAPI:
+        items:
+          - path: "labels"
+            fieldRef:
+              fieldPath: metadata.labels
+          - path: "annotations"
+            fieldRef:
+              fieldPath: metadata.annotations
+"""
+
+
+def test_expose_pod_information_through_env_and_files(cluster, namespace):
+    """"Expose Pod Information to Containers Through Environment Variables" and "...
+    Through Files": what the pod prints, and the pod as `kubectl get -o yaml` shows it,
+    with the API's defaults (fieldRef apiVersion, the volume's defaultMode)."""
+    store = ImageStore(str(cluster.dir / "data" / "node"))
+    with tempfile.TemporaryDirectory() as d:
+        store.import_dir("registry.k8s.io/busybox:1.27.2", Path(d), config={"env": [f"PATH={PATH}"], "cmd": ["sh"]})
+    ns = ["-n", namespace]
+    cluster.kubectl("apply", *ns, "-f", "-", input=DOWNWARD)
+    cluster.kubectl("wait", *ns, "--for=condition=Ready", "pod/dapi-envars-fieldref",
+                    "pod/kubernetes-downwardapi-volume-example", "--timeout=60s")
+    pod = cluster.kjson("get", *ns, "pod", "dapi-envars-fieldref")
+    want = [pod["spec"]["nodeName"], "dapi-envars-fieldref", namespace, pod["status"]["podIP"], "default"]
+    cluster.wait_for(lambda: [ln for ln in cluster.kubectl("logs", *ns, "dapi-envars-fieldref").stdout.splitlines()
+                              if ln.strip() and ln.strip() != "-en"][:5] == want, what="printenv output")
+    assert pod["spec"]["containers"][0]["env"][0]["valueFrom"] == {
+        "fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}
+
+    out = cluster.kubectl("exec", *ns, "kubernetes-downwardapi-volume-example", "--", "cat",
+                          "/etc/podinfo/labels").stdout
+    assert out == 'cluster="test-cluster1"\nrack="rack-22"\nzone="us-est-coast"'
+    vol = cluster.kjson("get", *ns, "pod", "kubernetes-downwardapi-volume-example")["spec"]["volumes"][0]
+    assert vol["downwardAPI"]["defaultMode"] == 420
+    assert vol["downwardAPI"]["items"][0] == {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.labels"},
+                                              "path": "labels"}
+    # the labels change, the file follows (the kubelet's sync)
+    cluster.kubectl("label", *ns, "pod", "kubernetes-downwardapi-volume-example", "rack=rack-23", "--overwrite")
+    cluster.wait_for(lambda: 'rack="rack-23"' in cluster.kubectl(
+        "exec", *ns, "kubernetes-downwardapi-volume-example", "--", "cat", "/etc/podinfo/labels").stdout,
+        timeout=90, what="labels file updated")
+
+    # a pod exported with `kubectl get -o yaml` is refused by a server-side dry run while its
+    # name is in use, as upstream's dry-run storage does
+    exported = cluster.kubectl("get", *ns, "pod", "kubernetes-downwardapi-volume-example", "-o", "yaml").stdout
+    p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=exported, check=False)
+    assert p.returncode == 1
+    assert p.stderr.strip() == ('Error from server (AlreadyExists): error when creating "STDIN": pods '
+                                '"kubernetes-downwardapi-volume-example" already exists')
+
+
+PV = """
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: task-pv-volume-{ns}
+  labels:
+    type: local
+spec:
+  storageClassName: manual
+  capacity:
+    storage: 10Gi
+  accessModes:
+    - ReadWriteOnce
+  hostPath:
+    path: "{path}"
+"""
+
+PVC = """
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: task-pv-claim
+spec:
+  storageClassName: manual
+  volumeName: task-pv-volume-{ns}
+  accessModes:
+    - ReadWriteOnce
+  resources:
+    requests:
+      storage: 3Gi
+"""
+
+
+def test_configure_a_pod_to_use_a_persistent_volume(cluster, namespace, tmp_path):
+    """"Configure a Pod to Use a PersistentVolume for Storage": the hostPath volume, the
+    claim bound to it, a pod reading the node's file through it. (The claim names its
+    volume here, to keep to this test's volume on a shared cluster.)"""
+    ns = ["-n", namespace]
+    data = tmp_path / "mnt" / "data"
+    data.mkdir(parents=True)
+    (data / "index.html").write_text("Hello from Kubernetes storage\n")
+    pv = f"task-pv-volume-{namespace}"
+    cluster.kubectl("apply", "-f", "-", input=PV.format(ns=namespace, path=data))
+    try:
+        assert cluster.kjson("get", "pv", pv)["spec"]["hostPath"] == {"path": str(data), "type": ""}
+        out = cluster.kubectl("get", "pv", pv).stdout.splitlines()
+        assert out[0].split() == ["NAME", "CAPACITY", "ACCESS", "MODES", "RECLAIM", "POLICY", "STATUS", "CLAIM",
+                                  "STORAGECLASS", "VOLUMEATTRIBUTESCLASS", "REASON", "AGE"]
+        assert out[1].split()[:6] == [pv, "10Gi", "RWO", "Retain", "Available", "manual"]
+        cluster.kubectl("apply", *ns, "-f", "-", input=PVC.format(ns=namespace))
+        cluster.wait_for(lambda: cluster.kubectl("get", "pv", pv, "--no-headers").stdout.split()[4:6]
+                         == ["Bound", f"{namespace}/task-pv-claim"], what="volume bound")
+        assert cluster.kubectl("get", *ns, "pvc", "task-pv-claim", "--no-headers").stdout.split()[:6] == \
+            ["task-pv-claim", "Bound", pv, "10Gi", "RWO", "manual"]
+        cluster.kubectl("run", *ns, "task-pv-pod", "--image=demo:v1", "--overrides", json.dumps({"spec": {
+            "volumes": [{"name": "task-pv-storage", "persistentVolumeClaim": {"claimName": "task-pv-claim"}}],
+            "containers": [{"name": "task-pv-pod", "image": "demo:v1", "volumeMounts": [
+                {"mountPath": "/usr/share/nginx/html", "name": "task-pv-storage"}]}]}}))
+        cluster.kubectl("wait", *ns, "--for=condition=Ready", "pod/task-pv-pod", "--timeout=60s")
+        assert cluster.kubectl("exec", *ns, "task-pv-pod", "--", "cat", "/usr/share/nginx/html/index.html"
+                               ).stdout == "Hello from Kubernetes storage\n"
+        cluster.kubectl("delete", *ns, "pod", "task-pv-pod", "--grace-period=1")
+        cluster.kubectl("delete", *ns, "pvc", "task-pv-claim")
+        cluster.wait_for(lambda: cluster.kubectl("get", "pv", pv, "--no-headers").stdout.split()[4] == "Released",
+                         what="volume released")
+    finally:
+        cluster.kubectl("delete", "pv", pv, "--wait=false", check=False)
