@@ -43,8 +43,9 @@ class StatusError(Exception):
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
         }
+        if self.reason:  # `json:"reason,omitempty"`: a webhook's denial may carry none
+            out["reason"] = self.reason
         if self.details is not None:  # `{}` is sent: clients such as kubectl debug read details
             out["details"] = ordered_details(self.details)
         out["code"] = self.code
