@@ -218,6 +218,8 @@ def _validate_match_conditions(conds: list[Any], path: str,
         else:
             try:
                 cel.compile(expr, variables)
+            except cel.Unsupported:
+                pass  # accepted, not evaluated (docs/admission.md)
             except cel.CompileError as e:
                 out.append(_invalid(f"{path}[{i}].expression", expr, f"compilation failed: {e}"))
         name = c.get("name") or ""
@@ -418,6 +420,8 @@ def _compiles(expr: Any, path: str, variables: frozenset[str]) -> list[Cause]:
         return [_required(path)]
     try:
         cel.compile(text, variables)
+    except cel.Unsupported:
+        pass  # accepted, not evaluated (docs/admission.md)
     except cel.CompileError as e:
         return [_invalid(path, text, f"compilation failed: {e}")]
     return []

@@ -56,6 +56,18 @@ class CompileError(Exception):
     """The expression does not compile; str() is upstream's detail text."""
 
 
+class Unsupported(CompileError):
+    """Valid for kube-apiserver's cel-go, but beyond cel-python: optional syntax
+    (`self.?x`, `optional.of`), `cel.bind`, `strings.quote`, the `format` library.
+    Writes that carry such expressions are accepted and the expression is not
+    evaluated (logged), rather than refusing what upstream accepts."""
+
+
+_STRINGS = re.compile(r"'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"")
+_UNSUPPORTED = re.compile(r"\.\?[A-Za-z_]|\[\?|\boptional\.(?:of|none|ofNonZeroValue)\s*\(|\.(?:optMap|optFlatMap)\s*\("
+                          r"|\bcel\.bind\s*\(|\bstrings\.quote\s*\(|\bformat\.[A-Za-z0-9]+\s*\(|\bmath\.[a-z]+\s*\(")
+
+
 class EvalError(Exception):
     """The expression failed at run time; str() is upstream's wording where known
     (no such key: x, index out of bounds: 5, division by zero, ...)."""
@@ -725,6 +737,9 @@ def _walk(tree: Tree, idents: set[str], calls: set[str], bound: set[str]) -> Non
 
 @functools.lru_cache(maxsize=4096)
 def _compile(source: str, variables: frozenset[str]) -> Program:
+    m = _UNSUPPORTED.search(_STRINGS.sub("''", source))
+    if m:
+        raise Unsupported(f"{m.group(0).rstrip('( ')!r} is not supported by kybern's CEL (cel-python)")
     try:
         tree = _ENV.compile(source)
     except celpy.CELParseError as e:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 from celpy import celtypes
@@ -30,6 +31,7 @@ from celpy import celtypes
 from kybern.api import cel
 from kybern.machinery import errors
 
+log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 Cause = dict[str, str]
 VARS = frozenset({"self", "oldSelf"})
@@ -149,7 +151,10 @@ class Rule:
         self.message = str(raw.get("message") or "")
         self.program = cel.compile(self.src, VARS)
         mx = raw.get("messageExpression")
-        self.message_program = cel.compile(str(mx), frozenset({"self", "oldSelf"})) if mx else None
+        try:
+            self.message_program = cel.compile(str(mx), VARS) if mx else None
+        except cel.Unsupported:
+            self.message_program = None  # the message or the default one is used
         self.uses_old = self.program.uses("oldSelf")
         self.optional_old = bool(raw.get("optionalOldSelf"))
         self.field_path = field_path(str(raw["fieldPath"]), schema)[0] if raw.get("fieldPath") else ""
@@ -179,7 +184,14 @@ class Node:
     def __init__(self, schema: Obj) -> None:
         self.schema = schema
         self.stype = str(schema.get("type") or "")
-        self.rules = [Rule(r, schema) for r in schema.get("x-kubernetes-validations") or () if r.get("rule")]
+        self.rules: list[Rule] = []
+        for r in schema.get("x-kubernetes-validations") or ():
+            if not r.get("rule"):
+                continue
+            try:
+                self.rules.append(Rule(r, schema))
+            except cel.Unsupported as e:  # accepted with the CRD, not evaluated (docs/crds.md)
+                log.warning("validation rule %r is not enforced: %s", r.get("rule"), e)
         self.props: dict[str, Node] = {}
         for k, sub in (schema.get("properties") or {}).items():
             if has_rules(sub):
@@ -399,6 +411,8 @@ def _check_rule(r: Obj, s: Obj, p: str, node_path: str, out: list[Cause], correl
     try:
         prog = cel.compile(str(src), VARS)
         undefined_field(prog, s, root=node_path.endswith("openAPIV3Schema"))
+    except cel.Unsupported:
+        return  # accepted, not evaluated (docs/crds.md)
     except cel.CompileError as e:
         out.append(errors.cause(f"{p}.rule", f"Invalid value: {_go_rule(r)}: compilation failed: {e}"))
         return
@@ -406,6 +420,8 @@ def _check_rule(r: Obj, s: Obj, p: str, node_path: str, out: list[Cause], correl
     if mx:
         try:
             undefined_field(cel.compile(str(mx), VARS), s, root=node_path.endswith("openAPIV3Schema"))
+        except cel.Unsupported:
+            pass
         except cel.CompileError as e:
             out.append(errors.cause(f"{p}.messageExpression", f"Invalid value: {_go_rule(r)}: messageExpression "
                                     f"compilation failed: {e}"))

@@ -44,9 +44,16 @@ REASON_CODES = {"Unauthorized": 401, "Forbidden": 403, "Invalid": 422, "RequestE
 VARS = ar.POLICY_VARS
 
 
-def _program(expr: Any) -> cel.Program | None:
+UNSUPPORTED = object()  # an expression beyond cel-python: not evaluated (docs/admission.md)
+
+
+def _program(expr: Any) -> Any:
+    """The compiled program; None when it does not compile; UNSUPPORTED."""
     try:
         return cel.compile(str(expr or ""), VARS)
+    except cel.Unsupported as e:
+        log.warning("CEL expression %r is not evaluated: %s", expr, e)
+        return UNSUPPORTED
     except cel.CompileError:
         return None
 
@@ -63,12 +70,16 @@ class Policy:
         self.param_kind: Obj | None = spec.get("paramKind")
         self.variables = [(str(v.get("name") or ""), str(v.get("expression") or ""), _program(v.get("expression")))
                           for v in spec.get("variables") or [] if isinstance(v, dict)]
+        # an unsupported condition is taken as true, an unsupported validation as passed
         self.conditions = [(str(c.get("expression") or ""), _program(c.get("expression")))
                            for c in spec.get("matchConditions") or [] if isinstance(c, dict)]
+        self.conditions = [c for c in self.conditions if c[1] is not UNSUPPORTED]
         self.validations = [(str(v.get("expression") or ""), _program(v.get("expression")), str(v.get("message") or ""),
                              _program(v.get("messageExpression")) if v.get("messageExpression") else None,
                              v.get("reason"))
                             for v in spec.get("validations") or [] if isinstance(v, dict)]
+        self.validations = [(e, p if p is not None else None, m, mp if mp is not UNSUPPORTED else None, r)
+                            for e, p, m, mp, r in self.validations if p is not UNSUPPORTED]
 
 
 class _Decision:
@@ -279,8 +290,8 @@ def _variables(policy: Policy, act: dict[str, Any]) -> Any:
     act["variables"] = out
     for name, _expr, prog in policy.variables:
         try:
-            out[celtypes.StringType(name)] = prog.run(act) if prog is not None else \
-                celpy.CELEvalError("compilation failed")
+            out[celtypes.StringType(name)] = prog.run(act) if prog is not None and prog is not UNSUPPORTED else \
+                celpy.CELEvalError("compilation failed" if prog is None else "not supported by kybern's CEL")
         except cel.EvalError as e:
             out[celtypes.StringType(name)] = celpy.CELEvalError(str(e))
     return out

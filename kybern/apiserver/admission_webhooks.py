@@ -90,6 +90,8 @@ class Hook:
                 expr = str((c or {}).get("expression") or "")
                 try:
                     out.append((expr, cel.compile(expr, admissionregistration.MATCH_CONDITION_VARS)))
+                except cel.Unsupported as e:  # not evaluated: taken as true, the webhook decides
+                    log.warning("matchCondition %r of webhook %s is not evaluated: %s", expr, self.name, e)
                 except cel.CompileError:
                     out.append((expr, None))
             self.__dict__["_conditions"] = out

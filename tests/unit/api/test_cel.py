@@ -206,3 +206,17 @@ def test_ratcheting_inside_uncorrelatable_lists_uses_the_list():
     w: list[str] = []
     assert v.validate({"tags": ["toolong"]}, {"tags": ["toolong"]}, w) == [] and len(w) == 1
     assert [c["field"] for c in v.validate({"tags": ["toolong", "a"]}, {"tags": ["toolong"]}, [])] == ["tags[0]"]
+
+
+def test_syntax_beyond_cel_python_is_accepted_and_not_evaluated():
+    for expr in ("self.?a.orValue(0) < 5", "cel.bind(x, self.a, x > 1)", "optional.of(1).hasValue()"):
+        with pytest.raises(cel.Unsupported):
+            cel.compile(expr, V)
+    cel.compile("self.s.matches('^a.?b[?]$')", V)  # inside a string it is no optional syntax
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}},
+              "x-kubernetes-validations": [{"rule": "self.?a.orValue(0) < 5"}, {"rule": "self.a < 3"}]}
+    assert celvalidation.crd_causes(schema, "p") == []
+    v = celvalidation.Validator.build(schema)
+    assert v is not None
+    msgs = [c["message"] for c in v.validate({"a": 9}, None, [])]
+    assert msgs == ['Invalid value: "object": failed rule: self.a < 3']
