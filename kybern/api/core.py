@@ -384,6 +384,7 @@ class ServiceStrategy(Strategy):
     has_status = True
     name_validator = staticmethod(validate_dns_label)
     return_deleted_object = True  # ReturnDeletedObject in upstream's registry
+    field_labels = ("spec.clusterIP", "spec.type")  # service SelectableFields (since 1.29)
 
     def prepare_for_create(self, obj: Obj) -> None:
         super().prepare_for_create(obj)

@@ -445,3 +445,23 @@ def test_configure_a_pod_to_use_a_persistent_volume(cluster, namespace, tmp_path
                          what="volume released")
     finally:
         cluster.kubectl("delete", "pv", pv, "--wait=false", check=False)
+
+
+def test_services_are_selected_by_type_and_cluster_ip(cluster, namespace):
+    """Services' selectable fields `spec.type` and `spec.clusterIP` (kube-apiserver 1.29+),
+    e.g. `kubectl get svc -A --field-selector spec.type=NodePort` after "Use a Service to
+    Access an Application in a Cluster" exposed one."""
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "deployment", "hello-world", "--image=demo:v1", "--replicas=1", *ns)
+    cluster.kubectl("expose", "deployment", "hello-world", "--type=NodePort", "--name=example-service",
+                    "--port=80", *ns)
+    cluster.kubectl("create", "service", "clusterip", "headless", "--clusterip=None", *ns)
+    names = lambda sel: cluster.kubectl("get", "svc", *ns, "--field-selector", sel,
+                                        "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+    assert names("spec.type=NodePort") == ["example-service"]
+    assert names("spec.clusterIP=None") == ["headless"]
+    assert names("spec.clusterIP!=None") == ["example-service"]
+    p = cluster.kubectl("get", "svc", *ns, "--field-selector", "spec.ports=80", check=False)
+    assert p.stderr.strip() == ('Error from server (BadRequest): Unable to find "/v1, Resource=services" that '
+                                'match label selector "", field selector "spec.ports=80": field label not '
+                                "supported: spec.ports")
