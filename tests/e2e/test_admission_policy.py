@@ -196,3 +196,31 @@ def test_invalid_policies_and_bindings_are_refused(cluster):
     assert p.returncode == 1
     assert "spec.policyName: Required value" in p.stderr
     assert "must not contain both Deny and Warn" in p.stderr
+
+
+def test_delete_sees_old_object_and_request(cluster, namespace, cleanup):
+    p_name, b_name = f"keep-{namespace}.example.com", f"keep-{namespace}.example.com"
+    cleanup += [("validatingadmissionpolicybinding", b_name), ("validatingadmissionpolicy", p_name)]
+    cluster.kubectl("apply", "-f", "-", input=f"""
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {p_name}}}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {{apiGroups: [""], apiVersions: [v1], operations: [DELETE], resources: [configmaps]}}
+  validations:
+  - expression: "object == null && request.operation == 'DELETE' && !has(oldObject.metadata.labels)"
+    messageExpression: "'configmap ' + oldObject.metadata.name + ' is protected'"
+""")
+    cluster.kubectl("apply", "-f", "-", input=binding(b_name, p_name, namespace))
+    cluster.kubectl("create", "configmap", "probe", "-n", namespace)
+    cluster.kubectl("label", "configmap", "probe", "-n", namespace, "keep=yes")
+    cluster.wait_for(lambda: cluster.kubectl("delete", "configmap", "probe", "-n", namespace, "--dry-run=server",
+                                             check=False).returncode != 0, timeout=15, what="the policy")
+    p = cluster.kubectl("delete", "configmap", "probe", "-n", namespace, check=False)
+    assert p.returncode == 1
+    assert f"ValidatingAdmissionPolicy '{p_name}' with binding '{b_name}' denied request: configmap probe is " \
+           "protected" in p.stderr
+    cluster.kubectl("create", "configmap", "free", "-n", namespace)
+    cluster.kubectl("delete", "configmap", "free", "-n", namespace)
