@@ -8,7 +8,8 @@ libraries of k8s.io/apiserver/pkg/cel/library and cel-go's string extensions):
 
 - strings: charAt, indexOf, lastIndexOf, lowerAscii, upperAscii, replace,
   split, substring, trim, join, reverse, format (%s %d %f %v only);
-- lists: isSorted, sum, min, max, indexOf, lastIndexOf; regex: find, findAll;
+- lists: isSorted, sum, min, max, indexOf, lastIndexOf; regex: find, findAll
+  (RE2, as matches());
 - url(), isURL() and getScheme/getHost/getHostname/getPort/getEscapedPath/getQuery;
 - ip(), isIP(), cidr(), isCIDR() and family/isLoopback/isUnspecified/
   isLinkLocalMulticast/isLinkLocalUnicast/isGlobalUnicast/containsIP/containsCIDR/
@@ -38,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import celpy
+import re2  # RE2, as cel-go's regexes: linear time, no backtracking (cel-python depends on it)
 from celpy import celtypes
 from lark import Token, Tree
 
@@ -257,12 +259,18 @@ def _max(lst: Any) -> Any:
 
 
 def _find(s: Any, pat: Any) -> Any:
-    m = re.search(_s(pat), _s(s))
+    try:
+        m = re2.search(_s(pat), _s(s))
+    except re2.error as e:
+        return _err(f"regex compile error: {e}")
     return celtypes.StringType(m.group(0) if m else "")
 
 
 def _find_all(s: Any, pat: Any, n: Any = -1) -> Any:
-    found = [m.group(0) for m in re.finditer(_s(pat), _s(s))]
+    try:
+        found = [m.group(0) for m in re2.finditer(_s(pat), _s(s))]
+    except re2.error as e:
+        return _err(f"regex compile error: {e}")
     if n >= 0:
         found = found[:n]
     return celtypes.ListType([celtypes.StringType(x) for x in found])
