@@ -10,7 +10,6 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from kybern.api import cel
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import DNS1123_SUBDOMAIN, Cause, Obj, Strategy, validate_labels
 from kybern.machinery import errors
@@ -216,6 +215,8 @@ def _validate_match_conditions(conds: list[Any], path: str,
         if not expr.strip():
             out.append(_required(f"{path}[{i}].expression"))
         else:
+            from kybern.api import cel  # imported on first use (cel-python's start-up cost)
+
             try:
                 cel.compile(expr, variables)
             except cel.Unsupported:
@@ -418,6 +419,8 @@ def _compiles(expr: Any, path: str, variables: frozenset[str]) -> list[Cause]:
     text = str(expr or "")
     if not text.strip():
         return [_required(path)]
+    from kybern.api import cel  # imported on first use (cel-python's start-up cost)
+
     try:
         cel.compile(text, variables)
     except cel.Unsupported:

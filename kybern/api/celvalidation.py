@@ -29,6 +29,7 @@ from typing import Any
 from celpy import celtypes
 
 from kybern.api import cel
+from kybern.api.crd import has_validation_rules as has_rules
 from kybern.machinery import errors
 
 log = logging.getLogger(__name__)
@@ -37,18 +38,6 @@ Cause = dict[str, str]
 VARS = frozenset({"self", "oldSelf"})
 REASONS = ("FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired")
 MAX_MESSAGE_EXPRESSION_BYTES = 5 * 1024
-
-
-def has_rules(schema: Any) -> bool:
-    if not isinstance(schema, dict):
-        return False
-    if schema.get("x-kubernetes-validations"):
-        return True
-    for sub in (schema.get("properties") or {}).values():
-        if has_rules(sub):
-            return True
-    return has_rules(schema.get("additionalProperties")) or has_rules(schema.get("items")) or \
-        any(has_rules(s) for s in schema.get("allOf") or ())
 
 
 # -- values as CEL sees them through the schema -------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kybern.api import celvalidation
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy, validate_dns_subdomain
 from kybern.machinery import errors, meta
@@ -97,6 +96,20 @@ def validate_names(names: Obj, path: str) -> list[Cause]:
 
 
 # -- structural schemas ------------------------------------------------------------
+def has_validation_rules(schema: Any) -> bool:
+    """Whether any node of a schema has x-kubernetes-validations (CEL rules)."""
+    if not isinstance(schema, dict):
+        return False
+    if schema.get("x-kubernetes-validations"):
+        return True
+    for sub in (schema.get("properties") or {}).values():
+        if has_validation_rules(sub):
+            return True
+    return has_validation_rules(schema.get("additionalProperties")) or \
+        has_validation_rules(schema.get("items")) or any(has_validation_rules(s) for s in schema.get("allOf") or ())
+
+
+
 def validate_structural(schema: Any, path: str) -> list[Cause]:
     """The rules that make a schema structural (apiextensions' structural.Validate,
     the common ones): every node has a type unless it is int-or-string or
@@ -221,7 +234,10 @@ def _validate_versions(spec: Obj) -> list[Cause]:
                                                                                      "are required"})
         else:
             out += validate_structural(schema, f"{p}.schema.openAPIV3Schema")
-            out += celvalidation.crd_causes(schema, f"{p}.schema.openAPIV3Schema")
+            if has_validation_rules(schema):  # CEL (cel-python) is imported on first use
+                from kybern.api import celvalidation
+
+                out += celvalidation.crd_causes(schema, f"{p}.schema.openAPIV3Schema")
         for j, col in enumerate(v.get("additionalPrinterColumns") or []):
             cp = f"{p}.additionalPrinterColumns[{j}]"
             if not col.get("name"):

@@ -18,8 +18,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kybern.api import celvalidation, crschema, validation
 from kybern.api import crd as crd_api
+from kybern.api import crschema, validation
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy
 from kybern.machinery import errors
@@ -41,7 +41,11 @@ class CRStrategy(Strategy):
         self.storage_version = f"{self.group}/{crd_api.storage_version(crd)}"
         self.terminating = bool((crd.get("metadata") or {}).get("deletionTimestamp"))
         # x-kubernetes-validations, compiled once per CRD version (None: no rules, no cost)
-        self.rules = celvalidation.Validator.build(self.schema)
+        self.rules: Any = None
+        if crd_api.has_validation_rules(self.schema):
+            from kybern.api import celvalidation  # CEL (cel-python) is imported on first use
+
+            self.rules = celvalidation.Validator.build(self.schema)
         self._blocked = False
         self._warnings: list[str] = []
 

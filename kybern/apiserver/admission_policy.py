@@ -23,17 +23,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-import celpy
-from celpy import celtypes
-
 from kybern.api import admissionregistration as ar
-from kybern.api import cel
 from kybern.apiserver import admission_webhooks as aw
 from kybern.apiserver.store import Predicate, key_prefix
 from kybern.machinery import errors, selectors
 
 if TYPE_CHECKING:
     from kybern.api.registry import ResourceInfo
+
+# kybern.api.cel (cel-python) is imported when the first policy is compiled:
+# its start-up cost is not paid by clusters without policies
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -49,6 +48,8 @@ UNSUPPORTED = object()  # an expression beyond cel-python: not evaluated (docs/a
 
 def _program(expr: Any) -> Any:
     """The compiled program; None when it does not compile; UNSUPPORTED."""
+    from kybern.api import cel
+
     try:
         return cel.compile(str(expr or ""), VARS)
     except cel.Unsupported as e:
@@ -175,6 +176,8 @@ class Policies:
         return sent
 
     async def _decisions(self, policy: Policy, binding: Obj, a: aw._Attributes) -> list[_Decision]:
+        from kybern.api import cel
+
         fail = policy.failure_policy != "Ignore"
 
         def error(msg: str) -> list[_Decision]:
@@ -286,6 +289,11 @@ def _request(a: aw._Attributes) -> Obj:
 def _variables(policy: Policy, act: dict[str, Any]) -> Any:
     """`variables`: each one's value in order (later ones see earlier ones); one
     that fails is an error only where a validation uses it."""
+    import celpy
+    from celpy import celtypes
+
+    from kybern.api import cel
+
     out = celtypes.MapType()
     act["variables"] = out
     for name, _expr, prog in policy.variables:
@@ -297,7 +305,9 @@ def _variables(policy: Policy, act: dict[str, Any]) -> Any:
     return out
 
 
-def _message(expr: str, message: str, msg_prog: cel.Program | None, act: dict[str, Any]) -> str:
+def _message(expr: str, message: str, msg_prog: Any, act: dict[str, Any]) -> str:
+    from kybern.api import cel
+
     if msg_prog is not None:
         try:
             m = msg_prog.run(act)

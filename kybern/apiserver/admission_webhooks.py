@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from kybern.api import admissionregistration, cel
+from kybern.api import admissionregistration
 from kybern.apiserver.store import key_prefix, object_key
 from kybern.machinery import errors, meta, patch, selectors
 
@@ -80,11 +80,14 @@ class Hook:
     def failure_policy(self) -> str:
         return self.spec.get("failurePolicy") or "Fail"
 
-    def conditions(self) -> list[tuple[str, cel.Program | None]]:
-        """(expression, program) per matchCondition, compiled on first use (None:
-        it does not compile; the configuration's validation refuses those)."""
-        out: list[tuple[str, cel.Program | None]] | None = self.__dict__.get("_conditions")
+    def conditions(self) -> list[tuple[str, Any]]:
+        """(expression, kybern.api.cel.Program) per matchCondition, compiled on
+        first use (None: it does not compile; the configuration's validation
+        refuses those)."""
+        out: list[tuple[str, Any]] | None = self.__dict__.get("_conditions")
         if out is None:
+            from kybern.api import cel
+
             out = []
             for c in self.spec.get("matchConditions") or []:
                 expr = str((c or {}).get("expression") or "")
@@ -342,6 +345,8 @@ class Webhooks:
         """The matchConditions (upstream's matchconditions.Matcher): any false one
         skips the webhook; otherwise errors fail the request with a 403 under
         failurePolicy Fail, or skip the webhook under Ignore."""
+        from kybern.api import cel
+
         request = a.request("")
         for k in ("uid", "object", "oldObject"):
             request.pop(k, None)
