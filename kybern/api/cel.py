@@ -286,6 +286,9 @@ class URL:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, URL) and self.raw == other.raw
 
+    def __str__(self) -> str:
+        return self.raw
+
     def __hash__(self) -> int:
         return hash(self.raw)
 
@@ -336,6 +339,9 @@ class IP:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, IP) and self.addr == other.addr
 
+    def __str__(self) -> str:
+        return str(self.addr)
+
     def __hash__(self) -> int:
         return hash(self.addr)
 
@@ -348,6 +354,9 @@ class CIDR:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CIDR) and self.iface == other.iface
+
+    def __str__(self) -> str:
+        return str(self.iface)
 
     def __hash__(self) -> int:
         return hash(self.iface)
@@ -414,6 +423,9 @@ class Quantity:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Quantity) and self.value == other.value
+
+    def __str__(self) -> str:
+        return self.raw
 
     def __hash__(self) -> int:
         return hash(self.value)

@@ -48,6 +48,9 @@ def run(expr: str, self: object) -> object:
     ("self.n < 4 ? 'small' : 'big'", "small"),
     (("sets.contains(self.l, [1, 3]) && !sets.contains(self.l, [4]) && sets.equivalent(self.l, [3, 2, 1]) && "
       "sets.intersects(self.l, [9, 2]) && self.s.contains('ell')"), True),
+    (("string(quantity('1.5Gi')) + ' ' + string(ip('10.0.0.1')) + ' ' + string(cidr('10.0.0.0/8')) + ' ' + "
+      "string(url('https://x/y')) + ' ' + string(cidr('10.1.2.3/8').masked())"),
+     "1.5Gi 10.0.0.1 10.0.0.0/8 https://x/y 10.0.0.0/8"),
     ("self.n == 3.0 && self.n < 3.5 && 2.5 < self.n && self.n != 4.0 && 1 == 1", True),
 ])
 def test_expressions(expr, want):
