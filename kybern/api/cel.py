@@ -17,7 +17,9 @@ libraries of k8s.io/apiserver/pkg/cel/library and cel-go's string extensions):
 - quantity(), isQuantity() and compareTo/isLessThan/isGreaterThan/add/sub/
   asInteger/asApproximateFloat/isInteger/sign;
 - sets.contains, sets.equivalent, sets.intersects;
-- optionals for optionalOldSelf: hasValue(), value(), orValue();
+- optionals: optional syntax (`x.?f`, `x[?k]`, `optional.of()`, `optional.none()`,
+  `optional.ofNonZeroValue()`, rewritten to library calls before parsing) and
+  hasValue(), value(), orValue(), or() (also for optionalOldSelf);
 - the `authorizer` of admission expressions (group/resource/subresource/
   namespace/name/path/serviceAccount, check(), allowed()/reason()/errored()/
   error()): every check is allowed, kybern having no authorization yet.
@@ -59,14 +61,15 @@ class CompileError(Exception):
 
 
 class Unsupported(CompileError):
-    """Valid for kube-apiserver's cel-go, but beyond cel-python: optional syntax
-    (`self.?x`, `optional.of`), `cel.bind`, `strings.quote`, the `format` library.
+    """Valid for kube-apiserver's cel-go, but beyond kybern's CEL: optional
+    entries in list and map literals (`[?x]`, `{?k: v}`), optMap/optFlatMap,
+    `cel.bind`, `strings.quote`, the `math` and `format` libraries.
     Writes that carry such expressions are accepted and the expression is not
     evaluated (logged), rather than refusing what upstream accepts."""
 
 
 _STRINGS = re.compile(r"'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"")
-_UNSUPPORTED = re.compile(r"\.\?[A-Za-z_]|\[\?|\boptional\.(?:of|none|ofNonZeroValue)\s*\(|\.(?:optMap|optFlatMap)\s*\("
+_UNSUPPORTED = re.compile(r"[\[{]\?|\.(?:optMap|optFlatMap)\s*\("
                           r"|\bcel\.bind\s*\(|\bstrings\.quote\s*\(|\bformat\.[A-Za-z0-9]+\s*\(|\bmath\.[a-z]+\s*\(")
 
 
@@ -755,9 +758,136 @@ def _walk(tree: Tree, idents: set[str], calls: set[str], bound: set[str]) -> Non
                         bound.add(str(toks[0]))
 
 
+# -- optional syntax (cel-go's optional types), by rewriting to library calls -------
+_TOKEN = re.compile(
+    r"(?P<str>[rRbB]{0,2}(?:\"\"\"(?:\\.|[^\\])*?\"\"\"|'''(?:\\.|[^\\])*?'''"
+    r"|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'))"
+    r"|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)|(?P<num>[0-9][0-9A-Za-z_.]*)|(?P<ws>\s+)"
+    r"|(?P<op>\.\?|\[\?|&&|\|\||==|!=|<=|>=|.)", re.DOTALL)
+_OPTIONAL_HINT = re.compile(r"\.\?[A-Za-z_]|\[\?|\boptional\.(?:of|none|ofNonZeroValue)\s*\(")
+_OPT_CTORS = {"of": "optOf_", "none": "optNone_", "ofNonZeroValue": "optOfNonZero_"}
+
+
+def _rewrite_optionals(source: str) -> str:
+    """`a.?b`, `a[?k]`, `optional.of(x)`, `optional.none()` (and selections after
+    an optional in the same chain, which cel-go keeps optional) as calls of this
+    module's optSelect_/optIndex_/optOf_/optNone_ functions, which cel-python runs.
+    Optional list and map literal entries (`[?x]`, `{?k: v}`) stay unsupported."""
+    toks = [(str(m.lastgroup), m.group(0)) for m in _TOKEN.finditer(source)]
+    out: list[str] = []
+    flags = [False]      # per bracket depth: the current postfix chain is optional
+    closers: list[str] = []
+    prev = ""            # the last significant token (its kind for names and literals)
+    i, n = 0, len(toks)
+
+    def nxt(j: int) -> tuple[int, str, str]:
+        while j < n and toks[j][0] == "ws":
+            j += 1
+        return (j, toks[j][0], toks[j][1]) if j < n else (j, "", "")
+
+    while i < n:
+        kind, text = toks[i]
+        if kind == "ws":
+            out.append(text)
+            i += 1
+            continue
+        postfix = prev in ("ident", "str", "num", ")", "]", "}")
+        if kind == "ident" and text == "optional" and prev != ".":
+            j, _, t2 = nxt(i + 1)
+            j3, _, t3 = nxt(j + 1)
+            if t2 == "." and t3 in _OPT_CTORS:
+                out.append(_OPT_CTORS[t3])
+                i, prev = j3 + 1, "ident"
+                continue
+        if text == ".?" and postfix:
+            j, k2, t2 = nxt(i + 1)
+            if k2 != "ident":
+                raise CompileError("ERROR: <input>:1:1: Syntax error: expected a field name after '.?'")
+            out.append(f".optSelect_('{t2}')")
+            flags[-1] = True
+            i, prev = j + 1, ")"
+            continue
+        if text == "." and flags[-1]:
+            j, k2, t2 = nxt(i + 1)
+            _, _, tn = nxt(j + 1)
+            if k2 == "ident" and tn != "(":
+                out.append(f".optSelect_('{t2}')")
+                i, prev = j + 1, ")"
+                continue
+            flags[-1] = False  # a method call ends the optional chain (orValue, value, hasValue, ...)
+        if text in ("[?", "[") and postfix and (text == "[?" or flags[-1]):
+            out.append(".optIndex_(")
+            flags[-1] = True
+            flags.append(False)
+            closers.append(")")
+            i, prev = i + 1, "("
+            continue
+        if text in ("(", "[", "{"):
+            if not postfix:
+                flags[-1] = False
+            flags.append(False)
+            closers.append({"(": ")", "[": "]", "{": "}"}[text])
+            out.append(text)
+            i, prev = i + 1, text
+            continue
+        if text in (")", "]", "}"):
+            if len(flags) > 1:
+                flags.pop()
+            out.append(closers.pop() if closers else text)
+            i, prev = i + 1, text
+            continue
+        if kind != "ident" and text != ".":
+            flags[-1] = False
+        out.append(text)
+        prev = kind if kind in ("ident", "str", "num") else text
+        i += 1
+    return "".join(out)
+
+
+def _opt_select(x: Any, name: Any) -> Any:
+    if isinstance(x, Optional):
+        if not x.present:
+            return x
+        x = x.v
+    if isinstance(x, dict):
+        k = celtypes.StringType(name)
+        return Optional(x[k], True) if k in x else Optional()
+    return _err("no such overload")
+
+
+def _opt_index(x: Any, k: Any) -> Any:
+    if isinstance(x, Optional):
+        if not x.present:
+            return x
+        x = x.v
+    if isinstance(x, dict):
+        return Optional(x[k], True) if k in x else Optional()
+    if isinstance(x, list) and isinstance(k, int) and not isinstance(k, bool):
+        return Optional(x[k], True) if 0 <= k < len(x) else Optional()
+    return _err("no such overload")
+
+
+def _is_zero(v: Any) -> bool:
+    return v is None or (not isinstance(v, (URL, IP, CIDR, Quantity, Optional)) and not v)
+
+
+FUNCTIONS.update({
+    "optSelect_": _opt_select, "optIndex_": _opt_index,
+    "optOf_": lambda v: Optional(v, True), "optNone_": lambda: Optional(),
+    "optOfNonZero_": lambda v: Optional() if _is_zero(v) else Optional(v, True),
+    "or": _wrap(lambda o, other: o if o.present else other),
+})
+KNOWN_FUNCTIONS = KNOWN_FUNCTIONS | {"optSelect_", "optIndex_", "optOf_", "optNone_", "optOfNonZero_", "or"}
+
+
 @functools.lru_cache(maxsize=4096)
 def _compile(source: str, variables: frozenset[str]) -> Program:
-    m = _UNSUPPORTED.search(_STRINGS.sub("''", source))
+    stripped = _STRINGS.sub("''", source)
+    if _OPTIONAL_HINT.search(stripped):
+        rewritten = _rewrite_optionals(source)
+        if rewritten != source:
+            return _compile(rewritten, variables)
+    m = _UNSUPPORTED.search(stripped)
     if m:
         raise Unsupported(f"{m.group(0).rstrip('( ')!r} is not supported by kybern's CEL (cel-python)")
     try:

@@ -37,6 +37,7 @@ CRD = {
                              "fieldPath": ".image"},
                             {"rule": "self.size() > 0 && !('forbidden' in self)", "reason": "FieldValueForbidden",
                              "message": "forbidden is not allowed"},
+                            {"rule": "self.?maxReplicas.orValue(0) <= 10", "message": "maxReplicas is at most 10"},
                         ],
                         "properties": {
                             "replicas": {"type": "integer"},
@@ -107,6 +108,11 @@ def test_rules_reject_invalid_objects_with_upstream_causes(cluster, crd, namespa
     assert '<nil>: Invalid value: "object": name must start with c' in p.stderr
     assert 'spec.image: Invalid value: "object": image nginx has no version tag' in p.stderr
     assert "spec: Forbidden: forbidden is not allowed" in p.stderr
+
+    # optional syntax
+    p = cluster.kubectl("create", "-n", namespace, "-f", "-", check=False, input=_cr("cron-m", maxReplicas=11))
+    assert p.returncode == 1
+    assert 'spec: Invalid value: "object": maxReplicas is at most 10' in p.stderr
 
     # the Kubernetes CEL libraries: quantity, url, string and list macros
     p = cluster.kubectl("create", "-n", namespace, "-f", "-", check=False,

@@ -212,14 +212,32 @@ def test_ratcheting_inside_uncorrelatable_lists_uses_the_list():
 
 
 def test_syntax_beyond_cel_python_is_accepted_and_not_evaluated():
-    for expr in ("self.?a.orValue(0) < 5", "cel.bind(x, self.a, x > 1)", "optional.of(1).hasValue()"):
+    for expr in ("cel.bind(x, self.a, x > 1)", "[?self.?a].size() == 1", "strings.quote(self.s) != ''"):
         with pytest.raises(cel.Unsupported):
             cel.compile(expr, V)
     cel.compile("self.s.matches('^a.?b[?]$')", V)  # inside a string it is no optional syntax
     schema = {"type": "object", "properties": {"a": {"type": "integer"}},
-              "x-kubernetes-validations": [{"rule": "self.?a.orValue(0) < 5"}, {"rule": "self.a < 3"}]}
+              "x-kubernetes-validations": [{"rule": "cel.bind(x, self.a, x < 5)"}, {"rule": "self.a < 3"}]}
     assert celvalidation.crd_causes(schema, "p") == []
     v = celvalidation.Validator.build(schema)
     assert v is not None
     msgs = [c["message"] for c in v.validate({"a": 9}, None, [])]
     assert msgs == ['Invalid value: "object": failed rule: self.a < 3']
+
+
+@pytest.mark.parametrize("expr", [
+    "self.?a.?b[?0].orValue(1) == 5",
+    "self.?a.b[0].orValue(1) == 5",          # selections after an optional stay optional
+    "self.?x.orValue(7) == 7 && !self.?a.?zz.hasValue()",
+    "self.l[?5].orValue(0) == 0 && self.m[?'k'].value() == 'v'",
+    "optional.of(1).value() == 1 && optional.none().orValue(3) == 3",
+    "self.?x.or(optional.of(4)).value() == 4 && !optional.ofNonZeroValue('').hasValue()",
+    "self.?a == optional.of(self.a)",
+])
+def test_optional_syntax(expr):
+    assert run(expr, {"a": {"b": [5]}, "l": [1, 2], "m": {"k": "v"}}) is True
+
+
+def test_optional_none_dereference_is_an_error():
+    with pytest.raises(cel.EvalError, match="optional.none\\(\\) dereference"):
+        run("self.?x.value() == 1", {})
