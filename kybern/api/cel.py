@@ -16,7 +16,8 @@ libraries of k8s.io/apiserver/pkg/cel/library and cel-go's string extensions):
   prefixLength/masked/ip;
 - quantity(), isQuantity() and compareTo/isLessThan/isGreaterThan/add/sub/
   asInteger/asApproximateFloat/isInteger/sign;
-- sets.contains, sets.equivalent, sets.intersects;
+- sets.contains, sets.equivalent, sets.intersects; cel.bind(v, init, body)
+  (rewritten as `[init].map(v, body)[0]`); strings.quote();
 - optionals: optional syntax (`x.?f`, `x[?k]`, `optional.of()`, `optional.none()`,
   `optional.ofNonZeroValue()`, rewritten to library calls before parsing) and
   hasValue(), value(), orValue(), or() (also for optionalOldSelf);
@@ -63,14 +64,14 @@ class CompileError(Exception):
 class Unsupported(CompileError):
     """Valid for kube-apiserver's cel-go, but beyond kybern's CEL: optional
     entries in list and map literals (`[?x]`, `{?k: v}`), optMap/optFlatMap,
-    `cel.bind`, `strings.quote`, the `math` and `format` libraries.
+    the `math` and `format` libraries.
     Writes that carry such expressions are accepted and the expression is not
     evaluated (logged), rather than refusing what upstream accepts."""
 
 
 _STRINGS = re.compile(r"'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"")
 _UNSUPPORTED = re.compile(r"[\[{]\?|\.(?:optMap|optFlatMap)\s*\("
-                          r"|\bcel\.bind\s*\(|\bstrings\.quote\s*\(|\bformat\.[A-Za-z0-9]+\s*\(|\bmath\.[a-z]+\s*\(")
+                          r"|\bformat\.[A-Za-z0-9]+\s*\(|\bmath\.[a-z]+\s*\(")
 
 
 class EvalError(Exception):
@@ -880,9 +881,74 @@ FUNCTIONS.update({
 KNOWN_FUNCTIONS = KNOWN_FUNCTIONS | {"optSelect_", "optIndex_", "optOf_", "optNone_", "optOfNonZero_", "or"}
 
 
+_BIND_HINT = re.compile(r"\bcel\s*\.\s*bind\s*\(|\bstrings\s*\.\s*quote\s*\(")
+
+
+def _rewrite_bind(source: str) -> str:
+    """`cel.bind(v, init, body)` as `[init].map(v, body)[0]` (the same value: init
+    evaluated once, body with v bound to it), `strings.quote(s)` as a library call."""
+    toks = [m.group(0) for m in _TOKEN.finditer(source)]
+    sig = [j for j, t in enumerate(toks) if not t.isspace()]
+
+    def at(k: int) -> str:
+        return toks[sig[k]] if k < len(sig) else ""
+
+    for k in range(len(sig)):
+        if at(k) == "strings" and at(k + 1) == "." and at(k + 2) == "quote" and at(k + 3) == "(" and \
+                (k == 0 or at(k - 1) != "."):
+            head = "".join(toks[:sig[k]])
+            return _rewrite_bind(head + "stringsQuote_" + "".join(toks[sig[k + 3]:]))
+        if at(k) == "cel" and at(k + 1) == "." and at(k + 2) == "bind" and at(k + 3) == "(" and \
+                (k == 0 or at(k - 1) != "."):
+            depth, args, start = 0, [], sig[k + 3] + 1
+            for j in range(sig[k + 3], len(toks)):
+                t = toks[j]
+                if t in ("(", "[", "{", "[?", ".optIndex_("):
+                    depth += 1
+                elif t in (")", "]", "}"):
+                    depth -= 1
+                    if depth == 0:
+                        args.append("".join(toks[start:j]))
+                        end = j
+                        break
+                elif t == "," and depth == 1:
+                    args.append("".join(toks[start:j]))
+                    start = j + 1
+            else:
+                raise CompileError("ERROR: <input>:1:1: Syntax error: unbalanced cel.bind(")
+            if len(args) != 3 or not re.fullmatch(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*", args[0]):
+                raise CompileError("ERROR: <input>:1:1: cel.bind() takes a variable name and two expressions")
+            head, tail = "".join(toks[:sig[k]]), "".join(toks[end + 1:])
+            return _rewrite_bind(f"{head}[{args[1]}].map({args[0].strip()}, {args[2]})[0]{tail}")
+    return source
+
+
+def _quote(s: Any) -> Any:
+    out = ['"']
+    for ch in _s(s):
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in "\a\b\f\n\r\t\v":
+            out.append("\\" + "abfnrtv"["\a\b\f\n\r\t\v".index(ch)])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7f:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return celtypes.StringType("".join(out))
+
+
+FUNCTIONS["stringsQuote_"] = _wrap(_quote)
+KNOWN_FUNCTIONS = KNOWN_FUNCTIONS | {"stringsQuote_"}
+
+
 @functools.lru_cache(maxsize=4096)
 def _compile(source: str, variables: frozenset[str]) -> Program:
     stripped = _STRINGS.sub("''", source)
+    if _BIND_HINT.search(stripped):
+        rewritten = _rewrite_bind(source)
+        if rewritten != source:
+            return _compile(rewritten, variables)
     if _OPTIONAL_HINT.search(stripped):
         rewritten = _rewrite_optionals(source)
         if rewritten != source:
