@@ -14,6 +14,7 @@ from kybern.api import (
     discovery_k8s,
     events,
     networking,
+    nodeapi,
     policy,
     rbac,
     scheduling,
@@ -27,6 +28,6 @@ def builtin_registry() -> Registry:
     for info in core.RESOURCES + core_extra.RESOURCES + apps.RESOURCES + batch.RESOURCES + \
             autoscaling.RESOURCES + networking.RESOURCES + discovery_k8s.RESOURCES + events.RESOURCES + \
             policy.RESOURCES + rbac.RESOURCES + scheduling.RESOURCES + apiregistration.RESOURCES + \
-            storage_k8s.RESOURCES + crd.RESOURCES + admissionregistration.RESOURCES:
+            storage_k8s.RESOURCES + crd.RESOURCES + admissionregistration.RESOURCES + nodeapi.RESOURCES:
         reg.add(info)
     return reg

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from kybern.api import apiregistration, scheduling
+from kybern.api import apiregistration, nodeapi, scheduling
 from kybern.api.catalog import builtin_registry
 from kybern.api.core import qos_class
 from kybern.api.registry import Registry, ResourceInfo
@@ -252,6 +252,31 @@ class APIServer:
             # upstream's mutating admission runs before PrepareForCreate computes the QoS class
             pod.setdefault("status", {})["qosClass"] = qos_class(pod.get("spec") or {})
         await self._admit_pod_priority(pod)
+        await self._admit_pod_runtime_class(pod)
+
+    async def _admit_pod_runtime_class(self, pod: dict[str, Any]) -> None:
+        """The RuntimeClass admission plugin on pod create (kybern/api/nodeapi.py)."""
+        rc_name = (pod.get("spec") or {}).get("runtimeClassName")
+        rc = None
+        name = pod["metadata"].get("name", "")
+        if rc_name:
+            store = self.store_for(self.registry.get("node.k8s.io", "v1", "runtimeclasses"))  # type: ignore[arg-type]
+            why: str | None = None
+            for rv in ("0", None):  # the cache first; a miss is looked up live, as upstream
+                try:
+                    rc = await store.get(None, rc_name, resource_version=rv)
+                    break
+                except errors.StatusError as e:
+                    if e.code != 404:
+                        raise
+                    why = f'pod rejected: RuntimeClass "{rc_name}" not found'
+            if rc is not None:
+                why = nodeapi.admit_pod(pod, rc)
+        else:
+            why = nodeapi.admit_pod(pod, None)
+        if why:
+            raise errors.StatusError(403, "Forbidden", f'pods "{name}" is forbidden: {why}',
+                                     details={"name": name, "kind": "pods"})
 
     async def _admit_pod_service_account(self, pod: dict[str, Any]) -> None:
         """The ServiceAccount admission plugin: a pod may only name a service

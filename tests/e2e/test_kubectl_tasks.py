@@ -465,3 +465,65 @@ def test_services_are_selected_by_type_and_cluster_ip(cluster, namespace):
     assert p.stderr.strip() == ('Error from server (BadRequest): Unable to find "/v1, Resource=services" that '
                                 'match label selector "", field selector "spec.ports=80": field label not '
                                 "supported: spec.ports")
+
+
+RUNTIME_CLASSES = """
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: myclass-{ns}
+handler: myconfiguration
+---
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: kata-fc-{ns}
+handler: kata-fc
+overhead:
+  podFixed:
+    memory: "120Mi"
+    cpu: "250m"
+scheduling:
+  nodeSelector:
+    kubernetes.io/os: linux
+  tolerations:
+  - key: sandbox
+    operator: Exists
+"""
+
+
+def test_runtime_class(cluster, namespace):
+    """"Runtime Class" (concepts/containers/runtime-class) and "Pod Overhead": the
+    node.k8s.io RuntimeClass API, and the RuntimeClass admission of pods that name one."""
+    ns = ["-n", namespace]
+    mine, kata = f"myclass-{namespace}", f"kata-fc-{namespace}"
+    cluster.kubectl("apply", "-f", "-", input=RUNTIME_CLASSES.format(ns=namespace))
+    try:
+        assert cluster.kjson("get", "runtimeclass", mine)["handler"] == "myconfiguration"
+        p = cluster.kubectl("patch", "runtimeclass", mine, "--type=merge", "-p", '{"handler":"other"}', check=False)
+        assert p.stderr.strip() == (f'The RuntimeClass "{mine}" is invalid: handler: Invalid value: "other": '
+                                    "field is immutable")
+        p = cluster.kubectl("run", "norc", *ns, "--image=demo:v1", "--overrides",
+                            '{"spec":{"runtimeClassName":"nope"}}', check=False)
+        assert p.stderr.strip() == ('Error from server (Forbidden): pods "norc" is forbidden: pod rejected: '
+                                    'RuntimeClass "nope" not found')
+        cluster.kubectl("run", "mypod", *ns, "--image=demo:v1", "--overrides",
+                        json.dumps({"spec": {"runtimeClassName": mine}}))
+        cluster.kubectl("run", "test-pod", *ns, "--image=demo:v1", "--overrides", json.dumps({"spec": {
+            "runtimeClassName": kata, "containers": [{"name": "test-pod", "image": "demo:v1", "resources": {
+                "limits": {"cpu": "500m", "memory": "100Mi"}}}]}}))
+        spec = cluster.kjson("get", "pod", "test-pod", *ns)["spec"]
+        assert spec["overhead"] == {"cpu": "250m", "memory": "120Mi"}
+        assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
+        assert {"key": "sandbox", "operator": "Exists"} in spec["tolerations"]
+        cluster.kubectl("wait", *ns, "--for=condition=Ready", "pod/mypod", "pod/test-pod", "--timeout=60s")
+        # kubectl describe node counts the overhead in the pod's requests, as the scheduler does
+        row = next(ln for ln in cluster.kubectl("describe", "node", "node-1").stdout.splitlines()
+                   if f" {namespace} " in f" {ln} " and " test-pod " in f" {ln} ")
+        assert row.split()[2] == "750m" and row.split()[6] == "220Mi"
+        p = cluster.kubectl("run", "overhead", *ns, "--image=demo:v1", "--overrides",
+                            '{"spec":{"overhead":{"cpu":"1"}}}', check=False)
+        assert p.stderr.strip() == ('Error from server (Forbidden): pods "overhead" is forbidden: pod rejected: '
+                                    "Pod Overhead set without corresponding RuntimeClass defined Overhead")
+    finally:
+        cluster.kubectl("delete", "runtimeclass", mine, kata, "--wait=false", check=False)
