@@ -72,6 +72,12 @@ def encode(obj: Obj) -> bytes:
             m["resourceVersion"] = rv
 
 
+# ObjectMeta's maps and lists are `omitempty`: kube-apiserver decodes every body into
+# ObjectMeta (custom resources' too: objectmeta.Coerce, SetObjectMeta), so an empty one
+# is not stored or returned. managedFields keeps its own rules (managed-fields tracking).
+_OMITEMPTY_META = (("labels", dict), ("annotations", dict), ("finalizers", list), ("ownerReferences", list))
+
+
 class Encoded:
     """An object's stored JSON in three parts, `encode(obj) == before + meta +
     after` where `meta` is the JSON of its metadata (without resourceVersion),
@@ -291,7 +297,10 @@ class RESTStore:
                 del obj[k]
         if not isinstance(obj.get("metadata", {}), dict):
             raise errors.bad_request("metadata must be an object")
-        obj.setdefault("metadata", {})
+        m = obj.setdefault("metadata", {})
+        for k, t in _OMITEMPTY_META:  # as the body's round trip through ObjectMeta drops them
+            if k in m and not m[k] and type(m[k]) is t:
+                del m[k]
         return obj
 
     def _prepare(self, fn: Callable[[], Any], obj: Obj, field_validation: str, warnings: list[str]) -> None:
