@@ -80,9 +80,21 @@ class JobStrategy(Strategy):
             labels = spec["template"].setdefault("metadata", {}).setdefault("labels", {})
             labels.update({CONTROLLER_UID: uid, JOB_NAME: name, "controller-uid": uid, "job-name": name})
             spec.setdefault("selector", {"matchLabels": {CONTROLLER_UID: uid}})
+        # upstream defaults again whatever it reads back from etcd: the Job then shows the
+        # generated labels as its own (`kubectl get job pi -o yaml`, "Jobs" concept page)
+        _default_job_labels(obj)
 
     def default(self, obj: Obj) -> None:
         default_job_spec(obj.setdefault("spec", {}))
+        _default_job_labels(obj)
+
+
+def _default_job_labels(obj: Obj) -> None:
+    """SetDefaults_Job: a Job without labels gets its pod template's."""
+    tmpl_labels = (((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels")
+    m = obj.setdefault("metadata", {})
+    if isinstance(tmpl_labels, dict) and tmpl_labels and not m.get("labels"):
+        m["labels"] = dict(tmpl_labels)
 
     def validate(self, obj: Obj) -> list[Cause]:
         spec = obj.get("spec") or {}

@@ -527,3 +527,40 @@ def test_runtime_class(cluster, namespace):
                                     "Pod Overhead set without corresponding RuntimeClass defined Overhead")
     finally:
         cluster.kubectl("delete", "runtimeclass", mine, kata, "--wait=false", check=False)
+
+
+PI_JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: pi
+spec:
+  template:
+    spec:
+      containers:
+      - name: pi
+        image: demo:v1
+        command: ["sh", "-c", "echo 3.14159"]
+      restartPolicy: Never
+  backoffLimit: 4
+"""
+
+
+def test_job_shows_the_labels_of_its_pods(cluster, namespace):
+    """The "Jobs" concept page's `kubectl get job pi -o yaml` and `kubectl describe job pi`:
+    a Job given no labels shows its pod template's, the generated selector labels
+    included (SetDefaults_Job), and can be found by them."""
+    ns = ["-n", namespace]
+    cluster.kubectl("apply", *ns, "-f", "-", input=PI_JOB)
+    cluster.kubectl("wait", *ns, "--for=condition=complete", "job/pi", "--timeout=60s")
+    job = cluster.kjson("get", *ns, "job", "pi")
+    uid = job["metadata"]["uid"]
+    assert job["metadata"]["labels"] == {"batch.kubernetes.io/controller-uid": uid,
+                                         "batch.kubernetes.io/job-name": "pi", "controller-uid": uid,
+                                         "job-name": "pi"}
+    assert job["metadata"]["labels"] == job["spec"]["template"]["metadata"]["labels"]
+    out = cluster.kubectl("describe", *ns, "job", "pi").stdout
+    assert f"Labels:           batch.kubernetes.io/controller-uid={uid}\n" in out
+    assert cluster.kubectl("get", *ns, "jobs", "-l", "batch.kubernetes.io/job-name=pi", "-o", "name").stdout \
+        == "job.batch/pi\n"
+    assert cluster.kubectl("logs", *ns, "jobs/pi").stdout == "3.14159\n"
