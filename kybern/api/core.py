@@ -34,9 +34,21 @@ def default_container(c: Obj, *, init: bool = False) -> None:
             pr.setdefault("periodSeconds", 10)
             pr.setdefault("successThreshold", 1)
             pr.setdefault("failureThreshold", 3)
-            if isinstance(pr.get("httpGet"), dict):
-                pr["httpGet"].setdefault("path", "/")
-                pr["httpGet"].setdefault("scheme", "HTTP")
+            _default_handler(pr)
+            if isinstance(pr.get("grpc"), dict) and pr["grpc"].get("service") is None:
+                pr["grpc"]["service"] = ""  # GRPCAction.service: +default=""
+    lifecycle = c.get("lifecycle")
+    if isinstance(lifecycle, dict):
+        for hook in ("postStart", "preStop"):
+            _default_handler(lifecycle.get(hook))
+
+
+def _default_handler(handler: object) -> None:
+    """SetDefaults_HTTPGetAction, for probes and lifecycle hooks alike."""
+    if isinstance(handler, dict) and isinstance(handler.get("httpGet"), dict):
+        if not handler["httpGet"].get("path"):
+            handler["httpGet"]["path"] = "/"
+        handler["httpGet"].setdefault("scheme", "HTTP")
 
 
 def default_pod_spec(spec: Obj) -> None:
@@ -51,6 +63,11 @@ def default_pod_spec(spec: Obj) -> None:
         default_container(c, init=True)
     for c in spec.get("containers") or []:
         default_container(c)
+    if spec.get("hostNetwork"):  # defaultHostNetworkPorts: on the host's network a port is a host port
+        for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+            for p in (c.get("ports") or []) if isinstance(c, dict) else []:
+                if isinstance(p, dict) and not p.get("hostPort") and p.get("containerPort") is not None:
+                    p["hostPort"] = p["containerPort"]
     for v in spec.get("volumes") or []:
         if not isinstance(v, dict):
             continue
@@ -449,6 +466,15 @@ class ServiceStrategy(Strategy):
         spec = obj.setdefault("spec", {})
         spec.setdefault("type", "ClusterIP")
         spec.setdefault("sessionAffinity", "None")
+        if spec["sessionAffinity"] == "None":
+            spec.pop("sessionAffinityConfig", None)
+        elif spec["sessionAffinity"] == "ClientIP":
+            cfg = spec.get("sessionAffinityConfig")
+            if not isinstance(cfg, dict) or not isinstance(cfg.get("clientIP"), dict) \
+                    or cfg["clientIP"].get("timeoutSeconds") is None:
+                spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": 10800}}
+        if spec["type"] == "LoadBalancer":
+            spec.setdefault("allocateLoadBalancerNodePorts", True)
         if spec["type"] != "ExternalName":
             spec.setdefault("ipFamilies", ["IPv4"])
             spec.setdefault("ipFamilyPolicy", "SingleStack")

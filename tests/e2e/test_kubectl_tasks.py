@@ -564,3 +564,58 @@ def test_job_shows_the_labels_of_its_pods(cluster, namespace):
     assert cluster.kubectl("get", *ns, "jobs", "-l", "batch.kubernetes.io/job-name=pi", "-o", "name").stdout \
         == "job.batch/pi\n"
     assert cluster.kubectl("logs", *ns, "jobs/pi").stdout == "3.14159\n"
+
+
+DEFAULTED = """
+apiVersion: v1
+kind: Pod
+metadata: {name: etcd-with-grpc}
+spec:
+  hostNetwork: true
+  containers:
+  - name: etcd
+    image: demo:v1
+    ports: [{containerPort: 2379}]
+    lifecycle:
+      postStart: {httpGet: {port: 2379}}
+    livenessProbe:
+      grpc: {port: 2379}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: example-service}
+spec:
+  type: LoadBalancer
+  selector: {app: example}
+  ports: [{port: 8765, targetPort: 9376}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  selector: {app: example}
+  sessionAffinity: ClientIP
+  ports: [{port: 80}]
+"""
+
+
+def test_objects_read_back_with_upstreams_defaults(cluster, namespace):
+    """What `kubectl get -o yaml` shows of objects from the task pages ("Configure
+    Liveness, Readiness and Startup Probes" gRPC probe, "Create an External Load
+    Balancer", a hostNetwork pod, session affinity), with the defaults kube-apiserver
+    fills in. Server-side dry run: nothing runs."""
+    out = cluster.kubectl("create", "-n", namespace, "--dry-run=server", "-o", "json", "-f", "-",
+                          input=DEFAULTED).stdout
+    dec, objs, i = json.JSONDecoder(), [], 0
+    while out[i:].strip():
+        obj, n = dec.raw_decode(out[i:].lstrip())
+        i = len(out) - len(out[i:].lstrip()) + n
+        objs.append(obj)
+    pod, lb, sticky = objs
+    c = pod["spec"]["containers"][0]
+    assert c["ports"] == [{"containerPort": 2379, "hostPort": 2379, "protocol": "TCP"}]
+    assert c["lifecycle"]["postStart"]["httpGet"] == {"path": "/", "port": 2379, "scheme": "HTTP"}
+    assert c["livenessProbe"]["grpc"] == {"port": 2379, "service": ""}
+    assert lb["spec"]["allocateLoadBalancerNodePorts"] is True
+    assert lb["spec"]["externalTrafficPolicy"] == "Cluster"
+    assert sticky["spec"]["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 10800}}
