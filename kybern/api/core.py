@@ -71,6 +71,8 @@ def default_pod_spec(spec: Obj) -> None:
     for v in spec.get("volumes") or []:
         if not isinstance(v, dict):
             continue
+        if not any(k != "name" and v[k] is not None for k in v):
+            v["emptyDir"] = {}  # SetDefaults_Volume: a volume naming no source is an emptyDir
         for kind in ("configMap", "secret", "downwardAPI", "projected"):
             if isinstance(v.get(kind), dict):
                 v[kind].setdefault("defaultMode", 420)

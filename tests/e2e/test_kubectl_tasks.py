@@ -572,6 +572,7 @@ kind: Pod
 metadata: {name: etcd-with-grpc}
 spec:
   hostNetwork: true
+  volumes: [{name: scratch}]
   containers:
   - name: etcd
     image: demo:v1
@@ -616,6 +617,7 @@ def test_objects_read_back_with_upstreams_defaults(cluster, namespace):
     assert c["ports"] == [{"containerPort": 2379, "hostPort": 2379, "protocol": "TCP"}]
     assert c["lifecycle"]["postStart"]["httpGet"] == {"path": "/", "port": 2379, "scheme": "HTTP"}
     assert c["livenessProbe"]["grpc"] == {"port": 2379, "service": ""}
+    assert pod["spec"]["volumes"][0] == {"name": "scratch", "emptyDir": {}}
     assert lb["spec"]["allocateLoadBalancerNodePorts"] is True
     assert lb["spec"]["externalTrafficPolicy"] == "Cluster"
     assert sticky["spec"]["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 10800}}
