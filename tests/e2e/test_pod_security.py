@@ -256,7 +256,9 @@ def test_cluster_level_defaults_and_exemptions(tmp_path):
         p = label(c, "kube-system", f"{L}enforce=restricted", dry_run=True)
         assert warnings(p.stderr) == [('namespace "kube-system" is exempt from Pod Security, and the policy '
                                       '(enforce=restricted:latest) will be ignored')]
-        # exempt runtime classes and users
+        # exempt runtime classes and users (the class must exist: RuntimeClass admission)
+        c.kubectl("apply", "-f", "-", input="apiVersion: node.k8s.io/v1\nkind: RuntimeClass\n"
+                                            "metadata: {name: gvisor}\nhandler: runsc\n")
         p = c.kubectl("apply", "--dry-run=server", "-f", "-", input=pod("sandboxed", {
             "securityContext": {"privileged": True}}, runtimeClassName="gvisor"))
         assert p.stdout.strip() == "pod/sandboxed created (server dry run)" and p.stderr == ""
