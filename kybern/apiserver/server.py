@@ -290,7 +290,8 @@ class APIServer:
         store = self.store("", "v1", "serviceaccounts")
         entry = await store.cache.get(store.prefix, object_key(store.info, ns, sa))
         if entry is not None:
-            account = entry.decode() if b'"automountServiceAccountToken"' in entry.raw else None
+            account = entry.decode() if b'"automountServiceAccountToken"' in entry.raw \
+                or b'"imagePullSecrets"' in entry.raw else None
         elif sa == "default":
             account = None
         else:
@@ -304,6 +305,11 @@ class APIServer:
                     403, "Forbidden", f'pods "{name}" is forbidden: error looking up service account {ns}/{sa}: '
                     f'serviceaccount "{sa}" not found', details={"name": name, "kind": "pods"}) from None
         admission_serviceaccount.mount_token(pod, account)
+        spec = pod.setdefault("spec", {})
+        if not spec.get("imagePullSecrets") and account is not None and account.get("imagePullSecrets"):
+            # the service account's image pull secrets, by name, as upstream's plugin copies them
+            spec["imagePullSecrets"] = [{"name": r.get("name", "")} for r in account["imagePullSecrets"]
+                                        if isinstance(r, dict)]
 
     async def _admit_pod_priority(self, pod: dict[str, Any]) -> None:
         """The Priority admission plugin on pod create: spec.priority and

@@ -621,3 +621,23 @@ def test_objects_read_back_with_upstreams_defaults(cluster, namespace):
     assert lb["spec"]["allocateLoadBalancerNodePorts"] is True
     assert lb["spec"]["externalTrafficPolicy"] == "Cluster"
     assert sticky["spec"]["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 10800}}
+
+
+def test_service_account_image_pull_secrets_reach_new_pods(cluster, namespace):
+    """"Configure Service Accounts for Pods", "Add ImagePullSecrets to a service account":
+    a pod created after the patch gets the account's imagePullSecrets (upstream's
+    ServiceAccount admission); one that names its own keeps them."""
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "secret", "docker-registry", "myregistrykey", "--docker-server=example.com",
+                    "--docker-username=u", "--docker-password=p", *ns)
+    cluster.wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", *ns, check=False).returncode == 0,
+                     what="default service account")
+    out = cluster.kubectl("patch", "serviceaccount", "default", *ns, "-p",
+                          '{"imagePullSecrets": [{"name": "myregistrykey"}]}').stdout
+    assert out.strip() == "serviceaccount/default patched"
+    cluster.kubectl("run", "nginx", "--image=demo:v1", "--restart=Never", *ns)
+    assert cluster.kubectl("get", "pod", "nginx", *ns, "-o=jsonpath={.spec.imagePullSecrets[0].name}{\"\\n\"}"
+                           ).stdout == "myregistrykey\n"
+    cluster.kubectl("run", "own", "--image=demo:v1", "--restart=Never", *ns, "--overrides",
+                    '{"spec":{"imagePullSecrets":[{"name":"mine"}]}}')
+    assert cluster.kjson("get", "pod", "own", *ns)["spec"]["imagePullSecrets"] == [{"name": "mine"}]
