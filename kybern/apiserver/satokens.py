@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from kybern.apiserver.server import APIServer
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
+LEGACY_ISSUER = "kubernetes/serviceaccount"  # the tokens controller's, in Secrets
+SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
+SA_NAME = "kubernetes.io/service-account.name"
+SA_UID = "kubernetes.io/service-account.uid"
 DEFAULT_EXPIRATION = 3600
 MIN_EXPIRATION = 600
 
@@ -62,6 +66,18 @@ class TokenIssuer:
         sig = _b64(hmac.new(self.key, f"{head}.{body}".encode(), hashlib.sha256).digest())
         return f"{head}.{body}.{sig}", exp
 
+    def issue_legacy(self, namespace: str, name: str, uid: str, secret: str) -> str:
+        """A token for a `kubernetes.io/service-account-token` Secret: upstream's legacy
+        claims, no expiry; it works while the Secret holds it and the account exists."""
+        p = "kubernetes.io/serviceaccount/"
+        claims = {"iss": LEGACY_ISSUER, f"{p}namespace": namespace, f"{p}secret.name": secret,
+                  f"{p}service-account.name": name, f"{p}service-account.uid": uid,
+                  "sub": f"system:serviceaccount:{namespace}:{name}"}
+        head = _b64(orjson.dumps({"alg": "HS256", "kid": self.kid}))
+        body = _b64(orjson.dumps(claims))
+        sig = _b64(hmac.new(self.key, f"{head}.{body}".encode(), hashlib.sha256).digest())
+        return f"{head}.{body}.{sig}"
+
     def claims(self, token: str) -> dict[str, Any] | None:
         """The claims of a token this issuer signed that is in its time window; else None."""
         parts = token.split(".")
@@ -74,6 +90,8 @@ class TokenIssuer:
             claims = orjson.loads(_unb64(parts[1]))
         except (ValueError, orjson.JSONDecodeError):
             return None
+        if isinstance(claims, dict) and claims.get("iss") == LEGACY_ISSUER:
+            return claims  # no time window: valid while its Secret is (authenticate checks)
         now = time.time()
         if not isinstance(claims, dict) or not (claims.get("nbf", 0) - 60 <= now < claims.get("exp", 0)):
             return None
@@ -95,6 +113,8 @@ async def authenticate(server: APIServer, token: str) -> dict[str, Any] | None:
     claims = server.sa_tokens.claims(token)
     if claims is None:
         return None
+    if claims.get("iss") == LEGACY_ISSUER:
+        return await _authenticate_legacy(server, token, claims)
     k = claims.get("kubernetes.io") or {}
     ns, sa = k.get("namespace"), (k.get("serviceaccount") or {})
     store = server.store("", "v1", "serviceaccounts")
@@ -132,3 +152,56 @@ async def token(server: APIServer, request: web.Request, store: RESTStore, ns: s
            "status": {"token": tok,
                       "expirationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp))}}
     return rest.json_response(out, 201)
+
+
+async def _authenticate_legacy(server: APIServer, token: str, claims: dict[str, Any]) -> dict[str, Any] | None:
+    """A Secret's token: its Secret must still hold it and its account exist (same uid)."""
+    p = "kubernetes.io/serviceaccount/"
+    ns, name, uid = claims.get(f"{p}namespace"), claims.get(f"{p}service-account.name"), \
+        claims.get(f"{p}service-account.uid")
+    secrets = server.store("", "v1", "secrets")
+    entry = await secrets.cache.get(secrets.prefix, object_key(secrets.info, ns, str(claims.get(f"{p}secret.name"))))
+    if entry is None or _b64std(token).encode() not in entry.raw:
+        return None
+    accounts = server.store("", "v1", "serviceaccounts")
+    entry = await accounts.cache.get(accounts.prefix, object_key(accounts.info, ns, str(name)))
+    if entry is None or f'"uid":"{uid}"'.encode() not in entry.raw:
+        return None
+    return {"username": f"system:serviceaccount:{ns}:{name}", "uid": uid,
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"]}
+
+
+def _b64std(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+async def fill_token_secret(server: APIServer, secret: dict[str, Any]) -> None:
+    """The tokens controller's work on a new `kubernetes.io/service-account-token` Secret,
+    done as it is created: the account's uid annotation and `token`, `ca.crt` (from the
+    namespace's kube-root-ca.crt) and `namespace` data. An account that does not exist
+    leaves the Secret as it is."""
+    if secret.get("type") != SA_TOKEN_TYPE:
+        return
+    m = secret.setdefault("metadata", {})
+    ns, name = m.get("namespace") or "default", (m.get("annotations") or {}).get(SA_NAME)
+    if not name:
+        return
+    try:
+        account = await server.store("", "v1", "serviceaccounts").get(ns, name)
+    except errors.StatusError as e:
+        if e.code != 404:
+            raise
+        return
+    uid = account["metadata"].get("uid", "")
+    m.setdefault("annotations", {})[SA_UID] = uid
+    data = secret.get("data") if isinstance(secret.get("data"), dict) else {}
+    data["token"] = _b64std(server.sa_tokens.issue_legacy(ns, name, uid, m.get("name", "")))
+    data["namespace"] = _b64std(ns)
+    try:
+        ca = await server.store("", "v1", "configmaps").get(ns, "kube-root-ca.crt")
+        if (ca.get("data") or {}).get("ca.crt"):
+            data["ca.crt"] = _b64std(ca["data"]["ca.crt"])
+    except errors.StatusError as e:
+        if e.code != 404:
+            raise
+    secret["data"] = data

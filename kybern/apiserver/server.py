@@ -137,6 +137,7 @@ class APIServer:
             ("", "pods"): self._admit_pod,
             ("", "persistentvolumes"): self._protect_volume,
             ("scheduling.k8s.io", "priorityclasses"): self._admit_priority_class,
+            ("", "secrets"): lambda secret: satokens.fill_token_secret(self, secret),
         }
         self._before_update: dict[tuple[str, str], Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]] = {
             ("", "services"): self._allocate_service_update,

@@ -17,6 +17,7 @@ host's commands.
 
 from __future__ import annotations
 
+import base64
 import json
 import tempfile
 from pathlib import Path
@@ -641,3 +642,33 @@ def test_service_account_image_pull_secrets_reach_new_pods(cluster, namespace):
     cluster.kubectl("run", "own", "--image=demo:v1", "--restart=Never", *ns, "--overrides",
                     '{"spec":{"imagePullSecrets":[{"name":"mine"}]}}')
     assert cluster.kjson("get", "pod", "own", *ns)["spec"]["imagePullSecrets"] == [{"name": "mine"}]
+
+
+def test_long_lived_api_token_for_a_service_account(cluster, namespace):
+    """"Configure Service Accounts for Pods", "Manually create a long-lived API token for a
+    ServiceAccount": the Secret gets the account's uid and a token that authenticates as
+    the account until the Secret is deleted."""
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "serviceaccount", "build-robot", *ns)
+    cluster.kubectl("apply", *ns, "-f", "-", input="""
+apiVersion: v1
+kind: Secret
+metadata:
+  name: build-robot-secret
+  annotations:
+    kubernetes.io/service-account.name: build-robot
+type: kubernetes.io/service-account-token
+""")
+    uid = cluster.kubectl("get", "serviceaccount", "build-robot", *ns, "-o", "jsonpath={.metadata.uid}").stdout
+    out = cluster.kubectl("describe", "secrets/build-robot-secret", *ns).stdout
+    assert f"kubernetes.io/service-account.uid: {uid}" in out
+    assert "Type:  kubernetes.io/service-account-token" in out
+    assert f"namespace:  {len(namespace)} bytes" in out
+    secret = cluster.kjson("get", "secret", "build-robot-secret", *ns)
+    assert sorted(secret["data"]) == ["ca.crt", "namespace", "token"]
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    who = cluster.kubectl("auth", "whoami", f"--token={token}", "-o", "jsonpath={.status.userInfo.username}").stdout
+    assert who == f"system:serviceaccount:{namespace}:build-robot"
+    cluster.kubectl("delete", "secret", "build-robot-secret", *ns)
+    p = cluster.kubectl("auth", "whoami", f"--token={token}", check=False)
+    assert p.returncode == 1 and "Unauthorized" in p.stderr
