@@ -140,8 +140,12 @@ class DaemonSetController:
             name = node["metadata"]["name"]
             should_run, should_continue = du.node_should_run(tmpl_spec, node)
             here = [p for p in by_node.get(name, []) if not meta.is_deleting(p)]
-            if should_run and not here:
+            # as upstream's podsShouldBeOnNode: a node still holding a terminating daemon pod
+            # gets its new one once that is gone (its ports, its volumes), not beside it
+            if should_run and not by_node.get(name):
                 create.append(name)
+            elif should_run and not here:
+                continue
             elif not should_continue:
                 delete.extend(here)
             else:

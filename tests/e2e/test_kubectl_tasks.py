@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -672,3 +673,60 @@ type: kubernetes.io/service-account-token
     cluster.kubectl("delete", "secret", "build-robot-secret", *ns)
     p = cluster.kubectl("auth", "whoami", f"--token={token}", check=False)
     assert p.returncode == 1 and "Unauthorized" in p.stderr
+
+
+DS = """
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: fluentd-elasticsearch
+  labels:
+    k8s-app: fluentd-logging
+spec:
+  selector:
+    matchLabels:
+      name: fluentd-elasticsearch
+  updateStrategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxUnavailable: 1
+  template:
+    metadata:
+      labels:
+        name: fluentd-elasticsearch
+    spec:
+      terminationGracePeriodSeconds: 10
+      containers:
+      - name: fluentd-elasticsearch
+        image: registry.k8s.io/nginx-slim:0.21
+        command: ["sh", "-c", "trap 'sleep 2; exit 0' TERM; sleep 3600 & wait"]
+"""
+
+
+def test_daemonset_rolling_update_replaces_a_pod_once_it_is_gone(cluster, namespace):
+    """"Perform a Rolling Update on a DaemonSet": with maxSurge 0 a node's old pod is
+    deleted first and its new one created once the old one is gone (upstream's
+    podsShouldBeOnNode), never beside it while it terminates; `kubectl rollout status`
+    waits for it."""
+    _import_stand_ins(cluster)
+    ns = ["-n", namespace]
+    cluster.kubectl("apply", *ns, "-f", "-", input=DS)
+    assert cluster.kubectl("get", *ns, "ds/fluentd-elasticsearch", "-o",
+                           "go-template={{.spec.updateStrategy.type}}{{\"\\n\"}}").stdout == "RollingUpdate\n"
+    cluster.kubectl("rollout", "status", *ns, "ds/fluentd-elasticsearch", "--timeout=60s")
+    cluster.kubectl("set", "image", *ns, "ds/fluentd-elasticsearch",
+                    "fluentd-elasticsearch=registry.k8s.io/nginx-slim:0.24")
+    seen_new = False
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        pods = cluster.kjson("get", *ns, "pods", "-l", "name=fluentd-elasticsearch")["items"]
+        old = [p for p in pods if p["spec"]["containers"][0]["image"].endswith(":0.21")]
+        new = [p for p in pods if p["spec"]["containers"][0]["image"].endswith(":0.24")]
+        assert not (old and new), "a new daemon pod was created beside the terminating old one"
+        if new and not old:
+            seen_new = True
+            break
+        time.sleep(0.2)
+    assert seen_new
+    out = cluster.kubectl("rollout", "status", *ns, "ds/fluentd-elasticsearch", "--timeout=60s").stdout
+    assert out.splitlines()[-1] == 'daemon set "fluentd-elasticsearch" successfully rolled out'
