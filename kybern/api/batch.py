@@ -59,6 +59,14 @@ def validate_job_spec(spec: Obj, path: str) -> list[Cause]:
     return out
 
 
+def _default_job_labels(obj: Obj) -> None:
+    """SetDefaults_Job: a Job without labels gets its pod template's."""
+    tmpl_labels = (((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels")
+    m = obj.setdefault("metadata", {})
+    if isinstance(tmpl_labels, dict) and tmpl_labels and not m.get("labels"):
+        m["labels"] = dict(tmpl_labels)
+
+
 class JobStrategy(Strategy):
     has_status = True
     tracks_generation = True
@@ -87,14 +95,6 @@ class JobStrategy(Strategy):
     def default(self, obj: Obj) -> None:
         default_job_spec(obj.setdefault("spec", {}))
         _default_job_labels(obj)
-
-
-def _default_job_labels(obj: Obj) -> None:
-    """SetDefaults_Job: a Job without labels gets its pod template's."""
-    tmpl_labels = (((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels")
-    m = obj.setdefault("metadata", {})
-    if isinstance(tmpl_labels, dict) and tmpl_labels and not m.get("labels"):
-        m["labels"] = dict(tmpl_labels)
 
     def validate(self, obj: Obj) -> list[Cause]:
         spec = obj.get("spec") or {}
