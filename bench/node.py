@@ -192,7 +192,8 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
                 for pid, out in ((agent or up).pid, py_spy), *(((up.pid, py_spy + ".up"),) if agent else ()):
                     spies.append(subprocess.Popen(  # noqa: ASYNC220
                         ["py-spy", "record", "--pid", str(pid), "-r", os.environ.get("BENCH_PY_SPY_RATE", "250"),
-                         "--format", "raw", "--nonblocking", "--threads", "-o", out,
+                         "--format", os.environ.get("BENCH_PY_SPY_FORMAT", "raw"), "--nonblocking", "--threads",
+                         "-o", out, *os.environ.get("BENCH_PY_SPY_ARGS", "").split(),
                          *(["--gil"] if py_spy_gil else [])],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 

@@ -227,6 +227,7 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
         from kybern.cli import gc_tuning
 
         gc_tuning.tune()
+        trimmer = asyncio.create_task(gc_tuning.return_free_memory())
         client = Client(server_url, token=token, ca_file=ca_file, user_agent="kubelet/v1.32.0 (kybern)")
         taken = await _node_served_elsewhere(client, name)
         if taken:
@@ -247,9 +248,9 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
         click.echo(f"node {name} joining {server_url}")
         await asyncio.wait([task, asyncio.create_task(done.wait())], return_when=asyncio.FIRST_COMPLETED)
         await a.stop()
-        task.cancel()
-        proxy.cancel()
-        await asyncio.gather(task, proxy, return_exceptions=True)
+        for t in (task, proxy, trimmer):
+            t.cancel()
+        await asyncio.gather(task, proxy, trimmer, return_exceptions=True)
         await client.close()
         await proxy_client.close()
 
