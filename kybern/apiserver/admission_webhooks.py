@@ -558,7 +558,8 @@ class Webhooks:
                 except (ValueError, ssl.SSLError, UnicodeDecodeError):
                     raise CallError(hook, "could not get REST client: unable to load root certificates: unable "
                                           "to parse bytes as PEM block", 500) from None
-            s = self._sessions[key] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx))
+            s = self._sessions[key] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx),
+                                                                headers={"User-Agent": "kube-apiserver-admission"})  # as upstream's webhook client
         return s
 
     async def close(self) -> None:

@@ -112,8 +112,6 @@ def test_mutation_warnings_and_denials(kopf_cluster: Cluster,
     assert status.returncode == 0, status.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="kybern's webhook client sends aiohttp's default User-Agent "
-                   "(kybern/apiserver/admission_webhooks.py, requested of its owner this session)")
 def test_webhooks_called_as_kube_apiserver(applied: subprocess.CompletedProcess[str]) -> None:
     # kube-apiserver's webhook client identifies itself as "kube-apiserver-admission"
     # (k8s.io/apiserver/pkg/util/webhook/authentication.go); authhook reports what it sees
