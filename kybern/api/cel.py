@@ -986,5 +986,28 @@ def is_bool(v: Any) -> bool:
     return isinstance(v, (celtypes.BoolType, bool))
 
 
+def match_conditions(conditions: Any, activation: dict[str, Any],
+                     uncompiled: str = "no such overload") -> tuple[bool, list[str]]:
+    """matchConditions as upstream evaluates them for webhooks and policies: (False, _)
+    as soon as one is false; otherwise (True, the errors of those that failed to run
+    or gave no bool). `conditions`: (expression, program or None) pairs; a missing
+    program is an error reading `uncompiled`."""
+    errs: list[str] = []
+    for expr, prog in conditions:
+        if prog is None:
+            errs.append(f"expression '{expr}' resulted in error: {uncompiled}")
+            continue
+        try:
+            v = prog.run(activation)
+        except EvalError as e:
+            errs.append(f"expression '{expr}' resulted in error: {e}")
+            continue
+        if not is_bool(v):
+            errs.append(f"expression '{expr}' resulted in error: no such overload")
+        elif not v:
+            return False, []
+    return True, errs
+
+
 def is_true(v: Any) -> bool:
     return isinstance(v, (celtypes.BoolType, bool)) and bool(v)

@@ -202,20 +202,8 @@ class Policies:
         for param in params:
             act = {**base, "params": cel.to_cel(param)}
             act["variables"] = _variables(policy, act)
-            errs: list[str] = []
-            skip = False
-            for expr, prog in policy.conditions:
-                try:
-                    v = prog.run(act) if prog is not None else None
-                except cel.EvalError as e:
-                    errs.append(f"expression '{expr}' resulted in error: {e}")
-                    continue
-                if not cel.is_bool(v):
-                    errs.append(f"expression '{expr}' resulted in error: no such overload")
-                elif not v:
-                    skip = True
-                    break
-            if skip:
+            matched, errs = cel.match_conditions(policy.conditions, act)
+            if not matched:
                 continue
             if errs:
                 out += error(errs[0] if len(errs) == 1 else "[" + ", ".join(errs) + "]")

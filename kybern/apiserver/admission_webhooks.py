@@ -354,20 +354,9 @@ class Webhooks:
                "authorizer": cel.authorizer({"group": a.info.group, "resource": a.info.plural,
                                              "subresource": a.subresource or "", "namespace": a.namespace,
                                              "name": a.name})}
-        errs: list[str] = []
-        for expr, prog in hook.conditions():
-            if prog is None:
-                errs.append(f"expression '{expr}' resulted in error: compilation failed")
-                continue
-            try:
-                v = prog.run(act)
-            except cel.EvalError as e:
-                errs.append(f"expression '{expr}' resulted in error: {e}")
-                continue
-            if not cel.is_bool(v):
-                errs.append(f"expression '{expr}' resulted in error: no such overload")
-            elif not v:
-                return False
+        matched, errs = cel.match_conditions(hook.conditions(), act, uncompiled="compilation failed")
+        if not matched:
+            return False
         if errs:
             if hook.failure_policy == "Ignore":
                 return False
