@@ -92,6 +92,30 @@ def capacity(data_dir: str, max_pods: int = MAX_PODS) -> tuple[dict[str, str], d
     return cap, alloc
 
 
+def is_extended_resource(name: str) -> bool:
+    """v1helper.IsExtendedResourceName: a domain-qualified name outside kubernetes.io
+    (and not a quota's `requests.` form), e.g. example.com/dongle."""
+    return "/" in name and "kubernetes.io/" not in name and not name.startswith("requests.")
+
+
+def extended_allocatable(alloc: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """The kubelet's MachineInfo setter for resources it does not own: an extended
+    resource an operator added to status.capacity (kubectl patch --subresource=status)
+    becomes allocatable as is (no reservation), and one no longer in capacity leaves
+    allocatable. `old` is the Node's status as last read. Capacity itself is not sent:
+    the status is a merge patch, so the operator's entry stays until they remove it,
+    and a stale read cannot bring a removed one back. A removal is sent as null (a
+    merge patch's delete)."""
+    old_cap = (old or {}).get("capacity") or {}
+    old_alloc = (old or {}).get("allocatable") or {}
+    for k, v in old_cap.items():
+        if is_extended_resource(k) and k not in alloc:
+            alloc[k] = v
+    for k in old_alloc:
+        if is_extended_resource(k) and k not in old_cap:
+            alloc[k] = None
+
+
 def _condition(typ: str, ok: bool, reason: str, message: str, old: dict[str, dict[str, Any]],
                now: str) -> dict[str, Any]:
     status = "True" if ok else "False"
@@ -108,6 +132,7 @@ def node_status(*, name: str, address: str, port: int, data_dir: str, runtime_ve
     now = meta.now()
     prev = {c.get("type"): c for c in ((old or {}).get("conditions") or [])}
     cap, alloc = capacity(data_dir, max_pods)
+    extended_allocatable(alloc, old)
     # pressure conditions are reported False: there is no eviction manager to act on them yet
     conditions = [
         _condition("MemoryPressure", False, "KubeletHasSufficientMemory",

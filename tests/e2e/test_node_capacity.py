@@ -1,6 +1,8 @@
 """A node's pod capacity: `kybern agent --max-pods N` advertises `pods: N`, and a
 pod bound to a full node (spec.nodeName skips the scheduler) is refused as the
-kubelet refuses it: phase Failed, reason OutOfpods, and an event."""
+kubelet refuses it: phase Failed, reason OutOfpods, and an event. An extended
+resource an operator advertises in the node's status.capacity ("Advertise Extended
+Resources for a Node") becomes allocatable and is counted by the scheduler."""
 
 from __future__ import annotations
 
@@ -49,3 +51,46 @@ def test_max_pods_is_the_capacity_and_more_are_refused(cluster, namespace, tmp_p
         cluster.kubectl("delete", "pods", "--all", "-n", namespace, "--timeout=60s", check=False)
         stop_agent(agent)
         cluster.kubectl("delete", "node", node, check=False)
+
+
+DONGLE = "example.com/dongle"
+
+
+def _dongle_pod(name: str, count: int) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                       "spec": {"terminationGracePeriodSeconds": 1,
+                                "containers": [{"name": "c", "image": "demo:v1", "command": ["sleep", "3600"],
+                                                "resources": {"requests": {DONGLE: str(count)},
+                                                              "limits": {DONGLE: str(count)}}}]}})
+
+
+def test_extended_resource_advertised_in_capacity(cluster, namespace):
+    """tasks/administer-cluster/extended-resource-node: the operator's JSON patch of
+    status.capacity; the agent copies it to allocatable (its next status updates: up to
+    two 10 s intervals, docs/node.md) and keeps it; a pod asking for 3 of 4 dongles
+    is scheduled, one asking for 2 more stays Pending: Insufficient example.com/dongle."""
+    node, ns = "node-1", ["-n", namespace]
+    path = "/status/capacity/example.com~1dongle"
+    cluster.kubectl("patch", "node", node, "--subresource=status", "--type=json",
+                    "-p", json.dumps([{"op": "add", "path": path, "value": "4"}]))
+    try:
+        jp = "-o=jsonpath={.status.allocatable.example\\.com/dongle}"
+        cluster.wait_for(lambda: cluster.kubectl("get", "node", node, jp).stdout == "4", timeout=35,
+                         interval=0.5, what="the dongles allocatable")
+        cluster.kubectl("apply", *ns, "-f", "-", input=_dongle_pod("extended-resource-demo", 3))
+        cluster.wait_for(lambda: cluster.kjson("get", "pod", "extended-resource-demo", *ns)["spec"].get("nodeName")
+                         == node, what="the first pod scheduled")
+        cluster.kubectl("apply", *ns, "-f", "-", input=_dongle_pod("extended-resource-demo-2", 2))
+        cluster.wait_for(lambda: "Insufficient example.com/dongle" in cluster.kubectl(
+            "get", "events", *ns, "--field-selector", "involvedObject.name=extended-resource-demo-2,"
+            "reason=FailedScheduling", "-o=jsonpath={.items[*].message}").stdout, what="FailedScheduling")
+        pod = cluster.kjson("get", "pod", "extended-resource-demo-2", *ns)
+        assert pod["status"]["phase"] == "Pending" and not pod["spec"].get("nodeName")
+        # the agent's status updates since the patch left the operator's capacity entry alone
+        status = cluster.kjson("get", "node", node)["status"]
+        assert status["capacity"][DONGLE] == "4" and status["allocatable"][DONGLE] == "4"
+    finally:  # the shared node as it was: no dongles (the agent drops a stale allocatable entry itself)
+        cluster.kubectl("delete", "pods", "--all", *ns, "--timeout=60s", check=False)
+        for p in (path, "/status/allocatable/example.com~1dongle"):  # one patch each: either may be missing
+            cluster.kubectl("patch", "node", node, "--subresource=status", "--type=json",
+                            "-p", json.dumps([{"op": "remove", "path": p}]), check=False)
