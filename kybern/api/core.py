@@ -93,10 +93,15 @@ def default_pod_spec(spec: Obj) -> None:
 
 
 def _default_field_ref(holder: object) -> None:
-    """SetDefaults_ObjectFieldSelector: a fieldRef's apiVersion is v1 unless given."""
+    """SetDefaults_ObjectFieldSelector: a fieldRef's apiVersion is v1 unless given.
+    A resourceFieldRef's divisor is a non-pointer Quantity, which Go's omitempty never
+    drops: unset, kube-apiserver writes its zero value, `divisor: "0"` (the kubelet
+    reads it as 1)."""
     if isinstance(holder, dict) and isinstance(holder.get("fieldRef"), dict) \
             and not holder["fieldRef"].get("apiVersion"):
         holder["fieldRef"]["apiVersion"] = "v1"
+    if isinstance(holder, dict) and isinstance(holder.get("resourceFieldRef"), dict):
+        holder["resourceFieldRef"].setdefault("divisor", "0")
 
 
 def default_pod_only(spec: Obj) -> None:

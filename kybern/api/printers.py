@@ -395,6 +395,8 @@ PRINTERS: dict[tuple[str, str], Printer] = {
                                                  _A], _apiservice),
     ("scheduling.k8s.io", "PriorityClass"): ([_N, ("Value", "integer", "", 0), ("Global-Default", "boolean", "", 0),
                                               _A, ("PreemptionPolicy", "string", "", 0)], _priorityclass),
+    ("node.k8s.io", "RuntimeClass"): ([_N, ("Handler", "string", "", 0), _A],
+                                      lambda o: [_name(o), o.get("handler") or "", _created(o)]),
     ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"): _WEBHOOKS,
     ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"): _WEBHOOKS,
     ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"): (

@@ -24,6 +24,7 @@ import base64
 import math
 import re
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from kybern.client.http import Client
@@ -234,9 +235,14 @@ class EnvResolver:
         if value is None:
             # upstream: an unset limit reads as the node's allocatable
             value = self.node_allocatable.get(rname, "0") if section == "limits" else "0"
-        divisor = parse_quantity(ref.get("divisor") or "1")
+        # the API shows an unset divisor as "0" (a zero Quantity); the kubelet reads zero as 1
+        divisor = parse_quantity(ref.get("divisor") or "0") or Decimal(1)
         q = parse_quantity(value)
-        return str(math.ceil(q / divisor))
+        # convertResourceCPUToString / ...MemoryToString: MilliValue()s for cpu, Value()s
+        # otherwise (each rounded up), then the quotient rounded up
+        scale = 1000 if rname == "cpu" else 1
+        num, den = math.ceil(q * scale), math.ceil(divisor * scale)
+        return str(-(-num // den))
 
 
 def service_vars(name: str, spec: dict[str, Any]) -> dict[str, str]:

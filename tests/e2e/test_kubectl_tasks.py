@@ -337,6 +337,52 @@ spec:
           - path: "annotations"
             fieldRef:
               fieldPath: metadata.annotations
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: dapi-envars-resourcefieldref
+spec:
+  containers:
+    - name: test-container
+      image: registry.k8s.io/busybox:1.27.2
+      command: [ "sh", "-c"]
+      args:
+      - while true; do
+          echo -en '\\n';
+          printenv MY_CPU_REQUEST MY_CPU_LIMIT;
+          printenv MY_MEM_REQUEST MY_MEM_LIMIT;
+          sleep 10;
+        done;
+      resources:
+        requests:
+          memory: "32Mi"
+          cpu: "125m"
+        limits:
+          memory: "64Mi"
+          cpu: "250m"
+      env:
+        - name: MY_CPU_REQUEST
+          valueFrom:
+            resourceFieldRef:
+              containerName: test-container
+              resource: requests.cpu
+        - name: MY_CPU_LIMIT
+          valueFrom:
+            resourceFieldRef:
+              containerName: test-container
+              resource: limits.cpu
+        - name: MY_MEM_REQUEST
+          valueFrom:
+            resourceFieldRef:
+              containerName: test-container
+              resource: requests.memory
+        - name: MY_MEM_LIMIT
+          valueFrom:
+            resourceFieldRef:
+              containerName: test-container
+              resource: limits.memory
+  restartPolicy: Never
 """
 
 
@@ -350,11 +396,22 @@ def test_expose_pod_information_through_env_and_files(cluster, namespace):
     ns = ["-n", namespace]
     cluster.kubectl("apply", *ns, "-f", "-", input=DOWNWARD)
     cluster.kubectl("wait", *ns, "--for=condition=Ready", "pod/dapi-envars-fieldref",
-                    "pod/kubernetes-downwardapi-volume-example", "--timeout=60s")
+                    "pod/kubernetes-downwardapi-volume-example", "pod/dapi-envars-resourcefieldref",
+                    "--timeout=60s")
     pod = cluster.kjson("get", *ns, "pod", "dapi-envars-fieldref")
     want = [pod["spec"]["nodeName"], "dapi-envars-fieldref", namespace, pod["status"]["podIP"], "default"]
-    cluster.wait_for(lambda: [ln for ln in cluster.kubectl("logs", *ns, "dapi-envars-fieldref").stdout.splitlines()
-                              if ln.strip() and ln.strip() != "-en"][:5] == want, what="printenv output")
+
+    def printed(name: str, n: int) -> list[str]:
+        return [ln for ln in cluster.kubectl("logs", *ns, name).stdout.splitlines()
+                if ln.strip() and ln.strip() != "-en"][:n]
+
+    cluster.wait_for(lambda: printed("dapi-envars-fieldref", 5) == want, what="printenv output")
+    # resourceFieldRefs without a divisor: cpu rounded up to whole cores, memory in bytes (the
+    # page's output), and the API shows each unset divisor as upstream does, "0"
+    cluster.wait_for(lambda: printed("dapi-envars-resourcefieldref", 4) == ["1", "1", "33554432", "67108864"],
+                     what="printenv of resources")
+    out = cluster.kubectl("get", *ns, "pod", "dapi-envars-resourcefieldref", "-o", "yaml").stdout
+    assert out.count('resourceFieldRef:\n          containerName: test-container\n          divisor: "0"\n') == 4
     assert pod["spec"]["containers"][0]["env"][0]["valueFrom"] == {
         "fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}
 
@@ -502,6 +559,9 @@ def test_runtime_class(cluster, namespace):
     cluster.kubectl("apply", "-f", "-", input=RUNTIME_CLASSES.format(ns=namespace))
     try:
         assert cluster.kjson("get", "runtimeclass", mine)["handler"] == "myconfiguration"
+        rows = [ln.split() for ln in cluster.kubectl("get", "runtimeclass", mine, kata).stdout.splitlines()]
+        assert [r[:2] for r in rows] == [["NAME", "HANDLER"], [mine, "myconfiguration"], [kata, "kata-fc"]]
+        assert rows[0][2:] == ["AGE"] and all(len(r) == 3 for r in rows)
         p = cluster.kubectl("patch", "runtimeclass", mine, "--type=merge", "-p", '{"handler":"other"}', check=False)
         assert p.stderr.strip() == (f'The RuntimeClass "{mine}" is invalid: handler: Invalid value: "other": '
                                     "field is immutable")

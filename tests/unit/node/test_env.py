@@ -55,3 +55,15 @@ async def test_env_values_reference_earlier_ones_and_command_is_expanded() -> No
     assert d["GREETING"] == "hello world" and d["POD"] == "p"
     assert d["CPU"] == "500" and d["MEM"] == "64"
     assert expand_command(container, env) == (["echo", "hello world"], ["p", "$(POD)"])
+
+
+def test_resource_field_ref_divisor_zero_or_unset_is_one() -> None:
+    """The API shows an unset divisor as "0"; the kubelet reads it as 1. cpu is
+    rounded up to whole cores from its milli value (convertResourceCPUToString)."""
+    r = EnvResolver(None)  # type: ignore[arg-type]
+    c = POD["spec"]["containers"][0]
+    for ref, want in (({"resource": "limits.cpu"}, "1"), ({"resource": "limits.cpu", "divisor": "0"}, "1"),
+                      ({"resource": "limits.cpu", "divisor": "1m"}, "500"),
+                      ({"resource": "limits.memory", "divisor": "0"}, str(64 * 2 ** 20)),
+                      ({"resource": "limits.memory", "divisor": "1Mi"}, "64")):
+        assert r.resource_value(POD, c, ref) == want, ref
