@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from kybern.api import omitempty
+from kybern.api.customresource import CRStrategy
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Obj, Strategy
 from kybern.apiserver.watchcache import Entry, WatchCache, Watcher
@@ -250,6 +252,10 @@ class RESTStore:
         self._same_bytes = conv is None and self.cache.storage is storage
         self.strategy = info.strategy
         assert self.strategy is not None
+        # a built-in kind's empty omitempty lists and maps are dropped on every write, as
+        # its round trip through the Go type drops them (kybern/api/omitempty.py); custom
+        # resources are kept as sent, as upstream's unstructured ones
+        self._omitempty = None if isinstance(self.strategy, CRStrategy) else info.definition
         self.validator = validator
         self.namespace_check = namespace_check
         self.before_create = before_create  # async hook after validation (e.g. IP allocation)
@@ -534,6 +540,8 @@ class RESTStore:
             finally:
                 CREATE_DRY_RUN.reset(token)
                 ADMISSION_WARNINGS.reset(wtoken)
+        if self._omitempty:
+            omitempty.drop_empty(self._omitempty, obj)
         if self.track_fields is not None:
             self.track_fields(obj, None, None)
         if dry_run:  # as upstream's DryRunnableStorage: a name in use is AlreadyExists
@@ -689,6 +697,8 @@ class RESTStore:
                 await self.before_update(new, old)
             finally:
                 ADMISSION_WARNINGS.reset(wtoken)
+        if self._omitempty:
+            omitempty.drop_empty(self._omitempty, new)
         if self.track_fields is not None:
             self.track_fields(new, old, subresource)
         if meta.is_deleting(new) and not new["metadata"].get("finalizers") and \
