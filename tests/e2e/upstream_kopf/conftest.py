@@ -158,6 +158,10 @@ def kopf_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         ImageStore(str(c.dir / "data" / "node")).import_dir(
             "busybox:latest", busybox, config={"env": [f"PATH={PATH}"], "cmd": ["sh"]})
         mp.setenv("KUBECONFIG", str(c.kubeconfig))
+        # the kubernetes client reads $KUBECONFIG once, at import (long before this fixture):
+        # without this, kopf's login_via_client finds ~/.kube/config or nothing
+        from kubernetes.config import kube_config
+        mp.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(c.kubeconfig))
         if not oscrypto_works():
             from kopf._kits import webhooks
             mp.setattr(webhooks.ClusterDetector, "guess_host", staticmethod(guess_host))
