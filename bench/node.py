@@ -21,6 +21,11 @@ once all run; with PYTHONPATH=bench/profile_agent its sitecustomize.py profiles 
 agent's loop between them (cProfile counting CPU time attributes it reliably; py-spy's
 --nonblocking line numbers were seen to pile samples on the wrong line).
 
+With BENCH_STRACE=OUT the agent runs under `strace -f -o OUT` from just before the first
+create (BENCH_STRACE_ARGS: strace's other arguments, default `-c`, a count per system call;
+e.g. `-T -e trace=mkdir,openat` for each call's duration): syscall counts per pod, and which
+calls block. Latency figures from such a run mean nothing.
+
 Run: python bench/node.py [--pods 200] [--rate PODS_PER_S] [--bind nodename|scheduler] [--pod-network auto|cni|host] [--idle-pods 50] [--idle-seconds 60] [--ingress] [--py-spy OUT] [--skip-startup] [--skip-idle]
 """
 
@@ -196,6 +201,12 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
                          "-o", out, *os.environ.get("BENCH_PY_SPY_ARGS", "").split(),
                          *(["--gil"] if py_spy_gil else [])],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+            if os.environ.get("BENCH_STRACE") and agent:  # the agent's system calls, counted: OUT
+                spies.append(subprocess.Popen(["strace", *os.environ.get("BENCH_STRACE_ARGS", "-c").split(), "-f",  # noqa: ASYNC220
+                                               "-o", os.environ["BENCH_STRACE"], "-p", str(agent.pid)],
+                                              stderr=subprocess.DEVNULL))
+                await asyncio.sleep(0.5)
 
             async def creator() -> None:
                 for n in it:
