@@ -354,6 +354,14 @@ class NodeAgent:
                 self.recorder.event(ref, "Normal", reason, f"Node {self.name} status is now: {reason}")
 
     async def _post_status(self) -> None:
+        # the Node as it is now, as the kubelet reads it before each status update: what
+        # others wrote since (an operator's extended resources in capacity) is seen at once
+        try:
+            self._node_status = (await self.client.request(
+                "GET", NODES.object_path(self.name), params={"resourceVersion": "0"})).get("status")
+        except errors.StatusError as e:
+            if e.code != 404:
+                raise
         status = await asyncio.to_thread(self._status)
         node = await self.client.patch(NODES, self.name, {"status": status}, subresource="status")
         self._node_status = node.get("status", status)

@@ -66,8 +66,8 @@ def _dongle_pod(name: str, count: int) -> str:
 
 def test_extended_resource_advertised_in_capacity(cluster, namespace):
     """tasks/administer-cluster/extended-resource-node: the operator's JSON patch of
-    status.capacity; the agent copies it to allocatable (its next status updates: up to
-    two 10 s intervals, docs/node.md) and keeps it; a pod asking for 3 of 4 dongles
+    status.capacity; the agent copies it to allocatable (its next status update, within
+    10 s, docs/node.md) and keeps it; a pod asking for 3 of 4 dongles
     is scheduled, one asking for 2 more stays Pending: Insufficient example.com/dongle."""
     node, ns = "node-1", ["-n", namespace]
     path = "/status/capacity/example.com~1dongle"
@@ -75,7 +75,7 @@ def test_extended_resource_advertised_in_capacity(cluster, namespace):
                     "-p", json.dumps([{"op": "add", "path": path, "value": "4"}]))
     try:
         jp = "-o=jsonpath={.status.allocatable.example\\.com/dongle}"
-        cluster.wait_for(lambda: cluster.kubectl("get", "node", node, jp).stdout == "4", timeout=35,
+        cluster.wait_for(lambda: cluster.kubectl("get", "node", node, jp).stdout == "4", timeout=25,
                          interval=0.5, what="the dongles allocatable")
         cluster.kubectl("apply", *ns, "-f", "-", input=_dongle_pod("extended-resource-demo", 3))
         cluster.wait_for(lambda: cluster.kjson("get", "pod", "extended-resource-demo", *ns)["spec"].get("nodeName")
