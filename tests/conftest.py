@@ -131,7 +131,30 @@ def stop_cluster(c: Cluster, sig: int = signal.SIGINT, timeout: float = 45) -> i
         except subprocess.TimeoutExpired:
             os.killpg(c.proc.pid, signal.SIGKILL)
             c.proc.wait()
+    _remove_agent_cgroups(c.proc.args, default_data_dir=c.dir / "data" / "node")
     return c.proc.returncode
+
+
+def _remove_agent_cgroups(argv: Any, default_data_dir: Path | None = None) -> None:
+    """What a killed agent left in the cgroup hierarchies (as root): a clean stop removes
+    its tree, a SIGKILL leaves it for the next agent on the same data dir, which a test
+    never starts; without this every test run would leave a tree per killed agent."""
+    from kybern.node.runtimes.cgroups import Cgroups
+
+    args = [str(a) for a in argv]
+
+    def flag(*names: str) -> str | None:
+        for n in names:
+            if n in args[:-1]:
+                return args[len(args) - 1 - args[::-1].index(n) + 1]  # the last one given wins
+        return None
+
+    name, data_dir = flag("--node-name", "--name"), flag("--data-dir")
+    if "up" in args and default_data_dir is not None:
+        data_dir = str(default_data_dir)  # `kybern up`'s agent keeps its state under <data-dir>/node
+    if name and data_dir:
+        with contextlib.suppress(OSError):
+            Cgroups.for_node(name, data_dir).remove_all()
 
 
 @pytest.fixture(scope="session")
@@ -169,6 +192,7 @@ def stop_agent(p: subprocess.Popen[bytes], timeout: float = 30) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+    _remove_agent_cgroups(p.args)
 
 
 def children_running(parent: psutil.Process, word: str) -> list[psutil.Process]:
