@@ -92,6 +92,54 @@ def test_readiness_probe_flips_ready_and_the_pod_condition(cluster, namespace):
                for m in events(cluster, namespace, "Unhealthy"))
 
 
+# a gRPC health server (grpcio, installed with kybern): "kybern.test" is SERVING until a file
+# "unhealthy" appears in its working dir, then NOT_SERVING
+GRPC_HEALTH_SERVER = """
+import os, time
+from concurrent import futures
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+h = health.HealthServicer()
+s = grpc.server(futures.ThreadPoolExecutor(2))
+health_pb2_grpc.add_HealthServicer_to_server(h, s)
+s.add_insecure_port("0.0.0.0:" + os.environ["PORT"])
+s.start()
+R = health_pb2.HealthCheckResponse
+while True:
+    h.set("kybern.test", R.NOT_SERVING if os.path.exists("unhealthy") else R.SERVING)
+    time.sleep(0.2)
+"""
+
+
+def test_grpc_probes_readiness_and_liveness(cluster, namespace):
+    port, closed = free_port(), free_port()
+    apply(cluster, namespace, pod("grpc-ready", [{
+        "name": "srv", "env": [{"name": "PORT", "value": str(port)}],
+        "command": ["python3", "-c", GRPC_HEALTH_SERVER],
+        "readinessProbe": {"grpc": {"port": port, "service": "kybern.test"}, "periodSeconds": 1,
+                           "failureThreshold": 1}}]))
+    apply(cluster, namespace, pod("grpc-live", [{
+        "name": "app", "command": ["sleep", "600"],
+        "livenessProbe": {"grpc": {"port": closed}, "periodSeconds": 1, "failureThreshold": 1}}]))
+    cluster.wait_for(lambda: condition(cluster, namespace, "grpc-ready", "Ready") == "True", timeout=20,
+                     what="ready once the server reports SERVING")
+    assert cstatus(cluster, namespace, "grpc-ready", "srv")["ready"]
+    cluster.kubectl("exec", "grpc-ready", "-n", namespace, "--", "touch", "unhealthy")
+    cluster.wait_for(lambda: condition(cluster, namespace, "grpc-ready", "Ready") == "False", timeout=15,
+                     what="not ready once it reports NOT_SERVING")
+    assert 'Readiness probe failed: service unhealthy (responded with "NOT_SERVING")' in \
+        events(cluster, namespace, "Unhealthy")
+    # the closed port: upstream's dial waits out timeoutSeconds (1 s), then the container is restarted
+    cluster.wait_for(lambda: cstatus(cluster, namespace, "grpc-live", "app").get("restartCount", 0) >= 1,
+                     timeout=30, what="a restart after the gRPC liveness probe failed")
+    ip = status(cluster, namespace, "grpc-live")["podIP"]
+    assert f'Liveness probe failed: timeout: failed to connect service "{ip}:{closed}" within 1s: context ' \
+           f'deadline exceeded' in events(cluster, namespace, "Unhealthy")
+    assert "Container app failed liveness probe, will be restarted" in events(cluster, namespace, "Killing")
+    assert not any(m.startswith("Readiness probe failed") or "warning" in m
+                   for m in events(cluster, namespace, "ProbeWarning"))
+
+
 def test_volumes_configmap_update_emptydir_and_downward_api(cluster, namespace):
     apply(cluster, namespace, pod("vols", [
         {"name": "writer", "command": sh("echo shared-hello > $KYBERN_ROOTFS/cache/msg; sleep 600"),

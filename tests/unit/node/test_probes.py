@@ -1,18 +1,32 @@
 """Probe and hook handlers against real sockets and a real process runtime:
 HTTP status ranges and headers, Go-worded errors, named ports, exec in the
-container's environment and working dir."""
+container's environment and working dir, gRPC health checks against a real
+grpcio server."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from kybern.node.images import ImageStore
-from kybern.node.probes import ProbeError, http_get, resolve_port, tcp_connect
+from kybern.node.probes import (
+    FAILURE,
+    SUCCESS,
+    ProbeError,
+    go_code,
+    go_duration,
+    grpc_check,
+    http_get,
+    join_host_port,
+    resolve_port,
+    tcp_connect,
+)
 from kybern.node.runtimes.base import ContainerConfig, PodSandboxConfig
 from kybern.node.runtimes.process import ProcessRuntime
 
@@ -104,3 +118,56 @@ async def test_exec_sync_runs_in_the_containers_environment_and_dir(tmp_path: Pa
     finally:
         await rt.shutdown(1)
 
+
+
+def test_go_formatting_of_durations_codes_and_addresses() -> None:
+    assert [go_duration(s) for s in (1, 10.0, 60, 90, 3600, 3661)] == ["1s", "10s", "1m0s", "1m30s", "1h0m0s",
+                                                                       "1h1m1s"]
+    assert [go_code(n) for n in ("UNAVAILABLE", "CANCELLED", "NOT_FOUND", "OK")] == \
+        ["Unavailable", "Canceled", "NotFound", "OK"]
+    assert join_host_port("10.0.0.1", 80) == "10.0.0.1:80" and join_host_port("fd00::1", 80) == "[fd00::1]:80"
+
+
+def test_the_agent_does_not_import_grpc_until_a_grpc_probe_runs() -> None:
+    # grpcio costs ~14 MB of RSS (docs/node.md); the idle agent's budget has no room for it
+    code = "import sys, kybern.node.agent, kybern.node.probes; print('grpc' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+@pytest.fixture
+def grpc_server() -> Iterator[tuple[int, int]]:
+    """A real grpcio server with the standard health service ("" SERVING, "db" NOT_SERVING)
+    and, on a second port, a server without it."""
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    h = health.HealthServicer()
+    h.set("db", health_pb2.HealthCheckResponse.NOT_SERVING)
+    s = grpc.server(futures.ThreadPoolExecutor(2))
+    health_pb2_grpc.add_HealthServicer_to_server(h, s)
+    port = s.add_insecure_port("127.0.0.1:0")
+    bare = grpc.server(futures.ThreadPoolExecutor(1))
+    bare_port = bare.add_insecure_port("127.0.0.1:0")
+    s.start()
+    bare.start()
+    yield port, bare_port
+    s.stop(0)
+    bare.stop(0)
+
+
+async def test_grpc_check_results_and_upstream_messages(grpc_server: tuple[int, int]) -> None:
+    port, bare_port = grpc_server
+    assert await grpc_check({"port": port}, "127.0.0.1", 1) == (SUCCESS, "")
+    assert await grpc_check({"port": port, "service": "db"}, "127.0.0.1", 1) == \
+        (FAILURE, 'service unhealthy (responded with "NOT_SERVING")')
+    result, msg = await grpc_check({"port": port, "service": "nope"}, "127.0.0.1", 1)
+    assert result == FAILURE and msg.startswith("error: health rpc probe failed: rpc error: code = NotFound desc = ")
+    result, msg = await grpc_check({"port": bare_port}, "127.0.0.1", 1)
+    assert result == FAILURE and msg.startswith(
+        "error: this server does not implement the grpc health protocol (grpc.health.v1.Health): ")
+    closed = _closed_port()
+    assert await grpc_check({"port": closed}, "127.0.0.1", 1) == \
+        (FAILURE, f'timeout: failed to connect service "127.0.0.1:{closed}" within 1s: context deadline exceeded')
