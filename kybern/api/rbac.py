@@ -1,6 +1,6 @@
 """rbac.authorization.k8s.io/v1 Role, ClusterRole, RoleBinding and
-ClusterRoleBinding: defaults and validation (pkg/apis/rbac). They are stored
-and served; authorization by them comes with later work."""
+ClusterRoleBinding: defaults and validation (pkg/apis/rbac). The authorizer
+that reads them is kybern/apiserver/authz.py (docs/rbac.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,14 @@ from kybern.machinery import errors
 
 GROUP = "rbac.authorization.k8s.io"
 _PATH_SEGMENT = ("", ".", "..")
+
+
+def validate_rbac_name(name: str, path: str) -> list[Cause]:
+    """ValidateRBACName (path.IsValidPathSegmentName): RBAC names are path segments,
+    so `system:node` is valid where a DNS subdomain would not be."""
+    if name in (".", ".."):
+        return [errors.cause(path, f'Invalid value: "{name}": may not be \'{name}\'')]
+    return [errors.cause(path, f'Invalid value: "{name}": may not contain \'{c}\'') for c in ("/", "%") if c in name]
 
 
 def _validate_rules(rules: object, path: str, *, cluster: bool) -> list[Cause]:
@@ -38,6 +46,7 @@ def _validate_rules(rules: object, path: str, *, cluster: bool) -> list[Cause]:
 
 class RoleStrategy(Strategy):
     cluster = False
+    name_validator = staticmethod(validate_rbac_name)
 
     def validate(self, obj: Obj) -> list[Cause]:
         return _validate_rules(obj.get("rules"), "rules", cluster=self.cluster)
@@ -57,6 +66,7 @@ def _default_subjects(obj: Obj) -> None:
 
 class RoleBindingStrategy(Strategy):
     cluster = False
+    name_validator = staticmethod(validate_rbac_name)
 
     def default(self, obj: Obj) -> None:
         _default_subjects(obj)

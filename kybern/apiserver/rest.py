@@ -274,7 +274,8 @@ async def handle(server: "APIServer", request: web.Request, group: str, version:
 
         if request.method != "POST" or name is not None:
             raise errors.method_not_allowed("the server does not allow this method on the requested resource")
-        return json_response(reviews.answer(info, await read_body(request), request.get("user")), 201)
+        return json_response(await reviews.answer(server, info, await read_body(request), request.get("user"), ns),
+                             201)
     store = server.store_for(info)
     method = request.method
     if method != "GET":  # which write the admission webhooks see (admission_webhooks.py)

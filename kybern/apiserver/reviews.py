@@ -1,25 +1,32 @@
 """Create-only "review" resources that are answered, never stored:
 SelfSubjectAccessReview (`kubectl auth can-i`), SelfSubjectRulesReview
-(`kubectl auth can-i --list`) and SelfSubjectReview (`kubectl auth whoami`).
-
-There is no RBAC yet: every authenticated user may do everything, and the
-answers say so truthfully."""
+(`kubectl auth can-i --list`), SubjectAccessReview, LocalSubjectAccessReview
+and SelfSubjectReview (`kubectl auth whoami`). The access reviews ask the
+server's authorizer chain (authz.py), as upstream's registries do."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Strategy
 from kybern.machinery import errors, meta
 
+if TYPE_CHECKING:
+    from kybern.apiserver.server import APIServer
+
 CREATE_ONLY = ("create",)
+AUTHZ = "authorization.k8s.io"
 
 RESOURCES = [
-    ResourceInfo("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", False,
+    ResourceInfo(AUTHZ, "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", False,
                  "io.k8s.api.authorization.v1.SelfSubjectAccessReview", verbs=CREATE_ONLY, strategy=Strategy()),
-    ResourceInfo("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", False,
+    ResourceInfo(AUTHZ, "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", False,
                  "io.k8s.api.authorization.v1.SelfSubjectRulesReview", verbs=CREATE_ONLY, strategy=Strategy()),
+    ResourceInfo(AUTHZ, "v1", "SubjectAccessReview", "subjectaccessreviews", False,
+                 "io.k8s.api.authorization.v1.SubjectAccessReview", verbs=CREATE_ONLY, strategy=Strategy()),
+    ResourceInfo(AUTHZ, "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", True,
+                 "io.k8s.api.authorization.v1.LocalSubjectAccessReview", verbs=CREATE_ONLY, strategy=Strategy()),
     ResourceInfo("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", False,
                  "io.k8s.api.authentication.v1.SelfSubjectReview", verbs=CREATE_ONLY, strategy=Strategy()),
 ]
@@ -27,18 +34,75 @@ RESOURCES = [
 ADMIN = {"username": "kybern-admin", "groups": ["system:masters", "system:authenticated"]}
 
 
-def answer(info: ResourceInfo, body: Any, user: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`user`: who the request authenticated as when not the admin (a service account token)."""
+def _invalid(info: ResourceInfo, field: str, message: str, type_: str = "FieldValueInvalid") -> errors.StatusError:
+    return errors.invalid(info.group, info.kind, "", [errors.cause(field, message, type_)])
+
+
+def _attributes(info: ResourceInfo, spec: dict[str, Any], user: dict[str, Any]) -> Any:
+    """The authorizer.Attributes of a review's spec (ResourceAttributesFrom / NonResourceAttributesFrom)."""
+    from kybern.apiserver import authz
+
+    ra, nra = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+    if ra and nra:
+        raise _invalid(info, "spec.nonResourceAttributes", "Invalid value: \"null\": cannot be specified in "
+                       "combination with resourceAttributes")
+    if not ra and not nra:
+        raise _invalid(info, "spec.resourceAttributes", "Invalid value: \"null\": exactly one of "
+                       "nonResourceAttributes or resourceAttributes must be specified")
+    if nra:
+        if not isinstance(nra, dict):
+            raise errors.bad_request(f"the object provided is not a valid {info.kind}")
+        return authz.Attributes(user, str(nra.get("verb") or ""), resource_request=False, path=str(nra.get("path") or ""))
+    if not isinstance(ra, dict):
+        raise errors.bad_request(f"the object provided is not a valid {info.kind}")
+    return authz.Attributes(user, str(ra.get("verb") or ""), api_group=str(ra.get("group") or ""),
+                            api_version=str(ra.get("version") or ""), resource=str(ra.get("resource") or ""),
+                            subresource=str(ra.get("subresource") or ""), namespace=str(ra.get("namespace") or ""),
+                            name=str(ra.get("name") or ""))
+
+
+async def _access_status(server: APIServer, a: Any) -> dict[str, Any]:
+    ok, why = await server.authorizer.authorize_fresh(a)
+    status: dict[str, Any] = {"allowed": ok}
+    if why:
+        status["reason"] = why
+    return status
+
+
+async def answer(server: APIServer, info: ResourceInfo, body: Any, user: dict[str, Any] | None = None,
+                 namespace: str | None = None) -> dict[str, Any]:
+    """`user`: who the request authenticated as (None: the admin token)."""
     if not isinstance(body, dict):
         raise errors.bad_request(f"the object provided is not a valid {info.kind}")
+    user = user or ADMIN
     out = dict(body)
     out["apiVersion"], out["kind"] = info.api_version, info.kind
-    out.setdefault("metadata", {})["creationTimestamp"] = meta.now()
+    out["metadata"] = dict(out.get("metadata") or {})
+    out["metadata"]["creationTimestamp"] = meta.now()
+    spec = out.get("spec") if isinstance(out.get("spec"), dict) else {}
     if info.kind == "SelfSubjectAccessReview":
-        out["status"] = {"allowed": True, "reason": "kybern has no RBAC yet: authenticated users may do anything"}
+        out["status"] = await _access_status(server, _attributes(info, spec, user))
+    elif info.kind in ("SubjectAccessReview", "LocalSubjectAccessReview"):
+        if not spec.get("user") and not spec.get("groups"):
+            raise _invalid(info, "spec.user", 'Invalid value: "": at least one of user or group must be specified')
+        if info.kind == "LocalSubjectAccessReview":
+            out["metadata"]["namespace"] = namespace
+            if spec.get("nonResourceAttributes"):
+                raise _invalid(info, "spec.nonResourceAttributes", "Invalid value: \"null\": disallowed on this "
+                               "kind of request")
+            ra_ns = (spec.get("resourceAttributes") or {}).get("namespace") or ""
+            if ra_ns != namespace:
+                raise errors.bad_request(f"spec.resourceAttributes.namespace must match namespace: {namespace}")
+        subject: dict[str, Any] = {"username": spec.get("user") or "", "groups": list(spec.get("groups") or [])}
+        out["status"] = await _access_status(server, _attributes(info, spec, subject))
     elif info.kind == "SelfSubjectRulesReview":
-        out["status"] = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-                         "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": False}
+        ns = spec.get("namespace") or ""
+        if not ns:
+            raise errors.bad_request("no namespace on request")
+        res, nonres, incomplete, err = server.authorizer.rules_for(user, ns)
+        out["status"] = {"resourceRules": res, "nonResourceRules": nonres, "incomplete": incomplete}
+        if err:
+            out["status"]["evaluationError"] = err
     else:
-        out["status"] = {"userInfo": user or ADMIN}
+        out["status"] = {"userInfo": user}
     return out

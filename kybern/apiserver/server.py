@@ -4,7 +4,8 @@ version and every registered kind through the generic REST handlers.
 Request flow: authn (bearer token) → errors as Status → route → rest.handle →
 RESTStore → storage. Admission: the built-in plugins below (ServiceAccount, Priority,
 LimitRanger, ResourceQuota, PodSecurity, ...) and the admission webhooks
-(admission_webhooks.py, docs/admission.md); authorization is not implemented (docs/apiserver.md).
+(admission_webhooks.py, docs/admission.md); authorization by --authorization-mode
+(authz.py: Node, RBAC; docs/rbac.md) between authentication and the handlers.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from kybern.apiserver import (
     admission_serviceaccount,
     admission_webhooks,
     allocators,
+    authz,
     discovery,
     metricsapi,
     podsecurity,
     proxy,
+    rbac_policy,
     rest,
     reviews,
     satokens,
@@ -97,7 +100,8 @@ def _bearer(auth: str) -> str:
 
 class APIServer:
     def __init__(self, storage: Store, *, tokens: set[str] | None = None, node_token: str | None = None,
-                 registry: Registry | None = None, advertise: str = "127.0.0.1:6443") -> None:
+                 registry: Registry | None = None, advertise: str = "127.0.0.1:6443",
+                 authorization_modes: str = authz.DEFAULT_MODES) -> None:
         self.registry = registry or builtin_registry()
         self.watch_cache: WatchCache
         self.metrics = APIMetrics(self.registry, lambda: self.watch_cache.counts())
@@ -108,6 +112,9 @@ class APIServer:
         self.metrics_api = metricsapi.MetricsAPI(self)  # metrics.k8s.io, answered from the node agents
         self.tokens = tokens or set()
         self.node_token = node_token
+        # authorization applies to authenticated requests (a server without tokens has no authn)
+        self.authorizer = authz.Authorizer(self, authz.parse_modes(authorization_modes))
+        self._aggregator: rbac_policy.Aggregator | None = None
         self.sa_tokens = satokens.TokenIssuer(satokens.key_from_tokens(self.tokens))
         self.advertise = advertise
         self._stores: dict[tuple[str, str, str], RESTStore] = {}
@@ -138,10 +145,14 @@ class APIServer:
             ("", "persistentvolumes"): self._protect_volume,
             ("scheduling.k8s.io", "priorityclasses"): self._admit_priority_class,
             ("", "secrets"): lambda secret: satokens.fill_token_secret(self, secret),
+            **{(authz.GROUP, plural): (lambda obj, p=plural: authz.check_escalation(self, p, obj, None))
+               for plural in ("roles", "clusterroles", "rolebindings", "clusterrolebindings")},
         }
         self._before_update: dict[tuple[str, str], Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]] = {
             ("", "services"): self._allocate_service_update,
             ("scheduling.k8s.io", "priorityclasses"): lambda new, old: self._admit_priority_class(new),
+            **{(authz.GROUP, plural): (lambda new, old, p=plural: authz.check_escalation(self, p, new, old))
+               for plural in ("roles", "clusterroles", "rolebindings", "clusterrolebindings")},
         }
         self._node_session: aiohttp.ClientSession | None = None
         self.pod_security = podsecurity.PodSecurity(self).install(self._before_create, self._before_update)
@@ -424,6 +435,9 @@ class APIServer:
             except errors.StatusError as e:
                 if e.reason != "AlreadyExists":
                     raise
+        await rbac_policy.reconcile(self)  # the bootstrap roles and bindings (rbac/bootstrap-roles)
+        self._aggregator = rbac_policy.Aggregator(self)
+        await self._aggregator.start()
         await self.serve_crds()
 
     async def serve_crds(self) -> None:
@@ -613,6 +627,8 @@ class APIServer:
     async def _cleanup(self, app: web.Application) -> None:
         if getattr(self, "crds", None) is not None:
             await self.crds.stop()
+        if self._aggregator is not None:
+            await self._aggregator.stop()
         await self.watch_cache.stop()
         await self.webhooks.close()
         if self._node_session:
@@ -627,6 +643,7 @@ class APIServer:
         labels, gauge, start = metrics.begin(request)
         code = 500
         try:
+            user: dict[str, Any] | None = None
             if self.tokens and not request.path.startswith(PUBLIC_PATHS):
                 auth = request.headers.get("Authorization", "")
                 bearer = auth[7:] if auth.startswith("Bearer ") else _bearer(auth)
@@ -638,7 +655,19 @@ class APIServer:
                         code = resp.status
                         return resp
                     request["user"] = user
+                elif bearer == self.node_token:
+                    user = request["user"] = authz.NODE_USER
+                else:
+                    user = reviews.ADMIN  # the admin token: system:masters, no authorization needed
             try:
+                if user is not None:
+                    if authz.wants_impersonation(request.headers):
+                        user = request["user"] = await authz.impersonate(self.authorizer, user, request.headers)
+                    if authz.MASTERS not in user["groups"] and not self.authorizer.always_allow:
+                        a = authz.request_attributes(user, request.method, request.path, request.query)
+                        ok, why = await self.authorizer.authorize_fresh(a)
+                        if not ok:
+                            raise authz.forbidden(a, why)
                 resp = await handler(request)
             except errors.StatusError as e:
                 resp = rest.status_response(e)

@@ -56,16 +56,17 @@ def share_store(store: Any) -> None:
 
 
 def worker(index: int, address: str, port: int, data_dir: Path, datastore: str,
-           admission_config: Path | None = None) -> Child:
+           admission_config: Path | None = None, authorization_mode: str = "Node,RBAC") -> Child:
     """Worker `index`, to be run (and restarted if it exits) by the first process."""
     extra = ["--admission-control-config-file", str(admission_config)] if admission_config else []
+    extra += ["--authorization-mode", authorization_mode]
     return Child(f"apiserver worker {index}", [
         "api-worker", "--data-dir", str(data_dir), "--address", address, "--port", str(port),
         "--datastore", datastore, "--index", str(index), *extra], own_session=True)
 
 
 async def serve_worker(data_dir: Path, address: str, port: int, datastore: str,
-                       admission_config: Path | None = None) -> None:
+                       admission_config: Path | None = None, authorization_mode: str = "Node,RBAC") -> None:
     """One worker: an apiserver on the shared port until SIGTERM."""
     from kybern.apiserver import pki
     from kybern.apiserver.server import APIServer, ssl_context
@@ -82,7 +83,8 @@ async def serve_worker(data_dir: Path, address: str, port: int, datastore: str,
     store = open_store(datastore)
     share_store(store)
     host, port = sock.getsockname()[:2]
-    api = APIServer(store, tokens={admin_token, node_token}, node_token=node_token, advertise=f"{host}:{port}")
+    api = APIServer(store, tokens={admin_token, node_token}, node_token=node_token, advertise=f"{host}:{port}",
+                    authorization_modes=authorization_mode)
     if admission_config is not None:
         from kybern.apiserver import podsecurity
 

@@ -68,6 +68,8 @@ class ClusterConfig:
     api_workers: int = 1
     # kube-apiserver's --admission-control-config-file: PodSecurity defaults/exemptions (docs/security.md)
     admission_config: Path | None = None
+    # kube-apiserver's --authorization-mode (docs/rbac.md)
+    authorization_mode: str = "Node,RBAC"
 
 
 def lock_data_dir(data_dir: Path) -> int:
@@ -139,6 +141,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     store = open_store(datastore)
     host = "127.0.0.1" if cfg.address in ("0.0.0.0", "::") else cfg.address
     api = APIServer(store, tokens={admin_token, node_token}, node_token=node_token,
+                    authorization_modes=cfg.authorization_mode,
                     advertise=f"{host}:{cfg.port}")
     if cfg.admission_config is not None:
         from kybern.apiserver import podsecurity
@@ -169,7 +172,8 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         apiworkers.share_store(store)
         for i in range(1, cfg.api_workers):
             running.tasks.append(asyncio.create_task(
-                apiworkers.worker(i, cfg.address, port, data, datastore, cfg.admission_config).run(),
+                apiworkers.worker(i, cfg.address, port, data, datastore, cfg.admission_config,
+                                  cfg.authorization_mode).run(),
                 name=f"apiserver-worker-{i}"))
 
     def client(agent: str) -> Client:

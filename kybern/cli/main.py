@@ -41,6 +41,16 @@ def _logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _authorization_mode(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """--authorization-mode checked before anything starts, as kube-apiserver does."""
+    from kybern.apiserver import authz
+
+    try:
+        return ",".join(authz.parse_modes(value))
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 @click.group()
 @click.version_option(package_name="kybern")
 def main() -> None:
@@ -87,12 +97,16 @@ def main() -> None:
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="kube-apiserver's AdmissionConfiguration: the PodSecurity plugin's cluster-wide defaults "
                    "and exemptions (docs/security.md).")
+@click.option("--authorization-mode", "authorization_mode", default="Node,RBAC", show_default=True,
+              callback=_authorization_mode,
+              help="kube-apiserver's authorizers, in order: a comma list of AlwaysAllow, AlwaysDeny, Node, RBAC "
+                   "(docs/rbac.md).")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore: str, api_workers: int, node_name: str,
        zone: str | None, no_node: bool, pod_network: str, proxy_mode: str, ingress_http_port: int | None,
        ingress_https_port: int | None, ingress_plane: str, no_ingress: bool, dns_address: str, dns_port: int,
        no_dns: bool, verbose: int, max_pods: int, runtime: str, agent_in_process: bool,
-       region: str | None, admission_config: Path | None) -> None:
+       region: str | None, admission_config: Path | None, authorization_mode: str) -> None:
     """Start a whole cluster in this process; Ctrl-C stops it, state is kept."""
     _logging(verbose)
     _check_admission_config(admission_config)
@@ -109,7 +123,7 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
                                 run_dns=not no_dns, dns_address=dns_address, dns_port=dns_port,
                                 max_pods=max_pods, runtime=runtime, agent_process=not agent_in_process,
                                 verbose=verbose, labels={REGION_LABEL: region} if region else {},
-                                admission_config=admission_config)
+                                admission_config=admission_config, authorization_mode=authorization_mode)
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(Path(kubeconfig_path), name="kybern", server=r.server_url,
@@ -148,9 +162,13 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="kube-apiserver's AdmissionConfiguration: the PodSecurity plugin's cluster-wide defaults "
                    "and exemptions (docs/security.md).")
+@click.option("--authorization-mode", "authorization_mode", default="Node,RBAC", show_default=True,
+              callback=_authorization_mode,
+              help="kube-apiserver's authorizers, in order: a comma list of AlwaysAllow, AlwaysDeny, Node, RBAC "
+                   "(docs/rbac.md).")
 @click.option("-v", "--verbose", count=True)
 def server(data_dir: Path, address: str, port: int, datastore: str, api_workers: int, no_controllers: bool,
-           no_scheduler: bool, verbose: int, admission_config: Path | None) -> None:
+           no_scheduler: bool, verbose: int, admission_config: Path | None, authorization_mode: str) -> None:
     """Run the apiserver (and scheduler and controllers) without a node."""
     _logging(verbose)
     _check_admission_config(admission_config)
@@ -160,7 +178,8 @@ def server(data_dir: Path, address: str, port: int, datastore: str, api_workers:
         raise click.ClickException(str(e)) from None
     cfg = cluster.ClusterConfig(data_dir=data_dir, address=address, port=port, datastore=datastore,
                                 api_workers=api_workers, run_node=False, run_controllers=not no_controllers,
-                                run_scheduler=not no_scheduler, admission_config=admission_config)
+                                run_scheduler=not no_scheduler, admission_config=admission_config,
+                                authorization_mode=authorization_mode)
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(data_dir / "kubeconfig", name="kybern", server=r.server_url,
@@ -323,13 +342,14 @@ def scheduler_cmd(server_url: str, token: str, ca_file: str | None, name: str, v
 @click.option("--datastore", required=True)
 @click.option("--index", type=int, default=1)
 @click.option("--admission-control-config-file", "admission_config", default=None, type=click.Path(path_type=Path))
+@click.option("--authorization-mode", "authorization_mode", default="Node,RBAC")
 def api_worker(data_dir: Path, address: str, port: int, datastore: str, index: int,
-               admission_config: Path | None) -> None:
+               admission_config: Path | None, authorization_mode: str) -> None:
     """One extra apiserver process, started by `--api-workers` (not run by hand)."""
     _logging(0)
     from kybern.cli import apiworkers
 
-    serverloop.run(apiworkers.serve_worker(data_dir, address, port, datastore, admission_config))
+    serverloop.run(apiworkers.serve_worker(data_dir, address, port, datastore, admission_config, authorization_mode))
 
 
 def _check_admission_config(path: Path | None) -> None:

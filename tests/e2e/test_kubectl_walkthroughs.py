@@ -306,6 +306,10 @@ def test_create_token_for_a_service_account(cluster, namespace):
     who = cluster.kubectl("auth", "whoami", f"--token={token}").stdout
     assert f"system:serviceaccount:{namespace}:robot" in who
     assert f"[system:serviceaccounts system:serviceaccounts:{namespace} system:authenticated]" in who
+    # RBAC: the account may list service accounts once a role says so (docs/rbac.md)
+    cluster.kubectl("create", "role", "sa-reader", "--verb=list", "--resource=serviceaccounts", *ns)
+    cluster.kubectl("create", "rolebinding", "robot-reads", "--role=sa-reader", f"--serviceaccount={namespace}:robot",
+                    *ns)
     assert cluster.kubectl("get", "serviceaccounts", *ns, f"--token={token}", "-o", "name").stdout.split() == \
         ["serviceaccount/default", "serviceaccount/robot"]
     p = cluster.kubectl("create", "token", "robot", "--duration=1m", *ns, check=False)

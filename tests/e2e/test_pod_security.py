@@ -263,6 +263,7 @@ def test_cluster_level_defaults_and_exemptions(tmp_path):
             "securityContext": {"privileged": True}}, runtimeClassName="gvisor"))
         assert p.stdout.strip() == "pod/sandboxed created (server dry run)" and p.stderr == ""
         c.kubectl("create", "serviceaccount", "deployer")
+        c.kubectl("create", "rolebinding", "deployer", "--clusterrole=edit", "--serviceaccount=default:deployer")
         token = c.kubectl("create", "token", "deployer").stdout.strip()
         p = c.kubectl("apply", "--dry-run=server", f"--token={token}", "-f", "-", input=priv)
         assert p.stdout.strip() == "pod/priv created (server dry run)" and p.stderr == ""

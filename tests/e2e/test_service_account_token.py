@@ -109,6 +109,10 @@ def test_an_in_cluster_client_works_from_a_pod(cluster, namespace):
               "config.load_incluster_config()\n"
               "ns = open('/var/run/secrets/kubernetes.io/serviceaccount/namespace').read()\n"
               "print(sorted(p.metadata.name for p in client.CoreV1Api().list_namespaced_pod(ns).items))\n")
+    # as an operator's manifests do: a Role and RoleBinding give its service account the rights (RBAC)
+    cluster.kubectl("create", "role", "pod-lister", "--verb=list", "--resource=pods", "-n", namespace)
+    cluster.kubectl("create", "rolebinding", "operator-lists-pods", "--role=pod-lister",
+                    f"--serviceaccount={namespace}:default", "-n", namespace)
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "operator"}, "spec": {
             "restartPolicy": "Never",
