@@ -141,3 +141,43 @@ def test_modes():
         except ValueError:
             continue
         raise AssertionError(bad)
+
+
+async def test_bootstrap_reconcile_adds_missing_and_respects_autoupdate_false(tmp_path):
+    from kybern.apiserver.server import APIServer
+    from kybern.storage.sqlite import SQLiteStore
+
+    storage = SQLiteStore(str(tmp_path / "state.db"))
+    api = APIServer(storage)
+    try:
+        await api.watch_cache.ready()
+        await rbac_policy.reconcile(api)
+        roles = api.store("rbac.authorization.k8s.io", "v1", "clusterroles")
+        view = await roles.get(None, "system:aggregate-to-view")
+        assert view["metadata"]["labels"]["kubernetes.io/bootstrapping"] == "rbac-defaults"
+
+        def edit(rules, annotation=None):
+            def make(cur):
+                cur["rules"] = rules
+                if annotation:
+                    cur["metadata"]["annotations"][rbac_policy.AUTOUPDATE] = annotation
+                return cur
+            return make
+        mine = {"verbs": ["get"], "apiGroups": ["example.com"], "resources": ["widgets"]}
+        # a user's edit: a rule added, one removed; reconciling adds back only what is missing
+        basic = await roles.get(None, "system:basic-user")
+        await roles.update(None, "system:basic-user", edit([mine, basic["rules"][1]]))
+        await rbac_policy.reconcile(api)
+        got = (await roles.get(None, "system:basic-user"))["rules"]
+        assert got[0] == mine and len(got) == 3 and basic["rules"][0] in got
+        # autoupdate "false": left as edited
+        await roles.update(None, "system:discovery", edit([mine], "false"))
+        await rbac_policy.reconcile(api)
+        assert (await roles.get(None, "system:discovery"))["rules"] == [mine]
+        # a deleted one comes back
+        await roles.delete(None, "system:monitoring", {})
+        await rbac_policy.reconcile(api)
+        assert (await roles.get(None, "system:monitoring"))["rules"]
+    finally:
+        await api.watch_cache.stop()
+        await storage.close()
