@@ -496,17 +496,25 @@ def _opt_value(o: Any) -> Any:
     return o.v if o.present else _err("optional.none() dereference")
 
 
-# authorizer (admission matchConditions): kybern has no authorization yet, so
-# every check is allowed, as the SelfSubjectAccessReviews it answers say
+# authorizer (admission matchConditions, ValidatingAdmissionPolicy): check() asks the
+# apiserver's authorizer chain through the function the caller gives (authz.cel_check);
+# without one every check is allowed
 class AuthzCheck:
     """authorizer.group(g).resource(r)...: what a check() asks about."""
-    __slots__ = ("fields",)
+    __slots__ = ("fields", "fn")
 
-    def __init__(self, **fields: str) -> None:
+    def __init__(self, fn: Any = None, **fields: str) -> None:
+        self.fn = fn
         self.fields = fields
 
     def with_(self, **more: str) -> AuthzCheck:
-        return AuthzCheck(**{**self.fields, **more})
+        return AuthzCheck(self.fn, **{**self.fields, **more})
+
+
+class _AuthzMap(celtypes.MapType):
+    """The `authorizer` variable: a map (so `authorizer.requestResource` reads) that
+    carries the check function to the checks built from it."""
+    fn: Any = None
 
 
 class AuthzDecision:
@@ -516,17 +524,18 @@ class AuthzDecision:
         self.allowed, self.reason = allowed, reason
 
 
-def authorizer(request_resource: dict[str, str] | None = None) -> Any:
-    """The `authorizer` variable: a map so `authorizer.requestResource` reads."""
-    out = celtypes.MapType()
+def authorizer(request_resource: dict[str, str] | None = None, check: Any = None) -> Any:
+    """The `authorizer` variable. `check(fields, verb) -> (allowed, reason)` decides."""
+    out = _AuthzMap()
+    out.fn = check
     if request_resource is not None:
-        out[celtypes.StringType("requestResource")] = AuthzCheck(**request_resource)
+        out[celtypes.StringType("requestResource")] = AuthzCheck(check, **request_resource)
     return out
 
 
 def _authz_step(key: str) -> Any:
     def step(target: Any, value: Any) -> Any:
-        base = target if isinstance(target, AuthzCheck) else AuthzCheck()
+        base = target if isinstance(target, AuthzCheck) else AuthzCheck(getattr(target, "fn", None))
         return base.with_(**{key: _s(value)})
     return step
 
@@ -534,7 +543,10 @@ def _authz_step(key: str) -> Any:
 def _check(target: Any, verb: Any) -> Any:
     if not isinstance(target, AuthzCheck):
         raise TypeError
-    return AuthzDecision(True, "")
+    if target.fn is None:
+        return AuthzDecision(True, "")
+    allowed, reason = target.fn(dict(target.fields), _s(verb))
+    return AuthzDecision(allowed, reason)
 
 
 def _wrap(fn: Any) -> Any:
@@ -595,7 +607,8 @@ _LIB: dict[str, Any] = {
     # authorizer
     "group": _authz_step("group"), "resource": _authz_step("resource"), "subresource": _authz_step("subresource"),
     "namespace": _authz_step("namespace"), "name": _authz_step("name"), "path": _authz_step("path"),
-    "serviceAccount": lambda a, ns, n: AuthzCheck(user=f"system:serviceaccount:{_s(ns)}:{_s(n)}"),
+    "serviceAccount": lambda a, ns, n: AuthzCheck(getattr(a, "fn", None),
+                                                  user=f"system:serviceaccount:{_s(ns)}:{_s(n)}"),
     "check": _check, "allowed": lambda d: celtypes.BoolType(d.allowed),
     "reason": lambda d: celtypes.StringType(d.reason), "errored": lambda d: celtypes.BoolType(False),
     "error": lambda d: celtypes.StringType(""),

@@ -197,7 +197,7 @@ class Policies:
                 "request": cel.to_cel(_request(a)), "namespaceObject": cel.to_cel(await self._namespace(a)),
                 "authorizer": cel.authorizer({"group": a.info.group, "resource": a.info.plural,
                                               "subresource": a.subresource or "", "namespace": a.namespace,
-                                              "name": a.name})}
+                                              "name": a.name}, aw._cel_check(self.server, a))}
         out: list[_Decision] = []
         for param in params:
             act = {**base, "params": cel.to_cel(param)}

@@ -336,12 +336,12 @@ class Webhooks:
             return None
         if not await self._namespace_matches(hook.spec.get("namespaceSelector"), a):
             return None
-        if hook.spec.get("matchConditions") and not self._conditions_match(hook, sent):
+        if hook.spec.get("matchConditions") and not self._conditions_match(hook, sent, self.server):
             return None
         return sent
 
     @staticmethod
-    def _conditions_match(hook: Hook, a: _Attributes) -> bool:
+    def _conditions_match(hook: Hook, a: _Attributes, server: Any = None) -> bool:
         """The matchConditions (upstream's matchconditions.Matcher): any false one
         skips the webhook; otherwise errors fail the request with a 403 under
         failurePolicy Fail, or skip the webhook under Ignore."""
@@ -353,7 +353,7 @@ class Webhooks:
         act = {"object": cel.to_cel(a.obj), "oldObject": cel.to_cel(a.old), "request": cel.to_cel(request),
                "authorizer": cel.authorizer({"group": a.info.group, "resource": a.info.plural,
                                              "subresource": a.subresource or "", "namespace": a.namespace,
-                                             "name": a.name})}
+                                             "name": a.name}, _cel_check(server, a))}
         matched, errs = cel.match_conditions(hook.conditions(), act, uncompiled="compilation failed")
         if not matched:
             return False
@@ -616,6 +616,9 @@ class _Attributes:
         out["options"] = self._options()
         return out
 
+    def user(self) -> Obj:
+        return self._user()
+
     def _user(self) -> Obj:
         from kybern.apiserver import reviews
 
@@ -780,3 +783,11 @@ def _cert_reason(e: aiohttp.ClientConnectorCertificateError) -> str:
         return f"x509: certificate is not valid for the requested host ({text})"
     return f"x509: {text}"
 
+
+def _cel_check(server: Any, a: _Attributes) -> Any:
+    """The CEL `authorizer`'s check(): the request's user through the server's authorizer."""
+    if server is None:
+        return None
+    from kybern.apiserver import authz
+
+    return authz.cel_check(server, a.user())

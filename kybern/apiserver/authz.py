@@ -662,3 +662,23 @@ async def _fresh(server: APIServer) -> None:
         await asyncio.wait_for(server.watch_cache.wait_fresh(), 2)
     except (TimeoutError, asyncio.TimeoutError):
         pass
+
+
+def cel_check(server: APIServer, user: dict[str, Any]) -> Any:
+    """check(fields, verb) for CEL's `authorizer` in admission expressions (upstream's
+    library.Authz): the request's user, or `serviceAccount(ns, name)`'s, asked of the
+    server's authorizer chain."""
+    def check(fields: dict[str, str], verb: str) -> tuple[bool, str]:
+        who = user
+        sa = fields.get("user")
+        if sa:
+            ns = sa.split(":")[2] if sa.count(":") == 3 else ""
+            who = {"username": sa, "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}"]}
+        if "path" in fields:
+            a = Attributes(who, verb, resource_request=False, path=fields["path"])
+        else:
+            a = Attributes(who, verb, api_group=fields.get("group", ""), resource=fields.get("resource", ""),
+                           subresource=fields.get("subresource", ""), namespace=fields.get("namespace", ""),
+                           name=fields.get("name", ""))
+        return server.authorizer.authorize(a)
+    return check

@@ -181,3 +181,41 @@ def test_impersonation_needs_the_impersonate_verb(cluster, namespace):
             cluster.kubectl("delete", "clusterrolebinding", f"imp-jane-{namespace}")
     finally:
         cluster.kubectl("delete", "clusterrole", f"impersonate-jane-{namespace}")
+
+
+def test_admission_policy_authorizer_asks_rbac(cluster, namespace):
+    """A ValidatingAdmissionPolicy's CEL `authorizer` answers from RBAC for the request's user."""
+    name = f"needs-secrets-{namespace}"[:63]
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+              "metadata": {"name": name}, "spec": {
+                  "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                                          "operations": ["CREATE"], "resources": ["configmaps"]}]},
+                  "validations": [{"expression": "authorizer.resource('secrets').namespace(request.namespace)"
+                                                 ".check('get').allowed()",
+                                   "message": "only who may read secrets may create config maps"}]}}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+               "metadata": {"name": name}, "spec": {
+                   "policyName": name, "validationActions": ["Deny"],
+                   "matchResources": {"namespaceSelector": {"matchLabels": {
+                       "kubernetes.io/metadata.name": namespace}}}}}
+    token = _sa_token(cluster, namespace, "cm-writer")
+    cluster.kubectl("create", "role", "cm-create", "--verb=create", "--resource=configmaps", "-n", namespace)
+    cluster.kubectl("create", "rolebinding", "cm-create", "--role=cm-create",
+                    f"--serviceaccount={namespace}:cm-writer", "-n", namespace)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(policy))
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(binding))
+    try:
+        def sa_create(n: str):
+            return cluster.kubectl("create", "configmap", n, "-n", namespace, f"--token={token}", "--dry-run=server",
+                                   check=False)
+        cluster.wait_for(lambda: sa_create("probe").returncode != 0, timeout=15, what="the policy enforced")
+        assert "only who may read secrets may create config maps" in sa_create("one").stderr
+        # the admin (system:masters) may read secrets: admitted
+        assert cluster.kubectl("create", "configmap", "two", "-n", namespace, "--dry-run=server").returncode == 0
+        cluster.kubectl("create", "role", "secret-reader", "--verb=get", "--resource=secrets", "-n", namespace)
+        cluster.kubectl("create", "rolebinding", "secret-reader", "--role=secret-reader",
+                        f"--serviceaccount={namespace}:cm-writer", "-n", namespace)
+        cluster.wait_for(lambda: sa_create("three").returncode == 0, timeout=10, what="admitted once it may read")
+    finally:
+        cluster.kubectl("delete", "validatingadmissionpolicybinding", name)
+        cluster.kubectl("delete", "validatingadmissionpolicy", name)
