@@ -8,6 +8,7 @@ from kybern.api import (
     apps,
     autoscaling,
     batch,
+    certificates,
     core,
     core_extra,
     crd,
@@ -28,6 +29,7 @@ def builtin_registry() -> Registry:
     for info in core.RESOURCES + core_extra.RESOURCES + apps.RESOURCES + batch.RESOURCES + \
             autoscaling.RESOURCES + networking.RESOURCES + discovery_k8s.RESOURCES + events.RESOURCES + \
             policy.RESOURCES + rbac.RESOURCES + scheduling.RESOURCES + apiregistration.RESOURCES + \
-            storage_k8s.RESOURCES + crd.RESOURCES + admissionregistration.RESOURCES + nodeapi.RESOURCES:
+            storage_k8s.RESOURCES + crd.RESOURCES + admissionregistration.RESOURCES + nodeapi.RESOURCES + \
+            certificates.RESOURCES:
         reg.add(info)
     return reg

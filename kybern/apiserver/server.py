@@ -31,6 +31,7 @@ from kybern.apiserver import (
     admission_webhooks,
     allocators,
     authz,
+    csr,
     discovery,
     metricsapi,
     podsecurity,
@@ -117,6 +118,9 @@ class APIServer:
         self._aggregator: rbac_policy.Aggregator | None = None
         self.sa_tokens = satokens.TokenIssuer(satokens.key_from_tokens(self.tokens))
         self.advertise = advertise
+        # TLS verifies client certificates against the cluster CA (ssl_context(client_ca=...)):
+        # set by whoever serves the app so, and then their subject is a user (csr.peer_user)
+        self.client_ca = False
         self._stores: dict[tuple[str, str, str], RESTStore] = {}
         self._validator = _validator()
         self.subresources: dict[tuple[str, str, str], SubHandler] = {
@@ -134,6 +138,7 @@ class APIServer:
             ("", "nodes", "proxy"): proxy.node,
             ("", "pods", "proxy"): proxy.pod,
             ("", "services", "proxy"): proxy.service,
+            ("certificates.k8s.io", "certificatesigningrequests", "approval"): csr.approval_subresource,
         }
         self.watchers: dict[str, int] = {}
         # admission that needs other objects: runs after validation, before the write
@@ -145,6 +150,7 @@ class APIServer:
             ("", "persistentvolumes"): self._protect_volume,
             ("scheduling.k8s.io", "priorityclasses"): self._admit_priority_class,
             ("", "secrets"): lambda secret: satokens.fill_token_secret(self, secret),
+            ("certificates.k8s.io", "certificatesigningrequests"): lambda obj: csr.admit_create(self, obj),
             **{(authz.GROUP, plural): (lambda obj, p=plural: authz.check_escalation(self, p, obj, None))
                for plural in ("roles", "clusterroles", "rolebindings", "clusterrolebindings")},
         }
@@ -179,6 +185,8 @@ class APIServer:
                           # upstream's status strategies); CRs' validators see the whole object
                           status_scope=None if own else ("apiVersion", "kind", "metadata", "status"))
             s.webhooks = self.webhooks
+            if (info.group, info.plural) == ("certificates.k8s.io", "certificatesigningrequests"):
+                csr.install(self, s)
             self._stores[key] = s
         return s
 
@@ -649,6 +657,8 @@ class APIServer:
                 bearer = auth[7:] if auth.startswith("Bearer ") else _bearer(auth)
                 if bearer not in self.tokens:
                     user = await satokens.authenticate(self, bearer) if bearer.count(".") == 2 else None
+                    if user is None and self.client_ca:  # no token: the client certificate's user, if any
+                        user = csr.peer_user(request)
                     if user is None:
                         e0 = errors.unauthorized()
                         resp = rest.status_response(e0)
@@ -794,10 +804,16 @@ class APIServer:
                             headers={"ETag": f'"{etag}"', "Cache-Control": "public, immutable"})
 
 
-def ssl_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+def ssl_context(cert_file: str, key_file: str, client_ca: str | None = None) -> ssl.SSLContext:
     # asyncio gives every TLS connection a 256 KiB receive buffer: 256 MB for a
     # thousand watches. 64 KiB still holds several 16 KiB TLS records per read.
     asyncio.sslproto.SSLProtocol.max_size = 64 * 1024
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert_file, key_file)
+    if client_ca:
+        # --client-ca-file: a client certificate is asked for, not required (token
+        # clients send none); one that is sent must chain to the cluster CA
+        ctx.load_verify_locations(client_ca)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)  # the CA predates SKI/AKI extensions
     return ctx

@@ -261,6 +261,8 @@ class RESTStore:
         self.before_create = before_create  # async hook after validation (e.g. IP allocation)
         self.before_update = before_update  # async hook (new, old) after an update's validation
         self.webhooks: Any = None  # admission webhooks (kybern/apiserver/admission_webhooks.py), set by the server
+        # built-in admission of subresource writes (e.g. certificatesigningrequests' approval), set by the server
+        self.subresource_admission: dict[str, Callable[[Obj, Obj], Any]] = {}
         # records metadata.managedFields for the request's field manager (managedfields.tracker)
         self.track_fields = track_fields
         # the top-level fields a status update's schema validation looks at (None: all):
@@ -667,6 +669,9 @@ class RESTStore:
             if "status" in new:
                 _drop_nulls_in(new, "status")
             causes = lambda: strategy.validate_status_update(new, old)  # noqa: E731
+        elif subresource == "approval":  # certificatesigningrequests: only the conditions change
+            new = strategy.prepare_for_approval_update(new, old)  # type: ignore[attr-defined]
+            causes = lambda: strategy.validate_approval_update(new, old)  # type: ignore[attr-defined]  # noqa: E731
         elif subresource == "binding":
             causes = list  # the binding REST writes nodeName and status itself
         elif subresource == "finalize":
@@ -686,11 +691,13 @@ class RESTStore:
                 new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
         self._keep_system_meta(new, old)
         self._validate(new, causes, field_validation, warnings,
-                       scope=self.status_scope if subresource == "status" else None)
+                       scope=self.status_scope if subresource in ("status", "approval") else None)
         if self.webhooks is not None and self.webhooks.active(self, subresource):
             await self.webhooks.admit(self, "UPDATE", new, old, subresource=subresource, dry_run=dry_run,
                                       field_validation=field_validation, warnings=warnings, causes=causes,
                                       scope=self.status_scope if subresource == "status" else None)
+        if subresource in self.subresource_admission:
+            await self.subresource_admission[subresource](new, old)
         if self.before_update is not None and subresource in (None, "ephemeralcontainers"):
             wtoken = ADMISSION_WARNINGS.set(warnings)
             try:

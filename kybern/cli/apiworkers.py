@@ -94,7 +94,9 @@ async def serve_worker(data_dir: Path, address: str, port: int, datastore: str,
                                shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()  # the watch cache fills from storage here
     gc_tuning.freeze_for_serving()  # before any connection: shorter GC pauses (gc_tuning.py)
-    await web.SockSite(runner, sock, ssl_context=ssl_context(str(crt), str(key))).start()
+    api.client_ca = True
+    await web.SockSite(runner, sock, ssl_context=ssl_context(str(crt), str(key),
+                                                             str(data_dir / "pki" / "ca.crt"))).start()
     try:
         await done.wait()
     finally:

@@ -164,7 +164,8 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
 
     await master_endpoints.reconcile(api, host, port)  # where 10.96.0.1:443 leads (start-up writes end here)
     gc_tuning.freeze_for_serving()  # before any connection: shorter GC pauses (gc_tuning.py)
-    await web.SockSite(runner, sock, ssl_context=ssl_context(str(crt), str(key))).start()
+    api.client_ca = True
+    await web.SockSite(runner, sock, ssl_context=ssl_context(str(crt), str(key), str(ca_file))).start()
     running = Running(url, ca_file, admin_token, node_token, port, [], runner, [], store=store)
     # as kube-apiserver: compact the storage history every 5 minutes (cancelled by stop())
     running.tasks.append(asyncio.create_task(run_compactor(store), name="compactor"))

@@ -13,6 +13,7 @@ from kybern.client.http import Client
 from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import NAMESPACES
 from kybern.controllers.cronjob import CronJobController
+from kybern.controllers.csrsigning import CSRSigningController
 from kybern.controllers.daemonset import DaemonSetController
 from kybern.controllers.deployment import DeploymentController
 from kybern.controllers.disruption import DisruptionController
@@ -62,6 +63,7 @@ _BUILDERS: dict[str, Any] = {
     "resourcequota": ResourceQuotaController,
     "disruption": DisruptionController,
     "storage-protection": StorageProtectionController,
+    "csrsigning": CSRSigningController,
 }
 NAMES: list[str] = list(_BUILDERS)
 

@@ -219,3 +219,201 @@ def test_admission_policy_authorizer_asks_rbac(cluster, namespace):
     finally:
         cluster.kubectl("delete", "validatingadmissionpolicybinding", name)
         cluster.kubectl("delete", "validatingadmissionpolicy", name)
+
+
+# -- client certificates through a CertificateSigningRequest (docs/certificates.md) ---------------------
+def _key_and_csr(tmp_path, cn: str, org: str | None = None) -> tuple[str, str]:
+    """What the task page does with openssl: a key and a CSR for CN=<cn> (PEM)."""
+    import shutil
+    import subprocess
+
+    key, csr = tmp_path / f"{cn}.key", tmp_path / f"{cn}.csr"
+    subj = f"/CN={cn}" + (f"/O={org}" if org else "")
+    if shutil.which("openssl"):
+        subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+        subprocess.run(["openssl", "req", "-new", "-key", str(key), "-out", str(csr), "-subj", subj], check=True,
+                       capture_output=True)
+        return key.read_text(), csr.read_text()
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)] + \
+        ([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)] if org else [])
+    req = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs)).sign(k, hashes.SHA256())
+    return (k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode(),
+            req.public_bytes(serialization.Encoding.PEM).decode())
+
+
+def _csr_yaml(name: str, csr_pem: str, usages: str = "- client auth", extra: str = "  expirationSeconds: 86400\n",
+              signer: str = "kubernetes.io/kube-apiserver-client") -> str:
+    import base64
+
+    return (f"apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: {name}\n"
+            f"spec:\n  request: {base64.b64encode(csr_pem.encode()).decode()}\n  signerName: {signer}\n"
+            f"{extra}  usages:\n  {usages}\n")
+
+
+def _user_kubeconfig(cluster, tmp_path, name: str, cert_pem: str, key_pem: str) -> str:
+    """The admin kubeconfig's cluster with a user holding the client certificate
+    (`kubectl config set-credentials --client-key --client-certificate --embed-certs`)."""
+    import base64
+
+    import yaml
+
+    cfg = yaml.safe_load(cluster.kubeconfig.read_text())
+    cfg["users"] = [{"name": name, "user": {
+        "client-certificate-data": base64.b64encode(cert_pem.encode()).decode(),
+        "client-key-data": base64.b64encode(key_pem.encode()).decode()}}]
+    cfg["contexts"] = [{"name": name, "context": {"cluster": cfg["clusters"][0]["name"], "user": name}}]
+    cfg["current-context"] = name
+    path = tmp_path / f"{name}.kubeconfig"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_client_certificate_from_a_csr(cluster, namespace, tmp_path):
+    """kubernetes.io "Issue a Certificate for a Kubernetes API Client Using A
+    CertificateSigningRequest": CSR, approval, the issued certificate as myuser's
+    credentials, forbidden until a Role is bound."""
+    import base64
+
+    name = f"myuser-{namespace}"
+    key, csr = _key_and_csr(tmp_path, "myuser")
+    cluster.kubectl("apply", "-f", "-", input=_csr_yaml(name, csr))
+    rows = cluster.kubectl("get", "csr", name).stdout.splitlines()
+    assert rows[0].split() == ["NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION", "CONDITION"]
+    assert rows[1].split()[2:] == ["kubernetes.io/kube-apiserver-client", "kybern-admin", "24h", "Pending"]
+    assert cluster.kubectl("certificate", "approve", name).stdout.strip() == \
+        f"certificatesigningrequest.certificates.k8s.io/{name} approved"
+    cert_b64 = cluster.wait_for(
+        lambda: cluster.kubectl("get", "csr", name, "-o", "jsonpath={.status.certificate}").stdout.strip(),
+        what="the issued certificate")
+    assert cluster.kubectl("get", "csr", name, "--no-headers").stdout.split()[-1] == "Approved,Issued"
+    cond = cluster.kjson("get", "csr", name)["status"]["conditions"]
+    assert [(c["type"], c["reason"], c["message"]) for c in cond] == [
+        ("Approved", "KubectlApprove", "This CSR was approved by kubectl certificate approve.")]
+    cert = base64.b64decode(cert_b64).decode()
+    from cryptography import x509
+
+    issued = x509.load_pem_x509_certificate(cert.encode())
+    assert issued.subject.rfc4514_string() == "CN=myuser"
+    assert (issued.not_valid_after_utc - issued.not_valid_before_utc).total_seconds() == 86400  # backdated 5 min
+
+    kc = _user_kubeconfig(cluster, tmp_path, "myuser", cert, key)
+    who = cluster.kubectl("--kubeconfig", kc, "auth", "whoami").stdout
+    assert who.split("\n")[1].split() == ["Username", "myuser"]
+    assert who.split("\n")[2].split() == ["Groups", "[system:authenticated]"]
+    p = cluster.kubectl("--kubeconfig", kc, "get", "pods", "-n", namespace, check=False)
+    assert p.returncode != 0
+    assert p.stderr.strip() == ('Error from server (Forbidden): pods is forbidden: User "myuser" cannot list '
+                                f'resource "pods" in API group "" in the namespace "{namespace}"')
+    cluster.kubectl("create", "role", "developer", "--verb=create,get,list,update,delete", "--resource=pods",
+                    "-n", namespace)
+    cluster.kubectl("create", "rolebinding", "developer-binding-myuser", "--role=developer", "--user=myuser",
+                    "-n", namespace)
+    cluster.wait_for(lambda: cluster.kubectl("--kubeconfig", kc, "get", "pods", "-n", namespace,
+                                             check=False).returncode == 0, what="myuser may list pods")
+    assert cluster.kubectl("--kubeconfig", kc, "auth", "can-i", "delete", "pods", "-n", namespace).stdout.strip() \
+        == "yes"
+    # the official Python client authenticates with the same certificate
+    from kubernetes import client, config
+
+    api = client.CoreV1Api(config.new_client_from_config(kc))
+    assert api.list_namespaced_pod(namespace).items == []
+    # spec.username is who asked, and stays so
+    p = cluster.kubectl("patch", "csr", name, "--type=merge", "-p", '{"spec":{"username":"mallory"}}', check=False)
+    assert cluster.kjson("get", "csr", name)["spec"]["username"] == "kybern-admin", p.stdout + p.stderr
+    cluster.kubectl("delete", "csr", name)
+
+
+def test_csr_deny_refusals_and_foreign_certificates(cluster, namespace, tmp_path):
+    ns = namespace
+    key, csr = _key_and_csr(tmp_path, "bob")
+    cluster.kubectl("apply", "-f", "-", input=_csr_yaml(f"bob-{ns}", csr))
+    assert cluster.kubectl("certificate", "deny", f"bob-{ns}").stdout.strip() == \
+        f"certificatesigningrequest.certificates.k8s.io/bob-{ns} denied"
+    assert cluster.kubectl("get", "csr", f"bob-{ns}", "--no-headers").stdout.split()[-1] == "Denied"
+    p = cluster.kubectl("certificate", "approve", f"bob-{ns}", check=False)
+    assert p.returncode != 0 and "is already Denied" in p.stderr
+    # a bad request: the Status names every invalid field
+    bad = ("apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: bad\nspec:\n"
+           "  request: aGVsbG8K\n  signerName: kubernetes.io/kube-apiserver-client\n  expirationSeconds: 599\n"
+           "  usages: [client auth, client auth]\n")
+    p = cluster.kubectl("apply", "-f", "-", input=bad, check=False)
+    assert p.stderr.strip() == (
+        'The CertificateSigningRequest "bad" is invalid: \n'
+        "* spec.request: Invalid value: []byte{0x68, 0x65, 0x6c, 0x6c, 0x6f, 0xa}: PEM block type must be "
+        "CERTIFICATE REQUEST\n"
+        '* spec.usages[1]: Duplicate value: "client auth"\n'
+        "* spec.expirationSeconds: Invalid value: 599: may not specify a duration less than 600 seconds "
+        "(10 minutes)")
+    p = cluster.kubectl("apply", "-f", "-", input=_csr_yaml("nosigner", csr, signer='""'), check=False)
+    assert "spec.signerName: Required value" in p.stderr
+    # CertificateSubjectRestriction
+    _, masters = _key_and_csr(tmp_path, "root", org="system:masters")
+    p = cluster.kubectl("apply", "-f", "-", input=_csr_yaml(f"root-{ns}", masters), check=False)
+    assert p.stderr.strip() == (
+        f'Error from server (Forbidden): error when creating "STDIN": certificatesigningrequests.certificates.k8s.io '
+        f'"root-{ns}" is forbidden: use of kubernetes.io/kube-apiserver-client signer with system:masters group is '
+        "not allowed")
+    # the signer refuses usages a client certificate may not have
+    cluster.kubectl("apply", "-f", "-", input=_csr_yaml(f"srv-{ns}", csr, usages="- server auth"))
+    cluster.kubectl("certificate", "approve", f"srv-{ns}")
+    cluster.wait_for(lambda: cluster.kubectl("get", "csr", f"srv-{ns}", "--no-headers").stdout.split()[-1]
+                     == "Approved,Failed", what="Failed")
+    failed = [c for c in cluster.kjson("get", "csr", f"srv-{ns}")["status"]["conditions"] if c["type"] == "Failed"]
+    assert (failed[0]["reason"], failed[0]["message"]) == ("SignerValidationFailure",
+                                                           "invalid usage for client certificate: server auth")
+    # approving takes `approve` on the signer, besides update on certificatesigningrequests/approval
+    cluster.kubectl("apply", "-f", "-", input=_csr_yaml(f"carol-{ns}", csr))
+    # /status may not approve
+    p = cluster.kubectl("patch", "csr", f"carol-{ns}", "--subresource=status", "--type=merge", "-p",
+                        '{"status":{"conditions":[{"type":"Approved","status":"True","reason":"R"}]}}', check=False)
+    assert 'status.conditions: Forbidden: updates may not add a condition of type "Approved"' in p.stderr
+    rules = ("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: csr-approver-{ns}\n"
+             "rules:\n- apiGroups: [certificates.k8s.io]\n  resources: [certificatesigningrequests]\n"
+             "  verbs: [get, list]\n- apiGroups: [certificates.k8s.io]\n"
+             "  resources: [certificatesigningrequests/approval]\n  verbs: [update]\n")
+    cluster.kubectl("apply", "-f", "-", input=rules.format(ns=ns))
+    cluster.kubectl("create", "clusterrolebinding", f"csr-approver-{ns}", f"--clusterrole=csr-approver-{ns}",
+                    f"--user=approver-{ns}")
+    as_ = f"--as=approver-{ns}"
+    p = cluster.kubectl("certificate", "approve", f"carol-{ns}", as_, check=False)
+    assert p.stderr.strip() == (
+        f'Error from server (Forbidden): certificatesigningrequests.certificates.k8s.io "carol-{ns}" is forbidden: '
+        'user not permitted to approve requests with signerName "kubernetes.io/kube-apiserver-client"')
+    signers = ("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: csr-signer-{ns}\n"
+               "rules:\n- apiGroups: [certificates.k8s.io]\n  resources: [signers]\n"
+               "  resourceNames: ['kubernetes.io/*']\n  verbs: [approve]\n")
+    cluster.kubectl("apply", "-f", "-", input=signers.format(ns=ns))
+    cluster.kubectl("create", "clusterrolebinding", f"csr-signer-{ns}", f"--clusterrole=csr-signer-{ns}",
+                    f"--user=approver-{ns}")
+    cluster.wait_for(lambda: cluster.kubectl("certificate", "approve", f"carol-{ns}", as_, check=False).returncode
+                     == 0, what="approved by the approver")
+    assert cluster.kubectl("get", "csr", f"bob-{ns}", "-o", "jsonpath={.status.certificate}").stdout == ""
+    # a client certificate from another CA does not get through TLS
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    subj = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "admin")])
+    now = dt.datetime.now(dt.timezone.utc)
+    own = (x509.CertificateBuilder().subject_name(subj).issuer_name(subj).public_key(k.public_key())
+           .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(hours=1)).sign(k, hashes.SHA256()))
+    kc = _user_kubeconfig(cluster, tmp_path, "forged", own.public_bytes(serialization.Encoding.PEM).decode(),
+                          k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()).decode())
+    p = cluster.kubectl("--kubeconfig", kc, "auth", "whoami", "--request-timeout=5s", check=False)
+    assert p.returncode != 0 and "Username" not in p.stdout
+    for n in ("bob", "srv", "carol"):
+        cluster.kubectl("delete", "csr", f"{n}-{ns}")
+    cluster.kubectl("delete", "clusterrolebinding", f"csr-approver-{ns}", f"csr-signer-{ns}")
+    cluster.kubectl("delete", "clusterrole", f"csr-approver-{ns}", f"csr-signer-{ns}")
