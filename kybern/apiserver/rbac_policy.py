@@ -160,6 +160,11 @@ CLUSTER_ROLES: list[dict[str, Any]] = [
     _role("system:node-proxier", NODE_PROXIER_RULES),
     _role("system:node-bootstrapper", [
         R(["create", "get", "list", "watch"], "certificates.k8s.io", ["certificatesigningrequests"])]),
+    # who may approve requests for the well-known signers (bind with update on
+    # certificatesigningrequests/approval; docs/certificates.md)
+    *[_role(f"system:certificates.k8s.io:{signer}-approver",
+            [R("approve", "certificates.k8s.io", ["signers"], [f"kubernetes.io/{signer}"])])
+      for signer in ("kube-apiserver-client", "kube-apiserver-client-kubelet", "kubelet-serving", "legacy-unknown")],
     _role("system:kube-scheduler", [
         EVENTS_RULE,
         R("create", "coordination.k8s.io", ["leases"]),

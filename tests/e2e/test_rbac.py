@@ -395,6 +395,10 @@ def test_csr_deny_refusals_and_foreign_certificates(cluster, namespace, tmp_path
     cluster.wait_for(lambda: cluster.kubectl("certificate", "approve", f"carol-{ns}", as_, check=False).returncode
                      == 0, what="approved by the approver")
     assert cluster.kubectl("get", "csr", f"bob-{ns}", "-o", "jsonpath={.status.certificate}").stdout == ""
+    # upstream's bootstrap approver roles, one per well-known signer
+    assert cluster.kjson("get", "clusterrole", "system:certificates.k8s.io:kube-apiserver-client-approver")[
+        "rules"] == [{"apiGroups": ["certificates.k8s.io"], "resources": ["signers"],
+                      "resourceNames": ["kubernetes.io/kube-apiserver-client"], "verbs": ["approve"]}]
     # a client certificate from another CA does not get through TLS
     import datetime as dt
 
