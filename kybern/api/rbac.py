@@ -103,7 +103,11 @@ class RoleBindingStrategy(Strategy):
     def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
         out = self.validate(new)
         if new.get("roleRef") != old.get("roleRef"):
-            out.append(errors.cause("roleRef", "Invalid value: ...: cannot change roleRef"))
+            # Go's %#v of the internal rbac.RoleRef, as field.Invalid prints it
+            ref = new.get("roleRef") or {}
+            value = (f'rbac.RoleRef{{APIGroup:"{ref.get("apiGroup", "")}", Kind:"{ref.get("kind", "")}", '
+                     f'Name:"{ref.get("name", "")}"}}')
+            out.append(errors.cause("roleRef", f"Invalid value: {value}: cannot change roleRef"))
         return out
 
 

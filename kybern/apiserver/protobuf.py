@@ -12,7 +12,9 @@ to kybern/api/data/k8s-protos.binpb); it is loaded once, on first use.
 
 The conversion follows Go's JSON encoding of the same struct, since that is what
 a JSON client would have sent:
-- field names are the .proto names (already the JSON names);
+- field names are the .proto names (already the JSON names), but for the few the
+  .proto spells otherwise (BoundObjectReference `uID`, Variable `Name`, ...): the
+  OpenAPI property of the same name in another case;
 - Time/MicroTime -> RFC 3339 strings (zero time -> null), Duration -> Go's
   duration string, IntOrString -> int or str, Quantity -> str,
   RawExtension/FieldsV1 -> the embedded JSON, bytes -> base64;
@@ -161,6 +163,7 @@ def to_json(msg: Message) -> Any:
     if desc.name in ("ExtraValue", "Verbs") and [f.name for f in desc.fields] == ["items"]:
         return list(msg.items)  # Go `type X []string`, wrapped as a message on the wire
     plan = _plan(desc)
+    names = _json_names.get(desc.full_name) or {}
     out: dict[str, Any] = {}
     for fd, value in msg.ListFields():
         if fd.is_repeated:
@@ -178,7 +181,7 @@ def to_json(msg: Message) -> Any:
             if isinstance(inner, dict):
                 out.update(inner)  # Go `json:",inline"` embedding (Volume.VolumeSource, ...)
             continue
-        out[fd.name] = _scalar_or_message(fd, value)
+        out[names.get(fd.name, fd.name)] = _scalar_or_message(fd, value)
     return out
 
 
@@ -195,6 +198,7 @@ def _scalar_or_message(fd: FieldDescriptor, value: Any) -> Any:
 
 _OMIT_ZERO, _INLINE = 1, 2
 _plans: dict[str, dict[str, int]] = {}
+_json_names: dict[str, dict[str, str]] = {}  # .proto name -> JSON name where they differ
 
 
 def _plan(desc: Descriptor) -> dict[str, int]:
@@ -218,13 +222,18 @@ def _plan(desc: Descriptor) -> dict[str, int]:
     props = definition.get("properties") or {}
     required = set(definition.get("required") or ())
     plan = {}
+    lower = {k.lower(): k for k in props}
     for fd in desc.fields:
         if fd.is_repeated:
             continue
         if fd.type == FieldDescriptor.TYPE_MESSAGE:
             if props and fd.name not in props and fd.message_type.full_name not in _SPECIAL:
                 plan[fd.name] = _INLINE
-        elif _non_pointer(fd) and fd.name not in required:
+            continue
+        json_name = fd.name
+        if props and fd.name not in props and fd.name.lower() in lower:
+            json_name = _json_names.setdefault(desc.full_name, {})[fd.name] = lower[fd.name.lower()]
+        if _non_pointer(fd) and json_name not in required:
             plan[fd.name] = _OMIT_ZERO
     _plans[desc.full_name] = plan
     return plan

@@ -8,7 +8,9 @@ with the service-account RSA key; kybern signs with HMAC-SHA256 under a key
 derived from the cluster's own tokens, so every apiserver process of a cluster
 (and a restarted one) accepts what another issued, and nothing outside can mint
 one. A token stops working when it expires or its service account is deleted
-(or recreated with another uid), as upstream's legacy checks do."""
+(or recreated with another uid), as upstream's legacy checks do; a token bound to a
+Pod, Secret or Node (`kubectl create token --bound-object-kind`, a pod's projected
+token) names it in its claims and stops working once that object is gone."""
 
 from __future__ import annotations
 
@@ -55,11 +57,14 @@ class TokenIssuer:
         self.key = key
         self.kid = _b64(hashlib.sha256(b"kid\0" + key).digest()[:16])
 
-    def issue(self, namespace: str, name: str, uid: str, audiences: list[str], seconds: int) -> tuple[str, int]:
+    def issue(self, namespace: str, name: str, uid: str, audiences: list[str], seconds: int,
+              bound: dict[str, Any] | None = None) -> tuple[str, int]:
+        """`bound`: the `pod`/`secret`/`node` claims ({"name", "uid"}) of a bound token."""
         now = int(time.time())
         exp = now + seconds
+        k8s = {"namespace": namespace, **(bound or {}), "serviceaccount": {"name": name, "uid": uid}}
         claims = {"aud": audiences, "exp": exp, "iat": now, "iss": ISSUER, "jti": str(uuid.uuid4()),
-                  "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name, "uid": uid}},
+                  "kubernetes.io": dict(sorted(k8s.items())),
                   "nbf": now, "sub": f"system:serviceaccount:{namespace}:{name}"}
         head = _b64(orjson.dumps({"alg": "HS256", "kid": self.kid}))
         body = _b64(orjson.dumps(claims))
@@ -102,9 +107,14 @@ def user_info(claims: dict[str, Any]) -> dict[str, Any]:
     """What authentication makes of a service account token (`kubectl auth whoami`)."""
     k = claims.get("kubernetes.io") or {}
     ns, sa = k.get("namespace", ""), (k.get("serviceaccount") or {})
+    extra = {"authentication.kubernetes.io/credential-id": [f"JTI={claims.get('jti', '')}"]}
+    for kind in ("node", "pod"):  # a bound token's pod (and its node), as upstream's ServiceAccountInfo
+        if isinstance(k.get(kind), dict):
+            extra[f"authentication.kubernetes.io/{kind}-name"] = [str(k[kind].get("name", ""))]
+            extra[f"authentication.kubernetes.io/{kind}-uid"] = [str(k[kind].get("uid", ""))]
     return {"username": f"system:serviceaccount:{ns}:{sa.get('name', '')}", "uid": sa.get("uid", ""),
             "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"],
-            "extra": {"authentication.kubernetes.io/credential-id": [f"JTI={claims.get('jti', '')}"]}}
+            "extra": dict(sorted(extra.items()))}
 
 
 async def authenticate(server: APIServer, token: str) -> dict[str, Any] | None:
@@ -121,7 +131,52 @@ async def authenticate(server: APIServer, token: str) -> dict[str, Any] | None:
     entry = await store.cache.get(store.prefix, object_key(store.info, ns, str(sa.get("name"))))
     if entry is None or f'"uid":"{sa.get("uid")}"'.encode() not in entry.raw:
         return None
+    # a bound token dies with its object (gone, or recreated with another uid), as
+    # upstream's validator: "the token will expire when the object is deleted"
+    for kind, resource in (("pod", "pods"), ("secret", "secrets")):
+        ref = k.get(kind)
+        if isinstance(ref, dict):
+            objs = server.store("", "v1", resource)
+            entry = await objs.cache.get(objs.prefix, object_key(objs.info, ns, str(ref.get("name"))))
+            if entry is None or f'"uid":"{ref.get("uid")}"'.encode() not in entry.raw:
+                return None
+    if isinstance(k.get("node"), dict) and not isinstance(k.get("pod"), dict):
+        nodes = server.store("", "v1", "nodes")
+        entry = await nodes.cache.get(nodes.prefix, object_key(nodes.info, None, str(k["node"].get("name"))))
+        if entry is None or f'"uid":"{k["node"].get("uid")}"'.encode() not in entry.raw:
+            return None
     return user_info(claims)
+
+
+async def _bound_claims(server: APIServer, ns: str, account: str, ref: Any) -> dict[str, Any]:
+    """The claims binding a TokenRequest's token to its boundObjectRef (a Pod, Secret or
+    Node that must exist; a Pod's node is named too), refused as upstream's TokenREST."""
+    if not isinstance(ref, dict):
+        raise errors.bad_request("the object provided is not a valid TokenRequest")
+    version, kind, name = str(ref.get("apiVersion") or ""), str(ref.get("kind") or ""), str(ref.get("name") or "")
+    group, _, ver = version.rpartition("/")
+    resource = {"Pod": "pods", "Secret": "secrets", "Node": "nodes"}.get(kind) if group == "" else None
+    if resource is None:
+        raise errors.bad_request(f"cannot bind token to object of type {group}/{ver}, Kind={kind}")
+    obj = await server.store("", "v1", resource).get(None if kind == "Node" else ns, name)
+    uid = obj["metadata"].get("uid", "")
+    out = {kind.lower(): {"name": name, "uid": uid}}
+    if kind == "Pod":
+        spec = obj.get("spec") or {}
+        if spec.get("serviceAccountName", "default") != account:
+            raise errors.bad_request(f'cannot bind token for serviceaccount "{account}" to pod running with '
+                                     "different serviceaccount name.")
+        if spec.get("nodeName"):
+            try:
+                node = await server.store("", "v1", "nodes").get(None, spec["nodeName"])
+                out["node"] = {"name": spec["nodeName"], "uid": node["metadata"].get("uid", "")}
+            except errors.StatusError as e:
+                if e.code != 404:  # a node not (yet) there is left out, as upstream
+                    raise
+    if ref.get("uid") and ref["uid"] != uid:
+        raise errors.conflict("", kind, name, f"the UID in the bound object reference ({ref['uid']}) does not match "
+                              "the UID in record. The object might have been deleted and then recreated")
+    return out
 
 
 async def token(server: APIServer, request: web.Request, store: RESTStore, ns: str | None,
@@ -144,7 +199,11 @@ async def token(server: APIServer, request: web.Request, store: RESTStore, ns: s
             "spec.expirationSeconds", f"Invalid value: {seconds}: may not specify a duration larger than 2^32 "
             "seconds")])
     audiences = list(spec.get("audiences") or []) or [ISSUER]
-    tok, exp = server.sa_tokens.issue(ns or "default", name, sa["metadata"].get("uid", ""), audiences, seconds)
+    bound = None
+    if spec.get("boundObjectRef") is not None:
+        bound = await _bound_claims(server, ns or "default", name, spec["boundObjectRef"])
+    tok, exp = server.sa_tokens.issue(ns or "default", name, sa["metadata"].get("uid", ""), audiences, seconds,
+                                      bound)
     out = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
            "metadata": {"name": name, "namespace": ns, "creationTimestamp": meta.now()},
            "spec": {"audiences": audiences, "expirationSeconds": seconds,

@@ -790,3 +790,71 @@ def test_daemonset_rolling_update_replaces_a_pod_once_it_is_gone(cluster, namesp
     assert seen_new
     out = cluster.kubectl("rollout", "status", *ns, "ds/fluentd-elasticsearch", "--timeout=60s").stdout
     assert out.splitlines()[-1] == 'daemon set "fluentd-elasticsearch" successfully rolled out'
+
+
+def _claims(token: str) -> dict:
+    body = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+def test_bound_service_account_tokens(cluster, namespace):
+    """"Managing Service Accounts", "Bound service account tokens" and `kubectl create token
+    --bound-object-kind/--bound-object-name/--bound-object-uid`: the token names its Pod
+    (and the Pod's node) in its claims and the user's extra, is refused for a missing
+    object, another account's pod or a stale uid (sent as protobuf: `uID` on the wire),
+    and stops working once its object is deleted."""
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "serviceaccount", "build-robot", *ns)
+    cluster.kubectl("run", "bound", "--image=demo:v1", "--restart=Never", *ns)
+    cluster.kubectl("wait", "--for=condition=PodScheduled", "pod/bound", "--timeout=30s", *ns)
+    pod = cluster.kjson("get", "pod", "bound", *ns)
+    node = cluster.kjson("get", "node", pod["spec"]["nodeName"])
+    token = cluster.kubectl("create", "token", "default", "--bound-object-kind", "Pod", "--bound-object-name",
+                            "bound", *ns).stdout.strip()
+    k8s = _claims(token)["kubernetes.io"]
+    assert k8s["pod"] == {"name": "bound", "uid": pod["metadata"]["uid"]}
+    assert k8s["node"] == {"name": node["metadata"]["name"], "uid": node["metadata"]["uid"]}
+    extra = cluster.kjson("auth", "whoami", f"--token={token}")["status"]["userInfo"]["extra"]
+    assert extra["authentication.kubernetes.io/pod-name"] == ["bound"]
+    assert extra["authentication.kubernetes.io/pod-uid"] == [pod["metadata"]["uid"]]
+    assert extra["authentication.kubernetes.io/node-name"] == [node["metadata"]["name"]]
+    for args, error in (
+            (["default", "--bound-object-kind", "Pod", "--bound-object-name", "nosuch"], 'pods "nosuch" not found'),
+            (["build-robot", "--bound-object-kind", "Pod", "--bound-object-name", "bound"],
+             'cannot bind token for serviceaccount "build-robot" to pod running with different serviceaccount '
+             'name.'),
+            (["default", "--bound-object-kind", "Pod", "--bound-object-name", "bound", "--bound-object-uid", "123"],
+             'Operation cannot be fulfilled on Pod "bound": the UID in the bound object reference (123) does not '
+             'match the UID in record. The object might have been deleted and then recreated')):
+        p = cluster.kubectl("create", "token", *args, *ns, check=False)
+        assert p.returncode == 1 and p.stderr.strip() == f"error: failed to create token: {error}"
+    cluster.kubectl("create", "secret", "generic", "mysecret", "--from-literal=a=b", *ns)
+    secret_token = cluster.kubectl("create", "token", "build-robot", "--bound-object-kind", "Secret",
+                                   "--bound-object-name", "mysecret", *ns).stdout.strip()
+    cluster.kubectl("auth", "whoami", f"--token={secret_token}")
+    cluster.kubectl("delete", "secret", "mysecret", *ns)
+    cluster.kubectl("delete", "pod", "bound", "--grace-period=0", "--force", *ns)
+    cluster.wait_for(lambda: cluster.kubectl("get", "pod", "bound", *ns, check=False).returncode == 1,
+                     what="pod gone")
+    for t in (token, secret_token):
+        p = cluster.kubectl("auth", "whoami", f"--token={t}", check=False)
+        assert p.returncode == 1 and p.stderr.strip() == "error: You must be logged in to the server (Unauthorized)"
+
+
+def test_rbac_binding_role_ref_cannot_change(cluster, namespace):
+    """"Using RBAC Authorization": a binding's roleRef cannot change (upstream's error
+    text); `kubectl auth reconcile` deletes and recreates it instead."""
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "rolebinding", "bob-admin-binding", "--clusterrole=admin", "--user=bob", *ns)
+    p = cluster.kubectl("patch", "rolebinding", "bob-admin-binding", "--type=merge", "-p",
+                        '{"roleRef":{"name":"view"}}', *ns, check=False)
+    assert p.returncode == 1
+    assert p.stderr.strip() == ('The RoleBinding "bob-admin-binding" is invalid: roleRef: Invalid value: '
+                                'rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", '
+                                'Name:"view"}: cannot change roleRef')
+    manifest = cluster.kubectl("create", "rolebinding", "bob-admin-binding", "--clusterrole=view", "--user=bob",
+                               *ns, "--dry-run=client", "-o", "yaml").stdout
+    out = cluster.kubectl("auth", "reconcile", "-f", "-", *ns, input=manifest).stdout
+    assert out.strip() == "rolebinding.rbac.authorization.k8s.io/bob-admin-binding reconciled"
+    assert cluster.kubectl("auth", "can-i", "create", "pods", "--as=bob", *ns, check=False).stdout.strip() == "no"
+    assert cluster.kubectl("auth", "can-i", "list", "pods", "--as=bob", *ns).stdout.strip() == "yes"
