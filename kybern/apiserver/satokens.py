@@ -36,6 +36,9 @@ LEGACY_ISSUER = "kubernetes/serviceaccount"  # the tokens controller's, in Secre
 SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
 SA_NAME = "kubernetes.io/service-account.name"
 SA_UID = "kubernetes.io/service-account.uid"
+LAST_USED = "kubernetes.io/legacy-token-last-used"
+INVALID_SINCE = "kubernetes.io/legacy-token-invalid-since"
+TRACKING_CONFIGMAP = "kube-apiserver-legacy-service-account-token-tracking"
 DEFAULT_EXPIRATION = 3600
 MIN_EXPIRATION = 600
 
@@ -219,15 +222,39 @@ async def _authenticate_legacy(server: APIServer, token: str, claims: dict[str, 
     ns, name, uid = claims.get(f"{p}namespace"), claims.get(f"{p}service-account.name"), \
         claims.get(f"{p}service-account.uid")
     secrets = server.store("", "v1", "secrets")
-    entry = await secrets.cache.get(secrets.prefix, object_key(secrets.info, ns, str(claims.get(f"{p}secret.name"))))
+    secret_name = str(claims.get(f"{p}secret.name"))
+    entry = await secrets.cache.get(secrets.prefix, object_key(secrets.info, ns, secret_name))
     if entry is None or _b64std(token).encode() not in entry.raw:
         return None
+    secret_raw = entry.raw
     accounts = server.store("", "v1", "serviceaccounts")
     entry = await accounts.cache.get(accounts.prefix, object_key(accounts.info, ns, str(name)))
     if entry is None or f'"uid":"{uid}"'.encode() not in entry.raw:
         return None
+    if INVALID_SINCE.encode() in secret_raw or LAST_USED.encode() + b'":"' + _today().encode() not in secret_raw:
+        labels = (orjson.loads(secret_raw).get("metadata") or {}).get("labels") or {}
+        if labels.get(INVALID_SINCE):  # marked by the cleaner (or by hand): refused until the label goes
+            return None
+        if labels.get(LAST_USED) != _today():  # upstream's legacy token tracking, once a day
+            await _mark_used(secrets, ns, secret_name)
     return {"username": f"system:serviceaccount:{ns}:{name}", "uid": uid,
             "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"]}
+
+
+def _today() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime())
+
+
+async def _mark_used(secrets: RESTStore, ns: str, name: str) -> None:
+    def make(cur: dict[str, Any] | None) -> dict[str, Any]:
+        if cur is None:
+            raise errors.not_found("", "secrets", name)
+        cur.setdefault("metadata", {}).setdefault("labels", {})[LAST_USED] = _today()
+        return cur
+    try:
+        await secrets.update(ns, name, make)
+    except errors.StatusError:
+        pass  # as upstream, a failed label update does not fail the request
 
 
 def _b64std(text: str) -> str:

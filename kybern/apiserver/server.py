@@ -15,6 +15,7 @@ import asyncio.sslproto
 import copy
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -428,6 +429,13 @@ class APIServer:
             except errors.StatusError as e:
                 if e.reason != "AlreadyExists":
                     raise
+        try:  # legacytokentracking's ConfigMap: since when legacy token use is tracked (satokens.py)
+            await self.store("", "v1", "configmaps").create("kube-system", {"metadata": {
+                "name": satokens.TRACKING_CONFIGMAP, "namespace": "kube-system"},
+                "data": {"since": time.strftime("%Y-%m-%d", time.gmtime())}})
+        except errors.StatusError as e:
+            if e.reason != "AlreadyExists":
+                raise
         as_store = self.store("apiregistration.k8s.io", "v1", "apiservices")
         for group, versions in self.registry.group_versions().items():
             for version in versions:

@@ -708,7 +708,8 @@ def test_service_account_image_pull_secrets_reach_new_pods(cluster, namespace):
 def test_long_lived_api_token_for_a_service_account(cluster, namespace):
     """"Configure Service Accounts for Pods", "Manually create a long-lived API token for a
     ServiceAccount": the Secret gets the account's uid and a token that authenticates as
-    the account until the Secret is deleted."""
+    the account until the Secret is deleted; "Managing Service Accounts": legacy token
+    tracking (the `legacy-token-last-used` label) and `legacy-token-invalid-since`."""
     ns = ["-n", namespace]
     cluster.kubectl("create", "serviceaccount", "build-robot", *ns)
     cluster.kubectl("apply", *ns, "-f", "-", input="""
@@ -730,6 +731,20 @@ type: kubernetes.io/service-account-token
     token = base64.b64decode(secret["data"]["token"]).decode()
     who = cluster.kubectl("auth", "whoami", f"--token={token}", "-o", "jsonpath={.status.userInfo.username}").stdout
     assert who == f"system:serviceaccount:{namespace}:build-robot"
+    # "Managing Service Accounts", legacy token tracking and clean up: a used token's
+    # Secret is labelled with the day; one labelled invalid-since is refused until the
+    # label is removed
+    since = cluster.kjson("get", "configmap", "kube-apiserver-legacy-service-account-token-tracking", "-n",
+                          "kube-system")["data"]["since"]
+    assert len(since) == 10 and since[4] == since[7] == "-"
+    labels = cluster.kjson("get", "secret", "build-robot-secret", *ns)["metadata"]["labels"]
+    assert labels == {"kubernetes.io/legacy-token-last-used": time.strftime("%Y-%m-%d", time.gmtime())}
+    cluster.kubectl("label", "secret", "build-robot-secret", "kubernetes.io/legacy-token-invalid-since=2026-01-01",
+                    *ns)
+    p = cluster.kubectl("auth", "whoami", f"--token={token}", check=False)
+    assert p.returncode == 1 and "Unauthorized" in p.stderr
+    cluster.kubectl("label", "secret", "build-robot-secret", "kubernetes.io/legacy-token-invalid-since-", *ns)
+    cluster.kubectl("auth", "whoami", f"--token={token}")
     cluster.kubectl("delete", "secret", "build-robot-secret", *ns)
     p = cluster.kubectl("auth", "whoami", f"--token={token}", check=False)
     assert p.returncode == 1 and "Unauthorized" in p.stderr
