@@ -78,7 +78,9 @@ async def answer(server: APIServer, info: ResourceInfo, body: Any, user: dict[st
     out = dict(body)
     out["apiVersion"], out["kind"] = info.api_version, info.kind
     out["metadata"] = dict(out.get("metadata") or {})
-    out["metadata"]["creationTimestamp"] = meta.now()
+    # access reviews echo the request as upstream's REST does (no system metadata: kubectl
+    # shows `creationTimestamp: null`); whoami's SelfSubjectReview is stamped
+    out["metadata"]["creationTimestamp"] = None if info.kind.endswith("AccessReview") else meta.now()
     spec = out.get("spec") if isinstance(out.get("spec"), dict) else {}
     if info.kind == "SelfSubjectAccessReview":
         out["status"] = await _access_status(server, _attributes(info, spec, user))

@@ -873,3 +873,39 @@ def test_rbac_binding_role_ref_cannot_change(cluster, namespace):
     assert out.strip() == "rolebinding.rbac.authorization.k8s.io/bob-admin-binding reconciled"
     assert cluster.kubectl("auth", "can-i", "create", "pods", "--as=bob", *ns, check=False).stdout.strip() == "no"
     assert cluster.kubectl("auth", "can-i", "list", "pods", "--as=bob", *ns).stdout.strip() == "yes"
+
+
+def test_authorization_overview_access_review(cluster, namespace):
+    """"Authorization" overview, "Checking API access": a SelfSubjectAccessReview made
+    with `kubectl create -f - -o yaml` comes back as sent plus its status, as upstream's
+    (`creationTimestamp: null`: reviews are not stored), and `kubectl auth can-i` with
+    `--subresource` and a non-resource URL."""
+    out = cluster.kubectl("create", "-f", "-", "-o", "yaml", input=f"""
+apiVersion: authorization.k8s.io/v1
+kind: SelfSubjectAccessReview
+spec:
+  resourceAttributes:
+    group: apps
+    resource: deployments
+    verb: create
+    namespace: {namespace}
+""").stdout
+    assert out == f"""apiVersion: authorization.k8s.io/v1
+kind: SelfSubjectAccessReview
+metadata:
+  creationTimestamp: null
+spec:
+  resourceAttributes:
+    group: apps
+    namespace: {namespace}
+    resource: deployments
+    verb: create
+status:
+  allowed: true
+"""
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "rolebinding", "dave-view", "--clusterrole=view", "--user=dave", *ns)
+    for args, want in ((["get", "pods", "--subresource=log"], "yes"), (["get", "pods", "--subresource=exec"], "no"),
+                       (["get", "/logs"], "no"), (["get", "/healthz"], "yes")):
+        p = cluster.kubectl("auth", "can-i", *args, "--as=dave", *ns, check=False)
+        assert p.stdout.strip() == want, args
