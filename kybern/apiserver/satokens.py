@@ -3,11 +3,13 @@ what `kubectl create token` calls) and authentication of the tokens it issues.
 
 Tokens are JWTs with upstream's claims (iss/aud `https://kubernetes.default.svc.cluster.local`,
 `sub` system:serviceaccount:<ns>:<name>, the `kubernetes.io` claim naming the
-namespace and service account with its uid, exp/iat/nbf, jti). Upstream signs
-with the service-account RSA key; kybern signs with HMAC-SHA256 under a key
-derived from the cluster's own tokens, so every apiserver process of a cluster
-(and a restarted one) accepts what another issued, and nothing outside can mint
-one. A token stops working when it expires or its service account is deleted
+namespace and service account with its uid, exp/iat/nbf, jti), signed ES256 (what
+kube-apiserver does with an EC `--service-account-signing-key-file`) with a P-256
+key derived from the cluster's own tokens, so every apiserver process of a cluster
+(and a restarted one) signs alike and nothing outside can mint one; the public key
+is served for outside verifiers as upstream's service account issuer discovery
+(`/.well-known/openid-configuration`, `/openid/v1/jwks`). Tokens an older kybern
+signed with HMAC-SHA256 under the same secret are still accepted. A token stops working when it expires or its service account is deleted
 (or recreated with another uid), as upstream's legacy checks do; a token bound to a
 Pod, Secret or Node (`kubectl create token --bound-object-kind`, a pod's projected
 token) names it in its claims and stops working once that object is gone."""
@@ -23,6 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from kybern.apiserver import rest
 from kybern.apiserver.store import RESTStore, object_key
@@ -55,10 +60,64 @@ def key_from_tokens(tokens: set[str]) -> bytes:
     return hashlib.sha256(b"kybern service account tokens\0" + "\0".join(sorted(tokens)).encode()).digest()
 
 
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_ECDSA = ec.ECDSA(hashes.SHA256())
+_VERIFIED_MAX = 10000  # signatures already checked (upstream caches validated tokens too)
+
+
 class TokenIssuer:
     def __init__(self, key: bytes) -> None:
-        self.key = key
-        self.kid = _b64(hashlib.sha256(b"kid\0" + key).digest()[:16])
+        self.key = key  # HMAC key of tokens issued before ES256
+        seed = int.from_bytes(hashlib.sha256(b"kybern service account signing key\0" + key).digest(), "big")
+        self.signing_key = ec.derive_private_key(seed % (_P256_ORDER - 1) + 1, ec.SECP256R1())
+        self.public_key = self.signing_key.public_key()
+        der = self.public_key.public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.kid = _b64(hashlib.sha256(der).digest())  # upstream's keyIDFromPublicKey
+        self._verified: dict[str, dict[str, Any]] = {}
+
+    def _sign(self, head_body: str) -> str:
+        r, s_ = utils.decode_dss_signature(self.signing_key.sign(head_body.encode(), _ECDSA))
+        return _b64(r.to_bytes(32, "big") + s_.to_bytes(32, "big"))  # JWS: raw R || S
+
+    def _jwt(self, claims: dict[str, Any]) -> str:
+        head = _b64(orjson.dumps({"alg": "ES256", "kid": self.kid}))
+        body = _b64(orjson.dumps(claims))
+        return f"{head}.{body}.{self._sign(f'{head}.{body}')}"
+
+    def jwks(self) -> dict[str, Any]:
+        nums = self.public_key.public_numbers()
+        return {"keys": [{"use": "sig", "kty": "EC", "kid": self.kid, "crv": "P-256", "alg": "ES256",
+                          "x": _b64(nums.x.to_bytes(32, "big")), "y": _b64(nums.y.to_bytes(32, "big"))}]}
+
+    def _signed_claims(self, parts: list[str]) -> Any:
+        """The decoded claims when the signature is ours (ES256, or an older HMAC one)."""
+        token = ".".join(parts)
+        known = self._verified.get(token)
+        if known is not None:
+            return known
+        try:
+            head = orjson.loads(_unb64(parts[0]))
+            alg = head.get("alg") if isinstance(head, dict) else None
+            if alg == "ES256":
+                sig = _unb64(parts[2])
+                if len(sig) != 64:
+                    return None
+                der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+                self.public_key.verify(der, f"{parts[0]}.{parts[1]}".encode(), _ECDSA)
+            elif alg == "HS256":
+                want = _b64(hmac.new(self.key, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest())
+                if not hmac.compare_digest(want, parts[2]):
+                    return None
+            else:
+                return None
+            claims = orjson.loads(_unb64(parts[1]))
+        except (ValueError, orjson.JSONDecodeError, InvalidSignature):
+            return None
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
 
     def issue(self, namespace: str, name: str, uid: str, audiences: list[str], seconds: int,
               bound: dict[str, Any] | None = None) -> tuple[str, int]:
@@ -69,10 +128,7 @@ class TokenIssuer:
         claims = {"aud": audiences, "exp": exp, "iat": now, "iss": ISSUER, "jti": str(uuid.uuid4()),
                   "kubernetes.io": dict(sorted(k8s.items())),
                   "nbf": now, "sub": f"system:serviceaccount:{namespace}:{name}"}
-        head = _b64(orjson.dumps({"alg": "HS256", "kid": self.kid}))
-        body = _b64(orjson.dumps(claims))
-        sig = _b64(hmac.new(self.key, f"{head}.{body}".encode(), hashlib.sha256).digest())
-        return f"{head}.{body}.{sig}", exp
+        return self._jwt(claims), exp
 
     def issue_legacy(self, namespace: str, name: str, uid: str, secret: str) -> str:
         """A token for a `kubernetes.io/service-account-token` Secret: upstream's legacy
@@ -81,23 +137,14 @@ class TokenIssuer:
         claims = {"iss": LEGACY_ISSUER, f"{p}namespace": namespace, f"{p}secret.name": secret,
                   f"{p}service-account.name": name, f"{p}service-account.uid": uid,
                   "sub": f"system:serviceaccount:{namespace}:{name}"}
-        head = _b64(orjson.dumps({"alg": "HS256", "kid": self.kid}))
-        body = _b64(orjson.dumps(claims))
-        sig = _b64(hmac.new(self.key, f"{head}.{body}".encode(), hashlib.sha256).digest())
-        return f"{head}.{body}.{sig}"
+        return self._jwt(claims)
 
     def claims(self, token: str) -> dict[str, Any] | None:
         """The claims of a token this issuer signed that is in its time window; else None."""
         parts = token.split(".")
         if len(parts) != 3:
             return None
-        want = _b64(hmac.new(self.key, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(want, parts[2]):
-            return None
-        try:
-            claims = orjson.loads(_unb64(parts[1]))
-        except (ValueError, orjson.JSONDecodeError):
-            return None
+        claims = self._signed_claims(parts)
         if isinstance(claims, dict) and claims.get("iss") == LEGACY_ISSUER:
             return claims  # no time window: valid while its Secret is (authenticate checks)
         now = time.time()

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from kybern.api import apiregistration, nodeapi, scheduling
@@ -621,6 +622,8 @@ class APIServer:
         r.add_route("*", "/api/{version}/{rest:.*}", self._core)
         r.add_route("*", "/apis/{group}/{version}/{rest:.*}", self._grouped)
         r.add_get("/version", self._version)
+        r.add_get("/.well-known/openid-configuration", self._oidc_configuration)
+        r.add_get("/openid/v1/jwks", self._oidc_jwks)
         r.add_get("/metrics", self.metrics.handle)  # bearer token required, like any non-public path
         for p in ("/healthz", "/livez", "/readyz"):
             r.add_get(p, self._health)
@@ -714,6 +717,19 @@ class APIServer:
 
     async def _version(self, request: web.Request) -> web.Response:
         return rest.json_response(discovery.VERSION_INFO)
+
+    async def _oidc_configuration(self, request: web.Request) -> web.Response:
+        """Service account issuer discovery (upstream's serviceaccount.openidmetadata):
+        the issuer and where its keys are; the JWKS URI names this server as reached."""
+        body = {"issuer": satokens.ISSUER, "jwks_uri": f"https://{request.host}/openid/v1/jwks",
+                "response_types_supported": ["id_token"], "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["ES256"]}
+        return web.Response(body=orjson.dumps(body), content_type="application/json",
+                            headers={"Cache-Control": "public, max-age=3600"})
+
+    async def _oidc_jwks(self, request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(self.sa_tokens.jwks()), content_type="application/jwk-set+json",
+                            headers={"Cache-Control": "public, max-age=3600"})
 
     async def _health(self, request: web.Request) -> web.Response:
         check = request.match_info.get("check")

@@ -909,3 +909,33 @@ status:
                        (["get", "/logs"], "no"), (["get", "/healthz"], "yes")):
         p = cluster.kubectl("auth", "can-i", *args, "--as=dave", *ns, check=False)
         assert p.stdout.strip() == want, args
+
+
+def test_service_account_issuer_discovery(cluster, namespace):
+    """"Configure Service Accounts for Pods", "Service account issuer discovery": a service
+    account reads the OpenID configuration and the JWKS (the system:service-account-issuer-
+    discovery binding; another user is forbidden), and the JWKS key verifies its token."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+    token = cluster.kubectl("create", "token", "default", "-n", namespace).stdout.strip()
+    config = json.loads(cluster.kubectl("get", "--raw", "/.well-known/openid-configuration",
+                                        f"--token={token}").stdout)
+    assert config["issuer"] == _claims(token)["iss"] == "https://kubernetes.default.svc.cluster.local"
+    assert config["jwks_uri"].startswith("https://") and config["jwks_uri"].endswith("/openid/v1/jwks")
+    assert config["response_types_supported"] == ["id_token"] and config["subject_types_supported"] == ["public"]
+    keys = json.loads(cluster.kubectl("get", "--raw", "/openid/v1/jwks", f"--token={token}").stdout)["keys"]
+    head_b64, body_b64, sig_b64 = token.split(".")
+    head = json.loads(base64.urlsafe_b64decode(head_b64 + "=" * (-len(head_b64) % 4)))
+    key = next(k for k in keys if k["kid"] == head["kid"])
+    assert head["alg"] == key["alg"] in config["id_token_signing_alg_values_supported"]
+
+    def num(text: str) -> int:
+        return int.from_bytes(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), "big")
+
+    public = ec.EllipticCurvePublicNumbers(num(key["x"]), num(key["y"]), ec.SECP256R1()).public_key()
+    sig = base64.urlsafe_b64decode(sig_b64 + "=" * (-len(sig_b64) % 4))
+    public.verify(utils.encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")),
+                  f"{head_b64}.{body_b64}".encode(), ec.ECDSA(hashes.SHA256()))
+    p = cluster.kubectl("get", "--raw", "/openid/v1/jwks", "--as=dave", check=False)
+    assert p.stderr.strip() == 'Error from server (Forbidden): forbidden: User "dave" cannot get path "/openid/v1/jwks"'
