@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from kybern.apiserver import rest
 from kybern.apiserver.store import RESTStore, object_key
-from kybern.machinery import errors, meta
+from kybern.machinery import errors
 
 if TYPE_CHECKING:
     from kybern.apiserver.server import APIServer
@@ -255,7 +255,8 @@ async def token(server: APIServer, request: web.Request, store: RESTStore, ns: s
     tok, exp = server.sa_tokens.issue(ns or "default", name, sa["metadata"].get("uid", ""), audiences, seconds,
                                       bound)
     out = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-           "metadata": {"name": name, "namespace": ns, "creationTimestamp": meta.now()},
+           # echoed, not stored: no system metadata, as upstream's TokenREST
+           "metadata": {"name": name, "namespace": ns, "creationTimestamp": None},
            "spec": {"audiences": audiences, "expirationSeconds": seconds,
                     "boundObjectRef": spec.get("boundObjectRef")},
            "status": {"token": tok,

@@ -829,6 +829,10 @@ def test_bound_service_account_tokens(cluster, namespace):
     k8s = _claims(token)["kubernetes.io"]
     assert k8s["pod"] == {"name": "bound", "uid": pod["metadata"]["uid"]}
     assert k8s["node"] == {"name": node["metadata"]["name"], "uid": node["metadata"]["uid"]}
+    request = cluster.kjson("create", "token", "default", "--bound-object-kind", "Pod", "--bound-object-name",
+                            "bound", *ns)
+    assert request["metadata"] == {"creationTimestamp": None, "name": "default", "namespace": namespace}
+    assert request["spec"]["boundObjectRef"] == {"apiVersion": "v1", "kind": "Pod", "name": "bound"}
     extra = cluster.kjson("auth", "whoami", f"--token={token}")["status"]["userInfo"]["extra"]
     assert extra["authentication.kubernetes.io/pod-name"] == ["bound"]
     assert extra["authentication.kubernetes.io/pod-uid"] == [pod["metadata"]["uid"]]
