@@ -45,6 +45,8 @@ LAST_USED = "kubernetes.io/legacy-token-last-used"
 INVALID_SINCE = "kubernetes.io/legacy-token-invalid-since"
 TRACKING_CONFIGMAP = "kube-apiserver-legacy-service-account-token-tracking"
 DEFAULT_EXPIRATION = 3600
+WARN_ONLY_EXPIRATION = 3607  # what the kubelet asks for a pod's kube-api-access token
+EXTENDED_EXPIRATION = 365 * 24 * 3600
 MIN_EXPIRATION = 600
 
 
@@ -120,12 +122,18 @@ class TokenIssuer:
         return claims
 
     def issue(self, namespace: str, name: str, uid: str, audiences: list[str], seconds: int,
-              bound: dict[str, Any] | None = None) -> tuple[str, int]:
-        """`bound`: the `pod`/`secret`/`node` claims ({"name", "uid"}) of a bound token."""
+              bound: dict[str, Any] | None = None, extend: bool = False) -> tuple[str, int]:
+        """`bound`: the `pod`/`secret`/`node` claims ({"name", "uid"}) of a bound token;
+        `extend`: the JWT lives a year and says `warnafter` the requested time (upstream's
+        --service-account-extend-token-expiration, on by default). Returns the token and
+        the requested expiry (the TokenRequest's expirationTimestamp)."""
         now = int(time.time())
         exp = now + seconds
         k8s = {"namespace": namespace, **(bound or {}), "serviceaccount": {"name": name, "uid": uid}}
-        claims = {"aud": audiences, "exp": exp, "iat": now, "iss": ISSUER, "jti": str(uuid.uuid4()),
+        if extend:
+            k8s["warnafter"] = exp
+        claims = {"aud": audiences, "exp": now + EXTENDED_EXPIRATION if extend else exp, "iat": now, "iss": ISSUER,
+                  "jti": str(uuid.uuid4()),
                   "kubernetes.io": dict(sorted(k8s.items())),
                   "nbf": now, "sub": f"system:serviceaccount:{namespace}:{name}"}
         return self._jwt(claims), exp
@@ -252,8 +260,11 @@ async def token(server: APIServer, request: web.Request, store: RESTStore, ns: s
     bound = None
     if spec.get("boundObjectRef") is not None:
         bound = await _bound_claims(server, ns or "default", name, spec["boundObjectRef"])
+    # a pod's default token (3607 s, for the API server) is made to last a year, warning
+    # after the hour, so clients that do not reread the file keep working, as upstream
+    extend = bool(bound and "pod" in bound) and seconds == WARN_ONLY_EXPIRATION and set(audiences) <= {ISSUER}
     tok, exp = server.sa_tokens.issue(ns or "default", name, sa["metadata"].get("uid", ""), audiences, seconds,
-                                      bound)
+                                      bound, extend)
     out = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
            # echoed, not stored: no system metadata, as upstream's TokenREST
            "metadata": {"name": name, "namespace": ns, "creationTimestamp": None},

@@ -833,6 +833,12 @@ def test_bound_service_account_tokens(cluster, namespace):
                             "bound", *ns)
     assert request["metadata"] == {"creationTimestamp": None, "name": "default", "namespace": namespace}
     assert request["spec"]["boundObjectRef"] == {"apiVersion": "v1", "kind": "Pod", "name": "bound"}
+    # what the kubelet asks for a pod's kube-api-access token: a year, warning after 3607 s
+    claims = _claims(cluster.kubectl("create", "token", "default", "--bound-object-kind", "Pod",
+                                     "--bound-object-name", "bound", "--duration=3607s", *ns).stdout.strip())
+    assert claims["exp"] - claims["iat"] == 365 * 24 * 3600
+    assert claims["kubernetes.io"]["warnafter"] == claims["iat"] + 3607
+    assert "warnafter" not in k8s and _claims(token)["exp"] - _claims(token)["iat"] == 3600
     extra = cluster.kjson("auth", "whoami", f"--token={token}")["status"]["userInfo"]["extra"]
     assert extra["authentication.kubernetes.io/pod-name"] == ["bound"]
     assert extra["authentication.kubernetes.io/pod-uid"] == [pod["metadata"]["uid"]]
