@@ -4,6 +4,8 @@ that reads them is kybern/apiserver/authz.py (docs/rbac.md)."""
 
 from __future__ import annotations
 
+import json
+
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy, validate_dns_subdomain
 from kybern.machinery import errors
@@ -20,6 +22,12 @@ def validate_rbac_name(name: str, path: str) -> list[Cause]:
     return [errors.cause(path, f'Invalid value: "{name}": may not contain \'{c}\'') for c in ("/", "%") if c in name]
 
 
+def _go_strings(values: object) -> str:
+    """Go's %#v of a []string, as field.Invalid prints the value."""
+    items = values if isinstance(values, list) else []
+    return "[]string{" + ", ".join(json.dumps(str(v)) for v in items) + "}"
+
+
 def _validate_rules(rules: object, path: str, *, cluster: bool) -> list[Cause]:
     out: list[Cause] = []
     for i, r in enumerate(rules if isinstance(rules, list) else []):
@@ -28,12 +36,13 @@ def _validate_rules(rules: object, path: str, *, cluster: bool) -> list[Cause]:
             out.append(errors.required(f"{p}.verbs") | {"message": "Required value: verbs must contain at least "
                                                                    "one value"})
         if r.get("nonResourceURLs"):
+            urls = _go_strings(r["nonResourceURLs"])
             if not cluster:
-                out.append(errors.cause(f"{p}.nonResourceURLs", "Invalid value: ...: namespaced rules cannot "
+                out.append(errors.cause(f"{p}.nonResourceURLs", f"Invalid value: {urls}: namespaced rules cannot "
                                         "apply to non-resource URLs"))
-            if r.get("resources") or r.get("apiGroups"):
-                out.append(errors.cause(f"{p}.nonResourceURLs", "Invalid value: ...: rules cannot apply to both "
-                                        "regular resources and non-resource URLs"))
+            if r.get("resources") or r.get("apiGroups") or r.get("resourceNames"):
+                out.append(errors.cause(f"{p}.nonResourceURLs", f"Invalid value: {urls}: rules cannot apply to "
+                                        "both regular resources and non-resource URLs"))
             continue
         if not r.get("apiGroups"):
             out.append(errors.required(f"{p}.apiGroups") | {"message": "Required value: resource rules must "
@@ -96,8 +105,14 @@ class RoleBindingStrategy(Strategy):
             if kind == "ServiceAccount":
                 if s.get("name"):
                     out += validate_dns_subdomain(s["name"], f"{p}.name")
+                if s.get("apiGroup"):
+                    out.append(errors.cause(f"{p}.apiGroup", f'Unsupported value: "{s["apiGroup"]}": supported '
+                                            'values: ""', "FieldValueNotSupported"))
                 if self.cluster and not s.get("namespace"):
                     out.append(errors.required(f"{p}.namespace"))
+            elif kind in ("User", "Group") and s.get("apiGroup") != GROUP:
+                out.append(errors.cause(f"{p}.apiGroup", f'Unsupported value: "{s.get("apiGroup", "")}": supported '
+                                        f'values: "{GROUP}"', "FieldValueNotSupported"))
         return out
 
     def validate_update(self, new: Obj, old: Obj) -> list[Cause]:

@@ -883,6 +883,18 @@ def test_rbac_binding_role_ref_cannot_change(cluster, namespace):
     assert out.strip() == "rolebinding.rbac.authorization.k8s.io/bob-admin-binding reconciled"
     assert cluster.kubectl("auth", "can-i", "create", "pods", "--as=bob", *ns, check=False).stdout.strip() == "no"
     assert cluster.kubectl("auth", "can-i", "list", "pods", "--as=bob", *ns).stdout.strip() == "yes"
+    # ValidatePolicyRule / ValidateRoleBindingSubject, with Go's rendering of the value
+    for kind, body, error in (
+            ("Role", {"rules": [{"verbs": ["get"], "nonResourceURLs": ["/logs", "/x"]}]},
+             'rules[0].nonResourceURLs: Invalid value: []string{"/logs", "/x"}: namespaced rules cannot apply to '
+             'non-resource URLs'),
+            ("RoleBinding", {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                         "name": "view"},
+                             "subjects": [{"kind": "User", "name": "x", "apiGroup": "foo"}]},
+             'subjects[0].apiGroup: Unsupported value: "foo": supported values: "rbac.authorization.k8s.io"')):
+        obj = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"name": "bad"}, **body}
+        p = cluster.kubectl("create", "-f", "-", *ns, input=json.dumps(obj), check=False)
+        assert p.returncode == 1 and p.stderr.strip() == f'The {kind} "bad" is invalid: {error}'
 
 
 def test_authorization_overview_access_review(cluster, namespace):
