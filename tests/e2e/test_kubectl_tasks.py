@@ -7,6 +7,10 @@ upstream Kubernetes:
   (whose first patch, without `"rollingUpdate": null`, upstream refuses).
 - "Indexed Job for Parallel Processing with Static Work Assignment"
   (tasks/job/indexed-parallel-processing-static): one `Completed` event.
+- "Managing Service Accounts" / "Configure Service Accounts for Pods": bound tokens
+  (`kubectl create token --bound-object-*`), legacy token tracking, issuer discovery.
+- "Using RBAC Authorization": roleRef immutability, `kubectl auth reconcile`, validation
+  text; "Authorization" overview: a SelfSubjectAccessReview, `can-i --subresource`.
 
 The pages' images are not in kybern's store (docs/node.md, Images); as a user
 would, the tests import stand-ins under the pages' names: `registry.k8s.io/
