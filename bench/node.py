@@ -188,6 +188,10 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
             # the runtime's spawn worker (spawnd.py): a live child, so not in "exited helpers"
             worker = next((p for p in (agent or up).children() if any("spawnd" in a for a in p.cmdline())), None)
             wcpu0 = worker.cpu_times() if worker else None
+            # the pod-network worker (netd.py), the same way
+            netd = next((p for p in (agent or up).children()
+                         if any(a.endswith("network/netd.py") for a in p.cmdline())), None)
+            ncpu0 = netd.cpu_times() if netd else None
             mcpu0, kw0 = psutil.cpu_times(), _kernel_workers()
             if os.environ.get("BENCH_SIGNAL_AGENT") and agent:  # SIGUSR1 at the first create, SIGUSR2 when all run
                 agent.send_signal(signal.SIGUSR1)
@@ -222,6 +226,7 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
             bcpu1 = me.cpu_times()
             acpu1 = agent.cpu_times() if agent else None
             wcpu1 = worker.cpu_times() if worker else None
+            ncpu1 = netd.cpu_times() if netd else None
             mcpu1, t_m1, kw1 = psutil.cpu_times(), time.monotonic(), _kernel_workers()
             if os.environ.get("BENCH_SIGNAL_AGENT") and agent:
                 agent.send_signal(signal.SIGUSR2)
@@ -247,6 +252,7 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
             for what, t0_, t1_ in (("`kybern up` (apiserver, controllers)", cpu0, cpu1),
                                    ("node agent process", acpu0, acpu1),
                                    ("its spawn worker (spawnd)", wcpu0, wcpu1),
+                                   ("its pod-network worker (netd)", ncpu0, ncpu1),
                                    ("this bench (creates, watch)", bcpu0, bcpu1)):
                 if t0_ is None or t1_ is None:
                     continue
@@ -334,6 +340,10 @@ async def idle(n_pods: int, seconds: float) -> None:
                 print(f"  its spawn worker: CPU {100 * wused / seconds:.2f}% of a core; RSS {wm.rss / 2**20:.0f} MB "
                       f"(PSS {wm.pss / 2**20:.0f} MB); agent + worker: RSS {(rss * 2**20 + wm.rss) / 2**20:.0f} MB, "
                       f"PSS {(pm.pss + wm.pss) / 2**20:.0f} MB")
+            nd = next((k for k in p.children() if any(a.endswith("network/netd.py") for a in k.cmdline())), None)
+            if nd is not None:  # the pod-network worker (netd.py), with the CNI network
+                nm = nd.memory_full_info()
+                print(f"  its pod-network worker: RSS {nm.rss / 2**20:.0f} MB (PSS {nm.pss / 2**20:.0f} MB)")
             await delete_pods(c, names)
         finally:
             await c.close()

@@ -21,10 +21,14 @@ host's namespace, so pods of different agents on one machine reach each other
 through the host's routing table (each bridge's connected route), and the host
 reaches every pod by IP. Nothing routes between machines.
 
-What a pod costs: the netns is made in-process as `ip netns add` makes it
-(netns.py), with `lo` up; the bridge plugin runs in-process (bridge.py: one
-netlink request for the veth pair, two more in the pod's netns; ~3 ms of CPU
-where Debian's bridge + host-local executables took ~23 ms plus the spawn).
+What a pod costs: the netns is made as `ip netns add` makes it (netns.py),
+with `lo` up, and the bridge plugin runs built in (bridge.py: one netlink
+request for the veth pair, two more in the pod's netns; ~2 ms of CPU where
+Debian's bridge + host-local executables took ~23 ms plus the spawn). Both run
+in the pod-network worker (netd.py), a child process of the agent, so that
+kernel work and its GIL hand-overs stay off the agent's event loop
+(`KYBERN_NETWORK_WORKER=0`: on the agent's netns thread instead). Teardown
+stays in the agent: it is not on a pod start's path.
 portmap is only called for pods with hostPorts: with no port mappings its ADD
 returns the previous result unchanged and its DEL has nothing to remove, so
 its process (and its iptables calls) is saved.
@@ -32,6 +36,7 @@ its process (and its iptables calls) is saved.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import ipaddress
@@ -40,10 +45,11 @@ import logging
 import os
 import socket
 import struct
+import sys
 from pathlib import Path
 from typing import Any
 
-from kybern.network import bridge, cni, netns, rtnl
+from kybern.network import bridge, cni, netd, netns, rtnl
 from kybern.network.netns import NETNS_DIR, netns_add, netns_delete, shared_netns_dir
 from kybern.node.runtimes.records import write_record
 
@@ -104,6 +110,8 @@ class PodNetwork:
         self.subnet: ipaddress.IPv4Network | None = None
         self._lock_fd: int | None = None
         self.conflist: dict[str, Any] = {}
+        self._worker: NetworkWorker | None = None
+        self._use_worker = os.environ.get("KYBERN_NETWORK_WORKER", "1") != "0"
 
     @property
     def pod_cidr(self) -> str | None:
@@ -140,6 +148,8 @@ class PodNetwork:
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
         shared_netns_dir()
         await self._sweep_orphans()
+        if self._use_worker:
+            await self._live_worker()
         log.info("pod network: CNI bridge %s, podCIDR %s", self.bridge, self.subnet)
 
     async def _sweep_orphans(self) -> None:
@@ -192,6 +202,9 @@ class PodNetwork:
         """Tear down whatever pod networks are left, then the bridge; release the subnet."""
         if self.mode != "cni":
             return
+        if self._worker is not None:
+            await self._worker.stop()
+            self._worker = None
         for f in list((self.root / "pods").glob("*.json")):
             await self.remove(f.stem)
         with rtnl.Netlink() as nl:
@@ -201,6 +214,16 @@ class PodNetwork:
             self._lock_fd = None
 
     # -- pods -----------------------------------------------------------------
+    async def _live_worker(self) -> NetworkWorker:
+        """The pod-network worker, started again if it died (killed by hand, OOM)."""
+        if self._worker is None or not self._worker.alive:
+            if self._worker is not None:
+                log.warning("pod network: the pod-network worker (pid %s) exited; starting another",
+                            self._worker.proc.pid)
+                await self._worker.stop()
+            self._worker = await NetworkWorker.start()
+        return self._worker
+
     def wants_netns(self, host_network: bool) -> bool:
         return self.mode == "cni" and not host_network
 
@@ -216,9 +239,12 @@ class PodNetwork:
         record = {"netns": ns, "uid": uid, "namespace": namespace, "name": name, "runtimeConfig": rc}
         write_record(self.root / "pods" / f"{sandbox_id}.json", record)  # before ADD: DEL must find it
         try:
-            await netns_add(ns)  # with lo up
-            result = await cni.add(self._conflist_for(rc), container_id=sandbox_id, netns=path, args=args,
-                                   runtime_config=rc)
+            if self._use_worker:
+                result = await (await self._live_worker()).add(ns, self._conflist_for(rc), sandbox_id, args, rc)
+            else:
+                await netns_add(ns)  # with lo up
+                result = await cni.add(self._conflist_for(rc), container_id=sandbox_id, netns=path, args=args,
+                                       runtime_config=rc)
         except Exception:
             await self.remove(sandbox_id)
             raise
@@ -263,6 +289,63 @@ class PodNetwork:
 
     def owned_sandboxes(self) -> list[str]:
         return [f.stem for f in (self.root / "pods").glob("*.json")] if self.mode == "cni" else []
+
+
+class NetworkWorker:
+    """The agent's side of the pod-network worker process (netd.py): requests
+    written as JSON lines, answered in any order, matched by id."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self._next = 0
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._reader = asyncio.create_task(self._read(), name="netd-replies")
+
+    @classmethod
+    async def start(cls) -> NetworkWorker:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-S", netd.__file__, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, limit=1 << 24)
+        return cls(proc)
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            reply = json.loads(line)
+            fut = self._waiting.pop(reply["id"], None)
+            if fut is not None and not fut.done():
+                fut.set_result(reply)
+        for fut in self._waiting.values():  # the worker died
+            if not fut.done():
+                fut.set_exception(RuntimeError("the pod-network worker exited"))
+        self._waiting.clear()
+
+    @property
+    def alive(self) -> bool:
+        return not self._reader.done()
+
+    async def add(self, netns_name: str, conflist: dict[str, Any], container_id: str, args: str,
+                  runtime_config: dict[str, Any] | None) -> dict[str, Any]:
+        """netns_add + cni.add in the worker: the CNI result, or CNIError as cni.add raises."""
+        self._next += 1
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[self._next] = fut
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"id": self._next, "netns": netns_name, "conflist": conflist,
+                                          "container_id": container_id, "args": args,
+                                          "runtime_config": runtime_config}).encode() + b"\n")
+        reply = await fut
+        if "error" in reply:
+            if reply.get("cni"):
+                raise cni.CNIError(*reply["cni"])
+            raise RuntimeError(reply["error"])
+        return reply["result"]
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        self._reader.cancel()
+        await self.proc.wait()
 
 
 def _eth0_address(path: str) -> str:

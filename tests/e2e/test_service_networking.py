@@ -158,6 +158,36 @@ def test_host_port_reaches_the_pod_and_goes_with_it(cluster, namespace):
                      what="the hostPort mapping removed")
 
 
+def test_pods_get_their_network_after_the_pod_network_worker_is_killed(cluster, namespace):
+    """The agent's pod-network worker (netd.py) makes pods' namespaces: SIGKILLed, the
+    next pod still gets its own netns and address (the agent starts another worker),
+    and the pods that were running keep theirs."""
+    import psutil
+
+    def workers() -> list[psutil.Process]:
+        return [p for p in psutil.Process(cluster.proc.pid).children(recursive=True)
+                if any(a.endswith("network/netd.py") for a in p.cmdline())]
+
+    def run_pod(name: str) -> dict:
+        cluster.kubectl("run", name, "-n", namespace, "--image=demo:v1", "--overrides",
+                        '{"spec": {"terminationGracePeriodSeconds": 1}}', "--command", "--", "sleep", "300")
+        cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", f"pod/{name}", "--timeout=60s")
+        return cluster.kjson("get", "pod", name, "-n", namespace)
+
+    before = run_pod("before")
+    [worker] = workers()
+    worker.kill()
+    worker.wait(10)
+    after = run_pod("after")
+    assert after["status"]["podIP"] not in (before["status"]["podIP"], after["status"]["hostIP"])
+    assert os.path.exists(f"/var/run/netns/{netns_name(after['metadata']['uid'])}")
+    assert [w.pid for w in workers()] != [worker.pid] and len(workers()) == 1
+    out = cluster.kubectl("exec", "-n", namespace, "after", "--", "python3", "-c",
+                          "import socket; s = socket.create_connection(('%s', 1), 2)" % before["status"]["podIP"],
+                          check=False)
+    assert "Connection refused" in out.stderr  # the first pod's address still answers (no listener on 1)
+
+
 def _try_get(url: str, timeout: float = 2) -> str | None:
     try:
         return get(url, timeout)
