@@ -337,7 +337,18 @@ def _vapb(o: Obj) -> list[Any]:
     return [_name(o), spec.get("policyName", ""), param, _created(o)]
 
 
+def _componentstatus(o: Obj) -> list[Any]:
+    """upstream's printComponentStatus: the Healthy condition's status, message and error."""
+    for c in o.get("conditions") or []:
+        if c.get("type") == "Healthy":
+            return [_name(o), "Healthy" if c.get("status") == "True" else "Unhealthy", c.get("message", ""),
+                    c.get("error", "")]
+    return [_name(o), "Unknown", "", ""]
+
+
 PRINTERS: dict[tuple[str, str], Printer] = {
+    ("", "ComponentStatus"): ([_N, ("Status", "string", "", 0), ("Message", "string", "", 0),
+                               ("Error", "string", "", 0)], _componentstatus),
     ("apps", "StatefulSet"): ([_N, ("Ready", "string", "", 0), _A, *_WIDE_POD], _sts),
     ("apps", "DaemonSet"): ([_N, ("Desired", "integer", "", 0), ("Current", "integer", "", 0),
                              ("Ready", "integer", "", 0), ("Up-to-date", "integer", "", 0),

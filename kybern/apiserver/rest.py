@@ -276,6 +276,10 @@ async def handle(server: "APIServer", request: web.Request, group: str, version:
             raise errors.method_not_allowed("the server does not allow this method on the requested resource")
         return json_response(await reviews.answer(server, info, await read_body(request), request.get("user"), ns),
                              201)
+    if info.verbs == ("get", "list") and info.plural == "componentstatuses" and not info.group:
+        from kybern.apiserver import componentstatus  # answered from health checks, never stored
+
+        return await componentstatus.handle(server, request, name, sub)
     store = server.store_for(info)
     method = request.method
     if method != "GET":  # which write the admission webhooks see (admission_webhooks.py)

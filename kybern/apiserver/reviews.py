@@ -1,8 +1,10 @@
 """Create-only "review" resources that are answered, never stored:
 SelfSubjectAccessReview (`kubectl auth can-i`), SelfSubjectRulesReview
-(`kubectl auth can-i --list`), SubjectAccessReview, LocalSubjectAccessReview
-and SelfSubjectReview (`kubectl auth whoami`). The access reviews ask the
-server's authorizer chain (authz.py), as upstream's registries do."""
+(`kubectl auth can-i --list`), SubjectAccessReview, LocalSubjectAccessReview,
+SelfSubjectReview (`kubectl auth whoami`) and TokenReview (what webhook
+authenticators, kube-rbac-proxy and aggregated API servers call to check a bearer
+token). The access reviews ask the server's authorizer chain (authz.py) and the
+token review its token authenticators, as upstream's registries do."""
 
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ RESOURCES = [
                  "io.k8s.api.authorization.v1.LocalSubjectAccessReview", verbs=CREATE_ONLY, strategy=Strategy()),
     ResourceInfo("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", False,
                  "io.k8s.api.authentication.v1.SelfSubjectReview", verbs=CREATE_ONLY, strategy=Strategy()),
+    ResourceInfo("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", False,
+                 "io.k8s.api.authentication.v1.TokenReview", verbs=CREATE_ONLY, strategy=Strategy()),
 ]
 
 ADMIN = {"username": "kybern-admin", "groups": ["system:masters", "system:authenticated"]}
@@ -80,7 +84,8 @@ async def answer(server: APIServer, info: ResourceInfo, body: Any, user: dict[st
     out["metadata"] = dict(out.get("metadata") or {})
     # access reviews echo the request as upstream's REST does (no system metadata: kubectl
     # shows `creationTimestamp: null`); whoami's SelfSubjectReview is stamped
-    out["metadata"]["creationTimestamp"] = None if info.kind.endswith("AccessReview") else meta.now()
+    out["metadata"]["creationTimestamp"] = None if info.kind.endswith(("AccessReview", "TokenReview")) \
+        else meta.now()
     spec = out.get("spec") if isinstance(out.get("spec"), dict) else {}
     if info.kind == "SelfSubjectAccessReview":
         out["status"] = await _access_status(server, _attributes(info, spec, user))
@@ -105,6 +110,45 @@ async def answer(server: APIServer, info: ResourceInfo, body: Any, user: dict[st
         out["status"] = {"resourceRules": res, "nonResourceRules": nonres, "incomplete": incomplete}
         if err:
             out["status"]["evaluationError"] = err
+    elif info.kind == "TokenReview":
+        out["status"] = await _token_status(server, spec)
     else:
         out["status"] = {"userInfo": user}
     return out
+
+
+async def _token_status(server: APIServer, spec: dict[str, Any]) -> dict[str, Any]:
+    """Upstream's TokenReview REST: the token as the only credential of a request to
+    this server's token authenticators, for spec.audiences (none: the server's own);
+    status.audiences are those of the token's among them. Client certificates and
+    impersonation do not come into it (a review carries a token only)."""
+    from kybern.apiserver import authz, satokens
+
+    token = spec.get("token")
+    if not isinstance(token, str) or not token:
+        raise errors.bad_request("token is required for TokenReview in authentication")
+    auds = spec.get("audiences") or []
+    if not isinstance(auds, list) or not all(isinstance(a, str) for a in auds):
+        raise errors.bad_request("the object provided is not a valid TokenReview")
+    wanted = auds or list(satokens.API_AUDIENCES)
+    user: dict[str, Any] | None = None
+    got: list[str] = []
+    why = ""
+    if token in server.tokens:
+        # the static tokens (upstream's --token-auth-file) are for the API server's audiences only
+        got = [a for a in wanted if a in satokens.API_AUDIENCES]
+        if got:
+            user = authz.NODE_USER if token == server.node_token else ADMIN
+    elif token.count(".") == 2:
+        user, got, why = await satokens.review(server, token, wanted)
+    status: dict[str, Any] = {}
+    if user is not None:
+        status["authenticated"] = True
+        status["user"] = {k: v for k, v in user.items() if v}  # UserInfo's omitempty fields
+        status["audiences"] = got
+    else:
+        # the bearer token authenticator's default error, joined with the token
+        # authenticator's reason as upstream's union of authenticators prints them
+        status["error"] = f"[invalid bearer token, {why}]" if why else "invalid bearer token"
+        status["user"] = {}
+    return status

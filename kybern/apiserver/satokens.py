@@ -12,7 +12,9 @@ is served for outside verifiers as upstream's service account issuer discovery
 signed with HMAC-SHA256 under the same secret are still accepted. A token stops working when it expires or its service account is deleted
 (or recreated with another uid), as upstream's legacy checks do; a token bound to a
 Pod, Secret or Node (`kubectl create token --bound-object-kind`, a pod's projected
-token) names it in its claims and stops working once that object is gone."""
+token) names it in its claims and stops working once that object is gone. A token
+authenticates API requests only when one of its audiences is the API server's
+(API_AUDIENCES); a TokenReview (reviews.py) may ask for others."""
 
 from __future__ import annotations
 
@@ -48,6 +50,8 @@ DEFAULT_EXPIRATION = 3600
 WARN_ONLY_EXPIRATION = 3607  # what the kubelet asks for a pod's kube-api-access token
 EXTENDED_EXPIRATION = 365 * 24 * 3600
 MIN_EXPIRATION = 600
+# kube-apiserver's --api-audiences, which default to the issuer: a token must be for one of them
+API_AUDIENCES = (ISSUER,)
 
 
 def _b64(data: bytes) -> str:
@@ -92,7 +96,7 @@ class TokenIssuer:
         return {"keys": [{"use": "sig", "kty": "EC", "kid": self.kid, "crv": "P-256", "alg": "ES256",
                           "x": _b64(nums.x.to_bytes(32, "big")), "y": _b64(nums.y.to_bytes(32, "big"))}]}
 
-    def _signed_claims(self, parts: list[str]) -> Any:
+    def signed_claims(self, parts: list[str]) -> Any:
         """The decoded claims when the signature is ours (ES256, or an older HMAC one)."""
         token = ".".join(parts)
         known = self._verified.get(token)
@@ -147,19 +151,6 @@ class TokenIssuer:
                   "sub": f"system:serviceaccount:{namespace}:{name}"}
         return self._jwt(claims)
 
-    def claims(self, token: str) -> dict[str, Any] | None:
-        """The claims of a token this issuer signed that is in its time window; else None."""
-        parts = token.split(".")
-        if len(parts) != 3:
-            return None
-        claims = self._signed_claims(parts)
-        if isinstance(claims, dict) and claims.get("iss") == LEGACY_ISSUER:
-            return claims  # no time window: valid while its Secret is (authenticate checks)
-        now = time.time()
-        if not isinstance(claims, dict) or not (claims.get("nbf", 0) - 60 <= now < claims.get("exp", 0)):
-            return None
-        return claims
-
 
 def user_info(claims: dict[str, Any]) -> dict[str, Any]:
     """What authentication makes of a service account token (`kubectl auth whoami`)."""
@@ -176,35 +167,80 @@ def user_info(claims: dict[str, Any]) -> dict[str, Any]:
 
 
 async def authenticate(server: APIServer, token: str) -> dict[str, Any] | None:
-    """The user a service account token stands for, or None: bad signature, expired,
-    or the service account gone (or recreated: another uid)."""
-    claims = server.sa_tokens.claims(token)
-    if claims is None:
-        return None
+    """The user a service account token stands for on an API request, or None: bad
+    signature, not for the API server's audiences, expired, or its service account
+    (or bound object) gone or recreated with another uid."""
+    return (await review(server, token))[0]
+
+
+def _go_quote(values: list[str]) -> str:
+    """Go's %q of a []string, as upstream's messages print audiences: ["a" "b"]."""
+    return "[" + " ".join(orjson.dumps(v).decode() for v in values) + "]"
+
+
+async def review(server: APIServer, token: str,
+                 audiences: list[str] | None = None) -> tuple[dict[str, Any] | None, list[str], str]:
+    """Upstream's service account JWT authenticator and its validator, for a request
+    (audiences None: the API server's own) or a TokenReview's spec.audiences: (user,
+    the token's audiences among those asked for, "") when it authenticates; (None, [],
+    why) when this issuer signed it but it is not valid now; (None, [], "") when it is
+    not a token this issuer signed."""
+    parts = token.split(".")
+    claims = server.sa_tokens.signed_claims(parts) if len(parts) == 3 else None
+    if not isinstance(claims, dict) or claims.get("iss") not in (ISSUER, LEGACY_ISSUER):
+        return None, [], ""
+    aud = claims.get("aud")
+    token_auds = [aud] if isinstance(aud, str) else [str(a) for a in aud] if isinstance(aud, list) else []
+    token_auds = token_auds or list(API_AUDIENCES)  # legacy tokens name none: the API server's
+    wanted = list(audiences or API_AUDIENCES)
+    auds = [a for a in wanted if a in token_auds]  # upstream's Audiences.Intersect: in request order
+    if not auds:
+        return None, [], f"token audiences {_go_quote(token_auds)} is invalid for the target audiences " \
+                         f"{_go_quote(wanted)}"
     if claims.get("iss") == LEGACY_ISSUER:
-        return await _authenticate_legacy(server, token, claims)
+        user, why = await _authenticate_legacy(server, token, claims)
+        return user, auds if user else [], why
+    now = time.time()
+    if now >= claims.get("exp", 0):
+        return None, [], "service account token has expired"
+    if now < claims.get("nbf", 0) - 60:
+        return None, [], "service account token is not valid yet"
     k = claims.get("kubernetes.io") or {}
     ns, sa = k.get("namespace"), (k.get("serviceaccount") or {})
-    if not await _alive(server, "serviceaccounts", ns, sa):
-        return None
+    why = await _check(server, "serviceaccounts", ns, sa)
+    if why is not None:
+        return None, [], why
     # a bound token dies with its object (gone, or recreated with another uid), as
     # upstream's validator: "the token will expire when the object is deleted"
-    for kind, resource in (("pod", "pods"), ("secret", "secrets")):
+    kinds = [("secret", "secrets", ns), ("pod", "pods", ns)]
+    if not isinstance(k.get("pod"), dict):  # a pod-bound token names its node for information only
+        kinds.append(("node", "nodes", None))
+    for kind, resource, where in kinds:
         ref = k.get(kind)
-        if isinstance(ref, dict) and not await _alive(server, resource, ns, ref):
-            return None
-    if isinstance(k.get("node"), dict) and not isinstance(k.get("pod"), dict):
-        if not await _alive(server, "nodes", None, k["node"]):
-            return None
-    return user_info(claims)
+        if isinstance(ref, dict):
+            why = await _check(server, resource, where, ref)
+            if why is not None:
+                return None, [], why
+    return user_info(claims), auds, ""
 
 
-async def _alive(server: APIServer, resource: str, ns: str | None, ref: dict[str, Any]) -> bool:
-    """Does the object a token's claim names ({"name", "uid"}) exist with that uid? From
-    the watch cache's stored bytes: no decode on the authentication path."""
+async def _check(server: APIServer, resource: str, ns: str | None, ref: dict[str, Any]) -> str | None:
+    """None when the object a token's claim names ({"name", "uid"}) exists with that uid,
+    else upstream's validator's message. From the watch cache's stored bytes: no decode
+    on the authentication path."""
     store = server.store("", "v1", resource)
-    entry = await store.cache.get(store.prefix, object_key(store.info, ns, str(ref.get("name"))))
-    return entry is not None and f'"uid":"{ref.get("uid")}"'.encode() in entry.raw
+    name = str(ref.get("name"))
+    entry = await store.cache.get(store.prefix, object_key(store.info, ns, name))
+    if entry is not None and f'"uid":"{ref.get("uid")}"'.encode() in entry.raw:
+        return None
+    if entry is None:  # the account's lister error as is; a bound object's is not shown
+        return f'serviceaccount "{name}" not found' if resource == "serviceaccounts" else \
+            "service account token has been invalidated"
+    uid = (entry.decode().get("metadata") or {}).get("uid", "")
+    if resource == "serviceaccounts":
+        return f"service account UID ({uid}) does not match claim ({ref.get('uid')})"
+    kind = resource[:-1]
+    return f"{kind} UID ({uid}) does not match service account {kind} ref claim ({ref.get('uid')})"
 
 
 async def _bound_claims(server: APIServer, ns: str, account: str, ref: Any) -> dict[str, Any]:
@@ -276,29 +312,35 @@ async def token(server: APIServer, request: web.Request, store: RESTStore, ns: s
     return rest.json_response(out, 201)
 
 
-async def _authenticate_legacy(server: APIServer, token: str, claims: dict[str, Any]) -> dict[str, Any] | None:
-    """A Secret's token: its Secret must still hold it and its account exist (same uid)."""
+async def _authenticate_legacy(server: APIServer, token: str,
+                               claims: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """A Secret's token: its Secret must still hold it and its account exist (same
+    uid), in the order and with the messages of upstream's legacy validator."""
     p = "kubernetes.io/serviceaccount/"
     ns, name, uid = claims.get(f"{p}namespace"), claims.get(f"{p}service-account.name"), \
         claims.get(f"{p}service-account.uid")
     secrets = server.store("", "v1", "secrets")
     secret_name = str(claims.get(f"{p}secret.name"))
     entry = await secrets.cache.get(secrets.prefix, object_key(secrets.info, ns, secret_name))
-    if entry is None or _b64std(token).encode() not in entry.raw:
-        return None
+    if entry is None:
+        return None, "Token has been invalidated"
+    if _b64std(token).encode() not in entry.raw:
+        return None, "Token does not match server's copy"
     secret_raw = entry.raw
-    accounts = server.store("", "v1", "serviceaccounts")
-    entry = await accounts.cache.get(accounts.prefix, object_key(accounts.info, ns, str(name)))
-    if entry is None or f'"uid":"{uid}"'.encode() not in entry.raw:
-        return None
+    why = await _check(server, "serviceaccounts", ns, {"name": name, "uid": uid})
+    if why is not None:
+        return None, why.replace("service account UID", "ServiceAccount UID")
     if INVALID_SINCE.encode() in secret_raw or LAST_USED.encode() + b'":"' + _today().encode() not in secret_raw:
         labels = (orjson.loads(secret_raw).get("metadata") or {}).get("labels") or {}
         if labels.get(INVALID_SINCE):  # marked by the cleaner (or by hand): refused until the label goes
-            return None
+            return None, (f"the token in secret {ns}/{secret_name} for service account {ns}/{name} has been "
+                          f"marked invalid. Use tokens from the TokenRequest API or manually created "
+                          f"secret-based tokens, or remove the '{INVALID_SINCE}' label from the secret to "
+                          "enable it")
         if labels.get(LAST_USED) != _today():  # upstream's legacy token tracking, once a day
             await _mark_used(secrets, ns, secret_name)
     return {"username": f"system:serviceaccount:{ns}:{name}", "uid": uid,
-            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"]}
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"]}, ""
 
 
 def _today() -> str:

@@ -33,6 +33,7 @@ from kybern.apiserver import (
     admission_webhooks,
     allocators,
     authz,
+    componentstatus,
     csr,
     discovery,
     metricsapi,
@@ -110,8 +111,10 @@ class APIServer:
         self.metrics = APIMetrics(self.registry, lambda: self.watch_cache.counts())
         self.storage = InstrumentedStore(storage, self.metrics.storage_latency)
         self.watch_cache = WatchCache(self.storage)  # one storage watch feeds every watcher
-        for info in reviews.RESOURCES + metricsapi.RESOURCES:
+        for info in [*reviews.RESOURCES, *metricsapi.RESOURCES, componentstatus.RESOURCE]:
             self.registry.add(info)
+        # the in-process components' health, for their ComponentStatus (set by whoever runs them)
+        self.components: dict[str, componentstatus.Health] = {}
         self.metrics_api = metricsapi.MetricsAPI(self)  # metrics.k8s.io, answered from the node agents
         self.tokens = tokens or set()
         self.node_token = node_token

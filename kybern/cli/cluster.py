@@ -89,20 +89,28 @@ def lock_data_dir(data_dir: Path) -> int:
     return fd
 
 
-async def supervise(name: str, run: Callable[[], Awaitable[Any]]) -> None:
+async def supervise(name: str, run: Callable[[], Awaitable[Any]], health: Any = None) -> None:
     """Run a component; if it crashes, log why and start it again (with backoff),
     as a kubelet restarts a crashed static pod — one bad component must not take
-    the cluster down."""
+    the cluster down. `health` (componentstatus.Health) follows whether it runs."""
     delay = 0.5
     while True:
         started = asyncio.get_running_loop().time()
+        if health is not None:
+            health.started()
         try:
             await run()
             log.warning("%s exited; restarting", name)
+            why = f"{name} exited; restarting"
         except asyncio.CancelledError:
+            if health is not None:
+                health.stopped(f"{name} stopped")
             raise
-        except Exception:
+        except Exception as e:
             log.exception("%s crashed; restarting in %.1fs", name, delay)
+            why = f"{name} crashed: {e!r}; restarting"
+        if health is not None:
+            health.stopped(why)
         if asyncio.get_running_loop().time() - started > 60:
             delay = 0.5
         await asyncio.sleep(delay)
@@ -128,6 +136,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     from aiohttp import web
 
     from kybern.apiserver import pki
+    from kybern.apiserver.componentstatus import Health
     from kybern.apiserver.server import APIServer, ssl_context
     from kybern.storage.compactor import run_compactor
     from kybern.storage.registry import open_store
@@ -194,14 +203,17 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         # as client-go's SharedInformerFactory (kybern/client/informer_factory.py)
         shared = InformerFactory(client("kube-controller-manager/v1.32.0 (kybern) informers"))
         running.tasks.append(asyncio.create_task(_hold_informers(shared), name="shared-informers"))
+        api.components["controller-manager"] = Health()  # what `kubectl get cs` reports
         running.tasks.append(asyncio.create_task(
             supervise("controller-manager", lambda: manager.run_controllers(
-                client("kube-controller-manager/v1.32.0 (kybern)"), informers=shared)),
+                client("kube-controller-manager/v1.32.0 (kybern)"), informers=shared),
+                api.components["controller-manager"]),
             name="controllers"))
         if cfg.run_scheduler:
+            api.components["scheduler"] = Health()
             running.tasks.append(asyncio.create_task(
                 supervise("scheduler", lambda: scheduler.run_scheduler(
-                    client("kube-scheduler/v1.32.0 (kybern)"), informers=shared)),
+                    client("kube-scheduler/v1.32.0 (kybern)"), informers=shared), api.components["scheduler"]),
                 name="scheduler"))
         from kybern.network.servicelb import ServiceLB
 
