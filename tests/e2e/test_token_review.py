@@ -115,7 +115,10 @@ def test_kubectl_get_componentstatuses(cluster):
     rows = [line.split() for line in p.stdout.splitlines()]
     assert rows == [["NAME", "STATUS", "MESSAGE", "ERROR"], ["scheduler", "Healthy", "ok"],
                     ["controller-manager", "Healthy", "ok"], ["etcd-0", "Healthy", "ok"]]
-    cs = client.CoreV1Api(cluster.api_client()).read_component_status("etcd-0")
+    core = client.CoreV1Api(cluster.api_client())
+    assert [c.metadata.name for c in core.list_component_status().items] == ["scheduler", "controller-manager",
+                                                                             "etcd-0"]
+    cs = core.read_component_status("etcd-0")
     assert cs.metadata.name == "etcd-0"
     assert [(c.type, c.status, c.message, c.error) for c in cs.conditions] == [("Healthy", "True", "ok", None)]
     p = cluster.kubectl("get", "cs", "nothing", check=False)
