@@ -61,7 +61,7 @@ def netns_list() -> str:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A private cluster with CNI pod networking asked for explicitly (the shared one
-    may run with host networking: scripts/test sets KYBERN_POD_NETWORK=host)."""
+    uses the default, `auto`, which is the host network when not root)."""
     c = start_cluster(tmp_path_factory.mktemp("cni-cluster"), "--pod-network", "cni")
     yield c
     stop_cluster(c)
