@@ -50,6 +50,34 @@ def json_response(obj: Any, status: int = 200, *, content_type: str = JSON,
         web.Response(body=body, status=status, headers={"Content-Type": content_type, **headers})
 
 
+_TRUE, _FALSE = {"1", "t", "T", "TRUE", "true", "True"}, {"0", "f", "F", "FALSE", "false", "False"}
+
+
+def wants_pretty(request: web.Request) -> bool:
+    """kube-apiserver's isPrettyPrint: `?pretty=` (Go's ParseBool; anything else is
+    false), else a User-Agent of curl, Wget or a browser (`Mozilla/5.0`)."""
+    if "pretty" in request.query_string:
+        value = request.query.get("pretty", "")
+        if value:
+            return value in _TRUE
+    ua = request.headers.get("User-Agent", "")
+    return ua.startswith(("curl", "Wget", "Mozilla/5.0"))
+
+
+def pretty_printed(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+    """A whole JSON answer indented by two spaces, without the final newline, as the
+    apiserver's pretty serializer writes it (json.MarshalIndent), when the client
+    asked for it (wants_pretty). Streams (watch, logs) and other types pass as they are."""
+    if type(resp) is not web.Response or resp.content_type != "application/json" or \
+            not isinstance(resp.body, bytes) or not resp.body or not wants_pretty(request):
+        return resp
+    try:
+        resp.body = orjson.dumps(orjson.loads(resp.body), option=orjson.OPT_INDENT_2)
+    except orjson.JSONDecodeError:
+        pass
+    return resp
+
+
 def status_response(e: errors.StatusError, code: int | None = None) -> web.Response:
     """A failure Status as kube-apiserver writes it: metav1.Status's field order
     and the newline Go's json.Encoder ends it with (clients that compare bodies,

@@ -675,7 +675,7 @@ class APIServer:
                         user = csr.peer_user(request)
                     if user is None:
                         e0 = errors.unauthorized()
-                        resp = rest.status_response(e0)
+                        resp = rest.pretty_printed(request, rest.status_response(e0))
                         code = resp.status
                         return resp
                     request["user"] = user
@@ -710,6 +710,7 @@ class APIServer:
                 log.exception("internal error on %s %s", request.method, request.path)
                 e4 = errors.internal(repr(e))
                 resp = rest.status_response(e4, 500)
+            resp = rest.pretty_printed(request, resp)  # curl and ?pretty=true: indented
             code = resp.status
             return resp
         except web.HTTPException as e:
@@ -719,7 +720,9 @@ class APIServer:
             metrics.end(labels, gauge, start, code)
 
     async def _version(self, request: web.Request) -> web.Response:
-        return rest.json_response(discovery.VERSION_INFO)
+        # always indented (upstream writes it with json.MarshalIndent, whoever asks)
+        return web.Response(body=orjson.dumps(discovery.VERSION_INFO, option=orjson.OPT_INDENT_2),
+                            content_type="application/json")
 
     async def _oidc_configuration(self, request: web.Request) -> web.Response:
         """Service account issuer discovery (upstream's serviceaccount.openidmetadata):

@@ -436,3 +436,35 @@ def test_patches_and_apply_win_a_race_instead_of_409(api, namespace):
                                      "data": {"a": str(n)}},
                 field_manager="racer", force=True, _content_type="application/apply-patch+yaml")
             assert out.data["a"] == str(n)
+
+
+def test_curl_and_pretty_get_indented_json(cluster, namespace):
+    """As kube-apiserver's isPrettyPrint: curl, Wget and browsers (or `?pretty=true`)
+    get JSON indented by two spaces, as the kubernetes.io pages that `curl` the API
+    show it; `?pretty=false` and other clients get it compact; /version is always indented."""
+    import subprocess
+
+    raw = RawAPI(cluster)
+    ca = str(cluster.dir / "data" / "pki" / "ca.crt")
+
+    def curl(path: str) -> str:
+        return subprocess.run(["curl", "-sS", "--cacert", ca, "-H", f"Authorization: Bearer {raw.token}",
+                               cluster.server + path], capture_output=True, text=True, check=True,
+                              timeout=30).stdout
+
+    out = curl("/api")
+    assert out.startswith('{\n  "kind": "APIVersions",\n  "versions": [\n    "v1"\n  ],') and out.endswith("}")
+    cm = curl(f"/api/v1/namespaces/{namespace}/configmaps/kube-root-ca.crt")
+    assert '\n  "metadata": {\n    "name": "kube-root-ca.crt",' in cm
+    assert json.loads(cm)["kind"] == "ConfigMap"
+    missing = curl(f"/api/v1/namespaces/{namespace}/pods/nope")  # a Status too
+    assert missing.startswith('{\n  "kind": "Status",') and json.loads(missing)["reason"] == "NotFound"
+    compact = curl("/api?pretty=false")
+    assert "\n" not in compact.strip() and json.loads(compact)["kind"] == "APIVersions"
+    # another client (urllib3 here): compact, unless it asks
+    r = raw.pool.request("GET", cluster.server + "/api", headers={"Authorization": f"Bearer {raw.token}"})
+    assert b"\n" not in r.data.strip()
+    r = raw.pool.request("GET", cluster.server + "/api?pretty=true", headers={"Authorization": f"Bearer {raw.token}"})
+    assert r.data.startswith(b'{\n  "kind": "APIVersions"')
+    r = raw.pool.request("GET", cluster.server + "/version")
+    assert r.data.startswith(b'{\n  "major": "1",\n  "minor": "32",')
