@@ -310,12 +310,13 @@ class RBAC:
 
 def node_rules() -> list[dict[str, Any]]:
     """What the Node authorizer lets a node do here: upstream's system:node role and,
-    as kybern's node token also serves the node's kube-proxy, system:node-proxier's
-    rules (kybern/apiserver/rbac_policy.py). Upstream's graph of which pods, secrets
+    as kybern's node token also serves the node's kube-proxy and NetworkPolicy
+    enforcer, system:node-proxier's rules and list/watch of networkpolicies and
+    namespaces (kybern/apiserver/rbac_policy.py). Upstream's graph of which pods, secrets
     and volumes belong to which node is not kept (docs/rbac.md)."""
     from kybern.apiserver import rbac_policy
 
-    return rbac_policy.NODE_RULES + rbac_policy.NODE_PROXIER_RULES
+    return rbac_policy.NODE_RULES + rbac_policy.NODE_PROXIER_RULES + rbac_policy.NODE_NETWORK_POLICY_RULES
 
 
 class Authorizer:

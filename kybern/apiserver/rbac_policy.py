@@ -80,6 +80,14 @@ NODE_PROXIER_RULES = [
     R(["list", "watch"], "discovery.k8s.io", ["endpointslices"]),
 ]
 
+# what the node's NetworkPolicy enforcer (kybern/network/netpol.py) reads with the
+# node token besides pods (system:node has those), as a CNI's policy agent
+# (Calico's calico-node, kube-router) does
+NODE_NETWORK_POLICY_RULES = [
+    R(["list", "watch"], "networking.k8s.io", ["networkpolicies"]),
+    R(["list", "watch"], "", ["namespaces"]),
+]
+
 
 def _aggregated(label: str) -> dict[str, Any]:
     return {"clusterRoleSelectors": [{"matchLabels": {f"{GROUP}/{label}": "true"}}]}

@@ -252,6 +252,8 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
             running.tasks.append(asyncio.create_task(supervise("service-proxy", proxy_runner(
                 lambda: client("kube-proxy/v1.32.0 (kybern)"), str(data / "node"), cfg.proxy_mode, host)),
                 name="service-proxy"))
+            running.tasks.append(asyncio.create_task(supervise("network-policy", netpol_runner(
+                lambda: client(NETPOL_AGENT), str(data / "node"), agent)), name="network-policy"))
         network = agent.network
 
         async def gateway_in_process() -> str | None:
@@ -292,6 +294,23 @@ def proxy_runner(make_client: Callable[[], Client], instance: str, mode: str,
 
         await ServiceProxy(make_client(), instance=instance, mode=mode, node_address=address,
                            pod_cidr_file=os.path.join(instance, "network", "state.json")).run()
+    return run
+
+
+NETPOL_AGENT = "kybern-network-policy/v1.32.0 (kybern)"
+
+
+def netpol_runner(make_client: Callable[[], Client], instance: str, agent: Any) -> Callable[[], Awaitable[None]]:
+    """The NetworkPolicy enforcer beside a node agent (kybern/network/netpol.py), for
+    the pods of `agent`'s CNI pod network (a fresh one per restart by supervise)."""
+    async def pod_network() -> tuple[str, str | None]:
+        await agent.ready.wait()
+        return agent.network.mode, agent.network.pod_cidr
+
+    async def run() -> None:
+        from kybern.network.netpol import PolicyEnforcer
+
+        await PolicyEnforcer(make_client(), instance=instance, node_name=agent.name, pod_network=pod_network).run()
     return run
 
 

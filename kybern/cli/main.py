@@ -259,6 +259,9 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
         proxy = asyncio.create_task(cluster.supervise("service-proxy", cluster.proxy_runner(
             lambda: proxy_client, str(data_dir), proxy_mode, address)) if runtime != "fake"
             else asyncio.Event().wait())  # hollow nodes: nothing to forward to
+        netpol_client = Client(server_url, token=token, ca_file=ca_file, user_agent=cluster.NETPOL_AGENT)
+        netpol = asyncio.create_task(cluster.supervise("network-policy", cluster.netpol_runner(
+            lambda: netpol_client, str(data_dir), a)) if runtime != "fake" else asyncio.Event().wait())
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -267,11 +270,12 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
         click.echo(f"node {name} joining {server_url}")
         await asyncio.wait([task, asyncio.create_task(done.wait())], return_when=asyncio.FIRST_COMPLETED)
         await a.stop()
-        for t in (task, proxy, trimmer):
+        for t in (task, proxy, netpol, trimmer):
             t.cancel()
-        await asyncio.gather(task, proxy, trimmer, return_exceptions=True)
+        await asyncio.gather(task, proxy, netpol, trimmer, return_exceptions=True)
         await client.close()
         await proxy_client.close()
+        await netpol_client.close()
 
     try:
         asyncio.run(run())

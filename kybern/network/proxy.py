@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -34,6 +33,8 @@ from kybern.client.http import Client
 from kybern.client.informer import Informer
 from kybern.client.resources import ENDPOINTSLICES, SERVICES
 from kybern.network import proxy_rules as rules
+from kybern.network.nft import hold_lock, remove_orphan_tables
+from kybern.network.nft import run as _run
 from kybern.network.podnet import CLUSTER_CIDR
 from kybern.network.userspace import UserspaceProxy
 
@@ -41,17 +42,6 @@ log = logging.getLogger(__name__)
 
 SERVICE_CIDR = os.environ.get("KYBERN_SERVICE_CIDR", "10.96.0.0/12")
 OWNER_DIR = Path(os.environ.get("KYBERN_PROXY_LOCKS", "/run/kybern/proxy"))
-
-
-async def _run(*argv: str, stdin: bytes | None = None) -> tuple[int, str]:
-    try:
-        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
-                                                    stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.STDOUT)
-    except OSError as e:
-        return 127, str(e)
-    out, _ = await proc.communicate(stdin)
-    return proc.returncode or 0, out.decode(errors="replace")
 
 
 async def choose_mode(requested: str) -> tuple[str, str]:
@@ -180,25 +170,9 @@ class ServiceProxy:
     async def _own_table(self) -> None:
         """Hold /run/kybern/proxy/<id>.lock while our rules exist, and delete the
         nft tables of proxies that died without cleaning up (no lock holder)."""
-        OWNER_DIR.mkdir(parents=True, exist_ok=True)
-        self._owner_fd = os.open(OWNER_DIR / f"{self.id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._owner_fd, fcntl.LOCK_EX)
-        if self.mode != "nftables":
-            return
-        _rc, out = await _run("nft", "list", "tables")
-        for line in out.splitlines():
-            name = line.split()[-1] if line.startswith("table ip kybern-") else ""
-            if not name or name == self.table:
-                continue
-            fd = os.open(OWNER_DIR / f"{name[7:]}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue  # alive
-            finally:
-                os.close(fd)
-            log.info("service proxy: removing table %s left by a proxy that is gone", name)
-            await _run("nft", "-f", "-", stdin=rules.nft_cleanup(name).encode())
+        self._owner_fd = hold_lock(OWNER_DIR, self.id)
+        if self.mode == "nftables":
+            await remove_orphan_tables("ip", "kybern-", OWNER_DIR, self.table, "service proxy")
 
     async def _hook_iptables(self) -> None:
         if self._hooked:
