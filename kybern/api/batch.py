@@ -24,7 +24,8 @@ def default_job_spec(spec: Obj) -> None:
         spec["completions"] = spec["parallelism"] = 1
     elif parallelism is None:
         spec["parallelism"] = 1
-    spec.setdefault("backoffLimit", 6)
+    # with a per-index limit the global one is effectively off (SetDefaults_Job: MaxInt32)
+    spec.setdefault("backoffLimit", 2147483647 if spec.get("backoffLimitPerIndex") is not None else 6)
     spec.setdefault("completionMode", "NonIndexed")
     spec.setdefault("suspend", False)
     # Failed when a pod failure policy is set, as upstream
@@ -36,7 +37,8 @@ def default_job_spec(spec: Obj) -> None:
 
 def validate_job_spec(spec: Obj, path: str) -> list[Cause]:
     out: list[Cause] = []
-    for field in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished"):
+    for field in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished",
+                  "backoffLimitPerIndex", "maxFailedIndexes"):
         v = spec.get(field)
         if isinstance(v, int) and not isinstance(v, bool) and v < 0:
             out.append(errors.cause(f"{path}.{field}", f"Invalid value: {v}: must be greater than or equal to 0"))
@@ -50,12 +52,32 @@ def validate_job_spec(spec: Obj, path: str) -> list[Cause]:
     if mode == "Indexed" and spec.get("completions") is None:
         out.append(errors.required(f"{path}.completions") |
                    {"message": "Required value: when completion mode is Indexed"})
+    per_index, max_failed = spec.get("backoffLimitPerIndex"), spec.get("maxFailedIndexes")
+    if max_failed is not None and per_index is None:
+        out.append(errors.required(f"{path}.backoffLimitPerIndex") |
+                   {"message": "Required value: when maxFailedIndexes is specified"})
+    if mode == "Indexed" and isinstance(max_failed, int) and isinstance(spec.get("completions"), int) \
+            and max_failed > spec["completions"]:
+        out.append(errors.cause(f"{path}.maxFailedIndexes", f"Invalid value: {max_failed}: must be less than or "
+                                "equal to completions"))
+    if mode in (None, "NonIndexed"):
+        for field, v in (("backoffLimitPerIndex", per_index), ("maxFailedIndexes", max_failed)):
+            if v is not None:
+                out.append(errors.cause(f"{path}.{field}", f"Invalid value: {v}: requires indexed completion mode"))
+    rules = (spec.get("podFailurePolicy") or {}).get("rules") or []
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        if isinstance(rule, dict) and rule.get("action") == "FailIndex" and per_index is None:
+            out.append(errors.cause(f"{path}.podFailurePolicy.rules[{i}].action", 'Invalid value: "FailIndex": '
+                                    "requires the backoffLimitPerIndex to be set"))
     tmpl = spec.get("template") or {}
     out.extend(validate_pod_spec(tmpl.get("spec"), f"{path}.template.spec"))
     rp = (tmpl.get("spec") or {}).get("restartPolicy")
     if rp not in ("OnFailure", "Never"):
         out.append(errors.cause(f"{path}.template.spec.restartPolicy", f'Unsupported value: "{rp}": supported '
                                 'values: "OnFailure", "Never"', "FieldValueNotSupported"))
+    elif spec.get("podFailurePolicy") is not None and rp != "Never":
+        out.append(errors.cause(f"{path}.template.spec.restartPolicy", f'Invalid value: "{rp}": only "Never" is '
+                                "supported when podFailurePolicy is specified"))
     return out
 
 
@@ -118,6 +140,9 @@ class JobStrategy(Strategy):
         ns, os_ = new.get("spec") or {}, old.get("spec") or {}
         if ns.get("selector") != os_.get("selector"):
             out.append(errors.cause("spec.selector", "Invalid value: ...: field is immutable"))
+        if ns.get("backoffLimitPerIndex") != os_.get("backoffLimitPerIndex"):
+            out.append(errors.cause("spec.backoffLimitPerIndex", f"Invalid value: {ns.get('backoffLimitPerIndex')}: "
+                                    "field is immutable"))
         if ns.get("completions") != os_.get("completions"):
             out.append(errors.cause("spec.completions", f"Invalid value: {ns.get('completions')}: field is "
                                     "immutable"))

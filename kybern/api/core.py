@@ -10,7 +10,7 @@ from typing import Any
 
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy, validate_dns_label
-from kybern.machinery import errors, meta
+from kybern.machinery import errors, meta, quantity
 
 
 def default_container(c: Obj, *, init: bool = False) -> None:
@@ -156,12 +156,45 @@ def validate_pod_spec(spec: Any, path: str) -> list[Cause]:
             if pp is not None and pp not in PULL_POLICIES:
                 out.append(not_supported(f"{p}.imagePullPolicy", pp, PULL_POLICIES))
             out.extend(validate_container_ports(c.get("ports"), f"{p}.ports"))
+            out.extend(validate_resource_requirements(c.get("resources"), f"{p}.resources"))
     rp = spec.get("restartPolicy")
     if rp is not None and rp not in ("Always", "OnFailure", "Never"):
         out.append(not_supported(f"{path}.restartPolicy", rp, ("Always", "OnFailure", "Never")))
     dp = spec.get("dnsPolicy")
     if dp is not None and dp not in DNS_POLICIES:
         out.append(not_supported(f"{path}.dnsPolicy", dp, DNS_POLICIES))
+    return out
+
+
+def validate_resource_requirements(res: Any, path: str) -> list[Cause]:
+    """ValidateResourceRequirements: no negative quantity, no request above its limit
+    (what a LimitRange's default limit below a written request leads to)."""
+    out: list[Cause] = []
+    if not isinstance(res, dict):
+        return out
+    limits, requests = res.get("limits"), res.get("requests")
+    limits = limits if isinstance(limits, dict) else {}
+    requests = requests if isinstance(requests, dict) else {}
+    for kind, values in (("limits", limits), ("requests", requests)):
+        for name in sorted(values):
+            try:
+                if quantity.value(values[name]) < 0:
+                    shown = quantity.canonical(values[name])
+                    out.append(errors.cause(f"{path}.{kind}[{name}]",
+                                            f'Invalid value: "{shown}": must be greater than or equal to 0'))
+            except (ValueError, ArithmeticError):
+                continue  # a malformed quantity is the decoder's error
+    for name in sorted(requests):
+        if name not in limits:
+            continue
+        try:
+            over = quantity.value(requests[name]) > quantity.value(limits[name])
+        except (ValueError, ArithmeticError):
+            continue
+        if over:
+            out.append(errors.cause(f"{path}.requests", f'Invalid value: "{quantity.canonical(requests[name])}": '
+                                    f"must be less than or equal to {name} limit of "
+                                    f"{quantity.canonical(limits[name])}"))
     return out
 
 

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from kybern.api import apiregistration, nodeapi, scheduling
 from kybern.api.catalog import builtin_registry
-from kybern.api.core import qos_class
+from kybern.api.core import qos_class, validate_resource_requirements
 from kybern.api.registry import Registry, ResourceInfo
 from kybern.apiserver import (
     admission_resources,
@@ -274,7 +274,13 @@ class APIServer:
     async def _admit_pod(self, pod: dict[str, Any]) -> None:
         await self._admit_pod_service_account(pod)
         if await admission_resources.limit_ranger(self, pod):
-            # upstream's mutating admission runs before PrepareForCreate computes the QoS class
+            # upstream's mutating admission runs before validation and PrepareForCreate: a
+            # defaulted limit below the request written is refused, and the QoS class follows
+            causes = [c for kind in ("initContainers", "containers")
+                      for i, ctr in enumerate((pod.get("spec") or {}).get(kind) or [])
+                      for c in validate_resource_requirements(ctr.get("resources"), f"spec.{kind}[{i}].resources")]
+            if causes:
+                raise errors.invalid("", "Pod", pod["metadata"].get("name", ""), causes)
             pod.setdefault("status", {})["qosClass"] = qos_class(pod.get("spec") or {})
         await self._admit_pod_priority(pod)
         await self._admit_pod_runtime_class(pod)

@@ -825,8 +825,13 @@ class RESTStore:
             if (finalizers or grace > 0 or held) and not forced:
                 changed = False
                 prev_grace = m.get("deletionGracePeriodSeconds")
-                if not deleting or (grace > 0 and prev_grace is not None and grace < prev_grace):
+                if not deleting or (prev_grace is not None and grace < prev_grace):
+                    # only a shorter period, counted from the first request (BeforeDelete); down
+                    # to 0, so the last finalizer's removal deletes the object (a kubelet's final
+                    # delete of a pod whose Job still holds it)
                     when = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=grace)
+                    if deleting:
+                        when = meta.parse_time(m["deletionTimestamp"]) + _dt.timedelta(seconds=grace - prev_grace)
                     m["deletionTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
                     m["deletionGracePeriodSeconds"] = grace
                     strategy.mark_deleting(obj)

@@ -224,9 +224,32 @@ async def eviction(server: "APIServer", request: web.Request, store: RESTStore, 
     # terminal, pending and terminating pods are not protected by budgets (canIgnorePDB)
     if phase not in ("Succeeded", "Failed", "Pending") and not meta.is_deleting(pod):
         await _take_disruption(server, ns, pod, dry)
+    if not dry:
+        await store.update(ns, name, _disruption_target, subresource="status")
     await store.delete(ns, name, options, dry_run=dry)
     return rest.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                "code": 201}, 201)
+
+
+def _disruption_target(cur: Obj | None) -> Obj:
+    """addConditionAndDeletePod: the evicted pod first gets the DisruptionTarget condition
+    (a Job's podFailurePolicy can then ignore the failure: "Pod failure policy" task)."""
+    if cur is None:
+        raise errors.StatusError(404, "NotFound", "pod not found")
+    conds = cur.setdefault("status", {}).setdefault("conditions", [])
+    now = meta.now()
+    new = {"type": "DisruptionTarget", "status": "True", "lastProbeTime": None, "lastTransitionTime": now,
+           "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"}
+    for i, c in enumerate(conds):
+        if c.get("type") == "DisruptionTarget":
+            if c.get("status") == "True":
+                new["lastTransitionTime"] = c.get("lastTransitionTime") or now
+            conds[i] = new
+            break
+    else:
+        conds.append(new)
+    cur["metadata"].pop("resourceVersion", None)
+    return cur
 
 
 async def _take_disruption(server: "APIServer", ns: str | None, pod: Obj, dry_run: bool = False) -> None:

@@ -122,6 +122,15 @@ class JobController:
         fail_message: tuple[str, str] | None = None  # (reason, message)
         release: list[dict[str, Any]] = []  # pods whose finalizer can go now
         new_failures = 0
+        active = [p for p in pods if podutil.is_active(p)]
+        per_index = ju.per_index(job)
+        # podReplacementPolicy Failed (always so with a podFailurePolicy): a deleted pod is a
+        # failure only once its phase says so, and it is not replaced before (onlyReplaceFailedPods)
+        only_failed = spec.get("podReplacementPolicy") == "Failed" or spec.get("podFailurePolicy") is not None
+        failed_indexes: set[int] = set()
+        delayed: dict[int, dict[str, Any]] = {}  # index -> the failed pod its replacement counts on
+        if per_index:
+            failed_indexes, delayed = self._index_failures(job, pods, active, completed)
         for p in pods:
             puid = p["metadata"]["uid"]
             has_fin = ju.TRACKING_FINALIZER in (p["metadata"].get("finalizers") or [])
@@ -140,9 +149,11 @@ class JobController:
                     completed.add(idx)
                 uncounted.setdefault("succeeded", []).append(puid)
                 release.append(p)
-            elif ju.pod_failed(p) or (meta.is_deleting(p) and puid not in self._we_deleted):
+            elif ju.pod_failed(p) or (meta.is_deleting(p) and puid not in self._we_deleted and not only_failed):
                 if not has_fin:
                     continue
+                if per_index and delayed.get(ju.completion_index(p) or 0) is p:
+                    continue  # kept, finalizer and all, until its replacement carries its count
                 action, msg = ju.match_failure_policy(job, p) if ju.pod_failed(p) else (None, "")
                 release.append(p)
                 if action == "Ignore":
@@ -151,12 +162,11 @@ class JobController:
                     fail_message = ("PodFailurePolicy", msg)
                 uncounted.setdefault("failed", []).append(puid)
                 new_failures += 1
-            elif meta.is_deleting(p) and has_fin:
+            elif meta.is_deleting(p) and has_fin and not only_failed:
                 release.append(p)
         if new_failures:
             self._last_failure[key] = time.monotonic()
 
-        active = [p for p in pods if podutil.is_active(p)]
         terminating = [p for p in pods if meta.is_deleting(p) and not ju.pod_succeeded(p)
                        and not ju.pod_failed(p)]
         succeeded = int(status.get("succeeded") or 0) + len(uncounted.get("succeeded") or [])
@@ -177,6 +187,25 @@ class JobController:
             fail_message = ("BackoffLimitExceeded", ju.MSG_BACKOFF)
         elif fail_message is None and self._past_deadline(job):
             fail_message = ("DeadlineExceeded", ju.MSG_DEADLINE)
+        if per_index:
+            status["failedIndexes"] = ju.format_indexes(failed_indexes)
+            max_failed = spec.get("maxFailedIndexes")
+            if fail_message is not None:
+                pass
+            elif max_failed is not None and len(failed_indexes) > int(max_failed):
+                fail_message = ("MaxFailedIndexesExceeded", ju.MSG_MAX_FAILED_INDEXES)
+            elif failed_indexes and len(failed_indexes) + len(completed) >= int(completions or 0):
+                fail_message = ("FailedIndexes", ju.MSG_FAILED_INDEXES)
+        if fail_message is not None:
+            # a failed Job's unfinished pods count as failed (trackJobStatusAndRemoveFinalizers)
+            for p in pods:
+                puid = p["metadata"]["uid"]
+                if ju.TRACKING_FINALIZER in (p["metadata"].get("finalizers") or []) and not ju.pod_succeeded(p) \
+                        and puid not in counted and puid not in (uncounted.get("failed") or []):
+                    uncounted.setdefault("failed", []).append(puid)
+                    if p not in release:
+                        release.append(p)
+            failed = int(status.get("failed") or 0) + len(uncounted.get("failed") or [])
         if completions is None:
             done = succeeded > 0 and not active
             success = succeeded > 0
@@ -214,7 +243,8 @@ class JobController:
                     self.queue.add_after(key, float(spec["activeDeadlineSeconds"]))
             if self.expectations.satisfied(key):
                 try:
-                    await self._manage(key, job, active, succeeded, completed, failed)
+                    await self._manage(key, job, active, succeeded, completed | failed_indexes, failed, delayed,
+                                       terminating if only_failed else [])
                 except Exception as e:  # noqa: BLE001 - status still written, then retried
                     manage_error = e
         status["active"] = len(active)
@@ -244,8 +274,52 @@ class JobController:
             return True
         return False
 
+    def _index_failures(self, job: dict[str, Any], pods: list[dict[str, Any]], active: list[dict[str, Any]],
+                        completed: set[int]) -> tuple[set[int], dict[int, dict[str, Any]]]:
+        """backoffLimitPerIndex: the failed indexes (status.failedIndexes and those failed
+        since: calculateFailedIndexes) and, per index to retry, the failed pod whose
+        finalizer stays until its replacement is created with its failure count
+        (getPodsWithDelayedDeletionPerIndex)."""
+        spec = job.get("spec") or {}
+        n = int(spec.get("completions") or 0)
+        failed = {i for i in ju.parse_indexes((job.get("status") or {}).get("failedIndexes")) if i < n}
+        only_failed = spec.get("podReplacementPolicy") == "Failed"
+        done = completed | {i for p in pods if ju.pod_succeeded(p) and (i := ju.completion_index(p)) is not None}
+        candidates: list[tuple[int, dict[str, Any]]] = []
+        for p in pods:
+            i = ju.completion_index(p)
+            if i is None or i >= n or ju.TRACKING_FINALIZER not in (p["metadata"].get("finalizers") or []):
+                continue
+            is_failed = ju.pod_failed(p) if only_failed else ju.is_failed(p)
+            if ju.index_failed(job, p, is_failed):
+                failed.add(i)
+            if is_failed:
+                candidates.append((i, p))
+        running = {i for p in active if (i := ju.completion_index(p)) is not None}
+        delayed: dict[int, dict[str, Any]] = {}
+        for i, p in candidates:
+            if i in done or i in failed or i in running:
+                continue
+            last = delayed.get(i)
+            if last is None or (sum(ju.index_failure_counts(last)) <= sum(ju.index_failure_counts(p))
+                                and ju.finished_time(p) >= ju.finished_time(last)):
+                delayed[i] = p
+        return failed, delayed
+
+    def _index_backoff(self, pod: dict[str, Any] | None) -> float:
+        """getRemainingTimePerIndex: the index's own backoff, from its last failure."""
+        if pod is None:
+            return 0.0
+        delay = ju.backoff_delay(sum(ju.index_failure_counts(pod)) + 1)
+        finished = ju.finished_time(pod)
+        if not finished:
+            return 0.0
+        return delay - (podutil.utcnow() - meta.parse_time(finished)).total_seconds()
+
     async def _manage(self, key: str, job: dict[str, Any], active: list[dict[str, Any]],
-                      succeeded: int, completed: set[int], failed: int) -> None:
+                      succeeded: int, completed: set[int], failed: int,
+                      delayed: dict[int, dict[str, Any]] | None = None,
+                      terminating: list[dict[str, Any]] | None = None) -> None:
         spec = job.get("spec") or {}
         parallelism = int(spec.get("parallelism") if spec.get("parallelism") is not None else 1)
         completions = spec.get("completions")
@@ -260,8 +334,9 @@ class JobController:
                     excess.append(p)
                 else:
                     by_index.setdefault(i, []).append(p)
-            pending = [i for i in range(n) if i not in completed and i not in by_index]
-            room = max(0, parallelism - len(by_index))
+            held = {i for p in terminating or [] if (i := ju.completion_index(p)) is not None}
+            pending = [i for i in range(n) if i not in completed and i not in by_index and i not in held]
+            room = max(0, parallelism - len(by_index) - len(held))
             to_create: list[int | None] = list(pending[:room])
         else:
             if completions is None:
@@ -272,21 +347,33 @@ class JobController:
             if len(active) > want:
                 from kybern.controllers.deletion_order import rank_for_deletion
                 excess = rank_for_deletion(active, active)[: len(active) - want]
-            to_create = [None] * max(0, want - len(active))
+            to_create = [None] * max(0, want - len(terminating or []) - len(active))
         if excess:
             self.expectations.expect_deletions(key, [key_of(p) for p in excess])
             await self._delete_all(job, excess)
             return
         if not to_create:
             return
-        delay = self._backoff_remaining(key, failed)
-        if delay > 0:
-            self.queue.add_after(key, delay)
-            return
+        if ju.per_index(job):
+            # each index waits out its own backoff (getPodCreationInfoForIndependentIndexes)
+            waits = {i: self._index_backoff((delayed or {}).get(i)) for i in to_create if i is not None}
+            to_create = [i for i in to_create if waits.get(i, 0.0) <= 0]
+            if not to_create:
+                self.queue.add_after(key, min(waits.values()))
+                return
+        else:
+            delay = self._backoff_remaining(key, failed)
+            if delay > 0:
+                self.queue.add_after(key, delay)
+                return
         to_create = to_create[:BURST]
         self.expectations.expect_creations(key, len(to_create))
         it = iter(to_create)
-        done, err = await slow_start_batch(len(to_create), lambda: self._create(job, next(it)))
+
+        def create_next() -> Any:
+            index = next(it)
+            return self._create(job, index, (delayed or {}).get(index) if index is not None else None)
+        done, err = await slow_start_batch(len(to_create), create_next)
         for _ in range(len(to_create) - done):
             self.expectations.creation_observed(key)
         if err is not None:
@@ -298,7 +385,7 @@ class JobController:
             return 0.0
         return ju.backoff_delay(failed) - (time.monotonic() - last)
 
-    async def _create(self, job: dict[str, Any], index: int | None) -> None:
+    async def _create(self, job: dict[str, Any], index: int | None, replaced: dict[str, Any] | None = None) -> None:
         m = job["metadata"]
         tmpl = (job.get("spec") or {}).get("template") or {}
         gen = f"{m['name']}-{index}-" if index is not None else f"{m['name']}-"
@@ -310,12 +397,18 @@ class JobController:
             labels.setdefault(k, v)
         pm["finalizers"] = [*(pm.get("finalizers") or []), ju.TRACKING_FINALIZER]
         if index is not None:
-            pm.setdefault("annotations", {})[ju.INDEX_ANNOTATION] = str(index)
+            annotations = pm.setdefault("annotations", {})
+            annotations[ju.INDEX_ANNOTATION] = str(index)
             labels[ju.INDEX_LABEL] = str(index)
+            if ju.per_index(job):
+                failures, ignored = ju.new_index_failure_counts(job, replaced)
+                annotations[ju.INDEX_FAILURE_COUNT] = str(failures)
+                if ignored:
+                    annotations[ju.INDEX_IGNORED_FAILURE_COUNT] = str(ignored)
             spec = pod["spec"]
             spec.setdefault("hostname", f"{m['name']}-{index}")
             env = {"name": ju.INDEX_ENV, "valueFrom": {"fieldRef": {
-                "apiVersion": "v1", "fieldPath": f"metadata.annotations['{ju.INDEX_ANNOTATION}']"}}}
+                "apiVersion": "v1", "fieldPath": f"metadata.labels['{ju.INDEX_LABEL}']"}}}
             for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
                 if not any(e.get("name") == ju.INDEX_ENV for e in c.get("env") or []):
                     c["env"] = [*(c.get("env") or []), env]

@@ -17,10 +17,14 @@ INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 INDEX_ENV = "JOB_COMPLETION_INDEX"
+INDEX_FAILURE_COUNT = "batch.kubernetes.io/job-index-failure-count"
+INDEX_IGNORED_FAILURE_COUNT = "batch.kubernetes.io/job-index-ignored-failure-count"
 
 MSG_BACKOFF = "Job has reached the specified backoff limit"
 MSG_DEADLINE = "Job was active longer than specified deadline"
 MSG_COMPLETIONS = "Reached expected number of succeeded pods"
+MSG_FAILED_INDEXES = "Job has failed indexes"
+MSG_MAX_FAILED_INDEXES = "Job has exceeded the specified maximal number of failed indexes"
 
 BACKOFF_BASE = 10.0   # DefaultJobPodFailureBackOff
 BACKOFF_MAX = 360.0   # MaxJobPodFailureBackOff
@@ -62,7 +66,10 @@ def format_indexes(indexes: set[int]) -> str:
 
 
 def _run(run: list[int]) -> str:
-    return str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
+    # orderedIntervals.String(): two neighbours are written "0,1", three or more "0-2"
+    if len(run) == 1:
+        return str(run[0])
+    return f"{run[0]},{run[-1]}" if len(run) == 2 else f"{run[0]}-{run[-1]}"
 
 
 def _exit_codes_match(req: dict[str, Any], pod: dict[str, Any]) -> tuple[str, int] | None:
@@ -168,3 +175,61 @@ def default_selector(job: dict[str, Any]) -> dict[str, Any]:
     if sel:
         return dict(sel)
     return {"matchLabels": {CONTROLLER_UID_LABEL: job["metadata"]["uid"]}}
+
+
+def per_index(job: dict[str, Any]) -> bool:
+    """backoffLimitPerIndex in force: an Indexed Job whose indexes fail on their own."""
+    spec = job.get("spec") or {}
+    return spec.get("completionMode") == "Indexed" and spec.get("backoffLimitPerIndex") is not None
+
+
+def _count(pod: dict[str, Any], key: str) -> int:
+    raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(key)
+    try:
+        v = int(raw) if raw is not None else 0
+    except ValueError:
+        return 0
+    return v if 0 <= v <= 2147483647 else 0
+
+
+def index_failure_counts(pod: dict[str, Any]) -> tuple[int, int]:
+    """(failures, ignored failures) of the pod's index before this pod, from its annotations."""
+    return _count(pod, INDEX_FAILURE_COUNT), _count(pod, INDEX_IGNORED_FAILURE_COUNT)
+
+
+def new_index_failure_counts(job: dict[str, Any], replaced: dict[str, Any] | None) -> tuple[int, int]:
+    """getNewIndexFailureCounts: the counts a replacement of `replaced` carries."""
+    if replaced is None:
+        return 0, 0
+    failures, ignored = index_failure_counts(replaced)
+    if match_failure_policy(job, replaced)[0] == "Ignore":
+        return failures, ignored + 1
+    return failures + 1, ignored
+
+
+def is_failed(pod: dict[str, Any]) -> bool:
+    """isPodFailed: Failed, or deleted before it succeeded (with podReplacementPolicy
+    Failed, only Failed)."""
+    return pod_failed(pod) or (meta.is_deleting(pod) and not pod_succeeded(pod))
+
+
+def index_failed(job: dict[str, Any], pod: dict[str, Any], failed: bool) -> bool:
+    """isIndexFailed: a FailIndex rule matched, or a counted failure used up the index's
+    backoffLimitPerIndex."""
+    if not failed:
+        return False
+    action = match_failure_policy(job, pod)[0]
+    if action == "FailIndex":
+        return True
+    if action == "Ignore":
+        return False
+    return index_failure_counts(pod)[0] >= int((job.get("spec") or {}).get("backoffLimitPerIndex") or 0)
+
+
+def finished_time(pod: dict[str, Any]) -> str:
+    """When the pod finished: its last container's finishedAt, else its deletion time."""
+    st = pod.get("status") or {}
+    times = [str(((cs.get("state") or {}).get("terminated") or {}).get("finishedAt") or "")
+             for cs in st.get("containerStatuses") or []]
+    fallback = pod["metadata"].get("deletionTimestamp") or pod["metadata"].get("creationTimestamp") or ""
+    return max([t for t in times if t] or [str(fallback)])

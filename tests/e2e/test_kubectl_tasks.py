@@ -11,6 +11,22 @@ upstream Kubernetes:
   (`kubectl create token --bound-object-*`), legacy token tracking, issuer discovery.
 - "Using RBAC Authorization": roleRef immutability, `kubectl auth reconcile`, validation
   text; "Authorization" overview: a SelfSubjectAccessReview, `can-i --subresource`.
+- "Handling retriable and non-retriable pod failures with Pod failure policy"
+  (tasks/job/pod-failure-policy): backoffLimitPerIndex/FailIndex/failedIndexes, a
+  custom pod condition after a delete, an eviction's DisruptionTarget ignored.
+- "Limit Ranges" (concepts/policy/limit-range): a request above the default limit.
+
+Walked and found matching upstream (no test step of their own): "Configure Liveness,
+Readiness and Startup Probes" (event texts), "Assign Memory/CPU Resources" (OOMKilled,
+FailedScheduling text), "Configure a Pod to Use a ConfigMap" (`--from-env-file`,
+optional refs, missing key/ConfigMap messages), "Configure Quality of Service for
+Pods", "Determine the Reason for Pod Failure", "Attach Handlers to Container Lifecycle
+Events", "Configure Pod Initialization", "Declarative Management ... Using
+Configuration Files" (`kubectl diff`, `apply --prune`), "Managing Kubernetes Objects
+Using Kustomize", "Update API Objects in Place Using kubectl patch", "Namespaces
+Walkthrough", "Define Dependent Environment Variables", "Distribute Credentials
+Securely Using Secrets", "Running Automated Tasks with a CronJob", "Specifying a
+Disruption Budget for your Application".
 
 The pages' images are not in kybern's store (docs/node.md, Images); as a user
 would, the tests import stand-ins under the pages' names: `registry.k8s.io/
@@ -965,3 +981,190 @@ def test_service_account_issuer_discovery(cluster, namespace):
                   f"{head_b64}.{body_b64}".encode(), ec.ECDSA(hashes.SHA256()))
     p = cluster.kubectl("get", "--raw", "/openid/v1/jwks", "--as=dave", check=False)
     assert p.stderr.strip() == 'Error from server (Forbidden): forbidden: User "dave" cannot get path "/openid/v1/jwks"'
+
+
+PFP_JOBS = """
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: job-backoff-limit-per-index-failindex
+spec:
+  completions: 4
+  parallelism: 2
+  completionMode: Indexed
+  backoffLimitPerIndex: 1
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: docker.io/library/python:3
+        command:
+        - python3
+        - -c
+        - |
+          import os, sys
+          index = int(os.environ.get("JOB_COMPLETION_INDEX"))
+          if index == 0:
+            sys.exit(1)
+          elif index == 1:
+            sys.exit(42)
+          else:
+            sys.exit(0)
+  podFailurePolicy:
+    rules:
+    - action: FailIndex
+      onExitCodes:
+        containerName: main
+        operator: In
+        values: [42]
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: job-pod-failure-policy-config-issue
+spec:
+  completions: 8
+  parallelism: 1
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: "non-existing-repo/non-existing-image:example"
+  backoffLimit: 6
+  podFailurePolicy:
+    rules:
+    - action: FailJob
+      onPodConditions:
+      - type: ConfigIssue
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: job-pod-failure-policy-ignore
+spec:
+  completions: 1
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: docker.io/library/bash:5
+        command: ["bash"]
+        args: ["-c", "echo Hello world; sleep 3; exit 0"]
+  backoffLimit: 0
+  podFailurePolicy:
+    rules:
+    - action: Ignore
+      onPodConditions:
+      - type: DisruptionTarget
+"""
+
+
+def test_pod_failure_policy(cluster, namespace):
+    """"Handling retriable and non-retriable pod failures with Pod failure policy"
+    (tasks/job/pod-failure-policy): a custom pod condition matching FailJob once the
+    deleted Pending pod is Failed; an evicted pod (DisruptionTarget) ignored, not counted
+    against backoffLimit 0; backoffLimitPerIndex with FailIndex: two pods of index 0, one
+    of index 1, failedIndexes "0,1", failed 3."""
+    from kubernetes import client
+
+    store = ImageStore(str(cluster.dir / "data" / "node"))
+    with tempfile.TemporaryDirectory() as d:
+        for ref in ("docker.io/library/python:3", "docker.io/library/bash:5"):
+            store.import_dir(ref, Path(d), config={"env": [f"PATH={PATH}"], "cmd": ["sh"]})
+    ns = ["-n", namespace]
+    p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", check=False, input=PFP_JOBS.split("---")[0]
+                        .replace("backoffLimitPerIndex: 1", "backoffLimit: 1"))
+    assert p.stderr.strip() == ('The Job "job-backoff-limit-per-index-failindex" is invalid: spec.podFailurePolicy.'
+                                'rules[0].action: Invalid value: "FailIndex": requires the backoffLimitPerIndex to '
+                                'be set')
+    cluster.kubectl("create", *ns, "-f", "-", input=PFP_JOBS)
+
+    def pods(job: str) -> list[dict]:
+        return cluster.kjson("get", *ns, "pods", "-l", f"job-name={job}")["items"]
+
+    def job_status(job: str) -> dict:
+        return cluster.kjson("get", *ns, "job", job).get("status") or {}
+
+    # the misconfigured image: the pod stays Pending; a user's condition, then a delete
+    pod = cluster.wait_for(lambda: next((p for p in pods("job-pod-failure-policy-config-issue")
+                                         if (p["status"].get("containerStatuses") or [{}])[0].get("state", {})
+                                         .get("waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff")),
+                                        None), what="pod waiting on its image")
+    assert pod["status"]["phase"] == "Pending"
+    name = pod["metadata"]["name"]
+    patch = {"status": {"conditions": [{"type": "ConfigIssue", "status": "True", "reason": "NonExistingImage",
+                                        "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]}}
+    assert cluster.kubectl("patch", *ns, "pod", name, "--subresource=status", "-p", json.dumps(patch)).stdout \
+        == f"pod/{name} patched\n"
+    cluster.kubectl("delete", *ns, "pod", name)  # returns: the Failed pod's finalizer goes, and the pod
+
+    def failed_condition(job: str) -> dict | None:
+        return next((c for c in job_status(job).get("conditions") or [] if c["type"] == "Failed"), None)
+
+    cond = cluster.wait_for(lambda: failed_condition("job-pod-failure-policy-config-issue"), what="job failed")
+    assert (cond["reason"], cond["message"]) == (
+        "PodFailurePolicy", f"Pod {namespace}/{name} has condition ConfigIssue matching FailJob rule at index 0")
+
+    # an eviction (what `kubectl drain` does) marks the pod DisruptionTarget: ignored
+    running = cluster.wait_for(lambda: next((p for p in pods("job-pod-failure-policy-ignore")
+                                             if p["status"].get("phase") == "Running"), None), what="pod running")
+    client.CoreV1Api(cluster.api_client()).create_namespaced_pod_eviction(
+        running["metadata"]["name"], namespace,
+        client.V1Eviction(metadata=client.V1ObjectMeta(name=running["metadata"]["name"], namespace=namespace)))
+    cluster.kubectl("wait", *ns, "--for=condition=complete", "job/job-pod-failure-policy-ignore", "--timeout=60s")
+    assert "failed" not in job_status("job-pod-failure-policy-ignore")
+
+    # backoffLimitPerIndex: index 0 retried once (after its 10 s backoff), index 1 not at all
+    cluster.kubectl("wait", *ns, "--for=condition=failed", "job/job-backoff-limit-per-index-failindex",
+                    "--timeout=60s")
+    st = job_status("job-backoff-limit-per-index-failindex")
+    assert (st["failedIndexes"], st["completedIndexes"], st["failed"], st["succeeded"]) == ("0,1", "2,3", 3, 2)
+    cond = failed_condition("job-backoff-limit-per-index-failindex")
+    assert (cond["reason"], cond["message"]) == ("FailedIndexes", "Job has failed indexes")
+    listed = sorted((p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"],
+                     p["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"],
+                     p["status"]["phase"]) for p in pods("job-backoff-limit-per-index-failindex"))
+    assert listed == [("0", "0", "Failed"), ("0", "1", "Failed"), ("1", "0", "Failed"), ("2", "0", "Succeeded"),
+                      ("3", "0", "Succeeded")]
+    env = pods("job-backoff-limit-per-index-failindex")[0]["spec"]["containers"][0]["env"]
+    assert env == [{"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+        "apiVersion": "v1", "fieldPath": "metadata.labels['batch.kubernetes.io/job-completion-index']"}}}]
+
+
+def test_limit_range_default_limit_below_a_request(cluster, namespace):
+    """"Limit Ranges" (concepts/policy/limit-range), "LimitRange and admission checks for
+    Pods": a request above the namespace's default limit is refused once LimitRanger has
+    set that limit (admission before validation); with its own limit the pod is admitted.
+    A request above a limit written in a template is refused the same way."""
+    ns = ["-n", namespace]
+    cluster.kubectl("create", *ns, "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "cpu-resource-constraint"},
+        "spec": {"limits": [{"default": {"cpu": "500m"}, "defaultRequest": {"cpu": "500m"}, "max": {"cpu": "1"},
+                             "min": {"cpu": "100m"}, "type": "Container"}]}}))
+
+    def pod(name: str, resources: dict) -> str:
+        return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [
+            {"name": "demo", "image": "registry.k8s.io/pause:3.8", "resources": resources}]}})
+
+    p = cluster.kubectl("apply", *ns, "-f", "-", check=False,
+                        input=pod("example-conflict-with-limitrange-cpu", {"requests": {"cpu": "700m"}}))
+    assert p.returncode == 1
+    assert p.stderr.strip() == ('The Pod "example-conflict-with-limitrange-cpu" is invalid: spec.containers[0].'
+                                'resources.requests: Invalid value: "700m": must be less than or equal to cpu '
+                                'limit of 500m')
+    p = cluster.kubectl("apply", *ns, "--dry-run=server", "-f", "-",
+                        input=pod("example-no-conflict-with-limitrange-cpu",
+                                  {"requests": {"cpu": "700m"}, "limits": {"cpu": "700m"}}))
+    assert p.stdout == "pod/example-no-conflict-with-limitrange-cpu created (server dry run)\n"
+    deploy = json.loads(cluster.kubectl("create", "deployment", "d", "--image=demo:v1", "--dry-run=client",
+                                        "-o", "json").stdout)
+    deploy["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"memory": "1.5Gi"},
+                                                                        "limits": {"memory": "1Gi"}}
+    p = cluster.kubectl("create", *ns, "-f", "-", check=False, input=json.dumps(deploy))
+    assert p.stderr.strip() == ('The Deployment "d" is invalid: spec.template.spec.containers[0].resources.requests: '
+                                'Invalid value: "1536Mi": must be less than or equal to memory limit of 1Gi')

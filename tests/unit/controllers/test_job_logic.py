@@ -20,7 +20,7 @@ def job_with_rules(*rules: dict) -> dict:
 
 
 @pytest.mark.parametrize("indexes,text", [
-    (set(), ""), ({0}, "0"), ({0, 1, 2}, "0-2"), ({1, 3, 4, 5, 9}, "1,3-5,9"),
+    (set(), ""), ({0}, "0"), ({0, 1}, "0,1"), ({0, 1, 2}, "0-2"), ({1, 3, 4, 5, 9}, "1,3-5,9"),
 ])
 def test_completed_indexes_round_trip(indexes, text):
     assert ju.format_indexes(indexes) == text
