@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kybern.api.registry import ResourceInfo
-from kybern.api.strategy import DNS1123_SUBDOMAIN, Cause, Obj, Strategy, validate_labels
+from kybern.api.strategy import DNS1123_SUBDOMAIN, Cause, Obj, Strategy, validate_label_selector, validate_labels
 from kybern.machinery import errors
 
 GROUP = "admissionregistration.k8s.io"
@@ -24,7 +24,6 @@ REINVOCATION_POLICIES = ("IfNeeded", "Never")
 SCOPES = ("*", "Cluster", "Namespaced")
 REVIEW_VERSIONS = ("v1", "v1beta1")
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_SELECTOR_OPS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
 def _shown(v: Any) -> str:
@@ -138,23 +137,6 @@ def _validate_rule(rule: Obj, path: str) -> list[Cause]:
     return out
 
 
-def _validate_selector(sel: Any, path: str) -> list[Cause]:
-    if not isinstance(sel, dict):
-        return []
-    out = validate_labels(sel.get("matchLabels"), f"{path}.matchLabels")
-    for i, e in enumerate(sel.get("matchExpressions") or []):
-        p = f"{path}.matchExpressions[{i}]"
-        op, values = e.get("operator"), e.get("values") or []
-        if op in ("In", "NotIn") and not values:
-            out.append(_required(f"{p}.values", "must be specified when `operator` is 'In' or 'NotIn'"))
-        elif op in ("Exists", "DoesNotExist") and values:
-            out.append(errors.cause(f"{p}.values", "Forbidden: may not be specified when `operator` is 'Exists' "
-                                    "or 'DoesNotExist'", "FieldValueForbidden"))
-        elif op not in _SELECTOR_OPS:
-            out.append(_invalid(f"{p}.operator", op or "", "not a valid selector operator"))
-    return out
-
-
 def _validate_url(url: Any, path: str) -> list[Cause]:
     try:
         u = urlsplit(str(url))
@@ -263,8 +245,8 @@ def _validate_hook(hook: Obj, path: str, mutating: bool) -> list[Cause]:
     ts = hook.get("timeoutSeconds")
     if isinstance(ts, int) and not 1 <= ts <= 30:
         out.append(_invalid(f"{path}.timeoutSeconds", ts, "the timeout value must be between 1 and 30 seconds"))
-    out += _validate_selector(hook.get("namespaceSelector"), f"{path}.namespaceSelector")
-    out += _validate_selector(hook.get("objectSelector"), f"{path}.objectSelector")
+    out += validate_label_selector(hook.get("namespaceSelector"), f"{path}.namespaceSelector")
+    out += validate_label_selector(hook.get("objectSelector"), f"{path}.objectSelector")
     if mutating:
         rp = hook.get("reinvocationPolicy")
         if rp is not None and rp not in REINVOCATION_POLICIES:
@@ -410,8 +392,8 @@ def _validate_match_resources(mr: Any, path: str, *, policy: bool) -> list[Cause
     mp = mr.get("matchPolicy")
     if mp is not None and mp not in MATCH_POLICIES:
         out.append(_not_supported(f"{path}.matchPolicy", mp, MATCH_POLICIES))
-    out += _validate_selector(mr.get("namespaceSelector"), f"{path}.namespaceSelector")
-    out += _validate_selector(mr.get("objectSelector"), f"{path}.objectSelector")
+    out += validate_label_selector(mr.get("namespaceSelector"), f"{path}.namespaceSelector")
+    out += validate_label_selector(mr.get("objectSelector"), f"{path}.objectSelector")
     return out
 
 

@@ -47,6 +47,26 @@ def validate_dns_label(value: str, field: str) -> list[Cause]:
     return []
 
 
+def validate_label_selector(sel: Any, path: str) -> list[Cause]:
+    """metav1 validation.ValidateLabelSelector: labels, and each expression's
+    operator and values."""
+    if not isinstance(sel, dict):
+        return []
+    out = validate_labels(sel.get("matchLabels"), f"{path}.matchLabels")
+    for i, e in enumerate(sel.get("matchExpressions") or []):
+        p = f"{path}.matchExpressions[{i}]"
+        op, values = e.get("operator"), e.get("values") or []
+        if op in ("In", "NotIn") and not values:
+            out.append(errors.cause(f"{p}.values", "Required value: must be specified when `operator` is 'In' or "
+                                    "'NotIn'", "FieldValueRequired"))
+        elif op in ("Exists", "DoesNotExist") and values:
+            out.append(errors.cause(f"{p}.values", "Forbidden: may not be specified when `operator` is 'Exists' "
+                                    "or 'DoesNotExist'", "FieldValueForbidden"))
+        elif op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            out.append(errors.cause(f"{p}.operator", f'Invalid value: "{op or ""}": not a valid selector operator'))
+    return out
+
+
 def validate_labels(labels: Any, field: str) -> list[Cause]:
     out: list[Cause] = []
     if not isinstance(labels, dict):

@@ -202,3 +202,22 @@ def test_default_deny_ipblock_named_port(cluster, namespace):
         urls["b"]: "ok",
         urls["b8081"]: "timeout",  # not the named port
     })
+
+
+def test_invalid_policy_rejected_as_upstream(cluster, namespace):
+    bad = """
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: bad}
+spec:
+  podSelector: {}
+  egress:
+  - to: [{ipBlock: {cidr: 10.0.0.0/16, except: [10.1.0.0/24]}}]
+    ports: [{port: http, endPort: 90}]
+"""
+    out = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=bad, check=False)
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        'The NetworkPolicy "bad" is invalid: \n'
+        "* spec.egress[0].ports[0].endPort: Invalid value: 90: may not be specified when `port` is non-numeric\n"
+        '* spec.egress[0].to[0].ipBlock.except[0]: Invalid value: "10.1.0.0/24": must be a strict subset of `cidr`')
