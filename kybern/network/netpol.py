@@ -6,6 +6,9 @@ per change (level-triggered: any relevant change marks it dirty, one sync
 renders everything from the caches, bursts coalesce). The table is removed when
 it stops; one left by a killed enforcer is removed by the next to start.
 
+Pods and Namespaces are watched only while at least one policy exists (most
+clusters have none; the enforcer shares the agent's process).
+
 Pods on the host's network (`--pod-network host`, or `hostNetwork: true`) have
 no address of their own to filter: then it says once that policies are not
 enforced and waits.
@@ -50,8 +53,9 @@ class PolicyEnforcer:
         self.table = f"{TABLE_PREFIX}{self.id}"
         self.pod_cidr = ""
         self.policies = Informer(client, NETWORKPOLICIES)
-        self.pods = Informer(client, PODS)
-        self.namespaces = Informer(client, NAMESPACES)
+        # pods and namespaces are watched only while some policy exists (_watch)
+        self.pods: Informer | None = None
+        self.namespaces: Informer | None = None
         self.enforcing = False
         self.synced = asyncio.Event()
         self.syncs = 0
@@ -88,17 +92,15 @@ class PolicyEnforcer:
             self.enforcing = True
             log.info("NetworkPolicy: enforced for the pods of %s in table inet %s", cidr, self.table)
             self.policies.add_handler(self._changed)
-            self.namespaces.add_handler(self._changed)
-            self.pods.add_handler(self._pod_changed)
-            for inf in (self.policies, self.pods, self.namespaces):
-                inf.start()
-            await asyncio.gather(*(inf.wait_synced() for inf in (self.policies, self.pods, self.namespaces)))
+            self.policies.start()
+            await self.policies.wait_synced()
             self._dirty.set()
             while True:
                 await self._dirty.wait()
                 self._dirty.clear()
                 started = time.monotonic()
                 try:
+                    await self._watch(bool(self.policies.cache))
                     await self.sync()
                 except asyncio.CancelledError:
                     raise
@@ -111,8 +113,30 @@ class PolicyEnforcer:
         finally:  # awaited, not shielded: the cleanup must finish before the loop closes
             await self._cleanup()
 
+    async def _watch(self, wanted: bool) -> None:
+        """Watch every pod and namespace of the cluster only while there is a policy:
+        without one nothing is filtered, and the agent beside us (in the same
+        process) is spared decoding each pod update of the cluster."""
+        if wanted and self.pods is None:
+            self.pods, self.namespaces = Informer(self.client, PODS), Informer(self.client, NAMESPACES)
+            self.pods.add_handler(self._pod_changed)
+            self.namespaces.add_handler(self._changed)
+            self.pods.start()
+            self.namespaces.start()
+            await asyncio.gather(self.pods.wait_synced(), self.namespaces.wait_synced())
+        elif not wanted and self.pods is not None:
+            await self._stop_watching()
+
+    async def _stop_watching(self) -> None:
+        for inf in (self.pods, self.namespaces):
+            if inf is not None:
+                with contextlib.suppress(Exception):
+                    await inf.stop()
+        self.pods = self.namespaces = None
+
     def render(self) -> str:
-        plan = rules.build(self.policies.list(), self.pods.list(), self.namespaces.list(),
+        plan = rules.build(self.policies.list(), self.pods.list() if self.pods else [],
+                           self.namespaces.list() if self.namespaces else [],
                            pod_cidr=self.pod_cidr, node_name=self.node_name)
         self.isolated = plan.isolated
         return rules.render_nft(self.table, plan)
@@ -130,9 +154,9 @@ class PolicyEnforcer:
         self.synced.set()
 
     async def _cleanup(self) -> None:
-        for inf in (self.policies, self.pods, self.namespaces):
-            with contextlib.suppress(Exception):
-                await inf.stop()
+        with contextlib.suppress(Exception):
+            await self.policies.stop()
+        await self._stop_watching()
         if self.enforcing:
             await run("nft", "-f", "-", stdin=delete_table("inet", self.table).encode())
         if self._owner_fd is not None:  # released once our table is gone
