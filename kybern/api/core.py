@@ -3,6 +3,8 @@ defaults.go) and the validation upstream's apiserver adds beyond the schema."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import json
 import re
@@ -10,7 +12,7 @@ from typing import Any
 
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy, validate_dns_label
-from kybern.machinery import errors, meta, quantity
+from kybern.machinery import errors, gojson, meta, quantity
 
 
 def default_container(c: Obj, *, init: bool = False) -> None:
@@ -558,15 +560,23 @@ class ServiceAccountStrategy(Strategy):
     return_deleted_object = True  # ReturnDeletedObject in upstream's registry
 
 
+_CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+
+
 class ConfigMapStrategy(Strategy):
     def validate(self, obj: Obj) -> list[Cause]:
         out: list[Cause] = []
-        for k in list((obj.get("data") or {}).keys()) + list((obj.get("binaryData") or {}).keys()):
-            if not k or len(k) > 253 or not all(ch.isalnum() or ch in "-._" for ch in k):
-                out.append(errors.cause(f"data[{k}]", f'Invalid value: "{k}": a valid config key must consist '
-                                        "of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or "
-                                        "'KEY_NAME',  or 'key-name', regex used for validation is "
-                                        "'[-._a-zA-Z0-9]+')"))
+        binary = obj.get("binaryData") or {}
+        for field, keys in (("data", list((obj.get("data") or {}).keys())), ("binaryData", list(binary.keys()))):
+            for k in keys:
+                if not k or len(k) > 253 or not _CONFIG_KEY.fullmatch(k):
+                    out.append(errors.cause(f"{field}[{k}]", f'Invalid value: "{k}": a valid config key must '
+                                            "consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name', "
+                                            " or 'KEY_NAME',  or 'key-name', regex used for validation is "
+                                            "'[-._a-zA-Z0-9]+')"))
+                if field == "data" and k in binary:
+                    out.append(errors.cause(f"data[{k}]", f'Invalid value: "{k}": duplicate of key present in '
+                                            "binaryData"))
         return out
 
     # the fields `immutable: true` freezes (ValidateConfigMapUpdate / ValidateSecretUpdate)
@@ -589,6 +599,13 @@ _SECRET_KEYS = {"kubernetes.io/tls": ("tls.crt", "tls.key"), "kubernetes.io/dock
                 "kubernetes.io/dockercfg": (".dockercfg",), "kubernetes.io/ssh-auth": ("ssh-privatekey",)}
 
 
+def _secret_bytes(value: Any) -> bytes:
+    try:
+        return base64.b64decode(str(value or ""), validate=False)
+    except (ValueError, binascii.Error):
+        return b""
+
+
 class SecretStrategy(ConfigMapStrategy):
     field_labels = ("type",)
     frozen = ("data",)
@@ -602,6 +619,14 @@ class SecretStrategy(ConfigMapStrategy):
                 out.append(errors.required(f"data[{key}]"))
         if type_ == "kubernetes.io/basic-auth" and "username" not in data and "password" not in data:
             out += [errors.required("data[username]"), errors.required("data[password]")]
+        for key in (".dockerconfigjson", ".dockercfg"):
+            if type_ == f"kubernetes.io/{key[1:]}" and key in data:
+                # json.Unmarshal into a map, its error quoted (ValidateSecret)
+                why = gojson.unmarshal_map_error(_secret_bytes(data[key]))
+                if why is not None:
+                    out.append(errors.cause(f"data[{key}]", f'Invalid value: "<secret contents redacted>": {why}'))
+        if sum(len(_secret_bytes(v)) for v in data.values()) > 1024 * 1024:
+            out.append(errors.cause("data", "Too long: may not be more than 1048576 bytes", "FieldValueTooLong"))
         if type_ == "kubernetes.io/service-account-token" and \
                 not ((obj.get("metadata") or {}).get("annotations") or {}).get("kubernetes.io/service-account.name"):
             out.append(errors.required("metadata.annotations[kubernetes.io/service-account.name]"))

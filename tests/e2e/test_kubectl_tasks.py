@@ -15,6 +15,7 @@ upstream Kubernetes:
   (tasks/job/pod-failure-policy): backoffLimitPerIndex/FailIndex/failedIndexes, a
   custom pod condition after a delete, an eviction's DisruptionTarget ignored.
 - "Limit Ranges" (concepts/policy/limit-range): a request above the default limit.
+- "Pull an Image from a Private Registry": a Secret from a config file that is not JSON.
 
 Walked and found matching upstream (no test step of their own): "Configure Liveness,
 Readiness and Startup Probes" (event texts), "Assign Memory/CPU Resources" (OOMKilled,
@@ -1168,3 +1169,28 @@ def test_limit_range_default_limit_below_a_request(cluster, namespace):
     p = cluster.kubectl("create", *ns, "-f", "-", check=False, input=json.dumps(deploy))
     assert p.stderr.strip() == ('The Deployment "d" is invalid: spec.template.spec.containers[0].resources.requests: '
                                 'Invalid value: "1536Mi": must be less than or equal to memory limit of 1Gi')
+
+
+def test_private_registry_secret(cluster, namespace, tmp_path):
+    """"Pull an Image from a Private Registry": a `kubernetes.io/dockerconfigjson` Secret
+    made from a Docker config file must hold JSON (upstream quotes encoding/json's error);
+    `kubectl create secret docker-registry` makes one whose config reads back. A
+    ConfigMap key in both data and binaryData is refused as upstream does."""
+    ns = ["-n", namespace]
+    config = tmp_path / "config.json"
+    config.write_text('{\n  auths: {}\n}\n')  # a hand-edited config without its quotes
+    p = cluster.kubectl("create", "secret", "generic", "regcred", f"--from-file=.dockerconfigjson={config}",
+                        "--type=kubernetes.io/dockerconfigjson", *ns, check=False)
+    assert p.stderr.strip() == ('error: failed to create secret Secret "regcred" is invalid: data[.dockerconfigjson]: '
+                                'Invalid value: "<secret contents redacted>": invalid character \'a\' looking for '
+                                'beginning of object key string')
+    cluster.kubectl("create", "secret", "docker-registry", "regcred", "--docker-server=registry.example",
+                    "--docker-username=tiger", "--docker-password=pass1234", "--docker-email=tiger@acme.example", *ns)
+    raw = cluster.kubectl("get", "secret", "regcred", *ns, "--output=jsonpath={.data.\\.dockerconfigjson}").stdout
+    assert json.loads(base64.b64decode(raw))["auths"]["registry.example"]["auth"] == \
+        base64.b64encode(b"tiger:pass1234").decode()
+    p = cluster.kubectl("create", *ns, "-f", "-", check=False, input=json.dumps({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dup"}, "data": {"a": "1"},
+        "binaryData": {"a": "MQ=="}}))
+    assert p.stderr.strip() == ('The ConfigMap "dup" is invalid: data[a]: Invalid value: "a": duplicate of key '
+                                'present in binaryData')
