@@ -33,7 +33,8 @@ def _aliases(pod: dict[str, Any]) -> str:
     if not aliases:
         return ""
     lines = ["", "# Entries added by HostAliases."]
-    lines += [f"{a.get('ip', '')}\t{h}" for a in aliases for h in a.get("hostnames") or []]
+    # one line per IP, its hostnames tab-separated (hostsEntriesFromHostAliases)
+    lines += [f"{a.get('ip', '')}\t" + "\t".join(a.get("hostnames") or []) for a in aliases]
     return "\n".join(lines) + "\n"
 
 

@@ -27,7 +27,12 @@ Configuration Files" (`kubectl diff`, `apply --prune`), "Managing Kubernetes Obj
 Using Kustomize", "Update API Objects in Place Using kubectl patch", "Namespaces
 Walkthrough", "Define Dependent Environment Variables", "Distribute Credentials
 Securely Using Secrets", "Running Automated Tasks with a CronJob", "Specifying a
-Disruption Budget for your Application".
+Disruption Budget for your Application", "Safely Drain a Node" (the PDB's refusal),
+"Use Port Forwarding to Access Applications in a Cluster", "Configure a Pod to Use a
+Projected Volume for Storage", "Perform a Rolling Update on a DaemonSet" (rollout
+status/history), "Debug Running Pods" (`kubectl debug --copy-to`, `node/`). "Adding
+entries to Pod /etc/hosts with HostAliases" (one line per IP since) is checked in
+test_pod_status_kubectl.py.
 
 The pages' images are not in kybern's store (docs/node.md, Images); as a user
 would, the tests import stand-ins under the pages' names: `registry.k8s.io/

@@ -480,8 +480,8 @@ def test_etc_hosts_is_managed_with_host_aliases(cluster, namespace):
                            what="the hosts file")
     assert out == ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                    "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n"
-                   f"{ip}\thostaliases-pod\n\n# Entries added by HostAliases.\n127.0.0.1\tfoo.local\n"
-                   "127.0.0.1\tbar.local\n10.1.2.3\tfoo.remote\n10.1.2.3\tbar.remote\n")
+                   f"{ip}\thostaliases-pod\n\n# Entries added by HostAliases.\n127.0.0.1\tfoo.local\tbar.local\n"
+                   "10.1.2.3\tfoo.remote\tbar.remote\n")
     cluster.wait_for(lambda: row(cluster, namespace, "web-0")[2] == "Running", timeout=20, what="web-0 Running")
     web_ip = cluster.kjson("get", "pod", "web-0", "-n", namespace)["status"]["podIP"]
     hosts = cluster.kubectl("exec", "web-0", "-n", namespace, "--", "cat", "/etc/hosts").stdout
