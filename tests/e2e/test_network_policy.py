@@ -2,8 +2,9 @@
 kubectl on the shared cluster: kubernetes.io's "Declare Network Policy" task
 (tasks/administer-cluster/declare-network-policy), then default-deny in both
 directions with the node's probes and DNS still working, an egress ipBlock with
-`except` and a named port, and a connection needing both the source's egress and
-the destination's ingress. demo:v1 stands in for nginx and busybox (python3 for
+`except` and a named port, a connection needing both the source's egress and the
+destination's ingress, the same across two agents' bridges (each its own table),
+and upstream's validation errors. demo:v1 stands in for nginx and busybox (python3 for
 wget); clients give up after 1.5 s, so a blocked connection is a timeout."""
 
 from __future__ import annotations
@@ -221,3 +222,46 @@ spec:
         'The NetworkPolicy "bad" is invalid: \n'
         "* spec.egress[0].ports[0].endPort: Invalid value: 90: may not be specified when `port` is non-numeric\n"
         '* spec.egress[0].to[0].ipBlock.except[0]: Invalid value: "10.1.0.0/24": must be a strict subset of `cidr`')
+
+
+def test_policies_across_agents_on_one_machine(cluster, namespace, tmp_path):
+    """A second agent (its own bridge and podCIDR) has its own enforcer and table: a
+    connection between pods of the two meets the client's node's egress rules and the
+    server's node's ingress rules; stopping the agent removes its table."""
+    import hashlib
+    import subprocess
+
+    from tests.conftest import start_agent, stop_agent
+
+    k = lambda *a, **kw: cluster.kubectl("-n", namespace, *a, **kw)  # noqa: E731
+    k("run", "srv", "--image=demo:v1", "--labels=app=web")
+    first = running(cluster, namespace, "srv")["srv"]["spec"]["nodeName"]
+    node, data = f"np-{namespace[-3:]}", tmp_path / "agent"
+    agent = start_agent(cluster, node, data, log=tmp_path / "agent.log")
+    table = "kybern-netpol-" + hashlib.sha1(str(data).encode()).hexdigest()[:8]
+    try:
+        cluster.wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in cluster.kjson(
+            "get", "node", node)["status"].get("conditions", [])), timeout=30, what="the second node Ready")
+        pinned = json.dumps({"spec": {"nodeName": node}})
+        for name, labels in (("cli", "role=client"), ("other", "role=x")):
+            k("run", name, f"--labels={labels}", f"--overrides={pinned}", *CLIENT)
+        pods = running(cluster, namespace, "cli", "other")
+        assert pods["cli"]["spec"]["nodeName"] == node != first
+        url = f"http://{pods['srv']['status']['podIP']}/"
+        k("apply", "-f", "-", input=WEB_INGRESS)  # app=web only from role=client
+        until(cluster, "the server's node letting only role=client in",
+              lambda: (fetch(cluster, namespace, "cli", url), fetch(cluster, namespace, "other", url)) ==
+              ({url: "ok"}, {url: "timeout"}))
+        k("apply", "-f", "-", input="""
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: cli-no-egress}
+spec: {podSelector: {matchLabels: {role: client}}, policyTypes: [Egress]}
+""")
+        until(cluster, "the client's node stopping it",
+              lambda: fetch(cluster, namespace, "cli", url) == {url: "timeout"})
+        assert f"inet {table}" in subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    finally:
+        stop_agent(agent)
+        cluster.kubectl("delete", "node", node, "--wait=false", check=False)
+    assert f"inet {table}" not in subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
