@@ -72,6 +72,8 @@ def desired_subsets(svc: Obj, pods: list[Obj]) -> list[Obj]:
         for field in ("addresses", "notReadyAddresses"):
             if field in ss:
                 ss[field].sort(key=lambda a: (a["ip"], a["targetRef"].get("uid") or ""))
+        if "ports" in ss:  # core/v1 EndpointPort.name is omitempty (an EndpointSlice's is not)
+            ss["ports"] = [{k: v for k, v in p.items() if k != "name" or v} for p in ss["ports"]]
         out.append({k: ss[k] for k in ("addresses", "notReadyAddresses", "ports") if k in ss})
     return out
 

@@ -16,6 +16,7 @@ upstream Kubernetes:
   custom pod condition after a delete, an eviction's DisruptionTarget ignored.
 - "Limit Ranges" (concepts/policy/limit-range): a request above the default limit.
 - "Pull an Image from a Private Registry": a Secret from a config file that is not JSON.
+- "Connecting Applications with Services": the Endpoints of an unnamed port.
 
 Walked and found matching upstream (no test step of their own): "Configure Liveness,
 Readiness and Startup Probes" (event texts), "Assign Memory/CPU Resources" (OOMKilled,
@@ -1199,3 +1200,19 @@ def test_private_registry_secret(cluster, namespace, tmp_path):
         "binaryData": {"a": "MQ=="}}))
     assert p.stderr.strip() == ('The ConfigMap "dup" is invalid: data[a]: Invalid value: "a": duplicate of key '
                                 'present in binaryData')
+
+
+def test_connecting_applications_with_services(cluster, namespace):
+    """"Connecting Applications with Services": `kubectl expose deployment/my-nginx`, its
+    Endpoints and EndpointSlice. An unnamed port is left out of the Endpoints' port (core
+    v1 EndpointPort.name is omitempty) but kept as "" in the slice's (a pointer there)."""
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "deployment", "my-nginx", "--image=demo:v1", "--port=80", *ns)
+    assert cluster.kubectl("expose", "deployment/my-nginx", *ns).stdout == "service/my-nginx exposed\n"
+    ep = cluster.wait_for(lambda: (e := cluster.kjson("get", "endpoints", "my-nginx", *ns)).get("subsets") and e,
+                          what="the endpoints")
+    assert ep["subsets"][0]["ports"] == [{"port": 80, "protocol": "TCP"}]
+    out = cluster.kubectl("get", "endpoints", "my-nginx", *ns, "-o", "yaml").stdout
+    assert 'name: ""' not in out
+    sl = cluster.kjson("get", "endpointslices", "-l", "kubernetes.io/service-name=my-nginx", *ns)["items"][0]
+    assert sl["ports"] == [{"name": "", "port": 80, "protocol": "TCP"}]
