@@ -1,6 +1,7 @@
 """Pod garbage collection (upstream pkg/controller/podgc): pods bound to a Node
 that no longer exists are marked Failed and force-deleted (nobody is left to
-kill them gracefully), and so are terminating pods that were never scheduled.
+kill them gracefully), and so are terminating pods that were never scheduled (marked
+Failed too, so a Job holding them by its finalizer counts them and lets go).
 
 Periodic rather than event-driven, as upstream: a node that vanishes is given a
 quarantine period and checked live before its pods are removed, so a node that
@@ -78,12 +79,15 @@ class PodGC:
     async def _force_delete(self, pod: dict[str, Any], message: str | None) -> None:
         m = pod["metadata"]
         ns = m.get("namespace")
-        if message and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
-            cond = {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC",
-                    "message": message, "lastTransitionTime": meta.now()}
+        # Failed first (markFailedAndDeletePod), with the DisruptionTarget condition for an
+        # orphaned pod: a Job that replaces only Failed pods, or holds its finalizer, sees it
+        if pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
+            status: dict[str, Any] = {"phase": "Failed"}
+            if message:
+                status["conditions"] = [{"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC",
+                                         "message": message, "lastTransitionTime": meta.now()}]
             try:
-                await self.client.patch(PODS, m["name"], {"status": {"phase": "Failed",
-                                                                     "conditions": [cond]}},
+                await self.client.patch(PODS, m["name"], {"status": status},
                                         ns, patch_type="strategic", subresource="status")
             except errors.StatusError as e:
                 log.debug("podgc: cannot mark %s/%s failed: %s", ns, m["name"], e)
