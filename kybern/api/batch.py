@@ -64,6 +64,23 @@ def validate_job_spec(spec: Obj, path: str) -> list[Cause]:
         for field, v in (("backoffLimitPerIndex", per_index), ("maxFailedIndexes", max_failed)):
             if v is not None:
                 out.append(errors.cause(f"{path}.{field}", f"Invalid value: {v}: requires indexed completion mode"))
+    sp = spec.get("successPolicy")
+    if isinstance(sp, dict) and mode == "Indexed":
+        sp_rules = sp.get("rules") or []
+        if not sp_rules:
+            out.append(errors.required(f"{path}.successPolicy.rules") | {
+                "message": "Required value: at least one rules must be specified when the successPolicy is specified"})
+        for i, rule in enumerate(sp_rules if isinstance(sp_rules, list) else []):
+            if not isinstance(rule, dict):
+                continue
+            count = rule.get("succeededCount")
+            if rule.get("succeededIndexes") is None and count is None:
+                out.append(errors.required(f"{path}.successPolicy.rules[{i}]") | {"message": "Required value: at "
+                           "least one of succeededCount or succeededIndexes must be specified"})
+            if isinstance(count, int) and isinstance(spec.get("completions"), int) and count > spec["completions"]:
+                out.append(errors.cause(f"{path}.successPolicy.rules[{i}].succeededCount",
+                                        f"Invalid value: {count}: must be less than or equal to "
+                                        f"{spec['completions']} (the number of specified completions)"))
     rules = (spec.get("podFailurePolicy") or {}).get("rules") or []
     for i, rule in enumerate(rules if isinstance(rules, list) else []):
         if isinstance(rule, dict) and rule.get("action") == "FailIndex" and per_index is None:

@@ -181,7 +181,11 @@ class JobController:
         restarts = sum(podutil.max_restarts(p) for p in active) \
             if (spec.get("template") or {}).get("spec", {}).get("restartPolicy") == "OnFailure" else 0
         target = ju.condition(job, "FailureTarget")
-        if target is not None and target.get("status") == "True":
+        met = ju.condition(job, "SuccessCriteriaMet")
+        already_met = met is not None and met.get("status") == "True"
+        if already_met:  # the outcome is known: no pod failure changes it (upstream's order)
+            fail_message = None
+        elif target is not None and target.get("status") == "True":
             fail_message = (str(target.get("reason")), str(target.get("message")))
         elif fail_message is None and failed + restarts > backoff_limit:
             fail_message = ("BackoffLimitExceeded", ju.MSG_BACKOFF)
@@ -190,7 +194,7 @@ class JobController:
         if per_index:
             status["failedIndexes"] = ju.format_indexes(failed_indexes)
             max_failed = spec.get("maxFailedIndexes")
-            if fail_message is not None:
+            if fail_message is not None or already_met:
                 pass
             elif max_failed is not None and len(failed_indexes) > int(max_failed):
                 fail_message = ("MaxFailedIndexesExceeded", ju.MSG_MAX_FAILED_INDEXES)
@@ -212,6 +216,11 @@ class JobController:
         else:
             success = succeeded >= int(completions)
             done = success
+        success_reason = ("CompletionsReached", ju.MSG_COMPLETIONS)
+        if already_met and met is not None:
+            success, success_reason = True, (str(met.get("reason")), str(met.get("message")))
+        elif indexed and fail_message is None and (policy := ju.match_success_policy(job, completed)):
+            success, success_reason = True, ("SuccessPolicy", policy)  # the rest of the pods go
         suspended = bool(spec.get("suspend"))
         changed_suspend = self._suspend_condition(job, status, suspended)
 
@@ -225,11 +234,15 @@ class JobController:
             if not active and not terminating and ju.set_condition(status, "Failed", "True", *fail_message):
                 finish_event = ("Warning", fail_message[0], fail_message[1])
         elif success:
-            ju.set_condition(status, "SuccessCriteriaMet", "True", "CompletionsReached", ju.MSG_COMPLETIONS)
+            ju.set_condition(status, "SuccessCriteriaMet", "True", *success_reason)
             if completions is not None or done:
                 await self._delete_all(job, active)
+                # the outcome is written first; the lingering pods then go uncounted (upstream
+                # removes a finished Job's finalizers at once: canRemoveFinalizer)
+                release += [p for p in active + terminating if p not in release and
+                            ju.TRACKING_FINALIZER in (p["metadata"].get("finalizers") or [])]
                 if not active and not terminating:
-                    ju.set_condition(status, "Complete", "True", "CompletionsReached", ju.MSG_COMPLETIONS)
+                    ju.set_condition(status, "Complete", "True", *success_reason)
                     status["completionTime"] = meta.now()
                     finish_event = ("Normal", "Completed", "Job completed")
         elif suspended:

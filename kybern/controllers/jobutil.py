@@ -233,3 +233,25 @@ def finished_time(pod: dict[str, Any]) -> str:
              for cs in st.get("containerStatuses") or []]
     fallback = pod["metadata"].get("deletionTimestamp") or pod["metadata"].get("creationTimestamp") or ""
     return max([t for t in times if t] or [str(fallback)])
+
+
+def match_success_policy(job: dict[str, Any], completed: set[int]) -> str | None:
+    """matchSuccessPolicy: "Matched rules at index N" for the first successPolicy rule
+    the succeeded indexes meet, else None."""
+    spec = job.get("spec") or {}
+    rules = (spec.get("successPolicy") or {}).get("rules") or []
+    n = int(spec.get("completions") or 0)
+    if not rules or not completed:
+        return None
+    for i, rule in enumerate(rules):
+        count = rule.get("succeededCount")
+        if rule.get("succeededIndexes") is not None:
+            required = {x for x in parse_indexes(rule["succeededIndexes"]) if x < n}
+            if not required:
+                continue  # unparseable: the rule is skipped
+            contains = len(required & completed)
+            if contains == len(required) or (count is not None and contains >= int(count)):
+                return f"Matched rules at index {i}"
+        elif count is not None and len(completed) >= int(count):
+            return f"Matched rules at index {i}"
+    return None

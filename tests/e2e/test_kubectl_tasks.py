@@ -17,6 +17,7 @@ upstream Kubernetes:
 - "Limit Ranges" (concepts/policy/limit-range): a request above the default limit.
 - "Pull an Image from a Private Registry": a Secret from a config file that is not JSON.
 - "Connecting Applications with Services": the Endpoints of an unnamed port.
+- "Jobs" concept page, "Success policy": successPolicy rules, the SuccessPolicy reason.
 
 Walked and found matching upstream (no test step of their own): "Configure Liveness,
 Readiness and Startup Probes" (event texts), "Assign Memory/CPU Resources" (OOMKilled,
@@ -1216,3 +1217,55 @@ def test_connecting_applications_with_services(cluster, namespace):
     assert 'name: ""' not in out
     sl = cluster.kjson("get", "endpointslices", "-l", "kubernetes.io/service-name=my-nginx", *ns)["items"][0]
     assert sl["ports"] == [{"name": "", "port": 80, "protocol": "TCP"}]
+
+
+JOB_SUCCESS = """
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: job-success
+spec:
+  parallelism: 10
+  completions: 10
+  completionMode: Indexed # Required for the success policy
+  successPolicy:
+    rules:
+      - succeededIndexes: 0,2-3
+        succeededCount: 1
+  template:
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: docker.io/library/python:3
+        command:
+          - python3
+          - -c
+          - |
+            import os, sys, time
+            if os.environ.get("JOB_COMPLETION_INDEX") == "2":
+              sys.exit(0)
+            else:
+              time.sleep(30)
+              sys.exit(1)
+      restartPolicy: Never
+"""
+
+
+def test_job_success_policy(cluster, namespace):
+    """The "Jobs" concept page, "Success policy" (controllers/job-success-policy.yaml, the
+    others made slow here): index 2 succeeding meets the rule, the lingering pods are
+    removed, the Job is Complete with reason SuccessPolicy."""
+    store = ImageStore(str(cluster.dir / "data" / "node"))
+    with tempfile.TemporaryDirectory() as d:
+        store.import_dir("docker.io/library/python:3", Path(d), config={"env": [f"PATH={PATH}"], "cmd": ["sh"]})
+    ns = ["-n", namespace]
+    cluster.kubectl("create", *ns, "-f", "-", input=JOB_SUCCESS)
+    cluster.kubectl("wait", *ns, "--for=condition=complete", "job/job-success", "--timeout=60s")
+    st = cluster.kjson("get", *ns, "job", "job-success")["status"]
+    conds = {c["type"]: (c["reason"], c["message"]) for c in st["conditions"]}
+    assert conds == {"SuccessCriteriaMet": ("SuccessPolicy", "Matched rules at index 0"),
+                     "Complete": ("SuccessPolicy", "Matched rules at index 0")}
+    assert (st["completedIndexes"], st["succeeded"], st.get("failed")) == ("2", 1, None)
+    assert cluster.kubectl("get", *ns, "job", "job-success", "--no-headers").stdout.split()[1:3] == \
+        ["Complete", "1/10"]
