@@ -161,8 +161,13 @@ class JobStrategy(Strategy):
             out.append(errors.cause("spec.backoffLimitPerIndex", f"Invalid value: {ns.get('backoffLimitPerIndex')}: "
                                     "field is immutable"))
         if ns.get("completions") != os_.get("completions"):
-            out.append(errors.cause("spec.completions", f"Invalid value: {ns.get('completions')}: field is "
-                                    "immutable"))
+            if ns.get("completionMode") != "Indexed":
+                out.append(errors.cause("spec.completions", f"Invalid value: {ns.get('completions')}: field is "
+                                        "immutable"))
+            elif ns.get("completions") is not None and ns.get("completions") != ns.get("parallelism"):
+                # elastic Indexed Jobs (GA in 1.31): completions and parallelism change together
+                out.append(errors.cause("spec.completions", f"Invalid value: {ns.get('completions')}: can only be "
+                                        "modified in tandem with spec.parallelism"))
         # the pod template may change only while the job is suspended (scheduling directives)
         if _template_core(ns) != _template_core(os_) and not os_.get("suspend"):
             out.append(errors.cause("spec.template", "Invalid value: ...: field is immutable"))

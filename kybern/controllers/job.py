@@ -118,7 +118,9 @@ class JobController:
         counted = set(uncounted.get("succeeded") or []) | set(uncounted.get("failed") or [])
         indexed = spec.get("completionMode") == "Indexed"
         completions = spec.get("completions")
-        completed = ju.parse_indexes(status.get("completedIndexes")) if indexed else set()
+        # indexes past completions (an elastic Indexed Job scaled down) no longer count
+        completed = {i for i in ju.parse_indexes(status.get("completedIndexes")) if i < int(completions or 0)} \
+            if indexed else set()
         fail_message: tuple[str, str] | None = None  # (reason, message)
         release: list[dict[str, Any]] = []  # pods whose finalizer can go now
         new_failures = 0

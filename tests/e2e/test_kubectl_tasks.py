@@ -17,7 +17,8 @@ upstream Kubernetes:
 - "Limit Ranges" (concepts/policy/limit-range): a request above the default limit.
 - "Pull an Image from a Private Registry": a Secret from a config file that is not JSON.
 - "Connecting Applications with Services": the Endpoints of an unnamed port.
-- "Jobs" concept page, "Success policy": successPolicy rules, the SuccessPolicy reason.
+- "Jobs" concept page, "Success policy" (the SuccessPolicy reason) and "Elastic Indexed
+  Jobs" (completions changed with parallelism).
 
 Walked and found matching upstream (no test step of their own): "Configure Liveness,
 Readiness and Startup Probes" (event texts), "Assign Memory/CPU Resources" (OOMKilled,
@@ -1269,3 +1270,24 @@ def test_job_success_policy(cluster, namespace):
     assert (st["completedIndexes"], st["succeeded"], st.get("failed")) == ("2", 1, None)
     assert cluster.kubectl("get", *ns, "job", "job-success", "--no-headers").stdout.split()[1:3] == \
         ["Complete", "1/10"]
+
+
+def test_elastic_indexed_job(cluster, namespace):
+    """The "Jobs" concept page, "Elastic Indexed Jobs": an Indexed Job's completions may
+    change together with its parallelism (not alone, and never for a NonIndexed Job)."""
+    ns = ["-n", namespace]
+    for name, mode in (("elastic", "Indexed"), ("fixed", "NonIndexed")):
+        cluster.kubectl("create", *ns, "-f", "-", input=json.dumps({
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"completions": 3, "parallelism": 3, "completionMode": mode, "suspend": True, "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "demo:v1"}]}}}}))
+    p = cluster.kubectl("patch", *ns, "job", "elastic", "--type=merge", "-p", '{"spec":{"completions":5}}',
+                        check=False)
+    assert p.stderr.strip() == ('The Job "elastic" is invalid: spec.completions: Invalid value: 5: can only be '
+                                'modified in tandem with spec.parallelism')
+    cluster.kubectl("patch", *ns, "job", "elastic", "--type=merge", "-p",
+                    '{"spec":{"completions":5,"parallelism":5}}')
+    assert cluster.kjson("get", *ns, "job", "elastic")["spec"]["completions"] == 5
+    p = cluster.kubectl("patch", *ns, "job", "fixed", "--type=merge", "-p",
+                        '{"spec":{"completions":5,"parallelism":5}}', check=False)
+    assert p.stderr.strip() == 'The Job "fixed" is invalid: spec.completions: Invalid value: 5: field is immutable'
