@@ -168,16 +168,27 @@ class JobStrategy(Strategy):
                 # elastic Indexed Jobs (GA in 1.31): completions and parallelism change together
                 out.append(errors.cause("spec.completions", f"Invalid value: {ns.get('completions')}: can only be "
                                         "modified in tandem with spec.parallelism"))
-        # the pod template may change only while the job is suspended (scheduling directives)
-        if _template_core(ns) != _template_core(os_) and not os_.get("suspend"):
+        # the pod template is immutable but for its scheduling directives (node selector and
+        # affinity, tolerations, labels, annotations, scheduling gates), and those only while
+        # the Job is suspended and never started (validatePodTemplateUpdate)
+        mutable = bool(os_.get("suspend")) and not (old.get("status") or {}).get("startTime")
+        if (_template_core(ns) != _template_core(os_)) if mutable else (ns.get("template") != os_.get("template")):
             out.append(errors.cause("spec.template", "Invalid value: ...: field is immutable"))
         return out
 
 
 def _template_core(spec: Obj) -> Obj:
     tmpl = copy.deepcopy(spec.get("template") or {})
-    for k in ("nodeSelector", "tolerations", "affinity", "schedulingGates"):
-        (tmpl.get("spec") or {}).pop(k, None)
+    for k in ("labels", "annotations"):
+        (tmpl.get("metadata") or {}).pop(k, None)
+    pod = tmpl.get("spec") or {}
+    for k in ("nodeSelector", "tolerations", "schedulingGates"):
+        pod.pop(k, None)
+    affinity = pod.get("affinity")
+    if isinstance(affinity, dict):  # only its nodeAffinity may change
+        affinity.pop("nodeAffinity", None)
+        if not affinity:
+            pod.pop("affinity")
     return tmpl
 
 

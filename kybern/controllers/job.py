@@ -224,7 +224,7 @@ class JobController:
         elif indexed and fail_message is None and (policy := ju.match_success_policy(job, completed)):
             success, success_reason = True, ("SuccessPolicy", policy)  # the rest of the pods go
         suspended = bool(spec.get("suspend"))
-        changed_suspend = self._suspend_condition(job, status, suspended)
+        self._suspend_condition(job, status, suspended)
 
         manage_error: Exception | None = None
         # the finish event is recorded once the status saying so is written: a sync from a
@@ -248,9 +248,9 @@ class JobController:
                     status["completionTime"] = meta.now()
                     finish_event = ("Normal", "Completed", "Job completed")
         elif suspended:
+            # startTime stays (upstream resets it only on resume): a Job that ran keeps its
+            # pod template's scheduling directives immutable while suspended
             await self._delete_all(job, active)
-            if changed_suspend:
-                status.pop("startTime", None)
         else:
             if not status.get("startTime"):
                 status["startTime"] = meta.now()

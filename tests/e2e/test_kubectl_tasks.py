@@ -17,8 +17,8 @@ upstream Kubernetes:
 - "Limit Ranges" (concepts/policy/limit-range): a request above the default limit.
 - "Pull an Image from a Private Registry": a Secret from a config file that is not JSON.
 - "Connecting Applications with Services": the Endpoints of an unnamed port.
-- "Jobs" concept page, "Success policy" (the SuccessPolicy reason) and "Elastic Indexed
-  Jobs" (completions changed with parallelism).
+- "Jobs" concept page, "Success policy" (the SuccessPolicy reason), "Elastic Indexed
+  Jobs" (completions changed with parallelism), "Mutable Scheduling Directives".
 
 Walked and found matching upstream (no test step of their own): "Configure Liveness,
 Readiness and Startup Probes" (event texts), "Assign Memory/CPU Resources" (OOMKilled,
@@ -1291,3 +1291,15 @@ def test_elastic_indexed_job(cluster, namespace):
     p = cluster.kubectl("patch", *ns, "job", "fixed", "--type=merge", "-p",
                         '{"spec":{"completions":5,"parallelism":5}}', check=False)
     assert p.stderr.strip() == 'The Job "fixed" is invalid: spec.completions: Invalid value: 5: field is immutable'
+    # "Mutable Scheduling Directives": a suspended Job that never started takes a new node
+    # selector, not a new image; once started, neither
+    selector = '{"spec":{"template":{"spec":{"nodeSelector":{"kubernetes.io/os":"linux"}}}}}'
+    cluster.kubectl("patch", *ns, "job", "elastic", "--type=merge", "-p", selector)
+    p = cluster.kubectl("set", "image", *ns, "job/elastic", "c=demo:v2", check=False)
+    assert p.returncode == 1 and "spec.template: Invalid value: " in p.stderr and "field is immutable" in p.stderr
+    cluster.kubectl("patch", *ns, "job", "fixed", "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    cluster.wait_for(lambda: cluster.kjson("get", *ns, "job", "fixed").get("status", {}).get("startTime"),
+                     what="the Job started")
+    cluster.kubectl("patch", *ns, "job", "fixed", "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    p = cluster.kubectl("patch", *ns, "job", "fixed", "--type=merge", "-p", selector, check=False)
+    assert p.returncode == 1 and "field is immutable" in p.stderr
