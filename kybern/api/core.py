@@ -187,15 +187,23 @@ def validate_resource_requirements(res: Any, path: str) -> list[Cause]:
             except (ValueError, ArithmeticError):
                 continue  # a malformed quantity is the decoder's error
     for name in sorted(requests):
+        # extended resources (a domain, not kubernetes.io) and hugepages cannot be overcommitted
+        exact = name.startswith("hugepages-") or ("/" in name and "kubernetes.io/" not in name)
         if name not in limits:
+            if exact:
+                out.append(errors.required(f"{path}.limits") |
+                           {"message": "Required value: Limit must be set for non overcommitable resources"})
             continue
         try:
-            over = quantity.value(requests[name]) > quantity.value(limits[name])
+            req, lim = quantity.value(requests[name]), quantity.value(limits[name])
         except (ValueError, ArithmeticError):
             continue
-        if over:
-            out.append(errors.cause(f"{path}.requests", f'Invalid value: "{quantity.canonical(requests[name])}": '
-                                    f"must be less than or equal to {name} limit of "
+        shown = f'Invalid value: "{quantity.canonical(requests[name])}": '
+        if exact and req != lim:
+            out.append(errors.cause(f"{path}.requests", shown + f"must be equal to {name} limit of "
+                                    f"{quantity.canonical(limits[name])}"))
+        elif req > lim:
+            out.append(errors.cause(f"{path}.requests", shown + f"must be less than or equal to {name} limit of "
                                     f"{quantity.canonical(limits[name])}"))
     return out
 

@@ -17,6 +17,8 @@ upstream Kubernetes:
 - "Limit Ranges" (concepts/policy/limit-range): a request above the default limit.
 - "Pull an Image from a Private Registry": a Secret from a config file that is not JSON.
 - "Connecting Applications with Services": the Endpoints of an unnamed port.
+- "Advertise Extended Resources for a Node" / "Assign Extended Resources to a
+  Container": no overcommitting an extended resource.
 - "Jobs" concept page, "Success policy" (the SuccessPolicy reason), "Elastic Indexed
   Jobs" (completions changed with parallelism), "Mutable Scheduling Directives".
 
@@ -1303,3 +1305,48 @@ def test_elastic_indexed_job(cluster, namespace):
     cluster.kubectl("patch", *ns, "job", "fixed", "--type=merge", "-p", '{"spec":{"suspend":true}}')
     p = cluster.kubectl("patch", *ns, "job", "fixed", "--type=merge", "-p", selector, check=False)
     assert p.returncode == 1 and "field is immutable" in p.stderr
+
+
+def test_extended_resources(cluster, namespace):
+    """"Advertise Extended Resources for a Node" and "Assign Extended Resources to a
+    Container": a node's `example.com/dongle` capacity patched in, a pod asking 3 of 4
+    scheduled, one asking 2 more left Pending (Insufficient); an extended resource may
+    not be overcommitted (requests equal to limits, limits required)."""
+    ns = ["-n", namespace]
+    node = cluster.kjson("get", "nodes")["items"][0]["metadata"]["name"]
+    # the page patches capacity and the kubelet copies it to allocatable at its next
+    # status update (10 s); allocatable is patched too here, not to wait for it
+    add = ('[{"op": "add", "path": "/status/capacity/example.com~1dongle", "value": "4"}, '
+           '{"op": "add", "path": "/status/allocatable/example.com~1dongle", "value": "4"}]')
+    cluster.kubectl("patch", "node", node, "--subresource=status", "--type=json", "-p", add)
+    try:
+        cluster.wait_for(lambda: cluster.kjson("get", "node", node)["status"]["allocatable"].get(
+            "example.com/dongle") == "4", what="allocatable dongles")
+
+        def pod(name: str, count: str, limit: str | None = None) -> str:
+            res = {"requests": {"example.com/dongle": count}}
+            if limit is not None:
+                res["limits"] = {"example.com/dongle": limit}
+            return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
+                "containers": [{"name": "c", "image": "demo:v1", "resources": res}]}})
+
+        cluster.kubectl("apply", *ns, "-f", "-", input=pod("extended-resource-demo", "3", "3"))
+        cluster.wait_for(lambda: cluster.kjson("get", *ns, "pod", "extended-resource-demo")["spec"].get("nodeName"),
+                         what="scheduled")
+        cluster.kubectl("apply", *ns, "-f", "-", input=pod("extended-resource-demo-2", "2", "2"))
+        cond = cluster.wait_for(lambda: next((c for c in cluster.kjson("get", *ns, "pod", "extended-resource-demo-2")
+                                              .get("status", {}).get("conditions") or []
+                                              if c["type"] == "PodScheduled" and c["status"] == "False"), None),
+                                what="unschedulable")
+        assert "Insufficient example.com/dongle" in cond["message"]
+        p = cluster.kubectl("apply", *ns, "-f", "-", check=False, input=pod("no-limit", "1"))
+        assert p.stderr.strip() == ('The Pod "no-limit" is invalid: spec.containers[0].resources.limits: Required '
+                                    'value: Limit must be set for non overcommitable resources')
+        p = cluster.kubectl("apply", *ns, "-f", "-", check=False, input=pod("overcommit", "1", "2"))
+        assert p.stderr.strip() == ('The Pod "overcommit" is invalid: spec.containers[0].resources.requests: '
+                                    'Invalid value: "1": must be equal to example.com/dongle limit of 2')
+    finally:
+        cluster.kubectl("delete", *ns, "pod", "--all", "--wait=false", check=False)
+        cluster.kubectl("patch", "node", node, "--subresource=status", "--type=json", "-p",
+                        '[{"op": "remove", "path": "/status/capacity/example.com~1dongle"}, '
+                        '{"op": "remove", "path": "/status/allocatable/example.com~1dongle"}]', check=False)
