@@ -219,6 +219,12 @@ class JobController:
             success = succeeded >= int(completions)
             done = success
         success_reason = ("CompletionsReached", ju.MSG_COMPLETIONS)
+        if (already_met or (indexed and fail_message is None and ju.match_success_policy(job, completed))) \
+                and uncounted.get("failed"):
+            # the lingering pods this Job removed once it met its success criteria are not
+            # failures, even if a status write was refused before their finalizers went
+            prior = set(((job.get("status") or {}).get("uncountedTerminatedPods") or {}).get("failed") or [])
+            uncounted["failed"] = [u for u in uncounted["failed"] if u in prior or u not in self._we_deleted]
         if already_met and met is not None:
             success, success_reason = True, (str(met.get("reason")), str(met.get("message")))
         elif indexed and fail_message is None and (policy := ju.match_success_policy(job, completed)):
