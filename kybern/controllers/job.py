@@ -180,8 +180,6 @@ class JobController:
 
         # -- outcome -----------------------------------------------------------------
         backoff_limit = int(spec.get("backoffLimit") if spec.get("backoffLimit") is not None else 6)
-        restarts = sum(podutil.max_restarts(p) for p in active) \
-            if (spec.get("template") or {}).get("spec", {}).get("restartPolicy") == "OnFailure" else 0
         target = ju.condition(job, "FailureTarget")
         met = ju.condition(job, "SuccessCriteriaMet")
         already_met = met is not None and met.get("status") == "True"
@@ -189,7 +187,7 @@ class JobController:
             fail_message = None
         elif target is not None and target.get("status") == "True":
             fail_message = (str(target.get("reason")), str(target.get("message")))
-        elif fail_message is None and failed + restarts > backoff_limit:
+        elif fail_message is None and (failed > backoff_limit or ju.past_backoff_limit_on_failure(job, pods)):
             fail_message = ("BackoffLimitExceeded", ju.MSG_BACKOFF)
         elif fail_message is None and self._past_deadline(job):
             fail_message = ("DeadlineExceeded", ju.MSG_DEADLINE)

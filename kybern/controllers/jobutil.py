@@ -255,3 +255,19 @@ def match_success_policy(job: dict[str, Any], completed: set[int]) -> str | None
         elif count is not None and len(completed) >= int(count):
             return f"Matched rules at index {i}"
     return None
+
+
+def past_backoff_limit_on_failure(job: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
+    """pastBackoffLimitOnFailure: with restartPolicy OnFailure, the restarts of every
+    container of the Job's Running or Pending pods reach backoffLimit (pass 0 with 0)."""
+    spec = job.get("spec") or {}
+    if ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy") != "OnFailure":
+        return False
+    total = 0
+    for p in pods:
+        st = p.get("status") or {}
+        if st.get("phase") in ("Running", "Pending"):
+            total += sum(int(cs.get("restartCount") or 0)
+                         for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []))
+    limit = int(spec.get("backoffLimit") if spec.get("backoffLimit") is not None else 6)
+    return total > 0 if limit == 0 else total >= limit

@@ -72,3 +72,18 @@ def test_completion_index_from_annotation():
     pod = {"metadata": {"annotations": {ju.INDEX_ANNOTATION: "3"}}}
     assert ju.completion_index(pod) == 3
     assert ju.completion_index({"metadata": {}}) is None
+
+
+def test_past_backoff_limit_on_failure_counts_every_restart():
+    def job(limit: int, policy: str = "OnFailure") -> dict:
+        return {"spec": {"backoffLimit": limit, "template": {"spec": {"restartPolicy": policy}}}}
+
+    def pod(phase: str, *restarts: int) -> dict:
+        return {"status": {"phase": phase, "containerStatuses": [{"restartCount": r} for r in restarts]}}
+
+    pods = [pod("Running", 1, 1), pod("Failed", 5)]
+    assert ju.past_backoff_limit_on_failure(job(2), pods)  # 1 + 1 reaches 2 (the Failed pod's do not count)
+    assert not ju.past_backoff_limit_on_failure(job(3), pods)
+    assert ju.past_backoff_limit_on_failure(job(0), [pod("Pending", 1)])
+    assert not ju.past_backoff_limit_on_failure(job(0), [pod("Pending", 0)])
+    assert not ju.past_backoff_limit_on_failure(job(1, "Never"), pods)
