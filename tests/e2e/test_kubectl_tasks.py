@@ -35,9 +35,10 @@ Securely Using Secrets", "Running Automated Tasks with a CronJob", "Specifying a
 Disruption Budget for your Application", "Safely Drain a Node" (the PDB's refusal),
 "Use Port Forwarding to Access Applications in a Cluster", "Configure a Pod to Use a
 Projected Volume for Storage", "Perform a Rolling Update on a DaemonSet" (rollout
-status/history), "Debug Running Pods" (`kubectl debug --copy-to`, `node/`). "Adding
-entries to Pod /etc/hosts with HostAliases" (one line per IP since) is checked in
-test_pod_status_kubectl.py.
+status/history), "Debug Running Pods" (`kubectl debug --copy-to`, `node/`), "Init
+Containers" (`Init:0/2`). "Adding entries to Pod /etc/hosts with HostAliases" (its
+one-line-per-IP format, fixed) is checked in test_pod_status_kubectl.py, the "Jobs"
+page's OnFailure back-off limit in tests/unit/controllers/test_job_logic.py.
 
 The pages' images are not in kybern's store (docs/node.md, Images); as a user
 would, the tests import stand-ins under the pages' names: `registry.k8s.io/
