@@ -28,6 +28,10 @@ def default_job_spec(spec: Obj) -> None:
     spec.setdefault("backoffLimit", 2147483647 if spec.get("backoffLimitPerIndex") is not None else 6)
     spec.setdefault("completionMode", "NonIndexed")
     spec.setdefault("suspend", False)
+    for rule in (spec.get("podFailurePolicy") or {}).get("rules") or []:
+        for pattern in (rule.get("onPodConditions") or []) if isinstance(rule, dict) else []:
+            if isinstance(pattern, dict) and not pattern.get("status"):
+                pattern["status"] = "True"  # SetDefaults_Job
     # Failed when a pod failure policy is set, as upstream
     spec.setdefault("podReplacementPolicy", "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed")
     tmpl = spec.setdefault("template", {})

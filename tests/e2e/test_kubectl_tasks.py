@@ -1130,6 +1130,8 @@ def test_pod_failure_policy(cluster, namespace):
         client.V1Eviction(metadata=client.V1ObjectMeta(name=running["metadata"]["name"], namespace=namespace)))
     cluster.kubectl("wait", *ns, "--for=condition=complete", "job/job-pod-failure-policy-ignore", "--timeout=60s")
     assert "failed" not in job_status("job-pod-failure-policy-ignore")
+    rules = cluster.kjson("get", *ns, "job", "job-pod-failure-policy-ignore")["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]  # defaulted
 
     # backoffLimitPerIndex: index 0 retried once (after its 10 s backoff), index 1 not at all
     cluster.kubectl("wait", *ns, "--for=condition=failed", "job/job-backoff-limit-per-index-failindex",
