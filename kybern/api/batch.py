@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
+from typing import Any
 
 from kybern.api.core import default_pod_spec, validate_pod_spec
 from kybern.api.registry import ResourceInfo
@@ -85,11 +86,8 @@ def validate_job_spec(spec: Obj, path: str) -> list[Cause]:
                 out.append(errors.cause(f"{path}.successPolicy.rules[{i}].succeededCount",
                                         f"Invalid value: {count}: must be less than or equal to "
                                         f"{spec['completions']} (the number of specified completions)"))
-    rules = (spec.get("podFailurePolicy") or {}).get("rules") or []
-    for i, rule in enumerate(rules if isinstance(rules, list) else []):
-        if isinstance(rule, dict) and rule.get("action") == "FailIndex" and per_index is None:
-            out.append(errors.cause(f"{path}.podFailurePolicy.rules[{i}].action", 'Invalid value: "FailIndex": '
-                                    "requires the backoffLimitPerIndex to be set"))
+    if isinstance(spec.get("podFailurePolicy"), dict):
+        out.extend(_validate_pod_failure_policy(spec, f"{path}.podFailurePolicy"))
     tmpl = spec.get("template") or {}
     out.extend(validate_pod_spec(tmpl.get("spec"), f"{path}.template.spec"))
     rp = (tmpl.get("spec") or {}).get("restartPolicy")
@@ -99,6 +97,77 @@ def validate_job_spec(spec: Obj, path: str) -> list[Cause]:
     elif spec.get("podFailurePolicy") is not None and rp != "Never":
         out.append(errors.cause(f"{path}.template.spec.restartPolicy", f'Invalid value: "{rp}": only "Never" is '
                                 "supported when podFailurePolicy is specified"))
+    return out
+
+
+_ACTIONS = ("Count", "FailIndex", "FailJob", "Ignore")
+_OPERATORS = ("In", "NotIn")
+
+
+def _go_int32s(values: Any) -> str:
+    """%#v of a []int32, as upstream's messages print the list."""
+    if values is None:
+        return "[]int32(nil)"
+    return "[]int32{" + ", ".join(str(v) for v in values) + "}"
+
+
+def _validate_pod_failure_policy(spec: Obj, path: str) -> list[Cause]:
+    """validatePodFailurePolicy: each rule's action, exit code requirement or pod
+    condition patterns (not both, not neither)."""
+    out: list[Cause] = []
+    tmpl = (spec.get("template") or {}).get("spec") or {}
+    names = {c.get("name") for c in (tmpl.get("containers") or []) + (tmpl.get("initContainers") or [])
+             if isinstance(c, dict)}
+    rules = spec["podFailurePolicy"].get("rules") or []
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        if not isinstance(rule, dict):
+            continue
+        rp = f"{path}.rules[{i}]"
+        action = rule.get("action")
+        if not action:
+            out.append(errors.required(f"{rp}.action") |
+                       {"message": 'Required value: valid values: ["Count" "FailIndex" "FailJob" "Ignore"]'})
+        elif action == "FailIndex":
+            if spec.get("backoffLimitPerIndex") is None:
+                out.append(errors.cause(f"{rp}.action", 'Invalid value: "FailIndex": requires the '
+                                        "backoffLimitPerIndex to be set"))
+        elif action not in _ACTIONS:
+            out.append(errors.cause(f"{rp}.action", f'Unsupported value: "{action}": supported values: '
+                                    + ", ".join(f'"{a}"' for a in _ACTIONS), "FieldValueNotSupported"))
+        codes = rule.get("onExitCodes")
+        if isinstance(codes, dict):
+            cp = f"{rp}.onExitCodes"
+            op = codes.get("operator")
+            if not op:
+                out.append(errors.required(f"{cp}.operator") | {"message": 'Required value: valid values: ["In" '
+                                                                           '"NotIn"]'})
+            elif op not in _OPERATORS:
+                out.append(errors.cause(f"{cp}.operator", f'Unsupported value: "{op}": supported values: "In", '
+                                        '"NotIn"', "FieldValueNotSupported"))
+            if codes.get("containerName") is not None and codes["containerName"] not in names:
+                out.append(errors.cause(f"{cp}.containerName", f'Invalid value: "{codes["containerName"]}": must be '
+                                        "one of the container or initContainer names in the pod template"))
+            values = codes.get("values")
+            if not values:
+                out.append(errors.cause(f"{cp}.values", f"Invalid value: {_go_int32s(values)}: at least one value "
+                                        "is required"))
+            elif isinstance(values, list) and all(isinstance(v, int) for v in values):
+                seen: set[int] = set()
+                for j, v in enumerate(values):
+                    if op == "In" and v == 0:
+                        out.append(errors.cause(f"{cp}.values[{j}]", "Invalid value: 0: must not be 0 for the In "
+                                                "operator"))
+                    if v in seen:
+                        out.append(errors.cause(f"{cp}.values[{j}]", f"Duplicate value: {v}", "FieldValueDuplicate"))
+                    seen.add(v)
+                if any(a > b for a, b in zip(values, values[1:])):
+                    out.append(errors.cause(f"{cp}.values", f"Invalid value: {_go_int32s(values)}: must be ordered"))
+        if codes is not None and rule.get("onPodConditions"):
+            out.append(errors.cause(rp, "Invalid value: specifying both OnExitCodes and OnPodConditions is not "
+                                        "supported"))
+        if codes is None and not rule.get("onPodConditions"):
+            out.append(errors.cause(rp, "Invalid value: specifying one of OnExitCodes and OnPodConditions is "
+                                        "required"))
     return out
 
 

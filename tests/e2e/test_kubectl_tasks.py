@@ -1094,6 +1094,14 @@ def test_pod_failure_policy(cluster, namespace):
     assert p.stderr.strip() == ('The Job "job-backoff-limit-per-index-failindex" is invalid: spec.podFailurePolicy.'
                                 'rules[0].action: Invalid value: "FailIndex": requires the backoffLimitPerIndex to '
                                 'be set')
+    p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", check=False, input=PFP_JOBS.split("---")[0]
+                        .replace("values: [42]", "values: [42, 3]").replace("containerName: main",
+                                                                           "containerName: side"))
+    assert p.stderr.strip() == (
+        'The Job "job-backoff-limit-per-index-failindex" is invalid: \n* spec.podFailurePolicy.rules[0].onExitCodes.'
+        'containerName: Invalid value: "side": must be one of the container or initContainer names in the pod '
+        'template\n* spec.podFailurePolicy.rules[0].onExitCodes.values: Invalid value: []int32{42, 3}: must be '
+        'ordered')
     cluster.kubectl("create", *ns, "-f", "-", input=PFP_JOBS)
 
     def pods(job: str) -> list[dict]:
