@@ -50,6 +50,9 @@ class ClusterConfig:
     verbose: int = 0
     run_controllers: bool = True
     run_scheduler: bool = True  # False: run `kybern scheduler` as its own process (docs/scheduler.md)
+    # the scheduler and controllers hold Leases in kube-system while they work, so several
+    # servers on one etcd run one of each (None: on with etcd, where several servers may run)
+    leader_elect: bool | None = None
     labels: dict[str, str] = field(default_factory=dict)
     pod_network: str = "auto"  # auto | cni | host (docs/networking.md)
     max_pods: int = 110  # the node's pod capacity (the kubelet's --max-pods; docs/node.md)
@@ -203,23 +206,33 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         # as client-go's SharedInformerFactory (kybern/client/informer_factory.py)
         shared = InformerFactory(client("kube-controller-manager/v1.32.0 (kybern) informers"))
         running.tasks.append(asyncio.create_task(_hold_informers(shared), name="shared-informers"))
+        from kybern.client.leaderelection import LeaderElector
+
+        elect = cfg.leader_elect if cfg.leader_elect is not None else cfg.datastore.startswith("etcd")
+
+        def elected(lease: str, work: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+            """`work`, under leader election for the Lease `lease` when `elect`."""
+            if not elect:
+                return work
+            return lambda: LeaderElector(client(f"{lease}/v1.32.0 (kybern) leader-election"), lease).run(work)
+
         api.components["controller-manager"] = Health()  # what `kubectl get cs` reports
         running.tasks.append(asyncio.create_task(
-            supervise("controller-manager", lambda: manager.run_controllers(
-                client("kube-controller-manager/v1.32.0 (kybern)"), informers=shared),
+            supervise("controller-manager", elected("kube-controller-manager", lambda: manager.run_controllers(
+                client("kube-controller-manager/v1.32.0 (kybern)"), informers=shared)),
                 api.components["controller-manager"]),
             name="controllers"))
         if cfg.run_scheduler:
             api.components["scheduler"] = Health()
             running.tasks.append(asyncio.create_task(
-                supervise("scheduler", lambda: scheduler.run_scheduler(
-                    client("kube-scheduler/v1.32.0 (kybern)"), informers=shared), api.components["scheduler"]),
+                supervise("scheduler", elected("kube-scheduler", lambda: scheduler.run_scheduler(
+                    client("kube-scheduler/v1.32.0 (kybern)"), informers=shared)), api.components["scheduler"]),
                 name="scheduler"))
         from kybern.network.servicelb import ServiceLB
 
         running.tasks.append(asyncio.create_task(
-            supervise("servicelb", lambda: ServiceLB(client("service-controller/v1.32.0 (kybern)"),
-                                                     informers=shared).run()),
+            supervise("servicelb", elected("cloud-controller-manager", lambda: ServiceLB(
+                client("service-controller/v1.32.0 (kybern)"), informers=shared).run())),
             name="servicelb"))
     if cfg.run_controllers and cfg.run_ingress:
         from kybern.network import ingress

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -29,6 +30,9 @@ PROXY_MODE_OPT = {"default": os.environ.get("KYBERN_PROXY_MODE", "auto"), "show_
 MAX_PODS_OPT = {"type": click.IntRange(1, 10000), "default": 110, "show_default": True,
                 "help": "Pods this node runs at most (the kubelet's --max-pods): its `pods` capacity; "
                         "more are refused with OutOfpods."}
+LEADER_ELECT_OPT: dict = {"default": None, "help": "Run the scheduler and controllers under leader election (Leases "
+                          "in kube-system), so several servers on one store run one of each. Default: on with "
+                          "an etcd datastore, off with SQLite (one server per file). docs/scheduler.md."}
 
 
 RUNTIME_OPT = {"type": click.Choice(["process", "fake"]), "default": "process", "show_default": True,
@@ -101,12 +105,13 @@ def main() -> None:
               callback=_authorization_mode,
               help="kube-apiserver's authorizers, in order: a comma list of AlwaysAllow, AlwaysDeny, Node, RBAC "
                    "(docs/rbac.md).")
+@click.option("--leader-elect/--no-leader-elect", **LEADER_ELECT_OPT)
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore: str, api_workers: int, node_name: str,
        zone: str | None, no_node: bool, pod_network: str, proxy_mode: str, ingress_http_port: int | None,
        ingress_https_port: int | None, ingress_plane: str, no_ingress: bool, dns_address: str, dns_port: int,
        no_dns: bool, verbose: int, max_pods: int, runtime: str, agent_in_process: bool,
-       region: str | None, admission_config: Path | None, authorization_mode: str) -> None:
+       region: str | None, admission_config: Path | None, authorization_mode: str, leader_elect: bool | None) -> None:
     """Start a whole cluster in this process; Ctrl-C stops it, state is kept."""
     _logging(verbose)
     _check_admission_config(admission_config)
@@ -123,7 +128,8 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
                                 run_dns=not no_dns, dns_address=dns_address, dns_port=dns_port,
                                 max_pods=max_pods, runtime=runtime, agent_process=not agent_in_process,
                                 verbose=verbose, labels={REGION_LABEL: region} if region else {},
-                                admission_config=admission_config, authorization_mode=authorization_mode)
+                                admission_config=admission_config, authorization_mode=authorization_mode,
+                                leader_elect=leader_elect)
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(Path(kubeconfig_path), name="kybern", server=r.server_url,
@@ -166,9 +172,11 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
               callback=_authorization_mode,
               help="kube-apiserver's authorizers, in order: a comma list of AlwaysAllow, AlwaysDeny, Node, RBAC "
                    "(docs/rbac.md).")
+@click.option("--leader-elect/--no-leader-elect", **LEADER_ELECT_OPT)
 @click.option("-v", "--verbose", count=True)
 def server(data_dir: Path, address: str, port: int, datastore: str, api_workers: int, no_controllers: bool,
-           no_scheduler: bool, verbose: int, admission_config: Path | None, authorization_mode: str) -> None:
+           no_scheduler: bool, verbose: int, admission_config: Path | None, authorization_mode: str,
+           leader_elect: bool | None) -> None:
     """Run the apiserver (and scheduler and controllers) without a node."""
     _logging(verbose)
     _check_admission_config(admission_config)
@@ -179,7 +187,7 @@ def server(data_dir: Path, address: str, port: int, datastore: str, api_workers:
     cfg = cluster.ClusterConfig(data_dir=data_dir, address=address, port=port, datastore=datastore,
                                 api_workers=api_workers, run_node=False, run_controllers=not no_controllers,
                                 run_scheduler=not no_scheduler, admission_config=admission_config,
-                                authorization_mode=authorization_mode)
+                                authorization_mode=authorization_mode, leader_elect=leader_elect)
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(data_dir / "kubeconfig", name="kybern", server=r.server_url,
@@ -315,13 +323,31 @@ async def _node_served_elsewhere(client: Any, name: str) -> str | None:
 @click.option("--ca-file", type=click.Path(exists=True), default=None, help="The cluster CA certificate.")
 @click.option("--name", default="default-scheduler", show_default=True,
               help="schedulerName of the pods this scheduler binds.")
+@click.option("--leader-elect/--no-leader-elect", default=True, show_default=True,
+              help="Schedule only while holding the Lease kube-system/<--leader-elect-resource-name>, as "
+                   "kube-scheduler: several of these processes run one at a time.")
+@click.option("--leader-elect-resource-name", default=None,
+              help="The Lease's name [default: kube-scheduler, or the --name of another scheduler].")
+@click.option("--leader-elect-lease-duration", type=float, default=15.0, show_default=True, help="Seconds.")
+@click.option("--leader-elect-renew-deadline", type=float, default=10.0, show_default=True, help="Seconds.")
+@click.option("--leader-elect-retry-period", type=float, default=2.0, show_default=True, help="Seconds.")
 @click.option("-v", "--verbose", count=True)
-def scheduler_cmd(server_url: str, token: str, ca_file: str | None, name: str, verbose: int) -> None:
+def scheduler_cmd(server_url: str, token: str, ca_file: str | None, name: str, verbose: int, leader_elect: bool,
+                  leader_elect_resource_name: str | None, leader_elect_lease_duration: float,
+                  leader_elect_renew_deadline: float, leader_elect_retry_period: float) -> None:
     """Run a scheduler in its own process, as kube-scheduler (for a server started
     with --no-scheduler, or a second scheduler under another --name)."""
     _logging(verbose)
     from kybern.client.http import Client
+    from kybern.client.leaderelection import LeaderElector
     from kybern.scheduler.scheduler import run_scheduler
+
+    lease = leader_elect_resource_name or ("kube-scheduler" if name == "default-scheduler" else name)
+    try:
+        LeaderElector.check_timing(leader_elect_lease_duration, leader_elect_renew_deadline,
+                                   leader_elect_retry_period)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
     async def run() -> None:
         import signal
@@ -332,7 +358,17 @@ def scheduler_cmd(server_url: str, token: str, ca_file: str | None, name: str, v
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         click.echo(f"scheduler {name} following {server_url}")
         try:
-            await run_scheduler(client, name=name, stop=stop)
+            if not leader_elect:
+                await run_scheduler(client, name=name, stop=stop)
+                return
+            elector = LeaderElector(client, lease, lease_duration=leader_elect_lease_duration,
+                                    renew_deadline=leader_elect_renew_deadline,
+                                    retry_period=leader_elect_retry_period)
+            work = asyncio.create_task(elector.run(lambda: run_scheduler(client, name=name, stop=stop)))
+            await asyncio.wait({work, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+            work.cancel()  # releases the Lease
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
         finally:
             await client.close()
 

@@ -29,12 +29,12 @@ def pod(name: str, scheduler: str | None = None) -> dict:
 
 
 class Server:
-    def __init__(self, base) -> None:
+    def __init__(self, base, *extra: str) -> None:
         self.base = base
         self.port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kybern.cli.main", "server", "--data-dir", str(base / "data"), "--port",
-             str(self.port), "--no-scheduler"], env={**os.environ, "HOME": str(base)},
+             str(self.port), "--no-scheduler", *extra], env={**os.environ, "HOME": str(base)},
             stdout=subprocess.PIPE, stderr=open(base / "server.log", "w"), text=True)  # noqa: SIM115
         assert self.proc.stdout
         assert "kybern server at" in self.proc.stdout.readline()
@@ -72,6 +72,65 @@ def server(tmp_path):
     yield s
     s.proc.terminate()
     s.proc.wait(30)
+
+
+def _lease(server: Server, name: str) -> dict:
+    """The Lease's spec ({} while there is none)."""
+    r = server.pool.request("GET", f"{server.url}/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}",
+                            headers={"Authorization": f"Bearer {server.token}"})
+    return json.loads(r.data)["spec"] if r.status == 200 else {}
+
+
+def _wait(what: str, cond, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if out := cond():
+            return out
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_schedulers_elect_one_leader_and_a_standby_takes_over(tmp_path):
+    """Two `kybern scheduler` processes (leader election on, as kube-scheduler's default):
+    one holds the Lease kube-system/kube-scheduler and binds; killed without releasing it,
+    the other takes over once the lease runs out (here 3 s) and binds the next pod; a
+    clean stop releases it. The server's controllers (`--leader-elect`) hold theirs."""
+    server = Server(tmp_path, "--leader-elect")
+    fast = ("--leader-elect-lease-duration", "3", "--leader-elect-renew-deadline", "2",
+            "--leader-elect-retry-period", "0.5")
+    a = b = None
+    try:
+        cm = _wait("the controller-manager's lease", lambda: _lease(server, "kube-controller-manager"))
+        assert cm["holderIdentity"].startswith(os.uname().nodename + "_") and cm["leaseDurationSeconds"] == 15
+        server.req("POST", "/api/v1/nodes", NODE)
+        server.req("PUT", "/api/v1/nodes/n1/status",
+                   {**server.req("GET", "/api/v1/nodes/n1"), "status": NODE["status"]})
+        a = server.scheduler(*fast)
+        first = _wait("a leader", lambda: _lease(server, "kube-scheduler").get("holderIdentity"))
+        b = server.scheduler(*fast)
+        server.req("POST", "/api/v1/namespaces/default/pods", pod("p1"))
+        assert server.wait_bound("p1") == "n1"
+        time.sleep(1.5)  # b has seen the lease renewed by a: it stays a standby
+        lease = _lease(server, "kube-scheduler")
+        assert lease["holderIdentity"] == first and lease["leaseTransitions"] == 0
+        a.kill()
+        a.wait(10)
+        killed = time.monotonic()
+        server.req("POST", "/api/v1/namespaces/default/pods", pod("p2"))
+        assert server.wait_bound("p2") == "n1"
+        assert time.monotonic() - killed >= 2.0  # not before the lease ran out
+        lease = _lease(server, "kube-scheduler")
+        assert lease["holderIdentity"] not in (first, None) and lease["leaseTransitions"] == 1
+        b.terminate()
+        assert b.wait(20) == 0
+        released = _lease(server, "kube-scheduler")
+        assert not released.get("holderIdentity") and released["leaseDurationSeconds"] == 1
+    finally:
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                p.kill()
+        server.proc.terminate()
+        server.proc.wait(30)
 
 
 def test_pods_wait_for_a_scheduler_process(server):
