@@ -8,14 +8,19 @@ What each component's condition says is what this apiserver process knows, no mo
 - `scheduler`, `controller-manager`: when this process runs them (`kybern up`), whether
   the supervised task is running or in its restart backoff after a crash (Health).
   When they run elsewhere (`--no-scheduler` with `kybern scheduler`, `kybern server`,
-  the extra `--api-workers` processes) there is nothing to ask: kybern's components
-  serve no /healthz port as upstream's 10257/10259 do, so the condition is Unknown
-  with an error saying so, which kubectl prints as Unhealthy.
+  the extra `--api-workers` processes), their leader election Lease
+  (`kube-system/kube-scheduler`, `kube-controller-manager`) is what is known: Healthy
+  while it is held and renewed within its duration, not healthy once it is not. With
+  no Lease (leader election off) there is nothing to ask — kybern's components serve
+  no /healthz port as upstream's 10257/10259 do — so the condition is Unknown with an
+  error saying so, which kubectl prints as Unhealthy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -35,6 +40,7 @@ RESOURCE = ResourceInfo("", "v1", "ComponentStatus", "componentstatuses", False,
                         strategy=Strategy())
 DEPRECATED = "v1 ComponentStatus is deprecated in v1.19+"  # the warning upstream sends on every request
 COMPONENTS = ("scheduler", "controller-manager", "etcd-0")
+LEASES = {"scheduler": "kube-scheduler", "controller-manager": "kube-controller-manager"}  # leader election
 class Health:
     """A supervised in-process component's state, for its ComponentStatus."""
 
@@ -63,10 +69,30 @@ async def _condition(server: APIServer, name: str) -> tuple[str, str, str]:
             return "False", "", str(e) or type(e).__name__
         return "True", "ok", ""
     health = server.components.get(name)
-    if health is None:
+    if health is not None:
+        return health.condition()
+    lease = await _leader_lease(server, name)
+    if lease is None:
         return "Unknown", "", (f"the {name} does not run in this apiserver's process and serves no health "
                                "endpoint kybern could probe")
-    return health.condition()
+    spec = lease.get("spec") or {}
+    holder, renewed = spec.get("holderIdentity"), spec.get("renewTime")
+    try:
+        age = time.time() - datetime.datetime.fromisoformat(renewed).timestamp() if renewed else None
+    except ValueError:
+        age = None
+    if holder and age is not None and age <= float(spec.get("leaseDurationSeconds") or 15):
+        return "True", "ok", ""
+    return "False", "", (f"its leader election Lease kube-system/{lease['metadata']['name']} is not held "
+                         "or not renewed in time" + (f" (last holder {holder})" if holder else ""))
+
+
+async def _leader_lease(server: APIServer, name: str) -> dict[str, Any] | None:
+    """The Lease a leader-elected scheduler or controller manager elsewhere renews (None without one)."""
+    try:
+        return await server.store("coordination.k8s.io", "v1", "leases").get("kube-system", LEASES[name])
+    except (errors.StatusError, KeyError):
+        return None
 
 
 async def _status(server: APIServer, name: str) -> dict[str, Any]:

@@ -81,6 +81,11 @@ def _lease(server: Server, name: str) -> dict:
     return json.loads(r.data)["spec"] if r.status == 200 else {}
 
 
+def _healthy(server: Server) -> str:
+    """The scheduler's ComponentStatus condition, as `kubectl get cs` shows it."""
+    return server.req("GET", "/api/v1/componentstatuses/scheduler")["conditions"][0]["status"]
+
+
 def _wait(what: str, cond, timeout: float = 20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -105,8 +110,10 @@ def test_schedulers_elect_one_leader_and_a_standby_takes_over(tmp_path):
         server.req("POST", "/api/v1/nodes", NODE)
         server.req("PUT", "/api/v1/nodes/n1/status",
                    {**server.req("GET", "/api/v1/nodes/n1"), "status": NODE["status"]})
+        assert _healthy(server) == "Unknown"  # no scheduler here, no Lease yet
         a = server.scheduler(*fast)
         first = _wait("a leader", lambda: _lease(server, "kube-scheduler").get("holderIdentity"))
+        assert _healthy(server) == "True"  # `kubectl get cs`: the leader renews its Lease
         b = server.scheduler(*fast)
         server.req("POST", "/api/v1/namespaces/default/pods", pod("p1"))
         assert server.wait_bound("p1") == "n1"
@@ -125,6 +132,7 @@ def test_schedulers_elect_one_leader_and_a_standby_takes_over(tmp_path):
         assert b.wait(20) == 0
         released = _lease(server, "kube-scheduler")
         assert not released.get("holderIdentity") and released["leaseDurationSeconds"] == 1
+        assert _healthy(server) == "False"
     finally:
         for p in (a, b):
             if p is not None and p.poll() is None:
