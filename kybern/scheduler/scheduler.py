@@ -96,21 +96,6 @@ class Scheduler:
         self.queue = SchedulingQueue()
         self.recorder = EventRecorder(client, name)
         self._shared = informers is not None
-        self.factory = informers if informers is not None else InformerFactory(client)
-        with self.factory.recording() as self._registered:
-            self.pod_informer = self.factory.informer(PODS)
-            self.node_informer = self.factory.informer(NODES)
-            self.pod_informer.add_handler(self._on_pod)
-            self.node_informer.add_handler(self._on_node)
-            # what plugins read besides pods and nodes (VolumeZone, InterPodAffinity)
-            self.informers = {r.plural: self.factory.informer(r)
-                              for r in (PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, NAMESPACES)}
-            for inf in self.informers.values():
-                inf.add_handler(self._on_other)
-            self.pdb_informer = self.factory.informer(preemption.PDBS)  # preemption's victims
-        for p in self.framework.plugins:
-            if hasattr(p, "set_informers"):
-                p.set_informers(self.informers)
         self._next_start = 0
         self.nominator = preemption.Nominator()
         self._nominations: dict[str, str | None] = {}  # pod key -> nominatedNodeName to write (None: clear)
@@ -119,6 +104,24 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self.scheduled = 0  # counters for benchmarks and tests
         self.failed = 0
+        self.factory = informers if informers is not None else InformerFactory(client)
+        with self.factory.recording() as self._registered:
+            self.pod_informer = self.factory.informer(PODS)
+            self.node_informer = self.factory.informer(NODES)
+            # what plugins read besides pods and nodes (VolumeZone, InterPodAffinity)
+            self.informers = {r.plural: self.factory.informer(r)
+                              for r in (PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, NAMESPACES)}
+            self.pdb_informer = self.factory.informer(preemption.PDBS)  # preemption's victims
+            for p in self.framework.plugins:
+                if hasattr(p, "set_informers"):
+                    p.set_informers(self.informers)
+            # handlers last: a shared factory that has already synced (a scheduler started
+            # late, after winning its Lease, or again after a crash) replays its objects into
+            # them at once, so everything they use must exist by now
+            self.node_informer.add_handler(self._on_node)
+            for inf in self.informers.values():
+                inf.add_handler(self._on_other)
+            self.pod_informer.add_handler(self._on_pod)
 
     # -- informer events ----------------------------------------------------------
     def _on_node(self, typ: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:

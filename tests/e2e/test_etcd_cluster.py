@@ -57,3 +57,48 @@ def test_cluster_on_etcd_keeps_state_across_restart(tmp_path):
             stop_cluster(c2)
     finally:
         etcd.stop()
+
+
+def test_two_servers_on_one_etcd_run_one_scheduler_and_controller_manager(tmp_path):
+    """Two clusters processes on one etcd, as two control-plane machines: with etcd the
+    scheduler, controller manager and ServiceLB are leader-elected, so the second server's
+    stand by (a Deployment gets its replicas once, not twice); when the first is killed
+    (no Lease released), the second's take over once the Leases run out (15 s) and
+    schedule and reconcile again."""
+    import os
+    import signal
+    import time
+
+    etcd = EtcdServer(tmp_path / "etcd").start()
+    a = b = None
+    try:
+        url = etcd.url()
+        a = start_cluster(tmp_path / "a", "--datastore", url, "--pod-network", "host")
+        b = start_cluster(tmp_path / "b", "--datastore", url, "--no-node", wait_node=False)
+
+        def holders() -> dict[str, tuple[str, int]]:
+            items = b.kjson("get", "leases", "-n", "kube-system")["items"]
+            return {i["metadata"]["name"]: (i["spec"].get("holderIdentity"), i["spec"].get("leaseTransitions"))
+                    for i in items}
+        first = b.wait_for(lambda: len(holders()) == 3 and holders(), timeout=20, what="three Leases held")
+        assert set(first) == {"kube-scheduler", "kube-controller-manager", "cloud-controller-manager"}
+        a.kubectl("create", "deployment", "web", "--image=demo:v1", "--replicas=2", "--", "sleep", "3600")
+        a.wait_for(lambda: len(a.kjson("get", "pods")["items"]) == 2, timeout=30, what="2 pods")
+        time.sleep(2)
+        assert len(b.kjson("get", "pods")["items"]) == 2  # one controller manager made them
+
+        os.killpg(a.proc.pid, signal.SIGKILL)  # the first machine is gone: nothing is released
+        a.proc.wait(10)
+        b.kubectl("scale", "deployment", "web", "--replicas=3")
+        b.kubectl("run", "late", "--image=demo:v1", "--", "sleep", "1")
+        b.wait_for(lambda: b.kjson("get", "pod", "late")["spec"].get("nodeName"), timeout=40,
+                   what="the second server's scheduler binding a pod")
+        b.wait_for(lambda: len(b.kjson("get", "pods", "-l", "app=web")["items"]) == 3, timeout=20,
+                   what="the second server's controllers scaling up")
+        after = holders()
+        assert all(after[n][0] != first[n][0] and after[n][1] == 1 for n in first), (first, after)
+    finally:
+        for c in (b, a):
+            if c is not None:
+                stop_cluster(c)
+        etcd.stop()

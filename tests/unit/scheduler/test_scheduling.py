@@ -140,3 +140,26 @@ async def test_queue_moves_only_pod_waiters_when_a_pod_is_assigned():
     q.move_pod_waiters()  # e.g. the pod it wants to be near was bound
     assert q._where["default/affine"] in ("active", "backoff")
     assert q._where["default/big"] == "unschedulable"  # more cpu does not come with a pod
+
+
+def test_a_scheduler_started_late_on_synced_shared_informers_takes_their_objects():
+    """A scheduler made after the shared informers have their objects (it won its Lease
+    after the controllers had synced them, or it restarted after a crash) gets them
+    replayed into its handlers as it registers: its state must exist by then."""
+    from kybern.client.informer_factory import InformerFactory
+    from kybern.client.resources import NODES, PODS
+
+    factory = InformerFactory(Client("http://127.0.0.1:9"))  # never contacted: caches filled by hand
+    node = {"metadata": {"name": "n1", "labels": {}},
+            "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                       "conditions": [{"type": "Ready", "status": "True"}]}}
+    bound = {"metadata": {"name": "a", "namespace": "default", "uid": "u1"},
+             "spec": {"nodeName": "n1", "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]},
+             "status": {"phase": "Running"}}
+    pending = {"metadata": {"name": "b", "namespace": "default", "uid": "u2"},
+               "spec": {"schedulerName": "default-scheduler", "containers": [{"name": "c"}]}, "status": {}}
+    factory.informer(NODES).cache["n1"] = node
+    factory.informer(PODS).cache.update({"default/a": bound, "default/b": pending})
+    s = Scheduler(Client("http://127.0.0.1:9"), informers=factory)
+    assert s.cache.nodes["n1"].node is node and s.cache._pod_node == {"default/a": "n1"}
+    assert len(s.queue) == 1 and s.queue.contains("default/b")
