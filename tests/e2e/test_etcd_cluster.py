@@ -95,8 +95,12 @@ def test_two_servers_on_one_etcd_run_one_scheduler_and_controller_manager(tmp_pa
                    what="the second server's scheduler binding a pod")
         b.wait_for(lambda: len(b.kjson("get", "pods", "-l", "app=web")["items"]) == 3, timeout=20,
                    what="the second server's controllers scaling up")
-        after = holders()
-        assert all(after[n][0] != first[n][0] and after[n][1] == 1 for n in first), (first, after)
+        # each Lease is taken over at the candidate's next try after it runs out (2-2.4 s apart)
+        def taken_over():
+            h = holders()
+            return h if all(h[n][0] != first[n][0] for n in first) else None
+        after = b.wait_for(taken_over, timeout=15, what="all three Leases taken over")
+        assert all(after[n][1] == 1 for n in first), (first, after)
     finally:
         for c in (b, a):
             if c is not None:
