@@ -34,8 +34,14 @@ def namespace(workers_cluster, request):
 
 
 def _worker_procs(c) -> list[psutil.Process]:
-    return [p for p in psutil.Process(c.proc.pid).children(recursive=True)
-            if "api-worker" in " ".join(p.cmdline())]
+    out = []
+    for p in psutil.Process(c.proc.pid).children(recursive=True):
+        try:
+            if "api-worker" in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.Error:  # a short-lived child (a pod, an `nft` call) ended meanwhile
+            continue
+    return out
 
 
 class Fresh:

@@ -9,6 +9,7 @@ import types
 
 from kybern.api import tables
 from kybern.apiserver import componentstatus, satokens
+from kybern.machinery import errors
 
 ISSUER = satokens.ISSUER
 
@@ -69,7 +70,11 @@ def test_components_this_process_does_not_run_are_unknown_and_storage_errors_sho
                 raise self.error
             return 7
 
-    server = types.SimpleNamespace(components={}, storage=Storage(None))
+    class NoLeases:  # the leases store: no leader election Lease (kube-system/kube-scheduler)
+        async def get(self, namespace: str, name: str) -> dict:
+            raise errors.StatusError(404, "NotFound", f'leases.coordination.k8s.io "{name}" not found')
+
+    server = types.SimpleNamespace(components={}, storage=Storage(None), store=lambda *gvr: NoLeases())
     status = asyncio.run(componentstatus._status(server, "scheduler"))
     [cond] = status["conditions"]
     assert (cond["status"], "message" in cond) == ("Unknown", False)
