@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from kybern.client.dirtyloop import sync_when_dirty
 from kybern.client.http import Client
 from kybern.client.informer import Informer
 from kybern.client.resources import NAMESPACES, NETWORKPOLICIES, PODS
@@ -95,21 +96,14 @@ class PolicyEnforcer:
             self.policies.start()
             await self.policies.wait_synced()
             self._dirty.set()
-            while True:
-                await self._dirty.wait()
-                self._dirty.clear()
-                started = time.monotonic()
-                try:
-                    await self._watch(bool(self.policies.cache))
-                    await self.sync()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:  # noqa: BLE001 -- retried on the next change or in 1 s
-                    log.warning("NetworkPolicy sync failed: %r", e)
-                    asyncio.get_running_loop().call_later(1.0, self._dirty.set)
-                # at most half the time syncing: in a burst of pod starts the agent beside
-                # it needs the CPU (~60 ms a sync for 100 policies x 200 pods, docs/networking.md)
-                await asyncio.sleep(max(self.min_sync_interval, time.monotonic() - started))
+
+            async def step() -> None:
+                await self._watch(bool(self.policies.cache))
+                await self.sync()
+            # at most half the time syncing: in a burst of pod starts the agent beside
+            # it needs the CPU (~60 ms a sync for 100 policies x 200 pods, docs/networking.md)
+            await sync_when_dirty(self._dirty, step, "NetworkPolicy sync",
+                                  pause=lambda took: max(self.min_sync_interval, took))
         finally:  # awaited, not shielded: the cleanup must finish before the loop closes
             await self._cleanup()
 

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kybern.client.dirtyloop import sync_when_dirty
 from kybern.client.http import Client
 from kybern.client.informer import Informer
 from kybern.client.resources import ENDPOINTSLICES, SERVICES
@@ -115,17 +116,8 @@ class ServiceProxy:
         try:
             await asyncio.gather(self.services.wait_synced(), self.slices.wait_synced())
             self._dirty.set()
-            while True:
-                await self._dirty.wait()
-                self._dirty.clear()
-                try:
-                    await self.sync()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:  # noqa: BLE001 -- retried on the next change or in 1 s
-                    log.warning("service proxy sync failed: %r", e)
-                    asyncio.get_running_loop().call_later(1.0, self._dirty.set)
-                await asyncio.sleep(self.min_sync_interval)
+            await sync_when_dirty(self._dirty, self.sync, "service proxy sync",
+                                  pause=lambda took: self.min_sync_interval)
         finally:  # awaited, not shielded: the cleanup must finish before the loop closes
             await self._cleanup()
 

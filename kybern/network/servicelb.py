@@ -24,6 +24,7 @@ import logging
 import os
 from typing import Any
 
+from kybern.client.dirtyloop import sync_when_dirty
 from kybern.client.events import EventRecorder
 from kybern.client.http import Client
 from kybern.client.informer_factory import InformerFactory
@@ -98,16 +99,7 @@ class ServiceLB:
             self.factory.start()
             await self.informer.wait_synced()
             self._dirty.set()
-            while True:
-                await self._dirty.wait()
-                self._dirty.clear()
-                try:
-                    await self.reconcile()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:  # noqa: BLE001 -- retried
-                    log.warning("servicelb: %r", e)
-                    asyncio.get_running_loop().call_later(1.0, self._dirty.set)
+            await sync_when_dirty(self._dirty, self.reconcile, "servicelb reconcile")
         finally:
             await self.factory.release(mine, shared=self._shared)
 
