@@ -53,6 +53,7 @@ class ClusterConfig:
     # the scheduler and controllers hold Leases in kube-system while they work, so several
     # servers on one etcd run one of each (None: on with etcd, where several servers may run)
     leader_elect: bool | None = None
+    leader_timing: tuple[float, float, float] = (15.0, 10.0, 2.0)  # lease duration, renew deadline, retry period
     labels: dict[str, str] = field(default_factory=dict)
     pod_network: str = "auto"  # auto | cni | host (docs/networking.md)
     max_pods: int = 110  # the node's pod capacity (the kubelet's --max-pods; docs/node.md)
@@ -214,7 +215,9 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
             """`work`, under leader election for the Lease `lease` when `elect`."""
             if not elect:
                 return work
-            return lambda: LeaderElector(client(f"{lease}/v1.32.0 (kybern) leader-election"), lease).run(work)
+            return lambda: LeaderElector(client(f"{lease}/v1.32.0 (kybern) leader-election"), lease,
+                                         lease_duration=cfg.leader_timing[0], renew_deadline=cfg.leader_timing[1],
+                                         retry_period=cfg.leader_timing[2]).run(work)
 
         api.components["controller-manager"] = Health()  # what `kubectl get cs` reports
         running.tasks.append(asyncio.create_task(

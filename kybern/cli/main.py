@@ -35,6 +35,25 @@ LEADER_ELECT_OPT: dict = {"default": None, "help": "Run the scheduler and contro
                           "an etcd datastore, off with SQLite (one server per file). docs/scheduler.md."}
 
 
+def leader_elect_timing(f: Any) -> Any:
+    """kube-scheduler's and kube-controller-manager's --leader-elect-lease-duration,
+    -renew-deadline and -retry-period (seconds; client-go's checks apply)."""
+    for flag, default in (("retry-period", 2.0), ("renew-deadline", 10.0), ("lease-duration", 15.0)):
+        f = click.option(f"--leader-elect-{flag}", type=float, default=default, show_default=True,
+                         help="Seconds (leader election; docs/scheduler.md).")(f)
+    return f
+
+
+def _leader_timing(lease_duration: float, renew_deadline: float, retry_period: float) -> tuple[float, float, float]:
+    from kybern.client.leaderelection import LeaderElector
+
+    try:
+        LeaderElector.check_timing(lease_duration, renew_deadline, retry_period)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    return lease_duration, renew_deadline, retry_period
+
+
 RUNTIME_OPT = {"type": click.Choice(["process", "fake"]), "default": "process", "show_default": True,
                "help": "How containers run: host processes (process), or not at all (fake: hollow nodes for "
                        "scale tests, no service proxy; docs/node.md)."}
@@ -106,12 +125,14 @@ def main() -> None:
               help="kube-apiserver's authorizers, in order: a comma list of AlwaysAllow, AlwaysDeny, Node, RBAC "
                    "(docs/rbac.md).")
 @click.option("--leader-elect/--no-leader-elect", **LEADER_ELECT_OPT)
+@leader_elect_timing
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore: str, api_workers: int, node_name: str,
        zone: str | None, no_node: bool, pod_network: str, proxy_mode: str, ingress_http_port: int | None,
        ingress_https_port: int | None, ingress_plane: str, no_ingress: bool, dns_address: str, dns_port: int,
        no_dns: bool, verbose: int, max_pods: int, runtime: str, agent_in_process: bool,
-       region: str | None, admission_config: Path | None, authorization_mode: str, leader_elect: bool | None) -> None:
+       region: str | None, admission_config: Path | None, authorization_mode: str, leader_elect: bool | None,
+       leader_elect_lease_duration: float, leader_elect_renew_deadline: float, leader_elect_retry_period: float) -> None:
     """Start a whole cluster in this process; Ctrl-C stops it, state is kept."""
     _logging(verbose)
     _check_admission_config(admission_config)
@@ -129,7 +150,9 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
                                 max_pods=max_pods, runtime=runtime, agent_process=not agent_in_process,
                                 verbose=verbose, labels={REGION_LABEL: region} if region else {},
                                 admission_config=admission_config, authorization_mode=authorization_mode,
-                                leader_elect=leader_elect)
+                                leader_elect=leader_elect,
+                                leader_timing=_leader_timing(leader_elect_lease_duration, leader_elect_renew_deadline,
+                                                             leader_elect_retry_period))
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(Path(kubeconfig_path), name="kybern", server=r.server_url,
@@ -173,10 +196,12 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
               help="kube-apiserver's authorizers, in order: a comma list of AlwaysAllow, AlwaysDeny, Node, RBAC "
                    "(docs/rbac.md).")
 @click.option("--leader-elect/--no-leader-elect", **LEADER_ELECT_OPT)
+@leader_elect_timing
 @click.option("-v", "--verbose", count=True)
 def server(data_dir: Path, address: str, port: int, datastore: str, api_workers: int, no_controllers: bool,
            no_scheduler: bool, verbose: int, admission_config: Path | None, authorization_mode: str,
-           leader_elect: bool | None) -> None:
+           leader_elect: bool | None, leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
+           leader_elect_retry_period: float) -> None:
     """Run the apiserver (and scheduler and controllers) without a node."""
     _logging(verbose)
     _check_admission_config(admission_config)
@@ -187,7 +212,9 @@ def server(data_dir: Path, address: str, port: int, datastore: str, api_workers:
     cfg = cluster.ClusterConfig(data_dir=data_dir, address=address, port=port, datastore=datastore,
                                 api_workers=api_workers, run_node=False, run_controllers=not no_controllers,
                                 run_scheduler=not no_scheduler, admission_config=admission_config,
-                                authorization_mode=authorization_mode, leader_elect=leader_elect)
+                                authorization_mode=authorization_mode, leader_elect=leader_elect,
+                                leader_timing=_leader_timing(leader_elect_lease_duration, leader_elect_renew_deadline,
+                                                             leader_elect_retry_period))
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(data_dir / "kubeconfig", name="kybern", server=r.server_url,
@@ -328,9 +355,7 @@ async def _node_served_elsewhere(client: Any, name: str) -> str | None:
                    "kube-scheduler: several of these processes run one at a time.")
 @click.option("--leader-elect-resource-name", default=None,
               help="The Lease's name [default: kube-scheduler, or the --name of another scheduler].")
-@click.option("--leader-elect-lease-duration", type=float, default=15.0, show_default=True, help="Seconds.")
-@click.option("--leader-elect-renew-deadline", type=float, default=10.0, show_default=True, help="Seconds.")
-@click.option("--leader-elect-retry-period", type=float, default=2.0, show_default=True, help="Seconds.")
+@leader_elect_timing
 @click.option("-v", "--verbose", count=True)
 def scheduler_cmd(server_url: str, token: str, ca_file: str | None, name: str, verbose: int, leader_elect: bool,
                   leader_elect_resource_name: str | None, leader_elect_lease_duration: float,
@@ -343,11 +368,7 @@ def scheduler_cmd(server_url: str, token: str, ca_file: str | None, name: str, v
     from kybern.scheduler.scheduler import run_scheduler
 
     lease = leader_elect_resource_name or ("kube-scheduler" if name == "default-scheduler" else name)
-    try:
-        LeaderElector.check_timing(leader_elect_lease_duration, leader_elect_renew_deadline,
-                                   leader_elect_retry_period)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+    timing = _leader_timing(leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period)
 
     async def run() -> None:
         import signal
@@ -361,9 +382,8 @@ def scheduler_cmd(server_url: str, token: str, ca_file: str | None, name: str, v
             if not leader_elect:
                 await run_scheduler(client, name=name, stop=stop)
                 return
-            elector = LeaderElector(client, lease, lease_duration=leader_elect_lease_duration,
-                                    renew_deadline=leader_elect_renew_deadline,
-                                    retry_period=leader_elect_retry_period)
+            elector = LeaderElector(client, lease, lease_duration=timing[0], renew_deadline=timing[1],
+                                    retry_period=timing[2])
             work = asyncio.create_task(elector.run(lambda: run_scheduler(client, name=name, stop=stop)))
             await asyncio.wait({work, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
             work.cancel()  # releases the Lease

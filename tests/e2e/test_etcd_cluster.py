@@ -63,8 +63,8 @@ def test_two_servers_on_one_etcd_run_one_scheduler_and_controller_manager(tmp_pa
     """Two clusters processes on one etcd, as two control-plane machines: with etcd the
     scheduler, controller manager and ServiceLB are leader-elected, so the second server's
     stand by (a Deployment gets its replicas once, not twice); when the first is killed
-    (no Lease released), the second's take over once the Leases run out (15 s) and
-    schedule and reconcile again."""
+    (no Lease released), the second's take over once the Leases run out and schedule and
+    reconcile again. Upstream's --leader-elect-* timing flags shorten the Leases to 4 s."""
     import os
     import signal
     import time
@@ -73,8 +73,10 @@ def test_two_servers_on_one_etcd_run_one_scheduler_and_controller_manager(tmp_pa
     a = b = None
     try:
         url = etcd.url()
-        a = start_cluster(tmp_path / "a", "--datastore", url, "--pod-network", "host")
-        b = start_cluster(tmp_path / "b", "--datastore", url, "--no-node", wait_node=False)
+        timing = ("--leader-elect-lease-duration", "4", "--leader-elect-renew-deadline", "3",
+                  "--leader-elect-retry-period", "0.5")
+        a = start_cluster(tmp_path / "a", "--datastore", url, "--pod-network", "host", *timing)
+        b = start_cluster(tmp_path / "b", "--datastore", url, "--no-node", *timing, wait_node=False)
 
         def holders() -> dict[str, tuple[str, int]]:
             items = b.kjson("get", "leases", "-n", "kube-system")["items"]
@@ -84,23 +86,25 @@ def test_two_servers_on_one_etcd_run_one_scheduler_and_controller_manager(tmp_pa
         assert set(first) == {"kube-scheduler", "kube-controller-manager", "cloud-controller-manager"}
         a.kubectl("create", "deployment", "web", "--image=demo:v1", "--replicas=2", "--", "sleep", "3600")
         a.wait_for(lambda: len(a.kjson("get", "pods")["items"]) == 2, timeout=30, what="2 pods")
-        time.sleep(2)
+        time.sleep(1)
         assert len(b.kjson("get", "pods")["items"]) == 2  # one controller manager made them
 
         os.killpg(a.proc.pid, signal.SIGKILL)  # the first machine is gone: nothing is released
         a.proc.wait(10)
         b.kubectl("scale", "deployment", "web", "--replicas=3")
         b.kubectl("run", "late", "--image=demo:v1", "--", "sleep", "1")
+        t_killed = time.monotonic()
         b.wait_for(lambda: b.kjson("get", "pod", "late")["spec"].get("nodeName"), timeout=40,
                    what="the second server's scheduler binding a pod")
         b.wait_for(lambda: len(b.kjson("get", "pods", "-l", "app=web")["items"]) == 3, timeout=20,
                    what="the second server's controllers scaling up")
-        # each Lease is taken over at the candidate's next try after it runs out (2-2.4 s apart)
+        # each Lease is taken over at the candidate's next try after it runs out
         def taken_over():
             h = holders()
             return h if all(h[n][0] != first[n][0] for n in first) else None
         after = b.wait_for(taken_over, timeout=15, what="all three Leases taken over")
         assert all(after[n][1] == 1 for n in first), (first, after)
+        assert time.monotonic() - t_killed < 12, "the 4 s Leases were taken over as if they lasted 15 s"
     finally:
         for c in (b, a):
             if c is not None:
