@@ -41,6 +41,10 @@ class InformerFactory:
                 inf.start()
         return inf
 
+    def existing(self, resource: Resource) -> Informer | None:
+        """The shared informer for `resource` if some component made one (none is made)."""
+        return self._informers.get(resource)
+
     def start(self) -> None:
         self._started = True
         for inf in self._informers.values():

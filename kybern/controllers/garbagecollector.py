@@ -8,10 +8,17 @@ ownerReferences:
   dependents deleted; the finalizer goes once no dependent with
   blockOwnerDeletion is left;
 - an object being deleted with the `orphan` finalizer has its ownerReference
-  removed from every dependent, then the finalizer goes.
+  removed from every dependent, then the finalizer goes;
+- a namespaced owner is looked for in its dependent's namespace only: one found
+  elsewhere is reported (event OwnerRefInvalidNamespace) and counts as absent, and a
+  cluster-scoped dependent of a namespaced kind is reported and never collected.
 
-The watched kinds are the list GC_RESOURCES: add a kind there when the apiserver
-serves it. Owners of kinds outside the list are never judged absent.
+Every kind the server serves that can be listed, watched and deleted is watched
+(events excepted), as upstream: GC_RESOURCES from the start, the others as
+discovery (re-read every RESYNC seconds, and soon after an owner of an unknown
+kind is seen) finds them, custom resources included. An owner of a kind
+discovery does not know is never judged absent; its dependent is looked at
+again when the kind appears.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
+from kybern.client.events import EventRecorder
 from kybern.client.http import Client
-from kybern.client.informer import key_of
+from kybern.client.informer import Handler, Informer, key_of
 from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import (
     CONFIGMAPS,
@@ -50,6 +58,9 @@ GC_RESOURCES: list[Resource] = [PODS, REPLICASETS, REPLICATIONCONTROLLERS, DEPLO
                                 SERVICES,
                                 JOBS, CRONJOBS, DAEMONSETS, STATEFULSETS, CONTROLLERREVISIONS,
                                 PERSISTENTVOLUMECLAIMS, ENDPOINTSLICES]
+RESYNC = 30.0  # upstream's garbage collector re-reads discovery every 30 s
+# upstream's ignoredResources: events are never owners' dependents worth a watch
+IGNORED = {("", "events"), ("events.k8s.io", "events")}
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 
@@ -60,27 +71,139 @@ def _group(api_version: str) -> str:
     return api_version.split("/", 1)[0] if "/" in api_version else ""
 
 
+async def deletable_resources(client: Client) -> list[Resource]:
+    """Every resource served in its group's preferred version that supports list,
+    watch and delete (upstream GetDeletableResources), events left out."""
+    out: list[Resource] = []
+    paths = ["/api/v1"]
+    groups = await client.request("GET", "/apis")
+    for g in groups.get("groups", []):
+        paths.append(f"/apis/{g['preferredVersion']['groupVersion']}")
+    for path in paths:
+        try:
+            doc = await client.request("GET", path)
+        except errors.StatusError as e:
+            if e.code == 404:
+                continue  # a group going away (its CRD deleted) between the two reads
+            raise
+        group, _, version = doc["groupVersion"].rpartition("/")
+        for r in doc.get("resources", []):
+            if "/" in r["name"] or (group, r["name"]) in IGNORED \
+                    or not {"list", "watch", "delete"} <= set(r.get("verbs", [])):
+                continue
+            out.append(Resource(group, version, r["name"], r["kind"], namespaced=bool(r.get("namespaced"))))
+    return out
+
+
 class GarbageCollector:
     name = "garbagecollector"
 
     def __init__(self, client: Client, informers: InformerFactory, *,
-                 resources: list[Resource] | None = None, workers: int = 5) -> None:
+                 resources: list[Resource] | None = None, workers: int = 5, discover: bool = True) -> None:
         self.client = client
         self.workers = workers
+        self.discover = discover
+        self.resync = RESYNC
+        self.factory = informers
         self.resources = list(resources or GC_RESOURCES)
         self.informers = [informers.informer(r) for r in self.resources]
+        self._static = len(self.resources)
         self._by_kind = {(r.group, r.kind): i for i, r in enumerate(self.resources)}
+        self._slot = {(r.group, r.plural): i for i, r in enumerate(self.resources)}
+        # kinds found by discovery: index -> (informer, handler, whether the informer is ours to stop)
+        self._found: dict[int, tuple[Informer, Handler, bool]] = {}
         self.queue = WorkQueue("garbagecollector")
+        self.recorder = EventRecorder(client, "garbage-collector-controller")
         self._uid: dict[str, Ref] = {}
         self._dependents: dict[str, set[Ref]] = {}
-        self._absent: OrderedDict[str, None] = OrderedDict()  # owner uids verified gone
+        self._absent: OrderedDict[str, None] = OrderedDict()  # "uid/namespace" of owners verified gone
+        self._unresolved: dict[str, None] = {}  # dependents waiting for an owner's kind to be served
+        self._reported: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._kick = asyncio.Event()
         for i, inf in enumerate(self.informers):
             inf.add_handler(lambda t, o, n, i=i: self._on_event(i, t, o, n))
 
     async def run(self) -> None:
         # judge nothing before every cache is full: a half-synced graph looks like orphans
         await asyncio.gather(*(inf.wait_synced() for inf in self.informers))
-        await run_workers(self.queue, self.reconcile, self.workers)
+        finder = asyncio.create_task(self._discover_loop(), name="garbagecollector-discovery") \
+            if self.discover else None
+        try:
+            await run_workers(self.queue, self.reconcile, self.workers)
+        finally:
+            if finder is not None:
+                finder.cancel()
+            for i in list(self._found):
+                await self._drop_resource(i)
+
+    # -- discovery ---------------------------------------------------------------------
+    async def _discover_loop(self) -> None:
+        while True:
+            self._kick.clear()
+            try:
+                await self.sync_resources()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("garbage collector: discovery failed: %r", e)
+            try:
+                await asyncio.wait_for(self._kick.wait(), self.resync)
+                await asyncio.sleep(1)  # an unknown kind is often a CRD being set up: let it settle
+            except asyncio.TimeoutError:
+                pass
+
+    async def sync_resources(self) -> None:
+        """Watch the kinds discovery lists that are not watched yet; stop watching
+        the ones it no longer lists (a CRD deleted)."""
+        served = {(r.group, r.plural): r for r in await deletable_resources(self.client)}
+        added = False
+        for key, res in served.items():
+            i = self._slot.get(key)
+            if i is None or (i >= self._static and i not in self._found):
+                self._add_resource(res, i)
+                added = True
+        for i in list(self._found):
+            r = self.resources[i]
+            if (r.group, r.plural) not in served:
+                await self._drop_resource(i)
+        if added:
+            waiting, self._unresolved = list(self._unresolved), {}
+            for key in waiting:
+                self.queue.add(key)
+
+    def _add_resource(self, res: Resource, i: int | None) -> None:
+        if i is None:
+            i = len(self.resources)
+            self.resources.append(res)
+            self.informers.append(Informer(self.client, res))
+            self._slot[(res.group, res.plural)] = i
+        self.resources[i] = res
+        inf = self.factory.existing(res)
+        own = inf is None
+        if inf is None:
+            inf = Informer(self.client, res)
+        self.informers[i] = inf
+        self._by_kind[(res.group, res.kind)] = i
+
+        def handler(t: str, o: dict[str, Any] | None, n: dict[str, Any], i: int = i) -> None:
+            self._on_event(i, t, o, n)
+
+        inf.add_handler(handler)
+        self._found[i] = (inf, handler, own)
+        if own:
+            inf.start()
+
+    async def _drop_resource(self, i: int) -> None:
+        inf, handler, own = self._found.pop(i)
+        inf.remove_handler(handler)
+        res = self.resources[i]
+        if self._by_kind.get((res.group, res.kind)) == i:
+            del self._by_kind[(res.group, res.kind)]
+        for obj in list(inf.cache.values()):
+            self._on_event(i, "DELETED", obj, obj)
+        if own:
+            await inf.stop()
+        self.informers[i] = Informer(self.client, res)  # never started: empty
 
     # -- the graph -------------------------------------------------------------------
     @staticmethod
@@ -154,6 +277,13 @@ class GarbageCollector:
         solid, gone, waiting = [], [], []
         for owner in refs:
             state = await self._owner_state(obj, owner)
+            if state == "invalid":
+                return  # a cluster-scoped dependent of a namespaced owner: upstream gives up on it
+            if state == "unknown":
+                self._unresolved[key] = None  # looked at again once discovery knows the kind
+                if not self._kick.is_set():
+                    self._kick.set()
+                return
             {"solid": solid, "gone": gone, "waiting": waiting}[state].append(owner)
         if solid:
             if gone or waiting:
@@ -168,33 +298,57 @@ class GarbageCollector:
         await self._delete(ref, obj, policy)
 
     async def _owner_state(self, obj: dict[str, Any], owner: dict[str, Any]) -> str:
-        """solid (exists), gone (verified absent), or waiting (exists and is deleting
-        its dependents in the foreground)."""
+        """solid (exists), gone (verified absent), waiting (exists and is deleting
+        its dependents in the foreground), unknown (a kind discovery does not list)
+        or invalid (a namespaced owner of a cluster-scoped dependent)."""
         uid = owner.get("uid", "")
+        i = self._by_kind.get((_group(owner.get("apiVersion", "")), owner.get("kind", "")))
+        if i is None:
+            return "unknown"
+        res = self.resources[i]
+        dep_ns = obj["metadata"].get("namespace") or ""
+        ns = dep_ns if res.namespaced else ""
         cached_ref = self._uid.get(uid)
         live: dict[str, Any] | None = self._get(cached_ref) if cached_ref else None
+        if live is not None and res.namespaced and (live["metadata"].get("namespace") or "") != dep_ns:
+            # the owner lives in another namespace: it is not this dependent's owner
+            self._report_invalid_namespace(obj, owner)
+            live = None
+        if res.namespaced and not dep_ns:
+            return "invalid"
         if live is None:
-            if uid in self._absent:
+            absent_key = f"{uid}/{ns}"
+            if absent_key in self._absent:
                 return "gone"
-            i = self._by_kind.get((_group(owner.get("apiVersion", "")), owner.get("kind", "")))
-            if i is None:
-                return "solid"  # a kind we cannot look up: never judge it absent
-            res = self.resources[i]
-            ns = obj["metadata"].get("namespace") if res.namespaced else None
             try:
-                live = await self.client.get(res, owner.get("name", ""), ns)
+                live = await self.client.get(res, owner.get("name", ""), ns or None)
             except errors.StatusError as e:
                 if e.code != 404:
                     raise
                 live = None
             if live is None or live["metadata"].get("uid") != uid:
-                self._absent[uid] = None
+                self._absent[absent_key] = None
                 if len(self._absent) > 10000:
                     self._absent.popitem(last=False)
                 return "gone"
         if meta.is_deleting(live) and FOREGROUND in (live["metadata"].get("finalizers") or []):
             return "waiting"
         return "solid"
+
+    def _report_invalid_namespace(self, obj: dict[str, Any], owner: dict[str, Any]) -> None:
+        """Upstream's warning, once per dependent and owner."""
+        m = obj["metadata"]
+        seen = (m.get("uid", ""), owner.get("uid", ""))
+        if seen in self._reported:
+            return
+        self._reported[seen] = None
+        if len(self._reported) > 10000:
+            self._reported.popitem(last=False)
+        ns = m.get("namespace") or ""
+        ident = (f"[{owner.get('apiVersion', '')}/{owner.get('kind', '')}, namespace: {ns}, "
+                 f"name: {owner.get('name', '')}, uid: {owner.get('uid', '')}]")
+        self.recorder.event(obj, "Warning", "OwnerRefInvalidNamespace",
+                            f"ownerRef {ident} does not exist in namespace \"{ns}\"")
 
     async def _delete_dependents(self, ref: Ref, obj: dict[str, Any]) -> None:
         uid = obj["metadata"]["uid"]

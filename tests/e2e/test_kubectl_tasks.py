@@ -21,6 +21,10 @@ upstream Kubernetes:
   Container": no overcommitting an extended resource.
 - "Jobs" concept page, "Success policy" (the SuccessPolicy reason), "Elastic Indexed
   Jobs" (completions changed with parallelism), "Mutable Scheduling Directives".
+- "Owners and Dependents" / "Use Cascading Deletion in a Cluster" (foreground,
+  background, orphan, `kubectl get pods -l app=nginx -o yaml` ownerReferences): owners
+  and dependents of every served kind (custom resources, ServiceAccounts, RBAC), and the
+  OwnerRefInvalidNamespace events.
 
 Walked and found matching upstream (no test step of their own): "Configure Liveness,
 Readiness and Startup Probes" (event texts), "Assign Memory/CPU Resources" (OOMKilled,
@@ -1361,3 +1365,108 @@ def test_extended_resources(cluster, namespace):
         cluster.kubectl("patch", "node", node, "--subresource=status", "--type=json", "-p",
                         '[{"op": "remove", "path": "/status/capacity/example.com~1dongle"}, '
                         '{"op": "remove", "path": "/status/allocatable/example.com~1dongle"}]', check=False)
+
+
+CRONTAB_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.{group}
+spec:
+  group: {group}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+  scope: Namespaced
+  names:
+    plural: crontabs
+    singular: crontab
+    kind: CronTab
+"""
+
+
+def _own(cluster, ns: list[str], what: str, owner: dict, block: bool = False) -> None:
+    ref = {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+           "uid": owner["metadata"]["uid"], **({"blockOwnerDeletion": True} if block else {})}
+    cluster.kubectl("patch", *ns, what, "--type=merge", "-p", json.dumps({"metadata": {"ownerReferences": [ref]}}))
+
+
+def test_owners_and_dependents(cluster, namespace):
+    """"Owners and Dependents" and "Use Cascading Deletion in a Cluster": owners and
+    dependents of any kind the server serves (a ClusterRole owning a ServiceAccount, a
+    custom resource owning a ConfigMap), not only the workload kinds; a namespaced owner
+    is looked for in its dependent's namespace, and a wrong one is reported as the page
+    says (`kubectl get events -A --field-selector=reason=OwnerRefInvalidNamespace`)."""
+    ns = ["-n", namespace]
+    other = f"{namespace[:40]}-other"
+    cluster.kubectl("create", "namespace", other)
+    try:
+        # a cluster-scoped owner of namespaced dependents of kinds no controller owns
+        cluster.kubectl("create", "clusterrole", f"{namespace}-owner", "--verb=get", "--resource=pods")
+        owner = cluster.kjson("get", "clusterrole", f"{namespace}-owner")
+        cluster.kubectl("create", *ns, "serviceaccount", "dep-sa")
+        cluster.kubectl("create", *ns, "role", "dep-role", "--verb=get", "--resource=pods")
+        _own(cluster, ns, "serviceaccount/dep-sa", owner)
+        _own(cluster, ns, "role/dep-role", owner)
+        # a namespaced owner referenced from another namespace, and by a cluster-scoped object
+        cluster.kubectl("create", *ns, "configmap", "owner-a")
+        cm = cluster.kjson("get", *ns, "configmap", "owner-a")
+        cluster.kubectl("create", "-n", other, "configmap", "dep-x")
+        cluster.kubectl("create", "clusterrole", f"{namespace}-dep", "--verb=get", "--resource=pods")
+        _own(cluster, ["-n", other], "configmap/dep-x", cm)
+        _own(cluster, [], f"clusterrole/{namespace}-dep", cm)
+
+        cluster.kubectl("delete", "clusterrole", f"{namespace}-owner")
+        cluster.wait_for(lambda: cluster.kubectl("get", *ns, "serviceaccount/dep-sa", "role/dep-role",
+                                                 "--ignore-not-found", "-o", "name").stdout == "",
+                         timeout=15, what="the ClusterRole's dependents collected")
+        cluster.wait_for(lambda: cluster.kubectl("get", "-n", other, "configmap/dep-x", "--ignore-not-found",
+                                                 "-o", "name").stdout == "",
+                         timeout=15, what="the dependent of an owner in another namespace collected")
+
+        def reported() -> list[str]:
+            out = cluster.kubectl("get", "events", "-A", "--field-selector=reason=OwnerRefInvalidNamespace",
+                                  "-o", "custom-columns=NS:.metadata.namespace,OBJ:.involvedObject.name,"
+                                  "MSG:.message", "--no-headers").stdout
+            return sorted(" ".join(ln.split()) for ln in out.splitlines()
+                          if ln.split()[1] in ("dep-x", f"{namespace}-dep"))
+
+        uid = cm["metadata"]["uid"]
+        cluster.wait_for(lambda: reported() == [
+            f'default {namespace}-dep ownerRef [v1/ConfigMap, namespace: , name: owner-a, uid: {uid}] '
+            'does not exist in namespace ""',
+            f'{other} dep-x ownerRef [v1/ConfigMap, namespace: {other}, name: owner-a, uid: {uid}] '
+            f'does not exist in namespace "{other}"'], timeout=10, what="OwnerRefInvalidNamespace events")
+        # a cluster-scoped dependent of a namespaced kind is never collected
+        cluster.kubectl("get", "clusterrole", f"{namespace}-dep")
+
+        # a custom resource owning a ConfigMap, deleted in the foreground: the dependent
+        # (blocking, held by a finalizer) goes first
+        group = f"{namespace}.example.com"
+        cluster.kubectl("apply", "-f", "-", input=CRONTAB_CRD.format(group=group))
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/crontabs.{group}")
+        cluster.kubectl("apply", *ns, "-f", "-", input=f"apiVersion: {group}/v1\nkind: CronTab\n"
+                        "metadata:\n  name: my-new-cron-object\n")
+        ct = cluster.kjson("get", *ns, f"crontabs.{group}", "my-new-cron-object")
+        cluster.kubectl("create", *ns, "configmap", "ct-dep")
+        cluster.kubectl("patch", *ns, "configmap/ct-dep", "--type=merge", "-p",
+                        '{"metadata":{"finalizers":["example.com/hold"]}}')
+        _own(cluster, ns, "configmap/ct-dep", ct, block=True)
+        cluster.kubectl("delete", *ns, f"crontabs.{group}", "my-new-cron-object", "--cascade=foreground",
+                        "--wait=false")
+        cluster.wait_for(lambda: cluster.kjson("get", *ns, "configmap", "ct-dep")["metadata"]
+                         .get("deletionTimestamp"), timeout=15, what="the CronTab's dependent deleted")
+        got = cluster.kjson("get", *ns, f"crontabs.{group}", "my-new-cron-object")["metadata"]
+        assert got["finalizers"] == ["foregroundDeletion"] and got["deletionTimestamp"]
+        cluster.kubectl("patch", *ns, "configmap/ct-dep", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+        cluster.wait_for(lambda: cluster.kubectl("get", *ns, f"crontabs.{group}", "--ignore-not-found",
+                                                 "-o", "name").stdout == "", timeout=15, what="the CronTab gone")
+        cluster.kubectl("delete", "crd", f"crontabs.{group}", "--wait=false")
+    finally:
+        cluster.kubectl("delete", "clusterrole", f"{namespace}-dep", "--ignore-not-found", check=False)
+        cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
