@@ -13,6 +13,7 @@ Contract (as upstream):
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -86,6 +87,64 @@ def validate_labels(labels: Any, field: str) -> list[Cause]:
                                                "start and end with an alphanumeric character (e.g. 'MyValue',  or "
                                                "'my_value',  or '12345', regex used for validation is "
                                                "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"))
+    return out
+
+
+_QUALIFIED_FMT = ("must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                  "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
+                  "validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+
+
+def qualified_name_errors(value: str) -> list[str]:
+    """apimachinery's IsQualifiedName: an optional DNS subdomain prefix and '/',
+    then a name of at most 63 characters."""
+    parts = value.split("/")
+    if len(parts) == 1:
+        prefix, name = "", parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix:
+            return ["prefix part must be non-empty"]
+    else:
+        return ["a qualified name " + _QUALIFIED_FMT + " with an optional DNS subdomain prefix and '/' "
+                "(e.g. 'example.com/MyName')"]
+    out = []
+    if prefix:
+        if len(prefix) > 253:
+            out.append("prefix part must be no more than 253 characters")
+        if not DNS1123_SUBDOMAIN.match(prefix):
+            out.append("prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                       "characters, '-' or '.', and must start and end with an alphanumeric character (e.g. "
+                       "'example.com', regex used for validation is "
+                       "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+    if not name:
+        out.append("name part must be non-empty")
+    elif len(name) > 63:
+        out.append("name part must be no more than 63 characters")
+    if name and not _QUALIFIED_NAME.match(name):
+        out.append("name part " + _QUALIFIED_FMT)
+    return out
+
+
+def _go_strings(values: list[str]) -> str:
+    return "[]string{" + ", ".join(json.dumps(v) for v in values) + "}"
+
+
+def validate_finalizers(new: Any, old: Any = None, field: str = "metadata.finalizers") -> list[Cause]:
+    """apimachinery's ValidateFinalizers, and on update (old given) the rule that an
+    object being deleted takes no new finalizer (ValidateObjectMetaUpdate)."""
+    out: list[Cause] = []
+    fins = [f for f in new.get("finalizers") or [] if isinstance(f, str)]
+    for f in fins:
+        out.extend(errors.cause(field, f"Invalid value: {json.dumps(f)}: {msg}") for msg in qualified_name_errors(f))
+    if "orphan" in fins and "foregroundDeletion" in fins:
+        out.append(errors.cause(field, f"Invalid value: {_go_strings(fins)}: finalizer orphan and "
+                                       "foregroundDeletion cannot be both set"))
+    if old is not None and old.get("deletionTimestamp"):
+        extra = sorted(set(fins) - set(old.get("finalizers") or []))
+        if extra:
+            out.append(errors.cause(field, "Forbidden: no new finalizers can be added if the object is being "
+                                           f"deleted, found new finalizers {_go_strings(extra)}"))
     return out
 
 

@@ -340,8 +340,8 @@ class RESTStore:
         if causes:
             raise self._invalid(obj["metadata"].get("name", ""), causes)
 
-    def _meta_causes(self, obj: Obj) -> list[dict[str, str]]:
-        from kybern.api.strategy import validate_labels
+    def _meta_causes(self, obj: Obj, old: Obj | None = None) -> list[dict[str, str]]:
+        from kybern.api.strategy import validate_finalizers, validate_labels
 
         m = obj["metadata"]
         out = []
@@ -349,6 +349,7 @@ class RESTStore:
         if name:
             out.extend(self.strategy.name_validator(name, "metadata.name"))  # type: ignore[union-attr]
         out.extend(validate_labels(m.get("labels"), "metadata.labels"))
+        out.extend(validate_finalizers(m, old["metadata"] if old is not None else None))
         return out
 
     # -- reads ----------------------------------------------------------------
@@ -683,7 +684,7 @@ class RESTStore:
         else:
             self._keep_system_meta(new, old)
             self._prepare(lambda: strategy.prepare_for_update(new, old), new, field_validation, warnings)
-            causes = lambda: self._meta_causes(new) + strategy.validate_update(new, old)  # noqa: E731
+            causes = lambda: self._meta_causes(new, old) + strategy.validate_update(new, old)  # noqa: E731
             new["metadata"].pop("generation", None)
             if "generation" in old["metadata"]:
                 new["metadata"]["generation"] = old["metadata"]["generation"]

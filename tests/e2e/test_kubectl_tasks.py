@@ -24,7 +24,8 @@ upstream Kubernetes:
 - "Owners and Dependents" / "Use Cascading Deletion in a Cluster" (foreground,
   background, orphan, `kubectl get pods -l app=nginx -o yaml` ownerReferences): owners
   and dependents of every served kind (custom resources, ServiceAccounts, RBAC), and the
-  OwnerRefInvalidNamespace events.
+  OwnerRefInvalidNamespace events; "Finalizers" (no new finalizer on an object being
+  deleted, finalizer names validated).
 
 Walked and found matching upstream (no test step of their own): "Configure Liveness,
 Readiness and Startup Probes" (event texts), "Assign Memory/CPU Resources" (OOMKilled,
@@ -1467,6 +1468,24 @@ def test_owners_and_dependents(cluster, namespace):
         cluster.wait_for(lambda: cluster.kubectl("get", *ns, f"crontabs.{group}", "--ignore-not-found",
                                                  "-o", "name").stdout == "", timeout=15, what="the CronTab gone")
         cluster.kubectl("delete", "crd", f"crontabs.{group}", "--wait=false")
+
+        # "Finalizers": an object being deleted takes no new finalizer; both deletion
+        # policies' finalizers at once are refused
+        cluster.kubectl("create", *ns, "configmap", "held")
+        p = cluster.kubectl("patch", *ns, "configmap/held", "--type=merge", "-p",
+                            '{"metadata":{"finalizers":["foregroundDeletion","orphan"]}}', check=False)
+        assert p.stderr.strip() == ('The ConfigMap "held" is invalid: metadata.finalizers: Invalid value: '
+                                    '[]string{"foregroundDeletion", "orphan"}: finalizer orphan and '
+                                    'foregroundDeletion cannot be both set')
+        cluster.kubectl("patch", *ns, "configmap/held", "--type=merge", "-p",
+                        '{"metadata":{"finalizers":["example.com/a"]}}')
+        cluster.kubectl("delete", *ns, "configmap/held", "--wait=false")
+        p = cluster.kubectl("patch", *ns, "configmap/held", "--type=json", "-p",
+                            '[{"op":"add","path":"/metadata/finalizers/-","value":"example.com/b"}]', check=False)
+        assert p.stderr.strip() == ('The ConfigMap "held" is invalid: metadata.finalizers: Forbidden: no new '
+                                    'finalizers can be added if the object is being deleted, found new '
+                                    'finalizers []string{"example.com/b"}')
+        cluster.kubectl("patch", *ns, "configmap/held", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
     finally:
         cluster.kubectl("delete", "clusterrole", f"{namespace}-dep", "--ignore-not-found", check=False)
         cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
