@@ -26,6 +26,10 @@ create (BENCH_STRACE_ARGS: strace's other arguments, default `-c`, a count per s
 e.g. `-T -e trace=mkdir,openat` for each call's duration): syscall counts per pod, and which
 calls block. Latency figures from such a run mean nothing.
 
+With BENCH_PERF=OUT the whole machine is sampled by `perf record -a -g -o OUT` (kernel
+and every process: where the CPU of a CNI pod goes, netns and veth work included) from
+just before the first create to all running; `perf report -i OUT --sort comm,dso`.
+
 Run: python bench/node.py [--pods 200] [--rate PODS_PER_S] [--bind nodename|scheduler] [--pod-network auto|cni|host] [--idle-pods 50] [--idle-seconds 60] [--ingress] [--py-spy OUT] [--skip-startup] [--skip-idle]
 """
 
@@ -210,6 +214,11 @@ async def startup(n_pods: int, bind: str, pod_network: str, up_args: list[str], 
                 spies.append(subprocess.Popen(["strace", *os.environ.get("BENCH_STRACE_ARGS", "-c").split(), "-f",  # noqa: ASYNC220
                                                "-o", os.environ["BENCH_STRACE"], "-p", str(agent.pid)],
                                               stderr=subprocess.DEVNULL))
+                await asyncio.sleep(0.5)
+
+            if os.environ.get("BENCH_PERF"):
+                spies.append(subprocess.Popen(["perf", "record", "-a", "-g", "-q", "-o", os.environ["BENCH_PERF"]],  # noqa: ASYNC220
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                 await asyncio.sleep(0.5)
 
             async def creator() -> None:
