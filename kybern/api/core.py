@@ -665,14 +665,21 @@ class EventStrategy(Strategy):
 
 
 RESOURCES = [
+    # no deletecollection: upstream's namespace REST has none (a namespace is removed through
+    # its finalizer, one at a time)
     ResourceInfo("", "v1", "Namespace", "namespaces", False, "io.k8s.api.core.v1.Namespace",
-                 short_names=("ns",), subresources=("status", "finalize"), strategy=NamespaceStrategy()),
+                 short_names=("ns",), subresources=("status", "finalize"), strategy=NamespaceStrategy(),
+                 verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
     ResourceInfo("", "v1", "Node", "nodes", False, "io.k8s.api.core.v1.Node",
                  short_names=("no",), subresources=("status", "proxy"), strategy=NodeStrategy()),
     ResourceInfo("", "v1", "Pod", "pods", True, "io.k8s.api.core.v1.Pod", short_names=("po",),
                  categories=("all",), subresources=("status", "binding", "log", "eviction", "exec",
                                                     "attach", "portforward", "proxy", "ephemeralcontainers"),
                  strategy=PodStrategy()),
+    # the legacy `bindings` collection (LegacyBindingREST): POST a Binding named after the pod,
+    # as pods/<name>/binding does; create only, never stored (rest.handle)
+    ResourceInfo("", "v1", "Binding", "bindings", True, "io.k8s.api.core.v1.Binding", verbs=("create",),
+                 strategy=Strategy()),
     ResourceInfo("", "v1", "Event", "events", True, "io.k8s.api.core.v1.Event", short_names=("ev",),
                  strategy=EventStrategy()),
     ResourceInfo("", "v1", "ConfigMap", "configmaps", True, "io.k8s.api.core.v1.ConfigMap",

@@ -397,6 +397,9 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     ("storage.k8s.io", "CSINode"): ([_N, ("Drivers", "integer", "", 0), _A],
                                     lambda o: [_name(o), len((o.get("spec") or {}).get("drivers") or []),
                                                _created(o)]),
+    ("storage.k8s.io", "CSIStorageCapacity"): (  # no Age column upstream
+        [_N, ("StorageClassName", "string", "", 0), ("Capacity", "string", "", 0)],
+        lambda o: [_name(o), o.get("storageClassName") or "", str(o["capacity"]) if o.get("capacity") else "<unset>"]),
     ("storage.k8s.io", "VolumeAttachment"): ([_N, ("Attacher", "string", "name", 0), ("PV", "string", "", 0),
                                               ("Node", "string", "", 0), ("Attached", "boolean", "", 0), _A], _va),
     ("policy", "PodDisruptionBudget"): ([_N, ("Min Available", "string", "", 0), ("Max Unavailable", "string", "", 0),

@@ -1,4 +1,4 @@
-"""storage.k8s.io/v1 StorageClass, CSIDriver, CSINode and VolumeAttachment:
+"""storage.k8s.io/v1 StorageClass, CSIDriver, CSINode, CSIStorageCapacity and VolumeAttachment:
 defaults (pkg/apis/storage/v1/defaults.go) and basic validation. Provisioning
 and attaching come with later work."""
 
@@ -97,6 +97,22 @@ class VolumeAttachmentStrategy(Strategy):
         return out
 
 
+class CSIStorageCapacityStrategy(Strategy):
+    """What a CSI driver publishes for the scheduler (ValidateCSIStorageCapacity[Update]):
+    kybern's local-path provisioner publishes none, but the kind is served as upstream."""
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        return [] if obj.get("storageClassName") else [errors.required("storageClassName")]
+
+    def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
+        # the inputs of the driver's GetCapacity call are immutable
+        out = self.validate(new) + _immutable(new, old, "nodeTopology")
+        if new.get("storageClassName") != old.get("storageClassName"):
+            out.append(errors.cause("storageClassName",
+                                    f'Invalid value: "{new.get("storageClassName") or ""}": field is immutable'))
+        return out
+
+
 RESOURCES = [
     ResourceInfo(GROUP, "v1", "StorageClass", "storageclasses", False, "io.k8s.api.storage.v1.StorageClass",
                  short_names=("sc",), strategy=StorageClassStrategy()),
@@ -104,6 +120,8 @@ RESOURCES = [
                  strategy=CSIDriverStrategy()),
     ResourceInfo(GROUP, "v1", "CSINode", "csinodes", False, "io.k8s.api.storage.v1.CSINode",
                  strategy=CSINodeStrategy()),
+    ResourceInfo(GROUP, "v1", "CSIStorageCapacity", "csistoragecapacities", True,
+                 "io.k8s.api.storage.v1.CSIStorageCapacity", strategy=CSIStorageCapacityStrategy()),
     ResourceInfo(GROUP, "v1", "VolumeAttachment", "volumeattachments", False,
                  "io.k8s.api.storage.v1.VolumeAttachment", subresources=("status",),
                  strategy=VolumeAttachmentStrategy()),

@@ -297,6 +297,12 @@ def field_validation(request: web.Request) -> str:
 async def handle(server: "APIServer", request: web.Request, group: str, version: str,
                  segs: list[str]) -> web.StreamResponse:
     info, ns, name, sub = parse_path(server, segs, group, version)
+    if info.plural == "bindings" and not info.group:  # POST .../bindings binds the pod it names
+        from kybern.apiserver import subresources
+
+        if request.method != "POST" or name is not None or sub:
+            raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+        return await subresources.legacy_binding(server, request, ns)
     if info.verbs == ("create",):  # answered, never stored (reviews.py)
         from kybern.apiserver import reviews
 
@@ -335,7 +341,7 @@ async def handle(server: "APIServer", request: web.Request, group: str, version:
             obj, wire = await store.create_wire(ns, body, dry_run=dry_run(request),
                                                 field_validation=field_validation(request), warnings=warnings)
             return object_response(obj, wire, 201, warnings=warnings)
-        if method == "DELETE":
+        if method == "DELETE" and "deletecollection" in info.verbs:  # namespaces have none
             return await delete_collection(request, store, ns)
         raise errors.method_not_allowed("the server does not allow this method on the requested resource")
     if method == "GET":

@@ -115,6 +115,7 @@ class APIServer:
             self.registry.add(info)
         # the in-process components' health, for their ComponentStatus (set by whoever runs them)
         self.components: dict[str, componentstatus.Health] = {}
+        self.shutting_down = False  # /readyz's "shutdown" check fails from then on
         self.metrics_api = metricsapi.MetricsAPI(self)  # metrics.k8s.io, answered from the node agents
         self.tokens = tokens or set()
         self.node_token = node_token
@@ -625,6 +626,11 @@ class APIServer:
         # one middleware: metrics (outermost, so they see the status code the client
         # gets), errors as Status, authentication (one coroutine call instead of three)
         app = web.Application(middlewares=[self._middleware], client_max_size=rest.MAX_BODY + 1024)
+
+        async def stopping(_app: web.Application) -> None:
+            self.shutting_down = True
+
+        app.on_shutdown.append(stopping)
         r = app.router
         # resource paths first: aiohttp tries the routes under "/api" ("/apis") in the
         # order added, and these (disjoint from the others) carry nearly every request
@@ -743,20 +749,61 @@ class APIServer:
         return web.Response(body=orjson.dumps(self.sa_tokens.jwks()), content_type="application/jwk-set+json",
                             headers={"Cache-Control": "public, max-age=3600"})
 
+    # what each health endpoint checks, in upstream's order (readyz adds etcd-readiness and,
+    # last, shutdown: not ready once the server is stopping)
+    _LIVE_CHECKS = ("ping", "log", "etcd", "poststarthook/start-kube-controllers-informers")
+    _READY_CHECKS = ("ping", "log", "etcd", "etcd-readiness", "poststarthook/start-kube-controllers-informers",
+                     "shutdown")
+
+    async def _run_check(self, check: str) -> str | None:
+        """None when the check passes, else why it failed."""
+        if check in ("etcd", "etcd-readiness"):
+            try:
+                await self.storage.current_revision()
+            except Exception as e:
+                return str(e) or type(e).__name__
+        elif check == "shutdown" and self.shutting_down:
+            return "process is shutting down"
+        return None
+
     async def _health(self, request: web.Request) -> web.Response:
+        """/healthz, /livez, /readyz as upstream's healthz.handleRootHealth: `?verbose` lists
+        the checks, `?exclude=<check>` skips one ("excluded: ok"), a failure is a 500 that
+        lists every check with the reason withheld (it goes to the log); /<endpoint>/<check>
+        runs one check."""
+        name = request.path.strip("/").split("/")[0]
+        checks = self._READY_CHECKS if name == "readyz" else self._LIVE_CHECKS
+        text = "text/plain"
         check = request.match_info.get("check")
-        checks = ["ping", "log", "etcd", "poststarthook/start-kube-controllers-informers"]
-        if check and check not in checks:
-            raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")
-        try:
-            await self.storage.current_revision()
-        except Exception as e:
-            return web.Response(status=500, text=f"[-]etcd failed: {e}\n")
-        if "verbose" in request.query:
-            lines = [f"[+]{c} ok" for c in checks]
-            name = request.path.strip("/").split("/")[0]
-            return web.Response(text="\n".join(lines) + f"\n{name} check passed\n")
-        return web.Response(text="ok")
+        if check:
+            if check not in checks:
+                raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")
+            why = await self._run_check(check)
+            if why is not None:
+                return web.Response(status=500, text=f"internal server error: {why}\n", content_type=text)
+            return web.Response(text="ok", content_type=text)
+        excluded = set(request.query.getall("exclude", []))
+        lines, failed = [], []
+        for c in checks:
+            if c in excluded:
+                excluded.discard(c)
+                lines.append(f"[+]{c} excluded: ok")
+                continue
+            why = await self._run_check(c)
+            if why is None:
+                lines.append(f"[+]{c} ok")
+            else:
+                lines.append(f"[-]{c} failed: reason withheld")
+                failed.append(f"[-]{c} failed: {why}")
+        if excluded:
+            quoted = ", ".join(orjson.dumps(c).decode() for c in sorted(excluded))
+            lines.append(f"warn: some health checks cannot be excluded: no matches for {quoted}")
+        if failed:
+            log.warning("%s check failed: %s", name, "; ".join(failed))
+            return web.Response(status=500, text="\n".join(lines) + f"\n{name} check failed\n", content_type=text)
+        if "verbose" not in request.query:
+            return web.Response(text="ok", content_type=text)
+        return web.Response(text="\n".join(lines) + f"\n{name} check passed\n", content_type=text)
 
     def _discovery(self, request: web.Request, legacy_doc: Any, legacy: bool) -> web.Response:
         if discovery.wants_aggregated(request.headers.get("Accept", "")):

@@ -117,14 +117,22 @@ async def scale(server: "APIServer", request: web.Request, store: RESTStore, ns:
 
 # -- binding ----------------------------------------------------------------------
 async def binding(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None,
-                  name: str) -> web.StreamResponse:
+                  name: str, body: Any = None) -> web.StreamResponse:
     if request.method != "POST":
         raise errors.method_not_allowed("the server does not allow this method on the requested resource")
-    body = await rest.read_body(request)
-    target = (body or {}).get("target") or {}
+    if body is None:
+        body = await rest.read_body(request)
+    if not isinstance(body, dict):
+        raise errors.bad_request("the object provided is not a valid Binding")
+    if ((body.get("metadata") or {}).get("name") or name) != name:
+        raise errors.bad_request("name in URL does not match name in Binding object")
+    target = body.get("target") or {}
     node = target.get("name")
     if not node:
         raise errors.invalid("", "Binding", name, [errors.required("target.name")])
+    if target.get("kind") not in (None, "", "Node"):  # ValidatePodBinding
+        raise errors.invalid("", "Binding", name, [errors.cause(
+            "target.kind", f"Invalid value: \"{target['kind']}\": must be empty or 'Node'")])
 
     def make(cur: Obj | None) -> Obj:
         if cur is None:
@@ -146,6 +154,17 @@ async def binding(server: "APIServer", request: web.Request, store: RESTStore, n
     await store.update(ns, name, make, subresource="binding")
     return rest.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                "code": 201}, 201)
+
+
+async def legacy_binding(server: "APIServer", request: web.Request, ns: str | None) -> web.StreamResponse:
+    """POST /api/v1/namespaces/<ns>/bindings (LegacyBindingREST): the pod is the Binding's name."""
+    body = await rest.read_body(request)
+    name = (body.get("metadata") or {}).get("name") if isinstance(body, dict) else None
+    if not name:
+        raise errors.bad_request("Name parameter required.")  # the pod store's key function
+    info = server.registry.get("", "v1", "pods")
+    assert info is not None
+    return await binding(server, request, server.store_for(info), ns, name, body)
 
 
 # -- log ----------------------------------------------------------------------------

@@ -121,12 +121,13 @@ class CronJobController:
         for j in jobs:
             if ju.is_finished(j) or j["metadata"]["uid"] in known:
                 continue
-            if j["metadata"]["uid"] not in self._created and \
-                    not any(r.get("uid") == j["metadata"]["uid"] for r in status.get("active") or []):
-                self.recorder.event(cj, "Warning", "UnexpectedJob",
-                                    f"Saw a job that the controller did not create or forgot: "
-                                    f"{j['metadata']['name']}")
-            active.append(_ref(j))
+            if j["metadata"]["uid"] in self._created:  # ours; the cache had not seen our status write
+                active.append(_ref(j))
+                continue
+            # a Job it did not start (`kubectl create job --from=cronjob/x`): upstream reports it
+            # and leaves it out of status.active, so it neither counts as ACTIVE nor blocks Forbid
+            self.recorder.event(cj, "Warning", "UnexpectedJob",
+                                f"Saw a job that the controller did not create or forgot: {j['metadata']['name']}")
         status["active"] = active or None
         done = [(j.get("status") or {}).get("completionTime") for j in jobs if ju.is_true(j, "Complete")]
         done = [t for t in done if t]

@@ -111,3 +111,64 @@ def test_failed_json_patch_reads_as_upstreams(cluster, namespace):
                         check=False)
     assert p.stderr.strip() == ("The request is invalid: the server rejected our request due to an error in "
                                 "our request")
+
+
+def test_api_resources_list_what_kube_apiserver_serves(cluster, namespace):
+    # `kubectl api-resources -o wide`: the legacy `bindings` collection (create only) and
+    # csistoragecapacities are served; namespaces have no deletecollection (as upstream's
+    # api/discovery/api__v1.json), so a DELETE of the collection is a 405
+    lines = cluster.kubectl("api-resources", "-o", "wide").stdout.splitlines()
+    at = {col: lines[0].index(col) for col in ("APIVERSION", "NAMESPACED", "VERBS", "CATEGORIES")}
+    rows = {(r.split()[0], r[at["APIVERSION"]:at["NAMESPACED"]].strip()): r[at["VERBS"]:at["CATEGORIES"]].strip()
+            for r in lines[1:]}
+    assert rows[("bindings", "v1")] == "create"
+    assert rows[("namespaces", "v1")] == "create,delete,get,list,patch,update,watch"
+    assert ("csistoragecapacities", "storage.k8s.io/v1") in rows
+    p = cluster.kubectl("delete", "--raw", "/api/v1/namespaces", check=False)
+    assert "(MethodNotAllowed)" in p.stderr
+
+    # a pod for a scheduler that does not exist, bound by hand through POST .../bindings
+    ns = ["-n", namespace]
+    cluster.kubectl("run", "manual", "--image=demo:v1", *ns, "--overrides",
+                    '{"spec": {"schedulerName": "nobody"}}', "--", "sleep", "600")
+    node = cluster.kjson("get", "nodes")["items"][0]["metadata"]["name"]
+    binding = json.dumps({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "manual"},
+                          "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+    path = f"/api/v1/namespaces/{namespace}/bindings"
+    out = cluster.kubectl("create", "--raw", path, "-f", "-", input=binding).stdout
+    assert json.loads(out)["status"] == "Success"
+    assert cluster.kjson("get", "pod", "manual", *ns)["spec"]["nodeName"] == node
+    p = cluster.kubectl("create", "--raw", path, "-f", "-", input=binding, check=False)
+    assert f'pod manual is already assigned to node "{node}"' in p.stderr
+
+
+def test_health_endpoints_verbose_exclude_and_single_checks(cluster):
+    # kubernetes.io "Kubernetes API health endpoints": readyz has a shutdown check, `exclude`
+    # skips a check ("excluded: ok") and warns about names that match none
+    out = cluster.kubectl("get", "--raw", "/readyz?verbose&exclude=etcd&exclude=nope").stdout.splitlines()
+    assert out[:3] == ["[+]ping ok", "[+]log ok", "[+]etcd excluded: ok"]
+    assert "[+]shutdown ok" in out and out[-1] == "readyz check passed"
+    assert 'warn: some health checks cannot be excluded: no matches for "nope"' in out
+    live = cluster.kubectl("get", "--raw", "/livez?verbose").stdout
+    assert "[+]etcd ok" in live and "shutdown" not in live and live.rstrip().endswith("livez check passed")
+    assert cluster.kubectl("get", "--raw", "/readyz/shutdown").stdout == "ok"
+    assert cluster.kubectl("get", "--raw", "/readyz").stdout == "ok"
+
+
+def test_cronjob_leaves_a_manual_job_out_of_active(cluster, namespace):
+    # `kubectl create job --from=cronjob/x`: the CronJob controller reports the Job it did not
+    # start ("UnexpectedJob") and does not count it as ACTIVE (upstream syncCronJob)
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "cronjob", "nightly", "--image=demo:v1", "--schedule=0 0 1 1 *", *ns,
+                    "--", "sleep", "600")
+    cluster.kubectl("create", "job", "by-hand", "--from=cronjob/nightly", *ns)
+
+    def reported():
+        evs = cluster.kjson("get", "events", *ns, "--field-selector", "involvedObject.name=nightly")["items"]
+        return [e for e in evs if e["reason"] == "UnexpectedJob"]
+    ev = cluster.wait_for(reported, timeout=15, what="the UnexpectedJob event")[0]
+    assert ev["type"] == "Warning"
+    assert ev["message"] == "Saw a job that the controller did not create or forgot: by-hand"
+    row = cluster.kubectl("get", "cronjob", "nightly", *ns, "--no-headers").stdout.split()
+    assert row[-3] == "0"  # ACTIVE (the schedule has spaces: count from the end)
+    assert not cluster.kjson("get", "cronjob", "nightly", *ns).get("status", {}).get("active")
