@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 RESOURCEQUOTAS = Resource("", "v1", "resourcequotas", "ResourceQuota")
 RESYNC = 10.0
+_PLURALS = {"Pod": "pods", "Service": "services", "PersistentVolumeClaim": "persistentvolumeclaims"}
 
 
 class ResourceQuotaController:
@@ -38,13 +39,36 @@ class ResourceQuotaController:
             inf.add_handler(self._on_object)
 
     def _on_quota(self, typ: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
-        if typ != "DELETED":
-            self.queue.add(f"{new['metadata'].get('namespace')}/{new['metadata']['name']}")
+        # as upstream's updateQuota: a new quota, or a change of spec.hard, not the status
+        # writes (each admitted create charges the quota: a recount then would race it)
+        if typ == "DELETED":
+            return
+        hard = (new.get("spec") or {}).get("hard")
+        if typ == "MODIFIED" and old is not None and (old.get("spec") or {}).get("hard") == hard \
+                and (new.get("status") or {}).get("hard") == hard:
+            return
+        self.queue.add(f"{new['metadata'].get('namespace')}/{new['metadata']['name']}")
 
     def _on_object(self, typ: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        """Replenishment, as upstream's quota monitor: a delete, or an update that
+        changes what an object is charged (a pod gone Succeeded/Failed, a service's
+        type). A create is not a cause: the admission charged it already, and a recount
+        then, from a pods cache a step behind the quota, would undo a charge just made
+        and let the next create past `hard`."""
+        if typ == "ADDED":
+            return
         ns = new["metadata"].get("namespace")
+        res = (new.get("apiVersion", "v1").rpartition("/")[0], _PLURALS.get(new.get("kind", ""), ""))
         for q in self.quotas.list(ns):
+            if typ == "MODIFIED" and old is not None and self._charge(q, res, old) == self._charge(q, res, new):
+                continue
             self.queue.add(f"{ns}/{q['metadata']['name']}")
+
+    @staticmethod
+    def _charge(q: dict[str, Any], res: tuple[str, str], obj: dict[str, Any]) -> dict[str, Decimal]:
+        if not quota.applies_to(q, res[0], res[1], obj):
+            return {}
+        return quota.usage(res[0], res[1], obj, sorted((q.get("spec") or {}).get("hard") or {}))
 
     async def run(self, workers: int = 1) -> None:
         await self.quotas.wait_synced()

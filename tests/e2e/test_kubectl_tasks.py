@@ -26,6 +26,8 @@ upstream Kubernetes:
   and dependents of every served kind (custom resources, ServiceAccounts, RBAC), and the
   OwnerRefInvalidNamespace events; "Finalizers" (no new finalizer on an object being
   deleted, finalizer names validated).
+- "Configure a Pod Quota for a Namespace": no third pod past `pods: "2"`, the
+  ReplicaFailure condition.
 
 Walked and found matching upstream (no test step of their own): "Configure Liveness,
 Readiness and Startup Probes" (event texts), "Assign Memory/CPU Resources" (OOMKilled,
@@ -1489,3 +1491,57 @@ def test_owners_and_dependents(cluster, namespace):
     finally:
         cluster.kubectl("delete", "clusterrole", f"{namespace}-dep", "--ignore-not-found", check=False)
         cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+POD_QUOTA_DEMO = """
+apiVersion: v1
+kind: ResourceQuota
+metadata:
+  name: pod-demo
+spec:
+  hard:
+    pods: "2"
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: pod-quota-demo
+spec:
+  selector:
+    matchLabels:
+      purpose: quota-demo
+  replicas: 3
+  template:
+    metadata:
+      labels:
+        purpose: quota-demo
+    spec:
+      containers:
+      - name: pod-quota-demo
+        image: registry.k8s.io/nginx-slim:0.21
+"""
+
+
+def test_pod_quota_for_a_namespace(cluster, namespace):
+    """"Configure a Pod Quota for a Namespace": three replicas, a quota of two pods: two
+    pods, however fast the ReplicaSet creates them (the quota controller no longer
+    recounts on each create and status write, which undid the admission's charges), and
+    the Deployment's ReplicaFailure condition with upstream's text."""
+    ns = ["-n", namespace]
+    cluster.kubectl("apply", *ns, "-f", "-", input=POD_QUOTA_DEMO.split("---")[0])
+    cluster.wait_for(lambda: (cluster.kjson("get", *ns, "resourcequota", "pod-demo").get("status") or {})
+                     .get("used") == {"pods": "0"}, timeout=10, what="the quota counted")
+    cluster.kubectl("apply", *ns, "-f", "-", input=POD_QUOTA_DEMO.split("---")[1])
+
+    def failure() -> dict | None:
+        conds = (cluster.kjson("get", *ns, "deployment", "pod-quota-demo").get("status") or {}).get("conditions")
+        return next((c for c in conds or () if c["type"] == "ReplicaFailure"), None)
+
+    cond = cluster.wait_for(failure, timeout=15, what="ReplicaFailure")
+    assert cond["reason"] == "FailedCreate" and cond["status"] == "True"
+    assert cond["message"].endswith('" is forbidden: exceeded quota: pod-demo, requested: pods=1, used: pods=2, '
+                                    'limited: pods=2'), cond["message"]
+    time.sleep(1)  # a third pod let through would show by now
+    pods = cluster.kubectl("get", *ns, "pods", "-l", "purpose=quota-demo", "-o", "name").stdout.split()
+    assert len(pods) == 2, pods
+    assert cluster.kjson("get", *ns, "resourcequota", "pod-demo")["status"]["used"] == {"pods": "2"}
