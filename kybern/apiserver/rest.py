@@ -228,7 +228,7 @@ def decode_body(raw: bytes, ctype: str) -> Any:
     if ctype.strip().lower() == "application/vnd.kubernetes.protobuf":
         from kybern.apiserver import protobuf  # lazy: loads the descriptor pool on first use
         return protobuf.decode(raw)
-    raise errors.unsupported_media_type(ctype)
+    raise errors.unsupported_media_type()
 
 
 def parse_path(server: "APIServer", segs: list[str], group: str, version: str

@@ -154,11 +154,14 @@ def method_not_allowed(message: str) -> StatusError:
     return StatusError(405, "MethodNotAllowed", message)
 
 
-def unsupported_media_type(content_type: str) -> StatusError:
+BODY_TYPES = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+
+
+def unsupported_media_type(accepted: tuple[str, ...] | list[str] = BODY_TYPES) -> StatusError:
+    """negotiation.NewUnsupportedMediaTypeError: what the endpoint accepts, not what it got."""
     return StatusError(415, "UnsupportedMediaType",
-                       f'the body of the request was in an unknown format - accepted media types include: '
-                       f'application/json, application/yaml, application/vnd.kubernetes.protobuf '
-                       f'(got "{content_type}")')
+                       "the body of the request was in an unknown format - accepted media types include: "
+                       + ", ".join(accepted))
 
 
 def not_acceptable(message: str) -> StatusError:

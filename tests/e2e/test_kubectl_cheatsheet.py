@@ -172,3 +172,33 @@ def test_cronjob_leaves_a_manual_job_out_of_active(cluster, namespace):
     row = cluster.kubectl("get", "cronjob", "nightly", *ns, "--no-headers").stdout.split()
     assert row[-3] == "0"  # ACTIVE (the schedule has spaces: count from the end)
     assert not cluster.kjson("get", "cronjob", "nightly", *ns).get("status", {}).get("active")
+
+
+def test_custom_resources_take_no_strategic_merge_patch(cluster, namespace):
+    # "kubectl patch" defaults to a strategic merge patch, which upstream's CRD handler does not
+    # accept (no Go struct to carry patch strategies): kubectl says so; --type=merge works
+    group = f"{namespace}.cheatsheet.example"
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": f"gadgets.{group}"},
+           "spec": {"group": group, "scope": "Namespaced",
+                    "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                        "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                            "size": {"type": "string"}}}}}}}]}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(crd))
+    try:
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/gadgets.{group}", "--timeout=20s")
+        ns = ["-n", namespace]
+        obj = {"apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"size": "S"}}
+        cluster.wait_for(lambda: cluster.kubectl("apply", "-f", "-", *ns, input=json.dumps(obj),
+                                                 check=False).returncode == 0, timeout=10, what="gadget g1")
+        p = cluster.kubectl("patch", f"gadgets.{group}", "g1", *ns, "-p", '{"spec":{"size":"M"}}', check=False)
+        assert p.returncode == 1
+        assert p.stderr.strip() == (
+            f"error: application/strategic-merge-patch+json is not supported by {group}/v1, Kind=Gadget: "
+            "the body of the request was in an unknown format - accepted media types include: "
+            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
+        cluster.kubectl("patch", f"gadgets.{group}", "g1", *ns, "--type=merge", "-p", '{"spec":{"size":"M"}}')
+        assert cluster.kjson("get", f"gadgets.{group}", "g1", *ns)["spec"]["size"] == "M"
+    finally:
+        cluster.kubectl("delete", "crd", f"gadgets.{group}", "--wait=false", check=False)
