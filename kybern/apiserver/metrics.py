@@ -2,9 +2,9 @@
 labels (k8s.io/apiserver/pkg/endpoints/metrics and pkg/storage/etcd3/metrics),
 so kube-apiserver dashboards and alerts work unchanged.
 
-- apiserver_request_total{verb,group,version,resource,subresource,scope,component,code}
+- apiserver_request_total{verb,dry_run,group,version,resource,subresource,scope,component,code}
 - apiserver_request_duration_seconds (histogram; same labels less code)
-- apiserver_longrunning_requests (watches and log streams in flight)
+- apiserver_longrunning_requests (watches and log streams in flight; no dry_run)
 - apiserver_registered_watchers{group,version,kind}
 - apiserver_watch_events_total{group,version,kind}
 - apiserver_storage_objects{resource} (read from the watch cache at scrape time)
@@ -39,7 +39,8 @@ from kybern.storage import interface as st
 # upstream's buckets for both request and storage latency
 BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30,
            45, 60)
-REQUEST_LABELS = ("verb", "group", "version", "resource", "subresource", "scope", "component")
+REQUEST_LABELS = ("verb", "dry_run", "group", "version", "resource", "subresource", "scope", "component")
+LONGRUNNING_LABELS = ("verb", "group", "version", "resource", "subresource", "scope", "component")
 NON_RESOURCE = ("/api", "/apis", "/version", "/healthz", "/livez", "/readyz", "/metrics", "/openapi/v2",
                 "/openapi/v3")
 LONG_RUNNING_SUBRESOURCES = ("log", "exec", "attach", "portforward", "proxy")
@@ -58,6 +59,17 @@ def resource_label(prefix: str) -> str:
     return plural if group == "core" else f"{plural}.{group}"
 
 
+def _dry_run(request: web.Request) -> str:
+    """upstream's cleanDryRun: the request's dryRun values deduplicated and sorted, or
+    "invalid" when one is not "All"; "" without any."""
+    if "dryRun" not in request.query_string:
+        return ""
+    vals = request.query.getall("dryRun", [])
+    if any(v != "All" for v in vals):
+        return "invalid"
+    return ",".join(sorted(set(vals)))
+
+
 class APIMetrics:
     """One apiserver's metrics, in a registry of its own (several servers may share a process)."""
 
@@ -66,19 +78,19 @@ class APIMetrics:
         self.prom = CollectorRegistry(auto_describe=True)
         # counted on every request: plain numbers, exported when scraped (see _Counts)
         self.requests = _Counts("apiserver_request_total",
-                                "Counter of apiserver requests broken out for each verb, group, version, "
-                                "resource, scope, component, and HTTP response code.",
+                                "Counter of apiserver requests broken out for each verb, dry run value, "
+                                "group, version, resource, scope, component, and HTTP response code.",
                                 (*REQUEST_LABELS, "code"))
         self.prom.register(self.requests)
         self.latency = _Histograms("apiserver_request_duration_seconds",
-                                   "Response latency distribution in seconds for each verb, group, version, "
-                                   "resource, subresource, scope and component.",
+                                   "Response latency distribution in seconds for each verb, dry run value, "
+                                   "group, version, resource, subresource, scope and component.",
                                    REQUEST_LABELS, BUCKETS)
         self.prom.register(self.latency)
         self.longrunning = Gauge("apiserver_longrunning_requests",
                                  "Gauge of all active long-running apiserver requests broken out by verb, "
                                  "group, version, resource, scope and component.",
-                                 REQUEST_LABELS, registry=self.prom)
+                                 LONGRUNNING_LABELS, registry=self.prom)
         self.watchers = Gauge("apiserver_registered_watchers",
                               "Number of currently registered watchers for a given resources",
                               ("group", "version", "kind"), registry=self.prom)
@@ -124,7 +136,7 @@ class APIMetrics:
         if info is None:  # non-resource request: upstream puts the path in `subresource`
             known = next((p for p in NON_RESOURCE if path == p or path.startswith(p + "/")), "other")
             verb = method if method != "HEAD" else "GET"
-            return (verb, "", "", "", known, "", COMPONENT), False
+            return (verb, _dry_run(request), "", "", "", known, "", COMPONENT), False
         if sub in CONNECT_SUBRESOURCES:
             verb = "CONNECT"
         elif method == "GET":
@@ -139,12 +151,13 @@ class APIMetrics:
             verb = method
         scope = "resource" if name else "namespace" if ns else "cluster"
         long_running = verb in ("WATCH", "CONNECT") or sub in LONG_RUNNING_SUBRESOURCES
-        return (verb, info.group, info.version, info.plural, sub or "", scope, COMPONENT), long_running
+        return (verb, _dry_run(request), info.group, info.version, info.plural, sub or "", scope,
+                COMPONENT), long_running
 
     def begin(self, request: web.Request) -> tuple[tuple[str, ...], Any, float]:
         """A request starts: (its labels, its long-running gauge or None, start time)."""
         labels, long_running = self.classify(request)
-        gauge = self.longrunning.labels(*labels) if long_running else None
+        gauge = self.longrunning.labels(labels[0], *labels[2:]) if long_running else None
         if gauge is not None:
             gauge.inc()
         return labels, gauge, time.perf_counter()

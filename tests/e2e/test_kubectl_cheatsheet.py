@@ -202,3 +202,18 @@ def test_custom_resources_take_no_strategic_merge_patch(cluster, namespace):
         assert cluster.kjson("get", f"gadgets.{group}", "g1", *ns)["spec"]["size"] == "M"
     finally:
         cluster.kubectl("delete", "crd", f"gadgets.{group}", "--wait=false", check=False)
+
+
+def test_request_metrics_carry_the_dry_run_label(cluster, namespace):
+    # `kubectl get --raw /metrics`: apiserver_request_total is broken out by dry run value, as
+    # upstream ("All" for `--dry-run=server`, "" otherwise); the long-running gauge is not
+    from prometheus_client.parser import text_string_to_metric_families
+
+    cluster.kubectl("create", "configmap", "dry", "-n", namespace, "--dry-run=server")
+    fams = {f.name: f for f in text_string_to_metric_families(cluster.kubectl("get", "--raw", "/metrics").stdout)}
+    posts = [s.labels for s in fams["apiserver_request"].samples
+             if s.labels.get("resource") == "configmaps" and s.labels.get("verb") == "POST"]
+    assert {"dry_run": "All", "code": "201", "scope": "namespace"}.items() <= \
+        next(lab for lab in posts if lab["dry_run"] == "All").items()
+    assert all("dry_run" in s.labels for s in fams["apiserver_request"].samples)
+    assert all("dry_run" not in s.labels for s in fams["apiserver_longrunning_requests"].samples)
