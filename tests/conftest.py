@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -77,6 +78,13 @@ class Cluster:
         from kubernetes import client, config
 
         return client.ApiClient(config.new_client_from_config(str(self.kubeconfig)).configuration)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a test's listener)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def start_cluster(base: Path, *extra: str, wait_node: bool = True) -> Cluster:

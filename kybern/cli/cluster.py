@@ -211,13 +211,16 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
 
         elect = cfg.leader_elect if cfg.leader_elect is not None else cfg.datastore.startswith("etcd")
 
+        def elector(lease: str) -> LeaderElector:
+            return LeaderElector(client(f"{lease}/v1.32.0 (kybern) leader-election"), lease,
+                                 lease_duration=cfg.leader_timing[0], renew_deadline=cfg.leader_timing[1],
+                                 retry_period=cfg.leader_timing[2])
+
         def elected(lease: str, work: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
             """`work`, under leader election for the Lease `lease` when `elect`."""
             if not elect:
                 return work
-            return lambda: LeaderElector(client(f"{lease}/v1.32.0 (kybern) leader-election"), lease,
-                                         lease_duration=cfg.leader_timing[0], renew_deadline=cfg.leader_timing[1],
-                                         retry_period=cfg.leader_timing[2]).run(work)
+            return lambda: elector(lease).run(work)
 
         api.components["controller-manager"] = Health()  # what `kubectl get cs` reports
         running.tasks.append(asyncio.create_task(
@@ -245,7 +248,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
             client("nginx-ingress-controller/v1.32.0 (kybern)"), data_dir=data / "ingress",
             http_port=cfg.ingress_http_port or http_port, https_port=cfg.ingress_https_port or https_port,
             publish_address=host, listen_address="" if cfg.address in ("0.0.0.0", "::") else cfg.address,
-            plane=cfg.ingress_plane, informers=shared)
+            plane=cfg.ingress_plane, informers=shared, elector=elector("ingress-nginx-leader") if elect else None)
         running.tasks.append(asyncio.create_task(supervise("ingress-controller", ingress_ctl.run),
                                                  name="ingress-controller"))
     gateway: Callable[[], Awaitable[str | None]] | None = None

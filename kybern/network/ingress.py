@@ -19,6 +19,8 @@ when such a class is marked default. The `kybern` class is created at start.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -29,6 +31,7 @@ from kybern.client.events import EventRecorder
 from kybern.client.http import Client
 from kybern.client.informer import key_of
 from kybern.client.informer_factory import InformerFactory
+from kybern.client.leaderelection import LeaderElector
 from kybern.client.resources import PODS, SECRETS, SERVICES, Resource
 from kybern.client.workqueue import WorkQueue, run_workers
 from kybern.machinery import errors
@@ -89,10 +92,15 @@ def is_ours(ing: dict[str, Any], classes: list[dict[str, Any]]) -> bool:
 class IngressController:
     def __init__(self, client: Client, *, data_dir: Path, http_port: int, https_port: int,
                  publish_address: str = "127.0.0.1", listen_address: str = "", plane: str = "auto",
-                 informers: InformerFactory | None = None) -> None:
+                 informers: InformerFactory | None = None, elector: LeaderElector | None = None) -> None:
         """`informers`: a factory shared with other components of the process (its
-        owner stops it); by default the controller has its own."""
+        owner stops it); by default the controller has its own. `elector`: with
+        several servers, every one serves traffic but only the holder of its Lease
+        writes the Ingresses' status (as ingress-nginx's replicas), so they do not
+        overwrite each other's address."""
         self.client = client
+        self.elector = elector
+        self.publishing = elector is None
         self.data_dir = data_dir
         self.http_port, self.https_port = http_port, https_port
         self.publish_address = publish_address
@@ -135,10 +143,25 @@ class IngressController:
             self.factory.start()
             await self.factory.wait_synced()
             self.queue.add(SYNC)
-            await run_workers(self.queue, self.reconcile, workers=1)
+            leading = asyncio.create_task(self.elector.run(self._publish_while_leading)) if self.elector else None
+            try:
+                await run_workers(self.queue, self.reconcile, workers=1)
+            finally:
+                if leading is not None:
+                    leading.cancel()  # releases the Lease
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await leading
         finally:
             await self.factory.release(mine, shared=self._shared)
             await self.plane.stop()
+
+    async def _publish_while_leading(self) -> None:
+        self.publishing = True
+        self.queue.add(SYNC)  # the status as this server sees it, at once
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.publishing = False
 
     async def ensure_class(self) -> None:
         """Create the `kybern` IngressClass, marked default, unless it exists (a user's edits stay)."""
@@ -214,7 +237,7 @@ class IngressController:
             self.recorder.event(ing, "Warning", "BadConfig", p)
         self._warned[key] = problems
         want = [self._lb_ingress()]
-        if ((ing.get("status") or {}).get("loadBalancer") or {}).get("ingress") != want:
+        if self.publishing and ((ing.get("status") or {}).get("loadBalancer") or {}).get("ingress") != want:
             try:
                 await self.client.patch(INGRESSES, m["name"], {"status": {"loadBalancer": {"ingress": want}}},
                                         m["namespace"], subresource="status")

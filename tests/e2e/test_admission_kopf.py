@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 from admission_webhook_server import make_ca_and_cert
 from conftest import KUBECTL
+from tests.conftest import free_port
 
 HERE = Path(__file__).parent
 GROUP = "admission.e2e.kybern.dev"
@@ -54,12 +54,6 @@ spec: {{size: {size}}}
 """
 
 
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_kopf_admission_handlers(cluster, namespace, tmp_path):
@@ -70,7 +64,7 @@ def test_kopf_admission_handlers(cluster, namespace, tmp_path):
     ca, cert, key = make_ca_and_cert(["127.0.0.1"])
     for name, data in (("ca.crt", ca), ("tls.crt", cert), ("tls.key", key)):
         (tmp_path / name).write_bytes(data)
-    env = {**cluster.env, "PYTHONUNBUFFERED": "1", "WEBHOOK_PORT": str(_free_port()),
+    env = {**cluster.env, "PYTHONUNBUFFERED": "1", "WEBHOOK_PORT": str(free_port()),
            "WEBHOOK_CA": str(tmp_path / "ca.crt"), "WEBHOOK_CERT": str(tmp_path / "tls.crt"),
            "WEBHOOK_KEY": str(tmp_path / "tls.key")}
     log_path = cluster.dir / f"kopf-admission-{namespace}.log"

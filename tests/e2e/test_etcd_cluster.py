@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from kybern.storage.etcd import EtcdStore
-from tests.conftest import start_cluster, stop_cluster
+from tests.conftest import free_port, start_cluster, stop_cluster
 from tests.unit.storage.etcd_server import ETCD, EtcdServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(ETCD is None, reason="etcd binary not found: "
@@ -75,15 +75,30 @@ def test_two_servers_on_one_etcd_run_one_scheduler_and_controller_manager(tmp_pa
         url = etcd.url()
         timing = ("--leader-elect-lease-duration", "4", "--leader-elect-renew-deadline", "3",
                   "--leader-elect-retry-period", "0.5")
-        a = start_cluster(tmp_path / "a", "--datastore", url, "--pod-network", "host", *timing)
-        b = start_cluster(tmp_path / "b", "--datastore", url, "--no-node", *timing, wait_node=False)
+        def ingress_ports():
+            return "--ingress-http-port", str(free_port()), "--ingress-https-port", str(free_port())
+        a = start_cluster(tmp_path / "a", "--datastore", url, "--pod-network", "host", *timing, *ingress_ports())
+        # the second "machine" publishes another address for Ingresses
+        b = start_cluster(tmp_path / "b", "--datastore", url, "--no-node", "--address", "127.0.0.2", *timing,
+                          *ingress_ports(), wait_node=False)
 
         def holders() -> dict[str, tuple[str, int]]:
             items = b.kjson("get", "leases", "-n", "kube-system")["items"]
             return {i["metadata"]["name"]: (i["spec"].get("holderIdentity"), i["spec"].get("leaseTransitions"))
                     for i in items}
-        first = b.wait_for(lambda: len(holders()) == 3 and holders(), timeout=20, what="three Leases held")
-        assert set(first) == {"kube-scheduler", "kube-controller-manager", "cloud-controller-manager"}
+        first = b.wait_for(lambda: len(holders()) == 4 and holders(), timeout=20, what="four Leases held")
+        assert set(first) == {"kube-scheduler", "kube-controller-manager", "cloud-controller-manager",
+                              "ingress-nginx-leader"}
+        # both serve Ingresses; only the Lease holder writes their status, so the two
+        # addresses do not overwrite each other
+        a.kubectl("create", "ingress", "web", "--rule=web.example/*=web:80")
+
+        def lb_status():
+            o = a.kjson("get", "ingress", "web")
+            return (o["metadata"]["resourceVersion"], o.get("status", {}).get("loadBalancer", {}).get("ingress"))
+        rv, lb = a.wait_for(lambda: (lambda r: r if r[1] else None)(lb_status()), timeout=20, what="ingress status")
+        time.sleep(1.5)
+        assert lb_status() == (rv, lb), "the Ingress status is rewritten: the two servers fight over it"
         a.kubectl("create", "deployment", "web", "--image=demo:v1", "--replicas=2", "--", "sleep", "3600")
         a.wait_for(lambda: len(a.kjson("get", "pods")["items"]) == 2, timeout=30, what="2 pods")
         time.sleep(1)
@@ -104,6 +119,9 @@ def test_two_servers_on_one_etcd_run_one_scheduler_and_controller_manager(tmp_pa
             return h if all(h[n][0] != first[n][0] for n in first) else None
         after = b.wait_for(taken_over, timeout=15, what="all three Leases taken over")
         assert all(after[n][1] == 1 for n in first), (first, after)
+        b.wait_for(lambda: b.kjson("get", "ingress", "web").get("status", {})
+                   .get("loadBalancer", {}).get("ingress") == [{"ip": "127.0.0.2"}], timeout=10,
+                   what="the second server publishing its address once it leads")
         assert time.monotonic() - t_killed < 12, "the 4 s Leases were taken over as if they lasted 15 s"
     finally:
         for c in (b, a):

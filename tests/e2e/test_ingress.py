@@ -10,7 +10,6 @@ session cluster may not own 80/443)."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Cluster, start_cluster, stop_cluster
+from tests.conftest import Cluster, free_port, start_cluster, stop_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not shutil.which("curl"), reason="needs curl")]
 
@@ -37,12 +36,6 @@ class S(http.server.ThreadingHTTPServer):
     allow_reuse_port = True
 S(("", int(os.environ["PORT"])), H).serve_forever()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

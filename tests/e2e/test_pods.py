@@ -5,9 +5,10 @@ status, logs and events."""
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
+
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -48,12 +49,6 @@ def condition(cluster, ns: str, name: str, typ: str) -> str | None:
 def logs(cluster, ns: str, name: str, container: str | None = None) -> str:
     args = ["logs", name, "-n", ns] + (["-c", container] if container else [])
     return cluster.kubectl(*args, check=False).stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_failing_liveness_probe_restarts_the_container(cluster, namespace):
