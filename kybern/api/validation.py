@@ -15,8 +15,9 @@ Two wordings exist upstream and both are offered:
   `spec.replicas: Invalid value: "string": spec.replicas in body must be of type
   integer: "string"` — the `causes` returned by `validate`.
 
-A quantity given as a JSON number (`cpu: 2`) is rewritten in place as its
-canonical string ("2"), as upstream's decoding into resource.Quantity does.
+A quantity is rewritten in place as its canonical string, given as a JSON number
+(`cpu: 2` -> "2") or as a string (`cpu: "0.75"` -> "750m"), as upstream's decoding
+into resource.Quantity and encoding back does.
 
 Required fields come from the schemas' `required` lists (which upstream derives
 from Go fields without `omitempty`): a Go client always sends them, so a Python
@@ -25,6 +26,7 @@ component writing an object must too (e.g. containerStatuses[].imageID).
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Callable, NamedTuple
 
@@ -255,6 +257,25 @@ def quantity_text(number: int | float) -> str:
     return canonical(repr(number) if isinstance(number, float) and "e" in repr(number) else number)
 
 
+@functools.lru_cache(maxsize=4096)
+def _canonical_string(text: str) -> str:
+    try:
+        return canonical(text)
+    except Exception:  # left as written: the regex passed it, the parser did not
+        return text
+
+
+def _stored_quantity(value: Any) -> Any:
+    """A quantity as upstream stores it: Quantity decodes a string too and writes its
+    canonical form back (`cpu: "0.75"` -> "750m", `memory: 1.5Gi` -> "1536Mi",
+    `1024Mi` -> "1Gi"), as the "Configure Default CPU Requests" page shows."""
+    if type(value) in (int, float):
+        return quantity_text(value)
+    if type(value) is str and _QUANTITY_RE.match(value):
+        return _canonical_string(value)
+    return value
+
+
 def _not_supported(ctx: _Ctx, path: str, value: Any, enum: list[Any]) -> None:
     supported = ", ".join(_show(v) for v in enum)
     ctx.causes.append(cause(path, f"Unsupported value: {_show(value)}: supported values: {supported}",
@@ -312,14 +333,14 @@ def _object(schema: dict[str, Any], struct_name: str, outer: dict[str, Any]) -> 
                     # The Go struct owning field `key` is this object's own type.
                     fn(item, f"{path}.{key}" if path else key,
                        f"{go_path}.{key}" if go_path else key, struct_name, ctx)
-                    if fn is _quantity and type(item) in (int, float):
-                        value[key] = quantity_text(item)
+                    if fn is _quantity:
+                        value[key] = _stored_quantity(item)
             elif extra_check is not None:
                 if item is not None and extra_passes is not _ANY and type(item) is not extra_passes:
                     extra_check(item, f"{path}[{key}]" if path else key,
                                 f"{go_path}.{key}" if go_path else key, struct_name, ctx)
-                    if extra_check is _quantity and type(item) in (int, float):
-                        value[key] = quantity_text(item)
+                    if extra_check is _quantity:
+                        value[key] = _stored_quantity(item)
             else:
                 ctx.unknown.append(f"{path}.{key}" if path else key)
         if required_fields and ctx.check_required:

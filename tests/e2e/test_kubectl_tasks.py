@@ -28,6 +28,8 @@ upstream Kubernetes:
   deleted, finalizer names validated).
 - "Configure a Pod Quota for a Namespace": no third pod past `pods: "2"`, the
   ReplicaFailure condition.
+- "Configure Default CPU Requests and Limits for a Namespace": `cpu: "0.75"` stored as
+  `750m`.
 
 Walked and found matching upstream (no test step of their own): "Configure Liveness,
 Readiness and Startup Probes" (event texts), "Assign Memory/CPU Resources" (OOMKilled,
@@ -1545,3 +1547,68 @@ def test_pod_quota_for_a_namespace(cluster, namespace):
     pods = cluster.kubectl("get", *ns, "pods", "-l", "purpose=quota-demo", "-o", "name").stdout.split()
     assert len(pods) == 2, pods
     assert cluster.kjson("get", *ns, "resourcequota", "pod-demo")["status"]["used"] == {"pods": "2"}
+
+
+DEFAULT_CPU = """
+apiVersion: v1
+kind: LimitRange
+metadata:
+  name: cpu-limit-range
+spec:
+  limits:
+  - default:
+      cpu: 1
+    defaultRequest:
+      cpu: 0.5
+    type: Container
+"""
+
+DEFAULT_CPU_DEMO_3 = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: default-cpu-demo-3
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: default-cpu-demo-3}}
+  template:
+    metadata: {labels: {app: default-cpu-demo-3}}
+    spec:
+      containers:
+      - name: default-cpu-demo-3-ctr
+        image: nginx
+        resources:
+          requests:
+            cpu: "0.75"
+            memory: 1.5Gi
+"""
+
+DEFAULT_CPU_POD = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: default-cpu-demo-3
+spec:
+  containers:
+  - name: default-cpu-demo-3-ctr
+    image: nginx
+    resources:
+      requests:
+        cpu: "0.75"
+        memory: 1.5Gi
+"""
+
+
+def test_default_cpu_requests_and_limits(cluster, namespace):
+    """"Configure Default CPU Requests and Limits for a Namespace": a container's
+    `cpu: "0.75"` reads back as upstream stores it, `750m` (and `1.5Gi` as `1536Mi`),
+    next to the LimitRange's default limit; server-side apply of the same manifest over
+    it is no conflict (the config's quantities are compared as stored)."""
+    ns = ["-n", namespace]
+    cluster.kubectl("apply", *ns, "-f", "-", input=DEFAULT_CPU)
+    cluster.kubectl("create", *ns, "-f", "-", input=DEFAULT_CPU_POD)
+    res = cluster.kjson("get", *ns, "pod", "default-cpu-demo-3")["spec"]["containers"][0]["resources"]
+    assert res == {"limits": {"cpu": "1"}, "requests": {"cpu": "750m", "memory": "1536Mi"}}
+    cluster.kubectl("create", *ns, "-f", "-", input=DEFAULT_CPU_DEMO_3)
+    p = cluster.kubectl("apply", *ns, "--server-side", "-f", "-", input=DEFAULT_CPU_DEMO_3)
+    assert p.stdout.strip() == "deployment.apps/default-cpu-demo-3 serverside-applied"
