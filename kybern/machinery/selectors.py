@@ -12,88 +12,187 @@ from typing import Any
 
 from kybern.machinery import errors
 
-Requirement = tuple[str, str, tuple[str, ...]]  # (key, op, values); op in = != in notin exists !exists
+Requirement = tuple[str, str, tuple[str, ...]]  # (key, op, values); op in = != in notin exists !exists gt lt
 Matcher = Callable[[dict[str, str]], bool]
 
-_TOKEN = re.compile(r"\s*(!=|==|=|!|\(|\)|,|[^\s!=,()]+)")
+# the lexer of apimachinery's labels.Parse
+_SPECIAL = set("=!(),><")
+_WHITESPACE = set(" \t\r\n")
+_TOKENS = {")": "CLOSE", ",": "COMMA", "!": "NOT", "==": "EQ2", "=": "EQ", ">": "GT", "in": "IN", "<": "LT",
+           "!=": "NE", "notin": "NOTIN", "(": "OPEN"}
+_OPERATORS = {"IN": "in", "NOTIN": "notin", "EQ": "=", "EQ2": "=", "NE": "!=", "GT": "gt", "LT": "lt"}
+_BINARY = "in, notin, =, ==, !=, gt, lt"
+_QUALIFIED = ("must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+              "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation "
+              "is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
-def _tokens(s: str) -> list[str]:
-    out: list[str] = []
-    pos = 0
-    s = s.strip()
-    while pos < len(s):
-        m = _TOKEN.match(s, pos)
-        if not m:
-            raise errors.bad_request(f"unable to parse requirement: {s!r}")
-        out.append(m.group(1))
-        pos = m.end()
-        while pos < len(s) and s[pos].isspace():
+def _lex(s: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos, n = 0, len(s)
+    while True:
+        while pos < n and s[pos] in _WHITESPACE:
             pos += 1
+        if pos >= n:
+            out.append(("END", ""))
+            return out
+        if s[pos] in _SPECIAL:  # the longest operator the symbols spell (scanSpecialSymbol)
+            buf, last = "", None
+            while pos < n and s[pos] in _SPECIAL:
+                buf += s[pos]
+                if buf in _TOKENS:
+                    last = (_TOKENS[buf], buf)
+                elif last is not None:
+                    break
+                pos += 1
+            out.append(last if last is not None else ("ERROR", f"error expected: keyword found '{buf}'"))
+        else:
+            start = pos
+            while pos < n and s[pos] not in _SPECIAL and s[pos] not in _WHITESPACE:
+                pos += 1
+            word = s[start:pos]
+            out.append((_TOKENS[word], word) if word in ("in", "notin") else ("ID", word))
+
+
+def _label_key_errors(key: str) -> list[str]:
+    """IsQualifiedName, as validateLabelKey reports it."""
+    from kybern.api.strategy import qualified_name_errors  # the API layer owns the messages
+
+    return qualified_name_errors(key)
+
+
+def _label_value_errors(value: str) -> list[str]:
+    out = []
+    if len(value) > 63:
+        out.append("must be no more than 63 characters")
+    if not _LABEL_VALUE.match(value):
+        out.append("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or "
+                   "'.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or "
+                   "'my_value',  or '12345', regex used for validation is "
+                   "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
     return out
 
 
+def _go_strings(values: Sequence[str]) -> str:
+    return "[]string{" + ", ".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
 def parse_label_selector(s: str | None) -> list[Requirement]:
+    """apimachinery's labels.Parse (its lexer and recursive descent), with its error
+    texts: `unable to parse requirement: found '', expected: ',' or ')'`."""
     if not s or not s.strip():
         return []
-    toks = _tokens(s)
-    reqs: list[Requirement] = []
-    i = 0
+    toks = _lex(s)
+    pos = 0
 
-    def bad(msg: str) -> errors.StatusError:
-        return errors.bad_request(f"unable to parse requirement: {msg}")
+    def look(values: bool = True) -> tuple[str, str]:
+        tok, lit = toks[pos]
+        return ("ID", lit) if values and tok in ("IN", "NOTIN") else (tok, lit)
 
-    while i < len(toks):
-        t = toks[i]
-        if t == "!":
-            if i + 1 >= len(toks):
-                raise bad("missing key after '!'")
-            reqs.append((toks[i + 1], "!exists", ()))
-            i += 2
-        else:
-            key = t
-            _check_key(key)
-            i += 1
-            if i >= len(toks) or toks[i] == ",":
-                reqs.append((key, "exists", ()))
-            elif toks[i] in ("=", "==", "!="):
-                op = "!=" if toks[i] == "!=" else "="
-                i += 1
-                val = ""
-                if i < len(toks) and toks[i] not in (",",):
-                    val = toks[i]
-                    i += 1
-                reqs.append((key, op, (val,)))
-            elif toks[i] in ("in", "notin"):
-                op = toks[i]
-                i += 1
-                if i >= len(toks) or toks[i] != "(":
-                    raise bad(f"found '{toks[i] if i < len(toks) else ''}', expected: '('")
-                i += 1
-                vals: list[str] = []
-                while i < len(toks) and toks[i] != ")":
-                    if toks[i] != ",":
-                        vals.append(toks[i])
-                    i += 1
-                if i >= len(toks):
-                    raise bad("found '', expected: ')'")
-                i += 1
-                reqs.append((key, op, tuple(vals)))
+    def take(values: bool = True) -> tuple[str, str]:
+        nonlocal pos
+        got = look(values)
+        pos += 1
+        return got
+
+    def requirement() -> Requirement:
+        tok, key = take()
+        op = ""
+        if tok == "NOT":
+            op = "!exists"
+            tok, key = take()
+        if tok != "ID":
+            raise ValueError(f"found '{key}', expected: identifier")
+        errs = _label_key_errors(key)
+        if errs:
+            raise ValueError(f'<nil>: Invalid value: "{key}": ' + "; ".join(errs))
+        if op or look()[0] in ("END", "COMMA"):  # what follows `!key` is parse()'s to judge
+            return (key, op or "exists", ())
+        tok, lit = take(values=False)
+        if tok not in _OPERATORS:
+            raise ValueError(f"found '{lit}', expected: {_BINARY}")
+        op = _OPERATORS[tok]
+        vals: set[str] = set()
+        if op in ("in", "notin"):
+            tok, lit = take()
+            if tok != "OPEN":
+                raise ValueError(f"found '{lit}' expected: '('")
+            tok, lit = look()
+            if tok in ("ID", "COMMA"):
+                while True:  # parseIdentifiersList
+                    t, item = take()
+                    if t == "ID":
+                        vals.add(item)
+                        t2, lit2 = look()
+                        if t2 == "COMMA":
+                            continue
+                        if t2 == "CLOSE":
+                            break
+                        raise ValueError(f"found '{lit2}', expected: ',' or ')'")
+                    elif t == "COMMA":
+                        if not vals:
+                            vals.add("")
+                        t2 = look()[0]
+                        if t2 == "CLOSE":
+                            vals.add("")
+                            break
+                        if t2 == "COMMA":
+                            vals.add("")
+                    else:
+                        raise ValueError(f"found '{item}', expected: ',', or identifier")
+                if take()[0] != "CLOSE":
+                    raise ValueError(f"found '{lit}', expected: ')'")
+            elif tok == "CLOSE":
+                take()
+                vals.add("")
             else:
-                raise bad(f"found '{toks[i]}', expected: in, notin, =, ==, !=, or end of string")
-        if i < len(toks):
-            if toks[i] != ",":
-                raise bad(f"found '{toks[i]}', expected: ','")
-            i += 1
-    return reqs
+                raise ValueError(f"found '{lit}', expected: ',', ')' or identifier")
+        else:  # parseExactValue
+            tok, lit = look()
+            if tok in ("END", "COMMA"):
+                vals.add("")
+            else:
+                tok, lit = take()
+                if tok != "ID":
+                    raise ValueError(f"found '{lit}', expected: identifier")
+                vals.add(lit)
+        values = sorted(vals)
+        problems = []  # NewRequirement
+        if op in ("gt", "lt"):
+            for i, v in enumerate(values):
+                if not re.fullmatch(r"[+-]?[0-9]+", v):
+                    problems.append(f'values[{i}]: Invalid value: "{v}": for \'Gt\', \'Lt\' operators, the '
+                                    "value must be an integer")
+        for i, v in enumerate(values):
+            errs = _label_value_errors(v)
+            if errs:
+                problems.append(f'values[{i}][{key}]: Invalid value: "{v}": ' + "; ".join(errs))
+        if problems:
+            raise ValueError(problems[0] if len(problems) == 1 else "[" + ", ".join(problems) + "]")
+        return (key, op, tuple(values))
 
-
-_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-
-
-def _check_key(key: str) -> None:
-    if not _KEY.match(key):
-        raise errors.bad_request(f"unable to parse requirement: invalid label key \"{key}\"")
+    reqs: list[Requirement] = []
+    while True:
+        tok, lit = look()
+        if tok in ("ID", "NOT"):
+            try:
+                reqs.append(requirement())
+            except ValueError as e:
+                raise errors.bad_request(f"unable to parse requirement: {e}") from None
+            t, lit = take()
+            if t == "END":
+                break
+            if t == "COMMA":
+                t2, lit2 = look()
+                if t2 not in ("ID", "NOT"):
+                    raise errors.bad_request(f"found '{lit2}', expected: identifier after ','")
+                continue
+            raise errors.bad_request(f"found '{lit}', expected: ',' or 'end of string'")
+        if tok == "END":
+            break
+        raise errors.bad_request(f"found '{lit}', expected: !, identifier, or 'end of string'")
+    return sorted(reqs, key=lambda r: r[0])
 
 
 def matches(reqs: list[Requirement], labels: dict[str, str] | None) -> bool:
@@ -118,6 +217,11 @@ def matches(reqs: list[Requirement], labels: dict[str, str] | None) -> bool:
                 return False
         elif op == "!exists":
             if present:
+                return False
+        elif op in ("gt", "lt"):
+            if not present or not re.fullmatch(r"[+-]?[0-9]+", v or "") or len(vals) != 1:
+                return False
+            if (int(v) <= int(vals[0])) if op == "gt" else (int(v) >= int(vals[0])):  # type: ignore[arg-type]
                 return False
     return True
 

@@ -30,6 +30,7 @@ upstream Kubernetes:
   ReplicaFailure condition.
 - "Configure Default CPU Requests and Limits for a Namespace": `cpu: "0.75"` stored as
   `750m`.
+- "Labels and Selectors" / "Field Selectors": `>`/`<` selectors, the parser's error texts.
 
 Walked and found matching upstream (no test step of their own): "Configure Liveness,
 Readiness and Startup Probes" (event texts), "Assign Memory/CPU Resources" (OOMKilled,
@@ -1612,3 +1613,50 @@ def test_default_cpu_requests_and_limits(cluster, namespace):
     cluster.kubectl("create", *ns, "-f", "-", input=DEFAULT_CPU_DEMO_3)
     p = cluster.kubectl("apply", *ns, "--server-side", "-f", "-", input=DEFAULT_CPU_DEMO_3)
     assert p.stdout.strip() == "deployment.apps/default-cpu-demo-3 serverside-applied"
+
+
+LABELLED_PODS = "---".join(f"""
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {labels}
+spec:
+  containers:
+  - name: c
+    image: registry.k8s.io/nginx-slim:0.21
+""" for name, labels in (("prod-fe", "{environment: production, tier: frontend, gpu: '2'}"),
+                         ("qa-be", "{environment: qa, tier: backend, gpu: '1'}"),
+                         ("plain", "{tier: frontend}")))
+
+
+def test_labels_and_field_selectors(cluster, namespace):
+    """"Labels and Selectors" and "Field Selectors": every example selector, the `>`/`<`
+    operators of upstream's parser (`-l 'gpu>1'`), and its error texts for a malformed
+    selector; an unsupported field selector's error as the page shows it."""
+    ns = ["-n", namespace]
+    cluster.kubectl("apply", *ns, "-f", "-", input=LABELLED_PODS)
+
+    def names(*sel: str) -> list[str]:
+        return sorted(cluster.kubectl("get", *ns, "pods", *sel, "-o", "name").stdout.split())
+
+    assert names("-l", "environment=production,tier=frontend") == ["pod/prod-fe"]
+    assert names("-l", "environment in (production),tier in (frontend)") == ["pod/prod-fe"]
+    assert names("-l", "environment in (production, qa)") == ["pod/prod-fe", "pod/qa-be"]
+    assert names("-l", "environment,environment notin (frontend)") == ["pod/prod-fe", "pod/qa-be"]
+    assert names("-l", "!environment") == ["pod/plain"]
+    assert names("-l", "gpu>1") == ["pod/prod-fe"]
+    assert names("-l", "gpu<2,tier") == ["pod/qa-be"]
+    assert names("--field-selector", "metadata.name!=plain,spec.restartPolicy=Always") == ["pod/prod-fe", "pod/qa-be"]
+    for sel, why in (("environment in (production", "unable to parse requirement: found '', expected: ',' or ')'"),
+                     ("tier=frontend tier", "found 'tier', expected: ',' or 'end of string'"),
+                     ("gpu>x", "unable to parse requirement: values[0]: Invalid value: \"x\": for 'Gt', 'Lt' "
+                               "operators, the value must be an integer")):
+        p = cluster.kubectl("get", *ns, "pods", "-l", sel, check=False)
+        assert p.stderr.strip() == (f'Error from server (BadRequest): Unable to find "/v1, Resource=pods" that '
+                                    f'match label selector "{sel}", field selector "": {why}'), p.stderr
+    p = cluster.kubectl("get", *ns, "ingress", "--field-selector", "foo.bar=baz", check=False)
+    assert p.stderr.strip() == ('Error from server (BadRequest): Unable to find "networking.k8s.io/v1, '
+                                'Resource=ingresses" that match label selector "", field selector "foo.bar=baz": '
+                                '"foo.bar" is not a known field selector: only "metadata.name", '
+                                '"metadata.namespace"')
