@@ -13,7 +13,7 @@ Layout under `<data_dir>/images/`:
 
     <key>/image.json     {"ref", "name", "id", "size", "created", "config"}
     <key>/rootfs/        the files; never modified after import
-    .seeded              marker: the sample images were imported once
+    .seeded              marker: the sample images imported once (one `seeded REF` line each)
 
 `<key>` is a hash of the normalised reference, so any reference maps to a safe
 directory name. Imports are written to a temporary directory and renamed into
@@ -282,24 +282,40 @@ class ImageStore:
                      created=meta.get("created", ""), config=meta.get("config") or {})
 
     def _ensure(self) -> None:
-        """Seed the sample images the first time this store is used. The marker
+        """Seed each sample image the first time this store is used with it (a
+        sample added in a later version joins an older store once). The marker
         keeps a removed sample removed."""
         if self._seeded:
             return
+        self._seeded = True
+        if not self._seed:
+            return
         marker = self.root / ".seeded"
-        if not self._seed or marker.exists():
-            self._seeded = True
+        try:  # a marker from before it named its images: the first three samples
+            done = set(re.findall(r"^seeded (\S+)$", marker.read_text(), re.M)) or set(_FIRST_SAMPLES)
+        except FileNotFoundError:
+            done = set()
+        specs = [json.loads((d / "image.json").read_text()) | {"dir": d}
+                 for d in (sorted(SAMPLE_DIR.iterdir()) if SAMPLE_DIR.is_dir() else [])
+                 if (d / "image.json").is_file()]
+        new = [s for s in specs if s["ref"] not in done]
+        if not new:
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        for sample in sorted(SAMPLE_DIR.iterdir()) if SAMPLE_DIR.is_dir() else []:
-            spec_file = sample / "image.json"
-            if not spec_file.is_file():
-                continue
-            spec = json.loads(spec_file.read_text())
+        for spec in new:
             if not (self.root / _key(normalize(spec["ref"]))).exists():
-                self._import(spec["ref"], sample / "rootfs", spec.get("config") or {})
-        marker.write_text("sample images imported; delete this file to import them again\n")
-        self._seeded = True
+                with tempfile.TemporaryDirectory(dir=self.root, prefix=".sample-") as tmp:
+                    rootfs = Path(tmp) / "rootfs"
+                    shutil.copytree(spec["dir"] / "rootfs", rootfs, symlinks=True)
+                    for rel in spec.get("executables") or []:  # a wheel or sdist may have lost the mode
+                        os.chmod(rootfs / rel, 0o755)
+                    self._import(spec["ref"], rootfs, spec.get("config") or {})
+            done.add(spec["ref"])
+        marker.write_text("sample images imported; delete this file to import them again\n" +
+                          "".join(f"seeded {r}\n" for r in sorted(done)))
+
+
+_FIRST_SAMPLES = ("demo:v1", "update-demo:kitten", "update-demo:nautilus")
 
 
 def _key(full_name: str) -> str:

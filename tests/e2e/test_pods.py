@@ -189,3 +189,16 @@ def test_pre_stop_hook_runs_before_the_container_stops(cluster, namespace, tmp_p
     assert (out / "post").read_text() == "started\n"
     cluster.kubectl("delete", "pod", "hooks", "-n", namespace, "--wait=true", timeout=30)
     assert (out / "pre").read_text() == "stopping\n"
+
+
+def test_the_sandbox_image_pause_runs_and_stops_on_sigterm(cluster, namespace):
+    """registry.k8s.io/pause:3.10 is on the node, as on kubeadm and kind nodes (no
+    registry needed): its pod runs, and a delete with the default 30 s grace period ends
+    at once, since pause exits 0 on SIGTERM."""
+    import time
+
+    cluster.kubectl("run", "sandbox", "-n", namespace, "--image=registry.k8s.io/pause:3.10")
+    cluster.wait_for(lambda: status(cluster, namespace, "sandbox").get("phase") == "Running", what="Running")
+    t0 = time.monotonic()
+    cluster.kubectl("delete", "pod", "sandbox", "-n", namespace)
+    assert time.monotonic() - t0 < 10

@@ -47,6 +47,23 @@ def test_sample_images_are_seeded_once(tmp_path: Path) -> None:
     assert ImageStore(tmp_path).get("demo:v1") is None
 
 
+def test_the_sandbox_image_is_present_and_joins_an_older_store(tmp_path: Path) -> None:
+    """registry.k8s.io/pause:3.10 (the kubelet's sandbox image, present on kubeadm and
+    kind nodes) is seeded with an executable /pause; a store seeded before it existed
+    (a marker without names) gets it once, and removing it keeps it removed."""
+    pause = ImageStore(tmp_path / "new").get("registry.k8s.io/pause:3.10")
+    assert pause is not None and pause.config["entrypoint"] == ["/pause"]
+    assert (pause.rootfs / "pause").stat().st_mode & 0o111
+    old = tmp_path / "old" / "images"
+    old.mkdir(parents=True)
+    (old / ".seeded").write_text("sample images imported; delete this file to import them again\n")
+    store = ImageStore(tmp_path / "old")
+    assert store.get("registry.k8s.io/pause:3.10") is not None
+    assert store.get("demo:v1") is None  # the old marker says it was seeded (and since removed)
+    assert store.remove("registry.k8s.io/pause:3.10")
+    assert ImageStore(tmp_path / "old").get("registry.k8s.io/pause:3.10") is None
+
+
 def test_import_get_list_remove(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
