@@ -217,3 +217,32 @@ def test_request_metrics_carry_the_dry_run_label(cluster, namespace):
         next(lab for lab in posts if lab["dry_run"] == "All").items()
     assert all("dry_run" in s.labels for s in fams["apiserver_request"].samples)
     assert all("dry_run" not in s.labels for s in fams["apiserver_longrunning_requests"].samples)
+
+
+def test_terminating_namespace_says_what_holds_it(cluster, namespace):
+    # `kubectl describe ns` of a namespace stuck in Terminating: the namespace controller's
+    # conditions name the resources left and the finalizers holding them, as upstream
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "configmap", "held", *ns)
+    cluster.kubectl("patch", "configmap", "held", *ns, "--type=merge", "-p",
+                    '{"metadata": {"finalizers": ["example.com/hold"]}}')
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+    def conditions():
+        st = cluster.kjson("get", "namespace", namespace).get("status", {})
+        return {c["type"]: c for c in st.get("conditions") or []}
+    conds = cluster.wait_for(lambda: "NamespaceFinalizersRemaining" in conditions() and conditions(),
+                             timeout=15, what="the namespace's deletion conditions")
+    assert (conds["NamespaceContentRemaining"]["status"], conds["NamespaceContentRemaining"]["message"]) == (
+        "True", "Some resources are remaining: configmaps. has 1 resource instances")
+    assert conds["NamespaceFinalizersRemaining"]["message"] == (
+        "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances")
+    assert (conds["NamespaceDeletionContentFailure"]["status"], conds["NamespaceDeletionContentFailure"]["reason"]) \
+        == ("False", "ContentDeleted")
+    out = cluster.kubectl("describe", "namespace", namespace).stdout
+    assert "Conditions:" in out and "SomeFinalizersRemain" in out
+
+    cluster.kubectl("patch", "configmap", "held", *ns, "--type=json", "-p",
+                    '[{"op": "remove", "path": "/metadata/finalizers"}]')
+    cluster.wait_for(lambda: cluster.kubectl("get", "namespace", namespace, check=False).returncode == 1,
+                     timeout=20, what="the namespace gone")
