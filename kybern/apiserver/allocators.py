@@ -1,5 +1,6 @@
 """Service address allocation at create time, as kube-apiserver's service REST
-does: a clusterIP from the service CIDR and node ports from 30000-32767.
+does: a clusterIP from the service CIDR and node ports from 30000-32767 (and a
+healthCheckNodePort for a LoadBalancer Service with externalTrafficPolicy: Local).
 
 Used addresses are read from the stored Services on each allocation (no
 separate bitmap), which is enough for one apiserver; several apiservers on one
@@ -27,7 +28,34 @@ def _used(services: list[dict[str, Any]]) -> tuple[set[str], set[int]]:
         for p in spec.get("ports") or []:
             if p.get("nodePort"):
                 ports.add(int(p["nodePort"]))
+        if spec.get("healthCheckNodePort"):
+            ports.add(int(spec["healthCheckNodePort"]))
     return ips, ports
+
+
+def _needs_health_check_port(spec: dict[str, Any]) -> bool:
+    """upstream's needsHCNodePort: kube-proxy answers load balancers' health checks
+    for a LoadBalancer Service that keeps traffic on nodes with a local endpoint."""
+    return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+
+
+def _health_check_port(spec: dict[str, Any], name: str, ports: set[int], keep: int | None = None) -> None:
+    """spec.healthCheckNodePort: the one given (free and in range; `keep`, the one the
+    Service already holds, needs no check), else a free one from the node port range."""
+    hc = spec.get("healthCheckNodePort")
+    if hc and hc != keep:
+        for why in (("provided port is already allocated" if hc in ports else None),
+                    (None if hc in NODE_PORTS else "provided port is not in the valid range. The range of "
+                     "valid ports is 30000-32767")):
+            if why:
+                raise errors.invalid("", "Service", name, [errors.cause(
+                    "spec.healthCheckNodePort", f"Invalid value: {hc}: {why}")])
+    elif not hc:
+        free = [x for x in NODE_PORTS if x not in ports]
+        if not free:
+            raise errors.internal("failed to allocate a nodePort: range is full")
+        spec["healthCheckNodePort"] = random.choice(free)
+    ports.add(spec["healthCheckNodePort"])
 
 
 def allocate(svc: dict[str, Any], existing: list[dict[str, Any]]) -> None:
@@ -68,6 +96,8 @@ def allocate(svc: dict[str, Any], existing: list[dict[str, Any]]) -> None:
             raise errors.internal("failed to allocate a serviceIP: range is full")
     if typ in ("NodePort", "LoadBalancer"):
         _node_ports(spec, name, ports)
+        if _needs_health_check_port(spec):
+            _health_check_port(spec, name, ports)
 
 
 def allocate_on_update(svc: dict[str, Any], old: dict[str, Any], others: list[dict[str, Any]]) -> None:
@@ -78,7 +108,18 @@ def allocate_on_update(svc: dict[str, Any], old: dict[str, Any], others: list[di
     if spec.get("type") not in ("NodePort", "LoadBalancer"):
         return
     _, ports = _used(others)
-    _node_ports(spec, svc.get("metadata", {}).get("name", ""), ports)
+    name = svc.get("metadata", {}).get("name", "")
+    ospec = old.get("spec") or {}
+    held = ospec.get("healthCheckNodePort") if _needs_health_check_port(ospec) else None
+    if held and _needs_health_check_port(spec) and spec.get("healthCheckNodePort") in (None, held):
+        ports.add(held)  # still the Service's: no nodePort may take it
+    _node_ports(spec, name, ports)
+    if _needs_health_check_port(spec):
+        if not spec.get("healthCheckNodePort") and held:
+            spec["healthCheckNodePort"] = held
+        _health_check_port(spec, name, ports, keep=held)
+    elif held and spec.get("healthCheckNodePort") == held:
+        del spec["healthCheckNodePort"]  # released with externalTrafficPolicy: Local, as upstream
 
 
 def _node_ports(spec: dict[str, Any], name: str, ports: set[int]) -> None:

@@ -31,6 +31,7 @@ upstream Kubernetes:
 - "Configure Default CPU Requests and Limits for a Namespace": `cpu: "0.75"` stored as
   `750m`.
 - "Labels and Selectors" / "Field Selectors": `>`/`<` selectors, the parser's error texts.
+- "Using Source IP" (kubectl parts): a Local LoadBalancer's healthCheckNodePort.
 
 Walked and found matching upstream (no test step of their own): "Configure Liveness,
 Readiness and Startup Probes" (event texts), "Assign Memory/CPU Resources" (OOMKilled,
@@ -1660,3 +1661,23 @@ def test_labels_and_field_selectors(cluster, namespace):
                                 'Resource=ingresses" that match label selector "", field selector "foo.bar=baz": '
                                 '"foo.bar" is not a known field selector: only "metadata.name", '
                                 '"metadata.namespace"')
+
+
+def test_source_ip_health_check_node_port(cluster, namespace):
+    """"Using Source IP": a LoadBalancer Service patched to `externalTrafficPolicy:
+    Local` gets a `healthCheckNodePort` from the node port range (`kubectl get svc
+    loadbalancer -o yaml | grep -i healthCheckNodePort`), which no nodePort may take,
+    and gives it back with `Cluster`."""
+    ns = ["-n", namespace]
+    cluster.kubectl("create", *ns, "service", "loadbalancer", "loadbalancer", "--tcp=80:8080")
+    assert "healthCheckNodePort" not in cluster.kjson("get", *ns, "svc", "loadbalancer")["spec"]
+    cluster.kubectl("patch", *ns, "svc", "loadbalancer", "-p", '{"spec":{"externalTrafficPolicy":"Local"}}')
+    spec = cluster.kjson("get", *ns, "svc", "loadbalancer")["spec"]
+    hc = spec["healthCheckNodePort"]
+    assert 30000 <= hc <= 32767 and hc != spec["ports"][0]["nodePort"]
+    p = cluster.kubectl("patch", *ns, "svc", "loadbalancer", "--type=json", "-p",
+                        f'[{{"op":"replace","path":"/spec/ports/0/nodePort","value":{hc}}}]', check=False)
+    assert p.stderr.strip() == (f'The Service "loadbalancer" is invalid: spec.ports[0].nodePort: Invalid value: '
+                                f'{hc}: provided port is already allocated')
+    cluster.kubectl("patch", *ns, "svc", "loadbalancer", "-p", '{"spec":{"externalTrafficPolicy":"Cluster"}}')
+    assert "healthCheckNodePort" not in cluster.kjson("get", *ns, "svc", "loadbalancer")["spec"]
