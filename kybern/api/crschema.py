@@ -302,11 +302,58 @@ def definition_name(group: str, version: str, kind: str) -> str:
     return ".".join(reversed(group.split("."))) + f".{version}.{kind}"
 
 
+_EMBEDDED_API_VERSION_DOC = ("apiVersion defines the versioned schema of this representation of an object. "
+                             "More info: https://git.k8s.io/community/contributors/devel/"
+                             "sig-architecture/api-conventions.md#resources")
+_EMBEDDED_KIND_DOC = ("kind is a string value representing the type of this object. In CamelCase. More info: "
+                      "https://git.k8s.io/community/contributors/devel/sig-architecture/"
+                      "api-conventions.md#types-kinds")
+
+
+def add_embedded_properties(node: Any, *, v2: bool) -> None:
+    """upstream's addEmbeddedProperties: every `x-kubernetes-embedded-resource` object gets
+    apiVersion, kind and metadata properties, kind and apiVersion required. Not in the v2
+    document under `x-kubernetes-preserve-unknown-fields` (kubectl's v2 validation would
+    then refuse the unknown fields the schema allows)."""
+    if isinstance(node, list):
+        for x in node:
+            add_embedded_properties(x, v2=v2)
+        return
+    if not isinstance(node, dict):
+        return
+    for key in ("properties", "patternProperties", "definitions"):
+        for sub in (node.get(key) or {}).values():
+            add_embedded_properties(sub, v2=v2)
+    for key in ("items", "additionalProperties", "not"):
+        add_embedded_properties(node.get(key), v2=v2)
+    for key in ("allOf", "anyOf", "oneOf"):
+        add_embedded_properties(node.get(key), v2=v2)
+    if v2 and node.get("x-kubernetes-preserve-unknown-fields") is True:
+        return
+    if node.get("x-kubernetes-embedded-resource") is True:
+        embed(node)
+
+
+def embed(node: Schema) -> None:
+    """An embedded resource's apiVersion, kind and metadata, added to its schema."""
+    props = node.setdefault("properties", {})
+    props["apiVersion"] = {"description": _EMBEDDED_API_VERSION_DOC, "type": "string"}
+    props["kind"] = {"description": _EMBEDDED_KIND_DOC, "type": "string"}
+    props["metadata"] = {"description": _META_DOC, "$ref": _META_REF + "ObjectMeta"}
+    required = node.setdefault("required", [])
+    for f in ("kind", "apiVersion"):
+        if f not in required:
+            required.append(f)
+
+
 def object_definition(schema: Schema | None, group: str, version: str, kind: str) -> Schema:
-    """The CR schema as published in /openapi: apiVersion, kind and metadata added."""
+    """The CR schema as published in /openapi: apiVersion, kind and metadata added, at the
+    root and (as the v2 document has them; /openapi/v3 adds the rest, openapi.py) in
+    embedded resources."""
     out = copy.deepcopy(schema) if schema else {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     out.setdefault("type", "object")
     props = out.setdefault("properties", {})
+    add_embedded_properties(out, v2=True)
     props["apiVersion"] = {"description": _API_VERSION_DOC, "type": "string"}
     props["kind"] = {"description": _KIND_DOC, "type": "string"}
     props["metadata"] = {"description": _META_DOC, "$ref": _META_REF + "ObjectMeta"}

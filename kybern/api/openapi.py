@@ -291,6 +291,14 @@ def _to_v3(node: Any) -> Any:
         return [_to_v3(x) for x in node]
     if not isinstance(node, dict):
         return node
+    if node.get("x-kubernetes-embedded-resource") is True and \
+            "metadata" not in (node.get("properties") or {}):
+        # left out of the shared (v2) definition under preserve-unknown-fields; v3 has them
+        from kybern.api import crschema
+
+        node = {**node, "properties": dict(node.get("properties") or {}),
+                "required": list(node.get("required") or [])}
+        crschema.embed(node)
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key == "properties":

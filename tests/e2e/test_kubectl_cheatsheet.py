@@ -174,7 +174,7 @@ def test_cronjob_leaves_a_manual_job_out_of_active(cluster, namespace):
     assert not cluster.kjson("get", "cronjob", "nightly", *ns).get("status", {}).get("active")
 
 
-def test_custom_resources_take_no_strategic_merge_patch(cluster, namespace):
+def test_custom_resources_patch_types_and_embedded_explain(cluster, namespace):
     # "kubectl patch" defaults to a strategic merge patch, which upstream's CRD handler does not
     # accept (no Go struct to carry patch strategies): kubectl says so; --type=merge works
     group = f"{namespace}.cheatsheet.example"
@@ -184,7 +184,9 @@ def test_custom_resources_take_no_strategic_merge_patch(cluster, namespace):
                     "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
                         "type": "object", "properties": {"spec": {"type": "object", "properties": {
-                            "size": {"type": "string"}}}}}}}]}}
+                            "size": {"type": "string"},
+                            "template": {"type": "object", "x-kubernetes-embedded-resource": True,
+                                         "x-kubernetes-preserve-unknown-fields": True}}}}}}}]}}
     cluster.kubectl("apply", "-f", "-", input=json.dumps(crd))
     try:
         cluster.kubectl("wait", "--for=condition=Established", f"crd/gadgets.{group}", "--timeout=20s")
@@ -200,6 +202,13 @@ def test_custom_resources_take_no_strategic_merge_patch(cluster, namespace):
             "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
         cluster.kubectl("patch", f"gadgets.{group}", "g1", *ns, "--type=merge", "-p", '{"spec":{"size":"M"}}')
         assert cluster.kjson("get", f"gadgets.{group}", "g1", *ns)["spec"]["size"] == "M"
+
+        # `kubectl explain` of an embedded resource: /openapi/v3 gives it apiVersion, kind
+        # (both required) and metadata, as upstream's CRD OpenAPI builder
+        fields = [line.split() for line in cluster.kubectl(
+            "explain", f"gadgets.{group}.spec.template").stdout.splitlines() if "\t<" in line]
+        assert fields == [["apiVersion", "<string>", "-required-"], ["kind", "<string>", "-required-"],
+                          ["metadata", "<ObjectMeta>"]]
     finally:
         cluster.kubectl("delete", "crd", f"gadgets.{group}", "--wait=false", check=False)
 
