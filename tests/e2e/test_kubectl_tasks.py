@@ -47,7 +47,16 @@ Disruption Budget for your Application", "Safely Drain a Node" (the PDB's refusa
 "Use Port Forwarding to Access Applications in a Cluster", "Configure a Pod to Use a
 Projected Volume for Storage", "Perform a Rolling Update on a DaemonSet" (rollout
 status/history), "Debug Running Pods" (`kubectl debug --copy-to`, `node/`), "Init
-Containers" (`Init:0/2`). "Adding entries to Pod /etc/hosts with HostAliases" (its
+Containers" (`Init:0/2`), "Jobs: Suspending a Job" (Suspended/Resumed conditions and
+events), "Job with Pod-to-Pod Communication" (the pods' DNS names), "Automatic Cleanup
+for Finished Jobs", "Configure Default Memory Requests and Limits for a Namespace",
+"Configure Minimum and Maximum Memory Constraints" (the LimitRanger's refusals),
+"Configure Memory and CPU Quotas for a Namespace" (status, "exceeded quota", "must
+specify"), "Define a Command and Arguments for a Container", "Run a Stateless
+Application Using a Deployment" (describe, rollout events), "Scale a StatefulSet",
+"Delete a StatefulSet" (`--cascade=orphan`, claims kept), "Use a Service to Access an
+Application in a Cluster" (NodePort, describe), "Expose an External IP Address"
+(ServiceLB, `LoadBalancer Ingress`). "Adding entries to Pod /etc/hosts with HostAliases" (its
 one-line-per-IP format, fixed) is checked in test_pod_status_kubectl.py, the "Jobs"
 page's OnFailure back-off limit in tests/unit/controllers/test_job_logic.py.
 
