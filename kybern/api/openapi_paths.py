@@ -29,6 +29,15 @@ WATCH_TYPES = JSON_TYPES + ("application/json;stream=watch",
                             "application/vnd.kubernetes.protobuf;stream=watch")
 PATCH_TYPES = ("application/apply-patch+yaml", "application/json-patch+json",
                "application/merge-patch+json", "application/strategic-merge-patch+json")
+# custom resources take no strategic merge patch (the apiserver answers 415); kubectl apply
+# reads this list in /openapi/v3 to choose between a strategic and a JSON merge patch
+CR_PATCH_TYPES = ("application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json")
+
+
+def _patch_types(r: ResourceInfo) -> tuple[str, ...]:
+    from kybern.api.customresource import CRStrategy  # lazy: customresource imports much of kybern.api
+
+    return CR_PATCH_TYPES if isinstance(r.strategy, CRStrategy) else PATCH_TYPES
 CODE_TEXT = {200: "OK", 201: "Created", 202: "Accepted"}
 
 
@@ -277,7 +286,7 @@ def _resource_items(r: ResourceInfo) -> list[PathItem]:
         item.operations.append(op(
             "patch", "patch", f"{ns}{r.kind}", f"partially update the specified {r.kind}", "patch",
             gvk=gvk, parameters=WRITE_PARAMS + ("force",), body=PATCH, response=r.definition,
-            codes=(200, 201), consumes=PATCH_TYPES))
+            codes=(200, 201), consumes=_patch_types(r)))
     if item.operations:
         items.append(item)
 
@@ -328,7 +337,7 @@ def _subresource_items(r: ResourceInfo, sub: str, base: str, scope_params: tuple
                parameters=WRITE_PARAMS, body=body, response=body, codes=(200, 201)),
             op("patch", "patch", f"partially update {sub} of the specified {r.kind}", "patch",
                gvk=sub_gvk, parameters=WRITE_PARAMS + ("force",), body=PATCH, response=body,
-               codes=(200, 201), consumes=PATCH_TYPES),
+               codes=(200, 201), consumes=_patch_types(r)),
         ])]
     if sub in ("binding", "eviction"):
         definition = "io.k8s.api.core.v1.Binding" if sub == "binding" else "io.k8s.api.policy.v1.Eviction"

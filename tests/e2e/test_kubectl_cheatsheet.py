@@ -202,6 +202,12 @@ def test_custom_resources_patch_types_and_embedded_explain(cluster, namespace):
             "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
         cluster.kubectl("patch", f"gadgets.{group}", "g1", *ns, "--type=merge", "-p", '{"spec":{"size":"M"}}')
         assert cluster.kjson("get", f"gadgets.{group}", "g1", *ns)["spec"]["size"] == "M"
+        # kubectl apply reads the PATCH's content types in /openapi/v3 and, finding no strategic
+        # merge patch there, sends a JSON merge patch
+        obj["spec"]["size"] = "L"
+        assert cluster.kubectl("apply", "-f", "-", *ns, input=json.dumps(obj)).stdout.strip() == \
+            f"gadget.{group}/g1 configured"
+        assert cluster.kjson("get", f"gadgets.{group}", "g1", *ns)["spec"]["size"] == "L"
 
         # `kubectl explain` of an embedded resource: /openapi/v3 gives it apiVersion, kind
         # (both required) and metadata, as upstream's CRD OpenAPI builder
