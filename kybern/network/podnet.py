@@ -126,8 +126,9 @@ class PodNetwork:
         return str(self.subnet.network_address + 1) if self.subnet else ""
 
     # -- lifecycle ----------------------------------------------------------
-    async def setup(self, node_pod_cidr: str | None = None) -> None:
-        """Decide the mode and, for cni, claim the subnet and write the conflist."""
+    async def setup(self, node_pod_cidr: str | None = None, taken: set[str] | frozenset[str] = frozenset()) -> None:
+        """Decide the mode and, for cni, claim the subnet (not one of `taken`, the
+        other Nodes' podCIDRs) and write the conflist."""
         if self.requested == "host":
             return
         reason = cni_unavailable_reason()
@@ -137,7 +138,7 @@ class PodNetwork:
             self.fallback_reason = reason
             log.warning("pod network: using the host's network for every pod (%s)", reason)
             return
-        self._claim(node_pod_cidr)
+        self._claim(node_pod_cidr, taken)
         self.mode = "cni"
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "pods").mkdir(exist_ok=True)
@@ -174,16 +175,19 @@ class PodNetwork:
                 log.info("pod network: removing %s, left by a killed agent of podCIDR %s", name, self.subnet)
                 netns_delete(name)
 
-    def _claim(self, node_pod_cidr: str | None) -> None:
+    def _claim(self, node_pod_cidr: str | None, taken: set[str] | frozenset[str] = frozenset()) -> None:
+        """A /24 no other agent of this machine holds (the lock) and no other Node of
+        the cluster has (`taken`: agents on other machines); our Node's own first."""
         LOCK_DIR.mkdir(parents=True, exist_ok=True)
         state = self.root / "state.json"
+        others = {i for i in (index_of(c) for c in taken) if i is not None}
         preferred: list[int] = []
         for cidr in (node_pod_cidr, _read_json(state).get("podCIDR")):
             i = index_of(cidr) if cidr else None
-            if i is not None and i not in preferred:
+            if i is not None and i not in preferred and (cidr == node_pod_cidr or i not in others):
                 preferred.append(i)
         total = ipaddress.ip_network(CLUSTER_CIDR).num_addresses >> 8
-        for i in preferred + [i for i in range(total) if i not in preferred]:
+        for i in preferred + [i for i in range(total) if i not in preferred and i not in others]:
             fd = os.open(LOCK_DIR / f"{i}.lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -40,6 +40,7 @@ from kybern.client.http import Client
 from kybern.client.informer import Informer
 from kybern.client.resources import LEASES, NAMESPACES, NODES, PODS
 from kybern.machinery import errors, meta
+from kybern.network.noderoutes import NodeRoutes
 from kybern.network.podnet import PodNetwork
 from kybern.node import node_status as ns_
 from kybern.node import volumes
@@ -132,7 +133,7 @@ class NodeAgent:
         self._forget_memory_volumes()  # a killed agent's
         if self.memory_dir is not None:
             await asyncio.to_thread(volumes.claim_memory_dir, self.memory_dir, self.data_dir)
-        await self.network.setup(await self._node_pod_cidr())
+        await self.network.setup(*await self._node_pod_cidrs())
         await self.runtime.start()
         self.runtime.add_event_handler(self._on_container_event)
         self.port = await self.server.start()
@@ -149,6 +150,8 @@ class NodeAgent:
                                 name="node-status"),
             asyncio.create_task(self._gc_loop(), name="node-gc"),
         ]
+        if self.network.mode == "cni":  # the pods of nodes on other machines, through their hosts
+            self._tasks.append(asyncio.create_task(self._node_routes(), name="node-routes"))
         self.ready.set()
         log.info("node %s ready (logs on %s:%d)", self.name, self.address, self.port)
 
@@ -296,13 +299,27 @@ class NodeAgent:
                                runtime_version=f"{self.runtime.name}://kybern", images=images,
                                old=self._node_status, max_pods=self.max_pods)
 
-    async def _node_pod_cidr(self) -> str | None:
-        """The podCIDR our Node already has (the pod network keeps it if it can)."""
+    async def _node_routes(self) -> None:
+        while True:  # a crash is logged and the routes are synced again from scratch
+            try:
+                await NodeRoutes(self.client, self.name, self.network.pod_cidr).run()
+                return
+            except Exception:  # noqa: BLE001
+                log.exception("node routes failed; restarting in 5 s")
+                await asyncio.sleep(5)
+
+    async def _node_pod_cidrs(self) -> tuple[str | None, set[str]]:
+        """The podCIDR our Node already has (the pod network keeps it if it can) and
+        those of the cluster's other Nodes, perhaps on other machines (never taken)."""
+        if self.network.requested == "host":
+            return None, set()
         try:
-            node = await self.client.get(NODES, self.name)
+            nodes = (await self.client.list(NODES))["items"]
         except errors.StatusError:
-            return None
-        return (node.get("spec") or {}).get("podCIDR")
+            return None, set()
+        own = next(((n.get("spec") or {}).get("podCIDR") for n in nodes if n["metadata"]["name"] == self.name), None)
+        return own, {c for n in nodes if n["metadata"]["name"] != self.name
+                     for c in [(n.get("spec") or {}).get("podCIDR")] if c}
 
     def _network_spec(self) -> dict[str, Any]:
         cidr = self.network.pod_cidr
