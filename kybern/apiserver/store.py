@@ -532,6 +532,15 @@ class RESTStore:
                       field_validation, warnings)
         self._validate(obj, lambda: self._meta_causes(obj) + self.strategy.validate(obj),  # type: ignore[union-attr]
                        field_validation, warnings)
+        admitting = (self.webhooks is not None and self.webhooks.active(self, None)) or self.before_create is not None
+        if self.track_fields is not None:
+            # the request's manager owns what it sent and the defaults, not what mutating
+            # admission adds after (a pod's service account volume, priority, tolerations):
+            # upstream's create handler runs the field manager before admission, so a
+            # later apply without those fields does not take them away
+            if self._omitempty and admitting:
+                omitempty.drop_empty(self._omitempty, obj)
+            self.track_fields(obj, None, None)
         if self.webhooks is not None and self.webhooks.active(self, None):
             await self.webhooks.admit(self, "CREATE", obj, None, subresource=None, dry_run=dry_run,
                                       field_validation=field_validation, warnings=warnings)
@@ -545,7 +554,7 @@ class RESTStore:
                 ADMISSION_WARNINGS.reset(wtoken)
         if self._omitempty:
             omitempty.drop_empty(self._omitempty, obj)
-        if self.track_fields is not None:
+        if self.track_fields is not None and not admitting:
             self.track_fields(obj, None, None)
         if dry_run:  # as upstream's DryRunnableStorage: a name in use is AlreadyExists
             kv, _ = await self.storage.get(object_key(self.info, m.get("namespace"), m["name"]))

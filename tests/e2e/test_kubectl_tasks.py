@@ -29,7 +29,7 @@ upstream Kubernetes:
 - "Configure a Pod Quota for a Namespace": no third pod past `pods: "2"`, the
   ReplicaFailure condition.
 - "Configure Default CPU Requests and Limits for a Namespace": `cpu: "0.75"` stored as
-  `750m`.
+  `750m`; the pod moved to `kubectl apply --server-side` without the migration's error.
 - "Labels and Selectors" / "Field Selectors": `>`/`<` selectors, the parser's error texts.
 - "Using Source IP" (kubectl parts): a Local LoadBalancer's healthCheckNodePort.
 
@@ -1617,9 +1617,15 @@ def test_default_cpu_requests_and_limits(cluster, namespace):
     it is no conflict (the config's quantities are compared as stored)."""
     ns = ["-n", namespace]
     cluster.kubectl("apply", *ns, "-f", "-", input=DEFAULT_CPU)
-    cluster.kubectl("create", *ns, "-f", "-", input=DEFAULT_CPU_POD)
+    cluster.kubectl("apply", *ns, "-f", "-", input=DEFAULT_CPU_POD)
     res = cluster.kjson("get", *ns, "pod", "default-cpu-demo-3")["spec"]["containers"][0]["resources"]
     assert res == {"limits": {"cpu": "1"}, "requests": {"cpu": "750m", "memory": "1536Mi"}}
+    # moving the pod to server-side apply: kubectl hands the client-side manager's fields to
+    # its own and applies again, which must not take away what admission added (the
+    # service account volume: a pod's spec cannot change), as the create's field manager
+    # ran before admission
+    p = cluster.kubectl("apply", *ns, "--server-side", "-f", "-", input=DEFAULT_CPU_POD)
+    assert (p.stdout.strip(), p.stderr) == ("pod/default-cpu-demo-3 serverside-applied", "")
     cluster.kubectl("create", *ns, "-f", "-", input=DEFAULT_CPU_DEMO_3)
     p = cluster.kubectl("apply", *ns, "--server-side", "-f", "-", input=DEFAULT_CPU_DEMO_3)
     assert p.stdout.strip() == "deployment.apps/default-cpu-demo-3 serverside-applied"
