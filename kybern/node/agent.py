@@ -100,6 +100,7 @@ class NodeAgent:
         self.sync_slots = SyncSlots()  # pods sync a few at a time, in order (sync_slots.py)
         # the kubelet's eventRecordQPS and eventBurst (defaults 50 and 100): events beyond them
         # wait; so does every event while pods wait for a sync slot (at most 2 s): their starts first
+        self.event_qps, self.event_burst = event_qps, event_burst
         self.recorder = EventRecorder(client, "kubelet", name, qps=event_qps, burst=event_burst,
                                       yield_to=self.sync_slots.backlog)
         self.env = EnvResolver(client)

@@ -28,6 +28,7 @@ import psutil
 from aiohttp import web
 
 from kybern.node import portforward, stats, streams
+from kybern.node.configz import kubelet_config
 from kybern.node.logs import LogOptions, parse_rfc3339, stream_log
 from kybern.node.pod_worker import LogTargetError
 
@@ -99,6 +100,9 @@ def make_app(agent: NodeAgent) -> web.Application:
         return web.Response(text=await agent.metrics.render(agent), content_type="text/plain",
                             headers={"X-Content-Type-Options": "nosniff"})
 
+    async def configz(request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(kubelet_config(agent)), content_type="application/json")
+
     async def start_stats(app: web.Application) -> None:
         collector.start()
 
@@ -112,6 +116,7 @@ def make_app(agent: NodeAgent) -> web.Application:
     app.router.add_get("/metrics/resource", metrics_resource)
     app.router.add_get("/metrics", kubelet_metrics)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/configz", configz)
     app.router.add_get("/pods", pods)
     app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", container_logs)
     for method in ("GET", "POST"):

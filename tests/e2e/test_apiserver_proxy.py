@@ -30,6 +30,11 @@ def test_node_proxy_serves_the_agents_summary_and_metrics(cluster):
     assert raw(cluster, f"/api/v1/nodes/{node}/proxy/healthz").stdout == "ok"
     r = raw(cluster, "/api/v1/nodes/no-such-node/proxy/healthz", check=False)
     assert r.returncode != 0 and "NotFound" in r.stderr
+    # "Set Kubelet Parameters Via A Configuration File": the running configuration
+    cfg = json.loads(raw(cluster, f"/api/v1/nodes/{node}/proxy/configz").stdout)["kubeletconfig"]
+    assert cfg["maxPods"] == int(cluster.kjson("get", "node", node)["status"]["capacity"]["pods"])
+    assert cfg["clusterDNS"] == ["10.96.0.10"] and cfg["clusterDomain"] == "cluster.local"
+    assert cfg["nodeStatusUpdateFrequency"] == "10s" and "kind" not in cfg
 
 
 def test_pod_and_service_proxy(cluster, namespace):
