@@ -83,9 +83,10 @@ async def deletable_resources(client: Client) -> list[Resource]:
         try:
             doc = await client.request("GET", path)
         except errors.StatusError as e:
-            if e.code == 404:
-                continue  # a group going away (its CRD deleted) between the two reads
-            raise
+            # a group going away (its CRD deleted) between the two reads, or an aggregated
+            # API that does not answer: the others are still watched, as upstream
+            log.debug("garbage collector: discovery of %s failed: %s", path, e)
+            continue
         group, _, version = doc["groupVersion"].rpartition("/")
         for r in doc.get("resources", []):
             if "/" in r["name"] or (group, r["name"]) in IGNORED \
