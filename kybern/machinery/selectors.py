@@ -276,12 +276,33 @@ def parse_field_selector(s: str | None) -> list[tuple[str, str, str]]:
     return out
 
 
+def _flag(section: str, name: str) -> Callable[[dict[str, Any]], str]:
+    return lambda o: "true" if (o.get(section) or {}).get(name) else "false"
+
+
+def _event_source(o: dict[str, Any]) -> str:
+    return str((o.get("source") or {}).get("component") or o.get("reportingComponent") or "")
+
+
+# field selector labels whose value is not the JSON at their path (the kinds' ToSelectableFields,
+# from Go structs: an absent bool is "false", an absent count "0"); no two kinds share one
+_COMPUTED: dict[tuple[str, ...], Callable[[dict[str, Any]], str]] = {
+    ("spec", "unschedulable"): _flag("spec", "unschedulable"),  # nodes
+    ("spec", "hostNetwork"): _flag("spec", "hostNetwork"),  # pods
+    ("status", "successful"): lambda o: str((o.get("status") or {}).get("succeeded") or 0),  # jobs
+    ("source",): _event_source,  # events: source.component, else the reporting controller
+}
+
+
 def field_value(obj: dict[str, Any], path: str) -> str:
     return field_value_at(obj, path.split("."))
 
 
 def field_value_at(obj: dict[str, Any], parts: Sequence[str]) -> str:
     """The field at `parts` (a path split at its dots) as a field selector compares it."""
+    computed = _COMPUTED.get(parts if isinstance(parts, tuple) else tuple(parts))
+    if computed is not None:
+        return computed(obj)
     cur: Any = obj
     for p in parts:
         if not isinstance(cur, dict):

@@ -261,3 +261,21 @@ def test_terminating_namespace_says_what_holds_it(cluster, namespace):
                     '[{"op": "remove", "path": "/metadata/finalizers"}]')
     cluster.wait_for(lambda: cluster.kubectl("get", "namespace", namespace, check=False).returncode == 1,
                      timeout=20, what="the namespace gone")
+
+
+def test_field_selectors_compare_upstreams_selectable_fields(cluster, namespace):
+    # "kubectl get ... --field-selector": a field's value is what the kind's ToSelectableFields
+    # gives (Go zero values for absent fields, a job's succeeded count, an event's source
+    # component), not the JSON at the label's path
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "job", "once", "--image=demo:v1", *ns, "--", "true")
+    cluster.kubectl("wait", "--for=condition=Complete", "job/once", *ns, "--timeout=30s")
+
+    def names(*args: str) -> list[str]:
+        return cluster.kubectl("get", *args, "-o", "name").stdout.split()
+    assert names("jobs", *ns, "--field-selector", "status.successful=1") == ["job.batch/once"]
+    assert names("jobs", *ns, "--field-selector", "status.successful=0") == []
+    assert len(names("pods", *ns, "--field-selector", "spec.hostNetwork=false")) == 1
+    assert names("events", *ns, "--field-selector", "source=job-controller")
+    node = cluster.kjson("get", "nodes")["items"][0]["metadata"]["name"]
+    assert f"node/{node}" in names("nodes", "--field-selector", "spec.unschedulable=false")
