@@ -7,7 +7,7 @@ import json
 
 from kybern.api.core import default_pod_spec, validate_pod_spec
 from kybern.api.registry import ResourceInfo
-from kybern.api.strategy import Cause, Obj, Strategy
+from kybern.api.strategy import Cause, Obj, Strategy, validate_label_selector
 from kybern.machinery import errors, selectors
 
 
@@ -15,13 +15,20 @@ def _validate_selector_and_template(obj: Obj) -> list[Cause]:
     out: list[Cause] = []
     spec = obj.get("spec") or {}
     sel = spec.get("selector")
+    bad_selector = False
     if not isinstance(sel, dict):
         out.append(errors.required("spec.selector"))
-    elif not sel.get("matchLabels") and not sel.get("matchExpressions"):
-        out.append(errors.cause("spec.selector", "Invalid value: {}: empty selector is invalid for deployment"))
+    else:
+        # ValidateLabelSelector first; a selector it refuses is not matched against the
+        # template (LabelSelectorAsSelector fails upstream too)
+        bad = validate_label_selector(sel, "spec.selector")
+        out.extend(bad)
+        bad_selector = bool(bad)
+        if not sel.get("matchLabels") and not sel.get("matchExpressions"):
+            out.append(errors.cause("spec.selector", "Invalid value: {}: empty selector is invalid for deployment"))
     tmpl = spec.get("template") or {}
     labels = (tmpl.get("metadata") or {}).get("labels") or {}
-    if isinstance(sel, dict) and (sel.get("matchLabels") or sel.get("matchExpressions")):
+    if isinstance(sel, dict) and (sel.get("matchLabels") or sel.get("matchExpressions")) and not bad_selector:
         try:
             ok = selectors.selector_matches(sel, labels)
         except (KeyError, TypeError):

@@ -1671,6 +1671,15 @@ def test_labels_and_field_selectors(cluster, namespace):
         p = cluster.kubectl("get", *ns, "pods", "-l", sel, check=False)
         assert p.stderr.strip() == (f'Error from server (BadRequest): Unable to find "/v1, Resource=pods" that '
                                     f'match label selector "{sel}", field selector "": {why}'), p.stderr
+    # a set-based selector in a workload's spec is validated as one (ValidateLabelSelector),
+    # not only found not to match the template
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "sel"}, "spec": {
+        "selector": {"matchExpressions": [{"key": "tier", "operator": "Gt", "values": ["1"]}]},
+        "template": {"metadata": {"labels": {"tier": "cache"}}, "spec": {"containers": [{"name": "c",
+                                                                                        "image": "nginx"}]}}}}
+    p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(deploy), check=False)
+    assert 'spec.selector.matchExpressions[0].operator: Invalid value: "Gt": not a valid selector operator' \
+        in p.stderr and "does not match" not in p.stderr, p.stderr
     p = cluster.kubectl("get", *ns, "ingress", "--field-selector", "foo.bar=baz", check=False)
     assert p.stderr.strip() == ('Error from server (BadRequest): Unable to find "networking.k8s.io/v1, '
                                 'Resource=ingresses" that match label selector "", field selector "foo.bar=baz": '
