@@ -284,19 +284,24 @@ class PodStrategy(Strategy):
     field_labels = ("metadata.uid", "spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
                     "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP",
                     "status.podIPs", "status.nominatedNodeName")
+    field_label_aliases = {"spec.host": "spec.nodeName"}  # what old v1 clients send
     return_deleted_object = True  # as upstream's pod and namespace storage
 
     def default(self, obj: Obj) -> None:
         default_pod_spec(obj.setdefault("spec", {}))
         spec = obj["spec"]
         default_pod_only(spec)
-        if "serviceAccountName" not in spec:
+        mirror = "kubernetes.io/config.mirror" in ((obj.get("metadata") or {}).get("annotations") or {})
+        if "serviceAccountName" not in spec and not mirror:  # a static pod's mirror gets none (the SA plugin)
             spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
-        spec.setdefault("serviceAccount", spec["serviceAccountName"])
+        if spec.get("serviceAccountName"):
+            spec.setdefault("serviceAccount", spec["serviceAccountName"])
         tol = spec.setdefault("tolerations", [])
-        # the DefaultTolerationSeconds admission plugin
+        # the DefaultTolerationSeconds admission plugin: unless a toleration covers the taint
+        # (its key, or none), with effect NoExecute or none
         for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
-            if not any(t.get("key") == key for t in tol):
+            if not any(t.get("key") in (key, None, "") and t.get("effect") in ("NoExecute", None, "")
+                       for t in tol):
                 tol.append({"key": key, "operator": "Exists", "effect": "NoExecute",
                             "tolerationSeconds": 300})
         # spec.priority and preemptionPolicy are the Priority admission plugin's (at create)

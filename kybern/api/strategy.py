@@ -164,6 +164,8 @@ class Strategy:
 
     # field selectors a kind supports besides metadata.name/namespace (AddFieldLabelConversionFuncs)
     field_labels: tuple[str, ...] = ()
+    # old names its conversion func rewrites to current ones (pods: spec.host -> spec.nodeName)
+    field_label_aliases: dict[str, str] = {}
 
     def field_label_error(self, label: str) -> str | None:
         """Why a field selector on `label` is refused, in upstream's words; None if supported."""

@@ -279,3 +279,6 @@ def test_field_selectors_compare_upstreams_selectable_fields(cluster, namespace)
     assert names("events", *ns, "--field-selector", "source=job-controller")
     node = cluster.kjson("get", "nodes")["items"][0]["metadata"]["name"]
     assert f"node/{node}" in names("nodes", "--field-selector", "spec.unschedulable=false")
+    # old clients' spec.host is spec.nodeName (the pod conversion func's alias)
+    assert names("pods", *ns, "--field-selector", f"spec.host={node}") == \
+        names("pods", *ns, "--field-selector", f"spec.nodeName={node}") != []
