@@ -263,13 +263,26 @@ _SVC: Printer = ([_NAME, ("Type", "string", "", 0), ("Cluster-IP", "string", "",
 
 
 def _event_row(o: Obj) -> list[Any]:
+    """printEvent: an event of the events.k8s.io API has eventTime and maybe a series
+    where a core one has first/lastTimestamp and count."""
     inv = o.get("involvedObject") or {}
-    last = o.get("lastTimestamp") or o.get("eventTime") or (o.get("metadata") or {}).get("creationTimestamp")
-    first = o.get("firstTimestamp") or o.get("eventTime")
-    obj = f"{(inv.get('kind') or '').lower()}/{inv.get('name', '')}"
-    src = (o.get("source") or {}).get("component") or o.get("reportingComponent") or ""
-    return [age(last), o.get("type", ""), o.get("reason", ""), obj, inv.get("fieldPath", ""), src,
-            o.get("message", ""), age(first), o.get("count", 1), _name(o)]
+    first = age(o.get("firstTimestamp") or o.get("eventTime"))
+    last = age(o["lastTimestamp"]) if o.get("lastTimestamp") else first
+    count = o.get("count") or 0
+    series = o.get("series")
+    if isinstance(series, dict):
+        last, count = age(series.get("lastObservedTime")), series.get("count") or 0
+    elif not count:
+        count = 1  # a singleton event of the new API has none
+    kind = (inv.get("kind") or "").lower()
+    obj = f"{kind}/{inv['name']}" if inv.get("name") else kind
+    # formatEventSource: "component, host", each from the reporting fields when unset
+    src = o.get("source") or {}
+    component = src.get("component") or o.get("reportingComponent") or ""
+    host = src.get("host") or o.get("reportingInstance") or ""
+    return [last, o.get("type", ""), o.get("reason", ""), obj, inv.get("fieldPath", ""),
+            f"{component}, {host}" if host else component, (o.get("message") or "").strip(), first, count,
+            _name(o)]
 
 
 _EVENT: Printer = ([("Last Seen", "string", "", 0), ("Type", "string", "", 0), ("Reason", "string", "", 0),

@@ -282,3 +282,8 @@ def test_field_selectors_compare_upstreams_selectable_fields(cluster, namespace)
     # old clients' spec.host is spec.nodeName (the pod conversion func's alias)
     assert names("pods", *ns, "--field-selector", f"spec.host={node}") == \
         names("pods", *ns, "--field-selector", f"spec.nodeName={node}") != []
+
+    # `kubectl get events -o wide`: SOURCE is "component, host" (printEvent's formatEventSource)
+    lines = cluster.kubectl("get", "events", *ns, "-o", "wide", "--field-selector", "reason=Started").stdout.splitlines()
+    start, end = lines[0].index("SOURCE"), lines[0].index("MESSAGE")
+    assert lines[1][start:end].strip() == f"kubelet, {node}"
