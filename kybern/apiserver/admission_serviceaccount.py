@@ -21,6 +21,37 @@ TOKEN_EXPIRATION = 3607  # upstream's: an hour and a few seconds, so a rotation 
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # upstream's utilrand alphabet (no vowels, no 0/1/3)
 
 
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+def mirror_pod_refusal(pod: dict[str, Any]) -> str | None:
+    """Why a mirror pod (a static pod's, kybern/node/staticpods.py) is refused, as
+    upstream's plugin: it may not name a service account, reference a secret or
+    project a service account token; nothing is added to it."""
+    spec = pod.get("spec") or {}
+    if spec.get("serviceAccountName") or spec.get("serviceAccount"):
+        return "a mirror pod may not reference service accounts"
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or []),
+                  *(spec.get("ephemeralContainers") or [])]
+    secret_refs = [
+        *(r for r in spec.get("imagePullSecrets") or []),
+        *(e["valueFrom"]["secretKeyRef"] for c in containers for e in c.get("env") or []
+          if (e.get("valueFrom") or {}).get("secretKeyRef")),
+        *(f["secretRef"] for c in containers for f in c.get("envFrom") or [] if f.get("secretRef")),
+        *(v["secret"] for v in spec.get("volumes") or [] if v.get("secret")),
+        *(s["secret"] for v in spec.get("volumes") or [] for s in (v.get("projected") or {}).get("sources") or []
+          if s.get("secret")),
+        *(v[k]["secretRef"] for v in spec.get("volumes") or [] for k in v
+          if isinstance(v[k], dict) and isinstance(v[k].get("secretRef"), dict)),
+    ]
+    if secret_refs:
+        return "a mirror pod may not reference secrets"
+    if any(s.get("serviceAccountToken") for v in spec.get("volumes") or []
+           for s in (v.get("projected") or {}).get("sources") or []):
+        return "a mirror pod may not use ServiceAccountToken volume projections"
+    return None
+
+
 def _suffix() -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(5))
 

@@ -321,8 +321,15 @@ class APIServer:
         controller's `default` is not waited for, so a pod created the instant its
         namespace is does not fail), and it gets the token volume
         (admission_serviceaccount.py)."""
-        sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
         m = pod["metadata"]
+        if admission_serviceaccount.MIRROR_ANNOTATION in (m.get("annotations") or {}):
+            why = admission_serviceaccount.mirror_pod_refusal(pod)  # a static pod's: left as the kubelet made it
+            if why:
+                name = m.get("name", "")
+                raise errors.StatusError(403, "Forbidden", f'pods "{name}" is forbidden: {why}',
+                                         details={"name": name, "kind": "pods"})
+            return
+        sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
         ns = m.get("namespace") or "default"
         store = self.store("", "v1", "serviceaccounts")
         entry = await store.cache.get(store.prefix, object_key(store.info, ns, sa))

@@ -54,6 +54,7 @@ class ClusterConfig:
     # servers on one etcd run one of each (None: on with etcd, where several servers may run)
     leader_elect: bool | None = None
     leader_timing: tuple[float, float, float] = (15.0, 10.0, 2.0)  # lease duration, renew deadline, retry period
+    pod_manifest_path: Path | None = None  # the built-in node's static pods (the kubelet's staticPodPath)
     labels: dict[str, str] = field(default_factory=dict)
     pod_network: str = "auto"  # auto | cni | host (docs/networking.md)
     max_pods: int = 110  # the node's pod capacity (the kubelet's --max-pods; docs/node.md)
@@ -264,7 +265,8 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         agent = NodeAgent(client("kubelet/v1.32.0 (kybern)"), name=cfg.node_name or socket.gethostname().lower(),
                           data_dir=str(data / "node"), address=host, zone=cfg.zone,
                           labels=cfg.labels or None, token=node_token, pod_network=cfg.pod_network,
-                          max_pods=cfg.max_pods, runtime=node_runtime(cfg.runtime, host))
+                          max_pods=cfg.max_pods, runtime=node_runtime(cfg.runtime, host),
+                          pod_manifest_path=str(cfg.pod_manifest_path) if cfg.pod_manifest_path else None)
         running.tasks.append(asyncio.create_task(agent.run(), name="node-agent"))
         running.stoppers.append(agent.stop)
         if cfg.runtime != "fake":  # a hollow node's pods have nothing to forward to
@@ -340,7 +342,8 @@ def node_agent_child(cfg: ClusterConfig, url: str, token: str, ca_file: Path, ho
     args = ["agent", "--server", url, "--token", token, "--ca-file", str(ca_file), "--name", cfg.node_name,
             "--address", host, "--data-dir", str(cfg.data_dir / "node"), "--pod-network", cfg.pod_network,
             "--max-pods", str(cfg.max_pods), "--runtime", cfg.runtime, "--proxy-mode", cfg.proxy_mode,
-            *(["--zone", cfg.zone] if cfg.zone else []), *(["-" + "v" * cfg.verbose] if cfg.verbose else [])]
+            *(["--zone", cfg.zone] if cfg.zone else []), *(["-" + "v" * cfg.verbose] if cfg.verbose else []),
+            *(["--pod-manifest-path", str(cfg.pod_manifest_path)] if cfg.pod_manifest_path else [])]
     for k, v in cfg.labels.items():
         args += ["--label", f"{k}={v}"]
     # the agent stops its pods (grace periods up to 30 s) before the apiserver goes away

@@ -54,6 +54,11 @@ def _leader_timing(lease_duration: float, renew_deadline: float, retry_period: f
     return lease_duration, renew_deadline, retry_period
 
 
+MANIFEST_PATH_OPT: dict = {"type": click.Path(file_okay=False, path_type=Path), "default": None,
+                            "help": "Run the pods whose manifests are in this directory as static pods, as the "
+                                    "kubelet's --pod-manifest-path (mirror pods NAME-NODE; docs/node.md)."}
+
+
 RUNTIME_OPT = {"type": click.Choice(["process", "fake"]), "default": "process", "show_default": True,
                "help": "How containers run: host processes (process), or not at all (fake: hollow nodes for "
                        "scale tests, no service proxy; docs/node.md)."}
@@ -126,13 +131,15 @@ def main() -> None:
                    "(docs/rbac.md).")
 @click.option("--leader-elect/--no-leader-elect", **LEADER_ELECT_OPT)
 @leader_elect_timing
+@click.option("--pod-manifest-path", "pod_manifest_path", **MANIFEST_PATH_OPT)
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore: str, api_workers: int, node_name: str,
        zone: str | None, no_node: bool, pod_network: str, proxy_mode: str, ingress_http_port: int | None,
        ingress_https_port: int | None, ingress_plane: str, no_ingress: bool, dns_address: str, dns_port: int,
        no_dns: bool, verbose: int, max_pods: int, runtime: str, agent_in_process: bool,
        region: str | None, admission_config: Path | None, authorization_mode: str, leader_elect: bool | None,
-       leader_elect_lease_duration: float, leader_elect_renew_deadline: float, leader_elect_retry_period: float) -> None:
+       leader_elect_lease_duration: float, leader_elect_renew_deadline: float, leader_elect_retry_period: float,
+       pod_manifest_path: Path | None) -> None:
     """Start a whole cluster in this process; Ctrl-C stops it, state is kept."""
     _logging(verbose)
     _check_admission_config(admission_config)
@@ -152,7 +159,8 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
                                 admission_config=admission_config, authorization_mode=authorization_mode,
                                 leader_elect=leader_elect,
                                 leader_timing=_leader_timing(leader_elect_lease_duration, leader_elect_renew_deadline,
-                                                             leader_elect_retry_period))
+                                                             leader_elect_retry_period),
+                                pod_manifest_path=pod_manifest_path.resolve() if pod_manifest_path else None)
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(Path(kubeconfig_path), name="kybern", server=r.server_url,
@@ -251,10 +259,12 @@ def server(data_dir: Path, address: str, port: int, datastore: str, api_workers:
               help="Events recorded per second, as the kubelet's (0: unlimited).")
 @click.option("--event-burst", type=click.IntRange(min=1), default=100, show_default=True,
               help="Events recorded at once before --event-qps applies, as the kubelet's.")
+@click.option("--pod-manifest-path", "pod_manifest_path", **MANIFEST_PATH_OPT)
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zone: str | None, address: str,
           data_dir: Path | None, pod_network: str, proxy_mode: str, verbose: int, max_pods: int,
-          runtime: str, labels: tuple[str, ...], event_qps: float, event_burst: int, region: str | None) -> None:
+          runtime: str, labels: tuple[str, ...], event_qps: float, event_burst: int, region: str | None,
+          pod_manifest_path: Path | None) -> None:
     """Join this machine (or another agent on it) to a running cluster as a node."""
     _logging(verbose)
     from kybern.client.http import Client
@@ -289,7 +299,8 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
             raise click.ClickException(taken)
         a = NodeAgent(client, name=name, data_dir=str(data_dir), address=address, zone=zone, token=token,
                       labels=node_labels or None, event_qps=event_qps, event_burst=event_burst,
-                      pod_network=pod_network, max_pods=max_pods, runtime=cluster.node_runtime(runtime, address))
+                      pod_network=pod_network, max_pods=max_pods, runtime=cluster.node_runtime(runtime, address),
+                      pod_manifest_path=str(pod_manifest_path.resolve()) if pod_manifest_path else None)
         proxy_client = Client(server_url, token=token, ca_file=ca_file, user_agent="kube-proxy/v1.32.0 (kybern)")
         proxy = asyncio.create_task(cluster.supervise("service-proxy", cluster.proxy_runner(
             lambda: proxy_client, str(data_dir), proxy_mode, address)) if runtime != "fake"

@@ -51,6 +51,7 @@ from kybern.node.pod_worker import POD_UID_LABEL, PodWorker
 from kybern.node.runtimes.base import RUNNING, ContainerStatus, Runtime
 from kybern.node.runtimes.process import ProcessRuntime
 from kybern.node.server import NodeServer
+from kybern.node.staticpods import StaticPods, is_mirror
 from kybern.node.sync_slots import SyncSlots
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ class NodeAgent:
                  address: str = "127.0.0.1", port: int = 0, zone: str | None = None,
                  labels: dict[str, str] | None = None, token: str | None = None,
                  runtime: Runtime | None = None, pod_network: str = "auto",
-                 max_pods: int = ns_.MAX_PODS, event_qps: float = 50.0, event_burst: int = 100) -> None:
+                 max_pods: int = ns_.MAX_PODS, event_qps: float = 50.0, event_burst: int = 100,
+                 pod_manifest_path: str | None = None) -> None:
         self.client = client
         self.name = name
         self.data_dir = os.fspath(data_dir)
@@ -101,6 +103,9 @@ class NodeAgent:
         # the kubelet's eventRecordQPS and eventBurst (defaults 50 and 100): events beyond them
         # wait; so does every event while pods wait for a sync slot (at most 2 s): their starts first
         self.event_qps, self.event_burst = event_qps, event_burst
+        # the kubelet's staticPodPath: pods from files, through mirror pods (staticpods.py)
+        self.pod_manifest_path = pod_manifest_path
+        self.static_pods = StaticPods(self, pod_manifest_path) if pod_manifest_path else None
         self.recorder = EventRecorder(client, "kubelet", name, qps=event_qps, burst=event_burst,
                                       yield_to=self.sync_slots.backlog)
         self.env = EnvResolver(client)
@@ -151,6 +156,8 @@ class NodeAgent:
                                 name="node-status"),
             asyncio.create_task(self._gc_loop(), name="node-gc"),
         ]
+        if self.static_pods is not None:
+            self._tasks.append(asyncio.create_task(self.static_pods.run(), name="static-pods"))
         if self.network.mode == "cni":  # the pods of nodes on other machines, through their hosts
             self._tasks.append(asyncio.create_task(self._node_routes(), name="node-routes"))
         self.ready.set()
@@ -209,6 +216,8 @@ class NodeAgent:
             self._rejected.discard(uid)
             if w is not None:
                 w.update(None)
+            if self.static_pods is not None and is_mirror(new):
+                self.static_pods.mirror_deleted()  # made again at once, as the kubelet does
             return
         if self._stopped:
             return

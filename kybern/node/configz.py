@@ -43,4 +43,5 @@ def kubelet_config(agent: NodeAgent) -> dict[str, Any]:
         "cgroupDriver": "cgroupfs",
         "cgroupsPerQOS": True,
         "enableDebuggingHandlers": True,
+        **({"staticPodPath": agent.pod_manifest_path} if agent.pod_manifest_path else {}),
     }}
