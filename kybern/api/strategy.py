@@ -130,6 +130,24 @@ def _go_strings(values: list[str]) -> str:
     return "[]string{" + ", ".join(json.dumps(v) for v in values) + "}"
 
 
+def validate_owner_references(refs: Any, field: str = "metadata.ownerReferences") -> list[Cause]:
+    """apimachinery's validateOwnerReference for each reference: a version, kind, name
+    and uid. (Two controller references are not refused here: upstream's message
+    prints the list with Go pointer addresses.)"""
+    out: list[Cause] = []
+    for ref in refs if isinstance(refs, list) else []:
+        if not isinstance(ref, dict):
+            continue
+        api_version = ref.get("apiVersion") or ""
+        version = "" if api_version.count("/") > 1 else api_version.rpartition("/")[2]
+        for key, value, what in (("apiVersion", api_version, "version"), ("kind", ref.get("kind") or "", "kind"),
+                                 ("name", ref.get("name") or "", "name"), ("uid", ref.get("uid") or "", "uid")):
+            if not (version if key == "apiVersion" else value):
+                out.append(errors.cause(f"{field}.{key}", f"Invalid value: {json.dumps(value)}: {what} must not "
+                                                          "be empty"))
+    return out
+
+
 def validate_finalizers(new: Any, old: Any = None, field: str = "metadata.finalizers") -> list[Cause]:
     """apimachinery's ValidateFinalizers, and on update (old given) the rule that an
     object being deleted takes no new finalizer (ValidateObjectMetaUpdate)."""

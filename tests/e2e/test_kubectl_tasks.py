@@ -1501,6 +1501,13 @@ def test_owners_and_dependents(cluster, namespace):
                                     'finalizers can be added if the object is being deleted, found new '
                                     'finalizers []string{"example.com/b"}')
         cluster.kubectl("patch", *ns, "configmap/held", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+
+        # an owner reference names its owner fully
+        p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", check=False, input=json.dumps({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owned", "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner-a", "uid": ""}]}}))
+        assert p.stderr.strip() == ('The ConfigMap "owned" is invalid: metadata.ownerReferences.uid: Invalid '
+                                    'value: "": uid must not be empty')
     finally:
         cluster.kubectl("delete", "clusterrole", f"{namespace}-dep", "--ignore-not-found", check=False)
         cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
