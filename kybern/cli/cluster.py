@@ -271,7 +271,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         running.stoppers.append(agent.stop)
         if cfg.runtime != "fake":  # a hollow node's pods have nothing to forward to
             running.tasks.append(asyncio.create_task(supervise("service-proxy", proxy_runner(
-                lambda: client("kube-proxy/v1.32.0 (kybern)"), str(data / "node"), cfg.proxy_mode, host)),
+                lambda: client("kube-proxy/v1.32.0 (kybern)"), str(data / "node"), cfg.proxy_mode, host, agent.name)),
                 name="service-proxy"))
             running.tasks.append(asyncio.create_task(supervise("network-policy", netpol_runner(
                 lambda: client(NETPOL_AGENT), str(data / "node"), agent)), name="network-policy"))
@@ -308,13 +308,13 @@ def node_runtime(kind: str, host_ip: str) -> Any:
 
 
 def proxy_runner(make_client: Callable[[], Client], instance: str, mode: str,
-                 address: str) -> Callable[[], Awaitable[None]]:
+                 address: str, node_name: str | None = None) -> Callable[[], Awaitable[None]]:
     """The service proxy beside a node agent (a fresh one per restart by supervise)."""
     async def run() -> None:
         from kybern.network.proxy import ServiceProxy
 
         await ServiceProxy(make_client(), instance=instance, mode=mode, node_address=address,
-                           pod_cidr_file=os.path.join(instance, "network", "state.json")).run()
+                           pod_cidr_file=os.path.join(instance, "network", "state.json"), node_name=node_name).run()
     return run
 
 

@@ -303,7 +303,7 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
                       pod_manifest_path=str(pod_manifest_path.resolve()) if pod_manifest_path else None)
         proxy_client = Client(server_url, token=token, ca_file=ca_file, user_agent="kube-proxy/v1.32.0 (kybern)")
         proxy = asyncio.create_task(cluster.supervise("service-proxy", cluster.proxy_runner(
-            lambda: proxy_client, str(data_dir), proxy_mode, address)) if runtime != "fake"
+            lambda: proxy_client, str(data_dir), proxy_mode, address, a.name)) if runtime != "fake"
             else asyncio.Event().wait())  # hollow nodes: nothing to forward to
         netpol_client = Client(server_url, token=token, ca_file=ca_file, user_agent=cluster.NETPOL_AGENT)
         netpol = asyncio.create_task(cluster.supervise("network-policy", cluster.netpol_runner(

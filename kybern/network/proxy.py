@@ -34,6 +34,7 @@ from kybern.client.http import Client
 from kybern.client.informer import Informer
 from kybern.client.resources import ENDPOINTSLICES, SERVICES
 from kybern.network import proxy_rules as rules
+from kybern.network.healthcheck import HealthCheckServers, wanted
 from kybern.network.nft import hold_lock, remove_orphan_tables
 from kybern.network.nft import run as _run
 from kybern.network.podnet import CLUSTER_CIDR
@@ -71,7 +72,7 @@ class ServiceProxy:
 
     def __init__(self, client: Client, *, instance: str, mode: str = "auto", node_address: str = "127.0.0.1",
                  cluster_cidr: str = CLUSTER_CIDR, service_cidr: str = SERVICE_CIDR,
-                 pod_cidr_file: str | None = None) -> None:
+                 pod_cidr_file: str | None = None, node_name: str | None = None) -> None:
         if mode not in ("auto", "nftables", "iptables", "userspace"):
             raise ValueError(f"--proxy-mode must be auto, nftables, iptables or userspace, not {mode!r}")
         self.client = client
@@ -86,6 +87,9 @@ class ServiceProxy:
         self.services = Informer(client, SERVICES)
         self.slices = Informer(client, ENDPOINTSLICES)
         self.userspace: UserspaceProxy | None = None
+        # externalTrafficPolicy: Local health checks, for the node this proxy serves
+        self.node_name = node_name
+        self.health = HealthCheckServers(node_address) if node_name else None
         self.ports: list[rules.ServicePort] = []
         self.synced = asyncio.Event()  # the first sync is done
         self.last_sync = 0.0  # time.time() of the last applied change
@@ -155,6 +159,8 @@ class ServiceProxy:
                     raise RuntimeError(f"iptables-restore failed: {out.strip()[:500]}")
                 self._last_applied = script
                 await self._hook_iptables()
+        if self.health is not None and self.node_name:
+            await self.health.sync(wanted(self.services.list(), self.slices.list(), self.node_name))
         self.syncs += 1
         self.last_sync = time.time()
         self.synced.set()
@@ -175,6 +181,8 @@ class ServiceProxy:
         self._hooked = True
 
     async def _cleanup(self) -> None:
+        if self.health is not None:
+            await self.health.close()
         for inf in (self.services, self.slices):
             with contextlib.suppress(Exception):
                 await inf.stop()

@@ -31,7 +31,8 @@ upstream Kubernetes:
 - "Configure Default CPU Requests and Limits for a Namespace": `cpu: "0.75"` stored as
   `750m`; the pod moved to `kubectl apply --server-side` without the migration's error.
 - "Labels and Selectors" / "Field Selectors": `>`/`<` selectors, the parser's error texts.
-- "Using Source IP" (kubectl parts): a Local LoadBalancer's healthCheckNodePort.
+- "Using Source IP" (kubectl parts): a Local LoadBalancer's healthCheckNodePort, and
+  the service proxy answering health checks on it.
 
 Walked and found matching upstream (no test step of their own): "Configure Liveness,
 Readiness and Startup Probes" (event texts), "Assign Memory/CPU Resources" (OOMKilled,
@@ -73,6 +74,8 @@ import base64
 import json
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -1698,7 +1701,8 @@ def test_source_ip_health_check_node_port(cluster, namespace):
     """"Using Source IP": a LoadBalancer Service patched to `externalTrafficPolicy:
     Local` gets a `healthCheckNodePort` from the node port range (`kubectl get svc
     loadbalancer -o yaml | grep -i healthCheckNodePort`), which no nodePort may take,
-    and gives it back with `Cluster`."""
+    where the node with the pod answers 200 and `localEndpoints` (503 once there is
+    none), and gives it back with `Cluster`."""
     ns = ["-n", namespace]
     cluster.kubectl("create", *ns, "service", "loadbalancer", "loadbalancer", "--tcp=80:8080")
     assert "healthCheckNodePort" not in cluster.kjson("get", *ns, "svc", "loadbalancer")["spec"]
@@ -1710,5 +1714,27 @@ def test_source_ip_health_check_node_port(cluster, namespace):
                         f'[{{"op":"replace","path":"/spec/ports/0/nodePort","value":{hc}}}]', check=False)
     assert p.stderr.strip() == (f'The Service "loadbalancer" is invalid: spec.ports[0].nodePort: Invalid value: '
                                 f'{hc}: provided port is already allocated')
+    # the node's service proxy answers load balancers' health checks there, as kube-proxy
+    _import_stand_ins(cluster)
+    cluster.kubectl("create", *ns, "deployment", "loadbalancer", "--image=registry.k8s.io/nginx-slim:0.21")
+    cluster.kubectl("rollout", "status", *ns, "deployment/loadbalancer", "--timeout=60s")
+    node = cluster.kjson("get", *ns, "pods", "-l", "app=loadbalancer")["items"][0]["spec"]["nodeName"]
+    addr = next(a["address"] for a in cluster.kjson("get", "node", node)["status"]["addresses"]
+                if a["type"] == "InternalIP")
+
+    def check() -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://{addr}:{hc}/healthz", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError:
+            return 0, ""
+
+    want = ('{\n\t"service": {\n\t\t"namespace": "%s",\n\t\t"name": "loadbalancer"\n\t},\n\t'
+            '"localEndpoints": %d,\n\t"serviceProxyHealthy": true\n}')
+    cluster.wait_for(lambda: check() == (200, want % (namespace, 1)), timeout=15, what="a healthy health check")
+    cluster.kubectl("scale", *ns, "deployment/loadbalancer", "--replicas=0")
+    cluster.wait_for(lambda: check() == (503, want % (namespace, 0)), timeout=15, what="no local endpoint")
     cluster.kubectl("patch", *ns, "svc", "loadbalancer", "-p", '{"spec":{"externalTrafficPolicy":"Cluster"}}')
     assert "healthCheckNodePort" not in cluster.kjson("get", *ns, "svc", "loadbalancer")["spec"]
