@@ -283,7 +283,7 @@ class PodStrategy(Strategy):
     has_status = True
     field_labels = ("metadata.uid", "spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
                     "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP",
-                    "status.podIPs", "status.nominatedNodeName")
+                    "status.podIPs", "status.nominatedNodeName", "spec.host")
     field_label_aliases = {"spec.host": "spec.nodeName"}  # what old v1 clients send
     return_deleted_object = True  # as upstream's pod and namespace storage
 

@@ -45,6 +45,12 @@ def to_core(obj: Obj) -> Obj:
 
 class EventsV1Strategy(Strategy):
     storage_version = CORE
+    # events.k8s.io/v1's field selectors (AddFieldLabelConversionsForEvent); they select on
+    # the stored core/v1 fields (regarding.* on involvedObject.*, reportingController on
+    # reportingComponent), which selectors.field_value reads in either form
+    field_labels = ("reason", "type", "reportingController",
+                    *(f"regarding.{f}" for f in ("kind", "namespace", "name", "uid", "apiVersion",
+                                                 "resourceVersion", "fieldPath")))
 
     def convert(self, obj: Obj, api_version: str) -> Obj:
         return to_events_v1(obj) if api_version == V1 else to_core(obj)

@@ -274,13 +274,14 @@ class RESTStore:
     def predicate(self, label_selector: str | None, field_selector: str | None) -> Predicate:
         """A request's selectors; a field the kind does not index is a 400, as upstream."""
         pred = Predicate(label_selector, field_selector)
-        aliases = self.strategy.field_label_aliases  # type: ignore[union-attr]
-        if aliases:
-            pred.fields = [(aliases.get(path, path), op, value) for path, op, value in pred.fields]
         for path, _op, _value in pred.fields:
             why = self.strategy.field_label_error(path)  # type: ignore[union-attr]
             if why:
                 raise errors.bad_request(why)
+        # the conversion func's renames: to the stored object's field (old names, another version's)
+        aliases = self.strategy.field_label_aliases  # type: ignore[union-attr]
+        if aliases:
+            pred.fields = [(aliases.get(path, path), op, value) for path, op, value in pred.fields]
         return pred
 
     def _not_found(self, name: str) -> errors.StatusError:

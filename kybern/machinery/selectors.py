@@ -284,6 +284,11 @@ def _event_source(o: dict[str, Any]) -> str:
     return str((o.get("source") or {}).get("component") or o.get("reportingComponent") or "")
 
 
+def _regarding(field: str) -> Callable[[dict[str, Any]], str]:
+    # an events.k8s.io Event is stored (and cached) as a core one: `regarding` is `involvedObject`
+    return lambda o: str((o.get("regarding") or o.get("involvedObject") or {}).get(field) or "")
+
+
 # field selector labels whose value is not the JSON at their path (the kinds' ToSelectableFields,
 # from Go structs: an absent bool is "false", an absent count "0"); no two kinds share one
 _COMPUTED: dict[tuple[str, ...], Callable[[dict[str, Any]], str]] = {
@@ -291,6 +296,10 @@ _COMPUTED: dict[tuple[str, ...], Callable[[dict[str, Any]], str]] = {
     ("spec", "hostNetwork"): _flag("spec", "hostNetwork"),  # pods
     ("status", "successful"): lambda o: str((o.get("status") or {}).get("succeeded") or 0),  # jobs
     ("source",): _event_source,  # events: source.component, else the reporting controller
+    # events.k8s.io events, seen in either version's form
+    ("reportingController",): lambda o: str(o.get("reportingController") or o.get("reportingComponent") or ""),
+    **{("regarding", f): _regarding(f)
+       for f in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")},
 }
 
 

@@ -277,6 +277,10 @@ def test_field_selectors_compare_upstreams_selectable_fields(cluster, namespace)
     assert names("jobs", *ns, "--field-selector", "status.successful=0") == []
     assert len(names("pods", *ns, "--field-selector", "spec.hostNetwork=false")) == 1
     assert names("events", *ns, "--field-selector", "source=job-controller")
+    # events.k8s.io selects by its own field names (regarding.*, reportingController), as upstream
+    assert names("events.events.k8s.io", *ns, "--field-selector", "regarding.name=once,reportingController=job-controller")
+    p = cluster.kubectl("get", "events.events.k8s.io", *ns, "--field-selector", "involvedObject.name=once", check=False)
+    assert "field label not supported: involvedObject.name" in p.stderr
     node = cluster.kjson("get", "nodes")["items"][0]["metadata"]["name"]
     assert f"node/{node}" in names("nodes", "--field-selector", "spec.unschedulable=false")
     # old clients' spec.host is spec.nodeName (the pod conversion func's alias)
