@@ -11,7 +11,9 @@ from kybern.api.strategy import Cause, Obj, Strategy, validate_label_selector
 from kybern.machinery import errors, selectors
 
 
-def _validate_selector_and_template(obj: Obj) -> list[Cause]:
+def _validate_selector_and_template(obj: Obj, kind: str = "deployment") -> list[Cause]:
+    """`kind`: the word upstream's empty-selector message ends with (a ReplicaSet's is
+    "deployment" too, as upstream's)."""
     out: list[Cause] = []
     spec = obj.get("spec") or {}
     sel = spec.get("selector")
@@ -25,7 +27,7 @@ def _validate_selector_and_template(obj: Obj) -> list[Cause]:
         out.extend(bad)
         bad_selector = bool(bad)
         if not sel.get("matchLabels") and not sel.get("matchExpressions"):
-            out.append(errors.cause("spec.selector", "Invalid value: {}: empty selector is invalid for deployment"))
+            out.append(errors.cause("spec.selector", f"Invalid value: {{}}: empty selector is invalid for {kind}"))
     tmpl = spec.get("template") or {}
     labels = (tmpl.get("metadata") or {}).get("labels") or {}
     if isinstance(sel, dict) and (sel.get("matchLabels") or sel.get("matchExpressions")) and not bad_selector:
@@ -56,9 +58,10 @@ def _go_map(m: dict[str, str]) -> str:
 class _WorkloadStrategy(Strategy):
     has_status = True
     tracks_generation = True
+    selector_word = "deployment"
 
     def validate(self, obj: Obj) -> list[Cause]:
-        return _validate_selector_and_template(obj)
+        return _validate_selector_and_template(obj, self.selector_word)
 
     def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
         out = self.validate(new)
@@ -121,6 +124,8 @@ class ReplicaSetStrategy(_WorkloadStrategy):
 
 
 class StatefulSetStrategy(_WorkloadStrategy):
+    selector_word = "statefulset"
+
     def prepare_for_create(self, obj: Obj) -> None:
         super().prepare_for_create(obj)
         obj["status"] = {"replicas": 0, "availableReplicas": 0}
@@ -211,6 +216,8 @@ def _go_rolling_update(ru: object) -> str:
 
 
 class DaemonSetStrategy(_WorkloadStrategy):
+    selector_word = "daemonset"
+
     def prepare_for_create(self, obj: Obj) -> None:
         super().prepare_for_create(obj)
         obj["status"] = {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,

@@ -1690,6 +1690,9 @@ def test_labels_and_field_selectors(cluster, namespace):
     p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(deploy), check=False)
     assert 'spec.selector.matchExpressions[0].operator: Invalid value: "Gt": not a valid selector operator' \
         in p.stderr and "does not match" not in p.stderr, p.stderr
+    deploy.update(kind="StatefulSet", spec={**deploy["spec"], "selector": {}, "serviceName": "sel"})
+    p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(deploy), check=False)
+    assert "empty selector is invalid for statefulset" in p.stderr, p.stderr
     p = cluster.kubectl("get", *ns, "ingress", "--field-selector", "foo.bar=baz", check=False)
     assert p.stderr.strip() == ('Error from server (BadRequest): Unable to find "networking.k8s.io/v1, '
                                 'Resource=ingresses" that match label selector "", field selector "foo.bar=baz": '
