@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from kybern.apiserver import rbac_policy
 from kybern.machinery import errors
 
 if TYPE_CHECKING:
@@ -591,7 +592,7 @@ def escalation_message(user: dict[str, Any], missing: list[dict[str, Any]]) -> s
 
 # what the node join token authenticates as: every node agent (and its service proxy)
 # shares that token, so one identity in system:nodes stands for all of them
-NODE_USER: dict[str, Any] = {"username": "system:node:kybern-node-token", "groups": [NODES_GROUP, AUTHENTICATED]}
+NODE_USER: dict[str, Any] = {"username": rbac_policy.NODE_TOKEN_USER, "groups": [NODES_GROUP, AUTHENTICATED]}
 
 FULL_AUTHORITY = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},
                   {"verbs": ["*"], "nonResourceURLs": ["*"]}]

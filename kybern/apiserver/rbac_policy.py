@@ -168,6 +168,11 @@ CLUSTER_ROLES: list[dict[str, Any]] = [
     _role("system:node-proxier", NODE_PROXIER_RULES),
     _role("system:node-bootstrapper", [
         R(["create", "get", "list", "watch"], "certificates.k8s.io", ["certificatesigningrequests"])]),
+    # what the csrapproving controller asks before approving a kubelet client CSR
+    _role("system:certificates.k8s.io:certificatesigningrequests:nodeclient", [
+        R("create", "certificates.k8s.io", ["certificatesigningrequests/nodeclient"])]),
+    _role("system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", [
+        R("create", "certificates.k8s.io", ["certificatesigningrequests/selfnodeclient"])]),
     # who may approve requests for the well-known signers (bind with update on
     # certificatesigningrequests/approval; docs/certificates.md)
     *[_role(f"system:certificates.k8s.io:{signer}-approver",
@@ -233,6 +238,9 @@ def _binding(name: str, subjects: list[dict[str, Any]], role: str | None = None)
     return out
 
 
+# what the node join token authenticates as (authz.NODE_USER)
+NODE_TOKEN_USER = "system:node:kybern-node-token"
+
 CLUSTER_ROLE_BINDINGS: list[dict[str, Any]] = [
     _binding("cluster-admin", [_subject("Group", "system:masters")]),
     _binding("system:basic-user", [_subject("Group", "system:authenticated")]),
@@ -246,6 +254,12 @@ CLUSTER_ROLE_BINDINGS: list[dict[str, Any]] = [
     # no subjects: the Node authorizer grants nodes these rules (as upstream since 1.8)
     _binding("system:node", []),
     _binding("system:node-proxier", [_subject("User", "system:kube-proxy")]),
+    # as kubeadm's kubeadm:node-autoapprove-bootstrap and ...-certificate-rotation: the node join
+    # token's identity gets node client certificates approved, a node renews its own
+    _binding("kybern:node-autoapprove-bootstrap", [_subject("User", NODE_TOKEN_USER)],
+             "system:certificates.k8s.io:certificatesigningrequests:nodeclient"),
+    _binding("kybern:node-autoapprove-certificate-rotation", [_subject("Group", "system:nodes")],
+             "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"),
     _binding("system:service-account-issuer-discovery", [_subject("Group", "system:serviceaccounts")]),
     _binding("system:volume-scheduler", [_subject("User", "system:kube-scheduler")], "system:volume-scheduler"),
 ]

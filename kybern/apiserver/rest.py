@@ -24,7 +24,7 @@ from aiohttp import web
 
 from kybern.api import tables
 from kybern.api.registry import ResourceInfo
-from kybern.apiserver import admission_webhooks
+from kybern.apiserver import admission_webhooks, noderestriction
 from kybern.apiserver.store import RESTStore
 from kybern.machinery import errors, managedfields
 
@@ -318,6 +318,7 @@ async def handle(server: "APIServer", request: web.Request, group: str, version:
     method = request.method
     if method != "GET":  # which write the admission webhooks see (admission_webhooks.py)
         admission_webhooks.REQUEST.set((request, info, sub))
+        await noderestriction.check_request(server, request, info.group, info.plural, ns, name, sub)
     if method in _OPTIONS_KIND:  # whose fields this write sets (metadata.managedFields)
         managedfields.REQUEST.set(managedfields.WriteRequest(managedfields.manager_from(
             request.query.get("fieldManager"), request.headers.get("User-Agent"), _OPTIONS_KIND[method]), sub or ""))

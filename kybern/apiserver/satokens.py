@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from kybern.apiserver import rest
+from kybern.apiserver import noderestriction, rest
 from kybern.apiserver.store import RESTStore, object_key
 from kybern.machinery import errors
 
@@ -284,6 +284,7 @@ async def token(server: APIServer, request: web.Request, store: RESTStore, ns: s
         raise errors.bad_request("the object provided is not a valid TokenRequest")
     sa = await store.get(ns, name)
     spec = dict(body.get("spec") or {})
+    await noderestriction.token_request(server, request, ns or "default", name, spec)
     seconds = spec.get("expirationSeconds")
     seconds = DEFAULT_EXPIRATION if seconds is None else seconds
     if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < MIN_EXPIRATION:

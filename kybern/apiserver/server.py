@@ -38,6 +38,7 @@ from kybern.apiserver import (
     csr,
     discovery,
     metricsapi,
+    noderestriction,
     podsecurity,
     proxy,
     rbac_policy,
@@ -157,7 +158,9 @@ class APIServer:
             ("", "services"): self._allocate_service,
             ("", "persistentvolumeclaims"): self._default_storage_class,
             ("networking.k8s.io", "ingresses"): self._default_ingress_class,
-            ("", "pods"): self._admit_pod,
+            ("", "pods"): self._admit_pod,  # then NodeRestriction (below), as upstream's plugin order
+            ("", "nodes"): noderestriction.node_create,
+            ("coordination.k8s.io", "leases"): noderestriction.lease_create,
             ("", "persistentvolumes"): self._protect_volume,
             ("scheduling.k8s.io", "priorityclasses"): self._admit_priority_class,
             ("", "secrets"): lambda secret: satokens.fill_token_secret(self, secret),
@@ -167,6 +170,7 @@ class APIServer:
         }
         self._before_update: dict[tuple[str, str], Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]] = {
             ("", "services"): self._allocate_service_update,
+            ("", "nodes"): noderestriction.node_update,
             ("scheduling.k8s.io", "priorityclasses"): lambda new, old: self._admit_priority_class(new),
             **{(authz.GROUP, plural): (lambda new, old, p=plural: authz.check_escalation(self, p, new, old))
                for plural in ("roles", "clusterroles", "rolebindings", "clusterrolebindings")},
@@ -279,6 +283,7 @@ class APIServer:
 
     async def _admit_pod(self, pod: dict[str, Any]) -> None:
         await self._admit_pod_service_account(pod)
+        await noderestriction.pod_create(self, pod)
         if await admission_resources.limit_ranger(self, pod):
             # upstream's mutating admission runs before validation and PrepareForCreate: a
             # defaulted limit below the request written is refused, and the QoS class follows

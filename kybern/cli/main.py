@@ -268,6 +268,7 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
     """Join this machine (or another agent on it) to a running cluster as a node."""
     _logging(verbose)
     from kybern.client.http import Client
+    from kybern.node import bootstrap
     from kybern.node.agent import NodeAgent
 
     name = name or socket.gethostname().lower()
@@ -297,15 +298,23 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
         if taken:
             await client.close()
             raise click.ClickException(taken)
+        try:  # the node's own identity, system:node:NAME, as the kubelet's TLS bootstrap
+            cert, key = await bootstrap.node_certificate(client, name, data_dir)
+            creds: dict[str, Any] = {"cert_file": cert, "key_file": key}
+        except bootstrap.BootstrapError as e:
+            logging.getLogger("kybern.node.bootstrap").warning("%s; node %s goes on with the join token", e, name)
+            creds = {"token": token}
+        await client.close()
+        client = Client(server_url, ca_file=ca_file, user_agent="kubelet/v1.32.0 (kybern)", **creds)
         a = NodeAgent(client, name=name, data_dir=str(data_dir), address=address, zone=zone, token=token,
                       labels=node_labels or None, event_qps=event_qps, event_burst=event_burst,
                       pod_network=pod_network, max_pods=max_pods, runtime=cluster.node_runtime(runtime, address),
                       pod_manifest_path=str(pod_manifest_path.resolve()) if pod_manifest_path else None)
-        proxy_client = Client(server_url, token=token, ca_file=ca_file, user_agent="kube-proxy/v1.32.0 (kybern)")
+        proxy_client = Client(server_url, ca_file=ca_file, user_agent="kube-proxy/v1.32.0 (kybern)", **creds)
         proxy = asyncio.create_task(cluster.supervise("service-proxy", cluster.proxy_runner(
             lambda: proxy_client, str(data_dir), proxy_mode, address, a.name)) if runtime != "fake"
             else asyncio.Event().wait())  # hollow nodes: nothing to forward to
-        netpol_client = Client(server_url, token=token, ca_file=ca_file, user_agent=cluster.NETPOL_AGENT)
+        netpol_client = Client(server_url, ca_file=ca_file, user_agent=cluster.NETPOL_AGENT, **creds)
         netpol = asyncio.create_task(cluster.supervise("network-policy", cluster.netpol_runner(
             lambda: netpol_client, str(data_dir), a)) if runtime != "fake" else asyncio.Event().wait())
         loop = asyncio.get_running_loop()

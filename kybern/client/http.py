@@ -31,12 +31,13 @@ REQUEST_CONNECTIONS = 64
 
 
 class Client:
-    """Async Kubernetes API client. `server` is a base URL; `token` a bearer token;
-    `ca_file` the CA bundle that signed the server (None skips verification only
-    for plain http)."""
+    """Async Kubernetes API client. `server` is a base URL; `token` a bearer token,
+    or `cert_file`/`key_file` a client certificate; `ca_file` the CA bundle that
+    signed the server (None skips verification only for plain http)."""
 
     def __init__(self, server: str, *, token: str | None = None, ca_file: str | None = None,
-                 user_agent: str = "kybern", connections: int = REQUEST_CONNECTIONS) -> None:
+                 user_agent: str = "kybern", connections: int = REQUEST_CONNECTIONS,
+                 cert_file: str | None = None, key_file: str | None = None) -> None:
         self.server = server.rstrip("/")
         self._headers = {"User-Agent": user_agent}
         self.ca_file = ca_file  # also what the root CA publisher (controllers/rootca.py) publishes
@@ -45,6 +46,8 @@ class Client:
         self._ssl: ssl.SSLContext | bool = False
         if self.server.startswith("https://"):
             ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+            if cert_file:  # a client certificate (x509 authentication: CN the user, O the groups)
+                ctx.load_cert_chain(cert_file, key_file)
             self._ssl = ctx
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None

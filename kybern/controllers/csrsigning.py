@@ -68,7 +68,7 @@ def _client_usages(usages: list[str]) -> None:
         raise SignerError("missing required usage for client certificate: client auth")
 
 
-def _kubelet_client(req: x509.CertificateSigningRequest, usages: list[str]) -> None:
+def kubelet_client_csr(req: x509.CertificateSigningRequest, usages: list[str]) -> None:
     """capihelper.ValidateKubeletClientCSR."""
     cn, orgs = capi.subject(req)
     if orgs != ["system:nodes"]:
@@ -98,7 +98,7 @@ def check(obj: dict[str, Any], req: x509.CertificateSigningRequest) -> bool:
         _client_usages(usages)
         return True
     if signer == capi.KUBE_APISERVER_CLIENT_KUBELET:
-        _kubelet_client(req, usages)
+        kubelet_client_csr(req, usages)
         return True
     return False
 

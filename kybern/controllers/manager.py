@@ -13,6 +13,7 @@ from kybern.client.http import Client
 from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import NAMESPACES
 from kybern.controllers.cronjob import CronJobController
+from kybern.controllers.csrapproving import CSRApprovingController
 from kybern.controllers.csrsigning import CSRSigningController
 from kybern.controllers.daemonset import DaemonSetController
 from kybern.controllers.deployment import DeploymentController
@@ -64,6 +65,7 @@ _BUILDERS: dict[str, Any] = {
     "disruption": DisruptionController,
     "storage-protection": StorageProtectionController,
     "csrsigning": CSRSigningController,
+    "csrapproving": CSRApprovingController,
 }
 NAMES: list[str] = list(_BUILDERS)
 

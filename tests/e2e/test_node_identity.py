@@ -1,0 +1,73 @@
+"""Node identities, as kubeadm clusters have them: the node agent bootstraps a client
+certificate for system:node:NAME through a CSR that the csrapproving controller
+approves and csrsigning issues; with it, NodeRestriction lets the node write only
+its own Node, Lease and pods (upstream's messages)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import KUBECTL
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_node_has_its_own_identity_and_is_restricted_to_its_own_objects(cluster, namespace, tmp_path):
+    node = cluster.kjson("get", "nodes")["items"][0]["metadata"]["name"]
+    csrs = [c for c in cluster.kjson("get", "csr")["items"]
+            if c["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"]
+    assert csrs and all(c["metadata"]["name"].startswith("node-csr-") for c in csrs)
+    assert any(cond["reason"] == "AutoApproved" and cond["message"] ==
+               "Auto approving kubelet client certificate after SubjectAccessReview."
+               for c in csrs for cond in c["status"]["conditions"])
+    assert "Approved,Issued" in cluster.kubectl("get", "csr").stdout
+
+    pki = cluster.dir / "data" / "node" / "pki"
+    kubeconfig = tmp_path / "node.kubeconfig"
+    base = [KUBECTL, "--kubeconfig", str(kubeconfig)]
+    for args in (["set-cluster", "c", "--server", cluster.server,
+                  "--certificate-authority", str(cluster.dir / "data" / "pki" / "ca.crt")],
+                 ["set-credentials", "n", "--client-certificate", str(pki / "kubelet-client.crt"),
+                  "--client-key", str(pki / "kubelet-client.key")],
+                 ["set-context", "c", "--cluster", "c", "--user", "n"], ["use-context", "c"]):
+        subprocess.run([*base, "config", *args], check=True, capture_output=True)
+
+    def as_node(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args], capture_output=True, text=True, input=input, timeout=60)
+
+    who = json.loads(as_node("auth", "whoami", "-o", "json").stdout)["status"]["userInfo"]
+    assert who["username"] == f"system:node:{node}" and "system:nodes" in who["groups"]
+    assert as_node("get", "pods", "-A").returncode == 0  # reading is not narrowed
+
+    cases = [
+        (("label", "node", node, "node-role.kubernetes.io/worker="),
+         f'nodes "{node}" is forbidden: is not allowed to modify labels: node-role.kubernetes.io/worker'),
+        (("taint", "node", node, "k=v:NoSchedule"),
+         f'nodes "{node}" is forbidden: node "{node}" is not allowed to modify taints'),
+        (("run", "plain", "-n", namespace, "--image=demo:v1"),
+         f'pods "plain" is forbidden: pod does not have "kubernetes.io/config.mirror" annotation, '
+         f'node "{node}" can only create mirror pods'),
+        (("delete", "lease", "-n", "kube-node-lease", "someone-else"),
+         'leases "someone-else" is forbidden: can only access node lease with the same name as the '
+         "requesting node"),
+        (("create", "token", "default", "-n", namespace),
+         'serviceaccounts "default" is forbidden: node requested token not bound to a pod'),
+    ]
+    for args, message in cases:
+        p = as_node(*args)
+        assert p.returncode != 0 and message in p.stderr, (args, p.stderr)
+    other = json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "not-me"}})
+    p = as_node("create", "-f", "-", input=other)
+    assert f'node "{node}" is not allowed to modify node "not-me"' in p.stderr
+    # a pod bound to another node: its status and its deletion are not this node's
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "elsewhere"},
+        "spec": {"nodeName": "no-such-node", "containers": [{"name": "c", "image": "demo:v1"}]}}))
+    p = as_node("delete", "pod", "elsewhere", "-n", namespace, "--wait=false")
+    assert f'node "{node}" can only delete pods with spec.nodeName set to itself' in p.stderr
+    # its own Node it may still label (outside the restricted prefixes)
+    assert as_node("label", "node", node, "example.com/ok=yes").returncode == 0
+    cluster.kubectl("label", "node", node, "example.com/ok-")
