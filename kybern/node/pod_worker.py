@@ -37,6 +37,7 @@ from kybern.machinery import errors, meta
 from kybern.node import hooks
 from kybern.node import status as st
 from kybern.node.containers import ContainerStarter
+from kybern.node.images import InvalidReference, normalize
 from kybern.node.probes import ProbeManager, probed_containers
 from kybern.node.runtimes import cgroups
 from kybern.node.runtimes.base import (
@@ -88,6 +89,7 @@ class PodWorker:
         self._writing: dict[str, Any] | None = None  # the status a PATCH in flight writes
         self._terminal = False
         self._sidecars_stopped = False  # the pod's containers are done: sidecars stay stopped
+        self._respec: set[str] = set()  # killed for a new image: started again whatever the restartPolicy
         self.task: asyncio.Task[None] | None = None
         self._syncing = False
         self._first_seen: float | None = time.monotonic()  # until it runs (kubelet_pod_start_duration_seconds)
@@ -200,7 +202,7 @@ class PodWorker:
         await self._ensure_sandbox(pod)
         await self.refresh()
         mounted, vol_wake = await self.volumes.setup(pod)
-        if await self._kill_unhealthy(pod):
+        if await self._kill_unhealthy(pod) | await self._kill_changed(pod):
             await self.refresh()
         if mounted and self._exit_unreported():
             # as the kubelet's syncPod, which writes the status it found before acting: a
@@ -373,6 +375,24 @@ class PodWorker:
         await asyncio.gather(*victims)
         return bool(victims)
 
+    async def _kill_changed(self, pod: dict[str, Any]) -> bool:
+        """Kill the running containers whose image the spec no longer names (`kubectl set
+        image` on a pod: the one container field a pod update may change), as the kubelet
+        does when a container's hash changes; each starts again at once (a new hash has
+        no crash back-off), whatever the restartPolicy."""
+        spec = pod["spec"]
+        victims = []
+        for c in [*(i for i in spec.get("initContainers") or [] if st.is_sidecar(i)), *(spec.get("containers") or [])]:
+            cur = self._running_instance(c["name"])
+            if cur is None or cur.image == _normalized(c.get("image", "")):
+                continue
+            self.starter.crash.reset(c["name"])
+            self._respec.add(c["name"])
+            victims.append(hooks.stop(self, c, cur.id, self.grace(pod),
+                                      f"Container {c['name']} definition changed, will be restarted"))
+        await asyncio.gather(*victims)
+        return bool(victims)
+
     async def _reconcile_containers(self, pod: dict[str, Any]) -> float | None:
         """Start, restart or leave alone each container. Returns when to look again."""
         spec = pod["spec"]
@@ -441,6 +461,9 @@ class PodWorker:
         exited one if `restart`; else leave it (running, or finished for good).
         Returns when to look again."""
         cur = v.current
+        if c["name"] in self._respec and not v.running:
+            restart = True
+            self._respec.discard(c["name"])
         if v.running:
             v.waiting_reason = v.waiting_message = ""
         elif cur is None:
@@ -606,3 +629,11 @@ def _same_status(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
 
 
 __all__ = ["CONTAINER_NAME_LABEL", "POD_UID_LABEL", "LogTargetError", "PodWorker"]
+
+
+def _normalized(ref: str) -> str:
+    """An image reference as the runtime records it (an unparsable one as it is)."""
+    try:
+        return normalize(ref)
+    except InvalidReference:
+        return ref

@@ -202,3 +202,22 @@ def test_the_sandbox_image_pause_runs_and_stops_on_sigterm(cluster, namespace):
     t0 = time.monotonic()
     cluster.kubectl("delete", "pod", "sandbox", "-n", namespace)
     assert time.monotonic() - t0 < 10
+
+
+def test_set_image_on_a_pod_restarts_its_container_with_the_new_image(cluster, namespace):
+    """`kubectl set image pod/NAME c=IMAGE` (a pod update may change an image): the
+    kubelet kills the container, "definition changed", and starts it again with the new
+    image at once, restartPolicy Never included."""
+    apply(cluster, namespace, pod("swap", [{"name": "c", "image": "demo:v1", "command": ["sleep", "3600"]}],
+                                  restartPolicy="Never"))
+    cluster.wait_for(lambda: status(cluster, namespace, "swap").get("phase") == "Running", what="Running")
+    cluster.kubectl("set", "image", "pod/swap", "c=update-demo:kitten", "-n", namespace)
+
+    def swapped() -> dict | None:
+        cs = cstatus(cluster, namespace, "swap", "c")
+        return cs if "kitten" in cs.get("image", "") and "running" in cs.get("state", {}) else None
+    cs = cluster.wait_for(swapped, timeout=30, what="the container running the new image")
+    assert cs["restartCount"] == 1 and "terminated" in cs["lastState"]
+    events = cluster.kjson("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=swap")["items"]
+    assert "Container c definition changed, will be restarted" in [e["message"] for e in events if
+                                                                   e["reason"] == "Killing"]
