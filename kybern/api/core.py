@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any
 
+from kybern.api.podscheduling import validate_affinity, validate_tolerations, validate_topology_spread
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy, validate_dns_label
 from kybern.machinery import errors, gojson, meta, quantity
@@ -165,6 +166,9 @@ def validate_pod_spec(spec: Any, path: str) -> list[Cause]:
     dp = spec.get("dnsPolicy")
     if dp is not None and dp not in DNS_POLICIES:
         out.append(not_supported(f"{path}.dnsPolicy", dp, DNS_POLICIES))
+    out.extend(validate_affinity(spec.get("affinity"), f"{path}.affinity"))
+    out.extend(validate_topology_spread(spec.get("topologySpreadConstraints"), f"{path}.topologySpreadConstraints"))
+    out.extend(validate_tolerations(spec.get("tolerations"), f"{path}.tolerations"))
     return out
 
 

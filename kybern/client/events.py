@@ -50,6 +50,15 @@ def _event_time_ns() -> int:
     return _last_ns
 
 
+def _reference(obj: dict[str, Any], field_path: str = "") -> dict[str, Any]:
+    """An ObjectReference to `obj`, as client-go's reference.GetReference."""
+    m = obj.get("metadata", {})
+    ref = {"kind": obj.get("kind"), "namespace": m.get("namespace"), "name": m.get("name"),
+           "uid": m.get("uid"), "apiVersion": obj.get("apiVersion"),
+           "resourceVersion": m.get("resourceVersion"), "fieldPath": field_path}
+    return {k: v for k, v in ref.items() if v}
+
+
 class EventRecorder:
     """`qps`/`burst` limit the writes as the kubelet's eventRecordQPS (50) and
     eventBurst (100) do: a burst of pod starts is not slowed by its own events,
@@ -65,41 +74,48 @@ class EventRecorder:
         self.component = component
         self.host = host
         self._seen: dict[tuple[str, ...], dict[str, Any]] = {}
-        self._queue: asyncio.Queue[tuple[dict[str, Any], str, str, str, str, int]] = asyncio.Queue(10_000)
+        self._queue: asyncio.Queue[tuple[dict[str, Any], str, str, str, str, int, dict[str, Any]]] = \
+            asyncio.Queue(10_000)
         self._worker: asyncio.Task[None] | None = None
         self._limit = TokenBucket(qps, burst) if qps > 0 else None
 
-    def event(self, obj: dict[str, Any], type_: str, reason: str, message: str, *, field_path: str = "") -> None:
+    def event(self, obj: dict[str, Any], type_: str, reason: str, message: str, *, field_path: str = "",
+              related: dict[str, Any] | None = None, action: str = "") -> None:
         """Record without waiting, in the order given; failures are logged, never
-        raised, and a full queue drops the event (as upstream's broadcaster)."""
+        raised, and a full queue drops the event (as upstream's broadcaster).
+        `related` (a second object) and `action` are the events.k8s.io recorder's
+        Eventf(regarding, related, type, reason, action, ...) fields, e.g. the
+        scheduler's Preempted event names its preemptor and the action Preempting."""
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._drain(), name=f"events-{self.component}")
         try:
             # the time is taken now, as client-go stamps an event when it is made, not
             # when its turn to be written comes
-            self._queue.put_nowait((obj, type_, reason, message, field_path, _event_time_ns()))
+            extra: dict[str, Any] = {}
+            if related is not None:
+                extra["related"] = _reference(related)
+            if action:
+                extra["action"] = action
+            self._queue.put_nowait((obj, type_, reason, message, field_path, _event_time_ns(), extra))
         except asyncio.QueueFull:
             log.debug("event queue full; dropping %s", reason)
 
     async def _drain(self) -> None:
         while True:
-            obj, type_, reason, message, field_path, at_ns = await self._queue.get()
+            obj, type_, reason, message, field_path, at_ns, extra = await self._queue.get()
             if self._yield_to is not None and self._yield_to():
                 until = time.monotonic() + self._max_yield
                 while self._yield_to() and time.monotonic() < until:
                     await asyncio.sleep(0.02)
             if self._limit is not None:
                 await self._limit.take()
-            await self._record(obj, type_, reason, message, field_path, at_ns)
+            await self._record(obj, type_, reason, message, field_path, at_ns, extra)
 
     async def _record(self, obj: dict[str, Any], type_: str, reason: str, message: str,
-                      field_path: str = "", at_ns: int = 0) -> None:
+                      field_path: str = "", at_ns: int = 0, extra: dict[str, Any] | None = None) -> None:
         m = obj.get("metadata", {})
         ns = m.get("namespace") or "default"
-        ref = {"kind": obj.get("kind"), "namespace": m.get("namespace"), "name": m.get("name"),
-               "uid": m.get("uid"), "apiVersion": obj.get("apiVersion"),
-               "resourceVersion": m.get("resourceVersion"), "fieldPath": field_path}
-        ref = {k: v for k, v in ref.items() if v}
+        ref = _reference(obj, field_path)
         key = (ns, str(ref.get("kind")), str(ref.get("name")), str(ref.get("uid")), field_path, type_, reason,
                message)
         at_ns = at_ns or _event_time_ns()
@@ -123,7 +139,7 @@ class EventRecorder:
                 "involvedObject": ref, "reason": reason, "message": message, "type": type_,
                 "source": {"component": self.component, **({"host": self.host} if self.host else {})},
                 "reportingComponent": self.component, "reportingInstance": self.host,
-                "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+                "firstTimestamp": now, "lastTimestamp": now, "count": 1, **(extra or {}),
             }
             self._seen[key] = await self.client.create(EVENTS, ev, ns)
             if len(self._seen) > 4096:

@@ -396,7 +396,8 @@ class Scheduler:
             return
         self.preempted += 1
         self.recorder.event(victim, "Normal", "Preempted",
-                            f"Preempted by pod {preemptor['metadata'].get('uid')} on node {node}")
+                            f"Preempted by pod {preemptor['metadata'].get('uid')} on node {node}",
+                            related=preemptor, action="Preempting")
 
 
 def _select(nodes: list[NodeInfo], totals: list[int]) -> str:

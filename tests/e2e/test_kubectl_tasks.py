@@ -33,6 +33,11 @@ upstream Kubernetes:
 - "Labels and Selectors" / "Field Selectors": `>`/`<` selectors, the parser's error texts.
 - "Using Source IP" (kubectl parts): a Local LoadBalancer's healthCheckNodePort, and
   the service proxy answering health checks on it.
+- "Assign Pods to Nodes using Node Affinity" / "Assigning Pods to Nodes" (Gt/Lt,
+  DoesNotExist), "Taints and Tolerations", "Pod Topology Spread Constraints" (maxSkew,
+  whenUnsatisfiable, minDomains): malformed terms refused with upstream's messages.
+- "Pod Priority and Preemption": the victim's Preempted event names its preemptor
+  (`related`) and the action Preempting (checked in test_scheduling_walkthrough.py).
 
 Walked and found matching upstream (no test step of their own): "Configure Liveness,
 Readiness and Startup Probes" (event texts), "Assign Memory/CPU Resources" (OOMKilled,
@@ -57,7 +62,13 @@ specify"), "Define a Command and Arguments for a Container", "Run a Stateless
 Application Using a Deployment" (describe, rollout events), "Scale a StatefulSet",
 "Delete a StatefulSet" (`--cascade=orphan`, claims kept), "Use a Service to Access an
 Application in a Cluster" (NodePort, describe), "Expose an External IP Address"
-(ServiceLB, `LoadBalancer Ingress`). "Adding entries to Pod /etc/hosts with HostAliases" (its
+(ServiceLB, `LoadBalancer Ingress`), "Deployments" concept page (rollout status texts,
+history/`undo --to-revision`, change-cause, pause/resume and the DeploymentPaused
+condition, proportional scaling 8+5 -> 11+7, progressDeadlineSeconds,
+revisionHistoryLimit), "ReplicaSet" (bare pods adopted or deleted, `--cascade=orphan`,
+isolating a pod by relabelling), "Taints and Tolerations" (`kubectl taint`, NoExecute
+eviction), "Resource Quotas" (BestEffort scope, PriorityClass scopeSelector,
+`count/deployments.apps`), "Pod Priority and Preemption" (`preemptionPolicy: Never`). "Adding entries to Pod /etc/hosts with HostAliases" (its
 one-line-per-IP format, fixed) is checked in test_pod_status_kubectl.py, the "Jobs"
 page's OnFailure back-off limit in tests/unit/controllers/test_job_logic.py.
 
@@ -1698,6 +1709,67 @@ def test_labels_and_field_selectors(cluster, namespace):
                                 'Resource=ingresses" that match label selector "", field selector "foo.bar=baz": '
                                 '"foo.bar" is not a known field selector: only "metadata.name", '
                                 '"metadata.namespace"')
+
+
+def test_scheduling_fields_are_validated(cluster, namespace):
+    """"Assign Pods to Nodes using Node Affinity", "Taints and Tolerations", "Pod
+    Topology Spread Constraints": a malformed term is refused with upstream's field
+    paths and messages (pkg/apis/core/validation), in a pod and in a template, not
+    stored to never match."""
+    ns = ["-n", namespace]
+    affinity = {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "cores", "operator": "Gt", "values": ["4", "5"]},
+            {"key": "gpu", "operator": "DoesNotExist", "values": ["a"]},
+            {"key": "disktype", "operator": "In"}]}]},
+        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 0, "preference": {"matchExpressions": [
+            {"key": "disktype", "operator": "Foo", "values": ["ssd"]}]}}]},
+        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "web"}}}]}}
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "aff"}, "spec": {
+        "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+            "affinity": affinity, "containers": [{"name": "c", "image": "nginx"}]}}}}
+    p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(deploy), check=False)
+    na = "spec.template.spec.affinity.nodeAffinity."
+    req = na + "requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions"
+    pref = na + "preferredDuringSchedulingIgnoredDuringExecution[0]"
+    assert p.stderr.splitlines()[1:] == [
+        f"* {req}[0].values: Required value: must be specified single value when `operator` is 'Lt' or 'Gt'",
+        f"* {req}[1].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+        f"* {req}[2].values: Required value: must be specified when `operator` is 'In' or 'NotIn'",
+        f"* {pref}.weight: Invalid value: 0: must be in the range 1-100",
+        f'* {pref}.preference.matchExpressions[0].operator: Invalid value: "Foo": not a valid selector operator',
+        "* spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0]"
+        ".topologyKey: Required value: can not be empty",
+        "* spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0]"
+        '.topologyKey: Invalid value: "": name part must be non-empty'], p.stderr
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "tol"}, "spec": {
+        "containers": [{"name": "c", "image": "nginx"}],
+        "tolerations": [{"key": "key1", "operator": "Exists", "value": "value1", "effect": "NoSchedule"},
+                        {"operator": "Equal", "value": "x"},
+                        {"key": "key1", "tolerationSeconds": 3600, "effect": "NoSchedule"},
+                        {"key": "key1", "operator": "Foo", "effect": "Bar"}],
+        "topologySpreadConstraints": [
+            {"maxSkew": 0, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"},
+            {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway", "minDomains": 2},
+            {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}]}}
+    p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False)
+    spread = "spec.topologySpreadConstraints"
+    assert p.stderr.splitlines()[1:] == [
+        f"* {spread}[0].maxSkew: Invalid value: 0: must be greater than zero",
+        f'* {spread}[1].{{topologyKey, whenUnsatisfiable}}: Duplicate value: "{{zone, ScheduleAnyway}}"',
+        f"* {spread}[1].minDomains: Invalid value: 2: can only use minDomains if whenUnsatisfiable=DoNotSchedule, "
+        "not ScheduleAnyway",
+        '* spec.tolerations[0].operator: Invalid value: core.Toleration{Key:"key1", Operator:"Exists", '
+        'Value:"value1", Effect:"NoSchedule", TolerationSeconds:(*int64)(nil)}: value must be empty when '
+        "`operator` is 'Exists'",
+        '* spec.tolerations[1].operator: Invalid value: "Equal": operator must be Exists when `key` is empty, '
+        'which means "match all values and all keys"',
+        "* spec.tolerations[2].effect: Invalid value: \"NoSchedule\": effect must be 'NoExecute' when "
+        "`tolerationSeconds` is set",
+        '* spec.tolerations[3].operator: Unsupported value: "Foo": supported values: "Equal", "Exists"',
+        '* spec.tolerations[3].effect: Unsupported value: "Bar": supported values: "NoSchedule", '
+        '"PreferNoSchedule", "NoExecute"'], p.stderr
 
 
 def test_source_ip_health_check_node_port(cluster, namespace):

@@ -221,6 +221,11 @@ def test_a_higher_priority_pod_preempts_a_lower_one(zones):
         [victim] = [name for name, n in before.items() if n == node]
         assert _events(c, "prio", victim, "Preempted") == [
             f"Preempted by pod {pod['metadata']['uid']} on node {node}"]
+        # events.k8s.io's Eventf(victim, preemptor, ..., "Preempting", ...): the event names both
+        [ev] = c.kjson("get", "events", "-n", "prio", "--field-selector",
+                       f"involvedObject.name={victim},reason=Preempted")["items"]
+        assert (ev["action"], ev["related"]["kind"], ev["related"]["name"], ev["related"]["uid"]) == (
+            "Preempting", "Pod", "vip", pod["metadata"]["uid"])
         # the ReplicaSet's replacement has nowhere to go, and preempting cannot help it
         want = ("0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: "
                 "3 No preemption victims found for incoming pod.")
