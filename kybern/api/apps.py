@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from kybern.api.core import default_pod_spec, validate_pod_spec
+from kybern.api.core import default_pod_spec, validate_deletion_cost, validate_pod_spec
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy, validate_label_selector
 from kybern.machinery import errors, selectors
@@ -42,6 +42,8 @@ def _validate_selector_and_template(obj: Obj, kind: str = "deployment") -> list[
     if isinstance(replicas, int) and replicas < 0:
         out.append(errors.cause("spec.replicas",
                                 f"Invalid value: {replicas}: must be greater than or equal to 0"))
+    out.extend(validate_deletion_cost((tmpl.get("metadata") or {}).get("annotations"),
+                                      "spec.template.metadata.annotations"))
     out.extend(validate_pod_spec(tmpl.get("spec"), "spec.template.spec"))
     rp = (tmpl.get("spec") or {}).get("restartPolicy")
     if rp not in (None, "Always"):

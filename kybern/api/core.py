@@ -172,6 +172,29 @@ def validate_pod_spec(spec: Any, path: str) -> list[Cause]:
     return out
 
 
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+
+
+def deletion_cost_valid(annotations: Any) -> bool:
+    """GetDeletionCostFromPodAnnotations: absent, or a 32-bit integer written
+    without '+' or leading zeros."""
+    v = (annotations or {}).get(DELETION_COST) if isinstance(annotations, dict) else None
+    if v is None:
+        return True
+    # upstream's validFirstDigit then strconv.ParseInt(v, 10, 32): "-007" passes, "007" does not
+    if not isinstance(v, str) or not re.fullmatch(r"-[0-9]+|0|[1-9][0-9]*", v):
+        return False
+    return -2**31 <= int(v) < 2**31
+
+
+def validate_deletion_cost(annotations: Any, path: str) -> list[Cause]:
+    """ValidatePodSpecificAnnotations' pod-deletion-cost check (pods and pod templates)."""
+    if deletion_cost_valid(annotations):
+        return []
+    return [errors.cause(f"{path}[{DELETION_COST}]",
+                         f"Invalid value: {json.dumps(annotations[DELETION_COST])}: must be a 32bit integer")]
+
+
 def validate_resource_requirements(res: Any, path: str) -> list[Cause]:
     """ValidateResourceRequirements: no negative quantity, no request above its limit
     (what a LimitRange's default limit below a written request leads to)."""
@@ -319,8 +342,12 @@ class PodStrategy(Strategy):
                 "lastTransitionTime": meta.now(), "reason": "SchedulingGated",
                 "message": "Scheduling is blocked due to non-empty scheduling gates"}]
 
-    def validate(self, obj: Obj) -> list[Cause]:
+    def validate(self, obj: Obj, *, old: Obj | None = None) -> list[Cause]:
         out = validate_pod_spec(obj.get("spec"), "spec")
+        # an update keeps a deletion cost that was already invalid (upstream's
+        # AllowInvalidPodDeletionCost for old objects)
+        if old is None or deletion_cost_valid((old.get("metadata") or {}).get("annotations")):
+            out.extend(validate_deletion_cost((obj.get("metadata") or {}).get("annotations"), "metadata.annotations"))
         spec = obj.get("spec") or {}
         if spec.get("schedulingGates") and spec.get("nodeName"):
             out.append(errors.cause("spec.nodeName", "Forbidden: cannot be set until all schedulingGates have "
@@ -328,7 +355,7 @@ class PodStrategy(Strategy):
         return out
 
     def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
-        out = self.validate(new)
+        out = self.validate(new, old=old)
         ns, os_ = new.get("spec", {}), old.get("spec", {})
         # only images, activeDeadlineSeconds, tolerations (additions) may change; scheduling
         # gates may be removed, and while a pod is gated its nodeSelector may gain keys

@@ -35,7 +35,8 @@ upstream Kubernetes:
   the service proxy answering health checks on it.
 - "Assign Pods to Nodes using Node Affinity" / "Assigning Pods to Nodes" (Gt/Lt,
   DoesNotExist), "Taints and Tolerations", "Pod Topology Spread Constraints" (maxSkew,
-  whenUnsatisfiable, minDomains): malformed terms refused with upstream's messages.
+  whenUnsatisfiable, minDomains): malformed terms refused with upstream's messages;
+  "ReplicaSet" (Pod deletion cost): the annotation must be a 32-bit integer.
 - "Pod Priority and Preemption": the victim's Preempted event names its preemptor
   (`related`) and the action Preempting (checked in test_scheduling_walkthrough.py).
 
@@ -1770,6 +1771,24 @@ def test_scheduling_fields_are_validated(cluster, namespace):
         '* spec.tolerations[3].operator: Unsupported value: "Foo": supported values: "Equal", "Exists"',
         '* spec.tolerations[3].effect: Unsupported value: "Bar": supported values: "NoSchedule", '
         '"PreferNoSchedule", "NoExecute"'], p.stderr
+    # "ReplicaSet" page, Pod deletion cost: the annotation must be a 32-bit integer, in a
+    # pod or a template ("-007" passes upstream's check, "007" and "+1" do not)
+    cost = "controller.kubernetes.io/pod-deletion-cost"
+    for value, ok in (("-007", True), ("007", False), ("+1", False), ("2147483648", False)):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "cost", "annotations": {cost: value}},
+               "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+        p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False)
+        assert (p.returncode == 0) == ok, p.stderr
+        if not ok:
+            assert p.stderr.strip() == (f'The Pod "cost" is invalid: metadata.annotations[{cost}]: Invalid value: '
+                                        f'"{value}": must be a 32bit integer'), p.stderr
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "cost"}, "spec": {
+        "selector": {"matchLabels": {"tier": "frontend"}}, "template": {
+            "metadata": {"labels": {"tier": "frontend"}, "annotations": {cost: "abc"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(rs), check=False)
+    assert f'spec.template.metadata.annotations[{cost}]: Invalid value: "abc": must be a 32bit integer' \
+        in p.stderr, p.stderr
 
 
 def test_source_ip_health_check_node_port(cluster, namespace):
