@@ -7,6 +7,7 @@ with later work.)"""
 from __future__ import annotations
 
 from kybern.api.core import default_pod_spec, validate_pod_spec
+from kybern.api.quota_validation import validate_quota_spec, validate_quota_update
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy
 from kybern.machinery import errors
@@ -110,6 +111,12 @@ class ResourceQuotaStrategy(Strategy):
     def prepare_for_create(self, obj: Obj) -> None:
         super().prepare_for_create(obj)
         obj["status"] = {}
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        return validate_quota_spec(obj.get("spec"))
+
+    def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
+        return self.validate(new) + validate_quota_update(new.get("spec"), old.get("spec"))
 
 
 class LimitRangeStrategy(Strategy):

@@ -37,6 +37,9 @@ upstream Kubernetes:
   DoesNotExist), "Taints and Tolerations", "Pod Topology Spread Constraints" (maxSkew,
   whenUnsatisfiable, minDomains): malformed terms refused with upstream's messages;
   "ReplicaSet" (Pod deletion cost): the annotation must be a 32-bit integer.
+- "Resource Quotas" (scopes, scopeSelector): scopes that do not fit the resources or
+  conflict, bad selector operators/values, unknown resource names refused; scopes
+  immutable.
 - "Pod Priority and Preemption": the victim's Preempted event names its preemptor
   (`related`) and the action Preempting (checked in test_scheduling_walkthrough.py).
 
@@ -1580,6 +1583,31 @@ def test_pod_quota_for_a_namespace(cluster, namespace):
     pods = cluster.kubectl("get", *ns, "pods", "-l", "purpose=quota-demo", "-o", "name").stdout.split()
     assert len(pods) == 2, pods
     assert cluster.kjson("get", *ns, "resourcequota", "pod-demo")["status"]["used"] == {"pods": "2"}
+    # "Resource Quotas" concept page, scopes: a scope must fit the resources it limits
+    # (BestEffort only pods), scopes may not conflict, a selector's operators and values
+    # as upstream's ValidateResourceQuotaSpec; scopes cannot change
+    def refused(spec: dict) -> str:
+        quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "scoped"}, "spec": spec}
+        p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(quota), check=False)
+        assert p.returncode != 0, p.stdout
+        return p.stderr.strip().removeprefix('The ResourceQuota "scoped" is invalid: ')
+    assert refused({"hard": {"cpu": "1", "memory": "1Gi"}, "scopes": ["BestEffort"]}) == \
+        'spec.scopes: Invalid value: []core.ResourceQuotaScope{"BestEffort"}: unsupported scope applied to resource'
+    assert refused({"hard": {"pods": "1"}, "scopes": ["Terminating", "NotTerminating"]}) == \
+        ('spec.scopes: Invalid value: []core.ResourceQuotaScope{"Terminating", "NotTerminating"}: conflicting '
+         "scopes")
+    assert refused({"hard": {"pods": "1"}, "scopeSelector": {"matchExpressions": [
+        {"scopeName": "PriorityClass", "operator": "In"}]}}) == (
+        "spec.scopeSelector.matchExpressions.values: Required value: must be at least one value when `operator` is "
+        "'In' or 'NotIn' for scope selector")
+    assert refused({"hard": {"pods": "-1", "foo": "1"}}).splitlines() == [
+        "", '* spec.hard[foo]: Invalid value: "foo": must be a standard resource type or fully qualified',
+        '* spec.hard[foo]: Invalid value: "foo": must be a standard resource for quota',
+        '* spec.hard[pods]: Invalid value: "-1": must be greater than or equal to 0']
+    p = cluster.kubectl("patch", *ns, "resourcequota", "pod-demo", "-p", '{"spec":{"scopes":["NotBestEffort"]}}',
+                        check=False)
+    assert p.stderr.strip() == ('The ResourceQuota "pod-demo" is invalid: spec.scopes: Invalid value: '
+                                '[]core.ResourceQuotaScope{"NotBestEffort"}: field is immutable'), p.stderr
 
 
 DEFAULT_CPU = """
