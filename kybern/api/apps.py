@@ -4,6 +4,7 @@ defaults and validation as pkg/apis/apps/v1/defaults.go and validation.go."""
 from __future__ import annotations
 
 import json
+import re
 
 from kybern.api.core import default_pod_spec, validate_deletion_cost, validate_pod_spec
 from kybern.api.registry import ResourceInfo
@@ -109,7 +110,57 @@ class DeploymentStrategy(_WorkloadStrategy):
             out.append(errors.cause("spec.strategy.rollingUpdate",
                                     "Forbidden: may not be specified when strategy `type` is 'Recreate'",
                                     "FieldValueForbidden"))
+        if st.get("type") == "RollingUpdate" and isinstance(st.get("rollingUpdate"), dict):
+            out.extend(_validate_rolling_update(st["rollingUpdate"], "spec.strategy.rollingUpdate"))
+        spec = obj.get("spec") or {}
+        mrs, rhl, pds = spec.get("minReadySeconds"), spec.get("revisionHistoryLimit"), \
+            spec.get("progressDeadlineSeconds")
+        for name, v in (("minReadySeconds", mrs), ("revisionHistoryLimit", rhl), ("progressDeadlineSeconds", pds)):
+            if isinstance(v, int) and v < 0:
+                out.append(errors.cause(f"spec.{name}", f"Invalid value: {v}: must be greater than or equal to 0"))
+        if isinstance(pds, int) and pds <= (mrs if isinstance(mrs, int) else 0):
+            out.append(errors.cause("spec.progressDeadlineSeconds",
+                                    f"Invalid value: {pds}: must be greater than minReadySeconds"))
         return out
+
+
+_PERCENT = re.compile(r"^[0-9]+%$")
+
+
+def _go_intstr(v: object) -> str:
+    """%#v of an intstr.IntOrString, as field.Invalid prints it (Type 0 int, 1 string)."""
+    if isinstance(v, str):
+        return f'intstr.IntOrString{{Type:1, IntVal:0, StrVal:{json.dumps(v)}}}'
+    return f'intstr.IntOrString{{Type:0, IntVal:{v if isinstance(v, int) else 0}, StrVal:""}}'
+
+
+def _int_or_percent(v: object) -> int:
+    """getIntOrPercentValue: a valid percent's number, else the integer (a string's Atoi)."""
+    if isinstance(v, str):
+        if _PERCENT.match(v):
+            return int(v[:-1])
+        return int(v) if v.lstrip("-").isdigit() else 0
+    return v if isinstance(v, int) else 0
+
+
+def _validate_rolling_update(ru: Obj, path: str) -> list[Cause]:
+    """ValidateRollingUpdateDeployment."""
+    out: list[Cause] = []
+    mu, ms = ru.get("maxUnavailable"), ru.get("maxSurge")
+    for name, v in (("maxUnavailable", mu), ("maxSurge", ms)):
+        if isinstance(v, str) and not _PERCENT.match(v):
+            out.append(errors.cause(f"{path}.{name}", f"Invalid value: {_go_intstr(v)}: a valid percent string must "
+                                    "be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex "
+                                    "used for validation is '[0-9]+%')"))
+        elif isinstance(v, int) and v < 0:
+            out.append(errors.cause(f"{path}.{name}", f"Invalid value: {v}: must be greater than or equal to 0"))
+    if _int_or_percent(mu) == 0 and _int_or_percent(ms) == 0:
+        out.append(errors.cause(f"{path}.maxUnavailable", f"Invalid value: {_go_intstr(mu)}: may not be 0 when "
+                                "`maxSurge` is 0"))
+    if isinstance(mu, str) and _PERCENT.match(mu) and int(mu[:-1]) > 100:
+        out.append(errors.cause(f"{path}.maxUnavailable", f"Invalid value: {_go_intstr(mu)}: must not be greater "
+                                "than 100%"))
+    return out
 
 
 class ReplicaSetStrategy(_WorkloadStrategy):

@@ -36,7 +36,9 @@ upstream Kubernetes:
 - "Assign Pods to Nodes using Node Affinity" / "Assigning Pods to Nodes" (Gt/Lt,
   DoesNotExist), "Taints and Tolerations", "Pod Topology Spread Constraints" (maxSkew,
   whenUnsatisfiable, minDomains): malformed terms refused with upstream's messages;
-  "ReplicaSet" (Pod deletion cost): the annotation must be a 32-bit integer.
+  "ReplicaSet" (Pod deletion cost): the annotation must be a 32-bit integer;
+  "Deployments" (progressDeadlineSeconds, revisionHistoryLimit, maxSurge/maxUnavailable):
+  values upstream's ValidateDeploymentSpec refuses.
 - "Resource Quotas" (scopes, scopeSelector): scopes that do not fit the resources or
   conflict, bad selector operators/values, unknown resource names refused; scopes
   immutable.
@@ -1740,7 +1742,7 @@ def test_labels_and_field_selectors(cluster, namespace):
                                 '"metadata.namespace"')
 
 
-def test_scheduling_fields_are_validated(cluster, namespace):
+def test_workload_and_scheduling_fields_are_validated(cluster, namespace):
     """"Assign Pods to Nodes using Node Affinity", "Taints and Tolerations", "Pod
     Topology Spread Constraints": a malformed term is refused with upstream's field
     paths and messages (pkg/apis/core/validation), in a pod and in a template, not
@@ -1810,6 +1812,28 @@ def test_scheduling_fields_are_validated(cluster, namespace):
         if not ok:
             assert p.stderr.strip() == (f'The Pod "cost" is invalid: metadata.annotations[{cost}]: Invalid value: '
                                         f'"{value}": must be a 32bit integer'), p.stderr
+    # "Deployments" page: progressDeadlineSeconds above minReadySeconds, maxUnavailable at
+    # most 100% and not 0 with maxSurge 0, percents as upstream's IsValidPercent
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dep"}, "spec": {
+        "selector": {"matchLabels": {"app": "web"}}, "minReadySeconds": 10, "progressDeadlineSeconds": 10,
+        "revisionHistoryLimit": -1, "strategy": {"rollingUpdate": {"maxSurge": "1.5", "maxUnavailable": "120%"}},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(deploy), check=False)
+    ru = "spec.strategy.rollingUpdate"
+    assert p.stderr.splitlines()[1:] == [
+        f'* {ru}.maxSurge: Invalid value: intstr.IntOrString{{Type:1, IntVal:0, StrVal:"1.5"}}: a valid percent '
+        "string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for "
+        "validation is '[0-9]+%')",
+        f'* {ru}.maxUnavailable: Invalid value: intstr.IntOrString{{Type:1, IntVal:0, StrVal:"120%"}}: must not be '
+        "greater than 100%",
+        "* spec.revisionHistoryLimit: Invalid value: -1: must be greater than or equal to 0",
+        "* spec.progressDeadlineSeconds: Invalid value: 10: must be greater than minReadySeconds"], p.stderr
+    deploy["spec"].update(minReadySeconds=0, revisionHistoryLimit=1, progressDeadlineSeconds=600,
+                          strategy={"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}})
+    p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(deploy), check=False)
+    assert p.stderr.strip() == ('The Deployment "dep" is invalid: spec.strategy.rollingUpdate.maxUnavailable: Invalid '
+                                'value: intstr.IntOrString{Type:0, IntVal:0, StrVal:""}: may not be 0 when `maxSurge` '
+                                "is 0"), p.stderr
     rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "cost"}, "spec": {
         "selector": {"matchLabels": {"tier": "frontend"}}, "template": {
             "metadata": {"labels": {"tier": "frontend"}, "annotations": {cost: "abc"}},
