@@ -143,21 +143,50 @@ def _int_or_percent(v: object) -> int:
     return v if isinstance(v, int) else 0
 
 
-def _validate_rolling_update(ru: Obj, path: str) -> list[Cause]:
-    """ValidateRollingUpdateDeployment."""
+def _positive_int_or_percent(ru: Obj, path: str) -> list[Cause]:
+    """ValidatePositiveIntOrPercent of maxUnavailable, then maxSurge."""
     out: list[Cause] = []
-    mu, ms = ru.get("maxUnavailable"), ru.get("maxSurge")
-    for name, v in (("maxUnavailable", mu), ("maxSurge", ms)):
+    for name in ("maxUnavailable", "maxSurge"):
+        v = ru.get(name)
         if isinstance(v, str) and not _PERCENT.match(v):
             out.append(errors.cause(f"{path}.{name}", f"Invalid value: {_go_intstr(v)}: a valid percent string must "
                                     "be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex "
                                     "used for validation is '[0-9]+%')"))
         elif isinstance(v, int) and v < 0:
             out.append(errors.cause(f"{path}.{name}", f"Invalid value: {v}: must be greater than or equal to 0"))
+    return out
+
+
+def _over_100(v: object) -> bool:
+    return isinstance(v, str) and bool(_PERCENT.match(v)) and int(v[:-1]) > 100
+
+
+def _validate_daemonset_rolling_update(ru: Obj, path: str) -> list[Cause]:
+    """ValidateRollingUpdateDaemonSet: exactly one of maxUnavailable and maxSurge non-zero."""
+    out = _positive_int_or_percent(ru, path)
+    mu, ms = ru.get("maxUnavailable"), ru.get("maxSurge")
+    for name, v in (("maxUnavailable", mu), ("maxSurge", ms)):
+        if _over_100(v):
+            out.append(errors.cause(f"{path}.{name}", f"Invalid value: {_go_intstr(v)}: must not be greater than "
+                                    "100%"))
+    has_mu, has_ms = _int_or_percent(mu) != 0, _int_or_percent(ms) != 0
+    if has_mu and has_ms:
+        out.append(errors.cause(f"{path}.maxSurge", f"Invalid value: {_go_intstr(ms)}: may not be set when "
+                                "maxUnavailable is non-zero"))
+    elif not has_mu and not has_ms:
+        out.append(errors.cause(f"{path}.maxUnavailable", "Required value: cannot be 0 when maxSurge is 0",
+                                "FieldValueRequired"))
+    return out
+
+
+def _validate_rolling_update(ru: Obj, path: str) -> list[Cause]:
+    """ValidateRollingUpdateDeployment."""
+    out = _positive_int_or_percent(ru, path)
+    mu, ms = ru.get("maxUnavailable"), ru.get("maxSurge")
     if _int_or_percent(mu) == 0 and _int_or_percent(ms) == 0:
         out.append(errors.cause(f"{path}.maxUnavailable", f"Invalid value: {_go_intstr(mu)}: may not be 0 when "
                                 "`maxSurge` is 0"))
-    if isinstance(mu, str) and _PERCENT.match(mu) and int(mu[:-1]) > 100:
+    if _over_100(mu):
         out.append(errors.cause(f"{path}.maxUnavailable", f"Invalid value: {_go_intstr(mu)}: must not be greater "
                                 "than 100%"))
     return out
@@ -291,10 +320,21 @@ class DaemonSetStrategy(_WorkloadStrategy):
 
     def validate(self, obj: Obj) -> list[Cause]:
         out = super().validate(obj)
-        t = ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type")
+        spec = obj.get("spec") or {}
+        us = spec.get("updateStrategy") or {}
+        t = us.get("type")
+        if isinstance(spec.get("minReadySeconds"), int) and spec["minReadySeconds"] < 0:
+            out.append(errors.cause("spec.minReadySeconds", f"Invalid value: {spec['minReadySeconds']}: must be "
+                                    "greater than or equal to 0"))
         if t not in ("RollingUpdate", "OnDelete"):
             out.append(errors.cause("spec.updateStrategy.type", f'Unsupported value: "{t}": supported values: '
                                     '"OnDelete", "RollingUpdate"', "FieldValueNotSupported"))
+        if t == "RollingUpdate" and isinstance(us.get("rollingUpdate"), dict):
+            out.extend(_validate_daemonset_rolling_update(us["rollingUpdate"], "spec.updateStrategy.rollingUpdate"))
+        rhl = spec.get("revisionHistoryLimit")
+        if isinstance(rhl, int) and rhl < 0:
+            out.append(errors.cause("spec.revisionHistoryLimit", f"Invalid value: {rhl}: must be greater than or "
+                                    "equal to 0"))
         return out
 
 

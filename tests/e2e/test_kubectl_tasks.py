@@ -38,7 +38,8 @@ upstream Kubernetes:
   whenUnsatisfiable, minDomains): malformed terms refused with upstream's messages;
   "ReplicaSet" (Pod deletion cost): the annotation must be a 32-bit integer;
   "Deployments" (progressDeadlineSeconds, revisionHistoryLimit, maxSurge/maxUnavailable):
-  values upstream's ValidateDeploymentSpec refuses.
+  values upstream's ValidateDeploymentSpec refuses; "DaemonSet" (a rolling update with
+  both maxSurge and maxUnavailable, or neither).
 - "Resource Quotas" (scopes, scopeSelector): scopes that do not fit the resources or
   conflict, bad selector operators/values, unknown resource names refused; scopes
   immutable.
@@ -1834,6 +1835,14 @@ def test_workload_and_scheduling_fields_are_validated(cluster, namespace):
     assert p.stderr.strip() == ('The Deployment "dep" is invalid: spec.strategy.rollingUpdate.maxUnavailable: Invalid '
                                 'value: intstr.IntOrString{Type:0, IntVal:0, StrVal:""}: may not be 0 when `maxSurge` '
                                 "is 0"), p.stderr
+    # "DaemonSet" page: exactly one of maxUnavailable and maxSurge non-zero
+    ds = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "ds"}, "spec": {
+        "selector": {"matchLabels": {"app": "web"}}, "updateStrategy": {"rollingUpdate": {"maxSurge": "10%"}},
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(ds), check=False)
+    assert p.stderr.strip() == ('The DaemonSet "ds" is invalid: spec.updateStrategy.rollingUpdate.maxSurge: Invalid '
+                                'value: intstr.IntOrString{Type:1, IntVal:0, StrVal:"10%"}: may not be set when '
+                                "maxUnavailable is non-zero"), p.stderr
     rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "cost"}, "spec": {
         "selector": {"matchLabels": {"tier": "frontend"}}, "template": {
             "metadata": {"labels": {"tier": "frontend"}, "annotations": {cost: "abc"}},
