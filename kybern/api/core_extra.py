@@ -6,11 +6,14 @@ with later work.)"""
 
 from __future__ import annotations
 
+import json
+import posixpath
+
 from kybern.api.core import default_pod_spec, validate_pod_spec
 from kybern.api.quota_validation import validate_quota_spec, validate_quota_update
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy
-from kybern.machinery import errors
+from kybern.machinery import errors, quantity
 
 ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
 
@@ -59,12 +62,37 @@ class PersistentVolumeStrategy(Strategy):
                                              "azureFile", "flexVolume", "glusterfs", "portworxVolume",
                                              "vsphereVolume", "quobyte", "scaleIO", "storageos", "photonPersistentDisk",
                                              "cinder", "flocker")]
+        storage = (spec.get("capacity") or {}).get("storage")
+        if storage:
+            out.extend(_positive_quantity(storage, "spec.capacity[storage]"))
+        policy = spec.get("persistentVolumeReclaimPolicy")
+        if policy and policy not in ("Delete", "Recycle", "Retain"):
+            out.append(errors.cause("spec.persistentVolumeReclaimPolicy", f'Unsupported value: "{policy}": '
+                                    'supported values: "Delete", "Recycle", "Retain"', "FieldValueNotSupported"))
         if not sources:
             out.append(errors.required("spec") | {"message": "Required value: must specify a volume type"})
         elif len(sources) > 1:
             out.append(errors.cause(f"spec.{sources[1]}", "Forbidden: may not specify more than 1 volume type",
                                     "FieldValueForbidden"))
+        host = spec.get("hostPath")
+        if isinstance(host, dict) and isinstance(host.get("path"), str):
+            if ".." in host["path"].split("/"):  # validatePathNoBacksteps
+                out.append(errors.cause("spec.hostPath.path", f"Invalid value: {json.dumps(host['path'])}: must not "
+                                        "contain '..'"))
+            if posixpath.normpath(host["path"] or ".") == "/" and policy == "Recycle":
+                out.append(errors.cause("spec.persistentVolumeReclaimPolicy", "Forbidden: may not be 'recycle' for "
+                                        "a hostPath mount of '/'", "FieldValueForbidden"))
         return out
+
+
+def _positive_quantity(q: object, path: str) -> list[Cause]:
+    """ValidatePositiveQuantityValue."""
+    try:
+        if quantity.value(q) <= 0:
+            return [errors.cause(path, f'Invalid value: "{quantity.canonical(q)}": must be greater than zero')]
+    except (ValueError, ArithmeticError, TypeError):
+        pass  # a malformed quantity is the decoder's error
+    return []
 
 
 class PersistentVolumeClaimStrategy(Strategy):
@@ -81,8 +109,11 @@ class PersistentVolumeClaimStrategy(Strategy):
     def validate(self, obj: Obj) -> list[Cause]:
         spec = obj.get("spec") or {}
         out = _access_modes(spec.get("accessModes"), "spec.accessModes")
-        if not ((spec.get("resources") or {}).get("requests") or {}).get("storage"):
+        storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+        if not storage:
             out.append(errors.required("spec.resources[storage]"))
+        else:
+            out.extend(_positive_quantity(storage, "spec.resources[storage]"))
         return out
 
     def validate_update(self, new: Obj, old: Obj) -> list[Cause]:

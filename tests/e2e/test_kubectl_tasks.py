@@ -40,6 +40,8 @@ upstream Kubernetes:
   "Deployments" (progressDeadlineSeconds, revisionHistoryLimit, maxSurge/maxUnavailable):
   values upstream's ValidateDeploymentSpec refuses; "DaemonSet" (a rolling update with
   both maxSurge and maxUnavailable, or neither).
+- "Configure a Pod to Use a PersistentVolume for Storage": a zero capacity or request,
+  an unknown reclaim policy, a hostPath with `..` refused.
 - "Resource Quotas" (scopes, scopeSelector): scopes that do not fit the resources or
   conflict, bad selector operators/values, unknown resource names refused; scopes
   immutable.
@@ -559,6 +561,21 @@ def test_configure_a_pod_to_use_a_persistent_volume(cluster, namespace, tmp_path
         assert out[0].split() == ["NAME", "CAPACITY", "ACCESS", "MODES", "RECLAIM", "POLICY", "STATUS", "CLAIM",
                                   "STORAGECLASS", "VOLUMEATTRIBUTESCLASS", "REASON", "AGE"]
         assert out[1].split()[:6] == [pv, "10Gi", "RWO", "Retain", "Available", "manual"]
+        # what upstream's validation refuses in a volume and a claim
+        bad_pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{pv}-bad"}, "spec": {
+            "capacity": {"storage": "0"}, "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Keep",
+            "hostPath": {"path": "/mnt/../data"}}}
+        p = cluster.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(bad_pv), check=False)
+        assert p.stderr.splitlines()[1:] == [
+            '* spec.capacity[storage]: Invalid value: "0": must be greater than zero',
+            '* spec.persistentVolumeReclaimPolicy: Unsupported value: "Keep": supported values: "Delete", '
+            '"Recycle", "Retain"',
+            "* spec.hostPath.path: Invalid value: \"/mnt/../data\": must not contain '..'"], p.stderr
+        bad_pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "bad"}, "spec": {
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "0"}}}}
+        p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(bad_pvc), check=False)
+        assert p.stderr.strip() == ('The PersistentVolumeClaim "bad" is invalid: spec.resources[storage]: Invalid '
+                                    'value: "0": must be greater than zero'), p.stderr
         cluster.kubectl("apply", *ns, "-f", "-", input=PVC.format(ns=namespace))
         cluster.wait_for(lambda: cluster.kubectl("get", "pv", pv, "--no-headers").stdout.split()[4:6]
                          == ["Bound", f"{namespace}/task-pv-claim"], what="volume bound")
