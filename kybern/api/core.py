@@ -10,7 +10,8 @@ import json
 import re
 from typing import Any
 
-from kybern.api.podscheduling import validate_affinity, validate_tolerations, validate_topology_spread
+from kybern.api.podscheduling import (validate_affinity, validate_taints, validate_tolerations,
+                                      validate_topology_spread)
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy, validate_dns_label
 from kybern.machinery import errors, gojson, meta, quantity
@@ -452,6 +453,9 @@ class NodeStrategy(Strategy):
     def prepare_for_create(self, obj: Obj) -> None:
         # kubelets create their Node with status; upstream keeps it on create too
         self.default(obj)
+
+    def validate(self, obj: Obj) -> list[Cause]:
+        return validate_taints((obj.get("spec") or {}).get("taints"), "spec.taints")
 
 
 class NamespaceStrategy(Strategy):

@@ -263,3 +263,34 @@ def validate_topology_spread(constraints: Any, path: str) -> list[Cause]:
                                             "both matchLabelKeys and labelSelector"))
         out += validate_label_selector(sel, f"{p}.labelSelector")
     return out
+
+
+def validate_taints(taints: Any, path: str) -> list[Cause]:
+    """validateNodeTaints: label-name keys, label-value values, an effect, unique by
+    key and effect."""
+    out: list[Cause] = []
+    seen: set[tuple[str, str]] = set()
+    for i, t in enumerate(taints if isinstance(taints, list) else []):
+        if not isinstance(t, dict):
+            continue
+        p = f"{path}[{i}]"
+        key, value, effect = t.get("key") or "", t.get("value") or "", t.get("effect") or ""
+        out += _label_name(key, f"{p}.key")
+        msgs = _label_value_errors(value)
+        if msgs:
+            out.append(errors.cause(f"{p}.value", f"Invalid value: {_shown(value)}: {';'.join(msgs)}"))
+        if not effect:
+            out.append(errors.cause(f"{p}.effect", "Required value", "FieldValueRequired"))
+        elif effect not in TAINT_EFFECTS:
+            out.append(errors.cause(f"{p}.effect", f"Unsupported value: {_shown(effect)}: supported values: "
+                                    + ", ".join(f'"{e}"' for e in TAINT_EFFECTS), "FieldValueNotSupported"))
+        if (key, effect) in seen:
+            # a set timeAdded is a pointer in Go's %#v; shown by whether it is set
+            added = "(*v1.Time)(nil)" if not t.get("timeAdded") else "(*v1.Time)(0xc000000000)"
+            shown = (f"core.Taint{{Key:{json.dumps(key)}, Value:{json.dumps(value)}, Effect:{json.dumps(effect)}, "
+                     f"TimeAdded:{added}}}")
+            out.append(errors.cause(p, f"Duplicate value: {shown}: taints must be unique by key and effect pair",
+                                    "FieldValueDuplicate"))
+            continue
+        seen.add((key, effect))
+    return out

@@ -1819,6 +1819,18 @@ def test_workload_and_scheduling_fields_are_validated(cluster, namespace):
         '* spec.tolerations[3].operator: Unsupported value: "Foo": supported values: "Equal", "Exists"',
         '* spec.tolerations[3].effect: Unsupported value: "Bar": supported values: "NoSchedule", '
         '"PreferNoSchedule", "NoExecute"'], p.stderr
+    # "Taints and Tolerations": a node's taints need an effect upstream knows and are
+    # unique by key and effect
+    node = cluster.kubectl("get", "nodes", "-o", "name").stdout.split()[0]
+    p = cluster.kubectl("patch", node, "--dry-run=server", "--type=json", "-p", json.dumps([
+        {"op": "add", "path": "/spec/taints", "value": [{"key": "key1", "value": "value1", "effect": "NoSchedule"},
+                                                         {"key": "key1", "effect": "NoSchedule"},
+                                                         {"key": "key2", "effect": "Sometimes"}]}]), check=False)
+    assert p.stderr.splitlines()[1:] == [
+        '* spec.taints[1]: Duplicate value: core.Taint{Key:"key1", Value:"", Effect:"NoSchedule", '
+        "TimeAdded:(*v1.Time)(nil)}: taints must be unique by key and effect pair",
+        '* spec.taints[2].effect: Unsupported value: "Sometimes": supported values: "NoSchedule", '
+        '"PreferNoSchedule", "NoExecute"'], p.stderr
     # "ReplicaSet" page, Pod deletion cost: the annotation must be a 32-bit integer, in a
     # pod or a template ("-007" passes upstream's check, "007" and "+1" do not)
     cost = "controller.kubernetes.io/pod-deletion-cost"
