@@ -127,6 +127,22 @@ def _scope_matches(scope: str, op: str, values: list[str], pod: Obj) -> bool:
             return bool(pc)
         if op == "DoesNotExist":
             return not pc
+    if scope == "CrossNamespacePodAffinity":
+        return _cross_namespace_affinity(spec)
+    return False
+
+
+def _cross_namespace_affinity(spec: Obj) -> bool:
+    """usesCrossNamespacePodAffinity: a pod (anti-)affinity term, required or
+    preferred, naming `namespaces` or a `namespaceSelector` (even an empty one)."""
+    affinity = spec.get("affinity") or {}
+    for kind in ("podAffinity", "podAntiAffinity"):
+        a = affinity.get(kind) or {}
+        terms = list(a.get("requiredDuringSchedulingIgnoredDuringExecution") or [])
+        terms += [w.get("podAffinityTerm") or {} for w in a.get("preferredDuringSchedulingIgnoredDuringExecution") or []
+                  if isinstance(w, dict)]
+        if any(isinstance(t, dict) and (t.get("namespaces") or t.get("namespaceSelector") is not None) for t in terms):
+            return True
     return False
 
 

@@ -44,7 +44,7 @@ upstream Kubernetes:
   an unknown reclaim policy, a hostPath with `..` refused.
 - "Resource Quotas" (scopes, scopeSelector): scopes that do not fit the resources or
   conflict, bad selector operators/values, unknown resource names refused; scopes
-  immutable.
+  immutable; the CrossNamespacePodAffinity scope counts pods with cross-namespace terms.
 - "Pod Priority and Preemption": the victim's Preempted event names its preemptor
   (`related`) and the action Preempting (checked in test_scheduling_walkthrough.py).
 
@@ -1831,6 +1831,23 @@ def test_workload_and_scheduling_fields_are_validated(cluster, namespace):
         "TimeAdded:(*v1.Time)(nil)}: taints must be unique by key and effect pair",
         '* spec.taints[2].effect: Unsupported value: "Sometimes": supported values: "NoSchedule", '
         '"PreferNoSchedule", "NoExecute"'], p.stderr
+    # "Resource Quotas", cross-namespace pod affinity scope: a quota of 0 such pods refuses
+    # a pod whose affinity term has a namespaceSelector (even an empty one), not others
+    cluster.kubectl("apply", *ns, "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "disable-cross-namespace-affinity"},
+        "spec": {"hard": {"pods": "0"}, "scopeSelector": {"matchExpressions": [
+            {"scopeName": "CrossNamespacePodAffinity", "operator": "Exists"}]}}}))
+    cross = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "cross"}, "spec": {
+        "containers": [{"name": "c", "image": "nginx"}], "affinity": {"podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [{
+                "labelSelector": {"matchLabels": {"app": "web"}}, "namespaceSelector": {},
+                "topologyKey": "kubernetes.io/hostname"}]}}}}
+    want = ('Error from server (Forbidden): error when creating "STDIN": pods "cross" is forbidden: exceeded quota: '
+            "disable-cross-namespace-affinity, requested: pods=1, used: pods=0, limited: pods=0")
+    cluster.wait_for(lambda: cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(cross),
+                                             check=False).stderr.strip() == want, timeout=10, what="quota refusal")
+    del cross["spec"]["affinity"]
+    cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(cross))
     # "ReplicaSet" page, Pod deletion cost: the annotation must be a 32-bit integer, in a
     # pod or a template ("-007" passes upstream's check, "007" and "+1" do not)
     cost = "controller.kubernetes.io/pod-deletion-cost"
