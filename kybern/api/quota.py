@@ -75,7 +75,8 @@ def usage(group: str, plural: str, obj: Obj, names: list[str]) -> dict[str, Deci
     for name in names:
         counted = counted_kind(name)
         if counted is not None and counted == (group, plural):
-            if plural == "pods" and not pod_counts(obj):
+            # `pods` tracks pods not yet terminal; `count/pods` every pod in storage (PodUsageFunc)
+            if name == "pods" and not pod_counts(obj):
                 continue
             spec = obj.get("spec") or {}
             if name == "services.nodeports":

@@ -44,7 +44,8 @@ upstream Kubernetes:
   an unknown reclaim policy, a hostPath with `..` refused.
 - "Resource Quotas" (scopes, scopeSelector): scopes that do not fit the resources or
   conflict, bad selector operators/values, unknown resource names refused; scopes
-  immutable; the CrossNamespacePodAffinity scope counts pods with cross-namespace terms.
+  immutable; the CrossNamespacePodAffinity scope counts pods with cross-namespace terms;
+  `count/pods` counts finished pods too (checked with the Indexed Job).
 - "Pod Priority and Preemption": the victim's Preempted event names its preemptor
   (`related`) and the action Preempting (checked in test_scheduling_walkthrough.py).
 
@@ -326,8 +327,13 @@ spec:
 def test_indexed_job_static_work_assignment(cluster, namespace):
     _import_stand_ins(cluster)
     ns = ["-n", namespace]
+    # "Resource Quotas", object count quota: `count/pods` counts every pod in storage,
+    # `pods` only those not terminal (upstream's PodUsageFunc)
+    cluster.kubectl("create", *ns, "quota", "counts", "--hard=count/pods=10,pods=10")
     cluster.kubectl("apply", *ns, "-f", "-", input=INDEXED_JOB)
     cluster.kubectl("wait", *ns, "--for=condition=complete", "job/indexed-job", "--timeout=90s")
+    cluster.wait_for(lambda: (cluster.kjson("get", *ns, "quota", "counts").get("status") or {}).get("used") ==
+                     {"count/pods": "5", "pods": "0"}, timeout=15, what="count/pods keeps the finished pods")
     out = cluster.kubectl("describe", *ns, "jobs/indexed-job").stdout
     assert "Completion Mode:    Indexed" in out
     assert "Pods Statuses:      0 Active (0 Ready) / 5 Succeeded / 0 Failed" in out
