@@ -187,53 +187,20 @@ class PodNetwork:
             if i is not None and i not in preferred and (cidr == node_pod_cidr or i not in others):
                 preferred.append(i)
         total = ipaddress.ip_network(CLUSTER_CIDR).num_addresses >> 8
-        # a free /24 whose last holder (another agent, stopped or restarting, whose data
-        # dir still names it) may come back for it is taken only when no other is free
-        kept: list[int] = []
         for i in preferred + [i for i in range(total) if i not in preferred and i not in others]:
-            fd = self._lock(i)
-            if fd is None:
-                continue
-            if i not in preferred and self._kept_by_another(fd, i):
+            fd = os.open(LOCK_DIR / f"{i}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
                 os.close(fd)
-                kept.append(i)
                 continue
-            self._take(fd, i)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {self.node_name} {self.root}\n".encode(), 0)
+            self._lock_fd, self.index, self.subnet = fd, i, subnet_for(i)
+            self.root.mkdir(parents=True, exist_ok=True)
+            state.write_text(json.dumps({"podCIDR": str(self.subnet)}))
             return
-        for i in kept:
-            fd = self._lock(i)
-            if fd is not None:
-                self._take(fd, i)
-                return
         raise RuntimeError(f"no free /24 left in the cluster CIDR {CLUSTER_CIDR}")
-
-    @staticmethod
-    def _lock(index: int) -> int | None:
-        fd = os.open(LOCK_DIR / f"{index}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return None
-        return fd
-
-    def _take(self, fd: int, index: int) -> None:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {self.node_name} {self.root}\n".encode(), 0)
-        self._lock_fd, self.index, self.subnet = fd, index, subnet_for(index)
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "state.json").write_text(json.dumps({"podCIDR": str(self.subnet)}))
-
-    def _kept_by_another(self, fd: int, index: int) -> bool:
-        """Did another agent, whose data dir still says it uses this /24, hold it last?"""
-        try:
-            _pid, _node, root = os.pread(fd, 4096, 0).decode().split(" ", 2)
-        except ValueError:
-            return False
-        root = root.strip()
-        if not root or root == str(self.root):
-            return False
-        return index_of(_read_json(Path(root) / "state.json").get("podCIDR") or "") == index
 
     async def shutdown(self) -> None:
         """Tear down whatever pod networks are left, then the bridge; release the subnet."""

@@ -35,17 +35,3 @@ def test_claim_skips_other_nodes_cidrs_but_keeps_our_own(tmp_path, monkeypatch):
     os.close(a._lock_fd)  # a stops
     c._claim(None, taken={"10.244.2.0/24"})
     assert c.pod_cidr != "10.244.2.0/24"
-
-
-def test_a_stopped_agents_cidr_is_kept_for_it_while_others_are_free(tmp_path, monkeypatch):
-    monkeypatch.setattr(podnet, "LOCK_DIR", tmp_path / "locks")
-    a = podnet.PodNetwork(tmp_path / "a", "a")
-    a._claim(None)
-    assert a.pod_cidr == "10.244.0.0/24"
-    os.close(a._lock_fd)  # a is killed: its lock goes, its data dir stays
-    b = podnet.PodNetwork(tmp_path / "b", "b")
-    b._claim(None)  # a newcomer leaves a's /24 for a
-    assert b.pod_cidr == "10.244.1.0/24"
-    again = podnet.PodNetwork(tmp_path / "a", "a")
-    again._claim(None)
-    assert again.pod_cidr == "10.244.0.0/24"
