@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kybern.api.strategy import _LABEL_VALUE, qualified_name_errors, validate_dns_label, validate_label_selector
+from kybern.api.strategy import (_LABEL_VALUE, qualified_name_errors, validate_dns_label, validate_dns_subdomain,
+                                  validate_label_selector)
 from kybern.machinery import errors
 
 Cause = dict[str, str]
@@ -88,6 +89,9 @@ def _field_requirement(rq: Any, path: str) -> list[Cause]:
     if key != "metadata.name":
         out.append(errors.cause(f"{path}.key", f"Invalid value: {_shown(key or '')}: not a valid field selector "
                                 "key"))
+    else:  # each value a node name (ValidateNodeName)
+        for i, v in enumerate(values):
+            out += validate_dns_subdomain(str(v), f"{path}.values[{i}]")
     return out
 
 

@@ -1776,7 +1776,8 @@ def test_workload_and_scheduling_fields_are_validated(cluster, namespace):
         "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
             {"key": "cores", "operator": "Gt", "values": ["4", "5"]},
             {"key": "gpu", "operator": "DoesNotExist", "values": ["a"]},
-            {"key": "disktype", "operator": "In"}]}]},
+            {"key": "disktype", "operator": "In"}]}, {"matchFields": [
+            {"key": "metadata.name", "operator": "In", "values": ["Node_1"]}]}]},
         "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 0, "preference": {"matchExpressions": [
             {"key": "disktype", "operator": "Foo", "values": ["ssd"]}]}}]},
         "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
@@ -1792,6 +1793,10 @@ def test_workload_and_scheduling_fields_are_validated(cluster, namespace):
         f"* {req}[0].values: Required value: must be specified single value when `operator` is 'Lt' or 'Gt'",
         f"* {req}[1].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
         f"* {req}[2].values: Required value: must be specified when `operator` is 'In' or 'NotIn'",
+        f'* {req[:-len(".nodeSelectorTerms[0].matchExpressions")]}.nodeSelectorTerms[1].matchFields[0].values[0]: '
+        'Invalid value: "Node_1": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric '
+        "characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex "
+        "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
         f"* {pref}.weight: Invalid value: 0: must be in the range 1-100",
         f'* {pref}.preference.matchExpressions[0].operator: Invalid value: "Foo": not a valid selector operator',
         "* spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0]"
