@@ -204,6 +204,14 @@ class ReplicaSetStrategy(_WorkloadStrategy):
         tmpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)
         default_pod_spec(tmpl.setdefault("spec", {}))
 
+    def validate(self, obj: Obj) -> list[Cause]:
+        out = super().validate(obj)
+        mrs = (obj.get("spec") or {}).get("minReadySeconds")
+        if isinstance(mrs, int) and mrs < 0:  # ValidateReplicaSetSpec
+            out.append(errors.cause("spec.minReadySeconds", f"Invalid value: {mrs}: must be greater than or equal "
+                                    "to 0"))
+        return out
+
 
 class StatefulSetStrategy(_WorkloadStrategy):
     selector_word = "statefulset"

@@ -1901,12 +1901,13 @@ def test_workload_and_scheduling_fields_are_validated(cluster, namespace):
                                 'value: intstr.IntOrString{Type:1, IntVal:0, StrVal:"10%"}: may not be set when '
                                 "maxUnavailable is non-zero"), p.stderr
     rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "cost"}, "spec": {
-        "selector": {"matchLabels": {"tier": "frontend"}}, "template": {
+        "minReadySeconds": -1, "selector": {"matchLabels": {"tier": "frontend"}}, "template": {
             "metadata": {"labels": {"tier": "frontend"}, "annotations": {cost: "abc"}},
             "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
     p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(rs), check=False)
     assert f'spec.template.metadata.annotations[{cost}]: Invalid value: "abc": must be a 32bit integer' \
         in p.stderr, p.stderr
+    assert "spec.minReadySeconds: Invalid value: -1: must be greater than or equal to 0" in p.stderr, p.stderr
 
 
 def test_source_ip_health_check_node_port(cluster, namespace):
