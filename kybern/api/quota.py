@@ -96,7 +96,37 @@ def usage(group: str, plural: str, obj: Obj, names: list[str]) -> dict[str, Deci
             req = (((obj.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
             if req is not None:
                 out[name] = quantity.value(req)
+        elif (group, plural) == ("", "persistentvolumeclaims") and _class_resource(name):
+            cls, what = _class_resource(name)  # type: ignore[misc]
+            if _claim_class(obj) != cls:
+                continue
+            if what == "persistentvolumeclaims":
+                out[name] = Decimal(1)
+            else:
+                req = (((obj.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
+                if req is not None:
+                    out[name] = quantity.value(req)
     return out
+
+
+_CLASS_SUFFIX = ".storageclass.storage.k8s.io/"
+
+
+def _class_resource(name: str) -> tuple[str, str] | None:
+    """`<class>.storageclass.storage.k8s.io/persistentvolumeclaims|requests.storage`:
+    claims of one storage class (upstream's pvc evaluator)."""
+    cls, sep, what = name.partition(_CLASS_SUFFIX)
+    if sep and cls and what in ("persistentvolumeclaims", "requests.storage"):
+        return cls, what
+    return None
+
+
+def _claim_class(pvc: Obj) -> str:
+    """GetPersistentVolumeClaimClass: the beta annotation, else spec.storageClassName."""
+    ann = (pvc.get("metadata") or {}).get("annotations") or {}
+    if "volume.beta.kubernetes.io/storage-class" in ann:
+        return ann["volume.beta.kubernetes.io/storage-class"]
+    return (pvc.get("spec") or {}).get("storageClassName") or ""
 
 
 def _qos_best_effort(pod: Obj) -> bool:
@@ -170,7 +200,7 @@ def kinds_for(names: list[str]) -> set[tuple[str, str]]:
             out.add(counted)
         elif _is_pod_compute(name):
             out.add(("", "pods"))
-        elif name == "requests.storage":
+        elif name == "requests.storage" or _class_resource(name):
             out.add(("", "persistentvolumeclaims"))
     return out
 

@@ -53,8 +53,8 @@ async def _used(server: APIServer, ns: str, names: list[str], q: Obj | None = No
                                         (q.get("spec") or {}).get("scopeSelector"))
         plain = [] if scoped else \
             [n for n in here if quota.counted_kind(n) == (g, p) and not n.startswith("services.")]
-        for n in plain:
-            used[n] += sum(1 for e in entries if p != "pods" or not any(t in e.raw for t in _TERMINAL))
+        for n in plain:  # `pods` stops at a terminal phase, `count/pods` does not
+            used[n] += sum(1 for e in entries if n != "pods" or not any(t in e.raw for t in _TERMINAL))
         rest = [n for n in here if n not in plain]
         for e in entries if rest else ():
             other = e.decode()

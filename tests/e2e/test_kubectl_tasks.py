@@ -45,7 +45,8 @@ upstream Kubernetes:
 - "Resource Quotas" (scopes, scopeSelector): scopes that do not fit the resources or
   conflict, bad selector operators/values, unknown resource names refused; scopes
   immutable; the CrossNamespacePodAffinity scope counts pods with cross-namespace terms;
-  `count/pods` counts finished pods too (checked with the Indexed Job).
+  `count/pods` counts finished pods too (checked with the Indexed Job); per-storage-class
+  claim quotas (`<class>.storageclass.storage.k8s.io/...`, checked with the PV page).
 - "Pod Priority and Preemption": the victim's Preempted event names its preemptor
   (`related`) and the action Preempting (checked in test_scheduling_walkthrough.py).
 
@@ -582,7 +583,21 @@ def test_configure_a_pod_to_use_a_persistent_volume(cluster, namespace, tmp_path
         p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=json.dumps(bad_pvc), check=False)
         assert p.stderr.strip() == ('The PersistentVolumeClaim "bad" is invalid: spec.resources[storage]: Invalid '
                                     'value: "0": must be greater than zero'), p.stderr
+        # "Resource Quotas", storage resource quota per storage class: one `manual` claim
+        cls = "manual.storageclass.storage.k8s.io"
+        cluster.kubectl("create", *ns, "quota", "manual-claims", f"--hard={cls}/persistentvolumeclaims=1,"
+                        f"{cls}/requests.storage=5Gi")
         cluster.kubectl("apply", *ns, "-f", "-", input=PVC.format(ns=namespace))
+        cluster.wait_for(lambda: (cluster.kjson("get", *ns, "quota", "manual-claims").get("status") or {})
+                         .get("used") == {f"{cls}/persistentvolumeclaims": "1", f"{cls}/requests.storage": "3Gi"},
+                         timeout=10, what="the class's claims counted")
+        second = PVC.format(ns=namespace).replace("task-pv-claim", "second-claim")
+        p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", input=second, check=False)
+        assert p.stderr.strip() == (
+            'Error from server (Forbidden): error when creating "STDIN": persistentvolumeclaims "second-claim" is '
+            f"forbidden: exceeded quota: manual-claims, requested: {cls}/persistentvolumeclaims=1,{cls}/"
+            f"requests.storage=3Gi, used: {cls}/persistentvolumeclaims=1,{cls}/requests.storage=3Gi, limited: "
+            f"{cls}/persistentvolumeclaims=1,{cls}/requests.storage=5Gi"), p.stderr
         cluster.wait_for(lambda: cluster.kubectl("get", "pv", pv, "--no-headers").stdout.split()[4:6]
                          == ["Bound", f"{namespace}/task-pv-claim"], what="volume bound")
         assert cluster.kubectl("get", *ns, "pvc", "task-pv-claim", "--no-headers").stdout.split()[:6] == \
