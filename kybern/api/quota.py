@@ -60,12 +60,29 @@ def pod_compute(pod: Obj, kind: str, res: str) -> Decimal:
     return total
 
 
+def _requested_resource(name: str) -> str | None:
+    """The container resource a quota name beyond cpu/memory/ephemeral-storage stands
+    for: hugepages (`hugepages-2Mi`, `requests.hugepages-2Mi`) and extended resources,
+    quota'd only as `requests.<domain>/<name>` since they cannot be overcommitted
+    (upstream's podComputeUsageHelper, isExtendedResourceNameForQuota)."""
+    if name.startswith("hugepages-"):
+        return name
+    if name.startswith("requests."):
+        res = name[len("requests."):]
+        if res.startswith("hugepages-") or ("/" in res and "kubernetes.io/" not in res):
+            return res
+    return None
+
+
 def _pod_usage(pod: Obj, name: str) -> Decimal | None:
     if name in POD_COMPUTE:
         return pod_compute(pod, "requests", name)
     kind, _, res = name.partition(".")
     if kind in ("requests", "limits") and res in POD_COMPUTE:
         return pod_compute(pod, kind, res)
+    requested = _requested_resource(name)
+    if requested is not None:
+        return pod_compute(pod, "requests", requested)
     return None
 
 
@@ -207,7 +224,8 @@ def kinds_for(names: list[str]) -> set[tuple[str, str]]:
 
 def _is_pod_compute(name: str) -> bool:
     kind, _, res = name.partition(".")
-    return name in POD_COMPUTE or (kind in ("requests", "limits") and res in POD_COMPUTE)
+    return name in POD_COMPUTE or (kind in ("requests", "limits") and res in POD_COMPUTE) or \
+        _requested_resource(name) is not None
 
 
 def text(name: str, amount: Decimal, hard: object = None) -> str:

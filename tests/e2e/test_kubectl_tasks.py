@@ -46,7 +46,8 @@ upstream Kubernetes:
   conflict, bad selector operators/values, unknown resource names refused; scopes
   immutable; the CrossNamespacePodAffinity scope counts pods with cross-namespace terms;
   `count/pods` counts finished pods too (checked with the Indexed Job); per-storage-class
-  claim quotas (`<class>.storageclass.storage.k8s.io/...`, checked with the PV page).
+  claim quotas (`<class>.storageclass.storage.k8s.io/...`, checked with the PV page) and
+  extended resources (`requests.example.com/dongle`, with the extended resources pages).
 - "Pod Priority and Preemption": the victim's Preempted event names its preemptor
   (`related`) and the action Preempting (checked in test_scheduling_walkthrough.py).
 
@@ -1435,6 +1436,16 @@ def test_extended_resources(cluster, namespace):
         p = cluster.kubectl("apply", *ns, "-f", "-", check=False, input=pod("overcommit", "1", "2"))
         assert p.stderr.strip() == ('The Pod "overcommit" is invalid: spec.containers[0].resources.requests: '
                                     'Invalid value: "1": must be equal to example.com/dongle limit of 2')
+        # "Resource Quotas", extended resources: quota'd as `requests.<name>`, counting the
+        # pending pod's request too
+        res = "requests.example.com/dongle"
+        cluster.kubectl("create", *ns, "quota", "dongles", f"--hard={res}=5")
+        cluster.wait_for(lambda: (cluster.kjson("get", *ns, "quota", "dongles").get("status") or {}).get("used")
+                         == {res: "5"}, timeout=10, what="dongles counted")
+        p = cluster.kubectl("create", *ns, "--dry-run=server", "-f", "-", check=False, input=pod("one-more", "1", "1"))
+        assert p.stderr.strip() == ('Error from server (Forbidden): error when creating "STDIN": pods "one-more" is '
+                                    f"forbidden: exceeded quota: dongles, requested: {res}=1, used: {res}=5, "
+                                    f"limited: {res}=5"), p.stderr
     finally:
         cluster.kubectl("delete", *ns, "pod", "--all", "--wait=false", check=False)
         cluster.kubectl("patch", "node", node, "--subresource=status", "--type=json", "-p",
