@@ -80,7 +80,11 @@ condition, proportional scaling 8+5 -> 11+7, progressDeadlineSeconds,
 revisionHistoryLimit), "ReplicaSet" (bare pods adopted or deleted, `--cascade=orphan`,
 isolating a pod by relabelling), "Taints and Tolerations" (`kubectl taint`, NoExecute
 eviction), "Resource Quotas" (BestEffort scope, PriorityClass scopeSelector,
-`count/deployments.apps`), "Pod Priority and Preemption" (`preemptionPolicy: Never`). "Adding entries to Pod /etc/hosts with HostAliases" (its
+`count/deployments.apps`), "Pod Priority and Preemption" (`preemptionPolicy: Never`,
+PriorityClass refusals), "DaemonSet" (the added tolerations and node affinity, a
+nodeSelector gaining and losing its node), "Assign Pods to Nodes using Node Affinity"
+(Gt/Lt/DoesNotExist matching), "Pod Topology Spread Constraints" (minDomains keeps
+pods Pending, "No preemption victims found"). "Adding entries to Pod /etc/hosts with HostAliases" (its
 one-line-per-IP format, fixed) is checked in test_pod_status_kubectl.py, the "Jobs"
 page's OnFailure back-off limit in tests/unit/controllers/test_job_logic.py.
 
