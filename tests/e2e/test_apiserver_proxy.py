@@ -46,6 +46,9 @@ def test_pod_and_service_proxy(cluster, namespace):
     pod = cluster.kjson("get", "pods", "-l", "app=web", *ns)["items"][0]["metadata"]["name"]
     base = f"/api/v1/namespaces/{namespace}"
 
+    # Ready means started (no readiness probe): the server may not listen yet
+    cluster.wait_for(lambda: raw(cluster, f"{base}/pods/{pod}/proxy/", check=False).returncode == 0,
+                     timeout=20, what="the pod's server listening")
     assert "kybern demo v1" in raw(cluster, f"{base}/pods/{pod}/proxy/").stdout  # port 80 by default
     assert "kybern demo v1" in raw(cluster, f"{base}/pods/http:{pod}:80/proxy/index.html").stdout
     cluster.wait_for(lambda: raw(cluster, f"{base}/services/web:8080/proxy/", check=False).returncode == 0,
