@@ -95,8 +95,7 @@ async def check_request(server: APIServer, request: web.Request, group: str, plu
                                                 f'delete mirror pods')
         if sub == "status" and op != "UPDATE" or sub == "eviction" and op != "CREATE":
             raise forbidden("pods", name, f'unexpected operation "{op}"')
-        pod = await server.store("", "v1", "pods").get(ns, name)  # 404 as upstream's lister
-        if (pod.get("spec") or {}).get("nodeName") != node:
+        if await _pod_node(server, ns, name) != node:
             why = {None: f'node "{node}" can only delete pods with spec.nodeName set to itself',
                    "status": f'node "{node}" can only update pod status for pods with spec.nodeName set to itself',
                    "eviction": f"node {node} can only evict pods with spec.nodeName set to itself"}[sub]
@@ -109,6 +108,20 @@ async def check_request(server: APIServer, request: web.Request, group: str, plu
                                                   "namespace")
         if name is not None and name != node:
             raise forbidden("leases", name, "can only access node lease with the same name as the requesting node")
+
+
+async def _pod_node(server: APIServer, ns: str | None, name: str) -> str:
+    """A pod's spec.nodeName, from the watch cache as upstream's lister reads it (an
+    indexed field: nothing decoded); 404 when there is no such pod."""
+    from kybern.apiserver.store import object_key
+
+    store = server.store("", "v1", "pods")
+    rc = store.cache.resources.get(store.prefix)
+    entry = rc.objects.get(object_key(store.info, ns, name)) if rc is not None and store.cache.is_ready() else None
+    if entry is not None:
+        return rc.field(entry, "spec.nodeName")  # type: ignore[union-attr]
+    pod = await store.get(ns, name)  # not cached (yet): storage answers, or 404
+    return str((pod.get("spec") or {}).get("nodeName") or "")
 
 
 # -- writes whose object tells: admission hooks ------------------------------------------
@@ -202,7 +215,11 @@ async def token_request(server: APIServer, request: web.Request, ns: str, name: 
         raise forbidden("serviceaccounts", name, "node requested token not bound to a pod")
     if not ref.get("uid"):
         raise forbidden("serviceaccounts", name, "node requested token with a pod binding without a uid")
-    pod = await server.store("", "v1", "pods").get(ns, ref["name"])
+    store = server.store("", "v1", "pods")
+    try:  # the watch cache's copy, as upstream's lister
+        pod = await store.get(ns, ref["name"], resource_version="0")
+    except errors.StatusError:
+        pod = await store.get(ns, ref["name"])
     if ref["uid"] != pod["metadata"].get("uid"):
         raise forbidden("serviceaccounts", name, f"the UID in the bound object reference ({ref['uid']}) does not "
                         "match the UID in record. The object might have been deleted and then recreated")
