@@ -319,7 +319,7 @@ class PodStrategy(Strategy):
         default_pod_spec(obj.setdefault("spec", {}))
         spec = obj["spec"]
         default_pod_only(spec)
-        mirror = "kubernetes.io/config.mirror" in ((obj.get("metadata") or {}).get("annotations") or {})
+        mirror = meta.MIRROR_POD_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {})
         if "serviceAccountName" not in spec and not mirror:  # a static pod's mirror gets none (the SA plugin)
             spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
         if spec.get("serviceAccountName"):

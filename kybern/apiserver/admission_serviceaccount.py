@@ -13,15 +13,13 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from kybern.api import podrefs
 from kybern.machinery import meta
 
 VOLUME_PREFIX = meta.TOKEN_VOLUME_PREFIX
 MOUNT_PATH = meta.SERVICE_ACCOUNT_MOUNT_PATH
 TOKEN_EXPIRATION = 3607  # upstream's: an hour and a few seconds, so a rotation is noticed
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # upstream's utilrand alphabet (no vowels, no 0/1/3)
-
-
-MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
 
 def mirror_pod_refusal(pod: dict[str, Any]) -> str | None:
@@ -31,23 +29,9 @@ def mirror_pod_refusal(pod: dict[str, Any]) -> str | None:
     spec = pod.get("spec") or {}
     if spec.get("serviceAccountName") or spec.get("serviceAccount"):
         return "a mirror pod may not reference service accounts"
-    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or []),
-                  *(spec.get("ephemeralContainers") or [])]
-    secret_refs = [
-        *(r for r in spec.get("imagePullSecrets") or []),
-        *(e["valueFrom"]["secretKeyRef"] for c in containers for e in c.get("env") or []
-          if (e.get("valueFrom") or {}).get("secretKeyRef")),
-        *(f["secretRef"] for c in containers for f in c.get("envFrom") or [] if f.get("secretRef")),
-        *(v["secret"] for v in spec.get("volumes") or [] if v.get("secret")),
-        *(s["secret"] for v in spec.get("volumes") or [] for s in (v.get("projected") or {}).get("sources") or []
-          if s.get("secret")),
-        *(v[k]["secretRef"] for v in spec.get("volumes") or [] for k in v
-          if isinstance(v[k], dict) and isinstance(v[k].get("secretRef"), dict)),
-    ]
-    if secret_refs:
+    if podrefs.references_secrets(spec):
         return "a mirror pod may not reference secrets"
-    if any(s.get("serviceAccountToken") for v in spec.get("volumes") or []
-           for s in (v.get("projected") or {}).get("sources") or []):
+    if podrefs.projects(spec, "serviceAccountToken"):
         return "a mirror pod may not use ServiceAccountToken volume projections"
     return None
 

@@ -20,15 +20,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kybern.api import podrefs
 from kybern.apiserver import rbac_policy
-from kybern.machinery import errors
+from kybern.machinery import errors, meta
 
 if TYPE_CHECKING:
     from aiohttp import web
 
     from kybern.apiserver.server import APIServer
 
-MIRROR = "kubernetes.io/config.mirror"
+MIRROR = meta.MIRROR_POD_ANNOTATION
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 # kubeletapis.IsKubeletLabel: the kubernetes.io labels a kubelet may set on its Node
 KUBELET_LABELS = {"kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch",
@@ -153,22 +154,13 @@ async def pod_create(server: APIServer, pod: dict[str, Any]) -> None:
         raise no(f"node {node} UID mismatch: expected {owners[0].get('uid')} got {own['metadata'].get('uid')}")
     if spec.get("serviceAccountName"):
         raise no(f'node "{node}" can not create pods that reference a service account')
-    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or []),
-                  *(spec.get("ephemeralContainers") or [])]
-    volumes = spec.get("volumes") or []
-    projected = [s for v in volumes for s in (v.get("projected") or {}).get("sources") or []]
-    env = [e.get("valueFrom") or {} for c in containers for e in c.get("env") or []]
-    env_from = [f for c in containers for f in c.get("envFrom") or []]
-    if spec.get("imagePullSecrets") or any("secretKeyRef" in e for e in env) or \
-            any("secretRef" in f for f in env_from) or any("secret" in v for v in volumes) or \
-            any("secret" in s for s in projected):
+    if podrefs.references_secrets(spec):
         raise no(f'node "{node}" can not create pods that reference secrets')
-    if any("configMapKeyRef" in e for e in env) or any("configMapRef" in f for f in env_from) or \
-            any("configMap" in v for v in volumes) or any("configMap" in s for s in projected):
+    if podrefs.references_configmaps(spec):
         raise no(f'node "{node}" can not create pods that reference configmaps')
-    if any("clusterTrustBundle" in s for s in projected):
+    if podrefs.projects(spec, "clusterTrustBundle"):
         raise no(f'node "{node}" can not create pods that reference clustertrustbundles')
-    if any("persistentVolumeClaim" in v for v in volumes):
+    if any("persistentVolumeClaim" in v for v in spec.get("volumes") or []):
         raise no(f'node "{node}" can not create pods that reference persistentvolumeclaims')
 
 

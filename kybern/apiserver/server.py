@@ -51,7 +51,7 @@ from kybern.apiserver import (
 from kybern.apiserver.metrics import APIMetrics, InstrumentedStore
 from kybern.apiserver.store import Predicate, RESTStore, key_prefix, object_key
 from kybern.apiserver.watchcache import WatchCache
-from kybern.machinery import errors, managedfields
+from kybern.machinery import errors, managedfields, meta
 from kybern.storage.interface import Store
 
 log = logging.getLogger(__name__)
@@ -327,7 +327,7 @@ class APIServer:
         namespace is does not fail), and it gets the token volume
         (admission_serviceaccount.py)."""
         m = pod["metadata"]
-        if admission_serviceaccount.MIRROR_ANNOTATION in (m.get("annotations") or {}):
+        if meta.MIRROR_POD_ANNOTATION in (m.get("annotations") or {}):
             why = admission_serviceaccount.mirror_pod_refusal(pod)  # a static pod's: left as the kubelet made it
             if why:
                 name = m.get("name", "")

@@ -16,6 +16,8 @@ import orjson
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 TOKEN_VOLUME_PREFIX = "kube-api-access-"
 SERVICE_ACCOUNT_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+# on a static pod's mirror pod (the kubelet makes it; kybern/node/staticpods.py)
+MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 
 _now_second = -1
 _now_text = ""

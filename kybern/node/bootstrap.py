@@ -42,9 +42,7 @@ def usable(cert_file: Path, ca_file: str | None, name: str, now: dt.datetime | N
         cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
         if ca_file:
             cert.verify_directly_issued_by(x509.load_pem_x509_certificate(Path(ca_file).read_bytes()))
-    except (OSError, ValueError, TypeError):
-        return False
-    except Exception:  # noqa: BLE001 -- InvalidSignature: another cluster's CA
+    except Exception:  # noqa: BLE001 -- unreadable, not PEM, or InvalidSignature (another cluster's CA)
         return False
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not cns or cns[0].value != f"system:node:{name}":

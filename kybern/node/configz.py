@@ -9,21 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kybern.network.resolvconf import CLUSTER_DNS_IP
+from kybern.node.backoff import go_duration
 
 if TYPE_CHECKING:
     from kybern.node.agent import NodeAgent
-
-
-def go_duration(seconds: float) -> str:
-    """time.Duration's String(): 10s, 1m0s, 1h30m0s, 500ms."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms" if seconds else "0s"
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    secs = f"{s:g}s"
-    if h:
-        return f"{int(h)}h{int(m)}m{secs}"
-    return f"{int(m)}m{secs}" if m else secs
 
 
 def kubelet_config(agent: NodeAgent) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from kybern.client.resources import PODS
-from kybern.machinery import errors
+from kybern.machinery import errors, meta
 
 if TYPE_CHECKING:
     from kybern.node.agent import NodeAgent
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "kubernetes.io/config.source"
 HASH = "kubernetes.io/config.hash"
-MIRROR = "kubernetes.io/config.mirror"
+MIRROR = meta.MIRROR_POD_ANNOTATION
 SEEN = "kubernetes.io/config.seen"
 
 
