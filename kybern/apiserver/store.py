@@ -703,7 +703,8 @@ class RESTStore:
             new["metadata"].pop("generation", None)
             if "generation" in old["metadata"]:
                 new["metadata"]["generation"] = old["metadata"]["generation"]
-            if strategy.tracks_generation and strategy.spec_changed(new, old):
+            if strategy.tracks_generation and strategy.spec_changed(new, old) and \
+                    (not self._omitempty or self._spec_changed_once_dropped(new, old)):
                 new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
         self._keep_system_meta(new, old)
         self._validate(new, causes, field_validation, warnings,
@@ -780,6 +781,14 @@ class RESTStore:
         except (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError) as e:
             log.warning("%s: applying a change failed: %r", self.info.kind, e)
             raise errors.bad_request(f"the change cannot be applied to the {self.info.kind}: {e}") from None
+
+    def _spec_changed_once_dropped(self, new: Obj, old: Obj) -> bool:
+        """Upstream compares specs after the Go round trip, where an empty omitempty
+        list or map (`namespaces: []` in a re-applied manifest) is no value: such a
+        change is no change, and the generation stays."""
+        assert self._omitempty is not None and self.strategy is not None
+        omitempty.drop_empty(self._omitempty, new)
+        return self.strategy.spec_changed(new, old)
 
     @staticmethod
     def _keep_system_meta(new: Obj, old: Obj) -> None:

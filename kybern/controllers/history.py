@@ -84,12 +84,17 @@ async def ensure(client: Client, parent: dict[str, Any], revisions: list[dict[st
         body["revision"] = nxt
         return await client.update(CONTROLLERREVISIONS, body), collision_count
     ns = parent["metadata"].get("namespace")
+    ann = parent["metadata"].get("annotations") or {}
     while True:
         h = hash_data(data, collision_count)
         name = f"{parent['metadata']['name']}-{h}"
         cr = {"apiVersion": "apps/v1", "kind": "ControllerRevision",
               "metadata": {"name": name, "namespace": ns,
                            "labels": {**labels, REVISION_HASH_LABEL: h},
+                           # the parent's annotations, as upstream's DS snapshot and STS
+                           # newRevision copy them: `kubectl rollout history` reads the
+                           # change-cause of each revision from here
+                           **({"annotations": dict(ann)} if ann else {}),
                            "ownerReferences": [meta.owner_ref(parent, controller=True)]},
               "data": data, "revision": nxt}
         try:

@@ -1,0 +1,46 @@
+"""Steps of kubectl's own command-line suite (kubernetes/kubernetes test/cmd/apps.sh,
+apply.sh, get.sh, ...) where kybern answered differently from kube-apiserver and
+kube-controller-manager, with kubectl 1.32 on the shared cluster."""
+
+from __future__ import annotations
+
+DAEMONSET = """apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: bind
+  labels: {{service: bind}}
+spec:
+  selector: {{matchLabels: {{service: bind}}}}
+  template:
+    metadata: {{labels: {{service: bind}}}}
+    spec:
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - labelSelector: {{matchLabels: {{service: bind}}}}
+            topologyKey: kubernetes.io/hostname
+            namespaces: []
+      containers:
+      - name: pause
+        image: {image}
+"""
+
+
+def test_daemonset_reapply_and_rollout_history(cluster, namespace):
+    """run_daemonset_tests / run_daemonset_history_tests: re-applying a manifest whose
+    `namespaces: []` the server does not keep is no spec change (generation stays 1);
+    each ControllerRevision carries the DaemonSet's annotations, so `kubectl rollout
+    history` shows the change-cause `--record` wrote."""
+    ns = ("-n", namespace)
+    v1, v2 = DAEMONSET.format(image="registry.k8s.io/pause:2.0"), DAEMONSET.format(image="kybern.test/none:v2")
+    cluster.kubectl("apply", *ns, "-f", "-", "--record", input=v1)
+    cluster.kubectl("apply", *ns, "-f", "-", input=v1)
+    assert cluster.kjson("get", "ds", "bind", *ns)["metadata"]["generation"] == 1
+    cluster.kubectl("apply", *ns, "-f", "-", "--record", input=v2)
+    assert cluster.kjson("get", "ds", "bind", *ns)["metadata"]["generation"] == 2
+
+    def history():
+        out = cluster.kubectl("rollout", "history", "ds/bind", *ns).stdout
+        return out if out.count("kubectl apply") == 2 else None
+    out = cluster.wait_for(history, what="two revisions with a change-cause")
+    assert f"1         kubectl apply --namespace={namespace} --filename=- --record=true" in out, out
