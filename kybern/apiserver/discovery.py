@@ -3,6 +3,8 @@ legacy form and the aggregated form (apidiscovery.k8s.io/v2) kubectl prefers."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Any
 
 from kybern.api.registry import Registry, ResourceInfo
@@ -25,26 +27,44 @@ _SUB_KIND = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v1", "Bin
              "token": ("authentication.k8s.io", "v1", "TokenRequest")}
 
 
+def storage_version_hash(info: ResourceInfo) -> str:
+    """Upstream's discovery.StorageVersionHash: base64 of the first 8 bytes of sha256 of
+    "<group>/<version>/<kind>" of the version stored, so clients can tell when storage moved.
+    Kinds that are not stored (reviews, bindings, componentstatuses) have none."""
+    if "watch" not in info.verbs:
+        return ""
+    stored = getattr(info.strategy, "storage_version", None) or info.api_version
+    group, _, version = stored.rpartition("/")
+    if info.storage_group is not None:
+        group = info.storage_group
+    digest = hashlib.sha256(f"{group}/{version}/{info.kind}".encode()).digest()
+    return base64.b64encode(digest[:8]).decode()
+
+
 def _resource_entries(infos: list[ResourceInfo]) -> list[dict[str, Any]]:
+    # keys in metav1.APIResource's field order (name, singularName, namespaced, group, version,
+    # kind, verbs, shortNames, categories, storageVersionHash), empty ones omitted as upstream
     out = []
     for info in sorted(infos, key=lambda i: i.plural):
         e: dict[str, Any] = {"name": info.plural, "singularName": info.singular,
-                             "namespaced": info.namespaced, "kind": info.kind, "verbs": list(info.verbs),
-                             "storageVersionHash": ""}
+                             "namespaced": info.namespaced, "kind": info.kind, "verbs": list(info.verbs)}
         if info.short_names:
             e["shortNames"] = list(info.short_names)
         if info.categories:
             e["categories"] = list(info.categories)
+        if svh := storage_version_hash(info):
+            e["storageVersionHash"] = svh
         out.append(e)
         for sub in info.subresources:
             s: dict[str, Any] = {"name": f"{info.plural}/{sub}", "singularName": "",
-                                 "namespaced": info.namespaced, "kind": info.kind,
-                                 "verbs": _SUB_VERBS.get(sub, ["get"])}
+                                 "namespaced": info.namespaced}
+            kind = info.kind
             if sub in _SUB_KIND:
-                g, v, k = _SUB_KIND[sub]
-                s["kind"] = k
+                g, v, kind = _SUB_KIND[sub]
                 if g:
                     s["group"], s["version"] = g, v
+            s["kind"] = kind
+            s["verbs"] = _SUB_VERBS.get(sub, ["get"])
             out.append(s)
     return out
 

@@ -201,3 +201,16 @@ def test_api_resources_lists_the_groups(cluster):
     for plural in ("jobs", "controllerrevisions", "ingressclasses", "endpointslices", "roles", "rolebindings",
                    "clusterroles", "clusterrolebindings", "csidrivers", "csinodes", "volumeattachments"):
         assert plural in rows
+
+
+def test_legacy_discovery_entries_match_upstream_bytes(cluster):
+    # upstream's test/cmd discovery.sh greps the raw /api/v1 text: keys in metav1.APIResource order,
+    # storageVersionHash last and only for stored kinds
+    raw = cluster.kubectl("get", "--raw", "/api/v1").stdout
+    assert ('{"name":"configmaps","singularName":"configmap","namespaced":true,"kind":"ConfigMap","verbs":'
+            '["create","delete","deletecollection","get","list","patch","update","watch"],"shortNames":["cm"],'
+            '"storageVersionHash":"qFsyl6wFWjQ="}') in raw
+    assert '{"name":"bindings","singularName":"binding","namespaced":true,"kind":"Binding","verbs":["create"]}' in raw
+    apps = cluster.kubectl("get", "--raw", "/apis/apps/v1").stdout
+    assert ('{"name":"deployments/scale","singularName":"","namespaced":true,"group":"autoscaling",'
+            '"version":"v1","kind":"Scale","verbs":') in apps
