@@ -413,6 +413,85 @@ def decode_error(kind: str, api_version: str, result: Result) -> StatusError | N
                        f"{err.struct}.{err.go_path} of type {err.go_type}")
 
 
+def _go_kind(value: Any) -> str:
+    """The reflect.Kind of a value decoded into interface{} with ints preserved."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int64"
+    if isinstance(value, float):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
+    return "slice" if isinstance(value, list) else "map"
+
+
+def _go_float(f: float) -> str:
+    """strconv.FormatFloat(f, 'g', -1, 64), what fmt's %v prints for a float64."""
+    if f != f or f in (float("inf"), float("-inf")):
+        return {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}[repr(f)]
+    mantissa, _, exp_s = f"{f:e}".partition("e")
+    digits = repr(f).lstrip("-").replace(".", "").split("e")[0].lstrip("0").rstrip("0") or "0"
+    exp = int(exp_s)
+    if exp < -4 or exp >= 6 and exp >= len(digits) or exp >= 21:
+        sign = "-" if f < 0 else ""
+        frac = digits[1:]
+        return f"{sign}{digits[0]}{'.' + frac if frac else ''}e{'+' if exp >= 0 else '-'}{abs(exp):02d}"
+    out = repr(f)
+    return out[:-2] if out.endswith(".0") else out
+
+
+def go_print(value: Any) -> str:
+    """A decoded JSON value as Go's fmt %+v prints it (maps with sorted keys)."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _go_float(value)
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{go_print(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(go_print(v) for v in value) + "]"
+    return str(value)
+
+
+def _converter_message(err: TypeError_) -> str:
+    """What runtime.DefaultUnstructuredConverter.FromUnstructured says of a value
+    that does not fit its Go field (k8s.io/apimachinery/pkg/runtime/converter.go)."""
+    kind, target = _go_kind(err.value), err.go_type
+    if target == "quantity":
+        return QUANTITY_MESSAGE
+    if target.startswith("map["):
+        return f"cannot restore map from {kind}"
+    if target.startswith("[]"):
+        return f"cannot restore slice from {kind}"
+    if target in ("string", "bool", "float64") or target.startswith(("int", "uint")):
+        if kind == "int64" and target == "string":
+            return "cannot convert int64 to string"  # Go can convert an int to a string (a rune)
+        if kind == "float64" and target.startswith(("int", "uint")):
+            return f"cannot convert float64 to {target}"
+        return f"unrecognized type: {target}"
+    if target == "intstr.IntOrString":
+        return f"json: cannot unmarshal {_json_kind(err.value)} into Go value of type int32"
+    return f"cannot restore struct from: {kind}"
+
+
+def patch_convert_error(patch: dict[str, Any], definition: str) -> StatusError | None:
+    """422 for a strategic merge patch whose values do not fit the kind's Go types:
+    upstream converts the patched map into the Go struct and answers
+    NewInvalid(GroupKind{}, "", patch: Invalid value: "<patch as %+v>": <converter error>)
+    (applyPatchToObject in k8s.io/apiserver/pkg/endpoints/handlers/patch.go)."""
+    result = check(patch, definition, check_required=False)
+    if not result.type_errors:
+        return None
+    from kybern.machinery.errors import invalid
+
+    printed = go_print(patch).replace("\\", "\\\\").replace('"', '\\"')
+    return invalid("", "", "", [cause("patch", f'Invalid value: "{printed}": '
+                                               f"{_converter_message(result.type_errors[0])}")])
+
+
 def prune(obj: Any, definition: str) -> Any:
     """Drop unknown fields in place (fieldValidation=Ignore/Warn); returns obj."""
     schema = schemas.definition(definition)

@@ -537,10 +537,18 @@ class APIServer:
                                                          warnings=warnings, force_allow_create=True)
             return rest.object_response(obj, wire, 201 if created else 200, warnings=warnings)
 
+        strategic = ctype == "application/strategic-merge-patch+json" and bool(store.info.definition)
+
         def make(cur: dict[str, Any] | None) -> dict[str, Any]:
             if cur is None:
                 raise errors.not_found(store.info.group, store.info.plural, name)
             cur_rv = cur["metadata"]["resourceVersion"]
+            if strategic and decoded and isinstance(decoded[0], dict):
+                from kybern.api import validation
+
+                err = validation.patch_convert_error(decoded[0], store.info.definition)
+                if err is not None:
+                    raise err
             # `cur` is make()'s own copy (RESTStore.update): patched in place, with the
             # body decoded above on the first try (the patch consumes it), decoded again on a retry
             out = self.apply_patch(ctype, raw, cur, store.info.definition, owned=True,

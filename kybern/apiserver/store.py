@@ -666,6 +666,8 @@ class RESTStore:
             return await self.create(namespace, new, dry_run=dry_run,
                                      field_validation=field_validation, warnings=warnings), True, None
         want_rv = nm.get("resourceVersion")
+        if want_rv == "0":
+            want_rv = None  # upstream parses it to 0: no precondition, as if left out
         if want_rv and want_rv != current["metadata"]["resourceVersion"]:
             raise errors.conflict(self.info.group, self.info.plural, name, errors.OPTIMISTIC_LOCK)
         if nm.get("uid") and nm["uid"] != current["metadata"].get("uid"):

@@ -1,0 +1,41 @@
+"""Steps of kubectl's own command-line suite (kubernetes/kubernetes test/cmd/core.sh,
+create.sh, delete.sh, save-config.sh) where kybern answered differently from
+kube-apiserver, with kubectl 1.32 on the shared cluster."""
+
+from __future__ import annotations
+
+import json
+
+POD = """apiVersion: v1
+kind: Pod
+metadata:
+  name: valid-pod
+  labels: {name: valid-pod}
+spec:
+  containers:
+  - name: kubernetes-serve-hostname
+    image: kybern.test/none:v1
+"""
+
+
+def test_patch_type_mismatch_and_unconditional_replace(cluster, namespace):
+    """run_pod_tests: a strategic merge patch whose value does not fit the Go type is
+    refused with the converter's words (422, field `patch`), a JSON merge patch with
+    the decoder's (400); a replace naming resourceVersion "0" is unconditional."""
+    ns = ("-n", namespace)
+    cluster.kubectl("create", *ns, "-f", "-", input=POD)
+    p = cluster.kubectl("patch", *ns, "pod", "valid-pod", "-p", '{"metadata":{"labels":"invalid"}}', check=False)
+    assert p.returncode == 1
+    assert ('patch: Invalid value: "map[metadata:map[labels:invalid]]": cannot restore map from string'
+            in p.stderr), p.stderr
+    p = cluster.kubectl("patch", *ns, "pod", "valid-pod", "--type=merge", "-p",
+                        '{"spec":{"activeDeadlineSeconds":"x"}}', check=False)
+    assert "cannot unmarshal string into Go struct field PodSpec.spec.activeDeadlineSeconds of type int64" \
+        in p.stderr, p.stderr
+
+    cm = {"apiVersion": "v1", "kind": "ConfigMap",
+          "metadata": {"name": "rv0", "namespace": namespace, "resourceVersion": "0"}, "data": {"a": "b"}}
+    cluster.kubectl("create", "-f", "-", input=json.dumps({**cm, "metadata": {"name": "rv0",
+                                                                               "namespace": namespace}}))
+    cluster.kubectl("replace", "-f", "-", input=json.dumps(cm))
+    assert cluster.kjson("get", "cm", "rv0", *ns)["data"] == {"a": "b"}
