@@ -111,7 +111,8 @@ async def scale(server: "APIServer", request: web.Request, store: RESTStore, ns:
         cur["metadata"].pop("resourceVersion", None)
         return cur
 
-    obj, _ = await store.update(ns, name, make)
+    # `kubectl scale --dry-run=server` sends dryRun=All to /scale: nothing is written
+    obj, _ = await store.update(ns, name, make, dry_run=rest.dry_run(request))
     return rest.json_response(to_scale(obj))
 
 

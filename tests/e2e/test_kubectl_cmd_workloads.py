@@ -44,3 +44,14 @@ def test_daemonset_reapply_and_rollout_history(cluster, namespace):
         return out if out.count("kubectl apply") == 2 else None
     out = cluster.wait_for(history, what="two revisions with a change-cause")
     assert f"1         kubectl apply --namespace={namespace} --filename=- --record=true" in out, out
+
+
+def test_scale_server_dry_run_writes_nothing(cluster, namespace):
+    """run_rs_tests: `kubectl scale --dry-run=server` (a PUT with --current-replicas, a
+    PATCH without) sends dryRun=All to /scale; the replicas stay."""
+    ns = ("-n", namespace)
+    cluster.kubectl("create", "deployment", "d", "--image=kybern.test/none:v1", "--replicas=0", *ns)
+    for extra in (("--current-replicas=0",), ()):
+        out = cluster.kubectl("scale", "deploy/d", "--replicas=2", "--dry-run=server", *extra, *ns).stdout
+        assert out.strip() == "deployment.apps/d scaled (server dry run)"
+        assert cluster.kjson("get", "deploy", "d", *ns)["spec"]["replicas"] == 0
