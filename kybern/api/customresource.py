@@ -138,7 +138,7 @@ def resource_infos(crd: Obj) -> list[ResourceInfo]:
             crschema.definition_name(group, version, kind),
             short_names=tuple(names.get("shortNames") or ()), categories=tuple(names.get("categories") or ()),
             subresources=tuple(s for s in ("status", "scale") if s in subs),
-            strategy=CRStrategy(crd, v)))
+            strategy=CRStrategy(crd, v), singular_name=str(names.get("singular") or "")))
     return out
 
 

@@ -33,10 +33,12 @@ class ResourceInfo:
     # the group whose storage keys hold this kind, when another group's do
     # (events.k8s.io Events are core Events: /registry/core/events/...)
     storage_group: str | None = None
+    # a CRD's spec.names.singular; built-in kinds use the lower-cased kind, as upstream
+    singular_name: str = ""
 
     @property
     def singular(self) -> str:
-        return self.kind.lower()
+        return self.singular_name or self.kind.lower()
 
     @property
     def api_version(self) -> str:

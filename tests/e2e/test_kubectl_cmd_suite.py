@@ -1,0 +1,39 @@
+"""Behaviour kubectl's own command-line suite (kubernetes test/cmd/*.sh) checks, through the real
+kubectl: what a user sees when naming custom resources, printing and patching them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "resources.cmdsuite.example.com"},
+    "spec": {"group": "cmdsuite.example.com", "scope": "Namespaced",
+             "names": {"plural": "resources", "singular": "resource", "kind": "Kind", "listKind": "KindList"},
+             "versions": [{"name": "v1alpha1", "served": True, "storage": True,
+                           "schema": {"openAPIV3Schema": {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
+@pytest.fixture(scope="module")
+def kind_crd(cluster):
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(_CRD))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/resources.cmdsuite.example.com")
+    yield
+    cluster.kubectl("delete", "crd", "resources.cmdsuite.example.com", "--wait=false", check=False)
+
+
+def test_custom_resource_is_named_by_its_crd_singular(cluster, kind_crd, namespace):
+    # crd.sh: a CRD whose singular ("resource") is not its lower-cased kind ("kind")
+    obj = {"apiVersion": "cmdsuite.example.com/v1alpha1", "kind": "Kind", "metadata": {"name": "myobj"}}
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(obj))
+    for ref in ("resource/myobj", "resources/myobj", "kind.cmdsuite.example.com/myobj"):
+        out = cluster.kubectl("get", "-n", namespace, ref, "-o", "name").stdout.strip()
+        assert out == "kind.cmdsuite.example.com/myobj", ref
+    raw = json.loads(cluster.kubectl("get", "--raw", "/apis/cmdsuite.example.com/v1alpha1").stdout)
+    assert [r["singularName"] for r in raw["resources"] if r["name"] == "resources"] == ["resource"]
