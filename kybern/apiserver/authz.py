@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from kybern.apiserver import rbac_policy
+from kybern.apiserver.nodegraph import NodeGraph, node_of
 from kybern.machinery import errors
 
 if TYPE_CHECKING:
@@ -310,11 +311,11 @@ class RBAC:
 # -- the Node authorizer ---------------------------------------------------------------
 
 def node_rules() -> list[dict[str, Any]]:
-    """What the Node authorizer lets a node do here: upstream's system:node role and,
-    as kybern's node token also serves the node's kube-proxy and NetworkPolicy
-    enforcer, system:node-proxier's rules and list/watch of networkpolicies and
-    namespaces (kybern/apiserver/rbac_policy.py). Upstream's graph of which pods, secrets
-    and volumes belong to which node is not kept (docs/rbac.md)."""
+    """What the Node authorizer lets a node do beyond its graph (nodegraph.py): upstream's
+    system:node role and, as kybern's node identity also serves the node's kube-proxy and
+    NetworkPolicy enforcer, system:node-proxier's rules and list/watch of networkpolicies
+    and namespaces (kybern/apiserver/rbac_policy.py). The join token's shared identity
+    gets these rules whole, the graph's resources included (docs/rbac.md)."""
     from kybern.apiserver import rbac_policy
 
     return rbac_policy.NODE_RULES + rbac_policy.NODE_PROXIER_RULES + rbac_policy.NODE_NETWORK_POLICY_RULES
@@ -329,9 +330,13 @@ class Authorizer:
         self.resolver = RBAC(server)
         self.rbac = self.resolver if "RBAC" in modes else None
         self._node_rules = node_rules() if "Node" in modes else []
+        self.node_graph = NodeGraph(server) if "Node" in modes else None
         self.server = server
         # the whole chain allows everything: no attributes need computing
         self.always_allow = modes[0] == "AlwaysAllow"
+
+    def _static_node(self, a: Attributes) -> bool:
+        return any(rule_allows(a, r) for r in self._node_rules)
 
     def authorize(self, a: Attributes) -> tuple[bool, str]:
         """(allowed, reason) as the union authorizer: the first decision wins."""
@@ -344,8 +349,21 @@ class Authorizer:
             if mode == "AlwaysDeny":
                 return False, "Everything is forbidden."
             if mode == "Node":
-                if NODES_GROUP in a.groups and any(rule_allows(a, r) for r in self._node_rules):
+                if NODES_GROUP not in a.groups:
+                    continue
+                if a.username == rbac_policy.NODE_TOKEN_USER:  # the join token: node rules, unsubdivided
+                    if self._static_node(a):
+                        return True, ""
+                    continue
+                node = node_of(a.user)  # "" for "system:node:" itself: upstream's unknown node
+                if node is None:  # in the group but not named as a node: not a node
+                    continue
+                assert self.node_graph is not None
+                ok, why = self.node_graph.authorize(node, a, self._static_node)
+                if ok:
                     return True, ""
+                if why:
+                    reasons.append(why)
                 continue
             assert self.rbac is not None
             d, why = self.rbac.authorize(a)
@@ -360,14 +378,16 @@ class Authorizer:
         with storage: a role or binding just written (by this or another apiserver
         process) counts at once, where upstream's informers lag a little."""
         ok, why = self.authorize(a)
-        if ok or self.rbac is None:
+        # a node's request may name a pod bound an instant ago, by another process (the graph)
+        by_node = self.node_graph is not None and NODES_GROUP in a.groups
+        if ok or (self.rbac is None and not by_node):
             return ok, why
-        before = self.rbac._current_stamp()
+        before = self.rbac._current_stamp() if self.rbac is not None else None
         try:
             await asyncio.wait_for(self.server.watch_cache.wait_fresh(), 2)
         except (TimeoutError, asyncio.TimeoutError):
             return ok, why
-        if self.rbac._current_stamp() == before:
+        if not by_node and self.rbac is not None and self.rbac._current_stamp() == before:
             return ok, why
         return self.authorize(a)
 

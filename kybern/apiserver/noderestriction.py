@@ -12,8 +12,8 @@ may write only what belongs to its node:
 - service account tokens: only bound to a pod on itself.
 
 Messages as upstream's. The node join token's shared identity (system:node:kybern-node-token,
-which bootstraps the certificates) is not restricted. What a node may read is not
-narrowed (no Node authorizer graph; docs/rbac.md).
+which bootstraps the certificates) is not restricted. What a node may read is the Node
+authorizer's business (nodegraph.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kybern.api import podrefs
-from kybern.apiserver import rbac_policy
+from kybern.apiserver.nodegraph import node_of
 from kybern.machinery import errors, meta
 
 if TYPE_CHECKING:
@@ -38,16 +38,6 @@ KUBELET_LABELS = {"kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/a
                   "failure-domain.beta.kubernetes.io/region", "failure-domain.beta.kubernetes.io/zone",
                   "topology.kubernetes.io/region", "topology.kubernetes.io/zone"}
 KUBELET_LABEL_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io")
-
-
-def node_of(user: dict[str, Any] | None) -> str | None:
-    """The node a user is (NodeIdentity), None for anyone else and for the join token."""
-    if not user or "system:nodes" not in (user.get("groups") or []):
-        return None
-    name = str(user.get("username") or "")
-    if not name.startswith("system:node:") or name == rbac_policy.NODE_TOKEN_USER:
-        return None
-    return name[len("system:node:"):]
 
 
 def _current_node() -> str | None:

@@ -124,6 +124,8 @@ class ResourceCache:
         self.ring: deque[Event] = deque(maxlen=RING_CAPACITY)
         self.start_rv = start_rv  # every event after this revision is in the ring
         self.watchers: set[Watcher] = set()
+        # in-process indexes following each event (nodegraph.py): called with (self, event)
+        self.listeners: list[Callable[[ResourceCache, Event], None]] = []
         self.indexed = INDEXED_FIELDS.get(prefix, ())
         self._field_index = {p: i for i, p in enumerate(self.indexed)}
         self._paths = [tuple(p.split(".")) for p in self.indexed]
@@ -186,6 +188,8 @@ class ResourceCache:
         if len(self.ring) == self.ring.maxlen:
             self.start_rv = self.ring[0].rv
         self.ring.append(ev)
+        for f in self.listeners:
+            f(self, ev)
         for w in self.watchers:
             w.offer(ev)
 

@@ -51,10 +51,9 @@ def test_a_node_has_its_own_identity_and_is_restricted_to_its_own_objects(cluste
          f'pods "plain" is forbidden: pod does not have "kubernetes.io/config.mirror" annotation, '
          f'node "{node}" can only create mirror pods'),
         (("delete", "lease", "-n", "kube-node-lease", "someone-else"),
-         'leases "someone-else" is forbidden: can only access node lease with the same name as the '
-         "requesting node"),
-        (("create", "token", "default", "-n", namespace),
-         'serviceaccounts "default" is forbidden: node requested token not bound to a pod'),
+         'leases.coordination.k8s.io "someone-else" is forbidden: User "system:node:' + node + '" cannot delete '
+         'resource "leases" in API group "coordination.k8s.io" in the namespace "kube-node-lease": can only '
+         "access node lease with the same name as the requesting node"),
     ]
     for args, message in cases:
         p = as_node(*args)
@@ -68,6 +67,27 @@ def test_a_node_has_its_own_identity_and_is_restricted_to_its_own_objects(cluste
         "spec": {"nodeName": "no-such-node", "containers": [{"name": "c", "image": "demo:v1"}]}}))
     p = as_node("delete", "pod", "elsewhere", "-n", namespace, "--wait=false")
     assert f'node "{node}" can only delete pods with spec.nodeName set to itself' in p.stderr
+    # the Node authorizer's graph: a secret or config map only through a pod bound to this node
+    cluster.kubectl("create", "secret", "generic", "used", "--from-literal=k=v", "-n", namespace)
+    cluster.kubectl("create", "secret", "generic", "unused", "--from-literal=k=v", "-n", namespace)
+    cluster.kubectl("create", "configmap", "settings", "--from-literal=k=v", "-n", namespace)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "here"},
+        "spec": {"nodeName": node, "containers": [{
+            "name": "c", "image": "demo:v1", "command": ["sleep", "3600"],
+            "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "used", "key": "k"}}}],
+            "envFrom": [{"configMapRef": {"name": "settings"}}]}]}}))
+    assert as_node("get", "secret", "used", "-n", namespace).returncode == 0
+    assert as_node("get", "configmap", "settings", "-n", namespace).returncode == 0
+    no_relation = f"no relationship found between node '{node}' and this object"
+    p = as_node("get", "secret", "unused", "-n", namespace)
+    assert f'secrets "unused" is forbidden: User "system:node:{node}" cannot get resource "secrets" in API ' \
+           f'group "" in the namespace "{namespace}": {no_relation}' in p.stderr, p.stderr
+    assert "No Object name found" in as_node("get", "secrets", "-n", namespace).stderr
+    p = as_node("create", "token", "someone", "-n", namespace)  # no pod here runs as it
+    assert no_relation in p.stderr, p.stderr
+    p = as_node("create", "token", "default", "-n", namespace)  # "here" runs as it: NodeRestriction's turn
+    assert 'serviceaccounts "default" is forbidden: node requested token not bound to a pod' in p.stderr, p.stderr
     # its own Node it may still label (outside the restricted prefixes)
     assert as_node("label", "node", node, "example.com/ok=yes").returncode == 0
     cluster.kubectl("label", "node", node, "example.com/ok-")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from kybern.apiserver.noderestriction import _forbidden_labels, node_of
+from kybern.apiserver.nodegraph import node_of
+from kybern.apiserver.noderestriction import _forbidden_labels
 from kybern.controllers.csrapproving import recognized
 from kybern.node.bootstrap import request
 
