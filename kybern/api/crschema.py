@@ -360,6 +360,51 @@ def object_definition(schema: Schema | None, group: str, version: str, kind: str
     return out
 
 
+def to_v2(definition: Schema) -> Schema:
+    """A CR definition as /openapi/v2 publishes it (upstream's buildKubeNative and
+    ToStructuralOpenAPIV2): kubectl's v2 validation reports every field it has no property
+    for, so a root that preserves unknown fields is published as a bare object, and nested
+    nodes lose what v2 cannot express (junctors, nullable types, properties where unknown
+    fields are kept)."""
+    if _preserves(definition):
+        out: Schema = {"type": "object"}
+        if "x-kubernetes-group-version-kind" in definition:
+            out["x-kubernetes-group-version-kind"] = definition["x-kubernetes-group-version-kind"]
+        return out
+    return _v2_node(definition)
+
+
+def _v2_node(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    s = {k: v for k, v in node.items() if k not in ("allOf", "oneOf", "anyOf", "not")}
+    props = s.get("properties")
+    if isinstance(props, dict) and isinstance(s.get("required"), list):
+        # a nullable field may be sent as null, which v2 reads as absent
+        s["required"] = [f for f in s["required"] if not (props.get(f) or {}).get("nullable")] or None
+    extra = s.get("additionalProperties")
+    if isinstance(extra, dict) and extra.get("nullable"):
+        s["required"] = None
+    if s.get("required") is None:
+        s.pop("required", None)
+    if s.pop("nullable", False):
+        for k in ("type", "items", "properties"):
+            s.pop(k, None)
+    if _preserves(s):
+        s.pop("items", None)
+        s.pop("properties", None)
+    if s.get("type") == "array" and "items" not in s:
+        s.pop("type")
+    if _preserves(s) and s.get("type") == "object":
+        s.pop("type")
+    if isinstance(s.get("properties"), dict):
+        s["properties"] = {k: _v2_node(v) for k, v in s["properties"].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(s.get(key), dict):
+            s[key] = _v2_node(s[key])
+    return s
+
+
 def list_definition(group: str, version: str, kind: str) -> Schema:
     item = definition_name(group, version, kind)
     return {"description": f"{kind}List is a list of {kind}", "type": "object", "required": ["items"],

@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 import orjson
 
+from kybern.api import crschema
 from kybern.api import openapi_paths as ops
 from kybern.api import schemas
 from kybern.api.registry import ResourceInfo
@@ -102,11 +103,13 @@ def _build_v2(resources: list[ResourceInfo]) -> dict[str, Any]:
         paths[item.path] = entry
     defs = schemas.definitions()
     names = schemas.reachable(ops.referenced_definitions(resources, items))
+    crds = schemas.registered()
     return {
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": KUBE_VERSION},
         "paths": paths,
-        "definitions": {name: defs[name] for name in sorted(names)},
+        "definitions": {name: crschema.to_v2(defs[name]) if name in crds else defs[name]
+                        for name in sorted(names)},
         "securityDefinitions": _SECURITY,
         "security": [{"BearerToken": []}],
     }
@@ -294,8 +297,6 @@ def _to_v3(node: Any) -> Any:
     if node.get("x-kubernetes-embedded-resource") is True and \
             "metadata" not in (node.get("properties") or {}):
         # left out of the shared (v2) definition under preserve-unknown-fields; v3 has them
-        from kybern.api import crschema
-
         node = {**node, "properties": dict(node.get("properties") or {}),
                 "required": list(node.get("required") or [])}
         crschema.embed(node)

@@ -156,6 +156,12 @@ def register(name: str, schema: Schema, *, gvks: Iterable[dict[str, str]] = ()) 
     _clear_caches()
 
 
+def registered() -> frozenset[str]:
+    """Names of the definitions added at runtime (CRD schemas)."""
+    with _lock:
+        return frozenset(_extra)
+
+
 def unregister(name: str) -> None:
     global _merged, _gvk_index, _generation
     with _lock:

@@ -37,3 +37,16 @@ def test_custom_resource_is_named_by_its_crd_singular(cluster, kind_crd, namespa
         assert out == "kind.cmdsuite.example.com/myobj", ref
     raw = json.loads(cluster.kubectl("get", "--raw", "/apis/cmdsuite.example.com/v1alpha1").stdout)
     assert [r["singularName"] for r in raw["resources"] if r["name"] == "resources"] == ["resource"]
+
+
+def test_list_of_custom_resources_with_unknown_fields_applies(cluster, kind_crd, namespace):
+    # crd.sh applies a v1 List of custom resources; kubectl validates Lists client-side against
+    # /openapi/v2, where a CRD that keeps unknown fields must not list the fields it knows
+    items = [{"apiVersion": "cmdsuite.example.com/v1alpha1", "kind": "Kind",
+              "metadata": {"name": f"in-list-{i}"}, "someField": "field1", "nested": {"a": 1}} for i in (1, 2)]
+    p = cluster.kubectl("apply", "-n", namespace, "-f", "-", check=False,
+                        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    assert p.returncode == 0, p.stderr
+    assert "kind.cmdsuite.example.com/in-list-1 created" in p.stdout
+    got = cluster.kjson("get", "-n", namespace, "resources/in-list-2")
+    assert got["someField"] == "field1" and got["nested"] == {"a": 1}
