@@ -463,6 +463,8 @@ class NamespaceStrategy(Strategy):
     field_labels = ("status.phase",)
     return_deleted_object = True  # as upstream's pod and namespace storage
     name_validator = staticmethod(validate_dns_label)
+    # NamespaceLifecycle's immortal namespaces (kube-node-lease is not one upstream)
+    undeletable = frozenset({"default", "kube-system", "kube-public"})
 
     def default(self, obj: Obj) -> None:
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])

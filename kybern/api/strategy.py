@@ -179,6 +179,7 @@ class Strategy:
     default_gc_policy = "Background"
     default_gc_warning = ""
     return_deleted_object = False  # a finished DELETE answers with a Success Status, not the object
+    undeletable: frozenset[str] = frozenset()  # names an API DELETE is refused for (403)
 
     # field selectors a kind supports besides metadata.name/namespace (AddFieldLabelConversionFuncs)
     field_labels: tuple[str, ...] = ()

@@ -66,9 +66,7 @@ async def _used(server: APIServer, ns: str, names: list[str], q: Obj | None = No
 
 
 def _forbidden(plural: str, group: str, name: str, why: str) -> errors.StatusError:
-    q = f"{plural}.{group}" if group else plural
-    details: dict[str, Any] = {"name": name, "kind": plural, **({"group": group} if group else {})}
-    return errors.StatusError(403, "Forbidden", f'{q} "{name}" is forbidden: {why}', details=details)
+    return errors.forbidden_object(group, plural, name, why)
 
 
 # -- LimitRanger --------------------------------------------------------------------------

@@ -184,6 +184,12 @@ def forbidden(message: str) -> StatusError:
     return StatusError(403, "Forbidden", message)
 
 
+def forbidden_object(group: str, resource: str, name: str, why: str) -> StatusError:
+    """Upstream's NewForbidden for a named object: `pods "x" is forbidden: <why>`."""
+    return StatusError(403, "Forbidden", f'{_qualified(group, resource)} "{name}" is forbidden: {why}',
+                       details=_details(group, resource, name))
+
+
 def unauthorized() -> StatusError:
     return StatusError(401, "Unauthorized", "Unauthorized")
 

@@ -39,3 +39,14 @@ def test_patch_type_mismatch_and_unconditional_replace(cluster, namespace):
                                                                                "namespace": namespace}}))
     cluster.kubectl("replace", "-f", "-", input=json.dumps(cm))
     assert cluster.kjson("get", "cm", "rv0", *ns)["data"] == {"a": "b"}
+
+
+def test_immortal_namespaces_may_not_be_deleted(cluster):
+    """run_namespace_tests (`kubectl delete namespace --all`): default, kube-system and
+    kube-public are refused by NamespaceLifecycle, even as a dry run."""
+    for ns in ("default", "kube-system", "kube-public"):
+        p = cluster.kubectl("delete", "namespace", ns, "--dry-run=server", check=False)
+        assert p.returncode == 1
+        assert f'Error from server (Forbidden): namespaces "{ns}" is forbidden: this namespace may not be ' \
+               f'deleted' in p.stderr, p.stderr
+    assert "default" in cluster.kubectl("get", "ns", "default").stdout
