@@ -334,6 +334,15 @@ class PodStrategy(Strategy):
                             "tolerationSeconds": 300})
         # spec.priority and preemptionPolicy are the Priority admission plugin's (at create)
 
+    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        super().prepare_for_update(new, old)
+        # the Priority admission plugin on update: an update that leaves them out keeps the
+        # values it set at create (so `kubectl replace -f pod.yaml` is not a forbidden change)
+        ns, os_ = new.setdefault("spec", {}), old.get("spec") or {}
+        for key in ("priority", "preemptionPolicy"):
+            if ns.get(key) is None and os_.get(key) is not None:
+                ns[key] = os_[key]
+
     def prepare_for_create(self, obj: Obj) -> None:
         super().prepare_for_create(obj)
         obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj["spec"])}

@@ -50,3 +50,18 @@ def test_list_of_custom_resources_with_unknown_fields_applies(cluster, kind_crd,
     assert "kind.cmdsuite.example.com/in-list-1 created" in p.stdout
     got = cluster.kjson("get", "-n", namespace, "resources/in-list-2")
     assert got["someField"] == "field1" and got["nested"] == {"a": 1}
+
+
+def test_replace_pod_keeps_priority_the_admission_plugin_set(cluster, namespace):
+    # generic-resources.sh replaces pods from the manifests they were created from; the
+    # Priority plugin keeps spec.priority/preemptionPolicy an update leaves out
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "replaced", "labels": {"app": "r"}},
+           "spec": {"automountServiceAccountToken": False, "nodeSelector": {"cmdsuite/none": "true"},
+                    "containers": [{"name": "c", "image": "busybox"}]}}
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(pod))
+    pod["metadata"]["labels"]["status"] = "replaced"
+    p = cluster.kubectl("replace", "-n", namespace, "-f", "-", input=json.dumps(pod), check=False)
+    assert p.returncode == 0, p.stderr
+    got = cluster.kjson("get", "-n", namespace, "pod/replaced")
+    assert got["metadata"]["labels"]["status"] == "replaced"
+    assert (got["spec"]["priority"], got["spec"]["preemptionPolicy"]) == (0, "PreemptLowerPriority")
