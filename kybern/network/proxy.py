@@ -138,7 +138,7 @@ class ServiceProxy:
             return None
 
     async def sync(self) -> None:
-        self.ports = rules.build(self.services.list(), self.slices.list())
+        self.ports = rules.build(self.services.list(), self.slices.list(), self.node_name)
         pod_cidr = self._pod_cidr()
         if self.mode == "userspace":
             assert self.userspace is not None

@@ -235,3 +235,101 @@ def test_a_killed_agent_leaves_no_network_behind(tmp_path):
                 socket.create_connection((ip, 1), timeout=3)
     finally:
         stop_cluster(c)
+
+
+CLIENT_NS, CLIENT_HOST_END, CLIENT_NS_END = "kybern-client", "kyb-cli-h", "kyb-cli-n"
+CLIENT_HOST_IP, CLIENT_IP = "192.168.231.1", "192.168.231.2"
+
+
+def _sh(*args: str, check: bool = True) -> str:
+    return subprocess.run(args, check=check, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def outside_client():
+    """A client outside the cluster: its own network namespace joined to the host by
+    a veth pair, routed through it; returns a function fetching a URL from there."""
+    _sh("ip", "netns", "del", CLIENT_NS, check=False)  # a killed run's
+    _sh("ip", "link", "del", CLIENT_HOST_END, check=False)
+    _sh("ip", "netns", "add", CLIENT_NS)
+    inside = ("ip", "netns", "exec", CLIENT_NS)
+    try:
+        _sh("ip", "link", "add", CLIENT_HOST_END, "type", "veth", "peer", "name", CLIENT_NS_END, "netns", CLIENT_NS)
+        _sh("ip", "addr", "add", f"{CLIENT_HOST_IP}/30", "dev", CLIENT_HOST_END)
+        _sh("ip", "link", "set", CLIENT_HOST_END, "up")
+        _sh(*inside, "ip", "addr", "add", f"{CLIENT_IP}/30", "dev", CLIENT_NS_END)
+        _sh(*inside, "ip", "link", "set", CLIENT_NS_END, "up")
+        _sh(*inside, "ip", "route", "add", "default", "via", CLIENT_HOST_IP)
+
+        def fetch(url: str, timeout: float = 2) -> str | None:
+            p = subprocess.run([*inside, "python3", "-c", "import sys, urllib.request as u; "
+                                "print(u.urlopen(sys.argv[1], timeout=float(sys.argv[2])).read().decode())",
+                                url, str(timeout)], capture_output=True, text=True, check=False)
+            return p.stdout.strip() if p.returncode == 0 else None
+        yield fetch
+    finally:
+        _sh("ip", "link", "del", CLIENT_HOST_END, check=False)
+        _sh("ip", "netns", "del", CLIENT_NS, check=False)
+
+
+def test_traffic_policies_local(cluster, namespace, outside_client):
+    """externalTrafficPolicy: Local keeps an outside client's address and uses only this
+    node's endpoints (none: dropped, while pods and the node itself still get through);
+    internalTrafficPolicy: Local does the same for the cluster IP."""
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: echo, labels: {app: echo}}
+spec:
+  containers:
+  - {name: web, image: demo:v1, readinessProbe: {httpGet: {path: /, port: 80}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  selector: {app: echo}
+  ports: [{port: 80}]
+""")
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", "pod/echo", "--timeout=40s")
+    svc = cluster.kjson("get", "svc", "echo", "-n", namespace)
+    url = f"http://{CLIENT_HOST_IP}:{svc['spec']['ports'][0]['nodePort']}/serve.py"
+
+    def client_seen() -> str:
+        got = cluster.wait_for(lambda: outside_client(url), timeout=20, what="the NodePort from outside")
+        assert "tiny static web server" in got
+        return cluster.kubectl("logs", "echo", "-n", namespace, "--tail=1").stdout.split(" ")[0]
+    assert client_seen() == CLIENT_IP  # Local: the client's own address
+    cluster.kubectl("patch", "svc", "echo", "-n", namespace, "-p", '{"spec":{"externalTrafficPolicy":"Cluster"}}')
+    cluster.wait_for(lambda: client_seen() != CLIENT_IP, timeout=20, what="the client masqueraded (Cluster)")
+
+    # endpoints only on another node: a Service without selector and its own EndpointSlice
+    pod_ip = cluster.kjson("get", "pod", "echo", "-n", namespace)["status"]["podIP"]
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: far}}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  internalTrafficPolicy: Local
+  ports: [{{port: 80}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: far-1, labels: {{kubernetes.io/service-name: far}}}}
+addressType: IPv4
+ports: [{{port: 80, protocol: TCP, name: ""}}]
+endpoints: [{{addresses: ["{pod_ip}"], nodeName: elsewhere, conditions: {{ready: true}}}}]
+""")
+    far = cluster.kjson("get", "svc", "far", "-n", namespace)
+    cip, node_port = far["spec"]["clusterIP"], far["spec"]["ports"][0]["nodePort"]
+    # the node itself reaches the NodePort (short-circuit to every endpoint) ...
+    cluster.wait_for(lambda: _try_get(f"http://127.0.0.1:{node_port}/serve.py"), timeout=20, what="local NodePort")
+    # ... the outside client does not (dropped: no endpoint here), nor the cluster IP (internal Local)
+    assert outside_client(f"http://{CLIENT_HOST_IP}:{node_port}/serve.py", timeout=1.5) is None
+    assert _try_get(f"http://{cip}/serve.py", timeout=1.5) is None
+    cluster.kubectl("patch", "svc", "far", "-n", namespace, "-p", '{"spec":{"internalTrafficPolicy":"Cluster"}}')
+    cluster.wait_for(lambda: _try_get(f"http://{cip}/serve.py"), timeout=20, what="the cluster IP (Cluster)")

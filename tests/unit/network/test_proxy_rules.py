@@ -101,3 +101,54 @@ def test_pod_cidr_index(cidr, index):
     assert index_of(cidr) == index
     if index is not None:
         assert str(subnet_for(index)) == cidr
+
+
+def _kernel_accepts(nft: str, ipt: str) -> None:
+    if os.geteuid() != 0:
+        return
+    for text, cmd in ((nft, ["nft", "-c", "-f", "-"]), (ipt, ["iptables-restore", "--test", "--noflush"])):
+        if shutil.which(cmd[0]):
+            p = subprocess.run(cmd, input=text, text=True, capture_output=True, check=False)
+            assert p.returncode == 0, p.stderr
+
+
+def test_traffic_policies_local_use_this_nodes_endpoints():
+    s = svc("web", "LoadBalancer", ports=[{"name": "http", "port": 80, "nodePort": 30080}],
+            externalTrafficPolicy="Local", internalTrafficPolicy="Local")
+    s["status"] = {"loadBalancer": {"ingress": [{"ip": "127.240.0.3"}]}}
+    sl = slice_("web", [("10.244.0.2", {}), ("10.244.1.2", {})])
+    sl["endpoints"][0]["nodeName"], sl["endpoints"][1]["nodeName"] = "n1", "n2"
+    [sp] = pr.build([s], [sl], "n1")
+    assert sp.endpoints == [("10.244.0.2", 8080), ("10.244.1.2", 8080)]
+    assert sp.local_endpoints == [("10.244.0.2", 8080)] and sp.internal_local and sp.external_local
+    [plain] = pr.build([s], [sl])  # a proxy that does not know its node: every policy is Cluster
+    assert plain.local_endpoints is None and not plain.external_local
+
+    nft = pr.render_nft("kybern-t", [sp], "10.244.0.0/16", "10.96.0.0/12")
+    ext = nft[nft.index(f"chain ext_{sp.ident}"):]
+    ext = ext[:ext.index("}")]
+    # pods and the node itself: every endpoint; anyone else: this node's, source kept (no masquerade mark)
+    assert f"ip saddr 10.244.0.0/16 goto svc_{sp.ident}" in ext and f"fib saddr type local goto svc_{sp.ident}" in ext
+    assert ext.strip().splitlines()[-1].strip() == f"goto ep_{sp.ep_ident(('10.244.0.2', 8080))}"
+    assert f"ip daddr 10.96.0.20 tcp dport 80 jump int_{sp.ident}" in nft
+    assert f"ip daddr 127.240.0.3 tcp dport 80 jump ext_{sp.ident}" in nft
+    ipt = pr.render_iptables("KYBT", [sp], "10.244.0.0/16", "10.96.0.0/12")
+    _kernel_accepts(nft, ipt)
+
+    # no endpoint on this node: dropped (there are endpoints elsewhere, so not rejected)
+    [far] = pr.build([s], [sl], "n3")
+    nft = pr.render_nft("kybern-t", [far], "10.244.0.0/16", "10.96.0.0/12")
+    assert nft.count('drop comment "d/web:http has no local endpoints"') == 2  # internal and external
+    ipt = pr.render_iptables("KYBT", [far], "10.244.0.0/16", "10.96.0.0/12")
+    assert f"--or-mark {pr.DROP_MARK:#x}" in ipt and f"--mark {pr.DROP_MARK:#x}/{pr.DROP_MARK:#x} -j DROP" in ipt
+    _kernel_accepts(nft, ipt)
+
+
+def test_local_policy_falls_back_to_this_nodes_terminating_endpoints():
+    s = svc("web", "NodePort", ports=[{"name": "http", "port": 80, "nodePort": 30080}], externalTrafficPolicy="Local")
+    sl = slice_("web", [("10.244.0.2", {"ready": False, "serving": True, "terminating": True}),
+                        ("10.244.1.2", {"ready": True})])
+    sl["endpoints"][0]["nodeName"], sl["endpoints"][1]["nodeName"] = "n1", "n2"
+    [sp] = pr.build([s], [sl], "n1")
+    assert sp.endpoints == [("10.244.1.2", 8080)] and sp.local_endpoints == [("10.244.0.2", 8080)]
+    assert f"dnat to 10.244.0.2:8080" in pr.render_nft("kybern-t", [sp], "10.244.0.0/16", "10.96.0.0/12")
