@@ -181,7 +181,12 @@ class CronJobController:
         sds = spec.get("startingDeadlineSeconds")
         if sds is not None:
             earliest = max(earliest, now - _dt.timedelta(seconds=int(sds)))
-        scheduled, missed = cs.most_recent(sched, tz, earliest, now)
+        try:
+            scheduled, missed = cs.most_recent(sched, tz, earliest, now)
+        except cs.CronError as e:  # never fires: reported once, not requeued (as upstream)
+            self.recorder.event(cj, "Warning", "InvalidSchedule",
+                                f"invalid schedule: {spec.get('schedule')} : {e}")
+            return None
         next_at = sched.next(now, tz)
         if scheduled is None:
             return next_at

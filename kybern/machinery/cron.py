@@ -181,9 +181,13 @@ def most_recent(sched: Schedule, tz: _dt.tzinfo, earliest: _dt.datetime,
                 now: _dt.datetime) -> tuple[_dt.datetime | None, int]:
     """(the latest firing in (earliest, now], how many firings that interval holds),
     counting at most 101 as upstream's mostRecentScheduleTime does (more than 100
-    missed starts is reported, not replayed)."""
+    missed starts is reported, not replayed). A schedule that never fires
+    ("59 23 31 2 *") raises CronError with upstream's message: its cron library
+    answers the zero time twice, whose difference is below a second."""
     t = sched.next(earliest, tz)
-    if t is None or t > now:
+    if t is None:
+        raise CronError("time difference between two schedules is less than 1 second")
+    if t > now:
         return None, 0
     last, count = t, 1
     while count <= 100:

@@ -55,3 +55,16 @@ def test_scale_server_dry_run_writes_nothing(cluster, namespace):
         out = cluster.kubectl("scale", "deploy/d", "--replicas=2", "--dry-run=server", *extra, *ns).stdout
         assert out.strip() == "deployment.apps/d scaled (server dry run)"
         assert cluster.kjson("get", "deploy", "d", *ns)["spec"]["replicas"] == 0
+
+
+def test_cronjob_that_never_fires_reports_invalid_schedule(cluster, namespace):
+    """run_kubectl_events_tests: "59 23 31 2 *" parses but never fires; the controller
+    says so in a Warning event `kubectl events --for` shows, as upstream's does."""
+    ns = ("-n", namespace)
+    cluster.kubectl("create", "cronjob", "pi", "--schedule=59 23 31 2 *", "--image=kybern.test/none:v1", *ns)
+
+    def warning():
+        out = cluster.kubectl("events", "--for=CronJob/pi", "--types=Warning", *ns).stdout
+        return out if "InvalidSchedule" in out else None
+    out = cluster.wait_for(warning, timeout=15, what="an InvalidSchedule event")
+    assert "invalid schedule: 59 23 31 2 * : time difference between two schedules is less than 1 second" in out

@@ -69,6 +69,13 @@ def test_most_recent_counts_missed_runs():
     assert last == at(2024, 1, 2) and n > 100
 
 
+def test_a_schedule_that_never_fires_is_invalid():
+    """kubectl's test/cmd/events.sh: "59 23 31 2 *" parses but never fires; upstream's
+    controller reports InvalidSchedule with its cron library's zero-time message."""
+    with pytest.raises(cron.CronError, match="time difference between two schedules is less than 1 second"):
+        cron.most_recent(cron.parse("59 23 31 2 *"), UTC, at(2024, 1, 1), at(2024, 1, 2))
+
+
 @pytest.mark.parametrize("spec,message", [
     ("bad", "expected exactly 5 fields, found 1: [bad]"),
     ("61 * * * *", "end of range (61) above maximum (59): 61"),
