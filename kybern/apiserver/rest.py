@@ -26,7 +26,7 @@ from kybern.api import tables
 from kybern.api.registry import ResourceInfo
 from kybern.apiserver import admission_webhooks, noderestriction
 from kybern.apiserver.store import RESTStore
-from kybern.machinery import errors, managedfields
+from kybern.machinery import errors, gojson, managedfields
 
 if TYPE_CHECKING:
     from kybern.apiserver.server import APIServer
@@ -231,6 +231,22 @@ def decode_body(raw: bytes, ctype: str) -> Any:
     raise errors.unsupported_media_type()
 
 
+def decode_object(raw: bytes, ctype: str, kind: str) -> Any:
+    """decode_body for a create or update: a JSON body that does not parse (YAML sent
+    without a Content-Type, as `kubectl create --raw -f x.yaml` does) is refused as
+    upstream's transformDecodeError words it, the body summarised as summarizeData does."""
+    try:
+        return decode_body(raw, ctype)
+    except errors.StatusError as e:
+        why = gojson.syntax_error(raw) if e.message.startswith("error decoding JSON: ") else None
+        if why is None:
+            raise
+    head = raw[:30]
+    summary = (head.decode(errors="replace") if raw[:1] == b"{" else head.hex()) + (" ..." if len(raw) > 30 else "")
+    raise errors.bad_request(f"the object provided is unrecognized (must be of type {kind}): couldn't get "
+                             f"version/kind; json parse error: {why} ({summary})")
+
+
 def parse_path(server: "APIServer", segs: list[str], group: str, version: str
                ) -> tuple[ResourceInfo, str | None, str | None, str | None]:
     """(info, namespace, name, subresource) or a 404 Status."""
@@ -338,7 +354,7 @@ async def handle(server: "APIServer", request: web.Request, group: str, version:
             return await list_(request, store, ns)
         if method == "POST":
             warnings: list[str] = []
-            body = await read_body(request)
+            body = decode_object(await read_raw(request), body_type(request), info.kind)
             obj, wire = await store.create_wire(ns, body, dry_run=dry_run(request),
                                                 field_validation=field_validation(request), warnings=warnings)
             return object_response(obj, wire, 201, warnings=warnings)
@@ -390,7 +406,7 @@ async def list_(request: web.Request, store: RESTStore, ns: str | None) -> web.R
 async def update(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None, name: str,
                  sub: str | None) -> web.Response:
     raw, ctype = await read_raw(request), body_type(request)
-    body = decode_body(raw, ctype)
+    body = decode_object(raw, ctype, store.info.kind)
     if not isinstance(body, dict):
         raise errors.bad_request(f"the object provided is not a valid {store.info.kind}")
     warnings: list[str] = []

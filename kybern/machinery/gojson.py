@@ -39,6 +39,15 @@ def unmarshal_map_error(data: bytes) -> str | None:
     return f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}"
 
 
+def syntax_error(data: bytes) -> str | None:
+    """None when `data` is valid JSON, else the scanner's error text."""
+    try:
+        _scan(data)
+    except _Stop as e:
+        return str(e)
+    return None
+
+
 def _scan(data: bytes) -> str:
     """Walk `data` as encoding/json's checkValid does; the top value's kind if valid."""
     pos = 0

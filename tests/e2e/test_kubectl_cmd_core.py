@@ -50,3 +50,15 @@ def test_immortal_namespaces_may_not_be_deleted(cluster):
         assert f'Error from server (Forbidden): namespaces "{ns}" is forbidden: this namespace may not be ' \
                f'deleted' in p.stderr, p.stderr
     assert "default" in cluster.kubectl("get", "ns", "default").stdout
+
+
+def test_create_raw_yaml_is_an_unrecognized_object(cluster, tmp_path):
+    """run_kubectl_create_error_tests: `kubectl create --raw` posts the file's bytes with
+    no Content-Type; YAML there is JSON that does not parse, refused as upstream words it."""
+    f = tmp_path / "pod.yaml"
+    f.write_text(POD)
+    p = cluster.kubectl("create", "--raw", "/api/v1/namespaces", "-f", str(f), check=False)
+    assert p.returncode == 1
+    assert ("the object provided is unrecognized (must be of type Namespace): couldn't get version/kind; "
+            "json parse error: invalid character 'a' looking for beginning of value "
+            "(61706956657273696f6e3a2076310a6b696e643a20506f640a6d65746164 ...)") in p.stderr, p.stderr
