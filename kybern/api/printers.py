@@ -365,6 +365,10 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     ("batch", "CronJob"): ([_N, ("Schedule", "string", "", 0), ("Timezone", "string", "", 0),
                             ("Suspend", "boolean", "", 0), ("Active", "integer", "", 0),
                             ("Last Schedule", "string", "", 0), _A, *_WIDE_POD, _SEL], _cronjob),
+    # the /scale subresource (`kubectl get deploy x --subresource=scale`), upstream's printScale
+    ("autoscaling", "Scale"): ([_N, ("Desired", "integer", "", 0), ("Available", "integer", "", 0), _A],
+                               lambda o: [_name(o), (o.get("spec") or {}).get("replicas", 0),
+                                          (o.get("status") or {}).get("replicas", 0), _created(o)]),
     ("autoscaling", "HorizontalPodAutoscaler"): ([_N, ("Reference", "string", "", 0), ("Targets", "string", "", 0),
                                                   ("MinPods", "string", "", 0), ("MaxPods", "string", "", 0),
                                                   ("Replicas", "string", "", 0), _A], _hpa),

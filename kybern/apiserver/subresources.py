@@ -79,7 +79,12 @@ def to_scale(obj: Obj) -> Obj:
 async def scale(server: "APIServer", request: web.Request, store: RESTStore, ns: str | None,
                 name: str) -> web.StreamResponse:
     if request.method == "GET":
-        return rest.json_response(to_scale(await store.get(ns, name)))
+        sc = to_scale(await store.get(ns, name))
+        if rest.wants_table(request):
+            return rest.json_response(tables.table(
+                tables.printer_for("autoscaling", "Scale"), [sc], include_object=request.query.get(
+                    "includeObject", "Metadata"), list_meta={"resourceVersion": sc["metadata"]["resourceVersion"]}))
+        return rest.json_response(sc)
     if request.method not in ("PUT", "PATCH"):
         raise errors.method_not_allowed("the server does not allow this method on the requested resource")
     if request.method == "PUT":

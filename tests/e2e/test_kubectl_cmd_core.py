@@ -62,3 +62,15 @@ def test_create_raw_yaml_is_an_unrecognized_object(cluster, tmp_path):
     assert ("the object provided is unrecognized (must be of type Namespace): couldn't get version/kind; "
             "json parse error: invalid character 'a' looking for beginning of value "
             "(61706956657273696f6e3a2076310a6b696e643a20506f640a6d65746164 ...)") in p.stderr, p.stderr
+
+
+def test_get_scale_subresource_columns(cluster, namespace):
+    """`kubectl get rc x --subresource=scale` prints upstream's Scale columns (printScale)."""
+    rc = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "frontend"},
+          "spec": {"replicas": 0, "selector": {"app": "fe"}, "template": {
+              "metadata": {"labels": {"app": "fe"}},
+              "spec": {"containers": [{"name": "c", "image": "kybern.test/none:v1"}]}}}}
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(rc))
+    out = cluster.kubectl("get", "-n", namespace, "rc", "frontend", "--subresource=scale").stdout.split("\n")
+    assert out[0].split() == ["NAME", "DESIRED", "AVAILABLE", "AGE"], out
+    assert out[1].split()[:3] == ["frontend", "0", "0"], out
