@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,53 @@ Obj = dict[str, Any]
 CLEANUP_POLL = 0.5
 
 
+_KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
+_STABILITY = {"alpha": 0, "beta": 1, None: 2}
+
+
+def compare_kube_versions(a: str, b: str) -> int:
+    """Upstream's version.CompareKubeAwareVersionStrings: above 0 when `a` is the
+    more stable or newer (v2 > v1 > v1beta2 > v1beta1 > v1alpha1 > other names)."""
+    if a == b:
+        return 0
+    ma, mb = _KUBE_VERSION.match(a), _KUBE_VERSION.match(b)
+    if not ma and not mb:
+        return (b > a) - (b < a)  # strings.Compare(v2, v1)
+    if not ma:
+        return -1
+    if not mb:
+        return 1
+    ka = (_STABILITY[ma[2]], int(ma[1]), int(ma[3] or 0))
+    kb = (_STABILITY[mb[2]], int(mb[1]), int(mb[3] or 0))
+    return (ka > kb) - (ka < kb)
+
+
+def deprecation_warnings(crd: Obj) -> dict[tuple[str, str], str]:
+    """(version, plural) -> the Warning every request to a deprecated served version
+    gets: its deprecationWarning, else upstream's defaultDeprecationWarning (the
+    newest served, not deprecated, more stable version is suggested)."""
+    spec = crd.get("spec") or {}
+    group, kind = spec.get("group", ""), (spec.get("names") or {}).get("kind", "")
+    plural = (spec.get("names") or {}).get("plural", "")
+    versions = [v for v in spec.get("versions") or [] if isinstance(v, dict)]
+    out: dict[tuple[str, str], str] = {}
+    for v in versions:
+        if not (v.get("served") and v.get("deprecated")):
+            continue
+        name = v.get("name", "")
+        if v.get("deprecationWarning") is not None:
+            out[(name, plural)] = v["deprecationWarning"]
+            continue
+        msg = f"{group}/{name} {kind} is deprecated"
+        better = sorted((w.get("name", "") for w in versions if w.get("served") and not w.get("deprecated")
+                         and compare_kube_versions(name, w.get("name", "")) < 0),
+                        key=functools.cmp_to_key(compare_kube_versions), reverse=True)
+        if better:
+            msg += f"; use {group}/{better[0]} {kind}"
+        out[(name, plural)] = msg
+    return out
+
+
 class _Installed:
     def __init__(self, fingerprint: bytes, infos: list[ResourceInfo], defs: list[str], kind: str) -> None:
         self.fingerprint = fingerprint
@@ -56,6 +105,8 @@ class CRDServer:
     def __init__(self, server: APIServer) -> None:
         self.server = server
         self.installed: dict[str, _Installed] = {}
+        # (group, version, plural) -> the Warning of a deprecated CRD version
+        self.deprecations: dict[tuple[str, str, str], str] = {}
         self._task: asyncio.Task[None] | None = None
         self._cleanups: dict[str, asyncio.Task[None]] = {}
 
@@ -225,6 +276,11 @@ class CRDServer:
             if any("scale" in i.subresources for i in infos):
                 self.server.subresources[(first.group, first.plural, "scale")] = scale
         self.installed[name] = _Installed(fingerprint, infos, list(defs), infos[0].kind if infos else "")
+        for i in old.infos if old is not None else ():
+            self.deprecations.pop((i.group, i.version, i.plural), None)
+        group = (crd.get("spec") or {}).get("group", "")
+        for (version, plural), w in deprecation_warnings(crd).items():
+            self.deprecations[(group, version, plural)] = w
         log.info("serving %s (%s)", name, ", ".join(i.version for i in infos))
 
     def uninstall(self, name: str) -> None:
@@ -234,6 +290,7 @@ class CRDServer:
         for i in old.infos:
             self.server.registry.remove(i.group, i.version, i.plural)
             self.server.subresources.pop((i.group, i.plural, "scale"), None)
+            self.deprecations.pop((i.group, i.version, i.plural), None)
         if old.infos:
             tables.PRINTERS.pop((old.infos[0].group, old.kind), None)
         for d in old.defs:

@@ -100,9 +100,11 @@ def object_response(obj: Any, wire: bytes | None, status: int = 200, *,
 
 
 def _warning_headers(warnings: list[str] | None) -> dict[str, str]:
-    if warnings:
-        return {"Warning": ", ".join(f'299 - "{_warning_text(w)}"' for w in warnings)}
-    return {}
+    return {"Warning": warning_header(warnings)} if warnings else {}
+
+
+def warning_header(warnings: list[str]) -> str:
+    return ", ".join(f'299 - "{_warning_text(w)}"' for w in warnings)
 
 
 # control characters become spaces, as Go's net/http writes header values (a raw

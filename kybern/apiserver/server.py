@@ -662,6 +662,7 @@ class APIServer:
             self.shutting_down = True
 
         app.on_shutdown.append(stopping)
+        app.on_response_prepare.append(self._deprecation_header)
         r = app.router
         # resource paths first: aiohttp tries the routes under "/api" ("/apis") in the
         # order added, and these (disjoint from the others) carry nearly every request
@@ -894,8 +895,24 @@ class APIServer:
                 return rest.json_response(doc)
         if request.match_info["group"] == metricsapi.GROUP:
             return await self.metrics_api.handle(request, request.match_info["version"], segs)
+        crds = getattr(self, "crds", None)
+        if crds is not None and crds.deprecations and segs:
+            plural = segs[2] if segs[0] == "namespaces" and len(segs) > 2 else segs[0]
+            w = crds.deprecations.get((request.match_info["group"], request.match_info["version"], plural))
+            if w:
+                request["deprecation"] = w
         return await rest.handle(self, request, request.match_info["group"], request.match_info["version"],
                                  segs)
+
+    @staticmethod
+    async def _deprecation_header(request: web.Request, response: web.StreamResponse) -> None:
+        """A request to a deprecated CRD version gets upstream's Warning first, on every
+        answer (watches too: this runs as the headers go out)."""
+        w = request.get("deprecation")
+        if w:
+            cur = response.headers.get("Warning")
+            mine = rest.warning_header([w])
+            response.headers["Warning"] = f"{mine}, {cur}" if cur else mine
 
     # -- OpenAPI ------------------------------------------------------------------
     def _openapi_cache(self) -> dict[str, Any]:

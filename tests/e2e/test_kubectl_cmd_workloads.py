@@ -68,3 +68,31 @@ def test_cronjob_that_never_fires_reports_invalid_schedule(cluster, namespace):
         return out if "InvalidSchedule" in out else None
     out = cluster.wait_for(warning, timeout=15, what="an InvalidSchedule event")
     assert "invalid schedule: 59 23 31 2 * : time difference between two schedules is less than 1 second" in out
+
+
+def test_deprecated_crd_version_warns(cluster):
+    """run_deprecated_api_tests (get.sh): a request to a deprecated CRD version carries
+    upstream's default Warning, so `kubectl get --warnings-as-errors` fails on it."""
+    name = "deprecateds.kc2.example.com"
+    cluster.kubectl("apply", "-f", "-", input=f"""
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: {name}}}
+spec:
+  group: kc2.example.com
+  scope: Namespaced
+  names: {{plural: deprecateds, kind: DeprecatedKind}}
+  versions:
+  - {{name: v1, served: true, storage: true, schema: {{openAPIV3Schema: {{type: object}}}}}}
+  - {{name: v1beta1, served: true, storage: false, deprecated: true, schema: {{openAPIV3Schema: {{type: object}}}}}}
+""")
+    try:
+        cluster.wait_for(lambda: cluster.kubectl("get", "deprecateds.v1.kc2.example.com", check=False).returncode == 0,
+                         what="the CRD served")
+        warn = "Warning: kc2.example.com/v1beta1 DeprecatedKind is deprecated; use kc2.example.com/v1 DeprecatedKind"
+        assert warn in cluster.kubectl("get", "deprecateds.v1beta1.kc2.example.com").stderr
+        assert "Warning" not in cluster.kubectl("get", "deprecateds.v1.kc2.example.com").stderr
+        p = cluster.kubectl("get", "deprecateds.v1beta1.kc2.example.com", "--warnings-as-errors", check=False)
+        assert p.returncode == 1 and warn in p.stderr and "1 warning received" in p.stderr
+    finally:
+        cluster.kubectl("delete", "crd", name, "--wait=false", check=False)
