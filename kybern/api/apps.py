@@ -3,9 +3,11 @@ defaults and validation as pkg/apis/apps/v1/defaults.go and validation.go."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 
+from kybern.api import omitempty
 from kybern.api.core import default_pod_spec, validate_deletion_cost, validate_pod_spec
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy, validate_label_selector
@@ -305,6 +307,27 @@ def _go_rolling_update(ru: object) -> str:
     return f"apps.RollingUpdateStatefulSetStrategy{{Partition:{int(ru.get('partition') or 0)}, MaxUnavailable:{mus}}}"
 
 
+# apps/v1 carries the internal spec.templateGeneration as this annotation (upstream's
+# Convert_apps_DaemonSet_To_v1_DaemonSet); the controller labels pods with it
+TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
+
+
+def template_generation(ds: Obj) -> int:
+    """util.GetTemplateGeneration: the annotation's number, 0 when absent or not one."""
+    v = ((ds.get("metadata") or {}).get("annotations") or {}).get(TEMPLATE_GENERATION)
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _set_template_generation(ds: Obj, gen: int) -> None:
+    m = ds.setdefault("metadata", {})
+    if not isinstance(m.get("annotations"), dict):
+        m["annotations"] = {}
+    m["annotations"][TEMPLATE_GENERATION] = str(gen)
+
+
 class DaemonSetStrategy(_WorkloadStrategy):
     selector_word = "daemonset"
 
@@ -312,6 +335,22 @@ class DaemonSetStrategy(_WorkloadStrategy):
         super().prepare_for_create(obj)
         obj["status"] = {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
                          "numberReady": 0}
+        _set_template_generation(obj, max(template_generation(obj), 1))
+
+    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        """As upstream's: the template generation is the stored one, one more when the
+        template changed (compared after the Go round trip: empty omitempty lists are
+        no change); a value in the body is not taken."""
+        super().prepare_for_update(new, old)
+        gen = template_generation(old) or int(old["metadata"].get("generation") or 1)
+        a = copy.deepcopy((new.get("spec") or {}).get("template"))
+        b = (old.get("spec") or {}).get("template")
+        if a != b:
+            probe = {"spec": {"template": a}}
+            omitempty.drop_empty("io.k8s.api.apps.v1.DaemonSet", probe)
+            if probe["spec"]["template"] != b:
+                gen += 1
+        _set_template_generation(new, gen)
 
     def default(self, obj: Obj) -> None:
         spec = obj.setdefault("spec", {})

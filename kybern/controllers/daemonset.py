@@ -15,6 +15,7 @@ import asyncio
 import logging
 from typing import Any
 
+from kybern.api import apps
 from kybern.client.events import EventRecorder
 from kybern.client.http import Client
 from kybern.client.informer import key_of
@@ -242,7 +243,7 @@ class DaemonSetController:
         tmpl = (ds.get("spec") or {}).get("template") or {}
         pod = pod_from_template(ds, tmpl)
         pod["metadata"]["labels"][history.REVISION_HASH_LABEL] = cur_hash
-        pod["metadata"]["labels"]["pod-template-generation"] = str(ds["metadata"].get("generation") or 1)
+        pod["metadata"]["labels"]["pod-template-generation"] = str(apps.template_generation(ds) or 1)
         du.add_default_tolerations(pod["spec"])
         du.pin_to_node(pod["spec"], node)
         await self.pod_control.create(ds, pod)

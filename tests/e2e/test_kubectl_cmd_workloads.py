@@ -29,15 +29,22 @@ spec:
 def test_daemonset_reapply_and_rollout_history(cluster, namespace):
     """run_daemonset_tests / run_daemonset_history_tests: re-applying a manifest whose
     `namespaces: []` the server does not keep is no spec change (generation stays 1);
-    each ControllerRevision carries the DaemonSet's annotations, so `kubectl rollout
+    `deprecated.daemonset.template.generation` counts template changes only; each
+    ControllerRevision carries the DaemonSet's annotations, so `kubectl rollout
     history` shows the change-cause `--record` wrote."""
     ns = ("-n", namespace)
     v1, v2 = DAEMONSET.format(image="registry.k8s.io/pause:2.0"), DAEMONSET.format(image="kybern.test/none:v2")
+    def generations():
+        m = cluster.kjson("get", "ds", "bind", *ns)["metadata"]
+        return m["generation"], m["annotations"]["deprecated.daemonset.template.generation"]
     cluster.kubectl("apply", *ns, "-f", "-", "--record", input=v1)
     cluster.kubectl("apply", *ns, "-f", "-", input=v1)
-    assert cluster.kjson("get", "ds", "bind", *ns)["metadata"]["generation"] == 1
+    assert generations() == (1, "1")
+    # a spec change outside the template: generation only (apps/v1's templateGeneration annotation stays)
+    cluster.kubectl("patch", "ds", "bind", *ns, "-p", '{"spec":{"minReadySeconds":1}}')
+    assert generations() == (2, "1")
     cluster.kubectl("apply", *ns, "-f", "-", "--record", input=v2)
-    assert cluster.kjson("get", "ds", "bind", *ns)["metadata"]["generation"] == 2
+    assert generations() == (3, "2")
 
     def history():
         out = cluster.kubectl("rollout", "history", "ds/bind", *ns).stdout
