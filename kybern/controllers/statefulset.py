@@ -107,7 +107,8 @@ class StatefulSetController:
                            fresh_owner_check(self.client, STATEFULSETS, sts))
         revisions = history.owned(self.rev_informer.list(ns), sts)
         status = deep_copy(sts.get("status") or {})
-        labels = dict((spec.get("selector") or {}).get("matchLabels") or {})
+        # upstream's newRevision labels a revision with the pod template's labels
+        labels = dict(((spec.get("template") or {}).get("metadata") or {}).get("labels") or {})
         update_rev, collisions = await history.ensure(self.client, sts, revisions, labels,
                                                       int(status.get("collisionCount") or 0))
         revisions = history.owned(self.rev_informer.list(ns), sts)

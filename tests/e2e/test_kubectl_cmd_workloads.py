@@ -103,3 +103,27 @@ spec:
         assert p.returncode == 1 and warn in p.stderr and "1 warning received" in p.stderr
     finally:
         cluster.kubectl("delete", "crd", name, "--wait=false", check=False)
+
+
+def test_statefulset_revisions_carry_template_labels_and_change_cause(cluster, namespace):
+    """run_statefulset_history_tests: a StatefulSet's ControllerRevision is labelled with
+    the pod template's labels and carries the set's annotations (the change-cause
+    `rollout history` shows), as upstream's newRevision."""
+    ns = ("-n", namespace)
+    cluster.kubectl("apply", *ns, "--record", "-f", "-", input="""
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  replicas: 0
+  serviceName: web
+  selector: {matchExpressions: [{key: app, operator: In, values: [web]}]}
+  template:
+    metadata: {labels: {app: web, tier: front}}
+    spec: {containers: [{name: c, image: kybern.test/none:v1}]}
+""")
+    revs = cluster.wait_for(lambda: cluster.kjson("get", "controllerrevisions", *ns)["items"], what="a revision")
+    labels = revs[0]["metadata"]["labels"]
+    assert labels["app"] == "web" and labels["tier"] == "front" and "controller-revision-hash" in labels
+    out = cluster.kubectl("rollout", "history", "sts/web", *ns).stdout
+    assert f"1         kubectl apply --namespace={namespace} --record=true --filename=-" in out, out
