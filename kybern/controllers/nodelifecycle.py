@@ -6,7 +6,9 @@ Every `period` seconds, and at once when a node's change calls for new taints or
 brings a NoExecute taint (cordon, uncordon, `kubectl taint`):
 - **health**: a node is heard from when its Lease (kube-node-lease/<node>) is
   renewed or its Ready condition's heartbeat moves. Silent for longer than
-  `grace` (node-monitor-grace-period, 40 s; env KYBERN_NODE_MONITOR_GRACE_PERIOD)
+  `grace` (node-monitor-grace-period, 40 s; env KYBERN_NODE_MONITOR_GRACE_PERIOD;
+  60 s, the startup grace, for a node that never posted a Ready condition, which has
+  no condition taint meanwhile, e.g. a Node created by hand)
   -> its Ready, MemoryPressure, DiskPressure and PIDPressure conditions become
   Unknown ("Kubelet stopped posting node status."), event `NodeNotReady`, and its
   pods get Ready=False (event `NodeNotReady` "Node is not ready"). The agent's
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 GRACE_ENV = "KYBERN_NODE_MONITOR_GRACE_PERIOD"
 DEFAULT_GRACE = 40.0  # upstream --node-monitor-grace-period
 DEFAULT_PERIOD = 5.0  # upstream --node-monitor-period
+STARTUP_GRACE = 60.0  # upstream --node-startup-grace-period: for a node that never posted its status
 NODE_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NOT_READY = "node.kubernetes.io/not-ready"
@@ -66,7 +69,9 @@ def condition(node: dict[str, Any], typ: str) -> dict[str, Any] | None:
 def desired_taints(node: dict[str, Any], now: str) -> list[dict[str, Any]]:
     """The node's taints with the managed ones recomputed from its conditions
     (existing ones keep their timeAdded)."""
-    ready = (condition(node, "Ready") or {}).get("status", "Unknown")
+    # a node that never posted a Ready condition gets no taint for it (upstream maps only
+    # the conditions there are) until the startup grace marks it Unknown
+    ready = (condition(node, "Ready") or {}).get("status")
     want: list[tuple[str, str]] = []
     if ready == "Unknown":
         want += [(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")]
@@ -189,7 +194,8 @@ class NodeLifecycleController:
                                     f"Node {name} event: Registered Node {name} in Controller")
             heard = now if prev is None or prev[:2] != stamp else prev[2]
             self._heard[name] = (*stamp, heard)
-            if now - heard > self.grace and (ready or {}).get("status") != "Unknown":
+            grace = self.grace if ready is not None else max(self.grace, STARTUP_GRACE)
+            if now - heard > grace and (ready or {}).get("status") != "Unknown":
                 node = await self._mark_unknown(node) or node
             status = (condition(node, "Ready") or {}).get("status", "Unknown")
             if self._ready.get(name) == "True" and status != "True":

@@ -5,6 +5,7 @@ kube-apiserver, with kubectl 1.32 on the shared cluster."""
 from __future__ import annotations
 
 import json
+import time
 
 POD = """apiVersion: v1
 kind: Pod
@@ -74,3 +75,20 @@ def test_get_scale_subresource_columns(cluster, namespace):
     out = cluster.kubectl("get", "-n", namespace, "rc", "frontend", "--subresource=scale").stdout.split("\n")
     assert out[0].split() == ["NAME", "DESIRED", "AVAILABLE", "AGE"], out
     assert out[1].split()[:3] == ["frontend", "0", "0"], out
+
+
+def test_node_created_by_hand_has_no_condition_taints(cluster):
+    """run_nodes_tests creates Node 127.0.0.1 with no kubelet: it has no Ready condition,
+    so no condition taint until the startup grace (60 s) marks it Unknown (upstream's node
+    lifecycle maps only the conditions a node has)."""
+    name = "kc1-handmade-node"
+    cluster.kubectl("create", "-f", "-", input=json.dumps({"kind": "Node", "apiVersion": "v1",
+                                                             "metadata": {"name": name}}))
+    try:
+        cluster.wait_for(lambda: "RegisteredNode" in cluster.kubectl(
+            "get", "events", "-n", "default", "--field-selector", f"involvedObject.name={name}").stdout,
+            what="the node controller to see the node")
+        time.sleep(1)  # the pass that registered it would have tainted it by now
+        assert (cluster.kjson("get", "node", name).get("spec") or {}).get("taints") is None
+    finally:
+        cluster.kubectl("delete", "node", name)

@@ -30,6 +30,9 @@ def test_taints_follow_conditions_and_keep_foreign_ones() -> None:
     old = {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute", "timeAdded": "2020-01-01T00:00:00Z"}
     assert old in desired_taints(node("Unknown", taints=[old]), NOW)
     assert desired_taints(node("True", taints=[old]), NOW) == []
+    # a node that never posted a Ready condition (created by hand) gets no condition taint
+    bare = {"metadata": {"name": "n"}, "spec": {"taints": [mine]}, "status": {}}
+    assert desired_taints(bare, NOW) == [mine]
 
 
 def test_eviction_time_from_tolerations() -> None:
