@@ -386,6 +386,8 @@ class DaemonSetStrategy(_WorkloadStrategy):
 
 
 class ControllerRevisionStrategy(Strategy):
+    raw_fields = ("data",)
+
     def validate(self, obj: Obj) -> list[Cause]:
         rev = obj.get("revision")
         if not isinstance(rev, int) or rev < 0:

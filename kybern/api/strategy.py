@@ -180,6 +180,9 @@ class Strategy:
     default_gc_warning = ""
     return_deleted_object = False  # a finished DELETE answers with a Success Status, not the object
     undeletable: frozenset[str] = frozenset()  # names an API DELETE is refused for (403)
+    # top-level RawExtension fields (a ControllerRevision's `data`): kept as sent,
+    # their nulls too, as Go keeps a RawExtension's bytes
+    raw_fields: tuple[str, ...] = ()
 
     # field selectors a kind supports besides metadata.name/namespace (AddFieldLabelConversionFuncs)
     field_labels: tuple[str, ...] = ()

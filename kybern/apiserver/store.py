@@ -302,7 +302,14 @@ class RESTStore:
                 f"({self.info.api_version})" if av and av != self.info.api_version else
                 f"the kind in the data ({kind}) does not match the expected kind ({self.info.kind})")
         obj["apiVersion"], obj["kind"] = self.info.api_version, self.info.kind
-        if nulls:
+        raw = self.strategy.raw_fields if self.strategy is not None else ()
+        if nulls and raw:
+            kept = {k: obj[k] for k in raw if obj.get(k) is not None}
+            for k in kept:
+                obj[k] = 0  # a stand-in that holds no null and keeps the key's place
+            _drop_nulls(obj)
+            obj.update(kept)
+        elif nulls:
             _drop_nulls(obj)
         else:
             for k in [k for k, v in obj.items() if v is None]:

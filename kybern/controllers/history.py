@@ -33,10 +33,22 @@ def _without_nulls(v: Any) -> Any:
     return v
 
 
+def _sorted(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _sorted(v[k]) for k in sorted(v)}
+    if isinstance(v, list):
+        return [_sorted(x) for x in v]
+    return v
+
+
 def revision_data(parent: dict[str, Any]) -> dict[str, Any]:
-    tmpl = _without_nulls((parent.get("spec") or {}).get("template") or {})
+    """The patch as upstream's getPatch marshals it: keys sorted (Go marshals a map so),
+    nulls kept. kubectl's `rollout undo` compares these bytes with the patch it makes
+    from the live object to say "skipped rollback (current template already matches
+    revision N)"."""
+    tmpl = dict((parent.get("spec") or {}).get("template") or {})
     tmpl["$patch"] = "replace"
-    return {"spec": {"template": tmpl}}
+    return _sorted({"spec": {"template": tmpl}})
 
 
 def hash_data(data: dict[str, Any], collision_count: int | None = None) -> str:

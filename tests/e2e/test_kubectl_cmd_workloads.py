@@ -51,6 +51,10 @@ def test_daemonset_reapply_and_rollout_history(cluster, namespace):
         return out if out.count("kubectl apply") == 2 else None
     out = cluster.wait_for(history, what="two revisions with a change-cause")
     assert f"1         kubectl apply --namespace={namespace} --filename=- --record=true" in out, out
+    # kubectl compares the revision's bytes with the live template's patch (Go's sorted
+    # keys, nulls kept) to skip a rollback to what runs
+    out = cluster.kubectl("rollout", "undo", "ds/bind", "--to-revision=2", *ns).stdout
+    assert out.strip() == "daemonset.apps/bind skipped rollback (current template already matches revision 2)"
 
 
 def test_scale_server_dry_run_writes_nothing(cluster, namespace):
