@@ -14,6 +14,7 @@ from kybern.api import (
     crd,
     discovery_k8s,
     events,
+    flowcontrol,
     networking,
     nodeapi,
     policy,
@@ -30,6 +31,6 @@ def builtin_registry() -> Registry:
             autoscaling.RESOURCES + networking.RESOURCES + discovery_k8s.RESOURCES + events.RESOURCES + \
             policy.RESOURCES + rbac.RESOURCES + scheduling.RESOURCES + apiregistration.RESOURCES + \
             storage_k8s.RESOURCES + crd.RESOURCES + admissionregistration.RESOURCES + nodeapi.RESOURCES + \
-            certificates.RESOURCES:
+            certificates.RESOURCES + flowcontrol.RESOURCES:
         reg.add(info)
     return reg

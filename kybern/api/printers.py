@@ -311,6 +311,27 @@ def _apiservice(o: Obj) -> list[Any]:
     return [_name(o), service, available, _created(o)]
 
 
+def _flowschema(o: Obj) -> list[Any]:
+    spec = o.get("spec") or {}
+    missing = next((c.get("status") or "" for c in (o.get("status") or {}).get("conditions") or []
+                    if c.get("type") == "Dangling"), "?")
+    return [_name(o), (spec.get("priorityLevelConfiguration") or {}).get("name") or "",
+            spec.get("matchingPrecedence") or 0, (spec.get("distinguisherMethod") or {}).get("type") or "<none>",
+            _created(o), missing]
+
+
+def _prioritylevel(o: Obj) -> list[Any]:
+    spec = o.get("spec") or {}
+    shares = queues = hand = qlen = "<none>"
+    lim = spec.get("limited")
+    if lim is not None:
+        shares = lim.get("nominalConcurrencyShares") or 0
+        q = (lim.get("limitResponse") or {}).get("queuing")
+        if q is not None:
+            queues, hand, qlen = q.get("queues") or 0, q.get("handSize") or 0, q.get("queueLengthLimit") or 0
+    return [_name(o), spec.get("type") or "", shares, queues, hand, qlen, _created(o)]
+
+
 def _priorityclass(o: Obj) -> list[Any]:
     return [_name(o), int(o.get("value") or 0), bool(o.get("globalDefault")), _created(o),
             o.get("preemptionPolicy") or ""]
@@ -413,6 +434,12 @@ PRINTERS: dict[tuple[str, str], Printer] = {
                                                  _A], _apiservice),
     ("scheduling.k8s.io", "PriorityClass"): ([_N, ("Value", "integer", "", 0), ("Global-Default", "boolean", "", 0),
                                               _A, ("PreemptionPolicy", "string", "", 0)], _priorityclass),
+    ("flowcontrol.apiserver.k8s.io", "FlowSchema"): (
+        [_N, ("PriorityLevel", "string", "", 0), ("MatchingPrecedence", "string", "", 0),
+         ("DistinguisherMethod", "string", "", 0), _A, ("MissingPL", "string", "", 0)], _flowschema),
+    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"): (
+        [_N, ("Type", "string", "", 0), ("NominalConcurrencyShares", "string", "", 0), ("Queues", "string", "", 0),
+         ("HandSize", "string", "", 0), ("QueueLengthLimit", "string", "", 0), _A], _prioritylevel),
     ("node.k8s.io", "RuntimeClass"): ([_N, ("Handler", "string", "", 0), _A],
                                       lambda o: [_name(o), o.get("handler") or "", _created(o)]),
     ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"): _WEBHOOKS,

@@ -49,6 +49,7 @@ from kybern.apiserver import (
     subresources,
 )
 from kybern.apiserver.metrics import APIMetrics, InstrumentedStore
+from kybern.apiserver.flowcontrol_config import FlowControlConfig
 from kybern.apiserver.store import Predicate, RESTStore, key_prefix, object_key
 from kybern.apiserver.watchcache import WatchCache
 from kybern.machinery import errors, managedfields, meta
@@ -128,6 +129,7 @@ class APIServer:
         # authorization applies to authenticated requests (a server without tokens has no authn)
         self.authorizer = authz.Authorizer(self, authz.parse_modes(authorization_modes))
         self._aggregator: rbac_policy.Aggregator | None = None
+        self._apf: FlowControlConfig | None = None
         self.sa_tokens = satokens.TokenIssuer(satokens.key_from_tokens(self.tokens))
         self.advertise = advertise
         # TLS verifies client certificates against the cluster CA (ssl_context(client_ca=...)):
@@ -482,6 +484,8 @@ class APIServer:
         await rbac_policy.reconcile(self)  # the bootstrap roles and bindings (rbac/bootstrap-roles)
         self._aggregator = rbac_policy.Aggregator(self)
         await self._aggregator.start()
+        self._apf = FlowControlConfig(self)  # the APF objects and their Dangling conditions
+        await self._apf.start()
         await self.serve_crds()
 
     async def serve_crds(self) -> None:
@@ -702,6 +706,8 @@ class APIServer:
             await self.crds.stop()
         if self._aggregator is not None:
             await self._aggregator.stop()
+        if self._apf is not None:
+            await self._apf.stop()
         await self.watch_cache.stop()
         await self.webhooks.close()
         if self._node_session:
