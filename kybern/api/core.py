@@ -13,7 +13,7 @@ from typing import Any
 from kybern.api.podscheduling import (validate_affinity, validate_taints, validate_tolerations,
                                       validate_topology_spread)
 from kybern.api.registry import ResourceInfo
-from kybern.api.strategy import Cause, Obj, Strategy, validate_dns_label
+from kybern.api.strategy import Cause, Obj, Strategy, validate_dns_label, validate_dns_subdomain
 from kybern.machinery import errors, gojson, meta, quantity
 
 
@@ -169,6 +169,18 @@ def validate_pod_spec(spec: Any, path: str) -> list[Cause]:
         out.append(not_supported(f"{path}.dnsPolicy", dp, DNS_POLICIES))
     out.extend(validate_affinity(spec.get("affinity"), f"{path}.affinity"))
     out.extend(validate_topology_spread(spec.get("topologySpreadConstraints"), f"{path}.topologySpreadConstraints"))
+    # names ValidatePodSpec checks, in its order (`kubectl set serviceaccount deploy/x Bad_SA`
+    # is refused here: the ServiceAccount plugin only looks at pods)
+    for key, check in (("serviceAccountName", validate_dns_subdomain), ("nodeName", validate_dns_subdomain)):
+        if isinstance(spec.get(key), str) and spec[key]:
+            out.extend(check(spec[key], f"{path}.{key}"))
+    ads = spec.get("activeDeadlineSeconds")
+    if isinstance(ads, int) and not 1 <= ads <= 2**31 - 1:
+        out.append(errors.cause(f"{path}.activeDeadlineSeconds",
+                                f"Invalid value: {ads}: must be between 1 and 2147483647, inclusive"))
+    for key in ("hostname", "subdomain"):
+        if isinstance(spec.get(key), str) and spec[key]:
+            out.extend(validate_dns_label(spec[key], f"{path}.{key}"))
     out.extend(validate_tolerations(spec.get("tolerations"), f"{path}.tolerations"))
     return out
 
@@ -473,7 +485,7 @@ class NamespaceStrategy(Strategy):
     return_deleted_object = True  # as upstream's pod and namespace storage
     name_validator = staticmethod(validate_dns_label)
     # NamespaceLifecycle's immortal namespaces (kube-node-lease is not one upstream)
-    undeletable = frozenset({"default", "kube-system", "kube-public"})
+    undeletable = dict.fromkeys(("default", "kube-system", "kube-public"), "this namespace may not be deleted")
 
     def default(self, obj: Obj) -> None:
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])

@@ -41,6 +41,10 @@ def _known_system_class(name: str, value: Any, global_default: Any) -> str | Non
 
 
 class PriorityClassStrategy(Strategy):
+    # the priorityclass REST's Delete (a list-then-delete such as `kubectl delete pc --all`
+    # meets it too; a deletecollection does not, as upstream's Store.DeleteCollection)
+    undeletable = dict.fromkeys(_SYSTEM, "this is a system priority class and cannot be deleted")
+
     def default(self, obj: Obj) -> None:
         obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
 

@@ -179,7 +179,8 @@ class Strategy:
     default_gc_policy = "Background"
     default_gc_warning = ""
     return_deleted_object = False  # a finished DELETE answers with a Success Status, not the object
-    undeletable: frozenset[str] = frozenset()  # names an API DELETE is refused for (403)
+    # names an API DELETE of one object is refused for (403 `<resource> "<name>" is forbidden: <why>`)
+    undeletable: dict[str, str] = {}
     # top-level RawExtension fields (a ControllerRevision's `data`): kept as sent,
     # their nulls too, as Go keeps a RawExtension's bytes
     raw_fields: tuple[str, ...] = ()

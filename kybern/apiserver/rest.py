@@ -473,9 +473,9 @@ def _gc_warnings(store: RESTStore, options: dict[str, Any]) -> list[str]:
 
 
 async def delete(request: web.Request, store: RESTStore, ns: str | None, name: str) -> web.Response:
-    if name in store.strategy.undeletable:  # type: ignore[union-attr]
-        # upstream's NamespaceLifecycle admission, which runs before the object is read
-        raise errors.forbidden_object(store.info.group, store.info.plural, name, "this namespace may not be deleted")
+    why = store.strategy.undeletable.get(name)  # type: ignore[union-attr]
+    if why:  # before the object is read, as upstream's NamespaceLifecycle admission and priorityclass REST
+        raise errors.forbidden_object(store.info.group, store.info.plural, name, why)
     options = await delete_options(request)
     warnings = _gc_warnings(store, options)
     obj, deleted_now = await store.delete(ns, name, options, dry_run=dry_run(request, options), warnings=warnings)

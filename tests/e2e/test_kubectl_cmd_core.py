@@ -44,13 +44,18 @@ def test_patch_type_mismatch_and_unconditional_replace(cluster, namespace):
 
 def test_immortal_namespaces_may_not_be_deleted(cluster):
     """run_namespace_tests (`kubectl delete namespace --all`): default, kube-system and
-    kube-public are refused by NamespaceLifecycle, even as a dry run."""
+    kube-public are refused by NamespaceLifecycle, even as a dry run; so are the system
+    PriorityClasses."""
     for ns in ("default", "kube-system", "kube-public"):
         p = cluster.kubectl("delete", "namespace", ns, "--dry-run=server", check=False)
         assert p.returncode == 1
         assert f'Error from server (Forbidden): namespaces "{ns}" is forbidden: this namespace may not be ' \
                f'deleted' in p.stderr, p.stderr
     assert "default" in cluster.kubectl("get", "ns", "default").stdout
+    # nor the system priority classes (the priorityclass REST's Delete)
+    p = cluster.kubectl("delete", "priorityclass", "system-node-critical", "--dry-run=server", check=False)
+    assert ('Error from server (Forbidden): priorityclasses.scheduling.k8s.io "system-node-critical" is '
+            'forbidden: this is a system priority class and cannot be deleted') in p.stderr, p.stderr
 
 
 def test_create_raw_yaml_is_an_unrecognized_object(cluster, tmp_path):
