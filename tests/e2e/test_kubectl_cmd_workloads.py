@@ -131,3 +131,20 @@ spec:
     assert labels["app"] == "web" and labels["tier"] == "front" and "controller-revision-hash" in labels
     out = cluster.kubectl("rollout", "history", "sts/web", *ns).stdout
     assert f"1         kubectl apply --namespace={namespace} --record=true --filename=-" in out, out
+
+
+def test_pod_template_names_are_validated(cluster, namespace):
+    """`kubectl set serviceaccount` (apps.sh) on a Deployment: ValidatePodSpec refuses a
+    service account, node, hostname or subdomain that is no DNS name, and an
+    activeDeadlineSeconds below 1, with upstream's messages."""
+    ns = ("-n", namespace)
+    cluster.kubectl("create", "deployment", "d", "--image=kybern.test/none:v1", "--replicas=0", *ns)
+    p = cluster.kubectl("set", "serviceaccount", "deploy/d", "Bad_SA", *ns, check=False)
+    assert p.returncode == 1
+    assert ('spec.template.spec.serviceAccountName: Invalid value: "Bad_SA": a lowercase RFC 1123 subdomain '
+            "must consist of lower case alphanumeric characters") in p.stderr
+    p = cluster.kubectl("patch", "deploy", "d", *ns, "-p",
+                        '{"spec":{"template":{"spec":{"hostname":"A_b","activeDeadlineSeconds":0}}}}', check=False)
+    assert "* spec.template.spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, " \
+           "inclusive\n* spec.template.spec.hostname: Invalid value: \"A_b\": a lowercase RFC 1123 label" in p.stderr
+    assert cluster.kubectl("set", "serviceaccount", "deploy/d", "builder", *ns).returncode == 0
