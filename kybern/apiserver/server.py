@@ -37,6 +37,7 @@ from kybern.apiserver import (
     componentstatus,
     csr,
     discovery,
+    master_endpoints,
     metricsapi,
     noderestriction,
     podsecurity,
@@ -443,12 +444,8 @@ class APIServer:
             except errors.StatusError as e:
                 if e.reason != "AlreadyExists":
                     raise
-        try:  # the `kubernetes` Service, first address of the service range, as upstream
-            await self.store("", "v1", "services").create("default", {"metadata": {
-                "name": "kubernetes", "namespace": "default",
-                "labels": {"component": "apiserver", "provider": "kubernetes"}},
-                "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP",
-                                                               "targetPort": 6443}]}})
+        try:  # the `kubernetes` Service (master_endpoints keeps it)
+            await self.store("", "v1", "services").create("default", master_endpoints.service())
         except errors.StatusError as e:
             if e.reason != "AlreadyExists":
                 raise
