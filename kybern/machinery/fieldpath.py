@@ -280,6 +280,10 @@ def _classify(node: dict[str, Any]) -> TypeInfo:
         if props is None and not isinstance(extra, dict) and (extra is True or ext.get(
                 "x-kubernetes-preserve-unknown-fields")):
             return TypeInfo("map", atomic=ext.get("x-kubernetes-map-type") == "atomic")
+        if not isinstance(extra, dict) and ext.get("x-kubernetes-preserve-unknown-fields"):
+            # upstream's schemaconv: a struct that preserves unknown fields gives them the
+            # deduced element type, so they are tracked (owned, pruned by apply) as well
+            extra = {}
         return TypeInfo("map", atomic=ext.get("x-kubernetes-map-type") == "atomic", props=props,
                         elem=extra if isinstance(extra, dict) else None)
     if t in ("string", "integer", "number", "boolean") or ext.get("x-kubernetes-int-or-string"):

@@ -65,3 +65,19 @@ def test_replace_pod_keeps_priority_the_admission_plugin_set(cluster, namespace)
     got = cluster.kjson("get", "-n", namespace, "pod/replaced")
     assert got["metadata"]["labels"]["status"] == "replaced"
     assert (got["spec"]["priority"], got["spec"]["preemptionPolicy"]) == (0, "PreemptLowerPriority")
+
+
+def test_fields_kept_as_unknown_are_owned_by_their_manager(cluster, kind_crd, namespace):
+    # crd.sh creates, then applies, custom resources of a CRD that preserves unknown fields;
+    # their fields are tracked (deduced) in managedFields, so a server-side apply changing a
+    # value another manager set conflicts, as upstream
+    obj = {"apiVersion": "cmdsuite.example.com/v1alpha1", "kind": "Kind", "metadata": {"name": "owned"},
+           "someField": "field1", "nestedField": {"someSubfield": "subfield1"}}
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(obj))
+    got = cluster.kjson("get", "-n", namespace, "resources/owned", "--show-managed-fields")
+    fields = got["metadata"]["managedFields"][0]["fieldsV1"]
+    assert fields["f:someField"] == {} and "f:someSubfield" in fields["f:nestedField"]
+    obj["nestedField"]["someSubfield"] = "changed"
+    p = cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(obj), check=False)
+    assert p.returncode != 0
+    assert 'conflict with "kubectl-create"' in p.stderr and ".nestedField.someSubfield" in p.stderr
