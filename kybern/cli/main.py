@@ -450,14 +450,59 @@ def image() -> None:
 
 @image.command("import")
 @click.argument("ref")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--entrypoint", multiple=True, help="The image's entrypoint, one word per option (repeat it).")
+@click.option("--cmd", multiple=True, help="The image's default arguments, one word per option (repeat it).")
+@click.option("--env", multiple=True, metavar="NAME=VALUE", help="An environment variable (repeatable).")
+@click.option("--workdir", default=None, help="The image's working directory.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True)
-def image_import(ref: str, directory: str, data_dir: Path) -> None:
-    """Register DIRECTORY as image REF (NAME:TAG) for pods on this machine's nodes."""
+def image_import(ref: str, source: str, entrypoint: tuple[str, ...], cmd: tuple[str, ...], env: tuple[str, ...],
+                 workdir: str | None, data_dir: Path) -> None:
+    """Register SOURCE as image REF (NAME:TAG) for pods on this machine's nodes.
+
+    SOURCE is a directory (the image's files), or a tarball: a `docker save` archive,
+    an OCI layout archive, or a plain root filesystem (`docker export`). Options set
+    the image's config (an archive's own config fills what they leave out)."""
+    from kybern.node.image_archive import ImageArchiveError
+    from kybern.node.images import ImageStore, InvalidReference
+
+    config: dict[str, object] = {}
+    if entrypoint:
+        config["entrypoint"] = list(entrypoint)
+    if cmd:
+        config["cmd"] = list(cmd)
+    if env:
+        bad = [e for e in env if "=" not in e]
+        if bad:
+            raise click.BadParameter(f"{bad[0]!r} is not NAME=VALUE", param_hint="--env")
+        config["env"] = list(env)
+    if workdir:
+        config["workingDir"] = workdir
+    store = ImageStore(str(data_dir / "node"))
+    try:
+        if os.path.isdir(source):
+            info = store.import_dir(ref, source, config=config)
+        else:
+            info = store.import_archive(ref, source, config=config)
+    except (ImageArchiveError, InvalidReference, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"imported {info.get('ref', ref)} from {source}")
+
+
+@image.command("rm")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True)
+def image_rm(refs: tuple[str, ...], data_dir: Path) -> None:
+    """Remove images from the local store (running containers keep their files)."""
     from kybern.node.images import ImageStore
 
-    info = ImageStore(str(data_dir / "node")).import_dir(ref, directory)
-    click.echo(f"imported {info.get('ref', ref)} from {directory}")
+    store = ImageStore(str(data_dir / "node"))
+    missing = [r for r in refs if not store.remove(r)]
+    for r in refs:
+        if r not in missing:
+            click.echo(f"removed {r}")
+    if missing:
+        raise click.ClickException(f"no such image: {', '.join(missing)}")
 
 
 @image.command("list")

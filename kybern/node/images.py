@@ -6,7 +6,7 @@ env, workingDir), registered under a reference such as `demo:v1`. References are
 normalised as docker does, so `demo`, `demo:latest` and
 `docker.io/library/demo:latest` name the same image. Nothing is ever fetched from
 a registry: an image is present because someone imported it
-(`kybern image import NAME:TAG DIR`) or because it is one of the sample images
+(`kybern image import NAME:TAG DIR|FILE.tar`) or because it is one of the sample images
 shipped with kybern, seeded on first use.
 
 Layout under `<data_dir>/images/`:
@@ -208,6 +208,22 @@ class ImageStore:
         "K=V"), workingDir. Returns the stored image as a dict."""
         self._ensure()
         return self._import(ref, Path(directory), config or {}).to_dict()
+
+    def import_archive(self, ref: str, archive: str | os.PathLike[str], *,
+                       config: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Import an image tarball (docker archive, OCI layout archive or plain rootfs
+        tarball; image_archive.py) as `ref`; `config` overrides what the archive's
+        image config says, key by key."""
+        from kybern.node.image_archive import unpack
+
+        self._ensure()
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=self.root))
+        try:
+            found = unpack(archive, tmp)
+            return self._import(ref, tmp, {**found, **(config or {})}).to_dict()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def remove(self, ref: str) -> bool:
         """Remove image `ref`; False if there was none. Running containers keep
