@@ -436,7 +436,7 @@ class APIServer:
         existing = await store.list(None, pred=Predicate())
         allocators.allocate(svc, existing["items"])
 
-    async def bootstrap(self) -> None:
+    async def ensure_system_namespaces(self) -> None:
         ns_store = self.store("", "v1", "namespaces")
         for ns in BOOTSTRAP_NAMESPACES:
             try:
@@ -444,6 +444,19 @@ class APIServer:
             except errors.StatusError as e:
                 if e.reason != "AlreadyExists":
                     raise
+
+    async def keep_system_namespaces(self, interval: float = 60.0) -> None:
+        """As upstream's systemnamespaces controller: every minute, the system namespaces
+        that were deleted (kube-node-lease, where the nodes' Leases live) come back."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.ensure_system_namespaces()
+            except Exception as e:  # noqa: BLE001 - storage or API trouble: the next pass retries
+                log.warning("system namespaces: %s (will retry in %.0fs)", e, interval)
+
+    async def bootstrap(self) -> None:
+        await self.ensure_system_namespaces()
         try:  # the `kubernetes` Service (master_endpoints keeps it)
             await self.store("", "v1", "services").create("default", master_endpoints.service())
         except errors.StatusError as e:

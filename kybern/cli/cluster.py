@@ -184,6 +184,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     # as kube-apiserver: compact the storage history every 5 minutes (cancelled by stop())
     running.tasks.append(asyncio.create_task(run_compactor(store), name="compactor"))
     running.tasks.append(asyncio.create_task(master_endpoints.run(api, host, port), name="kubernetes-service"))
+    running.tasks.append(asyncio.create_task(api.keep_system_namespaces(), name="system-namespaces"))
     if cfg.api_workers > 1:
         apiworkers.share_store(store)
         for i in range(1, cfg.api_workers):
