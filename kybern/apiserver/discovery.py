@@ -43,7 +43,8 @@ def storage_version_hash(info: ResourceInfo) -> str:
 
 def _resource_entries(infos: list[ResourceInfo]) -> list[dict[str, Any]]:
     # keys in metav1.APIResource's field order (name, singularName, namespaced, group, version,
-    # kind, verbs, shortNames, categories, storageVersionHash), empty ones omitted as upstream
+    # kind, verbs, shortNames, categories, storageVersionHash), empty ones omitted as upstream;
+    # entries in path order (pods, pods/attach, pods/binding, ...)
     out = []
     for info in sorted(infos, key=lambda i: i.plural):
         e: dict[str, Any] = {"name": info.plural, "singularName": info.singular,
@@ -55,7 +56,7 @@ def _resource_entries(infos: list[ResourceInfo]) -> list[dict[str, Any]]:
         if svh := storage_version_hash(info):
             e["storageVersionHash"] = svh
         out.append(e)
-        for sub in info.subresources:
+        for sub in sorted(info.subresources):  # upstream's installer sorts the paths
             s: dict[str, Any] = {"name": f"{info.plural}/{sub}", "singularName": "",
                                  "namespaced": info.namespaced}
             kind = info.kind
@@ -121,7 +122,7 @@ def _aggregated_version(infos: list[ResourceInfo], version: str) -> dict[str, An
         if info.categories:
             r["categories"] = list(info.categories)
         subs = []
-        for sub in info.subresources:
+        for sub in sorted(info.subresources):
             g, v, k = _SUB_KIND.get(sub, (info.group, info.version, info.kind))
             subs.append({"subresource": sub, "responseKind": {"group": g, "version": v, "kind": k},
                          "verbs": _SUB_VERBS.get(sub, ["get"])})

@@ -5,6 +5,8 @@ autoscaling/v1 reads back at v2 (and the reverse) through conversion."""
 
 from __future__ import annotations
 
+import json
+
 MANIFEST = """
 apiVersion: batch/v1
 kind: Job
@@ -211,6 +213,10 @@ def test_legacy_discovery_entries_match_upstream_bytes(cluster):
             '["create","delete","deletecollection","get","list","patch","update","watch"],"shortNames":["cm"],'
             '"storageVersionHash":"qFsyl6wFWjQ="}') in raw
     assert '{"name":"bindings","singularName":"binding","namespaced":true,"kind":"Binding","verbs":["create"]}' in raw
+    names = [r["name"] for r in json.loads(raw)["resources"]]
+    assert names[names.index("pods"):names.index("podtemplates")] == [
+        "pods", "pods/attach", "pods/binding", "pods/ephemeralcontainers", "pods/eviction", "pods/exec",
+        "pods/log", "pods/portforward", "pods/proxy", "pods/status"]
     apps = cluster.kubectl("get", "--raw", "/apis/apps/v1").stdout
     assert ('{"name":"deployments/scale","singularName":"","namespaced":true,"group":"autoscaling",'
             '"version":"v1","kind":"Scale","verbs":') in apps
