@@ -27,6 +27,14 @@ _SUB_KIND = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v1", "Bin
              "token": ("authentication.k8s.io", "v1", "TokenRequest")}
 
 
+def _sub_kind(info: ResourceInfo, sub: str) -> tuple[str, str, str]:
+    """(group, version, kind) a subresource answers with; each parent's proxy has its own
+    options kind (NodeProxyOptions, ServiceProxyOptions), as upstream's REST storage."""
+    if sub == "proxy" and info.kind in ("Node", "Service"):
+        return "", "v1", f"{info.kind}ProxyOptions"
+    return _SUB_KIND.get(sub, (info.group, info.version, info.kind))
+
+
 def storage_version_hash(info: ResourceInfo) -> str:
     """Upstream's discovery.StorageVersionHash: base64 of the first 8 bytes of sha256 of
     "<group>/<version>/<kind>" of the version stored, so clients can tell when storage moved.
@@ -59,11 +67,9 @@ def _resource_entries(infos: list[ResourceInfo]) -> list[dict[str, Any]]:
         for sub in sorted(info.subresources):  # upstream's installer sorts the paths
             s: dict[str, Any] = {"name": f"{info.plural}/{sub}", "singularName": "",
                                  "namespaced": info.namespaced}
-            kind = info.kind
-            if sub in _SUB_KIND:
-                g, v, kind = _SUB_KIND[sub]
-                if g:
-                    s["group"], s["version"] = g, v
+            g, v, kind = _sub_kind(info, sub)
+            if g != info.group or v != info.version:
+                s["group"], s["version"] = g, v
             s["kind"] = kind
             s["verbs"] = _SUB_VERBS.get(sub, ["get"])
             out.append(s)
@@ -123,7 +129,7 @@ def _aggregated_version(infos: list[ResourceInfo], version: str) -> dict[str, An
             r["categories"] = list(info.categories)
         subs = []
         for sub in sorted(info.subresources):
-            g, v, k = _SUB_KIND.get(sub, (info.group, info.version, info.kind))
+            g, v, k = _sub_kind(info, sub)
             subs.append({"subresource": sub, "responseKind": {"group": g, "version": v, "kind": k},
                          "verbs": _SUB_VERBS.get(sub, ["get"])})
         if subs:

@@ -217,6 +217,9 @@ def test_legacy_discovery_entries_match_upstream_bytes(cluster):
     assert names[names.index("pods"):names.index("podtemplates")] == [
         "pods", "pods/attach", "pods/binding", "pods/ephemeralcontainers", "pods/eviction", "pods/exec",
         "pods/log", "pods/portforward", "pods/proxy", "pods/status"]
+    kinds = {r["name"]: r["kind"] for r in json.loads(raw)["resources"]}
+    assert (kinds["nodes/proxy"], kinds["services/proxy"], kinds["pods/proxy"]) == (
+        "NodeProxyOptions", "ServiceProxyOptions", "PodProxyOptions")
     apps = cluster.kubectl("get", "--raw", "/apis/apps/v1").stdout
     assert ('{"name":"deployments/scale","singularName":"","namespaced":true,"group":"autoscaling",'
             '"version":"v1","kind":"Scale","verbs":') in apps
