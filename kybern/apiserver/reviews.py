@@ -79,9 +79,10 @@ async def answer(server: APIServer, info: ResourceInfo, body: Any, user: dict[st
     if not isinstance(body, dict):
         raise errors.bad_request(f"the object provided is not a valid {info.kind}")
     user = user or ADMIN
-    out = dict(body)
-    out["apiVersion"], out["kind"] = info.api_version, info.kind
-    out["metadata"] = dict(out.get("metadata") or {})
+    # type meta and metadata first, as every object kybern returns (the request's key order
+    # would put them after spec)
+    out = {"apiVersion": info.api_version, "kind": info.kind, "metadata": dict(body.get("metadata") or {}),
+           **{k: v for k, v in body.items() if k not in ("apiVersion", "kind", "metadata")}}
     # access reviews echo the request as upstream's REST does (no system metadata: kubectl
     # shows `creationTimestamp: null`); whoami's SelfSubjectReview is stamped
     out["metadata"]["creationTimestamp"] = None if info.kind.endswith(("AccessReview", "TokenReview")) \

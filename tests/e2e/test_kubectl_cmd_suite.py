@@ -81,3 +81,16 @@ def test_fields_kept_as_unknown_are_owned_by_their_manager(cluster, kind_crd, na
     p = cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(obj), check=False)
     assert p.returncode != 0
     assert 'conflict with "kubectl-create"' in p.stderr and ".nestedField.someSubfield" in p.stderr
+
+
+def test_subject_access_review_answer_leads_with_type_and_metadata(cluster, tmp_path):
+    # authorization.sh posts a SubjectAccessReview and reads the answer as text
+    sar = tmp_path / "sar.json"
+    sar.write_text(json.dumps({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {
+        "user": "bob", "groups": ["the-group"], "resourceAttributes": {
+            "namespace": "ns", "verb": "create", "group": "autoscaling", "resource": "horizontalpodautoscalers"}}}))
+    out = cluster.kubectl("create", "--raw", "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                          "-f", str(sar)).stdout
+    got = json.loads(out)
+    assert list(got) == ["apiVersion", "kind", "metadata", "spec", "status"]
+    assert got["metadata"] == {"creationTimestamp": None} and got["status"]["allowed"] is False
