@@ -238,11 +238,18 @@ def decode_object(raw: bytes, ctype: str, kind: str) -> Any:
     without a Content-Type, as `kubectl create --raw -f x.yaml` does) is refused as
     upstream's transformDecodeError words it, the body summarised as summarizeData does."""
     try:
-        return decode_body(raw, ctype)
+        out = decode_body(raw, ctype)
     except errors.StatusError as e:
         why = gojson.syntax_error(raw) if e.message.startswith("error decoding JSON: ") else None
         if why is None:
             raise
+    else:
+        if out is None or isinstance(out, dict) or ctype not in (JSON, "*/*", ""):
+            return out
+        # valid JSON but no object: Go's error for the struct upstream reads apiVersion/kind into
+        what = {bool: "bool", str: "string", list: "array"}.get(type(out), "number")
+        why = (f"json: cannot unmarshal {what} into Go value of type struct {{ APIVersion string "
+               '"json:\\"apiVersion,omitempty\\""; Kind string "json:\\"kind,omitempty\\"" }')
     head = raw[:30]
     summary = (head.decode(errors="replace") if raw[:1] == b"{" else head.hex()) + (" ..." if len(raw) > 30 else "")
     raise errors.bad_request(f"the object provided is unrecognized (must be of type {kind}): couldn't get "

@@ -68,6 +68,12 @@ def test_create_raw_yaml_is_an_unrecognized_object(cluster, tmp_path):
     assert ("the object provided is unrecognized (must be of type Namespace): couldn't get version/kind; "
             "json parse error: invalid character 'a' looking for beginning of value "
             "(61706956657273696f6e3a2076310a6b696e643a20506f640a6d65746164 ...)") in p.stderr, p.stderr
+    # valid JSON that is no object: Go's error for the struct apiVersion and kind are read into
+    f.write_text("[1]\n")
+    p = cluster.kubectl("create", "--raw", "/api/v1/namespaces", "-f", str(f), check=False)
+    assert ("json parse error: json: cannot unmarshal array into Go value of type struct { APIVersion string "
+            '"json:\\"apiVersion,omitempty\\""; Kind string "json:\\"kind,omitempty\\"" } (5b315d0a)') \
+        in p.stderr, p.stderr
 
 
 def test_get_scale_subresource_columns(cluster, namespace):
