@@ -204,6 +204,36 @@ def stop_agent(p: subprocess.Popen[bytes], timeout: float = 30) -> None:
     _remove_agent_cgroups(p.args)
 
 
+def _sh(*args: str, check: bool = True) -> str:
+    return subprocess.run(args, check=check, capture_output=True, text=True).stdout
+
+
+@contextlib.contextmanager
+def peer_netns(name: str, host_end: str, ns_end: str, host_cidr: str, ns_cidr: str,
+               gateway: str | None = None) -> Iterator[tuple[str, ...]]:
+    """Another "machine": a network namespace joined to the host by a veth pair, the
+    host end at `host_cidr` and the namespace's at `ns_cidr` (with a default route via
+    `gateway` if given); yields the `ip netns exec` prefix to run commands in it.
+    Whatever a killed run left behind is removed first."""
+    _sh("ip", "netns", "del", name, check=False)
+    _sh("ip", "link", "del", host_end, check=False)
+    _sh("ip", "netns", "add", name)
+    inside = ("ip", "netns", "exec", name)
+    try:
+        _sh("ip", "link", "add", host_end, "type", "veth", "peer", "name", ns_end, "netns", name)
+        _sh("ip", "addr", "add", host_cidr, "dev", host_end)
+        _sh("ip", "link", "set", host_end, "up")
+        _sh(*inside, "ip", "addr", "add", ns_cidr, "dev", ns_end)
+        _sh(*inside, "ip", "link", "set", ns_end, "up")
+        _sh(*inside, "ip", "link", "set", "lo", "up")
+        if gateway:
+            _sh(*inside, "ip", "route", "add", "default", "via", gateway)
+        yield inside
+    finally:
+        _sh("ip", "link", "del", host_end, check=False)
+        _sh("ip", "netns", "del", name, check=False)
+
+
 def children_running(parent: psutil.Process, word: str) -> list[psutil.Process]:
     """`parent`'s children with `word` in their command line; short-lived ones (the
     service proxy's nft or iptables runs) may exit while looked at."""

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from kybern.network.podnet import cni_unavailable_reason
-from tests.conftest import start_agent, start_cluster, stop_agent, stop_cluster
+from tests.conftest import peer_netns, start_agent, start_cluster, stop_agent, stop_cluster
 
 REASON = cni_unavailable_reason()
 pytestmark = [pytest.mark.e2e,
@@ -28,22 +28,9 @@ def sh(*args: str, check: bool = True) -> str:
 
 @pytest.fixture
 def machine2():
-    sh("ip", "netns", "del", NS, check=False)  # a killed run's
-    sh("ip", "link", "del", HOST_END, check=False)
-    sh("ip", "netns", "add", NS)
-    try:
-        sh("ip", "link", "add", HOST_END, "type", "veth", "peer", "name", NS_END, "netns", NS)
-        sh("ip", "addr", "add", f"{HOST_IP}/24", "dev", HOST_END)
-        sh("ip", "link", "set", HOST_END, "up")
-        inside = ("ip", "netns", "exec", NS)
-        sh(*inside, "ip", "addr", "add", f"{OTHER_IP}/24", "dev", NS_END)
-        sh(*inside, "ip", "link", "set", NS_END, "up")
-        sh(*inside, "ip", "link", "set", "lo", "up")
+    with peer_netns(NS, HOST_END, NS_END, f"{HOST_IP}/24", f"{OTHER_IP}/24") as inside:
         sh(*inside, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         yield inside
-    finally:
-        sh("ip", "link", "del", HOST_END, check=False)
-        sh("ip", "netns", "del", NS, check=False)
 
 
 def test_pods_and_services_across_machines(tmp_path, machine2):

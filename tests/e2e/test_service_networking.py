@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from kybern.network.podnet import cni_unavailable_reason, netns_name
-from tests.conftest import children_running, start_cluster, stop_cluster
+from tests.conftest import children_running, peer_netns, start_cluster, stop_cluster
 
 REASON = cni_unavailable_reason() or (
     "" if shutil.which("nft") or shutil.which("iptables-restore") else "neither nft nor iptables is installed")
@@ -241,35 +241,18 @@ CLIENT_NS, CLIENT_HOST_END, CLIENT_NS_END = "kybern-client", "kyb-cli-h", "kyb-c
 CLIENT_HOST_IP, CLIENT_IP = "192.168.231.1", "192.168.231.2"
 
 
-def _sh(*args: str, check: bool = True) -> str:
-    return subprocess.run(args, check=check, capture_output=True, text=True).stdout
-
-
 @pytest.fixture
 def outside_client():
-    """A client outside the cluster: its own network namespace joined to the host by
-    a veth pair, routed through it; returns a function fetching a URL from there."""
-    _sh("ip", "netns", "del", CLIENT_NS, check=False)  # a killed run's
-    _sh("ip", "link", "del", CLIENT_HOST_END, check=False)
-    _sh("ip", "netns", "add", CLIENT_NS)
-    inside = ("ip", "netns", "exec", CLIENT_NS)
-    try:
-        _sh("ip", "link", "add", CLIENT_HOST_END, "type", "veth", "peer", "name", CLIENT_NS_END, "netns", CLIENT_NS)
-        _sh("ip", "addr", "add", f"{CLIENT_HOST_IP}/30", "dev", CLIENT_HOST_END)
-        _sh("ip", "link", "set", CLIENT_HOST_END, "up")
-        _sh(*inside, "ip", "addr", "add", f"{CLIENT_IP}/30", "dev", CLIENT_NS_END)
-        _sh(*inside, "ip", "link", "set", CLIENT_NS_END, "up")
-        _sh(*inside, "ip", "route", "add", "default", "via", CLIENT_HOST_IP)
-
+    """A client outside the cluster, in its own network namespace routed through the
+    host; returns a function fetching a URL from there (None when it fails)."""
+    with peer_netns(CLIENT_NS, CLIENT_HOST_END, CLIENT_NS_END, f"{CLIENT_HOST_IP}/30", f"{CLIENT_IP}/30",
+                    gateway=CLIENT_HOST_IP) as inside:
         def fetch(url: str, timeout: float = 2) -> str | None:
             p = subprocess.run([*inside, "python3", "-c", "import sys, urllib.request as u; "
                                 "print(u.urlopen(sys.argv[1], timeout=float(sys.argv[2])).read().decode())",
                                 url, str(timeout)], capture_output=True, text=True, check=False)
             return p.stdout.strip() if p.returncode == 0 else None
         yield fetch
-    finally:
-        _sh("ip", "link", "del", CLIENT_HOST_END, check=False)
-        _sh("ip", "netns", "del", CLIENT_NS, check=False)
 
 
 def test_traffic_policies_local(cluster, namespace, outside_client):
