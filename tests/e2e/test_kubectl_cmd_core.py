@@ -34,12 +34,12 @@ def test_patch_type_mismatch_and_unconditional_replace(cluster, namespace):
     assert "cannot unmarshal string into Go struct field PodSpec.spec.activeDeadlineSeconds of type int64" \
         in p.stderr, p.stderr
 
-    cm = {"apiVersion": "v1", "kind": "ConfigMap",
-          "metadata": {"name": "rv0", "namespace": namespace, "resourceVersion": "0"}, "data": {"a": "b"}}
-    cluster.kubectl("create", "-f", "-", input=json.dumps({**cm, "metadata": {"name": "rv0",
-                                                                               "namespace": namespace}}))
-    cluster.kubectl("replace", "-f", "-", input=json.dumps(cm))
-    assert cluster.kjson("get", "cm", "rv0", *ns)["data"] == {"a": "b"}
+    meta = {"name": "rv0", "namespace": namespace}
+    cluster.kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+                                                           "data": {"a": "b"}}))
+    cluster.kubectl("replace", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "c"},
+                                                            "metadata": {**meta, "resourceVersion": "0"}}))
+    assert cluster.kjson("get", "cm", "rv0", *ns)["data"] == {"a": "c"}
 
 
 def test_immortal_namespaces_may_not_be_deleted(cluster):
