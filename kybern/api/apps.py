@@ -330,6 +330,7 @@ def _set_template_generation(ds: Obj, gen: int) -> None:
 
 class DaemonSetStrategy(_WorkloadStrategy):
     selector_word = "daemonset"
+    server_set_annotations = (TEMPLATE_GENERATION,)
 
     def prepare_for_create(self, obj: Obj) -> None:
         super().prepare_for_create(obj)

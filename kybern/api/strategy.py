@@ -184,6 +184,8 @@ class Strategy:
     # top-level RawExtension fields (a ControllerRevision's `data`): kept as sent,
     # their nulls too, as Go keeps a RawExtension's bytes
     raw_fields: tuple[str, ...] = ()
+    # annotations the strategy itself sets: no manager comes to own them
+    server_set_annotations: tuple[str, ...] = ()
 
     # field selectors a kind supports besides metadata.name/namespace (AddFieldLabelConversionFuncs)
     field_labels: tuple[str, ...] = ()

@@ -435,6 +435,24 @@ def cap_updates(managers: Managers, limit: int = MAX_UPDATE_MANAGERS) -> Manager
     return out
 
 
+def _without_server_set(new: Obj, old: Obj | None, keys: tuple[str, ...]) -> Obj:
+    """`new` as the request made it, before the strategy set annotations of its own
+    (a DaemonSet's template generation): upstream's field manager runs before the
+    strategy, so no manager comes to own them. A shallow copy; `new` is untouched."""
+    ann = (new.get("metadata") or {}).get("annotations")
+    if not isinstance(ann, dict) or not any(k in ann for k in keys):
+        return new
+    was = ((old or {}).get("metadata") or {}).get("annotations") or {}
+    view_ann = {k: v for k, v in ann.items() if k not in keys}
+    view_ann.update({k: was[k] for k in keys if k in was})
+    m = dict(new["metadata"])
+    if view_ann:
+        m["annotations"] = view_ann
+    else:
+        m.pop("annotations", None)
+    return {**new, "metadata": m}
+
+
 def tracker(info: Any) -> Any:
     """The store's hook for one kind: record the current request's fields on
     every create and update (no-op outside a tracked request)."""
@@ -443,6 +461,7 @@ def tracker(info: Any) -> Any:
     api_version = info.api_version
     has_status = bool(getattr(info.strategy, "has_status", False))
     schema = schemas.definition(info.definition) if info.definition else None
+    server_set = tuple(getattr(info.strategy, "server_set_annotations", ()))
 
     def track(new: Obj, old: Obj | None, store_subresource: str | None) -> None:
         req = REQUEST.get()
@@ -454,9 +473,14 @@ def tracker(info: Any) -> Any:
         if req.applied is not None:
             encode(new, req.applied)
             return
+        seen = _without_server_set(new, old, server_set) if server_set and not sub else new
         try:
-            record_update(new, old, manager=req.manager, api_version=api_version, schema=schema,
+            record_update(seen, old, manager=req.manager, api_version=api_version, schema=schema,
                           has_status=has_status, subresource=sub)
+            if seen is not new:
+                new["metadata"]["managedFields"] = seen["metadata"].get("managedFields")
+                if new["metadata"]["managedFields"] is None:
+                    del new["metadata"]["managedFields"]
         except RecursionError:
             # as upstream's UpdateNoErrors: the write goes on, ownership stays as it was
             log.warning("managedFields not updated for %s %s: object nested too deep", info.kind,

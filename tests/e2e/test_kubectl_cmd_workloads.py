@@ -45,6 +45,9 @@ def test_daemonset_reapply_and_rollout_history(cluster, namespace):
     assert generations() == (2, "1")
     cluster.kubectl("apply", *ns, "-f", "-", "--record", input=v2)
     assert generations() == (3, "2")
+    # the strategy sets it, so no manager owns it (upstream's field manager runs first)
+    mf = cluster.kubectl("get", "ds", "bind", *ns, "-o", "json", "--show-managed-fields").stdout
+    assert "f:deprecated.daemonset.template.generation" not in mf
 
     def history():
         out = cluster.kubectl("rollout", "history", "ds/bind", *ns).stdout
