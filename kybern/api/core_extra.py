@@ -55,8 +55,16 @@ class PersistentVolumeStrategy(Strategy):
     def validate(self, obj: Obj) -> list[Cause]:
         spec = obj.get("spec") or {}
         out = _access_modes(spec.get("accessModes"), "spec.accessModes")
-        if not (spec.get("capacity") or {}).get("storage"):
-            out.append(errors.required("spec.capacity") | {"message": "Required value: must specify storage"})
+        capacity = spec.get("capacity")
+        if not capacity:
+            # upstream reports both, the second with Go's %#v of the empty ResourceList
+            out.append(errors.required("spec.capacity"))
+            shown = "core.ResourceList{}" if isinstance(capacity, dict) else "core.ResourceList(nil)"
+            out.append(errors.cause("spec.capacity", f'Unsupported value: {shown}: supported values: "storage"',
+                                    "FieldValueNotSupported"))
+        elif not isinstance(capacity, dict) or "storage" not in capacity or len(capacity) > 1:
+            out.append(errors.cause("spec.capacity", 'Unsupported value: supported values: "storage"',
+                                    "FieldValueNotSupported"))
         sources = [k for k in spec if k in ("hostPath", "local", "nfs", "csi", "iscsi", "fc", "cephfs", "rbd",
                                              "awsElasticBlockStore", "gcePersistentDisk", "azureDisk",
                                              "azureFile", "flexVolume", "glusterfs", "portworxVolume",

@@ -94,3 +94,13 @@ def test_subject_access_review_answer_leads_with_type_and_metadata(cluster, tmp_
     got = json.loads(out)
     assert list(got) == ["apiVersion", "kind", "metadata", "spec", "status"]
     assert got["metadata"] == {"creationTimestamp": None} and got["status"]["allowed"] is False
+
+
+def test_persistent_volume_without_capacity_is_refused_as_upstream(cluster):
+    # storage.sh creates PVs from the docs' manifests; one without capacity gets upstream's two causes
+    pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "cmdsuite-no-capacity"},
+          "spec": {"accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp/cmdsuite"}}}
+    p = cluster.kubectl("create", "-f", "-", input=json.dumps(pv), check=False)
+    assert p.returncode != 0
+    assert ('The PersistentVolume "cmdsuite-no-capacity" is invalid: \n* spec.capacity: Required value\n'
+            '* spec.capacity: Unsupported value: core.ResourceList(nil): supported values: "storage"') in p.stderr
