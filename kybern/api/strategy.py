@@ -90,6 +90,26 @@ def validate_labels(labels: Any, field: str) -> list[Cause]:
     return out
 
 
+TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024  # apimachinery's TotalAnnotationSizeLimitB
+
+
+def validate_annotations(annotations: Any, field: str) -> list[Cause]:
+    """apimachinery's ValidateAnnotations: each key a qualified name (case does not
+    matter: checked lower-cased, reported as given) and all keys and values
+    together at most 256 KiB."""
+    out: list[Cause] = []
+    if not isinstance(annotations, dict):
+        return out
+    for k in annotations:
+        out.extend(errors.cause(field, f"Invalid value: {json.dumps(k, ensure_ascii=False)}: {msg}")
+                   for msg in qualified_name_errors(str(k).lower()))
+    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+    if size > TOTAL_ANNOTATION_SIZE_LIMIT:
+        out.append(errors.cause(field, f"Too long: may not be more than {TOTAL_ANNOTATION_SIZE_LIMIT} bytes",
+                                "FieldValueTooLong"))
+    return out
+
+
 _QUALIFIED_FMT = ("must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
                   "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
                   "validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")

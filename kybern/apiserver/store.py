@@ -352,7 +352,8 @@ class RESTStore:
             raise self._invalid(obj["metadata"].get("name", ""), causes)
 
     def _meta_causes(self, obj: Obj, old: Obj | None = None) -> list[dict[str, str]]:
-        from kybern.api.strategy import validate_finalizers, validate_labels, validate_owner_references
+        from kybern.api.strategy import (validate_annotations, validate_finalizers, validate_labels,
+                                         validate_owner_references)
 
         m = obj["metadata"]
         out = []
@@ -360,6 +361,7 @@ class RESTStore:
         if name:
             out.extend(self.strategy.name_validator(name, "metadata.name"))  # type: ignore[union-attr]
         out.extend(validate_labels(m.get("labels"), "metadata.labels"))
+        out.extend(validate_annotations(m.get("annotations"), "metadata.annotations"))
         out.extend(validate_finalizers(m, old["metadata"] if old is not None else None))
         if m.get("ownerReferences"):
             out.extend(validate_owner_references(m["ownerReferences"]))

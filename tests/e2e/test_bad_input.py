@@ -58,6 +58,27 @@ def test_invalid_object_is_422_with_every_field(cluster, namespace):
             "spec.template.spec.containers[0].image"} <= fields
 
 
+def test_annotation_keys_and_size_are_validated(cluster, namespace):
+    """kubectl annotate with a key that is no qualified name, or annotations over
+    256 KiB in all: 422 with apimachinery's ValidateAnnotations messages."""
+    cluster.kubectl("create", "configmap", "c", "-n", namespace)
+    p = cluster.kubectl("annotate", "configmap", "c", "-n", namespace, "bad key=1", check=False)
+    assert p.returncode != 0
+    assert p.stderr.strip() == (
+        'The ConfigMap "c" is invalid: metadata.annotations: Invalid value: "bad key": name part must consist of '
+        "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. "
+        "'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?"
+        "[A-Za-z0-9]')")
+    # case does not matter (checked lower-cased): an upper-case prefix is fine
+    cluster.kubectl("annotate", "configmap", "c", "-n", namespace, "Example.COM/Key=1")
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "big", "annotations": {"a": "x" * (256 * 1024)}}}
+    code, st = _request(cluster, "POST", f"/api/v1/namespaces/{namespace}/configmaps", json.dumps(body).encode())
+    assert code == 422
+    assert st["details"]["causes"] == [{"reason": "FieldValueTooLong", "field": "metadata.annotations",
+                                        "message": "Too long: may not be more than 262144 bytes"}]
+
+
 def test_conflicts_and_not_found(cluster, namespace):
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     code, cm = _request(cluster, "POST", path, json.dumps({"metadata": {"name": "c"}}).encode())
