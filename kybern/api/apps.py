@@ -8,7 +8,7 @@ import json
 import re
 
 from kybern.api import omitempty
-from kybern.api.core import default_pod_spec, validate_deletion_cost, validate_pod_spec
+from kybern.api.core import default_pod_spec, validate_deletion_cost, validate_pod_template
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy, validate_label_selector
 from kybern.machinery import errors, selectors
@@ -47,7 +47,7 @@ def _validate_selector_and_template(obj: Obj, kind: str = "deployment") -> list[
                                 f"Invalid value: {replicas}: must be greater than or equal to 0"))
     out.extend(validate_deletion_cost((tmpl.get("metadata") or {}).get("annotations"),
                                       "spec.template.metadata.annotations"))
-    out.extend(validate_pod_spec(tmpl.get("spec"), "spec.template.spec"))
+    out.extend(validate_pod_template(tmpl, "spec.template"))
     rp = (tmpl.get("spec") or {}).get("restartPolicy")
     if rp not in (None, "Always"):
         out.append(errors.cause("spec.template.spec.restartPolicy",

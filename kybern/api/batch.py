@@ -8,7 +8,7 @@ import copy
 import re
 from typing import Any
 
-from kybern.api.core import default_pod_spec, validate_pod_spec
+from kybern.api.core import default_pod_spec, validate_pod_template
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy
 from kybern.machinery import cron, errors, selectors
@@ -89,7 +89,7 @@ def validate_job_spec(spec: Obj, path: str) -> list[Cause]:
     if isinstance(spec.get("podFailurePolicy"), dict):
         out.extend(_validate_pod_failure_policy(spec, f"{path}.podFailurePolicy"))
     tmpl = spec.get("template") or {}
-    out.extend(validate_pod_spec(tmpl.get("spec"), f"{path}.template.spec"))
+    out.extend(validate_pod_template(tmpl, f"{path}.template"))
     rp = (tmpl.get("spec") or {}).get("restartPolicy")
     if rp not in ("OnFailure", "Never"):
         out.append(errors.cause(f"{path}.template.spec.restartPolicy", f'Unsupported value: "{rp}": supported '

@@ -13,7 +13,8 @@ from typing import Any
 from kybern.api.podscheduling import (validate_affinity, validate_taints, validate_tolerations,
                                       validate_topology_spread)
 from kybern.api.registry import ResourceInfo
-from kybern.api.strategy import Cause, Obj, Strategy, validate_dns_label, validate_dns_subdomain
+from kybern.api.strategy import (Cause, Obj, Strategy, validate_annotations, validate_dns_label, validate_dns_subdomain,
+                                 validate_labels)
 from kybern.machinery import errors, gojson, meta, quantity
 
 
@@ -140,6 +141,17 @@ def qos_class(spec: Obj) -> str:
     if not any_set:
         return "BestEffort"
     return "Guaranteed" if guaranteed else "Burstable"
+
+
+def validate_pod_template(tmpl: Any, path: str) -> list[Cause]:
+    """ValidatePodTemplateSpec: the template's labels and annotations as any object's
+    metadata, then its pod spec (a workload whose template a pod could not carry is
+    refused up front, not left failing to create pods)."""
+    tmpl = tmpl if isinstance(tmpl, dict) else {}
+    m = tmpl.get("metadata") if isinstance(tmpl.get("metadata"), dict) else {}
+    return (validate_labels(m.get("labels"), f"{path}.metadata.labels")
+            + validate_annotations(m.get("annotations"), f"{path}.metadata.annotations")
+            + validate_pod_spec(tmpl.get("spec"), f"{path}.spec"))
 
 
 def validate_pod_spec(spec: Any, path: str) -> list[Cause]:

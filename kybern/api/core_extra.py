@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import posixpath
 
-from kybern.api.core import default_pod_spec, validate_pod_spec
+from kybern.api.core import default_pod_spec, validate_pod_template
 from kybern.api.quota_validation import validate_quota_spec, validate_quota_update
 from kybern.api.registry import ResourceInfo
 from kybern.api.strategy import Cause, Obj, Strategy
@@ -196,7 +196,7 @@ class PodTemplateStrategy(Strategy):
         default_pod_spec(tmpl.setdefault("spec", {}))
 
     def validate(self, obj: Obj) -> list[Cause]:
-        return validate_pod_spec((obj.get("template") or {}).get("spec"), "template.spec")
+        return validate_pod_template(obj.get("template"), "template")
 
 
 class ReplicationControllerStrategy(Strategy):
@@ -233,7 +233,7 @@ class ReplicationControllerStrategy(Strategy):
         elif any(labels.get(k) != v for k, v in sel.items()):
             out.append(errors.cause("spec.template.metadata.labels", "Invalid value: ...: `selector` does not "
                                     "match template `labels`"))
-        out += validate_pod_spec((spec.get("template") or {}).get("spec"), "spec.template.spec")
+        out += validate_pod_template(spec.get("template"), "spec.template")
         return out
 
 

@@ -77,6 +77,18 @@ def test_annotation_keys_and_size_are_validated(cluster, namespace):
     assert code == 422
     assert st["details"]["causes"] == [{"reason": "FieldValueTooLong", "field": "metadata.annotations",
                                         "message": "Too long: may not be more than 262144 bytes"}]
+    # a pod template's labels and annotations too (ValidatePodTemplateSpec): refused up front, not
+    # left to fail creating every pod
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+              "spec": {"selector": {"matchLabels": {"app": "d"}},
+                       "template": {"metadata": {"labels": {"app": "d", "bad key": "x"},
+                                                 "annotations": {"x/y/z": "1"}},
+                                    "spec": {"containers": [{"name": "c", "image": "demo:v1"}]}}}}
+    p = cluster.kubectl("create", "-n", namespace, "-f", "-", check=False, input=json.dumps(deploy))
+    assert p.returncode != 0
+    assert 'spec.template.metadata.labels: Invalid value: "bad key": name part must consist of' in p.stderr
+    assert ('spec.template.metadata.annotations: Invalid value: "x/y/z": a qualified name must consist of '
+            "alphanumeric characters") in p.stderr
 
 
 def test_conflicts_and_not_found(cluster, namespace):
