@@ -128,13 +128,15 @@ async def read_raw(request: web.Request) -> bytes:
     while True:
         chunk = await request.content.read(1 << 16)
         if not chunk:
-            return b"".join(chunks)
+            break
         size += len(chunk)
         if size > MAX_BODY:
             raise errors.too_large()
         chunks.append(chunk)
         if size == request.content_length:  # all of it (the parser stops there): no read for the EOF
-            return b"".join(chunks)
+            break
+    raw = request["raw_body"] = b"".join(chunks)  # kept for the audit log's requestObject
+    return raw
 
 
 def body_type(request: web.Request) -> str:
@@ -565,6 +567,9 @@ async def watch(server: "APIServer", request: web.Request, store: RESTStore, ns:
             if batch is None:  # dropped as too slow, or the cache restarted: the client re-watches
                 break
             if isinstance(batch, str):  # idle: a bookmark carries the cache's progress
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    break  # the client went away (aiohttp does not cancel the handler): end the watch
                 if bookmarks and batch != "0":
                     bm = {"type": "BOOKMARK", "object": {"kind": store.info.kind,
                                                          "apiVersion": store.info.api_version,

@@ -50,6 +50,7 @@ from kybern.apiserver import (
     subresources,
 )
 from kybern.apiserver.metrics import APIMetrics, InstrumentedStore
+from kybern.apiserver import audit
 from kybern.apiserver.flowcontrol_config import FlowControlConfig
 from kybern.apiserver.store import Predicate, RESTStore, key_prefix, object_key
 from kybern.apiserver.watchcache import WatchCache
@@ -131,6 +132,7 @@ class APIServer:
         self.authorizer = authz.Authorizer(self, authz.parse_modes(authorization_modes))
         self._aggregator: rbac_policy.Aggregator | None = None
         self._apf: FlowControlConfig | None = None
+        self.auditor: audit.Auditor | None = None  # --audit-policy-file / --audit-log-path (audit.py)
         self.sa_tokens = satokens.TokenIssuer(satokens.key_from_tokens(self.tokens))
         self.advertise = advertise
         # TLS verifies client certificates against the cluster CA (ssl_context(client_ca=...)):
@@ -677,6 +679,7 @@ class APIServer:
 
         app.on_shutdown.append(stopping)
         app.on_response_prepare.append(self._deprecation_header)
+        app.on_response_prepare.append(self._on_response_prepare)
         r = app.router
         # resource paths first: aiohttp tries the routes under "/api" ("/apis") in the
         # order added, and these (disjoint from the others) carry nearly every request
@@ -712,6 +715,8 @@ class APIServer:
         await self.watch_cache.ready()  # at startup, so a client's first watch finds its revision cached
 
     async def _cleanup(self, app: web.Application) -> None:
+        if self.auditor is not None:
+            self.auditor.log.close()
         if getattr(self, "crds", None) is not None:
             await self.crds.stop()
         if self._aggregator is not None:
@@ -731,6 +736,9 @@ class APIServer:
         metrics = self.metrics
         labels, gauge, start = metrics.begin(request)
         code = 500
+        # every request's audit ID (the Audit-Id response header), the client's own if it sent one
+        request["audit_id"] = request.headers.get("Audit-ID") or audit.new_audit_id()
+        rec: audit.Record | None = None
         try:
             user: dict[str, Any] | None = None
             # public paths (/version, /healthz) serve anonymous requests, but credentials
@@ -748,6 +756,11 @@ class APIServer:
                         e0 = errors.unauthorized()
                         resp = rest.pretty_printed(request, rest.status_response(e0))
                         code = resp.status
+                        if self.auditor is not None:  # as upstream's failed-authentication audit
+                            rec = self.auditor.begin(request, authz.request_attributes(
+                                {}, request.method, request.path, request.query), None, None)
+                            if rec is not None:
+                                self.auditor.complete(rec, request, resp)
                         return resp
                     request["user"] = user
                 elif bearer == self.node_token:
@@ -756,13 +769,23 @@ class APIServer:
                     user = reviews.ADMIN  # the admin token: system:masters, no authorization needed
             try:
                 if user is not None:
+                    impersonator = None
                     if authz.wants_impersonation(request.headers):
+                        impersonator = user
                         user = request["user"] = await authz.impersonate(self.authorizer, user, request.headers)
-                    if authz.MASTERS not in user["groups"] and not self.authorizer.always_allow:
+                    a = None
+                    if self.auditor is not None:
                         a = authz.request_attributes(user, request.method, request.path, request.query)
+                        rec = request["audit"] = self.auditor.begin(request, a, user, impersonator)
+                    if authz.MASTERS not in user["groups"] and not self.authorizer.always_allow:
+                        a = a or authz.request_attributes(user, request.method, request.path, request.query)
                         ok, why = await self.authorizer.authorize_fresh(a)
+                        if rec is not None:
+                            self.auditor.decided(rec, ok, why)  # type: ignore[union-attr]
                         if not ok:
                             raise authz.forbidden(a, why)
+                    elif rec is not None:
+                        self.auditor.decided(rec, True, "")  # type: ignore[union-attr]
                 resp = await handler(request)
             except errors.StatusError as e:
                 resp = rest.status_response(e)
@@ -783,12 +806,24 @@ class APIServer:
                 resp = rest.status_response(e4, 500)
             resp = rest.pretty_printed(request, resp)  # curl and ?pretty=true: indented
             code = resp.status
+            if rec is not None:
+                self.auditor.complete(rec, request, resp)  # type: ignore[union-attr]
             return resp
         except web.HTTPException as e:
             code = e.status
             raise
         finally:
             metrics.end(labels, gauge, start, code)
+
+    async def _on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Headers going out: the Audit-Id on every response, and a long-running
+        request's ResponseStarted stage."""
+        audit_id = request.get("audit_id")
+        if audit_id:
+            response.headers["Audit-Id"] = audit_id
+        rec = request.get("audit")
+        if rec is not None and self.auditor is not None:
+            self.auditor.started(rec, response.status)
 
     async def _version(self, request: web.Request) -> web.Response:
         # always indented (upstream writes it with json.MarshalIndent, whoever asks)

@@ -26,11 +26,14 @@ import os
 import signal
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from kybern.cli import gc_tuning
+
+if TYPE_CHECKING:
+    from kybern.apiserver.audit import AuditFlags
 from kybern.cli.children import Child
 
 log = logging.getLogger("kybern.apiworkers")
@@ -56,17 +59,19 @@ def share_store(store: Any) -> None:
 
 
 def worker(index: int, address: str, port: int, data_dir: Path, datastore: str,
-           admission_config: Path | None = None, authorization_mode: str = "Node,RBAC") -> Child:
+           admission_config: Path | None = None, authorization_mode: str = "Node,RBAC",
+           audit: AuditFlags | None = None) -> Child:
     """Worker `index`, to be run (and restarted if it exits) by the first process."""
     extra = ["--admission-control-config-file", str(admission_config)] if admission_config else []
-    extra += ["--authorization-mode", authorization_mode]
+    extra += ["--authorization-mode", authorization_mode, *(audit.args() if audit else [])]
     return Child(f"apiserver worker {index}", [
         "api-worker", "--data-dir", str(data_dir), "--address", address, "--port", str(port),
         "--datastore", datastore, "--index", str(index), *extra], own_session=True)
 
 
 async def serve_worker(data_dir: Path, address: str, port: int, datastore: str,
-                       admission_config: Path | None = None, authorization_mode: str = "Node,RBAC") -> None:
+                       admission_config: Path | None = None, authorization_mode: str = "Node,RBAC",
+                       audit: AuditFlags | None = None) -> None:
     """One worker: an apiserver on the shared port until SIGTERM."""
     from kybern.apiserver import pki
     from kybern.apiserver.server import APIServer, ssl_context
@@ -85,6 +90,7 @@ async def serve_worker(data_dir: Path, address: str, port: int, datastore: str,
     host, port = sock.getsockname()[:2]
     api = APIServer(store, tokens={admin_token, node_token}, node_token=node_token, advertise=f"{host}:{port}",
                     authorization_modes=authorization_mode)
+    api.auditor = audit.auditor() if audit else None
     if admission_config is not None:
         from kybern.apiserver import podsecurity
 

@@ -75,6 +75,8 @@ class ClusterConfig:
     admission_config: Path | None = None
     # kube-apiserver's --authorization-mode (docs/rbac.md)
     authorization_mode: str = "Node,RBAC"
+    # kube-apiserver's --audit-* flags (docs/apiserver.md, Auditing); None: no auditing
+    audit: Any = None
 
 
 def lock_data_dir(data_dir: Path) -> int:
@@ -157,6 +159,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     api = APIServer(store, tokens={admin_token, node_token}, node_token=node_token,
                     authorization_modes=cfg.authorization_mode,
                     advertise=f"{host}:{cfg.port}")
+    api.auditor = cfg.audit.auditor() if cfg.audit is not None else None
     if cfg.admission_config is not None:
         from kybern.apiserver import podsecurity
 
@@ -190,7 +193,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         for i in range(1, cfg.api_workers):
             running.tasks.append(asyncio.create_task(
                 apiworkers.worker(i, cfg.address, port, data, datastore, cfg.admission_config,
-                                  cfg.authorization_mode).run(),
+                                  cfg.authorization_mode, cfg.audit).run(),
                 name=f"apiserver-worker-{i}"))
 
     def client(agent: str) -> Client:

@@ -44,6 +44,31 @@ def leader_elect_timing(f: Any) -> Any:
     return f
 
 
+def audit_flags(f: Any) -> Any:
+    """kube-apiserver's audit log flags (docs/apiserver.md, Auditing)."""
+    for flag, kind, helptext in (
+            ("maxsize", int, "Megabytes an audit log file grows to before it is rotated (0: never)."),
+            ("maxbackup", int, "Rotated audit log files kept (0: all)."),
+            ("maxage", int, "Days a rotated audit log file is kept (0: forever)."),
+            ("path", str, "Write audit events here as JSON lines ('-': stdout); needs --audit-policy-file.")):
+        f = click.option(f"--audit-log-{flag}", type=kind, default=0 if kind is int else "", help=helptext)(f)
+    return click.option("--audit-policy-file", type=click.Path(exists=True, dir_okay=False), default=None,
+                        help="An audit.k8s.io/v1 Policy: which requests are logged, at what level.")(f)
+
+
+def _audit(policy_file: str | None, log_path: str, maxage: int, maxbackup: int, maxsize: int) -> Any:
+    """The flags, with the policy checked before anything starts, as kube-apiserver does."""
+    from kybern.apiserver.audit import AuditFlags, PolicyError, load_policy
+
+    flags = AuditFlags(policy_file or "", log_path, maxage, maxbackup, maxsize)
+    if flags.enabled:
+        try:
+            load_policy(policy_file)
+        except PolicyError as e:
+            raise click.BadParameter(str(e), param_hint="--audit-policy-file") from None
+    return flags
+
+
 def _leader_timing(lease_duration: float, renew_deadline: float, retry_period: float) -> tuple[float, float, float]:
     from kybern.client.leaderelection import LeaderElector
 
@@ -132,6 +157,7 @@ def main() -> None:
 @click.option("--leader-elect/--no-leader-elect", **LEADER_ELECT_OPT)
 @leader_elect_timing
 @click.option("--pod-manifest-path", "pod_manifest_path", **MANIFEST_PATH_OPT)
+@audit_flags
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore: str, api_workers: int, node_name: str,
        zone: str | None, no_node: bool, pod_network: str, proxy_mode: str, ingress_http_port: int | None,
@@ -139,10 +165,12 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
        no_dns: bool, verbose: int, max_pods: int, runtime: str, agent_in_process: bool,
        region: str | None, admission_config: Path | None, authorization_mode: str, leader_elect: bool | None,
        leader_elect_lease_duration: float, leader_elect_renew_deadline: float, leader_elect_retry_period: float,
-       pod_manifest_path: Path | None) -> None:
+       pod_manifest_path: Path | None, audit_policy_file: str | None, audit_log_path: str, audit_log_maxage: int,
+       audit_log_maxbackup: int, audit_log_maxsize: int) -> None:
     """Start a whole cluster in this process; Ctrl-C stops it, state is kept."""
     _logging(verbose)
     _check_admission_config(admission_config)
+    audit = _audit(audit_policy_file, audit_log_path, audit_log_maxage, audit_log_maxbackup, audit_log_maxsize)
     t0 = time.monotonic()
     try:
         lock = cluster.lock_data_dir(data_dir)
@@ -160,7 +188,8 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
                                 leader_elect=leader_elect,
                                 leader_timing=_leader_timing(leader_elect_lease_duration, leader_elect_renew_deadline,
                                                              leader_elect_retry_period),
-                                pod_manifest_path=pod_manifest_path.resolve() if pod_manifest_path else None)
+                                pod_manifest_path=pod_manifest_path.resolve() if pod_manifest_path else None,
+                                audit=audit)
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(Path(kubeconfig_path), name="kybern", server=r.server_url,
@@ -205,14 +234,17 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
                    "(docs/rbac.md).")
 @click.option("--leader-elect/--no-leader-elect", **LEADER_ELECT_OPT)
 @leader_elect_timing
+@audit_flags
 @click.option("-v", "--verbose", count=True)
 def server(data_dir: Path, address: str, port: int, datastore: str, api_workers: int, no_controllers: bool,
            no_scheduler: bool, verbose: int, admission_config: Path | None, authorization_mode: str,
            leader_elect: bool | None, leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
-           leader_elect_retry_period: float) -> None:
+           leader_elect_retry_period: float, audit_policy_file: str | None, audit_log_path: str, audit_log_maxage: int,
+           audit_log_maxbackup: int, audit_log_maxsize: int) -> None:
     """Run the apiserver (and scheduler and controllers) without a node."""
     _logging(verbose)
     _check_admission_config(admission_config)
+    audit = _audit(audit_policy_file, audit_log_path, audit_log_maxage, audit_log_maxbackup, audit_log_maxsize)
     try:
         lock = cluster.lock_data_dir(data_dir)
     except cluster.DataDirBusy as e:
@@ -222,7 +254,7 @@ def server(data_dir: Path, address: str, port: int, datastore: str, api_workers:
                                 run_scheduler=not no_scheduler, admission_config=admission_config,
                                 authorization_mode=authorization_mode, leader_elect=leader_elect,
                                 leader_timing=_leader_timing(leader_elect_lease_duration, leader_elect_renew_deadline,
-                                                             leader_elect_retry_period))
+                                                             leader_elect_retry_period), audit=audit)
 
     def ready(r: cluster.Running) -> None:
         kubeconfig.write_context(data_dir / "kubeconfig", name="kybern", server=r.server_url,
@@ -423,13 +455,17 @@ def scheduler_cmd(server_url: str, token: str, ca_file: str | None, name: str, v
 @click.option("--index", type=int, default=1)
 @click.option("--admission-control-config-file", "admission_config", default=None, type=click.Path(path_type=Path))
 @click.option("--authorization-mode", "authorization_mode", default="Node,RBAC")
+@audit_flags
 def api_worker(data_dir: Path, address: str, port: int, datastore: str, index: int,
-               admission_config: Path | None, authorization_mode: str) -> None:
+               admission_config: Path | None, authorization_mode: str, audit_policy_file: str | None, audit_log_path: str,
+               audit_log_maxage: int, audit_log_maxbackup: int, audit_log_maxsize: int) -> None:
     """One extra apiserver process, started by `--api-workers` (not run by hand)."""
     _logging(0)
     from kybern.cli import apiworkers
 
-    serverloop.run(apiworkers.serve_worker(data_dir, address, port, datastore, admission_config, authorization_mode))
+    audit = _audit(audit_policy_file, audit_log_path, audit_log_maxage, audit_log_maxbackup, audit_log_maxsize)
+    serverloop.run(apiworkers.serve_worker(data_dir, address, port, datastore, admission_config, authorization_mode,
+                                           audit))
 
 
 def _check_admission_config(path: Path | None) -> None:
