@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextvars
 import datetime as _dt
+import json
 import logging
 import random
 from collections.abc import Callable
@@ -358,6 +359,14 @@ class RESTStore:
         m = obj["metadata"]
         out = []
         name = m.get("name")
+        gen = m.get("generateName")
+        if gen and isinstance(gen, str):
+            # upstream checks the prefix too (as a prefix: a trailing '-' counts as a letter, its
+            # maskTrailingDash), reported before the generated name's own errors
+            masked = gen[:-1] + "a" if len(gen) > 1 and gen.endswith("-") else gen
+            out.extend({**c, "field": "metadata.generateName",
+                        "message": c["message"].replace(json.dumps(masked), json.dumps(gen), 1)}
+                       for c in self.strategy.name_validator(masked, "metadata.generateName"))  # type: ignore[union-attr]
         if name:
             out.extend(self.strategy.name_validator(name, "metadata.name"))  # type: ignore[union-attr]
         out.extend(validate_labels(m.get("labels"), "metadata.labels"))

@@ -77,6 +77,11 @@ def test_annotation_keys_and_size_are_validated(cluster, namespace):
     assert code == 422
     assert st["details"]["causes"] == [{"reason": "FieldValueTooLong", "field": "metadata.annotations",
                                         "message": "Too long: may not be more than 262144 bytes"}]
+    # generateName is checked as a prefix (a trailing '-' is fine, a trailing '.' is not)
+    p = cluster.kubectl("create", "-n", namespace, "-f", "-", check=False, input=json.dumps(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "a."}}))
+    assert p.returncode != 0
+    assert 'metadata.generateName: Invalid value: "a.": a lowercase RFC 1123 subdomain must consist' in p.stderr
     # a pod template's labels and annotations too (ValidatePodTemplateSpec): refused up front, not
     # left to fail creating every pod
     deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
@@ -120,7 +125,7 @@ def test_unsupported_media_type_and_too_large(cluster, namespace):
 
 def test_large_bodies_arrive_whole(cluster, namespace, tmp_path):
     """Bodies of many TCP segments are read to the end (protobuf from kubectl's typed
-    commands, JSON from apply) — a partial read once corrupted them."""
+    commands, JSON from create -f) — a partial read once corrupted them."""
     data = ("0123456789abcdef" * 64 + "\n") * 1000  # ~1 MB
     f = tmp_path / "big.txt"
     f.write_text(data)
@@ -128,5 +133,7 @@ def test_large_bodies_arrive_whole(cluster, namespace, tmp_path):
     assert cluster.kjson("get", "configmap", "big-proto", "-n", namespace)["data"]["big.txt"] == data
     doc = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big-json"},
                       "data": {"big.txt": data}})
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=doc)
+    # create, not a client-side apply: its last-applied annotation would pass the 256 KiB
+    # annotation limit (refused as upstream refuses it)
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=doc)
     assert cluster.kjson("get", "configmap", "big-json", "-n", namespace)["data"]["big.txt"] == data
