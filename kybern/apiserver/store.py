@@ -364,9 +364,9 @@ class RESTStore:
             # upstream checks the prefix too (as a prefix: a trailing '-' counts as a letter, its
             # maskTrailingDash), reported before the generated name's own errors
             masked = gen[:-1] + "a" if len(gen) > 1 and gen.endswith("-") else gen
-            out.extend({**c, "field": "metadata.generateName",
-                        "message": c["message"].replace(json.dumps(masked), json.dumps(gen), 1)}
-                       for c in self.strategy.name_validator(masked, "metadata.generateName"))  # type: ignore[union-attr]
+            causes = self.strategy.name_validator(masked, "metadata.generateName")  # type: ignore[union-attr]
+            out.extend({**c, "message": c["message"].replace(json.dumps(masked), json.dumps(gen), 1)}
+                       for c in causes)
         if name:
             out.extend(self.strategy.name_validator(name, "metadata.name"))  # type: ignore[union-attr]
         out.extend(validate_labels(m.get("labels"), "metadata.labels"))
