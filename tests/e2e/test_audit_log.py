@@ -58,12 +58,14 @@ def test_requests_are_logged_by_the_policy(audited):
     assert all(e["kind"] == "Event" and e["apiVersion"] == "audit.k8s.io/v1" for e in evs)
     assert not any(e["stage"] == "RequestReceived" for e in evs)  # omitted by the policy
     assert not any((e.get("objectRef") or {}).get("resource") == "leases" for e in evs)  # level None
-    cm = next(e for e in evs if e["verb"] == "create" and e.get("objectRef", {}).get("resource") == "configmaps")
-    assert cm["level"] == "RequestResponse" and cm["objectRef"]["name"] == "audited"
+    cm = next(e for e in evs if e["verb"] == "create" and e.get("objectRef", {}).get("resource") == "configmaps"
+              and e["objectRef"].get("name") == "audited")  # the name learnt from the object made
+    assert cm["level"] == "RequestResponse"
     assert cm["requestObject"]["data"] == {"k": "v"} and cm["responseObject"]["metadata"]["uid"]
     assert cm["responseStatus"]["code"] == 201 and cm["user"]["username"] == "kybern-admin"
     assert cm["annotations"]["authorization.k8s.io/decision"] == "allow"
-    sec = next(e for e in evs if e["verb"] == "create" and e.get("objectRef", {}).get("resource") == "secrets")
+    sec = next(e for e in evs if e["verb"] == "create" and e.get("objectRef", {}).get("resource") == "secrets"
+               and e["objectRef"].get("name") == "token")
     assert sec["level"] == "Request" and "requestObject" in sec and "responseObject" not in sec
     miss = next(e for e in evs if e.get("objectRef", {}).get("name") == "nope")
     assert miss["level"] == "Metadata" and miss["responseStatus"]["code"] == 404
