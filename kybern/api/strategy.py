@@ -69,24 +69,24 @@ def validate_label_selector(sel: Any, path: str) -> list[Cause]:
 
 
 def validate_labels(labels: Any, field: str) -> list[Cause]:
+    """apimachinery's ValidateLabels: each key a qualified name (IsQualifiedName's
+    messages: prefix, length, characters), each value at most 63 characters of the
+    label-value form."""
     out: list[Cause] = []
     if not isinstance(labels, dict):
         return out
     for k, v in labels.items():
-        name = k.rsplit("/", 1)[-1]
-        prefix = k[: -len(name) - 1] if "/" in k else ""
-        if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name) or (prefix and not DNS1123_SUBDOMAIN.match(prefix)):
-            out.append(errors.cause(f"{field}", f'Invalid value: "{k}": name part must consist of alphanumeric '
-                                               "characters, '-', '_' or '.', and must start and end with an "
-                                               "alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
-                                               "'123-abc', regex used for validation is "
-                                               "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"))
-        if not isinstance(v, str) or len(v) > 63 or not _LABEL_VALUE.match(v):
-            out.append(errors.cause(f"{field}", f'Invalid value: "{v}": a valid label must be an empty string or '
-                                               "consist of alphanumeric characters, '-', '_' or '.', and must "
-                                               "start and end with an alphanumeric character (e.g. 'MyValue',  or "
-                                               "'my_value',  or '12345', regex used for validation is "
-                                               "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"))
+        out.extend(errors.cause(field, f"Invalid value: {json.dumps(k, ensure_ascii=False)}: {msg}")
+                   for msg in qualified_name_errors(str(k)))
+        shown = json.dumps(v, ensure_ascii=False)
+        if isinstance(v, str) and len(v) > 63:
+            out.append(errors.cause(field, f"Invalid value: {shown}: must be no more than 63 characters"))
+        if not isinstance(v, str) or not _LABEL_VALUE.match(v):
+            out.append(errors.cause(field, f'Invalid value: {shown}: a valid label must be an empty string or '
+                                           "consist of alphanumeric characters, '-', '_' or '.', and must "
+                                           "start and end with an alphanumeric character (e.g. 'MyValue',  or "
+                                           "'my_value',  or '12345', regex used for validation is "
+                                           "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"))
     return out
 
 

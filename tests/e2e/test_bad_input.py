@@ -77,6 +77,10 @@ def test_annotation_keys_and_size_are_validated(cluster, namespace):
     assert code == 422
     assert st["details"]["causes"] == [{"reason": "FieldValueTooLong", "field": "metadata.annotations",
                                         "message": "Too long: may not be more than 262144 bytes"}]
+    # label keys get IsQualifiedName's own reasons (prefix, length), as upstream
+    p = cluster.kubectl("label", "configmap", "c", "-n", namespace, "Example.com/x=1", check=False)
+    assert ('metadata.labels: Invalid value: "Example.com/x": prefix part a lowercase RFC 1123 subdomain '
+            "must consist of lower case alphanumeric characters") in p.stderr
     # generateName is checked as a prefix (a trailing '-' is fine, a trailing '.' is not)
     p = cluster.kubectl("create", "-n", namespace, "-f", "-", check=False, input=json.dumps(
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "a."}}))
