@@ -48,7 +48,7 @@ def test_requests_are_logged_by_the_policy(audited):
     c.kubectl("create", "secret", "generic", "token", "--from-literal=k=v")
     assert c.kubectl("get", "secret", "nope", check=False).returncode != 0
     assert c.kubectl("get", "pods", "--as=mallory", check=False).returncode != 0
-    c.kubectl("get", "pods", "--watch", "--request-timeout=1s", check=False)
+    c.kubectl("get", "--raw", "/api/v1/namespaces/default/pods?watch=true&timeoutSeconds=1")  # ends at 1 s
     verbose = c.kubectl("get", "namespaces", "-v=8", check=False).stderr
     assert "Audit-Id: " in verbose
     audit_id = verbose.split("Audit-Id: ", 1)[1].split()[0]
@@ -73,7 +73,8 @@ def test_requests_are_logged_by_the_policy(audited):
     denied = next(e for e in evs if e.get("impersonatedUser", {}).get("username") == "mallory")
     assert denied["responseStatus"]["code"] == 403
     assert denied["annotations"]["authorization.k8s.io/decision"] == "forbid"
-    stages = [e["stage"] for e in evs if e["verb"] == "watch" and e["userAgent"].startswith("kubectl")]
+    stages = [e["stage"] for e in evs if e["verb"] == "watch" and e["userAgent"].startswith("kubectl")
+              and "timeoutSeconds=1" in e["requestURI"]]
     assert stages == ["ResponseStarted", "ResponseComplete"]
     assert any(e["auditID"] == audit_id for e in evs)  # the header names the logged request
 
