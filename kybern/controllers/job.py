@@ -260,7 +260,10 @@ class JobController:
                 status["startTime"] = meta.now()
                 if spec.get("activeDeadlineSeconds") is not None:
                     self.queue.add_after(key, float(spec["activeDeadlineSeconds"]))
-            if self.expectations.satisfied(key):
+            # a Job being deleted makes no pods (upstream's syncJob calls manageJob only without a
+            # deletionTimestamp): while an orphaning delete strips its pods' ownerReferences it
+            # would otherwise count none and start another, which the GC then deletes
+            if self.expectations.satisfied(key) and not meta.is_deleting(job):
                 try:
                     await self._manage(key, job, active, succeeded, completed | failed_indexes, failed, delayed,
                                        terminating if only_failed else [])

@@ -5,6 +5,7 @@ kybern once differed from upstream Kubernetes."""
 from __future__ import annotations
 
 import json
+import time
 import os
 
 import pytest
@@ -290,6 +291,23 @@ def test_deleting_a_job_without_a_policy_keeps_its_pods(cluster, namespace):
     cluster.wait_for(lambda: all(pd["metadata"].get("deletionTimestamp") for pd in
                                  cluster.kjson("get", "pods", "-l", "job-name=gone", *ns)["items"]),
                      what="kubectl's delete removes the pods")
+
+
+def test_a_job_being_deleted_makes_no_new_pods(cluster, namespace):
+    # an orphaning delete strips the pods' ownerReferences while the Job still exists (here
+    # held by a finalizer): the Job controller must not count "no pods" and start another
+    ns = ["-n", namespace]
+    cluster.kubectl("create", "job", "held", "--image=demo:v1", *ns, "--", "sleep", "60")
+    cluster.wait_for(lambda: cluster.kjson("get", "pods", "-l", "job-name=held", *ns)["items"], what="job pod")
+    cluster.kubectl("patch", "job", "held", *ns, "--type=merge", "-p",
+                    '{"metadata":{"finalizers":["example.com/hold"]}}')
+    cluster.kubectl("delete", "job", "held", *ns, "--cascade=orphan", "--wait=false")
+    cluster.wait_for(lambda: not cluster.kjson("get", "pods", "-l", "job-name=held", *ns)["items"][0]["metadata"]
+                     .get("ownerReferences"), what="pod orphaned")
+    time.sleep(2)  # the Job controller has synced the deleting Job (it used to create a pod here)
+    pods = cluster.kjson("get", "pods", "-l", "job-name=held", *ns)["items"]
+    assert len(pods) == 1 and not pods[0]["metadata"].get("ownerReferences"), pods
+    cluster.kubectl("patch", "job", "held", *ns, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
 
 
 def test_create_token_for_a_service_account(cluster, namespace):
