@@ -11,8 +11,9 @@
     GET /metrics/resource                          the same as Prometheus counters (kubelet metric names)
 
 The apiserver proxies `kubectl logs` here (finding us through the Node's
-InternalIP address and daemonEndpoints.kubeletEndpoint.Port) with the same
-bearer token. Errors are plain text with the kubelet's wording and status code
+InternalIP address and daemonEndpoints.kubeletEndpoint.Port) with the node join
+token; other callers' tokens are checked with the API as the kubelet's webhook
+authentication and authorization do (apiauth.py). Errors are plain text with the kubelet's wording and status code
 (400 for a container that cannot have logs yet, 404 for an unknown pod).
 """
 
@@ -28,6 +29,7 @@ import psutil
 from aiohttp import web
 
 from kybern.node import portforward, stats, streams
+from kybern.node.apiauth import WebhookAuth
 from kybern.node.configz import kubelet_config
 from kybern.node.logs import LogOptions, parse_rfc3339, stream_log
 from kybern.node.pod_worker import LogTargetError
@@ -39,12 +41,26 @@ log = logging.getLogger(__name__)
 
 
 def make_app(agent: NodeAgent) -> web.Application:
+    webhook = WebhookAuth(lambda: agent.client, agent.name)
+
     @web.middleware
     async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
         if agent.token and request.path != "/healthz":
             got = request.headers.get("Authorization", "")
             if not hmac.compare_digest(got.encode(), f"Bearer {agent.token}".encode()):
-                return web.Response(status=401, text="Unauthorized\n")
+                # anyone else: the kubelet's webhook authentication and authorization (apiauth.py)
+                token = got[7:].strip() if got.startswith("Bearer ") else ""
+                try:
+                    user = await webhook.user(token) if token else None
+                    if user is None:
+                        return web.Response(status=401, text="Unauthorized\n")
+                    ok, verb, sub = await webhook.allowed(user, request.method, request.path)
+                except Exception as e:  # noqa: BLE001 - the API unreachable: refuse, as the kubelet does
+                    log.warning("node API: cannot check a caller with the API: %r", e)
+                    return web.Response(status=401, text="Unauthorized\n")
+                if not ok:
+                    return web.Response(status=403, text=f"Forbidden (user={user.get('username', '')}, verb={verb}, "
+                                                         f"resource=nodes, subresource={sub})\n")
         return await handler(request)
 
     async def healthz(request: web.Request) -> web.Response:

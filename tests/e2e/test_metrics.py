@@ -65,3 +65,40 @@ def test_metrics_requires_the_bearer_token(cluster):
         raise AssertionError("expected 401")
     except urllib.error.HTTPError as e:
         assert e.code == 401
+
+
+def test_node_api_takes_service_account_tokens_by_rbac(cluster, namespace):
+    """A monitoring service account scrapes the node's /metrics with its own token, as from
+    a kubelet (webhook authentication and authorization): allowed by `get nodes/metrics`,
+    other paths and accounts refused in the kubelet's words."""
+    node = cluster.kjson("get", "node", "node-1")
+    addr = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    base = f"http://{addr}:{node['status']['daemonEndpoints']['kubeletEndpoint']['Port']}"
+    ns = ["-n", namespace]
+    for sa in ("scraper", "nobody"):
+        cluster.kubectl("create", "serviceaccount", sa, *ns)
+    role = f"{namespace}-node-metrics"
+    cluster.kubectl("create", "clusterrole", role, "--verb=get", "--resource=nodes/metrics")
+    try:
+        cluster.kubectl("create", "clusterrolebinding", role, f"--clusterrole={role}",
+                        f"--serviceaccount={namespace}:scraper")
+
+        def get(path: str, token: str) -> tuple[int, str]:
+            req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+
+        scraper = cluster.kubectl("create", "token", "scraper", *ns).stdout.strip()
+        nobody = cluster.kubectl("create", "token", "nobody", *ns).stdout.strip()
+        code, body = cluster.wait_for(lambda: (r := get("/metrics", scraper))[0] == 200 and r, what="scrape allowed")
+        assert "kubelet_running_pods" in body
+        assert get("/pods", scraper) == (403, f"Forbidden (user=system:serviceaccount:{namespace}:scraper, verb=get, "
+                                              "resource=nodes, subresource=proxy)\n")
+        assert get("/metrics", nobody)[0] == 403
+        assert get("/metrics", "not-a-token") == (401, "Unauthorized\n")
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding", role, "--ignore-not-found")
+        cluster.kubectl("delete", "clusterrole", role)
