@@ -5,7 +5,12 @@ kubernetes.io/kube-apiserver-client-kubelet; the csrapproving controller approve
 it (the join token may ask for node client certificates) and csrsigning issues it.
 The key and certificate are kept in `<data dir>/pki/` and reused while they are
 good (the cluster's CA signed them, the name matches, a tenth of the lifetime is
-left); otherwise a new pair is asked for at start. docs/certificates.md."""
+left); otherwise a new pair is asked for at start. docs/certificates.md.
+
+The agent runs it in a short-lived child process (`node_certificate_in_child`):
+the x509 library it needs would otherwise stay in the long-running agent's memory
+(~8 MB of its ≤ 60 MB with 50 idle pods; docs/benchmarks.md, issue 4), so this
+module imports it only where it is used."""
 
 from __future__ import annotations
 
@@ -13,16 +18,12 @@ import asyncio
 import base64
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
+import sys
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-from kybern.api import certificates as capi
 from kybern.client.http import Client
 from kybern.client.resources import CERTIFICATESIGNINGREQUESTS
 from kybern.machinery import errors
@@ -38,6 +39,9 @@ class BootstrapError(RuntimeError):
 
 def usable(cert_file: Path, ca_file: str | None, name: str, now: dt.datetime | None = None) -> bool:
     """Is the kept certificate this node's, from this cluster's CA, with a tenth of its life left?"""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     try:
         cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
         if ca_file:
@@ -54,6 +58,11 @@ def usable(cert_file: Path, ca_file: str | None, name: str, now: dt.datetime | N
 
 def request(name: str) -> tuple[bytes, bytes]:
     """A new P-256 key (PEM) and its CSR (PEM) for system:node:NAME in system:nodes."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
                          x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{name}")])
@@ -73,6 +82,8 @@ async def node_certificate(client: Client, name: str, data_dir: str | os.PathLik
     """(cert file, key file) of this node's client certificate; asks for one with
     `client` (the join token) unless a usable one is kept. BootstrapError if none is
     issued within `timeout` or the request is denied."""
+    from kybern.api import certificates as capi
+
     pki = Path(data_dir) / "pki"
     cert_file, key_file = pki / CERT, pki / KEY
     if key_file.exists() and usable(cert_file, client.ca_file, name):
@@ -114,3 +125,40 @@ async def node_certificate(client: Client, name: str, data_dir: str | os.PathLik
     os.replace(tmp, cert_file)
     log.info("node %s: client certificate issued (%s)", name, obj_name)
     return str(cert_file), str(key_file)
+
+
+async def node_certificate_in_child(server: str, token: str, ca_file: str | None, name: str,
+                                    data_dir: str | os.PathLike[str], user_agent: str,
+                                    timeout: float = 60.0) -> tuple[str, str]:
+    """node_certificate() with the join token, run by `python -m kybern.node.bootstrap`
+    (the token goes over stdin, not the command line)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kybern.node.bootstrap", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    args = {"server": server, "token": token, "ca_file": ca_file, "name": name,
+            "data_dir": str(data_dir), "user_agent": user_agent, "timeout": timeout}
+    out, err = await proc.communicate(json.dumps(args).encode())
+    try:
+        answer = json.loads(out)
+    except ValueError:
+        raise RuntimeError("node certificate bootstrap failed: "
+                           + err.decode(errors="replace").strip()[-2000:]) from None
+    if "error" in answer:
+        raise BootstrapError(answer["error"])
+    return answer["cert_file"], answer["key_file"]
+
+
+async def _child() -> None:
+    args = json.loads(sys.stdin.read())
+    client = Client(args["server"], token=args["token"], ca_file=args["ca_file"], user_agent=args["user_agent"])
+    try:
+        cert, key = await node_certificate(client, args["name"], args["data_dir"], args["timeout"])
+        print(json.dumps({"cert_file": cert, "key_file": key}))
+    except BootstrapError as e:
+        print(json.dumps({"error": str(e)}))
+    finally:
+        await client.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(_child())

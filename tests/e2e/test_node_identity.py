@@ -91,3 +91,16 @@ def test_a_node_has_its_own_identity_and_is_restricted_to_its_own_objects(cluste
     # its own Node it may still label (outside the restricted prefixes)
     assert as_node("label", "node", node, "example.com/ok=yes").returncode == 0
     cluster.kubectl("label", "node", node, "example.com/ok-")
+
+
+def test_the_agent_keeps_no_x509_library_after_its_bootstrap(cluster):
+    """The certificate bootstrap runs in a child that exits: the long-running agent
+    does not carry cryptography's ~8 MB (issue 4's idle figure is <= 60 MB)."""
+    import psutil
+
+    from tests.conftest import children_running
+
+    [agent] = [p for p in children_running(psutil.Process(cluster.proc.pid), "agent") if "agent" in p.cmdline()]
+    maps = {m.path for m in agent.memory_maps()}
+    assert maps and not [m for m in maps if "/cryptography/" in m], sorted(m for m in maps if "cryptography" in m)
+    assert (cluster.dir / "data" / "node" / "pki" / "kubelet-client.crt").exists()
