@@ -304,12 +304,13 @@ async def _hold_informers(factory: Any) -> None:
 
 def node_runtime(kind: str, host_ip: str) -> Any:
     """The runtime a node agent gets for `--runtime`: None is the agent's default
-    (process); fake is kybern/node/runtimes/fake.py."""
+    (process); "linux" the agent builds as it builds that one (runtimes/linux.py);
+    fake is kybern/node/runtimes/fake.py."""
     if kind == "fake":
         from kybern.node.runtimes.fake import FakeRuntime
 
         return FakeRuntime(host_ip=host_ip)
-    return None
+    return "linux" if kind == "linux" else None
 
 
 def proxy_runner(make_client: Callable[[], Client], instance: str, mode: str,

@@ -84,9 +84,18 @@ MANIFEST_PATH_OPT: dict = {"type": click.Path(file_okay=False, path_type=Path), 
                                     "kubelet's --pod-manifest-path (mirror pods NAME-NODE; docs/node.md)."}
 
 
-RUNTIME_OPT = {"type": click.Choice(["process", "fake"]), "default": "process", "show_default": True,
-               "help": "How containers run: host processes (process), or not at all (fake: hollow nodes for "
+RUNTIME_OPT = {"type": click.Choice(["process", "linux", "fake"]), "default": "process", "show_default": True,
+               "help": "How containers run: host processes (process), in their image's root filesystem with "
+                       "namespaces through crun (linux; root only), or not at all (fake: hollow nodes for "
                        "scale tests, no service proxy; docs/node.md)."}
+
+
+def _check_runtime(runtime: str) -> None:
+    if runtime == "linux":
+        from kybern.node.runtimes.linux import problem
+
+        if (why := problem()) is not None:
+            raise click.UsageError(why)
 
 
 def _logging(verbose: int) -> None:
@@ -169,6 +178,7 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
        audit_log_maxbackup: int, audit_log_maxsize: int) -> None:
     """Start a whole cluster in this process; Ctrl-C stops it, state is kept."""
     _logging(verbose)
+    _check_runtime(runtime)
     _check_admission_config(admission_config)
     audit = _audit(audit_policy_file, audit_log_path, audit_log_maxage, audit_log_maxbackup, audit_log_maxsize)
     t0 = time.monotonic()
@@ -299,6 +309,7 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
           pod_manifest_path: Path | None) -> None:
     """Join this machine (or another agent on it) to a running cluster as a node."""
     _logging(verbose)
+    _check_runtime(runtime)
     from kybern.client.http import Client
     from kybern.node import bootstrap
     from kybern.node.agent import NodeAgent

@@ -49,6 +49,7 @@ from kybern.node.images import ImageStore
 from kybern.node.kubelet_metrics import KubeletMetrics
 from kybern.node.pod_worker import POD_UID_LABEL, PodWorker
 from kybern.node.runtimes.base import RUNNING, ContainerStatus, Runtime
+from kybern.node.runtimes.linux import LinuxRuntime
 from kybern.node.runtimes.process import ProcessRuntime
 from kybern.node.server import NodeServer
 from kybern.node.staticpods import StaticPods, is_mirror
@@ -80,7 +81,7 @@ class NodeAgent:
     def __init__(self, client: Client, *, name: str, data_dir: str | os.PathLike[str],
                  address: str = "127.0.0.1", port: int = 0, zone: str | None = None,
                  labels: dict[str, str] | None = None, token: str | None = None,
-                 runtime: Runtime | None = None, pod_network: str = "auto",
+                 runtime: Runtime | str | None = None, pod_network: str = "auto",
                  max_pods: int = ns_.MAX_PODS, event_qps: float = 50.0, event_burst: int = 100,
                  pod_manifest_path: str | None = None) -> None:
         self.client = client
@@ -96,9 +97,10 @@ class NodeAgent:
         self.max_pods = max_pods  # the kubelet's --max-pods: advertised, and enforced at admission
         self._rejected: set[str] = set()  # UIDs of pods refused at admission (OutOfpods)
         self.images = ImageStore(self.data_dir)
-        self.network = PodNetwork(self.data_dir, name, pod_network if runtime is None else "host")
-        self.runtime: Runtime = runtime or ProcessRuntime(self.data_dir, self.images, host_ip=address,
-                                                          network=self.network, node_name=name)
+        own = None if isinstance(runtime, str) else runtime  # "linux" is built here, as the default
+        self.network = PodNetwork(self.data_dir, name, pod_network if own is None else "host")
+        self.runtime: Runtime = own or (LinuxRuntime if runtime == "linux" else ProcessRuntime)(
+            self.data_dir, self.images, host_ip=address, network=self.network, node_name=name)
         self.sync_slots = SyncSlots()  # pods sync a few at a time, in order (sync_slots.py)
         # the kubelet's eventRecordQPS and eventBurst (defaults 50 and 100): events beyond them
         # wait; so does every event while pods wait for a sync slot (at most 2 s): their starts first

@@ -145,6 +145,20 @@ def mount_tmpfs(path: str, size: int, gid: int | None = None) -> None:
         _mount("tmpfs", path, "tmpfs", 0, f"{owner},size={size}")
 
 
+def mount_overlay(lower: str, upper: str, work: str, target: str) -> None:
+    """An overlayfs at `target` (lower: read-only, upper/work: the writes), in the
+    template namespace only, as mount_tmpfs: the linux runtime's OCI runtime runs
+    there and sees it; the host's mount table does not, and it goes away with
+    the agent's namespaces if nobody unmounts it."""
+    with _own_namespace(_template_namespace(), new=False):
+        _mount("overlay", target, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+
+
+def template_path() -> str:
+    """A path that enters the template namespace (the agent holds it by an fd)."""
+    return f"/proc/{os.getpid()}/fd/{_template_namespace()}"
+
+
 def unmount(path: str) -> None:
     """Undo mount_tmpfs (containers still running keep their copy until they exit)."""
     with _own_namespace(_template_namespace(), new=False), contextlib.suppress(OSError):

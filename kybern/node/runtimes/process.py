@@ -240,28 +240,13 @@ class ProcessRuntime(RuntimeState):
         if img is None:
             raise ContainerError("CreateContainerError", f'image "{config.image}" not found')
         icfg = img.config
-        if config.command:
-            argv = config.command + config.args
-        elif config.args:
-            argv = list(icfg.get("entrypoint") or []) + config.args
-        else:
-            argv = list(icfg.get("entrypoint") or []) + list(icfg.get("cmd") or [])
-        if not argv:
-            raise ContainerError("CreateContainerError",
-                                 "failed to generate container spec: no command specified")
+        argv = container_argv(config, icfg)
         cid = secrets.token_hex(32)
         cdir = self.root / "containers" / cid
         rootfs = cdir / "rootfs"
-        env: dict[str, str] = {}
-        for kv in icfg.get("env") or []:
-            k, _, v = kv.partition("=")
-            env[k] = v
-        env.setdefault("PATH", os.environ.get("PATH", os.defpath))
-        env["HOSTNAME"] = sandbox_config.hostname or sandbox_config.name
-        env.setdefault("HOME", str(rootfs))  # writes to ~ stay inside the container's tree
-        env["KYBERN_ROOTFS"] = str(rootfs)  # where absolute paths of the pod spec live
-        for k, v in config.env:
-            env[k] = v
+        env = container_env(config, icfg, sandbox_config, os.environ.get("PATH", os.defpath), {
+            "HOME": str(rootfs),  # writes to ~ stay inside the container's tree (unless the image sets HOME)
+            "KYBERN_ROOTFS": str(rootfs)})  # where absolute paths of the pod spec live
         wd = config.working_dir or icfg.get("workingDir") or "/"
         cwd = rootfs / wd.lstrip("/")
         # the container's tree: a copy of the image, its mounts, its working dir. Made on
@@ -306,29 +291,25 @@ class ProcessRuntime(RuntimeState):
         c = self._get(container_id)
         if c.status.state != CREATED:
             raise ContainerError("StartError", f"container {container_id} is not in created state")
-        rootfs = c.dir / "rootfs"
-        found = _resolve(c.argv[0], rootfs, c.cwd, c.env.get("PATH", ""), c.fresh)
-        c.fresh = None  # from now on the container may change its tree
         writer = LogWriter(c.status.log_path)
-        if found is None:
-            msg = f'exec: "{c.argv[0]}": executable file not found in $PATH'
-            if "/" in c.argv[0]:
-                msg = f'exec: "{c.argv[0]}": stat {c.argv[0]}: no such file or directory'
+        try:
+            argv, exe, cwd, execvp_finds, identity, spaces = self._start_target(c)
+        except ContainerError as e:
             writer.close()
-            self._finish(c, 128, "StartError", msg, started=False)
-            raise ContainerError("StartError", msg)
-        exe, execvp_finds = found
+            self._finish(c, 128, "StartError", e.message, started=False)
+            raise
+        finally:
+            c.fresh = None  # from now on the container may change its tree
         # Our own pipes (or pty) rather than asyncio's PIPE: asyncio would make wait()
         # also wait for the pipes to close, which a leftover background process can delay
         c.io = io = ContainerIO.open(tty=c.config.tty, stdin=c.config.stdin)
         join = self.cgroups.joiner(c.cgroup, io.preexec)  # in its cgroup before it execs
-        spaces = self._namespaces(c)
         preexec, nsfds = self.sandboxes.preexec(spaces, join)
         try:
-            proc = await spawn(c.argv, exe, cwd=c.cwd, env=c.env, stdio=io.child, preexec=preexec,
+            proc = await spawn(argv, exe, cwd=cwd, env=c.env, stdio=io.child, preexec=preexec,
                                namespaces=spaces, tty=c.config.tty,
                                execvp_finds=execvp_finds, worker=self.spawner, cgroup_procs=join.paths,
-                               identity=_identity(c.config))
+                               identity=identity)
         except OSError as e:
             join.close()
             for fd in nsfds:
@@ -467,20 +448,20 @@ class ProcessRuntime(RuntimeState):
             raise ContainerError("NotRunning", f"container {container_id} is not running")
         if not cmd:
             raise ContainerError("ExecError", "no command specified")
-        found = _resolve(cmd[0], c.dir / "rootfs", c.cwd, c.env.get("PATH", ""))
-        if found is None:
+        target = self._exec_target(c, cmd)
+        if target is None:
             return 127, f'exec: "{cmd[0]}": executable file not found in $PATH'.encode()
-        exe, execvp_finds = found
+        argv, exe, cwd, execvp_finds, identity = target
         join = self.cgroups.joiner(c.cgroup, _die_with_parent)
         spaces = self._namespaces(c)
         preexec, nsfds = self.sandboxes.preexec(spaces, join)
         out_r, out_w = os.pipe()  # stdout and stderr, as the kubelet combines them
         devnull = os.open(os.devnull, os.O_RDONLY)
         try:
-            proc = await spawn(cmd, exe, cwd=c.cwd, env=c.env, stdio=[devnull, out_w, out_w], preexec=preexec,
+            proc = await spawn(argv, exe, cwd=cwd, env=c.env, stdio=[devnull, out_w, out_w], preexec=preexec,
                                namespaces=spaces, tty=False,
                                execvp_finds=execvp_finds, worker=self.spawner, cgroup_procs=join.paths,
-                               identity=_identity(c.config))
+                               identity=identity)
         except OSError as e:
             join.close()
             os.close(out_r)
@@ -503,6 +484,25 @@ class ProcessRuntime(RuntimeState):
         _kill_group(proc.pid, signal.SIGKILL)  # whatever it left behind
         rc = proc.returncode if proc.returncode is not None else 1
         return (rc if rc >= 0 else 128 - rc), out[:10240]
+
+    def _start_target(self, c: _Container) -> tuple[list[str], str, str, bool, Any, dict[str, str]]:
+        """How start_container starts `c`: (argv, executable, working dir, whether execvp finds
+        the executable, identity, namespaces to enter); ContainerError("StartError") if it cannot."""
+        found = _resolve(c.argv[0], c.dir / "rootfs", c.cwd, c.env.get("PATH", ""), c.fresh)
+        if found is None:
+            msg = f'exec: "{c.argv[0]}": executable file not found in $PATH'
+            if "/" in c.argv[0]:
+                msg = f'exec: "{c.argv[0]}": stat {c.argv[0]}: no such file or directory'
+            raise ContainerError("StartError", msg)
+        return c.argv, found[0], c.cwd, found[1], _identity(c.config), self._namespaces(c)
+
+    def _exec_target(self, c: _Container, cmd: list[str]) -> tuple[list[str], str, str, bool, Any] | None:
+        """How exec_sync starts `cmd` in `c`: (argv, executable, working dir, whether execvp finds
+        the executable, identity), or None when the executable is not found."""
+        found = _resolve(cmd[0], c.dir / "rootfs", c.cwd, c.env.get("PATH", ""))
+        if found is None:
+            return None
+        return cmd, found[0], c.cwd, found[1], _identity(c.config)
 
     async def remove_container(self, container_id: str) -> None:
         c = self._containers.get(container_id)
@@ -582,6 +582,36 @@ class ProcessRuntime(RuntimeState):
                 f'(kybern does not pull from registries); import it with: '
                 f'kybern image import {parsed.familiar} DIR')
         return st
+
+
+def container_argv(config: ContainerConfig, icfg: dict[str, Any]) -> list[str]:
+    """The command a container runs: the pod spec's command/args over the image's entrypoint/cmd."""
+    if config.command:
+        argv = config.command + config.args
+    elif config.args:
+        argv = list(icfg.get("entrypoint") or []) + config.args
+    else:
+        argv = list(icfg.get("entrypoint") or []) + list(icfg.get("cmd") or [])
+    if not argv:
+        raise ContainerError("CreateContainerError", "failed to generate container spec: no command specified")
+    return argv
+
+
+def container_env(config: ContainerConfig, icfg: dict[str, Any], sandbox: PodSandboxConfig, path: str,
+                  defaults: dict[str, str]) -> dict[str, str]:
+    """A container's environment: the image's, PATH (`path` if the image sets none), HOSTNAME,
+    the runtime's `defaults` the image does not set, then the container config's."""
+    env: dict[str, str] = {}
+    for kv in icfg.get("env") or []:
+        k, _, v = kv.partition("=")
+        env[k] = v
+    env.setdefault("PATH", path)
+    env["HOSTNAME"] = sandbox.hostname or sandbox.name
+    for k, v in defaults.items():
+        env.setdefault(k, v)
+    for k, v in config.env:
+        env[k] = v
+    return env
 
 
 _HOST_LOOKUP_TTL = 2.0
