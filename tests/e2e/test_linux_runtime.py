@@ -64,7 +64,8 @@ def test_linux_runtime_runs_a_pod_in_its_image(cluster, namespace, tmp_path):
                              "while true; do sleep 0.2; done"],
                              "readinessProbe": {"exec": {"command": ["cat", "/etc/os-release"]},
                                                 "periodSeconds": 1}},
-                            {"name": "fails", "image": "linuxrt-test:1", "command": ["sh", "-c", "exit 3"]}]}}
+                            {"name": "fails", "image": "linuxrt-test:1", "command": ["sh", "-c", "exit 3"]},
+                            {"name": "missing", "image": "linuxrt-test:1", "command": ["nope"]}]}}
         c.kubectl("apply", "-f", "-", input=json.dumps(pod))
 
         def main_ready():
@@ -80,12 +81,16 @@ def test_linux_runtime_runs_a_pod_in_its_image(cluster, namespace, tmp_path):
         ps = c.kubectl("exec", "chrooted", "-c", "main", "-n", ns, "--", "ps").stdout.splitlines()
         assert ps[1].split()[0] == "1" and "sh -c" in ps[1]  # its own PID namespace
 
-        def failed_once():
+        def failed_once(name):
             st = c.kjson("get", "pod", "chrooted", "-n", ns)["status"]
-            s = next((s for s in st.get("containerStatuses", []) if s["name"] == "fails"), {})
+            s = next((s for s in st.get("containerStatuses", []) if s["name"] == name), {})
             return s.get("restartCount", 0) >= 1 and s.get("lastState", {}).get("terminated")
-        term = c.wait_for(failed_once, timeout=30, what="container fails restarted")
+        term = c.wait_for(lambda: failed_once("fails"), timeout=30, what="container fails restarted")
         assert term["exitCode"] == 3 and term["reason"] == "Error"
+        # a command the image does not have: a StartError, as runc's under containerd
+        term = c.wait_for(lambda: failed_once("missing"), timeout=30, what="container missing restarted")
+        assert (term["reason"], term["exitCode"]) == ("StartError", 128)
+        assert term["message"] == 'exec: "nope": executable file not found in $PATH'
 
         t0 = time.monotonic()  # SIGTERM reaches the trap: no wait for the 30 s grace period
         c.kubectl("delete", "pod", "chrooted", "-n", ns, "--timeout=20s")

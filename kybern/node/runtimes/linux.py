@@ -31,11 +31,14 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from kybern.node.runtimes import mountns
 from kybern.node.runtimes.base import (
@@ -44,6 +47,7 @@ from kybern.node.runtimes.base import (
     ContainerConfig,
     ContainerError,
     ContainerStatus,
+    Mount,
     PodSandboxConfig,
 )
 from kybern.node.runtimes.process import ProcessRuntime, _Container, container_argv, container_env
@@ -87,6 +91,54 @@ def _hybrid_v2_in_use() -> bool:
             return bool(f.read().strip())
     except OSError:
         return False
+
+
+def _host_path(root: str, path: str, mounts: list[Mount]) -> str:
+    """Where the container's absolute `path` is on the host: under the volume mounted over
+    it (the deepest), else under `root`."""
+    for m in sorted(mounts, key=lambda m: -len(m.container_path)):
+        cp = m.container_path.rstrip("/")
+        if path == cp or path.startswith(cp + "/"):
+            return m.host_path + path[len(cp):]
+    return root + path
+
+
+def _lookup(root: str, path: str, mounts: list[Mount], hops: int = 0) -> str:
+    """The host path of the container's `path`, its symlinks followed inside the container
+    (an absolute target is the container's, not the host's)."""
+    parts = [p for p in path.split("/") if p]
+    cur = ""
+    for i, part in enumerate(parts):
+        nxt = f"{cur}/{part}"
+        host = _host_path(root, nxt, mounts)
+        if hops < 40 and os.path.islink(host):
+            target = os.readlink(host)
+            base = target if target.startswith("/") else posixpath.join(cur or "/", target)
+            return _lookup(root, posixpath.normpath(posixpath.join(base, *parts[i + 1:])), mounts, hops + 1)
+        cur = nxt
+    return _host_path(root, cur or "/", mounts)
+
+
+def find_executable(argv0: str, root: str, cwd: str, path_env: str, mounts: list[Mount]) -> bool:
+    """Whether the container would find `argv0` (as runc's LookPath: on its PATH, or a path
+    relative to its working dir), looking at its files from the host."""
+    if "/" in argv0:
+        candidates = [posixpath.join(cwd, argv0)]
+    else:
+        candidates = [posixpath.join(d if d.startswith("/") else posixpath.join(cwd, d), argv0)
+                      for d in path_env.split(":") if d]
+    for cand in candidates:
+        host = _lookup(root, posixpath.normpath(cand), mounts)
+        if os.path.isfile(host) and os.access(host, os.X_OK):
+            return True
+    return False
+
+
+def not_found(argv0: str) -> str:
+    """The message of a command that is not there, as the process runtime (and runc) word it."""
+    if "/" in argv0:
+        return f'exec: "{argv0}": stat {argv0}: no such file or directory'
+    return f'exec: "{argv0}": executable file not found in $PATH'
 
 
 def crun() -> str | None:
@@ -239,6 +291,12 @@ class LinuxRuntime(ProcessRuntime):
         return [_SH, "-c", _ENTER_CGROUPS, "sh", *paths, "--", *argv] if paths else argv
 
     def _start_target(self, c: _Container) -> tuple[list[str], str, str, bool, Any, dict[str, str]]:
+        # checked before crun runs, so a missing command is a StartError as with runc (crun would
+        # only say so in the container's log and exit 127); a fresh container's files are its image's
+        img = self.images.get(c.config.image)
+        if img is not None and not find_executable(c.argv[0], str(img.rootfs), c.cwd, c.env.get("PATH", ""),
+                                                   c.config.mounts):
+            raise ContainerError("StartError", not_found(c.argv[0]))
         argv = self._in_cgroup(c, self._crun("run", "--bundle", str(c.dir), c.status.id))
         return argv, argv[0], str(c.dir), True, None, self._namespaces(c)
 
@@ -251,7 +309,19 @@ class LinuxRuntime(ProcessRuntime):
             write_record(path, oci_process(c.config, cmd, c.env, c.cwd, tty=tty))
         return self._in_cgroup(c, self._crun("exec", "--process", str(path), c.status.id))
 
+    def _found(self, c: _Container, argv0: str) -> bool:
+        """Whether `argv0` is there now: seen through the container's init process's root."""
+        try:
+            kids = psutil.Process(c.status.pid).children()
+        except psutil.Error:
+            return True  # exiting: crun says what it finds
+        if not kids:
+            return True
+        return find_executable(argv0, f"/proc/{kids[0].pid}/root", c.cwd, c.env.get("PATH", ""), [])
+
     def _exec_target(self, c: _Container, cmd: list[str]) -> tuple[list[str], str, str, bool, Any] | None:
+        if not self._found(c, cmd[0]):
+            return None
         argv = self._exec_argv(c, cmd)
         return argv, argv[0], str(c.dir), True, None
 
@@ -259,6 +329,8 @@ class LinuxRuntime(ProcessRuntime):
         c = self._get(container_id)
         if c.status.state != RUNNING or not cmd:
             raise ContainerError("NotRunning" if cmd else "ExecError", f"container {container_id} is not running")
+        if not self._found(c, cmd[0]):
+            raise ContainerError("ExecError", not_found(cmd[0]))
         argv = self._exec_argv(c, cmd, tty=tty)  # a TTY session gets the agent's pty as its stdio (stdio.py)
         # the pod's network and hostname (the spec leaves them to crun's), the template mounts
         argv = ["nsenter", *(f"--{'mount' if kind == 'mnt' else kind}={path}"
