@@ -181,6 +181,7 @@ class APIServer:
                for plural in ("roles", "clusterroles", "rolebindings", "clusterrolebindings")},
         }
         self._node_session: aiohttp.ClientSession | None = None
+        self._node_tls: ssl.SSLContext | None = None
         self.pod_security = podsecurity.PodSecurity(self).install(self._before_create, self._before_update)
         self.webhooks = admission_webhooks.Webhooks(self)  # dynamic admission control
 
@@ -645,8 +646,17 @@ class APIServer:
     # -- node proxying ----------------------------------------------------------
     def node_session(self) -> aiohttp.ClientSession:
         if self._node_session is None or self._node_session.closed:
-            self._node_session = aiohttp.ClientSession()
+            self._node_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.node_tls()))
         return self._node_session
+
+    def node_tls(self) -> ssl.SSLContext:
+        """How the apiserver dials a node's API (HTTPS, as a kubelet's): the node's self-signed
+        certificate is not verified, upstream's default without --kubelet-certificate-authority."""
+        if self._node_tls is None:
+            self._node_tls = ssl.create_default_context()
+            self._node_tls.check_hostname = False
+            self._node_tls.verify_mode = ssl.CERT_NONE
+        return self._node_tls
 
     def node_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.node_token}"} if self.node_token else {}
@@ -659,7 +669,7 @@ class APIServer:
         if not port or not addr:
             raise errors.StatusError(500, "InternalError", f"node {node_name} has no kubelet endpoint")
         host = f"[{addr}]" if ":" in addr else addr
-        return f"http://{host}:{port}"
+        return f"https://{host}:{port}"
 
     def metrics_watchers(self, info: ResourceInfo, delta: int) -> None:
         self.watchers[info.qualified] = self.watchers.get(info.qualified, 0) + delta

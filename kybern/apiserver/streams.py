@@ -87,9 +87,9 @@ async def _proxy(server: APIServer, request: web.Request, store: RESTStore, ns: 
     if "upgrade" not in request.headers.get("Connection", "").lower():
         raise errors.bad_request("Upgrade request required")
     url = urlsplit(await server.node_url(node))
-    host, port = url.hostname or "127.0.0.1", url.port or 80
+    host, port = url.hostname or "127.0.0.1", url.port or 443
     try:
-        up_r, up_w = await asyncio.open_connection(host, port)
+        up_r, up_w = await asyncio.open_connection(host, port, ssl=server.node_tls())
     except OSError as e:
         raise errors.StatusError(500, "InternalError", f"error dialing backend: {e}") from None
     target = path + (f"?{urlencode(query)}" if query else "")

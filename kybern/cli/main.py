@@ -343,7 +343,8 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
             raise click.ClickException(taken)
         try:  # the node's own identity, system:node:NAME, as the kubelet's TLS bootstrap
             cert, key = await bootstrap.node_certificate_in_child(server_url, token, ca_file, name, data_dir,
-                                                                  user_agent="kubelet/v1.32.0 (kybern)")
+                                                                  user_agent="kubelet/v1.32.0 (kybern)",
+                                                                  addresses=[address])
             creds: dict[str, Any] = {"cert_file": cert, "key_file": key}
         except bootstrap.BootstrapError as e:
             logging.getLogger("kybern.node.bootstrap").warning("%s; node %s goes on with the join token", e, name)

@@ -128,15 +128,16 @@ async def node_certificate(client: Client, name: str, data_dir: str | os.PathLik
 
 
 async def node_certificate_in_child(server: str, token: str, ca_file: str | None, name: str,
-                                    data_dir: str | os.PathLike[str], user_agent: str,
+                                    data_dir: str | os.PathLike[str], user_agent: str, addresses: list[str],
                                     timeout: float = 60.0) -> tuple[str, str]:
     """node_certificate() with the join token, run by `python -m kybern.node.bootstrap`
-    (the token goes over stdin, not the command line)."""
+    (the token goes over stdin, not the command line). The child first makes or checks
+    the node API's serving pair for `addresses` (serving_cert.py), whatever the CSR's fate."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kybern.node.bootstrap", stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     args = {"server": server, "token": token, "ca_file": ca_file, "name": name,
-            "data_dir": str(data_dir), "user_agent": user_agent, "timeout": timeout}
+            "data_dir": str(data_dir), "user_agent": user_agent, "timeout": timeout, "addresses": addresses}
     out, err = await proc.communicate(json.dumps(args).encode())
     try:
         answer = json.loads(out)
@@ -149,7 +150,10 @@ async def node_certificate_in_child(server: str, token: str, ca_file: str | None
 
 
 async def _child() -> None:
+    from kybern.node import serving_cert
+
     args = json.loads(sys.stdin.read())
+    serving_cert.ensure(args["data_dir"], args["name"], args["addresses"])
     client = Client(args["server"], token=args["token"], ca_file=args["ca_file"], user_agent=args["user_agent"])
     try:
         cert, key = await node_certificate(client, args["name"], args["data_dir"], args["timeout"])

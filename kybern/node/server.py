@@ -1,4 +1,4 @@
-"""The node agent's HTTP server, the kubelet's port 10250 in miniature.
+"""The node agent's HTTPS server, the kubelet's port 10250 in miniature.
 
     GET /healthz                                   "ok"
     GET /pods                                      the pods this node runs (PodList)
@@ -28,7 +28,7 @@ import orjson
 import psutil
 from aiohttp import web
 
-from kybern.node import portforward, stats, streams
+from kybern.node import portforward, serving_cert, stats, streams
 from kybern.node.apiauth import WebhookAuth
 from kybern.node.configz import kubelet_config
 from kybern.node.logs import LogOptions, parse_rfc3339, stream_log
@@ -183,7 +183,9 @@ class NodeServer:
     async def start(self) -> int:
         self._runner = web.AppRunner(make_app(self.agent), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.address, self.port)
+        # HTTPS, as the kubelet's port: its self-signed pair, made at the agent's start (serving_cert.py)
+        tls = serving_cert.server_context(self.agent.data_dir, self.agent.name, [self.address])
+        site = web.TCPSite(self._runner, self.address, self.port, ssl_context=tls)
         await site.start()
         for addr in self._runner.addresses:
             if isinstance(addr, tuple) and len(addr) >= 2:

@@ -73,7 +73,19 @@ def test_node_api_takes_service_account_tokens_by_rbac(cluster, namespace):
     other paths and accounts refused in the kubelet's words."""
     node = cluster.kjson("get", "node", "node-1")
     addr = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
-    base = f"http://{addr}:{node['status']['daemonEndpoints']['kubeletEndpoint']['Port']}"
+    port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+    base = f"https://{addr}:{port}"
+    # HTTPS with the node's self-signed pair, as a kubelet's (scrapers skip verification or get its CA)
+    pem = ssl.get_server_certificate((addr, port))
+    der = ssl.PEM_cert_to_DER_cert(pem)
+    from cryptography import x509
+    cert = x509.load_der_x509_certificate(der)
+    assert cert.subject.rfc4514_string().startswith("CN=node-1@")
+    assert cert.issuer.rfc4514_string().startswith("CN=node-1-ca@")
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert addr in {str(i) for i in sans.get_values_for_type(x509.IPAddress)}
+    insecure = ssl.create_default_context()
+    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
     ns = ["-n", namespace]
     for sa in ("scraper", "nobody"):
         cluster.kubectl("create", "serviceaccount", sa, *ns)
@@ -86,7 +98,7 @@ def test_node_api_takes_service_account_tokens_by_rbac(cluster, namespace):
         def get(path: str, token: str) -> tuple[int, str]:
             req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
             try:
-                with urllib.request.urlopen(req, timeout=10) as r:
+                with urllib.request.urlopen(req, timeout=10, context=insecure) as r:
                     return r.status, r.read().decode()
             except urllib.error.HTTPError as e:
                 return e.code, e.read().decode()
