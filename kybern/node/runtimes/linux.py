@@ -33,6 +33,7 @@ import logging
 import os
 import posixpath
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -261,7 +262,10 @@ class LinuxRuntime(ProcessRuntime):
             for d in ("rootfs", "upper", "work"):
                 (cdir / d).mkdir(parents=True)
             hostname = cdir / "hostname"
-            hostname.write_text((sandbox_config.hostname or sandbox_config.name)[:63].rstrip("-.") + "\n")
+            # the pod's hostname (its UTS namespace's), or the node's for a hostNetwork pod
+            name = socket.gethostname() if sandbox_config.host_network else (
+                sandbox_config.hostname or sandbox_config.name)[:63].rstrip("-.")
+            hostname.write_text(name + "\n")
             spec = oci_spec(config, argv, env, cwd, rootfs, str(hostname))
             (cdir / "config.json").write_text(json.dumps(spec))
             await asyncio.to_thread(mountns.mount_overlay, str(img.rootfs), str(cdir / "upper"),
