@@ -34,6 +34,7 @@ from kybern.apiserver import (
     admission_webhooks,
     allocators,
     authz,
+    bootstraptokens,
     componentstatus,
     csr,
     discovery,
@@ -760,6 +761,8 @@ class APIServer:
                 bearer = auth[7:] if auth.startswith("Bearer ") else _bearer(auth)
                 if bearer not in self.tokens:
                     user = await satokens.authenticate(self, bearer) if bearer.count(".") == 2 else None
+                    if user is None and bootstraptokens.is_bootstrap_token(bearer):
+                        user = await bootstraptokens.authenticate(self, bearer)
                     if user is None and self.client_ca:  # no token: the client certificate's user, if any
                         user = csr.peer_user(request)
                     if user is None:

@@ -35,6 +35,7 @@ from kybern.controllers.rootca import RootCAPublisher
 from kybern.controllers.serviceaccounts import ServiceAccountsController
 from kybern.controllers.statefulset import StatefulSetController
 from kybern.controllers.storageprotection import StorageProtectionController
+from kybern.controllers.tokencleaner import TokenCleaner
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ _BUILDERS: dict[str, Any] = {
     "storage-protection": StorageProtectionController,
     "csrsigning": CSRSigningController,
     "csrapproving": CSRApprovingController,
+    "tokencleaner": TokenCleaner,
 }
 NAMES: list[str] = list(_BUILDERS)
 

@@ -1,0 +1,45 @@
+"""What a bootstrap token Secret says (kubernetes.io "Authenticating with Bootstrap
+Tokens"): shared by the apiserver's authenticator (apiserver/bootstraptokens.py)
+and the token cleaner (controllers/tokencleaner.py)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+from typing import Any
+
+TOKEN = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
+SECRET_TYPE = "bootstrap.kubernetes.io/token"
+SECRET_PREFIX = "bootstrap-token-"
+
+
+def decoded(secret: dict[str, Any]) -> dict[str, str]:
+    """The Secret's data, base64-decoded (values that do not decode are left out)."""
+    out = {}
+    for k, v in (secret.get("data") or {}).items():
+        try:
+            out[k] = base64.b64decode(v).decode()
+        except (ValueError, TypeError):
+            continue
+    return out
+
+
+def expiration(data: dict[str, str]) -> dt.datetime | None:
+    """The `expiration` (RFC 3339, with its zone); None when there is none or it does not parse."""
+    value = data.get("expiration")
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
+
+
+def expired(data: dict[str, str], now: dt.datetime | None = None) -> bool:
+    """Has the `expiration` passed? An unparsable one counts as passed, as upstream's HasExpired."""
+    if not data.get("expiration"):
+        return False
+    when = expiration(data)
+    return when is None or (now or dt.datetime.now(dt.UTC)) >= when
