@@ -47,6 +47,16 @@ def _validate_selector_and_template(obj: Obj, kind: str = "deployment") -> list[
                                 f"Invalid value: {replicas}: must be greater than or equal to 0"))
     out.extend(validate_deletion_cost((tmpl.get("metadata") or {}).get("annotations"),
                                       "spec.template.metadata.annotations"))
+    if kind == "statefulset" and spec.get("volumeClaimTemplates"):
+        # its pods get a claim volume per volumeClaimTemplate, which their mounts may name
+        # (upstream does not validate a StatefulSet's pod spec at all)
+        pod_spec = tmpl.get("spec") or {}
+        own = {v.get("name") for v in pod_spec.get("volumes") or [] if isinstance(v, dict)}
+        names = [(c.get("metadata") or {}).get("name") for c in spec["volumeClaimTemplates"] if isinstance(c, dict)]
+        # a claim replaces a template volume of its name, as the controller's updateStorage does
+        claims = [{"name": n, "persistentVolumeClaim": {"claimName": n}} for n in names
+                  if isinstance(n, str) and n and n not in own]
+        tmpl = {**tmpl, "spec": {**pod_spec, "volumes": list(pod_spec.get("volumes") or []) + claims}}
     out.extend(validate_pod_template(tmpl, "spec.template"))
     rp = (tmpl.get("spec") or {}).get("restartPolicy")
     if rp not in (None, "Always"):

@@ -10,6 +10,8 @@ import json
 import re
 from typing import Any
 
+from kybern.api.pod_validation import (port_name_causes, port_number_causes, validate_ephemeral_containers,
+                                       validate_pod_only, validate_pod_spec_details)
 from kybern.api.podscheduling import (validate_affinity, validate_taints, validate_tolerations,
                                       validate_topology_spread)
 from kybern.api.registry import ResourceInfo
@@ -194,7 +196,8 @@ def validate_pod_spec(spec: Any, path: str) -> list[Cause]:
         if isinstance(spec.get(key), str) and spec[key]:
             out.extend(validate_dns_label(spec[key], f"{path}.{key}"))
     out.extend(validate_tolerations(spec.get("tolerations"), f"{path}.tolerations"))
-    return out
+    out.extend(validate_labels(spec.get("nodeSelector"), f"{path}.nodeSelector"))
+    return out + validate_pod_spec_details(spec, path)
 
 
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
@@ -278,29 +281,6 @@ def not_supported(field: str, value: Any, supported: tuple[str, ...]) -> Cause:
                                + ", ".join(f'"{v}"' for v in supported), "FieldValueNotSupported")
 
 
-def port_number_causes(value: Any, field: str) -> list[Cause]:
-    """validation.IsValidPortNum."""
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
-        return []
-    return [errors.cause(field, f"Invalid value: {_shown(value)}: must be between 1 and 65535, inclusive")]
-
-
-def port_name_causes(name: str, field: str) -> list[Cause]:
-    """validation.IsValidPortName (an IANA_SVC_NAME), one cause per rule broken."""
-    msgs = []
-    if len(name) > 15:
-        msgs.append("must be no more than 15 characters")
-    if not re.fullmatch(r"[-a-z0-9]+", name):
-        msgs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
-    if not re.search(r"[a-z]", name):
-        msgs.append("must contain at least one letter (a-z)")
-    if "--" in name:
-        msgs.append("must not contain consecutive hyphens")
-    if name and (name[0] == "-" or name[-1] == "-"):
-        msgs.append("must not begin or end with a hyphen")
-    return [errors.cause(field, f"Invalid value: {_shown(name)}: {m}") for m in msgs]
-
-
 def validate_container_ports(ports: Any, path: str) -> list[Cause]:
     """validateContainerPorts: names, containerPort (required), hostPort, protocol."""
     out: list[Cause] = []
@@ -377,7 +357,7 @@ class PodStrategy(Strategy):
                 "message": "Scheduling is blocked due to non-empty scheduling gates"}]
 
     def validate(self, obj: Obj, *, old: Obj | None = None) -> list[Cause]:
-        out = validate_pod_spec(obj.get("spec"), "spec")
+        out = validate_pod_spec(obj.get("spec"), "spec") + validate_pod_only(obj.get("spec"), create=old is None)
         # an update keeps a deletion cost that was already invalid (upstream's
         # AllowInvalidPodDeletionCost for old objects)
         if old is None or deletion_cost_valid((old.get("metadata") or {}).get("annotations")):
@@ -457,6 +437,7 @@ class PodStrategy(Strategy):
             target = c.get("targetContainerName")
             if target and target not in targets:
                 out.append(errors.cause(f"{p}.targetContainerName", f'Not found: "{target}"', "FieldValueNotFound"))
+        out.extend(validate_ephemeral_containers(spec, None, "spec"))
         new_by_name = {c.get("name"): c for c in spec.get("ephemeralContainers") or [] if isinstance(c, dict)}
         for c in (old.get("spec") or {}).get("ephemeralContainers") or []:
             name = c.get("name")

@@ -100,6 +100,29 @@ def test_annotation_keys_and_size_are_validated(cluster, namespace):
             "alphanumeric characters") in p.stderr
 
 
+def test_pod_spec_is_checked_as_validatepodspec(cluster, namespace):
+    """A mount naming no volume, a bad env name in a Deployment's template: refused
+    with kube-apiserver's own message, not stored to fail on the node."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [{"name": "c", "image": "demo:v1",
+                                    "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}}
+    p = cluster.kubectl("apply", "-n", namespace, "-f", "-", check=False, input=json.dumps(pod))
+    assert p.returncode != 0
+    assert p.stderr.strip() == ('The Pod "p" is invalid: spec.containers[0].volumeMounts[0].name: '
+                                'Not found: "data"')
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+              "spec": {"selector": {"matchLabels": {"app": "d"}},
+                       "template": {"metadata": {"labels": {"app": "d"}},
+                                    "spec": {"containers": [{"name": "c", "image": "demo:v1",
+                                                             "env": [{"name": "A=B", "value": "1"}]}]}}}}
+    p = cluster.kubectl("apply", "-n", namespace, "-f", "-", check=False, input=json.dumps(deploy))
+    assert p.returncode != 0
+    assert p.stderr.strip() == (
+        'The Deployment "d" is invalid: spec.template.spec.containers[0].env[0].name: Invalid value: "A=B": '
+        "a valid environment variable name must consist only of printable ASCII characters other than '='")
+    assert cluster.kubectl("get", "deploy,pods", "-n", namespace, "-o", "name").stdout.strip() == ""
+
+
 def test_conflicts_and_not_found(cluster, namespace):
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     code, cm = _request(cluster, "POST", path, json.dumps({"metadata": {"name": "c"}}).encode())
