@@ -358,6 +358,11 @@ class PodStrategy(Strategy):
 
     def validate(self, obj: Obj, *, old: Obj | None = None) -> list[Cause]:
         out = validate_pod_spec(obj.get("spec"), "spec") + validate_pod_only(obj.get("spec"), create=old is None)
+        if old is not None:
+            # a pod stored before a check existed stays updatable (labels, finalizers): its
+            # spec is immutable, so only faults the old spec did not have count
+            before = {(c["field"], c["message"]) for c in validate_pod_spec(old.get("spec"), "spec")}
+            out = [c for c in out if (c["field"], c["message"]) not in before]
         # an update keeps a deletion cost that was already invalid (upstream's
         # AllowInvalidPodDeletionCost for old objects)
         if old is None or deletion_cost_valid((old.get("metadata") or {}).get("annotations")):

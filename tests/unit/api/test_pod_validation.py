@@ -209,3 +209,15 @@ def test_a_pod_may_not_be_created_with_ephemeral_containers():
     causes = s.validate(pod)
     assert {"type": "FieldValueForbidden", "field": "spec.ephemeralContainers",
             "message": "Forbidden: cannot be set on create"} in causes
+
+
+def test_a_pod_stored_before_a_check_stays_updatable():
+    """Only faults the old spec did not have refuse an update (labels, finalizers)."""
+    s = PodStrategy()
+    old = {"metadata": {"name": "p"}, "spec": {"containers": [_c(env=[{"name": "A=B", "value": "1"}])]}}
+    s.default(old)
+    new = copy.deepcopy(old)
+    new["metadata"]["labels"] = {"a": "b"}
+    assert s.validate_update(new, old) == []
+    new["spec"]["containers"][0]["image"] = " busybox"
+    assert [c["field"] for c in s.validate_update(new, old)] == ["spec.containers[0].image"]
