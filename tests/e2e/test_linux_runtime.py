@@ -72,7 +72,10 @@ def test_linux_runtime_runs_a_pod_in_its_image(cluster, namespace, tmp_path):
             st = c.kjson("get", "pod", "chrooted", "-n", ns)["status"]
             return any(s["name"] == "main" and s["ready"] for s in st.get("containerStatuses", []))
         c.wait_for(main_ready, timeout=30, what="main ready (exec probe)")
-        logs = c.kubectl("logs", "chrooted", "-c", "main", "-n", ns).stdout.splitlines()
+        def main_log():  # all of `ls /` (ends with sys) once the log has caught up
+            lines = c.kubectl("logs", "chrooted", "-c", "main", "-n", ns).stdout.splitlines()
+            return lines if "sys" in lines else None
+        logs = c.wait_for(main_log, timeout=10, what="main's output in its log")
         assert logs[0] == 'NAME="kybern linux runtime test"'  # the image's file, not the host's
         # its root is the image's tree plus what the runtime mounts: no /usr, /home, ... of the host
         assert set(logs[1:]) <= {"bin", "etc", "dev", "proc", "sys", "var", "run", "tmp"}, logs

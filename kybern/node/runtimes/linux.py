@@ -39,8 +39,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from kybern.node.runtimes import mountns
 from kybern.node.runtimes.base import (
     CREATED,
@@ -315,13 +313,15 @@ class LinuxRuntime(ProcessRuntime):
 
     def _found(self, c: _Container, argv0: str) -> bool:
         """Whether `argv0` is there now: seen through the container's init process's root."""
+        pid = c.status.pid  # crun's; the container's init is its child (not a scan of all processes)
         try:
-            kids = psutil.Process(c.status.pid).children()
-        except psutil.Error:
-            return True  # exiting: crun says what it finds
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = f.read().split()
+        except OSError:
+            kids = []
         if not kids:
-            return True
-        return find_executable(argv0, f"/proc/{kids[0].pid}/root", c.cwd, c.env.get("PATH", ""), [])
+            return True  # starting or exiting: crun says what it finds
+        return find_executable(argv0, f"/proc/{kids[0]}/root", c.cwd, c.env.get("PATH", ""), [])
 
     def _exec_target(self, c: _Container, cmd: list[str]) -> tuple[list[str], str, str, bool, Any] | None:
         if not self._found(c, cmd[0]):
