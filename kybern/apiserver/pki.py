@@ -77,6 +77,32 @@ def ensure_serving_cert(pki: Path, hosts: list[str]) -> tuple[Path, Path]:
     return crt, key
 
 
+def ensure_kubelet_client_cert(pki: Path) -> tuple[Path, Path]:
+    """The client certificate the apiserver shows the node agents (kubeadm's
+    apiserver-kubelet-client): CN kube-apiserver-kubelet-client, O system:masters, so a
+    node's SubjectAccessReview for it allows every nodes/* subresource."""
+    ca_crt, ca_key = ensure_ca(pki)
+    crt, key = pki / "apiserver-kubelet-client.crt", pki / "apiserver-kubelet-client.key"
+    if crt.exists() and key.exists():
+        return crt, key
+    ca = x509.load_pem_x509_certificate(ca_crt.read_bytes())
+    cak = serialization.load_pem_private_key(ca_key.read_bytes(), None)
+    k = ec.generate_private_key(ec.SECP256R1())
+    now = _dt.datetime.now(_dt.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                                     x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client")]))
+            .issuer_name(ca.subject).public_key(k.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - _dt.timedelta(minutes=5)).not_valid_after(now + _dt.timedelta(days=3650))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(cak, hashes.SHA256()))  # type: ignore[arg-type]
+    tmp = key.with_suffix(".tmp")
+    _write_key(tmp, k)
+    os.replace(tmp, key)
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return crt, key
+
+
 def ensure_token(path: Path) -> str:
     """A random bearer token stored in the data dir (kept across restarts)."""
     if path.exists():

@@ -183,6 +183,7 @@ class APIServer:
         }
         self._node_session: aiohttp.ClientSession | None = None
         self._node_tls: ssl.SSLContext | None = None
+        self.kubelet_client: tuple[str, str] | None = None  # (cert, key) shown to node agents
         self.pod_security = podsecurity.PodSecurity(self).install(self._before_create, self._before_update)
         self.webhooks = admission_webhooks.Webhooks(self)  # dynamic admission control
 
@@ -657,10 +658,16 @@ class APIServer:
             self._node_tls = ssl.create_default_context()
             self._node_tls.check_hostname = False
             self._node_tls.verify_mode = ssl.CERT_NONE
+            if self.kubelet_client is not None:  # who we are to the node (upstream's --kubelet-client-certificate)
+                self._node_tls.load_cert_chain(*self.kubelet_client)
         return self._node_tls
 
     def node_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.node_token}"} if self.node_token else {}
+        """With a client certificate for the nodes, no token: the node authenticates the
+        certificate and asks a SubjectAccessReview, as a kubelet."""
+        if self.kubelet_client is not None or not self.node_token:
+            return {}
+        return {"Authorization": f"Bearer {self.node_token}"}
 
     async def node_url(self, node_name: str) -> str:
         node = await self.store("", "v1", "nodes").get(None, node_name)

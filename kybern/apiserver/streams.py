@@ -3,7 +3,7 @@
 
 As upstream's ExecREST/AttachREST/PortForwardREST, the apiserver checks the
 pod and container, finds the node agent (its InternalIP and kubelet port) and
-proxies the upgrade request there, authenticated with the node token. Once the
+proxies the upgrade request there, over TLS with the apiserver's kubelet client certificate. Once the
 agent answers `101 Switching Protocols` the two connections are spliced byte
 for byte, so every protocol the agent speaks (WebSocket v5/v4 channels, SPDY/3.1,
 SPDY tunnelled in a WebSocket) passes unchanged. A refusal from the agent (a

@@ -101,6 +101,8 @@ async def serve_worker(data_dir: Path, address: str, port: int, datastore: str,
     await runner.setup()  # the watch cache fills from storage here
     gc_tuning.freeze_for_serving()  # before any connection: shorter GC pauses (gc_tuning.py)
     api.client_ca = True
+    api.kubelet_client = (str(data_dir / "pki" / "apiserver-kubelet-client.crt"),  # the first process's
+                          str(data_dir / "pki" / "apiserver-kubelet-client.key"))
     await web.SockSite(runner, sock, ssl_context=ssl_context(str(crt), str(key),
                                                              str(data_dir / "pki" / "ca.crt"))).start()
     try:

@@ -152,6 +152,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     admin_token = pki.ensure_token(data / "admin.token")
     node_token = pki.ensure_token(data / "node.token")
     crt, key = pki.ensure_serving_cert(data / "pki", [cfg.address])
+    kubelet_crt, kubelet_key = pki.ensure_kubelet_client_cert(data / "pki")  # before any API worker starts
     ca_file = data / "pki" / "ca.crt"
     datastore = cfg.datastore or f"sqlite://{data / 'state.db'}"
     store = open_store(datastore)
@@ -182,6 +183,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     await master_endpoints.reconcile(api, host, port)  # where 10.96.0.1:443 leads (start-up writes end here)
     gc_tuning.freeze_for_serving()  # before any connection: shorter GC pauses (gc_tuning.py)
     api.client_ca = True
+    api.kubelet_client = (str(kubelet_crt), str(kubelet_key))
     await web.SockSite(runner, sock, ssl_context=ssl_context(str(crt), str(key), str(ca_file))).start()
     running = Running(url, ca_file, admin_token, node_token, port, [], runner, [], store=store)
     # as kube-apiserver: compact the storage history every 5 minutes (cancelled by stop())

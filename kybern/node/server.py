@@ -11,15 +11,14 @@
     GET /metrics/resource                          the same as Prometheus counters (kubelet metric names)
 
 The apiserver proxies `kubectl logs` here (finding us through the Node's
-InternalIP address and daemonEndpoints.kubeletEndpoint.Port) with the node join
-token; other callers' tokens are checked with the API as the kubelet's webhook
-authentication and authorization do (apiauth.py). Errors are plain text with the kubelet's wording and status code
+InternalIP address and daemonEndpoints.kubeletEndpoint.Port) with its kubelet client
+certificate; every caller (certificate or bearer token) is checked as the kubelet's
+x509 and webhook authentication and webhook authorization do (apiauth.py). Errors are plain text with the kubelet's wording and status code
 (400 for a container that cannot have logs yet, 404 for an unknown pod).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -46,21 +45,25 @@ def make_app(agent: NodeAgent) -> web.Application:
     @web.middleware
     async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
         if agent.token and request.path != "/healthz":
+            # the kubelet's authentication (a client certificate from the cluster CA, else a
+            # bearer token through a TokenReview) and webhook authorization (apiauth.py); the
+            # apiserver comes with its kube-apiserver-kubelet-client certificate
+            transport = request.transport
+            user = serving_cert.peer_user(transport.get_extra_info("ssl_object") if transport else None)
             got = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(got.encode(), f"Bearer {agent.token}".encode()):
-                # anyone else: the kubelet's webhook authentication and authorization (apiauth.py)
-                token = got[7:].strip() if got.startswith("Bearer ") else ""
-                try:
+            token = got[7:].strip() if got.startswith("Bearer ") else ""
+            try:
+                if user is None:
                     user = await webhook.user(token) if token else None
-                    if user is None:
-                        return web.Response(status=401, text="Unauthorized\n")
-                    ok, verb, sub = await webhook.allowed(user, request.method, request.path)
-                except Exception as e:  # noqa: BLE001 - the API unreachable: refuse, as the kubelet does
-                    log.warning("node API: cannot check a caller with the API: %r", e)
+                if user is None:
                     return web.Response(status=401, text="Unauthorized\n")
-                if not ok:
-                    return web.Response(status=403, text=f"Forbidden (user={user.get('username', '')}, verb={verb}, "
-                                                         f"resource=nodes, subresource={sub})\n")
+                ok, verb, sub = await webhook.allowed(user, request.method, request.path)
+            except Exception as e:  # noqa: BLE001 - the API unreachable: refuse, as the kubelet does
+                log.warning("node API: cannot check a caller with the API: %r", e)
+                return web.Response(status=401, text="Unauthorized\n")
+            if not ok:
+                return web.Response(status=403, text=f"Forbidden (user={user.get('username', '')}, verb={verb}, "
+                                                     f"resource=nodes, subresource={sub})\n")
         return await handler(request)
 
     async def healthz(request: web.Request) -> web.Response:
@@ -184,7 +187,8 @@ class NodeServer:
         self._runner = web.AppRunner(make_app(self.agent), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         # HTTPS, as the kubelet's port: its self-signed pair, made at the agent's start (serving_cert.py)
-        tls = serving_cert.server_context(self.agent.data_dir, self.agent.name, [self.address])
+        tls = serving_cert.server_context(self.agent.data_dir, self.agent.name, [self.address],
+                                          client_ca=self.agent.client.ca_file)
         site = web.TCPSite(self._runner, self.address, self.port, ssl_context=tls)
         await site.start()
         for addr in self._runner.addresses:

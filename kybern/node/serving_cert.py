@@ -20,6 +20,7 @@ import os
 import ssl
 import time
 from pathlib import Path
+from typing import Any
 
 CERT, KEY = "kubelet.crt", "kubelet.key"
 VALIDITY = dt.timedelta(days=365)
@@ -112,13 +113,33 @@ def _generate(cert_file: Path, key_file: Path, name: str, addresses: list[str]) 
     os.replace(tmp, cert_file)
 
 
-def server_context(data_dir: str | os.PathLike[str], name: str, addresses: list[str]) -> ssl.SSLContext:
+def server_context(data_dir: str | os.PathLike[str], name: str, addresses: list[str],
+                   client_ca: str | None = None) -> ssl.SSLContext:
     """The TLS context the node API serves with: the kept pair, made here only if none
-    exists yet (a node run inside `kybern up`, or a bootstrap child that failed)."""
+    exists yet (a node run inside `kybern up`, or a bootstrap child that failed). With
+    `client_ca` (the cluster's CA, the kubelet's --client-ca-file) a client certificate
+    is asked for, not required; one that is sent must chain to it."""
     cert_file, key_file = paths(data_dir)
     if not (cert_file.exists() and key_file.exists()):
         ensure(data_dir, name, addresses)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert_file, key_file)
+    if client_ca:
+        ctx.load_verify_locations(client_ca)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)  # the cluster CA predates SKI/AKI extensions
     return ctx
+
+
+def peer_user(ssl_object: ssl.SSLObject | None) -> dict[str, Any] | None:
+    """The x509 authenticator's user for a verified client certificate: the subject's
+    CN, its O values as groups (upstream's CommonNameUserConversion)."""
+    cert = ssl_object.getpeercert() if ssl_object is not None else None
+    if not cert:
+        return None
+    attrs = [kv for rdn in cert.get("subject") or () for kv in rdn]
+    cn = next((v for k, v in attrs if k == "commonName"), "")
+    if not cn:
+        return None
+    return {"username": cn, "groups": [*(v for k, v in attrs if k == "organizationName"), "system:authenticated"]}
 

@@ -111,6 +111,16 @@ def test_node_api_takes_service_account_tokens_by_rbac(cluster, namespace):
                                               "resource=nodes, subresource=proxy)\n")
         assert get("/metrics", nobody)[0] == 403
         assert get("/metrics", "not-a-token") == (401, "Unauthorized\n")
+        # the join token is no key to the node API (it is only a node's identity); the apiserver
+        # comes with its kube-apiserver-kubelet-client certificate (system:masters), as upstream's
+        node_token = (cluster.dir / "data" / "node.token").read_text().strip()
+        assert get("/pods", node_token)[0] == 403
+        pki = cluster.dir / "data" / "pki"
+        as_apiserver = ssl.create_default_context()
+        as_apiserver.check_hostname, as_apiserver.verify_mode = False, ssl.CERT_NONE
+        as_apiserver.load_cert_chain(pki / "apiserver-kubelet-client.crt", pki / "apiserver-kubelet-client.key")
+        with urllib.request.urlopen(base + "/pods", timeout=10, context=as_apiserver) as r:
+            assert r.status == 200 and b'"PodList"' in r.read()
     finally:
         cluster.kubectl("delete", "clusterrolebinding", role, "--ignore-not-found")
         cluster.kubectl("delete", "clusterrole", role)
