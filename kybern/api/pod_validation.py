@@ -939,9 +939,46 @@ def validate_pod_spec_details(spec: dict[str, Any], path: str) -> list[Cause]:
             out.append(invalid(f"{path}.hostAliases[{i}].ip", alias.get("ip") or "", _IP_MSG))
         for j, h in enumerate(_l(alias.get("hostnames"))):
             out += validate_dns_subdomain(h if isinstance(h, str) else "", f"{path}.hostAliases[{i}].hostnames[{j}]")
-    pcn = spec.get("priorityClassName")
-    if isinstance(pcn, str) and pcn and not (len(pcn) <= 253 and DNS1123_SUBDOMAIN.match(pcn)):
-        out += validate_dns_subdomain(pcn, f"{path}.priorityClassName")
+    seen: set[str] = set()
+    for i, gate in enumerate(_l(spec.get("schedulingGates"))):
+        g = _d(gate).get("name") if isinstance(_d(gate).get("name"), str) else ""
+        out += [invalid(f"{path}.schedulingGates[{i}]", g, m) for m in qualified_name_errors(g)]
+        if g in seen:
+            out.append(duplicate(f"{path}.schedulingGates[{i}]", g))
+        seen.add(g)
+    for key in ("priorityClassName", "runtimeClassName"):
+        name = spec.get(key)
+        if isinstance(name, str) and (key == "runtimeClassName" or name) \
+                and not (len(name) <= 253 and DNS1123_SUBDOMAIN.match(name)):
+            out += validate_dns_subdomain(name, f"{path}.{key}")
+    pp = spec.get("preemptionPolicy")
+    if pp == "":
+        out.append(required(f"{path}.preemptionPolicy"))
+    elif pp is not None and pp not in ("PreemptLowerPriority", "Never"):
+        out.append(not_supported(f"{path}.preemptionPolicy", pp, ("PreemptLowerPriority", "Never")))
+    return out + _os(spec, path)
+
+
+def _os(spec: dict[str, Any], path: str) -> list[Cause]:
+    """validateOS, and validateLinux: no Windows options in a linux pod."""
+    os_ = spec.get("os")
+    if os_ is None:
+        return []
+    name = _d(os_).get("name") or ""
+    if not name:
+        return [required(f"{path}.os.name")]
+    if name not in ("linux", "windows"):
+        return [not_supported(f"{path}.os", name, ("linux", "windows"))]
+    if name != "linux":
+        return []
+    out = []
+    if _d(spec.get("securityContext")).get("windowsOptions") is not None:
+        out.append(forbidden(f"{path}.securityContext.windowsOptions", "windows options cannot be set for a linux pod"))
+    for kind in ("containers", "initContainers", "ephemeralContainers"):
+        for i, c in enumerate(_l(spec.get(kind))):
+            if _d(_d(c).get("securityContext")).get("windowsOptions") is not None:
+                out.append(forbidden(f"{path}.{kind}[{i}].securityContext.windowsOptions",
+                                     "windows options cannot be set for a linux pod"))
     return out
 
 

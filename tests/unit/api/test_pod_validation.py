@@ -157,6 +157,17 @@ BAD = [
     ({"containers": [_c(ports=[{"containerPort": 80, "hostPort": 80}]),
                      _c(name="d", ports=[{"containerPort": 81, "hostPort": 80}])]},
      ("spec.containers[1].ports[0].hostPort", "FieldValueDuplicate", 'Duplicate value: "TCP//80"')),
+    # scheduling and runtime fields
+    ({"schedulingGates": [{"name": "example.com/wait"}, {"name": "example.com/wait"}]},
+     ("spec.schedulingGates[1]", "FieldValueDuplicate", 'Duplicate value: "example.com/wait"')),
+    ({"preemptionPolicy": "Sometimes"},
+     ("spec.preemptionPolicy", "FieldValueNotSupported",
+      'Unsupported value: "Sometimes": supported values: "PreemptLowerPriority", "Never"')),
+    ({"os": {"name": "darwin"}},
+     ("spec.os", "FieldValueNotSupported", 'Unsupported value: "darwin": supported values: "linux", "windows"')),
+    ({"os": {"name": "linux"}, "containers": [_c(securityContext={"windowsOptions": {"runAsUserName": "u"}})]},
+     ("spec.containers[0].securityContext.windowsOptions", "FieldValueForbidden",
+      "Forbidden: windows options cannot be set for a linux pod")),
 ]
 
 
