@@ -16,7 +16,8 @@ import json
 import re
 from typing import Any
 
-from kybern.api.strategy import DNS1123_SUBDOMAIN, qualified_name_errors, validate_dns_label, validate_dns_subdomain
+from kybern.api.strategy import (DNS1123_SUBDOMAIN, _go_strings, qualified_name_errors, validate_dns_label,
+                                 validate_dns_subdomain)
 from kybern.machinery import errors, quantity
 
 Cause = dict[str, str]
@@ -66,14 +67,17 @@ _IP_MSG = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
 # -- field.Error, as kube-apiserver prints it --------------------------------------
 
 def _shown(value: Any) -> str:
-    """field.Error's rendering of a bad value: strings quoted, numbers and booleans
-    bare, anything else as JSON."""
+    """field.Error's rendering of a bad value (1.32: Go's %q, %v or %#v): strings quoted,
+    numbers and booleans bare, a string list as `[]string{"a", "b"}`. Structs, which
+    upstream prints as Go values with pointer addresses, are shown as JSON."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return str(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return _go_strings(value)
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -146,7 +146,7 @@ BAD = [
     ({"dnsPolicy": "None"},
      ("spec.dnsConfig", "FieldValueRequired", "Required value: must provide `dnsConfig` when `dnsPolicy` is None")),
     ({"dnsConfig": {"nameservers": ["1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4"]}},
-     ("spec.dnsConfig.nameservers", "FieldValueInvalid", 'Invalid value: ["1.1.1.1","1.0.0.1","8.8.8.8","8.8.4.4"]: '
+     ("spec.dnsConfig.nameservers", "FieldValueInvalid", 'Invalid value: []string{"1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4"}: '
       "must not have more than 3 nameservers")),
     ({"dnsConfig": {"nameservers": ["dns.example"]}},
      ("spec.dnsConfig.nameservers[0]", "FieldValueInvalid",
