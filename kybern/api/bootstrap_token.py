@@ -12,6 +12,9 @@ from typing import Any
 TOKEN = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
 SECRET_TYPE = "bootstrap.kubernetes.io/token"
 SECRET_PREFIX = "bootstrap-token-"
+# the extra group of `kybern token create`'s tokens, as kubeadm's
+# system:bootstrappers:kubeadm:default-node-token: it may ask for node client certificates
+NODE_GROUP = "system:bootstrappers:kybern:default-node-token"
 
 
 def decoded(secret: dict[str, Any]) -> dict[str, str]:

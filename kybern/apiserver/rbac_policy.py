@@ -15,6 +15,7 @@ import copy
 import logging
 from typing import TYPE_CHECKING, Any
 
+from kybern.api import bootstrap_token
 from kybern.apiserver.store import Predicate
 from kybern.machinery import errors, selectors
 
@@ -254,9 +255,12 @@ CLUSTER_ROLE_BINDINGS: list[dict[str, Any]] = [
     # no subjects: the Node authorizer grants nodes these rules (as upstream since 1.8)
     _binding("system:node", []),
     _binding("system:node-proxier", [_subject("User", "system:kube-proxy")]),
-    # as kubeadm's kubeadm:node-autoapprove-bootstrap and ...-certificate-rotation: the node join
-    # token's identity gets node client certificates approved, a node renews its own
-    _binding("kybern:node-autoapprove-bootstrap", [_subject("User", NODE_TOKEN_USER)],
+    # as kubeadm's kubeadm:kubelet-bootstrap, kubeadm:node-autoapprove-bootstrap and
+    # ...-certificate-rotation: the node join token's identity and `kybern token create`'s
+    # bootstrap tokens ask for node client certificates, which are approved; a node renews its own
+    _binding("kybern:kubelet-bootstrap", [_subject("Group", bootstrap_token.NODE_GROUP)], "system:node-bootstrapper"),
+    _binding("kybern:node-autoapprove-bootstrap", [_subject("User", NODE_TOKEN_USER),
+                                                   _subject("Group", bootstrap_token.NODE_GROUP)],
              "system:certificates.k8s.io:certificatesigningrequests:nodeclient"),
     _binding("kybern:node-autoapprove-certificate-rotation", [_subject("Group", "system:nodes")],
              "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"),

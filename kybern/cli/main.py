@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from kybern.cli import cluster, kubeconfig, serverloop
+from kybern.cli import cluster, kubeconfig, serverloop, tokens
 
 REGION_LABEL = "topology.kubernetes.io/region"
 DEFAULT_DATA = Path(os.environ.get("KYBERN_DATA_DIR", str(Path.home() / ".kybern")))
@@ -347,6 +347,9 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
                                                                   addresses=[address])
             creds: dict[str, Any] = {"cert_file": cert, "key_file": key}
         except bootstrap.BootstrapError as e:
+            if tokens.is_bootstrap_token(token):  # it may only ask for a certificate: nothing to go on with
+                await client.close()
+                raise click.ClickException(f"{e} (with bootstrap token {token.split('.')[0]})") from None
             logging.getLogger("kybern.node.bootstrap").warning("%s; node %s goes on with the join token", e, name)
             creds = {"token": token}
         await client.close()
@@ -563,6 +566,8 @@ def image_list(data_dir: Path) -> None:
     for img in ImageStore(str(data_dir / "node")).list():
         click.echo(img.get("ref", str(img)))
 
+
+main.add_command(tokens.token)
 
 if __name__ == "__main__":
     main()

@@ -104,3 +104,41 @@ def test_the_agent_keeps_no_x509_library_after_its_bootstrap(cluster):
     maps = {m.path for m in agent.memory_maps()}
     assert maps and not [m for m in maps if "/cryptography/" in m], sorted(m for m in maps if "cryptography" in m)
     assert (cluster.dir / "data" / "node" / "pki" / "kubelet-client.crt").exists()
+
+
+def test_an_agent_joins_with_a_bootstrap_token(cluster, tmp_path):
+    """`kybern token create` makes a bootstrap token (as `kubeadm token create`) that an
+    agent joins with: its CSR is requested by system:bootstrap:<id>, approved and issued,
+    and the node runs as system:node:<name>; an unknown token is refused at once."""
+    import sys
+
+    from tests.conftest import start_agent, stop_agent
+
+    data = ["--data-dir", str(cluster.dir / "data")]
+
+    def kybern(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kybern.cli.main", *args], capture_output=True, text=True,
+                              env=cluster.env, timeout=60)
+
+    token = kybern("token", "create", "--ttl", "10m", "--description", "for boot-n", *data).stdout.strip()
+    token_id = token.split(".")[0]
+    listed = kybern("token", "list", *data).stdout
+    assert "TOKEN" in listed and token in listed and "for boot-n" in listed
+    assert "system:bootstrappers:kybern:default-node-token" in listed
+    agent = start_agent(cluster, "boot-n", tmp_path / "agent", "--pod-network", "host", token=token)
+    try:
+        cluster.wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in
+                                     cluster.kjson("get", "node", "boot-n")["status"]["conditions"]),
+                         timeout=60, what="the node joined with a bootstrap token")
+        csrs = cluster.kjson("get", "csr")["items"]
+        assert any(c["spec"]["username"] == f"system:bootstrap:{token_id}" and
+                   c["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet" for c in csrs)
+    finally:
+        stop_agent(agent)
+        cluster.kubectl("delete", "node", "boot-n", "--ignore-not-found")
+    assert "deleted" in kybern("token", "delete", token_id, *data).stdout
+    p = subprocess.run([sys.executable, "-m", "kybern.cli.main", "agent", "--server", cluster.server, "--token", token,
+                        "--ca-file", str(cluster.dir / "data" / "pki" / "ca.crt"), "--name", "boot-m",
+                        "--data-dir", str(tmp_path / "agent2")], capture_output=True, text=True, timeout=60,
+                       env=cluster.env)
+    assert p.returncode == 1 and f"Unauthorized (with bootstrap token {token_id})" in p.stderr
