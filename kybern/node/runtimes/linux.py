@@ -159,13 +159,13 @@ def oci_process(config: ContainerConfig, argv: list[str], env: dict[str, str], c
     user: dict[str, Any] = {"uid": config.run_as_user or 0, "gid": config.run_as_group or 0}
     if config.supplemental_groups:
         user["additionalGids"] = list(config.supplemental_groups)
-    caps = DEFAULT_CAPABILITIES if (config.run_as_user or 0) == 0 else []
     return {
         "terminal": False,  # a TTY gets the agent's pty as its stdio (stdio.py)
         "user": user, "args": argv, "cwd": cwd,
         "env": [f"{k}={v}" for k, v in ({"TERM": "xterm"} if tty else {}).items()] +
                [f"{k}={v}" for k, v in env.items()],
-        "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+        # as containerd, whatever the user: a non-root program loses them at its exec (no ambient set)
+        "capabilities": {k: DEFAULT_CAPABILITIES for k in ("bounding", "effective", "permitted")},
         "noNewPrivileges": False,
     }
 
