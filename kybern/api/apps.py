@@ -51,12 +51,14 @@ def _validate_selector_and_template(obj: Obj, kind: str = "deployment") -> list[
         # its pods get a claim volume per volumeClaimTemplate, which their mounts may name
         # (upstream does not validate a StatefulSet's pod spec at all)
         pod_spec = tmpl.get("spec") or {}
-        own = {v.get("name") for v in pod_spec.get("volumes") or [] if isinstance(v, dict)}
         names = [(c.get("metadata") or {}).get("name") for c in spec["volumeClaimTemplates"] if isinstance(c, dict)]
-        # a claim replaces a template volume of its name, as the controller's updateStorage does
-        claims = [{"name": n, "persistentVolumeClaim": {"claimName": n}} for n in names
-                  if isinstance(n, str) and n and n not in own]
-        tmpl = {**tmpl, "spec": {**pod_spec, "volumes": list(pod_spec.get("volumes") or []) + claims}}
+        names = [n for n in names if isinstance(n, str) and n]
+        # a claim replaces a template volume of its name (in place, so other volumes keep their
+        # index in messages), as the controller's updateStorage does
+        claim = {n: {"name": n, "persistentVolumeClaim": {"claimName": n}} for n in names}
+        volumes = [claim.pop(v["name"]) if isinstance(v, dict) and v.get("name") in claim else v
+                   for v in pod_spec.get("volumes") or []]
+        tmpl = {**tmpl, "spec": {**pod_spec, "volumes": volumes + list(claim.values())}}
     out.extend(validate_pod_template(tmpl, "spec.template"))
     rp = (tmpl.get("spec") or {}).get("restartPolicy")
     if rp not in (None, "Always"):

@@ -232,3 +232,20 @@ def test_a_pod_stored_before_a_check_stays_updatable():
     assert s.validate_update(new, old) == []
     new["spec"]["containers"][0]["image"] = " busybox"
     assert [c["field"] for c in s.validate_update(new, old)] == ["spec.containers[0].image"]
+
+
+def test_a_statefulset_mounts_its_claim_templates():
+    """Its pods get a claim volume per volumeClaimTemplate (replacing a template volume
+    of that name), so the template may mount them; other names are still Not found."""
+    from kybern.api.apps import StatefulSetStrategy
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w"},
+           "spec": {"serviceName": "w", "selector": {"matchLabels": {"app": "w"}},
+                    "template": {"metadata": {"labels": {"app": "w"}},
+                                 "spec": {"volumes": [{"name": "data", "hostPath": {"path": ""}}],
+                                          "containers": [_c(volumeMounts=[{"name": "data", "mountPath": "/d"},
+                                                                          {"name": "logs", "mountPath": "/l"}])]}},
+                    "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {}}]}}
+    s = StatefulSetStrategy()
+    s.prepare_for_create(sts)
+    assert [(c["field"], c["message"]) for c in s.validate(sts)] == [
+        ("spec.template.spec.containers[0].volumeMounts[1].name", 'Not found: "logs"')]
