@@ -29,6 +29,8 @@ GROUP = "rbac.authorization.k8s.io"
 MASTERS = "system:masters"
 AUTHENTICATED = "system:authenticated"
 UNAUTHENTICATED = "system:unauthenticated"
+# who a request with no credentials is, with --anonymous-auth (upstream's default)
+ANONYMOUS: dict[str, Any] = {"username": "system:anonymous", "groups": [UNAUTHENTICATED]}
 NODES_GROUP = "system:nodes"
 SA_PREFIX = "system:serviceaccount:"
 MODES = ("AlwaysAllow", "AlwaysDeny", "Node", "RBAC")

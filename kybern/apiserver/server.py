@@ -115,7 +115,7 @@ def _bearer(auth: str) -> str:
 class APIServer:
     def __init__(self, storage: Store, *, tokens: set[str] | None = None, node_token: str | None = None,
                  registry: Registry | None = None, advertise: str = "127.0.0.1:6443",
-                 authorization_modes: str = authz.DEFAULT_MODES) -> None:
+                 authorization_modes: str = authz.DEFAULT_MODES, anonymous_auth: bool = True) -> None:
         self.registry = registry or builtin_registry()
         self.watch_cache: WatchCache
         self.metrics = APIMetrics(self.registry, lambda: self.watch_cache.counts())
@@ -129,6 +129,8 @@ class APIServer:
         self.metrics_api = metricsapi.MetricsAPI(self)  # metrics.k8s.io, answered from the node agents
         self.tokens = tokens or set()
         self.node_token = node_token
+        # kube-apiserver's --anonymous-auth: a request with no credentials is system:anonymous
+        self.anonymous_auth = anonymous_auth
         # authorization applies to authenticated requests (a server without tokens has no authn)
         self.authorizer = authz.Authorizer(self, authz.parse_modes(authorization_modes))
         self._aggregator: rbac_policy.Aggregator | None = None
@@ -772,6 +774,8 @@ class APIServer:
                         user = await bootstraptokens.authenticate(self, bearer)
                     if user is None and self.client_ca:  # no token: the client certificate's user, if any
                         user = csr.peer_user(request)
+                    if user is None and not bearer and self.anonymous_auth:  # no credentials at all
+                        user = authz.ANONYMOUS
                     if user is None:
                         e0 = errors.unauthorized()
                         resp = rest.pretty_printed(request, rest.status_response(e0))

@@ -60,10 +60,11 @@ def share_store(store: Any) -> None:
 
 def worker(index: int, address: str, port: int, data_dir: Path, datastore: str,
            admission_config: Path | None = None, authorization_mode: str = "Node,RBAC",
-           audit: AuditFlags | None = None) -> Child:
+           audit: AuditFlags | None = None, anonymous_auth: bool = True) -> Child:
     """Worker `index`, to be run (and restarted if it exits) by the first process."""
     extra = ["--admission-control-config-file", str(admission_config)] if admission_config else []
-    extra += ["--authorization-mode", authorization_mode, *(audit.args() if audit else [])]
+    extra += ["--authorization-mode", authorization_mode, "--anonymous-auth", str(anonymous_auth).lower(),
+              *(audit.args() if audit else [])]
     return Child(f"apiserver worker {index}", [
         "api-worker", "--data-dir", str(data_dir), "--address", address, "--port", str(port),
         "--datastore", datastore, "--index", str(index), *extra], own_session=True)
@@ -71,7 +72,7 @@ def worker(index: int, address: str, port: int, data_dir: Path, datastore: str,
 
 async def serve_worker(data_dir: Path, address: str, port: int, datastore: str,
                        admission_config: Path | None = None, authorization_mode: str = "Node,RBAC",
-                       audit: AuditFlags | None = None) -> None:
+                       audit: AuditFlags | None = None, anonymous_auth: bool = True) -> None:
     """One worker: an apiserver on the shared port until SIGTERM."""
     from kybern.apiserver import pki
     from kybern.apiserver.server import APIServer, ssl_context
@@ -89,7 +90,7 @@ async def serve_worker(data_dir: Path, address: str, port: int, datastore: str,
     share_store(store)
     host, port = sock.getsockname()[:2]
     api = APIServer(store, tokens={admin_token, node_token}, node_token=node_token, advertise=f"{host}:{port}",
-                    authorization_modes=authorization_mode)
+                    authorization_modes=authorization_mode, anonymous_auth=anonymous_auth)
     api.auditor = audit.auditor() if audit else None
     if admission_config is not None:
         from kybern.apiserver import podsecurity

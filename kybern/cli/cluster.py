@@ -75,6 +75,8 @@ class ClusterConfig:
     admission_config: Path | None = None
     # kube-apiserver's --authorization-mode (docs/rbac.md)
     authorization_mode: str = "Node,RBAC"
+    # kube-apiserver's --anonymous-auth (docs/rbac.md)
+    anonymous_auth: bool = True
     # kube-apiserver's --audit-* flags (docs/apiserver.md, Auditing); None: no auditing
     audit: Any = None
 
@@ -158,7 +160,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
     store = open_store(datastore)
     host = "127.0.0.1" if cfg.address in ("0.0.0.0", "::") else cfg.address
     api = APIServer(store, tokens={admin_token, node_token}, node_token=node_token,
-                    authorization_modes=cfg.authorization_mode,
+                    authorization_modes=cfg.authorization_mode, anonymous_auth=cfg.anonymous_auth,
                     advertise=f"{host}:{cfg.port}")
     api.auditor = cfg.audit.auditor() if cfg.audit is not None else None
     if cfg.admission_config is not None:
@@ -195,7 +197,7 @@ async def start(cfg: ClusterConfig, *, on_ready: Callable[[Running], None] | Non
         for i in range(1, cfg.api_workers):
             running.tasks.append(asyncio.create_task(
                 apiworkers.worker(i, cfg.address, port, data, datastore, cfg.admission_config,
-                                  cfg.authorization_mode, cfg.audit).run(),
+                                  cfg.authorization_mode, cfg.audit, cfg.anonymous_auth).run(),
                 name=f"apiserver-worker-{i}"))
 
     def client(agent: str) -> Client:

@@ -103,6 +103,12 @@ def _logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+ANONYMOUS_AUTH_OPT: dict = {
+    "type": click.BOOL, "default": True, "show_default": True,
+    "help": "kube-apiserver's --anonymous-auth: a request with no credentials is user system:anonymous (group "
+            "system:unauthenticated), which RBAC authorizes; false: it is 401 Unauthorized (docs/rbac.md)."}
+
+
 def _authorization_mode(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """--authorization-mode checked before anything starts, as kube-apiserver does."""
     from kybern.apiserver import authz
@@ -163,6 +169,7 @@ def main() -> None:
               callback=_authorization_mode,
               help="kube-apiserver's authorizers, in order: a comma list of AlwaysAllow, AlwaysDeny, Node, RBAC "
                    "(docs/rbac.md).")
+@click.option("--anonymous-auth", "anonymous_auth", **ANONYMOUS_AUTH_OPT)
 @click.option("--leader-elect/--no-leader-elect", **LEADER_ELECT_OPT)
 @leader_elect_timing
 @click.option("--pod-manifest-path", "pod_manifest_path", **MANIFEST_PATH_OPT)
@@ -172,7 +179,8 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
        zone: str | None, no_node: bool, pod_network: str, proxy_mode: str, ingress_http_port: int | None,
        ingress_https_port: int | None, ingress_plane: str, no_ingress: bool, dns_address: str, dns_port: int,
        no_dns: bool, verbose: int, max_pods: int, runtime: str, agent_in_process: bool,
-       region: str | None, admission_config: Path | None, authorization_mode: str, leader_elect: bool | None,
+       region: str | None, admission_config: Path | None, authorization_mode: str, anonymous_auth: bool,
+       leader_elect: bool | None,
        leader_elect_lease_duration: float, leader_elect_renew_deadline: float, leader_elect_retry_period: float,
        pod_manifest_path: Path | None, audit_policy_file: str | None, audit_log_path: str, audit_log_maxage: int,
        audit_log_maxbackup: int, audit_log_maxsize: int) -> None:
@@ -195,7 +203,7 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
                                 max_pods=max_pods, runtime=runtime, agent_process=not agent_in_process,
                                 verbose=verbose, labels={REGION_LABEL: region} if region else {},
                                 admission_config=admission_config, authorization_mode=authorization_mode,
-                                leader_elect=leader_elect,
+                                anonymous_auth=anonymous_auth, leader_elect=leader_elect,
                                 leader_timing=_leader_timing(leader_elect_lease_duration, leader_elect_renew_deadline,
                                                              leader_elect_retry_period),
                                 pod_manifest_path=pod_manifest_path.resolve() if pod_manifest_path else None,
@@ -242,12 +250,13 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
               callback=_authorization_mode,
               help="kube-apiserver's authorizers, in order: a comma list of AlwaysAllow, AlwaysDeny, Node, RBAC "
                    "(docs/rbac.md).")
+@click.option("--anonymous-auth", "anonymous_auth", **ANONYMOUS_AUTH_OPT)
 @click.option("--leader-elect/--no-leader-elect", **LEADER_ELECT_OPT)
 @leader_elect_timing
 @audit_flags
 @click.option("-v", "--verbose", count=True)
 def server(data_dir: Path, address: str, port: int, datastore: str, api_workers: int, no_controllers: bool,
-           no_scheduler: bool, verbose: int, admission_config: Path | None, authorization_mode: str,
+           no_scheduler: bool, verbose: int, admission_config: Path | None, authorization_mode: str, anonymous_auth: bool,
            leader_elect: bool | None, leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
            leader_elect_retry_period: float, audit_policy_file: str | None, audit_log_path: str, audit_log_maxage: int,
            audit_log_maxbackup: int, audit_log_maxsize: int) -> None:
@@ -262,7 +271,8 @@ def server(data_dir: Path, address: str, port: int, datastore: str, api_workers:
     cfg = cluster.ClusterConfig(data_dir=data_dir, address=address, port=port, datastore=datastore,
                                 api_workers=api_workers, run_node=False, run_controllers=not no_controllers,
                                 run_scheduler=not no_scheduler, admission_config=admission_config,
-                                authorization_mode=authorization_mode, leader_elect=leader_elect,
+                                authorization_mode=authorization_mode, anonymous_auth=anonymous_auth,
+                                leader_elect=leader_elect,
                                 leader_timing=_leader_timing(leader_elect_lease_duration, leader_elect_renew_deadline,
                                                              leader_elect_retry_period), audit=audit)
 
@@ -471,9 +481,11 @@ def scheduler_cmd(server_url: str, token: str, ca_file: str | None, name: str, v
 @click.option("--index", type=int, default=1)
 @click.option("--admission-control-config-file", "admission_config", default=None, type=click.Path(path_type=Path))
 @click.option("--authorization-mode", "authorization_mode", default="Node,RBAC")
+@click.option("--anonymous-auth", "anonymous_auth", type=click.BOOL, default=True)
 @audit_flags
 def api_worker(data_dir: Path, address: str, port: int, datastore: str, index: int,
-               admission_config: Path | None, authorization_mode: str, audit_policy_file: str | None, audit_log_path: str,
+               admission_config: Path | None, authorization_mode: str, anonymous_auth: bool,
+               audit_policy_file: str | None, audit_log_path: str,
                audit_log_maxage: int, audit_log_maxbackup: int, audit_log_maxsize: int) -> None:
     """One extra apiserver process, started by `--api-workers` (not run by hand)."""
     _logging(0)
@@ -481,7 +493,7 @@ def api_worker(data_dir: Path, address: str, port: int, datastore: str, index: i
 
     audit = _audit(audit_policy_file, audit_log_path, audit_log_maxage, audit_log_maxbackup, audit_log_maxsize)
     serverloop.run(apiworkers.serve_worker(data_dir, address, port, datastore, admission_config, authorization_mode,
-                                           audit))
+                                           audit, anonymous_auth))
 
 
 def _check_admission_config(path: Path | None) -> None:

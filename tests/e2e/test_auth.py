@@ -12,10 +12,19 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-def test_requests_without_a_token_are_401_but_health_is_public(cluster):
+def test_requests_without_credentials_are_anonymous_and_health_is_public(cluster):
+    """kube-apiserver's default --anonymous-auth: no credentials is system:anonymous, which
+    RBAC lets read only the public paths; a bad token is 401."""
     ctx = ssl.create_default_context(cafile=str(cluster.dir / "data" / "pki" / "ca.crt"))
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(cluster.server + "/api/v1/namespaces", context=ctx, timeout=10)
+    assert e.value.code == 403
+    assert json.loads(e.value.read())["message"] == \
+        'namespaces is forbidden: User "system:anonymous" cannot list resource "namespaces" in API group "" ' \
+        "at the cluster scope"
+    req = urllib.request.Request(cluster.server + "/api/v1/namespaces", headers={"Authorization": "Bearer nope"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, context=ctx, timeout=10)
     assert e.value.code == 401
     assert json.loads(e.value.read())["reason"] == "Unauthorized"
     with urllib.request.urlopen(cluster.server + "/readyz", context=ctx, timeout=10) as r:

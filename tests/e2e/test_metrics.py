@@ -56,15 +56,16 @@ def test_request_storage_and_watch_series(cluster, namespace):
     assert "apiserver_watch_events_total" in m
 
 
-def test_metrics_requires_the_bearer_token(cluster):
+def test_metrics_is_not_for_anonymous_requests(cluster):
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     try:
         urllib.request.urlopen(cluster.server + "/metrics", context=ctx, timeout=10)
-        raise AssertionError("expected 401")
-    except urllib.error.HTTPError as e:
-        assert e.code == 401
+        raise AssertionError("expected 403")
+    except urllib.error.HTTPError as e:  # system:anonymous may not get /metrics (system:monitoring may)
+        assert e.code == 403
+        assert 'User \\"system:anonymous\\" cannot get path \\"/metrics\\"' in e.read().decode()
 
 
 def test_node_api_takes_service_account_tokens_by_rbac(cluster, namespace):
