@@ -182,12 +182,10 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
 
 
 def start_agent(c: Cluster, name: str, data_dir: Path, *extra: str, env: dict[str, str] | None = None,
-                log: Path | None = None, wrap: tuple[str, ...] = (),
-                token: str | None = None) -> subprocess.Popen[bytes]:
+                log: Path | None = None, wrap: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     """Join another node to `c` with `kybern agent`, as a user would (`wrap`: a
-    command that runs it, e.g. `ip netns exec NS`, which execs it in turn), with the
-    cluster's join token or `token` (e.g. a bootstrap token)."""
-    token = token or (c.dir / "data" / "node.token").read_text().strip()
+    command that runs it, e.g. `ip netns exec NS`, which execs it in turn)."""
+    token = (c.dir / "data" / "node.token").read_text().strip()
     return subprocess.Popen([*wrap, sys.executable, "-m", "kybern.cli.main", "agent", "--server", c.server,
                              "--token", token, "--ca-file", str(c.dir / "data" / "pki" / "ca.crt"),
                              "--name", name, "--data-dir", str(data_dir), *extra],

@@ -46,3 +46,20 @@ def expired(data: dict[str, str], now: dt.datetime | None = None) -> bool:
         return False
     when = expiration(data)
     return when is None or (now or dt.datetime.now(dt.UTC)) >= when
+
+
+def detached_signature(content: str, token_id: str, token_secret: str) -> str:
+    """The `jws-kubeconfig-<id>` value the bootstrap signer keeps in kube-public/cluster-info
+    (upstream's cluster-bootstrap jws.ComputeDetachedSignature): a compact JWS of `content`,
+    HS256 keyed by the whole token, `kid` the token id, with the payload left out
+    (`header..signature`)."""
+    import hashlib
+    import hmac
+
+    def b64(b: bytes) -> str:
+        return base64.urlsafe_b64encode(b).decode().rstrip("=")
+
+    header = b64(f'{{"alg":"HS256","kid":"{token_id}"}}'.encode())
+    signing_input = f"{header}.{b64(content.encode())}".encode()
+    sig = hmac.new(f"{token_id}.{token_secret}".encode(), signing_input, hashlib.sha256).digest()
+    return f"{header}..{b64(sig)}"

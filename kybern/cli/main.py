@@ -295,6 +295,11 @@ def server(data_dir: Path, address: str, port: int, datastore: str, api_workers:
 @click.option("--server", "server_url", required=True, help="The API URL `kybern up` printed.")
 @click.option("--token", required=True, help="The join token `kybern up` printed.")
 @click.option("--ca-file", type=click.Path(exists=True), default=None, help="The cluster CA certificate.")
+@click.option("--discovery-token-ca-cert-hash", "ca_cert_hashes", multiple=True, metavar="sha256:HEX",
+              help="Without --ca-file: learn the CA from kube-public/cluster-info, signed with the bootstrap "
+                   "--token, if its public key has this hash (kubeadm join's; repeatable).")
+@click.option("--discovery-token-unsafe-skip-ca-verification", "skip_ca_verification", is_flag=True,
+              help="Without --ca-file: trust the signed cluster-info's CA without a pinned hash.")
 @click.option("--name", default=None, help="Node name (default: hostname).")
 @click.option("--zone", default=None, help="topology.kubernetes.io/zone label.")
 @click.option("--region", default=None, help="topology.kubernetes.io/region label.")
@@ -313,7 +318,8 @@ def server(data_dir: Path, address: str, port: int, datastore: str, api_workers:
               help="Events recorded at once before --event-qps applies, as the kubelet's.")
 @click.option("--pod-manifest-path", "pod_manifest_path", **MANIFEST_PATH_OPT)
 @click.option("-v", "--verbose", count=True)
-def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zone: str | None, address: str,
+def agent(server_url: str, token: str, ca_file: str | None, ca_cert_hashes: tuple[str, ...],
+          skip_ca_verification: bool, name: str | None, zone: str | None, address: str,
           data_dir: Path | None, pod_network: str, proxy_mode: str, verbose: int, max_pods: int,
           runtime: str, labels: tuple[str, ...], event_qps: float, event_burst: int, region: str | None,
           pod_manifest_path: Path | None) -> None:
@@ -338,6 +344,14 @@ def agent(server_url: str, token: str, ca_file: str | None, name: str | None, zo
         lock = cluster.lock_data_dir(data_dir)
     except cluster.DataDirBusy as e:
         raise click.ClickException(str(e)) from None
+    if ca_file is None and (ca_cert_hashes or skip_ca_verification):
+        from kybern.node import discovery
+
+        try:  # as kubeadm join --discovery-token-ca-cert-hash: the CA from the signed cluster-info
+            ca_file = asyncio.run(discovery.discover_in_child(server_url, token, list(ca_cert_hashes),
+                                                              data_dir / "pki" / "ca.crt", skip_ca_verification))
+        except discovery.DiscoveryError as e:
+            raise click.ClickException(str(e)) from None
 
     async def run() -> None:
         import signal

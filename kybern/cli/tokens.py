@@ -107,8 +107,11 @@ def token_create(ttl: str, description: str, print_join_command: bool, data_dir:
         finally:
             await c.close()
     server = asyncio.run(run())
-    if print_join_command:
-        click.echo(f"kybern agent --server {server} --token {tok} --ca-file {data_dir / 'pki' / 'ca.crt'} --name NAME")
+    if print_join_command:  # as kubeadm's: the CA is discovered, pinned by its hash
+        from kybern.node.discovery import ca_hash
+
+        pin = ca_hash((data_dir / "pki" / "ca.crt").read_bytes())
+        click.echo(f"kybern agent --server {server} --token {tok} --discovery-token-ca-cert-hash {pin} --name NAME")
     else:
         click.echo(tok)
 

@@ -12,6 +12,7 @@ from typing import Any
 from kybern.client.http import Client
 from kybern.client.informer_factory import InformerFactory
 from kybern.client.resources import NAMESPACES
+from kybern.controllers.bootstrapsigner import BootstrapSigner
 from kybern.controllers.cronjob import CronJobController
 from kybern.controllers.csrapproving import CSRApprovingController
 from kybern.controllers.csrsigning import CSRSigningController
@@ -68,6 +69,7 @@ _BUILDERS: dict[str, Any] = {
     "csrsigning": CSRSigningController,
     "csrapproving": CSRApprovingController,
     "tokencleaner": TokenCleaner,
+    "bootstrapsigner": BootstrapSigner,
 }
 NAMES: list[str] = list(_BUILDERS)
 

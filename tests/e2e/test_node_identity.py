@@ -107,38 +107,61 @@ def test_the_agent_keeps_no_x509_library_after_its_bootstrap(cluster):
 
 
 def test_an_agent_joins_with_a_bootstrap_token(cluster, tmp_path):
-    """`kybern token create` makes a bootstrap token (as `kubeadm token create`) that an
-    agent joins with: its CSR is requested by system:bootstrap:<id>, approved and issued,
-    and the node runs as system:node:<name>; an unknown token is refused at once."""
+    """`kybern token create --print-join-command` (as kubeadm's) prints a join command with a
+    bootstrap token and the CA's public key hash: the agent learns the CA from the signed
+    kube-public/cluster-info (no ca.crt copied), its CSR is requested by
+    system:bootstrap:<id>, approved and issued, and the node runs as system:node:<name>. A
+    wrong pin, or a deleted token, is refused with kubeadm's words."""
+    import re
     import sys
 
-    from tests.conftest import start_agent, stop_agent
+    from tests.conftest import stop_agent
 
     data = ["--data-dir", str(cluster.dir / "data")]
 
-    def kybern(*args: str) -> subprocess.CompletedProcess[str]:
+    def kybern(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "kybern.cli.main", *args], capture_output=True, text=True,
-                              env=cluster.env, timeout=60)
+                              env=cluster.env, timeout=timeout)
 
-    token = kybern("token", "create", "--ttl", "10m", "--description", "for boot-n", *data).stdout.strip()
+    join = kybern("token", "create", "--ttl", "10m", "--description", "for boot-n", "--print-join-command",
+                  *data).stdout.strip()
+    m = re.fullmatch(r"kybern agent --server (\S+) --token (\S+) --discovery-token-ca-cert-hash (sha256:[0-9a-f]{64}) "
+                     r"--name NAME", join)
+    assert m, join
+    server, token, pin = m.groups()
     token_id = token.split(".")[0]
     listed = kybern("token", "list", *data).stdout
     assert "TOKEN" in listed and token in listed and "for boot-n" in listed
     assert "system:bootstrappers:kybern:default-node-token" in listed
-    agent = start_agent(cluster, "boot-n", tmp_path / "agent", "--pod-network", "host", token=token)
+    info = cluster.kjson("get", "configmap", "-n", "kube-public", "cluster-info")["data"]
+    assert f"jws-kubeconfig-{token_id}" in info and f"server: {server}" in info["kubeconfig"]
+
+    def agent(name: str, the_pin: str, the_token: str = token) -> list[str]:
+        return ["agent", "--server", server, "--token", the_token, "--discovery-token-ca-cert-hash", the_pin,
+                "--name", name, "--data-dir", str(tmp_path / name), "--pod-network", "host"]
+
+    p = kybern(*agent("boot-x", "sha256:" + "0" * 64))
+    assert p.returncode == 1 and "cluster CA found in cluster-info ConfigMap is invalid: none of the public keys" \
+        in p.stderr, p.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "kybern.cli.main", *agent("boot-n", pin)], env=cluster.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         cluster.wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in
                                      cluster.kjson("get", "node", "boot-n")["status"]["conditions"]),
                          timeout=60, what="the node joined with a bootstrap token")
+        assert (tmp_path / "boot-n" / "pki" / "ca.crt").read_bytes() == \
+            (cluster.dir / "data" / "pki" / "ca.crt").read_bytes()
         csrs = cluster.kjson("get", "csr")["items"]
         assert any(c["spec"]["username"] == f"system:bootstrap:{token_id}" and
                    c["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet" for c in csrs)
     finally:
-        stop_agent(agent)
+        stop_agent(proc)
         cluster.kubectl("delete", "node", "boot-n", "--ignore-not-found")
     assert "deleted" in kybern("token", "delete", token_id, *data).stdout
-    p = subprocess.run([sys.executable, "-m", "kybern.cli.main", "agent", "--server", cluster.server, "--token", token,
-                        "--ca-file", str(cluster.dir / "data" / "pki" / "ca.crt"), "--name", "boot-m",
-                        "--data-dir", str(tmp_path / "agent2")], capture_output=True, text=True, timeout=60,
-                       env=cluster.env)
-    assert p.returncode == 1 and f"Unauthorized (with bootstrap token {token_id})" in p.stderr
+    cluster.wait_for(lambda: f"jws-kubeconfig-{token_id}" not in cluster.kjson(
+        "get", "configmap", "-n", "kube-public", "cluster-info")["data"], timeout=15, what="the signature dropped")
+    p = kybern(*agent("boot-m", pin))
+    assert p.returncode == 1 and f'This token id "{token_id}" is invalid for this cluster' in p.stderr, p.stderr
+    p = kybern("agent", "--server", server, "--token", token, "--ca-file", str(cluster.dir / "data" / "pki" / "ca.crt"),
+               "--name", "boot-m", "--data-dir", str(tmp_path / "boot-m2"))
+    assert p.returncode == 1 and f"Unauthorized (with bootstrap token {token_id})" in p.stderr, p.stderr
