@@ -221,6 +221,8 @@ def up(data_dir: Path, address: str, port: int, kubeconfig_path: Path, datastore
         click.echo(f"  kubectl context 'kybern' written to {kubeconfig_path}; try: kubectl get nodes")
         click.echo(f"  add a node: kybern agent --server {r.server_url} --token {r.node_token} "
                    f"--ca-file {r.ca_file} --name NAME")
+        click.echo(f"    (or, as kubeadm join, with an expiring token and no CA file to copy: "
+                   f"kybern token create --print-join-command --data-dir {data_dir})")
         click.echo("  Ctrl-C stops the cluster; `kybern up` again resumes it.")
         sys.stdout.flush()
 
