@@ -51,8 +51,9 @@ def default_pull_policy(image: str) -> str:
 def process_identity(pod: dict[str, Any], c: dict[str, Any]) -> dict[str, Any]:
     """The container's user, group and supplementary groups (ContainerConfig's fields),
     as the kubelet derives them: runAsUser and runAsGroup from the container's
-    securityContext, else the pod's; the pod's supplementalGroups and fsGroup, and the
-    group itself, as supplementary groups (sorted, as `id` lists them)."""
+    securityContext, else the pod's (None: unset, the runtime decides); the pod's
+    supplementalGroups and fsGroup as supplementary groups (the runtime adds the
+    group itself, as containerd does)."""
     pod_sc = (pod.get("spec") or {}).get("securityContext") or {}
     sc = c.get("securityContext") or {}
     user, group = sc.get("runAsUser", pod_sc.get("runAsUser")), sc.get("runAsGroup", pod_sc.get("runAsGroup"))
@@ -61,16 +62,44 @@ def process_identity(pod: dict[str, Any], c: dict[str, Any]) -> dict[str, Any]:
         groups.add(int(pod_sc["fsGroup"]))
     if user is None and group is None and not groups:
         return {}
-    gid = int(group) if group is not None else 0
-    return {"run_as_user": int(user) if user is not None else 0, "run_as_group": gid,
-            "supplemental_groups": sorted(groups | {gid})}
+    return {"run_as_user": int(user) if user is not None else None,
+            "run_as_group": int(group) if group is not None else None, "supplemental_groups": sorted(groups)}
 
 
-def run_as_non_root_refusal(pod: dict[str, Any], c: dict[str, Any], pod_ref: str) -> str:
+def security_options(pod: dict[str, Any], c: dict[str, Any], seccomp_root: str) -> dict[str, Any]:
+    """The rest of the container's LinuxContainerSecurityContext (ContainerConfig's
+    fields), as the kubelet fills it: capabilities as written, privileged,
+    readOnlyRootFilesystem, no_new_privs from allowPrivilegeEscalation: false, the
+    seccomp profile (the container's, else the pod's; a Localhost profile's file under
+    `seccomp_root`, the kubelet's <root-dir>/seccomp) and the PID/IPC namespace modes
+    (hostPID, shareProcessNamespace, hostIPC)."""
+    spec = pod.get("spec") or {}
+    pod_sc = spec.get("securityContext") or {}
+    sc = c.get("securityContext") or {}
+    caps = sc.get("capabilities") or {}
+    out: dict[str, Any] = {
+        "capabilities_add": list(caps.get("add") or []), "capabilities_drop": list(caps.get("drop") or []),
+        "privileged": bool(sc.get("privileged")), "readonly_rootfs": bool(sc.get("readOnlyRootFilesystem")),
+        "no_new_privs": sc.get("allowPrivilegeEscalation") is False,
+        "pid_namespace": "node" if spec.get("hostPID") else "pod" if spec.get("shareProcessNamespace") else "container",
+        "ipc_namespace": "node" if spec.get("hostIPC") else "pod",
+    }
+    profile = sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}
+    if profile.get("type") == "RuntimeDefault":
+        out["seccomp"] = {"type": "RuntimeDefault"}
+    elif profile.get("type") == "Localhost":
+        out["seccomp"] = {"type": "Localhost",
+                          "path": os.path.join(seccomp_root, profile.get("localhostProfile") or "")}
+    return out
+
+
+def run_as_non_root_refusal(pod: dict[str, Any], c: dict[str, Any], pod_ref: str,
+                            image_uid: int | None = None, image_username: str = "") -> str:
     """The kubelet's verifyRunAsNonRoot, checked before a container is created: with
     `runAsNonRoot: true` (container's securityContext, else the pod's) a runAsUser of 0,
-    or no runAsUser and an image that runs as root (every image of the local store
-    does: they set no user), is a CreateContainerConfigError. "" when it may run.
+    or no runAsUser and an image that runs as root (its user 0 or none: every image of
+    the process runtime, which does not apply an image's user), or one whose user is a
+    name (it cannot be checked), is a CreateContainerConfigError. "" when it may run.
     (runAsUser itself is applied by the runtime as root: process_identity.)"""
     pod_sc = (pod.get("spec") or {}).get("securityContext") or {}
     sc = c.get("securityContext") or {}
@@ -78,10 +107,15 @@ def run_as_non_root_refusal(pod: dict[str, Any], c: dict[str, Any], pod_ref: str
     if not non_root:
         return ""
     user = sc.get("runAsUser", pod_sc.get("runAsUser"))
+    where = f'(pod: "{pod_ref}", container: {c["name"]})'
     if user is not None:
-        return "" if int(user) != 0 else \
-            f'container\'s runAsUser breaks non-root policy (pod: "{pod_ref}", container: {c["name"]})'
-    return f'container has runAsNonRoot and image will run as root (pod: "{pod_ref}", container: {c["name"]})'
+        return "" if int(user) != 0 else f"container's runAsUser breaks non-root policy {where}"
+    if image_uid is None and image_username:
+        return (f"container has runAsNonRoot and image has non-numeric user ({image_username}), "
+                f"cannot verify user is non-root {where}")
+    if image_uid:
+        return ""
+    return f"container has runAsNonRoot and image will run as root {where}"
 
 
 def termination_message_mount(c: dict[str, Any], pod_dir: str, attempt: int, mounts: list[Mount]) -> Mount | None:
@@ -180,7 +214,9 @@ class ContainerStarter:
         ready, wake = await self._ensure_image(c, v)
         if not ready:
             return wake
-        refusal = run_as_non_root_refusal(pod, c, self.worker.pod_ref)
+        st = await self.agent.runtime.image_status(image)  # its user, as the kubelet's getImageUser
+        refusal = run_as_non_root_refusal(pod, c, self.worker.pod_ref, st.uid if st else None,
+                                          st.username if st else "")
         if refusal:
             v.waiting_reason, v.waiting_message = "CreateContainerConfigError", refusal
             self._event(name, "Warning", "Failed", f"Error: {refusal}")
@@ -214,7 +250,8 @@ class ContainerStarter:
             labels={"io.kubernetes.container.name": name, "io.kubernetes.pod.uid": self.worker.uid,
                     "io.kubernetes.pod.name": self.worker.name,
                     "io.kubernetes.pod.namespace": self.worker.namespace},
-            **process_identity(pod, c))
+            **process_identity(pod, c),
+            **security_options(pod, c, os.path.join(self.agent.data_dir, "seccomp")))
         assert self.worker.sandbox_id is not None
         rt = self.agent.runtime
         try:

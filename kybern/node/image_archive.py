@@ -9,7 +9,7 @@
 
 Layers are applied in order with the OCI whiteouts (`.wh.NAME` removes NAME from the
 layers below, `.wh..wh..opq` empties its directory). The image config's Entrypoint,
-Cmd, Env and WorkingDir become the stored image's config. Nothing is extracted outside
+Cmd, Env, WorkingDir and User become the stored image's config. Nothing is extracted outside
 the target (tarfile's `tar` filter: no absolute or `..` member names, no writing
 through a symlink out of the tree; absolute symlinks themselves are kept, images are
 full of them); device and fifo members are skipped (containers use the host's /dev).
@@ -84,7 +84,8 @@ def _unpack_image(outer: tarfile.TarFile, names: set[str], dest: Path) -> dict[s
             _apply_layer(layer, dest)
     c = config.get("config") or {}
     out: dict[str, Any] = {}
-    for theirs, ours in (("Entrypoint", "entrypoint"), ("Cmd", "cmd"), ("Env", "env"), ("WorkingDir", "workingDir")):
+    for theirs, ours in (("Entrypoint", "entrypoint"), ("Cmd", "cmd"), ("Env", "env"), ("WorkingDir", "workingDir"),
+                         ("User", "user")):
         if c.get(theirs):
             out[ours] = c[theirs]
     return out

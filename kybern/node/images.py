@@ -2,7 +2,7 @@
 starts from.
 
 An image here is a directory tree plus a small config (default entrypoint, cmd,
-env, workingDir), registered under a reference such as `demo:v1`. References are
+env, workingDir, user), registered under a reference such as `demo:v1`. References are
 normalised as docker does, so `demo`, `demo:latest` and
 `docker.io/library/demo:latest` name the same image. Nothing is ever fetched from
 a registry: an image is present because someone imported it
@@ -205,7 +205,7 @@ class ImageStore:
                    config: dict[str, Any] | None = None) -> dict[str, Any]:
         """Copy `directory` into the store as image `ref` (replacing an image of
         the same name). `config` may set entrypoint, cmd (lists), env (list of
-        "K=V"), workingDir. Returns the stored image as a dict."""
+        "K=V"), workingDir, user. Returns the stored image as a dict."""
         self._ensure()
         return self._import(ref, Path(directory), config or {}).to_dict()
 
@@ -353,6 +353,8 @@ def _clean_config(config: dict[str, Any]) -> dict[str, Any]:
         out["env"] = [str(e) for e in env]
     if config.get("workingDir"):
         out["workingDir"] = str(config["workingDir"])
+    if config.get("user"):  # "name", "uid", "uid:gid", "name:group": who runs it (the linux runtime)
+        out["user"] = str(config["user"])
     return out
 
 

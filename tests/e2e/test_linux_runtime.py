@@ -1,11 +1,15 @@
 """The `linux` runtime (docs/node.md "The linux runtime"): an agent started with
 `--runtime linux` runs a pod from an image imported from a root filesystem
 tarball inside that filesystem (crun, overlayfs), with the pod's hostname,
-logs, exec, exec probes, restarts with exit codes and a graceful delete.
+logs, exec, exec probes, restarts with exit codes and a graceful delete; and a
+second pod with the securityContext applied (capabilities, no_new_privs, seccomp,
+read-only root, privileged), the image's user, runAsNonRoot against it, and one
+IPC namespace and /dev/shm for the pod's containers.
 Root and crun only; busybox-static's binary makes the image."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -33,11 +37,49 @@ def _image_tar(path, tmp_path):
     (root / "bin").mkdir(parents=True)
     (root / "etc").mkdir()
     shutil.copy(BUSYBOX, root / "bin" / "busybox")
-    for applet in ("sh", "cat", "ls", "hostname", "sleep", "ps", "echo"):
+    for applet in ("sh", "cat", "ls", "hostname", "sleep", "ps", "echo", "grep", "touch", "id", "readlink"):
         os.symlink("busybox", root / "bin" / applet)
     (root / "etc" / "os-release").write_text('NAME="kybern linux runtime test"\n')
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\napp:x:1234:2345::/:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\nappgrp:x:2345:\nextra:x:3456:app\n")
     with tarfile.open(path, "w") as t:
         t.add(root, arcname=".")
+
+
+def _docker_archive(path, layer, user):
+    """A `docker save` archive of one layer whose image config names `user`."""
+    config = json.dumps({"os": "linux", "config": {"User": user}}).encode()
+    manifest = json.dumps([{"Config": "config.json", "RepoTags": [], "Layers": ["layer.tar"]}]).encode()
+    with tarfile.open(path, "w") as t:
+        for name, data in (("config.json", config), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        t.add(layer, arcname="layer.tar")
+
+
+def _secured_pod(ns):
+    """Containers with the securityContext settings the runtime applies, each printing
+    what a user would look at."""
+    keep = "; exec sleep 1000"
+    locked = {"capabilities": {"add": ["NET_ADMIN", "CAP_SYS_TIME"], "drop": ["chown"]},
+              "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+              "seccompProfile": {"type": "RuntimeDefault"}}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "secured", "namespace": ns},
+            "spec": {"nodeName": NODE, "tolerations": [{"key": "linuxrt", "operator": "Exists"}],
+                     "terminationGracePeriodSeconds": 1, "volumes": [{"name": "scratch", "emptyDir": {}}],
+                     "containers": [
+                         {"name": "locked", "image": "linuxrt-test:1", "securityContext": locked,
+                          "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                          "command": ["sh", "-c", "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status;"
+                                      " touch /file; echo shared > /dev/shm/from-locked;"
+                                      " touch /scratch/f && echo volume writable" + keep]},
+                         {"name": "user", "image": "linuxrt-user:1", "command": ["sh", "-c", "id" + keep]},
+                         {"name": "priv", "image": "linuxrt-test:1", "securityContext": {"privileged": True},
+                          "command": ["sh", "-c", "grep -E '^CapEff:' /proc/self/status;"
+                                      " grep ' /sys ' /proc/mounts" + keep]},
+                         {"name": "nonroot", "image": "linuxrt-user:1", "command": ["id"],
+                          "securityContext": {"runAsNonRoot": True}}]}}
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("crun") is None or BUSYBOX is None,
@@ -47,8 +89,11 @@ def test_linux_runtime_runs_a_pod_in_its_image(cluster, namespace, tmp_path):
     tar = tmp_path / "rootfs.tar"
     _image_tar(tar, tmp_path)
     # `kybern image import --data-dir D` fills the store of the node whose data dir is D/node
-    subprocess.run([sys.executable, "-m", "kybern.cli.main", "image", "import", "linuxrt-test:1", str(tar),
-                    "--data-dir", str(tmp_path)], check=True, capture_output=True)
+    _docker_archive(tmp_path / "user.tar", tar, "app:ignored")  # the kubelet passes on the user part only
+    imports = [subprocess.Popen([sys.executable, "-m", "kybern.cli.main", "image", "import", ref, str(src),
+                                 "--data-dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+               for ref, src in (("linuxrt-test:1", tar), ("linuxrt-user:1", tmp_path / "user.tar"))]
+    assert [p.wait() for p in imports] == [0, 0]
     agent = start_agent(c, NODE, tmp_path / "node", "--runtime", "linux", "--pod-network", "host",
                         log=tmp_path / "agent.log")
     try:
@@ -67,6 +112,7 @@ def test_linux_runtime_runs_a_pod_in_its_image(cluster, namespace, tmp_path):
                             {"name": "fails", "image": "linuxrt-test:1", "command": ["sh", "-c", "exit 3"]},
                             {"name": "missing", "image": "linuxrt-test:1", "command": ["nope"]}]}}
         c.kubectl("apply", "-f", "-", input=json.dumps(pod))
+        c.kubectl("apply", "-f", "-", input=json.dumps(_secured_pod(ns)))
 
         def main_ready():
             st = c.kjson("get", "pod", "chrooted", "-n", ns)["status"]
@@ -95,8 +141,10 @@ def test_linux_runtime_runs_a_pod_in_its_image(cluster, namespace, tmp_path):
         assert (term["reason"], term["exitCode"]) == ("StartError", 128)
         assert term["message"] == 'exec: "nope": executable file not found in $PATH'
 
+        _check_secured(c, ns)
+
         t0 = time.monotonic()  # SIGTERM reaches the trap: no wait for the 30 s grace period
-        c.kubectl("delete", "pod", "chrooted", "-n", ns, "--timeout=20s")
+        c.kubectl("delete", "pod", "chrooted", "secured", "-n", ns, "--timeout=20s")
         assert time.monotonic() - t0 < 15
         leftover = subprocess.run(["crun", "--root", str(tmp_path / "node" / "runtime" / "crun"), "list", "-q"],
                                   capture_output=True, text=True)
@@ -105,3 +153,34 @@ def test_linux_runtime_runs_a_pod_in_its_image(cluster, namespace, tmp_path):
     finally:
         stop_agent(agent)
         c.kubectl("delete", "node", NODE, "--wait=false", check=False)
+
+
+def _check_secured(c, ns):
+    def logs(container, lines):  # once it has written them all
+        out = c.kubectl("logs", "secured", "-c", container, "-n", ns, check=False).stdout.splitlines()
+        return out if len(out) >= lines else None
+    locked = c.wait_for(lambda: logs("locked", 6), timeout=20, what="locked's output")
+    # containerd's defaults + NET_ADMIN + SYS_TIME - CHOWN; no_new_privs; a seccomp filter
+    status = dict(line.split(":\t", 1) for line in locked if ":\t" in line)
+    assert status["CapEff"] == status["CapBnd"] == "00000000aa0435fa", locked
+    assert (status["NoNewPrivs"], status["Seccomp"]) == ("1", "2"), locked
+    assert "touch: /file: Read-only file system" in locked and "volume writable" in locked, locked
+    # the image's user, resolved through its /etc/passwd and /etc/group
+    user = c.wait_for(lambda: logs("user", 1), timeout=20, what="user's output")
+    assert user == ["uid=1234(app) gid=2345(appgrp) groups=2345(appgrp),3456(extra)"], user
+    priv = c.wait_for(lambda: logs("priv", 2), timeout=20, what="priv's output")
+    ours = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("CapBnd:"))
+    assert priv[0] == "CapEff:\t" + ours.split()[1], priv  # every capability the agent has
+    assert " rw," in priv[1], priv  # /sys writable
+    # the pod's containers share its IPC namespace and /dev/shm; another pod's is its own
+    ipc = [c.kubectl("exec", pod, "-c", name, "-n", ns, "--", "readlink", "/proc/self/ns/ipc").stdout.strip()
+           for pod, name in (("secured", "locked"), ("secured", "user"), ("chrooted", "main"))]
+    assert ipc[0] == ipc[1] != ipc[2], ipc
+    shm = c.kubectl("exec", "secured", "-c", "user", "-n", ns, "--", "cat", "/dev/shm/from-locked").stdout
+    assert shm == "shared\n"
+    # runAsNonRoot cannot be checked against a user name: refused, as the kubelet does
+    pod = c.kjson("get", "pod", "secured", "-n", ns)
+    waiting = next(s for s in pod["status"]["containerStatuses"] if s["name"] == "nonroot")["state"]["waiting"]
+    assert waiting == {"reason": "CreateContainerConfigError", "message": (
+        "container has runAsNonRoot and image has non-numeric user (app), cannot verify user is non-root "
+        f'(pod: "secured_{ns}({pod["metadata"]["uid"]})", container: nonroot)')}

@@ -113,6 +113,17 @@ class ContainerConfig:
     run_as_user: int | None = None
     run_as_group: int | None = None
     supplemental_groups: list[int] = field(default_factory=list)
+    # the rest of LinuxContainerSecurityContext, as the kubelet fills it; the linux runtime
+    # applies them, the process runtime cannot (docs/node.md)
+    capabilities_add: list[str] = field(default_factory=list)  # as written: "NET_ADMIN", "CAP_NET_ADMIN", "ALL"
+    capabilities_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    readonly_rootfs: bool = False
+    no_new_privs: bool = False  # allowPrivilegeEscalation: false
+    # seccompProfile: {} (Unconfined), {"type": "RuntimeDefault"}, {"type": "Localhost", "path": <file>}
+    seccomp: dict[str, str] = field(default_factory=dict)
+    pid_namespace: str = "container"  # NamespaceOption.pid: container | pod (shareProcessNamespace) | node
+    ipc_namespace: str = "pod"  # NamespaceOption.ipc: pod | node (hostIPC)
 
 
 @dataclass
@@ -141,6 +152,10 @@ class ImageStatus:
     id: str  # sha256:...
     repo_digest: str  # repository@sha256:...
     size: int
+    # the image config's user as CRI's Image reports it: a numeric user in uid, a name in
+    # username; neither: root (the kubelet's runAsNonRoot check reads them)
+    uid: int | None = None
+    username: str = ""
 
 
 ContainerEventHandler = Callable[[ContainerStatus], None]

@@ -1,5 +1,8 @@
 """The `linux` runtime: containers through an OCI runtime (crun), each in its
-image's root filesystem with its own PID, IPC and mount namespaces.
+image's root filesystem with its own PID and mount namespaces and its pod's IPC
+namespace and /dev/shm, as the image's user with the securityContext applied
+(capabilities, privileged, read-only root, no_new_privs, seccomp) as containerd
+would (docs/node.md "The linux runtime").
 
 It is the process runtime (process.py) with three things changed, so sandboxes
 (the pod's network and UTS namespaces), logs, cgroups, probes and exit handling
@@ -34,11 +37,13 @@ import os
 import posixpath
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from kybern.network.netns import libc_call, setns
 from kybern.node.runtimes import mountns
 from kybern.node.runtimes.base import (
     CREATED,
@@ -46,6 +51,7 @@ from kybern.node.runtimes.base import (
     ContainerConfig,
     ContainerError,
     ContainerStatus,
+    ImageStatus,
     Mount,
     PodSandboxConfig,
 )
@@ -65,6 +71,40 @@ MASKED_PATHS = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/pro
                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
                 "/sys/devices/virtual/powercap", "/proc/scsi"]
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+# capability numbers 0..40 (linux/capability.h); a privileged container or "ALL" gets those the agent has
+CAPABILITY_NAMES = [
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+    "CHECKPOINT_RESTORE"]
+SHM_SIZE = 64 << 20  # containerd's default /dev/shm of a sandbox
+# RuntimeDefault as a denylist (containerd's default profile is an allowlist): the syscalls
+# that profile leaves out, each with the capabilities for which it allows it after all
+# (its "includes": {"caps": [...]}); the rest of the syscalls are allowed
+_BY_CAPS: dict[tuple[str, ...], list[str]] = {
+    (): ["add_key", "keyctl", "request_key", "nfsservctl", "uselib", "userfaultfd", "ustat", "vm86",
+         "vm86old", "_sysctl", "sysfs"],
+    ("SYS_ADMIN",): ["fanotify_init", "fsconfig", "fsmount", "fsopen", "fspick", "lookup_dcookie", "mount",
+                     "mount_setattr", "move_mount", "name_to_handle_at", "open_tree", "pivot_root", "quotactl",
+                     "quotactl_fd", "setns", "swapon", "swapoff", "umount", "umount2", "unshare"],
+    ("SYS_ADMIN", "BPF"): ["bpf"],
+    ("SYS_ADMIN", "PERFMON"): ["perf_event_open"],
+    ("SYS_MODULE",): ["create_module", "delete_module", "finit_module", "get_kernel_syms", "init_module",
+                      "query_module"],
+    ("SYS_BOOT",): ["reboot", "kexec_load", "kexec_file_load"],
+    ("SYS_PACCT",): ["acct"],
+    ("SYS_RAWIO",): ["iopl", "ioperm"],
+    ("SYS_TIME",): ["settimeofday", "stime", "clock_settime", "clock_settime64", "clock_adjtime",
+                    "clock_adjtime64"],
+    ("SYS_TTY_CONFIG",): ["vhangup"],
+    ("SYS_NICE",): ["get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node", "move_pages"],
+    ("SYSLOG",): ["syslog"],
+    ("DAC_READ_SEARCH",): ["open_by_handle_at"],
+}
+_EPERM, _ENOSYS = 1, 38
+_CLONE_NEWIPC = 0x08000000
 _SYSTEM_MOUNTS: list[dict[str, Any]] = [
     {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
     {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755",
@@ -153,45 +193,232 @@ def problem() -> str | None:
     return None
 
 
+def all_capabilities() -> list[str]:
+    """Every capability the agent itself has (containerd's allCaps: its own bounding set,
+    which in a container may lack some the kernel knows)."""
+    bits = (1 << len(CAPABILITY_NAMES)) - 1
+    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/self/status") as f:
+        bits = int(next(line for line in f if line.startswith("CapBnd:")).split()[1], 16)
+    return [f"CAP_{n}" for i, n in enumerate(CAPABILITY_NAMES) if bits >> i & 1]
+
+
+def _cap_name(name: str) -> str:
+    up = name.upper()
+    return up if up.startswith("CAP_") else "CAP_" + up
+
+
+def capabilities(config: ContainerConfig) -> list[str]:
+    """The container's bounding/effective/permitted set, as containerd's WithCapabilities:
+    privileged: all; else its defaults, all with add "ALL", none with drop "ALL", then the
+    other adds, then the other drops (so drop wins). Names with or without CAP_, any case;
+    names the kernel does not know are left out (runc ignores them too)."""
+    known = all_capabilities()
+    if config.privileged:
+        return known
+    add = [c for c in config.capabilities_add if c.upper() != "ALL"]
+    drop = {_cap_name(c) for c in config.capabilities_drop if c.upper() != "ALL"}
+    caps = list(DEFAULT_CAPABILITIES)
+    if len(add) != len(config.capabilities_add):
+        caps = list(known)
+    if any(c.upper() == "ALL" for c in config.capabilities_drop):
+        caps = []
+    for c in map(_cap_name, add):
+        if c not in caps and c in known:
+            caps.append(c)
+    return [c for c in caps if c not in drop]
+
+
+def _entries(root: str, name: str) -> list[list[str]]:
+    """The colon-separated lines of the container's /etc/passwd or /etc/group."""
+    try:
+        with open(_lookup(root, f"/etc/{name}", []), encoding="utf-8", errors="replace") as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+    except OSError:
+        return []
+
+
+def resolve_user(config: ContainerConfig, image_user: str, root: str) -> dict[str, Any]:
+    """The OCI `process.user`, as kubelet + containerd make it: runAsUser, else the user
+    part of the image's User (the kubelet passes on only that part: a numeric one as
+    runAsUser, a name as runAsUsername), a name looked up in the image's /etc/passwd; the
+    group runAsGroup, else the user's in /etc/passwd, else 0; additional groups: the
+    groups of /etc/group that list the user, the group itself, supplementalGroups/fsGroup."""
+    passwd = _entries(root, "passwd")
+    uid: int | None = config.run_as_user
+    name = ""
+    gid = 0
+    if uid is None:
+        part = image_user.split(":", 1)[0]
+        if part and not part.isdigit():
+            entry = next((e for e in passwd if len(e) > 3 and e[0] == part), None)
+            if entry is None:
+                raise ContainerError("CreateContainerError", f"failed to generate container spec: unable to find "
+                                     f"user {part}: no matching entries in passwd file")
+            uid, name, gid = int(entry[2]), part, int(entry[3])
+        else:
+            uid = int(part) if part else 0
+    if not name:
+        entry = next((e for e in passwd if len(e) > 3 and e[2] == str(uid)), None)
+        if entry is not None:
+            name, gid = entry[0], int(entry[3])
+    if config.run_as_group is not None:
+        gid = config.run_as_group
+    groups = {gid, *config.supplemental_groups}
+    if name:
+        groups |= {int(e[2]) for e in _entries(root, "group")
+                   if len(e) > 3 and e[0] != name and name in e[3].split(",") and e[2].isdigit()}
+    return {"uid": uid, "gid": gid, "additionalGids": sorted(groups)}
+
+
 def oci_process(config: ContainerConfig, argv: list[str], env: dict[str, str], cwd: str, *,
-                tty: bool = False) -> dict[str, Any]:
-    """The spec's `process`: of the container, and of each exec in it (`crun exec --process`)."""
-    user: dict[str, Any] = {"uid": config.run_as_user or 0, "gid": config.run_as_group or 0}
-    if config.supplemental_groups:
-        user["additionalGids"] = list(config.supplemental_groups)
+                tty: bool = False, user: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The spec's `process` of the container (its execs get the same, with their own args)."""
+    if user is None:
+        user = {"uid": config.run_as_user or 0, "gid": config.run_as_group or 0}
+        if config.supplemental_groups:
+            user["additionalGids"] = list(config.supplemental_groups)
+    caps = capabilities(config)
     return {
         "terminal": False,  # a TTY gets the agent's pty as its stdio (stdio.py)
         "user": user, "args": argv, "cwd": cwd,
         "env": [f"{k}={v}" for k, v in ({"TERM": "xterm"} if tty else {}).items()] +
                [f"{k}={v}" for k, v in env.items()],
         # as containerd, whatever the user: a non-root program loses them at its exec (no ambient set)
-        "capabilities": {k: DEFAULT_CAPABILITIES for k in ("bounding", "effective", "permitted")},
-        "noNewPrivileges": False,
+        "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+        "noNewPrivileges": config.no_new_privs,
     }
 
 
+def seccomp(config: ContainerConfig, caps: list[str]) -> dict[str, Any] | None:
+    """The spec's `linux.seccomp`: none for Unconfined (the kubelet's default) and for a
+    privileged container (containerd sets none); RuntimeDefault as a denylist (_BY_CAPS,
+    EPERM; clone3 ENOSYS without SYS_ADMIN, so libc falls back to clone, as containerd);
+    Localhost: the profile file (docker's format, as containerd reads it)."""
+    kind = config.seccomp.get("type", "")
+    if config.privileged or kind not in ("RuntimeDefault", "Localhost"):
+        return None
+    have = {c.removeprefix("CAP_") for c in caps}
+    if kind == "RuntimeDefault":
+        denied = sorted({n for need, names in _BY_CAPS.items() if not have.intersection(need) for n in names})
+        rules = [{"names": denied, "action": "SCMP_ACT_ERRNO", "errnoRet": _EPERM}]
+        if "SYS_ADMIN" not in have:
+            rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": _ENOSYS})
+        return {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}
+    path = config.seccomp.get("path", "")
+    try:
+        with open(path) as f:
+            profile = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ContainerError("CreateContainerError", f"failed to generate seccomp spec opts: cannot load seccomp "
+                             f"profile \"{path}\": {e}") from e
+    return _oci_seccomp(profile, have)
+
+
+def _oci_seccomp(profile: dict[str, Any], caps: set[str]) -> dict[str, Any]:
+    """A docker-format profile as OCI's section: its syscall rules whose includes/excludes
+    caps match the container's (arches are libseccomp's: the native one)."""
+    def applies(rule: dict[str, Any]) -> bool:
+        inc, exc = rule.get("includes") or {}, rule.get("excludes") or {}
+        need = {c.removeprefix("CAP_") for c in inc.get("caps") or []}
+        bar = {c.removeprefix("CAP_") for c in exc.get("caps") or []}
+        return need <= caps and not (bar & caps)
+    out: dict[str, Any] = {"defaultAction": profile.get("defaultAction", "SCMP_ACT_ALLOW")}
+    for k in ("defaultErrnoRet", "flags", "listenerPath"):
+        if k in profile:
+            out[k] = profile[k]
+    rules = []
+    for r in profile.get("syscalls") or []:
+        if not applies(r):
+            continue
+        names = r.get("names") or ([r["name"]] if r.get("name") else [])
+        rule = {"names": names, "action": r.get("action", "SCMP_ACT_ALLOW")}
+        for k in ("args", "errnoRet"):
+            if r.get(k) is not None:
+                rule[k] = r[k]
+        rules.append(rule)
+    out["syscalls"] = rules
+    return out
+
+
+# runc's GetDevices leaves these out of a privileged container's host devices
+_SKIPPED_DEV = {"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev", "console"}
+
+
+def host_devices(top: str = "/dev") -> list[dict[str, Any]]:
+    """The host's device nodes as OCI `linux.devices` (a privileged container's, as
+    containerd's WithHostDevices)."""
+    out: list[dict[str, Any]] = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = [d for d in dirnames if d not in _SKIPPED_DEV]
+        for fn in filenames:
+            if dirpath == top and fn in _SKIPPED_DEV:
+                continue
+            path = os.path.join(dirpath, fn)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            kind = "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else ""
+            if kind:
+                out.append({"path": path, "type": kind, "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+                            "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
+    return out
+
+
 def oci_spec(config: ContainerConfig, argv: list[str], env: dict[str, str], cwd: str, rootfs: str,
-             hostname_file: str) -> dict[str, Any]:
+             hostname_file: str, *, user: dict[str, Any] | None = None, ipc: str = "", shm: str = "") -> dict[str, Any]:
     """The OCI runtime spec (config.json) of a container. No network or UTS namespace:
-    crun starts in the pod's and the container inherits them."""
-    mounts = [dict(m) for m in _SYSTEM_MOUNTS]
+    crun starts in the pod's and the container inherits them; none for a host PID/IPC
+    namespace either (crun's are the host's). `ipc`: the pod's IPC namespace to join,
+    `shm`: the directory bound at /dev/shm (the pod's, or the host's /dev/shm)."""
+    process = oci_process(config, argv, env, cwd, tty=config.tty, user=user)
+    mounts = [dict(m) for m in _SYSTEM_MOUNTS if not (shm and m["destination"] == "/dev/shm")]
+    if config.privileged:  # containerd's WithWriteableSysfs
+        mounts = [{**m, "options": [o for o in m["options"] if o != "ro"]} if m["type"] == "sysfs" else m
+                  for m in mounts]
+    if shm:
+        mounts.append({"destination": "/dev/shm", "type": "bind", "source": shm, "options": ["rbind", "rprivate",
+                                                                                            "rw"]})
     mounts.append({"destination": "/etc/hostname", "type": "bind", "source": hostname_file,
                    "options": ["rbind", "rprivate", "rw"]})
     # parents before children, as containerd sorts them (a volume inside another one)
     for m in sorted(config.mounts, key=lambda m: len(Path(m.container_path).parts)):
         mounts.append({"destination": m.container_path, "type": "bind", "source": m.host_path,
                        "options": ["rbind", "rprivate", "ro" if m.readonly else "rw"]})
+    namespaces: list[dict[str, str]] = [{"type": "mount"}]
+    if config.pid_namespace != "node":
+        namespaces.insert(0, {"type": "pid"})
+    if config.ipc_namespace != "node":
+        namespaces.insert(-1, {"type": "ipc", **({"path": ipc} if ipc else {})})
+    linux: dict[str, Any] = {"namespaces": namespaces, "rootfsPropagation": "rprivate"}
+    if config.privileged:  # containerd's WithPrivileged, WithHostDevices: no masks, the host's devices
+        linux["devices"] = host_devices()
+    else:
+        linux.update(maskedPaths=MASKED_PATHS, readonlyPaths=READONLY_PATHS)
+    profile = seccomp(config, process["capabilities"]["bounding"])
+    if profile is not None:
+        linux["seccomp"] = profile
     return {
         "ociVersion": "1.0.2",
-        "process": oci_process(config, argv, env, cwd, tty=config.tty),
-        "root": {"path": rootfs, "readonly": False},
+        "process": process,
+        "root": {"path": rootfs, "readonly": config.readonly_rootfs},
         "mounts": mounts,
-        "linux": {
-            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "mount"}],
-            "maskedPaths": MASKED_PATHS, "readonlyPaths": READONLY_PATHS,
-            "rootfsPropagation": "rprivate",
-        },
+        "linux": linux,
     }
+
+
+def _ipc_namespace() -> int:
+    """A new IPC namespace as an fd (close-on-exec) that keeps it alive and that
+    /proc/<pid>/fd/<fd> enters: made on the calling thread, which goes back to its own."""
+    home = os.open("/proc/thread-self/ns/ipc", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        libc_call("unshare", _CLONE_NEWIPC)
+        try:
+            return os.open("/proc/thread-self/ns/ipc", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            setns(home, _CLONE_NEWIPC)
+    finally:
+        os.close(home)
 
 
 class LinuxRuntime(ProcessRuntime):
@@ -202,6 +429,7 @@ class LinuxRuntime(ProcessRuntime):
         super().__init__(*args, **kwargs)
         self.crun = crun() or "crun"
         self.crun_root = str((self.root / "crun").resolve())
+        self._ipc: dict[str, tuple[int, str]] = {}  # sandbox id -> (fd holding its IPC namespace, its shm dir)
 
     def _crun(self, *args: str) -> list[str]:
         # cgroups are ours (cgroups.py): crun runs inside the container's and makes none
@@ -226,6 +454,51 @@ class LinuxRuntime(ProcessRuntime):
         # crun always runs in the template mount namespace: the overlay roots and in-memory
         # volumes are mounted there, and the cgroup v2 half of a hybrid layout is hidden
         return {**super()._namespaces(c), "mnt": mountns.template_path()}
+
+    # -- the pod's IPC namespace and /dev/shm ----------------------------------
+    def _pod_ipc(self, sandbox_id: str) -> tuple[str, str]:
+        """The pod's IPC namespace (a path that enters it) and its /dev/shm directory, made
+        by its first container, as containerd's sandbox has them: its containers share
+        System V IPC, POSIX message queues and shared memory files."""
+        got = self._ipc.get(sandbox_id)
+        if got is None:
+            shm = self.root / "pods" / sandbox_id / "shm"
+            shm.mkdir(parents=True, exist_ok=True)
+            mountns.mount_tmpfs(str(shm), SHM_SIZE, shm=True)
+            got = self._ipc[sandbox_id] = (_ipc_namespace(), str(shm))
+        return f"/proc/{os.getpid()}/fd/{got[0]}", got[1]
+
+    def _release_ipc(self, sandbox_id: str) -> None:
+        got = self._ipc.pop(sandbox_id, None)
+        if got is not None:
+            os.close(got[0])
+            mountns.unmount(got[1])
+            shutil.rmtree(Path(got[1]).parent, ignore_errors=True)
+
+    async def stop_pod_sandbox(self, sandbox_id: str) -> None:
+        await super().stop_pod_sandbox(sandbox_id)
+        await asyncio.to_thread(self._release_ipc, sandbox_id)
+
+    async def remove_pod_sandbox(self, sandbox_id: str) -> None:
+        await super().remove_pod_sandbox(sandbox_id)
+        await asyncio.to_thread(self._release_ipc, sandbox_id)
+
+    async def shutdown(self, timeout: float) -> None:
+        await super().shutdown(timeout)
+        for sid in list(self._ipc):
+            await asyncio.to_thread(self._release_ipc, sid)
+
+    async def image_status(self, ref: str) -> ImageStatus | None:
+        """With the image's user, as containerd reports it (the kubelet's runAsNonRoot check)."""
+        st = await super().image_status(ref)
+        img = self.images.get(ref) if st is not None else None
+        if st is not None and img is not None:
+            part = str(img.config.get("user", "")).split(":", 1)[0]
+            if part.isdigit():
+                st.uid = int(part)
+            elif part:
+                st.username = part
+        return st
 
     async def start(self) -> None:
         os.makedirs(self.crun_root, exist_ok=True)
@@ -257,6 +530,9 @@ class LinuxRuntime(ProcessRuntime):
         cdir = self.root / "containers" / cid
         rootfs = str(cdir / "rootfs")
         try:
+            user = resolve_user(config, icfg.get("user", ""), str(img.rootfs))
+            ipc, shm = ("", "/dev/shm") if config.ipc_namespace == "node" else \
+                await asyncio.to_thread(self._pod_ipc, sandbox_id)
             for d in ("rootfs", "upper", "work"):
                 (cdir / d).mkdir(parents=True)
             hostname = cdir / "hostname"
@@ -264,10 +540,13 @@ class LinuxRuntime(ProcessRuntime):
             name = socket.gethostname() if sandbox_config.host_network else (
                 sandbox_config.hostname or sandbox_config.name)[:63].rstrip("-.")
             hostname.write_text(name + "\n")
-            spec = oci_spec(config, argv, env, cwd, rootfs, str(hostname))
+            spec = oci_spec(config, argv, env, cwd, rootfs, str(hostname), user=user, ipc=ipc, shm=shm)
             (cdir / "config.json").write_text(json.dumps(spec))
             await asyncio.to_thread(mountns.mount_overlay, str(img.rootfs), str(cdir / "upper"),
                                     str(cdir / "work"), rootfs)
+        except ContainerError:
+            await asyncio.to_thread(shutil.rmtree, cdir, True)
+            raise
         except OSError as e:
             await asyncio.to_thread(shutil.rmtree, cdir, True)
             raise ContainerError("CreateContainerError", f"failed to create the container's root: {e}") from e
@@ -308,7 +587,8 @@ class LinuxRuntime(ProcessRuntime):
         path = c.dir / "exec" / (hashlib.sha256(json.dumps([tty, cmd]).encode()).hexdigest()[:32] + ".json")
         if not path.exists():
             path.parent.mkdir(exist_ok=True)
-            write_record(path, oci_process(c.config, cmd, c.env, c.cwd, tty=tty))
+            user = json.loads((c.dir / "config.json").read_text())["process"]["user"]  # as resolved at create
+            write_record(path, oci_process(c.config, cmd, c.env, c.cwd, tty=tty, user=user))
         return self._in_cgroup(c, self._crun("exec", "--process", str(path), c.status.id))
 
     def _found(self, c: _Container, argv0: str) -> bool:

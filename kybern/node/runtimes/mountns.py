@@ -40,6 +40,7 @@ from kybern.node.runtimes.base import ContainerError, Mount
 
 _CLONE_NEWNS, _CLONE_FS = 0x00020000, 0x00000200
 _MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_MOVE, _MS_REC, _MS_SLAVE = 0x1, 0x20, 0x1000, 0x2000, 0x4000, 0x80000
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x2, 0x4, 0x8
 _MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
@@ -135,14 +136,15 @@ def _template_namespace() -> int:
     return _template
 
 
-def mount_tmpfs(path: str, size: int, gid: int | None = None) -> None:
+def mount_tmpfs(path: str, size: int, gid: int | None = None, *, shm: bool = False) -> None:
     """A tmpfs of `size` bytes at the host directory `path`, in the template
     namespace only: every container namespace copied from it afterwards shows
     it there (the same files: one superblock), the host's mount table does not,
-    and it goes away with the agent's namespaces if nobody unmounts it."""
+    and it goes away with the agent's namespaces if nobody unmounts it.
+    shm: a pod's /dev/shm, as containerd's (sticky, nosuid, nodev, noexec)."""
     with _own_namespace(_template_namespace(), new=False):
-        owner = f"mode=2777,gid={gid}" if gid is not None else "mode=0777"  # fsGroup: its group, setgid
-        _mount("tmpfs", path, "tmpfs", 0, f"{owner},size={size}")
+        owner = f"mode=2777,gid={gid}" if gid is not None else "mode=1777" if shm else "mode=0777"
+        _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC if shm else 0, f"{owner},size={size}")
 
 
 def mount_overlay(lower: str, upper: str, work: str, target: str) -> None:

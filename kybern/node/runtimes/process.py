@@ -677,10 +677,12 @@ def _identity(config: ContainerConfig) -> dict[str, Any] | None:
     """Popen's user, group and extra_groups for the container's processes: its
     securityContext's (ContainerConfig.run_as_*), applied when the agent runs as
     root (it cannot become another user otherwise; docs/node.md)."""
-    if config.run_as_user is None or os.geteuid() != 0:
+    if (config.run_as_user is None and config.run_as_group is None and not config.supplemental_groups) \
+            or os.geteuid() != 0:
         return None
-    return {"user": config.run_as_user, "group": config.run_as_group or 0,
-            "extra_groups": list(config.supplemental_groups)}
+    group = config.run_as_group or 0  # unset: root's, as the runtime's own
+    return {"user": config.run_as_user or 0, "group": group,
+            "extra_groups": sorted({*config.supplemental_groups, group})}
 
 
 def _placed(join: Any, proc: Any) -> None:

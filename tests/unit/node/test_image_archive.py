@@ -48,7 +48,7 @@ def archive(path: Path, files: dict[str, bytes]) -> Path:
 
 
 CONFIG = {"config": {"Entrypoint": ["/bin/sh", "run.sh"], "Cmd": ["--serve"], "Env": ["GREETING=hi"],
-                     "WorkingDir": "/app"}}
+                     "WorkingDir": "/app", "User": "101:101"}}
 BASE = layer(("app", None, "d"), ("app/hello.txt", "one", "f"), ("app/old.txt", "old", "f"),
              ("app/cache", None, "d"), ("app/cache/a", "a", "f"), ("app/run.sh", "echo hi", "x"),
              ("etc", None, "d"), ("etc/localtime", "/usr/share/zoneinfo/UTC", "l"))
@@ -73,7 +73,7 @@ def test_docker_archive(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     cfg = unpack(a, tmp_path / "out")
     assert cfg == {"entrypoint": ["/bin/sh", "run.sh"], "cmd": ["--serve"], "env": ["GREETING=hi"],
-                   "workingDir": "/app"}
+                   "workingDir": "/app", "user": "101:101"}  # the user: the linux runtime's
     check_tree(tmp_path / "out")
 
 
