@@ -113,6 +113,12 @@ def test_linux_runtime_runs_a_pod_in_its_image(cluster, namespace, tmp_path):
                             {"name": "missing", "image": "linuxrt-test:1", "command": ["nope"]}]}}
         c.kubectl("apply", "-f", "-", input=json.dumps(pod))
         c.kubectl("apply", "-f", "-", input=json.dumps(_secured_pod(ns)))
+        hostns = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hostns", "namespace": ns},
+                  "spec": {"nodeName": NODE, "tolerations": [{"key": "linuxrt", "operator": "Exists"}],
+                           "hostPID": True, "hostIPC": True, "restartPolicy": "Never", "containers": [
+                               {"name": "c", "image": "linuxrt-test:1",
+                                "command": ["sh", "-c", "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc"]}]}}
+        c.kubectl("apply", "-f", "-", input=json.dumps(hostns))
 
         def main_ready():
             st = c.kjson("get", "pod", "chrooted", "-n", ns)["status"]
@@ -142,6 +148,10 @@ def test_linux_runtime_runs_a_pod_in_its_image(cluster, namespace, tmp_path):
         assert term["message"] == 'exec: "nope": executable file not found in $PATH'
 
         _check_secured(c, ns)
+        # hostPID, hostIPC: the node's namespaces (this test's own)
+        ours = [os.readlink(f"/proc/self/ns/{kind}") for kind in ("pid", "ipc")]
+        c.wait_for(lambda: c.kubectl("logs", "hostns", "-n", ns, check=False).stdout.splitlines() == ours,
+                   timeout=20, what="hostns's namespaces")
 
         t0 = time.monotonic()  # SIGTERM reaches the trap: no wait for the 30 s grace period
         c.kubectl("delete", "pod", "chrooted", "secured", "-n", ns, "--timeout=20s")
