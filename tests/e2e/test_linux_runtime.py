@@ -119,6 +119,12 @@ def test_linux_runtime_runs_a_pod_in_its_image(cluster, namespace, tmp_path):
                                {"name": "c", "image": "linuxrt-test:1",
                                 "command": ["sh", "-c", "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc"]}]}}
         c.kubectl("apply", "-f", "-", input=json.dumps(hostns))
+        shared = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sharedpid", "namespace": ns},
+                  "spec": {"nodeName": NODE, "tolerations": [{"key": "linuxrt", "operator": "Exists"}],
+                           "shareProcessNamespace": True, "terminationGracePeriodSeconds": 1, "containers": [
+                               {"name": name, "image": "linuxrt-test:1", "command": ["sleep", secs]}
+                               for name, secs in (("a", "1001"), ("b", "1002"))]}}
+        c.kubectl("apply", "-f", "-", input=json.dumps(shared))
 
         def main_ready():
             st = c.kjson("get", "pod", "chrooted", "-n", ns)["status"]
@@ -152,9 +158,15 @@ def test_linux_runtime_runs_a_pod_in_its_image(cluster, namespace, tmp_path):
         ours = [os.readlink(f"/proc/self/ns/{kind}") for kind in ("pid", "ipc")]
         c.wait_for(lambda: c.kubectl("logs", "hostns", "-n", ns, check=False).stdout.splitlines() == ours,
                    timeout=20, what="hostns's namespaces")
+        # shareProcessNamespace: each container sees the other's processes; PID 1 is the pod's
+        def both():
+            ps = c.kubectl("exec", "sharedpid", "-c", "a", "-n", ns, "--", "ps", check=False).stdout
+            return ps if "sleep 1001" in ps and "sleep 1002" in ps else None
+        ps = c.wait_for(both, timeout=20, what="both containers in one PID namespace").splitlines()
+        assert ps[1].split() == ["1", "root", "/pause"], ps
 
         t0 = time.monotonic()  # SIGTERM reaches the trap: no wait for the 30 s grace period
-        c.kubectl("delete", "pod", "chrooted", "secured", "-n", ns, "--timeout=20s")
+        c.kubectl("delete", "pod", "chrooted", "secured", "sharedpid", "-n", ns, "--timeout=20s")
         assert time.monotonic() - t0 < 15
         leftover = subprocess.run(["crun", "--root", str(tmp_path / "node" / "runtime" / "crun"), "list", "-q"],
                                   capture_output=True, text=True)

@@ -39,6 +39,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -366,11 +367,12 @@ def host_devices(top: str = "/dev") -> list[dict[str, Any]]:
 
 
 def oci_spec(config: ContainerConfig, argv: list[str], env: dict[str, str], cwd: str, rootfs: str,
-             hostname_file: str, *, user: dict[str, Any] | None = None, ipc: str = "", shm: str = "") -> dict[str, Any]:
+             hostname_file: str, *, user: dict[str, Any] | None = None, ipc: str = "", shm: str = "",
+             pid: str = "") -> dict[str, Any]:
     """The OCI runtime spec (config.json) of a container. No network or UTS namespace:
     crun starts in the pod's and the container inherits them; none for a host PID/IPC
-    namespace either (crun's are the host's). `ipc`: the pod's IPC namespace to join,
-    `shm`: the directory bound at /dev/shm (the pod's, or the host's /dev/shm)."""
+    namespace either (crun's are the host's). `ipc`/`pid`: the pod's IPC/PID namespace
+    to join, `shm`: the directory bound at /dev/shm (the pod's, or the host's /dev/shm)."""
     process = oci_process(config, argv, env, cwd, tty=config.tty, user=user)
     mounts = [dict(m) for m in _SYSTEM_MOUNTS if not (shm and m["destination"] == "/dev/shm")]
     if config.privileged:  # containerd's WithWriteableSysfs
@@ -387,7 +389,7 @@ def oci_spec(config: ContainerConfig, argv: list[str], env: dict[str, str], cwd:
                        "options": ["rbind", "rprivate", "ro" if m.readonly else "rw"]})
     namespaces: list[dict[str, str]] = [{"type": "mount"}]
     if config.pid_namespace != "node":
-        namespaces.insert(0, {"type": "pid"})
+        namespaces.insert(0, {"type": "pid", **({"path": pid} if pid else {})})
     if config.ipc_namespace != "node":
         namespaces.insert(-1, {"type": "ipc", **({"path": ipc} if ipc else {})})
     linux: dict[str, Any] = {"namespaces": namespaces, "rootfsPropagation": "rprivate"}
@@ -405,6 +407,26 @@ def oci_spec(config: ContainerConfig, argv: list[str], env: dict[str, str], cwd:
         "mounts": mounts,
         "linux": linux,
     }
+
+
+# PID 1 of a pod's shared PID namespace, as the pause container: it reaps the orphans
+# reparented to it and exits on TERM (its ns then dies, with what is left in it). Python
+# reads it from a pipe as its stdin, so that `ps` in the pod shows it as `/pause`.
+_REAPER = ("import os, signal, time\n"
+           "with open('/proc/self/comm', 'w') as f:\n"
+           "    f.write('pause')\n"
+           "signal.signal(signal.SIGTERM, lambda *a: os._exit(0))\n"
+           "while True:\n"
+           "    try:\n"
+           "        os.wait()\n"
+           "    except ChildProcessError:\n"
+           "        time.sleep(1)\n")
+_AS_PAUSE = ("import os, sys\n"
+             "r, w = os.pipe()\n"
+             "os.write(w, sys.argv[1].encode())\n"
+             "os.close(w)\n"
+             "os.dup2(r, 0)\n"
+             "os.execve(sys.executable, ['/pause'], {})\n")
 
 
 def _ipc_namespace() -> int:
@@ -430,6 +452,7 @@ class LinuxRuntime(ProcessRuntime):
         self.crun = crun() or "crun"
         self.crun_root = str((self.root / "crun").resolve())
         self._ipc: dict[str, tuple[int, str]] = {}  # sandbox id -> (fd holding its IPC namespace, its shm dir)
+        self._pid: dict[str, subprocess.Popen[bytes]] = {}  # sandbox id -> the holder of its shared PID namespace
 
     def _crun(self, *args: str) -> list[str]:
         # cgroups are ours (cgroups.py): crun runs inside the container's and makes none
@@ -468,25 +491,55 @@ class LinuxRuntime(ProcessRuntime):
             got = self._ipc[sandbox_id] = (_ipc_namespace(), str(shm))
         return f"/proc/{os.getpid()}/fd/{got[0]}", got[1]
 
-    def _release_ipc(self, sandbox_id: str) -> None:
+    async def _pod_pid(self, sandbox_id: str) -> str:
+        """The pod's shared PID namespace (shareProcessNamespace), a path that enters it:
+        where upstream's containers join the pause container's, here a small reaper is
+        PID 1 (`unshare --pid --fork`), started with the pod's first container. Forked by
+        the event loop's thread: --pdeathsig fires when the forking thread ends."""
+        proc = self._pid.get(sandbox_id)
+        if proc is None or proc.poll() is not None:
+            proc = subprocess.Popen(
+                ["setpriv", "--pdeathsig", "KILL", "--", "unshare", "--pid", "--fork", "--kill-child", "--",
+                 sys.executable, "-I", "-S", "-c", _AS_PAUSE, _REAPER],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
+            self._pid[sandbox_id] = proc
+        deadline = time.monotonic() + 10
+        while True:  # unshare's child is the namespace's PID 1
+            try:
+                with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                    kids = f.read().split()
+            except OSError:
+                kids = []
+            if kids:
+                return f"/proc/{kids[0]}/ns/pid"
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise ContainerError("CreateContainerError", "failed to start the pod's PID namespace")
+            await asyncio.sleep(0.005)
+
+    def _release_namespaces(self, sandbox_id: str) -> None:
         got = self._ipc.pop(sandbox_id, None)
         if got is not None:
             os.close(got[0])
             mountns.unmount(got[1])
             shutil.rmtree(Path(got[1]).parent, ignore_errors=True)
+        proc = self._pid.pop(sandbox_id, None)
+        if proc is not None:  # unshare --kill-child: its PID 1 goes too, and with it the namespace
+            proc.kill()
+            proc.wait()
 
     async def stop_pod_sandbox(self, sandbox_id: str) -> None:
         await super().stop_pod_sandbox(sandbox_id)
-        await asyncio.to_thread(self._release_ipc, sandbox_id)
+        await asyncio.to_thread(self._release_namespaces, sandbox_id)
 
     async def remove_pod_sandbox(self, sandbox_id: str) -> None:
         await super().remove_pod_sandbox(sandbox_id)
-        await asyncio.to_thread(self._release_ipc, sandbox_id)
+        await asyncio.to_thread(self._release_namespaces, sandbox_id)
 
     async def shutdown(self, timeout: float) -> None:
         await super().shutdown(timeout)
-        for sid in list(self._ipc):
-            await asyncio.to_thread(self._release_ipc, sid)
+        for sid in {*self._ipc, *self._pid}:
+            await asyncio.to_thread(self._release_namespaces, sid)
 
     async def image_status(self, ref: str) -> ImageStatus | None:
         """With the image's user, as containerd reports it (the kubelet's runAsNonRoot check)."""
@@ -533,6 +586,7 @@ class LinuxRuntime(ProcessRuntime):
             user = resolve_user(config, icfg.get("user", ""), str(img.rootfs))
             ipc, shm = ("", "/dev/shm") if config.ipc_namespace == "node" else \
                 await asyncio.to_thread(self._pod_ipc, sandbox_id)
+            pid = await self._pod_pid(sandbox_id) if config.pid_namespace == "pod" else ""
             for d in ("rootfs", "upper", "work"):
                 (cdir / d).mkdir(parents=True)
             hostname = cdir / "hostname"
@@ -540,7 +594,7 @@ class LinuxRuntime(ProcessRuntime):
             name = socket.gethostname() if sandbox_config.host_network else (
                 sandbox_config.hostname or sandbox_config.name)[:63].rstrip("-.")
             hostname.write_text(name + "\n")
-            spec = oci_spec(config, argv, env, cwd, rootfs, str(hostname), user=user, ipc=ipc, shm=shm)
+            spec = oci_spec(config, argv, env, cwd, rootfs, str(hostname), user=user, ipc=ipc, shm=shm, pid=pid)
             (cdir / "config.json").write_text(json.dumps(spec))
             await asyncio.to_thread(mountns.mount_overlay, str(img.rootfs), str(cdir / "upper"),
                                     str(cdir / "work"), rootfs)

@@ -84,9 +84,10 @@ def test_privileged_readonly_root_and_no_new_privileges():
 def test_namespaces_host_and_pod_shared():
     spec = _spec(pid_namespace="node", ipc_namespace="node")
     assert [n["type"] for n in spec["linux"]["namespaces"]] == ["mount"]  # crun's: the host's
-    spec = oci_spec(ContainerConfig(name="c", image="x"), ["sh"], {}, "/", "/r", "/h", ipc="/proc/9/fd/3",
-                    shm="/pods/p/shm")
-    assert {"type": "ipc", "path": "/proc/9/fd/3"} in spec["linux"]["namespaces"]
+    spec = oci_spec(ContainerConfig(name="c", image="x", pid_namespace="pod"), ["sh"], {}, "/", "/r", "/h",
+                    ipc="/proc/9/fd/3", shm="/pods/p/shm", pid="/proc/10/ns/pid")
+    assert spec["linux"]["namespaces"] == [{"type": "pid", "path": "/proc/10/ns/pid"},
+                                           {"type": "ipc", "path": "/proc/9/fd/3"}, {"type": "mount"}]
     shm = [m for m in spec["mounts"] if m["destination"] == "/dev/shm"]
     assert shm == [{"destination": "/dev/shm", "type": "bind", "source": "/pods/p/shm",
                     "options": ["rbind", "rprivate", "rw"]}]
