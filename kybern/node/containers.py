@@ -93,6 +93,13 @@ def security_options(pod: dict[str, Any], c: dict[str, Any], seccomp_root: str) 
     return out
 
 
+def _non_root(pod: dict[str, Any], c: dict[str, Any]) -> tuple[bool, Any]:
+    """runAsNonRoot and runAsUser in effect: the container's, else the pod's."""
+    pod_sc = (pod.get("spec") or {}).get("securityContext") or {}
+    sc = c.get("securityContext") or {}
+    return bool(sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))), sc.get("runAsUser", pod_sc.get("runAsUser"))
+
+
 def run_as_non_root_refusal(pod: dict[str, Any], c: dict[str, Any], pod_ref: str,
                             image_uid: int | None = None, image_username: str = "") -> str:
     """The kubelet's verifyRunAsNonRoot, checked before a container is created: with
@@ -101,12 +108,9 @@ def run_as_non_root_refusal(pod: dict[str, Any], c: dict[str, Any], pod_ref: str
     the process runtime, which does not apply an image's user), or one whose user is a
     name (it cannot be checked), is a CreateContainerConfigError. "" when it may run.
     (runAsUser itself is applied by the runtime as root: process_identity.)"""
-    pod_sc = (pod.get("spec") or {}).get("securityContext") or {}
-    sc = c.get("securityContext") or {}
-    non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
+    non_root, user = _non_root(pod, c)
     if not non_root:
         return ""
-    user = sc.get("runAsUser", pod_sc.get("runAsUser"))
     where = f'(pod: "{pod_ref}", container: {c["name"]})'
     if user is not None:
         return "" if int(user) != 0 else f"container's runAsUser breaks non-root policy {where}"
@@ -214,7 +218,8 @@ class ContainerStarter:
         ready, wake = await self._ensure_image(c, v)
         if not ready:
             return wake
-        st = await self.agent.runtime.image_status(image)  # its user, as the kubelet's getImageUser
+        non_root, user = _non_root(pod, c)  # the image's user only matters then (the kubelet's getImageUser)
+        st = await self.agent.runtime.image_status(image) if non_root and user is None else None
         refusal = run_as_non_root_refusal(pod, c, self.worker.pod_ref, st.uid if st else None,
                                           st.username if st else "")
         if refusal:
