@@ -79,7 +79,10 @@ def _secured_pod(ns):
                           "command": ["sh", "-c", "grep -E '^CapEff:' /proc/self/status;"
                                       " grep ' /sys ' /proc/mounts" + keep]},
                          {"name": "nonroot", "image": "linuxrt-user:1", "command": ["id"],
-                          "securityContext": {"runAsNonRoot": True}}]}}
+                          "securityContext": {"runAsNonRoot": True}},
+                         {"name": "profiled", "image": "linuxrt-test:1", "command": ["sh", "-c", "mkdir /m" + keep],
+                          "securityContext": {"seccompProfile": {"type": "Localhost",
+                                                                 "localhostProfile": "profiles/no-mkdir.json"}}}]}}
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("crun") is None or BUSYBOX is None,
@@ -112,6 +115,11 @@ def test_linux_runtime_runs_a_pod_in_its_image(cluster, namespace, tmp_path):
                             {"name": "fails", "image": "linuxrt-test:1", "command": ["sh", "-c", "exit 3"]},
                             {"name": "missing", "image": "linuxrt-test:1", "command": ["nope"]}]}}
         c.kubectl("apply", "-f", "-", input=json.dumps(pod))
+        # a Localhost seccomp profile, where the kubelet keeps them: <its root dir>/seccomp
+        (tmp_path / "node" / "seccomp" / "profiles").mkdir(parents=True)
+        (tmp_path / "node" / "seccomp" / "profiles" / "no-mkdir.json").write_text(json.dumps(
+            {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"],
+                                                             "action": "SCMP_ACT_ERRNO"}]}))
         c.kubectl("apply", "-f", "-", input=json.dumps(_secured_pod(ns)))
         hostns = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hostns", "namespace": ns},
                   "spec": {"nodeName": NODE, "tolerations": [{"key": "linuxrt", "operator": "Exists"}],
@@ -200,6 +208,8 @@ def _check_secured(c, ns):
     assert ipc[0] == ipc[1] != ipc[2], ipc
     shm = c.kubectl("exec", "secured", "-c", "user", "-n", ns, "--", "cat", "/dev/shm/from-locked").stdout
     assert shm == "shared\n"
+    assert c.wait_for(lambda: logs("profiled", 1), timeout=20, what="profiled's output") == [
+        "mkdir: can't create directory '/m': Operation not permitted"]
     # runAsNonRoot cannot be checked against a user name: refused, as the kubelet does
     pod = c.kjson("get", "pod", "secured", "-n", ns)
     waiting = next(s for s in pod["status"]["containerStatuses"] if s["name"] == "nonroot")["state"]["waiting"]
