@@ -133,17 +133,14 @@ async def node_certificate_in_child(server: str, token: str, ca_file: str | None
     """node_certificate() with the join token, run by `python -m kybern.node.bootstrap`
     (the token goes over stdin, not the command line). The child first makes or checks
     the node API's serving pair for `addresses` (serving_cert.py), whatever the CSR's fate."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kybern.node.bootstrap", stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    from kybern.node import childcall
+
     args = {"server": server, "token": token, "ca_file": ca_file, "name": name,
             "data_dir": str(data_dir), "user_agent": user_agent, "timeout": timeout, "addresses": addresses}
-    out, err = await proc.communicate(json.dumps(args).encode())
     try:
-        answer = json.loads(out)
-    except ValueError:
-        raise RuntimeError("node certificate bootstrap failed: "
-                           + err.decode(errors="replace").strip()[-2000:]) from None
+        answer = await childcall.call("kybern.node.bootstrap", args)
+    except childcall.ChildFailed as e:
+        raise RuntimeError(f"node certificate bootstrap failed: {e}") from None
     if "error" in answer:
         raise BootstrapError(answer["error"])
     return answer["cert_file"], answer["key_file"]

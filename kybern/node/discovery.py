@@ -85,15 +85,13 @@ async def discover(server: str, token: str, pins: list[str], *, unsafe_skip_ca_v
 async def discover_in_child(server: str, token: str, pins: list[str], out: str | os.PathLike[str],
                             unsafe_skip_ca_verification: bool = False) -> str:
     """discover() in `python -m kybern.node.discovery`; the CA is written to `out`."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kybern.node.discovery", stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    from kybern.node import childcall
+
     args = {"server": server, "token": token, "pins": pins, "out": str(out), "unsafe": unsafe_skip_ca_verification}
-    got, err = await proc.communicate(json.dumps(args).encode())
     try:
-        answer = json.loads(got)
-    except ValueError:
-        raise DiscoveryError("discovery failed: " + err.decode(errors="replace").strip()[-2000:]) from None
+        answer = await childcall.call("kybern.node.discovery", args)
+    except childcall.ChildFailed as e:
+        raise DiscoveryError(f"discovery failed: {e}") from None
     if "error" in answer:
         raise DiscoveryError(answer["error"])
     return str(answer["ca_file"])
