@@ -570,11 +570,7 @@ class LinuxRuntime(ProcessRuntime):
     # -- containers ---------------------------------------------------------
     async def create_container(self, sandbox_id: str, config: ContainerConfig,
                                sandbox_config: PodSandboxConfig) -> str:
-        if self.sandboxes.status(sandbox_id) is None:
-            raise ContainerError("CreateContainerError", f"pod sandbox {sandbox_id} not found")
-        img = self.images.get(config.image)
-        if img is None:
-            raise ContainerError("CreateContainerError", f'image "{config.image}" not found')
+        img = self._image_for(sandbox_id, config)
         icfg = img.config
         argv = container_argv(config, icfg)
         env = container_env(config, icfg, sandbox_config, DEFAULT_PATH, {"HOME": "/"})

@@ -232,13 +232,18 @@ class ProcessRuntime(RuntimeState):
         return self.sandboxes.list()
 
     # -- containers ---------------------------------------------------------
-    async def create_container(self, sandbox_id: str, config: ContainerConfig,
-                               sandbox_config: PodSandboxConfig) -> str:
+    def _image_for(self, sandbox_id: str, config: ContainerConfig) -> Any:
+        """The image a new container of a live sandbox starts from (CreateContainerError otherwise)."""
         if self.sandboxes.status(sandbox_id) is None:
             raise ContainerError("CreateContainerError", f"pod sandbox {sandbox_id} not found")
         img = self.images.get(config.image)
         if img is None:
             raise ContainerError("CreateContainerError", f'image "{config.image}" not found')
+        return img
+
+    async def create_container(self, sandbox_id: str, config: ContainerConfig,
+                               sandbox_config: PodSandboxConfig) -> str:
+        img = self._image_for(sandbox_id, config)
         icfg = img.config
         argv = container_argv(config, icfg)
         cid = secrets.token_hex(32)
