@@ -535,9 +535,11 @@ def image() -> None:
 @click.option("--cmd", multiple=True, help="The image's default arguments, one word per option (repeat it).")
 @click.option("--env", multiple=True, metavar="NAME=VALUE", help="An environment variable (repeatable).")
 @click.option("--workdir", default=None, help="The image's working directory.")
+@click.option("--user", default=None, metavar="USER[:GROUP]",
+              help="Who the image runs as, as a Dockerfile's USER (a name or uid; the linux runtime applies it).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True)
 def image_import(ref: str, source: str, entrypoint: tuple[str, ...], cmd: tuple[str, ...], env: tuple[str, ...],
-                 workdir: str | None, data_dir: Path) -> None:
+                 workdir: str | None, user: str | None, data_dir: Path) -> None:
     """Register SOURCE as image REF (NAME:TAG) for pods on this machine's nodes.
 
     SOURCE is a directory (the image's files), or a tarball: a `docker save` archive,
@@ -558,6 +560,8 @@ def image_import(ref: str, source: str, entrypoint: tuple[str, ...], cmd: tuple[
         config["env"] = list(env)
     if workdir:
         config["workingDir"] = workdir
+    if user:
+        config["user"] = user
     store = ImageStore(str(data_dir / "node"))
     try:
         if os.path.isdir(source):

@@ -117,10 +117,12 @@ def test_cli_imports_a_plain_rootfs_tarball_with_config_options(tmp_path: Path) 
     data_dir = tmp_path / "kybern"
     run = [sys.executable, "-m", "kybern.cli.main", "image"]
     p = subprocess.run([*run, "import", "--data-dir", str(data_dir), "--entrypoint", "/bin/tool", "--env", "A=1",
-                        "--workdir", "/data", "tools:2", str(rootfs)], capture_output=True, text=True, check=True)
+                        "--workdir", "/data", "--user", "1000:1000", "tools:2", str(rootfs)], capture_output=True,
+                       text=True, check=True)
     assert p.stdout.strip() == f"imported tools:2 from {rootfs}"
     img = ImageStore(str(data_dir / "node")).get("tools:2")
-    assert img is not None and img.config == {"entrypoint": ["/bin/tool"], "env": ["A=1"], "workingDir": "/data"}
+    assert img is not None and img.config == {"entrypoint": ["/bin/tool"], "env": ["A=1"], "workingDir": "/data",
+                                              "user": "1000:1000"}
     assert (img.rootfs / "data/x").read_text() == "x"
     p = subprocess.run([*run, "import", "--data-dir", str(data_dir), "--env", "NOEQUALS", "t:1", str(rootfs)],
                        capture_output=True, text=True)
