@@ -687,15 +687,9 @@ class LinuxRuntime(ProcessRuntime):
                 await asyncio.wait_for(c.exited.wait(), 2)
         await super().stop_container(container_id, 0)  # crun itself, if it is still there
 
-    async def remove_container(self, container_id: str) -> None:
-        c = self._containers.get(container_id)
-        if c is None:
-            return
-        if c.status.state == RUNNING:
-            await self.stop_container(container_id, 0)
-        await self._crun_run("delete", "-f", container_id)
-        await asyncio.to_thread(mountns.unmount, str(c.dir / "rootfs"))
-        await super().remove_container(container_id)
+    async def _discard(self, c: _Container) -> None:
+        await self._crun_run("delete", "-f", c.status.id)
+        await self._remove_root(c)
 
     async def _remove_root(self, c: _Container) -> None:
         await asyncio.to_thread(mountns.unmount, str(c.dir / "rootfs"))

@@ -521,11 +521,15 @@ class ProcessRuntime(RuntimeState):
             c.mntns_fd = None
         if c.cgroup:
             await asyncio.to_thread(self.cgroups.remove, c.cgroup)
-        await asyncio.to_thread(shutil.rmtree, c.dir, True)
+        await self._discard(c)
         try:
             os.unlink(c.status.log_path)
         except OSError:
             pass
+
+    async def _discard(self, c: _Container) -> None:
+        """What is left of a removed container besides its cgroup and log: its tree."""
+        await asyncio.to_thread(shutil.rmtree, c.dir, True)
 
     def container_usage(self, container_id: str) -> tuple[float, int] | None:
         """(CPU seconds, working set bytes) from the container's cgroup, or None
