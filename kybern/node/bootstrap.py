@@ -18,11 +18,10 @@ import asyncio
 import base64
 import datetime as dt
 import hashlib
-import json
 import logging
 import os
-import sys
 from pathlib import Path
+from typing import Any
 
 from kybern.client.http import Client
 from kybern.client.resources import CERTIFICATESIGNINGREQUESTS
@@ -138,28 +137,25 @@ async def node_certificate_in_child(server: str, token: str, ca_file: str | None
     args = {"server": server, "token": token, "ca_file": ca_file, "name": name,
             "data_dir": str(data_dir), "user_agent": user_agent, "timeout": timeout, "addresses": addresses}
     try:
-        answer = await childcall.call("kybern.node.bootstrap", args)
+        answer = await childcall.call("kybern.node.bootstrap", args, BootstrapError)
     except childcall.ChildFailed as e:
         raise RuntimeError(f"node certificate bootstrap failed: {e}") from None
-    if "error" in answer:
-        raise BootstrapError(answer["error"])
     return answer["cert_file"], answer["key_file"]
 
 
-async def _child() -> None:
+async def _child(args: dict[str, Any]) -> dict[str, Any]:
     from kybern.node import serving_cert
 
-    args = json.loads(sys.stdin.read())
     serving_cert.ensure(args["data_dir"], args["name"], args["addresses"])
     client = Client(args["server"], token=args["token"], ca_file=args["ca_file"], user_agent=args["user_agent"])
     try:
         cert, key = await node_certificate(client, args["name"], args["data_dir"], args["timeout"])
-        print(json.dumps({"cert_file": cert, "key_file": key}))
-    except BootstrapError as e:
-        print(json.dumps({"error": str(e)}))
+        return {"cert_file": cert, "key_file": key}
     finally:
         await client.close()
 
 
 if __name__ == "__main__":
-    asyncio.run(_child())
+    from kybern.node import childcall
+
+    childcall.serve(_child, BootstrapError)

@@ -12,6 +12,7 @@ import ctypes
 import json
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
@@ -25,7 +26,8 @@ class ChildFailed(RuntimeError):
     """The child gave no answer (it crashed): its stderr's end."""
 
 
-async def call(module: str, args: dict[str, Any]) -> dict[str, Any]:
+async def call(module: str, args: dict[str, Any], refused: type[Exception]) -> dict[str, Any]:
+    """The child's answer; `refused(message)` raised when the step refused (serve's "error")."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", module, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, preexec_fn=_die_with_parent)
@@ -40,4 +42,19 @@ async def call(module: str, args: dict[str, Any]) -> dict[str, Any]:
         answer = json.loads(out)
     except ValueError:
         raise ChildFailed(err.decode(errors="replace").strip()[-2000:]) from None
-    return answer if isinstance(answer, dict) else {}
+    if not isinstance(answer, dict):
+        raise ChildFailed(f"not an answer: {answer!r}")
+    if "error" in answer:
+        raise refused(answer["error"])
+    return answer
+
+
+def serve(step: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]], *refusals: type[Exception]) -> None:
+    """The child's side: `step` of the JSON read from stdin, its answer (or the message of
+    one of `refusals` as "error") printed as JSON."""
+    args = json.loads(sys.stdin.read())
+    try:
+        answer = asyncio.run(step(args))
+    except refusals as e:
+        answer = {"error": str(e)}
+    print(json.dumps(answer))

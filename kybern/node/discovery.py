@@ -14,15 +14,13 @@ certificate bootstrap, so the x509 library does not stay in the agent.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
-import json
 import os
 import ssl
-import sys
 from pathlib import Path
+from typing import Any
 
 from kybern.api.bootstrap_token import TOKEN, detached_signature
 
@@ -89,28 +87,23 @@ async def discover_in_child(server: str, token: str, pins: list[str], out: str |
 
     args = {"server": server, "token": token, "pins": pins, "out": str(out), "unsafe": unsafe_skip_ca_verification}
     try:
-        answer = await childcall.call("kybern.node.discovery", args)
+        answer = await childcall.call("kybern.node.discovery", args, DiscoveryError)
     except childcall.ChildFailed as e:
         raise DiscoveryError(f"discovery failed: {e}") from None
-    if "error" in answer:
-        raise DiscoveryError(answer["error"])
     return str(answer["ca_file"])
 
 
-async def _child() -> None:
-    args = json.loads(sys.stdin.read())
-    try:
-        ca = await discover(args["server"], args["token"], args["pins"], unsafe_skip_ca_verification=args["unsafe"])
-    except (DiscoveryError, OSError) as e:
-        print(json.dumps({"error": str(e)}))
-        return
+async def _child(args: dict[str, Any]) -> dict[str, Any]:
+    ca = await discover(args["server"], args["token"], args["pins"], unsafe_skip_ca_verification=args["unsafe"])
     out = Path(args["out"])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_bytes(ca)
     os.replace(tmp, out)
-    print(json.dumps({"ca_file": str(out)}))
+    return {"ca_file": str(out)}
 
 
 if __name__ == "__main__":
-    asyncio.run(_child())
+    from kybern.node import childcall
+
+    childcall.serve(_child, DiscoveryError, OSError)
